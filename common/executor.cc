@@ -1,0 +1,70 @@
+#include "common/executor.h"
+
+#include <pthread.h>
+
+namespace vstream {
+
+Executor::Executor(std::string name) : name_(std::move(name)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+Executor::~Executor() { Stop(); }
+
+void Executor::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable() && !InExecutorThread()) thread_.join();
+}
+
+void Executor::Post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    queue_.push_back(std::move(fn));
+  }
+  cv_.notify_one();
+}
+
+void Executor::Schedule(std::chrono::milliseconds delay, std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    timers_.emplace(std::chrono::steady_clock::now() + delay, std::move(fn));
+  }
+  cv_.notify_one();
+}
+
+void Executor::Run() {
+  pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    auto now = std::chrono::steady_clock::now();
+    if (!timers_.empty() && timers_.begin()->first <= now) {
+      auto fn = std::move(timers_.begin()->second);
+      timers_.erase(timers_.begin());
+      lock.unlock();
+      fn();
+      lock.lock();
+      continue;
+    }
+    if (!queue_.empty()) {
+      auto fn = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      fn();
+      lock.lock();
+      continue;
+    }
+    if (timers_.empty()) {
+      cv_.wait(lock);
+    } else {
+      cv_.wait_until(lock, timers_.begin()->first);
+    }
+  }
+}
+
+}  // namespace vstream

@@ -1,0 +1,58 @@
+#include <atomic>
+
+#include "common/executor.h"
+#include "common/flags.h"
+#include "common/time_util.h"
+#include "gtest/gtest.h"
+
+namespace vstream {
+namespace {
+
+TEST(TimeUtilTest, ParsesEpochMillisAndIso) {
+  int64_t ms = 0;
+  ASSERT_TRUE(ParseTimestamp("1700000000123", &ms));
+  EXPECT_EQ(ms, 1700000000123);
+  ASSERT_TRUE(ParseTimestamp("2023-11-14T22:13:20.123Z", &ms));
+  EXPECT_EQ(ms, 1700000000123);
+  ASSERT_TRUE(ParseTimestamp("2023-11-14T23:13:20.123+01:00", &ms));
+  EXPECT_EQ(ms, 1700000000123);
+  ASSERT_TRUE(ParseTimestamp("2023-11-14 22:13:20", &ms));
+  EXPECT_EQ(ms, 1700000000000);
+  ASSERT_TRUE(ParseTimestamp("1970-01-01", &ms));
+  EXPECT_EQ(ms, 0);
+  EXPECT_FALSE(ParseTimestamp("2023-13-01", &ms));
+  EXPECT_FALSE(ParseTimestamp("yesterday", &ms));
+  EXPECT_FALSE(ParseTimestamp("", &ms));
+  EXPECT_FALSE(ParseTimestamp("2023-11-14T22:13:20Zjunk", &ms));
+}
+
+TEST(TimeUtilTest, FormatsIsoUtcWithMillis) {
+  EXPECT_EQ(FormatTimestamp(1700000000123), "2023-11-14T22:13:20.123Z");
+  EXPECT_EQ(FormatTimestamp(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatTimestamp(-1), "1969-12-31T23:59:59.999Z");
+}
+
+TEST(ExecutorTest, CallRunsOnExecutorThreadInOrder) {
+  Executor ex("test");
+  std::vector<int> seen;
+  for (int i = 0; i < 100; ++i) ex.Post([&seen, i] { seen.push_back(i); });
+  bool on_thread = ex.Call([&] { return ex.InExecutorThread(); });
+  EXPECT_TRUE(on_thread);
+  ASSERT_EQ(seen.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(seen[i], i);
+}
+
+TEST(FlagsTest, ParsesValuesBoolsAndPositionals) {
+  const char* argv[] = {"prog", "submit", "job.yaml", "--wait", "--jobmanager=h:1", "--slots", "3"};
+  auto flags = ParseFlags(7, const_cast<char**>(argv), 1, {"jobmanager", "slots"}, {"wait"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_EQ(flags->positional, (std::vector<std::string>{"submit", "job.yaml"}));
+  EXPECT_EQ(*flags->Get("jobmanager"), "h:1");
+  EXPECT_EQ(*flags->Get("slots"), "3");
+  EXPECT_TRUE(flags->Has("wait"));
+  const char* bad[] = {"prog", "--nope"};
+  EXPECT_FALSE(ParseFlags(2, const_cast<char**>(bad), 1, {}, {}).ok());
+}
+
+}  // namespace
+}  // namespace vstream

@@ -1,0 +1,22 @@
+#pragma once
+// Timestamps are epoch milliseconds (UTC) everywhere in the data plane.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace vstream {
+
+int64_t NowMillis();          // wall clock
+int64_t MonotonicNanos();     // steady clock
+
+// Parses epoch milliseconds ("1700000000000") or ISO-8601
+// ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05.123+01:00", "2024-01-02 03:04:05",
+// "2024-01-02"). Returns false on anything else.
+bool ParseTimestamp(std::string_view text, int64_t* out_ms);
+
+// "2024-01-02T03:04:05.123Z"
+std::string FormatTimestamp(int64_t ms);
+void AppendTimestamp(int64_t ms, std::string* out);
+
+}  // namespace vstream
