@@ -1,0 +1,30 @@
+#pragma once
+// Process configuration, in one place: a YAML file of `key: value` pairs
+// (--config FILE), then VSTREAM_<KEY> environment variables, then flags.
+// Later sources win: flags over environment over file. Keys are the flag
+// names (rpc-port, data-dir, ...); the environment spells them upper case
+// with underscores (VSTREAM_RPC_PORT).
+
+#include <map>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/flags.h"
+
+namespace vstream {
+
+class ProcessConfig {
+ public:
+  std::string Get(const std::string& key) const;
+  // The value as an int, default if unset, error if not an int.
+  absl::StatusOr<int> GetInt(const std::string& key, int default_value) const;
+  void Set(const std::string& key, std::string value) { values_[key] = std::move(value); }
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+// `process` names the binary in error messages.
+absl::StatusOr<ProcessConfig> LoadProcessConfig(const ParsedFlags& flags, const std::string& process);
+
+}  // namespace vstream

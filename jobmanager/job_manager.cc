@@ -1,0 +1,335 @@
+#include "jobmanager/job_manager.h"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "proto/client.grpc.pb.h"
+#include "proto/control.grpc.pb.h"
+#include "spdlog/spdlog.h"
+
+namespace vstream {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  grpc::StatusCode code = grpc::StatusCode::INTERNAL;
+  if (absl::IsNotFound(s)) code = grpc::StatusCode::NOT_FOUND;
+  if (absl::IsInvalidArgument(s)) code = grpc::StatusCode::INVALID_ARGUMENT;
+  if (absl::IsFailedPrecondition(s)) code = grpc::StatusCode::FAILED_PRECONDITION;
+  return grpc::Status(code, std::string(s.message()));
+}
+
+std::string NewJobId() {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(NowMillis()));
+  return absl::StrCat(absl::Hex(gen(), absl::kZeroPad16), absl::Hex(gen(), absl::kZeroPad16));
+}
+
+bool WriteAtomically(const fs::path& path, const std::string& bytes) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out.good()) return false;
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  return !ec;
+}
+
+bool ReadFile(const fs::path& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  out->assign(std::istreambuf_iterator<char>(in), {});
+  return true;
+}
+
+}  // namespace
+
+// Outgoing calls to TaskManagers, on the RPC executor; results go back to main.
+class JobManager::GrpcGateway : public TaskManagerGateway {
+ public:
+  GrpcGateway(Executor& main, Executor& rpc) : main_(main), rpc_(rpc) {}
+
+  void Deploy(const std::string& address, const proto::TaskDeploymentDescriptor& tdd,
+              std::function<void(const std::string&)> done) override {
+    rpc_.Post([this, address, tdd, done = std::move(done)] {
+      proto::DeployTaskResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      grpc::Status s = Stub(address)->DeployTask(&ctx, tdd, &resp);
+      std::string error = s.ok() ? "" : s.error_message();
+      main_.Post([done, error] { done(error); });
+    });
+  }
+
+  void Cancel(const std::string& address, const std::string& task_id) override {
+    rpc_.Post([this, address, task_id] {
+      proto::CancelTaskRequest req;
+      req.set_task_id(task_id);
+      proto::CancelTaskResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      grpc::Status s = Stub(address)->CancelTask(&ctx, req, &resp);
+      if (!s.ok()) spdlog::warn("cancel of task {} at {} failed: {}", task_id, address, s.error_message());
+    });
+  }
+
+ private:
+  // RPC executor thread only.
+  proto::TaskExecutor::Stub* Stub(const std::string& address) {
+    auto& stub = stubs_[address];
+    if (!stub) {
+      grpc::ChannelArguments args;
+      args.SetMaxSendMessageSize(64 << 20);
+      stub = proto::TaskExecutor::NewStub(
+          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    }
+    return stub.get();
+  }
+
+  Executor& main_;
+  Executor& rpc_;
+  std::map<std::string, std::unique_ptr<proto::TaskExecutor::Stub>> stubs_;
+};
+
+class JobManager::DispatcherService final : public proto::Dispatcher::Service {
+ public:
+  explicit DispatcherService(JobManager& jm) : jm_(jm) {}
+  grpc::Status SubmitJob(grpc::ServerContext*, const proto::SubmitJobRequest* req,
+                         proto::SubmitJobResponse* resp) override {
+    auto id = jm_.main_->Call([&] { return jm_.Submit(req->graph()); });
+    if (!id.ok()) return ToGrpc(id.status());
+    resp->set_job_id(*id);
+    return grpc::Status::OK;
+  }
+  grpc::Status ListJobs(grpc::ServerContext*, const proto::ListJobsRequest*,
+                        proto::ListJobsResponse* resp) override {
+    *resp = jm_.main_->Call([&] { return jm_.List(); });
+    return grpc::Status::OK;
+  }
+  grpc::Status GetJob(grpc::ServerContext*, const proto::JobIdRequest* req, proto::JobStatus* resp) override {
+    auto s = jm_.main_->Call([&] { return jm_.Get(req->job_id()); });
+    if (!s.ok()) return ToGrpc(s.status());
+    *resp = *s;
+    return grpc::Status::OK;
+  }
+  grpc::Status CancelJob(grpc::ServerContext*, const proto::JobIdRequest* req,
+                         proto::CancelJobResponse*) override {
+    return ToGrpc(jm_.main_->Call([&] { return jm_.Cancel(req->job_id()); }));
+  }
+
+ private:
+  JobManager& jm_;
+};
+
+class JobManager::ResourceManagerService final : public proto::ResourceManager::Service {
+ public:
+  explicit ResourceManagerService(JobManager& jm) : jm_(jm) {}
+  grpc::Status RegisterTaskManager(grpc::ServerContext*, const proto::RegisterTaskManagerRequest* req,
+                                   proto::RegisterTaskManagerResponse* resp) override {
+    if (req->slots() < 1 || req->address().empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a TaskManager needs an address and at least one slot");
+    }
+    jm_.main_->Call([&] {
+      std::string replaced;
+      std::string id = jm_.resources_.Register(req->resource_id(), req->address(), req->slots(), NowMillis(), &replaced);
+      spdlog::info("TaskManager {} registered from {} with {} slots", id, req->address(), req->slots());
+      if (!replaced.empty()) {
+        for (auto& [job_id, jm] : jm_.jobs_) jm->OnTaskManagerLost(replaced);
+      }
+      resp->set_task_manager_id(id);
+      resp->set_heartbeat_interval_ms(jm_.options_.heartbeat_interval_ms);
+      jm_.OnSlotsChanged();
+      return 0;
+    });
+    return grpc::Status::OK;
+  }
+  grpc::Status Heartbeat(grpc::ServerContext*, const proto::HeartbeatRequest* req,
+                         proto::HeartbeatResponse* resp) override {
+    jm_.main_->Call([&] {
+      if (!jm_.resources_.Heartbeat(req->task_manager_id(), NowMillis())) {
+        resp->set_unknown_task_manager(true);
+        return 0;
+      }
+      for (const auto& r : req->tasks()) {
+        auto it = jm_.jobs_.find(r.job_id());
+        if (it != jm_.jobs_.end()) it->second->OnTaskReport(r);
+      }
+      return 0;
+    });
+    return grpc::Status::OK;
+  }
+  grpc::Status UpdateTaskState(grpc::ServerContext*, const proto::TaskReport* req,
+                               proto::UpdateTaskStateResponse*) override {
+    jm_.main_->Call([&] {
+      auto it = jm_.jobs_.find(req->job_id());
+      if (it != jm_.jobs_.end()) it->second->OnTaskReport(*req);
+      return 0;
+    });
+    return grpc::Status::OK;
+  }
+
+ private:
+  JobManager& jm_;
+};
+
+JobManager::JobManager(JobManagerOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(const JobManagerOptions& options) {
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
+  std::unique_ptr<JobManager> jm(new JobManager(options));
+  RETURN_IF_ERROR(jm->Init());
+  return jm;
+}
+
+absl::Status JobManager::Init() {
+  std::error_code ec;
+  fs::create_directories(fs::path(options_.data_dir) / "jobs", ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create data dir ", options_.data_dir, ": ", ec.message()));
+  main_ = std::make_unique<Executor>("jm-main");
+  rpc_ = std::make_unique<Executor>("jm-rpc");
+  gateway_ = std::make_unique<GrpcGateway>(*main_, *rpc_);
+  main_->Call([this] {
+    LoadJobStore();
+    return 0;
+  });
+  dispatcher_service_ = std::make_unique<DispatcherService>(*this);
+  rm_service_ = std::make_unique<ResourceManagerService>(*this);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat(options_.host, ":", options_.rpc_port), grpc::InsecureServerCredentials(),
+                           &port_);
+  builder.RegisterService(dispatcher_service_.get());
+  builder.RegisterService(rm_service_.get());
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":", options_.rpc_port));
+  }
+  spdlog::info("JobManager listening on {}", address());
+  main_->Schedule(std::chrono::milliseconds(options_.heartbeat_interval_ms), [this] { CheckHeartbeats(); });
+  return absl::OkStatus();
+}
+
+std::string JobManager::address() const { return absl::StrCat(options_.host, ":", port_); }
+
+JobManager::~JobManager() { Stop(); }
+
+void JobManager::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (main_) main_->Stop();
+  if (rpc_) rpc_->Stop();
+  spdlog::info("JobManager stopped");
+}
+
+void JobManager::CheckHeartbeats() {
+  for (const std::string& id : resources_.ExpireSilent(NowMillis(), options_.heartbeat_timeout_ms)) {
+    spdlog::warn("TaskManager {} missed heartbeats for {} ms: lost", id, options_.heartbeat_timeout_ms);
+    for (auto& [job_id, jm] : jobs_) jm->OnTaskManagerLost(id);
+  }
+  main_->Schedule(std::chrono::milliseconds(options_.heartbeat_interval_ms), [this] { CheckHeartbeats(); });
+}
+
+void JobManager::OnSlotsChanged() {
+  for (auto& [id, jm] : jobs_) jm->TryStart();
+}
+
+void JobManager::PersistJob(const std::string& job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return;
+  const fs::path dir = fs::path(options_.data_dir) / "jobs" / job_id;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!fs::exists(dir / "graph.pb")) WriteAtomically(dir / "graph.pb", it->second->graph().SerializeAsString());
+  if (!WriteAtomically(dir / "status.pb", it->second->Status().SerializeAsString())) {
+    spdlog::error("cannot write job store entry for job {}", job_id);
+  }
+}
+
+void JobManager::LoadJobStore() {
+  const fs::path root = fs::path(options_.data_dir) / "jobs";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    if (!entry.is_directory()) continue;
+    std::string graph_bytes, status_bytes;
+    proto::JobGraph graph;
+    proto::JobStatus status;
+    if (!ReadFile(entry.path() / "graph.pb", &graph_bytes) || !graph.ParseFromString(graph_bytes)) continue;
+    ReadFile(entry.path() / "status.pb", &status_bytes);
+    status.ParseFromString(status_bytes);
+    const std::string job_id = entry.path().filename().string();
+    auto jm = std::make_unique<JobMaster>(job_id, graph, status.submitted_at_ms(), resources_, *gateway_,
+                                          [this, job_id] { PersistJob(job_id); });
+    JobMaster* raw = jm.get();
+    jobs_[job_id] = std::move(jm);
+    switch (status.state()) {
+      case proto::FINISHED:
+      case proto::CANCELED:
+      case proto::FAILED:
+        // Keep the final record as it was.
+        raw->MarkFailed(status.message());
+        break;
+      default:
+        raw->MarkFailed("the JobManager restarted while the job ran; resubmit it "
+                        "(recovery from checkpoints is not built yet)");
+    }
+    spdlog::info("job store: loaded job {} ({})", job_id, proto::JobState_Name(status.state()));
+  }
+}
+
+absl::StatusOr<std::string> JobManager::Submit(const proto::JobGraph& graph) {
+  if (graph.vertices_size() == 0) return absl::InvalidArgumentError("the job graph has no vertices");
+  for (int i = 0; i < graph.vertices_size(); ++i) {
+    if (graph.vertices(i).id() != i) return absl::InvalidArgumentError("vertex ids must be 0..n-1 in order");
+  }
+  for (const auto& e : graph.edges()) {
+    if (e.source() < 0 || e.source() >= graph.vertices_size() || e.target() < 0 ||
+        e.target() >= graph.vertices_size() || e.source() >= e.target()) {
+      return absl::InvalidArgumentError("job graph edges must point forward between existing vertices");
+    }
+  }
+  const std::string job_id = NewJobId();
+  auto jm = std::make_unique<JobMaster>(job_id, graph, NowMillis(), resources_, *gateway_,
+                                        [this, job_id] { PersistJob(job_id); });
+  JobMaster* raw = jm.get();
+  jobs_[job_id] = std::move(jm);
+  spdlog::info("job {} ('{}') submitted with {} vertices", job_id, graph.name(), graph.vertices_size());
+  PersistJob(job_id);
+  raw->TryStart();
+  return job_id;
+}
+
+proto::ListJobsResponse JobManager::List() {
+  proto::ListJobsResponse resp;
+  for (const auto& [id, jm] : jobs_) *resp.add_jobs() = jm->Status();
+  return resp;
+}
+
+absl::StatusOr<proto::JobStatus> JobManager::Get(const std::string& job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job with id ", job_id));
+  return it->second->Status();
+}
+
+absl::Status JobManager::Cancel(const std::string& job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job with id ", job_id));
+  if (it->second->terminal()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, " already ended (", proto::JobState_Name(it->second->state()), ")"));
+  }
+  it->second->Cancel();
+  return absl::OkStatus();
+}
+
+}  // namespace vstream

@@ -1,0 +1,288 @@
+#include "jobmanager/job_master.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/time_util.h"
+#include "spdlog/spdlog.h"
+
+namespace vstream {
+
+namespace {
+
+bool TerminalTask(proto::TaskState s) {
+  return s == proto::TASK_FINISHED || s == proto::TASK_CANCELED || s == proto::TASK_FAILED;
+}
+
+}  // namespace
+
+JobMaster::JobMaster(std::string job_id, proto::JobGraph graph, int64_t submitted_at_ms,
+                     ResourceManager& resources, TaskManagerGateway& gateway,
+                     std::function<void()> on_state_change)
+    : job_id_(std::move(job_id)),
+      graph_(std::move(graph)),
+      submitted_at_ms_(submitted_at_ms),
+      resources_(resources),
+      gateway_(gateway),
+      on_state_change_(std::move(on_state_change)) {
+  BuildChains();
+}
+
+void JobMaster::BuildChains() {
+  const int n = graph_.vertices_size();
+  std::vector<int> in_edges(n, 0), main_out_edges(n, 0);
+  for (const auto& e : graph_.edges()) {
+    in_edges[e.target()]++;
+    if (e.side_output().empty()) main_out_edges[e.source()]++;
+  }
+  chain_of_vertex_.assign(n, -1);
+  for (int v = 0; v < n; ++v) {
+    int joined = -1;
+    if (in_edges[v] == 1) {
+      for (const auto& e : graph_.edges()) {
+        if (e.target() != v) continue;
+        const int u = e.source();
+        if (e.partitioning() == proto::FORWARD && e.side_output().empty() && main_out_edges[u] == 1 &&
+            graph_.vertices(u).parallelism() == graph_.vertices(v).parallelism() &&
+            chain_of_vertex_[u] >= 0 && chains_[chain_of_vertex_[u]].back() == u) {
+          joined = chain_of_vertex_[u];
+        }
+      }
+    }
+    if (joined < 0) {
+      joined = static_cast<int>(chains_.size());
+      chains_.emplace_back();
+    }
+    chains_[joined].push_back(v);
+    chain_of_vertex_[v] = joined;
+  }
+  task_index_.resize(chains_.size());
+  for (size_t c = 0; c < chains_.size(); ++c) {
+    const int p = std::max(1, graph_.vertices(chains_[c][0]).parallelism());
+    slots_needed_ = std::max(slots_needed_, p);
+    for (int s = 0; s < p; ++s) {
+      ExecutionVertex ev;
+      ev.chain = static_cast<int>(c);
+      ev.subtask = s;
+      ev.task_id = absl::StrCat(job_id_, "/c", c, "/s", s);
+      task_index_[c].push_back(tasks_.size());
+      tasks_.push_back(std::move(ev));
+    }
+  }
+}
+
+bool JobMaster::terminal() const {
+  return state_ == proto::FINISHED || state_ == proto::FAILED || state_ == proto::CANCELED;
+}
+
+void JobMaster::SetState(proto::JobState state, const std::string& message) {
+  if (state_ == state && message_ == message) return;
+  state_ = state;
+  message_ = message;
+  if (terminal()) {
+    ended_at_ms_ = NowMillis();
+    resources_.Release(job_id_);
+  }
+  spdlog::info("job {} is {}{}{}", job_id_, proto::JobState_Name(state), message.empty() ? "" : ": ", message);
+  if (on_state_change_) on_state_change_();
+}
+
+void JobMaster::TryStart() {
+  if (state_ != proto::CREATED) return;
+  auto slots = resources_.Allocate(job_id_, slots_needed_);
+  if (!slots) {
+    std::string msg = absl::StrCat("waiting for task slots: the job needs ", slots_needed_, ", ",
+                                   resources_.FreeSlots(), " of ", resources_.TotalSlots(),
+                                   " are free on ", resources_.NumTaskManagers(), " TaskManager(s)");
+    if (msg != message_) SetState(proto::CREATED, msg);
+    return;
+  }
+  for (auto& t : tasks_) t.slot = (*slots)[t.subtask];
+  SetState(proto::RUNNING);
+  Deploy();
+}
+
+std::string JobMaster::PartitionId(int edge, int producer_subtask) const {
+  return absl::StrCat(job_id_, "/e", edge, "/s", producer_subtask);
+}
+
+const ExecutionVertex& JobMaster::TaskOf(int chain, int subtask) const {
+  return tasks_[task_index_[chain][subtask]];
+}
+
+proto::TaskDeploymentDescriptor JobMaster::Descriptor(size_t i) const {
+  const ExecutionVertex& t = tasks_[i];
+  const std::vector<int>& chain = chains_[t.chain];
+  proto::TaskDeploymentDescriptor tdd;
+  tdd.set_job_id(job_id_);
+  tdd.set_task_id(t.task_id);
+  *tdd.mutable_graph() = graph_;
+  for (int v : chain) tdd.add_chain(v);
+  tdd.set_subtask_index(t.subtask);
+  tdd.set_parallelism(std::max(1, graph_.vertices(chain[0]).parallelism()));
+  tdd.set_buffer_timeout_ms(graph_.buffer_timeout_ms());
+  auto in_chain = [&](int v) { return chain_of_vertex_[v] == t.chain; };
+  for (int e = 0; e < graph_.edges_size(); ++e) {
+    const proto::JobEdge& edge = graph_.edges(e);
+    const bool internal = in_chain(edge.source()) && in_chain(edge.target());
+    if (internal) continue;
+    const bool forward = edge.partitioning() == proto::FORWARD &&
+                         graph_.vertices(edge.source()).parallelism() == graph_.vertices(edge.target()).parallelism();
+    if (in_chain(edge.source())) {
+      auto* out = tdd.add_outputs();
+      out->set_edge_index(e);
+      out->set_partition_id(PartitionId(e, t.subtask));
+      out->set_num_subpartitions(forward ? 1 : std::max(1, graph_.vertices(edge.target()).parallelism()));
+    }
+    if (edge.target() == chain[0]) {
+      auto* gate = tdd.add_inputs();
+      gate->set_edge_index(e);
+      const int producer_chain = chain_of_vertex_[edge.source()];
+      const int producers = std::max(1, graph_.vertices(edge.source()).parallelism());
+      for (int j = 0; j < producers; ++j) {
+        if (forward && j != t.subtask) continue;
+        auto* ch = gate->add_channels();
+        ch->set_producer_address(TaskOf(producer_chain, j).slot.address);
+        ch->set_partition_id(PartitionId(e, j));
+        ch->set_subpartition(forward ? 0 : t.subtask);
+      }
+    }
+  }
+  return tdd;
+}
+
+void JobMaster::Deploy() {
+  for (size_t i = 0; i < tasks_.size(); ++i) {
+    tasks_[i].state = proto::TASK_DEPLOYING;
+    const std::string task_id = tasks_[i].task_id;
+    gateway_.Deploy(tasks_[i].slot.address, Descriptor(i), [this, task_id](const std::string& error) {
+      if (error.empty()) return;
+      for (auto& t : tasks_) {
+        if (t.task_id == task_id && !TerminalTask(t.state)) {
+          t.state = proto::TASK_FAILED;
+          t.error = absl::StrCat("deployment failed: ", error);
+        }
+      }
+      Fail(absl::StrCat("could not deploy task ", task_id, ": ", error));
+    });
+  }
+}
+
+void JobMaster::OnTaskReport(const proto::TaskReport& report) {
+  for (auto& t : tasks_) {
+    if (t.task_id != report.task_id()) continue;
+    for (const auto& m : report.metrics()) t.metrics[m.vertex_id()] = m;
+    if (TerminalTask(t.state)) return;  // final states do not change
+    if (report.state() != proto::TASK_STATE_UNSPECIFIED) t.state = report.state();
+    if (report.state() == proto::TASK_FAILED) {
+      t.error = report.error();
+      Fail(absl::StrCat("task ", graph_.vertices(chains_[t.chain][0]).name(), " (subtask ", t.subtask,
+                        ") failed: ", report.error()));
+      return;
+    }
+    CheckCompletion();
+    return;
+  }
+}
+
+void JobMaster::OnTaskManagerLost(const std::string& task_manager_id) {
+  if (terminal()) return;
+  bool affected = false;
+  for (auto& t : tasks_) {
+    if (t.slot.task_manager_id == task_manager_id && !TerminalTask(t.state)) {
+      t.state = proto::TASK_FAILED;
+      t.error = "TaskManager lost";
+      affected = true;
+    }
+  }
+  if (affected) Fail(absl::StrCat("TaskManager ", task_manager_id, " was lost (no heartbeat)"));
+}
+
+void JobMaster::Fail(const std::string& message) {
+  if (terminal()) return;
+  for (auto& t : tasks_) {
+    if (!TerminalTask(t.state) && t.state != proto::TASK_SCHEDULED) gateway_.Cancel(t.slot.address, t.task_id);
+    if (!TerminalTask(t.state)) t.state = proto::TASK_CANCELED;
+  }
+  SetState(proto::FAILED, message);
+}
+
+void JobMaster::Cancel() {
+  if (terminal()) return;
+  if (state_ == proto::CREATED) {
+    for (auto& t : tasks_) t.state = proto::TASK_CANCELED;
+    SetState(proto::CANCELED, "cancelled before it started");
+    return;
+  }
+  for (auto& t : tasks_) {
+    if (!TerminalTask(t.state)) gateway_.Cancel(t.slot.address, t.task_id);
+  }
+  SetState(proto::CANCELLING);
+  CheckCompletion();
+}
+
+void JobMaster::MarkFailed(const std::string& message) {
+  for (auto& t : tasks_) {
+    if (!TerminalTask(t.state)) t.state = proto::TASK_CANCELED;
+  }
+  SetState(proto::FAILED, message);
+}
+
+void JobMaster::CheckCompletion() {
+  bool all_terminal = true, all_finished = true;
+  for (const auto& t : tasks_) {
+    all_terminal = all_terminal && TerminalTask(t.state);
+    all_finished = all_finished && t.state == proto::TASK_FINISHED;
+  }
+  if (all_finished) {
+    SetState(proto::FINISHED);
+  } else if (all_terminal && state_ == proto::CANCELLING) {
+    SetState(proto::CANCELED);
+  } else if (on_state_change_ && state_ == proto::RUNNING) {
+    // Task-level progress is visible through Status(); no job state change.
+  }
+}
+
+proto::JobStatus JobMaster::Status() const {
+  proto::JobStatus s;
+  s.set_job_id(job_id_);
+  s.set_name(graph_.name());
+  s.set_state(state_);
+  s.set_message(message_);
+  s.set_submitted_at_ms(submitted_at_ms_);
+  s.set_ended_at_ms(ended_at_ms_);
+  for (const auto& v : graph_.vertices()) {
+    auto* vs = s.add_vertices();
+    vs->set_vertex_id(v.id());
+    vs->set_name(v.name());
+    vs->set_parallelism(v.parallelism());
+    const int c = chain_of_vertex_[v.id()];
+    proto::TaskState least = proto::TASK_FINISHED;
+    for (size_t idx : task_index_[c]) {
+      const ExecutionVertex& t = tasks_[idx];
+      vs->add_subtask_states(t.state);
+      // The least advanced state: scheduled < deploying < running < terminal.
+      auto rank = [](proto::TaskState st) {
+        switch (st) {
+          case proto::TASK_SCHEDULED: return 0;
+          case proto::TASK_DEPLOYING: return 1;
+          case proto::TASK_RUNNING: return 2;
+          case proto::TASK_FAILED: return 3;
+          case proto::TASK_CANCELED: return 4;
+          default: return 5;
+        }
+      };
+      if (rank(t.state) < rank(least)) least = t.state;
+      auto it = t.metrics.find(v.id());
+      if (it != t.metrics.end()) {
+        vs->set_records_in(vs->records_in() + it->second.records_in());
+        vs->set_records_out(vs->records_out() + it->second.records_out());
+        vs->set_dead_letters(vs->dead_letters() + it->second.dead_letters());
+      }
+    }
+    vs->set_state(least);
+  }
+  return s;
+}
+
+}  // namespace vstream

@@ -1,0 +1,98 @@
+#pragma once
+// The JobMaster of one job: expands the JobGraph into an execution graph
+// (chains of operators x parallelism), asks the ResourceManager for slots,
+// deploys the tasks, tracks their states and metrics, and decides the job's
+// state:
+//
+//   CREATED --slots--> RUNNING --all tasks finished--> FINISHED
+//      |                  |--a task failed / TM lost--> FAILED
+//      +------------------+--cancel--> CANCELLING --> CANCELED
+//
+// Chaining: vertex B joins its producer A's chain when the edge A->B is a
+// forward edge of equal parallelism, B has no other input, and A no other
+// main output. Chained operators call each other directly in one task.
+//
+// Thread-compatible: runs on the JobManager's main executor thread.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "jobmanager/resource_manager.h"
+#include "proto/client.pb.h"
+#include "proto/control.pb.h"
+
+namespace vstream {
+
+// How a JobMaster talks to TaskManagers. Calls must not block; their
+// results come back through the callbacks, on the main thread.
+class TaskManagerGateway {
+ public:
+  virtual ~TaskManagerGateway() = default;
+  virtual void Deploy(const std::string& address, const proto::TaskDeploymentDescriptor& tdd,
+                      std::function<void(const std::string& error)> done) = 0;
+  virtual void Cancel(const std::string& address, const std::string& task_id) = 0;
+};
+
+struct ExecutionVertex {
+  std::string task_id;
+  int chain = 0;
+  int subtask = 0;
+  SlotRef slot;
+  proto::TaskState state = proto::TASK_SCHEDULED;
+  std::string error;
+  std::map<int, proto::OperatorMetrics> metrics;  // by vertex id
+};
+
+class JobMaster {
+ public:
+  JobMaster(std::string job_id, proto::JobGraph graph, int64_t submitted_at_ms,
+            ResourceManager& resources, TaskManagerGateway& gateway,
+            std::function<void()> on_state_change);
+
+  // Deploys if enough slots are free; otherwise waits (CREATED, with a message).
+  void TryStart();
+  void OnTaskReport(const proto::TaskReport& report);
+  void OnTaskManagerLost(const std::string& task_manager_id);
+  void Cancel();
+  // Marks a job restored from the job store without its tasks.
+  void MarkFailed(const std::string& message);
+
+  proto::JobState state() const { return state_; }
+  bool terminal() const;
+  proto::JobStatus Status() const;
+  const proto::JobGraph& graph() const { return graph_; }
+  const std::vector<std::vector<int>>& chains() const { return chains_; }
+  const std::vector<ExecutionVertex>& tasks() const { return tasks_; }
+  // The descriptor of task i (exposed for tests).
+  proto::TaskDeploymentDescriptor Descriptor(size_t i) const;
+
+ private:
+  void BuildChains();
+  void Deploy();
+  void Fail(const std::string& message);
+  void SetState(proto::JobState state, const std::string& message = "");
+  void CheckCompletion();
+  std::string PartitionId(int edge, int producer_subtask) const;
+  const ExecutionVertex& TaskOf(int chain, int subtask) const;
+
+  std::string job_id_;
+  proto::JobGraph graph_;
+  int64_t submitted_at_ms_;
+  int64_t ended_at_ms_ = 0;
+  ResourceManager& resources_;
+  TaskManagerGateway& gateway_;
+  std::function<void()> on_state_change_;
+
+  proto::JobState state_ = proto::CREATED;
+  std::string message_;
+  std::vector<std::vector<int>> chains_;  // vertex ids per chain, head first
+  std::vector<int> chain_of_vertex_;
+  std::vector<std::vector<size_t>> task_index_;  // [chain][subtask] -> tasks_ index
+  std::vector<ExecutionVertex> tasks_;
+  int slots_needed_ = 0;
+};
+
+}  // namespace vstream

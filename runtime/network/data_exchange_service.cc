@@ -1,0 +1,105 @@
+#include "runtime/network/data_exchange_service.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace vstream {
+
+grpc::Status DataExchangeService::OpenChannel(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<proto::BufferMessage, proto::ChannelRequest>* stream) {
+  proto::ChannelRequest first;
+  if (!stream->Read(&first)) return grpc::Status(grpc::StatusCode::CANCELLED, "no request");
+  auto partition = partitions_.Await(first.partition_id(), 60'000);
+  if (!partition) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("partition ", first.partition_id(), " not found"));
+  }
+  if (first.subpartition() < 0 || first.subpartition() >= partition->num_subpartitions()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad subpartition");
+  }
+  ResultSubpartition& sub = partition->subpartition(first.subpartition());
+
+  std::mutex mu;
+  std::condition_variable cv;
+  int credit = first.credit();
+  bool available = false;
+  bool reader_done = false;
+  sub.SetListener([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    available = true;
+    cv.notify_one();
+  });
+  std::thread credit_reader([&] {
+    proto::ChannelRequest req;
+    while (stream->Read(&req)) {
+      std::lock_guard<std::mutex> lock(mu);
+      credit += req.credit();
+      cv.notify_one();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    reader_done = true;
+    cv.notify_one();
+  });
+
+  grpc::Status result = grpc::Status::OK;
+  proto::BufferMessage msg;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return reader_done || (credit > 0 && available); });
+      if (reader_done && !(credit > 0 && available)) {
+        result = grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away");
+        break;
+      }
+      available = false;
+    }
+    bool ended = false;
+    while (true) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (credit <= 0) break;
+      }
+      std::optional<NetworkBuffer> b = sub.Poll();
+      if (!b) break;
+      msg.set_data(std::move(b->data));
+      msg.set_num_records(b->num_records);
+      msg.set_end_of_partition(b->end_of_partition);
+      if (!b->end_of_partition) {
+        std::lock_guard<std::mutex> lock(mu);
+        --credit;
+      }
+      if (!stream->Write(msg)) {
+        result = grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away");
+        ended = true;
+        break;
+      }
+      if (b->end_of_partition) {
+        ended = true;
+        break;
+      }
+    }
+    if (ended) break;
+    // More may be queued than the credit allowed: look again once credit
+    // comes. (queued() takes the subpartition lock: never under mu.)
+    const bool more = sub.queued() > 0;
+    if (more) {
+      std::lock_guard<std::mutex> lock(mu);
+      available = true;
+    }
+  }
+  sub.SetListener(nullptr);
+  if (!result.ok()) {
+    // The consumer is gone: unblock the producer rather than let it hang.
+    sub.Release();
+    context->TryCancel();
+  }
+  credit_reader.join();
+  return result;
+}
+
+}  // namespace vstream

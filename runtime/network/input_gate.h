@@ -1,0 +1,135 @@
+#pragma once
+// The consumer side of the network stack: an InputGate holds one
+// InputChannel per producer subpartition the task reads. The task thread
+// asks the gate for the next buffer of whichever channel has one, so one
+// idle or slow channel never stalls the others.
+//
+//   producer TM                          consumer TM
+//   ResultSubpartition --(same TM)-----> LocalInputChannel  --+
+//   ResultSubpartition --DataExchange--> RemoteInputChannel --+--> InputGate --> task thread
+//                        (credit-based gRPC stream)
+//
+// Thread-safe: channels notify from their own threads; Next() is called by
+// the task thread only.
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "grpcpp/grpcpp.h"
+#include "proto/data.grpc.pb.h"
+#include "runtime/network/buffer.h"
+#include "runtime/network/result_partition.h"
+
+namespace vstream {
+
+class InputGate;
+
+class InputChannel {
+ public:
+  virtual ~InputChannel() = default;
+  // Connects; from now on the channel calls gate.Notify(index) when data arrives.
+  virtual void Start(InputGate* gate, int index) = 0;
+  virtual std::optional<NetworkBuffer> Poll() = 0;
+  // Stops reading (cancel or done); idempotent.
+  virtual void Close() = 0;
+  // Non-empty once the channel failed (e.g. the producer's TaskManager is gone).
+  virtual std::string error() const = 0;
+};
+
+// Reads a subpartition of a partition produced in the same TaskManager.
+class LocalInputChannel : public InputChannel {
+ public:
+  LocalInputChannel(PartitionManager& partitions, std::string partition_id, int subpartition);
+  void Start(InputGate* gate, int index) override;
+  std::optional<NetworkBuffer> Poll() override;
+  void Close() override;
+  std::string error() const override;
+
+ private:
+  PartitionManager& partitions_;
+  std::string partition_id_;
+  int subpartition_;
+  std::shared_ptr<ResultPartition> partition_;  // shared with the producer
+  std::thread connect_thread_;
+  mutable std::mutex mu_;
+  std::string error_;
+};
+
+// Reads a subpartition from another TaskManager over one DataExchange
+// stream, granting the producer one credit per free receive buffer.
+class RemoteInputChannel : public InputChannel {
+ public:
+  // credits: receive buffers of this channel (the most it holds at once).
+  RemoteInputChannel(std::shared_ptr<grpc::Channel> channel, std::string partition_id,
+                     int subpartition, int credits);
+  ~RemoteInputChannel() override;
+  void Start(InputGate* gate, int index) override;
+  std::optional<NetworkBuffer> Poll() override;
+  void Close() override;
+  std::string error() const override;
+
+ private:
+  void ReadLoop();
+
+  std::unique_ptr<proto::DataExchange::Stub> stub_;
+  std::string partition_id_;
+  int subpartition_;
+  const int credits_;
+  InputGate* gate_ = nullptr;
+  int index_ = -1;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<proto::ChannelRequest, proto::BufferMessage>> stream_;
+  std::thread reader_;
+  mutable std::mutex mu_;
+  std::deque<NetworkBuffer> received_;
+  std::string error_;
+  bool ended_ = false;
+  int consumed_since_credit_ = 0;  // task thread only
+  std::mutex write_mu_;
+  bool closed_ = false;
+};
+
+enum class GateResult {
+  kBuffer,     // *buffer holds records of channel *channel
+  kTimeout,    // nothing arrived before the deadline
+  kEnd,        // every channel has ended
+  kFailed,     // a channel failed; see error()
+  kCancelled,  // Cancel() was called
+};
+
+class InputGate {
+ public:
+  explicit InputGate(std::vector<std::unique_ptr<InputChannel>> channels);
+  ~InputGate();
+
+  void Start();
+  // Blocks until a buffer arrives, the deadline passes or the gate ends.
+  // End-of-partition events are consumed here and never returned.
+  GateResult Next(std::chrono::steady_clock::time_point deadline, NetworkBuffer* buffer,
+                  int* channel);
+  void Notify(int channel);
+  void Cancel();
+  void Close();
+  std::string error() const;
+  int num_channels() const { return static_cast<int>(channels_.size()); }
+
+ private:
+  std::vector<std::unique_ptr<InputChannel>> channels_;
+  std::vector<bool> ended_;
+  int num_ended_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<int> available_;
+  std::vector<bool> queued_;
+  bool cancelled_ = false;
+  std::string error_;
+};
+
+}  // namespace vstream

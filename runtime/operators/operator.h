@@ -1,0 +1,87 @@
+#pragma once
+// Operators of the data plane. A task runs a chain of operators on its own
+// thread; chained operators call each other directly, a batch at a time
+// (no per-record virtual call). Each operator pushes its output batch to an
+// Output: the next operator in the chain, or the network emitters of the
+// edges leaving the chain.
+//
+// Thread-compatible: an operator instance belongs to one task thread. Its
+// counters are atomics so that the TaskManager's heartbeat thread can read them.
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "runtime/types.h"
+
+namespace vstream {
+
+// Live counters of one operator in one subtask.
+struct OperatorCounters {
+  int vertex_id = 0;
+  std::atomic<int64_t> records_in{0};
+  std::atomic<int64_t> records_out{0};
+  std::atomic<int64_t> dead_letters{0};
+};
+
+class Output {
+ public:
+  virtual ~Output() = default;
+  // May modify the batch's rows (e.g. compact them in place): a batch is
+  // pushed to exactly one Output.
+  virtual void Push(RowBatch& batch) = 0;
+  // End of input: flush whatever is pending.
+  virtual void Finish() = 0;
+};
+
+// Everything an operator may need from its task.
+struct OperatorContext {
+  std::string job_id;
+  std::string vertex_name;
+  int vertex_id = 0;
+  int subtask_index = 0;
+  int parallelism = 1;
+  int max_parallelism = 128;
+  std::string data_dir;   // TaskManager data dir
+  std::string state_dir;  // for this operator subtask's RocksDB
+};
+
+class StreamOperator : public Output {
+ public:
+  explicit StreamOperator(OperatorCounters& counters) : counters_(counters) {}
+  void set_output(Output* output) { output_ = output; }
+  virtual absl::Status Open(const OperatorContext& /*ctx*/) { return absl::OkStatus(); }
+  // Non-OK once the operator failed (the task then fails).
+  const absl::Status& status() const { return status_; }
+
+ protected:
+  void Emit(RowBatch& batch) {
+    if (batch.empty()) return;
+    counters_.records_out.fetch_add(batch.size(), std::memory_order_relaxed);
+    output_->Push(batch);
+  }
+  void CountIn(size_t n) { counters_.records_in.fetch_add(n, std::memory_order_relaxed); }
+
+  OperatorCounters& counters_;
+  Output* output_ = nullptr;
+  absl::Status status_;
+};
+
+// Fans a batch out to several outputs (the edges leaving a chain).
+class FanOutOutput : public Output {
+ public:
+  void Add(Output* out) { outputs_.push_back(out); }
+  void Push(RowBatch& batch) override {
+    for (auto* o : outputs_) o->Push(batch);
+  }
+  void Finish() override {
+    for (auto* o : outputs_) o->Finish();
+  }
+
+ private:
+  std::vector<Output*> outputs_;
+};
+
+}  // namespace vstream

@@ -1,0 +1,324 @@
+#include "runtime/operators/sources.h"
+
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/absl_compat.h"
+#include "common/time_util.h"
+#include "runtime/dead_letter.h"
+#include "spdlog/spdlog.h"
+
+namespace vstream {
+
+// ---------------------------------------------------------------- rate
+
+RateLimiter::RateLimiter(double rate) : rate_(rate) {}
+
+size_t RateLimiter::Acquire(size_t max) {
+  if (rate_ <= 0) return max;
+  const int64_t now = MonotonicNanos();
+  if (start_ns_ == 0) start_ns_ = now;
+  const int64_t allowed = static_cast<int64_t>((now - start_ns_) / 1e9 * rate_) + 1;
+  int64_t n = std::min<int64_t>(allowed - granted_, static_cast<int64_t>(max));
+  if (n <= 0) {
+    const double wait_s = (granted_ + 1) / rate_ - (now - start_ns_) / 1e9;
+    std::this_thread::sleep_for(std::chrono::microseconds(
+        std::clamp<int64_t>(static_cast<int64_t>(wait_s * 1e6), 50, 5000)));
+    return 0;
+  }
+  granted_ += n;
+  return static_cast<size_t>(n);
+}
+
+// ---------------------------------------------------------------- generator
+
+namespace {
+
+inline uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+constexpr int64_t kGeneratorEpochMs = 1'700'000'000'000;
+
+}  // namespace
+
+GeneratorSource::GeneratorSource(OperatorCounters& counters, Schema schema,
+                                 const proto::SourceSpec& spec)
+    : SourceOperator(counters), schema_(std::move(schema)), spec_(spec), batch_(schema_.size()) {
+  for (const Field& f : schema_.fields()) {
+    proto::GeneratorField g;
+    g.set_name(f.name);
+    bool found = false;
+    for (const auto& given : spec_.generator_fields()) {
+      if (given.name() == f.name) {
+        g = given;
+        found = true;
+      }
+    }
+    if (!found) {
+      switch (f.type) {
+        case FieldType::kString: g.set_kind("key"); g.set_cardinality(1000); g.set_prefix("k"); break;
+        case FieldType::kTimestamp: g.set_kind("sequence"); break;
+        case FieldType::kBool: g.set_kind("uniform"); g.set_min(0); g.set_max(1); break;
+        default: g.set_kind("uniform"); g.set_min(0); g.set_max(f.type == FieldType::kDouble ? 1000 : 999);
+      }
+    }
+    fields_.push_back(g);
+  }
+}
+
+absl::Status GeneratorSource::Open(const OperatorContext& ctx) {
+  next_ = ctx.subtask_index;
+  step_ = ctx.parallelism;
+  limiter_ = std::make_unique<RateLimiter>(spec_.rate() / ctx.parallelism);
+  return absl::OkStatus();
+}
+
+void GeneratorSource::Fill(int64_t n, Row* row) {
+  for (size_t f = 0; f < fields_.size(); ++f) {
+    const proto::GeneratorField& g = fields_[f];
+    const FieldType type = schema_.field(f).type;
+    Datum& d = (*row)[f];
+    const uint64_t h = Mix(spec_.seed() * 0x100000001b3ull ^ Mix(static_cast<uint64_t>(n) * 131 + f));
+    const std::string& kind = g.kind();
+    if (kind == "sequence") {
+      if (type == FieldType::kTimestamp) {
+        d.SetInt(kGeneratorEpochMs + n * 1000);
+      } else if (type == FieldType::kDouble) {
+        d.SetDouble(static_cast<double>(n));
+      } else if (type == FieldType::kString) {
+        d.is_null = false;
+        d.s.assign(g.prefix());
+        char buf[24];
+        auto r = std::to_chars(buf, buf + sizeof(buf), n);
+        d.s.append(buf, r.ptr);
+      } else {
+        d.SetInt(n);
+      }
+    } else if (kind == "key") {
+      const int64_t card = std::max<int64_t>(1, g.cardinality());
+      const int64_t k = static_cast<int64_t>(h % static_cast<uint64_t>(card));
+      if (type == FieldType::kString) {
+        d.is_null = false;
+        d.s.assign(g.prefix());
+        char buf[24];
+        auto r = std::to_chars(buf, buf + sizeof(buf), k);
+        d.s.append(buf, r.ptr);
+      } else {
+        d.SetInt(k);
+      }
+    } else if (kind == "constant") {
+      switch (type) {
+        case FieldType::kString: d.SetString(g.value()); break;
+        case FieldType::kDouble: d.SetDouble(std::strtod(g.value().c_str(), nullptr)); break;
+        case FieldType::kBool: d.SetBool(g.value() == "true" || g.value() == "1"); break;
+        default: d.SetInt(std::strtoll(g.value().c_str(), nullptr, 10));
+      }
+    } else {  // uniform
+      const int64_t lo = g.min(), hi = std::max(g.min(), g.max());
+      if (type == FieldType::kDouble) {
+        d.SetDouble(lo + (h >> 11) * (1.0 / 9007199254740992.0) * static_cast<double>(hi - lo));
+      } else if (type == FieldType::kString) {
+        d.is_null = false;
+        d.s.assign(g.prefix());
+        char buf[24];
+        auto r = std::to_chars(buf, buf + sizeof(buf),
+                               lo + static_cast<int64_t>(h % static_cast<uint64_t>(hi - lo + 1)));
+        d.s.append(buf, r.ptr);
+      } else if (type == FieldType::kTimestamp) {
+        d.SetInt(kGeneratorEpochMs + lo + static_cast<int64_t>(h % static_cast<uint64_t>(hi - lo + 1)));
+      } else {
+        d.SetInt(lo + static_cast<int64_t>(h % static_cast<uint64_t>(hi - lo + 1)));
+      }
+    }
+  }
+}
+
+SourceStatus GeneratorSource::Produce() {
+  const int64_t count = spec_.count();
+  if (count >= 0 && next_ >= count) return SourceStatus::kEnd;
+  size_t want = RowBatch::kDefaultCapacity;
+  if (count >= 0) want = std::min<int64_t>(want, (count - next_ + step_ - 1) / step_);
+  want = limiter_->Acquire(want);
+  batch_.Clear();
+  for (size_t i = 0; i < want; ++i) {
+    Fill(next_, &batch_.Append());
+    next_ += step_;
+  }
+  Emit(batch_);
+  return (count >= 0 && next_ >= count) ? SourceStatus::kEnd : SourceStatus::kMoreAvailable;
+}
+
+// ---------------------------------------------------------------- file
+
+namespace {
+constexpr size_t kReadChunk = 1 << 20;
+}
+
+FileSource::FileSource(OperatorCounters& counters, Schema schema, const proto::SourceSpec& spec)
+    : SourceOperator(counters),
+      schema_(std::move(schema)),
+      spec_(spec),
+      batch_(schema_.size()),
+      dead_batch_(DeadLetterSchema().size()) {}
+
+FileSource::~FileSource() {
+  if (file_) std::fclose(file_);
+  if (dead_letter_file_) std::fclose(dead_letter_file_);
+}
+
+absl::Status FileSource::Open(const OperatorContext& ctx) {
+  ctx_ = ctx;
+  limiter_ = std::make_unique<RateLimiter>(spec_.max_rate());
+  file_ = std::fopen(spec_.path().c_str(), "rb");
+  if (!file_) return absl::NotFoundError(absl::StrCat("cannot open input file ", spec_.path()));
+  std::error_code ec;
+  const int64_t size = static_cast<int64_t>(std::filesystem::file_size(spec_.path(), ec));
+  if (ec) return absl::InternalError(absl::StrCat("cannot stat ", spec_.path()));
+
+  int64_t data_start = 0;
+  std::string header;
+  if (spec_.format() == "csv") {
+    // The header is the first line; data starts after it.
+    std::string_view line;
+    if (NextLine(&line)) header.assign(line.data(), line.size());
+    data_start = offset_;
+  }
+  auto parser = CreateRecordParser(spec_.format(), schema_, header);
+  if (!parser.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(spec_.path(), ": ", parser.status().message()));
+  }
+  parser_ = std::move(*parser);
+
+  const int64_t span = std::max<int64_t>(0, size - data_start);
+  int64_t start = data_start + span * ctx.subtask_index / ctx.parallelism;
+  end_ = data_start + span * (ctx.subtask_index + 1) / ctx.parallelism;
+  // A line belongs to the subtask whose range holds its first byte: unless
+  // we start exactly at a line start, skip the partial line.
+  int64_t seek = start;
+  if (start > data_start) seek = start - 1;
+  std::fseek(file_, seek, SEEK_SET);
+  offset_ = seek;
+  buf_.clear();
+  pos_ = 0;
+  eof_ = false;
+  if (start > data_start) {
+    std::string_view skipped;
+    NextLine(&skipped);  // ends at or after start-1's newline
+  }
+  return absl::OkStatus();
+}
+
+bool FileSource::NextLine(std::string_view* line) {
+  while (true) {
+    const char* base = buf_.data() + pos_;
+    const size_t avail = buf_.size() - pos_;
+    const void* nl = std::memchr(base, '\n', avail);
+    if (nl || (eof_ && avail > 0)) {
+      const size_t len = nl ? static_cast<const char*>(nl) - base : avail;
+      line_start_ = offset_;
+      *line = std::string_view(base, len);
+      if (!line->empty() && line->back() == '\r') line->remove_suffix(1);
+      const size_t consumed = nl ? len + 1 : len;
+      pos_ += consumed;
+      offset_ += static_cast<int64_t>(consumed);
+      return true;
+    }
+    if (eof_) return false;
+    // Compact and read more.
+    buf_.erase(0, pos_);
+    pos_ = 0;
+    const size_t old = buf_.size();
+    buf_.resize(old + kReadChunk);
+    const size_t got = std::fread(buf_.data() + old, 1, kReadChunk, file_);
+    buf_.resize(old + got);
+    if (got == 0) eof_ = true;
+  }
+}
+
+int64_t FileSource::LineNumberAt(int64_t offset) {
+  // Counted only when a dead letter needs it, onward from the last count.
+  if (offset < counted_offset_) {
+    counted_offset_ = 0;
+    counted_lines_ = 1;
+  }
+  std::FILE* f = std::fopen(spec_.path().c_str(), "rb");
+  if (!f) return 0;
+  std::fseek(f, counted_offset_, SEEK_SET);
+  std::string chunk(kReadChunk, '\0');
+  while (counted_offset_ < offset) {
+    size_t want = static_cast<size_t>(std::min<int64_t>(kReadChunk, offset - counted_offset_));
+    size_t got = std::fread(chunk.data(), 1, want, f);
+    if (got == 0) break;
+    for (size_t i = 0; i < got; ++i) counted_lines_ += chunk[i] == '\n';
+    counted_offset_ += static_cast<int64_t>(got);
+  }
+  std::fclose(f);
+  return counted_lines_;
+}
+
+void FileSource::DeadLetter(std::string_view line, const absl::Status& reason) {
+  counters_.dead_letters.fetch_add(1, std::memory_order_relaxed);
+  const std::string location = absl::StrCat(spec_.path(), ":", LineNumberAt(line_start_));
+  Row& row = dead_batch_.Append();
+  row[0].SetString(ctx_.vertex_name);
+  row[1].SetString(location);
+  row[2].SetString(std::string(reason.message()));
+  row[3].SetString(line);
+  if (dead_letter_output_) return;  // sent with the next batch
+  // No dead-letter stream in the job: keep it in the TaskManager's data dir.
+  if (!dead_letter_file_) {
+    auto dir = std::filesystem::path(ctx_.data_dir) / "dead-letter" / ctx_.job_id;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    auto path = dir / absl::StrCat(ctx_.vertex_name, "-", ctx_.subtask_index, ".jsonl");
+    dead_letter_file_ = std::fopen(path.c_str(), "ab");
+    // The count and location are logged; the record's content is not, as it
+    // may hold patient identifiers.
+    spdlog::warn("source '{}' subtask {}: malformed records go to {}", ctx_.vertex_name,
+                 ctx_.subtask_index, path.string());
+  }
+  auto writer = CreateRecordWriter("jsonl", DeadLetterSchema());
+  if (writer.ok() && dead_letter_file_) {
+    dead_scratch_.clear();
+    (*writer)->Write(row, &dead_scratch_);
+    std::fwrite(dead_scratch_.data(), 1, dead_scratch_.size(), dead_letter_file_);
+    std::fflush(dead_letter_file_);
+  }
+  dead_batch_.Clear();
+}
+
+SourceStatus FileSource::Produce() {
+  size_t want = limiter_->Acquire(RowBatch::kDefaultCapacity);
+  batch_.Clear();
+  bool end = false;
+  for (size_t i = 0; i < want; ++i) {
+    std::string_view line;
+    if (offset_ >= end_ || !NextLine(&line)) {
+      end = true;
+      break;
+    }
+    if (line.empty()) continue;
+    Row& row = batch_.Append();
+    absl::Status s = parser_->ParseLine(line, &row);
+    if (!s.ok()) {
+      batch_.Truncate(batch_.size() - 1);
+      DeadLetter(line, s);
+    }
+  }
+  Emit(batch_);
+  if (dead_letter_output_ && !dead_batch_.empty()) {
+    dead_letter_output_->Push(dead_batch_);
+    dead_batch_.Clear();
+  }
+  return end ? SourceStatus::kEnd : SourceStatus::kMoreAvailable;
+}
+
+}  // namespace vstream

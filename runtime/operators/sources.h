@@ -1,0 +1,102 @@
+#pragma once
+// Sources: the head of a source task's chain. The task calls Produce()
+// repeatedly; each call emits at most one batch downstream.
+//
+// - GeneratorSource: deterministic, seeded rows (bounded by count or
+//   unbounded, optionally paced to a rate). Record n of the whole source
+//   goes to subtask n % parallelism and its values depend only on (seed, n),
+//   so the output does not depend on the parallelism.
+// - FileSource: CSV (with header) or JSON lines. Subtask i reads the lines
+//   that start in byte range [i*size/p, (i+1)*size/p). Malformed lines become
+//   dead letters (runtime/dead_letter.h) and the job goes on.
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proto/jobgraph.pb.h"
+#include "runtime/formats/record_format.h"
+#include "runtime/operators/operator.h"
+
+namespace vstream {
+
+enum class SourceStatus { kMoreAvailable, kEnd };
+
+// Paces a source to a rate (records/s); 0 = unlimited.
+class RateLimiter {
+ public:
+  explicit RateLimiter(double rate);
+  // How many records may be produced now (at most max); sleeps briefly if none.
+  size_t Acquire(size_t max);
+
+ private:
+  double rate_;
+  int64_t start_ns_ = 0;
+  int64_t granted_ = 0;
+};
+
+class SourceOperator : public StreamOperator {
+ public:
+  using StreamOperator::StreamOperator;
+  virtual SourceStatus Produce() = 0;
+  void Push(RowBatch&) override {}
+  void Finish() override { output_->Finish(); }
+  // Side output for dead letters; null if the job declares none.
+  void set_dead_letter_output(Output* out) { dead_letter_output_ = out; }
+
+ protected:
+  Output* dead_letter_output_ = nullptr;
+};
+
+class GeneratorSource : public SourceOperator {
+ public:
+  GeneratorSource(OperatorCounters& counters, Schema schema, const proto::SourceSpec& spec);
+  absl::Status Open(const OperatorContext& ctx) override;
+  SourceStatus Produce() override;
+
+ private:
+  void Fill(int64_t n, Row* row);
+
+  Schema schema_;
+  proto::SourceSpec spec_;
+  std::vector<proto::GeneratorField> fields_;  // one per schema field
+  int64_t next_ = 0;                           // next global record index
+  int64_t step_ = 1;
+  std::unique_ptr<RateLimiter> limiter_;
+  RowBatch batch_;
+};
+
+class FileSource : public SourceOperator {
+ public:
+  FileSource(OperatorCounters& counters, Schema schema, const proto::SourceSpec& spec);
+  ~FileSource() override;
+  absl::Status Open(const OperatorContext& ctx) override;
+  SourceStatus Produce() override;
+
+ private:
+  bool NextLine(std::string_view* line);
+  void DeadLetter(std::string_view line, const absl::Status& reason);
+  int64_t LineNumberAt(int64_t offset);
+
+  Schema schema_;
+  proto::SourceSpec spec_;
+  OperatorContext ctx_;
+  std::unique_ptr<RecordParser> parser_;
+  std::FILE* file_ = nullptr;
+  int64_t end_ = 0;       // this subtask reads lines starting before end_
+  int64_t offset_ = 0;    // file offset of buf_[pos_]
+  std::string buf_;
+  size_t pos_ = 0;
+  bool eof_ = false;
+  int64_t line_start_ = 0;  // offset of the line last returned
+  std::unique_ptr<RateLimiter> limiter_;
+  RowBatch batch_;
+  RowBatch dead_batch_;
+  std::FILE* dead_letter_file_ = nullptr;
+  std::string dead_scratch_;
+  int64_t counted_offset_ = 0;  // LineNumberAt's progress
+  int64_t counted_lines_ = 1;
+};
+
+}  // namespace vstream

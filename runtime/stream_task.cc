@@ -1,0 +1,329 @@
+#include "runtime/stream_task.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "runtime/dead_letter.h"
+#include "runtime/expr/expression.h"
+#include "runtime/operators/aggregate_operator.h"
+#include "runtime/operators/basic_operators.h"
+#include "runtime/operators/sinks.h"
+#include "runtime/operators/sources.h"
+#include "runtime/row_codec.h"
+#include "spdlog/spdlog.h"
+
+namespace vstream {
+
+class StreamTask::EmitterOutput : public Output {
+ public:
+  explicit EmitterOutput(std::unique_ptr<RecordEmitter> emitter) : emitter_(std::move(emitter)) {}
+  void Push(RowBatch& batch) override { ok_ = ok_ && emitter_->Emit(batch); }
+  void Finish() override { ok_ = ok_ && emitter_->Finish(); }
+  bool Flush() { return ok_ = ok_ && emitter_->Flush(); }
+  bool ok() const { return ok_; }
+
+ private:
+  std::unique_ptr<RecordEmitter> emitter_;
+  bool ok_ = true;
+};
+
+namespace {
+
+class NullOutput : public Output {
+ public:
+  void Push(RowBatch&) override {}
+  void Finish() override {}
+};
+
+PartitionMode ModeOf(proto::Partitioning p) {
+  switch (p) {
+    case proto::HASH: return PartitionMode::kHash;
+    case proto::REBALANCE: return PartitionMode::kRebalance;
+    case proto::BROADCAST: return PartitionMode::kBroadcast;
+    default: return PartitionMode::kForward;
+  }
+}
+
+absl::StatusOr<Expression> CompileExpr(const std::string& text, const Schema& schema,
+                                       const std::string& vertex) {
+  auto e = Expression::Compile(text, schema);
+  if (!e.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("operator '", vertex, "': expression '", text, "': ", e.status().message()));
+  }
+  return e;
+}
+
+absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobVertex& v,
+                                                               OperatorCounters& counters) {
+  const Schema in = Schema::FromProto(v.input_schema());
+  const Schema out = Schema::FromProto(v.output_schema());
+  const auto& op = v.op();
+  switch (op.kind_case()) {
+    case proto::OperatorSpec::kSource:
+      if (op.source().connector() == "generator") {
+        return std::make_unique<GeneratorSource>(counters, out, op.source());
+      }
+      if (op.source().connector() == "file") {
+        return std::make_unique<FileSource>(counters, out, op.source());
+      }
+      return absl::InvalidArgumentError(absl::StrCat("unknown source connector ", op.source().connector()));
+    case proto::OperatorSpec::kFilter: {
+      ASSIGN_OR_RETURN(Expression pred, CompileExpr(op.filter().where(), in, v.name()));
+      return std::make_unique<FilterOperator>(counters, std::move(pred));
+    }
+    case proto::OperatorSpec::kMap: {
+      std::vector<Expression> exprs;
+      for (const auto& p : op.map().select()) {
+        ASSIGN_OR_RETURN(Expression e, CompileExpr(p.expr(), in, v.name()));
+        exprs.push_back(std::move(e));
+      }
+      return std::make_unique<MapOperator>(counters, std::move(exprs));
+    }
+    case proto::OperatorSpec::kUnion:
+      return std::make_unique<PassThroughOperator>(counters);
+    case proto::OperatorSpec::kAggregate: {
+      std::vector<int> keys;
+      for (const auto& k : op.aggregate().key_by()) {
+        int idx = in.IndexOf(k);
+        if (idx < 0) return absl::InvalidArgumentError(absl::StrCat("unknown key field ", k));
+        keys.push_back(idx);
+      }
+      std::vector<AggregateDef> defs;
+      for (int a = 0; a < op.aggregate().aggregates_size(); ++a) {
+        const auto& call = op.aggregate().aggregates(a);
+        AggregateDef def;
+        def.result_type = out.field(keys.size() + a).type;
+        const std::string& f = call.func();
+        if (f == "count") {
+          def.func = call.arg().empty() || call.arg() == "*" ? AggFunc::kCountStar : AggFunc::kCount;
+        } else if (f == "sum") {
+          def.func = AggFunc::kSum;
+        } else if (f == "min") {
+          def.func = AggFunc::kMin;
+        } else if (f == "max") {
+          def.func = AggFunc::kMax;
+        } else if (f == "avg") {
+          def.func = AggFunc::kAvg;
+        } else {
+          return absl::InvalidArgumentError(absl::StrCat("unknown aggregate ", f));
+        }
+        if (def.func != AggFunc::kCountStar) {
+          ASSIGN_OR_RETURN(Expression e, CompileExpr(call.arg(), in, v.name()));
+          def.arg = std::make_unique<Expression>(std::move(e));
+        }
+        defs.push_back(std::move(def));
+      }
+      return std::make_unique<AggregateOperator>(counters, in, std::move(keys), std::move(defs));
+    }
+    case proto::OperatorSpec::kSink: {
+      const auto& s = op.sink();
+      if (s.connector() == "file") return std::make_unique<FileSink>(counters, in, s.path(), s.format());
+      if (s.connector() == "stdout") {
+        return std::make_unique<StdoutSink>(counters, in, s.format().empty() ? "jsonl" : s.format());
+      }
+      if (s.connector() == "blackhole") return std::make_unique<BlackholeSink>(counters);
+      return absl::InvalidArgumentError(absl::StrCat("unknown sink connector ", s.connector()));
+    }
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("vertex ", v.name(), " has no operator"));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StreamTask>> StreamTask::Create(
+    const proto::TaskDeploymentDescriptor& tdd, const StreamTaskEnv& env) {
+  std::unique_ptr<StreamTask> task(new StreamTask());
+  RETURN_IF_ERROR(task->Build(tdd, env));
+  return task;
+}
+
+StreamTask::~StreamTask() {
+  if (gate_) gate_->Close();
+}
+
+absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const StreamTaskEnv& env) {
+  tdd_ = tdd;
+  partition_manager_ = env.partitions;
+  buffer_timeout_ms_ = tdd.buffer_timeout_ms() > 0 ? tdd.buffer_timeout_ms() : 5;
+  const proto::JobGraph& graph = tdd.graph();
+  auto vertex = [&](int id) -> const proto::JobVertex& { return graph.vertices(id); };
+
+  // Operators of the chain, wired head to tail.
+  for (int vid : tdd.chain()) {
+    const proto::JobVertex& v = vertex(vid);
+    counters_.push_back(std::make_unique<OperatorCounters>());
+    counters_.back()->vertex_id = vid;
+    ASSIGN_OR_RETURN(auto op, CreateOperator(v, *counters_.back()));
+    operators_.push_back(std::move(op));
+  }
+  for (size_t i = 0; i + 1 < operators_.size(); ++i) operators_[i]->set_output(operators_[i + 1].get());
+
+  // Network outputs: the edges leaving the chain, grouped by source vertex.
+  std::map<std::pair<int, std::string>, FanOutOutput*> outs;  // (vertex, side output)
+  for (const auto& od : tdd.outputs()) {
+    const proto::JobEdge& edge = graph.edges(od.edge_index());
+    auto partition = std::make_shared<ResultPartition>(
+        od.partition_id(), od.num_subpartitions(), env.send_queue_buffers,
+        [pm = env.partitions](const std::string& id) { pm->Unregister(id); });
+    env.partitions->Register(partition);
+    partitions_.push_back(partition);
+    Schema schema = edge.side_output().empty() ? Schema::FromProto(vertex(edge.source()).output_schema())
+                                               : DeadLetterSchema();
+    std::vector<int> keys(edge.key_fields().begin(), edge.key_fields().end());
+    emitters_.push_back(std::make_unique<EmitterOutput>(std::make_unique<RecordEmitter>(
+        partition, std::move(schema), ModeOf(edge.partitioning()), std::move(keys),
+        graph.max_parallelism() > 0 ? graph.max_parallelism() : 128, tdd.subtask_index())));
+    auto key = std::make_pair(edge.source(), edge.side_output());
+    if (!outs.count(key)) {
+      auto fan = std::make_unique<FanOutOutput>();
+      outs[key] = fan.get();
+      fanouts_.push_back(std::move(fan));
+    }
+    outs[key]->Add(emitters_.back().get());
+  }
+  fanouts_.push_back(std::make_unique<NullOutput>());
+  Output* null_out = fanouts_.back().get();
+  auto tail_it = outs.find({tdd.chain(tdd.chain_size() - 1), ""});
+  operators_.back()->set_output(tail_it != outs.end() ? tail_it->second : null_out);
+  if (auto dl = outs.find({tdd.chain(0), kDeadLetterOutput}); dl != outs.end()) {
+    if (auto* src = dynamic_cast<SourceOperator*>(operators_[0].get())) src->set_dead_letter_output(dl->second);
+    side_outputs_.push_back(dl->second);
+  }
+
+  // Open the operators.
+  for (size_t i = 0; i < operators_.size(); ++i) {
+    const proto::JobVertex& v = vertex(tdd.chain(i));
+    OperatorContext ctx;
+    ctx.job_id = tdd.job_id();
+    ctx.vertex_name = v.name();
+    ctx.vertex_id = v.id();
+    ctx.subtask_index = tdd.subtask_index();
+    ctx.parallelism = tdd.parallelism();
+    ctx.max_parallelism = graph.max_parallelism() > 0 ? graph.max_parallelism() : 128;
+    ctx.data_dir = env.data_dir;
+    ctx.state_dir = (std::filesystem::path(env.data_dir) / "state" / tdd.job_id() /
+                     absl::StrCat(v.id(), "-", tdd.subtask_index()))
+                        .string();
+    absl::Status s = operators_[i]->Open(ctx);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': ", s.message()));
+  }
+
+  // Input gate over every channel of every input edge.
+  if (!tdd.inputs().empty()) {
+    input_schema_ = Schema::FromProto(vertex(tdd.chain(0)).input_schema());
+    std::vector<std::unique_ptr<InputChannel>> channels;
+    for (const auto& gate : tdd.inputs()) {
+      for (const auto& ch : gate.channels()) {
+        if (ch.producer_address() == env.own_address) {
+          channels.push_back(std::make_unique<LocalInputChannel>(*env.partitions, ch.partition_id(),
+                                                                 ch.subpartition()));
+        } else {
+          channels.push_back(std::make_unique<RemoteInputChannel>(
+              env.channels->Get(ch.producer_address()), ch.partition_id(), ch.subpartition(),
+              env.receive_credits));
+        }
+      }
+    }
+    gate_ = std::make_unique<InputGate>(std::move(channels));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StreamTask::CheckOperators() const {
+  for (size_t i = 0; i < operators_.size(); ++i) {
+    if (!operators_[i]->status().ok()) {
+      const auto& s = operators_[i]->status();
+      return absl::Status(s.code(), absl::StrCat("operator '", tdd_.graph().vertices(tdd_.chain(i)).name(),
+                                                 "': ", s.message()));
+    }
+  }
+  for (const auto& e : emitters_) {
+    if (!e->ok()) return absl::CancelledError("output partition released");
+  }
+  return absl::OkStatus();
+}
+
+bool StreamTask::FlushAll() {
+  bool ok = true;
+  for (auto& e : emitters_) ok = e->Flush() && ok;
+  return ok;
+}
+
+void StreamTask::Cancel() {
+  cancelled_ = true;
+  if (gate_) gate_->Cancel();
+  for (auto& p : partitions_) p->Release();
+}
+
+absl::Status StreamTask::Run() {
+  using Clock = std::chrono::steady_clock;
+  const auto timeout = std::chrono::milliseconds(buffer_timeout_ms_);
+  auto next_flush = Clock::now() + timeout;
+  StreamOperator* head = operators_[0].get();
+
+  if (!gate_) {
+    auto* source = dynamic_cast<SourceOperator*>(head);
+    if (!source) return absl::InternalError("a task without inputs must start with a source");
+    while (!cancelled_) {
+      SourceStatus st = source->Produce();
+      RETURN_IF_ERROR(CheckOperators());
+      if (Clock::now() >= next_flush) {
+        FlushAll();
+        next_flush = Clock::now() + timeout;
+      }
+      if (st == SourceStatus::kEnd) break;
+    }
+  } else {
+    gate_->Start();
+    RowBatch batch(input_schema_.size());
+    NetworkBuffer buffer;
+    int channel = 0;
+    bool done = false;
+    while (!done && !cancelled_) {
+      switch (gate_->Next(next_flush, &buffer, &channel)) {
+        case GateResult::kBuffer: {
+          size_t pos = 0;
+          const std::string_view data(buffer.data);
+          for (int r = 0; r < buffer.num_records; ++r) {
+            if (!DecodeRow(input_schema_, data, &pos, &batch.Append())) {
+              return absl::DataLossError("corrupt network buffer");
+            }
+            if (batch.full()) {
+              head->Push(batch);
+              batch.Clear();
+            }
+          }
+          if (!batch.empty()) {
+            head->Push(batch);
+            batch.Clear();
+          }
+          RETURN_IF_ERROR(CheckOperators());
+          break;
+        }
+        case GateResult::kTimeout:
+          break;
+        case GateResult::kEnd:
+          done = true;
+          break;
+        case GateResult::kFailed:
+          return absl::UnavailableError(gate_->error());
+        case GateResult::kCancelled:
+          return absl::CancelledError("task cancelled");
+      }
+      if (Clock::now() >= next_flush) {
+        FlushAll();
+        next_flush = Clock::now() + timeout;
+      }
+    }
+  }
+  if (cancelled_) return absl::CancelledError("task cancelled");
+  head->Finish();  // cascades down the chain to the tail's emitters
+  for (Output* side : side_outputs_) side->Finish();
+  RETURN_IF_ERROR(CheckOperators());
+  return absl::OkStatus();
+}
+
+}  // namespace vstream

@@ -1,0 +1,74 @@
+#pragma once
+// StreamTask: one deployed subtask of a chain of operators, run on the
+// task's own thread (see taskmanager/task.h for its lifecycle).
+//
+//   input gate --> head operator --> chained operator ... --> tail operator --> emitters
+//   (network)                    (direct calls, a batch at a time)          (network)
+//
+// A source task has no gate: its head is a SourceOperator that the loop
+// calls until it ends. Buffers are flushed when full or when the buffer
+// timeout passes, whichever comes first.
+//
+// Thread-compatible, except Cancel(), which any thread may call.
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/control.pb.h"
+#include "runtime/network/channel_cache.h"
+#include "runtime/network/input_gate.h"
+#include "runtime/network/record_emitter.h"
+#include "runtime/network/result_partition.h"
+#include "runtime/operators/operator.h"
+
+namespace vstream {
+
+struct StreamTaskEnv {
+  PartitionManager* partitions = nullptr;
+  ChannelCache* channels = nullptr;
+  std::string data_dir;       // TaskManager data dir
+  std::string own_address;    // host:port of this TaskManager
+  int receive_credits = 8;    // buffers per remote input channel
+  int send_queue_buffers = 8; // buffers queued per subpartition before backpressure
+};
+
+class StreamTask {
+ public:
+  static absl::StatusOr<std::unique_ptr<StreamTask>> Create(
+      const proto::TaskDeploymentDescriptor& tdd, const StreamTaskEnv& env);
+  ~StreamTask();
+
+  // Runs to the end of input (OK), a failure (error) or cancellation (Cancelled).
+  absl::Status Run();
+  void Cancel();
+
+  // Counters per chained operator, head first; readable from any thread.
+  const std::vector<std::unique_ptr<OperatorCounters>>& counters() const { return counters_; }
+
+ private:
+  class EmitterOutput;
+
+  StreamTask() = default;
+  absl::Status Build(const proto::TaskDeploymentDescriptor& tdd, const StreamTaskEnv& env);
+  absl::Status CheckOperators() const;
+  bool FlushAll();
+
+  proto::TaskDeploymentDescriptor tdd_;
+  std::vector<std::unique_ptr<OperatorCounters>> counters_;
+  std::vector<std::unique_ptr<StreamOperator>> operators_;  // chain order
+  std::vector<std::unique_ptr<EmitterOutput>> emitters_;
+  std::vector<std::unique_ptr<Output>> fanouts_;
+  std::vector<Output*> side_outputs_;  // finished explicitly at the end
+  std::vector<std::shared_ptr<ResultPartition>> partitions_;
+  std::unique_ptr<InputGate> gate_;
+  Schema input_schema_;
+  std::atomic<bool> cancelled_{false};
+  int64_t buffer_timeout_ms_ = 5;
+  PartitionManager* partition_manager_ = nullptr;
+};
+
+}  // namespace vstream

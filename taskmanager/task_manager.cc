@@ -1,0 +1,299 @@
+#include "taskmanager/task_manager.h"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "spdlog/spdlog.h"
+
+namespace vstream {
+
+struct TaskManager::Task {
+  proto::TaskDeploymentDescriptor tdd;
+  std::unique_ptr<StreamTask> stream_task;  // set on the task thread once built
+  std::mutex mu;                            // guards stream_task, state, error
+  proto::TaskState state = proto::TASK_DEPLOYING;
+  std::string error;
+  bool cancel_requested = false;
+  std::thread thread;
+  bool reported_final = false;
+};
+
+class TaskManager::ExecutorService final : public proto::TaskExecutor::Service {
+ public:
+  explicit ExecutorService(TaskManager& tm) : tm_(tm) {}
+  grpc::Status DeployTask(grpc::ServerContext*, const proto::TaskDeploymentDescriptor* req,
+                          proto::DeployTaskResponse*) override {
+    tm_.Deploy(*req);
+    return grpc::Status::OK;
+  }
+  grpc::Status CancelTask(grpc::ServerContext*, const proto::CancelTaskRequest* req,
+                          proto::CancelTaskResponse*) override {
+    tm_.CancelTask(req->task_id());
+    return grpc::Status::OK;
+  }
+
+ private:
+  TaskManager& tm_;
+};
+
+TaskManager::TaskManager(TaskManagerOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<TaskManager>> TaskManager::Start(const TaskManagerOptions& options) {
+  if (options.jobmanager_address.empty()) return absl::InvalidArgumentError("--jobmanager is required");
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
+  if (options.slots < 1) return absl::InvalidArgumentError("--slots must be at least 1");
+  std::unique_ptr<TaskManager> tm(new TaskManager(options));
+  RETURN_IF_ERROR(tm->Init());
+  return tm;
+}
+
+absl::Status TaskManager::Init() {
+  std::error_code ec;
+  std::filesystem::create_directories(options_.data_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create data dir ", options_.data_dir, ": ", ec.message()));
+  // A stable identity: a TaskManager restarted on the same data dir is the same one.
+  const auto id_path = std::filesystem::path(options_.data_dir) / "resource-id";
+  {
+    std::ifstream in(id_path);
+    std::getline(in, resource_id_);
+  }
+  if (resource_id_.empty()) {
+    std::random_device rd;
+    resource_id_ = absl::StrCat("tm-", absl::Hex(static_cast<uint64_t>(rd()) << 32 | rd(), absl::kZeroPad16));
+    std::ofstream(id_path) << resource_id_ << "\n";
+  }
+  // Stale state of a previous run is not restored (no checkpoints yet).
+  std::filesystem::remove_all(std::filesystem::path(options_.data_dir) / "state", ec);
+
+  data_service_ = std::make_unique<DataExchangeService>(partitions_);
+  executor_service_ = std::make_unique<ExecutorService>(*this);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat(options_.host, ":", options_.rpc_port),
+                           grpc::InsecureServerCredentials(), &port_);
+  builder.RegisterService(data_service_.get());
+  builder.RegisterService(executor_service_.get());
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":", options_.rpc_port));
+  }
+  address_ = absl::StrCat(options_.host, ":", port_);
+  jobmanager_ = proto::ResourceManager::NewStub(
+      grpc::CreateChannel(options_.jobmanager_address, grpc::InsecureChannelCredentials()));
+  spdlog::info("TaskManager {} listening on {} with {} slots", resource_id_, address_, options_.slots);
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  return absl::OkStatus();
+}
+
+TaskManager::~TaskManager() { Stop(); }
+
+void TaskManager::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  std::map<std::string, std::unique_ptr<Task>> tasks;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks.swap(tasks_);
+  }
+  for (auto& [id, task] : tasks) {
+    std::lock_guard<std::mutex> lock(task->mu);
+    task->cancel_requested = true;
+    if (task->stream_task) task->stream_task->Cancel();
+  }
+  partitions_.ReleaseWithPrefix("");
+  for (auto& [id, task] : tasks) {
+    if (task->thread.joinable()) task->thread.join();
+  }
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  spdlog::info("TaskManager {} stopped", resource_id_);
+}
+
+void TaskManager::Wait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return stopping_; });
+}
+
+proto::TaskReport TaskManager::MakeReport(Task* task) {
+  proto::TaskReport r;
+  r.set_job_id(task->tdd.job_id());
+  r.set_task_id(task->tdd.task_id());
+  std::lock_guard<std::mutex> lock(task->mu);
+  r.set_state(task->state);
+  r.set_error(task->error);
+  if (task->stream_task) {
+    for (const auto& c : task->stream_task->counters()) {
+      auto* m = r.add_metrics();
+      m->set_vertex_id(c->vertex_id);
+      m->set_records_in(c->records_in.load(std::memory_order_relaxed));
+      m->set_records_out(c->records_out.load(std::memory_order_relaxed));
+      m->set_dead_letters(c->dead_letters.load(std::memory_order_relaxed));
+    }
+  }
+  return r;
+}
+
+void TaskManager::HeartbeatLoop() {
+  int interval_ms = 1000;
+  std::unique_lock<std::mutex> lock(mu_);
+  int failures = 0;
+  while (!stopping_) {
+    lock.unlock();
+    if (!registered_) {
+      proto::RegisterTaskManagerRequest req;
+      req.set_address(address_);
+      req.set_slots(options_.slots);
+      req.set_resource_id(resource_id_);
+      proto::RegisterTaskManagerResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+      grpc::Status s = jobmanager_->RegisterTaskManager(&ctx, req, &resp);
+      if (s.ok()) {
+        lock.lock();
+        task_manager_id_ = resp.task_manager_id();
+        lock.unlock();
+        interval_ms = resp.heartbeat_interval_ms() > 0 ? static_cast<int>(resp.heartbeat_interval_ms()) : 1000;
+        registered_ = true;
+        failures = 0;
+        spdlog::info("registered with JobManager {} as {}", options_.jobmanager_address, resp.task_manager_id());
+      } else if (failures++ % 10 == 0) {
+        spdlog::warn("cannot register with JobManager {}: {} (retrying)", options_.jobmanager_address,
+                     s.error_message());
+      }
+    } else {
+      proto::HeartbeatRequest req;
+      std::vector<std::string> final_reported;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        req.set_task_manager_id(task_manager_id_);
+        for (auto& [id, task] : tasks_) {
+          *req.add_tasks() = MakeReport(task.get());
+          if (task->reported_final) final_reported.push_back(id);
+        }
+      }
+      proto::HeartbeatResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(2 * interval_ms));
+      grpc::Status s = jobmanager_->Heartbeat(&ctx, req, &resp);
+      if (s.ok() && resp.unknown_task_manager()) {
+        spdlog::warn("JobManager does not know this TaskManager any more; registering again");
+        registered_ = false;
+        continue;
+      }
+      if (!s.ok() && failures++ % 10 == 0) spdlog::warn("heartbeat failed: {}", s.error_message());
+      if (s.ok()) failures = 0;
+      // Tasks whose final state went out are forgotten.
+      std::vector<std::unique_ptr<Task>> done;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        for (const auto& id : final_reported) {
+          auto it = tasks_.find(id);
+          if (it != tasks_.end()) {
+            done.push_back(std::move(it->second));
+            tasks_.erase(it);
+          }
+        }
+      }
+      for (auto& t : done) {
+        if (t->thread.joinable()) t->thread.join();
+      }
+    }
+    lock.lock();
+    cv_.wait_for(lock, std::chrono::milliseconds(registered_ ? interval_ms : 500), [&] { return stopping_; });
+  }
+}
+
+void TaskManager::Deploy(const proto::TaskDeploymentDescriptor& tdd) {
+  auto task = std::make_unique<Task>();
+  task->tdd = tdd;
+  Task* raw = task.get();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    tasks_[tdd.task_id()] = std::move(task);
+    raw->thread = std::thread([this, raw] { RunTask(raw); });
+  }
+}
+
+void TaskManager::CancelTask(const std::string& task_id) {
+  std::string job_id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tasks_.find(task_id);
+    if (it == tasks_.end()) return;
+    Task* task = it->second.get();
+    job_id = task->tdd.job_id();
+    std::lock_guard<std::mutex> tl(task->mu);
+    task->cancel_requested = true;
+    if (task->stream_task) task->stream_task->Cancel();
+  }
+  partitions_.ReleaseWithPrefix(job_id + "/");
+}
+
+void TaskManager::Report(Task* task) {
+  proto::TaskReport report = MakeReport(task);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    proto::UpdateTaskStateResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    if (jobmanager_->UpdateTaskState(&ctx, report, &resp).ok()) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; })) return;
+  }
+  // The heartbeat carries the state too.
+}
+
+void TaskManager::RunTask(Task* task) {
+  const std::string name = absl::StrCat("task ", task->tdd.task_id());
+  StreamTaskEnv env;
+  env.partitions = &partitions_;
+  env.channels = &channels_;
+  env.data_dir = options_.data_dir;
+  env.own_address = address_;
+  env.receive_credits = options_.receive_credits;
+  env.send_queue_buffers = options_.send_queue_buffers;
+  auto created = StreamTask::Create(task->tdd, env);
+  absl::Status result;
+  if (created.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(task->mu);
+      task->stream_task = std::move(*created);
+      task->state = proto::TASK_RUNNING;
+      if (task->cancel_requested) task->stream_task->Cancel();
+    }
+    Report(task);
+    result = task->stream_task->Run();
+  } else {
+    result = created.status();
+  }
+  {
+    std::lock_guard<std::mutex> lock(task->mu);
+    if (result.ok()) {
+      task->state = proto::TASK_FINISHED;
+    } else if (absl::IsCancelled(result) || task->cancel_requested) {
+      task->state = proto::TASK_CANCELED;
+    } else {
+      task->state = proto::TASK_FAILED;
+      task->error = std::string(result.message());
+    }
+  }
+  if (result.ok()) {
+    spdlog::info("{} finished", name);
+  } else if (task->state == proto::TASK_FAILED) {
+    spdlog::error("{} failed: {}", name, std::string(result.message()));
+  } else {
+    spdlog::info("{} cancelled", name);
+  }
+  Report(task);
+  std::lock_guard<std::mutex> lock(task->mu);
+  task->reported_final = true;
+}
+
+}  // namespace vstream

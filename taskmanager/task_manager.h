@@ -1,0 +1,94 @@
+#pragma once
+// The TaskManager process: registers its slots with the JobManager's
+// ResourceManager and heartbeats; runs deployed tasks, each on its own
+// thread (TaskExecutor service); serves its result partitions to remote
+// consumers (DataExchange service).
+//
+// Threads: gRPC's server threads (Deploy/Cancel/OpenChannel), one
+// registration + heartbeat thread, one thread per task. Shared state (the
+// task table) sits behind mu_.
+//
+// Shutdown order: stop heartbeats, cancel tasks, stop the server.
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/control.grpc.pb.h"
+#include "runtime/network/channel_cache.h"
+#include "runtime/network/data_exchange_service.h"
+#include "runtime/network/result_partition.h"
+#include "runtime/stream_task.h"
+
+namespace vstream {
+
+struct TaskManagerOptions {
+  // host:port of the JobManager. Required.
+  std::string jobmanager_address;
+  // Address to bind and to advertise to the JobManager and other
+  // TaskManagers. Default 127.0.0.1.
+  std::string host = "127.0.0.1";
+  // 0 = pick a free port. Default 0.
+  int rpc_port = 0;
+  // Task slots. Default 1.
+  int slots = 1;
+  // Holds RocksDB state, dead letters and the stable resource id. Required.
+  std::string data_dir;
+  // Buffers per remote input channel (credits). Default 8.
+  int receive_credits = 8;
+  // Buffers queued per subpartition before the producer blocks. Default 8.
+  int send_queue_buffers = 8;
+};
+
+class TaskManager {
+ public:
+  static absl::StatusOr<std::unique_ptr<TaskManager>> Start(const TaskManagerOptions& options);
+  ~TaskManager();
+
+  const std::string& address() const { return address_; }
+  int port() const { return port_; }
+  // Cancels all tasks and stops serving. Idempotent.
+  void Stop();
+  // Blocks until Stop() is called.
+  void Wait();
+  bool registered() const { return registered_; }
+
+ private:
+  class ExecutorService;
+  struct Task;
+
+  explicit TaskManager(TaskManagerOptions options);
+  absl::Status Init();
+  void HeartbeatLoop();
+  void Deploy(const proto::TaskDeploymentDescriptor& tdd);
+  void CancelTask(const std::string& task_id);
+  void RunTask(Task* task);
+  void Report(Task* task);
+  proto::TaskReport MakeReport(Task* task);
+
+  TaskManagerOptions options_;
+  std::string resource_id_;
+  std::string address_;
+  int port_ = 0;
+  PartitionManager partitions_;
+  ChannelCache channels_;
+  std::unique_ptr<DataExchangeService> data_service_;
+  std::unique_ptr<ExecutorService> executor_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<proto::ResourceManager::Stub> jobmanager_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::unique_ptr<Task>> tasks_;
+  std::string task_manager_id_;
+  std::atomic<bool> registered_{false};
+  bool stopping_ = false;
+  std::thread heartbeat_thread_;
+};
+
+}  // namespace vstream
