@@ -119,6 +119,7 @@ absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobV
     }
     case proto::OperatorSpec::kSink: {
       const auto& s = op.sink();
+      if (s.max_rate() > 0) counters.sink_max_rate = s.max_rate();
       if (s.connector() == "file") return std::make_unique<FileSink>(counters, in, s.path(), s.format());
       if (s.connector() == "stdout") {
         return std::make_unique<StdoutSink>(counters, in, s.format().empty() ? "jsonl" : s.format());
@@ -193,6 +194,12 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     side_outputs_.push_back(dl->second);
   }
 
+  // A throttled sink (max_rate) paces the task's input: the rest of the
+  // chain and everything upstream is backpressured.
+  if (counters_.back()->sink_max_rate > 0) {
+    sink_limiter_ = std::make_unique<RateLimiter>(counters_.back()->sink_max_rate);
+  }
+
   // Open the operators.
   for (size_t i = 0; i < operators_.size(); ++i) {
     const proto::JobVertex& v = vertex(tdd.chain(i));
@@ -246,6 +253,11 @@ absl::Status StreamTask::CheckOperators() const {
   return absl::OkStatus();
 }
 
+void StreamTask::Throttle(size_t n) {
+  if (!sink_limiter_) return;
+  while (n > 0 && !cancelled_) n -= sink_limiter_->Acquire(n);
+}
+
 bool StreamTask::FlushAll() {
   bool ok = true;
   for (auto& e : emitters_) ok = e->Flush() && ok;
@@ -291,12 +303,14 @@ absl::Status StreamTask::Run() {
             if (!DecodeRow(input_schema_, data, &pos, &batch.Append())) {
               return absl::DataLossError("corrupt network buffer");
             }
-            if (batch.full()) {
+            if (batch.full() || (sink_limiter_ && batch.size() >= 64)) {
+              Throttle(batch.size());
               head->Push(batch);
               batch.Clear();
             }
           }
           if (!batch.empty()) {
+            Throttle(batch.size());
             head->Push(batch);
             batch.Clear();
           }

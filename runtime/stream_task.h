@@ -24,6 +24,7 @@
 #include "runtime/network/record_emitter.h"
 #include "runtime/network/result_partition.h"
 #include "runtime/operators/operator.h"
+#include "runtime/operators/sources.h"
 
 namespace vstream {
 
@@ -56,6 +57,7 @@ class StreamTask {
   absl::Status Build(const proto::TaskDeploymentDescriptor& tdd, const StreamTaskEnv& env);
   absl::Status CheckOperators() const;
   bool FlushAll();
+  void Throttle(size_t records);
 
   proto::TaskDeploymentDescriptor tdd_;
   std::vector<std::unique_ptr<OperatorCounters>> counters_;
@@ -69,6 +71,7 @@ class StreamTask {
   std::atomic<bool> cancelled_{false};
   int64_t buffer_timeout_ms_ = 5;
   PartitionManager* partition_manager_ = nullptr;
+  std::unique_ptr<RateLimiter> sink_limiter_;
 };
 
 }  // namespace vstream

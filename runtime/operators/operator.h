@@ -24,6 +24,7 @@ struct OperatorCounters {
   std::atomic<int64_t> records_in{0};
   std::atomic<int64_t> records_out{0};
   std::atomic<int64_t> dead_letters{0};
+  double sink_max_rate = 0;  // set at build time for a throttled sink
 };
 
 class Output {

@@ -45,8 +45,6 @@ inline uint64_t Mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-constexpr int64_t kGeneratorEpochMs = 1'700'000'000'000;
-
 }  // namespace
 
 GeneratorSource::GeneratorSource(OperatorCounters& counters, Schema schema,
@@ -89,18 +87,17 @@ void GeneratorSource::Fill(int64_t n, Row* row) {
     const uint64_t h = Mix(spec_.seed() * 0x100000001b3ull ^ Mix(static_cast<uint64_t>(n) * 131 + f));
     const std::string& kind = g.kind();
     if (kind == "sequence") {
-      if (type == FieldType::kTimestamp) {
-        d.SetInt(kGeneratorEpochMs + n * 1000);
-      } else if (type == FieldType::kDouble) {
-        d.SetDouble(static_cast<double>(n));
+      const int64_t v = g.min() + n;
+      if (type == FieldType::kDouble) {
+        d.SetDouble(static_cast<double>(v));
       } else if (type == FieldType::kString) {
         d.is_null = false;
         d.s.assign(g.prefix());
         char buf[24];
-        auto r = std::to_chars(buf, buf + sizeof(buf), n);
+        auto r = std::to_chars(buf, buf + sizeof(buf), v);
         d.s.append(buf, r.ptr);
       } else {
-        d.SetInt(n);
+        d.SetInt(v);  // int, timestamp
       }
     } else if (kind == "key") {
       const int64_t card = std::max<int64_t>(1, g.cardinality());
@@ -132,8 +129,6 @@ void GeneratorSource::Fill(int64_t n, Row* row) {
         auto r = std::to_chars(buf, buf + sizeof(buf),
                                lo + static_cast<int64_t>(h % static_cast<uint64_t>(hi - lo + 1)));
         d.s.append(buf, r.ptr);
-      } else if (type == FieldType::kTimestamp) {
-        d.SetInt(kGeneratorEpochMs + lo + static_cast<int64_t>(h % static_cast<uint64_t>(hi - lo + 1)));
       } else {
         d.SetInt(lo + static_cast<int64_t>(h % static_cast<uint64_t>(hi - lo + 1)));
       }

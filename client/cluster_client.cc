@@ -1,0 +1,122 @@
+#include "client/cluster_client.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/time_util.h"
+#include "grpcpp/grpcpp.h"
+
+namespace vstream {
+
+namespace {
+void SetDeadline(grpc::ClientContext* ctx, int seconds) {
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+}
+}  // namespace
+
+ClusterClient::ClusterClient(std::string address) : address_(std::move(address)) {
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(64 << 20);
+  stub_ = proto::Dispatcher::NewStub(
+      grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
+}
+
+absl::Status ClusterClient::Convert(const grpc::Status& s) const {
+  if (s.ok()) return absl::OkStatus();
+  switch (s.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::UnavailableError(absl::StrCat(
+          "cannot reach the JobManager at ", address_, " (", s.error_message(),
+          "); is it running? Set the address with --jobmanager HOST:PORT or VSTREAM_JOBMANAGER"));
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(s.error_message());
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return absl::InvalidArgumentError(s.error_message());
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return absl::FailedPreconditionError(s.error_message());
+    default:
+      return absl::InternalError(absl::StrCat("JobManager at ", address_, ": ", s.error_message()));
+  }
+}
+
+absl::StatusOr<std::string> ClusterClient::Submit(const proto::JobGraph& graph) {
+  proto::SubmitJobRequest req;
+  *req.mutable_graph() = graph;
+  proto::SubmitJobResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, 10);
+  grpc::Status s = stub_->SubmitJob(&ctx, req, &resp);
+  if (!s.ok()) return Convert(s);
+  return resp.job_id();
+}
+
+absl::StatusOr<proto::JobStatus> ClusterClient::Get(const std::string& job_id) {
+  proto::JobIdRequest req;
+  req.set_job_id(job_id);
+  proto::JobStatus resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, 5);
+  grpc::Status s = stub_->GetJob(&ctx, req, &resp);
+  if (!s.ok()) return Convert(s);
+  return resp;
+}
+
+absl::StatusOr<proto::ListJobsResponse> ClusterClient::List() {
+  proto::ListJobsRequest req;
+  proto::ListJobsResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, 5);
+  grpc::Status s = stub_->ListJobs(&ctx, req, &resp);
+  if (!s.ok()) return Convert(s);
+  return resp;
+}
+
+absl::Status ClusterClient::Cancel(const std::string& job_id) {
+  proto::JobIdRequest req;
+  req.set_job_id(job_id);
+  proto::CancelJobResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, 5);
+  return Convert(stub_->CancelJob(&ctx, req, &resp));
+}
+
+std::string FormatCount(int64_t n) {
+  std::string digits = absl::StrCat(n < 0 ? -n : n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+std::string JobStateName(proto::JobState state) { return proto::JobState_Name(state); }
+
+std::string TaskStateName(proto::TaskState state) {
+  std::string n = proto::TaskState_Name(state);
+  return n.rfind("TASK_", 0) == 0 ? n.substr(5) : n;
+}
+
+std::string FormatJobStatus(const proto::JobStatus& st) {
+  std::string out = absl::StrCat("Job ", st.job_id(), " (", st.name(), ")\n");
+  const int64_t end = st.ended_at_ms() > 0 ? st.ended_at_ms() : NowMillis();
+  absl::StrAppend(&out, "State: ", JobStateName(st.state()),
+                  absl::StrFormat("  (%.1f s since submission)", (end - st.submitted_at_ms()) / 1000.0), "\n");
+  if (!st.message().empty()) absl::StrAppend(&out, "Info:  ", st.message(), "\n");
+  size_t name_w = 6;
+  for (const auto& v : st.vertices()) name_w = std::max(name_w, v.name().size());
+  absl::StrAppend(&out, absl::StrFormat("\n%-*s  %11s  %-9s  %14s  %14s  %12s\n", static_cast<int>(name_w),
+                                        "VERTEX", "PARALLELISM", "STATE", "RECORDS IN", "RECORDS OUT",
+                                        "DEAD LETTERS"));
+  for (const auto& v : st.vertices()) {
+    absl::StrAppend(&out, absl::StrFormat("%-*s  %11d  %-9s  %14s  %14s  %12s\n", static_cast<int>(name_w),
+                                          v.name(), v.parallelism(), TaskStateName(v.state()),
+                                          FormatCount(v.records_in()), FormatCount(v.records_out()),
+                                          FormatCount(v.dead_letters())));
+  }
+  return out;
+}
+
+}  // namespace vstream

@@ -1,0 +1,40 @@
+#pragma once
+// The gRPC client of the JobManager's Dispatcher, used by the CLI and tests.
+// Every error names the JobManager's address and what went wrong.
+//
+// Thread-safe (gRPC stubs are).
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "proto/client.grpc.pb.h"
+
+namespace vstream {
+
+class ClusterClient {
+ public:
+  explicit ClusterClient(std::string address);
+
+  const std::string& address() const { return address_; }
+  absl::StatusOr<std::string> Submit(const proto::JobGraph& graph);
+  absl::StatusOr<proto::JobStatus> Get(const std::string& job_id);
+  absl::StatusOr<proto::ListJobsResponse> List();
+  absl::Status Cancel(const std::string& job_id);
+
+ private:
+  absl::Status Convert(const grpc::Status& s) const;
+
+  std::string address_;
+  std::unique_ptr<proto::Dispatcher::Stub> stub_;
+};
+
+// "1.2 M", "12,345": counts for humans.
+std::string FormatCount(int64_t n);
+// A multi-line, human-readable job status (the `vstream status` output).
+std::string FormatJobStatus(const proto::JobStatus& status);
+// "RUNNING", "FINISHED", ... without the proto prefix.
+std::string JobStateName(proto::JobState state);
+std::string TaskStateName(proto::TaskState state);
+
+}  // namespace vstream

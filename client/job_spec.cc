@@ -1,0 +1,788 @@
+#include "client/job_spec.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/job_builder.h"
+#include "common/absl_compat.h"
+#include "common/status_macros.h"
+
+namespace vstream {
+namespace {
+
+// One `key: value` of a YAML mapping.
+struct Entry {
+  std::string key;
+  YAML::Node key_node;
+  YAML::Node value;
+
+  // Where the value is. An empty value (`key:`) has no position of its own.
+  YAML::Mark mark() const { return value.IsNull() ? key_node.Mark() : value.Mark(); }
+};
+
+// A YAML mapping with its entries in file order.
+struct Mapping {
+  YAML::Node node;
+  std::vector<Entry> entries;
+
+  const Entry* Find(std::string_view key) const {
+    for (const Entry& e : entries) {
+      if (e.key == key) return &e;
+    }
+    return nullptr;
+  }
+};
+
+// What a node is, for "expected X, got Y" messages.
+std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Scalar: return absl::StrCat("'", node.Scalar(), "'");
+    default: return "nothing";
+  }
+}
+
+const std::vector<std::string_view> kTopLevelFields = {
+    "name", "parallelism", "max_parallelism", "buffer_timeout", "sources", "operators", "sinks"};
+
+// Compiles one spec. Not reusable: one instance per spec.
+class SpecCompiler {
+ public:
+  SpecCompiler(std::string_view text, std::string display_path, std::string base_dir)
+      : text_(text), display_path_(std::move(display_path)), base_dir_(std::move(base_dir)) {}
+
+  absl::StatusOr<proto::JobGraph> Compile() {
+    // yaml-cpp reports errors by exception; they end here.
+    try {
+      YAML::Node root;
+      try {
+        root = YAML::Load(std::string(text_));
+      } catch (const YAML::ParserException& e) {
+        return ErrorAt(e.mark, absl::StrCat("invalid YAML: ", e.msg));
+      }
+      return CompileRoot(root);
+    } catch (const YAML::Exception& e) {
+      return ErrorAt(e.mark, absl::StrCat("invalid job spec: ", e.msg));
+    }
+  }
+
+ private:
+  // ---- errors --------------------------------------------------------------
+
+  absl::Status ErrorAt(const YAML::Mark& mark, std::string_view message) const {
+    const int line = mark.is_null() ? 1 : mark.line + 1;
+    const int column = mark.is_null() ? 1 : mark.column + 1;
+    std::string one_line(message);
+    for (char& c : one_line) {
+      if (c == '\n' || c == '\r') c = ' ';
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat(display_path_, ":", line, ":", column, ": ", one_line));
+  }
+  absl::Status ErrorAt(const YAML::Node& node, std::string_view message) const {
+    return ErrorAt(node.Mark(), message);
+  }
+  absl::Status ErrorAt(const Entry& entry, std::string_view message) const {
+    return ErrorAt(entry.mark(), message);
+  }
+
+  // The position of byte `offset` of the scalar's value in the spec text.
+  // Handles plain and quoted scalars on one line and block scalars (| and >);
+  // anything else gets the scalar's own position.
+  YAML::Mark ExprMark(const YAML::Node& scalar, size_t offset) const {
+    const YAML::Mark start = scalar.Mark();
+    if (start.is_null() || start.pos < 0 || static_cast<size_t>(start.pos) >= text_.size()) {
+      return start;
+    }
+    const std::string& value = scalar.Scalar();
+    const size_t pos = static_cast<size_t>(start.pos);
+    const char c = text_[pos];
+    YAML::Mark at = start;
+    if (c == '"' || c == '\'') {
+      size_t p = pos + 1;
+      for (size_t decoded = 0; decoded < offset; ++decoded) {
+        if (p >= text_.size() || text_[p] == '\n' || text_[p] == '\r') return start;
+        if (c == '\'' && text_[p] == '\'') {
+          p += 2;  // '' is one quote
+        } else if (c == '"' && text_[p] == '\\') {
+          p += 2;  // an escape: counted as one byte
+        } else {
+          ++p;
+        }
+      }
+      at.pos = static_cast<int>(p);
+      at.column = start.column + static_cast<int>(p - pos);
+      return at;
+    }
+    if (c == '|' || c == '>') {
+      // Content starts on the line after the indicator, indented by the
+      // indentation of its first non-empty line.
+      size_t p = text_.find('\n', pos);
+      if (p == std::string_view::npos) return start;
+      ++p;
+      int line = start.line + 1;
+      size_t indent = 0;
+      for (size_t q = p; q < text_.size() && text_[q] == ' '; ++q) ++indent;
+      size_t decoded = 0;
+      while (p < text_.size()) {
+        const size_t line_end = std::min(text_.find('\n', p), text_.size());
+        const size_t content = std::min(p + indent, line_end);
+        const size_t len = line_end - content;
+        if (offset < decoded + len) {
+          at.pos = static_cast<int>(content + (offset - decoded));
+          at.line = line;
+          at.column = static_cast<int>(content - p + (offset - decoded));
+          return at;
+        }
+        decoded += len + 1;  // the line and its newline (a space when folded)
+        p = line_end + 1;
+        ++line;
+      }
+      return start;
+    }
+    // Plain scalar: the source text must be the value itself up to offset.
+    if (offset > value.size() || text_.compare(pos, offset, value, 0, offset) != 0) return start;
+    at.pos = static_cast<int>(pos + offset);
+    at.column = start.column + static_cast<int>(offset);
+    return at;
+  }
+
+  // Turns the builder's first error into a located one. `current` is the
+  // mapping of the vertex being defined, if the error came from its call.
+  absl::Status BuilderError(const Mapping* current) const {
+    const BuildError& e = *builder_->error();
+    const Mapping* m = current;
+    if (e.vertex.empty()) {
+      m = &top_;
+    } else if (m == nullptr) {
+      auto it = vertex_nodes_.find(e.vertex);
+      m = it != vertex_nodes_.end() ? &it->second : &top_;
+    }
+    YAML::Mark mark = m->node.Mark();
+    const Entry* entry = e.field.empty() ? nullptr : m->Find(e.field);
+    if (entry != nullptr) {
+      mark = entry->mark();
+      YAML::Node at = entry->value;
+      if (e.index >= 0 && (at.IsSequence() || at.IsMap())) {
+        int i = 0;
+        for (auto it = at.begin(); it != at.end(); ++it, ++i) {
+          if (i != e.index) continue;
+          if (at.IsSequence()) {
+            at = static_cast<const YAML::Node&>(*it);
+          } else {
+            at = e.expr_offset != BuildError::kNoOffset ? it->second : it->first;
+          }
+          mark = at.Mark();
+          break;
+        }
+      }
+      if (e.expr_offset != BuildError::kNoOffset && at.IsScalar()) {
+        mark = ExprMark(at, e.expr_offset);
+      }
+    }
+    return ErrorAt(mark, std::string(e.status.message()));
+  }
+
+  // ---- shape ---------------------------------------------------------------
+
+  absl::StatusOr<Mapping> ParseMapping(const YAML::Node& node, std::string_view what) const {
+    if (!node.IsMap()) {
+      return ErrorAt(node,
+                     absl::StrCat("expected a mapping for ", AV(what), ", got ", Describe(node)));
+    }
+    Mapping m;
+    m.node = node;
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (!it->first.IsScalar()) {
+        return ErrorAt(it->first, absl::StrCat("expected a field name in ", AV(what), ", got ",
+                                               Describe(it->first)));
+      }
+      m.entries.push_back(Entry{it->first.Scalar(), it->first, it->second});
+    }
+    return m;
+  }
+
+  // Rejects unknown and repeated keys. `what` is e.g. "operator 'valid'";
+  // empty for the top level.
+  absl::Status CheckKeys(const Mapping& m, const std::vector<std::string_view>& allowed,
+                         std::string_view what) const {
+    std::string expected;
+    for (std::string_view a : allowed)
+      absl::StrAppend(&expected, expected.empty() ? "" : ", ", AV(a));
+    for (size_t i = 0; i < m.entries.size(); ++i) {
+      const Entry& e = m.entries[i];
+      bool known = false;
+      for (std::string_view a : allowed) known |= (a == e.key);
+      if (!known) {
+        return ErrorAt(
+            e.key_node,
+            absl::StrCat("unknown ", what.empty() ? "top-level field" : "field", " '", e.key, "'",
+                         what.empty() ? "" : " in ", AV(what), ", expected one of ", expected));
+      }
+      for (size_t j = 0; j < i; ++j) {
+        if (m.entries[j].key == e.key) {
+          return ErrorAt(e.key_node, absl::StrCat("field '", e.key, "' appears twice in ",
+                                                  what.empty() ? "the job spec" : AV(what)));
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<const Entry*> Required(const Mapping& m, std::string_view key,
+                                        std::string_view what) const {
+    const Entry* e = m.Find(key);
+    if (e == nullptr) {
+      return ErrorAt(m.node, absl::StrCat("missing required field '", AV(key), "' in ",
+                                          what.empty() ? "the job spec" : AV(what)));
+    }
+    return e;
+  }
+
+  absl::StatusOr<std::string> String(const Entry& e) const {
+    if (!e.value.IsScalar()) {
+      return ErrorAt(e,
+                     absl::StrCat("expected a string for '", e.key, "', got ", Describe(e.value)));
+    }
+    return e.value.Scalar();
+  }
+
+  absl::StatusOr<std::string> RequiredString(const Mapping& m, std::string_view key,
+                                             std::string_view what) const {
+    ASSIGN_OR_RETURN(const Entry* e, Required(m, key, what));
+    return String(*e);
+  }
+
+  absl::StatusOr<int64_t> Int(const Entry& e) const {
+    int64_t v = 0;
+    if (!e.value.IsScalar() || !absl::SimpleAtoi(AV(e.value.Scalar()), &v)) {
+      return ErrorAt(
+          e, absl::StrCat("expected an integer for '", e.key, "', got ", Describe(e.value)));
+    }
+    return v;
+  }
+
+  // An int-sized integer (parallelism).
+  absl::StatusOr<int> SmallInt(const Entry& e) const {
+    ASSIGN_OR_RETURN(int64_t v, Int(e));
+    if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
+      return ErrorAt(e, absl::StrCat("'", e.key, "' is out of range: ", v));
+    }
+    return static_cast<int>(v);
+  }
+
+  absl::StatusOr<double> Number(const Entry& e) const {
+    double v = 0;
+    if (!e.value.IsScalar() || !absl::SimpleAtod(AV(e.value.Scalar()), &v)) {
+      return ErrorAt(e,
+                     absl::StrCat("expected a number for '", e.key, "', got ", Describe(e.value)));
+    }
+    return v;
+  }
+
+  // "5ms", "1s", "2m", "1h", or a plain integer = ms.
+  absl::StatusOr<int64_t> DurationMs(const Entry& e) const {
+    auto bad = [&] {
+      return ErrorAt(e, absl::StrCat("expected a duration such as 5ms, 1s, 2m or 1h for '", e.key,
+                                     "', got ", Describe(e.value)));
+    };
+    if (!e.value.IsScalar()) return bad();
+    const std::string& s = e.value.Scalar();
+    size_t digits = 0;
+    while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+    const std::string unit = s.substr(digits);
+    int64_t scale = 0;
+    if (unit.empty() || unit == "ms")
+      scale = 1;
+    else if (unit == "s")
+      scale = 1000;
+    else if (unit == "m")
+      scale = 60 * 1000;
+    else if (unit == "h")
+      scale = 3600 * 1000;
+    int64_t n = 0;
+    if (digits == 0 || scale == 0 ||
+        !absl::SimpleAtoi(AV(std::string_view(s).substr(0, digits)), &n) ||
+        n > std::numeric_limits<int64_t>::max() / scale) {
+      return bad();
+    }
+    return n * scale;
+  }
+
+  // A list of strings, or one string for a list of one.
+  absl::StatusOr<std::vector<std::string>> StringList(const Entry& e) const {
+    std::vector<std::string> out;
+    if (e.value.IsScalar()) {
+      out.push_back(e.value.Scalar());
+      return out;
+    }
+    if (!e.value.IsSequence()) {
+      return ErrorAt(
+          e, absl::StrCat("expected a list of names for '", e.key, "', got ", Describe(e.value)));
+    }
+    for (const YAML::Node& item : e.value) {
+      if (!item.IsScalar()) {
+        return ErrorAt(item,
+                       absl::StrCat("expected a name in '", e.key, "', got ", Describe(item)));
+      }
+      out.push_back(item.Scalar());
+    }
+    if (out.empty()) return ErrorAt(e, absl::StrCat("'", e.key, "' is empty"));
+    return out;
+  }
+
+  // An ordered mapping of name -> expression text (select, aggregates).
+  absl::StatusOr<std::vector<NamedExpr>> Expressions(const Entry& e, std::string_view what) const {
+    ASSIGN_OR_RETURN(Mapping m, ParseMapping(e.value, absl::StrCat("'", e.key, "' of ", AV(what))));
+    std::vector<NamedExpr> out;
+    for (const Entry& item : m.entries) {
+      if (!item.value.IsScalar()) {
+        return ErrorAt(item, absl::StrCat("expected an expression for '", item.key, "' in '", e.key,
+                                          "', got ", Describe(item.value)));
+      }
+      out.push_back(NamedExpr{item.key, item.value.Scalar()});
+    }
+    return out;
+  }
+
+  absl::StatusOr<Schema> ParseSchema(const Entry& e, std::string_view what) const {
+    ASSIGN_OR_RETURN(Mapping m, ParseMapping(e.value, absl::StrCat("the schema of ", AV(what))));
+    Schema schema;
+    for (const Entry& f : m.entries) {
+      if (!f.value.IsScalar()) {
+        return ErrorAt(f, absl::StrCat("expected a type for schema field '", f.key, "', got ",
+                                       Describe(f.value)));
+      }
+      absl::StatusOr<FieldType> type = ParseFieldType(f.value.Scalar());
+      if (!type.ok()) {
+        return ErrorAt(f, absl::StrCat("schema field '", f.key, "': ", type.status().message()));
+      }
+      schema.Add(f.key, *type);
+    }
+    return schema;
+  }
+
+  absl::StatusOr<std::vector<GeneratorColumn>> GeneratorColumns(const Entry& e,
+                                                                std::string_view what) const {
+    ASSIGN_OR_RETURN(Mapping m, ParseMapping(e.value, absl::StrCat("the fields of ", AV(what))));
+    std::vector<GeneratorColumn> out;
+    for (const Entry& col : m.entries) {
+      const std::string col_what = absl::StrCat("generator field '", col.key, "'");
+      ASSIGN_OR_RETURN(Mapping spec, ParseMapping(col.value, col_what));
+      RETURN_IF_ERROR(
+          CheckKeys(spec, {"kind", "min", "max", "cardinality", "prefix", "value"}, col_what));
+      GeneratorColumn c;
+      c.column = col.key;
+      ASSIGN_OR_RETURN(c.kind, RequiredString(spec, "kind", col_what));
+      if (const Entry* x = spec.Find("min")) {
+        ASSIGN_OR_RETURN(c.min, Int(*x));
+      }
+      if (const Entry* x = spec.Find("max")) {
+        ASSIGN_OR_RETURN(c.max, Int(*x));
+      }
+      if (const Entry* x = spec.Find("cardinality")) {
+        ASSIGN_OR_RETURN(c.cardinality, Int(*x));
+      }
+      if (const Entry* x = spec.Find("prefix")) {
+        ASSIGN_OR_RETURN(c.prefix, String(*x));
+      }
+      if (const Entry* x = spec.Find("value")) {
+        ASSIGN_OR_RETURN(c.value, String(*x));
+      }
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  // parallelism, partition and key_by, which every operator and sink may set.
+  absl::StatusOr<VertexOptions> ParseVertexOptions(const Mapping& m) const {
+    VertexOptions options;
+    if (const Entry* e = m.Find("parallelism")) {
+      ASSIGN_OR_RETURN(options.parallelism, SmallInt(*e));
+      if (options.parallelism < 1) {
+        return ErrorAt(*e,
+                       absl::StrCat("parallelism must be at least 1, got ", options.parallelism));
+      }
+    }
+    if (const Entry* e = m.Find("partition")) {
+      ASSIGN_OR_RETURN(std::string name, String(*e));
+      absl::StatusOr<Partition> p = ParsePartition(name);
+      if (!p.ok()) return ErrorAt(*e, std::string(p.status().message()));
+      options.partition = *p;
+    }
+    if (const Entry* e = m.Find("key_by")) {
+      ASSIGN_OR_RETURN(options.key_by, StringList(*e));
+    }
+    return options;
+  }
+
+  // Explains a reference to a stream that does not exist yet but is declared
+  // further down; the builder explains names that are not declared at all.
+  absl::Status CheckInputName(const YAML::Node& at, std::string_view input, std::string_view reader,
+                              std::string_view reader_what, int reader_operator_index) const {
+    if (builder_->HasStream(input)) return absl::OkStatus();
+    auto it = declared_.find(AV(input));
+    if (it == declared_.end()) return absl::OkStatus();
+    const Declared& d = it->second;
+    if (d.is_sink) {
+      return ErrorAt(at, absl::StrCat(AV(reader_what), ": input '", AV(input),
+                                      "' is a sink, which has no output stream"));
+    }
+    if (input == reader) {
+      return ErrorAt(at, absl::StrCat(AV(reader_what), " cannot read its own output"));
+    }
+    if (reader_operator_index >= 0 && d.operator_index > reader_operator_index) {
+      return ErrorAt(at, absl::StrCat(AV(reader_what), ": input '", AV(input),
+                                      "' is defined later in operators; an operator may only "
+                                      "read sources and operators listed above it"));
+    }
+    return absl::OkStatus();
+  }
+
+  std::string ResolvePath(const std::string& path) const {
+    std::filesystem::path p(path);
+    if (p.is_absolute()) return p.lexically_normal().string();
+    std::filesystem::path base(base_dir_);
+    if (base.empty() || base.is_relative()) {
+      std::error_code ec;
+      base = std::filesystem::absolute(base.empty() ? "." : base, ec);
+    }
+    return (base / p).lexically_normal().string();
+  }
+
+  // ---- sections ------------------------------------------------------------
+
+  absl::StatusOr<proto::JobGraph> CompileRoot(const YAML::Node& root) {
+    if (root.IsNull()) {
+      return ErrorAt(YAML::Mark::null_mark(),
+                     "the job spec is empty, expected a mapping with name, sources and sinks");
+    }
+    if (!root.IsMap()) {
+      return ErrorAt(root, absl::StrCat("expected a mapping with name, sources and sinks at the "
+                                        "top level, got ",
+                                        Describe(root)));
+    }
+    ASSIGN_OR_RETURN(top_, ParseMapping(root, "the job spec"));
+    RETURN_IF_ERROR(CheckKeys(top_, kTopLevelFields, ""));
+    ASSIGN_OR_RETURN(std::string name, RequiredString(top_, "name", ""));
+    builder_ = std::make_unique<JobBuilder>(name);
+    if (builder_->error() != nullptr) return BuilderError(nullptr);
+    if (const Entry* e = top_.Find("parallelism")) {
+      ASSIGN_OR_RETURN(int p, SmallInt(*e));
+      builder_->SetParallelism(p);
+    }
+    if (const Entry* e = top_.Find("max_parallelism")) {
+      ASSIGN_OR_RETURN(int p, SmallInt(*e));
+      builder_->SetMaxParallelism(p);
+    }
+    if (const Entry* e = top_.Find("buffer_timeout")) {
+      ASSIGN_OR_RETURN(int64_t ms, DurationMs(*e));
+      builder_->SetBufferTimeoutMs(ms);
+    }
+
+    ASSIGN_OR_RETURN(const Entry* sources, Required(top_, "sources", ""));
+    ASSIGN_OR_RETURN(std::vector<YAML::Node> source_nodes, List(*sources, "source", true));
+    std::vector<YAML::Node> operator_nodes;
+    if (const Entry* e = top_.Find("operators")) {
+      ASSIGN_OR_RETURN(operator_nodes, List(*e, "operator", false));
+    }
+    ASSIGN_OR_RETURN(const Entry* sinks, Required(top_, "sinks", ""));
+    ASSIGN_OR_RETURN(std::vector<YAML::Node> sink_nodes, List(*sinks, "sink", true));
+
+    // Names declared further down, to explain forward references.
+    for (size_t i = 0; i < operator_nodes.size(); ++i) {
+      Declare(operator_nodes[i], Declared{false, static_cast<int>(i)});
+    }
+    for (const YAML::Node& n : sink_nodes) Declare(n, Declared{true, -1});
+
+    for (size_t i = 0; i < source_nodes.size(); ++i) {
+      RETURN_IF_ERROR(CompileSource(source_nodes[i], static_cast<int>(i)));
+    }
+    for (size_t i = 0; i < operator_nodes.size(); ++i) {
+      RETURN_IF_ERROR(CompileOperator(operator_nodes[i], static_cast<int>(i)));
+    }
+    for (size_t i = 0; i < sink_nodes.size(); ++i) {
+      RETURN_IF_ERROR(CompileSink(sink_nodes[i], static_cast<int>(i)));
+    }
+    absl::StatusOr<proto::JobGraph> graph = builder_->Build();
+    if (!graph.ok()) return BuilderError(nullptr);
+    return graph;
+  }
+
+  // The items of a top-level section. An empty `operators:` is no operators.
+  absl::StatusOr<std::vector<YAML::Node>> List(const Entry& e, std::string_view item,
+                                               bool required) const {
+    std::vector<YAML::Node> out;
+    if (e.value.IsNull() && !required) return out;
+    if (!e.value.IsSequence()) {
+      return ErrorAt(e, absl::StrCat("expected a list of ", AV(item), "s for '", e.key, "', got ",
+                                     Describe(e.value)));
+    }
+    for (const YAML::Node& n : e.value) out.push_back(n);
+    if (out.empty() && required) {
+      return ErrorAt(e, absl::StrCat("'", e.key, "' must list at least one ", AV(item)));
+    }
+    return out;
+  }
+
+  struct Declared {
+    bool is_sink;
+    int operator_index;  // position in operators; -1 for sinks
+  };
+
+  void Declare(const YAML::Node& node, Declared d) {
+    if (!node.IsMap()) return;
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (it->first.IsScalar() && it->first.Scalar() == "name" && it->second.IsScalar()) {
+        declared_.emplace(it->second.Scalar(), d);
+        return;
+      }
+    }
+  }
+
+  absl::Status CompileSource(const YAML::Node& node, int index) {
+    ASSIGN_OR_RETURN(Mapping m, ParseMapping(node, absl::StrCat("source #", index + 1)));
+    ASSIGN_OR_RETURN(std::string name,
+                     RequiredString(m, "name", absl::StrCat("source #", index + 1)));
+    const std::string what = absl::StrCat("source '", name, "'");
+    ASSIGN_OR_RETURN(const Entry* connector_entry, Required(m, "connector", what));
+    ASSIGN_OR_RETURN(std::string connector, String(*connector_entry));
+    if (connector == "file") {
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "connector", "path", "format", "schema", "max_rate",
+                                 "dead_letter", "parallelism"},
+                                what));
+    } else if (connector == "generator") {
+      RETURN_IF_ERROR(CheckKeys(
+          m, {"name", "connector", "schema", "count", "rate", "seed", "fields", "parallelism"},
+          what));
+    } else {
+      return ErrorAt(*connector_entry, absl::StrCat("unknown connector '", connector, "' for ",
+                                                    what, ", expected one of file, generator"));
+    }
+    ASSIGN_OR_RETURN(const Entry* schema_entry, Required(m, "schema", what));
+    ASSIGN_OR_RETURN(Schema schema, ParseSchema(*schema_entry, what));
+    int parallelism = 0;
+    if (const Entry* e = m.Find("parallelism")) {
+      ASSIGN_OR_RETURN(parallelism, SmallInt(*e));
+      if (parallelism < 1) {
+        return ErrorAt(*e, absl::StrCat("parallelism must be at least 1, got ", parallelism));
+      }
+    }
+
+    if (connector == "file") {
+      ASSIGN_OR_RETURN(std::string path, RequiredString(m, "path", what));
+      ASSIGN_OR_RETURN(std::string format, RequiredString(m, "format", what));
+      FileSourceOptions options;
+      options.parallelism = parallelism;
+      if (const Entry* e = m.Find("max_rate")) {
+        ASSIGN_OR_RETURN(options.max_rate, Number(*e));
+      }
+      if (const Entry* e = m.Find("dead_letter")) {
+        ASSIGN_OR_RETURN(options.dead_letter, String(*e));
+      }
+      builder_->FileSource(name, ResolvePath(path), format, schema, options);
+    } else {
+      GeneratorOptions options;
+      options.parallelism = parallelism;
+      if (const Entry* e = m.Find("count")) {
+        ASSIGN_OR_RETURN(options.count, Int(*e));
+        if (options.count < 0) {
+          return ErrorAt(*e, absl::StrCat("count must be >= 0 (leave it out for an unbounded "
+                                          "source), got ",
+                                          options.count));
+        }
+      }
+      if (const Entry* e = m.Find("rate")) {
+        ASSIGN_OR_RETURN(options.rate, Number(*e));
+      }
+      if (const Entry* e = m.Find("seed")) {
+        if (!e->value.IsScalar() || !absl::SimpleAtoi(AV(e->value.Scalar()), &options.seed)) {
+          return ErrorAt(*e, absl::StrCat("expected an unsigned integer for 'seed', got ",
+                                          Describe(e->value)));
+        }
+      }
+      if (const Entry* e = m.Find("fields")) {
+        ASSIGN_OR_RETURN(options.fields, GeneratorColumns(*e, what));
+      }
+      builder_->GeneratorSource(name, schema, options);
+    }
+    if (builder_->error() != nullptr) return BuilderError(&m);
+    vertex_nodes_.emplace(name, std::move(m));
+    return absl::OkStatus();
+  }
+
+  absl::Status CompileOperator(const YAML::Node& node, int index) {
+    const std::string numbered = absl::StrCat("operator #", index + 1);
+    ASSIGN_OR_RETURN(Mapping m, ParseMapping(node, numbered));
+    ASSIGN_OR_RETURN(std::string name, RequiredString(m, "name", numbered));
+    const std::string what = absl::StrCat("operator '", name, "'");
+    const Entry* type_entry = m.Find("type");
+    if (type_entry == nullptr) {
+      return ErrorAt(m.node, absl::StrCat("missing required field 'type' in ", what,
+                                          ", expected one of filter, map, union, aggregate"));
+    }
+    ASSIGN_OR_RETURN(std::string type, String(*type_entry));
+    if (type == "filter") {
+      RETURN_IF_ERROR(CheckKeys(
+          m, {"name", "type", "input", "where", "parallelism", "partition", "key_by"}, what));
+    } else if (type == "map") {
+      RETURN_IF_ERROR(CheckKeys(
+          m, {"name", "type", "input", "select", "parallelism", "partition", "key_by"}, what));
+    } else if (type == "union") {
+      RETURN_IF_ERROR(
+          CheckKeys(m, {"name", "type", "inputs", "parallelism", "partition", "key_by"}, what));
+    } else if (type == "aggregate") {
+      RETURN_IF_ERROR(
+          CheckKeys(m, {"name", "type", "input", "key_by", "aggregates", "parallelism"}, what));
+    } else {
+      return ErrorAt(*type_entry, absl::StrCat("unknown operator type '", type,
+                                               "', expected one of filter, map, union, aggregate"));
+    }
+
+    if (type == "union") {
+      ASSIGN_OR_RETURN(const Entry* inputs_entry, Required(m, "inputs", what));
+      if (!inputs_entry->value.IsSequence()) {
+        return ErrorAt(*inputs_entry, absl::StrCat("expected a list of stream names for 'inputs', "
+                                                   "got ",
+                                                   Describe(inputs_entry->value)));
+      }
+      std::vector<StreamRef> inputs;
+      for (const YAML::Node& item : inputs_entry->value) {
+        if (!item.IsScalar()) {
+          return ErrorAt(item,
+                         absl::StrCat("expected a stream name in 'inputs', got ", Describe(item)));
+        }
+        RETURN_IF_ERROR(CheckInputName(item, item.Scalar(), name, what, index));
+        inputs.emplace_back(item.Scalar());
+      }
+      ASSIGN_OR_RETURN(VertexOptions options, ParseVertexOptions(m));
+      builder_->Union(name, inputs, options);
+    } else {
+      ASSIGN_OR_RETURN(const Entry* input_entry, Required(m, "input", what));
+      ASSIGN_OR_RETURN(std::string input, String(*input_entry));
+      RETURN_IF_ERROR(CheckInputName(input_entry->value, input, name, what, index));
+      if (type == "filter") {
+        ASSIGN_OR_RETURN(std::string where, RequiredString(m, "where", what));
+        ASSIGN_OR_RETURN(VertexOptions options, ParseVertexOptions(m));
+        builder_->Filter(name, input, where, options);
+      } else if (type == "map") {
+        ASSIGN_OR_RETURN(const Entry* select, Required(m, "select", what));
+        ASSIGN_OR_RETURN(std::vector<NamedExpr> projections, Expressions(*select, what));
+        ASSIGN_OR_RETURN(VertexOptions options, ParseVertexOptions(m));
+        builder_->Map(name, input, projections, options);
+      } else {  // aggregate
+        ASSIGN_OR_RETURN(const Entry* key_by, Required(m, "key_by", what));
+        ASSIGN_OR_RETURN(std::vector<std::string> keys, StringList(*key_by));
+        ASSIGN_OR_RETURN(const Entry* aggregates, Required(m, "aggregates", what));
+        ASSIGN_OR_RETURN(std::vector<NamedExpr> calls, Expressions(*aggregates, what));
+        VertexOptions options;
+        if (const Entry* e = m.Find("parallelism")) {
+          ASSIGN_OR_RETURN(options.parallelism, SmallInt(*e));
+          if (options.parallelism < 1) {
+            return ErrorAt(
+                *e, absl::StrCat("parallelism must be at least 1, got ", options.parallelism));
+          }
+        }
+        builder_->Aggregate(name, input, keys, calls, options);
+      }
+    }
+    if (builder_->error() != nullptr) return BuilderError(&m);
+    vertex_nodes_.emplace(name, std::move(m));
+    return absl::OkStatus();
+  }
+
+  absl::Status CompileSink(const YAML::Node& node, int index) {
+    const std::string numbered = absl::StrCat("sink #", index + 1);
+    ASSIGN_OR_RETURN(Mapping m, ParseMapping(node, numbered));
+    ASSIGN_OR_RETURN(std::string name, RequiredString(m, "name", numbered));
+    const std::string what = absl::StrCat("sink '", name, "'");
+    ASSIGN_OR_RETURN(const Entry* connector_entry, Required(m, "connector", what));
+    ASSIGN_OR_RETURN(std::string connector, String(*connector_entry));
+    if (connector == "file") {
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "connector", "input", "path", "format", "max_rate",
+                                 "parallelism", "partition", "key_by"},
+                                what));
+    } else if (connector == "stdout") {
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "connector", "input", "format", "max_rate", "parallelism",
+                                 "partition", "key_by"},
+                                what));
+    } else if (connector == "blackhole") {
+      RETURN_IF_ERROR(CheckKeys(
+          m, {"name", "connector", "input", "max_rate", "parallelism", "partition", "key_by"},
+          what));
+    } else {
+      return ErrorAt(*connector_entry,
+                     absl::StrCat("unknown connector '", connector, "' for ", what,
+                                  ", expected one of file, stdout, blackhole"));
+    }
+    ASSIGN_OR_RETURN(const Entry* input_entry, Required(m, "input", what));
+    ASSIGN_OR_RETURN(std::string input, String(*input_entry));
+    RETURN_IF_ERROR(CheckInputName(input_entry->value, input, name, what, -1));
+    SinkOptions sink;
+    sink.connector = connector;
+    if (connector == "file") {
+      ASSIGN_OR_RETURN(std::string path, RequiredString(m, "path", what));
+      sink.path = ResolvePath(path);
+    }
+    if (const Entry* e = m.Find("format")) {
+      ASSIGN_OR_RETURN(sink.format, String(*e));
+    }
+    if (const Entry* e = m.Find("max_rate")) {
+      ASSIGN_OR_RETURN(sink.max_rate, Number(*e));
+    }
+    ASSIGN_OR_RETURN(VertexOptions options, ParseVertexOptions(m));
+    builder_->Sink(name, input, sink, options);
+    if (builder_->error() != nullptr) return BuilderError(&m);
+    vertex_nodes_.emplace(name, std::move(m));
+    return absl::OkStatus();
+  }
+
+  const std::string_view text_;
+  const std::string display_path_;
+  const std::string base_dir_;
+  std::unique_ptr<JobBuilder> builder_;  // created once the job's name is known
+  Mapping top_;
+  // Each vertex's mapping, to locate errors that Build() finds.
+  absl::flat_hash_map<std::string, Mapping> vertex_nodes_;
+  // Operators and sinks by name, before they are compiled.
+  absl::flat_hash_map<std::string, Declared> declared_;
+};
+
+}  // namespace
+
+absl::StatusOr<proto::JobGraph> CompileJobSpec(std::string_view yaml_text,
+                                               const std::string& display_path,
+                                               const std::string& base_dir) {
+  return SpecCompiler(yaml_text, display_path, base_dir).Compile();
+}
+
+absl::StatusOr<proto::JobGraph> CompileJobSpecFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read job spec '", path, "'"));
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::NotFoundError(absl::StrCat("cannot read job spec '", path, "'"));
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(path, ec);
+  const std::string base_dir = ec ? std::string() : abs.parent_path().string();
+  return CompileJobSpec(text.str(), path, base_dir);
+}
+
+}  // namespace vstream

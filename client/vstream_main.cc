@@ -1,0 +1,206 @@
+// vstream: the command-line client.
+//
+//   vstream submit JOB.yaml [--wait]        submit; print the job id
+//   vstream jobs                            list jobs
+//   vstream status JOB_ID                   vertices, parallelism, states, records
+//   vstream cancel JOB_ID
+//   vstream local JOB.yaml [--taskmanagers N] [--slots S]
+//                                           run a whole cluster in this process
+//
+// The JobManager address comes from --jobmanager HOST:PORT, else
+// VSTREAM_JOBMANAGER, else 127.0.0.1:6123.
+//
+// Exit codes: 0 success; 1 the job or the request failed; 2 bad usage or a
+// bad job spec.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/cluster_client.h"
+#include "client/job_spec.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "jobmanager/job_manager.h"
+#include "taskmanager/task_manager.h"
+
+namespace vstream {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: vstream COMMAND [ARGS] [--jobmanager HOST:PORT]\n"
+    "\n"
+    "commands:\n"
+    "  submit JOB.yaml [--wait]     submit a job and print its id; with --wait, follow it\n"
+    "                               and exit 0 only if it FINISHED\n"
+    "  jobs                         list the jobs\n"
+    "  status JOB_ID                show a job's vertices, states and record counts\n"
+    "  cancel JOB_ID                cancel a job\n"
+    "  local JOB.yaml [--taskmanagers N] [--slots S]\n"
+    "                               run the job on a JobManager and N TaskManagers inside\n"
+    "                               this process (default N=2, S=enough for the job)\n"
+    "\n"
+    "The JobManager address is --jobmanager, else $VSTREAM_JOBMANAGER, else 127.0.0.1:6123.\n";
+
+int Fail(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "vstream: %s\n", message.c_str());
+  return code;
+}
+
+std::string Msg(const absl::Status& s) { return std::string(s.message()); }
+
+bool Terminal(proto::JobState s) {
+  return s == proto::FINISHED || s == proto::FAILED || s == proto::CANCELED;
+}
+
+std::string Progress(const proto::JobStatus& st) {
+  std::string line = JobStateName(st.state());
+  for (const auto& v : st.vertices()) {
+    absl::StrAppend(&line, "  ", v.name(), ": ", FormatCount(std::max(v.records_in(), v.records_out())));
+  }
+  if (st.state() == proto::CREATED && !st.message().empty()) absl::StrAppend(&line, "  (", st.message(), ")");
+  return line;
+}
+
+// Follows a job to its end, printing progress to stderr. Returns the exit code.
+int WaitForJob(ClusterClient& client, const std::string& job_id) {
+  auto last_print = std::chrono::steady_clock::now() - std::chrono::seconds(10);
+  int unreachable = 0;
+  while (true) {
+    auto st = client.Get(job_id);
+    if (!st.ok()) {
+      if (absl::IsUnavailable(st.status()) && ++unreachable < 10) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        continue;
+      }
+      return Fail(Msg(st.status()));
+    }
+    unreachable = 0;
+    const auto now = std::chrono::steady_clock::now();
+    if (Terminal(st->state())) {
+      std::fprintf(stderr, "%s", FormatJobStatus(*st).c_str());
+      return st->state() == proto::FINISHED ? 0 : 1;
+    }
+    if (now - last_print >= std::chrono::seconds(2)) {
+      std::fprintf(stderr, "%s\n", Progress(*st).c_str());
+      last_print = now;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+int Submit(const ParsedFlags& flags, const std::string& address) {
+  if (flags.positional.size() != 2) return Fail("usage: vstream submit JOB.yaml [--wait]", 2);
+  auto graph = CompileJobSpecFile(flags.positional[1]);
+  if (!graph.ok()) return Fail(Msg(graph.status()), 2);
+  ClusterClient client(address);
+  auto id = client.Submit(*graph);
+  if (!id.ok()) return Fail(Msg(id.status()));
+  std::printf("%s\n", id->c_str());
+  std::fflush(stdout);
+  if (!flags.Has("wait")) return 0;
+  return WaitForJob(client, *id);
+}
+
+int Jobs(const std::string& address) {
+  ClusterClient client(address);
+  auto list = client.List();
+  if (!list.ok()) return Fail(Msg(list.status()));
+  std::printf("%-32s  %-10s  %s\n", "JOB ID", "STATE", "NAME");
+  for (const auto& j : list->jobs()) {
+    std::printf("%-32s  %-10s  %s\n", j.job_id().c_str(), JobStateName(j.state()).c_str(), j.name().c_str());
+  }
+  return 0;
+}
+
+int Status(const ParsedFlags& flags, const std::string& address) {
+  if (flags.positional.size() != 2) return Fail("usage: vstream status JOB_ID", 2);
+  ClusterClient client(address);
+  auto st = client.Get(flags.positional[1]);
+  if (!st.ok()) return Fail(Msg(st.status()));
+  std::printf("%s", FormatJobStatus(*st).c_str());
+  return 0;
+}
+
+int Cancel(const ParsedFlags& flags, const std::string& address) {
+  if (flags.positional.size() != 2) return Fail("usage: vstream cancel JOB_ID", 2);
+  ClusterClient client(address);
+  absl::Status s = client.Cancel(flags.positional[1]);
+  if (!s.ok()) return Fail(Msg(s));
+  std::printf("cancelling job %s\n", flags.positional[1].c_str());
+  return 0;
+}
+
+int Local(const ParsedFlags& flags) {
+  if (flags.positional.size() != 2) return Fail("usage: vstream local JOB.yaml [--taskmanagers N] [--slots S]", 2);
+  auto graph = CompileJobSpecFile(flags.positional[1]);
+  if (!graph.ok()) return Fail(Msg(graph.status()), 2);
+  int max_parallelism = 1;
+  for (const auto& v : graph->vertices()) max_parallelism = std::max(max_parallelism, v.parallelism());
+  const int tms = std::atoi(flags.Get("taskmanagers").value_or("2").c_str());
+  if (tms < 1) return Fail("--taskmanagers must be at least 1", 2);
+  int slots = std::atoi(flags.Get("slots").value_or("0").c_str());
+  if (slots < 1) slots = (max_parallelism + tms - 1) / tms;
+
+  std::error_code ec;
+  const auto root = std::filesystem::temp_directory_path() / absl::StrCat("vstream-local-", ::getpid());
+  std::filesystem::create_directories(root, ec);
+  JobManagerOptions jm_options;
+  jm_options.data_dir = (root / "jobmanager").string();
+  auto jm = JobManager::Start(jm_options);
+  if (!jm.ok()) return Fail(Msg(jm.status()));
+  std::vector<std::unique_ptr<TaskManager>> taskmanagers;
+  for (int i = 0; i < tms; ++i) {
+    TaskManagerOptions tm_options;
+    tm_options.jobmanager_address = (*jm)->address();
+    tm_options.slots = slots;
+    tm_options.data_dir = (root / absl::StrCat("taskmanager-", i)).string();
+    auto tm = TaskManager::Start(tm_options);
+    if (!tm.ok()) return Fail(Msg(tm.status()));
+    taskmanagers.push_back(std::move(*tm));
+  }
+  std::fprintf(stderr, "local cluster: JobManager on %s, %d TaskManager(s) with %d slot(s) each\n",
+               (*jm)->address().c_str(), tms, slots);
+  ClusterClient client((*jm)->address());
+  auto id = client.Submit(*graph);
+  if (!id.ok()) return Fail(Msg(id.status()));
+  std::fprintf(stderr, "job %s submitted\n", id->c_str());
+  const int code = WaitForJob(client, *id);
+  for (auto& tm : taskmanagers) tm->Stop();
+  (*jm)->Stop();
+  std::filesystem::remove_all(root, ec);
+  return code;
+}
+
+int Main(int argc, char** argv) {
+  auto flags = ParseFlags(argc, argv, 1, {"jobmanager", "taskmanagers", "slots", "log-level"}, {"wait", "help"});
+  if (!flags.ok()) return Fail(absl::StrCat(Msg(flags.status()), "\n", kUsage), 2);
+  if (flags->Has("help") || flags->positional.empty()) {
+    std::fputs(kUsage, flags->Has("help") ? stdout : stderr);
+    return flags->Has("help") ? 0 : 2;
+  }
+  std::string address = "127.0.0.1:6123";
+  if (const char* env = std::getenv("VSTREAM_JOBMANAGER"); env && *env) address = env;
+  if (auto a = flags->Get("jobmanager")) address = *a;
+  const std::string& command = flags->positional[0];
+  // Quiet by default: the CLI's own output is what the user reads.
+  const char* env_level = std::getenv("VSTREAM_LOG_LEVEL");
+  InitLogging("vstream", flags->Get("log-level").value_or(env_level && *env_level ? env_level : "warn"));
+  if (command == "submit") return Submit(*flags, address);
+  if (command == "jobs") return Jobs(address);
+  if (command == "status") return Status(*flags, address);
+  if (command == "cancel") return Cancel(*flags, address);
+  if (command == "local") return Local(*flags);
+  return Fail(absl::StrCat("unknown command '", command, "', expected one of submit, jobs, status, cancel, local"), 2);
+}
+
+}  // namespace
+}  // namespace vstream
+
+int main(int argc, char** argv) { return vstream::Main(argc, argv); }

@@ -1,0 +1,187 @@
+// End-to-end: the issue's example job on a real cluster (a JobManager and 2
+// TaskManagers as separate processes), through the real CLI, checked record
+// for record against counts computed independently from the input.
+
+#include <filesystem>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "client/cluster_client.h"
+#include "common/time_util.h"
+#include "gtest/gtest.h"
+#include "tests/test_cluster.h"
+
+namespace vstream::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Expected {
+  int64_t readings = 0;
+  int64_t hr_max = -1;
+  int64_t tachy = 0;
+};
+
+struct Input {
+  std::map<std::string, Expected> per_patient;
+  int64_t malformed = 0;
+};
+
+// Writes vitals.csv: `rows` rows over `patients` patients, with rows the
+// filter drops and a few malformed ones, and computes the expected totals.
+Input WriteVitals(const std::string& path, int rows, int patients) {
+  Input in;
+  std::mt19937_64 rng(42);
+  std::string csv = "patient_id,ts,hr,spo2,rr\n";
+  csv.reserve(static_cast<size_t>(rows) * 40);
+  const int64_t t0 = 1'700'000'000'000;
+  for (int i = 0; i < rows; ++i) {
+    const std::string patient = absl::StrCat("P", 10000 + static_cast<int>(rng() % patients));
+    const int64_t hr = static_cast<int64_t>(rng() % 181);      // 0..180; 0 is dropped
+    const int64_t spo2 = 40 + static_cast<int64_t>(rng() % 61);  // 40..100; < 50 dropped
+    const int64_t rr = 8 + static_cast<int64_t>(rng() % 20);
+    const int64_t ts = t0 + i * 250;
+    if (i % 100'003 == 7) {  // malformed: a word where a number belongs
+      absl::StrAppend(&csv, patient, ",", ts, ",fast,", spo2, ",", rr, "\n");
+      ++in.malformed;
+      continue;
+    }
+    // Half the timestamps as epoch millis, half as ISO-8601.
+    const std::string ts_text = (i % 2) ? absl::StrCat(ts) : FormatTimestamp(ts);
+    absl::StrAppend(&csv, patient, ",", ts_text, ",", hr, ",", spo2, ",", rr, "\n");
+    if (hr > 0 && spo2 >= 50 && spo2 <= 100) {
+      Expected& e = in.per_patient[patient];
+      ++e.readings;
+      e.hr_max = std::max(e.hr_max, hr);
+      e.tachy += hr > 100 ? 1 : 0;
+    }
+  }
+  WriteFile(path, csv);
+  return in;
+}
+
+std::string ExampleJob(const std::string& input, const std::string& output) {
+  std::string job = ReadFile(std::string(VSTREAM_SOURCE_DIR) + "/examples/vitals-running-totals.yaml");
+  return absl::StrReplaceAll(job, {{"/data/vitals.csv", input}, {"/data/out/totals", output}});
+}
+
+// Field `name` of a flat JSON object line, as text.
+std::string JsonField(const std::string& line, const std::string& name) {
+  const std::string key = "\"" + name + "\":";
+  auto at = line.find(key);
+  if (at == std::string::npos) return "";
+  auto start = at + key.size();
+  if (line[start] == '"') {
+    auto end = line.find('"', start + 1);
+    return line.substr(start + 1, end - start - 1);
+  }
+  auto end = line.find_first_of(",}", start);
+  return line.substr(start, end - start);
+}
+
+// The last output row of every patient, from the final part files.
+std::map<std::string, Expected> ReadTotals(const std::string& dir, int* part_files, bool* in_progress) {
+  std::map<std::string, Expected> last;
+  *part_files = 0;
+  *in_progress = false;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name[0] == '.') {
+      *in_progress = true;
+      continue;
+    }
+    ++*part_files;
+    std::istringstream lines(ReadFile(entry.path().string()));
+    std::string line;
+    while (std::getline(lines, line)) {
+      Expected& e = last[JsonField(line, "patient_id")];
+      const int64_t readings = std::stoll(JsonField(line, "readings"));
+      EXPECT_EQ(readings, e.readings + 1) << "rows of a patient must count up by one: " << line;
+      e.readings = readings;
+      e.hr_max = std::stoll(JsonField(line, "hr_max"));
+      e.tachy = std::stoll(JsonField(line, "tachy_readings"));
+    }
+  }
+  return last;
+}
+
+void ExpectTotals(const Input& in, const std::string& out_dir) {
+  int part_files = 0;
+  bool in_progress = false;
+  auto totals = ReadTotals(out_dir, &part_files, &in_progress);
+  EXPECT_EQ(part_files, 2) << "one part file per sink subtask";
+  EXPECT_FALSE(in_progress) << "a finished job leaves no in-progress files";
+  ASSERT_EQ(totals.size(), in.per_patient.size());
+  for (const auto& [patient, want] : in.per_patient) {
+    auto it = totals.find(patient);
+    ASSERT_NE(it, totals.end()) << patient;
+    EXPECT_EQ(it->second.readings, want.readings) << patient;
+    EXPECT_EQ(it->second.hr_max, want.hr_max) << patient;
+    EXPECT_EQ(it->second.tachy, want.tachy) << patient;
+  }
+}
+
+int64_t DeadLettersIn(const std::string& root) {
+  int64_t lines = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
+    if (entry.path().string().find("dead-letter") == std::string::npos || !entry.is_regular_file()) continue;
+    std::string content = ReadFile(entry.path().string());
+    for (absl::string_view sv : absl::StrSplit(content, '\n', absl::SkipEmpty())) {
+      const std::string line(sv);
+      EXPECT_NE(line.find("expected int"), std::string::npos) << line;
+      EXPECT_NE(line.find("vitals.csv:"), std::string::npos) << "names the file and line: " << line;
+      ++lines;
+    }
+  }
+  return lines;
+}
+
+TEST(ClusterTest, ExampleJobOnTwoTaskManagersMatchesIndependentCount) {
+  TestCluster cluster(2, 2);
+  TempDir data("data");
+  const Input in = WriteVitals(data.File("vitals.csv"), 1'000'000, 1000);
+  ASSERT_EQ(in.per_patient.size(), 1000u);
+  WriteFile(data.File("job.yaml"), ExampleJob(data.File("vitals.csv"), data.File("out")));
+
+  CommandResult r = cluster.Vstream({"submit", data.File("job.yaml"), "--wait"}, std::chrono::minutes(5));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const std::string job_id = r.out.substr(0, r.out.find('\n'));
+  EXPECT_EQ(job_id.size(), 32u) << r.out;
+  EXPECT_NE(r.err.find("FINISHED"), std::string::npos) << r.err;
+  ExpectTotals(in, data.File("out"));
+
+  // Human-readable status: every vertex with its parallelism, state and counts.
+  CommandResult st = cluster.Vstream({"status", job_id}, std::chrono::seconds(30));
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  EXPECT_NE(st.out.find("State: FINISHED"), std::string::npos) << st.out;
+  for (const char* v : {"vitals", "valid", "flagged", "totals", "out"}) {
+    EXPECT_NE(st.out.find(v), std::string::npos) << v << "\n" << st.out;
+  }
+  int64_t valid_rows = 0;
+  for (const auto& [p, e] : in.per_patient) valid_rows += e.readings;
+  EXPECT_NE(st.out.find(FormatCount(valid_rows)), std::string::npos) << "records into totals\n" << st.out;
+
+  // Malformed rows were counted and kept with their reason, not dropped.
+  EXPECT_EQ(DeadLettersIn(cluster.dir()), in.malformed);
+  EXPECT_NE(st.out.find(absl::StrCat(in.malformed)), std::string::npos) << st.out;
+
+  CommandResult jobs = cluster.Vstream({"jobs"}, std::chrono::seconds(30));
+  EXPECT_NE(jobs.out.find(job_id), std::string::npos);
+}
+
+TEST(ClusterTest, LocalModeGivesTheSameResult) {
+  TempDir data("local");
+  const Input in = WriteVitals(data.File("vitals.csv"), 1'000'000, 1000);
+  WriteFile(data.File("job.yaml"), ExampleJob(data.File("vitals.csv"), data.File("out")));
+  CommandResult r = RunCommand({BinPath("vstream"), "local", data.File("job.yaml"), "--taskmanagers", "2"},
+                               data.path(), std::chrono::minutes(5));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ExpectTotals(in, data.File("out"));
+}
+
+}  // namespace
+}  // namespace vstream::testing
