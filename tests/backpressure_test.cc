@@ -3,6 +3,8 @@
 // stop the generator, so the records in flight stay bounded and the
 // TaskManagers' RSS stays flat while the sink crawls.
 
+#include <cstdio>
+
 #include "absl/strings/str_cat.h"
 #include "client/cluster_client.h"
 #include "gtest/gtest.h"
@@ -64,6 +66,10 @@ TEST(BackpressureTest, SlowSinkBoundsInFlightRecordsAndMemory) {
       std::chrono::seconds(60)));
   const int64_t rss1 = cluster.taskmanager(0).RssBytes() + cluster.taskmanager(1).RssBytes();
   Counts end = Read(client, job_id);
+  std::printf("produced %lld, consumed %lld, max in flight %lld, TaskManager RSS %lld -> %lld KiB\n",
+              static_cast<long long>(end.produced), static_cast<long long>(end.consumed),
+              static_cast<long long>(max_in_flight), static_cast<long long>(rss0 >> 10),
+              static_cast<long long>(rss1 >> 10));
 
   // Unthrottled, the generator makes millions of records a second; with
   // backpressure it may run ahead of the sink by the network buffers only
