@@ -14,7 +14,12 @@ grpc::Status DataExchangeService::OpenChannel(
     grpc::ServerReaderWriter<proto::BufferMessage, proto::ChannelRequest>* stream) {
   proto::ChannelRequest first;
   if (!stream->Read(&first)) return grpc::Status(grpc::StatusCode::CANCELLED, "no request");
-  auto partition = partitions_.Await(first.partition_id(), 60'000);
+  // The producer may be deployed after its consumer: wait for it, in short
+  // slices so that a cancelled call or a server shutdown is not held up.
+  std::shared_ptr<ResultPartition> partition;
+  for (int waited_ms = 0; !partition && waited_ms < 60'000 && !context->IsCancelled(); waited_ms += 100) {
+    partition = partitions_.Await(first.partition_id(), 100);
+  }
   if (!partition) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         absl::StrCat("partition ", first.partition_id(), " not found"));

@@ -15,8 +15,12 @@ void LocalInputChannel::Start(InputGate* gate, int index) {
   // The producer may not be deployed yet: wait for its partition off the
   // task thread, so the other channels are read meanwhile.
   connect_thread_ = std::thread([this, gate, index] {
-    auto partition = partitions_.Await(partition_id_, 60'000);
+    std::shared_ptr<ResultPartition> partition;
+    for (int waited_ms = 0; !partition && waited_ms < 60'000 && !closed_; waited_ms += 100) {
+      partition = partitions_.Await(partition_id_, 100);
+    }
     std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
     if (!partition) {
       error_ = absl::StrCat("partition ", partition_id_, " was not produced within 60 s");
       gate->Notify(index);
@@ -38,6 +42,7 @@ std::optional<NetworkBuffer> LocalInputChannel::Poll() {
 }
 
 void LocalInputChannel::Close() {
+  closed_ = true;
   if (connect_thread_.joinable()) connect_thread_.join();
   std::lock_guard<std::mutex> lock(mu_);
   if (partition_) {

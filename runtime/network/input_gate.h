@@ -58,6 +58,7 @@ class LocalInputChannel : public InputChannel {
   int subpartition_;
   std::shared_ptr<ResultPartition> partition_;  // shared with the producer
   std::thread connect_thread_;
+  std::atomic<bool> closed_{false};
   mutable std::mutex mu_;
   std::string error_;
 };

@@ -1,0 +1,181 @@
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "gtest/gtest.h"
+#include "runtime/dead_letter.h"
+#include "runtime/operators/aggregate_operator.h"
+#include "runtime/operators/basic_operators.h"
+#include "runtime/operators/sources.h"
+
+namespace vstream {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Collects every row pushed to it, as text.
+class CollectingOutput : public Output {
+ public:
+  explicit CollectingOutput(Schema schema) : schema_(std::move(schema)) {}
+  void Push(RowBatch& batch) override {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      std::string line;
+      for (size_t f = 0; f < schema_.size(); ++f) {
+        if (f) line += ",";
+        line += DatumToString(batch[i][f], schema_.field(f).type);
+      }
+      rows.push_back(line);
+    }
+  }
+  void Finish() override { finished = true; }
+  std::vector<std::string> rows;
+  bool finished = false;
+
+ private:
+  Schema schema_;
+};
+
+std::string TempPath(const std::string& name) {
+  auto p = fs::temp_directory_path() / ("vstream-op-" + std::to_string(::getpid()) + "-" + name);
+  fs::remove_all(p);
+  return p.string();
+}
+
+OperatorContext Context(int subtask, int parallelism, const std::string& name) {
+  OperatorContext ctx;
+  ctx.job_id = "job";
+  ctx.vertex_name = name;
+  ctx.subtask_index = subtask;
+  ctx.parallelism = parallelism;
+  ctx.data_dir = TempPath("data");
+  ctx.state_dir = TempPath(name + "-" + std::to_string(subtask));
+  return ctx;
+}
+
+TEST(AggregateOperatorTest, RunningCountSumMinMaxAvgPerKeyInRocksDb) {
+  Schema in({{"k", FieldType::kString}, {"v", FieldType::kInt}});
+  std::vector<AggregateDef> defs;
+  auto add = [&](AggFunc f, const char* arg, FieldType result) {
+    AggregateDef d;
+    d.func = f;
+    d.result_type = result;
+    if (arg) d.arg = std::make_unique<Expression>(*Expression::Compile(arg, in));
+    defs.push_back(std::move(d));
+  };
+  add(AggFunc::kCountStar, nullptr, FieldType::kInt);
+  add(AggFunc::kCount, "v", FieldType::kInt);
+  add(AggFunc::kSum, "v", FieldType::kInt);
+  add(AggFunc::kMin, "v", FieldType::kInt);
+  add(AggFunc::kMax, "v", FieldType::kInt);
+  add(AggFunc::kAvg, "v", FieldType::kDouble);
+  OperatorCounters counters;
+  AggregateOperator op(counters, in, {0}, std::move(defs));
+  Schema out({{"k", FieldType::kString}, {"n", FieldType::kInt}, {"c", FieldType::kInt}, {"s", FieldType::kInt},
+              {"lo", FieldType::kInt}, {"hi", FieldType::kInt}, {"avg", FieldType::kDouble}});
+  CollectingOutput sink(out);
+  op.set_output(&sink);
+  ASSERT_TRUE(op.Open(Context(0, 1, "agg")).ok());
+  RowBatch batch(2);
+  auto row = [&](const char* k, std::optional<int> v) {
+    Row& r = batch.Append();
+    r[0].SetString(k);
+    if (v) r[1].SetInt(*v); else r[1].SetNull();
+  };
+  row("a", 5);
+  row("b", 1);
+  row("a", std::nullopt);
+  row("a", -3);
+  op.Push(batch);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_EQ(sink.rows, (std::vector<std::string>{"a,1,1,5,5,5,5", "b,1,1,1,1,1,1", "a,2,1,5,5,5,5",
+                                                 "a,3,2,2,-3,5,1"}));
+  EXPECT_EQ(counters.records_in, 4);
+  EXPECT_EQ(counters.records_out, 4);
+}
+
+std::multiset<std::string> Generate(int parallelism, int64_t count) {
+  Schema s({{"id", FieldType::kInt}, {"p", FieldType::kString}, {"x", FieldType::kDouble}});
+  proto::SourceSpec spec;
+  spec.set_connector("generator");
+  spec.set_count(count);
+  spec.set_seed(9);
+  std::multiset<std::string> all;
+  for (int i = 0; i < parallelism; ++i) {
+    OperatorCounters counters;
+    GeneratorSource src(counters, s, spec);
+    CollectingOutput out(s);
+    src.set_output(&out);
+    EXPECT_TRUE(src.Open(Context(i, parallelism, "gen")).ok());
+    while (src.Produce() != SourceStatus::kEnd) {
+    }
+    all.insert(out.rows.begin(), out.rows.end());
+  }
+  return all;
+}
+
+TEST(GeneratorSourceTest, OutputDoesNotDependOnParallelism) {
+  auto one = Generate(1, 5000);
+  auto three = Generate(3, 5000);
+  EXPECT_EQ(one.size(), 5000u);
+  EXPECT_EQ(one, three);
+  EXPECT_NE(one, Generate(1, 4999));
+}
+
+TEST(FileSourceTest, SubtasksReadEveryLineExactlyOnceAndDeadLetterTheBadOnes) {
+  const std::string path = TempPath("in.csv");
+  std::ofstream f(path);
+  f << "id,name\r\n";
+  int bad = 0;
+  for (int i = 0; i < 10000; ++i) {
+    if (i % 997 == 3) {
+      f << "oops" << i << ",x\r\n";
+      ++bad;
+    } else {
+      f << i << ",name" << i << "\r\n";
+    }
+  }
+  f.close();
+  Schema s({{"id", FieldType::kInt}, {"name", FieldType::kString}});
+  proto::SourceSpec spec;
+  spec.set_connector("file");
+  spec.set_path(path);
+  spec.set_format("csv");
+  std::multiset<std::string> seen;
+  std::vector<std::string> dead;
+  for (int i = 0; i < 3; ++i) {
+    OperatorCounters counters;
+    FileSource src(counters, s, spec);
+    CollectingOutput out(s);
+    CollectingOutput dl(DeadLetterSchema());
+    src.set_output(&out);
+    src.set_dead_letter_output(&dl);
+    ASSERT_TRUE(src.Open(Context(i, 3, "file")).ok());
+    while (src.Produce() != SourceStatus::kEnd) {
+    }
+    seen.insert(out.rows.begin(), out.rows.end());
+    dead.insert(dead.end(), dl.rows.begin(), dl.rows.end());
+    EXPECT_EQ(counters.dead_letters, static_cast<int64_t>(dl.rows.size()));
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(10000 - bad));
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size()) << "no line twice";
+  ASSERT_EQ(dead.size(), static_cast<size_t>(bad));
+  // source, location (path:line), reason, raw
+  EXPECT_EQ(dead[0], "file," + path + ":5,field 'id': expected int, got 'oops3',oops3,x");
+}
+
+TEST(FilterOperatorTest, KeepsMatchingRowsInOrder) {
+  Schema s({{"v", FieldType::kInt}});
+  OperatorCounters counters;
+  FilterOperator op(counters, *Expression::Compile("v % 3 = 0", s));
+  CollectingOutput out(s);
+  op.set_output(&out);
+  RowBatch batch(1);
+  for (int i = 0; i < 10; ++i) batch.Append()[0].SetInt(i);
+  op.Push(batch);
+  EXPECT_EQ(out.rows, (std::vector<std::string>{"0", "3", "6", "9"}));
+  EXPECT_EQ(counters.records_in, 10);
+  EXPECT_EQ(counters.records_out, 4);
+}
+
+}  // namespace
+}  // namespace vstream
