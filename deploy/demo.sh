@@ -16,7 +16,7 @@ echo "== demo data in $DEMO"
 awk 'BEGIN { srand(7); print "patient_id,ts,hr,spo2,rr";
   for (i = 0; i < 200000; i++) {
     printf "P%03d,%d,%d,%d,%d\n", int(rand()*100), 1700000000000 + i*1000,
-      int(40 + rand()*110), int(85 + rand()*16), int(8 + rand()*20) } }' > "$DEMO/vitals.csv"
+      int(rand()*180), int(45 + rand()*56), int(8 + rand()*20) } }' > "$DEMO/vitals.csv"
 sed -e "s|/data/vitals.csv|$DEMO/vitals.csv|" -e "s|/data/out/totals|$DEMO/out|" \
   examples/vitals-running-totals.yaml > "$DEMO/job.yaml"
 
