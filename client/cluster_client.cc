@@ -107,14 +107,14 @@ std::string FormatJobStatus(const proto::JobStatus& st) {
   if (!st.message().empty()) absl::StrAppend(&out, "Info:  ", st.message(), "\n");
   size_t name_w = 6;
   for (const auto& v : st.vertices()) name_w = std::max(name_w, v.name().size());
-  absl::StrAppend(&out, absl::StrFormat("\n%-*s  %11s  %-9s  %14s  %14s  %12s\n", static_cast<int>(name_w),
+  absl::StrAppend(&out, absl::StrFormat("\n%-*s  %11s  %-9s  %14s  %14s  %12s  %12s\n", static_cast<int>(name_w),
                                         "VERTEX", "PARALLELISM", "STATE", "RECORDS IN", "RECORDS OUT",
-                                        "DEAD LETTERS"));
+                                        "DEAD LETTERS", "LATE"));
   for (const auto& v : st.vertices()) {
-    absl::StrAppend(&out, absl::StrFormat("%-*s  %11d  %-9s  %14s  %14s  %12s\n", static_cast<int>(name_w),
+    absl::StrAppend(&out, absl::StrFormat("%-*s  %11d  %-9s  %14s  %14s  %12s  %12s\n", static_cast<int>(name_w),
                                           v.name(), v.parallelism(), TaskStateName(v.state()),
                                           FormatCount(v.records_in()), FormatCount(v.records_out()),
-                                          FormatCount(v.dead_letters())));
+                                          FormatCount(v.dead_letters()), FormatCount(v.late_records())));
   }
   return out;
 }

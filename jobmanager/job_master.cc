@@ -278,6 +278,7 @@ proto::JobStatus JobMaster::Status() const {
         vs->set_records_in(vs->records_in() + it->second.records_in());
         vs->set_records_out(vs->records_out() + it->second.records_out());
         vs->set_dead_letters(vs->dead_letters() + it->second.dead_letters());
+        vs->set_late_records(vs->late_records() + it->second.late_records());
       }
     }
     vs->set_state(least);

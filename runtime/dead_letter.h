@@ -10,6 +10,8 @@
 namespace vstream {
 
 inline constexpr char kDeadLetterOutput[] = "dead_letter";
+// The side output of a window's records beyond its allowed lateness.
+inline constexpr char kLateOutput[] = "late";
 
 // {source: string, location: string, reason: string, raw: string}
 //   source   - name of the source vertex

@@ -9,8 +9,11 @@
 #include "runtime/operators/aggregate_operator.h"
 #include "runtime/operators/basic_operators.h"
 #include "runtime/operators/sinks.h"
+#include "runtime/operators/join_operators.h"
 #include "runtime/operators/sources.h"
+#include "runtime/operators/window_operator.h"
 #include "runtime/row_codec.h"
+#include "common/time_util.h"
 #include "spdlog/spdlog.h"
 
 namespace vstream {
@@ -20,6 +23,8 @@ class StreamTask::EmitterOutput : public Output {
   explicit EmitterOutput(std::unique_ptr<RecordEmitter> emitter) : emitter_(std::move(emitter)) {}
   void Push(RowBatch& batch) override { ok_ = ok_ && emitter_->Emit(batch); }
   void Finish() override { ok_ = ok_ && emitter_->Finish(); }
+  void PushWatermark(int64_t watermark) override { ok_ = ok_ && emitter_->EmitWatermark(watermark); }
+  void PushIdle() override { ok_ = ok_ && emitter_->EmitIdle(); }
   bool Flush() { return ok_ = ok_ && emitter_->Flush(); }
   bool ok() const { return ok_; }
 
@@ -34,6 +39,7 @@ class NullOutput : public Output {
  public:
   void Push(RowBatch&) override {}
   void Finish() override {}
+  void PushWatermark(int64_t) override {}
 };
 
 PartitionMode ModeOf(proto::Partitioning p) {
@@ -61,14 +67,18 @@ absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobV
   const Schema out = Schema::FromProto(v.output_schema());
   const auto& op = v.op();
   switch (op.kind_case()) {
-    case proto::OperatorSpec::kSource:
+    case proto::OperatorSpec::kSource: {
+      std::unique_ptr<SourceOperator> source;
       if (op.source().connector() == "generator") {
-        return std::make_unique<GeneratorSource>(counters, out, op.source());
+        source = std::make_unique<GeneratorSource>(counters, out, op.source());
+      } else if (op.source().connector() == "file") {
+        source = std::make_unique<FileSource>(counters, out, op.source());
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("unknown source connector ", op.source().connector()));
       }
-      if (op.source().connector() == "file") {
-        return std::make_unique<FileSource>(counters, out, op.source());
-      }
-      return absl::InvalidArgumentError(absl::StrCat("unknown source connector ", op.source().connector()));
+      if (op.source().has_event_time()) source->set_event_time(op.source().event_time());
+      return source;
+    }
     case proto::OperatorSpec::kFilter: {
       ASSIGN_OR_RETURN(Expression pred, CompileExpr(op.filter().where(), in, v.name()));
       return std::make_unique<FilterOperator>(counters, std::move(pred));
@@ -117,6 +127,14 @@ absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobV
       }
       return std::make_unique<AggregateOperator>(counters, in, std::move(keys), std::move(defs));
     }
+    case proto::OperatorSpec::kWindow:
+      return std::make_unique<WindowOperator>(counters, in, op.window());
+    case proto::OperatorSpec::kIntervalJoin:
+      return std::make_unique<IntervalJoinOperator>(counters, in, Schema::FromProto(v.second_input_schema()),
+                                                    op.interval_join());
+    case proto::OperatorSpec::kBroadcastJoin:
+      return std::make_unique<BroadcastJoinOperator>(counters, in, Schema::FromProto(v.second_input_schema()),
+                                                     op.broadcast_join());
     case proto::OperatorSpec::kSink: {
       const auto& s = op.sink();
       if (s.max_rate() > 0) counters.sink_max_rate = s.max_rate();
@@ -171,8 +189,11 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
         [pm = env.partitions](const std::string& id) { pm->Unregister(id); });
     env.partitions->Register(partition);
     partitions_.push_back(partition);
-    Schema schema = edge.side_output().empty() ? Schema::FromProto(vertex(edge.source()).output_schema())
-                                               : DeadLetterSchema();
+    // A side output carries dead letters (their own schema) or late records
+    // (the window's input schema); the main output its vertex's schema.
+    Schema schema = edge.side_output() == kDeadLetterOutput ? DeadLetterSchema()
+                    : edge.side_output() == kLateOutput     ? Schema::FromProto(vertex(edge.source()).input_schema())
+                                                            : Schema::FromProto(vertex(edge.source()).output_schema());
     std::vector<int> keys(edge.key_fields().begin(), edge.key_fields().end());
     emitters_.push_back(std::make_unique<EmitterOutput>(std::make_unique<RecordEmitter>(
         partition, std::move(schema), ModeOf(edge.partitioning()), std::move(keys),
@@ -189,9 +210,15 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
   Output* null_out = fanouts_.back().get();
   auto tail_it = outs.find({tdd.chain(tdd.chain_size() - 1), ""});
   operators_.back()->set_output(tail_it != outs.end() ? tail_it->second : null_out);
-  if (auto dl = outs.find({tdd.chain(0), kDeadLetterOutput}); dl != outs.end()) {
-    if (auto* src = dynamic_cast<SourceOperator*>(operators_[0].get())) src->set_dead_letter_output(dl->second);
-    side_outputs_.push_back(dl->second);
+  // Side outputs: dead letters of a source, late records of a window.
+  for (size_t i = 0; i < operators_.size(); ++i) {
+    for (const char* side : {kDeadLetterOutput, kLateOutput}) {
+      auto it = outs.find({tdd.chain(i), side});
+      if (it == outs.end()) continue;
+      if (auto* src = dynamic_cast<SourceOperator*>(operators_[i].get())) src->set_dead_letter_output(it->second);
+      if (auto* win = dynamic_cast<WindowOperator*>(operators_[i].get())) win->set_late_output(it->second);
+      side_outputs_.push_back(it->second);
+    }
   }
 
   // A throttled sink (max_rate) paces the task's input: the rest of the
@@ -220,10 +247,14 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
 
   // Input gate over every channel of every input edge.
   if (!tdd.inputs().empty()) {
-    input_schema_ = Schema::FromProto(vertex(tdd.chain(0)).input_schema());
+    const proto::JobVertex& head_vertex = vertex(tdd.chain(0));
+    input_schemas_[0] = Schema::FromProto(head_vertex.input_schema());
+    input_schemas_[1] = Schema::FromProto(head_vertex.second_input_schema());
     std::vector<std::unique_ptr<InputChannel>> channels;
     for (const auto& gate : tdd.inputs()) {
+      const int input = graph.edges(gate.edge_index()).target_input() == 1 ? 1 : 0;
       for (const auto& ch : gate.channels()) {
+        channel_input_.push_back(input);
         if (ch.producer_address() == env.own_address) {
           channels.push_back(std::make_unique<LocalInputChannel>(*env.partitions, ch.partition_id(),
                                                                  ch.subpartition()));
@@ -235,7 +266,10 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
       }
     }
     gate_ = std::make_unique<InputGate>(std::move(channels));
+    channel_watermark_.assign(channel_input_.size(), kMinWatermark);
+    channel_idle_.assign(channel_input_.size(), false);
   }
+  for (const auto& op : operators_) wants_processing_time_ = wants_processing_time_ || op->wants_processing_time();
   return absl::OkStatus();
 }
 
@@ -270,6 +304,29 @@ void StreamTask::Cancel() {
   for (auto& p : partitions_) p->Release();
 }
 
+void StreamTask::AdvanceWatermark() {
+  // The task's watermark is the minimum over its live, non-idle channels;
+  // an ended channel counts as +infinity. All idle: no progress.
+  int64_t min = kMaxWatermark;
+  bool any_active = false;
+  for (size_t c = 0; c < channel_watermark_.size(); ++c) {
+    if (channel_idle_[c]) continue;
+    any_active = true;
+    min = std::min(min, channel_watermark_[c]);
+  }
+  if (!any_active || min <= watermark_) return;
+  watermark_ = min;
+  operators_[0]->PushWatermark(watermark_);
+}
+
+void StreamTask::OnTick() {
+  if (!wants_processing_time_) return;
+  const int64_t now = NowMillis();
+  for (auto& op : operators_) {
+    if (op->wants_processing_time()) op->OnProcessingTime(now);
+  }
+}
+
 absl::Status StreamTask::Run() {
   using Clock = std::chrono::steady_clock;
   const auto timeout = std::chrono::milliseconds(buffer_timeout_ms_);
@@ -283,6 +340,7 @@ absl::Status StreamTask::Run() {
       SourceStatus st = source->Produce();
       RETURN_IF_ERROR(CheckOperators());
       if (Clock::now() >= next_flush) {
+        OnTick();
         FlushAll();
         next_flush = Clock::now() + timeout;
       }
@@ -290,33 +348,55 @@ absl::Status StreamTask::Run() {
     }
   } else {
     gate_->Start();
-    RowBatch batch(input_schema_.size());
+    RowBatch batches[2] = {RowBatch(input_schemas_[0].size()), RowBatch(input_schemas_[1].size())};
     NetworkBuffer buffer;
     int channel = 0;
     bool done = false;
     while (!done && !cancelled_) {
       switch (gate_->Next(next_flush, &buffer, &channel)) {
         case GateResult::kBuffer: {
+          if (buffer.kind == BufferKind::kWatermark) {
+            channel_idle_[channel] = false;
+            channel_watermark_[channel] = std::max(channel_watermark_[channel], buffer.watermark);
+            AdvanceWatermark();
+            RETURN_IF_ERROR(CheckOperators());
+            break;
+          }
+          if (buffer.kind == BufferKind::kIdle) {
+            channel_idle_[channel] = true;
+            AdvanceWatermark();
+            break;
+          }
+          channel_idle_[channel] = false;
+          const int input = channel_input_[channel];
+          const Schema& schema = input_schemas_[input];
+          RowBatch& batch = batches[input];
           size_t pos = 0;
           const std::string_view data(buffer.data);
           for (int r = 0; r < buffer.num_records; ++r) {
-            if (!DecodeRow(input_schema_, data, &pos, &batch.Append())) {
+            if (!DecodeRow(schema, data, &pos, &batch.Append())) {
               return absl::DataLossError("corrupt network buffer");
             }
             if (batch.full() || (sink_limiter_ && batch.size() >= 64)) {
               Throttle(batch.size());
-              head->Push(batch);
+              head->PushInput(input, batch);
               batch.Clear();
             }
           }
           if (!batch.empty()) {
             Throttle(batch.size());
-            head->Push(batch);
+            head->PushInput(input, batch);
             batch.Clear();
           }
           RETURN_IF_ERROR(CheckOperators());
           break;
         }
+        case GateResult::kChannelEnd:
+          channel_watermark_[channel] = kMaxWatermark;
+          channel_idle_[channel] = false;
+          AdvanceWatermark();
+          RETURN_IF_ERROR(CheckOperators());
+          break;
         case GateResult::kTimeout:
           break;
         case GateResult::kEnd:
@@ -328,12 +408,18 @@ absl::Status StreamTask::Run() {
           return absl::CancelledError("task cancelled");
       }
       if (Clock::now() >= next_flush) {
+        OnTick();
         FlushAll();
         next_flush = Clock::now() + timeout;
       }
     }
   }
   if (cancelled_) return absl::CancelledError("task cancelled");
+  // End of input is the end of event time: every pending window fires.
+  if (watermark_ < kMaxWatermark) {
+    watermark_ = kMaxWatermark;
+    head->PushWatermark(kMaxWatermark);
+  }
   head->Finish();  // cascades down the chain to the tail's emitters
   for (Output* side : side_outputs_) side->Finish();
   RETURN_IF_ERROR(CheckOperators());

@@ -58,6 +58,8 @@ class StreamTask {
   absl::Status CheckOperators() const;
   bool FlushAll();
   void Throttle(size_t records);
+  void AdvanceWatermark();
+  void OnTick();
 
   proto::TaskDeploymentDescriptor tdd_;
   std::vector<std::unique_ptr<OperatorCounters>> counters_;
@@ -67,7 +69,12 @@ class StreamTask {
   std::vector<Output*> side_outputs_;  // finished explicitly at the end
   std::vector<std::shared_ptr<ResultPartition>> partitions_;
   std::unique_ptr<InputGate> gate_;
-  Schema input_schema_;
+  Schema input_schemas_[2];              // left/main and right/broadcast
+  std::vector<int> channel_input_;       // per gate channel: 0 or 1
+  std::vector<int64_t> channel_watermark_;
+  std::vector<bool> channel_idle_;
+  int64_t watermark_ = kMinWatermark;    // the task's current input watermark
+  bool wants_processing_time_ = false;
   std::atomic<bool> cancelled_{false};
   int64_t buffer_timeout_ms_ = 5;
   PartitionManager* partition_manager_ = nullptr;

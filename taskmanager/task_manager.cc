@@ -135,6 +135,7 @@ proto::TaskReport TaskManager::MakeReport(Task* task) {
       m->set_records_in(c->records_in.load(std::memory_order_relaxed));
       m->set_records_out(c->records_out.load(std::memory_order_relaxed));
       m->set_dead_letters(c->dead_letters.load(std::memory_order_relaxed));
+      m->set_late_records(c->late_records.load(std::memory_order_relaxed));
     }
   }
   return r;

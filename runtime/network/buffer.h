@@ -3,17 +3,33 @@
 // (runtime/row_codec.h), or the end-of-partition event.
 
 #include <cstdint>
+#include <cstdint>
+#include <limits>
 #include <string>
 
 namespace vstream {
 
+// The watermark of an input that has ended, or of the end of a bounded source.
+inline constexpr int64_t kMaxWatermark = std::numeric_limits<int64_t>::max();
+inline constexpr int64_t kMinWatermark = std::numeric_limits<int64_t>::min();
+
 // Records are appended until a buffer reaches this size, then it is sent.
 inline constexpr size_t kNetworkBufferBytes = 32 * 1024;
+
+// What a buffer carries. Events travel in-band, in order with the records.
+enum class BufferKind : uint8_t {
+  kRecords,         // num_records rows in data
+  kWatermark,       // the producer's watermark advanced to `watermark`
+  kIdle,            // the producer went idle: leave it out of watermarks
+  kEndOfPartition,  // the last buffer of the channel
+};
 
 struct NetworkBuffer {
   std::string data;
   int32_t num_records = 0;
-  bool end_of_partition = false;
+  bool end_of_partition = false;  // == (kind == kEndOfPartition)
+  BufferKind kind = BufferKind::kRecords;
+  int64_t watermark = 0;
 };
 
 }  // namespace vstream

@@ -74,7 +74,10 @@ grpc::Status DataExchangeService::OpenChannel(
       msg.set_data(std::move(b->data));
       msg.set_num_records(b->num_records);
       msg.set_end_of_partition(b->end_of_partition);
-      if (!b->end_of_partition) {
+      msg.set_has_watermark(b->kind == BufferKind::kWatermark);
+      msg.set_watermark(b->watermark);
+      msg.set_idle(b->kind == BufferKind::kIdle);
+      if (b->kind == BufferKind::kRecords) {
         std::lock_guard<std::mutex> lock(mu);
         --credit;
       }

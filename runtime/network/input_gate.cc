@@ -91,6 +91,14 @@ void RemoteInputChannel::ReadLoop() {
     b.data = std::move(*msg.mutable_data());
     b.num_records = msg.num_records();
     b.end_of_partition = msg.end_of_partition();
+    if (msg.end_of_partition()) {
+      b.kind = BufferKind::kEndOfPartition;
+    } else if (msg.idle()) {
+      b.kind = BufferKind::kIdle;
+    } else if (msg.has_watermark()) {
+      b.kind = BufferKind::kWatermark;
+      b.watermark = msg.watermark();
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       received_.push_back(std::move(b));
@@ -116,8 +124,9 @@ std::optional<NetworkBuffer> RemoteInputChannel::Poll() {
     out = std::move(received_.front());
     received_.pop_front();
   }
-  // Give the buffer's credit back, in batches of half the window.
-  if (!out->end_of_partition && ++consumed_since_credit_ >= std::max(1, credits_ / 2)) {
+  // Give the buffer's credit back, in batches of half the window. Events
+  // are sent without credit and give none back.
+  if (out->kind == BufferKind::kRecords && ++consumed_since_credit_ >= std::max(1, credits_ / 2)) {
     proto::ChannelRequest credit;
     credit.set_credit(consumed_since_credit_);
     consumed_since_credit_ = 0;
@@ -216,6 +225,8 @@ GateResult InputGate::Next(std::chrono::steady_clock::time_point deadline, Netwo
       if (!ended_[ch]) {
         ended_[ch] = true;
         ++num_ended_;
+        *channel = ch;
+        return GateResult::kChannelEnd;
       }
       continue;
     }

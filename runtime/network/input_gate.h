@@ -98,7 +98,8 @@ class RemoteInputChannel : public InputChannel {
 };
 
 enum class GateResult {
-  kBuffer,     // *buffer holds records of channel *channel
+  kBuffer,     // *buffer holds records or an event (watermark, idle) of channel *channel
+  kChannelEnd, // channel *channel has ended (its end-of-partition arrived)
   kTimeout,    // nothing arrived before the deadline
   kEnd,        // every channel has ended
   kFailed,     // a channel failed; see error()
@@ -112,7 +113,7 @@ class InputGate {
 
   void Start();
   // Blocks until a buffer arrives, the deadline passes or the gate ends.
-  // End-of-partition events are consumed here and never returned.
+  // End-of-partition events are reported once per channel as kChannelEnd.
   GateResult Next(std::chrono::steady_clock::time_point deadline, NetworkBuffer* buffer,
                   int* channel);
   void Notify(int channel);

@@ -76,6 +76,27 @@ bool RecordEmitter::Flush() {
   return true;
 }
 
+bool RecordEmitter::EmitWatermark(int64_t watermark) {
+  if (!Flush()) return false;
+  for (int t = 0; t < num_targets_; ++t) {
+    NetworkBuffer event;
+    event.kind = BufferKind::kWatermark;
+    event.watermark = watermark;
+    if (!partition_->subpartition(t).Add(std::move(event))) return false;
+  }
+  return true;
+}
+
+bool RecordEmitter::EmitIdle() {
+  if (!Flush()) return false;
+  for (int t = 0; t < num_targets_; ++t) {
+    NetworkBuffer event;
+    event.kind = BufferKind::kIdle;
+    if (!partition_->subpartition(t).Add(std::move(event))) return false;
+  }
+  return true;
+}
+
 bool RecordEmitter::Finish() {
   if (!Flush()) return false;
   for (int t = 0; t < num_targets_; ++t) partition_->subpartition(t).Finish();

@@ -27,6 +27,9 @@ class RecordEmitter {
   bool Emit(const RowBatch& batch);
   // Sends every non-empty buffer.
   bool Flush();
+  // Flushes, then sends a watermark (or idle) event on every subpartition.
+  bool EmitWatermark(int64_t watermark);
+  bool EmitIdle();
   // Flushes, then sends end-of-partition on every subpartition.
   bool Finish();
 

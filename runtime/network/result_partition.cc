@@ -9,7 +9,11 @@ namespace vstream {
 // Lock order: subpartition before the reader's own lock.
 bool ResultSubpartition::Add(NetworkBuffer buffer) {
   std::unique_lock<std::mutex> lock(mu_);
-  not_full_.wait(lock, [&] { return released_ || queue_.size() < capacity_; });
+  // Events (watermarks) are tiny and rare: they never wait for room, so a
+  // producer is only ever blocked by records.
+  if (buffer.kind == BufferKind::kRecords) {
+    not_full_.wait(lock, [&] { return released_ || queue_.size() < capacity_; });
+  }
   if (released_) return false;
   queue_.push_back(std::move(buffer));
   if (queue_.size() == 1 && listener_) listener_();
@@ -21,6 +25,7 @@ void ResultSubpartition::Finish() {
   if (released_) return;
   NetworkBuffer eop;
   eop.end_of_partition = true;
+  eop.kind = BufferKind::kEndOfPartition;
   queue_.push_back(std::move(eop));  // beyond capacity on purpose: never blocks
   if (listener_) listener_();
 }

@@ -24,6 +24,7 @@ struct OperatorCounters {
   std::atomic<int64_t> records_in{0};
   std::atomic<int64_t> records_out{0};
   std::atomic<int64_t> dead_letters{0};
+  std::atomic<int64_t> late_records{0};  // beyond a window's allowed lateness
   double sink_max_rate = 0;  // set at build time for a throttled sink
 };
 
@@ -35,6 +36,12 @@ class Output {
   virtual void Push(RowBatch& batch) = 0;
   // End of input: flush whatever is pending.
   virtual void Finish() = 0;
+  // Event time advanced: no record with a smaller timestamp is expected any
+  // more (later ones are late). Called between batches, in order with them.
+  virtual void PushWatermark(int64_t watermark) = 0;
+  // The producing source has no data for a while: leave it out of
+  // downstream watermarks until it sends records or a watermark again.
+  virtual void PushIdle() {}
 };
 
 // Everything an operator may need from its task.
@@ -54,6 +61,20 @@ class StreamOperator : public Output {
   explicit StreamOperator(OperatorCounters& counters) : counters_(counters) {}
   void set_output(Output* output) { output_ = output; }
   virtual absl::Status Open(const OperatorContext& /*ctx*/) { return absl::OkStatus(); }
+  // A batch of the given input of a two-input operator (0: left or main,
+  // 1: right or broadcast). One-input operators get everything in Push().
+  virtual void PushInput(int input, RowBatch& batch) {
+    (void)input;
+    Push(batch);
+  }
+  // Stateless operators pass watermarks on; time-aware ones fire their
+  // timers first.
+  void PushWatermark(int64_t watermark) override { output_->PushWatermark(watermark); }
+  void PushIdle() override { output_->PushIdle(); }
+  // Operators that act on wall-clock time (processing-time windows) say so;
+  // the task then calls OnProcessingTime at least every buffer timeout.
+  virtual bool wants_processing_time() const { return false; }
+  virtual void OnProcessingTime(int64_t now_ms) { (void)now_ms; }
   // Non-OK once the operator failed (the task then fails).
   const absl::Status& status() const { return status_; }
 
@@ -79,6 +100,12 @@ class FanOutOutput : public Output {
   }
   void Finish() override {
     for (auto* o : outputs_) o->Finish();
+  }
+  void PushWatermark(int64_t watermark) override {
+    for (auto* o : outputs_) o->PushWatermark(watermark);
+  }
+  void PushIdle() override {
+    for (auto* o : outputs_) o->PushIdle();
   }
 
  private:

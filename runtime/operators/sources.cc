@@ -34,6 +34,44 @@ size_t RateLimiter::Acquire(size_t max) {
   return static_cast<size_t>(n);
 }
 
+// ---------------------------------------------------------------- base
+
+void SourceOperator::PushWatermark(int64_t watermark) {
+  if (watermark <= emitted_watermark_) return;
+  emitted_watermark_ = watermark;
+  output_->PushWatermark(watermark);
+  if (dead_letter_output_) dead_letter_output_->PushWatermark(watermark);
+}
+
+void SourceOperator::EmitBatch(RowBatch& batch) {
+  if (!has_event_time_) {
+    Emit(batch);
+    return;
+  }
+  const int64_t now = NowMillis();
+  if (batch.empty()) {
+    if (event_time_.idle_timeout_ms() > 0 && !idle_ && last_record_ms_ > 0 &&
+        now - last_record_ms_ >= event_time_.idle_timeout_ms()) {
+      idle_ = true;
+      output_->PushIdle();
+    }
+    return;
+  }
+  last_record_ms_ = now;
+  idle_ = false;
+  const int f = event_time_.field_index();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Datum& d = batch[i][f];
+    if (!d.is_null && d.i > max_timestamp_) max_timestamp_ = d.i;
+  }
+  Emit(batch);
+  if (max_timestamp_ == kMinWatermark) return;
+  const int64_t bound = event_time_.max_out_of_orderness_ms();
+  // Saturating: max - bound - 1 without overflow.
+  const int64_t wm = max_timestamp_ < kMinWatermark + bound + 1 ? kMinWatermark : max_timestamp_ - bound - 1;
+  PushWatermark(wm);
+}
+
 // ---------------------------------------------------------------- generator
 
 namespace {
@@ -147,7 +185,7 @@ SourceStatus GeneratorSource::Produce() {
     Fill(next_, &batch_.Append());
     next_ += step_;
   }
-  Emit(batch_);
+  EmitBatch(batch_);
   return (count >= 0 && next_ >= count) ? SourceStatus::kEnd : SourceStatus::kMoreAvailable;
 }
 
@@ -308,7 +346,7 @@ SourceStatus FileSource::Produce() {
       DeadLetter(line, s);
     }
   }
-  Emit(batch_);
+  EmitBatch(batch_);
   if (dead_letter_output_ && !dead_batch_.empty()) {
     dead_letter_output_->Push(dead_batch_);
     dead_batch_.Clear();

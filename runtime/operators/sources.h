@@ -17,6 +17,7 @@
 
 #include "proto/jobgraph.pb.h"
 #include "runtime/formats/record_format.h"
+#include "runtime/network/buffer.h"
 #include "runtime/operators/operator.h"
 
 namespace vstream {
@@ -42,11 +43,29 @@ class SourceOperator : public StreamOperator {
   virtual SourceStatus Produce() = 0;
   void Push(RowBatch&) override {}
   void Finish() override { output_->Finish(); }
+  void PushWatermark(int64_t watermark) override;
   // Side output for dead letters; null if the job declares none.
   void set_dead_letter_output(Output* out) { dead_letter_output_ = out; }
+  // Makes the source assign event time from a field and emit watermarks:
+  // after each batch, max timestamp seen - max_out_of_orderness - 1.
+  void set_event_time(const proto::EventTimeSpec& spec) {
+    event_time_ = spec;
+    has_event_time_ = true;
+  }
 
  protected:
+  // Emits a batch, then the watermark if it advanced (or idleness).
+  void EmitBatch(RowBatch& batch);
+
   Output* dead_letter_output_ = nullptr;
+
+ private:
+  bool has_event_time_ = false;
+  proto::EventTimeSpec event_time_;
+  int64_t max_timestamp_ = kMinWatermark;
+  int64_t emitted_watermark_ = kMinWatermark;
+  int64_t last_record_ms_ = 0;
+  bool idle_ = false;
 };
 
 class GeneratorSource : public SourceOperator {

@@ -1,0 +1,351 @@
+#include "runtime/operators/window_operator.h"
+
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "common/time_util.h"
+#include "runtime/row_codec.h"
+#include "state/key_groups.h"
+
+namespace vstream {
+
+namespace {
+
+inline int64_t FloorDiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+inline int64_t AlignDown(int64_t t, int64_t unit) { return FloorDiv(t, unit) * unit; }
+
+// Saturating a + b for timer arithmetic near the ends of time.
+inline int64_t SatAdd(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
+
+}  // namespace
+
+WindowOperator::WindowOperator(OperatorCounters& counters, Schema input, const proto::WindowSpec& spec)
+    : StreamOperator(counters), input_(std::move(input)), spec_(spec) {
+  kind_ = spec.kind() == "sliding" ? Kind::kSliding : spec.kind() == "session" ? Kind::kSession : Kind::kTumbling;
+  if (kind_ == Kind::kSliding) pane_ = std::gcd(spec.size_ms(), spec.slide_ms());
+  for (const auto& k : spec.key_by()) {
+    const int idx = input_.IndexOf(k);
+    key_fields_.push_back(idx);
+    if (idx >= 0) key_schema_.Add(k, input_.field(idx).type);
+  }
+  out_.set_width(key_fields_.size() + 2 + spec.aggregates_size());
+  late_.set_width(input_.size());
+}
+
+absl::Status WindowOperator::Open(const OperatorContext& ctx) {
+  for (size_t i = 0; i < key_fields_.size(); ++i) {
+    if (key_fields_[i] < 0) return absl::InvalidArgumentError(absl::StrCat("unknown key field ", spec_.key_by(i)));
+  }
+  if ((kind_ != Kind::kSession && spec_.size_ms() <= 0) || (kind_ == Kind::kSliding && spec_.slide_ms() <= 0) ||
+      (kind_ == Kind::kSession && spec_.gap_ms() <= 0)) {
+    return absl::InvalidArgumentError("window sizes, slides and gaps must be positive");
+  }
+  if (!spec_.processing_time() &&
+      (spec_.time_field_index() < 0 || spec_.time_field_index() >= static_cast<int>(input_.size()))) {
+    return absl::InvalidArgumentError("an event-time window needs the input's time field");
+  }
+  std::vector<proto::AggregateCall> calls(spec_.aggregates().begin(), spec_.aggregates().end());
+  auto accs = AccumulatorSet::Create(calls, input_);
+  if (!accs.ok()) return accs.status();
+  accs_ = std::move(*accs);
+  max_parallelism_ = ctx.max_parallelism;
+  KeyedStateBackendOptions options;
+  options.path = ctx.state_dir;
+  auto backend = KeyedStateBackend::Open(options);
+  if (!backend.ok()) return backend.status();
+  backend_ = std::move(*backend);
+  auto id = backend_->RegisterState("window");
+  if (!id.ok()) return id.status();
+  acc_state_ = *id;
+  return absl::OkStatus();
+}
+
+const std::string& WindowOperator::NamespacedKey(const std::string& key, int64_t ns) {
+  ns_key_.assign(key);
+  const uint64_t u = static_cast<uint64_t>(ns) ^ (1ull << 63);  // order-preserving
+  for (int b = 7; b >= 0; --b) ns_key_.push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+  return ns_key_;
+}
+
+void WindowOperator::Push(RowBatch& batch) {
+  const size_t n = batch.size();
+  CountIn(n);
+  const int tf = spec_.time_field_index();
+  const int64_t now = spec_.processing_time() ? NowMillis() : 0;
+  for (size_t i = 0; i < n && status_.ok(); ++i) {
+    const Row& row = batch[i];
+    if (spec_.processing_time()) {
+      ProcessRecord(row, now);
+    } else if (row[tf].is_null) {
+      Late(row);  // no event time: it cannot belong to any window
+    } else {
+      ProcessRecord(row, row[tf].i);
+    }
+  }
+  FlushOut();
+}
+
+void WindowOperator::ProcessRecord(const Row& row, int64_t t) {
+  key_.clear();
+  EncodeKey(input_, row, key_fields_, &key_);
+  const int64_t lateness = spec_.allowed_lateness_ms();
+  switch (kind_) {
+    case Kind::kTumbling: {
+      const int64_t start = AlignDown(t, spec_.size_ms());
+      const int64_t max_ts = SatAdd(start, spec_.size_ms() - 1);
+      if (SatAdd(max_ts, lateness) <= watermark_) return Late(row);
+      AddToWindow(row, t, start, max_ts);
+      break;
+    }
+    case Kind::kSliding: {
+      const int64_t pane = AlignDown(t, pane_);
+      const int64_t last_start = AlignDown(pane, spec_.slide_ms());
+      if (SatAdd(SatAdd(last_start, spec_.size_ms() - 1), lateness) <= watermark_) return Late(row);
+      AddToWindow(row, t, pane, 0);
+      break;
+    }
+    case Kind::kSession:
+      AddToSession(row, t);
+      break;
+  }
+}
+
+void WindowOperator::AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t max_ts) {
+  const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+  const std::string& nk = NamespacedKey(key_, ns);
+  absl::Status s = backend_->Get(acc_state_, key_group, nk, &value_);
+  const bool fresh = absl::IsNotFound(s);
+  if (!s.ok() && !fresh) return Fail(s);
+  if (fresh) value_.clear();
+  accs_->Add(row, t, &value_);
+  s = backend_->Put(acc_state_, key_group, nk, value_);
+  if (!s.ok()) return Fail(s);
+  const int64_t lateness = spec_.allowed_lateness_ms();
+
+  if (kind_ == Kind::kTumbling) {
+    if (max_ts <= watermark_) {
+      // A late record within the allowed lateness: emit the corrected window.
+      EmitResult(key_, ns, max_ts + 1, value_);
+      timers_.insert({SatAdd(max_ts, lateness), key_, ns, kCleanup, key_group});
+    } else {
+      timers_.insert({max_ts, key_, ns, kFire, key_group});
+    }
+    return;
+  }
+  // Sliding: the pane belongs to the windows starting in
+  // [pane + pane_size - size, pane], on multiples of the slide.
+  const int64_t size = spec_.size_ms(), slide = spec_.slide_ms();
+  const int64_t first_start = -AlignDown(-(ns + pane_ - size), slide);  // ceil to slide
+  const int64_t last_start = AlignDown(ns, slide);
+  const std::string key = key_;
+  for (int64_t start = first_start; start <= last_start; start += slide) {
+    const int64_t window_max = SatAdd(start, size - 1);
+    if (window_max <= watermark_) {
+      if (SatAdd(window_max, lateness) > watermark_) FireSlidingWindow(key, key_group, start);
+    } else if (fresh) {
+      timers_.insert({window_max, key, start, kFire, key_group});
+    }
+  }
+}
+
+bool WindowOperator::LoadSessions(int key_group, const std::string& key, std::vector<Session>* sessions) {
+  sessions->clear();
+  absl::Status s = backend_->Get(acc_state_, key_group, key, &value_);
+  if (absl::IsNotFound(s)) return true;
+  if (!s.ok()) {
+    Fail(s);
+    return false;
+  }
+  size_t pos = 0;
+  uint64_t n = 0, a = 0, b = 0, len = 0;
+  if (!GetVarint64(value_, &pos, &n)) return true;
+  for (uint64_t i = 0; i < n; ++i) {
+    if (!GetVarint64(value_, &pos, &a) || !GetVarint64(value_, &pos, &b) || !GetVarint64(value_, &pos, &len) ||
+        len > value_.size() - pos) {
+      return true;
+    }
+    sessions->push_back({static_cast<int64_t>(a ^ (1ull << 63)), static_cast<int64_t>(b ^ (1ull << 63)),
+                         value_.substr(pos, len)});
+    pos += len;
+  }
+  return true;
+}
+
+void WindowOperator::StoreSessions(int key_group, const std::string& key, const std::vector<Session>& sessions) {
+  absl::Status s;
+  if (sessions.empty()) {
+    s = backend_->Delete(acc_state_, key_group, key);
+  } else {
+    value_.clear();
+    PutVarint64(sessions.size(), &value_);
+    for (const Session& x : sessions) {
+      PutVarint64(static_cast<uint64_t>(x.start) ^ (1ull << 63), &value_);
+      PutVarint64(static_cast<uint64_t>(x.end) ^ (1ull << 63), &value_);
+      PutVarint64(x.acc.size(), &value_);
+      value_.append(x.acc);
+    }
+    s = backend_->Put(acc_state_, key_group, key, value_);
+  }
+  if (!s.ok()) Fail(s);
+}
+
+void WindowOperator::AddToSession(const Row& row, int64_t t) {
+  const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+  std::vector<Session> sessions;
+  if (!LoadSessions(key_group, key_, &sessions)) return;
+  Session merged{t, SatAdd(t, spec_.gap_ms()), std::string()};
+  accs_->Add(row, t, &merged.acc);
+  std::vector<Session> kept;
+  for (Session& s : sessions) {
+    // Flink's TimeWindow.intersects: touching sessions merge too.
+    if (s.start <= merged.end && s.end >= merged.start) {
+      merged.start = std::min(merged.start, s.start);
+      merged.end = std::max(merged.end, s.end);
+      accs_->Merge(s.acc, &merged.acc);
+    } else {
+      kept.push_back(std::move(s));
+    }
+  }
+  const int64_t max_ts = merged.end - 1;
+  const int64_t lateness = spec_.allowed_lateness_ms();
+  if (!spec_.processing_time() && SatAdd(max_ts, lateness) <= watermark_) return Late(row);
+  kept.push_back(merged);
+  StoreSessions(key_group, key_, kept);
+  if (max_ts <= watermark_) {
+    EmitResult(key_, merged.start, merged.end, merged.acc);
+    timers_.insert({SatAdd(max_ts, lateness), key_, merged.end, kCleanup, key_group});
+  } else {
+    timers_.insert({max_ts, key_, merged.end, kFire, key_group});
+  }
+}
+
+void WindowOperator::FireSlidingWindow(const std::string& key, int key_group, int64_t start) {
+  merged_.clear();
+  bool any = false;
+  for (int64_t pane = start; pane < start + spec_.size_ms(); pane += pane_) {
+    absl::Status s = backend_->Get(acc_state_, key_group, NamespacedKey(key, pane), &value_);
+    if (absl::IsNotFound(s)) continue;
+    if (!s.ok()) return Fail(s);
+    accs_->Merge(value_, &merged_);
+    any = true;
+  }
+  if (any) EmitResult(key, start, start + spec_.size_ms(), merged_);
+}
+
+void WindowOperator::FireTimers(int64_t up_to) {
+  const int64_t lateness = spec_.allowed_lateness_ms();
+  while (!timers_.empty() && timers_.begin()->time <= up_to && status_.ok()) {
+    Timer timer = std::move(timers_.extract(timers_.begin()).value());
+    switch (kind_) {
+      case Kind::kTumbling: {
+        const std::string& nk = NamespacedKey(timer.key, timer.ns);
+        if (timer.kind == kFire) {
+          absl::Status s = backend_->Get(acc_state_, timer.key_group, nk, &value_);
+          if (absl::IsNotFound(s)) break;
+          if (!s.ok()) return Fail(s);
+          EmitResult(timer.key, timer.ns, timer.ns + spec_.size_ms(), value_);
+          if (lateness > 0 && !spec_.processing_time()) {
+            timers_.insert({SatAdd(timer.time, lateness), timer.key, timer.ns, kCleanup, timer.key_group});
+            break;
+          }
+        }
+        absl::Status s = backend_->Delete(acc_state_, timer.key_group, NamespacedKey(timer.key, timer.ns));
+        if (!s.ok()) return Fail(s);
+        break;
+      }
+      case Kind::kSliding: {
+        if (timer.kind == kFire) {
+          FireSlidingWindow(timer.key, timer.key_group, timer.ns);
+          if (lateness > 0 && !spec_.processing_time()) {
+            timers_.insert({SatAdd(timer.time, lateness), timer.key, timer.ns, kCleanup, timer.key_group});
+            break;
+          }
+        }
+        // The panes whose last window is this one are no longer needed.
+        for (int64_t pane = timer.ns; pane < timer.ns + spec_.slide_ms(); pane += pane_) {
+          absl::Status s = backend_->Delete(acc_state_, timer.key_group, NamespacedKey(timer.key, pane));
+          if (!s.ok()) return Fail(s);
+        }
+        break;
+      }
+      case Kind::kSession: {
+        std::vector<Session> sessions;
+        if (!LoadSessions(timer.key_group, timer.key, &sessions)) return;
+        auto it = std::find_if(sessions.begin(), sessions.end(), [&](const Session& s) { return s.end == timer.ns; });
+        if (it == sessions.end()) break;  // merged into a larger session since
+        if (timer.kind == kFire) {
+          EmitResult(timer.key, it->start, it->end, it->acc);
+          if (lateness > 0 && !spec_.processing_time()) {
+            timers_.insert({SatAdd(timer.time, lateness), timer.key, timer.ns, kCleanup, timer.key_group});
+            break;
+          }
+        }
+        sessions.erase(it);
+        StoreSessions(timer.key_group, timer.key, sessions);
+        break;
+      }
+    }
+  }
+}
+
+void WindowOperator::EmitResult(const std::string& key, int64_t start, int64_t end, std::string_view acc) {
+  size_t pos = 0;
+  if (!DecodeRow(key_schema_, key, &pos, &key_row_)) return Fail(absl::DataLossError("corrupt window key"));
+  Row& r = out_.Append();
+  size_t f = 0;
+  for (; f < key_row_.size(); ++f) r[f] = key_row_[f];
+  r[f++].SetInt(start);
+  r[f++].SetInt(end);
+  accs_->Result(acc, &r, f);
+  if (out_.full()) FlushOut();
+}
+
+void WindowOperator::Late(const Row& row) {
+  counters_.late_records.fetch_add(1, std::memory_order_relaxed);
+  if (!late_output_) return;
+  Row& r = late_.Append();
+  for (size_t f = 0; f < row.size(); ++f) r[f] = row[f];
+  if (late_.full()) FlushOut();
+}
+
+void WindowOperator::FlushOut() {
+  Emit(out_);
+  out_.Clear();
+  if (late_output_ && !late_.empty()) {
+    late_output_->Push(late_);
+    late_.Clear();
+  }
+}
+
+void WindowOperator::PushWatermark(int64_t watermark) {
+  if (watermark <= watermark_) return;
+  if (!spec_.processing_time()) {
+    watermark_ = watermark;
+    FireTimers(watermark);
+    FlushOut();
+  }
+  output_->PushWatermark(watermark);
+  if (late_output_) late_output_->PushWatermark(watermark);
+}
+
+void WindowOperator::OnProcessingTime(int64_t now_ms) {
+  FireTimers(now_ms);
+  FlushOut();
+}
+
+void WindowOperator::Finish() {
+  // Processing-time windows still open at the end of a bounded input fire now.
+  if (spec_.processing_time()) FireTimers(INT64_MAX);
+  FlushOut();
+  output_->Finish();
+}
+
+}  // namespace vstream

@@ -1,0 +1,109 @@
+#pragma once
+// Keyed windows over event time (or processing time): tumbling, sliding and
+// session windows with mergeable aggregates (runtime/operators/accumulators.h).
+//
+//   record --assign--> pane or session state of (key, namespace) in RocksDB
+//   watermark --> fire every timer <= watermark: emit key, window_start,
+//                 window_end, aggregates; then pass the watermark on
+//
+// - Tumbling: one accumulator per (key, window).
+// - Sliding: no per-window copies. A record updates one pane of
+//   gcd(size, slide); a window's result merges its size/pane panes when it
+//   fires (Flink's "slicing").
+// - Session: per key a list of sessions [start, end) with accumulators;
+//   a record opens [t, t + gap) and merges every session it touches.
+// A window fires when the watermark reaches window_end - 1. With
+// allowed_lateness, a record for a fired window still updates it and the
+// window is emitted again (a correction); its state is kept until
+// window_end - 1 + allowed_lateness. Later records go to the late output
+// (or are dropped) and are counted.
+//
+// Timers are kept in an ordered in-memory set (one entry per key and open
+// window); window contents live in RocksDB keyed state.
+//
+// Thread-compatible: runs on its task's thread.
+
+#include <memory>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "proto/jobgraph.pb.h"
+#include "runtime/operators/accumulators.h"
+#include "runtime/operators/operator.h"
+#include "state/keyed_state_backend.h"
+
+namespace vstream {
+
+class WindowOperator : public StreamOperator {
+ public:
+  WindowOperator(OperatorCounters& counters, Schema input, const proto::WindowSpec& spec);
+  absl::Status Open(const OperatorContext& ctx) override;
+  void Push(RowBatch& batch) override;
+  void PushWatermark(int64_t watermark) override;
+  void Finish() override;
+  bool wants_processing_time() const override { return spec_.processing_time(); }
+  void OnProcessingTime(int64_t now_ms) override;
+  // Side output for records beyond the allowed lateness; null: drop them.
+  void set_late_output(Output* out) { late_output_ = out; }
+
+ private:
+  enum class Kind { kTumbling, kSliding, kSession };
+  enum TimerKind : int { kFire = 0, kCleanup = 1 };
+  struct Timer {
+    int64_t time;
+    std::string key;  // serialized key fields
+    int64_t ns;       // window start (tumbling, sliding) or session end
+    int kind;
+    int key_group;
+    bool operator<(const Timer& o) const {
+      return std::tie(time, key, ns, kind) < std::tie(o.time, o.key, o.ns, o.kind);
+    }
+  };
+  struct Session {
+    int64_t start;
+    int64_t end;
+    std::string acc;
+  };
+
+  void ProcessRecord(const Row& row, int64_t t);
+  void AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t fire_time);
+  void AddToSession(const Row& row, int64_t t);
+  void FireTimers(int64_t up_to);
+  void FireWindow(const std::string& key, int key_group, int64_t start, int64_t end);
+  void FireSlidingWindow(const std::string& key, int key_group, int64_t start);
+  void EmitResult(const std::string& key, int64_t start, int64_t end, std::string_view acc);
+  void Late(const Row& row);
+  bool LoadSessions(int key_group, const std::string& key, std::vector<Session>* sessions);
+  void StoreSessions(int key_group, const std::string& key, const std::vector<Session>& sessions);
+  // The RocksDB key of (key, namespace) in `ns_key_`.
+  const std::string& NamespacedKey(const std::string& key, int64_t ns);
+  void Fail(const absl::Status& s) {
+    if (status_.ok()) status_ = s;
+  }
+  void FlushOut();
+
+  Schema input_;
+  proto::WindowSpec spec_;
+  Kind kind_;
+  int64_t pane_ = 0;  // sliding: gcd(size, slide)
+  std::vector<int> key_fields_;
+  Schema key_schema_;
+  std::unique_ptr<AccumulatorSet> accs_;
+  int max_parallelism_ = 128;
+  std::unique_ptr<KeyedStateBackend> backend_;
+  StateId acc_state_ = 0;
+  std::set<Timer> timers_;
+  int64_t watermark_ = INT64_MIN;
+  Output* late_output_ = nullptr;
+  RowBatch out_;
+  RowBatch late_;
+  std::string key_;
+  std::string ns_key_;
+  std::string value_;
+  std::string merged_;
+  Row key_row_;
+};
+
+}  // namespace vstream
