@@ -23,6 +23,15 @@ struct JobBuilder::Stream {
   int vertex;
   std::string side_output;  // empty: the main output
   Schema schema;
+  int time_index;  // the event-time field in schema, -1: none
+};
+
+// One input of a vertex: an edge, once Build() knows the parallelism.
+struct JobBuilder::Input {
+  int stream;        // index into streams_
+  int target_input;  // 0: the only, left or main input; 1: right or broadcast
+  Partition partition;
+  std::vector<int> key_fields;  // non-empty: a HASH edge on these fields of the stream
 };
 
 // A vertex as defined; parallelism and edges are resolved by Build().
@@ -30,9 +39,7 @@ struct JobBuilder::Vertex {
   proto::JobVertex proto;  // everything but parallelism and max_parallelism
   std::string kind;        // "source", "filter", ..., for messages
   int parallelism;         // 0: the job's
-  Partition partition;
-  std::vector<int> key_fields;  // non-empty: HASH edges on these input fields
-  std::vector<int> inputs;      // indexes into streams_
+  std::vector<Input> inputs;
 };
 
 namespace {
@@ -56,6 +63,62 @@ bool IsValidName(std::string_view name) {
 }
 
 bool IsNumeric(FieldType t) { return t == FieldType::kInt || t == FieldType::kDouble; }
+
+// The fields a window adds after its key fields.
+constexpr char kWindowStart[] = "window_start";
+constexpr char kWindowEnd[] = "window_end";
+
+// "30m", "5s", "-1h", "1500ms": a duration as a job spec would write it.
+std::string FormatDuration(int64_t ms) {
+  if (ms == 0) return "0s";
+  if (ms % (3600 * 1000) == 0) return absl::StrCat(ms / (3600 * 1000), "h");
+  if (ms % (60 * 1000) == 0) return absl::StrCat(ms / (60 * 1000), "m");
+  if (ms % 1000 == 0) return absl::StrCat(ms / 1000, "s");
+  return absl::StrCat(ms, "ms");
+}
+
+// The result type of aggregate function `func` over an argument of type
+// `arg`, by the rules of AccumulatorSet::result_types(). Returns false and
+// sets *expected (what the argument must be) if `arg` is not allowed.
+bool AggregateResultType(const std::string& func, FieldType arg, FieldType* result,
+                         std::string* expected) {
+  if (func == "count") {
+    *result = FieldType::kInt;
+    return true;
+  }
+  if (func == "sum") {
+    *result = arg;
+    *expected = "an int or double";
+    return IsNumeric(arg);
+  }
+  if (func == "avg" || func == "stddev" || func == "percentile") {
+    *result = FieldType::kDouble;
+    *expected = "an int or double";
+    return IsNumeric(arg);
+  }
+  if (func == "min" || func == "max") {
+    *result = arg;
+    *expected = "an int, double, string or timestamp";
+    return arg != FieldType::kBool;
+  }
+  if (func == "first" || func == "last") {
+    *result = arg;
+    return true;
+  }
+  *expected = "a known aggregate function";
+  return false;
+}
+
+// A map expression without the spaces and backquotes around it, to
+// recognize a bare reference to a field: "ts" and " `ts` " give "ts".
+std::string_view BareIdentifier(std::string_view expr) {
+  while (!expr.empty() && (expr.front() == ' ' || expr.front() == '\t')) expr.remove_prefix(1);
+  while (!expr.empty() && (expr.back() == ' ' || expr.back() == '\t')) expr.remove_suffix(1);
+  if (expr.size() >= 2 && expr.front() == '`' && expr.back() == '`') {
+    expr = expr.substr(1, expr.size() - 2);
+  }
+  return expr;
+}
 
 std::string AbsolutePath(std::string_view path) {
   std::error_code ec;
@@ -117,6 +180,16 @@ int64_t DefaultUniformMax(FieldType type) {
   }
 }
 
+void SetEventTime(const std::optional<EventTime>& event_time, int time_index,
+                  proto::SourceSpec* src) {
+  if (!event_time) return;
+  proto::EventTimeSpec* et = src->mutable_event_time();
+  et->set_field(event_time->field);
+  et->set_field_index(time_index);
+  et->set_max_out_of_orderness_ms(event_time->max_out_of_orderness_ms);
+  et->set_idle_timeout_ms(event_time->idle_timeout_ms);
+}
+
 proto::GeneratorField DefaultGeneratorField(const Field& field) {
   proto::GeneratorField g;
   g.set_name(field.name);
@@ -137,7 +210,45 @@ proto::GeneratorField DefaultGeneratorField(const Field& field) {
   return g;
 }
 
+// Appends `from`'s fields but `skip` to *output; a field whose name is taken
+// gets `prefix`_ before it. Returns false and sets *clash to the field whose
+// new name is taken too.
+bool AppendRenamed(const Schema& from, const std::vector<int>& skip, const std::string& prefix,
+                   Schema* output, std::string* clash) {
+  for (size_t i = 0; i < from.size(); ++i) {
+    bool skipped = false;
+    for (int k : skip) skipped |= k == static_cast<int>(i);
+    if (skipped) continue;
+    const Field& f = from.field(i);
+    std::string field_name = f.name;
+    if (output->IndexOf(field_name) >= 0) {
+      field_name = absl::StrCat(prefix, "_", f.name);
+      if (output->IndexOf(field_name) >= 0) {
+        *clash = f.name;
+        return false;
+      }
+    }
+    output->Add(std::move(field_name), f.type);
+  }
+  return true;
+}
+
 }  // namespace
+
+absl::StatusOr<WindowKind> ParseWindowKind(std::string_view name) {
+  if (name == "tumbling") return WindowKind::kTumbling;
+  if (name == "sliding") return WindowKind::kSliding;
+  if (name == "session") return WindowKind::kSession;
+  return absl::InvalidArgumentError(absl::StrCat("unknown window kind '", AV(name),
+                                                 "', expected one of tumbling, sliding, session"));
+}
+
+absl::StatusOr<WindowTime> ParseWindowTime(std::string_view name) {
+  if (name == "event") return WindowTime::kEvent;
+  if (name == "processing") return WindowTime::kProcessing;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown time '", AV(name), "', expected one of event, processing"));
+}
 
 absl::StatusOr<Partition> ParsePartition(std::string_view name) {
   if (name == "forward") return Partition::kForward;
@@ -176,9 +287,22 @@ absl::Status JobBuilder::status() const { return error_ ? error_->status : absl:
 bool JobBuilder::Fail(std::string_view vertex, std::string_view field, int index,
                       std::string_view message, size_t expr_offset) {
   if (!error_) {
-    error_ = BuildError{absl::InvalidArgumentError(AV(message)), std::string(vertex),
-                        std::string(field), index, expr_offset};
+    BuildError e;
+    e.status = absl::InvalidArgumentError(AV(message));
+    e.vertex = std::string(vertex);
+    e.field = std::string(field);
+    e.index = index;
+    e.expr_offset = expr_offset;
+    error_ = std::move(e);
   }
+  return false;
+}
+
+bool JobBuilder::FailKey(std::string_view vertex, std::string_view field, std::string_view subfield,
+                         std::string_view message) {
+  const bool first = !error_;
+  Fail(vertex, field, -1, message);
+  if (first) error_->subfield = std::string(subfield);
   return false;
 }
 
@@ -275,26 +399,69 @@ bool JobBuilder::CheckSource(std::string_view name, const Schema& schema, int pa
   return true;
 }
 
+bool JobBuilder::CheckEventTime(std::string_view name, const Schema& schema,
+                                const std::optional<EventTime>& event_time, int* time_index) {
+  *time_index = -1;
+  if (!event_time) return true;
+  const std::string who = Describe("source", name);
+  const EventTime& et = *event_time;
+  if (et.field.empty()) {
+    return FailKey(name, "event_time", "field",
+                   absl::StrCat(who, ": event_time needs the field that holds the event time"));
+  }
+  const int index = schema.IndexOf(et.field);
+  if (index < 0) {
+    return FailKey(name, "event_time", "field",
+                   absl::StrCat(who, ": event_time field '", et.field, "' is not in the schema ",
+                                schema.DebugString()));
+  }
+  if (schema.field(index).type != FieldType::kTimestamp) {
+    return FailKey(
+        name, "event_time", "field",
+        absl::StrCat(who, ": event_time field '", et.field, "' must be a timestamp, got ",
+                     FieldTypeName(schema.field(index).type)));
+  }
+  if (et.max_out_of_orderness_ms < 0) {
+    return FailKey(name, "event_time", "max_out_of_orderness",
+                   absl::StrCat(who, ": max_out_of_orderness must be >= 0, got ",
+                                FormatDuration(et.max_out_of_orderness_ms)));
+  }
+  if (et.idle_timeout_ms < 0) {
+    return FailKey(name, "event_time", "idle_timeout",
+                   absl::StrCat(who, ": idle_timeout must be >= 0 (0 = never idle), got ",
+                                FormatDuration(et.idle_timeout_ms)));
+  }
+  *time_index = index;
+  return true;
+}
+
 StreamRef JobBuilder::AddVertex(std::string_view kind, std::string_view name,
-                                proto::OperatorSpec op, const std::vector<int>& inputs,
-                                const Schema& input_schema, const Schema* output, int parallelism,
-                                Partition partition, std::vector<int> key_fields) {
+                                proto::OperatorSpec op, std::vector<Input> inputs,
+                                const Schema* output, int output_time_index, int parallelism) {
   Vertex v;
   v.proto.set_id(static_cast<int>(vertices_.size()));
   v.proto.set_name(std::string(name));
   *v.proto.mutable_op() = std::move(op);
-  if (!inputs.empty()) *v.proto.mutable_input_schema() = input_schema.ToProto();
+  if (!inputs.empty()) {
+    *v.proto.mutable_input_schema() = streams_[inputs[0].stream].schema.ToProto();
+  }
+  for (const Input& in : inputs) {
+    if (in.target_input == 1) {
+      *v.proto.mutable_second_input_schema() = streams_[in.stream].schema.ToProto();
+      break;
+    }
+  }
   if (output != nullptr) *v.proto.mutable_output_schema() = output->ToProto();
+  // Always explicit, -1 included: 0 is a field index.
+  v.proto.set_output_time_index(output != nullptr ? output_time_index : -1);
   v.kind = std::string(kind);
   v.parallelism = parallelism;
-  v.partition = partition;
-  v.key_fields = std::move(key_fields);
-  v.inputs = inputs;
+  v.inputs = std::move(inputs);
   const int id = v.proto.id();
   vertices_.push_back(std::move(v));
   owners_.emplace(std::string(name), Describe(kind, name));
   if (output == nullptr) return StreamRef();
-  streams_.push_back(Stream{std::string(name), id, "", *output});
+  streams_.push_back(Stream{std::string(name), id, "", *output, output_time_index});
   return StreamRef(std::string(name));
 }
 
@@ -333,6 +500,8 @@ StreamRef JobBuilder::FileSource(std::string_view name, std::string_view path,
     }
     if (!CheckNewName("source", name, "dead_letter", options.dead_letter)) return {};
   }
+  int time_index = -1;
+  if (!CheckEventTime(name, schema, options.event_time, &time_index)) return {};
 
   proto::OperatorSpec op;
   proto::SourceSpec* src = op.mutable_source();
@@ -341,11 +510,12 @@ StreamRef JobBuilder::FileSource(std::string_view name, std::string_view path,
   src->set_format(std::string(format));
   src->set_max_rate(options.max_rate);
   src->set_dead_letter(options.dead_letter);
-  StreamRef out = AddVertex("source", name, std::move(op), {}, Schema(), &schema,
-                            options.parallelism, Partition::kAuto, {});
+  SetEventTime(options.event_time, time_index, src);
+  StreamRef out =
+      AddVertex("source", name, std::move(op), {}, &schema, time_index, options.parallelism);
   if (!options.dead_letter.empty()) {
     streams_.push_back(Stream{options.dead_letter, vertices_.back().proto.id(), kDeadLetterOutput,
-                              DeadLetterSchema()});
+                              DeadLetterSchema(), -1});
     owners_.emplace(options.dead_letter, absl::StrCat("the dead_letter stream of ", who));
   }
   return out;
@@ -368,6 +538,9 @@ StreamRef JobBuilder::GeneratorSource(std::string_view name, const Schema& schem
                       options.rate));
     return {};
   }
+
+  int time_index = -1;
+  if (!CheckEventTime(name, schema, options.event_time, &time_index)) return {};
 
   // One GeneratorField per schema column, in schema order, defaults filled in.
   std::vector<proto::GeneratorField> columns;
@@ -466,8 +639,8 @@ StreamRef JobBuilder::GeneratorSource(std::string_view name, const Schema& schem
   src->set_rate(options.rate);
   src->set_seed(options.seed);
   for (auto& g : columns) *src->add_generator_fields() = std::move(g);
-  return AddVertex("source", name, std::move(op), {}, Schema(), &schema, options.parallelism,
-                   Partition::kAuto, {});
+  SetEventTime(options.event_time, time_index, src);
+  return AddVertex("source", name, std::move(op), {}, &schema, time_index, options.parallelism);
 }
 
 StreamRef JobBuilder::Filter(std::string_view name, const StreamRef& input, std::string_view where,
@@ -494,8 +667,9 @@ StreamRef JobBuilder::Filter(std::string_view name, const StreamRef& input, std:
   if (!CheckVertexOptions("filter", name, options, input_schema, &key_fields)) return {};
   proto::OperatorSpec op;
   op.mutable_filter()->set_where(std::string(where));
-  return AddVertex("filter", name, std::move(op), {in}, input_schema, &input_schema,
-                   options.parallelism, options.partition, std::move(key_fields));
+  return AddVertex("filter", name, std::move(op),
+                   {Input{in, 0, options.partition, std::move(key_fields)}}, &input_schema,
+                   streams_[in].time_index, options.parallelism);
 }
 
 StreamRef JobBuilder::Map(std::string_view name, const StreamRef& input,
@@ -512,6 +686,9 @@ StreamRef JobBuilder::Map(std::string_view name, const StreamRef& input,
   }
   Schema output;
   proto::OperatorSpec op;
+  // The event time survives a map that copies the field as it is.
+  const int input_time = streams_[in].time_index;
+  int time_index = -1;
   for (size_t i = 0; i < select.size(); ++i) {
     const NamedExpr& p = select[i];
     const int index = static_cast<int>(i);
@@ -530,6 +707,10 @@ StreamRef JobBuilder::Map(std::string_view name, const StreamRef& input,
            absl::StrCat(who, ": in select '", p.name, "': ", expr.status().message()), offset);
       return {};
     }
+    if (time_index < 0 && input_time >= 0 &&
+        BareIdentifier(p.expr) == input_schema.field(input_time).name) {
+      time_index = static_cast<int>(output.size());
+    }
     output.Add(p.name, expr->type());
     proto::Projection* proj = op.mutable_map()->add_select();
     proj->set_name(p.name);
@@ -537,8 +718,9 @@ StreamRef JobBuilder::Map(std::string_view name, const StreamRef& input,
   }
   std::vector<int> key_fields;
   if (!CheckVertexOptions("map", name, options, input_schema, &key_fields)) return {};
-  return AddVertex("map", name, std::move(op), {in}, input_schema, &output, options.parallelism,
-                   options.partition, std::move(key_fields));
+  return AddVertex("map", name, std::move(op),
+                   {Input{in, 0, options.partition, std::move(key_fields)}}, &output, time_index,
+                   options.parallelism);
 }
 
 StreamRef JobBuilder::Union(std::string_view name, const std::vector<StreamRef>& inputs,
@@ -589,14 +771,85 @@ StreamRef JobBuilder::Union(std::string_view name, const std::vector<StreamRef>&
                         cur.schema.DebugString(), " vs ", first.schema.DebugString(), ")"));
       return {};
     }
+    // Identical schemas: the same time field name is the same index.
+    if (cur.time_index != first.time_index) {
+      auto has = [](const Stream& st) {
+        return st.time_index < 0
+                   ? std::string("none")
+                   : absl::StrCat("event time '", st.schema.field(st.time_index).name, "'");
+      };
+      Fail(name, "inputs", index,
+           absl::StrCat(who, ": inputs must agree on event time, but '", cur.name, "' has ",
+                        has(cur), " and '", first.name, "' has ", has(first)));
+      return {};
+    }
   }
   const Schema schema = streams_[in[0]].schema;
   std::vector<int> key_fields;
   if (!CheckVertexOptions("union", name, options, schema, &key_fields)) return {};
   proto::OperatorSpec op;
   op.mutable_union_();
-  return AddVertex("union", name, std::move(op), in, schema, &schema, options.parallelism,
-                   options.partition, std::move(key_fields));
+  std::vector<Input> union_inputs;
+  for (int s : in) union_inputs.push_back(Input{s, 0, options.partition, key_fields});
+  return AddVertex("union", name, std::move(op), std::move(union_inputs), &schema,
+                   streams_[in[0]].time_index, options.parallelism);
+}
+
+bool JobBuilder::CheckAggregateCalls(
+    std::string_view kind, std::string_view name, const std::vector<NamedExpr>& aggregates,
+    const Schema& input_schema, std::string_view clash_note, Schema* output,
+    google::protobuf::RepeatedPtrField<proto::AggregateCall>* calls) {
+  const std::string who = Describe(kind, name);
+  if (aggregates.empty()) {
+    return Fail(name, "aggregates", -1, absl::StrCat(who, ": aggregates names no aggregate"));
+  }
+  for (size_t i = 0; i < aggregates.size(); ++i) {
+    const NamedExpr& a = aggregates[i];
+    const int index = static_cast<int>(i);
+    const std::string where = absl::StrCat(who, ": in aggregate '", a.name, "': ");
+    if (a.name.empty()) {
+      return Fail(name, "aggregates", index,
+                  absl::StrCat(who, ": aggregate ", i + 1, " has no name"));
+    }
+    if (output->IndexOf(a.name) >= 0) {
+      return Fail(
+          name, "aggregates", index,
+          absl::StrCat(who, ": output field '", a.name, "' is defined twice", AV(clash_note)));
+    }
+    size_t offset = 0;
+    absl::StatusOr<AggregateCallText> call = ParseAggregateCall(a.expr, &offset);
+    if (!call.ok()) {
+      return Fail(name, "aggregates", index, absl::StrCat(where, call.status().message()), offset);
+    }
+    FieldType result = FieldType::kInt;
+    if (call->arg.empty()) {
+      if (call->func != "count") {
+        return Fail(name, "aggregates", index,
+                    absl::StrCat(where, call->func, " needs an argument, only count takes *"), 0);
+      }
+    } else {
+      offset = 0;
+      absl::StatusOr<Expression> arg = Expression::Compile(call->arg, input_schema, &offset);
+      if (!arg.ok()) {
+        return Fail(name, "aggregates", index, absl::StrCat(where, arg.status().message()),
+                    call->arg_offset + offset);
+      }
+      std::string expected;
+      if (!AggregateResultType(call->func, arg->type(), &result, &expected)) {
+        return Fail(name, "aggregates", index,
+                    absl::StrCat(where, call->func, " needs ", expected, " argument, got ",
+                                 FieldTypeName(arg->type())),
+                    call->arg_offset);
+      }
+    }
+    output->Add(a.name, result);
+    proto::AggregateCall* pc = calls->Add();
+    pc->set_name(a.name);
+    pc->set_func(call->func);
+    pc->set_arg(call->arg);
+    if (call->has_param) pc->set_param(call->param);
+  }
+  return true;
 }
 
 StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
@@ -625,91 +878,353 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
   keyed.key_by = key_by;
   std::vector<int> key_fields;
   if (!CheckVertexOptions("aggregate", name, keyed, input_schema, &key_fields)) return {};
-  if (aggregates.empty()) {
-    Fail(name, "aggregates", -1, absl::StrCat(who, ": aggregates names no aggregate"));
-    return {};
-  }
 
   Schema output;
   for (int k : key_fields) output.Add(input_schema.field(k).name, input_schema.field(k).type);
   proto::OperatorSpec op;
   proto::AggregateSpec* spec = op.mutable_aggregate();
   for (const std::string& k : key_by) spec->add_key_by(k);
-  for (size_t i = 0; i < aggregates.size(); ++i) {
-    const NamedExpr& a = aggregates[i];
-    const int index = static_cast<int>(i);
-    const std::string where = absl::StrCat(who, ": in aggregate '", a.name, "': ");
-    if (a.name.empty()) {
-      Fail(name, "aggregates", index, absl::StrCat(who, ": aggregate ", i + 1, " has no name"));
-      return {};
-    }
-    if (output.IndexOf(a.name) >= 0) {
-      Fail(name, "aggregates", index,
-           absl::StrCat(who, ": output field '", a.name, "' is defined twice"));
-      return {};
-    }
-    size_t offset = 0;
-    absl::StatusOr<AggregateCallText> call = ParseAggregateCall(a.expr, &offset);
-    if (!call.ok()) {
-      Fail(name, "aggregates", index, absl::StrCat(where, call.status().message()), offset);
-      return {};
-    }
-    FieldType result = FieldType::kInt;
-    if (call->arg.empty()) {
-      if (call->func != "count") {
-        Fail(name, "aggregates", index,
-             absl::StrCat(where, call->func, " needs an argument, only count takes *"), 0);
-        return {};
-      }
-    } else {
-      offset = 0;
-      absl::StatusOr<Expression> arg = Expression::Compile(call->arg, input_schema, &offset);
-      if (!arg.ok()) {
-        Fail(name, "aggregates", index, absl::StrCat(where, arg.status().message()),
-             call->arg_offset + offset);
-        return {};
-      }
-      const FieldType t = arg->type();
-      std::string wrong;  // non-empty: the argument type is not allowed
-      if (call->func == "count") {
-        result = FieldType::kInt;
-      } else if (call->func == "sum") {
-        if (IsNumeric(t))
-          result = t;
-        else
-          wrong = "an int or double";
-      } else if (call->func == "avg") {
-        if (IsNumeric(t))
-          result = FieldType::kDouble;
-        else
-          wrong = "an int or double";
-      } else if (call->func == "min" || call->func == "max") {
-        if (t != FieldType::kBool)
-          result = t;
-        else
-          wrong = "an int, double, string or timestamp";
-      } else {
-        Fail(name, "aggregates", index,
-             absl::StrCat(where, "unknown aggregate function '", call->func,
-                          "', expected one of count, sum, min, max, avg"),
-             0);
-        return {};
-      }
-      if (!wrong.empty()) {
-        Fail(name, "aggregates", index,
-             absl::StrCat(where, call->func, " needs ", wrong, " argument, got ", FieldTypeName(t)),
-             call->arg_offset);
-        return {};
-      }
-    }
-    output.Add(a.name, result);
-    proto::AggregateCall* pc = spec->add_aggregates();
-    pc->set_name(a.name);
-    pc->set_func(call->func);
-    pc->set_arg(call->arg);
+  if (!CheckAggregateCalls("aggregate", name, aggregates, input_schema, "", &output,
+                           spec->mutable_aggregates())) {
+    return {};
   }
-  return AddVertex("aggregate", name, std::move(op), {in}, input_schema, &output,
-                   options.parallelism, Partition::kAuto, std::move(key_fields));
+  // A running aggregate's rows are updates, not events: no event time.
+  return AddVertex("aggregate", name, std::move(op),
+                   {Input{in, 0, Partition::kAuto, std::move(key_fields)}}, &output, -1,
+                   options.parallelism);
+}
+
+StreamRef JobBuilder::Window(std::string_view name, const StreamRef& input,
+                             const WindowOptions& window, const VertexOptions& options) {
+  if (error_) return {};
+  const std::string who = Describe("window", name);
+  if (!CheckNewName("window", name, "name", name)) return {};
+  const int in = ResolveInput("window", name, "input", -1, input);
+  if (in < 0) return {};
+  const Schema input_schema = streams_[in].schema;
+  const int input_time = streams_[in].time_index;
+  if (options.partition != Partition::kAuto || !options.key_by.empty()) {
+    Fail(name, "partition", -1,
+         absl::StrCat(who,
+                      ": a window is always hash-partitioned on its key_by, it takes no "
+                      "partition"));
+    return {};
+  }
+  if (window.key_by.empty()) {
+    Fail(name, "key_by", -1,
+         absl::StrCat(who, ": key_by must list the fields that identify a key"));
+    return {};
+  }
+  VertexOptions keyed = options;
+  keyed.key_by = window.key_by;
+  std::vector<int> key_fields;
+  if (!CheckVertexOptions("window", name, keyed, input_schema, &key_fields)) return {};
+  for (size_t i = 0; i < window.key_by.size(); ++i) {
+    if (window.key_by[i] == kWindowStart || window.key_by[i] == kWindowEnd) {
+      Fail(name, "key_by", static_cast<int>(i),
+           absl::StrCat(who, ": key field '", window.key_by[i],
+                        "' would clash with the window's own field of that name; rename it in a "
+                        "map first"));
+      return {};
+    }
+  }
+
+  // The extent: which sizes each kind takes.
+  const char* kind_name = "tumbling";
+  bool wants_size = true, wants_slide = false, wants_gap = false;
+  switch (window.kind) {
+    case WindowKind::kTumbling: break;
+    case WindowKind::kSliding:
+      kind_name = "sliding";
+      wants_slide = true;
+      break;
+    case WindowKind::kSession:
+      kind_name = "session";
+      wants_size = false;
+      wants_gap = true;
+      break;
+  }
+  struct Extent {
+    const char* key;
+    int64_t ms;
+    bool wanted;
+  };
+  for (const Extent& x :
+       {Extent{"size", window.size_ms, wants_size}, Extent{"slide", window.slide_ms, wants_slide},
+        Extent{"gap", window.gap_ms, wants_gap}}) {
+    if (x.wanted && x.ms <= 0) {
+      FailKey(name, "window", x.key,
+              absl::StrCat(who, ": a ", kind_name, " window needs a ", x.key, " > 0, got ",
+                           FormatDuration(x.ms)));
+      return {};
+    }
+    if (!x.wanted && x.ms != 0) {
+      FailKey(name, "window", x.key,
+              absl::StrCat(who, ": ", x.key, " does not apply to a ", kind_name, " window"));
+      return {};
+    }
+  }
+  if (window.kind == WindowKind::kSliding && window.slide_ms > window.size_ms) {
+    FailKey(
+        name, "window", "slide",
+        absl::StrCat(who, ": slide ", FormatDuration(window.slide_ms), " must not exceed size ",
+                     FormatDuration(window.size_ms), ", or records would fall between windows"));
+    return {};
+  }
+
+  // Time: event time needs an input that has it; lateness needs event time.
+  const bool processing = window.time == WindowTime::kProcessing;
+  if (!processing && input_time < 0) {
+    Fail(name, "input", -1,
+         absl::StrCat(who, " needs event time, but its input '", streams_[in].name,
+                      "' has none: declare event_time on its source, or set time: processing"));
+    return {};
+  }
+  if (window.allowed_lateness_ms < 0) {
+    Fail(name, "allowed_lateness", -1,
+         absl::StrCat(who, ": allowed_lateness must be >= 0, got ",
+                      FormatDuration(window.allowed_lateness_ms)));
+    return {};
+  }
+  if (processing && window.allowed_lateness_ms != 0) {
+    Fail(name, "allowed_lateness", -1,
+         absl::StrCat(who,
+                      ": allowed_lateness applies only to time: event; nothing is late in "
+                      "processing time"));
+    return {};
+  }
+  if (!window.late_output.empty()) {
+    if (processing) {
+      Fail(name, "late_output", -1,
+           absl::StrCat(who,
+                        ": late_output applies only to time: event; nothing is late in "
+                        "processing time"));
+      return {};
+    }
+    if (window.late_output == name) {
+      Fail(name, "late_output", -1,
+           absl::StrCat(who, ": the late_output stream needs a name of its own"));
+      return {};
+    }
+    if (!CheckNewName("window", name, "late_output", window.late_output)) return {};
+  }
+
+  Schema output;
+  for (int k : key_fields) output.Add(input_schema.field(k).name, input_schema.field(k).type);
+  output.Add(kWindowStart, FieldType::kTimestamp);
+  output.Add(kWindowEnd, FieldType::kTimestamp);
+  const int output_time = static_cast<int>(output.size()) - 1;  // window_end
+  proto::OperatorSpec op;
+  proto::WindowSpec* spec = op.mutable_window();
+  if (!CheckAggregateCalls("window", name, window.aggregates, input_schema,
+                           " (a window's output is its key fields, window_start, window_end, "
+                           "then its aggregates)",
+                           &output, spec->mutable_aggregates())) {
+    return {};
+  }
+  for (const std::string& k : window.key_by) spec->add_key_by(k);
+  spec->set_kind(kind_name);
+  spec->set_size_ms(window.size_ms);
+  spec->set_slide_ms(window.slide_ms);
+  spec->set_gap_ms(window.gap_ms);
+  spec->set_allowed_lateness_ms(window.allowed_lateness_ms);
+  spec->set_late_output(window.late_output);
+  spec->set_processing_time(processing);
+  spec->set_time_field_index(processing ? -1 : input_time);
+  StreamRef out = AddVertex("window", name, std::move(op),
+                            {Input{in, 0, Partition::kAuto, std::move(key_fields)}}, &output,
+                            output_time, options.parallelism);
+  if (!window.late_output.empty()) {
+    streams_.push_back(Stream{window.late_output, vertices_.back().proto.id(), kLateOutput,
+                              input_schema, input_time});
+    owners_.emplace(window.late_output, absl::StrCat("the late_output stream of ", who));
+  }
+  return out;
+}
+
+bool JobBuilder::ResolveJoinKeys(std::string_view kind, std::string_view name,
+                                 const std::vector<std::string>& key_by,
+                                 const std::vector<std::string>& first_key,
+                                 const std::vector<std::string>& second_key,
+                                 std::string_view first_field, std::string_view second_field,
+                                 std::string_view first_role, std::string_view second_role,
+                                 int first, int second, std::vector<int>* first_fields,
+                                 std::vector<int>* second_fields) {
+  const std::string who = Describe(kind, name);
+  if (!key_by.empty() && (!first_key.empty() || !second_key.empty())) {
+    return Fail(name, first_key.empty() ? second_field : first_field, -1,
+                absl::StrCat(who, ": set either key_by or ", AV(first_field), " and ",
+                             AV(second_field), ", not both"));
+  }
+  if (key_by.empty()) {
+    if (first_key.empty() && second_key.empty()) {
+      return Fail(name, "key_by", -1,
+                  absl::StrCat(who, ": needs key_by, or ", AV(first_field), " and ",
+                               AV(second_field), ", to say which records match"));
+    }
+    if (first_key.empty() || second_key.empty()) {
+      const std::string_view given = first_key.empty() ? second_field : first_field;
+      const std::string_view missing = first_key.empty() ? first_field : second_field;
+      return Fail(name, given, -1,
+                  absl::StrCat(who, ": ", AV(given), " needs ", AV(missing),
+                               ", the matching key fields of the other input in the same order"));
+    }
+    if (first_key.size() != second_key.size()) {
+      return Fail(name, second_field, -1,
+                  absl::StrCat(who, ": ", AV(first_field), " has ", first_key.size(),
+                               " fields but ", AV(second_field), " has ", second_key.size()));
+    }
+  }
+  const bool shared = !key_by.empty();
+  const std::vector<std::string>& firsts = shared ? key_by : first_key;
+  const std::vector<std::string>& seconds = shared ? key_by : second_key;
+  const Stream& a = streams_[first];
+  const Stream& b = streams_[second];
+  first_fields->clear();
+  second_fields->clear();
+  // Looks up key i of one side; the error goes to that side's key list.
+  auto lookup = [&](const std::vector<std::string>& keys, size_t i, const Stream& st,
+                    std::string_view role, std::string_view field, std::vector<int>* fields) {
+    const int index = static_cast<int>(i);
+    const int idx = st.schema.IndexOf(keys[i]);
+    if (idx < 0) {
+      return Fail(name, field, index,
+                  absl::StrCat(who, ": unknown key field '", keys[i], "' in the ", AV(role),
+                               " input '", st.name, "', which has ", st.schema.DebugString()));
+    }
+    for (int seen : *fields) {
+      if (seen == idx) {
+        return Fail(name, field, index,
+                    absl::StrCat(who, ": ", AV(field), " lists '", keys[i], "' twice"));
+      }
+    }
+    fields->push_back(idx);
+    return true;
+  };
+  for (size_t i = 0; i < firsts.size(); ++i) {
+    if (!lookup(firsts, i, a, first_role, shared ? "key_by" : first_field, first_fields) ||
+        !lookup(seconds, i, b, second_role, shared ? "key_by" : second_field, second_fields)) {
+      return false;
+    }
+    const FieldType ta = a.schema.field(first_fields->back()).type;
+    const FieldType tb = b.schema.field(second_fields->back()).type;
+    if (ta != tb) {
+      return Fail(name, shared ? "key_by" : second_field, static_cast<int>(i),
+                  absl::StrCat(who, ": key field '", seconds[i], "' is ", FieldTypeName(tb),
+                               " in '", b.name, "' but '", firsts[i], "' is ", FieldTypeName(ta),
+                               " in '", a.name, "'; keys must have the same types"));
+    }
+  }
+  return true;
+}
+
+StreamRef JobBuilder::IntervalJoin(std::string_view name, const StreamRef& left,
+                                   const StreamRef& right, const IntervalJoinOptions& join,
+                                   const VertexOptions& options) {
+  if (error_) return {};
+  constexpr char kKind[] = "interval_join";
+  const std::string who = Describe(kKind, name);
+  if (!CheckNewName(kKind, name, "name", name)) return {};
+  const int l = ResolveInput(kKind, name, "left", -1, left);
+  if (l < 0) return {};
+  const int r = ResolveInput(kKind, name, "right", -1, right);
+  if (r < 0) return {};
+  if (options.partition != Partition::kAuto || !options.key_by.empty()) {
+    Fail(name, "partition", -1,
+         absl::StrCat(who,
+                      ": an interval_join is always hash-partitioned on its keys, it takes "
+                      "no partition"));
+    return {};
+  }
+  std::vector<int> unused;
+  if (!CheckVertexOptions(kKind, name, options, streams_[l].schema, &unused)) return {};
+  std::vector<int> left_fields, right_fields;
+  if (!ResolveJoinKeys(kKind, name, join.key_by, join.left_key, join.right_key, "left_key",
+                       "right_key", "left", "right", l, r, &left_fields, &right_fields)) {
+    return {};
+  }
+  const std::pair<int, const char*> sides[] = {{l, "left"}, {r, "right"}};
+  for (const auto& [s, role] : sides) {
+    if (streams_[s].time_index < 0) {
+      Fail(name, role, -1,
+           absl::StrCat(who, " needs event time on both inputs, but its ", role, " input '",
+                        streams_[s].name, "' has none: declare event_time on its source"));
+      return {};
+    }
+  }
+  if (join.lower_ms > join.upper_ms) {
+    Fail(name, "between", -1,
+         absl::StrCat(who, ": between's lower bound ", FormatDuration(join.lower_ms),
+                      " is greater than its upper bound ", FormatDuration(join.upper_ms)));
+    return {};
+  }
+
+  const Stream& ls = streams_[l];
+  const Stream& rs = streams_[r];
+  Schema output = ls.schema;
+  std::string clash;
+  if (!AppendRenamed(rs.schema, {}, rs.name, &output, &clash)) {
+    Fail(name, "right", -1,
+         absl::StrCat(who, ": the right field '", clash, "' is renamed '", rs.name, "_", clash,
+                      "' because the left input has a '", clash,
+                      "', but that name is taken too; rename one of them in a map first"));
+    return {};
+  }
+  proto::OperatorSpec op;
+  proto::IntervalJoinSpec* spec = op.mutable_interval_join();
+  for (int k : left_fields) spec->add_left_key(ls.schema.field(k).name);
+  for (int k : right_fields) spec->add_right_key(rs.schema.field(k).name);
+  spec->set_lower_ms(join.lower_ms);
+  spec->set_upper_ms(join.upper_ms);
+  spec->set_left_time_index(ls.time_index);
+  spec->set_right_time_index(rs.time_index);
+  const int output_time = ls.time_index;
+  return AddVertex(kKind, name, std::move(op),
+                   {Input{l, 0, Partition::kAuto, std::move(left_fields)},
+                    Input{r, 1, Partition::kAuto, std::move(right_fields)}},
+                   &output, output_time, options.parallelism);
+}
+
+StreamRef JobBuilder::BroadcastJoin(std::string_view name, const StreamRef& input,
+                                    const StreamRef& broadcast, const BroadcastJoinOptions& join,
+                                    const VertexOptions& options) {
+  if (error_) return {};
+  constexpr char kKind[] = "broadcast_join";
+  const std::string who = Describe(kKind, name);
+  if (!CheckNewName(kKind, name, "name", name)) return {};
+  const int m = ResolveInput(kKind, name, "input", -1, input);
+  if (m < 0) return {};
+  const int b = ResolveInput(kKind, name, "broadcast", -1, broadcast);
+  if (b < 0) return {};
+  std::vector<int> main_fields, broadcast_fields;
+  if (!ResolveJoinKeys(kKind, name, join.key_by, join.main_key, join.broadcast_key, "main_key",
+                       "broadcast_key", "main", "broadcast", m, b, &main_fields,
+                       &broadcast_fields)) {
+    return {};
+  }
+  std::vector<int> key_fields;
+  if (!CheckVertexOptions(kKind, name, options, streams_[m].schema, &key_fields)) return {};
+
+  const Stream& ms = streams_[m];
+  const Stream& bs = streams_[b];
+  Schema output = ms.schema;
+  std::string clash;
+  if (!AppendRenamed(bs.schema, broadcast_fields, bs.name, &output, &clash)) {
+    Fail(name, "broadcast", -1,
+         absl::StrCat(who, ": the broadcast field '", clash, "' is renamed '", bs.name, "_", clash,
+                      "' because the main input has a '", clash,
+                      "', but that name is taken too; rename one of them in a map first"));
+    return {};
+  }
+  proto::OperatorSpec op;
+  proto::BroadcastJoinSpec* spec = op.mutable_broadcast_join();
+  for (int k : main_fields) spec->add_main_key(ms.schema.field(k).name);
+  for (int k : broadcast_fields) spec->add_broadcast_key(bs.schema.field(k).name);
+  const int output_time = ms.time_index;
+  return AddVertex(kKind, name, std::move(op),
+                   {Input{m, 0, options.partition, std::move(key_fields)},
+                    Input{b, 1, Partition::kBroadcast, {}}},
+                   &output, output_time, options.parallelism);
 }
 
 void JobBuilder::Sink(std::string_view name, const StreamRef& input, const SinkOptions& sink,
@@ -763,8 +1278,8 @@ void JobBuilder::Sink(std::string_view name, const StreamRef& input, const SinkO
   spec->set_max_rate(sink.max_rate);
   std::vector<int> key_fields;
   if (!CheckVertexOptions("sink", name, options, input_schema, &key_fields)) return;
-  AddVertex("sink", name, std::move(op), {in}, input_schema, nullptr, options.parallelism,
-            options.partition, std::move(key_fields));
+  AddVertex("sink", name, std::move(op), {Input{in, 0, options.partition, std::move(key_fields)}},
+            nullptr, -1, options.parallelism);
 }
 
 absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
@@ -822,19 +1337,20 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
     pv->set_parallelism(p);
     pv->set_max_parallelism(max_parallelism_);
 
-    for (int s : v.inputs) {
-      const Stream& stream = streams_[s];
+    for (const Input& in : v.inputs) {
+      const Stream& stream = streams_[in.stream];
       const int producer_p = parallelism[stream.vertex];
       proto::JobEdge* edge = graph.add_edges();
       edge->set_source(stream.vertex);
       edge->set_target(v.proto.id());
       edge->set_side_output(stream.side_output);
-      if (!v.key_fields.empty()) {
+      edge->set_target_input(in.target_input);
+      if (!in.key_fields.empty()) {
         edge->set_partitioning(proto::HASH);
-        for (int k : v.key_fields) edge->add_key_fields(k);
+        for (int k : in.key_fields) edge->add_key_fields(k);
         continue;
       }
-      switch (v.partition) {
+      switch (in.partition) {
         case Partition::kAuto:
           edge->set_partitioning(producer_p == p ? proto::FORWARD : proto::REBALANCE);
           break;

@@ -12,6 +12,11 @@
 //   b.Sink("out", totals, SinkOptions::Stdout());
 //   absl::StatusOr<proto::JobGraph> graph = b.Build();
 //
+// Event time: a source declares which field holds it (FileSourceOptions::
+// event_time); the builder follows that field through every vertex and sets
+// JobVertex.output_time_index (-1: none) on each, so that windows and joins
+// know, and check when the job is built, which streams carry event time.
+//
 // Errors are sticky: the first failing call records a BuildError, later calls
 // are ignored, and Build() returns that error. So a caller may chain calls and
 // check once, or check error() after each call to learn exactly which argument
@@ -74,6 +79,19 @@ struct VertexOptions {
   std::vector<std::string> key_by;
 };
 
+// Event time of a source: which field holds it and how its watermarks follow
+// it (see docs/job-spec.md, "Watermarks").
+struct EventTime {
+  // A timestamp field of the source's schema. Required.
+  std::string field;
+  // How far behind the largest timestamp seen a record may still arrive: the
+  // watermark is max timestamp - this - 1. Default 0: in order.
+  int64_t max_out_of_orderness_ms = 0;
+  // A source subtask that emits nothing for this long is idle and left out
+  // of downstream watermarks until it emits again. Default 0: never idle.
+  int64_t idle_timeout_ms = 0;
+};
+
 struct FileSourceOptions {
   // Records/s per subtask. Default 0: unlimited.
   double max_rate = 0;
@@ -83,6 +101,9 @@ struct FileSourceOptions {
   std::string dead_letter;
   // Subtasks. Default 0: the job's parallelism.
   int parallelism = 0;
+  // Set: records carry event time and the source emits watermarks. Default
+  // unset: the stream has no event time.
+  std::optional<EventTime> event_time;
 };
 
 // How the generator produces one column. Unset optionals take the default
@@ -119,6 +140,9 @@ struct GeneratorOptions {
   std::vector<GeneratorColumn> fields;
   // Subtasks. Default 0: the job's parallelism.
   int parallelism = 0;
+  // Set: records carry event time and the source emits watermarks. Default
+  // unset: the stream has no event time.
+  std::optional<EventTime> event_time;
 };
 
 // Where and how a sink writes. The factories are the short way to write one
@@ -145,10 +169,128 @@ struct SinkOptions {
 };
 
 // An output field computed by an expression (map), or an aggregate call
-// ("count(*)", "max(hr)") with its output name (aggregate).
+// ("count(*)", "max(hr)", "percentile(hr, 0.95)") with its output name
+// (aggregate, window).
 struct NamedExpr {
   std::string name;
   std::string expr;
+};
+
+enum class WindowKind {
+  kTumbling,  // fixed, non-overlapping windows of size_ms
+  kSliding,   // windows of size_ms starting every slide_ms
+  kSession,   // per key: records at most gap_ms apart share a window
+};
+
+// "tumbling" | "sliding" | "session" (what a job spec writes).
+absl::StatusOr<WindowKind> ParseWindowKind(std::string_view name);
+
+// Which clock assigns records to windows.
+enum class WindowTime {
+  kEvent,       // the input's event-time field; results follow watermarks
+  kProcessing,  // the wall clock of the window's subtask when a record arrives
+};
+
+// "event" | "processing" (what a job spec writes).
+absl::StatusOr<WindowTime> ParseWindowTime(std::string_view name);
+
+// A keyed window aggregate. The factories set the fields each kind needs.
+struct WindowOptions {
+  static WindowOptions Tumbling(std::vector<std::string> key_by, int64_t size_ms,
+                                std::vector<NamedExpr> aggregates) {
+    WindowOptions w;
+    w.key_by = std::move(key_by);
+    w.kind = WindowKind::kTumbling;
+    w.size_ms = size_ms;
+    w.aggregates = std::move(aggregates);
+    return w;
+  }
+  static WindowOptions Sliding(std::vector<std::string> key_by, int64_t size_ms, int64_t slide_ms,
+                               std::vector<NamedExpr> aggregates) {
+    WindowOptions w = Tumbling(std::move(key_by), size_ms, std::move(aggregates));
+    w.kind = WindowKind::kSliding;
+    w.slide_ms = slide_ms;
+    return w;
+  }
+  static WindowOptions Session(std::vector<std::string> key_by, int64_t gap_ms,
+                               std::vector<NamedExpr> aggregates) {
+    WindowOptions w;
+    w.key_by = std::move(key_by);
+    w.kind = WindowKind::kSession;
+    w.gap_ms = gap_ms;
+    w.aggregates = std::move(aggregates);
+    return w;
+  }
+
+  // Fields of the input that identify a key; each key has its own windows,
+  // and the input is hash-partitioned on them. Required.
+  std::vector<std::string> key_by;
+  // Default kTumbling.
+  WindowKind kind = WindowKind::kTumbling;
+  // tumbling, sliding: the length of a window; > 0. Must be 0 for session.
+  int64_t size_ms = 0;
+  // sliding: the distance between window starts; in (0, size_ms] (size_ms
+  // need not be a multiple). Must be 0 for the other kinds.
+  int64_t slide_ms = 0;
+  // session: the inactivity that closes a key's window; > 0. Must be 0 for
+  // the other kinds.
+  int64_t gap_ms = 0;
+  // Default kEvent, which needs an input with event time.
+  WindowTime time = WindowTime::kEvent;
+  // Event time only: how long after a window's results were emitted its
+  // late records still update it (each one emits a corrected row). Default
+  // 0: a record is late once the watermark has passed its window.
+  int64_t allowed_lateness_ms = 0;
+  // Event time only. Non-empty: declares a stream of this name, with the
+  // window's input schema and event time, of the records too late for every
+  // window they belong to. Default empty: such records are dropped and
+  // counted.
+  std::string late_output;
+  // Output name -> aggregate call, in output order ("count(*)", "avg(hr)",
+  // "percentile(hr, 0.95)"). Required.
+  std::vector<NamedExpr> aggregates;
+};
+
+// Joins each left record with the right records of the same key whose event
+// time lies in [left time + lower_ms, left time + upper_ms]. Set either
+// key_by or both left_key and right_key.
+struct IntervalJoinOptions {
+  static IntervalJoinOptions On(std::vector<std::string> key_by, int64_t lower_ms,
+                                int64_t upper_ms) {
+    IntervalJoinOptions j;
+    j.key_by = std::move(key_by);
+    j.lower_ms = lower_ms;
+    j.upper_ms = upper_ms;
+    return j;
+  }
+
+  // Key fields of the same names (and types) in both inputs. Default empty.
+  std::vector<std::string> key_by;
+  // Key fields of the left and of the right input, pairwise of the same
+  // type; instead of key_by. Default empty.
+  std::vector<std::string> left_key;
+  std::vector<std::string> right_key;
+  // The bounds of the right record's time relative to the left one's; may
+  // be negative; lower_ms <= upper_ms. Default 0 and 0: equal times.
+  int64_t lower_ms = 0;
+  int64_t upper_ms = 0;
+};
+
+// Enriches a main stream with the latest broadcast record of its key. Set
+// either key_by or both main_key and broadcast_key.
+struct BroadcastJoinOptions {
+  static BroadcastJoinOptions On(std::vector<std::string> key_by) {
+    BroadcastJoinOptions j;
+    j.key_by = std::move(key_by);
+    return j;
+  }
+
+  // Key fields of the same names (and types) in both inputs. Default empty.
+  std::vector<std::string> key_by;
+  // Key fields of the main and of the broadcast input, pairwise of the same
+  // type; instead of key_by. Default empty.
+  std::vector<std::string> main_key;
+  std::vector<std::string> broadcast_key;
 };
 
 // Where a builder call went wrong, in the terms of a job spec, so that a front
@@ -157,21 +299,28 @@ struct BuildError {
   static constexpr size_t kNoOffset = static_cast<size_t>(-1);
 
   absl::Status status;  // InvalidArgument, with a self-contained message
-  // The vertex being defined (for a bad dead_letter name: its source).
-  // Empty: a job-level setting.
+  // The vertex being defined (for a bad dead_letter or late_output name:
+  // the vertex that declares it). Empty: a job-level setting.
   std::string vertex;
   // The job-spec key of the offending argument: "name", "input", "inputs",
   // "where", "select", "key_by", "aggregates", "schema", "fields", "path",
-  // "format", "connector", "dead_letter", "parallelism", "partition", "count",
-  // "rate", "max_rate", "max_parallelism", "buffer_timeout", "sources",
-  // "sinks". Empty: the vertex as a whole.
+  // "format", "connector", "dead_letter", "event_time", "parallelism",
+  // "partition", "count", "rate", "max_rate", "window", "time",
+  // "allowed_lateness", "late_output", "left", "right", "left_key",
+  // "right_key", "between", "broadcast", "main_key", "broadcast_key",
+  // "max_parallelism", "buffer_timeout", "sources", "sinks". Empty: the
+  // vertex as a whole.
   std::string field;
   // The element of a list or ordered-map argument (inputs, select, key_by,
-  // aggregates, schema, fields). -1: the argument as a whole.
+  // aggregates, schema, fields, left_key, right_key, main_key,
+  // broadcast_key, between). -1: the argument as a whole.
   int index = -1;
   // For an error inside an expression: the byte offset in that expression's
   // text (the where clause, or the index-th select/aggregate expression).
   size_t expr_offset = kNoOffset;
+  // For a mapping-valued argument (event_time, window): the key inside it,
+  // e.g. "field", "size", "slide", "gap". Empty: the argument as a whole.
+  std::string subfield;
 };
 
 class JobBuilder {
@@ -214,6 +363,30 @@ class JobBuilder {
   StreamRef Aggregate(std::string_view name, const StreamRef& input,
                       const std::vector<std::string>& key_by,
                       const std::vector<NamedExpr>& aggregates, const VertexOptions& options = {});
+  // Keyed window aggregate: one row (key fields..., window_start,
+  // window_end, aggregates...) per key and window, emitted when the window
+  // closes (event time: once the watermark passes window_end - 1). Always
+  // hash-partitioned on window.key_by, so options.partition and
+  // options.key_by must be left empty. The output's event time is
+  // window_end.
+  StreamRef Window(std::string_view name, const StreamRef& input, const WindowOptions& window,
+                   const VertexOptions& options = {});
+  // Event-time interval join of two keyed streams (both need event time).
+  // Output: every left field, then every right field, a right field whose
+  // name is taken renamed "<right stream>_<field>"; its event time is the
+  // left one's. Both inputs are hash-partitioned on their keys, so
+  // options.partition and options.key_by must be left empty.
+  StreamRef IntervalJoin(std::string_view name, const StreamRef& left, const StreamRef& right,
+                         const IntervalJoinOptions& join, const VertexOptions& options = {});
+  // Every subtask keeps the latest `broadcast` record of each key; each
+  // `input` record is emitted with the fields of its key's broadcast record
+  // (null until one arrived). Output: the input's fields, then the broadcast
+  // fields but its key fields, renamed "<broadcast stream>_<field>" on a
+  // clash; its event time is the input's. `options` applies to the main
+  // input as for any operator (options.key_by hash-partitions it); the
+  // broadcast input is always broadcast.
+  StreamRef BroadcastJoin(std::string_view name, const StreamRef& input, const StreamRef& broadcast,
+                          const BroadcastJoinOptions& join, const VertexOptions& options = {});
   void Sink(std::string_view name, const StreamRef& input, const SinkOptions& sink,
             const VertexOptions& options = {});
 
@@ -229,27 +402,52 @@ class JobBuilder {
 
  private:
   struct Stream;
+  struct Input;
   struct Vertex;
 
   // Each check records the first error and returns false (-1) on failure.
   // `kind` and `name` are those of the vertex being defined.
   bool Fail(std::string_view vertex, std::string_view field, int index, std::string_view message,
             size_t expr_offset = BuildError::kNoOffset);
+  // Fail for a key inside a mapping-valued argument (BuildError::subfield).
+  bool FailKey(std::string_view vertex, std::string_view field, std::string_view subfield,
+               std::string_view message);
   bool CheckNewName(std::string_view kind, std::string_view name, std::string_view field,
                     std::string_view new_name);
   bool CheckSource(std::string_view name, const Schema& schema, int parallelism);
+  // Checks a source's event time; *time_index = its field's index, or -1.
+  bool CheckEventTime(std::string_view name, const Schema& schema,
+                      const std::optional<EventTime>& event_time, int* time_index);
+  // Type-checks aggregate calls over `input_schema`, appends their result
+  // fields to *output and their protos to *calls. `clash_note` explains
+  // what else the output holds, for a name used twice.
+  bool CheckAggregateCalls(std::string_view kind, std::string_view name,
+                           const std::vector<NamedExpr>& aggregates, const Schema& input_schema,
+                           std::string_view clash_note, Schema* output,
+                           google::protobuf::RepeatedPtrField<proto::AggregateCall>* calls);
+  // Resolves the keys of a two-input join: key_by (same names on both
+  // sides) or first_key/second_key, named first_field/second_field in the
+  // spec. `roles` name the inputs in messages ("left", "right").
+  bool ResolveJoinKeys(std::string_view kind, std::string_view name,
+                       const std::vector<std::string>& key_by,
+                       const std::vector<std::string>& first_key,
+                       const std::vector<std::string>& second_key, std::string_view first_field,
+                       std::string_view second_field, std::string_view first_role,
+                       std::string_view second_role, int first, int second,
+                       std::vector<int>* first_fields, std::vector<int>* second_fields);
   // The index in streams_ of the stream `input` names, or -1.
   int ResolveInput(std::string_view kind, std::string_view name, std::string_view field, int index,
                    const StreamRef& input);
   bool CheckVertexOptions(std::string_view kind, std::string_view name,
                           const VertexOptions& options, const Schema& input_schema,
                           std::vector<int>* key_fields);
-  // Adds a vertex reading the streams `inputs` and, if `output` is set (all
-  // but sinks), the stream of its output.
+  // Adds a vertex reading `inputs` and, if `output` is set (all but
+  // sinks), the stream of its output, whose event-time field is
+  // output_time_index (-1: none). input_schema is the schema of the first
+  // input; second_input_schema that of the first input with target_input 1.
   StreamRef AddVertex(std::string_view kind, std::string_view name, proto::OperatorSpec op,
-                      const std::vector<int>& inputs, const Schema& input_schema,
-                      const Schema* output, int parallelism, Partition partition,
-                      std::vector<int> key_fields);
+                      std::vector<Input> inputs, const Schema* output, int output_time_index,
+                      int parallelism);
 
   std::string job_name_;
   int parallelism_ = 1;

@@ -56,6 +56,9 @@ std::string Describe(const YAML::Node& node) {
   }
 }
 
+constexpr char kOperatorTypes[] =
+    "filter, map, union, aggregate, window, interval_join, broadcast_join";
+
 const std::vector<std::string_view> kTopLevelFields = {
     "name", "parallelism", "max_parallelism", "buffer_timeout", "sources", "operators", "sinks"};
 
@@ -193,6 +196,14 @@ class SpecCompiler {
       if (e.expr_offset != BuildError::kNoOffset && at.IsScalar()) {
         mark = ExprMark(at, e.expr_offset);
       }
+      if (!e.subfield.empty() && at.IsMap()) {
+        for (auto it = at.begin(); it != at.end(); ++it) {
+          if (it->first.IsScalar() && it->first.Scalar() == e.subfield) {
+            mark = it->second.IsNull() ? it->first.Mark() : it->second.Mark();
+            break;
+          }
+        }
+      }
     }
     return ErrorAt(mark, std::string(e.status.message()));
   }
@@ -296,15 +307,26 @@ class SpecCompiler {
 
   // "5ms", "1s", "2m", "1h", or a plain integer = ms.
   absl::StatusOr<int64_t> DurationMs(const Entry& e) const {
+    return Duration(e.value, e.mark(), e.key, /*allow_negative=*/false);
+  }
+
+  // A duration at `value` (located at `mark`) of the field `key`; with
+  // allow_negative, "-30m" too.
+  absl::StatusOr<int64_t> Duration(const YAML::Node& value, const YAML::Mark& mark,
+                                   std::string_view key, bool allow_negative) const {
     auto bad = [&] {
-      return ErrorAt(e, absl::StrCat("expected a duration such as 5ms, 1s, 2m or 1h for '", e.key,
-                                     "', got ", Describe(e.value)));
+      return ErrorAt(
+          mark, absl::StrCat("expected a duration such as ",
+                             allow_negative ? "-30m, 0s, 5ms, 1s, 2m or 1h" : "5ms, 1s, 2m or 1h",
+                             " for '", AV(key), "', got ", Describe(value)));
     };
-    if (!e.value.IsScalar()) return bad();
-    const std::string& s = e.value.Scalar();
+    if (!value.IsScalar()) return bad();
+    std::string_view s = value.Scalar();
+    const bool negative = allow_negative && !s.empty() && s[0] == '-';
+    if (negative) s.remove_prefix(1);
     size_t digits = 0;
     while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-    const std::string unit = s.substr(digits);
+    const std::string_view unit = s.substr(digits);
     int64_t scale = 0;
     if (unit.empty() || unit == "ms")
       scale = 1;
@@ -315,12 +337,11 @@ class SpecCompiler {
     else if (unit == "h")
       scale = 3600 * 1000;
     int64_t n = 0;
-    if (digits == 0 || scale == 0 ||
-        !absl::SimpleAtoi(AV(std::string_view(s).substr(0, digits)), &n) ||
+    if (digits == 0 || scale == 0 || !absl::SimpleAtoi(AV(s.substr(0, digits)), &n) ||
         n > std::numeric_limits<int64_t>::max() / scale) {
       return bad();
     }
-    return n * scale;
+    return negative ? -n * scale : n * scale;
   }
 
   // A list of strings, or one string for a list of one.
@@ -408,8 +429,9 @@ class SpecCompiler {
     return out;
   }
 
-  // parallelism, partition and key_by, which every operator and sink may set.
-  absl::StatusOr<VertexOptions> ParseVertexOptions(const Mapping& m) const {
+  // Just parallelism: keyed operators (aggregate, window, interval_join),
+  // whose key_by is their key and which are always hash-partitioned.
+  absl::StatusOr<VertexOptions> ParseParallelism(const Mapping& m) const {
     VertexOptions options;
     if (const Entry* e = m.Find("parallelism")) {
       ASSIGN_OR_RETURN(options.parallelism, SmallInt(*e));
@@ -418,13 +440,22 @@ class SpecCompiler {
                        absl::StrCat("parallelism must be at least 1, got ", options.parallelism));
       }
     }
+    return options;
+  }
+
+  // parallelism, partition and key_by, which most operators and sinks may
+  // set. key_by_partitions = false: key_by means something else (the join
+  // key of a broadcast_join) and is not read.
+  absl::StatusOr<VertexOptions> ParseVertexOptions(const Mapping& m,
+                                                   bool key_by_partitions = true) const {
+    ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
     if (const Entry* e = m.Find("partition")) {
       ASSIGN_OR_RETURN(std::string name, String(*e));
       absl::StatusOr<Partition> p = ParsePartition(name);
       if (!p.ok()) return ErrorAt(*e, std::string(p.status().message()));
       options.partition = *p;
     }
-    if (const Entry* e = m.Find("key_by")) {
+    if (const Entry* e = m.Find("key_by"); e != nullptr && key_by_partitions) {
       ASSIGN_OR_RETURN(options.key_by, StringList(*e));
     }
     return options;
@@ -444,6 +475,9 @@ class SpecCompiler {
     }
     if (input == reader) {
       return ErrorAt(at, absl::StrCat(AV(reader_what), " cannot read its own output"));
+    }
+    if (reader_operator_index >= 0 && d.operator_index == reader_operator_index) {
+      return ErrorAt(at, absl::StrCat(AV(reader_what), " cannot read its own late_output"));
     }
     if (reader_operator_index >= 0 && d.operator_index > reader_operator_index) {
       return ErrorAt(at, absl::StrCat(AV(reader_what), ": input '", AV(input),
@@ -544,14 +578,33 @@ class SpecCompiler {
     int operator_index;  // position in operators; -1 for sinks
   };
 
+  // Records the stream names a vertex declares: its name and, for a
+  // window, its late_output.
   void Declare(const YAML::Node& node, Declared d) {
     if (!node.IsMap()) return;
     for (auto it = node.begin(); it != node.end(); ++it) {
-      if (it->first.IsScalar() && it->first.Scalar() == "name" && it->second.IsScalar()) {
+      if (!it->first.IsScalar() || !it->second.IsScalar()) continue;
+      const std::string& key = it->first.Scalar();
+      if (key == "name" || (key == "late_output" && !d.is_sink)) {
         declared_.emplace(it->second.Scalar(), d);
-        return;
       }
     }
+  }
+
+  // event_time: {field, max_out_of_orderness, idle_timeout} of a source.
+  absl::StatusOr<EventTime> ParseEventTime(const Entry& e, std::string_view what) const {
+    const std::string et_what = absl::StrCat("event_time of ", AV(what));
+    ASSIGN_OR_RETURN(Mapping m, ParseMapping(e.value, et_what));
+    RETURN_IF_ERROR(CheckKeys(m, {"field", "max_out_of_orderness", "idle_timeout"}, et_what));
+    EventTime et;
+    ASSIGN_OR_RETURN(et.field, RequiredString(m, "field", et_what));
+    if (const Entry* x = m.Find("max_out_of_orderness")) {
+      ASSIGN_OR_RETURN(et.max_out_of_orderness_ms, DurationMs(*x));
+    }
+    if (const Entry* x = m.Find("idle_timeout")) {
+      ASSIGN_OR_RETURN(et.idle_timeout_ms, DurationMs(*x));
+    }
+    return et;
   }
 
   absl::Status CompileSource(const YAML::Node& node, int index) {
@@ -563,13 +616,14 @@ class SpecCompiler {
     ASSIGN_OR_RETURN(std::string connector, String(*connector_entry));
     if (connector == "file") {
       RETURN_IF_ERROR(CheckKeys(m,
-                                {"name", "connector", "path", "format", "schema", "max_rate",
-                                 "dead_letter", "parallelism"},
+                                {"name", "connector", "path", "format", "schema", "event_time",
+                                 "max_rate", "dead_letter", "parallelism"},
                                 what));
     } else if (connector == "generator") {
-      RETURN_IF_ERROR(CheckKeys(
-          m, {"name", "connector", "schema", "count", "rate", "seed", "fields", "parallelism"},
-          what));
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "connector", "schema", "event_time", "count", "rate",
+                                 "seed", "fields", "parallelism"},
+                                what));
     } else {
       return ErrorAt(*connector_entry, absl::StrCat("unknown connector '", connector, "' for ",
                                                     what, ", expected one of file, generator"));
@@ -583,12 +637,17 @@ class SpecCompiler {
         return ErrorAt(*e, absl::StrCat("parallelism must be at least 1, got ", parallelism));
       }
     }
+    std::optional<EventTime> event_time;
+    if (const Entry* e = m.Find("event_time")) {
+      ASSIGN_OR_RETURN(event_time, ParseEventTime(*e, what));
+    }
 
     if (connector == "file") {
       ASSIGN_OR_RETURN(std::string path, RequiredString(m, "path", what));
       ASSIGN_OR_RETURN(std::string format, RequiredString(m, "format", what));
       FileSourceOptions options;
       options.parallelism = parallelism;
+      options.event_time = event_time;
       if (const Entry* e = m.Find("max_rate")) {
         ASSIGN_OR_RETURN(options.max_rate, Number(*e));
       }
@@ -599,6 +658,7 @@ class SpecCompiler {
     } else {
       GeneratorOptions options;
       options.parallelism = parallelism;
+      options.event_time = event_time;
       if (const Entry* e = m.Find("count")) {
         ASSIGN_OR_RETURN(options.count, Int(*e));
         if (options.count < 0) {
@@ -634,7 +694,7 @@ class SpecCompiler {
     const Entry* type_entry = m.Find("type");
     if (type_entry == nullptr) {
       return ErrorAt(m.node, absl::StrCat("missing required field 'type' in ", what,
-                                          ", expected one of filter, map, union, aggregate"));
+                                          ", expected one of ", kOperatorTypes));
     }
     ASSIGN_OR_RETURN(std::string type, String(*type_entry));
     if (type == "filter") {
@@ -649,9 +709,24 @@ class SpecCompiler {
     } else if (type == "aggregate") {
       RETURN_IF_ERROR(
           CheckKeys(m, {"name", "type", "input", "key_by", "aggregates", "parallelism"}, what));
+    } else if (type == "window") {
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "type", "input", "key_by", "window", "time",
+                                 "allowed_lateness", "late_output", "aggregates", "parallelism"},
+                                what));
+    } else if (type == "interval_join") {
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "type", "left", "right", "key_by", "left_key", "right_key",
+                                 "between", "parallelism"},
+                                what));
+    } else if (type == "broadcast_join") {
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "type", "input", "broadcast", "key_by", "main_key",
+                                 "broadcast_key", "parallelism", "partition"},
+                                what));
     } else {
       return ErrorAt(*type_entry, absl::StrCat("unknown operator type '", type,
-                                               "', expected one of filter, map, union, aggregate"));
+                                               "', expected one of ", kOperatorTypes));
     }
 
     if (type == "union") {
@@ -672,10 +747,30 @@ class SpecCompiler {
       }
       ASSIGN_OR_RETURN(VertexOptions options, ParseVertexOptions(m));
       builder_->Union(name, inputs, options);
+    } else if (type == "interval_join") {
+      ASSIGN_OR_RETURN(std::string left, InputStream(m, "left", name, what, index));
+      ASSIGN_OR_RETURN(std::string right, InputStream(m, "right", name, what, index));
+      IntervalJoinOptions join;
+      ASSIGN_OR_RETURN(join.key_by, OptionalStringList(m, "key_by"));
+      ASSIGN_OR_RETURN(join.left_key, OptionalStringList(m, "left_key"));
+      ASSIGN_OR_RETURN(join.right_key, OptionalStringList(m, "right_key"));
+      ASSIGN_OR_RETURN(const Entry* between, Required(m, "between", what));
+      if (!between->value.IsSequence() || between->value.size() != 2) {
+        return ErrorAt(*between,
+                       absl::StrCat("expected [lower, upper] for 'between', two durations such as "
+                                    "[-30m, 0s], got ",
+                                    between->value.IsSequence()
+                                        ? absl::StrCat("a list of ", between->value.size())
+                                        : Describe(between->value)));
+      }
+      ASSIGN_OR_RETURN(join.lower_ms, Duration(between->value[0], between->value[0].Mark(),
+                                               "between", /*allow_negative=*/true));
+      ASSIGN_OR_RETURN(join.upper_ms, Duration(between->value[1], between->value[1].Mark(),
+                                               "between", /*allow_negative=*/true));
+      ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
+      builder_->IntervalJoin(name, left, right, join, options);
     } else {
-      ASSIGN_OR_RETURN(const Entry* input_entry, Required(m, "input", what));
-      ASSIGN_OR_RETURN(std::string input, String(*input_entry));
-      RETURN_IF_ERROR(CheckInputName(input_entry->value, input, name, what, index));
+      ASSIGN_OR_RETURN(std::string input, InputStream(m, "input", name, what, index));
       if (type == "filter") {
         ASSIGN_OR_RETURN(std::string where, RequiredString(m, "where", what));
         ASSIGN_OR_RETURN(VertexOptions options, ParseVertexOptions(m));
@@ -685,25 +780,97 @@ class SpecCompiler {
         ASSIGN_OR_RETURN(std::vector<NamedExpr> projections, Expressions(*select, what));
         ASSIGN_OR_RETURN(VertexOptions options, ParseVertexOptions(m));
         builder_->Map(name, input, projections, options);
-      } else {  // aggregate
+      } else if (type == "aggregate") {
         ASSIGN_OR_RETURN(const Entry* key_by, Required(m, "key_by", what));
         ASSIGN_OR_RETURN(std::vector<std::string> keys, StringList(*key_by));
         ASSIGN_OR_RETURN(const Entry* aggregates, Required(m, "aggregates", what));
         ASSIGN_OR_RETURN(std::vector<NamedExpr> calls, Expressions(*aggregates, what));
-        VertexOptions options;
-        if (const Entry* e = m.Find("parallelism")) {
-          ASSIGN_OR_RETURN(options.parallelism, SmallInt(*e));
-          if (options.parallelism < 1) {
-            return ErrorAt(
-                *e, absl::StrCat("parallelism must be at least 1, got ", options.parallelism));
-          }
-        }
+        ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
         builder_->Aggregate(name, input, keys, calls, options);
+      } else if (type == "window") {
+        ASSIGN_OR_RETURN(WindowOptions window, ParseWindow(m, what));
+        ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
+        builder_->Window(name, input, window, options);
+      } else {  // broadcast_join
+        ASSIGN_OR_RETURN(std::string broadcast, InputStream(m, "broadcast", name, what, index));
+        BroadcastJoinOptions join;
+        ASSIGN_OR_RETURN(join.key_by, OptionalStringList(m, "key_by"));
+        ASSIGN_OR_RETURN(join.main_key, OptionalStringList(m, "main_key"));
+        ASSIGN_OR_RETURN(join.broadcast_key, OptionalStringList(m, "broadcast_key"));
+        // key_by is the join key here; the main input is partitioned as
+        // `partition` says.
+        ASSIGN_OR_RETURN(VertexOptions options, ParseVertexOptions(m, /*key_by_partitions=*/false));
+        builder_->BroadcastJoin(name, input, broadcast, join, options);
       }
     }
     if (builder_->error() != nullptr) return BuilderError(&m);
     vertex_nodes_.emplace(name, std::move(m));
     return absl::OkStatus();
+  }
+
+  // A required stream-name field of an operator (input, left, right,
+  // broadcast), checked against names declared further down.
+  absl::StatusOr<std::string> InputStream(const Mapping& m, std::string_view key,
+                                          std::string_view reader, std::string_view what,
+                                          int index) const {
+    ASSIGN_OR_RETURN(const Entry* e, Required(m, key, what));
+    ASSIGN_OR_RETURN(std::string stream, String(*e));
+    RETURN_IF_ERROR(CheckInputName(e->value, stream, reader, what, index));
+    return stream;
+  }
+
+  absl::StatusOr<std::vector<std::string>> OptionalStringList(const Mapping& m,
+                                                              std::string_view key) const {
+    if (const Entry* e = m.Find(key)) return StringList(*e);
+    return std::vector<std::string>();
+  }
+
+  // type: window: everything but the input.
+  absl::StatusOr<WindowOptions> ParseWindow(const Mapping& m, std::string_view what) const {
+    WindowOptions w;
+    ASSIGN_OR_RETURN(const Entry* key_by, Required(m, "key_by", what));
+    ASSIGN_OR_RETURN(w.key_by, StringList(*key_by));
+
+    ASSIGN_OR_RETURN(const Entry* window, Required(m, "window", what));
+    const std::string window_what = absl::StrCat("the window of ", AV(what));
+    ASSIGN_OR_RETURN(Mapping wm, ParseMapping(window->value, window_what));
+    ASSIGN_OR_RETURN(const Entry* kind_entry, Required(wm, "kind", window_what));
+    ASSIGN_OR_RETURN(std::string kind, String(*kind_entry));
+    absl::StatusOr<WindowKind> k = ParseWindowKind(kind);
+    if (!k.ok()) return ErrorAt(*kind_entry, std::string(k.status().message()));
+    w.kind = *k;
+    std::vector<std::string_view> extents;
+    switch (w.kind) {
+      case WindowKind::kTumbling: extents = {"size"}; break;
+      case WindowKind::kSliding: extents = {"size", "slide"}; break;
+      case WindowKind::kSession: extents = {"gap"}; break;
+    }
+    std::vector<std::string_view> allowed = {"kind"};
+    allowed.insert(allowed.end(), extents.begin(), extents.end());
+    RETURN_IF_ERROR(CheckKeys(wm, allowed, absl::StrCat("a ", kind, " window")));
+    for (std::string_view key : extents) {
+      ASSIGN_OR_RETURN(const Entry* e, Required(wm, key, absl::StrCat("a ", kind, " window")));
+      ASSIGN_OR_RETURN(int64_t ms, DurationMs(*e));
+      if (key == "size") w.size_ms = ms;
+      if (key == "slide") w.slide_ms = ms;
+      if (key == "gap") w.gap_ms = ms;
+    }
+
+    if (const Entry* e = m.Find("time")) {
+      ASSIGN_OR_RETURN(std::string time, String(*e));
+      absl::StatusOr<WindowTime> t = ParseWindowTime(time);
+      if (!t.ok()) return ErrorAt(*e, std::string(t.status().message()));
+      w.time = *t;
+    }
+    if (const Entry* e = m.Find("allowed_lateness")) {
+      ASSIGN_OR_RETURN(w.allowed_lateness_ms, DurationMs(*e));
+    }
+    if (const Entry* e = m.Find("late_output")) {
+      ASSIGN_OR_RETURN(w.late_output, String(*e));
+    }
+    ASSIGN_OR_RETURN(const Entry* aggregates, Required(m, "aggregates", what));
+    ASSIGN_OR_RETURN(w.aggregates, Expressions(*aggregates, what));
+    return w;
   }
 
   absl::Status CompileSink(const YAML::Node& node, int index) {

@@ -16,7 +16,9 @@
 //       path: vitals.csv                 # relative to the job file
 //       format: csv                      # csv | jsonl
 //       schema: {patient_id: string, ts: timestamp, hr: int}
-//   operators:                           # filter | map | union | aggregate
+//       event_time: {field: ts, max_out_of_orderness: 5s}   # optional
+//   operators:                           # filter | map | union | aggregate |
+//                                        # window | interval_join | broadcast_join
 //     - {name: valid, type: filter, input: vitals, where: "hr > 0"}
 //   sinks:
 //     - {name: out, connector: stdout, input: valid}

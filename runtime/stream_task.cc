@@ -100,32 +100,8 @@ absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobV
         if (idx < 0) return absl::InvalidArgumentError(absl::StrCat("unknown key field ", k));
         keys.push_back(idx);
       }
-      std::vector<AggregateDef> defs;
-      for (int a = 0; a < op.aggregate().aggregates_size(); ++a) {
-        const auto& call = op.aggregate().aggregates(a);
-        AggregateDef def;
-        def.result_type = out.field(keys.size() + a).type;
-        const std::string& f = call.func();
-        if (f == "count") {
-          def.func = call.arg().empty() || call.arg() == "*" ? AggFunc::kCountStar : AggFunc::kCount;
-        } else if (f == "sum") {
-          def.func = AggFunc::kSum;
-        } else if (f == "min") {
-          def.func = AggFunc::kMin;
-        } else if (f == "max") {
-          def.func = AggFunc::kMax;
-        } else if (f == "avg") {
-          def.func = AggFunc::kAvg;
-        } else {
-          return absl::InvalidArgumentError(absl::StrCat("unknown aggregate ", f));
-        }
-        if (def.func != AggFunc::kCountStar) {
-          ASSIGN_OR_RETURN(Expression e, CompileExpr(call.arg(), in, v.name()));
-          def.arg = std::make_unique<Expression>(std::move(e));
-        }
-        defs.push_back(std::move(def));
-      }
-      return std::make_unique<AggregateOperator>(counters, in, std::move(keys), std::move(defs));
+      std::vector<proto::AggregateCall> calls(op.aggregate().aggregates().begin(), op.aggregate().aggregates().end());
+      return std::make_unique<AggregateOperator>(counters, in, std::move(keys), std::move(calls));
     }
     case proto::OperatorSpec::kWindow:
       return std::make_unique<WindowOperator>(counters, in, op.window());

@@ -1,101 +1,383 @@
 #include "state/keyed_state_backend.h"
 
 #include <filesystem>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
+#include "common/status_macros.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
-#include "rocksdb/cache.h"
+#include "rocksdb/write_buffer_manager.h"
+#include "spdlog/spdlog.h"
+#include "state/cache_reservation.h"
+#include "state/state_merge_operator.h"
+#include "state/state_value_format.h"
+#include "state/write_back_cache.h"
 
 namespace vstream {
 
+// One column family and the hooks RocksDB calls for it.
+struct KeyedStateBackend::StateSlot {
+  std::string name;
+  rocksdb::ColumnFamilyHandle* cf = nullptr;
+  std::shared_ptr<StateMergeOperator> merge_operator;           // owned with RocksDB
+  std::shared_ptr<TtlCompactionFilterFactory> filter_factory;  // owned with RocksDB
+  std::unique_ptr<KeyedState> handle;  // null while pending (reopened, unregistered)
+};
+
 namespace {
 
-absl::Status ToStatus(const rocksdb::Status& s, std::string_view what) {
-  if (s.ok()) return absl::OkStatus();
-  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat(AV(what), ": ", s.ToString()));
-  return absl::InternalError(absl::StrCat(AV(what), ": ", s.ToString()));
-}
+constexpr int kMaxStates = 1 << 16;  // the state id takes 2 bytes in cache keys
 
-rocksdb::ColumnFamilyOptions CfOptions(const KeyedStateBackendOptions& o) {
-  rocksdb::ColumnFamilyOptions cf;
-  cf.write_buffer_size = o.write_buffer_bytes;
+std::shared_ptr<rocksdb::TableFactory> MakeTableFactory(const StateResources& resources) {
   rocksdb::BlockBasedTableOptions table;
-  table.block_cache = rocksdb::NewLRUCache(o.block_cache_bytes);
-  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-  return cf;
+  table.block_cache = resources.block_cache();
+  // Index and filter blocks live in the block cache (high-priority pool), so
+  // their memory counts against the budget; partitioned, so only the top
+  // level is pinned and the partitions are cached like data blocks.
+  table.cache_index_and_filter_blocks = true;
+  table.cache_index_and_filter_blocks_with_high_priority = true;
+  table.pin_top_level_index_and_filter = true;
+  table.index_type = rocksdb::BlockBasedTableOptions::kTwoLevelIndexSearch;
+  table.partition_filters = true;
+  table.metadata_block_size = 4096;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  return std::shared_ptr<rocksdb::TableFactory>(rocksdb::NewBlockBasedTableFactory(table));
 }
 
 }  // namespace
 
+rocksdb::ColumnFamilyOptions KeyedStateBackend::CfOptions(const StateSlot& slot) const {
+  rocksdb::ColumnFamilyOptions cf;
+  cf.write_buffer_size = options_.write_buffer_bytes;
+  cf.max_write_buffer_number = options_.max_write_buffer_number;
+  cf.table_factory = table_factory_;
+  // A whole-key bloom filter in each memtable (2% of its size, inside the
+  // write-buffer budget): the Get of a read-modify-write on a key that is not
+  // in the memtable skips the skiplist search.
+  cf.memtable_prefix_bloom_size_ratio = 0.02;
+  cf.memtable_whole_key_filtering = true;
+  cf.merge_operator = slot.merge_operator;
+  cf.compaction_filter_factory = slot.filter_factory;
+  return cf;
+}
+
 absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Open(
     const KeyedStateBackendOptions& options) {
   if (options.path.empty()) return absl::InvalidArgumentError("state backend path is empty");
+  if (options.max_write_buffer_number < 1 || options.write_buffer_bytes == 0) {
+    return absl::InvalidArgumentError("state backend needs at least one non-empty memtable");
+  }
+  std::shared_ptr<StateResources> resources = options.resources;
+  if (resources == nullptr) {
+    ASSIGN_OR_RETURN(resources, StateResources::Create(StateMemoryBudget()));
+  }
   std::error_code ec;
   if (options.wipe_on_open) std::filesystem::remove_all(options.path, ec);
   std::filesystem::create_directories(options.path, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", options.path, ": ", ec.message()));
-  rocksdb::Options db_options(rocksdb::DBOptions(), CfOptions(options));
+
+  std::unique_ptr<KeyedStateBackend> backend(
+      new KeyedStateBackend(options, resources, MakeTableFactory(*resources)));
+
+  rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
-  db_options.max_open_files = 256;
-  // The WAL is redundant with checkpoints (a restore rebuilds from a snapshot).
-  rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, &db);
-  if (!s.ok()) return ToStatus(s, absl::StrCat("open RocksDB at ", options.path));
-  return std::unique_ptr<KeyedStateBackend>(new KeyedStateBackend(options, db));
+  db_options.create_missing_column_families = true;
+  db_options.max_open_files = options.max_open_files;
+  db_options.max_background_jobs = options.max_background_jobs;
+  db_options.write_buffer_manager = resources->write_buffer_manager();
+
+  // Column families already on disk must all be opened; they stay unbound
+  // (automatic compactions off) until a state registers their name.
+  std::vector<std::string> names;
+  if (!options.wipe_on_open) {
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, options.path, &names);
+    if (!s.ok()) names.clear();  // no database yet
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  StateSlot default_slot;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, backend->CfOptions(default_slot));
+  for (const std::string& name : names) {
+    if (name == rocksdb::kDefaultColumnFamilyName) continue;
+    auto slot = std::make_unique<StateSlot>();
+    slot->name = name;
+    slot->merge_operator = std::make_shared<StateMergeOperator>(*backend->ctx_.clock);
+    slot->filter_factory = std::make_shared<TtlCompactionFilterFactory>(*backend->ctx_.clock);
+    rocksdb::ColumnFamilyOptions cf = backend->CfOptions(*slot);
+    cf.disable_auto_compactions = true;
+    descriptors.emplace_back(name, cf);
+    backend->pending_.push_back(std::move(slot));
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles,
+                                        &backend->db_);
+  if (!s.ok()) return FromRocksStatus(s, absl::StrCat("open RocksDB at ", options.path));
+  backend->default_cf_ = handles[0];
+  for (size_t i = 1; i < handles.size(); ++i) backend->pending_[i - 1]->cf = handles[i];
+
+  backend->ctx_.db = backend->db_;
+  if (options.write_back_cache_bytes > 0) {
+    backend->cache_reservation_ = std::make_unique<CacheReservation>(resources->block_cache());
+    backend->cache_ = std::make_unique<WriteBackCache>(*backend->db_, backend->ctx_.write_options,
+                                                       options.write_back_cache_bytes,
+                                                       backend->cache_reservation_.get());
+    backend->ctx_.cache = backend->cache_.get();
+  }
+  return backend;
 }
 
-KeyedStateBackend::KeyedStateBackend(KeyedStateBackendOptions options, rocksdb::DB* db)
-    : options_(std::move(options)), db_(db) {}
+KeyedStateBackend::KeyedStateBackend(KeyedStateBackendOptions options,
+                                     std::shared_ptr<StateResources> resources,
+                                     std::shared_ptr<rocksdb::TableFactory> table_factory)
+    : options_(std::move(options)),
+      resources_(std::move(resources)),
+      table_factory_(std::move(table_factory)) {
+  ctx_.clock = options_.clock != nullptr ? options_.clock : &StateClock::System();
+  // The WAL is redundant with checkpoints: a restore rebuilds from a snapshot.
+  ctx_.write_options.disableWAL = true;
+}
 
 KeyedStateBackend::~KeyedStateBackend() {
-  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  if (cache_ != nullptr) {
+    absl::Status s = cache_->Flush();
+    if (!s.ok()) spdlog::warn("state backend {}: write-back on close failed: {}", options_.path, s.ToString());
+  }
+  ctx_.cache = nullptr;
+  cache_.reset();
+  if (db_ == nullptr) return;
+  for (auto* slots : {&states_, &pending_}) {
+    for (auto& slot : *slots) {
+      if (slot->cf != nullptr) db_->DestroyColumnFamilyHandle(slot->cf);
+      slot->cf = nullptr;
+    }
+  }
+  if (default_cf_ != nullptr) db_->DestroyColumnFamilyHandle(default_cf_);
+  rocksdb::Status s = db_->Close();
+  if (!s.ok()) spdlog::warn("state backend {}: close failed: {}", options_.path, s.ToString());
   delete db_;
 }
 
-absl::StatusOr<StateId> KeyedStateBackend::RegisterState(const std::string& name) {
-  for (size_t i = 0; i < names_.size(); ++i) {
-    if (names_[i] == name) return static_cast<StateId>(i);
-  }
-  rocksdb::ColumnFamilyHandle* handle = nullptr;
-  rocksdb::Status s = db_->CreateColumnFamily(CfOptions(options_), name, &handle);
-  if (!s.ok()) return ToStatus(s, absl::StrCat("create state '", name, "'"));
-  handles_.push_back(handle);
-  names_.push_back(name);
-  return static_cast<StateId>(handles_.size() - 1);
+void KeyedStateBackend::SetCurrentKey(int key_group, std::string_view serialized_key) {
+  ctx_.current_key.clear();
+  AppendStateKeyPrefix(key_group, serialized_key, &ctx_.current_key);
 }
 
-void KeyedStateBackend::ComposeKey(int key_group, std::string_view key) {
-  key_buf_.clear();
-  key_buf_.push_back(static_cast<char>((key_group >> 8) & 0xff));
-  key_buf_.push_back(static_cast<char>(key_group & 0xff));
-  key_buf_.append(key.data(), key.size());
+template <typename Handle>
+absl::StatusOr<Handle*> KeyedStateBackend::Register(const std::string& name,
+                                                    std::shared_ptr<const StateBehavior> behavior,
+                                                    bool write_back_cache) {
+  if (name.empty() || name == rocksdb::kDefaultColumnFamilyName) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid state name '", name, "'"));
+  }
+  for (auto& slot : states_) {
+    if (slot->name != name) continue;
+    const KeyedState& h = *slot->handle;
+    if (h.kind() != behavior->kind || h.ttl_ms() != behavior->ttl_ms) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "state '", name, "' is registered as ", StateKindName(h.kind()), " with ttl ",
+          h.ttl_ms(), " ms, not as ", StateKindName(behavior->kind), " with ttl ",
+          behavior->ttl_ms, " ms"));
+    }
+    return static_cast<Handle*>(slot->handle.get());
+  }
+  if (states_.size() >= kMaxStates) {
+    return absl::ResourceExhaustedError(absl::StrCat("too many states: ", states_.size()));
+  }
+  std::unique_ptr<StateSlot> slot;
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    if ((*it)->name == name) {
+      slot = std::move(*it);
+      pending_.erase(it);
+      break;
+    }
+  }
+  const bool reopened = slot != nullptr;
+  if (!reopened) {
+    slot = std::make_unique<StateSlot>();
+    slot->name = name;
+    slot->merge_operator = std::make_shared<StateMergeOperator>(*ctx_.clock);
+    slot->filter_factory = std::make_shared<TtlCompactionFilterFactory>(*ctx_.clock);
+  }
+  slot->merge_operator->Bind(behavior);
+  slot->filter_factory->Bind(behavior);
+  if (reopened) {
+    rocksdb::Status s = db_->SetOptions(slot->cf, {{"disable_auto_compactions", "false"}});
+    if (!s.ok()) return FromRocksStatus(s, absl::StrCat("enable compactions of state '", name, "'"));
+  } else {
+    rocksdb::Status s = db_->CreateColumnFamily(CfOptions(*slot), name, &slot->cf);
+    if (!s.ok()) return FromRocksStatus(s, absl::StrCat("create state '", name, "'"));
+  }
+  const auto id = static_cast<StateId>(states_.size());
+  auto* handle = new Handle(ctx_, id, name, slot->cf, std::move(behavior),
+                            write_back_cache && cache_ != nullptr);
+  slot->handle.reset(handle);
+  states_.push_back(std::move(slot));
+  return handle;
+}
+
+absl::StatusOr<ValueState*> KeyedStateBackend::GetValueState(const ValueStateDescriptor& d) {
+  auto b = std::make_shared<StateBehavior>();
+  b->kind = StateKind::kValue;
+  b->ttl_ms = d.ttl_ms;
+  return Register<ValueState>(d.name, std::move(b), d.write_back_cache);
+}
+
+absl::StatusOr<ListState*> KeyedStateBackend::GetListState(const ListStateDescriptor& d) {
+  auto b = std::make_shared<StateBehavior>();
+  b->kind = StateKind::kList;
+  b->ttl_ms = d.ttl_ms;
+  return Register<ListState>(d.name, std::move(b), /*write_back_cache=*/false);
+}
+
+absl::StatusOr<MapState*> KeyedStateBackend::GetMapState(const MapStateDescriptor& d) {
+  auto b = std::make_shared<StateBehavior>();
+  b->kind = StateKind::kMap;
+  b->ttl_ms = d.ttl_ms;
+  return Register<MapState>(d.name, std::move(b), /*write_back_cache=*/false);
+}
+
+absl::StatusOr<ReducingState*> KeyedStateBackend::GetReducingState(
+    const ReducingStateDescriptor& d) {
+  if (!d.reduce) {
+    return absl::InvalidArgumentError(absl::StrCat("reducing state '", d.name, "' has no reduce function"));
+  }
+  auto b = std::make_shared<StateBehavior>();
+  b->kind = StateKind::kReducing;
+  b->ttl_ms = d.ttl_ms;
+  b->reduce = d.reduce;
+  b->associative = d.associative;
+  return Register<ReducingState>(d.name, std::move(b), d.write_back_cache);
+}
+
+absl::StatusOr<AggregatingState*> KeyedStateBackend::GetAggregatingState(
+    const AggregatingStateDescriptor& d) {
+  if (!d.function.create_accumulator || !d.function.add) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "aggregating state '", d.name, "' needs create_accumulator and add"));
+  }
+  auto b = std::make_shared<StateBehavior>();
+  b->kind = StateKind::kAggregating;
+  b->ttl_ms = d.ttl_ms;
+  b->aggregate = d.function;
+  b->associative = d.associative;
+  return Register<AggregatingState>(d.name, std::move(b), d.write_back_cache);
+}
+
+absl::Status KeyedStateBackend::Flush() {
+  return cache_ != nullptr ? cache_->Flush() : absl::OkStatus();
+}
+
+rocksdb::ColumnFamilyHandle* KeyedStateBackend::column_family(StateId state) {
+  if (state < 0 || state >= num_states()) return nullptr;
+  return states_[state]->cf;
+}
+
+absl::Status KeyedStateBackend::ForEachKey(StateId state, KeyGroupRange range,
+                                           const std::function<void(const StateKeyView&)>& fn) {
+  if (state < 0 || state >= num_states()) {
+    return absl::InvalidArgumentError(absl::StrCat("no state with id ", state));
+  }
+  if (range.start < 0 || range.end < range.start || range.end >= kMaxKeyGroups) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid key-group range [", range.start, ", ", range.end, "]"));
+  }
+  RETURN_IF_ERROR(Flush());
+  const StateSlot& slot = *states_[state];
+  const KeyedState& handle = *slot.handle;
+  std::string lower;
+  AppendKeyGroupBytes(range.start, &lower);
+  std::string upper;
+  if (range.end + 1 < kMaxKeyGroups) AppendKeyGroupBytes(range.end + 1, &upper);
+  const rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
+  // A scan of many keys should not push hot blocks out of the cache.
+  ro.fill_cache = false;
+  const int64_t now = ctx_.clock->NowMillis();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, slot.cf));
+  StateKeyView view;
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    if (!DecodeStateKey(std::string_view(key.data(), key.size()), &view)) {
+      return absl::DataLossError(absl::StrCat("state '", slot.name, "' holds a malformed key"));
+    }
+    if (handle.ttl_ms() > 0 &&
+        !IsLiveValue(handle.kind(), handle.ttl_ms(),
+                     std::string_view(it->value().data(), it->value().size()), now)) {
+      continue;
+    }
+    fn(view);
+  }
+  return FromRocksStatus(it->status(), absl::StrCat("scan state '", slot.name, "'"));
+}
+
+absl::Status KeyedStateBackend::CompactState(StateId state) {
+  if (state < 0 || state >= num_states()) {
+    return absl::InvalidArgumentError(absl::StrCat("no state with id ", state));
+  }
+  RETURN_IF_ERROR(Flush());
+  rocksdb::CompactRangeOptions options;
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  return FromRocksStatus(db_->CompactRange(options, states_[state]->cf, nullptr, nullptr),
+                         absl::StrCat("compact state '", states_[state]->name, "'"));
+}
+
+StateCacheStats KeyedStateBackend::cache_stats() const {
+  StateCacheStats out;
+  if (cache_ == nullptr) return out;
+  const WriteBackCache::Stats& s = cache_->stats();
+  out.capacity_bytes = cache_->capacity_bytes();
+  out.bytes = cache_->bytes();
+  out.entries = cache_->entries();
+  out.hits = s.hits;
+  out.misses = s.misses;
+  out.evicted = s.evicted;
+  out.written_on_evict = s.written_on_evict;
+  out.written_on_flush = s.written_on_flush;
+  out.batches = s.batches;
+  return out;
+}
+
+absl::StatusOr<StateId> KeyedStateBackend::RegisterState(const std::string& name) {
+  ASSIGN_OR_RETURN(ValueState * state, GetValueState({.name = name}));
+  return state->id();
+}
+
+absl::StatusOr<ValueState*> KeyedStateBackend::LegacyValueState(StateId state) {
+  if (state < 0 || state >= num_states() || states_[state]->handle->kind() != StateKind::kValue) {
+    return absl::InvalidArgumentError(absl::StrCat("no value state with id ", state));
+  }
+  return static_cast<ValueState*>(states_[state]->handle.get());
 }
 
 absl::Status KeyedStateBackend::Get(StateId state, int key_group, std::string_view key,
                                     std::string* value) {
-  ComposeKey(key_group, key);
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[state], key_buf_, value);
-  if (s.IsNotFound()) return absl::NotFoundError("no value");
-  return ToStatus(s, "state get");
+  ASSIGN_OR_RETURN(ValueState * vs, LegacyValueState(state));
+  legacy_key_.clear();
+  AppendStateKeyPrefix(key_group, key, &legacy_key_);
+  ASSIGN_OR_RETURN(StateLookup r, vs->GetAt(legacy_key_, "", value));
+  // A code without a message: no allocation on the record path.
+  if (r == StateLookup::kAbsent) return absl::Status(absl::StatusCode::kNotFound, "");
+  return absl::OkStatus();
 }
 
 absl::Status KeyedStateBackend::Put(StateId state, int key_group, std::string_view key,
                                     std::string_view value) {
-  ComposeKey(key_group, key);
-  rocksdb::WriteOptions wo;
-  wo.disableWAL = true;
-  return ToStatus(db_->Put(wo, handles_[state], key_buf_, rocksdb::Slice(value.data(), value.size())),
-                  "state put");
+  ASSIGN_OR_RETURN(ValueState * vs, LegacyValueState(state));
+  legacy_key_.clear();
+  AppendStateKeyPrefix(key_group, key, &legacy_key_);
+  return vs->PutAt(legacy_key_, "", value);
 }
 
 absl::Status KeyedStateBackend::Delete(StateId state, int key_group, std::string_view key) {
-  ComposeKey(key_group, key);
-  rocksdb::WriteOptions wo;
-  wo.disableWAL = true;
-  return ToStatus(db_->Delete(wo, handles_[state], key_buf_), "state delete");
+  ASSIGN_OR_RETURN(ValueState * vs, LegacyValueState(state));
+  legacy_key_.clear();
+  AppendStateKeyPrefix(key_group, key, &legacy_key_);
+  return vs->ClearAt(legacy_key_, "");
 }
 
 }  // namespace vstream

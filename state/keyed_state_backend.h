@@ -1,12 +1,35 @@
 #pragma once
-// The keyed state backend on RocksDB: one RocksDB instance per stateful
-// operator subtask, one column family per declared state. Keys are laid out
-// as [key group: 2 bytes big-endian][serialized key][namespace], so that a
-// key-group range is one contiguous range of the key space (the checkpoint
-// and rescaling work depends on this).
+// The keyed state backend on RocksDB, as Flink's RocksDBKeyedStateBackend:
+// one RocksDB instance per stateful operator subtask, one column family per
+// declared state, every key laid out as
 //
-// Thread-compatible: owned and used by one task thread.
+//   [key group: 2 bytes big-endian][varint n][key][varint m][namespace][map key]
+//
+// (state_key.h), so a key-group range is one contiguous range of each column
+// family (snapshots and rescaling depend on this) and one key+namespace is one
+// exact prefix.
+//
+// An operator declares its states with descriptors (state_descriptor.h) and
+// gets handles owned by the backend. Per record it sets the current key, then
+// uses the handles with a namespace (a window; "" for none):
+//
+//   ASSIGN_OR_RETURN(AggregatingState* sum, backend->GetAggregatingState(
+//       {.name = "sum", .function = kSum, .associative = true, .ttl_ms = 3600000}));
+//   ...
+//   backend->SetCurrentKey(KeyGroupForHash(HashKeyBytes(key), max_parallelism), key);
+//   RETURN_IF_ERROR(sum->Add(window, value));
+//   ...
+//   RETURN_IF_ERROR(backend->Flush());  // before each snapshot
+//
+// Memory comes from the TaskManager's StateResources (one budget for the
+// block cache, memtables and write-back caches of all its backends).
+//
+// Thread-compatible: owned and used by one task thread. RocksDB's background
+// threads run the states' merge operators and TTL compaction filters.
 
+#include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,52 +37,145 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-
-namespace rocksdb {
-class DB;
-class ColumnFamilyHandle;
-}  // namespace rocksdb
+#include "state/folding_state.h"
+#include "state/key_groups.h"
+#include "state/keyed_state.h"
+#include "state/list_state.h"
+#include "state/map_state.h"
+#include "state/state_clock.h"
+#include "state/state_descriptor.h"
+#include "state/state_key.h"
+#include "state/state_resources.h"
+#include "state/value_state.h"
 
 namespace vstream {
+
+class CacheReservation;
+class WriteBackCache;
 
 struct KeyedStateBackendOptions {
   // Directory of the RocksDB instance; created if missing. Required.
   std::string path;
-  // Block cache size in bytes. Default 32 MiB.
-  size_t block_cache_bytes = 32 << 20;
-  // Write buffer size per column family. Default 16 MiB.
-  size_t write_buffer_bytes = 16 << 20;
-  // Delete existing contents on open (a fresh start with no restore). Default true.
+  // Delete existing contents on open (a fresh start with no restore). When
+  // false, the column families on disk are reopened and each is bound to the
+  // state that registers its name. Default true.
   bool wipe_on_open = true;
+  // The TaskManager's state memory, shared by all its backends. Default null:
+  // the backend makes private resources with the default budget (256 MiB of
+  // StateMemoryBudget), for tests and tools; a TaskManager passes its own.
+  std::shared_ptr<StateResources> resources = nullptr;
+  // Memtable size of one column family: RocksDB flushes a state's memtable
+  // when it reaches this size, or earlier when the write-buffer share of the
+  // budget is used up. Default 16 MiB.
+  size_t write_buffer_bytes = size_t{16} << 20;
+  // Memtables per column family, the mutable one included. Default 2.
+  int max_write_buffer_number = 2;
+  // Capacity of the write-back cache of hot keys shared by this backend's
+  // cached states (keys, values and about 150 bytes per entry), charged to
+  // the shared block cache so that it counts against the budget. 0 turns the
+  // cache off: cached states then use RocksDB directly. Default 16 MiB.
+  size_t write_back_cache_bytes = size_t{16} << 20;
+  // Time source of TTL; must outlive the backend. Default null: wall clock.
+  const StateClock* clock = nullptr;
+  // Concurrent flushes and compactions of this instance. Default 2.
+  int max_background_jobs = 2;
+  // SST files kept open (index and filter blocks are in the block cache
+  // either way). Default 256.
+  int max_open_files = 256;
 };
 
-using StateId = int;
+// Counters of the write-back cache (all zero when it is off).
+struct StateCacheStats {
+  size_t capacity_bytes = 0;
+  size_t bytes = 0;
+  size_t entries = 0;
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evicted = 0;
+  uint64_t written_on_evict = 0;
+  uint64_t written_on_flush = 0;
+  uint64_t batches = 0;
+};
 
 class KeyedStateBackend {
  public:
-  static absl::StatusOr<std::unique_ptr<KeyedStateBackend>> Open(const KeyedStateBackendOptions& options);
+  static absl::StatusOr<std::unique_ptr<KeyedStateBackend>> Open(
+      const KeyedStateBackendOptions& options);
+  // Writes the write-back cache back (errors are logged) and closes RocksDB.
   ~KeyedStateBackend();
+  KeyedStateBackend(const KeyedStateBackend&) = delete;
+  KeyedStateBackend& operator=(const KeyedStateBackend&) = delete;
 
-  // Declares a state (a column family) by name; returns its id.
+  // The key the state handles work on until the next call: its key group
+  // (0 .. kMaxKeyGroups - 1) and its serialized bytes. Copies the key into a
+  // reused buffer: no allocation once the buffer has grown.
+  void SetCurrentKey(int key_group, std::string_view serialized_key);
+
+  // Declare a state and return its handle, owned by the backend and valid
+  // until it closes. Asking again for a name returns the same handle;
+  // FailedPrecondition if the kind or TTL differ, InvalidArgument if a
+  // required function is missing.
+  absl::StatusOr<ValueState*> GetValueState(const ValueStateDescriptor& descriptor);
+  absl::StatusOr<ListState*> GetListState(const ListStateDescriptor& descriptor);
+  absl::StatusOr<MapState*> GetMapState(const MapStateDescriptor& descriptor);
+  absl::StatusOr<ReducingState*> GetReducingState(const ReducingStateDescriptor& descriptor);
+  absl::StatusOr<AggregatingState*> GetAggregatingState(
+      const AggregatingStateDescriptor& descriptor);
+
+  // Writes every dirty entry of the write-back cache to RocksDB, in
+  // WriteBatches. Call before each snapshot.
+  absl::Status Flush();
+
+  // Calls `fn` on every live entry of `state` whose key group lies in
+  // `range`, in key order (a MapState key and namespace once per map entry).
+  // Flushes the write-back cache first. The views are valid during the call.
+  absl::Status ForEachKey(StateId state, KeyGroupRange range,
+                          const std::function<void(const StateKeyView&)>& fn);
+
+  // Compacts a state's column family down to the last level, dropping
+  // expired entries now rather than in a later background compaction.
+  absl::Status CompactState(StateId state);
+
+  // Value state by id, without the current key: `key` is the serialized key,
+  // namespace empty. Get returns NotFound when there is no value.
   absl::StatusOr<StateId> RegisterState(const std::string& name);
-
-  // Value state access. `key` is the serialized key, namespace empty.
-  // Get returns NotFound when there is no value.
   absl::Status Get(StateId state, int key_group, std::string_view key, std::string* value);
   absl::Status Put(StateId state, int key_group, std::string_view key, std::string_view value);
   absl::Status Delete(StateId state, int key_group, std::string_view key);
 
   const std::string& path() const { return options_.path; }
+  const StateResources& resources() const { return *resources_; }
+  StateCacheStats cache_stats() const;
+  int num_states() const { return static_cast<int>(states_.size()); }
+
+  // The RocksDB instance and a state's column family, for snapshots and tests.
+  rocksdb::DB* db() { return db_; }
+  rocksdb::ColumnFamilyHandle* column_family(StateId state);
 
  private:
-  KeyedStateBackend(KeyedStateBackendOptions options, rocksdb::DB* db);
-  void ComposeKey(int key_group, std::string_view key);
+  struct StateSlot;
+
+  KeyedStateBackend(KeyedStateBackendOptions options, std::shared_ptr<StateResources> resources,
+                    std::shared_ptr<rocksdb::TableFactory> table_factory);
+  rocksdb::ColumnFamilyOptions CfOptions(const StateSlot& slot) const;
+  template <typename Handle>
+  absl::StatusOr<Handle*> Register(const std::string& name,
+                                   std::shared_ptr<const StateBehavior> behavior,
+                                   bool write_back_cache);
+  absl::StatusOr<ValueState*> LegacyValueState(StateId state);
 
   KeyedStateBackendOptions options_;
-  rocksdb::DB* db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-  std::vector<std::string> names_;
-  std::string key_buf_;  // reused per access: no allocation on the record path
+  // Shared by every backend of the TaskManager (see StateResources).
+  std::shared_ptr<StateResources> resources_;
+  std::shared_ptr<rocksdb::TableFactory> table_factory_;  // RocksDB takes it shared
+  rocksdb::DB* db_ = nullptr;
+  rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
+  std::vector<std::unique_ptr<StateSlot>> states_;   // by StateId
+  std::vector<std::unique_ptr<StateSlot>> pending_;  // reopened, not yet registered
+  std::unique_ptr<CacheReservation> cache_reservation_;
+  std::unique_ptr<WriteBackCache> cache_;
+  StateContext ctx_;
+  std::string legacy_key_;  // reused by Get/Put/Delete by StateId
 };
 
 }  // namespace vstream

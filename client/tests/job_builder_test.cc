@@ -4,7 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/job_spec.h"
@@ -467,6 +469,375 @@ TEST(ParsePartitionTest, KnownNames) {
   EXPECT_EQ(*ParsePartition("rebalance"), Partition::kRebalance);
   EXPECT_EQ(*ParsePartition("broadcast"), Partition::kBroadcast);
   EXPECT_THAT(ParsePartition("hash").status().message(), HasSubstr("unknown partition 'hash'"));
+}
+
+// ---- event time, windows and joins -----------------------------------------
+
+EventTime TimeField(std::string field, int64_t max_out_of_orderness_ms = 0) {
+  EventTime t;
+  t.field = std::move(field);
+  t.max_out_of_orderness_ms = max_out_of_orderness_ms;
+  return t;
+}
+FileSourceOptions WithEventTime(EventTime t) {
+  FileSourceOptions o;
+  o.event_time = std::move(t);
+  return o;
+}
+std::string SchemaOf(const proto::Schema& schema) {
+  return Schema::FromProto(schema).DebugString();
+}
+
+TEST_F(JobBuilderTest, BuildsTheSameEventTimeGraphAsTheYamlSpec) {
+  const std::string labs = (dir_ / "labs.csv").string();
+  const std::string wards = (dir_ / "wards.csv").string();
+  std::ofstream(labs) << "patient_id,ts,test,value\n";
+  std::ofstream(wards) << "patient_id,ward\n";
+
+  JobBuilder b("icu");
+  StreamRef vitals =
+      b.FileSource("vitals", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts", 5000)));
+  FileSourceOptions labs_options = WithEventTime(TimeField("ts", 60000));
+  labs_options.event_time->idle_timeout_ms = 30000;
+  StreamRef lab_stream = b.FileSource("labs", labs, "csv",
+                                      Schema({{"patient_id", FieldType::kString},
+                                              {"ts", FieldType::kTimestamp},
+                                              {"test", FieldType::kString},
+                                              {"value", FieldType::kDouble}}),
+                                      labs_options);
+  StreamRef ward_stream =
+      b.FileSource("wards", wards, "csv",
+                   Schema({{"patient_id", FieldType::kString}, {"ward", FieldType::kString}}));
+  WindowOptions window = WindowOptions::Tumbling({"patient_id"}, 60000,
+                                                 {{"readings", "count(*)"},
+                                                  {"hr_avg", "avg(hr)"},
+                                                  {"spo2_min", "min(spo2)"},
+                                                  {"hr_p95", "percentile(hr, 0.95)"}});
+  window.late_output = "vitals_late";
+  StreamRef per_minute = b.Window("per_minute", vitals, window);
+  StreamRef joined = b.IntervalJoin("vitals_with_labs", vitals, lab_stream,
+                                    IntervalJoinOptions::On({"patient_id"}, -30 * 60000, 0));
+  StreamRef enriched = b.BroadcastJoin("vitals_with_ward", vitals, ward_stream,
+                                       BroadcastJoinOptions::On({"patient_id"}));
+  b.Sink("minutes", per_minute, SinkOptions::Stdout());
+  b.Sink("late", "vitals_late", SinkOptions::File("/data/out/late"));
+  b.Sink("joined", joined, SinkOptions::Stdout());
+  b.Sink("enriched", enriched, SinkOptions::Stdout());
+  absl::StatusOr<proto::JobGraph> built = b.Build();
+  ASSERT_TRUE(built.ok()) << built.status();
+
+  const std::string yaml = absl::StrCat(R"yaml(name: icu
+sources:
+  - name: vitals
+    connector: file
+    path: )yaml",
+                                        vitals_, R"yaml(
+    format: csv
+    schema: {patient_id: string, ts: timestamp, hr: int, spo2: int, rr: int}
+    event_time: {field: ts, max_out_of_orderness: 5s}
+  - name: labs
+    connector: file
+    path: labs.csv
+    format: csv
+    schema: {patient_id: string, ts: timestamp, test: string, value: double}
+    event_time: {field: ts, max_out_of_orderness: 1m, idle_timeout: 30s}
+  - name: wards
+    connector: file
+    path: wards.csv
+    format: csv
+    schema: {patient_id: string, ward: string}
+operators:
+  - name: per_minute
+    type: window
+    input: vitals
+    key_by: [patient_id]
+    window: {kind: tumbling, size: 1m}
+    allowed_lateness: 0s
+    late_output: vitals_late
+    aggregates: {readings: "count(*)", hr_avg: "avg(hr)", spo2_min: "min(spo2)", hr_p95: "percentile(hr, 0.95)"}
+  - name: vitals_with_labs
+    type: interval_join
+    left: vitals
+    right: labs
+    key_by: [patient_id]
+    between: [-30m, 0s]
+  - name: vitals_with_ward
+    type: broadcast_join
+    input: vitals
+    broadcast: wards
+    key_by: [patient_id]
+sinks:
+  - {name: minutes, connector: stdout, input: per_minute}
+  - {name: late, connector: file, input: vitals_late, path: /data/out/late}
+  - {name: joined, connector: stdout, input: vitals_with_labs}
+  - {name: enriched, connector: stdout, input: vitals_with_ward}
+)yaml");
+  absl::StatusOr<proto::JobGraph> compiled = CompileJobSpec(yaml, "job.yaml", dir_.string());
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  EXPECT_EQ(built->DebugString(), compiled->DebugString());
+  ASSERT_EQ(built->vertices_size(), 10);
+  // -1 is written out; a time field at index 0 would be indistinguishable
+  // from "unset" otherwise.
+  EXPECT_THAT(built->vertices(2).DebugString(), HasSubstr("output_time_index: -1"));
+  EXPECT_THAT(built->vertices(6).DebugString(), HasSubstr("output_time_index: -1"));
+}
+
+TEST_F(JobBuilderTest, WindowAggregateTypesFollowTheAccumulatorRules) {
+  const Schema schema({{"k", FieldType::kString},
+                       {"t", FieldType::kTimestamp},
+                       {"i", FieldType::kInt},
+                       {"d", FieldType::kDouble},
+                       {"b", FieldType::kBool}});
+  GeneratorOptions gen = Count(10);
+  gen.event_time = TimeField("t");
+  JobBuilder b("j");
+  b.GeneratorSource("g", schema, gen);
+  b.Window("w", "g",
+           WindowOptions::Sliding({"k", "b"}, 10000, 3000,
+                                  {{"n", "count(b)"},
+                                   {"si", "sum(i)"},
+                                   {"sd", "sum(d)"},
+                                   {"mi", "min(t)"},
+                                   {"mx", "max(k)"},
+                                   {"f", "first(b)"},
+                                   {"l", "last(d)"},
+                                   {"a", "avg(i)"},
+                                   {"sdv", "stddev(d)"},
+                                   {"p", "PERCENTILE(i * 2, 0.5)"}}));
+  b.Sink("out", "w", SinkOptions::Blackhole());
+  absl::StatusOr<proto::JobGraph> graph = b.Build();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& w = graph->vertices(1);
+  EXPECT_EQ(SchemaOf(w.output_schema()),
+            "{k: string, b: bool, window_start: timestamp, window_end: timestamp, n: int, si: int, "
+            "sd: double, mi: timestamp, mx: string, f: bool, l: double, a: double, sdv: double, "
+            "p: double}");
+  EXPECT_EQ(w.output_time_index(), 3);
+  EXPECT_EQ(w.op().window().aggregates(9).func(), "percentile");
+  EXPECT_EQ(w.op().window().aggregates(9).arg(), "i * 2");
+  EXPECT_DOUBLE_EQ(w.op().window().aggregates(9).param(), 0.5);
+  EXPECT_EQ(w.op().window().aggregates(0).param(), 0);
+  EXPECT_THAT(graph->edges(0).key_fields(), ElementsAre(0, 4));
+
+  struct Case {
+    std::string call;
+    std::string message;
+  };
+  const std::vector<Case> bad = {
+      {"sum(k)", "sum needs an int or double argument, got string"},
+      {"min(b)", "min needs an int, double, string or timestamp argument, got bool"},
+      {"avg(t)", "avg needs an int or double argument, got timestamp"},
+      {"stddev(k)", "stddev needs an int or double argument, got string"},
+      {"percentile(b, 0.5)", "percentile needs an int or double argument, got bool"},
+      {"percentile(i, 1.01)", "percentile's quantile must be in (0, 1], got 1.01"},
+      {"median(i)", "unknown aggregate function 'median'"},
+  };
+  for (const Case& c : bad) {
+    JobBuilder e("j");
+    e.GeneratorSource("g", schema, gen);
+    e.Window("w", "g", WindowOptions::Tumbling({"k"}, 1000, {{"n", "count(*)"}, {"x", c.call}}));
+    ASSERT_NE(e.error(), nullptr) << c.call;
+    EXPECT_THAT(e.error()->status.message(), HasSubstr(c.message));
+    EXPECT_EQ(e.error()->field, "aggregates");
+    EXPECT_EQ(e.error()->index, 1);
+  }
+}
+
+TEST_F(JobBuilderTest, ErrorsOfTheNewCallsNameTheirSpecKeys) {
+  struct Case {
+    std::function<void(JobBuilder&)> define;
+    std::string field;
+    std::string subfield;
+    int index;
+    std::string message;
+  };
+  auto window = [](std::function<void(WindowOptions&)> change) {
+    return [change](JobBuilder& b) {
+      WindowOptions w = WindowOptions::Tumbling({"patient_id"}, 60000, {{"n", "count(*)"}});
+      change(w);
+      b.Window("w", "timed", w);
+    };
+  };
+  auto join = [](std::function<void(IntervalJoinOptions&)> change) {
+    return [change](JobBuilder& b) {
+      IntervalJoinOptions j = IntervalJoinOptions::On({"patient_id"}, -1000, 0);
+      change(j);
+      b.IntervalJoin("j", "timed", "timed2", j);
+    };
+  };
+  const std::vector<Case> cases = {
+      {[&](JobBuilder& b) {
+         b.FileSource("s", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("hr")));
+       },
+       "event_time", "field", -1, "source 's': event_time field 'hr' must be a timestamp, got int"},
+      {[&](JobBuilder& b) {
+         b.FileSource("s", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts", -1)));
+       },
+       "event_time", "max_out_of_orderness", -1, "max_out_of_orderness must be >= 0, got -1ms"},
+      {[&](JobBuilder& b) {
+         GeneratorOptions g;
+         g.event_time = TimeField("");
+         b.GeneratorSource("s", VitalsSchema(), g);
+       },
+       "event_time", "field", -1, "event_time needs the field that holds the event time"},
+      {window([](WindowOptions& w) { w.size_ms = 0; }), "window", "size", -1,
+       "window 'w': a tumbling window needs a size > 0, got 0s"},
+      {window([](WindowOptions& w) { w.gap_ms = 5; }), "window", "gap", -1,
+       "window 'w': gap does not apply to a tumbling window"},
+      {window([](WindowOptions& w) {
+         w.kind = WindowKind::kSliding;
+         w.slide_ms = -1;
+       }),
+       "window", "slide", -1, "window 'w': a sliding window needs a slide > 0, got -1ms"},
+      {window([](WindowOptions& w) { w.kind = WindowKind::kSession; }), "window", "size", -1,
+       "window 'w': size does not apply to a session window"},
+      {window([](WindowOptions& w) {
+         w.kind = WindowKind::kSession;
+         w.size_ms = 0;
+       }),
+       "window", "gap", -1, "window 'w': a session window needs a gap > 0, got 0s"},
+      {window([](WindowOptions& w) { w.allowed_lateness_ms = -5; }), "allowed_lateness", "", -1,
+       "allowed_lateness must be >= 0, got -5ms"},
+      {window([](WindowOptions& w) {
+         w.time = WindowTime::kProcessing;
+         w.late_output = "late";
+       }),
+       "late_output", "", -1, "late_output applies only to time: event"},
+      {window([](WindowOptions& w) { w.late_output = "timed"; }), "late_output", "", -1,
+       "duplicate name 'timed': already used by source 'timed'"},
+      {window([](WindowOptions& w) { w.key_by = {}; }), "key_by", "", -1,
+       "key_by must list the fields that identify a key"},
+      {window([](WindowOptions& w) {
+         w.aggregates = {{"window_start", "count(*)"}};
+       }),
+       "aggregates", "", 0, "output field 'window_start' is defined twice"},
+      {window([](WindowOptions& w) {
+         w.aggregates = {{"patient_id", "count(*)"}};
+       }),
+       "aggregates", "", 0, "output field 'patient_id' is defined twice"},
+      {[](JobBuilder& b) {
+         b.Map("m", "timed", {{"window_end", "ts"}, {"hr", "hr"}});
+         b.Window("w", "m", WindowOptions::Tumbling({"window_end"}, 1000, {{"n", "count(*)"}}));
+       },
+       "key_by", "", 0, "key field 'window_end' would clash with the window's own field"},
+      {[](JobBuilder& b) {
+         b.Window("w", "plain", WindowOptions::Tumbling({"patient_id"}, 1000, {{"n", "count(*)"}}));
+       },
+       "input", "", -1,
+       "window 'w' needs event time, but its input 'plain' has none: declare event_time on its "
+       "source, or set time: processing"},
+      {[](JobBuilder& b) {
+         b.Window("w", "timed", WindowOptions::Tumbling({"patient_id"}, 1000, {{"n", "count(*)"}}),
+                  Partitioned(Partition::kRebalance));
+       },
+       "partition", "", -1, "a window is always hash-partitioned on its key_by"},
+      {join([](IntervalJoinOptions& j) { j.lower_ms = 1; }), "between", "", -1,
+       "between's lower bound 1ms is greater than its upper bound 0s"},
+      {join([](IntervalJoinOptions& j) {
+         j.key_by = {"patient_id", "nope"};
+       }),
+       "key_by", "", 1, "unknown key field 'nope' in the left input 'timed'"},
+      {join([](IntervalJoinOptions& j) {
+         j.key_by = {};
+         j.right_key = {"patient_id"};
+       }),
+       "right_key", "", -1, "right_key needs left_key"},
+      {[](JobBuilder& b) {
+         b.IntervalJoin("j", "plain", "timed", IntervalJoinOptions::On({"patient_id"}, 0, 0));
+       },
+       "left", "", -1, "its left input 'plain' has none"},
+      {[](JobBuilder& b) {
+         b.IntervalJoin("j", "timed", "nope", IntervalJoinOptions::On({"patient_id"}, 0, 0));
+       },
+       "right", "", -1, "unknown input stream 'nope'"},
+      {[](JobBuilder& b) {
+         b.IntervalJoin("j", "timed", "timed2", IntervalJoinOptions::On({"patient_id"}, 0, 0),
+                        KeyBy({"hr"}));
+       },
+       "partition", "", -1, "an interval_join is always hash-partitioned on its keys"},
+      {[](JobBuilder& b) {
+         b.BroadcastJoin("bj", "timed", "nope", BroadcastJoinOptions::On({"hr"}));
+       },
+       "broadcast", "", -1, "broadcast_join 'bj': unknown input stream 'nope'"},
+      {[](JobBuilder& b) {
+         BroadcastJoinOptions j;
+         j.main_key = {"hr"};
+         j.broadcast_key = {"ts"};
+         b.BroadcastJoin("bj", "timed", "plain", j);
+       },
+       "broadcast_key", "", 0, "key field 'ts' is timestamp in 'plain' but 'hr' is int in 'timed'"},
+      {[](JobBuilder& b) { b.BroadcastJoin("bj", "timed", "plain", BroadcastJoinOptions()); },
+       "key_by", "", -1, "needs key_by, or main_key and broadcast_key"},
+      {[](JobBuilder& b) {
+         b.Union("u", {"timed", "plain"});
+       },
+       "inputs", "", 1,
+       "inputs must agree on event time, but 'plain' has none and 'timed' has event time 'ts'"},
+  };
+  for (const Case& c : cases) {
+    JobBuilder b("j");
+    b.FileSource("timed", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts")));
+    b.FileSource("timed2", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts")));
+    b.FileSource("plain", vitals_, "csv", VitalsSchema());
+    ASSERT_EQ(b.error(), nullptr);
+    c.define(b);
+    ASSERT_NE(b.error(), nullptr) << c.message;
+    EXPECT_THAT(std::string(b.error()->status.message()), HasSubstr(c.message));
+    EXPECT_EQ(b.error()->field, c.field) << c.message;
+    EXPECT_EQ(b.error()->subfield, c.subfield) << c.message;
+    EXPECT_EQ(b.error()->index, c.index) << c.message;
+  }
+}
+
+TEST_F(JobBuilderTest, SelfJoinRenamesEveryRightField) {
+  JobBuilder b("j");
+  b.FileSource("vitals", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts")));
+  b.IntervalJoin("pairs", "vitals", "vitals", IntervalJoinOptions::On({"patient_id"}, 1, 60000));
+  b.Sink("out", "pairs", SinkOptions::Blackhole());
+  absl::StatusOr<proto::JobGraph> graph = b.Build();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(SchemaOf(graph->vertices(1).output_schema()),
+            "{patient_id: string, ts: timestamp, hr: int, spo2: int, rr: int, "
+            "vitals_patient_id: string, vitals_ts: timestamp, vitals_hr: int, vitals_spo2: int, "
+            "vitals_rr: int}");
+  ASSERT_EQ(graph->edges_size(), 3);
+  EXPECT_EQ(graph->edges(0).target_input(), 0);
+  EXPECT_EQ(graph->edges(1).target_input(), 1);
+  EXPECT_EQ(graph->edges(1).source(), 0);
+}
+
+TEST_F(JobBuilderTest, BroadcastJoinMainInputTakesTheUsualOptions) {
+  JobBuilder b("j");
+  b.SetParallelism(2);
+  b.FileSource("vitals", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts")));
+  b.GeneratorSource("limits",
+                    Schema({{"patient_id", FieldType::kString}, {"hr_max", FieldType::kInt}}),
+                    Count(5));
+  VertexOptions main = KeyBy({"hr"});
+  main.parallelism = 3;
+  b.BroadcastJoin("checked", "vitals", "limits", BroadcastJoinOptions::On({"patient_id"}), main);
+  b.Sink("out", "checked", SinkOptions::Blackhole());
+  absl::StatusOr<proto::JobGraph> graph = b.Build();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& j = graph->vertices(2);
+  EXPECT_EQ(j.parallelism(), 3);
+  EXPECT_EQ(j.output_time_index(), 1);
+  EXPECT_EQ(SchemaOf(j.output_schema()),
+            "{patient_id: string, ts: timestamp, hr: int, spo2: int, rr: int, hr_max: int}");
+  EXPECT_EQ(graph->edges(0).partitioning(), proto::HASH);
+  EXPECT_THAT(graph->edges(0).key_fields(), ElementsAre(2));
+  EXPECT_EQ(graph->edges(1).partitioning(), proto::BROADCAST);
+  EXPECT_EQ(graph->edges(1).target_input(), 1);
+}
+
+TEST(ParseWindowTest, KindsAndTimes) {
+  EXPECT_EQ(*ParseWindowKind("tumbling"), WindowKind::kTumbling);
+  EXPECT_EQ(*ParseWindowKind("sliding"), WindowKind::kSliding);
+  EXPECT_EQ(*ParseWindowKind("session"), WindowKind::kSession);
+  EXPECT_THAT(ParseWindowKind("hop").status().message(), HasSubstr("unknown window kind 'hop'"));
+  EXPECT_EQ(*ParseWindowTime("event"), WindowTime::kEvent);
+  EXPECT_EQ(*ParseWindowTime("processing"), WindowTime::kProcessing);
+  EXPECT_THAT(ParseWindowTime("wall").status().message(), HasSubstr("unknown time 'wall'"));
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -92,6 +94,124 @@ sinks:
 // 15     connector: stdout
 // 16     input: valid
 
+// The event-time examples of the job-spec documentation, verbatim, with
+// the sources and sinks around them.
+constexpr char kEventTimeSpec[] = R"yaml(name: icu-windows
+sources:
+  - name: vitals
+    connector: file
+    path: /data/vitals.csv
+    format: csv
+    schema: {patient_id: string, ts: timestamp, hr: int, spo2: int, rr: int}
+    event_time: {field: ts, max_out_of_orderness: 5s}      # optional idle_timeout: 30s
+  - name: labs
+    connector: file
+    path: /data/labs.csv
+    format: csv
+    schema: {patient_id: string, ts: timestamp, test: string, value: double}
+    event_time: {field: ts, max_out_of_orderness: 1m, idle_timeout: 30s}
+  - name: wards
+    connector: file
+    path: /data/wards.csv
+    format: csv
+    schema: {patient_id: string, ward: string}
+operators:
+  - name: per_minute
+    type: window
+    input: vitals
+    key_by: [patient_id]
+    window: {kind: tumbling, size: 1m}          # also {kind: sliding, size: 5m, slide: 1m}, {kind: session, gap: 2m}
+    allowed_lateness: 0s
+    late_output: vitals_late                    # a stream name that sinks may use as input
+    aggregates: {readings: "count(*)", hr_avg: "avg(hr)", spo2_min: "min(spo2)", hr_p95: "percentile(hr, 0.95)"}
+  - name: vitals_with_labs
+    type: interval_join
+    left: vitals
+    right: labs
+    key_by: [patient_id]
+    between: [-30m, 0s]                         # right.ts within [left.ts - 30m, left.ts]
+  - name: vitals_with_ward
+    type: broadcast_join
+    input: vitals
+    broadcast: wards
+    key_by: [patient_id]
+sinks:
+  - {name: minutes, connector: stdout, input: per_minute}
+  - {name: late, connector: file, input: vitals_late, path: /data/out/late}
+  - {name: joined, connector: stdout, input: vitals_with_labs}
+  - {name: enriched, connector: stdout, input: vitals_with_ward}
+)yaml";
+
+// A small valid spec with event time, a window and an interval join; the
+// error tests each change one line of it.
+constexpr char kWindowSpec[] = R"yaml(name: w
+sources:
+  - name: vitals
+    connector: file
+    path: vitals.csv
+    format: csv
+    schema: {patient_id: string, ts: timestamp, hr: int}
+    event_time: {field: ts, max_out_of_orderness: 5s}
+  - name: labs
+    connector: file
+    path: labs.csv
+    format: csv
+    schema: {patient_id: string, ts: timestamp, value: double}
+    event_time: {field: ts}
+operators:
+  - name: per_minute
+    type: window
+    input: vitals
+    key_by: [patient_id]
+    window: {kind: tumbling, size: 1m}
+    allowed_lateness: 0s
+    late_output: vitals_late
+    aggregates: {readings: "count(*)", hr_avg: "avg(hr)"}
+  - name: joined
+    type: interval_join
+    left: vitals
+    right: labs
+    key_by: [patient_id]
+    between: [-30m, 0s]
+sinks:
+  - {name: out, connector: stdout, input: per_minute}
+  - {name: late, connector: stdout, input: vitals_late}
+  - {name: j, connector: stdout, input: joined}
+)yaml";
+//  1 name: w
+//  2 sources:
+//  3   - name: vitals
+//  4     connector: file
+//  5     path: vitals.csv
+//  6     format: csv
+//  7     schema: {patient_id: string, ts: timestamp, hr: int}
+//  8     event_time: {field: ts, max_out_of_orderness: 5s}
+//  9   - name: labs
+// 10     connector: file
+// 11     path: labs.csv
+// 12     format: csv
+// 13     schema: {patient_id: string, ts: timestamp, value: double}
+// 14     event_time: {field: ts}
+// 15 operators:
+// 16   - name: per_minute
+// 17     type: window
+// 18     input: vitals
+// 19     key_by: [patient_id]
+// 20     window: {kind: tumbling, size: 1m}
+// 21     allowed_lateness: 0s
+// 22     late_output: vitals_late
+// 23     aggregates: {readings: "count(*)", hr_avg: "avg(hr)"}
+// 24   - name: joined
+// 25     type: interval_join
+// 26     left: vitals
+// 27     right: labs
+// 28     key_by: [patient_id]
+// 29     between: [-30m, 0s]
+// 30 sinks:
+// 31   - {name: out, connector: stdout, input: per_minute}
+// 32   - {name: late, connector: stdout, input: vitals_late}
+// 33   - {name: j, connector: stdout, input: joined}
+
 std::string Replace(std::string text, std::string_view from, std::string_view to) {
   size_t pos = text.find(from);
   EXPECT_NE(pos, std::string::npos) << "'" << from << "' is not in the spec";
@@ -109,6 +229,10 @@ class JobSpecTest : public ::testing::Test {
     std::filesystem::create_directories(dir_);
     vitals_ = (dir_ / "vitals.csv").string();
     std::ofstream(vitals_) << "patient_id,ts,hr,spo2,rr\np1,2024-01-02T03:04:05Z,80,97,14\n";
+    labs_ = (dir_ / "labs.csv").string();
+    std::ofstream(labs_) << "patient_id,ts,test,value\np1,2024-01-02T03:00:00Z,lactate,1.5\n";
+    wards_ = (dir_ / "wards.csv").string();
+    std::ofstream(wards_) << "patient_id,ward\np1,icu-2\n";
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -127,8 +251,17 @@ class JobSpecTest : public ::testing::Test {
     EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message;
   }
 
+  // kEventTimeSpec with the paths of this test's files.
+  std::string EventTimeSpec() const {
+    std::string spec = Replace(kEventTimeSpec, "/data/vitals.csv", vitals_);
+    spec = Replace(spec, "/data/labs.csv", labs_);
+    return Replace(spec, "/data/wards.csv", wards_);
+  }
+
   std::filesystem::path dir_;
   std::string vitals_;
+  std::string labs_;
+  std::string wards_;
 };
 
 TEST_F(JobSpecTest, ExampleCompilesToVerticesEdgesAndSchemas) {
@@ -563,6 +696,523 @@ sinks:
               "kind key does not apply to a bool column, expected one of uniform, constant");
   ExpectError(Replace(spec, "{kind: key}", "{kinds: key}"), 7, 12,
               "unknown field 'kinds' in generator field 'ok'");
+}
+
+// ---- event time, windows and joins -----------------------------------------
+
+std::string SchemaOf(const proto::Schema& schema) {
+  return Schema::FromProto(schema).DebugString();
+}
+
+TEST_F(JobSpecTest, EventTimeExampleCompilesToVerticesEdgesAndSchemas) {
+  absl::StatusOr<proto::JobGraph> graph = Compile(EventTimeSpec());
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  ASSERT_EQ(graph->vertices_size(), 10);
+  const std::vector<std::string> names = {
+      "vitals",           "labs",    "wards", "per_minute", "vitals_with_labs",
+      "vitals_with_ward", "minutes", "late",  "joined",     "enriched"};
+  const std::vector<int> time_index = {1, 1, -1, 2, 1, 1, -1, -1, -1, -1};
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(graph->vertices(i).name(), names[i]);
+    EXPECT_EQ(graph->vertices(i).output_time_index(), time_index[i]) << names[i];
+  }
+  const std::string vitals = "{patient_id: string, ts: timestamp, hr: int, spo2: int, rr: int}";
+  const std::string labs = "{patient_id: string, ts: timestamp, test: string, value: double}";
+
+  // Sources.
+  const proto::SourceSpec& vs = graph->vertices(0).op().source();
+  ASSERT_TRUE(vs.has_event_time());
+  EXPECT_EQ(vs.event_time().field(), "ts");
+  EXPECT_EQ(vs.event_time().field_index(), 1);
+  EXPECT_EQ(vs.event_time().max_out_of_orderness_ms(), 5000);
+  EXPECT_EQ(vs.event_time().idle_timeout_ms(), 0);
+  const proto::SourceSpec& ls = graph->vertices(1).op().source();
+  EXPECT_EQ(ls.event_time().max_out_of_orderness_ms(), 60000);
+  EXPECT_EQ(ls.event_time().idle_timeout_ms(), 30000);
+  EXPECT_FALSE(graph->vertices(2).op().source().has_event_time());
+
+  // The window.
+  const proto::JobVertex& window = graph->vertices(3);
+  ASSERT_TRUE(window.op().has_window());
+  const proto::WindowSpec& w = window.op().window();
+  EXPECT_THAT(w.key_by(), ::testing::ElementsAre("patient_id"));
+  EXPECT_EQ(w.kind(), "tumbling");
+  EXPECT_EQ(w.size_ms(), 60000);
+  EXPECT_EQ(w.slide_ms(), 0);
+  EXPECT_EQ(w.gap_ms(), 0);
+  EXPECT_EQ(w.allowed_lateness_ms(), 0);
+  EXPECT_EQ(w.late_output(), "vitals_late");
+  EXPECT_FALSE(w.processing_time());
+  EXPECT_EQ(w.time_field_index(), 1);
+  ASSERT_EQ(w.aggregates_size(), 4);
+  EXPECT_EQ(w.aggregates(0).name(), "readings");
+  EXPECT_EQ(w.aggregates(0).func(), "count");
+  EXPECT_EQ(w.aggregates(1).func(), "avg");
+  EXPECT_EQ(w.aggregates(2).func(), "min");
+  EXPECT_EQ(w.aggregates(2).arg(), "spo2");
+  EXPECT_EQ(w.aggregates(3).name(), "hr_p95");
+  EXPECT_EQ(w.aggregates(3).func(), "percentile");
+  EXPECT_EQ(w.aggregates(3).arg(), "hr");
+  EXPECT_DOUBLE_EQ(w.aggregates(3).param(), 0.95);
+  EXPECT_EQ(SchemaOf(window.input_schema()), vitals);
+  EXPECT_EQ(SchemaOf(window.output_schema()),
+            "{patient_id: string, window_start: timestamp, window_end: timestamp, readings: int, "
+            "hr_avg: double, spo2_min: int, hr_p95: double}");
+
+  // The interval join.
+  const proto::JobVertex& ij = graph->vertices(4);
+  ASSERT_TRUE(ij.op().has_interval_join());
+  const proto::IntervalJoinSpec& j = ij.op().interval_join();
+  EXPECT_THAT(j.left_key(), ::testing::ElementsAre("patient_id"));
+  EXPECT_THAT(j.right_key(), ::testing::ElementsAre("patient_id"));
+  EXPECT_EQ(j.lower_ms(), -30 * 60 * 1000);
+  EXPECT_EQ(j.upper_ms(), 0);
+  EXPECT_EQ(j.left_time_index(), 1);
+  EXPECT_EQ(j.right_time_index(), 1);
+  EXPECT_EQ(SchemaOf(ij.input_schema()), vitals);
+  EXPECT_EQ(SchemaOf(ij.second_input_schema()), labs);
+  EXPECT_EQ(SchemaOf(ij.output_schema()),
+            "{patient_id: string, ts: timestamp, hr: int, spo2: int, rr: int, "
+            "labs_patient_id: string, labs_ts: timestamp, test: string, value: double}");
+
+  // The broadcast join.
+  const proto::JobVertex& bj = graph->vertices(5);
+  ASSERT_TRUE(bj.op().has_broadcast_join());
+  EXPECT_THAT(bj.op().broadcast_join().main_key(), ::testing::ElementsAre("patient_id"));
+  EXPECT_THAT(bj.op().broadcast_join().broadcast_key(), ::testing::ElementsAre("patient_id"));
+  EXPECT_EQ(SchemaOf(bj.second_input_schema()), "{patient_id: string, ward: string}");
+  EXPECT_EQ(SchemaOf(bj.output_schema()),
+            "{patient_id: string, ts: timestamp, hr: int, spo2: int, rr: int, ward: string}");
+
+  // The late records' sink reads the window's input schema.
+  EXPECT_EQ(SchemaOf(graph->vertices(7).input_schema()), vitals);
+
+  struct ExpectedEdge {
+    int source, target;
+    proto::Partitioning partitioning;
+    std::vector<int> key_fields;
+    std::string side_output;
+    int target_input;
+  };
+  const std::vector<ExpectedEdge> expected = {
+      {0, 3, proto::HASH, {0}, "", 0},      // vitals -> per_minute
+      {0, 4, proto::HASH, {0}, "", 0},      // vitals -> vitals_with_labs (left)
+      {1, 4, proto::HASH, {0}, "", 1},      // labs -> vitals_with_labs (right)
+      {0, 5, proto::FORWARD, {}, "", 0},    // vitals -> vitals_with_ward (main)
+      {2, 5, proto::BROADCAST, {}, "", 1},  // wards -> vitals_with_ward (broadcast)
+      {3, 6, proto::FORWARD, {}, "", 0},    // per_minute -> minutes
+      {3, 7, proto::FORWARD, {}, "late", 0}, {4, 8, proto::FORWARD, {}, "", 0},
+      {5, 9, proto::FORWARD, {}, "", 0},
+  };
+  ASSERT_EQ(graph->edges_size(), static_cast<int>(expected.size()));
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const proto::JobEdge& e = graph->edges(static_cast<int>(i));
+    const ExpectedEdge& x = expected[i];
+    EXPECT_EQ(e.source(), x.source) << "edge " << i;
+    EXPECT_EQ(e.target(), x.target) << "edge " << i;
+    EXPECT_EQ(e.partitioning(), x.partitioning) << "edge " << i;
+    EXPECT_EQ(std::vector<int>(e.key_fields().begin(), e.key_fields().end()), x.key_fields)
+        << "edge " << i;
+    EXPECT_EQ(e.side_output(), x.side_output) << "edge " << i;
+    EXPECT_EQ(e.target_input(), x.target_input) << "edge " << i;
+  }
+}
+
+TEST_F(JobSpecTest, SlidingAndSessionWindows) {
+  const std::string tumbling = "{kind: tumbling, size: 1m}";
+  absl::StatusOr<proto::JobGraph> graph =
+      Compile(Replace(EventTimeSpec(), tumbling, "{kind: sliding, size: 5m, slide: 1m}"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->vertices(3).op().window().kind(), "sliding");
+  EXPECT_EQ(graph->vertices(3).op().window().size_ms(), 300000);
+  EXPECT_EQ(graph->vertices(3).op().window().slide_ms(), 60000);
+
+  // A slide need not divide the size.
+  graph = Compile(Replace(EventTimeSpec(), tumbling, "{kind: sliding, size: 5m, slide: 2m}"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+
+  graph = Compile(Replace(EventTimeSpec(), tumbling, "{kind: session, gap: 2m}"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->vertices(3).op().window().kind(), "session");
+  EXPECT_EQ(graph->vertices(3).op().window().gap_ms(), 120000);
+  EXPECT_EQ(graph->vertices(3).op().window().size_ms(), 0);
+}
+
+TEST_F(JobSpecTest, ProcessingTimeWindowNeedsNoEventTime) {
+  std::string spec = Replace(kBaseSpec, "sinks:\n",
+                             "  - name: counts\n"
+                             "    type: window\n"
+                             "    input: valid\n"
+                             "    key_by: patient_id\n"
+                             "    window: {kind: tumbling, size: 10s}\n"
+                             "    time: processing\n"
+                             "    aggregates: {n: count(*), first_hr: first(hr), "
+                             "hr_sd: stddev(hr)}\n"
+                             "    parallelism: 3\n"
+                             "sinks:\n");
+  spec = Replace(spec, "    connector: stdout\n    input: valid\n",
+                 "    connector: stdout\n    input: counts\n");
+  absl::StatusOr<proto::JobGraph> graph = Compile(spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& w = graph->vertices(2);
+  EXPECT_TRUE(w.op().window().processing_time());
+  EXPECT_EQ(w.op().window().time_field_index(), -1);
+  EXPECT_EQ(w.parallelism(), 3);
+  EXPECT_EQ(w.output_time_index(), 2);  // window_end
+  EXPECT_EQ(SchemaOf(w.output_schema()),
+            "{patient_id: string, window_start: timestamp, window_end: timestamp, n: int, "
+            "first_hr: int, hr_sd: double}");
+  EXPECT_EQ(graph->vertices(0).output_time_index(), -1);
+  EXPECT_EQ(graph->vertices(1).output_time_index(), -1);
+  EXPECT_EQ(graph->edges(1).partitioning(), proto::HASH);
+}
+
+TEST_F(JobSpecTest, EventTimeFollowsFiltersMapsAndUnions) {
+  const std::string spec = absl::StrCat(R"yaml(name: t
+sources:
+  - name: a
+    connector: generator
+    count: 10
+    schema: {k: string, ts: timestamp, v: int}
+    event_time: {field: ts, idle_timeout: 1m}
+  - name: b
+    connector: file
+    path: )yaml",
+                                        vitals_, R"yaml(
+    format: csv
+    schema: {k: string, ts: timestamp, v: int}
+    event_time: {field: ts}
+    dead_letter: b_bad
+operators:
+  - {name: f, type: filter, input: a, where: v > 1}
+  - {name: moved, type: map, input: f, select: {v: v, t: " `ts` ", k: k}}
+  - {name: computed, type: map, input: f, select: {k: k, ts: ts + 1}}
+  - {name: u, type: union, inputs: [a, b]}
+  - {name: running, type: aggregate, input: u, key_by: k, aggregates: {n: count(*), l: last(v)}}
+  - name: w
+    type: window
+    input: moved
+    key_by: k
+    window: {kind: session, gap: 5s}
+    allowed_lateness: 1m
+    late_output: too_late
+    aggregates: {n: count(*)}
+  - {name: late_v, type: filter, input: too_late, where: v > 0}
+sinks:
+  - {name: o1, connector: blackhole, input: computed}
+  - {name: o2, connector: blackhole, input: running}
+  - {name: o3, connector: blackhole, input: w}
+  - {name: o4, connector: blackhole, input: late_v}
+  - {name: o5, connector: blackhole, input: b_bad}
+)yaml");
+  absl::StatusOr<proto::JobGraph> graph = Compile(spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  std::map<std::string, int> time;
+  for (const proto::JobVertex& v : graph->vertices()) time[v.name()] = v.output_time_index();
+  EXPECT_EQ(time["a"], 1);
+  EXPECT_EQ(time["b"], 1);
+  EXPECT_EQ(time["f"], 1);
+  EXPECT_EQ(time["moved"], 1);      // " `ts` " is the field itself, now second
+  EXPECT_EQ(time["computed"], -1);  // ts + 1 is not
+  EXPECT_EQ(time["u"], 1);
+  EXPECT_EQ(time["running"], -1);
+  EXPECT_EQ(time["w"], 2);
+  EXPECT_EQ(time["late_v"], 1);  // the late stream has the window's input schema and time
+  EXPECT_EQ(time["o1"], -1);
+  const proto::SourceSpec& a = graph->vertices(0).op().source();
+  EXPECT_EQ(a.event_time().idle_timeout_ms(), 60000);
+  const proto::JobVertex& w = graph->vertices(7);
+  EXPECT_EQ(w.op().window().allowed_lateness_ms(), 60000);
+  EXPECT_EQ(w.op().window().time_field_index(), 1);
+  EXPECT_EQ(SchemaOf(graph->vertices(8).input_schema()), "{v: int, t: timestamp, k: string}");
+  EXPECT_EQ(SchemaOf(graph->vertices(6).output_schema()), "{k: string, n: int, l: int}");
+}
+
+TEST_F(JobSpecTest, IntervalJoinWithLeftAndRightKeys) {
+  std::string spec = Replace(kWindowSpec, "    key_by: [patient_id]\n    between",
+                             "    left_key: [patient_id, ts]\n    right_key: [patient_id, ts]\n"
+                             "    between");
+  spec = Replace(spec, "between: [-30m, 0s]", "between: [-1h, 90s]");
+  absl::StatusOr<proto::JobGraph> graph = Compile(spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& j = graph->vertices(3);
+  EXPECT_THAT(j.op().interval_join().left_key(), ::testing::ElementsAre("patient_id", "ts"));
+  EXPECT_EQ(j.op().interval_join().lower_ms(), -3600000);
+  EXPECT_EQ(j.op().interval_join().upper_ms(), 90000);
+  EXPECT_EQ(SchemaOf(j.output_schema()),
+            "{patient_id: string, ts: timestamp, hr: int, labs_patient_id: string, "
+            "labs_ts: timestamp, value: double}");
+  // Edges hash each side on its own key fields.
+  EXPECT_EQ(graph->edges(1).target_input(), 0);
+  EXPECT_THAT(graph->edges(1).key_fields(), ::testing::ElementsAre(0, 1));
+  EXPECT_EQ(graph->edges(2).target_input(), 1);
+  EXPECT_THAT(graph->edges(2).key_fields(), ::testing::ElementsAre(0, 1));
+}
+
+TEST_F(JobSpecTest, BroadcastJoinKeysAndPartition) {
+  std::string spec = absl::StrCat(R"yaml(name: b
+parallelism: 2
+sources:
+  - name: vitals
+    connector: file
+    path: )yaml",
+                                  vitals_, R"yaml(
+    format: csv
+    schema: {patient_id: string, ts: timestamp, hr: int}
+  - name: wards
+    connector: file
+    path: )yaml",
+                                  wards_, R"yaml(
+    format: csv
+    schema: {pid: string, ward: string, hr: int}
+    parallelism: 1
+operators:
+  - name: enriched
+    type: broadcast_join
+    input: vitals
+    broadcast: wards
+    main_key: [patient_id]
+    broadcast_key: [pid]
+    partition: rebalance
+sinks:
+  - {name: out, connector: stdout, input: enriched}
+)yaml");
+  absl::StatusOr<proto::JobGraph> graph = Compile(spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& j = graph->vertices(2);
+  EXPECT_EQ(SchemaOf(j.output_schema()),
+            "{patient_id: string, ts: timestamp, hr: int, ward: string, wards_hr: int}");
+  EXPECT_EQ(j.output_time_index(), -1);
+  ASSERT_EQ(graph->edges_size(), 3);
+  EXPECT_EQ(graph->edges(0).partitioning(), proto::REBALANCE);
+  EXPECT_EQ(graph->edges(0).target_input(), 0);
+  EXPECT_EQ(graph->edges(1).partitioning(), proto::BROADCAST);
+  EXPECT_EQ(graph->edges(1).target_input(), 1);
+}
+
+TEST_F(JobSpecTest, WindowSpecCompiles) {
+  absl::StatusOr<proto::JobGraph> graph = Compile(kWindowSpec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+}
+
+TEST_F(JobSpecTest, EventTimeErrors) {
+  ExpectError(Replace(kWindowSpec, "{field: ts, max", "{field: tz, max"), 8, 25,
+              "source 'vitals': event_time field 'tz' is not in the schema {patient_id: string, "
+              "ts: timestamp, hr: int}");
+  ExpectError(Replace(kWindowSpec, "{field: ts, max", "{field: hr, max"), 8, 25,
+              "source 'vitals': event_time field 'hr' must be a timestamp, got int");
+  ExpectError(Replace(kWindowSpec, "{field: ts, max_out_of_orderness: 5s}", "ts"), 8, 17,
+              "expected a mapping for event_time of source 'vitals', got 'ts'");
+  ExpectError(Replace(kWindowSpec, "max_out_of_orderness: 5s", "max_delay: 5s"), 8, 29,
+              "unknown field 'max_delay' in event_time of source 'vitals', expected one of "
+              "field, max_out_of_orderness, idle_timeout");
+  ExpectError(Replace(kWindowSpec, "max_out_of_orderness: 5s", "max_out_of_orderness: -5s"), 8, 51,
+              "expected a duration such as 5ms, 1s, 2m or 1h for 'max_out_of_orderness'");
+  ExpectError(
+      Replace(kWindowSpec, "{field: ts, max_out_of_orderness: 5s}", "{max_out_of_orderness: 5s}"),
+      8, 17, "missing required field 'field' in event_time of source 'vitals'");
+}
+
+TEST_F(JobSpecTest, WindowErrors) {
+  ExpectError(Replace(kWindowSpec, "    event_time: {field: ts, max_out_of_orderness: 5s}\n",
+                      "    max_rate: 0\n"),
+              18, 12,
+              "window 'per_minute' needs event time, but its input 'vitals' has none: declare "
+              "event_time on its source, or set time: processing");
+  ExpectError(Replace(kWindowSpec, "size: 1m}", "size: 0s}"), 20, 36,
+              "window 'per_minute': a tumbling window needs a size > 0, got 0s");
+  ExpectError(Replace(kWindowSpec, "kind: tumbling", "kind: hopping"), 20, 20,
+              "unknown window kind 'hopping', expected one of tumbling, sliding, session");
+  ExpectError(
+      Replace(kWindowSpec, "{kind: tumbling, size: 1m}", "{kind: sliding, size: 1m, slide: 2m}"),
+      20, 46, "window 'per_minute': slide 2m must not exceed size 1m");
+  ExpectError(Replace(kWindowSpec, "{kind: tumbling, size: 1m}", "{kind: sliding, size: 1m}"), 20,
+              13, "missing required field 'slide' in a sliding window");
+  ExpectError(Replace(kWindowSpec, "{kind: tumbling, size: 1m}", "{kind: session, size: 1m}"), 20,
+              29, "unknown field 'size' in a session window, expected one of kind, gap");
+  ExpectError(Replace(kWindowSpec, "{kind: tumbling, size: 1m}", "{kind: session, gap: 0s}"), 20,
+              34, "window 'per_minute': a session window needs a gap > 0, got 0s");
+  ExpectError(Replace(kWindowSpec, "{kind: tumbling, size: 1m}", "1m"), 20, 13,
+              "expected a mapping for the window of operator 'per_minute', got '1m'");
+  ExpectError(
+      Replace(kWindowSpec, "    window: {kind: tumbling, size: 1m}\n", "    parallelism: 2\n"), 16,
+      5, "missing required field 'window' in operator 'per_minute'");
+  ExpectError(Replace(kWindowSpec, "allowed_lateness: 0s", "time: sometimes"), 21, 11,
+              "unknown time 'sometimes', expected one of event, processing");
+  ExpectError(Replace(Replace(kWindowSpec, "late_output: vitals_late", "time: processing"),
+                      "allowed_lateness: 0s", "allowed_lateness: 1m"),
+              21, 23,
+              "window 'per_minute': allowed_lateness applies only to time: event; nothing is late "
+              "in processing time");
+  ExpectError(Replace(kWindowSpec, "allowed_lateness: 0s", "time: processing"), 22, 18,
+              "window 'per_minute': late_output applies only to time: event");
+  ExpectError(Replace(kWindowSpec, "late_output: vitals_late", "late_output: labs"), 22, 18,
+              "duplicate name 'labs': already used by source 'labs'");
+  ExpectError(Replace(kWindowSpec, "late_output: vitals_late", "late_output: per_minute"), 22, 18,
+              "window 'per_minute': the late_output stream needs a name of its own");
+  ExpectError(Replace(kWindowSpec, "late_output: vitals_late", "late_output: [a]"), 22, 18,
+              "expected a string for 'late_output', got a list");
+  ExpectError(Replace(kWindowSpec, "{readings: \"count(*)\"", "{window_end: \"count(*)\""), 23, 18,
+              "window 'per_minute': output field 'window_end' is defined twice (a window's output "
+              "is its key fields, window_start, window_end, then its aggregates)");
+  ExpectError(Replace(kWindowSpec, "\"avg(hr)\"", "\"percentile(hr, 2)\""), 23, 48 + 16,
+              "window 'per_minute': in aggregate 'hr_avg': percentile's quantile must be in (0, "
+              "1], got 2");
+  ExpectError(Replace(kWindowSpec, "\"avg(hr)\"", "\"stddev(patient_id)\""), 23, 48 + 8,
+              "stddev needs an int or double argument, got string");
+  ExpectError(Replace(kWindowSpec, "\"avg(hr)\"", "\"max(hr, 1)\""), 23, 48 + 7,
+              "max takes one argument");
+  ExpectError(
+      Replace(kWindowSpec, "    aggregates: {readings: \"count(*)\", hr_avg: \"avg(hr)\"}\n",
+              "    aggregates: {}\n"),
+      23, 17, "window 'per_minute': aggregates names no aggregate");
+  ExpectError(Replace(kWindowSpec, "key_by: [patient_id]\n    window", "key_by: [pid]\n    window"),
+              19, 14, "window 'per_minute': unknown key_by field 'pid'");
+  ExpectError(Replace(kWindowSpec, "    input: vitals\n    key_by",
+                      "    input: vitals\n    partition: forward\n    key_by"),
+              19, 5, "unknown field 'partition' in operator 'per_minute'");
+  ExpectError(
+      Replace(kWindowSpec, "    input: vitals\n    key_by", "    inputs: [vitals]\n    key_by"), 18,
+      5, "unknown field 'inputs' in operator 'per_minute'");
+}
+
+TEST_F(JobSpecTest, LateOutputIsAStreamLikeAnyOther) {
+  // Read before it is defined.
+  std::string spec = Replace(kWindowSpec, "operators:\n",
+                             "operators:\n  - {name: early, type: filter, input: vitals_late, "
+                             "where: hr > 0}\n");
+  ExpectError(spec, 16, 40, "operator 'early': input 'vitals_late' is defined later in operators");
+  // Read by its own window.
+  ExpectError(Replace(kWindowSpec, "input: vitals\n    key_by", "input: vitals_late\n    key_by"),
+              18, 12, "operator 'per_minute' cannot read its own late_output");
+  // A later operator reads it.
+  spec = Replace(kWindowSpec, "sinks:\n",
+                 "  - {name: lv, type: filter, input: vitals_late, where: hr > 0}\nsinks:\n");
+  absl::StatusOr<proto::JobGraph> graph = Compile(spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->vertices(4).name(), "lv");
+  EXPECT_EQ(graph->vertices(4).output_time_index(), 1);
+  EXPECT_EQ(graph->edges(3).source(), 2);
+  EXPECT_EQ(graph->edges(3).side_output(), "late");
+}
+
+TEST_F(JobSpecTest, IntervalJoinErrors) {
+  ExpectError(Replace(kWindowSpec, "    event_time: {field: ts}\n", "    max_rate: 0\n"), 27, 12,
+              "interval_join 'joined' needs event time on both inputs, but its right input 'labs' "
+              "has none: declare event_time on its source");
+  ExpectError(Replace(kWindowSpec, "between: [-30m, 0s]", "between: [0s, -30m]"), 29, 14,
+              "interval_join 'joined': between's lower bound 0s is greater than its upper bound "
+              "-30m");
+  ExpectError(Replace(kWindowSpec, "between: [-30m, 0s]", "between: [-30m]"), 29, 14,
+              "expected [lower, upper] for 'between', two durations such as [-30m, 0s], got a list "
+              "of 1");
+  ExpectError(Replace(kWindowSpec, "between: [-30m, 0s]", "between: 30m"), 29, 14,
+              "expected [lower, upper] for 'between'");
+  ExpectError(Replace(kWindowSpec, "between: [-30m, 0s]", "between: [-30m, soon]"), 29, 21,
+              "expected a duration such as -30m, 0s, 5ms, 1s, 2m or 1h for 'between', got 'soon'");
+  ExpectError(Replace(kWindowSpec, "    between: [-30m, 0s]\n", "    parallelism: 1\n"), 24, 5,
+              "missing required field 'between' in operator 'joined'");
+  ExpectError(
+      Replace(kWindowSpec, "ts: timestamp, hr: int}", "ts: timestamp, hr: int, labs_ts: int}"), 27,
+      12,
+      "interval_join 'joined': the right field 'ts' is renamed 'labs_ts' because the left "
+      "input has a 'ts', but that name is taken too");
+  ExpectError(Replace(kWindowSpec, "schema: {patient_id: string, ts: timestamp, value",
+                      "schema: {patient_id: int, ts: timestamp, value"),
+              28, 14,
+              "interval_join 'joined': key field 'patient_id' is int in 'labs' but 'patient_id' "
+              "is string in 'vitals'; keys must have the same types");
+  ExpectError(Replace(kWindowSpec, "    key_by: [patient_id]\n    between",
+                      "    left_key: [patient_id, hr]\n    right_key: [patient_id]\n    between"),
+              29, 16, "interval_join 'joined': left_key has 2 fields but right_key has 1");
+  ExpectError(Replace(kWindowSpec, "    key_by: [patient_id]\n    between",
+                      "    left_key: [patient_id]\n    right_key: [value]\n    between"),
+              29, 17,
+              "key field 'value' is double in 'labs' but 'patient_id' is string in 'vitals'");
+  ExpectError(Replace(kWindowSpec, "    key_by: [patient_id]\n    between",
+                      "    left_key: [patient_id]\n    right_key: [pid]\n    between"),
+              29, 17, "unknown key field 'pid' in the right input 'labs'");
+  ExpectError(Replace(kWindowSpec, "    key_by: [patient_id]\n    between",
+                      "    key_by: [patient_id]\n    left_key: [patient_id]\n    between"),
+              29, 15,
+              "interval_join 'joined': set either key_by or left_key and right_key, not both");
+  ExpectError(Replace(kWindowSpec, "    key_by: [patient_id]\n    between",
+                      "    left_key: [patient_id]\n    between"),
+              28, 15, "interval_join 'joined': left_key needs right_key");
+  ExpectError(Replace(kWindowSpec, "    key_by: [patient_id]\n    between",
+                      "    parallelism: 1\n    between"),
+              24, 5, "interval_join 'joined': needs key_by, or left_key and right_key");
+  ExpectError(Replace(kWindowSpec, "right: labs", "right: lab"), 27, 12,
+              "interval_join 'joined': unknown input stream 'lab', known streams: vitals, labs, "
+              "per_minute, vitals_late");
+  ExpectError(Replace(kWindowSpec, "    right: labs\n", "    input: labs\n"), 27, 5,
+              "unknown field 'input' in operator 'joined', expected one of name, type, left, "
+              "right, key_by, left_key, right_key, between, parallelism");
+}
+
+TEST_F(JobSpecTest, BroadcastJoinErrors) {
+  const std::string base = Replace(kWindowSpec, "sinks:\n",
+                                   "  - name: bj\n"              // 30
+                                   "    type: broadcast_join\n"  // 31
+                                   "    input: vitals\n"         // 32
+                                   "    broadcast: labs\n"       // 33
+                                   "    key_by: [patient_id]\n"  // 34
+                                   "sinks:\n");
+  ASSERT_TRUE(Compile(base).ok()) << Compile(base).status();
+  ExpectError(Replace(base, "broadcast: labs", "broadcast: lab"), 33, 16,
+              "broadcast_join 'bj': unknown input stream 'lab'");
+  ExpectError(Replace(base, "    key_by: [patient_id]\nsinks",
+                      "    main_key: [hr]\n"
+                      "    broadcast_key: [patient_id]\n"
+                      "sinks"),
+              35, 21,
+              "broadcast_join 'bj': key field 'patient_id' is string in 'labs' but 'hr' is int "
+              "in 'vitals'");
+  ExpectError(Replace(base, "    key_by: [patient_id]\nsinks",
+                      "    key_by: [patient_id]\n"
+                      "    partition: forward\n"
+                      "    parallelism: 2\nsinks"),
+              35, 16, "partition forward needs equal parallelism");
+  ExpectError(Replace(base, "    broadcast: labs\n", "    right: labs\n"), 33, 5,
+              "unknown field 'right' in operator 'bj'");
+}
+
+TEST_F(JobSpecTest, UnionInputsMustAgreeOnEventTime) {
+  const std::string spec =
+      Replace(kWindowSpec, "operators:\n",
+              "  - name: more\n"                                            // 15
+              "    connector: generator\n"                                  // 16
+              "    schema: {patient_id: string, ts: timestamp, hr: int}\n"  // 17
+              "operators:\n"                                                // 18
+              "  - {name: u, type: union, inputs: [vitals, more]}\n");      // 19
+  ExpectError(spec, 19, 45,
+              "union 'u': inputs must agree on event time, but 'more' has none and 'vitals' has "
+              "event time 'ts'");
+}
+
+TEST_F(JobSpecTest, NewOperatorTypesAreListed) {
+  ExpectError(Replace(kBaseSpec, "type: filter", "type: join"), 10, 11,
+              "unknown operator type 'join', expected one of filter, map, union, aggregate, "
+              "window, interval_join, broadcast_join");
+}
+
+TEST_F(JobSpecTest, RunningAggregateTakesTheNewFunctions) {
+  const std::string spec =
+      Replace(kBaseSpec, "sinks:\n",
+              "  - name: totals\n"
+              "    type: aggregate\n"
+              "    input: valid\n"
+              "    key_by: [patient_id]\n"
+              "    aggregates: {f: first(hr), l: last(patient_id), sd: stddev(spo2), "
+              "p: \"percentile(hr, 0.5)\"}\n"
+              "sinks:\n");
+  absl::StatusOr<proto::JobGraph> graph = Compile(spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& agg = graph->vertices(2);
+  EXPECT_EQ(SchemaOf(agg.output_schema()),
+            "{patient_id: string, f: int, l: string, sd: double, p: double}");
+  EXPECT_DOUBLE_EQ(agg.op().aggregate().aggregates(3).param(), 0.5);
+  EXPECT_EQ(agg.output_time_index(), -1);
 }
 
 }  // namespace

@@ -61,15 +61,23 @@ class Expression {
 };
 
 // An aggregate call as written in a job spec: "count(*)", "max(hr)",
-// "sum(CASE WHEN x THEN 1 ELSE 0 END)".
+// "sum(CASE WHEN x THEN 1 ELSE 0 END)", "percentile(hr, 0.95)".
 struct AggregateCallText {
-  std::string func;      // lower case: count, sum, min, max, avg
-  std::string arg;       // argument text; empty for count(*)
-  size_t arg_offset = 0; // offset of arg in the original text
+  // Lower case: count, sum, min, max, avg, first, last, stddev, percentile.
+  std::string func;
+  std::string arg;        // argument text; empty for count(*)
+  size_t arg_offset = 0;  // offset of arg in the original text
+  // percentile only: the quantile, a numeric literal in (0, 1].
+  bool has_param = false;
+  double param = 0;
+  size_t param_offset = 0;  // offset of the quantile in the original text
 };
 
-// Splits an aggregate call. Errors (InvalidArgument, with *error_offset set)
-// for unknown functions, missing parentheses or a missing argument.
+// Splits an aggregate call. percentile takes two arguments, the value and the
+// quantile; every other function takes exactly one (count(*) included).
+// Arguments are split on commas outside parentheses and quoted strings.
+// Errors (InvalidArgument, with *error_offset set) for unknown functions,
+// missing parentheses, a missing or extra argument, or a bad quantile.
 absl::StatusOr<AggregateCallText> ParseAggregateCall(std::string_view text,
                                                      size_t* error_offset = nullptr);
 

@@ -888,6 +888,44 @@ TEST(AggregateCallTest, SplitsFunctionAndArgument) {
   call = ParseAggregateCall("count(hr)");
   ASSERT_TRUE(call.ok()) << call.status();
   EXPECT_EQ(call->arg, "hr");
+  EXPECT_FALSE(call->has_param);
+
+  for (const char* func : {"first", "last", "stddev"}) {
+    call = ParseAggregateCall(absl::StrCat(func, "(hr)"));
+    ASSERT_TRUE(call.ok()) << func << ": " << call.status();
+    EXPECT_EQ(call->func, func);
+    EXPECT_EQ(call->arg, "hr");
+  }
+}
+
+TEST(AggregateCallTest, PercentileTakesAQuantile) {
+  auto call = ParseAggregateCall("percentile(hr, 0.95)");
+  ASSERT_TRUE(call.ok()) << call.status();
+  EXPECT_EQ(call->func, "percentile");
+  EXPECT_EQ(call->arg, "hr");
+  EXPECT_EQ(call->arg_offset, 11u);
+  EXPECT_TRUE(call->has_param);
+  EXPECT_DOUBLE_EQ(call->param, 0.95);
+  EXPECT_EQ(call->param_offset, 15u);
+
+  // Commas inside parentheses and quoted strings do not split arguments.
+  const std::string text = "PERCENTILE( least(a, b) + length(',)') ,1 )";
+  call = ParseAggregateCall(text);
+  ASSERT_TRUE(call.ok()) << call.status();
+  EXPECT_EQ(call->func, "percentile");
+  EXPECT_EQ(call->arg, "least(a, b) + length(',)')");
+  EXPECT_EQ(text.substr(call->arg_offset, call->arg.size()), call->arg);
+  EXPECT_DOUBLE_EQ(call->param, 1.0);
+  EXPECT_EQ(text.substr(call->param_offset, 1), "1");
+
+  call = ParseAggregateCall("percentile(`odd, name`, 5e-1)");
+  ASSERT_TRUE(call.ok()) << call.status();
+  EXPECT_EQ(call->arg, "`odd, name`");
+  EXPECT_DOUBLE_EQ(call->param, 0.5);
+
+  call = ParseAggregateCall("max(concat(a, ','))");
+  ASSERT_TRUE(call.ok()) << call.status();
+  EXPECT_EQ(call->arg, "concat(a, ',')");
 }
 
 TEST(AggregateCallTest, Errors) {
@@ -897,7 +935,10 @@ TEST(AggregateCallTest, Errors) {
     size_t offset;
   };
   const Case cases[] = {
-      {"median(hr)", "unknown aggregate function 'median', expected one of count, sum, min, max, avg", 0},
+      {"median(hr)",
+       "unknown aggregate function 'median', expected one of count, sum, min, max, avg, first, "
+       "last, stddev, percentile",
+       0},
       {"  foo(hr)", "unknown aggregate function 'foo'", 2},
       {"max hr", "expected '(' after max", 4},
       {"max", "expected '(' after max at end of input", 3},
@@ -910,6 +951,20 @@ TEST(AggregateCallTest, Errors) {
       {"", "expected an aggregate call", 0},
       {"42", "expected an aggregate call", 0},
       {"max('hr)", "unterminated string literal", 4},
+      {"max(hr, 2)", "max takes one argument", 6},
+      {"count(*, 1)", "count takes one argument", 7},
+      {"percentile(hr)", "percentile needs two arguments", 13},
+      {"percentile(hr, 0.5, 1)", "percentile takes two arguments", 18},
+      {"percentile(hr, )", "percentile needs a quantile in (0, 1]", 15},
+      {"percentile(, 0.5)", "percentile() needs an argument", 11},
+      {"percentile(*, 0.5)", "'*' is only allowed in count(*), not in percentile", 11},
+      {"percentile(hr, 0)", "percentile's quantile must be in (0, 1], got 0", 15},
+      {"percentile(hr, 1.5)", "percentile's quantile must be in (0, 1], got 1.5", 15},
+      {"percentile(hr,  -0.5)", "percentile's quantile must be in (0, 1], got -0.5", 16},
+      {"percentile(hr, q)", "quantile must be a number in (0, 1] such as 0.95, got 'q'", 15},
+      {"percentile(hr, 0.5 + 0.1)",
+       "quantile must be a number in (0, 1] such as 0.95, got '0.5 + 0.1'", 15},
+      {"percentile(hr, '0.5')", "got ''0.5''", 15},
   };
   for (const Case& c : cases) {
     size_t offset = 999;

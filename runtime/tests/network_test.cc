@@ -119,9 +119,17 @@ TEST(InputGateTest, ReadsEveryLocalChannelToItsEnd) {
   NetworkBuffer buf;
   int ch;
   GateResult r;
-  while ((r = gate.Next(Clock::now() + std::chrono::seconds(10), &buf, &ch)) == GateResult::kBuffer) {
+  int ended = 0;
+  while (true) {
+    r = gate.Next(Clock::now() + std::chrono::seconds(10), &buf, &ch);
+    if (r == GateResult::kChannelEnd) {
+      ++ended;
+      continue;
+    }
+    if (r != GateResult::kBuffer) break;
     records[ch] += buf.num_records;
   }
+  EXPECT_EQ(ended, 2);
   EXPECT_EQ(r, GateResult::kEnd);
   EXPECT_EQ(records[0], 100);
   EXPECT_EQ(records[1], 100);
@@ -200,7 +208,9 @@ TEST_F(RemoteChannelTest, DeliversEveryBufferInOrder) {
   NetworkBuffer buf;
   int ch;
   GateResult r;
-  while ((r = gate->Next(Clock::now() + std::chrono::seconds(10), &buf, &ch)) == GateResult::kBuffer) {
+  while ((r = gate->Next(Clock::now() + std::chrono::seconds(10), &buf, &ch)) != GateResult::kEnd) {
+    if (r == GateResult::kChannelEnd) continue;
+    ASSERT_EQ(r, GateResult::kBuffer);
     ++buffers;
     EXPECT_EQ(buf.num_records, buffers % 7 + 1);
     EXPECT_EQ(buf.data.size(), static_cast<size_t>(buffers % 7 + 1));
@@ -231,7 +241,11 @@ TEST_F(RemoteChannelTest, ProducerStopsAtQueuePlusCreditWhileTheConsumerIsIdle) 
   int received = 0;
   NetworkBuffer buf;
   int ch;
-  while (gate->Next(Clock::now() + std::chrono::seconds(10), &buf, &ch) == GateResult::kBuffer) ++received;
+  GateResult r;
+  while ((r = gate->Next(Clock::now() + std::chrono::seconds(10), &buf, &ch)) != GateResult::kEnd) {
+    if (r == GateResult::kBuffer) ++received;
+    if (r == GateResult::kTimeout || r == GateResult::kFailed) break;
+  }
   EXPECT_EQ(received, 20);
   producer.join();
   gate->Close();

@@ -28,7 +28,9 @@ class CollectingOutput : public Output {
     }
   }
   void Finish() override { finished = true; }
+  void PushWatermark(int64_t watermark) override { watermarks.push_back(watermark); }
   std::vector<std::string> rows;
+  std::vector<int64_t> watermarks;
   bool finished = false;
 
  private:
@@ -54,22 +56,22 @@ OperatorContext Context(int subtask, int parallelism, const std::string& name) {
 
 TEST(AggregateOperatorTest, RunningCountSumMinMaxAvgPerKeyInRocksDb) {
   Schema in({{"k", FieldType::kString}, {"v", FieldType::kInt}});
-  std::vector<AggregateDef> defs;
-  auto add = [&](AggFunc f, const char* arg, FieldType result) {
-    AggregateDef d;
-    d.func = f;
-    d.result_type = result;
-    if (arg) d.arg = std::make_unique<Expression>(*Expression::Compile(arg, in));
-    defs.push_back(std::move(d));
+  std::vector<proto::AggregateCall> calls;
+  auto add = [&](const char* name, const char* func, const char* arg) {
+    proto::AggregateCall c;
+    c.set_name(name);
+    c.set_func(func);
+    c.set_arg(arg);
+    calls.push_back(c);
   };
-  add(AggFunc::kCountStar, nullptr, FieldType::kInt);
-  add(AggFunc::kCount, "v", FieldType::kInt);
-  add(AggFunc::kSum, "v", FieldType::kInt);
-  add(AggFunc::kMin, "v", FieldType::kInt);
-  add(AggFunc::kMax, "v", FieldType::kInt);
-  add(AggFunc::kAvg, "v", FieldType::kDouble);
+  add("n", "count", "");
+  add("c", "count", "v");
+  add("s", "sum", "v");
+  add("lo", "min", "v");
+  add("hi", "max", "v");
+  add("avg", "avg", "v");
   OperatorCounters counters;
-  AggregateOperator op(counters, in, {0}, std::move(defs));
+  AggregateOperator op(counters, in, {0}, calls);
   Schema out({{"k", FieldType::kString}, {"n", FieldType::kInt}, {"c", FieldType::kInt}, {"s", FieldType::kInt},
               {"lo", FieldType::kInt}, {"hi", FieldType::kInt}, {"avg", FieldType::kDouble}});
   CollectingOutput sink(out);

@@ -1,0 +1,48 @@
+# Shared by the benchmark scripts: start a JobManager and 2 TaskManagers from
+# build/bin, run a job, measure wall and TaskManager CPU time.
+BIN=${BIN:-build/bin}
+pids=()
+bench_cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
+
+await_address() {  # file, what
+  for _ in $(seq 1 300); do
+    addr=$(sed -n "s/^$2 listening on //p" "$1" | head -1)
+    [ -n "$addr" ] && { echo "$addr"; return 0; }
+    sleep 0.1
+  done
+  echo "$2 did not start" >&2; return 1
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+start_cluster() {  # slots per TaskManager
+  $BIN/vstream-jobmanager --rpc-port 0 --data-dir "$DIR/jm" > "$DIR/jm.out" 2> "$DIR/jm.log" &
+  pids+=($!)
+  JM=$(await_address "$DIR/jm.out" JobManager)
+  TMS=()
+  for i in 0 1; do
+    $BIN/vstream-taskmanager --jobmanager "$JM" --rpc-port 0 --slots "$1" --data-dir "$DIR/tm$i" \
+      > "$DIR/tm$i.out" 2> "$DIR/tm$i.log" &
+    pids+=($!); TMS+=($!)
+    await_address "$DIR/tm$i.out" TaskManager > /dev/null
+  done
+}
+
+# run_job JOB.yaml RECORDS: prints records/s and CPU figures.
+run_job() {
+  local before after secs hz
+  before=$(( $(cpu_ticks "${TMS[0]}") + $(cpu_ticks "${TMS[1]}") ))
+  $BIN/vstream submit "$1" --wait --jobmanager "$JM" > "$DIR/submit.out" 2> "$DIR/status.txt"
+  after=$(( $(cpu_ticks "${TMS[0]}") + $(cpu_ticks "${TMS[1]}") ))
+  secs=$(sed -n 's/.*(\([0-9.]*\) s since submission).*/\1/p' "$DIR/status.txt")
+  hz=$(getconf CLK_TCK)
+  awk -v n="$2" -v s="$secs" -v t=$((after - before)) -v hz="$hz" 'BEGIN {
+    cpu = t / hz;
+    printf "records            %d\n", n;
+    printf "wall seconds       %.2f (submission to FINISHED)\n", s;
+    printf "records/s          %.0f\n", n / s;
+    printf "TaskManager CPU s  %.2f\n", cpu;
+    printf "records/s per core %.0f (records / TaskManager CPU-seconds)\n", n / cpu;
+    printf "CPU s per 1M recs  %.3f\n", cpu / (n / 1e6);
+  }'
+  sed -n '/^VERTEX/,$p' "$DIR/status.txt"
+}

@@ -1,0 +1,316 @@
+// Keyed-state update throughput and memory, over the KeyedStateBackend.
+//
+// update mode: `--updates` read-modify-write updates (a per-key count) of
+// random keys among `--keys` distinct keys, three ways:
+//   rmw    ValueState without cache: RocksDB Get + Put per record
+//   cache  ValueState with the write-back cache: Get + Put hit the cache,
+//          RocksDB sees WriteBatches on eviction and at the final Flush
+//   merge  AggregatingState with an associative add: one blind RocksDB
+//          Merge per record, folded by RocksDB on read and in compaction
+// Each way starts from an empty backend with its own StateResources of
+// `--budget_mb`; the final Flush is inside the timed part, and a sample of
+// keys is read back and checked against counts kept in memory. The VmHWM
+// column is the process's peak resident set so far.
+//
+// rss mode: one update of each of `--rss_keys` distinct keys (in a scrambled
+// order) through `--rss_method`, then the peak resident set size of the
+// process (VmHWM) against the budget.
+//
+//   state_bench [--mode=update|rss|all] [--keys=N] [--updates=N] [--rss_keys=N]
+//               [--budget_mb=N] [--cache_mb=N] [--methods=rmw,cache,merge]
+//               [--rss_method=rmw|cache|merge] [--dir=PATH]
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "state/keyed_state_backend.h"
+
+namespace vstream {
+namespace {
+
+struct Flags {
+  std::string mode = "all";
+  int64_t keys = 1'000'000;
+  int64_t updates = 10'000'000;
+  int64_t rss_keys = 20'000'000;
+  int64_t budget_mb = 256;
+  int64_t cache_mb = 64;
+  std::string methods = "rmw,cache,merge";
+  std::string rss_method = "cache";
+  std::string dir = "/tmp/vstream-state-bench";
+};
+
+bool ParseFlags(int argc, char** argv, Flags* f) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    const size_t eq = arg.find('=');
+    if (arg.substr(0, 2) != "--" || eq == std::string_view::npos) return false;
+    const std::string name(arg.substr(2, eq - 2));
+    const std::string value(arg.substr(eq + 1));
+    std::map<std::string, int64_t*> ints = {{"keys", &f->keys},         {"updates", &f->updates},
+                                            {"rss_keys", &f->rss_keys}, {"budget_mb", &f->budget_mb},
+                                            {"cache_mb", &f->cache_mb}};
+    std::map<std::string, std::string*> strings = {{"mode", &f->mode},
+                                                   {"methods", &f->methods},
+                                                   {"rss_method", &f->rss_method},
+                                                   {"dir", &f->dir}};
+    if (auto it = ints.find(name); it != ints.end()) {
+      *it->second = std::stoll(value);
+    } else if (auto st = strings.find(name); st != strings.end()) {
+      *st->second = value;
+    } else {
+      return false;
+    }
+  }
+  return f->keys > 0 && f->updates >= 0 && f->rss_keys > 0 && f->budget_mb > 0;
+}
+
+// A status that must be OK; the benchmark stops otherwise.
+void Check(const absl::Status& s, const char* what) {
+  if (s.ok()) return;
+  std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
+  std::exit(1);
+}
+template <typename T>
+T Check(absl::StatusOr<T> s, const char* what) {
+  Check(s.status(), what);
+  return *std::move(s);
+}
+
+int64_t ProcStatusKb(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const size_t n = std::strlen(field);
+  while (std::getline(in, line)) {
+    if (line.compare(0, n, field) == 0 && line.size() > n && line[n] == ':') {
+      return std::stoll(line.substr(n + 1));
+    }
+  }
+  return -1;
+}
+
+double MiB(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+// xorshift64*: fast, deterministic, the same sequence for every method.
+struct Rng {
+  uint64_t s;
+  uint64_t Next() {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return s * 2685821657736338717ull;
+  }
+};
+
+// A bijection of 64-bit integers (splitmix64's finalizer): scrambled, distinct keys.
+uint64_t Scramble(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+void EncodeKey(uint64_t k, char* out) {
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(k & 0xff);
+    k >>= 8;
+  }
+}
+
+int64_t LoadI64(std::string_view s) {
+  int64_t v = 0;
+  if (s.size() == 8) std::memcpy(&v, s.data(), 8);
+  return v;
+}
+void StoreI64(int64_t v, std::string* s) {
+  s->resize(8);
+  std::memcpy(s->data(), &v, 8);
+}
+
+AggregateFunction CountFunction() {
+  AggregateFunction f;
+  f.create_accumulator = [](std::string* acc) { StoreI64(0, acc); };
+  f.add = [](std::string* acc, std::string_view in) { StoreI64(LoadI64(*acc) + LoadI64(in), acc); };
+  return f;
+}
+
+// One way of updating a key's count.
+class Updater {
+ public:
+  Updater(KeyedStateBackend& backend, const std::string& method) : backend_(backend) {
+    if (method == "merge") {
+      agg_ = Check(backend.GetAggregatingState(
+                       {.name = "count", .function = CountFunction(), .associative = true}),
+                   "register");
+    } else {
+      value_ = Check(backend.GetValueState({.name = "count", .write_back_cache = method == "cache"}),
+                     "register");
+    }
+    StoreI64(1, &one_);
+  }
+
+  void Update(uint64_t k) {
+    SetKey(k);
+    if (agg_ != nullptr) {
+      Check(agg_->Add("", one_), "add");
+      return;
+    }
+    const StateLookup r = Check(value_->Get("", &buf_), "get");
+    StoreI64((r == StateLookup::kFound ? LoadI64(buf_) : 0) + 1, &buf_);
+    Check(value_->Put("", buf_), "put");
+  }
+
+  int64_t Read(uint64_t k) {
+    SetKey(k);
+    const StateLookup r = agg_ != nullptr ? Check(agg_->Get("", &buf_), "get")
+                                          : Check(value_->Get("", &buf_), "get");
+    return r == StateLookup::kFound ? LoadI64(buf_) : 0;
+  }
+
+ private:
+  void SetKey(uint64_t k) {
+    EncodeKey(k, key_);
+    const std::string_view key(key_, sizeof(key_));
+    backend_.SetCurrentKey(KeyGroupForHash(HashKeyBytes(key), kDefaultMaxParallelism), key);
+  }
+
+  KeyedStateBackend& backend_;
+  ValueState* value_ = nullptr;
+  AggregatingState* agg_ = nullptr;
+  char key_[8];
+  std::string buf_;
+  std::string one_;
+};
+
+std::unique_ptr<KeyedStateBackend> OpenBackend(const Flags& f, const std::string& name) {
+  auto resources = Check(StateResources::Create(f.budget_mb << 20), "resources");
+  KeyedStateBackendOptions options;
+  options.path = f.dir + "/" + name;
+  options.resources = resources;
+  options.write_back_cache_bytes = static_cast<size_t>(f.cache_mb) << 20;
+  return Check(KeyedStateBackend::Open(options), "open");
+}
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+double Seconds(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void RunUpdates(const Flags& f) {
+  std::printf("\nkeyed read-modify-write updates: %lld updates of random keys among %lld, "
+              "budget %lld MiB, write-back cache %lld MiB\n\n",
+              static_cast<long long>(f.updates), static_cast<long long>(f.keys),
+              static_cast<long long>(f.budget_mb), static_cast<long long>(f.cache_mb));
+  std::printf("%-7s %12s %10s %14s %10s %9s  %s\n", "method", "updates", "seconds", "updates/s",
+              "flush ms", "VmHWM MiB", "notes");
+  std::vector<uint32_t> counts(static_cast<size_t>(f.keys));
+  for (const std::string& method : Split(f.methods)) {
+    if (method != "rmw" && method != "cache" && method != "merge") {
+      std::fprintf(stderr, "unknown method %s\n", method.c_str());
+      std::exit(2);
+    }
+    std::fill(counts.begin(), counts.end(), 0);
+    auto backend = OpenBackend(f, method);
+    Updater updater(*backend, method);
+    Rng rng{0x9e3779b97f4a7c15ull};
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < f.updates; ++i) {
+      const uint64_t k = rng.Next() % static_cast<uint64_t>(f.keys);
+      ++counts[k];
+      updater.Update(k);
+    }
+    const auto flush_start = std::chrono::steady_clock::now();
+    Check(backend->Flush(), "flush");
+    const double flush_s = Seconds(flush_start);
+    const double secs = Seconds(start);
+    // Check a sample of keys against the counts kept in memory.
+    int bad = 0;
+    for (uint64_t k = 0; k < static_cast<uint64_t>(f.keys); k += f.keys / 1000 + 1) {
+      if (updater.Read(k) != counts[k]) ++bad;
+    }
+    std::string notes = bad == 0 ? "sample check ok" : std::to_string(bad) + " WRONG COUNTS";
+    if (method == "cache") {
+      const StateCacheStats s = backend->cache_stats();
+      char buf[160];
+      std::snprintf(buf, sizeof(buf), "; cache hit %.0f%%, %llu write-backs in %llu batches",
+                    100.0 * s.hits / std::max<uint64_t>(1, s.hits + s.misses),
+                    static_cast<unsigned long long>(s.written_on_evict + s.written_on_flush),
+                    static_cast<unsigned long long>(s.batches));
+      notes += buf;
+    }
+    std::printf("%-7s %12lld %10.2f %14.0f %10.0f %9.0f  %s\n", method.c_str(),
+                static_cast<long long>(f.updates), secs, f.updates / secs, flush_s * 1000,
+                ProcStatusKb("VmHWM") / 1024.0, notes.c_str());
+    std::fflush(stdout);
+    backend.reset();
+    std::filesystem::remove_all(f.dir + "/" + method);
+  }
+}
+
+void RunRss(const Flags& f) {
+  const int64_t baseline_kb = ProcStatusKb("VmRSS");
+  auto backend = OpenBackend(f, "rss");
+  const StateResources& res = backend->resources();
+  Updater updater(*backend, f.rss_method);
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < f.rss_keys; ++i) updater.Update(Scramble(static_cast<uint64_t>(i)));
+  Check(backend->Flush(), "flush");
+  const double secs = Seconds(start);
+  uint64_t sst_bytes = 0;
+  backend->db()->GetIntProperty(backend->column_family(0), "rocksdb.total-sst-files-size",
+                                &sst_bytes);
+  const int64_t hwm_kb = ProcStatusKb("VmHWM");
+  std::printf("\npeak memory: %lld distinct keys, one %s update each\n\n",
+              static_cast<long long>(f.rss_keys), f.rss_method.c_str());
+  std::printf("%-34s %12s\n", "", "MiB");
+  std::printf("%-34s %12.0f\n", "budget (StateMemoryBudget)", static_cast<double>(f.budget_mb));
+  std::printf("%-34s %12.0f\n", "  block cache capacity", MiB(res.cache_capacity_bytes()));
+  std::printf("%-34s %12.0f\n", "  write buffer limit (in cache)", MiB(res.write_buffer_limit_bytes()));
+  std::printf("%-34s %12.0f\n", "  write-back cache (in cache)", static_cast<double>(f.cache_mb));
+  std::printf("%-34s %12.0f\n", "block cache usage at end", MiB(res.cache_usage_bytes()));
+  std::printf("%-34s %12.0f\n", "RSS before opening the backend", baseline_kb / 1024.0);
+  std::printf("%-34s %12.0f\n", "peak RSS (VmHWM)", hwm_kb / 1024.0);
+  std::printf("%-34s %12.0f\n", "peak RSS - baseline", (hwm_kb - baseline_kb) / 1024.0);
+  std::printf("%-34s %12.0f\n", "SST files on disk", MiB(static_cast<double>(sst_bytes)));
+  std::printf("\n%lld updates in %.1f s: %.0f updates/s; peak RSS is %.2fx the budget\n",
+              static_cast<long long>(f.rss_keys), secs, f.rss_keys / secs,
+              hwm_kb / 1024.0 / static_cast<double>(f.budget_mb));
+  std::fflush(stdout);
+  backend.reset();
+  std::filesystem::remove_all(f.dir + "/rss");
+}
+
+}  // namespace
+}  // namespace vstream
+
+int main(int argc, char** argv) {
+  vstream::Flags flags;
+  if (!vstream::ParseFlags(argc, argv, &flags)) {
+    std::fprintf(stderr,
+                 "usage: state_bench [--mode=update|rss|all] [--keys=N] [--updates=N] "
+                 "[--rss_keys=N] [--budget_mb=N] [--cache_mb=N] [--methods=rmw,cache,merge] "
+                 "[--rss_method=rmw|cache|merge] [--dir=PATH]\n");
+    return 2;
+  }
+  if (flags.mode == "update" || flags.mode == "all") vstream::RunUpdates(flags);
+  if (flags.mode == "rss" || flags.mode == "all") vstream::RunRss(flags);
+  return 0;
+}

@@ -1,0 +1,74 @@
+#include "state/state_key.h"
+
+#include <cassert>
+
+namespace vstream {
+
+void AppendVarint32(uint32_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+bool ReadVarint32(std::string_view* in, uint32_t* v) {
+  uint32_t result = 0;
+  for (int shift = 0; shift <= 28 && !in->empty(); shift += 7) {
+    const auto byte = static_cast<uint8_t>(in->front());
+    in->remove_prefix(1);
+    result |= static_cast<uint32_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) {
+      *v = result;
+      return true;
+    }
+  }
+  return false;
+}
+
+namespace {
+
+bool ReadLengthPrefixed(std::string_view* in, std::string_view* out) {
+  uint32_t n = 0;
+  if (!ReadVarint32(in, &n) || n > in->size()) return false;
+  *out = in->substr(0, n);
+  in->remove_prefix(n);
+  return true;
+}
+
+}  // namespace
+
+void AppendKeyGroupBytes(int key_group, std::string* out) {
+  assert(key_group >= 0 && key_group < kMaxKeyGroups && "key group out of range");
+  out->push_back(static_cast<char>((key_group >> 8) & 0xff));
+  out->push_back(static_cast<char>(key_group & 0xff));
+}
+
+void AppendStateKeyPrefix(int key_group, std::string_view key, std::string* out) {
+  AppendKeyGroupBytes(key_group, out);
+  AppendVarint32(static_cast<uint32_t>(key.size()), out);
+  out->append(key.data(), key.size());
+}
+
+void AppendStateNamespace(std::string_view ns, std::string* out) {
+  AppendVarint32(static_cast<uint32_t>(ns.size()), out);
+  out->append(ns.data(), ns.size());
+}
+
+bool DecodeStateKey(std::string_view raw, StateKeyView* out) {
+  if (raw.size() < 2) return false;
+  out->key_group = (static_cast<uint8_t>(raw[0]) << 8) | static_cast<uint8_t>(raw[1]);
+  raw.remove_prefix(2);
+  if (!ReadLengthPrefixed(&raw, &out->key) || !ReadLengthPrefixed(&raw, &out->ns)) return false;
+  out->user_key = raw;
+  return true;
+}
+
+std::string PrefixSuccessor(std::string_view prefix) {
+  std::string s(prefix);
+  while (!s.empty() && static_cast<uint8_t>(s.back()) == 0xff) s.pop_back();
+  if (!s.empty()) s.back() = static_cast<char>(static_cast<uint8_t>(s.back()) + 1);
+  return s;
+}
+
+}  // namespace vstream

@@ -1,0 +1,168 @@
+// The write-back cache of hot keys: reads see the backend's own writes,
+// eviction writes dirty entries through in batches, Flush persists all.
+
+#include <string>
+
+#include "gtest/gtest.h"
+#include "state/keyed_state_backend.h"
+#include "state/tests/testing_state.h"
+
+namespace vstream {
+namespace {
+
+std::unique_ptr<KeyedStateBackend> OpenWithCache(const std::string& path, size_t cache_bytes) {
+  auto backend = KeyedStateBackend::Open({.path = path, .write_back_cache_bytes = cache_bytes});
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  return backend.ok() ? std::move(*backend) : nullptr;
+}
+
+TEST(WriteBackCacheTest, ReadYourWritesWithoutTouchingRocksDB) {
+  TestingStateDir dir("wbc-ryw");
+  auto backend = OpenWithCache(dir.path(), 1 << 20);
+  ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
+  ASSERT_TRUE(v->cached());
+  backend->SetCurrentKey(7, "k");
+  ASSERT_TRUE(v->Put("w", "one").ok());
+  std::string got;
+  ASSERT_EQ(*v->Get("w", &got), StateLookup::kFound);
+  EXPECT_EQ(got, "one");
+  EXPECT_TRUE(RawGet(*backend, v->id(), StateKey(7, "k", "w")).empty());  // not yet written
+  ASSERT_TRUE(v->Put("w", "two").ok());
+  ASSERT_EQ(*v->Get("w", &got), StateLookup::kFound);
+  EXPECT_EQ(got, "two");
+  ASSERT_TRUE(v->Clear("w").ok());
+  EXPECT_EQ(*v->Get("w", &got), StateLookup::kAbsent);
+  EXPECT_EQ(backend->cache_stats().batches, 0u);
+}
+
+TEST(WriteBackCacheTest, MissReadsRocksDBOnceThenHits) {
+  TestingStateDir dir("wbc-miss");
+  auto backend = OpenWithCache(dir.path(), 1 << 20);
+  ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
+  backend->SetCurrentKey(1, "k");
+  const std::string raw_key = StateKey(1, "k");
+  ASSERT_TRUE(backend->db()->Put(rocksdb::WriteOptions(), backend->column_family(v->id()), raw_key,
+                                 "from rocksdb").ok());
+  std::string got;
+  ASSERT_EQ(*v->Get("", &got), StateLookup::kFound);
+  EXPECT_EQ(got, "from rocksdb");
+  ASSERT_EQ(*v->Get("", &got), StateLookup::kFound);
+  EXPECT_EQ(backend->cache_stats().misses, 1u);
+  EXPECT_EQ(backend->cache_stats().hits, 1u);
+  // Absence is cached too.
+  backend->SetCurrentKey(1, "none");
+  EXPECT_EQ(*v->Get("", &got), StateLookup::kAbsent);
+  EXPECT_EQ(*v->Get("", &got), StateLookup::kAbsent);
+  EXPECT_EQ(backend->cache_stats().misses, 2u);
+}
+
+TEST(WriteBackCacheTest, EvictionWritesDirtyEntriesThroughInBatches) {
+  TestingStateDir dir("wbc-evict");
+  constexpr size_t kCacheBytes = 64 << 10;
+  auto backend = OpenWithCache(dir.path(), kCacheBytes);
+  AggregatingState* sum = *backend->GetAggregatingState(
+      {.name = "sum", .function = SumFunction(), .write_back_cache = true});
+  constexpr int kKeys = 5000;  // far more than fit in 64 KiB
+  for (int round = 1; round <= 3; ++round) {
+    for (int i = 0; i < kKeys; ++i) {
+      backend->SetCurrentKey(i % 128, "key" + std::to_string(i));
+      ASSERT_TRUE(sum->Add("", EncodeI64(i)).ok());
+    }
+  }
+  const StateCacheStats stats = backend->cache_stats();
+  EXPECT_LE(stats.bytes, kCacheBytes);
+  EXPECT_GT(stats.evicted, 0u);
+  EXPECT_GT(stats.written_on_evict, 0u);
+  EXPECT_LT(stats.batches, stats.written_on_evict);  // many entries per WriteBatch
+  EXPECT_EQ(stats.written_on_flush, 0u);
+  // Key 0 was evicted long ago: RocksDB holds its latest sum already.
+  EXPECT_EQ(DecodeI64(RawGet(*backend, sum->id(), StateKey(0, "key0"))), 0);
+  const std::string raw1 = RawGet(*backend, sum->id(), StateKey(1, "key1"));
+  EXPECT_EQ(DecodeI64(raw1), 3);
+  // Reads through the cache see every update, evicted or not.
+  for (int i = 0; i < kKeys; ++i) {
+    backend->SetCurrentKey(i % 128, "key" + std::to_string(i));
+    std::string got;
+    ASSERT_EQ(*sum->Get("", &got), StateLookup::kFound);
+    ASSERT_EQ(DecodeI64(got), 3 * i) << i;
+  }
+}
+
+TEST(WriteBackCacheTest, FlushPersistsEveryDirtyEntry) {
+  TestingStateDir dir("wbc-flush");
+  {
+    auto backend = OpenWithCache(dir.path(), 1 << 20);
+    ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
+    for (int i = 0; i < 100; ++i) {
+      backend->SetCurrentKey(i, "k" + std::to_string(i));
+      ASSERT_TRUE(v->Put("", "v" + std::to_string(i)).ok());
+    }
+    backend->SetCurrentKey(0, "k0");
+    ASSERT_TRUE(v->Clear("").ok());
+    EXPECT_TRUE(RawGet(*backend, v->id(), StateKey(5, "k5")).empty());
+    ASSERT_TRUE(backend->Flush().ok());
+    EXPECT_EQ(backend->cache_stats().written_on_flush, 100u);
+    EXPECT_EQ(RawGet(*backend, v->id(), StateKey(5, "k5")), "v5");
+    EXPECT_TRUE(RawGet(*backend, v->id(), StateKey(0, "k0")).empty());
+    // A second flush has nothing to write.
+    ASSERT_TRUE(backend->Flush().ok());
+    EXPECT_EQ(backend->cache_stats().written_on_flush, 100u);
+  }
+  // Read back through raw RocksDB, with no backend in between.
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir.path(), &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const std::string& name : names) cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir.path(), cfs, &handles, &raw).ok());
+  rocksdb::ColumnFamilyHandle* v_cf = nullptr;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "v") v_cf = handles[i];
+  }
+  ASSERT_NE(v_cf, nullptr);
+  int found = 0;
+  for (int i = 0; i < 100; ++i) {
+    std::string value;
+    if (raw->Get(rocksdb::ReadOptions(), v_cf, StateKey(i, "k" + std::to_string(i)), &value).ok()) {
+      EXPECT_EQ(value, "v" + std::to_string(i));
+      ++found;
+    }
+  }
+  EXPECT_EQ(found, 99);
+  for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
+  delete raw;
+}
+
+TEST(WriteBackCacheTest, TimedEntriesCarryTheirWriteTimeToRocksDB) {
+  TestingStateDir dir("wbc-ttl");
+  ManualStateClock clock(5000);
+  auto opened = KeyedStateBackend::Open({.path = dir.path(), .clock = &clock});
+  ASSERT_TRUE(opened.ok());
+  KeyedStateBackend& backend = **opened;
+  ValueState* v = *backend.GetValueState({.name = "v", .ttl_ms = 100, .write_back_cache = true});
+  backend.SetCurrentKey(0, "k");
+  ASSERT_TRUE(v->Put("", "x").ok());
+  ASSERT_TRUE(backend.Flush().ok());
+  const std::string raw = RawGet(backend, v->id(), StateKey(0, "k"));
+  ASSERT_EQ(raw.size(), 9u);  // 8-byte write time + "x"
+  EXPECT_EQ(raw.substr(8), "x");
+  clock.Advance(100);
+  std::string got;
+  EXPECT_EQ(*v->Get("", &got), StateLookup::kAbsent);
+  ASSERT_TRUE(backend.CompactState(v->id()).ok());
+  EXPECT_TRUE(RawGet(backend, v->id(), StateKey(0, "k")).empty());
+}
+
+TEST(WriteBackCacheTest, ZeroCapacityTurnsTheCacheOff) {
+  TestingStateDir dir("wbc-off");
+  auto backend = OpenWithCache(dir.path(), 0);
+  ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
+  EXPECT_FALSE(v->cached());
+  backend->SetCurrentKey(0, "k");
+  ASSERT_TRUE(v->Put("", "x").ok());
+  EXPECT_EQ(RawGet(*backend, v->id(), StateKey(0, "k")), "x");
+}
+
+}  // namespace
+}  // namespace vstream

@@ -1,0 +1,81 @@
+#include "state/value_state.h"
+
+#include "state/write_back_cache.h"
+
+namespace vstream {
+
+absl::StatusOr<StateLookup> ValueState::Get(std::string_view ns, std::string* value) {
+  ComposeKey(ns);
+  return GetComposed(value);
+}
+
+absl::Status ValueState::Put(std::string_view ns, std::string_view value) {
+  ComposeKey(ns);
+  return PutComposed(value);
+}
+
+absl::Status ValueState::Clear(std::string_view ns) {
+  ComposeKey(ns);
+  return ClearComposed();
+}
+
+absl::StatusOr<StateLookup> ValueState::GetAt(std::string_view key_prefix, std::string_view ns,
+                                              std::string* value) {
+  ComposeKey(key_prefix, ns);
+  return GetComposed(value);
+}
+
+absl::Status ValueState::PutAt(std::string_view key_prefix, std::string_view ns,
+                               std::string_view value) {
+  ComposeKey(key_prefix, ns);
+  return PutComposed(value);
+}
+
+absl::Status ValueState::ClearAt(std::string_view key_prefix, std::string_view ns) {
+  ComposeKey(key_prefix, ns);
+  return ClearComposed();
+}
+
+absl::StatusOr<StateLookup> ValueState::GetComposed(std::string* value) {
+  const int64_t now = NowIfTimed();
+  if (cached_) {
+    absl::StatusOr<WriteBackCache::Entry*> e = ctx_.cache->Acquire(
+        cf_, cache_key(), behavior_->timed(), WriteBackCache::OnMiss::kLoad);
+    if (!e.ok()) return e.status();
+    if (!(*e)->present || Expired((*e)->write_ms, now)) return StateLookup::kAbsent;
+    value->assign((*e)->value);
+    return StateLookup::kFound;
+  }
+  std::string_view payload;
+  absl::StatusOr<StateLookup> r = ReadPayload(now, &payload);
+  if (r.ok() && *r == StateLookup::kFound) value->assign(payload.data(), payload.size());
+  return r;
+}
+
+absl::Status ValueState::PutComposed(std::string_view value) {
+  const int64_t now = NowIfTimed();
+  if (cached_) {
+    absl::StatusOr<WriteBackCache::Entry*> e = ctx_.cache->Acquire(
+        cf_, cache_key(), behavior_->timed(), WriteBackCache::OnMiss::kAssumeAbsent);
+    if (!e.ok()) return e.status();
+    (*e)->value.assign(value.data(), value.size());
+    (*e)->present = true;
+    (*e)->write_ms = now;
+    return ctx_.cache->MarkDirty(*e);
+  }
+  return PutStored(StoredForm(value, now));
+}
+
+absl::Status ValueState::ClearComposed() {
+  if (cached_) {
+    absl::StatusOr<WriteBackCache::Entry*> e = ctx_.cache->Acquire(
+        cf_, cache_key(), behavior_->timed(), WriteBackCache::OnMiss::kAssumeAbsent);
+    if (!e.ok()) return e.status();
+    (*e)->value.clear();
+    (*e)->present = false;
+    return ctx_.cache->MarkDirty(*e);
+  }
+  return DeleteStored();
+}
+
+}  // namespace vstream

@@ -1,0 +1,176 @@
+#include "state/write_back_cache.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "state/key_groups.h"
+#include "state/state_value_format.h"
+
+namespace vstream {
+
+size_t WriteBackCache::KeyHash::operator()(std::string_view s) const { return HashKeyBytes(s); }
+
+WriteBackCache::WriteBackCache(rocksdb::DB& db, const rocksdb::WriteOptions& write_options,
+                               size_t capacity_bytes, CacheReservation* reservation)
+    : db_(db),
+      write_options_(write_options),
+      capacity_(capacity_bytes),
+      reservation_(reservation) {}
+
+void WriteBackCache::Unlink(uint32_t i) {
+  Entry& e = pool_[i];
+  if (e.prev != kNil) pool_[e.prev].next = e.next; else head_ = e.next;
+  if (e.next != kNil) pool_[e.next].prev = e.prev; else tail_ = e.prev;
+  e.prev = e.next = kNil;
+}
+
+void WriteBackCache::PushFront(uint32_t i) {
+  Entry& e = pool_[i];
+  e.prev = kNil;
+  e.next = head_;
+  if (head_ != kNil) pool_[head_].prev = i;
+  head_ = i;
+  if (tail_ == kNil) tail_ = i;
+}
+
+void WriteBackCache::Recharge(Entry& e) {
+  bytes_ -= e.charged;
+  e.charged = e.key.size() + e.value.size() + kEntryOverhead;
+  bytes_ += e.charged;
+}
+
+absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFamilyHandle* cf,
+                                                               std::string_view cache_key,
+                                                               bool timed, OnMiss on_miss) {
+  auto it = map_.find(cache_key);
+  if (it != map_.end()) {
+    ++stats_.hits;
+    const uint32_t i = it->second;
+    if (head_ != i) {
+      Unlink(i);
+      PushFront(i);
+    }
+    return &pool_[i];
+  }
+  ++stats_.misses;
+  uint32_t i;
+  if (!free_.empty()) {
+    i = free_.back();
+    free_.pop_back();
+  } else {
+    i = static_cast<uint32_t>(pool_.size());
+    pool_.emplace_back();
+  }
+  Entry& e = pool_[i];
+  e.index = i;
+  e.key.assign(cache_key.data(), cache_key.size());
+  e.cf = cf;
+  e.timed = timed;
+  e.dirty = false;
+  e.present = false;
+  e.write_ms = 0;
+  e.value.clear();
+  e.charged = 0;
+  if (on_miss == OnMiss::kLoad) {
+    const rocksdb::Slice rocks_key(e.key.data() + 2, e.key.size() - 2);
+    rocksdb::Status s = db_.Get(read_options_, cf, rocks_key, &e.value);
+    if (s.ok()) {
+      e.present = true;
+      if (timed) {
+        if (e.value.size() < kWriteTimeBytes) {
+          free_.push_back(i);
+          return absl::DataLossError("state value shorter than its TTL header");
+        }
+        e.write_ms = DecodeWriteTime(e.value.data());
+        e.value.erase(0, kWriteTimeBytes);
+      }
+    } else if (s.IsNotFound()) {
+      e.value.clear();
+    } else {
+      free_.push_back(i);
+      return absl::InternalError(absl::StrCat("state cache load: ", s.ToString()));
+    }
+  }
+  map_.emplace(std::string_view(e.key), i);
+  PushFront(i);
+  Recharge(e);
+  absl::Status s = EvictIfNeeded(i);
+  if (!s.ok()) return s;
+  return &e;
+}
+
+absl::Status WriteBackCache::MarkDirty(Entry* entry) {
+  entry->dirty = true;
+  Recharge(*entry);
+  return EvictIfNeeded(entry->index);
+}
+
+void WriteBackCache::AddToBatch(const Entry& e) {
+  const rocksdb::Slice rocks_key(e.key.data() + 2, e.key.size() - 2);
+  if (!e.present) {
+    batch_.Delete(e.cf, rocks_key);
+  } else if (e.timed) {
+    char header[kWriteTimeBytes];
+    EncodeWriteTime(e.write_ms, header);
+    const rocksdb::Slice parts[2] = {rocksdb::Slice(header, kWriteTimeBytes),
+                                     rocksdb::Slice(e.value)};
+    batch_.Put(e.cf, rocksdb::SliceParts(&rocks_key, 1), rocksdb::SliceParts(parts, 2));
+  } else {
+    batch_.Put(e.cf, rocks_key, e.value);
+  }
+}
+
+absl::Status WriteBackCache::WriteBatch() {
+  if (batch_.Count() == 0) return absl::OkStatus();
+  rocksdb::Status s = db_.Write(write_options_, &batch_);
+  batch_.Clear();
+  if (!s.ok()) return absl::InternalError(absl::StrCat("state cache write-back: ", s.ToString()));
+  ++stats_.batches;
+  for (uint32_t i : batched_) pool_[i].dirty = false;
+  batched_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
+  if (reservation_ != nullptr && bytes_ > reservation_->reserved_bytes()) {
+    absl::Status s = reservation_->GrowTo(std::min(bytes_, capacity_ + CacheReservation::kChunkBytes));
+    if (!s.ok()) return s;
+  }
+  if (bytes_ <= capacity_) return absl::OkStatus();
+  // Evict down to 7/8 of the capacity, so that one WriteBatch carries the
+  // dirty entries of many evictions.
+  const size_t target = capacity_ - capacity_ / 8;
+  while (bytes_ > target && tail_ != kNil && tail_ != keep) {
+    const uint32_t i = tail_;
+    Entry& e = pool_[i];
+    if (e.dirty) {
+      AddToBatch(e);
+      ++stats_.written_on_evict;
+    }
+    Unlink(i);
+    map_.erase(std::string_view(e.key));
+    bytes_ -= e.charged;
+    e.charged = 0;
+    e.dirty = false;
+    free_.push_back(i);
+    ++stats_.evicted;
+  }
+  return WriteBatch();
+}
+
+absl::Status WriteBackCache::Flush() {
+  for (uint32_t i = head_; i != kNil; i = pool_[i].next) {
+    Entry& e = pool_[i];
+    if (!e.dirty) continue;
+    AddToBatch(e);
+    batched_.push_back(i);
+    ++stats_.written_on_flush;
+    if (batch_.GetDataSize() >= kFlushBatchBytes) {
+      absl::Status s = WriteBatch();
+      if (!s.ok()) return s;
+    }
+  }
+  return WriteBatch();
+}
+
+}  // namespace vstream

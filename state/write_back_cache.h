@@ -1,0 +1,128 @@
+#pragma once
+// Private to state/: a bounded write-back cache of hot keys, shared by the
+// cached states (ValueState, ReducingState, AggregatingState with
+// `write_back_cache`) of one backend.
+//
+// Reads hit the cache; a miss reads RocksDB once and keeps the value (or its
+// absence). Writes only change the cached entry. When the cache grows past
+// its capacity, the least recently used eighth is evicted and its dirty
+// entries reach RocksDB in one WriteBatch; Flush() writes every dirty entry
+// (before a snapshot). Entries live in a pool whose strings keep their
+// capacity, so a steady-state update allocates nothing.
+//
+// The cache's bytes are charged to the TaskManager's shared block cache
+// through a CacheReservation, so they count against the state budget.
+//
+// Thread-compatible: owned and used by the backend's task thread.
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+#include "state/cache_reservation.h"
+
+namespace vstream {
+
+class WriteBackCache {
+ public:
+  struct Entry {
+    // The state's value without the TTL write time. Callers may change
+    // `value`, `write_ms` and `present`, then call MarkDirty.
+    std::string value;
+    int64_t write_ms = 0;  // write time (states with a TTL)
+    bool present = false;  // false: no value (never written, or cleared)
+
+    // Internal.
+    std::string key;  // [state id: 2 bytes][RocksDB key]
+    rocksdb::ColumnFamilyHandle* cf = nullptr;
+    bool timed = false;
+    bool dirty = false;
+    size_t charged = 0;
+    uint32_t index = 0;  // in the pool
+    uint32_t prev = 0;
+    uint32_t next = 0;
+  };
+
+  enum class OnMiss {
+    kLoad,          // read the value from RocksDB
+    kAssumeAbsent,  // start with no value: the caller overwrites it blindly
+  };
+
+  struct Stats {
+    uint64_t hits = 0;
+    uint64_t misses = 0;
+    uint64_t evicted = 0;            // entries evicted
+    uint64_t written_on_evict = 0;   // dirty entries written on eviction
+    uint64_t written_on_flush = 0;   // dirty entries written by Flush
+    uint64_t batches = 0;            // WriteBatches written
+  };
+
+  // `db` must outlive the cache; `reservation` may be null (no charging).
+  WriteBackCache(rocksdb::DB& db, const rocksdb::WriteOptions& write_options,
+                 size_t capacity_bytes, CacheReservation* reservation);
+  WriteBackCache(const WriteBackCache&) = delete;
+  WriteBackCache& operator=(const WriteBackCache&) = delete;
+
+  // The entry of `cache_key` ([state id][RocksDB key] of a state in column
+  // family `cf`), now the most recently used. `timed`: stored values carry a
+  // write time. The pointer is valid until the next call on the cache.
+  absl::StatusOr<Entry*> Acquire(rocksdb::ColumnFamilyHandle* cf, std::string_view cache_key,
+                                 bool timed, OnMiss on_miss);
+
+  // Records a change of `entry` (from the last Acquire): it will be written
+  // on eviction or Flush. May evict other entries.
+  absl::Status MarkDirty(Entry* entry);
+
+  // Writes every dirty entry to RocksDB; entries stay cached, clean.
+  absl::Status Flush();
+
+  size_t capacity_bytes() const { return capacity_; }
+  size_t bytes() const { return bytes_; }
+  size_t entries() const { return map_.size(); }
+  const Stats& stats() const { return stats_; }
+
+ private:
+  struct KeyHash {
+    size_t operator()(std::string_view s) const;
+  };
+  static constexpr uint32_t kNil = UINT32_MAX;
+  // Bytes charged per entry beyond its key and value: the entry and its
+  // hash-table slot.
+  static constexpr size_t kEntryOverhead = sizeof(Entry) + 32;
+  // Flush writes a batch each time it holds this many bytes.
+  static constexpr size_t kFlushBatchBytes = size_t{4} << 20;
+
+  void Unlink(uint32_t i);
+  void PushFront(uint32_t i);
+  void Recharge(Entry& e);
+  void AddToBatch(const Entry& e);
+  absl::Status WriteBatch();
+  absl::Status EvictIfNeeded(uint32_t keep);
+
+  rocksdb::DB& db_;
+  const rocksdb::WriteOptions write_options_;
+  const rocksdb::ReadOptions read_options_;
+  const size_t capacity_;
+  CacheReservation* const reservation_;
+
+  std::deque<Entry> pool_;  // stable addresses; freed entries are reused
+  std::vector<uint32_t> free_;
+  absl::flat_hash_map<std::string_view, uint32_t, KeyHash> map_;  // views into Entry::key
+  uint32_t head_ = kNil;  // most recently used
+  uint32_t tail_ = kNil;
+  size_t bytes_ = 0;
+
+  rocksdb::WriteBatch batch_;
+  std::vector<uint32_t> batched_;  // entries in batch_, marked clean once it is written
+  Stats stats_;
+};
+
+}  // namespace vstream
