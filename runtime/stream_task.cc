@@ -214,6 +214,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     ctx.parallelism = tdd.parallelism();
     ctx.max_parallelism = graph.max_parallelism() > 0 ? graph.max_parallelism() : 128;
     ctx.data_dir = env.data_dir;
+    ctx.state_resources = env.state_resources;
     ctx.state_dir = (std::filesystem::path(env.data_dir) / "state" / tdd.job_id() /
                      absl::StrCat(v.id(), "-", tdd.subtask_index()))
                         .string();

@@ -35,6 +35,7 @@ struct StreamTaskEnv {
   std::string own_address;    // host:port of this TaskManager
   int receive_credits = 8;    // buffers per remote input channel
   int send_queue_buffers = 8; // buffers queued per subpartition before backpressure
+  std::shared_ptr<StateResources> state_resources;  // the TaskManager's state memory
 };
 
 class StreamTask {

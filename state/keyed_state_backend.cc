@@ -342,8 +342,11 @@ StateCacheStats KeyedStateBackend::cache_stats() const {
   return out;
 }
 
-absl::StatusOr<StateId> KeyedStateBackend::RegisterState(const std::string& name) {
-  ASSIGN_OR_RETURN(ValueState * state, GetValueState({.name = name}));
+absl::StatusOr<StateId> KeyedStateBackend::RegisterState(const std::string& name, bool write_back_cache) {
+  ValueStateDescriptor descriptor;
+  descriptor.name = name;
+  descriptor.write_back_cache = write_back_cache;
+  ASSIGN_OR_RETURN(ValueState * state, GetValueState(descriptor));
   return state->id();
 }
 

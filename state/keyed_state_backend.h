@@ -137,8 +137,9 @@ class KeyedStateBackend {
   absl::Status CompactState(StateId state);
 
   // Value state by id, without the current key: `key` is the serialized key,
-  // namespace empty. Get returns NotFound when there is no value.
-  absl::StatusOr<StateId> RegisterState(const std::string& name);
+  // namespace empty. Get returns NotFound when there is no value. With
+  // write_back_cache, reads and writes go through the write-back cache.
+  absl::StatusOr<StateId> RegisterState(const std::string& name, bool write_back_cache = false);
   absl::Status Get(StateId state, int key_group, std::string_view key, std::string* value);
   absl::Status Put(StateId state, int key_group, std::string_view key, std::string_view value);
   absl::Status Delete(StateId state, int key_group, std::string_view key);

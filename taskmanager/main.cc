@@ -17,7 +17,7 @@ void OnSignal(int) { g_stop = true; }
 int main(int argc, char** argv) {
   using namespace vstream;
   auto flags = ParseFlags(argc, argv, 1,
-                          {"jobmanager", "rpc-port", "slots", "data-dir", "config", "host", "log-level"},
+                          {"jobmanager", "rpc-port", "slots", "data-dir", "config", "host", "log-level", "state-memory-mb"},
                           {"help"});
   if (!flags.ok()) {
     std::fprintf(stderr, "vstream-taskmanager: %s\n", std::string(flags.status().message()).c_str());
@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   if (flags->Has("help")) {
     std::printf(
         "usage: vstream-taskmanager --jobmanager HOST:PORT --data-dir DIR [--rpc-port PORT] [--slots N]\n"
-        "                           [--host ADDRESS] [--config FILE] [--log-level LEVEL]\n");
+        "                           [--host ADDRESS] [--state-memory-mb MB] [--config FILE] [--log-level LEVEL]\n");
     return 0;
   }
   auto config = LoadProcessConfig(*flags, "taskmanager");
@@ -41,6 +41,12 @@ int main(int argc, char** argv) {
   if (auto h = config->Get("host"); !h.empty()) options.host = h;
   auto port = config->GetInt("rpc-port", 0);
   auto slots = config->GetInt("slots", 1);
+  auto state_mb = config->GetInt("state-memory-mb", 256);
+  if (!state_mb.ok() || *state_mb < 16) {
+    std::fprintf(stderr, "vstream-taskmanager: --state-memory-mb needs a whole number of at least 16\n");
+    return 2;
+  }
+  options.state_memory_bytes = int64_t{*state_mb} << 20;
   if (!port.ok() || !slots.ok()) {
     std::fprintf(stderr, "vstream-taskmanager: %s\n",
                  std::string((!port.ok() ? port.status() : slots.status()).message()).c_str());

@@ -68,6 +68,10 @@ absl::Status TaskManager::Init() {
   // Stale state of a previous run is not restored (no checkpoints yet).
   std::filesystem::remove_all(std::filesystem::path(options_.data_dir) / "state", ec);
 
+  auto resources = StateResources::Create(options_.state_memory_bytes);
+  if (!resources.ok()) return resources.status();
+  state_resources_ = std::move(*resources);
+
   data_service_ = std::make_unique<DataExchangeService>(partitions_);
   executor_service_ = std::make_unique<ExecutorService>(*this);
   grpc::ServerBuilder builder;
@@ -260,6 +264,7 @@ void TaskManager::RunTask(Task* task) {
   env.own_address = address_;
   env.receive_credits = options_.receive_credits;
   env.send_queue_buffers = options_.send_queue_buffers;
+  env.state_resources = state_resources_;
   auto created = StreamTask::Create(task->tdd, env);
   absl::Status result;
   if (created.ok()) {

@@ -43,6 +43,9 @@ struct TaskManagerOptions {
   int receive_credits = 8;
   // Buffers queued per subpartition before the producer blocks. Default 8.
   int send_queue_buffers = 8;
+  // Memory for keyed state, shared by every RocksDB instance of this
+  // TaskManager: block cache, write buffers and write-back caches. Default 256 MiB.
+  int64_t state_memory_bytes = int64_t{256} << 20;
 };
 
 class TaskManager {
@@ -77,6 +80,7 @@ class TaskManager {
   int port_ = 0;
   PartitionManager partitions_;
   ChannelCache channels_;
+  std::shared_ptr<StateResources> state_resources_;  // shared with every task's backends
   std::unique_ptr<DataExchangeService> data_service_;
   std::unique_ptr<ExecutorService> executor_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "runtime/types.h"
+#include "state/state_resources.h"
 
 namespace vstream {
 
@@ -54,6 +55,9 @@ struct OperatorContext {
   int max_parallelism = 128;
   std::string data_dir;   // TaskManager data dir
   std::string state_dir;  // for this operator subtask's RocksDB
+  // The TaskManager's state memory (block cache, write buffers, write-back
+  // caches), shared by every RocksDB instance it runs. Null: private.
+  std::shared_ptr<StateResources> state_resources;
 };
 
 class StreamOperator : public Output {

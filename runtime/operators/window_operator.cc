@@ -59,10 +59,11 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   max_parallelism_ = ctx.max_parallelism;
   KeyedStateBackendOptions options;
   options.path = ctx.state_dir;
+  options.resources = ctx.state_resources;
   auto backend = KeyedStateBackend::Open(options);
   if (!backend.ok()) return backend.status();
   backend_ = std::move(*backend);
-  auto id = backend_->RegisterState("window");
+  auto id = backend_->RegisterState("window", /*write_back_cache=*/true);
   if (!id.ok()) return id.status();
   acc_state_ = *id;
   return absl::OkStatus();
