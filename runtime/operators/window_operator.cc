@@ -136,7 +136,8 @@ void WindowOperator::AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t 
       // A late record within the allowed lateness: emit the corrected window.
       EmitResult(key_, ns, max_ts + 1, value_);
       timers_.insert({SatAdd(max_ts, lateness), key_, ns, kCleanup, key_group});
-    } else {
+    } else if (fresh) {
+      // One timer per window and key, registered with its first record.
       timers_.insert({max_ts, key_, ns, kFire, key_group});
     }
     return;
