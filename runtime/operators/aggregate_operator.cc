@@ -18,16 +18,7 @@ absl::Status AggregateOperator::Open(const OperatorContext& ctx) {
   if (!accs.ok()) return accs.status();
   accs_ = std::move(*accs);
   max_parallelism_ = ctx.max_parallelism;
-  KeyedStateBackendOptions options;
-  options.path = ctx.state_dir;
-  options.resources = ctx.state_resources;
-  auto backend = KeyedStateBackend::Open(options);
-  if (!backend.ok()) return backend.status();
-  backend_ = std::move(*backend);
-  auto id = backend_->RegisterState("acc", /*write_back_cache=*/true);
-  if (!id.ok()) return id.status();
-  acc_state_ = *id;
-  return absl::OkStatus();
+  return OpenKeyedValueState(ctx, "acc", &backend_, &acc_state_);
 }
 
 void AggregateOperator::Push(RowBatch& batch) {

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "runtime/types.h"
+#include "state/keyed_state_backend.h"
 #include "state/state_resources.h"
 
 namespace vstream {
@@ -59,6 +60,12 @@ struct OperatorContext {
   // caches), shared by every RocksDB instance it runs. Null: private.
   std::shared_ptr<StateResources> state_resources;
 };
+
+// Opens an operator subtask's RocksDB keyed state (under ctx.state_dir, in
+// the TaskManager's state memory) and declares one value state that goes
+// through the write-back cache.
+absl::Status OpenKeyedValueState(const OperatorContext& ctx, const std::string& name,
+                                 std::unique_ptr<KeyedStateBackend>* backend, StateId* state);
 
 class StreamOperator : public Output {
  public:

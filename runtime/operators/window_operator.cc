@@ -57,16 +57,7 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   if (!accs.ok()) return accs.status();
   accs_ = std::move(*accs);
   max_parallelism_ = ctx.max_parallelism;
-  KeyedStateBackendOptions options;
-  options.path = ctx.state_dir;
-  options.resources = ctx.state_resources;
-  auto backend = KeyedStateBackend::Open(options);
-  if (!backend.ok()) return backend.status();
-  backend_ = std::move(*backend);
-  auto id = backend_->RegisterState("window", /*write_back_cache=*/true);
-  if (!id.ok()) return id.status();
-  acc_state_ = *id;
-  return absl::OkStatus();
+  return OpenKeyedValueState(ctx, "window", &backend_, &acc_state_);
 }
 
 const std::string& WindowOperator::NamespacedKey(const std::string& key, int64_t ns) {
