@@ -3,6 +3,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "common/time_util.h"
 #include "runtime/row_codec.h"
 #include "state/key_groups.h"
@@ -57,7 +58,9 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   if (!accs.ok()) return accs.status();
   accs_ = std::move(*accs);
   max_parallelism_ = ctx.max_parallelism;
-  return OpenKeyedValueState(ctx, "window", &backend_, &acc_state_);
+  RETURN_IF_ERROR(OpenKeyedValueState(ctx, "window", &backend_, &acc_state_));
+  ASSIGN_OR_RETURN(timers_, TimerQueue::Create(*backend_, "window_timers"));
+  return absl::OkStatus();
 }
 
 const std::string& WindowOperator::NamespacedKey(const std::string& key, int64_t ns) {
@@ -126,10 +129,10 @@ void WindowOperator::AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t 
     if (max_ts <= watermark_) {
       // A late record within the allowed lateness: emit the corrected window.
       EmitResult(key_, ns, max_ts + 1, value_);
-      timers_.insert({SatAdd(max_ts, lateness), key_, ns, kCleanup, key_group});
+      AddTimer({SatAdd(max_ts, lateness), key_, ns, kCleanup, key_group});
     } else if (fresh) {
       // One timer per window and key, registered with its first record.
-      timers_.insert({max_ts, key_, ns, kFire, key_group});
+      AddTimer({max_ts, key_, ns, kFire, key_group});
     }
     return;
   }
@@ -144,7 +147,7 @@ void WindowOperator::AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t 
     if (window_max <= watermark_) {
       if (SatAdd(window_max, lateness) > watermark_) FireSlidingWindow(key, key_group, start);
     } else if (fresh) {
-      timers_.insert({window_max, key, start, kFire, key_group});
+      AddTimer({window_max, key, start, kFire, key_group});
     }
   }
 }
@@ -214,9 +217,9 @@ void WindowOperator::AddToSession(const Row& row, int64_t t) {
   StoreSessions(key_group, key_, kept);
   if (max_ts <= watermark_) {
     EmitResult(key_, merged.start, merged.end, merged.acc);
-    timers_.insert({SatAdd(max_ts, lateness), key_, merged.end, kCleanup, key_group});
+    AddTimer({SatAdd(max_ts, lateness), key_, merged.end, kCleanup, key_group});
   } else {
-    timers_.insert({max_ts, key_, merged.end, kFire, key_group});
+    AddTimer({max_ts, key_, merged.end, kFire, key_group});
   }
 }
 
@@ -233,58 +236,93 @@ void WindowOperator::FireSlidingWindow(const std::string& key, int key_group, in
   if (any) EmitResult(key, start, start + spec_.size_ms(), merged_);
 }
 
+void WindowOperator::AddTimer(const Timer& t) {
+  timer_payload_.assign(t.key);
+  const uint64_t u = static_cast<uint64_t>(t.ns) ^ (1ull << 63);
+  for (int b = 7; b >= 0; --b) timer_payload_.push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+  timer_payload_.push_back(static_cast<char>(t.kind));
+  timer_payload_.push_back(static_cast<char>((t.key_group >> 8) & 0xff));
+  timer_payload_.push_back(static_cast<char>(t.key_group & 0xff));
+  absl::Status s = timers_->Add(t.time, timer_payload_);
+  if (!s.ok()) Fail(s);
+}
+
+bool WindowOperator::DecodeTimer(int64_t time, std::string_view p, Timer* t) const {
+  if (p.size() < 11) return false;
+  const size_t key_len = p.size() - 11;
+  uint64_t u = 0;
+  for (int b = 0; b < 8; ++b) u = (u << 8) | static_cast<uint8_t>(p[key_len + b]);
+  t->time = time;
+  t->key.assign(p.data(), key_len);
+  t->ns = static_cast<int64_t>(u ^ (1ull << 63));
+  t->kind = static_cast<uint8_t>(p[key_len + 8]);
+  t->key_group = (static_cast<uint8_t>(p[key_len + 9]) << 8) | static_cast<uint8_t>(p[key_len + 10]);
+  return true;
+}
+
 void WindowOperator::FireTimers(int64_t up_to) {
+  // Firing may add timers (cleanups) that are due too: pop until none is.
+  while (status_.ok()) {
+    Timer timer;
+    auto popped = timers_->PopUpTo(up_to, [&](int64_t time, std::string_view payload) {
+      if (!status_.ok()) return;
+      if (!DecodeTimer(time, payload, &timer)) return Fail(absl::DataLossError("corrupt window timer"));
+      OnTimer(timer);
+    });
+    if (!popped.ok()) return Fail(popped.status());
+    if (*popped == 0) return;
+  }
+}
+
+void WindowOperator::OnTimer(const Timer& timer) {
   const int64_t lateness = spec_.allowed_lateness_ms();
-  while (!timers_.empty() && timers_.begin()->time <= up_to && status_.ok()) {
-    Timer timer = std::move(timers_.extract(timers_.begin()).value());
-    switch (kind_) {
-      case Kind::kTumbling: {
-        const std::string& nk = NamespacedKey(timer.key, timer.ns);
-        if (timer.kind == kFire) {
-          absl::Status s = backend_->Get(acc_state_, timer.key_group, nk, &value_);
-          if (absl::IsNotFound(s)) break;
-          if (!s.ok()) return Fail(s);
-          EmitResult(timer.key, timer.ns, timer.ns + spec_.size_ms(), value_);
-          if (lateness > 0 && !spec_.processing_time()) {
-            timers_.insert({SatAdd(timer.time, lateness), timer.key, timer.ns, kCleanup, timer.key_group});
-            break;
-          }
-        }
-        absl::Status s = backend_->Delete(acc_state_, timer.key_group, NamespacedKey(timer.key, timer.ns));
+  switch (kind_) {
+    case Kind::kTumbling: {
+      const std::string& nk = NamespacedKey(timer.key, timer.ns);
+      if (timer.kind == kFire) {
+        absl::Status s = backend_->Get(acc_state_, timer.key_group, nk, &value_);
+        if (absl::IsNotFound(s)) break;
         if (!s.ok()) return Fail(s);
-        break;
-      }
-      case Kind::kSliding: {
-        if (timer.kind == kFire) {
-          FireSlidingWindow(timer.key, timer.key_group, timer.ns);
-          if (lateness > 0 && !spec_.processing_time()) {
-            timers_.insert({SatAdd(timer.time, lateness), timer.key, timer.ns, kCleanup, timer.key_group});
-            break;
-          }
+        EmitResult(timer.key, timer.ns, timer.ns + spec_.size_ms(), value_);
+        if (lateness > 0 && !spec_.processing_time()) {
+          AddTimer({SatAdd(timer.time, lateness), timer.key, timer.ns, kCleanup, timer.key_group});
+          break;
         }
-        // The panes whose last window is this one are no longer needed.
-        for (int64_t pane = timer.ns; pane < timer.ns + spec_.slide_ms(); pane += pane_) {
-          absl::Status s = backend_->Delete(acc_state_, timer.key_group, NamespacedKey(timer.key, pane));
-          if (!s.ok()) return Fail(s);
-        }
-        break;
       }
-      case Kind::kSession: {
-        std::vector<Session> sessions;
-        if (!LoadSessions(timer.key_group, timer.key, &sessions)) return;
-        auto it = std::find_if(sessions.begin(), sessions.end(), [&](const Session& s) { return s.end == timer.ns; });
-        if (it == sessions.end()) break;  // merged into a larger session since
-        if (timer.kind == kFire) {
-          EmitResult(timer.key, it->start, it->end, it->acc);
-          if (lateness > 0 && !spec_.processing_time()) {
-            timers_.insert({SatAdd(timer.time, lateness), timer.key, timer.ns, kCleanup, timer.key_group});
-            break;
-          }
+      absl::Status s = backend_->Delete(acc_state_, timer.key_group, NamespacedKey(timer.key, timer.ns));
+      if (!s.ok()) return Fail(s);
+      break;
+    }
+    case Kind::kSliding: {
+      if (timer.kind == kFire) {
+        FireSlidingWindow(timer.key, timer.key_group, timer.ns);
+        if (lateness > 0 && !spec_.processing_time()) {
+          AddTimer({SatAdd(timer.time, lateness), timer.key, timer.ns, kCleanup, timer.key_group});
+          break;
         }
-        sessions.erase(it);
-        StoreSessions(timer.key_group, timer.key, sessions);
-        break;
       }
+      // The panes whose last window is this one are no longer needed.
+      for (int64_t pane = timer.ns; pane < timer.ns + spec_.slide_ms(); pane += pane_) {
+        absl::Status s = backend_->Delete(acc_state_, timer.key_group, NamespacedKey(timer.key, pane));
+        if (!s.ok()) return Fail(s);
+      }
+      break;
+    }
+    case Kind::kSession: {
+      std::vector<Session> sessions;
+      if (!LoadSessions(timer.key_group, timer.key, &sessions)) return;
+      auto it = std::find_if(sessions.begin(), sessions.end(), [&](const Session& s) { return s.end == timer.ns; });
+      if (it == sessions.end()) break;  // merged into a larger session since
+      if (timer.kind == kFire) {
+        EmitResult(timer.key, it->start, it->end, it->acc);
+        if (lateness > 0 && !spec_.processing_time()) {
+          AddTimer({SatAdd(timer.time, lateness), timer.key, timer.ns, kCleanup, timer.key_group});
+          break;
+        }
+      }
+      sessions.erase(it);
+      StoreSessions(timer.key_group, timer.key, sessions);
+      break;
     }
   }
 }

@@ -18,8 +18,9 @@
 // window_end - 1 + allowed_lateness. Later records go to the late output
 // (or are dropped) and are counted.
 //
-// Timers are kept in an ordered in-memory set (one entry per key and open
-// window); window contents live in RocksDB keyed state.
+// Window contents live in RocksDB keyed state (through the write-back
+// cache); timers (one per key and open window) in a RocksDB timer queue
+// (state/timer_queue.h).
 //
 // Thread-compatible: runs on its task's thread.
 
@@ -33,6 +34,7 @@
 #include "runtime/operators/accumulators.h"
 #include "runtime/operators/operator.h"
 #include "state/keyed_state_backend.h"
+#include "state/timer_queue.h"
 
 namespace vstream {
 
@@ -57,10 +59,11 @@ class WindowOperator : public StreamOperator {
     int64_t ns;       // window start (tumbling, sliding) or session end
     int kind;
     int key_group;
-    bool operator<(const Timer& o) const {
-      return std::tie(time, key, ns, kind) < std::tie(o.time, o.key, o.ns, o.kind);
-    }
   };
+  // Timer payload: key, ns (8 bytes, order-preserving), kind, key group (2).
+  void AddTimer(const Timer& t);
+  bool DecodeTimer(int64_t time, std::string_view payload, Timer* t) const;
+  void OnTimer(const Timer& timer);
   struct Session {
     int64_t start;
     int64_t end;
@@ -94,7 +97,8 @@ class WindowOperator : public StreamOperator {
   int max_parallelism_ = 128;
   std::unique_ptr<KeyedStateBackend> backend_;
   StateId acc_state_ = 0;
-  std::set<Timer> timers_;
+  std::unique_ptr<TimerQueue> timers_;
+  std::string timer_payload_;
   int64_t watermark_ = INT64_MIN;
   Output* late_output_ = nullptr;
   RowBatch out_;

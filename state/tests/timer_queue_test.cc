@@ -1,0 +1,50 @@
+#include "state/timer_queue.h"
+
+#include <filesystem>
+
+#include "gtest/gtest.h"
+
+namespace vstream {
+namespace {
+
+TEST(TimerQueueTest, PopsDueTimersInTimeOrderOnceEach) {
+  const auto dir = std::filesystem::temp_directory_path() / ("vstream-timers-" + std::to_string(::getpid()));
+  KeyedStateBackendOptions options;
+  options.path = dir.string();
+  auto backend = KeyedStateBackend::Open(options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto timers = TimerQueue::Create(**backend, "timers");
+  ASSERT_TRUE(timers.ok()) << timers.status();
+  TimerQueue& q = **timers;
+  std::vector<std::pair<int64_t, std::string>> popped;
+  auto collect = [&](int64_t t, std::string_view p) { popped.emplace_back(t, std::string(p)); };
+
+  ASSERT_TRUE(q.Add(30, "c").ok());
+  ASSERT_TRUE(q.Add(-5, "neg").ok());
+  ASSERT_TRUE(q.Add(10, "b").ok());
+  ASSERT_TRUE(q.Add(10, "a").ok());
+  ASSERT_TRUE(q.Add(10, "a").ok());  // duplicate: kept once
+  auto n = q.PopUpTo(10, collect);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 3u);
+  EXPECT_EQ(popped, (std::vector<std::pair<int64_t, std::string>>{{-5, "neg"}, {10, "a"}, {10, "b"}}));
+  popped.clear();
+  EXPECT_EQ(*q.PopUpTo(29, collect), 0u);
+  // Timers added while popping are there for the next pop.
+  n = q.PopUpTo(100, [&](int64_t t, std::string_view p) {
+    popped.emplace_back(t, std::string(p));
+    ASSERT_TRUE(q.Add(t + 1, "later").ok());
+  });
+  EXPECT_EQ(*n, 1u);
+  EXPECT_EQ(*q.PopUpTo(100, collect), 1u);
+  EXPECT_EQ(popped, (std::vector<std::pair<int64_t, std::string>>{{30, "c"}, {31, "later"}}));
+  // Many timers, popped in slices: each exactly once.
+  for (int i = 0; i < 5000; ++i) ASSERT_TRUE(q.Add(1000 + i % 500, "k" + std::to_string(i)).ok());
+  size_t total = 0;
+  for (int64_t wm = 1000; wm < 1600; wm += 7) total += *q.PopUpTo(wm, [](int64_t, std::string_view) {});
+  EXPECT_EQ(total, 5000u);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace vstream

@@ -1,0 +1,97 @@
+#include "state/timer_queue.h"
+
+#include "absl/strings/str_cat.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+
+namespace vstream {
+
+namespace {
+
+constexpr size_t kMaxPending = 1024;
+
+void AppendTime(int64_t time, std::string* out) {
+  const uint64_t u = static_cast<uint64_t>(time) ^ (1ull << 63);
+  for (int b = 7; b >= 0; --b) out->push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+}
+
+int64_t ReadTime(const char* p) {
+  uint64_t u = 0;
+  for (int b = 0; b < 8; ++b) u = (u << 8) | static_cast<uint8_t>(p[b]);
+  return static_cast<int64_t>(u ^ (1ull << 63));
+}
+
+absl::Status FromRocks(const rocksdb::Status& s, const char* what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("timers: ", what, ": ", s.ToString()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TimerQueue>> TimerQueue::Create(KeyedStateBackend& backend, const std::string& name) {
+  ValueStateDescriptor descriptor;
+  descriptor.name = name;
+  auto state = backend.GetValueState(descriptor);
+  if (!state.ok()) return state.status();
+  return std::unique_ptr<TimerQueue>(new TimerQueue(backend.db(), backend.column_family((*state)->id())));
+}
+
+absl::Status TimerQueue::Add(int64_t time, std::string_view payload) {
+  std::string key;
+  key.reserve(8 + payload.size());
+  AppendTime(time, &key);
+  key.append(payload.data(), payload.size());
+  pending_.push_back(std::move(key));
+  min_time_ = std::min(min_time_, time);
+  if (pending_.size() >= kMaxPending) return WritePending();
+  return absl::OkStatus();
+}
+
+absl::Status TimerQueue::WritePending() {
+  if (pending_.empty()) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  for (const auto& k : pending_) batch.Put(cf_, k, rocksdb::Slice());
+  pending_.clear();
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;  // checkpoints, not the WAL, make state durable
+  return FromRocks(db_->Write(wo, &batch), "write");
+}
+
+absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to,
+                                           const std::function<void(int64_t, std::string_view)>& fn) {
+  if (min_time_ > up_to) return 0;
+  if (absl::Status s = WritePending(); !s.ok()) return s;
+  due_.clear();
+  rocksdb::WriteBatch deletes;
+  // Every timer is at or after min_time_; the ones before it were popped and
+  // are tombstones now. Seeking past them (not SeekToFirst) keeps a pop from
+  // wading through every timer ever deleted.
+  std::string from;
+  AppendTime(min_time_, &from);
+  min_time_ = INT64_MAX;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
+    for (it->Seek(from); it->Valid(); it->Next()) {
+      const rocksdb::Slice k = it->key();
+      if (k.size() < 8) continue;
+      const int64_t time = ReadTime(k.data());
+      if (time > up_to) {
+        min_time_ = time;
+        break;
+      }
+      due_.emplace_back(time, std::string(k.data() + 8, k.size() - 8));
+      deletes.Delete(cf_, k);
+    }
+    if (absl::Status s = FromRocks(it->status(), "scan"); !s.ok()) return s;
+  }
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;
+  if (absl::Status s = FromRocks(db_->Write(wo, &deletes), "delete"); !s.ok()) return s;
+  // Move out first: fn may Add, and a nested PopUpTo must not see due_.
+  std::vector<std::pair<int64_t, std::string>> due;
+  due.swap(due_);
+  for (const auto& [time, payload] : due) fn(time, payload);
+  return due.size();
+}
+
+}  // namespace vstream
