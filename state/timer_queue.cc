@@ -1,14 +1,14 @@
 #include "state/timer_queue.h"
 
 #include "absl/strings/str_cat.h"
+#include <algorithm>
+
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 
 namespace vstream {
 
 namespace {
-
-constexpr size_t kMaxPending = 1024;
 
 void AppendTime(int64_t time, std::string* out) {
   const uint64_t u = static_cast<uint64_t>(time) ^ (1ull << 63);
@@ -28,30 +28,34 @@ absl::Status FromRocks(const rocksdb::Status& s, const char* what) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TimerQueue>> TimerQueue::Create(KeyedStateBackend& backend, const std::string& name) {
+absl::StatusOr<std::unique_ptr<TimerQueue>> TimerQueue::Create(KeyedStateBackend& backend, const std::string& name,
+                                                               size_t memory_limit) {
   ValueStateDescriptor descriptor;
   descriptor.name = name;
   auto state = backend.GetValueState(descriptor);
   if (!state.ok()) return state.status();
-  return std::unique_ptr<TimerQueue>(new TimerQueue(backend.db(), backend.column_family((*state)->id())));
+  return std::unique_ptr<TimerQueue>(
+      new TimerQueue(backend.db(), backend.column_family((*state)->id()), memory_limit));
 }
 
 absl::Status TimerQueue::Add(int64_t time, std::string_view payload) {
-  std::string key;
-  key.reserve(8 + payload.size());
-  AppendTime(time, &key);
-  key.append(payload.data(), payload.size());
-  pending_.push_back(std::move(key));
-  min_time_ = std::min(min_time_, time);
-  if (pending_.size() >= kMaxPending) return WritePending();
+  memory_.emplace(time, std::string(payload));
+  if (memory_.size() > memory_limit_) return Spill();
   return absl::OkStatus();
 }
 
-absl::Status TimerQueue::WritePending() {
-  if (pending_.empty()) return absl::OkStatus();
+absl::Status TimerQueue::Spill() {
+  if (memory_.empty()) return absl::OkStatus();
   rocksdb::WriteBatch batch;
-  for (const auto& k : pending_) batch.Put(cf_, k, rocksdb::Slice());
-  pending_.clear();
+  std::string key;
+  for (const auto& [time, payload] : memory_) {
+    key.clear();
+    AppendTime(time, &key);
+    key.append(payload);
+    batch.Put(cf_, key, rocksdb::Slice());
+    min_time_ = std::min(min_time_, time);
+  }
+  memory_.clear();
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;  // checkpoints, not the WAL, make state durable
   return FromRocks(db_->Write(wo, &batch), "write");
@@ -59,9 +63,13 @@ absl::Status TimerQueue::WritePending() {
 
 absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to,
                                            const std::function<void(int64_t, std::string_view)>& fn) {
-  if (min_time_ > up_to) return 0;
-  if (absl::Status s = WritePending(); !s.ok()) return s;
   due_.clear();
+  // In memory: the due ones are the set's head.
+  while (!memory_.empty() && memory_.begin()->first <= up_to) {
+    auto node = memory_.extract(memory_.begin());
+    due_.push_back(std::move(node.value()));
+  }
+  if (min_time_ > up_to) return Deliver(fn);
   rocksdb::WriteBatch deletes;
   // Every timer is at or after min_time_; the ones before it were popped and
   // are tombstones now. Seeking past them (not SeekToFirst) keeps a pop from
@@ -87,6 +95,13 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to,
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
   if (absl::Status s = FromRocks(db_->Write(wo, &deletes), "delete"); !s.ok()) return s;
+  return Deliver(fn);
+}
+
+size_t TimerQueue::Deliver(const std::function<void(int64_t, std::string_view)>& fn) {
+  // Memory and disk may both hold a timer: merge in order, once each.
+  std::sort(due_.begin(), due_.end());
+  due_.erase(std::unique(due_.begin(), due_.end()), due_.end());
   // Move out first: fn may Add, and a nested PopUpTo must not see due_.
   std::vector<std::pair<int64_t, std::string>> due;
   due.swap(due_);

@@ -1,11 +1,12 @@
 #pragma once
 // Timers held in the state backend: an ordered queue of (time, payload)
-// entries in their own RocksDB column family, keyed by
+// entries. Up to `memory_limit` of them live in an in-memory ordered set;
+// beyond that the set is spilled to their own RocksDB column family, keyed by
 // [time: 8 bytes big-endian, sign-flipped][payload], so RocksDB's order is
-// time order. The window operator stores one entry per key and open window;
-// nothing of it stays in memory but a small batch of not-yet-written
-// additions and a lower bound of the earliest time, which lets a watermark
-// that fires nothing skip RocksDB entirely.
+// time order. So a job with few open windows never touches RocksDB for
+// timers, and one with millions keeps them on disk. A pop merges both in
+// (time, payload) order, each timer once. A lower bound of the earliest
+// on-disk time lets a watermark that fires nothing skip RocksDB entirely.
 //
 // Unlike keyed state, this column family is ordered by time, not by key
 // group: a restore at another parallelism filters it by key group (the
@@ -15,6 +16,7 @@
 
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,7 +35,10 @@ namespace vstream {
 class TimerQueue {
  public:
   // Declares the queue's column family `name` in the backend.
-  static absl::StatusOr<std::unique_ptr<TimerQueue>> Create(KeyedStateBackend& backend, const std::string& name);
+  // memory_limit: timers kept in memory before spilling to RocksDB.
+  static absl::StatusOr<std::unique_ptr<TimerQueue>> Create(KeyedStateBackend& backend, const std::string& name,
+                                                            size_t memory_limit = kDefaultMemoryLimit);
+  static constexpr size_t kDefaultMemoryLimit = 100'000;
 
   // Adds a timer; adding the same (time, payload) twice keeps one.
   absl::Status Add(int64_t time, std::string_view payload);
@@ -43,14 +48,17 @@ class TimerQueue {
   absl::StatusOr<size_t> PopUpTo(int64_t up_to, const std::function<void(int64_t, std::string_view)>& fn);
 
  private:
-  TimerQueue(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) : db_(db), cf_(cf) {}
-  absl::Status WritePending();
+  TimerQueue(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, size_t memory_limit)
+      : db_(db), cf_(cf), memory_limit_(memory_limit) {}
+  absl::Status Spill();
+  size_t Deliver(const std::function<void(int64_t, std::string_view)>& fn);
 
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* cf_;
-  std::vector<std::string> pending_;  // encoded keys not yet written
-  // No timer is earlier than this. Starts at the minimum: timers may be on
-  // disk from before (a restore).
+  size_t memory_limit_;
+  std::set<std::pair<int64_t, std::string>> memory_;
+  // No on-disk timer is earlier than this. Starts at the minimum: timers may
+  // be on disk from before (a restore).
   int64_t min_time_ = INT64_MIN;
   std::vector<std::pair<int64_t, std::string>> due_;
 };

@@ -7,13 +7,19 @@
 namespace vstream {
 namespace {
 
-TEST(TimerQueueTest, PopsDueTimersInTimeOrderOnceEach) {
-  const auto dir = std::filesystem::temp_directory_path() / ("vstream-timers-" + std::to_string(::getpid()));
+class TimerQueueTest : public ::testing::TestWithParam<size_t> {};
+
+// Memory limits: 0 spills every timer to RocksDB at once, 3 mixes memory and
+// disk, 100000 keeps everything in memory.
+INSTANTIATE_TEST_SUITE_P(MemoryLimits, TimerQueueTest, ::testing::Values(0, 3, 100000));
+
+TEST_P(TimerQueueTest, PopsDueTimersInTimeOrderOnceEach) {
+  const auto dir = std::filesystem::temp_directory_path() / ("vstream-timers-" + std::to_string(::getpid()) + "-" + std::to_string(GetParam()));
   KeyedStateBackendOptions options;
   options.path = dir.string();
   auto backend = KeyedStateBackend::Open(options);
   ASSERT_TRUE(backend.ok()) << backend.status();
-  auto timers = TimerQueue::Create(**backend, "timers");
+  auto timers = TimerQueue::Create(**backend, "timers", GetParam());
   ASSERT_TRUE(timers.ok()) << timers.status();
   TimerQueue& q = **timers;
   std::vector<std::pair<int64_t, std::string>> popped;
