@@ -376,6 +376,14 @@ absl::Status KeyedStateBackend::Put(StateId state, int key_group, std::string_vi
   return vs->PutAt(legacy_key_, "", value);
 }
 
+absl::Status KeyedStateBackend::Update(StateId state, int key_group, std::string_view key,
+                                      absl::FunctionRef<void(bool present, std::string* value)> fn) {
+  ASSIGN_OR_RETURN(ValueState * vs, LegacyValueState(state));
+  legacy_key_.clear();
+  AppendStateKeyPrefix(key_group, key, &legacy_key_);
+  return vs->UpdateAt(legacy_key_, "", fn);
+}
+
 absl::Status KeyedStateBackend::Delete(StateId state, int key_group, std::string_view key) {
   ASSIGN_OR_RETURN(ValueState * vs, LegacyValueState(state));
   legacy_key_.clear();

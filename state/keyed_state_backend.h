@@ -35,6 +35,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "state/folding_state.h"
@@ -143,6 +144,10 @@ class KeyedStateBackend {
   absl::Status Get(StateId state, int key_group, std::string_view key, std::string* value);
   absl::Status Put(StateId state, int key_group, std::string_view key, std::string_view value);
   absl::Status Delete(StateId state, int key_group, std::string_view key);
+  // Read-modify-write of one value with a single cache lookup (per-record
+  // state updates): fn gets whether a value is present and changes it in place.
+  absl::Status Update(StateId state, int key_group, std::string_view key,
+                      absl::FunctionRef<void(bool present, std::string* value)> fn);
 
   const std::string& path() const { return options_.path; }
   const StateResources& resources() const { return *resources_; }

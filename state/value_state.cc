@@ -36,6 +36,28 @@ absl::Status ValueState::ClearAt(std::string_view key_prefix, std::string_view n
   return ClearComposed();
 }
 
+absl::Status ValueState::UpdateAt(std::string_view key_prefix, std::string_view ns,
+                                  absl::FunctionRef<void(bool present, std::string* value)> fn) {
+  ComposeKey(key_prefix, ns);
+  const int64_t now = NowIfTimed();
+  if (cached_) {
+    absl::StatusOr<WriteBackCache::Entry*> e = ctx_.cache->Acquire(
+        cf_, cache_key(), behavior_->timed(), WriteBackCache::OnMiss::kLoad);
+    if (!e.ok()) return e.status();
+    const bool present = (*e)->present && !Expired((*e)->write_ms, now);
+    if (!present) (*e)->value.clear();
+    fn(present, &(*e)->value);
+    (*e)->present = true;
+    (*e)->write_ms = now;
+    return ctx_.cache->MarkDirty(*e);
+  }
+  update_buf_.clear();
+  absl::StatusOr<StateLookup> r = GetComposed(&update_buf_);
+  if (!r.ok()) return r.status();
+  fn(*r == StateLookup::kFound, &update_buf_);
+  return PutComposed(update_buf_);
+}
+
 absl::StatusOr<StateLookup> ValueState::GetComposed(std::string* value) {
   const int64_t now = NowIfTimed();
   if (cached_) {

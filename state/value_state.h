@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "state/keyed_state.h"
 
 namespace vstream {
@@ -34,10 +35,16 @@ class ValueState final : public KeyedState {
                                     std::string* value);
   absl::Status PutAt(std::string_view key_prefix, std::string_view ns, std::string_view value);
   absl::Status ClearAt(std::string_view key_prefix, std::string_view ns);
+  // Read-modify-write with one cache lookup: fn gets whether a value is
+  // present and the value to change in place; the result is stored.
+  absl::Status UpdateAt(std::string_view key_prefix, std::string_view ns,
+                        absl::FunctionRef<void(bool present, std::string* value)> fn);
 
   absl::StatusOr<StateLookup> GetComposed(std::string* value);
   absl::Status PutComposed(std::string_view value);
   absl::Status ClearComposed();
+
+  std::string update_buf_;  // UpdateAt without the cache
 };
 
 }  // namespace vstream

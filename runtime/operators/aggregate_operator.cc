@@ -30,23 +30,18 @@ void AggregateOperator::Push(RowBatch& batch) {
     key_.clear();
     EncodeKey(input_, in, key_fields_, &key_);
     const int kg = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
-    absl::Status s = backend_->Get(acc_state_, kg, key_, &value_);
-    if (absl::IsNotFound(s)) {
-      value_.clear();
-    } else if (!s.ok()) {
-      status_ = s;
-      break;
-    }
-    accs_->Add(in, arrival_++, &value_);
-    s = backend_->Put(acc_state_, kg, key_, value_);
-    if (!s.ok()) {
-      status_ = s;
-      break;
-    }
     Row& row = out_.Append();
-    size_t f = 0;
-    for (int k : key_fields_) row[f++] = in[k];
-    accs_->Result(value_, &row, f);
+    absl::Status s = backend_->Update(acc_state_, kg, key_, [&](bool, std::string* value) {
+      accs_->Add(in, arrival_++, value);
+      size_t f = 0;
+      for (int k : key_fields_) row[f++] = in[k];
+      accs_->Result(*value, &row, f);
+    });
+    if (!s.ok()) {
+      out_.Truncate(out_.size() - 1);
+      status_ = s;
+      break;
+    }
   }
   Emit(out_);
 }

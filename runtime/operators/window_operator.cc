@@ -116,12 +116,13 @@ void WindowOperator::ProcessRecord(const Row& row, int64_t t) {
 void WindowOperator::AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t max_ts) {
   const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
   const std::string& nk = NamespacedKey(key_, ns);
-  absl::Status s = backend_->Get(acc_state_, key_group, nk, &value_);
-  const bool fresh = absl::IsNotFound(s);
-  if (!s.ok() && !fresh) return Fail(s);
-  if (fresh) value_.clear();
-  accs_->Add(row, t, &value_);
-  s = backend_->Put(acc_state_, key_group, nk, value_);
+  bool fresh = false;
+  const bool correction = kind_ == Kind::kTumbling && max_ts <= watermark_;
+  absl::Status s = backend_->Update(acc_state_, key_group, nk, [&](bool present, std::string* value) {
+    fresh = !present;
+    accs_->Add(row, t, value);
+    if (correction) value_.assign(*value);  // emitted below
+  });
   if (!s.ok()) return Fail(s);
   const int64_t lateness = spec_.allowed_lateness_ms();
 
