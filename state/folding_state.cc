@@ -62,15 +62,7 @@ absl::StatusOr<StateLookup> FoldingState::Get(std::string_view ns, std::string* 
 
 absl::Status FoldingState::Clear(std::string_view ns) {
   ComposeKey(ns);
-  if (cached_) {
-    absl::StatusOr<WriteBackCache::Entry*> e = ctx_.cache->Acquire(
-        cf_, cache_key(), behavior_->timed(), WriteBackCache::OnMiss::kAssumeAbsent);
-    if (!e.ok()) return e.status();
-    (*e)->value.clear();
-    (*e)->present = false;
-    return ctx_.cache->MarkDirty(*e);
-  }
-  return DeleteStored();
+  return ClearCurrent();
 }
 
 }  // namespace vstream

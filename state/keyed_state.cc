@@ -4,6 +4,7 @@
 #include "common/absl_compat.h"
 #include "state/state_key.h"
 #include "state/state_value_format.h"
+#include "state/write_back_cache.h"
 
 namespace vstream {
 
@@ -74,6 +75,18 @@ absl::Status KeyedState::MergeStored(const rocksdb::Slice& operand) {
   if (s.ok()) s = ctx_.db->Write(ctx_.write_options, &batch);
   if (s.ok()) return absl::OkStatus();
   return FromRocksStatus(s, absl::StrCat("merge into state '", name_, "'"));
+}
+
+absl::Status KeyedState::ClearCurrent() {
+  if (cached_) {
+    absl::StatusOr<WriteBackCache::Entry*> e = ctx_.cache->Acquire(
+        cf_, cache_key(), behavior_->timed(), WriteBackCache::OnMiss::kAssumeAbsent);
+    if (!e.ok()) return e.status();
+    (*e)->value.clear();
+    (*e)->present = false;
+    return ctx_.cache->MarkDirty(*e);
+  }
+  return DeleteStored();
 }
 
 absl::Status KeyedState::DeleteStored() {

@@ -85,6 +85,9 @@ class KeyedState {
   absl::Status PutStored(const rocksdb::Slice& stored);
   absl::Status MergeStored(const rocksdb::Slice& operand);
   absl::Status DeleteStored();
+  // Clears the value at the composed key: in the write-back cache when the
+  // state uses it (a dirty "absent" entry), else in RocksDB.
+  absl::Status ClearCurrent();
 
   StateContext& ctx_;
   const StateId id_;

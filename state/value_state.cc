@@ -88,16 +88,6 @@ absl::Status ValueState::PutComposed(std::string_view value) {
   return PutStored(StoredForm(value, now));
 }
 
-absl::Status ValueState::ClearComposed() {
-  if (cached_) {
-    absl::StatusOr<WriteBackCache::Entry*> e = ctx_.cache->Acquire(
-        cf_, cache_key(), behavior_->timed(), WriteBackCache::OnMiss::kAssumeAbsent);
-    if (!e.ok()) return e.status();
-    (*e)->value.clear();
-    (*e)->present = false;
-    return ctx_.cache->MarkDirty(*e);
-  }
-  return DeleteStored();
-}
+absl::Status ValueState::ClearComposed() { return ClearCurrent(); }
 
 }  // namespace vstream

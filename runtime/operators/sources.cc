@@ -318,10 +318,13 @@ void FileSource::DeadLetter(std::string_view line, const absl::Status& reason) {
     spdlog::warn("source '{}' subtask {}: malformed records go to {}", ctx_.vertex_name,
                  ctx_.subtask_index, path.string());
   }
-  auto writer = CreateRecordWriter("jsonl", DeadLetterSchema());
-  if (writer.ok() && dead_letter_file_) {
+  if (!dead_letter_writer_) {
+    auto writer = CreateRecordWriter("jsonl", DeadLetterSchema());
+    if (writer.ok()) dead_letter_writer_ = std::move(*writer);
+  }
+  if (dead_letter_writer_ && dead_letter_file_) {
     dead_scratch_.clear();
-    (*writer)->Write(row, &dead_scratch_);
+    dead_letter_writer_->Write(row, &dead_scratch_);
     std::fwrite(dead_scratch_.data(), 1, dead_scratch_.size(), dead_letter_file_);
     std::fflush(dead_letter_file_);
   }

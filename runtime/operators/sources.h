@@ -113,6 +113,7 @@ class FileSource : public SourceOperator {
   RowBatch batch_;
   RowBatch dead_batch_;
   std::FILE* dead_letter_file_ = nullptr;
+  std::unique_ptr<RecordWriter> dead_letter_writer_;  // made with the first dead letter
   std::string dead_scratch_;
   int64_t counted_offset_ = 0;  // LineNumberAt's progress
   int64_t counted_lines_ = 1;
