@@ -106,6 +106,10 @@ GeneratorSource::GeneratorSource(OperatorCounters& counters, Schema schema,
         default: g.set_kind("uniform"); g.set_min(0); g.set_max(f.type == FieldType::kDouble ? 1000 : 999);
       }
     }
+    kinds_.push_back(g.kind() == "sequence" ? Kind::kSequence
+                     : g.kind() == "key"    ? Kind::kKey
+                     : g.kind() == "constant" ? Kind::kConstant
+                                              : Kind::kUniform);
     fields_.push_back(g);
   }
 }
@@ -123,8 +127,8 @@ void GeneratorSource::Fill(int64_t n, Row* row) {
     const FieldType type = schema_.field(f).type;
     Datum& d = (*row)[f];
     const uint64_t h = Mix(spec_.seed() * 0x100000001b3ull ^ Mix(static_cast<uint64_t>(n) * 131 + f));
-    const std::string& kind = g.kind();
-    if (kind == "sequence") {
+    const Kind kind = kinds_[f];
+    if (kind == Kind::kSequence) {
       const int64_t v = g.min() + n;
       if (type == FieldType::kDouble) {
         d.SetDouble(static_cast<double>(v));
@@ -137,7 +141,7 @@ void GeneratorSource::Fill(int64_t n, Row* row) {
       } else {
         d.SetInt(v);  // int, timestamp
       }
-    } else if (kind == "key") {
+    } else if (kind == Kind::kKey) {
       const int64_t card = std::max<int64_t>(1, g.cardinality());
       const int64_t k = static_cast<int64_t>(h % static_cast<uint64_t>(card));
       if (type == FieldType::kString) {
@@ -149,7 +153,7 @@ void GeneratorSource::Fill(int64_t n, Row* row) {
       } else {
         d.SetInt(k);
       }
-    } else if (kind == "constant") {
+    } else if (kind == Kind::kConstant) {
       switch (type) {
         case FieldType::kString: d.SetString(g.value()); break;
         case FieldType::kDouble: d.SetDouble(std::strtod(g.value().c_str(), nullptr)); break;
