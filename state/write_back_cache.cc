@@ -68,6 +68,7 @@ absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFa
   e.timed = timed;
   e.dirty = false;
   e.present = false;
+  e.stored = true;  // unknown unless loaded
   e.write_ms = 0;
   e.value.clear();
   e.charged = 0;
@@ -86,6 +87,7 @@ absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFa
       }
     } else if (s.IsNotFound()) {
       e.value.clear();
+      e.stored = false;
     } else {
       free_.push_back(i);
       return absl::InternalError(absl::StrCat("state cache load: ", s.ToString()));
@@ -105,10 +107,13 @@ absl::Status WriteBackCache::MarkDirty(Entry* entry) {
   return EvictIfNeeded(entry->index);
 }
 
-void WriteBackCache::AddToBatch(const Entry& e) {
+void WriteBackCache::AddToBatch(Entry& e) {
   const rocksdb::Slice rocks_key(e.key.data() + 2, e.key.size() - 2);
+  const bool was_stored = e.stored;
+  // A failed write fails the backend, so the entry may count as written now.
+  e.stored = e.present;
   if (!e.present) {
-    batch_.Delete(e.cf, rocks_key);
+    if (was_stored) batch_.Delete(e.cf, rocks_key);
   } else if (e.timed) {
     char header[kWriteTimeBytes];
     EncodeWriteTime(e.write_ms, header);

@@ -7,7 +7,8 @@
 // absence). Writes only change the cached entry. When the cache grows past
 // its capacity, the least recently used eighth is evicted and its dirty
 // entries reach RocksDB in one WriteBatch; Flush() writes every dirty entry
-// (before a snapshot). Entries live in a pool whose strings keep their
+// (before a snapshot). A cleared entry that RocksDB never held is dropped
+// without a tombstone. Entries live in a pool whose strings keep their
 // capacity, so a steady-state update allocates nothing.
 //
 // The cache's bytes are charged to the TaskManager's shared block cache
@@ -45,6 +46,10 @@ class WriteBackCache {
     rocksdb::ColumnFamilyHandle* cf = nullptr;
     bool timed = false;
     bool dirty = false;
+    // RocksDB may hold a value for this key. False when a load found none
+    // and nothing was written since: clearing such an entry (a window that
+    // lived and fired within the cache) then writes no tombstone.
+    bool stored = true;
     size_t charged = 0;
     uint32_t index = 0;  // in the pool
     uint32_t prev = 0;
@@ -103,7 +108,7 @@ class WriteBackCache {
   void Unlink(uint32_t i);
   void PushFront(uint32_t i);
   void Recharge(Entry& e);
-  void AddToBatch(const Entry& e);
+  void AddToBatch(Entry& e);
   absl::Status WriteBatch();
   absl::Status EvictIfNeeded(uint32_t keep);
 
