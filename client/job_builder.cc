@@ -13,6 +13,7 @@
 #include "common/time_util.h"
 #include "runtime/dead_letter.h"
 #include "runtime/expr/expression.h"
+#include "runtime/operators/process_function_registry.h"
 #include "state/key_groups.h"
 
 namespace vstream {
@@ -856,6 +857,11 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
                                 const std::vector<std::string>& key_by,
                                 const std::vector<NamedExpr>& aggregates,
                                 const VertexOptions& options) {
+  return Aggregate(name, input, AggregateOptions::On(key_by, aggregates), options);
+}
+
+StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
+                                const AggregateOptions& aggregate, const VertexOptions& options) {
   if (error_) return {};
   const std::string who = Describe("aggregate", name);
   if (!CheckNewName("aggregate", name, "name", name)) return {};
@@ -869,6 +875,7 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
                       "it takes no partition"));
     return {};
   }
+  const std::vector<std::string>& key_by = aggregate.key_by;
   if (key_by.empty()) {
     Fail(name, "key_by", -1,
          absl::StrCat(who, ": key_by must list the fields that identify a key"));
@@ -878,20 +885,158 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
   keyed.key_by = key_by;
   std::vector<int> key_fields;
   if (!CheckVertexOptions("aggregate", name, keyed, input_schema, &key_fields)) return {};
+  if (aggregate.state_ttl_ms < 0) {
+    Fail(name, "state_ttl", -1,
+         absl::StrCat(who, ": state_ttl must be >= 0 (0 = kept forever), got ",
+                      FormatDuration(aggregate.state_ttl_ms)));
+    return {};
+  }
 
   Schema output;
   for (int k : key_fields) output.Add(input_schema.field(k).name, input_schema.field(k).type);
   proto::OperatorSpec op;
   proto::AggregateSpec* spec = op.mutable_aggregate();
   for (const std::string& k : key_by) spec->add_key_by(k);
-  if (!CheckAggregateCalls("aggregate", name, aggregates, input_schema, "", &output,
+  if (!CheckAggregateCalls("aggregate", name, aggregate.aggregates, input_schema, "", &output,
                            spec->mutable_aggregates())) {
     return {};
   }
+  spec->set_state_ttl_ms(aggregate.state_ttl_ms);
   // A running aggregate's rows are updates, not events: no event time.
   return AddVertex("aggregate", name, std::move(op),
                    {Input{in, 0, Partition::kAuto, std::move(key_fields)}}, &output, -1,
                    options.parallelism);
+}
+
+StreamRef JobBuilder::Process(std::string_view name, const StreamRef& input,
+                              const ProcessOptions& process, const VertexOptions& options) {
+  if (error_) return {};
+  constexpr char kKind[] = "process";
+  const std::string who = Describe(kKind, name);
+  if (!CheckNewName(kKind, name, "name", name)) return {};
+  const int in = ResolveInput(kKind, name, "input", -1, input);
+  if (in < 0) return {};
+  const Schema input_schema = streams_[in].schema;
+  const int input_time = streams_[in].time_index;
+  if (options.partition != Partition::kAuto || !options.key_by.empty()) {
+    Fail(name, "partition", -1,
+         absl::StrCat(who,
+                      ": a process operator is always hash-partitioned on its key_by, it takes "
+                      "no partition"));
+    return {};
+  }
+  if (process.key_by.empty()) {
+    Fail(name, "key_by", -1,
+         absl::StrCat(who, ": key_by must list the fields that identify a key"));
+    return {};
+  }
+  VertexOptions keyed = options;
+  keyed.key_by = process.key_by;
+  std::vector<int> key_fields;
+  if (!CheckVertexOptions(kKind, name, keyed, input_schema, &key_fields)) return {};
+  if (process.state_ttl_ms < 0) {
+    Fail(name, "state_ttl", -1,
+         absl::StrCat(who, ": state_ttl must be >= 0 (0 = kept forever), got ",
+                      FormatDuration(process.state_ttl_ms)));
+    return {};
+  }
+
+  // The function: made here as in each subtask, to check its params and
+  // learn its output. A function only a custom TaskManager knows needs a
+  // declared output_schema instead.
+  const ProcessFunctionRegistry& registry = ProcessFunctionRegistry::Global();
+  const std::string fn_who = absl::StrCat(who, ": function '", process.function, "'");
+  // An error of the function's: at the param it names, else at `function`.
+  auto fail_function = [&](const absl::Status& status) {
+    const std::string param = ParamOfError(status);
+    const std::string message = absl::StrCat(fn_who, ": ", status.message());
+    if (param.empty()) return Fail(name, "function", -1, message);
+    return FailKey(name, "params", param, message);
+  };
+  std::optional<ProcessOutputSchema> computed;
+  if (registry.Contains(process.function)) {
+    absl::StatusOr<std::unique_ptr<KeyedProcessFunction>> fn =
+        registry.Create(process.function, ProcessParams(process.params));
+    if (!fn.ok()) {
+      fail_function(fn.status());
+      return {};
+    }
+    absl::StatusOr<ProcessOutputSchema> out =
+        (*fn)->OutputSchema(ProcessInput{input_schema, key_fields, input_time});
+    if (!out.ok()) {
+      fail_function(out.status());
+      return {};
+    }
+    computed = std::move(*out);
+  } else if (!process.output_schema) {
+    Fail(name, "function", -1,
+         absl::StrCat(who, ": unknown process function '", process.function, "', expected one of ",
+                      absl::StrJoin(registry.Names(), ", "),
+                      " (or declare output_schema for a function of a custom TaskManager)"));
+    return {};
+  }
+
+  Schema output;
+  int output_time = -1;
+  if (process.output_schema) {
+    const Schema& declared = *process.output_schema;
+    if (declared.size() == 0) {
+      Fail(name, "output_schema", -1, absl::StrCat(who, ": output_schema has no fields"));
+      return {};
+    }
+    for (size_t i = 0; i < declared.size(); ++i) {
+      const std::string& field = declared.field(i).name;
+      if (field.empty()) {
+        Fail(name, "output_schema", static_cast<int>(i),
+             absl::StrCat(who, ": output_schema field ", i + 1, " has an empty name"));
+        return {};
+      }
+      if (declared.IndexOf(field) != static_cast<int>(i)) {
+        Fail(name, "output_schema", static_cast<int>(i),
+             absl::StrCat(who, ": output_schema lists field '", field, "' twice"));
+        return {};
+      }
+    }
+    if (computed && declared.DebugString() != computed->schema.DebugString()) {
+      Fail(name, "output_schema", -1,
+           absl::StrCat(who, ": output_schema ", declared.DebugString(), " differs from ",
+                        computed->schema.DebugString(), ", what function '", process.function,
+                        "' produces"));
+      return {};
+    }
+    output = declared;
+    output_time = computed ? computed->time_index : -1;
+  } else {
+    output = computed->schema;
+    output_time = computed->time_index;
+  }
+
+  if (!process.dead_letter.empty()) {
+    if (process.dead_letter == name) {
+      Fail(name, "dead_letter", -1,
+           absl::StrCat(who, ": the dead_letter stream needs a name of its own"));
+      return {};
+    }
+    if (!CheckNewName(kKind, name, "dead_letter", process.dead_letter)) return {};
+  }
+
+  proto::OperatorSpec op;
+  proto::ProcessSpec* spec = op.mutable_process();
+  spec->set_function(process.function);
+  for (const auto& [k, v] : process.params) (*spec->mutable_params())[k] = v;
+  for (const std::string& k : process.key_by) spec->add_key_by(k);
+  spec->set_state_ttl_ms(process.state_ttl_ms);
+  spec->set_time_field_index(input_time);
+  spec->set_declared_output_schema(process.output_schema.has_value());
+  StreamRef out =
+      AddVertex(kKind, name, std::move(op), {Input{in, 0, Partition::kAuto, std::move(key_fields)}},
+                &output, output_time, options.parallelism);
+  if (!process.dead_letter.empty()) {
+    streams_.push_back(Stream{process.dead_letter, vertices_.back().proto.id(), kDeadLetterOutput,
+                              DeadLetterSchema(), -1});
+    owners_.emplace(process.dead_letter, absl::StrCat("the dead_letter stream of ", who));
+  }
+  return out;
 }
 
 StreamRef JobBuilder::Window(std::string_view name, const StreamRef& input,

@@ -40,6 +40,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "proto/jobgraph.pb.h"
+#include "runtime/operators/process_params.h"
 #include "runtime/types.h"
 
 namespace vstream {
@@ -176,6 +177,61 @@ struct NamedExpr {
   std::string expr;
 };
 
+// A keyed running aggregate (JobBuilder::Aggregate).
+struct AggregateOptions {
+  static AggregateOptions On(std::vector<std::string> key_by, std::vector<NamedExpr> aggregates) {
+    AggregateOptions a;
+    a.key_by = std::move(key_by);
+    a.aggregates = std::move(aggregates);
+    return a;
+  }
+
+  // Fields of the input that identify a key; the input is hash-partitioned
+  // on them. Required.
+  std::vector<std::string> key_by;
+  // Output name -> aggregate call, in output order. Required.
+  std::vector<NamedExpr> aggregates;
+  // How long a key's accumulator lives after its last update (processing
+  // time); a key seen again after that starts over. >= 0. Default 0: kept
+  // forever.
+  int64_t state_ttl_ms = 0;
+};
+
+// A keyed process function (runtime/operators/process_function.h), named
+// in the process-function registry.
+struct ProcessOptions {
+  static ProcessOptions Function(std::string function, std::vector<std::string> key_by,
+                                 ProcessParams::Map params = {}) {
+    ProcessOptions p;
+    p.function = std::move(function);
+    p.key_by = std::move(key_by);
+    p.params = std::move(params);
+    return p;
+  }
+
+  // A name in ProcessFunctionRegistry::Global() (e.g. "no_data_alert"), or
+  // one only a custom TaskManager knows, if output_schema is set. Required.
+  std::string function;
+  // Fields of the input that identify a key: the function's state and
+  // timers are per key, and the input is hash-partitioned on them. Required.
+  std::vector<std::string> key_by;
+  // The function's parameters, as text. Default empty.
+  ProcessParams::Map params;
+  // The function's output. Required for a function this program does not
+  // know; for a known one it must match what the function produces. Default
+  // unset: the function computes it. A declared schema has no event time
+  // unless the known function gives it one.
+  std::optional<Schema> output_schema;
+  // Default time to live of the function's keyed states (processing time
+  // since a value's last write); states that set their own keep it. >= 0.
+  // Default 0: kept forever.
+  int64_t state_ttl_ms = 0;
+  // Non-empty: declares a stream of this name, with DeadLetterSchema(), of
+  // the records the function rejects. Default empty: they go to the
+  // TaskManager's dead-letter directory.
+  std::string dead_letter;
+};
+
 enum class WindowKind {
   kTumbling,  // fixed, non-overlapping windows of size_ms
   kSliding,   // windows of size_ms starting every slide_ms
@@ -308,8 +364,8 @@ struct BuildError {
   // "partition", "count", "rate", "max_rate", "window", "time",
   // "allowed_lateness", "late_output", "left", "right", "left_key",
   // "right_key", "between", "broadcast", "main_key", "broadcast_key",
-  // "max_parallelism", "buffer_timeout", "sources", "sinks". Empty: the
-  // vertex as a whole.
+  // "function", "params", "output_schema", "state_ttl", "max_parallelism",
+  // "buffer_timeout", "sources", "sinks". Empty: the vertex as a whole.
   std::string field;
   // The element of a list or ordered-map argument (inputs, select, key_by,
   // aggregates, schema, fields, left_key, right_key, main_key,
@@ -318,8 +374,9 @@ struct BuildError {
   // For an error inside an expression: the byte offset in that expression's
   // text (the where clause, or the index-th select/aggregate expression).
   size_t expr_offset = kNoOffset;
-  // For a mapping-valued argument (event_time, window): the key inside it,
-  // e.g. "field", "size", "slide", "gap". Empty: the argument as a whole.
+  // For a mapping-valued argument (event_time, window, params): the key
+  // inside it, e.g. "field", "size", "slide", "gap", a param's name. Empty:
+  // the argument as a whole.
   std::string subfield;
 };
 
@@ -363,6 +420,16 @@ class JobBuilder {
   StreamRef Aggregate(std::string_view name, const StreamRef& input,
                       const std::vector<std::string>& key_by,
                       const std::vector<NamedExpr>& aggregates, const VertexOptions& options = {});
+  // The same, with every option of the aggregate (state_ttl_ms).
+  StreamRef Aggregate(std::string_view name, const StreamRef& input,
+                      const AggregateOptions& aggregate, const VertexOptions& options = {});
+  // Keyed process function: runs process.function on every record, with
+  // the record's key current for its state and timers; its output is what
+  // the function emits (its schema from the function, or
+  // process.output_schema). Always hash-partitioned on process.key_by, so
+  // options.partition and options.key_by must be left empty.
+  StreamRef Process(std::string_view name, const StreamRef& input, const ProcessOptions& process,
+                    const VertexOptions& options = {});
   // Keyed window aggregate: one row (key fields..., window_start,
   // window_end, aggregates...) per key and window, emitted when the window
   // closes (event time: once the watermark passes window_end - 1). Always

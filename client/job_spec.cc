@@ -57,7 +57,7 @@ std::string Describe(const YAML::Node& node) {
 }
 
 constexpr char kOperatorTypes[] =
-    "filter, map, union, aggregate, window, interval_join, broadcast_join";
+    "filter, map, union, aggregate, window, interval_join, broadcast_join, process";
 
 const std::vector<std::string_view> kTopLevelFields = {
     "name", "parallelism", "max_parallelism", "buffer_timeout", "sources", "operators", "sinks"};
@@ -707,8 +707,8 @@ class SpecCompiler {
       RETURN_IF_ERROR(
           CheckKeys(m, {"name", "type", "inputs", "parallelism", "partition", "key_by"}, what));
     } else if (type == "aggregate") {
-      RETURN_IF_ERROR(
-          CheckKeys(m, {"name", "type", "input", "key_by", "aggregates", "parallelism"}, what));
+      RETURN_IF_ERROR(CheckKeys(
+          m, {"name", "type", "input", "key_by", "aggregates", "state_ttl", "parallelism"}, what));
     } else if (type == "window") {
       RETURN_IF_ERROR(CheckKeys(m,
                                 {"name", "type", "input", "key_by", "window", "time",
@@ -723,6 +723,11 @@ class SpecCompiler {
       RETURN_IF_ERROR(CheckKeys(m,
                                 {"name", "type", "input", "broadcast", "key_by", "main_key",
                                  "broadcast_key", "parallelism", "partition"},
+                                what));
+    } else if (type == "process") {
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "type", "input", "key_by", "function", "params",
+                                 "output_schema", "state_ttl", "dead_letter", "parallelism"},
                                 what));
     } else {
       return ErrorAt(*type_entry, absl::StrCat("unknown operator type '", type,
@@ -781,12 +786,20 @@ class SpecCompiler {
         ASSIGN_OR_RETURN(VertexOptions options, ParseVertexOptions(m));
         builder_->Map(name, input, projections, options);
       } else if (type == "aggregate") {
+        AggregateOptions aggregate;
         ASSIGN_OR_RETURN(const Entry* key_by, Required(m, "key_by", what));
-        ASSIGN_OR_RETURN(std::vector<std::string> keys, StringList(*key_by));
+        ASSIGN_OR_RETURN(aggregate.key_by, StringList(*key_by));
         ASSIGN_OR_RETURN(const Entry* aggregates, Required(m, "aggregates", what));
-        ASSIGN_OR_RETURN(std::vector<NamedExpr> calls, Expressions(*aggregates, what));
+        ASSIGN_OR_RETURN(aggregate.aggregates, Expressions(*aggregates, what));
+        if (const Entry* e = m.Find("state_ttl")) {
+          ASSIGN_OR_RETURN(aggregate.state_ttl_ms, DurationMs(*e));
+        }
         ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
-        builder_->Aggregate(name, input, keys, calls, options);
+        builder_->Aggregate(name, input, aggregate, options);
+      } else if (type == "process") {
+        ASSIGN_OR_RETURN(ProcessOptions process, ParseProcess(m, what));
+        ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
+        builder_->Process(name, input, process, options);
       } else if (type == "window") {
         ASSIGN_OR_RETURN(WindowOptions window, ParseWindow(m, what));
         ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
@@ -823,6 +836,38 @@ class SpecCompiler {
                                                               std::string_view key) const {
     if (const Entry* e = m.Find(key)) return StringList(*e);
     return std::vector<std::string>();
+  }
+
+  // type: process: everything but the input.
+  absl::StatusOr<ProcessOptions> ParseProcess(const Mapping& m, std::string_view what) const {
+    ProcessOptions p;
+    ASSIGN_OR_RETURN(const Entry* key_by, Required(m, "key_by", what));
+    ASSIGN_OR_RETURN(p.key_by, StringList(*key_by));
+    ASSIGN_OR_RETURN(p.function, RequiredString(m, "function", what));
+    if (const Entry* e = m.Find("params")) {
+      ASSIGN_OR_RETURN(Mapping params,
+                       ParseMapping(e->value, absl::StrCat("the params of ", AV(what))));
+      for (const Entry& param : params.entries) {
+        if (!param.value.IsScalar()) {
+          return ErrorAt(param, absl::StrCat("expected a value for param '", param.key, "', got ",
+                                             Describe(param.value)));
+        }
+        if (!p.params.emplace(param.key, param.value.Scalar()).second) {
+          return ErrorAt(param.key_node,
+                         absl::StrCat("param '", param.key, "' appears twice in ", AV(what)));
+        }
+      }
+    }
+    if (const Entry* e = m.Find("output_schema")) {
+      ASSIGN_OR_RETURN(p.output_schema, ParseSchema(*e, what));
+    }
+    if (const Entry* e = m.Find("state_ttl")) {
+      ASSIGN_OR_RETURN(p.state_ttl_ms, DurationMs(*e));
+    }
+    if (const Entry* e = m.Find("dead_letter")) {
+      ASSIGN_OR_RETURN(p.dead_letter, String(*e));
+    }
+    return p;
   }
 
   // type: window: everything but the input.

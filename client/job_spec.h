@@ -18,7 +18,8 @@
 //       schema: {patient_id: string, ts: timestamp, hr: int}
 //       event_time: {field: ts, max_out_of_orderness: 5s}   # optional
 //   operators:                           # filter | map | union | aggregate |
-//                                        # window | interval_join | broadcast_join
+//                                        # window | interval_join | broadcast_join |
+//                                        # process
 //     - {name: valid, type: filter, input: vitals, where: "hr > 0"}
 //   sinks:
 //     - {name: out, connector: stdout, input: valid}

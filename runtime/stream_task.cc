@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "runtime/dead_letter.h"
 #include "runtime/expr/expression.h"
@@ -10,6 +11,8 @@
 #include "runtime/operators/basic_operators.h"
 #include "runtime/operators/sinks.h"
 #include "runtime/operators/join_operators.h"
+#include "runtime/operators/process_function_registry.h"
+#include "runtime/operators/process_operator.h"
 #include "runtime/operators/sources.h"
 #include "runtime/operators/window_operator.h"
 #include "runtime/row_codec.h"
@@ -105,6 +108,21 @@ absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobV
     }
     case proto::OperatorSpec::kWindow:
       return std::make_unique<WindowOperator>(counters, in, op.window());
+    case proto::OperatorSpec::kProcess: {
+      const ProcessFunctionRegistry& registry = ProcessFunctionRegistry::Global();
+      if (!registry.Contains(op.process().function())) {
+        return absl::NotFoundError(absl::StrCat(
+            "operator '", v.name(), "': process function '", op.process().function(),
+            "' is not registered in this TaskManager (it has ", absl::StrJoin(registry.Names(), ", "),
+            "); run a TaskManager built with it (see examples/custom_taskmanager)"));
+      }
+      auto fn = registry.Create(op.process().function(), ProcessParams::FromProto(op.process().params()));
+      if (!fn.ok()) {
+        return absl::Status(fn.status().code(), absl::StrCat("operator '", v.name(), "': process function '",
+                                                             op.process().function(), "': ", fn.status().message()));
+      }
+      return std::make_unique<ProcessOperator>(counters, in, out, op.process(), std::move(*fn));
+    }
     case proto::OperatorSpec::kIntervalJoin:
       return std::make_unique<IntervalJoinOperator>(counters, in, Schema::FromProto(v.second_input_schema()),
                                                     op.interval_join());
@@ -186,13 +204,16 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
   Output* null_out = fanouts_.back().get();
   auto tail_it = outs.find({tdd.chain(tdd.chain_size() - 1), ""});
   operators_.back()->set_output(tail_it != outs.end() ? tail_it->second : null_out);
-  // Side outputs: dead letters of a source, late records of a window.
+  // Side outputs: dead letters of a source or process function, late
+  // records of a window.
   for (size_t i = 0; i < operators_.size(); ++i) {
     for (const char* side : {kDeadLetterOutput, kLateOutput}) {
       auto it = outs.find({tdd.chain(i), side});
       if (it == outs.end()) continue;
       if (auto* src = dynamic_cast<SourceOperator*>(operators_[i].get())) src->set_dead_letter_output(it->second);
       if (auto* win = dynamic_cast<WindowOperator*>(operators_[i].get())) win->set_late_output(it->second);
+      auto* proc = dynamic_cast<ProcessOperator*>(operators_[i].get());
+      if (proc != nullptr && std::string_view(side) == kDeadLetterOutput) proc->set_dead_letter_output(it->second);
       side_outputs_.push_back(it->second);
     }
   }
@@ -215,6 +236,8 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     ctx.max_parallelism = graph.max_parallelism() > 0 ? graph.max_parallelism() : 128;
     ctx.data_dir = env.data_dir;
     ctx.state_resources = env.state_resources;
+    if (v.op().has_aggregate()) ctx.state_ttl_ms = v.op().aggregate().state_ttl_ms();
+    if (v.op().has_process()) ctx.state_ttl_ms = v.op().process().state_ttl_ms();
     ctx.state_dir = (std::filesystem::path(env.data_dir) / "state" / tdd.job_id() /
                      absl::StrCat(v.id(), "-", tdd.subtask_index()))
                         .string();

@@ -34,14 +34,38 @@ absl::StatusOr<std::unique_ptr<TimerQueue>> TimerQueue::Create(KeyedStateBackend
   descriptor.name = name;
   auto state = backend.GetValueState(descriptor);
   if (!state.ok()) return state.status();
-  return std::unique_ptr<TimerQueue>(
+  std::unique_ptr<TimerQueue> queue(
       new TimerQueue(backend.db(), backend.column_family((*state)->id()), memory_limit));
+  if (absl::Status s = queue->LoadMinTime(); !s.ok()) return s;
+  return queue;
+}
+
+absl::Status TimerQueue::LoadMinTime() {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
+  it->SeekToFirst();
+  min_time_ = INT64_MAX;
+  if (it->Valid() && it->key().size() >= 8) min_time_ = ReadTime(it->key().data());
+  return FromRocks(it->status(), "scan");
 }
 
 absl::Status TimerQueue::Add(int64_t time, std::string_view payload) {
   memory_.emplace(time, std::string(payload));
   if (memory_.size() > memory_limit_) return Spill();
   return absl::OkStatus();
+}
+
+absl::Status TimerQueue::Remove(int64_t time, std::string_view payload) {
+  // A reused key: no allocation once its string has grown.
+  remove_key_.first = time;
+  remove_key_.second.assign(payload.data(), payload.size());
+  memory_.erase(remove_key_);
+  if (time < min_time_) return absl::OkStatus();  // never spilled
+  disk_key_.clear();
+  AppendTime(time, &disk_key_);
+  disk_key_.append(payload);
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;
+  return FromRocks(db_->Delete(wo, cf_, disk_key_), "delete");
 }
 
 absl::Status TimerQueue::Spill() {

@@ -42,6 +42,10 @@ class TimerQueue {
 
   // Adds a timer; adding the same (time, payload) twice keeps one.
   absl::Status Add(int64_t time, std::string_view payload);
+  // Removes a timer if it is queued (Flink's deleteEventTimeTimer); removing
+  // one that is not is a no-op. Touches RocksDB only when the timer may have
+  // been spilled (time >= the earliest on-disk time): a blind delete there.
+  absl::Status Remove(int64_t time, std::string_view payload);
   // Removes every timer with time <= up_to, then calls fn for each, in
   // (time, payload) order. fn may Add timers; those due too are popped by
   // the next call. Returns how many were popped.
@@ -51,16 +55,21 @@ class TimerQueue {
   TimerQueue(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, size_t memory_limit)
       : db_(db), cf_(cf), memory_limit_(memory_limit) {}
   absl::Status Spill();
+  // Sets min_time_ from the earliest timer on disk.
+  absl::Status LoadMinTime();
   size_t Deliver(const std::function<void(int64_t, std::string_view)>& fn);
 
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* cf_;
   size_t memory_limit_;
   std::set<std::pair<int64_t, std::string>> memory_;
-  // No on-disk timer is earlier than this. Starts at the minimum: timers may
-  // be on disk from before (a restore).
+  // No on-disk timer is earlier than this; INT64_MAX: none on disk. Create
+  // sets it from the column family (timers may be on disk from before, a
+  // restore).
   int64_t min_time_ = INT64_MIN;
   std::vector<std::pair<int64_t, std::string>> due_;
+  std::pair<int64_t, std::string> remove_key_;  // reused by Remove
+  std::string disk_key_;                        // reused by Remove
 };
 
 }  // namespace vstream

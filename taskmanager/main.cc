@@ -1,48 +1,8 @@
 // vstream-taskmanager --jobmanager HOST:PORT --rpc-port PORT --slots N --data-dir DIR [--config FILE]
+//
+// The stock TaskManager: the built-in process functions only. A TaskManager
+// with functions of its own has its own main (examples/custom_taskmanager).
 
-#include <cstdio>
+#include "taskmanager/task_manager_main.h"
 
-#include "common/flags.h"
-#include "common/logging.h"
-#include "common/process_config.h"
-#include "common/process_main.h"
-#include "taskmanager/task_manager.h"
-
-int main(int argc, char** argv) {
-  using namespace vstream;
-  const std::string self = "vstream-taskmanager";
-  auto flags = ParseFlags(argc, argv, 1,
-                          {"jobmanager", "rpc-port", "slots", "data-dir", "config", "host", "log-level",
-                           "state-memory-mb"},
-                          {"help"});
-  if (!flags.ok()) return ExitWithError(self, flags.status(), 2);
-  if (flags->Has("help")) {
-    std::printf(
-        "usage: vstream-taskmanager --jobmanager HOST:PORT --data-dir DIR [--rpc-port PORT] [--slots N]\n"
-        "                           [--host ADDRESS] [--state-memory-mb MB] [--config FILE] [--log-level LEVEL]\n");
-    return 0;
-  }
-  auto config = LoadProcessConfig(*flags, "taskmanager");
-  if (!config.ok()) return ExitWithError(self, config.status(), 2);
-  InitLogging("taskmanager", config->Get("log-level"));
-  TaskManagerOptions options;
-  options.jobmanager_address = config->Get("jobmanager");
-  options.data_dir = config->Get("data-dir");
-  if (auto h = config->Get("host"); !h.empty()) options.host = h;
-  auto port = config->GetInt("rpc-port", 0);
-  if (!port.ok()) return ExitWithError(self, port.status(), 2);
-  auto slots = config->GetInt("slots", 1);
-  if (!slots.ok()) return ExitWithError(self, slots.status(), 2);
-  auto state_mb = config->GetInt("state-memory-mb", 256);
-  if (!state_mb.ok() || *state_mb < 16) {
-    return ExitWithError(self, absl::InvalidArgumentError("--state-memory-mb needs a whole number of at least 16"), 2);
-  }
-  options.rpc_port = *port;
-  options.slots = *slots;
-  options.state_memory_bytes = int64_t{*state_mb} << 20;
-  auto tm = TaskManager::Start(options);
-  if (!tm.ok()) return ExitWithError(self, tm.status(), 1);
-  AnnounceAndWaitForTermination("TaskManager", (*tm)->address());
-  (*tm)->Stop();
-  return 0;
-}
+int main(int argc, char** argv) { return vstream::TaskManagerMain(argc, argv); }

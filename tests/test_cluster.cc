@@ -140,7 +140,7 @@ std::string AwaitListeningAddress(Subprocess& p, const std::string& what) {
 
 }  // namespace
 
-TestCluster::TestCluster(int taskmanagers, int slots) : dir_("cluster") {
+TestCluster::TestCluster(int taskmanagers, int slots, const std::string& taskmanager_binary) : dir_("cluster") {
   jm_ = std::make_unique<Subprocess>(
       std::vector<std::string>{BinPath("vstream-jobmanager"), "--rpc-port", "0", "--data-dir", dir_.File("jm")},
       dir_.path(), "jobmanager");
@@ -151,7 +151,7 @@ TestCluster::TestCluster(int taskmanagers, int slots) : dir_("cluster") {
   }
   for (int i = 0; i < taskmanagers; ++i) {
     tms_.push_back(std::make_unique<Subprocess>(
-        std::vector<std::string>{BinPath("vstream-taskmanager"), "--jobmanager", jm_address_, "--rpc-port", "0",
+        std::vector<std::string>{BinPath(taskmanager_binary), "--jobmanager", jm_address_, "--rpc-port", "0",
                                  "--slots", std::to_string(slots), "--data-dir", dir_.File("tm" + std::to_string(i))},
         dir_.path(), "taskmanager" + std::to_string(i)));
   }

@@ -69,8 +69,10 @@ CommandResult RunCommand(std::vector<std::string> argv, const std::string& log_d
 class TestCluster {
  public:
   // Starts a JobManager and `taskmanagers` TaskManagers with `slots` each,
-  // and waits until all have registered.
-  TestCluster(int taskmanagers, int slots);
+  // and waits until all have registered. `taskmanager_binary` names the
+  // TaskManager program in build/bin (a custom one, with its own process
+  // functions, takes the same flags).
+  TestCluster(int taskmanagers, int slots, const std::string& taskmanager_binary = "vstream-taskmanager");
   ~TestCluster();
 
   const std::string& jobmanager_address() const { return jm_address_; }

@@ -840,5 +840,51 @@ TEST(ParseWindowTest, KindsAndTimes) {
   EXPECT_THAT(ParseWindowTime("wall").status().message(), HasSubstr("unknown time 'wall'"));
 }
 
+TEST_F(JobBuilderTest, ProcessAndStateTtl) {
+  JobBuilder b("alerts");
+  StreamRef vitals =
+      b.FileSource("vitals", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts", 5000)));
+  ProcessOptions alert =
+      ProcessOptions::Function("no_data_alert", {"patient_id"}, {{"timeout", "5m"}});
+  alert.state_ttl_ms = 3'600'000;
+  alert.dead_letter = "rejected";
+  StreamRef alerts = b.Process("silent", vitals, alert, Parallel(2));
+  AggregateOptions totals = AggregateOptions::On({"patient_id"}, {{"n", "count(*)"}});
+  totals.state_ttl_ms = 60'000;
+  StreamRef counts = b.Aggregate("counts", vitals, totals);
+  b.Sink("a", alerts, SinkOptions::Stdout());
+  b.Sink("r", "rejected", SinkOptions::Stdout());
+  b.Sink("c", counts, SinkOptions::Stdout());
+  absl::StatusOr<proto::JobGraph> graph = b.Build();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& p = graph->vertices(1);
+  EXPECT_EQ(p.parallelism(), 2);
+  EXPECT_EQ(p.op().process().function(), "no_data_alert");
+  EXPECT_EQ(p.op().process().state_ttl_ms(), 3'600'000);
+  EXPECT_EQ(Schema::FromProto(p.output_schema()).DebugString(),
+            "{patient_id: string, last_ts: timestamp, alert_ts: timestamp, kind: string}");
+  EXPECT_EQ(graph->vertices(2).op().aggregate().state_ttl_ms(), 60'000);
+
+  // Errors name their spec keys; a param error names the param.
+  JobBuilder bad("bad");
+  bad.FileSource("vitals", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts")));
+  bad.Process("silent", "vitals",
+              ProcessOptions::Function("no_data_alert", {"patient_id"}, {{"timeout", "0s"}}));
+  ASSERT_NE(bad.error(), nullptr);
+  EXPECT_EQ(bad.error()->field, "params");
+  EXPECT_EQ(bad.error()->subfield, "timeout");
+  EXPECT_EQ(bad.status().message(),
+            "process 'silent': function 'no_data_alert': param 'timeout': must be > 0");
+  JobBuilder ttl("ttl");
+  ttl.FileSource("vitals", vitals_, "csv", VitalsSchema());
+  AggregateOptions negative = AggregateOptions::On({"patient_id"}, {{"n", "count(*)"}});
+  negative.state_ttl_ms = -1;
+  ttl.Aggregate("counts", "vitals", negative);
+  ASSERT_NE(ttl.error(), nullptr);
+  EXPECT_EQ(ttl.error()->field, "state_ttl");
+  EXPECT_EQ(ttl.status().message(),
+            "aggregate 'counts': state_ttl must be >= 0 (0 = kept forever), got -1ms");
+}
+
 }  // namespace
 }  // namespace vstream

@@ -1193,7 +1193,7 @@ TEST_F(JobSpecTest, UnionInputsMustAgreeOnEventTime) {
 TEST_F(JobSpecTest, NewOperatorTypesAreListed) {
   ExpectError(Replace(kBaseSpec, "type: filter", "type: join"), 10, 11,
               "unknown operator type 'join', expected one of filter, map, union, aggregate, "
-              "window, interval_join, broadcast_join");
+              "window, interval_join, broadcast_join, process");
 }
 
 TEST_F(JobSpecTest, RunningAggregateTakesTheNewFunctions) {
@@ -1213,6 +1213,144 @@ TEST_F(JobSpecTest, RunningAggregateTakesTheNewFunctions) {
             "{patient_id: string, f: int, l: string, sd: double, p: double}");
   EXPECT_DOUBLE_EQ(agg.op().aggregate().aggregates(3).param(), 0.5);
   EXPECT_EQ(agg.output_time_index(), -1);
+}
+
+// kWindowSpec with a process operator (lines 30-37) and sinks for its
+// output and dead letters.
+std::string ProcessSpec() {
+  std::string spec = Replace(kWindowSpec, "sinks:\n",
+                             "  - name: silent\n"                                    // 30
+                             "    type: process\n"                                   // 31
+                             "    input: vitals\n"                                   // 32
+                             "    key_by: [patient_id]\n"                            // 33
+                             "    function: no_data_alert\n"                         // 34
+                             "    params: {timeout: 5m, wall_clock_timeout: 10m}\n"  // 35
+                             "    state_ttl: 1h\n"                                   // 36
+                             "    dead_letter: silent_bad\n"                         // 37
+                             "sinks:\n");                                            // 38
+  return Replace(spec, "  - {name: j, connector: stdout, input: joined}\n",
+                 "  - {name: j, connector: stdout, input: joined}\n"
+                 "  - {name: alerts, connector: stdout, input: silent}\n"
+                 "  - {name: bad, connector: stdout, input: silent_bad}\n");
+}
+
+TEST_F(JobSpecTest, ProcessCompilesToAKeyedVertexWithTheFunctionsSchema) {
+  absl::StatusOr<proto::JobGraph> graph = Compile(ProcessSpec());
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& v = graph->vertices(4);
+  ASSERT_EQ(v.name(), "silent");
+  ASSERT_TRUE(v.op().has_process());
+  const proto::ProcessSpec& p = v.op().process();
+  EXPECT_EQ(p.function(), "no_data_alert");
+  EXPECT_EQ(p.params().size(), 2u);
+  EXPECT_EQ(p.params().at("timeout"), "5m");
+  EXPECT_EQ(p.params().at("wall_clock_timeout"), "10m");
+  EXPECT_EQ(p.key_by_size(), 1);
+  EXPECT_EQ(p.state_ttl_ms(), 3'600'000);
+  EXPECT_EQ(p.time_field_index(), 1);
+  EXPECT_FALSE(p.declared_output_schema());
+  EXPECT_EQ(SchemaOf(v.output_schema()),
+            "{patient_id: string, last_ts: timestamp, alert_ts: timestamp, kind: string}");
+  EXPECT_EQ(v.output_time_index(), 2);  // alert_ts
+  bool keyed_input = false, dead_letters = false;
+  for (const proto::JobEdge& e : graph->edges()) {
+    if (e.target() == v.id()) {
+      keyed_input =
+          e.partitioning() == proto::HASH && e.key_fields_size() == 1 && e.key_fields(0) == 0;
+    }
+    if (e.source() == v.id() && e.side_output() == kDeadLetterOutput) dead_letters = true;
+  }
+  EXPECT_TRUE(keyed_input) << "the input is hash-partitioned on key_by";
+  EXPECT_TRUE(dead_letters) << "dead_letter is a side output of the process vertex";
+}
+
+TEST_F(JobSpecTest, ProcessOfAFunctionOnlyACustomTaskManagerKnowsDeclaresItsOutput) {
+  std::string spec = Replace(ProcessSpec(), "function: no_data_alert", "function: first_reading");
+  spec = Replace(spec, "    params: {timeout: 5m, wall_clock_timeout: 10m}\n",
+                 "    output_schema: {patient_id: string, ts: timestamp, hr: int}\n");
+  absl::StatusOr<proto::JobGraph> graph = Compile(spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& v = graph->vertices(4);
+  EXPECT_EQ(v.op().process().function(), "first_reading");
+  EXPECT_TRUE(v.op().process().declared_output_schema());
+  EXPECT_EQ(SchemaOf(v.output_schema()), "{patient_id: string, ts: timestamp, hr: int}");
+  EXPECT_EQ(v.output_time_index(), -1) << "a declared schema has no event time";
+}
+
+TEST_F(JobSpecTest, ProcessErrors) {
+  const std::string base = ProcessSpec();
+  ExpectError(Replace(base, "function: no_data_alert", "function: no_data"), 34, 15,
+              "process 'silent': unknown process function 'no_data', expected one of no_data_alert "
+              "(or declare output_schema for a function of a custom TaskManager)");
+  ExpectError(Replace(base, "{timeout: 5m,", "{timeout: soon,"), 35, 23,
+              "process 'silent': function 'no_data_alert': param 'timeout': expected a duration "
+              "such as 5ms, 1s, 2m or 1h, got 'soon'");
+  ExpectError(Replace(base, "{timeout: 5m,", "{timeout: 5m, colour: red,"), 35, 35,
+              "process 'silent': function 'no_data_alert': unknown param 'colour', expected one of "
+              "timeout, wall_clock_timeout");
+  ExpectError(Replace(base, "{timeout: 5m, ", "{"), 35, 13,
+              "process 'silent': function 'no_data_alert': missing required param 'timeout'");
+  ExpectError(Replace(base, "    params: {timeout: 5m, wall_clock_timeout: 10m}\n", ""), 30, 5,
+              "process 'silent': function 'no_data_alert': missing required param 'timeout'");
+  ExpectError(Replace(base, "{timeout: 5m,", "{timeout: [5m],"), 35, 23,
+              "expected a value for param 'timeout', got a list");
+  ExpectError(Replace(base, "params: {timeout: 5m, wall_clock_timeout: 10m}", "params: 5m"), 35, 13,
+              "expected a mapping for the params of operator 'silent', got '5m'");
+  ExpectError(Replace(kBaseSpec, "sinks:\n",
+                      "  - name: silent\n"             // 13
+                      "    type: process\n"            // 14
+                      "    input: valid\n"             // 15
+                      "    key_by: [patient_id]\n"     // 16
+                      "    function: no_data_alert\n"  // 17
+                      "    params: {timeout: 5m}\n"    // 18
+                      "sinks:\n"),
+              17, 15,
+              "process 'silent': function 'no_data_alert': the input has no event time: declare "
+              "event_time on its source");
+  ExpectError(Replace(base, "state_ttl: 1h", "state_ttl: soon"), 36, 16,
+              "expected a duration such as 5ms, 1s, 2m or 1h for 'state_ttl', got 'soon'");
+  ExpectError(
+      Replace(base, "    state_ttl: 1h\n", "    output_schema: {patient_id: string, n: int}\n"), 36,
+      20,
+      "process 'silent': output_schema {patient_id: string, n: int} differs from "
+      "{patient_id: string, last_ts: timestamp, alert_ts: timestamp, kind: string}, what "
+      "function 'no_data_alert' produces");
+  ExpectError(Replace(base, "    function: no_data_alert\n", ""), 30, 5,
+              "missing required field 'function' in operator 'silent'");
+  ExpectError(Replace(base, "    key_by: [patient_id]\n    function", "    function"), 30, 5,
+              "missing required field 'key_by' in operator 'silent'");
+  ExpectError(
+      Replace(base, "    key_by: [patient_id]\n    function", "    key_by: [pid]\n    function"),
+      33, 14, "process 'silent': unknown key_by field 'pid'");
+  ExpectError(Replace(base, "dead_letter: silent_bad", "dead_letter: labs"), 37, 18,
+              "duplicate name 'labs': already used by source 'labs'");
+  ExpectError(Replace(base, "    state_ttl: 1h\n", "    partition: forward\n"), 36, 5,
+              "unknown field 'partition' in operator 'silent', expected one of name, type, input, "
+              "key_by, function, params, output_schema, state_ttl, dead_letter, parallelism");
+}
+
+TEST_F(JobSpecTest, StateTtlOfARunningAggregate) {
+  const std::string agg = Replace(kBaseSpec, "sinks:\n",
+                                  "  - name: totals\n"               // 13
+                                  "    type: aggregate\n"            // 14
+                                  "    input: valid\n"               // 15
+                                  "    key_by: [patient_id]\n"       // 16
+                                  "    aggregates: {n: count(*)}\n"  // 17
+                                  "    state_ttl: 30m\n"             // 18
+                                  "sinks:\n");
+  absl::StatusOr<proto::JobGraph> graph = Compile(agg);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->vertices(2).op().aggregate().state_ttl_ms(), 30 * 60 * 1000);
+  graph = Compile(Replace(agg, "    state_ttl: 30m\n", ""));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->vertices(2).op().aggregate().state_ttl_ms(), 0) << "kept forever by default";
+  ExpectError(Replace(agg, "state_ttl: 30m", "state_ttl: -30m"), 18, 16,
+              "expected a duration such as 5ms, 1s, 2m or 1h for 'state_ttl', got '-30m'");
+  ExpectError(Replace(agg, "state_ttl: 30m", "state_ttl: [30m]"), 18, 16,
+              "expected a duration such as 5ms, 1s, 2m or 1h for 'state_ttl', got a list");
+  // Windows keep state only until they fire: no state_ttl.
+  ExpectError(Replace(kWindowSpec, "allowed_lateness: 0s", "state_ttl: 1h"), 21, 5,
+              "unknown field 'state_ttl' in operator 'per_minute'");
 }
 
 }  // namespace

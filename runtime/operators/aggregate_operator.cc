@@ -18,7 +18,7 @@ absl::Status AggregateOperator::Open(const OperatorContext& ctx) {
   if (!accs.ok()) return accs.status();
   accs_ = std::move(*accs);
   max_parallelism_ = ctx.max_parallelism;
-  return OpenKeyedValueState(ctx, "acc", &backend_, &acc_state_);
+  return OpenKeyedValueState(ctx, "acc", &backend_, &acc_state_, ctx.state_ttl_ms);
 }
 
 void AggregateOperator::Push(RowBatch& batch) {

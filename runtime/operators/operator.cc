@@ -2,17 +2,27 @@
 
 namespace vstream {
 
-absl::Status OpenKeyedValueState(const OperatorContext& ctx, const std::string& name,
-                                 std::unique_ptr<KeyedStateBackend>* backend, StateId* state) {
+absl::StatusOr<std::unique_ptr<KeyedStateBackend>> OpenKeyedStateBackend(const OperatorContext& ctx) {
   KeyedStateBackendOptions options;
   options.path = ctx.state_dir;
   options.resources = ctx.state_resources;
-  auto opened = KeyedStateBackend::Open(options);
+  options.clock = ctx.clock;
+  return KeyedStateBackend::Open(options);
+}
+
+absl::Status OpenKeyedValueState(const OperatorContext& ctx, const std::string& name,
+                                 std::unique_ptr<KeyedStateBackend>* backend, StateId* state,
+                                 int64_t ttl_ms) {
+  auto opened = OpenKeyedStateBackend(ctx);
   if (!opened.ok()) return opened.status();
   *backend = std::move(*opened);
-  auto id = (*backend)->RegisterState(name, /*write_back_cache=*/true);
-  if (!id.ok()) return id.status();
-  *state = *id;
+  ValueStateDescriptor descriptor;
+  descriptor.name = name;
+  descriptor.ttl_ms = ttl_ms;
+  descriptor.write_back_cache = true;
+  auto handle = (*backend)->GetValueState(descriptor);
+  if (!handle.ok()) return handle.status();
+  *state = (*handle)->id();
   return absl::OkStatus();
 }
 

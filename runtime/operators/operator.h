@@ -14,8 +14,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "runtime/types.h"
 #include "state/keyed_state_backend.h"
+#include "state/state_clock.h"
 #include "state/state_resources.h"
 
 namespace vstream {
@@ -59,13 +61,25 @@ struct OperatorContext {
   // The TaskManager's state memory (block cache, write buffers, write-back
   // caches), shared by every RocksDB instance it runs. Null: private.
   std::shared_ptr<StateResources> state_resources;
+  // Time to live of the operator's keyed state (the job spec's state_ttl of
+  // an aggregate or process operator). Default 0: kept forever.
+  int64_t state_ttl_ms = 0;
+  // The wall clock of state TTL and of processing time in process functions;
+  // must outlive the operator. Default null: the system clock. Tests pass a
+  // ManualStateClock.
+  const StateClock* clock = nullptr;
 };
 
 // Opens an operator subtask's RocksDB keyed state (under ctx.state_dir, in
-// the TaskManager's state memory) and declares one value state that goes
-// through the write-back cache.
+// the TaskManager's state memory, TTL timed by ctx.clock).
+absl::StatusOr<std::unique_ptr<KeyedStateBackend>> OpenKeyedStateBackend(const OperatorContext& ctx);
+
+// Opens the keyed state backend and declares one value state that goes
+// through the write-back cache, whose entries expire `ttl_ms` after their
+// last write (0: never).
 absl::Status OpenKeyedValueState(const OperatorContext& ctx, const std::string& name,
-                                 std::unique_ptr<KeyedStateBackend>* backend, StateId* state);
+                                 std::unique_ptr<KeyedStateBackend>* backend, StateId* state,
+                                 int64_t ttl_ms = 0);
 
 class StreamOperator : public Output {
  public:

@@ -95,6 +95,42 @@ TEST(AggregateOperatorTest, RunningCountSumMinMaxAvgPerKeyInRocksDb) {
   EXPECT_EQ(counters.records_out, 4);
 }
 
+TEST(AggregateOperatorTest, StateTtlStartsAKeyOverAfterItsLastUpdate) {
+  Schema in({{"k", FieldType::kString}, {"v", FieldType::kInt}});
+  proto::AggregateCall sum;
+  sum.set_name("s");
+  sum.set_func("sum");
+  sum.set_arg("v");
+  OperatorCounters counters;
+  AggregateOperator op(counters, in, {0}, {sum});
+  CollectingOutput sink(Schema({{"k", FieldType::kString}, {"s", FieldType::kInt}}));
+  op.set_output(&sink);
+  ManualStateClock clock(1'000'000);
+  OperatorContext ctx = Context(0, 1, "agg-ttl");
+  ctx.state_ttl_ms = 60'000;  // state_ttl: 1m
+  ctx.clock = &clock;
+  ASSERT_TRUE(op.Open(ctx).ok());
+  RowBatch batch(2);
+  auto push = [&](const char* k, int v) {
+    batch.Clear();
+    Row& r = batch.Append();
+    r[0].SetString(k);
+    r[1].SetInt(v);
+    op.Push(batch);
+    ASSERT_TRUE(op.status().ok()) << op.status();
+  };
+  push("a", 1);
+  push("b", 10);
+  clock.Advance(59'999);
+  push("a", 2);  // within the TTL: a's sum goes on, and its TTL restarts
+  clock.Advance(59'999);
+  push("a", 4);  // 59.999 s after a's last update: still there
+  push("b", 20);  // 119.998 s after b's last update: expired, starts over
+  clock.Advance(60'000);
+  push("a", 8);  // exactly the TTL: expired
+  EXPECT_EQ(sink.rows, (std::vector<std::string>{"a,1", "b,10", "a,3", "a,7", "b,20", "a,8"}));
+}
+
 std::multiset<std::string> Generate(int parallelism, int64_t count) {
   Schema s({{"id", FieldType::kInt}, {"p", FieldType::kString}, {"x", FieldType::kDouble}});
   proto::SourceSpec spec;

@@ -52,5 +52,35 @@ TEST_P(TimerQueueTest, PopsDueTimersInTimeOrderOnceEach) {
   std::filesystem::remove_all(dir);
 }
 
+TEST_P(TimerQueueTest, RemovedTimersDoNotFireWhereverTheyAre) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("vstream-timers-remove-" + std::to_string(::getpid()) + "-" + std::to_string(GetParam()));
+  KeyedStateBackendOptions options;
+  options.path = dir.string();
+  auto backend = KeyedStateBackend::Open(options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto timers = TimerQueue::Create(**backend, "timers", GetParam());
+  ASSERT_TRUE(timers.ok()) << timers.status();
+  TimerQueue& q = **timers;
+  // With limit 0 and 3 the first timers are spilled to RocksDB before the
+  // later ones are added, so removals hit both memory and disk.
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(q.Add(100 + i, "k" + std::to_string(i)).ok());
+  ASSERT_TRUE(q.Remove(100, "k0").ok());
+  ASSERT_TRUE(q.Remove(109, "k9").ok());
+  ASSERT_TRUE(q.Remove(105, "other").ok());  // not queued: no-op
+  ASSERT_TRUE(q.Remove(104, "k5").ok());     // wrong time: no-op
+  ASSERT_TRUE(q.Add(103, "k3").ok());        // re-added after a spill: still once
+  ASSERT_TRUE(q.Remove(103, "k3").ok());     // gone from memory and disk
+  std::vector<std::pair<int64_t, std::string>> popped;
+  auto n = q.PopUpTo(1000, [&](int64_t t, std::string_view p) { popped.emplace_back(t, std::string(p)); });
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(popped, (std::vector<std::pair<int64_t, std::string>>{
+                        {101, "k1"}, {102, "k2"}, {104, "k4"}, {105, "k5"}, {106, "k6"}, {107, "k7"}, {108, "k8"}}));
+  // Removing an already fired timer is a no-op, and the queue is empty.
+  ASSERT_TRUE(q.Remove(101, "k1").ok());
+  EXPECT_EQ(*q.PopUpTo(INT64_MAX, [](int64_t, std::string_view) {}), 0u);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace vstream
