@@ -60,6 +60,43 @@ absl::Status MapState::Scan(std::string_view ns,
   return absl::OkStatus();
 }
 
+absl::Status MapState::ForEachInRange(
+    std::string_view ns, std::string_view from, std::string_view to,
+    absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn) {
+  ComposeKey(ns);
+  const size_t prefix_size = key_.size() - 2;  // rocks_key() leaves out the state id
+  // Upper bound: prefix + to, or the prefix's successor (built in place: no allocation).
+  upper_bound_.assign(key_.data() + 2, prefix_size);
+  if (!to.empty()) {
+    upper_bound_.append(to.data(), to.size());
+  } else {
+    while (!upper_bound_.empty() && static_cast<uint8_t>(upper_bound_.back()) == 0xff) upper_bound_.pop_back();
+    if (!upper_bound_.empty()) upper_bound_.back() = static_cast<char>(static_cast<uint8_t>(upper_bound_.back()) + 1);
+  }
+  key_.append(from.data(), from.size());
+  const rocksdb::Slice seek = rocks_key();
+  const rocksdb::Slice prefix(seek.data(), prefix_size);
+  const rocksdb::Slice upper(upper_bound_);
+  rocksdb::ReadOptions ro = ctx_.read_options;
+  if (!upper_bound_.empty()) ro.iterate_upper_bound = &upper;
+  const int64_t now = NowIfTimed();
+  std::unique_ptr<rocksdb::Iterator> it(ctx_.db->NewIterator(ro, cf_));
+  for (it->Seek(seek); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view value(it->value().data(), it->value().size());
+    if (behavior_->timed()) {
+      int64_t write_ms = 0;
+      if (!SplitTimedValue(value, &write_ms, &value)) {
+        return absl::DataLossError(absl::StrCat("map state '", name_, "': value shorter than its TTL header"));
+      }
+      if (Expired(write_ms, now)) continue;
+    }
+    const rocksdb::Slice raw_key = it->key();
+    if (!fn(std::string_view(raw_key.data() + prefix_size, raw_key.size() - prefix_size), value)) break;
+  }
+  if (!it->status().ok()) return FromRocksStatus(it->status(), absl::StrCat("scan map state '", name_, "'"));
+  return absl::OkStatus();
+}
+
 absl::Status MapState::ForEach(
     std::string_view ns,
     const std::function<void(std::string_view user_key, std::string_view value)>& fn) {

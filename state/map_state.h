@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "state/keyed_state.h"
 
 namespace vstream {
@@ -26,6 +27,14 @@ class MapState final : public KeyedState {
   absl::Status ForEach(std::string_view ns,
                        const std::function<void(std::string_view user_key,
                                                 std::string_view value)>& fn);
+  // Calls `fn` on each live entry with from <= user key < to, in user-key
+  // byte order, until it returns false; an empty `to` means no upper bound.
+  // One RocksDB seek to `from`: with order-preserving user keys (e.g.
+  // big-endian times) this reads exactly a range, without visiting the
+  // entries (or deleted entries) before it. The views are valid during the
+  // call; `fn` must not use this MapState.
+  absl::Status ForEachInRange(std::string_view ns, std::string_view from, std::string_view to,
+                              absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn);
   // Whether the map of the current key in `ns` has no live entry.
   absl::StatusOr<bool> IsEmpty(std::string_view ns);
   // Removes every entry of the current key in `ns` (one WriteBatch).

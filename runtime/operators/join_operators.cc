@@ -1,8 +1,11 @@
 #include "runtime/operators/join_operators.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
-#include "runtime/network/buffer.h"
+#include "common/status_macros.h"
 #include "runtime/row_codec.h"
+#include "state/key_groups.h"
 
 namespace vstream {
 
@@ -25,6 +28,28 @@ inline int64_t SatAdd(int64_t a, int64_t b) {
   return r;
 }
 
+// 8 bytes big-endian; a time's sign bit flipped so that byte order is time order.
+inline void AppendBigEndian(uint64_t u, std::string* out) {
+  for (int b = 7; b >= 0; --b) out->push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+}
+inline void AppendTime(int64_t t, std::string* out) { AppendBigEndian(static_cast<uint64_t>(t) ^ (1ull << 63), out); }
+
+absl::StatusOr<MapState*> DeclareMapState(KeyedStateBackend& backend, const char* name) {
+  MapStateDescriptor descriptor;
+  descriptor.name = name;
+  return backend.GetMapState(descriptor);
+}
+
+absl::StatusOr<int64_t> CountEntries(KeyedStateBackend& backend, StateId state) {
+  int64_t n = 0;
+  RETURN_IF_ERROR(backend.ForEachKey(state, {0, kMaxKeyGroups - 1}, [&](const StateKeyView&) { ++n; }));
+  return n;
+}
+
+// Cleanup timer payload: [side: 1][key group: 2][map key: 16][key].
+constexpr size_t kMapKeySize = 16;
+constexpr size_t kTimerHeaderSize = 3 + kMapKeySize;
+
 }  // namespace
 
 // ---------------------------------------------------------------- interval
@@ -41,7 +66,7 @@ IntervalJoinOperator::IntervalJoinOperator(OperatorCounters& counters, Schema le
   out_.set_width(schemas_[0].size() + schemas_[1].size());
 }
 
-absl::Status IntervalJoinOperator::Open(const OperatorContext&) {
+absl::Status IntervalJoinOperator::Open(const OperatorContext& ctx) {
   for (int side = 0; side < 2; ++side) {
     if (keys_[side].empty()) return absl::InvalidArgumentError("interval join needs key fields on both sides");
     if (time_index_[side] < 0 || time_index_[side] >= static_cast<int>(schemas_[side].size())) {
@@ -49,6 +74,11 @@ absl::Status IntervalJoinOperator::Open(const OperatorContext&) {
     }
   }
   if (lower_ > upper_) return absl::InvalidArgumentError("interval join: lower bound above upper bound");
+  max_parallelism_ = ctx.max_parallelism;
+  ASSIGN_OR_RETURN(backend_, OpenKeyedStateBackend(ctx));
+  ASSIGN_OR_RETURN(buffers_[0], DeclareMapState(*backend_, "interval_join_left"));
+  ASSIGN_OR_RETURN(buffers_[1], DeclareMapState(*backend_, "interval_join_right"));
+  ASSIGN_OR_RETURN(timers_, TimerQueue::Create(*backend_, "interval_join_timers"));
   return absl::OkStatus();
 }
 
@@ -65,56 +95,102 @@ void IntervalJoinOperator::EmitPair(const Row& left, const Row& right) {
 
 void IntervalJoinOperator::PushInput(int input, RowBatch& batch) {
   const int side = input == 1 ? 1 : 0;
-  const int other = 1 - side;
   CountIn(batch.size());
-  for (size_t i = 0; i < batch.size(); ++i) {
+  for (size_t i = 0; i < batch.size() && status_.ok(); ++i) {
     const Row& row = batch[i];
     const Datum& t = row[time_index_[side]];
     if (t.is_null || t.i <= watermark_) {
       counters_.late_records.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
-    key_.clear();
-    EncodeKey(schemas_[side], row, keys_[side], &key_);
-    // Partners on the other side: a left record at tl wants right records in
-    // [tl + lower, tl + upper]; a right record at tr wants left ones in
-    // [tr - upper, tr - lower].
-    auto it = buffers_[other].find(key_);
-    if (it != buffers_[other].end()) {
-      const int64_t lo = side == 0 ? SatAdd(t.i, lower_) : SatAdd(t.i, -upper_);
-      const int64_t hi = side == 0 ? SatAdd(t.i, upper_) : SatAdd(t.i, -lower_);
-      for (auto p = it->second.lower_bound(lo); p != it->second.end() && p->first <= hi; ++p) {
-        if (side == 0) {
-          EmitPair(row, p->second);
-        } else {
-          EmitPair(p->second, row);
-        }
-      }
-    }
-    buffers_[side][key_].emplace(t.i, row);
+    ProcessRecord(side, row, t.i);
   }
   Emit(out_);
   out_.Clear();
+}
+
+void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
+  const int other = 1 - side;
+  key_.clear();
+  EncodeKey(schemas_[side], row, keys_[side], &key_);
+  const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+  backend_->SetCurrentKey(key_group, key_);
+
+  // Partners on the other side: a left record at tl wants right records in
+  // [tl + lower, tl + upper]; a right record at tr wants left ones in
+  // [tr - upper, tr - lower]. One range scan of map keys [lo, hi + 1).
+  const int64_t lo = side == 0 ? SatAdd(t, lower_) : SatAdd(t, -upper_);
+  const int64_t hi = side == 0 ? SatAdd(t, upper_) : SatAdd(t, -lower_);
+  range_from_.clear();
+  AppendTime(lo, &range_from_);
+  range_to_.clear();
+  if (hi != INT64_MAX) AppendTime(hi + 1, &range_to_);  // else: to the end
+  bool corrupt = false;
+  absl::Status s = buffers_[other]->ForEachInRange(
+      "", range_from_, range_to_, [&](std::string_view, std::string_view value) {
+        size_t pos = 0;
+        if (!DecodeRow(schemas_[other], value, &pos, &partner_)) {
+          corrupt = true;
+          return false;
+        }
+        if (side == 0) {
+          EmitPair(row, partner_);
+        } else {
+          EmitPair(partner_, row);
+        }
+        return true;
+      });
+  if (!s.ok()) return Fail(s);
+  if (corrupt) return Fail(absl::DataLossError("interval join: corrupt buffered row"));
+
+  // Keep the record until no later partner can arrive.
+  const int64_t cleanup = side == 0 ? SatAdd(t, upper_) : SatAdd(t, -lower_);
+  if (cleanup <= watermark_) return;
+  map_key_.clear();
+  AppendTime(t, &map_key_);
+  AppendBigEndian(next_sequence_++, &map_key_);
+  value_.clear();
+  EncodeRow(schemas_[side], row, &value_);
+  s = buffers_[side]->Put("", map_key_, value_);
+  if (!s.ok()) return Fail(s);
+  timer_payload_.clear();
+  timer_payload_.push_back(static_cast<char>(side));
+  timer_payload_.push_back(static_cast<char>((key_group >> 8) & 0xff));
+  timer_payload_.push_back(static_cast<char>(key_group & 0xff));
+  timer_payload_.append(map_key_);
+  timer_payload_.append(key_);
+  s = timers_->Add(cleanup, timer_payload_);
+  if (!s.ok()) return Fail(s);
+}
+
+void IntervalJoinOperator::FireCleanupTimers(int64_t up_to) {
+  absl::StatusOr<size_t> popped = timers_->PopUpTo(up_to, [&](int64_t, std::string_view p) {
+    if (!status_.ok()) return;
+    if (p.size() < kTimerHeaderSize || (p[0] != 0 && p[0] != 1)) {
+      return Fail(absl::DataLossError("interval join: corrupt cleanup timer"));
+    }
+    const int side = p[0];
+    const int key_group = (static_cast<uint8_t>(p[1]) << 8) | static_cast<uint8_t>(p[2]);
+    backend_->SetCurrentKey(key_group, p.substr(kTimerHeaderSize));
+    absl::Status s = buffers_[side]->Remove("", p.substr(3, kMapKeySize));
+    if (!s.ok()) Fail(s);
+  });
+  if (!popped.ok()) Fail(popped.status());
 }
 
 void IntervalJoinOperator::PushWatermark(int64_t watermark) {
   if (watermark <= watermark_) return;
   watermark_ = watermark;
   // A left record can still meet right records up to tl + upper; a right
-  // record left records down to tr - lower. Drop those no later record can meet.
-  for (int side = 0; side < 2; ++side) {
-    const int64_t reach = side == 0 ? upper_ : -lower_;
-    for (auto it = buffers_[side].begin(); it != buffers_[side].end();) {
-      auto& rows = it->second;
-      while (!rows.empty() && SatAdd(rows.begin()->first, reach) <= watermark) rows.erase(rows.begin());
-      if (rows.empty()) {
-        buffers_[side].erase(it++);
-      } else {
-        ++it;
-      }
-    }
-  }
+  // record left records down to tr - lower. Their timers are due at those
+  // times: drop the records no later record can meet.
+  if (status_.ok()) FireCleanupTimers(watermark);
   output_->PushWatermark(watermark);
+}
+
+absl::StatusOr<int64_t> IntervalJoinOperator::BufferedRecords(int side) {
+  if (!backend_) return absl::FailedPreconditionError("interval join is not open");
+  return CountEntries(*backend_, buffers_[side == 1 ? 1 : 0]->id());
 }
 
 // ---------------------------------------------------------------- broadcast
@@ -127,28 +203,49 @@ BroadcastJoinOperator::BroadcastJoinOperator(OperatorCounters& counters, Schema 
   for (size_t f = 0; f < broadcast_.size(); ++f) {
     if (std::find(broadcast_keys_.begin(), broadcast_keys_.end(), static_cast<int>(f)) == broadcast_keys_.end()) {
       broadcast_values_.push_back(static_cast<int>(f));
+      values_schema_.Add(broadcast_.field(f).name, broadcast_.field(f).type);
     }
   }
   out_.set_width(main_.size() + broadcast_values_.size());
 }
 
-absl::Status BroadcastJoinOperator::Open(const OperatorContext&) {
+absl::Status BroadcastJoinOperator::Open(const OperatorContext& ctx) {
   if (main_keys_.empty() || main_keys_.size() != broadcast_keys_.size()) {
     return absl::InvalidArgumentError("broadcast join needs the same number of key fields on both sides");
   }
+  ASSIGN_OR_RETURN(backend_, OpenKeyedStateBackend(ctx));
+  ASSIGN_OR_RETURN(state_, DeclareMapState(*backend_, "broadcast_state"));
+  state_key_group_ = KeyGroupRangeForSubtask(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index).start;
+  // The mirror starts as RocksDB has it (empty unless the state was kept).
+  table_.clear();
+  backend_->SetCurrentKey(state_key_group_, "");
+  bool corrupt = false;
+  RETURN_IF_ERROR(state_->ForEach("", [&](std::string_view key, std::string_view value) {
+    size_t pos = 0;
+    Row& row = table_[std::string(key)];
+    if (!DecodeRow(values_schema_, value, &pos, &row)) corrupt = true;
+  }));
+  if (corrupt) return absl::DataLossError("broadcast join: corrupt broadcast state");
   return absl::OkStatus();
+}
+
+void BroadcastJoinOperator::PutBroadcast(const Row& row) {
+  key_.clear();
+  EncodeKey(broadcast_, row, broadcast_keys_, &key_);
+  Row& values = table_[key_];
+  values.resize(broadcast_values_.size());
+  for (size_t v = 0; v < broadcast_values_.size(); ++v) values[v] = row[broadcast_values_[v]];
+  value_.clear();
+  EncodeRow(values_schema_, values, &value_);
+  absl::Status s = state_->Put("", key_, value_);
+  if (!s.ok() && status_.ok()) status_ = s;
 }
 
 void BroadcastJoinOperator::PushInput(int input, RowBatch& batch) {
   CountIn(batch.size());
   if (input == 1) {
-    for (size_t i = 0; i < batch.size(); ++i) {
-      key_.clear();
-      EncodeKey(broadcast_, batch[i], broadcast_keys_, &key_);
-      Row& values = table_[key_];
-      values.resize(broadcast_values_.size());
-      for (size_t v = 0; v < broadcast_values_.size(); ++v) values[v] = batch[i][broadcast_values_[v]];
-    }
+    backend_->SetCurrentKey(state_key_group_, "");
+    for (size_t i = 0; i < batch.size() && status_.ok(); ++i) PutBroadcast(batch[i]);
     return;
   }
   out_.Clear();
@@ -169,6 +266,11 @@ void BroadcastJoinOperator::PushInput(int input, RowBatch& batch) {
     }
   }
   Emit(out_);
+}
+
+absl::StatusOr<int64_t> BroadcastJoinOperator::StoredBroadcastRows() {
+  if (!backend_) return absl::FailedPreconditionError("broadcast join is not open");
+  return CountEntries(*backend_, state_->id());
 }
 
 }  // namespace vstream

@@ -1,5 +1,7 @@
 #pragma once
-// Two-input operators.
+// Two-input operators, their state in the subtask's RocksDB keyed state
+// backend (one instance under OperatorContext::state_dir, in the
+// TaskManager's state memory).
 //
 // IntervalJoinOperator (Flink's interval join): both inputs are keyed the
 // same way; a left record at time tl joins every right record of its key at
@@ -7,22 +9,46 @@
 // until the watermark shows no partner can still arrive (left: tl + upper,
 // right: tr - lower); each pair is emitted once, when its second record
 // arrives. Records behind the watermark are late: counted and dropped.
-// Buffers are per-subtask, in memory (bounded by the interval times the rate).
+//
+//   "interval_join_left" / "interval_join_right": a MapState per join key,
+//       map key [time: 8 bytes big-endian, sign-flipped][sequence: 8 bytes],
+//       value the row (row_codec.h). Time order is byte order, so a record's
+//       partners are one range scan of the other side's map (one seek); the
+//       sequence number keeps records with equal times apart.
+//   "interval_join_timers": one cleanup timer per kept record, due at
+//       tl + upper (left) or tr - lower (right), payload
+//       [side][key group: 2][map key: 16][key]. A watermark pops the due
+//       timers and deletes exactly their entries: no scans of the buffers.
+//   A record whose cleanup time the watermark has already reached can meet
+//   no later record, so it is joined but not kept.
 //
 // BroadcastJoinOperator (Flink's broadcast state pattern): every subtask
 // sees every record of the broadcast input (a BROADCAST edge) and keeps the
 // latest row per broadcast key; each main record is emitted with the fields
 // of the matching broadcast row, or nulls while none has arrived.
 //
+//   "broadcast_state": a MapState broadcast key -> value fields (row_codec),
+//       one per subtask. It is not keyed by the main key, so it lives under
+//       one fixed current key: the first key group of the subtask's range,
+//       key "". RocksDB holds the truth (what a snapshot takes); a mirror of
+//       the whole map in memory, loaded from RocksDB on Open, serves the
+//       per-record lookups without a RocksDB read. As in Flink (which keeps
+//       broadcast state on the heap), the broadcast side is small, slowly
+//       changing reference data, so the mirror is small.
+//
 // Thread-compatible: run on their task's thread.
 
-#include <map>
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
 #include "proto/jobgraph.pb.h"
 #include "runtime/operators/operator.h"
+#include "state/keyed_state_backend.h"
+#include "state/timer_queue.h"
 
 namespace vstream {
 
@@ -35,18 +61,39 @@ class IntervalJoinOperator : public StreamOperator {
   void PushWatermark(int64_t watermark) override;
   void Finish() override { output_->Finish(); }
 
+  // The records of one side (0: left, 1: right) kept in RocksDB. One full
+  // scan of that side's state: for tests and diagnostics.
+  absl::StatusOr<int64_t> BufferedRecords(int side);
+
  private:
-  using Buffer = absl::flat_hash_map<std::string, std::multimap<int64_t, Row>>;
+  void ProcessRecord(int side, const Row& row, int64_t t);
   void EmitPair(const Row& left, const Row& right);
+  void FireCleanupTimers(int64_t up_to);
+  void Fail(const absl::Status& s) {
+    if (status_.ok()) status_ = s;
+  }
 
   Schema schemas_[2];
   std::vector<int> keys_[2];
   int time_index_[2];
   int64_t lower_, upper_;
-  Buffer buffers_[2];
+  int max_parallelism_ = kDefaultMaxParallelism;
+  std::unique_ptr<KeyedStateBackend> backend_;
+  MapState* buffers_[2] = {nullptr, nullptr};  // owned by backend_
+  std::unique_ptr<TimerQueue> timers_;
+  // Of the next kept record. Starts at 0 with a fresh (wiped) backend; a
+  // restore would have to resume past the restored entries' sequences.
+  uint64_t next_sequence_ = 0;
   int64_t watermark_ = INT64_MIN;
   RowBatch out_;
+  // Reused per record: no allocation once they have grown.
   std::string key_;
+  std::string map_key_;
+  std::string range_from_;
+  std::string range_to_;
+  std::string value_;
+  std::string timer_payload_;
+  Row partner_;
 };
 
 class BroadcastJoinOperator : public StreamOperator {
@@ -58,12 +105,23 @@ class BroadcastJoinOperator : public StreamOperator {
   void PushInput(int input, RowBatch& batch) override;
   void Finish() override { output_->Finish(); }
 
+  // The broadcast rows kept in RocksDB. One scan: for tests and diagnostics.
+  absl::StatusOr<int64_t> StoredBroadcastRows();
+
  private:
+  void PutBroadcast(const Row& row);
+
   Schema main_, broadcast_;
+  Schema values_schema_;  // the broadcast fields that are not keys
   std::vector<int> main_keys_, broadcast_keys_, broadcast_values_;
-  absl::flat_hash_map<std::string, Row> table_;  // broadcast key -> value fields
+  std::unique_ptr<KeyedStateBackend> backend_;
+  MapState* state_ = nullptr;  // owned by backend_
+  int state_key_group_ = 0;
+  // Mirror of state_ (broadcast key -> value fields).
+  absl::flat_hash_map<std::string, Row> table_;
   RowBatch out_;
   std::string key_;
+  std::string value_;
 };
 
 }  // namespace vstream

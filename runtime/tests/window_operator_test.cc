@@ -4,7 +4,6 @@
 
 #include "gtest/gtest.h"
 #include "runtime/network/buffer.h"
-#include "runtime/operators/join_operators.h"
 
 namespace vstream {
 namespace {
@@ -137,40 +136,6 @@ TEST_F(WindowOperatorTest, SessionsMergeWhenARecordBridgesTheGap) {
   Records({{"a", 10, 4}});               // [10,20) touches [0,10) and [12,22): one session [0,22)
   op_->PushWatermark(kMaxWatermark);
   EXPECT_EQ(out_.rows, (std::vector<std::string>{"a,0,22,3,4", "a,25,35,1,2"}));
-}
-
-TEST(IntervalJoinOperatorTest, JoinsWithinTheIntervalOncePerPair) {
-  Schema left({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}});
-  Schema right({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}});
-  proto::IntervalJoinSpec spec;
-  spec.add_left_key("k");
-  spec.add_right_key("k");
-  spec.set_lower_ms(-10);
-  spec.set_upper_ms(0);
-  spec.set_left_time_index(1);
-  spec.set_right_time_index(1);
-  OperatorCounters counters;
-  IntervalJoinOperator op(counters, left, right, spec);
-  Collect out(Schema({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}, {"k2", FieldType::kString},
-                      {"ts2", FieldType::kTimestamp}}));
-  op.set_output(&out);
-  ASSERT_TRUE(op.Open(OperatorContext()).ok());
-  auto push = [&](int input, std::vector<std::pair<std::string, int64_t>> rows) {
-    RowBatch b(2);
-    for (auto& [k, ts] : rows) {
-      Row& r = b.Append();
-      r[0].SetString(k);
-      r[1].SetInt(ts);
-    }
-    op.PushInput(input, b);
-  };
-  push(1, {{"a", 95}, {"a", 85}, {"b", 100}});
-  push(0, {{"a", 100}, {"a", 105}});  // 100 meets 95 (not 85); 105 meets 95
-  push(1, {{"a", 101}});              // meets left 105 only
-  EXPECT_EQ(out.rows, (std::vector<std::string>{"a,100,a,95", "a,105,a,95", "a,105,a,101"}));
-  op.PushWatermark(200);
-  push(0, {{"a", 150}});  // late
-  EXPECT_EQ(counters.late_records, 1);
 }
 
 }  // namespace

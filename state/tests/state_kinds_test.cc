@@ -154,6 +154,40 @@ TEST(MapStateTest, PutGetRemoveIterateOneKeyAndNamespace) {
   EXPECT_EQ(v, "60");
 }
 
+TEST(MapStateTest, ForEachInRangeReadsOneUserKeyRangeInOrder) {
+  TestingStateDir dir("map-state-range");
+  auto backend = OpenBackend(dir.path());
+  MapStateDescriptor descriptor;
+  descriptor.name = "buffer";
+  MapState* buffer = *backend->GetMapState(descriptor);
+  // Another key and another namespace that a range scan must not see.
+  backend->SetCurrentKey(4, "p10");
+  ASSERT_TRUE(buffer->Put("", "c", "other key").ok());
+  backend->SetCurrentKey(4, "p1");
+  ASSERT_TRUE(buffer->Put("x", "c", "other namespace").ok());
+  for (const char* k : {"a", "b", "b1", "c", "d", "e\xff"}) ASSERT_TRUE(buffer->Put("", k, k).ok());
+  ASSERT_TRUE(buffer->Remove("", "d").ok());
+
+  auto range = [&](std::string_view from, std::string_view to, size_t stop_after = 100) {
+    std::vector<std::string> seen;
+    EXPECT_TRUE(buffer->ForEachInRange("", from, to, [&](std::string_view k, std::string_view v) {
+      EXPECT_EQ(k, v);
+      seen.emplace_back(k);
+      return seen.size() < stop_after;
+    }).ok());
+    return seen;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(range("b", "c"), (V{"b", "b1"}));  // `to` is exclusive
+  EXPECT_EQ(range("b0", "e"), (V{"b1", "c"}));  // removed entries are gone
+  EXPECT_EQ(range("", ""), (V{"a", "b", "b1", "c", "e\xff"}));
+  EXPECT_EQ(range("c", ""), (V{"c", "e\xff"}));
+  EXPECT_EQ(range("a", "", 2), (V{"a", "b"}));  // fn stops the scan
+  EXPECT_TRUE(range("f", "").empty());
+  backend->SetCurrentKey(4, "p2");
+  EXPECT_TRUE(range("", "").empty());
+}
+
 TEST(ReducingStateTest, ReadModifyWriteAndMergeAgree) {
   TestingStateDir dir("reducing-state");
   auto backend = OpenBackend(dir.path());
