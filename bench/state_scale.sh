@@ -16,7 +16,7 @@ source bench/common.sh
 trap bench_cleanup EXIT
 
 echo "== keyed aggregate over $COUNT distinct keys, 1 TaskManager (--memory-mb $MEMORY_MB --state-memory-mb $STATE_MB)"
-start_cluster 1 1 --state-memory-mb "$STATE_MB"
+start_cluster 1 1 --memory-mb "$MEMORY_MB" --state-memory-mb "$STATE_MB"
 sed "s/COUNT/$COUNT/" bench/state_scale.yaml > "$DIR/job.yaml"
 run_job "$DIR/job.yaml" "$COUNT"
 peak=$(peak_rss_mb "${TMS[0]}")
