@@ -1,4 +1,4 @@
-# Shared by the benchmark scripts: start a JobManager and 2 TaskManagers from
+# Shared by the benchmark scripts: start a JobManager and TaskManagers from
 # build/bin, run a job, measure wall and TaskManager CPU time.
 BIN=${BIN:-build/bin}
 pids=()
@@ -13,14 +13,24 @@ await_address() {  # file, what
   echo "$2 did not start" >&2; return 1
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tms_cpu_ticks() {
+  local t=0 p
+  for p in "${TMS[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
+  echo "$t"
+}
 
-start_cluster() {  # slots per TaskManager
+# Peak resident memory of a process so far (VmHWM), in MiB.
+peak_rss_mb() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+start_cluster() {  # SLOTS [TASKMANAGERS (2)] [more TaskManager flags...]
+  local slots=$1 n=${2:-2}
+  shift; [ $# -gt 0 ] && shift
   $BIN/vstream-jobmanager --rpc-port 0 --data-dir "$DIR/jm" > "$DIR/jm.out" 2> "$DIR/jm.log" &
   pids+=($!)
   JM=$(await_address "$DIR/jm.out" JobManager)
   TMS=()
-  for i in 0 1; do
-    $BIN/vstream-taskmanager --jobmanager "$JM" --rpc-port 0 --slots "$1" --data-dir "$DIR/tm$i" \
+  for ((i = 0; i < n; i++)); do
+    $BIN/vstream-taskmanager --jobmanager "$JM" --rpc-port 0 --slots "$slots" --data-dir "$DIR/tm$i" "$@" \
       > "$DIR/tm$i.out" 2> "$DIR/tm$i.log" &
     pids+=($!); TMS+=($!)
     await_address "$DIR/tm$i.out" TaskManager > /dev/null
@@ -30,9 +40,9 @@ start_cluster() {  # slots per TaskManager
 # run_job JOB.yaml RECORDS: prints records/s and CPU figures.
 run_job() {
   local before after secs hz
-  before=$(( $(cpu_ticks "${TMS[0]}") + $(cpu_ticks "${TMS[1]}") ))
+  before=$(tms_cpu_ticks)
   $BIN/vstream submit "$1" --wait --jobmanager "$JM" > "$DIR/submit.out" 2> "$DIR/status.txt"
-  after=$(( $(cpu_ticks "${TMS[0]}") + $(cpu_ticks "${TMS[1]}") ))
+  after=$(tms_cpu_ticks)
   secs=$(sed -n 's/.*(\([0-9.]*\) s since submission).*/\1/p' "$DIR/status.txt")
   hz=$(getconf CLK_TCK)
   awk -v n="$2" -v s="$secs" -v t=$((after - before)) -v hz="$hz" 'BEGIN {

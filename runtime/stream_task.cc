@@ -266,8 +266,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
       }
     }
     gate_ = std::make_unique<InputGate>(std::move(channels));
-    channel_watermark_.assign(channel_input_.size(), kMinWatermark);
-    channel_idle_.assign(channel_input_.size(), false);
+    valve_ = std::make_unique<WatermarkValve>(channel_input_.size());
   }
   for (const auto& op : operators_) wants_processing_time_ = wants_processing_time_ || op->wants_processing_time();
   return absl::OkStatus();
@@ -304,19 +303,8 @@ void StreamTask::Cancel() {
   for (auto& p : partitions_) p->Release();
 }
 
-void StreamTask::AdvanceWatermark() {
-  // The task's watermark is the minimum over its live, non-idle channels;
-  // an ended channel counts as +infinity. All idle: no progress.
-  int64_t min = kMaxWatermark;
-  bool any_active = false;
-  for (size_t c = 0; c < channel_watermark_.size(); ++c) {
-    if (channel_idle_[c]) continue;
-    any_active = true;
-    min = std::min(min, channel_watermark_[c]);
-  }
-  if (!any_active || min <= watermark_) return;
-  watermark_ = min;
-  operators_[0]->PushWatermark(watermark_);
+void StreamTask::PushWatermark(std::optional<int64_t> watermark) {
+  if (watermark) operators_[0]->PushWatermark(*watermark);
 }
 
 void StreamTask::OnTick() {
@@ -356,18 +344,18 @@ absl::Status StreamTask::Run() {
       switch (gate_->Next(next_flush, &buffer, &channel)) {
         case GateResult::kBuffer: {
           if (buffer.kind == BufferKind::kWatermark) {
-            channel_idle_[channel] = false;
-            channel_watermark_[channel] = std::max(channel_watermark_[channel], buffer.watermark);
-            AdvanceWatermark();
+            PushWatermark(valve_->OnWatermark(channel, buffer.watermark));
             RETURN_IF_ERROR(CheckOperators());
             break;
           }
           if (buffer.kind == BufferKind::kIdle) {
-            channel_idle_[channel] = true;
-            AdvanceWatermark();
+            const WatermarkValve::IdleResult r = valve_->OnIdle(channel);
+            PushWatermark(r.watermark);
+            if (r.became_idle) head->PushIdle();
+            RETURN_IF_ERROR(CheckOperators());
             break;
           }
-          channel_idle_[channel] = false;
+          valve_->OnRecords(channel);
           const int input = channel_input_[channel];
           const Schema& schema = input_schemas_[input];
           RowBatch& batch = batches[input];
@@ -392,9 +380,7 @@ absl::Status StreamTask::Run() {
           break;
         }
         case GateResult::kChannelEnd:
-          channel_watermark_[channel] = kMaxWatermark;
-          channel_idle_[channel] = false;
-          AdvanceWatermark();
+          PushWatermark(valve_->OnEnd(channel));
           RETURN_IF_ERROR(CheckOperators());
           break;
         case GateResult::kTimeout:
@@ -416,10 +402,7 @@ absl::Status StreamTask::Run() {
   }
   if (cancelled_) return absl::CancelledError("task cancelled");
   // End of input is the end of event time: every pending window fires.
-  if (watermark_ < kMaxWatermark) {
-    watermark_ = kMaxWatermark;
-    head->PushWatermark(kMaxWatermark);
-  }
+  if (!valve_ || valve_->watermark() < kMaxWatermark) head->PushWatermark(kMaxWatermark);
   head->Finish();  // cascades down the chain to the tail's emitters
   for (Output* side : side_outputs_) side->Finish();
   RETURN_IF_ERROR(CheckOperators());

@@ -25,6 +25,7 @@
 #include "runtime/network/result_partition.h"
 #include "runtime/operators/operator.h"
 #include "runtime/operators/sources.h"
+#include "runtime/watermark_valve.h"
 
 namespace vstream {
 
@@ -59,7 +60,7 @@ class StreamTask {
   absl::Status CheckOperators() const;
   bool FlushAll();
   void Throttle(size_t records);
-  void AdvanceWatermark();
+  void PushWatermark(std::optional<int64_t> watermark);
   void OnTick();
 
   proto::TaskDeploymentDescriptor tdd_;
@@ -72,9 +73,7 @@ class StreamTask {
   std::unique_ptr<InputGate> gate_;
   Schema input_schemas_[2];              // left/main and right/broadcast
   std::vector<int> channel_input_;       // per gate channel: 0 or 1
-  std::vector<int64_t> channel_watermark_;
-  std::vector<bool> channel_idle_;
-  int64_t watermark_ = kMinWatermark;    // the task's current input watermark
+  std::unique_ptr<WatermarkValve> valve_;  // event time over the gate's channels
   bool wants_processing_time_ = false;
   std::atomic<bool> cancelled_{false};
   int64_t buffer_timeout_ms_ = 5;

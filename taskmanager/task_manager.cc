@@ -5,6 +5,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -45,6 +46,13 @@ absl::StatusOr<std::unique_ptr<TaskManager>> TaskManager::Start(const TaskManage
   if (options.jobmanager_address.empty()) return absl::InvalidArgumentError("--jobmanager is required");
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
   if (options.slots < 1) return absl::InvalidArgumentError("--slots must be at least 1");
+  if (options.memory_bytes > 0 &&
+      options.state_memory_bytes > options.memory_bytes - TaskManagerOptions::kFrameworkMemoryBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--state-memory-mb ", options.state_memory_bytes >> 20, " does not fit in --memory-mb ",
+        options.memory_bytes >> 20, ": state may take at most the process memory minus ",
+        TaskManagerOptions::kFrameworkMemoryBytes >> 20, " MiB for the rest of the TaskManager"));
+  }
   std::unique_ptr<TaskManager> tm(new TaskManager(options));
   RETURN_IF_ERROR(tm->Init());
   return tm;
@@ -145,12 +153,27 @@ proto::TaskReport TaskManager::MakeReport(Task* task) {
   return r;
 }
 
+void TaskManager::CheckMemory() {
+  const int64_t rss = ResidentBytes();
+  if (rss > peak_resident_.load(std::memory_order_relaxed)) peak_resident_.store(rss, std::memory_order_relaxed);
+  if (options_.memory_bytes <= 0) return;
+  const bool over = rss > options_.memory_bytes;
+  if (over && !over_memory_) {
+    spdlog::warn("resident memory {} MiB is above --memory-mb {} (state memory {} MiB)", rss >> 20,
+                 options_.memory_bytes >> 20, options_.state_memory_bytes >> 20);
+  } else if (!over && over_memory_) {
+    spdlog::info("resident memory {} MiB is back within --memory-mb {}", rss >> 20, options_.memory_bytes >> 20);
+  }
+  over_memory_ = over;
+}
+
 void TaskManager::HeartbeatLoop() {
   int interval_ms = 1000;
   std::unique_lock<std::mutex> lock(mu_);
   int failures = 0;
   while (!stopping_) {
     lock.unlock();
+    CheckMemory();
     if (!registered_) {
       proto::RegisterTaskManagerRequest req;
       req.set_address(address_);

@@ -46,6 +46,12 @@ struct TaskManagerOptions {
   // Memory for keyed state, shared by every RocksDB instance of this
   // TaskManager: block cache, write buffers and write-back caches. Default 256 MiB.
   int64_t state_memory_bytes = int64_t{256} << 20;
+  // The whole process (Flink's taskmanager.memory.process.size): state
+  // memory plus at least kFrameworkMemoryBytes for everything else (code,
+  // network buffers, threads, records in flight). Resident memory above it
+  // is logged as a warning. 0: no budget. Default 640 MiB.
+  int64_t memory_bytes = int64_t{640} << 20;
+  static constexpr int64_t kFrameworkMemoryBytes = int64_t{96} << 20;
 };
 
 class TaskManager {
@@ -55,6 +61,8 @@ class TaskManager {
 
   const std::string& address() const { return address_; }
   int port() const { return port_; }
+  // Highest resident memory seen by the heartbeat thread, in bytes.
+  int64_t peak_resident_bytes() const { return peak_resident_.load(std::memory_order_relaxed); }
   // Cancels all tasks and stops serving. Idempotent.
   void Stop();
   // Blocks until Stop() is called.
@@ -68,6 +76,8 @@ class TaskManager {
   explicit TaskManager(TaskManagerOptions options);
   absl::Status Init();
   void HeartbeatLoop();
+  // Warns once each time resident memory goes above options_.memory_bytes.
+  void CheckMemory();
   void Deploy(const proto::TaskDeploymentDescriptor& tdd);
   void CancelTask(const std::string& task_id);
   void RunTask(Task* task);
@@ -91,6 +101,8 @@ class TaskManager {
   std::map<std::string, std::unique_ptr<Task>> tasks_;
   std::string task_manager_id_;
   std::atomic<bool> registered_{false};
+  std::atomic<int64_t> peak_resident_{0};
+  bool over_memory_ = false;  // heartbeat thread only
   bool stopping_ = false;
   std::thread heartbeat_thread_;
 };

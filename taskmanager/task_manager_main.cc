@@ -15,13 +15,17 @@ int TaskManagerMain(int argc, char** argv) {
   const std::string self = "vstream-taskmanager";
   auto flags = ParseFlags(argc, argv, 1,
                           {"jobmanager", "rpc-port", "slots", "data-dir", "config", "host", "log-level",
-                           "state-memory-mb"},
+                           "state-memory-mb", "memory-mb"},
                           {"help"});
   if (!flags.ok()) return ExitWithError(self, flags.status(), 2);
   if (flags->Has("help")) {
     std::printf(
         "usage: vstream-taskmanager --jobmanager HOST:PORT --data-dir DIR [--rpc-port PORT] [--slots N]\n"
-        "                           [--host ADDRESS] [--state-memory-mb MB] [--config FILE] [--log-level LEVEL]\n");
+        "                           [--host ADDRESS] [--memory-mb MB] [--state-memory-mb MB]\n"
+        "                           [--config FILE] [--log-level LEVEL]\n"
+        "  --memory-mb        the whole process's memory (default 640)\n"
+        "  --state-memory-mb  of it, keyed state: RocksDB caches and write buffers\n"
+        "                     (default 40%% of --memory-mb)\n");
     return 0;
   }
   auto config = LoadProcessConfig(*flags, "taskmanager");
@@ -35,13 +39,19 @@ int TaskManagerMain(int argc, char** argv) {
   if (!port.ok()) return ExitWithError(self, port.status(), 2);
   auto slots = config->GetInt("slots", 1);
   if (!slots.ok()) return ExitWithError(self, slots.status(), 2);
-  auto state_mb = config->GetInt("state-memory-mb", 256);
+  auto memory_mb = config->GetInt("memory-mb", 640);
+  if (!memory_mb.ok() || *memory_mb < 128) {
+    return ExitWithError(self, absl::InvalidArgumentError("--memory-mb needs a whole number of at least 128"), 2);
+  }
+  // Flink's managed memory fraction.
+  auto state_mb = config->GetInt("state-memory-mb", *memory_mb * 2 / 5);
   if (!state_mb.ok() || *state_mb < 16) {
     return ExitWithError(self, absl::InvalidArgumentError("--state-memory-mb needs a whole number of at least 16"), 2);
   }
   options.rpc_port = *port;
   options.slots = *slots;
   options.state_memory_bytes = int64_t{*state_mb} << 20;
+  options.memory_bytes = int64_t{*memory_mb} << 20;
   auto tm = TaskManager::Start(options);
   if (!tm.ok()) return ExitWithError(self, tm.status(), 1);
   AnnounceAndWaitForTermination("TaskManager", (*tm)->address());

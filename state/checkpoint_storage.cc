@@ -1,0 +1,165 @@
+#include "state/checkpoint_storage.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/absl_compat.h"
+
+namespace vstream {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::Status IoError(std::string_view what, const fs::path& path, int err) {
+  return absl::InternalError(absl::StrCat(AV(what), " ", path.string(), ": ", std::strerror(err)));
+}
+
+// Writes `data` (or the contents of `from`) to a temporary file beside
+// `target`, syncs it and renames it into place.
+class FileCheckpointStorage : public CheckpointStorage {
+ public:
+  explicit FileCheckpointStorage(fs::path root) : root_(std::move(root)), uri_("file://" + root_.string()) {}
+
+  const std::string& uri() const override { return uri_; }
+
+  absl::Status Upload(const std::string& local_file, const std::string& path) override {
+    fs::path target, tmp;
+    if (absl::Status s = Prepare(path, &target, &tmp); !s.ok()) return s;
+    std::error_code ec;
+    fs::copy_file(local_file, tmp, fs::copy_options::overwrite_existing, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot copy ", local_file, " to ", tmp.string(), ": ", ec.message()));
+    const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return IoError("cannot open", tmp, errno);
+    return SyncAndRename(fd, tmp, target);
+  }
+
+  absl::Status Download(const std::string& path, const std::string& local_file) override {
+    const fs::path from = Resolve(path);
+    std::error_code ec;
+    fs::copy_file(from, local_file, fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      return ec == std::errc::no_such_file_or_directory
+                 ? absl::NotFoundError(absl::StrCat("no ", from.string(), " in checkpoint storage"))
+                 : absl::InternalError(absl::StrCat("cannot copy ", from.string(), ": ", ec.message()));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Write(const std::string& path, std::string_view data) override {
+    fs::path target, tmp;
+    if (absl::Status s = Prepare(path, &target, &tmp); !s.ok()) return s;
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return IoError("cannot create", tmp, errno);
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        const int err = errno;
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        return IoError("cannot write", tmp, err);
+      }
+      done += static_cast<size_t>(n);
+    }
+    return SyncAndRename(fd, tmp, target);
+  }
+
+  absl::StatusOr<std::string> Read(const std::string& path) override {
+    const fs::path from = Resolve(path);
+    std::ifstream in(from, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat("no ", from.string(), " in checkpoint storage"));
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    return buf.str();
+  }
+
+  absl::Status Exists(const std::string& path) override {
+    std::error_code ec;
+    if (fs::exists(Resolve(path), ec)) return absl::OkStatus();
+    return absl::NotFoundError(absl::StrCat("no ", Resolve(path).string(), " in checkpoint storage"));
+  }
+
+  absl::Status Delete(const std::string& path) override {
+    std::error_code ec;
+    fs::remove_all(Resolve(path), ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot delete ", Resolve(path).string(), ": ", ec.message()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> List(const std::string& dir) override {
+    std::vector<std::string> names;
+    std::error_code ec;
+    fs::directory_iterator it(Resolve(dir), ec);
+    if (ec) {
+      if (ec == std::errc::no_such_file_or_directory) return names;
+      return absl::InternalError(absl::StrCat("cannot list ", Resolve(dir).string(), ": ", ec.message()));
+    }
+    for (const auto& entry : it) {
+      const std::string name = entry.path().filename().string();
+      if (name.find(".tmp-") == std::string::npos) names.push_back(name);
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+ private:
+  fs::path Resolve(const std::string& path) const { return path.empty() ? root_ : root_ / path; }
+
+  // The target of `path`, its directory created, and a temporary name beside it.
+  absl::Status Prepare(const std::string& path, fs::path* target, fs::path* tmp) {
+    *target = Resolve(path);
+    std::error_code ec;
+    fs::create_directories(target->parent_path(), ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot create ", target->parent_path().string(), ": ", ec.message()));
+    *tmp = target->string() + absl::StrCat(".tmp-", ::getpid(), "-", counter_.fetch_add(1));
+    return absl::OkStatus();
+  }
+
+  // Makes the temporary file durable, then gives it its name (closes fd).
+  static absl::Status SyncAndRename(int fd, const fs::path& tmp, const fs::path& target) {
+    if (::fsync(fd) != 0) {
+      const int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return IoError("cannot sync", tmp, err);
+    }
+    ::close(fd);
+    if (::rename(tmp.c_str(), target.c_str()) != 0) {
+      const int err = errno;
+      ::unlink(tmp.c_str());
+      return IoError("cannot rename into", target, err);
+    }
+    return absl::OkStatus();
+  }
+
+  const fs::path root_;
+  const std::string uri_;
+  std::atomic<uint64_t> counter_{0};
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CheckpointStorage>> CheckpointStorage::Open(std::string_view uri) {
+  std::string_view path = uri;
+  if (path.substr(0, 7) == "file://") path.remove_prefix(7);
+  if (path.empty() || path.front() != '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint storage '", AV(uri), "': expected file:///ABSOLUTE/DIR or an absolute path"));
+  }
+  std::error_code ec;
+  fs::create_directories(fs::path(path), ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create checkpoint storage ", AV(path), ": ", ec.message()));
+  return std::unique_ptr<CheckpointStorage>(new FileCheckpointStorage(fs::path(path)));
+}
+
+}  // namespace vstream

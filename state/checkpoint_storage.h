@@ -1,0 +1,48 @@
+#pragma once
+// Checkpoint storage: where snapshots and checkpoint metadata are kept, named
+// by a directory URI. `file:///abs/dir` (or a plain absolute path) is a local
+// or shared directory (an NFS or Kubernetes shared volume); an object store
+// implements the same interface.
+//
+// Paths are relative to the storage root, with '/' separators:
+//
+//   shared/<backend instance>-000012.sst     SST files, referenced by many checkpoints
+//   chk-7/<vertex>-<subtask>/MANIFEST-000005  a checkpoint's private files
+//   chk-7/_metadata                           written last, atomically
+//
+// Every write is atomic: a file appears whole under its name or not at all.
+//
+// Thread-safe: the snapshot threads of many tasks share one instance.
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace vstream {
+
+class CheckpointStorage {
+ public:
+  // `file:///dir` or `/dir`. InvalidArgument for other schemes.
+  static absl::StatusOr<std::unique_ptr<CheckpointStorage>> Open(std::string_view uri);
+  virtual ~CheckpointStorage() = default;
+
+  virtual const std::string& uri() const = 0;
+  // Copies a local file to `path`, replacing any file there.
+  virtual absl::Status Upload(const std::string& local_file, const std::string& path) = 0;
+  // Copies `path` to a local file.
+  virtual absl::Status Download(const std::string& path, const std::string& local_file) = 0;
+  virtual absl::Status Write(const std::string& path, std::string_view data) = 0;
+  virtual absl::StatusOr<std::string> Read(const std::string& path) = 0;
+  // NotFound if there is nothing at `path`.
+  virtual absl::Status Exists(const std::string& path) = 0;
+  // Deletes a file, or a directory with everything in it. Missing: OK.
+  virtual absl::Status Delete(const std::string& path) = 0;
+  // Names directly under `dir` (files and directories); empty if none.
+  virtual absl::StatusOr<std::vector<std::string>> List(const std::string& dir) = 0;
+};
+
+}  // namespace vstream
