@@ -93,7 +93,7 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to,
     auto node = memory_.extract(memory_.begin());
     due_.push_back(std::move(node.value()));
   }
-  if (min_time_ > up_to) return Deliver(fn);
+  if (min_time_ > up_to) return Deliver(fn, /*merge=*/false);  // the set's order: sorted, unique
   rocksdb::WriteBatch deletes;
   // Every timer is at or after min_time_; the ones before it were popped and
   // are tombstones now. Seeking past them (not SeekToFirst) keeps a pop from
@@ -119,13 +119,15 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to,
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
   if (absl::Status s = FromRocks(db_->Write(wo, &deletes), "delete"); !s.ok()) return s;
-  return Deliver(fn);
+  return Deliver(fn, /*merge=*/true);
 }
 
-size_t TimerQueue::Deliver(const std::function<void(int64_t, std::string_view)>& fn) {
-  // Memory and disk may both hold a timer: merge in order, once each.
-  std::sort(due_.begin(), due_.end());
-  due_.erase(std::unique(due_.begin(), due_.end()), due_.end());
+size_t TimerQueue::Deliver(const std::function<void(int64_t, std::string_view)>& fn, bool merge) {
+  if (merge) {
+    // Memory and disk may both hold a timer: merge in order, once each.
+    std::sort(due_.begin(), due_.end());
+    due_.erase(std::unique(due_.begin(), due_.end()), due_.end());
+  }
   // Move out first: fn may Add, and a nested PopUpTo must not see due_.
   std::vector<std::pair<int64_t, std::string>> due;
   due.swap(due_);

@@ -57,7 +57,9 @@ class TimerQueue {
   absl::Status Spill();
   // Sets min_time_ from the earliest timer on disk.
   absl::Status LoadMinTime();
-  size_t Deliver(const std::function<void(int64_t, std::string_view)>& fn);
+  // Calls fn on due_; merge: due_ holds timers from disk too, to be sorted
+  // and deduplicated first.
+  size_t Deliver(const std::function<void(int64_t, std::string_view)>& fn, bool merge);
 
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* cf_;
