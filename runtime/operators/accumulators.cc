@@ -1,6 +1,8 @@
 #include "runtime/operators/accumulators.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 #include <cassert>
 #include <cmath>
 #include <optional>
@@ -18,22 +20,23 @@
 //
 //   state   := "" (fresh: no record yet)
 //            | version (1 byte, kFormatVersion) section*
-//   section, by function (T = argument type):
-//     count, count(*)   n (varint)
-//     sum, avg          n (varint: non-null values), then if n > 0:
-//                         int: zigzag varint sum (int64, wraps)
-//                         double: 8-byte double sum
-//     min, max          present (varint 0|1), then if present: value(T)
-//     first, last       present (varint 0|1), then if present:
-//                         zigzag varint event time, value(T)
-//     stddev            n (varint), then if n > 0: 8-byte mean, 8-byte M2
+//   section, by function (T = argument type; u64 = 8 bytes little-endian):
+//     count, count(*)   n (u64)
+//     sum, avg          n (u64: non-null values), sum (int: int64, wraps;
+//                         double: 8-byte double)
+//     min, max          present (u64 0|1), value(T)
+//     first, last       present (u64 0|1), event time (int64), value(T)
+//     stddev            n (u64), 8-byte mean, 8-byte M2
 //     percentile        a QuantileSketch (accumulators_sketch.h)
-//   value(T) := int, timestamp: zigzag varint | double: 8 bytes |
-//               bool: varint 0|1 | string: varint length, bytes
+//   value(T) := int, timestamp, bool: int64 | double: 8 bytes |
+//               string: varint length, bytes, and nothing while absent
 //
-// A fresh section is the single byte 0, so an empty set of records costs
-// 1 + (number of calls) bytes. Add patches each section in place; Merge
-// writes the merged state to a scratch string and copies it back.
+// Every part but string values and sketches has a fixed width, written even
+// while empty (zeros), so a set without strings and percentiles has one
+// layout whatever it holds: Add then updates each section in place at an
+// offset known up front, with no parsing. Other sets parse section by
+// section and patch. Merge writes the merged state to a scratch string and
+// copies it back.
 
 namespace vstream {
 
@@ -47,7 +50,34 @@ using accumulators_internal::ZigZag;
 
 namespace {
 
-constexpr char kFormatVersion = 1;
+constexpr char kFormatVersion = 2;
+
+inline uint64_t Load64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+inline void Store64(char* p, uint64_t v) { std::memcpy(p, &v, 8); }
+inline double LoadDouble(const char* p) {
+  double v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+inline void StoreDouble(char* p, double v) { std::memcpy(p, &v, 8); }
+
+bool GetFixed64(std::string_view data, size_t* pos, uint64_t* v) {
+  if (data.size() - *pos < 8) return false;  // *pos <= size() always
+  *v = Load64(data.data() + *pos);
+  *pos += 8;
+  return true;
+}
+
+bool GetInt64(std::string_view data, size_t* pos, int64_t* v) {
+  uint64_t u;
+  if (!GetFixed64(data, pos, &u)) return false;
+  *v = static_cast<int64_t>(u);
+  return true;
+}
 
 enum class Func : uint8_t {
   kCount,  // also count(*)
@@ -88,26 +118,14 @@ double AsDouble(const Datum& v, FieldType t) {
   return t == FieldType::kDouble ? v.d : static_cast<double>(v.i);
 }
 
-bool GetZigZag(std::string_view data, size_t* pos, int64_t* v) {
-  uint64_t u;
-  if (!GetVarint(data, pos, &u)) return false;
-  *v = UnZigZag(u);
-  return true;
-}
-
 bool GetValue(FieldType type, std::string_view data, size_t* pos, Section* sec) {
   switch (type) {
     case FieldType::kInt:
     case FieldType::kTimestamp:
-      return GetZigZag(data, pos, &sec->i);
+    case FieldType::kBool:
+      return GetInt64(data, pos, &sec->i);
     case FieldType::kDouble:
       return GetDouble(data, pos, &sec->d);
-    case FieldType::kBool: {
-      uint64_t b;
-      if (!GetVarint(data, pos, &b) || b > 1) return false;
-      sec->i = static_cast<int64_t>(b);
-      return true;
-    }
     case FieldType::kString: {
       uint64_t len;
       if (!GetVarint(data, pos, &len) || len > data.size() - *pos) return false;
@@ -124,13 +142,13 @@ void PutValue(FieldType type, const Section& sec, Sink& out) {
   switch (type) {
     case FieldType::kInt:
     case FieldType::kTimestamp:
-      out.Varint(ZigZag(sec.i));
+      out.Fixed64(static_cast<uint64_t>(sec.i));
       break;
     case FieldType::kDouble:
       out.Double(sec.d);
       break;
     case FieldType::kBool:
-      out.Varint(sec.i != 0 ? 1 : 0);
+      out.Fixed64(sec.i != 0 ? 1 : 0);
       break;
     case FieldType::kString:
       out.Varint(sec.s.size());
@@ -181,25 +199,26 @@ bool ParseSection(const Call& call, std::string_view data, size_t* pos, Section*
   if (call.func == Func::kPercentile) {
     ok = QuantileSketch::Parse(data, pos, &sec->sketch, check);
     sec->n = sec->sketch.count;
-  } else if (!GetVarint(data, pos, &sec->n)) {
+  } else if (!GetFixed64(data, pos, &sec->n)) {
     ok = false;
-  } else if (sec->n != 0) {
-    const bool int_sum = call.arg_type != FieldType::kDouble;
+  } else {
+    // A string value is there only while present; everything else always.
+    const bool has_value = call.arg_type != FieldType::kString || sec->n != 0;
     switch (call.func) {
       case Func::kCount:
         break;
       case Func::kSum:
       case Func::kAvg:
-        ok = int_sum ? GetZigZag(data, pos, &sec->i) : GetDouble(data, pos, &sec->d);
+        ok = call.arg_type == FieldType::kDouble ? GetDouble(data, pos, &sec->d) : GetInt64(data, pos, &sec->i);
         break;
       case Func::kMin:
       case Func::kMax:
-        ok = sec->n == 1 && GetValue(call.arg_type, data, pos, sec);
+        ok = sec->n <= 1 && (!has_value || GetValue(call.arg_type, data, pos, sec));
         break;
       case Func::kFirst:
       case Func::kLast:
-        ok = sec->n == 1 && GetZigZag(data, pos, &sec->time) &&
-             GetValue(call.arg_type, data, pos, sec);
+        ok = sec->n <= 1 && GetInt64(data, pos, &sec->time) &&
+             (!has_value || GetValue(call.arg_type, data, pos, sec));
         break;
       case Func::kStddev:
         ok = GetDouble(data, pos, &sec->d) && GetDouble(data, pos, &sec->m2);
@@ -216,8 +235,8 @@ bool ParseSection(const Call& call, std::string_view data, size_t* pos, Section*
 // and last of strings need a StringSink.
 template <typename Sink>
 void WriteSection(const Call& call, const Section& sec, Sink& out) {
-  out.Varint(sec.n);
-  if (sec.n == 0) return;
+  out.Fixed64(sec.n);
+  const bool has_value = call.arg_type != FieldType::kString || sec.n != 0;
   switch (call.func) {
     case Func::kCount:
     case Func::kPercentile:
@@ -227,17 +246,17 @@ void WriteSection(const Call& call, const Section& sec, Sink& out) {
       if (call.arg_type == FieldType::kDouble) {
         out.Double(sec.d);
       } else {
-        out.Varint(ZigZag(sec.i));
+        out.Fixed64(static_cast<uint64_t>(sec.i));
       }
       break;
     case Func::kMin:
     case Func::kMax:
-      PutValue(call.arg_type, sec, out);
+      if (has_value) PutValue(call.arg_type, sec, out);
       break;
     case Func::kFirst:
     case Func::kLast:
-      out.Varint(ZigZag(sec.time));
-      PutValue(call.arg_type, sec, out);
+      out.Fixed64(static_cast<uint64_t>(sec.time));
+      if (has_value) PutValue(call.arg_type, sec, out);
       break;
     case Func::kStddev:
       out.Double(sec.d);
@@ -299,7 +318,24 @@ void MergeSection(const Call& call, const Section& b, Section* a) {
 class AccumulatorSet::Impl {
  public:
   Impl(std::vector<Call> calls, std::vector<FieldType> types)
-      : calls_(std::move(calls)), types_(std::move(types)), args_(calls_.size()) {}
+      : calls_(std::move(calls)), types_(std::move(types)), args_(calls_.size()) {
+    // The fresh state: every section empty. Without strings and sketches its
+    // layout never changes, so the offsets are known now.
+    fresh_.push_back(kFormatVersion);
+    bool fixed = true;
+    for (const Call& call : calls_) {
+      offsets_.push_back(fresh_.size());
+      if (call.func == Func::kPercentile) {
+        fresh_.push_back('\0');  // an empty sketch
+        fixed = false;
+        continue;
+      }
+      if (call.arg_type == FieldType::kString && call.func != Func::kCount) fixed = false;
+      StringSink out(&fresh_);
+      WriteSection(call, Section(), out);
+    }
+    fixed_size_ = fixed ? fresh_.size() : 0;
+  }
 
   const std::vector<FieldType>& result_types() const { return types_; }
 
@@ -387,10 +423,13 @@ class AccumulatorSet::Impl {
   // *state partly updated) if the state is corrupt.
   bool AddTo(int64_t time, std::string* state) {
     if (state->empty()) {
-      state->push_back(kFormatVersion);
-      state->append(calls_.size(), '\0');  // every fresh section is "n = 0"
+      state->assign(fresh_);
     } else if ((*state)[0] != kFormatVersion) {
       return false;
+    }
+    if (state->size() == fixed_size_) {
+      AddFixed(time, state->data());
+      return true;
     }
     size_t pos = 1;
     for (size_t c = 0; c < calls_.size(); ++c) {
@@ -407,6 +446,78 @@ class AccumulatorSet::Impl {
       pos = section_.end + state->size() - size_before;
     }
     return pos == state->size();
+  }
+
+  // AddTo of a set with a fixed layout: each section updated in place.
+  void AddFixed(int64_t time, char* base) {
+    for (size_t c = 0; c < calls_.size(); ++c) {
+      const Call& call = calls_[c];
+      const Datum& v = args_[c];
+      if (call.arg && v.is_null) continue;
+      char* p = base + offsets_[c];
+      const uint64_t n = Load64(p);
+      const bool is_double = call.arg_type == FieldType::kDouble;
+      switch (call.func) {
+        case Func::kCount:
+          Store64(p, n + 1);
+          break;
+        case Func::kSum:
+        case Func::kAvg:
+          Store64(p, n + 1);
+          if (is_double) {
+            StoreDouble(p + 8, n == 0 ? v.d : LoadDouble(p + 8) + v.d);
+          } else {
+            // Unsigned: int64 overflow wraps instead of being undefined.
+            Store64(p + 8, (n == 0 ? 0 : Load64(p + 8)) + static_cast<uint64_t>(v.i));
+          }
+          break;
+        case Func::kMin:
+        case Func::kMax: {
+          bool better = n == 0;
+          if (!better) {
+            const bool min = call.func == Func::kMin;
+            if (is_double) {
+              const double cur = LoadDouble(p + 8);
+              better = min ? v.d < cur : cur < v.d;
+            } else {
+              const auto cur = static_cast<int64_t>(Load64(p + 8));
+              better = min ? v.i < cur : cur < v.i;
+            }
+          }
+          if (better) {
+            Store64(p, 1);
+            Store64(p + 8, is_double ? std::bit_cast<uint64_t>(v.d) : static_cast<uint64_t>(v.i));
+          }
+          break;
+        }
+        case Func::kFirst:
+        case Func::kLast: {
+          const auto cur = static_cast<int64_t>(Load64(p + 8));
+          const bool later = call.func == Func::kFirst ? time < cur : time >= cur;
+          if (n == 0 || later) {
+            Store64(p, 1);
+            Store64(p + 8, static_cast<uint64_t>(time));
+            Store64(p + 16, is_double ? std::bit_cast<uint64_t>(v.d) : static_cast<uint64_t>(v.i));
+          }
+          break;
+        }
+        case Func::kStddev: {
+          // Welford's update of (n, mean, M2).
+          const double x = AsDouble(v, call.arg_type);
+          double mean = n == 0 ? 0 : LoadDouble(p + 8);
+          double m2 = n == 0 ? 0 : LoadDouble(p + 16);
+          Store64(p, n + 1);
+          const double delta = x - mean;
+          mean += delta / static_cast<double>(n + 1);
+          m2 += delta * (x - mean);
+          StoreDouble(p + 8, mean);
+          StoreDouble(p + 16, m2);
+          break;
+        }
+        case Func::kPercentile:
+          break;  // never in a fixed layout
+      }
+    }
   }
 
   // Folds one non-null value (any value for count(*)) into section_, which
@@ -531,6 +642,9 @@ class AccumulatorSet::Impl {
   const std::vector<FieldType> types_;
   // Scratch, reused from record to record.
   std::vector<Datum> args_;  // the evaluated argument of each call
+  std::string fresh_;            // the state of no records
+  std::vector<size_t> offsets_;  // of each section in fresh_
+  size_t fixed_size_ = 0;        // fresh_.size() if the layout is fixed, else 0
   Section section_;
   std::string scratch_;
   std::string merged_;

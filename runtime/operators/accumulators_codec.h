@@ -60,6 +60,11 @@ class StringSink {
     char buf[10];
     out_->append(buf, EncodeVarint(v, buf));
   }
+  void Fixed64(uint64_t v) {
+    char buf[8];
+    std::memcpy(buf, &v, 8);
+    out_->append(buf, 8);
+  }
   void Double(double v) {
     char buf[8];
     std::memcpy(buf, &v, 8);
@@ -75,6 +80,10 @@ class BufferSink {
  public:
   static constexpr size_t kCapacity = 32;
   void Varint(uint64_t v) { size_ += EncodeVarint(v, buf_ + size_); }
+  void Fixed64(uint64_t v) {
+    std::memcpy(buf_ + size_, &v, 8);
+    size_ += 8;
+  }
   void Double(double v) {
     std::memcpy(buf_ + size_, &v, 8);
     size_ += 8;
