@@ -35,29 +35,7 @@ absl::Status MapState::Remove(std::string_view ns, std::string_view user_key) {
 
 absl::Status MapState::Scan(std::string_view ns,
                             const std::function<bool(std::string_view user_key, std::string_view value)>& fn) {
-  ComposeKey(ns);
-  const rocksdb::Slice prefix = rocks_key();
-  upper_bound_ = PrefixSuccessor(std::string_view(prefix.data(), prefix.size()));
-  const rocksdb::Slice upper(upper_bound_);
-  rocksdb::ReadOptions ro = ctx_.read_options;
-  if (!upper_bound_.empty()) ro.iterate_upper_bound = &upper;
-  const int64_t now = NowIfTimed();
-  std::unique_ptr<rocksdb::Iterator> it(ctx_.db->NewIterator(ro, cf_));
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    std::string_view value(it->value().data(), it->value().size());
-    if (behavior_->timed()) {
-      int64_t write_ms = 0;
-      if (!SplitTimedValue(value, &write_ms, &value)) {
-        return absl::DataLossError(absl::StrCat("map state '", name_, "': value shorter than its TTL header"));
-      }
-      if (Expired(write_ms, now)) continue;
-    }
-    const rocksdb::Slice raw_key = it->key();
-    const std::string_view user_key(raw_key.data() + prefix.size(), raw_key.size() - prefix.size());
-    if (!fn(user_key, value)) break;
-  }
-  if (!it->status().ok()) return FromRocksStatus(it->status(), absl::StrCat("scan map state '", name_, "'"));
-  return absl::OkStatus();
+  return ForEachInRange(ns, std::string_view(), std::string_view(), fn);
 }
 
 absl::Status MapState::ForEachInRange(
