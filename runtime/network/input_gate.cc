@@ -163,7 +163,11 @@ std::string RemoteInputChannel::error() const {
 // ---------------------------------------------------------------- gate
 
 InputGate::InputGate(std::vector<std::unique_ptr<InputChannel>> channels)
-    : channels_(std::move(channels)), ended_(channels_.size()), queued_(channels_.size()) {}
+    : channels_(std::move(channels)),
+      ended_(channels_.size()),
+      queued_(channels_.size()),
+      blocked_(channels_.size()),
+      parked_(channels_.size()) {}
 
 InputGate::~InputGate() { Close(); }
 
@@ -177,6 +181,27 @@ void InputGate::Notify(int channel) {
     if (queued_[channel]) return;
     queued_[channel] = true;
     available_.push_back(channel);
+  }
+  cv_.notify_one();
+}
+
+void InputGate::Block(int channel) {
+  std::lock_guard<std::mutex> lock(mu_);
+  blocked_[channel] = true;
+}
+
+void InputGate::UnblockAll() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t ch = 0; ch < channels_.size(); ++ch) {
+      blocked_[ch] = false;
+      if (!parked_[ch]) continue;
+      parked_[ch] = false;
+      if (!queued_[ch]) {
+        queued_[ch] = true;
+        available_.push_back(static_cast<int>(ch));
+      }
+    }
   }
   cv_.notify_one();
 }
@@ -210,6 +235,10 @@ GateResult InputGate::Next(std::chrono::steady_clock::time_point deadline, Netwo
       ch = available_.front();
       available_.pop_front();
       queued_[ch] = false;  // cleared before polling: no notification is lost
+      if (blocked_[ch]) {
+        parked_[ch] = true;  // UnblockAll queues it again
+        continue;
+      }
     }
     std::optional<NetworkBuffer> b = channels_[ch]->Poll();
     if (!b) {

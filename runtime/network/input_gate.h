@@ -24,6 +24,7 @@
 
 #include "grpcpp/grpcpp.h"
 #include "proto/data.grpc.pb.h"
+#include "runtime/checkpoint_barriers.h"
 #include "runtime/network/buffer.h"
 #include "runtime/network/result_partition.h"
 
@@ -106,7 +107,7 @@ enum class GateResult {
   kCancelled,  // Cancel() was called
 };
 
-class InputGate {
+class InputGate : public ChannelBlocker {
  public:
   explicit InputGate(std::vector<std::unique_ptr<InputChannel>> channels);
   ~InputGate();
@@ -117,6 +118,10 @@ class InputGate {
   GateResult Next(std::chrono::steady_clock::time_point deadline, NetworkBuffer* buffer,
                   int* channel);
   void Notify(int channel);
+  // Checkpoint alignment: Next() skips a blocked channel, whose buffers wait
+  // (and, by credit, hold its producer back) until UnblockAll. Task thread.
+  void Block(int channel) override;
+  void UnblockAll() override;
   void Cancel();
   void Close();
   std::string error() const;
@@ -130,6 +135,8 @@ class InputGate {
   std::condition_variable cv_;
   std::deque<int> available_;
   std::vector<bool> queued_;
+  std::vector<bool> blocked_;
+  std::vector<bool> parked_;  // blocked with a notification pending
   bool cancelled_ = false;
   std::string error_;
 };

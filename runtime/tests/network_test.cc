@@ -138,6 +138,43 @@ TEST(InputGateTest, ReadsEveryLocalChannelToItsEnd) {
   gate.Close();
 }
 
+TEST(InputGateTest, BlockedChannelIsHeldBackUntilUnblocked) {
+  PartitionManager pm;
+  auto a = std::make_shared<ResultPartition>("job/e1/s0", 1, 8);
+  auto b = std::make_shared<ResultPartition>("job/e1/s1", 1, 8);
+  pm.Register(a);
+  pm.Register(b);
+  std::vector<std::unique_ptr<InputChannel>> channels;
+  channels.push_back(std::make_unique<LocalInputChannel>(pm, "job/e1/s0", 0));
+  channels.push_back(std::make_unique<LocalInputChannel>(pm, "job/e1/s1", 0));
+  InputGate gate(std::move(channels));
+  gate.Start();
+  NetworkBuffer buf;
+  int ch = -1;
+  // Channel 0 is blocked (it delivered a barrier): its buffers wait.
+  gate.Block(0);
+  for (int i = 0; i < 3; ++i) a->subpartition(0).Add(Buffer(1));
+  b->subpartition(0).Add(Buffer(2));
+  ASSERT_EQ(gate.Next(Clock::now() + std::chrono::seconds(10), &buf, &ch), GateResult::kBuffer);
+  EXPECT_EQ(ch, 1);
+  EXPECT_EQ(gate.Next(Clock::now() + std::chrono::milliseconds(200), &buf, &ch), GateResult::kTimeout)
+      << "channel 0 must stay blocked";
+  // Released: all three of channel 0's buffers arrive, in order.
+  gate.UnblockAll();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(gate.Next(Clock::now() + std::chrono::seconds(10), &buf, &ch), GateResult::kBuffer);
+    EXPECT_EQ(ch, 0);
+  }
+  a->subpartition(0).Finish();
+  b->subpartition(0).Finish();
+  int ended = 0;
+  GateResult r;
+  while ((r = gate.Next(Clock::now() + std::chrono::seconds(10), &buf, &ch)) == GateResult::kChannelEnd) ++ended;
+  EXPECT_EQ(ended, 2);
+  EXPECT_EQ(r, GateResult::kEnd);
+  gate.Close();
+}
+
 TEST(RecordEmitterTest, HashSendsEachKeyToTheSubtaskOwningItsKeyGroup) {
   Schema s({{"k", FieldType::kString}, {"v", FieldType::kInt}});
   auto partition = std::make_shared<ResultPartition>("p", 3, 1000);
