@@ -28,6 +28,7 @@ class StreamTask::EmitterOutput : public Output {
   void Finish() override { ok_ = ok_ && emitter_->Finish(); }
   void PushWatermark(int64_t watermark) override { ok_ = ok_ && emitter_->EmitWatermark(watermark); }
   void PushIdle() override { ok_ = ok_ && emitter_->EmitIdle(); }
+  void PushBarrier(int64_t checkpoint_id) { ok_ = ok_ && emitter_->EmitBarrier(checkpoint_id); }
   bool Flush() { return ok_ = ok_ && emitter_->Flush(); }
   bool ok() const { return ok_; }
 
@@ -267,6 +268,8 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     }
     gate_ = std::make_unique<InputGate>(std::move(channels));
     valve_ = std::make_unique<WatermarkValve>(channel_input_.size());
+    barriers_ = std::make_unique<CheckpointBarriers>(static_cast<int>(channel_input_.size()),
+                                                     CheckpointMode::kExactlyOnce, gate_.get());
   }
   for (const auto& op : operators_) wants_processing_time_ = wants_processing_time_ || op->wants_processing_time();
   return absl::OkStatus();
@@ -305,6 +308,14 @@ void StreamTask::Cancel() {
 
 void StreamTask::PushWatermark(std::optional<int64_t> watermark) {
   if (watermark) operators_[0]->PushWatermark(*watermark);
+}
+
+void StreamTask::OnCheckpointBarriers(const CheckpointBarriers::Result& result) {
+  // Barrier n has arrived on every input: the chain has seen exactly the
+  // records before it. Operator snapshots and the acknowledgement to the
+  // CheckpointCoordinator come with issue 4; the barrier goes on.
+  if (result.snapshot == 0) return;
+  for (auto& e : emitters_) e->PushBarrier(result.snapshot);
 }
 
 void StreamTask::OnTick() {
@@ -348,6 +359,11 @@ absl::Status StreamTask::Run() {
             RETURN_IF_ERROR(CheckOperators());
             break;
           }
+          if (buffer.kind == BufferKind::kBarrier) {
+            OnCheckpointBarriers(barriers_->OnBarrier(channel, buffer.checkpoint_id));
+            RETURN_IF_ERROR(CheckOperators());
+            break;
+          }
           if (buffer.kind == BufferKind::kIdle) {
             const WatermarkValve::IdleResult r = valve_->OnIdle(channel);
             PushWatermark(r.watermark);
@@ -381,6 +397,7 @@ absl::Status StreamTask::Run() {
         }
         case GateResult::kChannelEnd:
           PushWatermark(valve_->OnEnd(channel));
+          OnCheckpointBarriers(barriers_->OnChannelEnd(channel));
           RETURN_IF_ERROR(CheckOperators());
           break;
         case GateResult::kTimeout:

@@ -25,6 +25,7 @@
 #include "runtime/network/result_partition.h"
 #include "runtime/operators/operator.h"
 #include "runtime/operators/sources.h"
+#include "runtime/checkpoint_barriers.h"
 #include "runtime/watermark_valve.h"
 
 namespace vstream {
@@ -61,6 +62,7 @@ class StreamTask {
   bool FlushAll();
   void Throttle(size_t records);
   void PushWatermark(std::optional<int64_t> watermark);
+  void OnCheckpointBarriers(const CheckpointBarriers::Result& result);
   void OnTick();
 
   proto::TaskDeploymentDescriptor tdd_;
@@ -74,6 +76,7 @@ class StreamTask {
   Schema input_schemas_[2];              // left/main and right/broadcast
   std::vector<int> channel_input_;       // per gate channel: 0 or 1
   std::unique_ptr<WatermarkValve> valve_;  // event time over the gate's channels
+  std::unique_ptr<CheckpointBarriers> barriers_;  // checkpoint alignment over them
   bool wants_processing_time_ = false;
   std::atomic<bool> cancelled_{false};
   int64_t buffer_timeout_ms_ = 5;

@@ -21,6 +21,7 @@ enum class BufferKind : uint8_t {
   kRecords,         // num_records rows in data
   kWatermark,       // the producer's watermark advanced to `watermark`
   kIdle,            // the producer went idle: leave it out of watermarks
+  kBarrier,         // checkpoint barrier `checkpoint_id` (runtime/checkpoint_barriers.h)
   kEndOfPartition,  // the last buffer of the channel
 };
 
@@ -30,6 +31,7 @@ struct NetworkBuffer {
   bool end_of_partition = false;  // == (kind == kEndOfPartition)
   BufferKind kind = BufferKind::kRecords;
   int64_t watermark = 0;
+  int64_t checkpoint_id = 0;  // kBarrier
 };
 
 }  // namespace vstream

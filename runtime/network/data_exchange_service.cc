@@ -77,6 +77,7 @@ grpc::Status DataExchangeService::OpenChannel(
       msg.set_has_watermark(b->kind == BufferKind::kWatermark);
       msg.set_watermark(b->watermark);
       msg.set_idle(b->kind == BufferKind::kIdle);
+      msg.set_checkpoint_barrier(b->kind == BufferKind::kBarrier ? b->checkpoint_id : 0);
       if (b->kind == BufferKind::kRecords) {
         std::lock_guard<std::mutex> lock(mu);
         --credit;

@@ -95,6 +95,9 @@ void RemoteInputChannel::ReadLoop() {
       b.kind = BufferKind::kEndOfPartition;
     } else if (msg.idle()) {
       b.kind = BufferKind::kIdle;
+    } else if (msg.checkpoint_barrier() > 0) {
+      b.kind = BufferKind::kBarrier;
+      b.checkpoint_id = msg.checkpoint_barrier();
     } else if (msg.has_watermark()) {
       b.kind = BufferKind::kWatermark;
       b.watermark = msg.watermark();

@@ -76,26 +76,21 @@ bool RecordEmitter::Flush() {
   return true;
 }
 
-bool RecordEmitter::EmitWatermark(int64_t watermark) {
+bool RecordEmitter::EmitEvent(BufferKind kind, int64_t watermark, int64_t checkpoint_id) {
   if (!Flush()) return false;
   for (int t = 0; t < num_targets_; ++t) {
     NetworkBuffer event;
-    event.kind = BufferKind::kWatermark;
+    event.kind = kind;
     event.watermark = watermark;
+    event.checkpoint_id = checkpoint_id;
     if (!partition_->subpartition(t).Add(std::move(event))) return false;
   }
   return true;
 }
 
-bool RecordEmitter::EmitIdle() {
-  if (!Flush()) return false;
-  for (int t = 0; t < num_targets_; ++t) {
-    NetworkBuffer event;
-    event.kind = BufferKind::kIdle;
-    if (!partition_->subpartition(t).Add(std::move(event))) return false;
-  }
-  return true;
-}
+bool RecordEmitter::EmitWatermark(int64_t watermark) { return EmitEvent(BufferKind::kWatermark, watermark, 0); }
+bool RecordEmitter::EmitIdle() { return EmitEvent(BufferKind::kIdle, 0, 0); }
+bool RecordEmitter::EmitBarrier(int64_t checkpoint_id) { return EmitEvent(BufferKind::kBarrier, 0, checkpoint_id); }
 
 bool RecordEmitter::Finish() {
   if (!Flush()) return false;

@@ -30,10 +30,14 @@ class RecordEmitter {
   // Flushes, then sends a watermark (or idle) event on every subpartition.
   bool EmitWatermark(int64_t watermark);
   bool EmitIdle();
+  // Flushes, then sends checkpoint barrier `checkpoint_id` on every subpartition.
+  bool EmitBarrier(int64_t checkpoint_id);
   // Flushes, then sends end-of-partition on every subpartition.
   bool Finish();
 
  private:
+  // Flushes, then adds one event buffer to every subpartition.
+  bool EmitEvent(BufferKind kind, int64_t watermark, int64_t checkpoint_id);
   bool SendBuffer(int target);
   bool Append(int target, const Row& row);
 

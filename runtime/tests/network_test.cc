@@ -258,6 +258,49 @@ TEST_F(RemoteChannelTest, DeliversEveryBufferInOrder) {
   gate->Close();
 }
 
+// Events cross the wire in order with the records: records, a barrier,
+// records, a watermark, a barrier, through a RecordEmitter and gRPC.
+TEST_F(RemoteChannelTest, BarriersAndWatermarksTravelInOrderWithRecords) {
+  Schema s({{"k", FieldType::kString}, {"v", FieldType::kInt}});
+  auto p = std::make_shared<ResultPartition>("job/e9/s0", 1, 4);
+  pm_.Register(p);
+  RecordEmitter emitter(p, s, PartitionMode::kForward, {}, 128, 0);
+  auto gate = Gate("job/e9/s0", 4);
+  gate->Start();
+  auto emit = [&](int from, int n) {
+    RowBatch batch(2);
+    for (int i = from; i < from + n; ++i) {
+      Row& r = batch.Append();
+      r[0].SetString("k");
+      r[1].SetInt(i);
+    }
+    ASSERT_TRUE(emitter.Emit(batch));
+  };
+  emit(0, 10);
+  ASSERT_TRUE(emitter.EmitBarrier(1));
+  emit(10, 5);
+  ASSERT_TRUE(emitter.EmitWatermark(42));
+  ASSERT_TRUE(emitter.EmitBarrier(2));
+  ASSERT_TRUE(emitter.Finish());
+  // What the consumer sees, in order: R = records (their count), B = barrier, W = watermark.
+  std::string seen;
+  NetworkBuffer buf;
+  int ch;
+  GateResult r;
+  while ((r = gate->Next(Clock::now() + std::chrono::seconds(10), &buf, &ch)) != GateResult::kEnd) {
+    if (r == GateResult::kChannelEnd) continue;
+    ASSERT_EQ(r, GateResult::kBuffer);
+    switch (buf.kind) {
+      case BufferKind::kRecords: seen += "R" + std::to_string(buf.num_records); break;
+      case BufferKind::kBarrier: seen += "B" + std::to_string(buf.checkpoint_id); break;
+      case BufferKind::kWatermark: seen += "W" + std::to_string(buf.watermark); break;
+      default: seen += "?"; break;
+    }
+  }
+  EXPECT_EQ(seen, "R10B1R5W42B2");
+  gate->Close();
+}
+
 TEST_F(RemoteChannelTest, ProducerStopsAtQueuePlusCreditWhileTheConsumerIsIdle) {
   auto p = std::make_shared<ResultPartition>("job/e1/s0", 1, 2);
   pm_.Register(p);
