@@ -244,6 +244,17 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
                         .string();
     absl::Status s = operators_[i]->Open(ctx);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': ", s.message()));
+    if (i == 0 && !tdd.checkpoint_storage().empty()) {
+      if (env.checkpoint_responder == nullptr || env.snapshot_uploads == nullptr) {
+        return absl::InternalError("a task with checkpoint storage needs a responder and an upload thread");
+      }
+      ASSIGN_OR_RETURN(std::unique_ptr<CheckpointStorage> storage, CheckpointStorage::Open(tdd.checkpoint_storage()));
+      checkpoints_ = std::make_unique<TaskCheckpoints>(
+          tdd.job_id(), tdd.task_id(), tdd.subtask_index(),
+          KeyGroupRangeForSubtask(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index),
+          std::shared_ptr<CheckpointStorage>(std::move(storage)), env.checkpoint_responder, env.snapshot_uploads);
+    }
+    if (checkpoints_) checkpoints_->AddOperator(v.id(), operators_[i].get(), ctx.state_dir);
   }
 
   // Input gate over every channel of every input edge.
@@ -268,8 +279,11 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     }
     gate_ = std::make_unique<InputGate>(std::move(channels));
     valve_ = std::make_unique<WatermarkValve>(channel_input_.size());
-    barriers_ = std::make_unique<CheckpointBarriers>(static_cast<int>(channel_input_.size()),
-                                                     CheckpointMode::kExactlyOnce, gate_.get());
+    barriers_ = std::make_unique<CheckpointBarriers>(
+        static_cast<int>(channel_input_.size()),
+        graph.checkpointing().mode() == proto::AT_LEAST_ONCE ? CheckpointMode::kAtLeastOnce
+                                                             : CheckpointMode::kExactlyOnce,
+        gate_.get());
   }
   for (const auto& op : operators_) wants_processing_time_ = wants_processing_time_ || op->wants_processing_time();
   return absl::OkStatus();
@@ -311,11 +325,57 @@ void StreamTask::PushWatermark(std::optional<int64_t> watermark) {
 }
 
 void StreamTask::OnCheckpointBarriers(const CheckpointBarriers::Result& result) {
+  if (result.aborted != 0) {
+    spdlog::info("task {}: checkpoint {} overtaken by a newer one before its barriers aligned", tdd_.task_id(),
+                 result.aborted);
+  }
   // Barrier n has arrived on every input: the chain has seen exactly the
-  // records before it. Operator snapshots and the acknowledgement to the
-  // CheckpointCoordinator come with issue 4; the barrier goes on.
+  // records before it (aligned mode).
   if (result.snapshot == 0) return;
-  for (auto& e : emitters_) e->PushBarrier(result.snapshot);
+  const int64_t alignment_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - alignment_start_)
+          .count();
+  PerformCheckpoint(result.snapshot, alignment_ms);
+}
+
+void StreamTask::PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms) {
+  if (checkpoints_) checkpoints_->Snapshot(checkpoint_id, alignment_ms);
+  for (auto& e : emitters_) e->PushBarrier(checkpoint_id);
+}
+
+void StreamTask::TriggerCheckpoint(int64_t checkpoint_id) {
+  int64_t cur = trigger_requested_.load();
+  while (cur < checkpoint_id && !trigger_requested_.compare_exchange_weak(cur, checkpoint_id)) {
+  }
+  has_requests_.store(true, std::memory_order_release);
+}
+
+void StreamTask::NotifyCheckpoint(int64_t checkpoint_id, bool completed) {
+  {
+    std::lock_guard<std::mutex> lock(requests_mu_);
+    notifications_.emplace_back(checkpoint_id, completed);
+  }
+  has_requests_.store(true, std::memory_order_release);
+}
+
+void StreamTask::ProcessCheckpointRequests() {
+  // One load per batch; requests that arrive after the exchange are read
+  // below or set the flag again.
+  if (!has_requests_.load(std::memory_order_acquire)) return;
+  has_requests_.exchange(false, std::memory_order_acq_rel);
+  const int64_t trigger = trigger_requested_.load();
+  if (trigger > last_triggered_) {
+    last_triggered_ = trigger;
+    if (!gate_) PerformCheckpoint(trigger, 0);  // only sources start checkpoints
+  }
+  std::vector<std::pair<int64_t, bool>> notes;
+  {
+    std::lock_guard<std::mutex> lock(requests_mu_);
+    notes.swap(notifications_);
+  }
+  if (checkpoints_) {
+    for (const auto& [id, completed] : notes) checkpoints_->OnNotification(id, completed);
+  }
 }
 
 void StreamTask::OnTick() {
@@ -338,6 +398,7 @@ absl::Status StreamTask::Run() {
     while (!cancelled_) {
       SourceStatus st = source->Produce();
       RETURN_IF_ERROR(CheckOperators());
+      ProcessCheckpointRequests();
       if (Clock::now() >= next_flush) {
         OnTick();
         FlushAll();
@@ -352,6 +413,7 @@ absl::Status StreamTask::Run() {
     int channel = 0;
     bool done = false;
     while (!done && !cancelled_) {
+      ProcessCheckpointRequests();
       switch (gate_->Next(next_flush, &buffer, &channel)) {
         case GateResult::kBuffer: {
           if (buffer.kind == BufferKind::kWatermark) {
@@ -360,6 +422,7 @@ absl::Status StreamTask::Run() {
             break;
           }
           if (buffer.kind == BufferKind::kBarrier) {
+            if (barriers_->pending() == 0) alignment_start_ = std::chrono::steady_clock::now();
             OnCheckpointBarriers(barriers_->OnBarrier(channel, buffer.checkpoint_id));
             RETURN_IF_ERROR(CheckOperators());
             break;

@@ -26,6 +26,7 @@
 #include "runtime/operators/operator.h"
 #include "runtime/operators/sources.h"
 #include "runtime/checkpoint_barriers.h"
+#include "runtime/task_checkpoints.h"
 #include "runtime/watermark_valve.h"
 
 namespace vstream {
@@ -38,6 +39,10 @@ struct StreamTaskEnv {
   int receive_credits = 8;    // buffers per remote input channel
   int send_queue_buffers = 8; // buffers queued per subpartition before backpressure
   std::shared_ptr<StateResources> state_resources;  // the TaskManager's state memory
+  // Checkpoints (both required when the task has checkpoint storage): how
+  // acknowledgements reach the JobManager, and the thread that uploads.
+  CheckpointResponder* checkpoint_responder = nullptr;
+  Executor* snapshot_uploads = nullptr;
 };
 
 class StreamTask {
@@ -49,6 +54,11 @@ class StreamTask {
   // Runs to the end of input (OK), a failure (error) or cancellation (Cancelled).
   absl::Status Run();
   void Cancel();
+  // Any thread. A source task starts checkpoint `checkpoint_id` between two
+  // batches: it snapshots and sends the barrier.
+  void TriggerCheckpoint(int64_t checkpoint_id);
+  // Any thread: the JobManager's verdict on a checkpoint.
+  void NotifyCheckpoint(int64_t checkpoint_id, bool completed);
 
   // Counters per chained operator, head first; readable from any thread.
   const std::vector<std::unique_ptr<OperatorCounters>>& counters() const { return counters_; }
@@ -63,6 +73,10 @@ class StreamTask {
   void Throttle(size_t records);
   void PushWatermark(std::optional<int64_t> watermark);
   void OnCheckpointBarriers(const CheckpointBarriers::Result& result);
+  // Snapshot (if the task has checkpoint storage), then barrier downstream.
+  void PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms);
+  // Triggers and notifications from other threads, run on the task thread.
+  void ProcessCheckpointRequests();
   void OnTick();
 
   proto::TaskDeploymentDescriptor tdd_;
@@ -79,6 +93,13 @@ class StreamTask {
   std::unique_ptr<CheckpointBarriers> barriers_;  // checkpoint alignment over them
   bool wants_processing_time_ = false;
   std::atomic<bool> cancelled_{false};
+  std::unique_ptr<TaskCheckpoints> checkpoints_;  // null: no checkpoint storage
+  std::atomic<int64_t> trigger_requested_{0};
+  int64_t last_triggered_ = 0;
+  std::atomic<bool> has_requests_{false};
+  std::mutex requests_mu_;
+  std::vector<std::pair<int64_t, bool>> notifications_;  // guarded by requests_mu_
+  std::chrono::steady_clock::time_point alignment_start_;
   int64_t buffer_timeout_ms_ = 5;
   PartitionManager* partition_manager_ = nullptr;
   std::unique_ptr<RateLimiter> sink_limiter_;

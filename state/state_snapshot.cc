@@ -52,7 +52,9 @@ IncrementalSnapshotter::IncrementalSnapshotter(std::shared_ptr<CheckpointStorage
     : storage_(std::move(storage)), instance_id_(std::move(instance_id)) {}
 
 absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(const LocalSnapshot& local,
-                                                                       const std::string& private_dir) {
+                                                                       const std::string& private_dir,
+                                                                       uint64_t* bytes_uploaded) {
+  uint64_t copied = 0;
   RemoveOnExit cleanup(local.dir);
   FileMap confirmed;
   {
@@ -87,7 +89,9 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(const Loc
       f->set_path(absl::StrCat(private_dir, "/", name));
     }
     if (absl::Status s = storage_->Upload(file.string(), f->path()); !s.ok()) return s;
+    copied += f->size();
   }
+  if (bytes_uploaded != nullptr) *bytes_uploaded = copied;
   std::lock_guard<std::mutex> lock(mu_);
   pending_[local.checkpoint_id] = std::move(uploaded);
   last_reused_ = reused;

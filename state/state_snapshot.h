@@ -57,7 +57,9 @@ class IncrementalSnapshotter {
 
   // The asynchronous part: uploads `local` and returns its handle. Removes
   // the local directory, whether or not the upload succeeds.
-  absl::StatusOr<proto::KeyedStateHandle> Upload(const LocalSnapshot& local, const std::string& private_dir);
+  // bytes_uploaded (optional): bytes actually copied, the rest referenced.
+  absl::StatusOr<proto::KeyedStateHandle> Upload(const LocalSnapshot& local, const std::string& private_dir,
+                                                 uint64_t* bytes_uploaded = nullptr);
 
   // Checkpoint `checkpoint_id` completed: the SSTs it uploaded may be
   // referenced by later checkpoints. Earlier pending uploads are dropped.

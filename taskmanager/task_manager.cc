@@ -22,6 +22,36 @@ struct TaskManager::Task {
   bool reported_final = false;
 };
 
+// Acknowledgements and declines of checkpoints, from the upload thread to
+// the JobManager. A lost one only fails that checkpoint (it times out).
+class TaskManager::Responder final : public CheckpointResponder {
+ public:
+  explicit Responder(proto::ResourceManager::Stub* jobmanager) : jobmanager_(jobmanager) {}
+  void Acknowledge(const proto::AcknowledgeCheckpointRequest& ack) override {
+    proto::AcknowledgeCheckpointResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Status s = jobmanager_->AcknowledgeCheckpoint(&ctx, ack, &resp);
+    if (!s.ok()) {
+      spdlog::warn("cannot acknowledge checkpoint {} of task {}: {}", ack.checkpoint_id(), ack.task_id(),
+                   s.error_message());
+    }
+  }
+  void Decline(const proto::DeclineCheckpointRequest& decline) override {
+    proto::DeclineCheckpointResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Status s = jobmanager_->DeclineCheckpoint(&ctx, decline, &resp);
+    if (!s.ok()) {
+      spdlog::warn("cannot decline checkpoint {} of task {}: {}", decline.checkpoint_id(), decline.task_id(),
+                   s.error_message());
+    }
+  }
+
+ private:
+  proto::ResourceManager::Stub* const jobmanager_;
+};
+
 class TaskManager::ExecutorService final : public proto::TaskExecutor::Service {
  public:
   explicit ExecutorService(TaskManager& tm) : tm_(tm) {}
@@ -33,6 +63,18 @@ class TaskManager::ExecutorService final : public proto::TaskExecutor::Service {
   grpc::Status CancelTask(grpc::ServerContext*, const proto::CancelTaskRequest* req,
                           proto::CancelTaskResponse*) override {
     tm_.CancelTask(req->task_id());
+    return grpc::Status::OK;
+  }
+  grpc::Status TriggerCheckpoint(grpc::ServerContext*, const proto::TriggerCheckpointRequest* req,
+                                 proto::TriggerCheckpointResponse*) override {
+    const bool running = tm_.WithStreamTask(req->task_id(), [&](StreamTask& t) { t.TriggerCheckpoint(req->checkpoint_id()); });
+    if (!running) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no running task " + req->task_id());
+    return grpc::Status::OK;
+  }
+  grpc::Status NotifyCheckpoint(grpc::ServerContext*, const proto::CheckpointNotification* req,
+                                proto::CheckpointNotificationResponse*) override {
+    tm_.WithStreamTask(req->task_id(),
+                       [&](StreamTask& t) { t.NotifyCheckpoint(req->checkpoint_id(), req->completed()); });
     return grpc::Status::OK;
   }
 
@@ -95,6 +137,8 @@ absl::Status TaskManager::Init() {
   address_ = absl::StrCat(options_.host, ":", port_);
   jobmanager_ = proto::ResourceManager::NewStub(
       grpc::CreateChannel(options_.jobmanager_address, grpc::InsecureChannelCredentials()));
+  checkpoint_responder_ = std::make_unique<Responder>(jobmanager_.get());
+  snapshot_uploads_ = std::make_unique<Executor>("snapshot-uploads");
   spdlog::info("TaskManager {} listening on {} with {} slots", resource_id_, address_, options_.slots);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   return absl::OkStatus();
@@ -124,6 +168,7 @@ void TaskManager::Stop() {
   for (auto& [id, task] : tasks) {
     if (task->thread.joinable()) task->thread.join();
   }
+  snapshot_uploads_.reset();  // drops uploads not yet started
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   spdlog::info("TaskManager {} stopped", resource_id_);
 }
@@ -265,6 +310,16 @@ void TaskManager::CancelTask(const std::string& task_id) {
   partitions_.ReleaseWithPrefix(job_id + "/");
 }
 
+bool TaskManager::WithStreamTask(const std::string& task_id, const std::function<void(StreamTask&)>& fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tasks_.find(task_id);
+  if (it == tasks_.end()) return false;
+  std::lock_guard<std::mutex> tl(it->second->mu);
+  if (!it->second->stream_task) return false;
+  fn(*it->second->stream_task);
+  return true;
+}
+
 void TaskManager::Report(Task* task) {
   proto::TaskReport report = MakeReport(task);
   for (int attempt = 0; attempt < 5; ++attempt) {
@@ -288,6 +343,8 @@ void TaskManager::RunTask(Task* task) {
   env.receive_credits = options_.receive_credits;
   env.send_queue_buffers = options_.send_queue_buffers;
   env.state_resources = state_resources_;
+  env.checkpoint_responder = checkpoint_responder_.get();
+  env.snapshot_uploads = snapshot_uploads_.get();
   auto created = StreamTask::Create(task->tdd, env);
   absl::Status result;
   if (created.ok()) {

@@ -11,6 +11,7 @@
 // Shutdown order: stop heartbeats, cancel tasks, stop the server.
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/executor.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/control.grpc.pb.h"
 #include "runtime/network/channel_cache.h"
@@ -71,6 +73,7 @@ class TaskManager {
 
  private:
   class ExecutorService;
+  class Responder;
   struct Task;
 
   explicit TaskManager(TaskManagerOptions options);
@@ -80,6 +83,8 @@ class TaskManager {
   void CheckMemory();
   void Deploy(const proto::TaskDeploymentDescriptor& tdd);
   void CancelTask(const std::string& task_id);
+  // Runs fn on the task's StreamTask if it is running; false if not.
+  bool WithStreamTask(const std::string& task_id, const std::function<void(StreamTask&)>& fn);
   void RunTask(Task* task);
   void Report(Task* task);
   proto::TaskReport MakeReport(Task* task);
@@ -95,6 +100,9 @@ class TaskManager {
   std::unique_ptr<ExecutorService> executor_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<proto::ResourceManager::Stub> jobmanager_;
+  std::unique_ptr<Responder> checkpoint_responder_;  // RPCs to the JobManager
+  // Uploads snapshots while tasks go on; stopped before the responder goes.
+  std::unique_ptr<Executor> snapshot_uploads_;
 
   std::mutex mu_;
   std::condition_variable cv_;

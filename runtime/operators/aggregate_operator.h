@@ -25,6 +25,7 @@ class AggregateOperator : public StreamOperator {
   absl::Status Open(const OperatorContext& ctx) override;
   void Push(RowBatch& batch) override;
   void Finish() override { output_->Finish(); }
+  KeyedStateBackend* keyed_state() override { return backend_.get(); }
 
  private:
   Schema input_;

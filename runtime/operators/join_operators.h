@@ -60,6 +60,7 @@ class IntervalJoinOperator : public StreamOperator {
   void PushInput(int input, RowBatch& batch) override;
   void PushWatermark(int64_t watermark) override;
   void Finish() override { output_->Finish(); }
+  KeyedStateBackend* keyed_state() override { return backend_.get(); }
 
   // The records of one side (0: left, 1: right) kept in RocksDB. One full
   // scan of that side's state: for tests and diagnostics.
@@ -104,6 +105,7 @@ class BroadcastJoinOperator : public StreamOperator {
   void Push(RowBatch& batch) override { PushInput(0, batch); }
   void PushInput(int input, RowBatch& batch) override;
   void Finish() override { output_->Finish(); }
+  KeyedStateBackend* keyed_state() override { return backend_.get(); }
 
   // The broadcast rows kept in RocksDB. One scan: for tests and diagnostics.
   absl::StatusOr<int64_t> StoredBroadcastRows();

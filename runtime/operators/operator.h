@@ -100,6 +100,12 @@ class StreamOperator : public Output {
   // the task then calls OnProcessingTime at least every buffer timeout.
   virtual bool wants_processing_time() const { return false; }
   virtual void OnProcessingTime(int64_t now_ms) { (void)now_ms; }
+  // Checkpoints. The keyed state to snapshot (null: none); the operator's
+  // small non-keyed state (a source's read position); completion of a
+  // checkpoint this operator took part in. Called on the task thread.
+  virtual KeyedStateBackend* keyed_state() { return nullptr; }
+  virtual std::string SnapshotOperatorState() { return std::string(); }
+  virtual void NotifyCheckpointComplete(int64_t checkpoint_id) { (void)checkpoint_id; }
   // Non-OK once the operator failed (the task then fails).
   const absl::Status& status() const { return status_; }
 

@@ -49,6 +49,7 @@ class ProcessOperator : public StreamOperator {
   void Push(RowBatch& batch) override;
   void PushWatermark(int64_t watermark) override;
   void Finish() override;
+  KeyedStateBackend* keyed_state() override { return backend_.get(); }
   // Any record may set a processing-time timer: the clock is always checked.
   bool wants_processing_time() const override { return true; }
   void OnProcessingTime(int64_t now_ms) override;

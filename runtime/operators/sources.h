@@ -73,6 +73,8 @@ class GeneratorSource : public SourceOperator {
   GeneratorSource(OperatorCounters& counters, Schema schema, const proto::SourceSpec& spec);
   absl::Status Open(const OperatorContext& ctx) override;
   SourceStatus Produce() override;
+  // The next record index: everything before it was emitted.
+  std::string SnapshotOperatorState() override { return "generator next=" + std::to_string(next_); }
 
  private:
   void Fill(int64_t n, Row* row);
@@ -94,6 +96,8 @@ class FileSource : public SourceOperator {
   ~FileSource() override;
   absl::Status Open(const OperatorContext& ctx) override;
   SourceStatus Produce() override;
+  // The file offset of the next unread line: every line before it was emitted.
+  std::string SnapshotOperatorState() override { return "file offset=" + std::to_string(offset_); }
 
  private:
   bool NextLine(std::string_view* line);

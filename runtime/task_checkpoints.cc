@@ -1,0 +1,132 @@
+#include "runtime/task_checkpoints.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "spdlog/spdlog.h"
+
+namespace vstream {
+namespace {
+
+int64_t MillisSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+}
+
+// One operator's sync result, handed to the async part.
+struct PendingOperator {
+  proto::OperatorSnapshot snapshot;
+  std::shared_ptr<IncrementalSnapshotter> snapshotter;  // null: no keyed state
+  LocalSnapshot local;
+  std::string private_dir;
+};
+
+}  // namespace
+
+TaskCheckpoints::TaskCheckpoints(std::string job_id, std::string task_id, int subtask_index,
+                                 KeyGroupRange key_groups, std::shared_ptr<CheckpointStorage> storage,
+                                 CheckpointResponder* responder, Executor* uploads)
+    : job_id_(std::move(job_id)),
+      task_id_(std::move(task_id)),
+      subtask_index_(subtask_index),
+      key_groups_(key_groups),
+      storage_(std::move(storage)),
+      responder_(responder),
+      uploads_(uploads) {}
+
+void TaskCheckpoints::AddOperator(int vertex_id, StreamOperator* op, const std::string& state_dir) {
+  Op o{vertex_id, op, state_dir + "-snapshots", nullptr};
+  if (op->keyed_state() != nullptr) {
+    // Shared files are named per attempt: a restarted task's RocksDB reuses
+    // SST numbers.
+    o.snapshotter = std::make_shared<IncrementalSnapshotter>(
+        storage_, absl::StrReplaceAll(absl::StrCat(task_id_, "-", vertex_id), {{"/", "-"}}));
+  }
+  ops_.push_back(std::move(o));
+}
+
+void TaskCheckpoints::Decline(int64_t checkpoint_id, const std::string& reason) {
+  spdlog::warn("task {} declines checkpoint {}: {}", task_id_, checkpoint_id, reason);
+  proto::DeclineCheckpointRequest decline;
+  decline.set_job_id(job_id_);
+  decline.set_task_id(task_id_);
+  decline.set_checkpoint_id(checkpoint_id);
+  decline.set_reason(reason);
+  responder_->Decline(decline);
+}
+
+void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms) {
+  const auto sync_start = std::chrono::steady_clock::now();
+  auto pending = std::make_shared<std::vector<PendingOperator>>();
+  for (const Op& o : ops_) {
+    PendingOperator p;
+    p.snapshot.set_vertex_id(o.vertex_id);
+    p.snapshot.set_subtask_index(subtask_index_);
+    p.snapshot.set_operator_state(o.op->SnapshotOperatorState());
+    if (o.snapshotter) {
+      std::error_code ec;
+      std::filesystem::create_directories(o.snapshot_root, ec);
+      const std::string dir = (std::filesystem::path(o.snapshot_root) / absl::StrCat("chk-", checkpoint_id)).string();
+      std::filesystem::remove_all(dir, ec);
+      absl::StatusOr<LocalSnapshot> local = TakeLocalSnapshot(*o.op->keyed_state(), checkpoint_id, dir, key_groups_);
+      if (!local.ok()) {
+        Decline(checkpoint_id, std::string(local.status().message()));
+        return;
+      }
+      p.snapshotter = o.snapshotter;
+      p.local = std::move(*local);
+      p.private_dir = absl::StrCat("chk-", checkpoint_id, "/", o.vertex_id, "-", subtask_index_);
+    }
+    pending->push_back(std::move(p));
+  }
+  const int64_t sync_ms = MillisSince(sync_start);
+  uploads_->Post([pending, checkpoint_id, alignment_ms, sync_ms, job_id = job_id_, task_id = task_id_,
+                  responder = responder_] {
+    const auto async_start = std::chrono::steady_clock::now();
+    proto::AcknowledgeCheckpointRequest ack;
+    ack.set_job_id(job_id);
+    ack.set_task_id(task_id);
+    ack.set_checkpoint_id(checkpoint_id);
+    uint64_t uploaded = 0, total = 0;
+    for (PendingOperator& p : *pending) {
+      if (p.snapshotter) {
+        uint64_t bytes = 0;
+        absl::StatusOr<proto::KeyedStateHandle> handle = p.snapshotter->Upload(p.local, p.private_dir, &bytes);
+        if (!handle.ok()) {
+          spdlog::warn("task {} declines checkpoint {}: upload failed: {}", task_id, checkpoint_id,
+                       std::string(handle.status().message()));
+          proto::DeclineCheckpointRequest decline;
+          decline.set_job_id(job_id);
+          decline.set_task_id(task_id);
+          decline.set_checkpoint_id(checkpoint_id);
+          decline.set_reason(absl::StrCat("upload failed: ", handle.status().message()));
+          responder->Decline(decline);
+          return;
+        }
+        uploaded += bytes;
+        for (const auto& f : handle->files()) total += f.size();
+        *p.snapshot.mutable_keyed() = std::move(*handle);
+      }
+      total += p.snapshot.operator_state().size();
+      *ack.add_operators() = std::move(p.snapshot);
+    }
+    proto::CheckpointTaskStats* stats = ack.mutable_stats();
+    stats->set_alignment_ms(alignment_ms);
+    stats->set_sync_ms(sync_ms);
+    stats->set_async_ms(MillisSince(async_start));
+    stats->set_bytes_uploaded(static_cast<int64_t>(uploaded));
+    stats->set_bytes_total(static_cast<int64_t>(total));
+    responder->Acknowledge(ack);
+  });
+}
+
+void TaskCheckpoints::OnNotification(int64_t checkpoint_id, bool completed) {
+  if (!completed) return;
+  for (const Op& o : ops_) {
+    if (o.snapshotter) o.snapshotter->OnCheckpointComplete(checkpoint_id);
+    o.op->NotifyCheckpointComplete(checkpoint_id);
+  }
+}
+
+}  // namespace vstream

@@ -1,0 +1,80 @@
+#pragma once
+// The TaskManager side of a checkpoint, for one task (Flink's
+// SubtaskCheckpointCoordinator):
+//
+//   sync, on the task thread, when the task has seen exactly the records
+//   before barrier n (a source when triggered, others when aligned):
+//     each operator's small state (a source's position) is copied, and each
+//     keyed backend makes a local RocksDB checkpoint (hard links; state/
+//     state_snapshot.h); then the task sends barrier n on.
+//   async, on the TaskManager's upload thread, while the task goes on:
+//     the local checkpoints are uploaded incrementally to checkpoint
+//     storage, and the JobManager gets an AcknowledgeCheckpoint with the
+//     handles (or a DeclineCheckpoint with the reason).
+//   when the JobManager says n completed:
+//     the uploaded SSTs may be referenced by later checkpoints, and the
+//     operators are told (sinks commit).
+//
+// Thread-compatible, except that the async part runs on the upload executor
+// and touches only what it was handed (shared, thread-safe snapshotters).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/executor.h"
+#include "proto/control.pb.h"
+#include "runtime/operators/operator.h"
+#include "state/checkpoint_storage.h"
+#include "state/key_groups.h"
+#include "state/state_snapshot.h"
+
+namespace vstream {
+
+// How a task reports checkpoints to the JobManager (the TaskManager's RPCs).
+// Thread-safe: called from the upload thread.
+class CheckpointResponder {
+ public:
+  virtual ~CheckpointResponder() = default;
+  virtual void Acknowledge(const proto::AcknowledgeCheckpointRequest& ack) = 0;
+  virtual void Decline(const proto::DeclineCheckpointRequest& decline) = 0;
+};
+
+class TaskCheckpoints {
+ public:
+  // storage: where snapshots go; responder and uploads must outlive the
+  // async parts this object posts.
+  TaskCheckpoints(std::string job_id, std::string task_id, int subtask_index, KeyGroupRange key_groups,
+                  std::shared_ptr<CheckpointStorage> storage, CheckpointResponder* responder,
+                  Executor* uploads);
+
+  // Registers an operator of the chain (head first) with its state dir.
+  void AddOperator(int vertex_id, StreamOperator* op, const std::string& state_dir);
+
+  // The sync part of checkpoint `checkpoint_id`, then posts the async part.
+  // A failure declines the checkpoint; the task goes on either way.
+  void Snapshot(int64_t checkpoint_id, int64_t alignment_ms);
+  // The JobManager's verdict on a checkpoint.
+  void OnNotification(int64_t checkpoint_id, bool completed);
+
+ private:
+  struct Op {
+    int vertex_id;
+    StreamOperator* op;
+    std::string snapshot_root;  // local checkpoints: beside the operator's RocksDB
+    std::shared_ptr<IncrementalSnapshotter> snapshotter;  // null: no keyed state
+  };
+  void Decline(int64_t checkpoint_id, const std::string& reason);
+
+  const std::string job_id_;
+  const std::string task_id_;
+  const int subtask_index_;
+  const KeyGroupRange key_groups_;
+  std::shared_ptr<CheckpointStorage> storage_;
+  CheckpointResponder* const responder_;
+  Executor* const uploads_;
+  std::vector<Op> ops_;
+};
+
+}  // namespace vstream

@@ -1,0 +1,139 @@
+#include "runtime/task_checkpoints.h"
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+
+#include "gtest/gtest.h"
+#include "runtime/operators/aggregate_operator.h"
+
+namespace vstream {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FakeResponder : public CheckpointResponder {
+ public:
+  void Acknowledge(const proto::AcknowledgeCheckpointRequest& ack) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    acks_.push_back(ack);
+    cv_.notify_all();
+  }
+  void Decline(const proto::DeclineCheckpointRequest& decline) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    declines_.push_back(decline);
+    cv_.notify_all();
+  }
+  // Waits (up to 30 s) for the ack of `id`.
+  std::optional<proto::AcknowledgeCheckpointRequest> WaitForAck(int64_t id) {
+    std::unique_lock<std::mutex> lock(mu_);
+    std::optional<proto::AcknowledgeCheckpointRequest> found;
+    cv_.wait_for(lock, std::chrono::seconds(30), [&] {
+      for (const auto& a : acks_) {
+        if (a.checkpoint_id() == id) found = a;
+      }
+      return found.has_value() || !declines_.empty();
+    });
+    return found;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<proto::AcknowledgeCheckpointRequest> acks_;
+  std::vector<proto::DeclineCheckpointRequest> declines_;
+};
+
+class TaskCheckpointsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = (fs::temp_directory_path() / ("vstream-task-ckpt-" + std::to_string(::getpid()))).string();
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    auto storage = CheckpointStorage::Open(root_ + "/storage");
+    ASSERT_TRUE(storage.ok());
+    storage_ = std::move(*storage);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  // Pushes `n` rows over `keys` keys into the running count.
+  void Push(AggregateOperator& op, int first, int n, int keys) {
+    RowBatch batch(1);
+    for (int i = first; i < first + n; ++i) batch.Append()[0].SetString("patient-" + std::to_string(i % keys));
+    op.Push(batch);
+    ASSERT_TRUE(op.status().ok()) << op.status();
+  }
+
+  std::string root_;
+  std::shared_ptr<CheckpointStorage> storage_;
+};
+
+class NullOutput : public Output {
+ public:
+  void Push(RowBatch&) override {}
+  void Finish() override {}
+  void PushWatermark(int64_t) override {}
+};
+
+TEST_F(TaskCheckpointsTest, SnapshotsKeyedStateUploadsItAndAcknowledges) {
+  Schema in({{"k", FieldType::kString}});
+  proto::AggregateCall count;
+  count.set_name("n");
+  count.set_func("count");
+  OperatorCounters counters;
+  AggregateOperator op(counters, in, {0}, {count});
+  NullOutput out;
+  op.set_output(&out);
+  OperatorContext ctx;
+  ctx.job_id = "job";
+  ctx.vertex_id = 3;
+  ctx.state_dir = root_ + "/state/3-0";
+  ASSERT_TRUE(op.Open(ctx).ok());
+
+  FakeResponder responder;
+  Executor uploads("test-uploads");
+  TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads);
+  checkpoints.AddOperator(3, &op, ctx.state_dir);
+
+  Push(op, 0, 5000, 1000);
+  checkpoints.Snapshot(1, 7);
+  auto ack = responder.WaitForAck(1);
+  ASSERT_TRUE(ack.has_value()) << "no acknowledgement of checkpoint 1";
+  EXPECT_EQ(ack->job_id(), "job");
+  EXPECT_EQ(ack->task_id(), "job/0/0/0");
+  ASSERT_EQ(ack->operators_size(), 1);
+  const proto::OperatorSnapshot& snap = ack->operators(0);
+  EXPECT_EQ(snap.vertex_id(), 3);
+  ASSERT_TRUE(snap.has_keyed());
+  EXPECT_GT(snap.keyed().files_size(), 0);
+  EXPECT_EQ(ack->stats().alignment_ms(), 7);
+  EXPECT_GT(ack->stats().bytes_total(), 0);
+  EXPECT_EQ(ack->stats().bytes_uploaded(), ack->stats().bytes_total()) << "the first checkpoint uploads everything";
+  for (const auto& f : snap.keyed().files()) EXPECT_TRUE(storage_->Exists(f.path()).ok()) << f.path();
+
+  // Restored, the snapshot holds every one of the 1000 keys.
+  const std::string restored = root_ + "/restored";
+  ASSERT_TRUE(RestoreKeyedState(*storage_, snap.keyed(), {0, 127}, restored).ok());
+  {
+    auto backend = KeyedStateBackend::Open({.path = restored, .wipe_on_open = false});
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    auto id = (*backend)->RegisterState("acc", true);
+    ASSERT_TRUE(id.ok());
+    int keys = 0;
+    ASSERT_TRUE((*backend)->ForEachKey(*id, {0, 127}, [&](const StateKeyView&) { ++keys; }).ok());
+    EXPECT_EQ(keys, 1000);
+  }
+
+  // After checkpoint 1 completes, checkpoint 2 refers to its SST files.
+  checkpoints.OnNotification(1, true);
+  Push(op, 5000, 10, 1000);
+  checkpoints.Snapshot(2, 0);
+  ack = responder.WaitForAck(2);
+  ASSERT_TRUE(ack.has_value()) << "no acknowledgement of checkpoint 2";
+  EXPECT_LT(ack->stats().bytes_uploaded(), ack->stats().bytes_total());
+}
+
+}  // namespace
+}  // namespace vstream
