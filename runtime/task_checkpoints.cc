@@ -65,6 +65,10 @@ void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms) {
     p.snapshot.set_subtask_index(subtask_index_);
     p.snapshot.set_operator_state(o.op->SnapshotOperatorState());
     if (o.snapshotter) {
+      if (absl::Status s = o.op->PrepareSnapshot(); !s.ok()) {
+        Decline(checkpoint_id, std::string(s.message()));
+        return;
+      }
       std::error_code ec;
       std::filesystem::create_directories(o.snapshot_root, ec);
       const std::string dir = (std::filesystem::path(o.snapshot_root) / absl::StrCat("chk-", checkpoint_id)).string();

@@ -49,6 +49,9 @@ class TimerQueue {
   // Removes every timer with time <= up_to, then calls fn for each, in
   // (time, payload) order. fn may Add timers; those due too are popped by
   // the next call. Returns how many were popped.
+  // Before a snapshot: writes the timers held in memory to the column
+  // family (and drops them from memory), so that the snapshot has them all.
+  absl::Status Persist() { return Spill(); }
   absl::StatusOr<size_t> PopUpTo(int64_t up_to, const std::function<void(int64_t, std::string_view)>& fn);
 
  private:

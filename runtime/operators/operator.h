@@ -104,6 +104,9 @@ class StreamOperator : public Output {
   // small non-keyed state (a source's read position); completion of a
   // checkpoint this operator took part in. Called on the task thread.
   virtual KeyedStateBackend* keyed_state() { return nullptr; }
+  // Before the keyed state is snapshotted: move what lives only in memory
+  // (timers) into it.
+  virtual absl::Status PrepareSnapshot() { return absl::OkStatus(); }
   virtual std::string SnapshotOperatorState() { return std::string(); }
   virtual void NotifyCheckpointComplete(int64_t checkpoint_id) { (void)checkpoint_id; }
   // Non-OK once the operator failed (the task then fails).

@@ -84,3 +84,38 @@ TEST_P(TimerQueueTest, RemovedTimersDoNotFireWhereverTheyAre) {
 
 }  // namespace
 }  // namespace vstream
+
+namespace vstream {
+namespace {
+
+// A snapshot holds what is in RocksDB: Persist moves the in-memory timers
+// there, so a backend reopened from it (as a restore does) has them all.
+TEST(TimerQueuePersistTest, PersistedTimersSurviveAReopen) {
+  const auto dir = std::filesystem::temp_directory_path() / ("vstream-timers-persist-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  for (bool persist : {false, true}) {
+    {
+      auto backend = KeyedStateBackend::Open({.path = dir.string()});
+      ASSERT_TRUE(backend.ok()) << backend.status();
+      auto timers = TimerQueue::Create(**backend, "timers");
+      ASSERT_TRUE(timers.ok());
+      for (int i = 0; i < 10; ++i) ASSERT_TRUE((*timers)->Add(100 + i, "p" + std::to_string(i)).ok());
+      if (persist) {
+        ASSERT_TRUE((*timers)->Persist().ok());
+      }
+    }
+    auto backend = KeyedStateBackend::Open({.path = dir.string(), .wipe_on_open = false});
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    auto timers = TimerQueue::Create(**backend, "timers");
+    ASSERT_TRUE(timers.ok());
+    std::vector<int64_t> popped;
+    ASSERT_TRUE((*timers)->PopUpTo(1000, [&](int64_t t, std::string_view) { popped.push_back(t); }).ok());
+    // Without Persist the timers lived only in memory and are gone.
+    EXPECT_EQ(popped.size(), persist ? 10u : 0u) << "persist " << persist;
+    backend->reset();
+    std::filesystem::remove_all(dir);
+  }
+}
+
+}  // namespace
+}  // namespace vstream
