@@ -242,19 +242,46 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     ctx.state_dir = (std::filesystem::path(env.data_dir) / "state" / tdd.job_id() /
                      absl::StrCat(v.id(), "-", tdd.subtask_index()))
                         .string();
-    absl::Status s = operators_[i]->Open(ctx);
-    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': ", s.message()));
+    const KeyGroupRange key_groups = KeyGroupRangeForSubtask(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
     if (i == 0 && !tdd.checkpoint_storage().empty()) {
       if (env.checkpoint_responder == nullptr || env.snapshot_uploads == nullptr) {
         return absl::InternalError("a task with checkpoint storage needs a responder and an upload thread");
       }
       ASSIGN_OR_RETURN(std::unique_ptr<CheckpointStorage> storage, CheckpointStorage::Open(tdd.checkpoint_storage()));
-      checkpoints_ = std::make_unique<TaskCheckpoints>(
-          tdd.job_id(), tdd.task_id(), tdd.subtask_index(),
-          KeyGroupRangeForSubtask(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index),
-          std::shared_ptr<CheckpointStorage>(std::move(storage)), env.checkpoint_responder, env.snapshot_uploads);
+      storage_ = std::move(storage);
+      checkpoints_ = std::make_unique<TaskCheckpoints>(tdd.job_id(), tdd.task_id(), tdd.subtask_index(), key_groups,
+                                                       storage_, env.checkpoint_responder, env.snapshot_uploads);
     }
-    if (checkpoints_) checkpoints_->AddOperator(v.id(), operators_[i].get(), ctx.state_dir);
+    // On a restore, this operator's part of the checkpoint: keyed state goes
+    // into its state dir before it opens, its own state after.
+    const proto::OperatorSnapshot* restored = nullptr;
+    for (const auto& snap : tdd.restore().operators()) {
+      if (snap.vertex_id() == v.id() && snap.subtask_index() == tdd.subtask_index()) restored = &snap;
+    }
+    if (restored != nullptr && restored->has_keyed()) {
+      if (!storage_) return absl::InvalidArgumentError("a restore without checkpoint storage");
+      std::error_code ec;
+      std::filesystem::remove_all(ctx.state_dir, ec);
+      absl::Status s = RestoreKeyedState(*storage_, restored->keyed(), key_groups, ctx.state_dir);
+      if (!s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': restoring checkpoint ",
+                                                   tdd.restore().checkpoint_id(), ": ", s.message()));
+      }
+      ctx.restored = true;
+    }
+    absl::Status s = operators_[i]->Open(ctx);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': ", s.message()));
+    if (restored != nullptr) {
+      s = operators_[i]->RestoreOperatorState(restored->operator_state());
+      if (!s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': restoring checkpoint ",
+                                                   tdd.restore().checkpoint_id(), ": ", s.message()));
+      }
+    }
+    if (checkpoints_) {
+      checkpoints_->AddOperator(v.id(), operators_[i].get(), ctx.state_dir);
+      if (restored != nullptr && restored->has_keyed()) checkpoints_->AddRestored(v.id(), restored->keyed());
+    }
   }
 
   // Input gate over every channel of every input edge.

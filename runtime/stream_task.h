@@ -93,6 +93,7 @@ class StreamTask {
   std::unique_ptr<CheckpointBarriers> barriers_;  // checkpoint alignment over them
   bool wants_processing_time_ = false;
   std::atomic<bool> cancelled_{false};
+  std::shared_ptr<CheckpointStorage> storage_;     // null: no checkpoint storage
   std::unique_ptr<TaskCheckpoints> checkpoints_;  // null: no checkpoint storage
   std::atomic<int64_t> trigger_requested_{0};
   int64_t last_triggered_ = 0;

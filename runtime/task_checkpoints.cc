@@ -46,6 +46,12 @@ void TaskCheckpoints::AddOperator(int vertex_id, StreamOperator* op, const std::
   ops_.push_back(std::move(o));
 }
 
+void TaskCheckpoints::AddRestored(int vertex_id, const proto::KeyedStateHandle& handle) {
+  for (const Op& o : ops_) {
+    if (o.vertex_id == vertex_id && o.snapshotter) o.snapshotter->AddRestored(handle);
+  }
+}
+
 void TaskCheckpoints::Decline(int64_t checkpoint_id, const std::string& reason) {
   spdlog::warn("task {} declines checkpoint {}: {}", task_id_, checkpoint_id, reason);
   proto::DeclineCheckpointRequest decline;

@@ -52,6 +52,10 @@ class TaskCheckpoints {
   // Registers an operator of the chain (head first) with its state dir.
   void AddOperator(int vertex_id, StreamOperator* op, const std::string& state_dir);
 
+  // The operator's keyed state was restored from `handle`: later checkpoints
+  // refer to its files instead of uploading them again.
+  void AddRestored(int vertex_id, const proto::KeyedStateHandle& handle);
+
   // The sync part of checkpoint `checkpoint_id`, then posts the async part.
   // A failure declines the checkpoint; the task goes on either way.
   void Snapshot(int64_t checkpoint_id, int64_t alignment_ms);

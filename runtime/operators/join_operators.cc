@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "runtime/row_codec.h"
 #include "state/key_groups.h"
 
@@ -75,6 +76,7 @@ absl::Status IntervalJoinOperator::Open(const OperatorContext& ctx) {
   }
   if (lower_ > upper_) return absl::InvalidArgumentError("interval join: lower bound above upper bound");
   max_parallelism_ = ctx.max_parallelism;
+  if (ctx.restored) next_sequence_ = static_cast<uint64_t>(NowMillis()) << 20;
   ASSIGN_OR_RETURN(backend_, OpenKeyedStateBackend(ctx));
   ASSIGN_OR_RETURN(buffers_[0], DeclareMapState(*backend_, "interval_join_left"));
   ASSIGN_OR_RETURN(buffers_[1], DeclareMapState(*backend_, "interval_join_right"));

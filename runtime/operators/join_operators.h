@@ -83,8 +83,9 @@ class IntervalJoinOperator : public StreamOperator {
   std::unique_ptr<KeyedStateBackend> backend_;
   MapState* buffers_[2] = {nullptr, nullptr};  // owned by backend_
   std::unique_ptr<TimerQueue> timers_;
-  // Of the next kept record. Starts at 0 with a fresh (wiped) backend; a
-  // restore would have to resume past the restored entries' sequences.
+  // Of the next kept record. Starts at 0 with a fresh (wiped) backend; after
+  // a restore at (wall-clock ms) << 20, past every restored entry's (an
+  // attempt would need a million records per millisecond to catch up).
   uint64_t next_sequence_ = 0;
   int64_t watermark_ = INT64_MIN;
   RowBatch out_;

@@ -7,6 +7,7 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> OpenKeyedStateBackend(const O
   options.path = ctx.state_dir;
   options.resources = ctx.state_resources;
   options.clock = ctx.clock;
+  options.wipe_on_open = !ctx.restored;
   return KeyedStateBackend::Open(options);
 }
 

@@ -61,6 +61,9 @@ struct OperatorContext {
   // The TaskManager's state memory (block cache, write buffers, write-back
   // caches), shared by every RocksDB instance it runs. Null: private.
   std::shared_ptr<StateResources> state_resources;
+  // state_dir holds state restored from a checkpoint: open it as it is
+  // instead of starting empty.
+  bool restored = false;
   // Time to live of the operator's keyed state (the job spec's state_ttl of
   // an aggregate or process operator). Default 0: kept forever.
   int64_t state_ttl_ms = 0;
@@ -108,6 +111,11 @@ class StreamOperator : public Output {
   // (timers) into it.
   virtual absl::Status PrepareSnapshot() { return absl::OkStatus(); }
   virtual std::string SnapshotOperatorState() { return std::string(); }
+  // After Open, on a restore: what SnapshotOperatorState returned.
+  virtual absl::Status RestoreOperatorState(std::string_view state) {
+    if (state.empty()) return absl::OkStatus();
+    return absl::DataLossError("the snapshot has operator state for an operator that keeps none");
+  }
   virtual void NotifyCheckpointComplete(int64_t checkpoint_id) { (void)checkpoint_id; }
   // Non-OK once the operator failed (the task then fails).
   const absl::Status& status() const { return status_; }

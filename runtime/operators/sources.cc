@@ -253,6 +253,56 @@ absl::Status FileSource::Open(const OperatorContext& ctx) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Parses "<prefix><non-negative integer>", the form of source positions.
+absl::StatusOr<int64_t> ParsePosition(std::string_view state, std::string_view prefix) {
+  int64_t v = -1;
+  if (state.substr(0, prefix.size()) == prefix) {
+    const char* begin = state.data() + prefix.size();
+    const char* end = state.data() + state.size();
+    auto r = std::from_chars(begin, end, v);
+    if (r.ec != std::errc() || r.ptr != end) v = -1;
+  }
+  if (v < 0) {
+    return absl::DataLossError(absl::StrCat("source position '", AV(state), "' is not '", AV(prefix), "N'"));
+  }
+  return v;
+}
+
+}  // namespace
+
+absl::Status GeneratorSource::RestoreOperatorState(std::string_view state) {
+  absl::StatusOr<int64_t> next = ParsePosition(state, "generator next=");
+  if (!next.ok()) return next.status();
+  // Each subtask emits the indexes subtask, subtask + parallelism, ...
+  if (*next % step_ != next_ % step_) {
+    return absl::DataLossError(absl::StrCat("generator position ", *next, " is not one of subtask ", next_ % step_,
+                                            " of ", step_, " (restoring at another parallelism?)"));
+  }
+  next_ = *next;
+  return absl::OkStatus();
+}
+
+absl::Status FileSource::RestoreOperatorState(std::string_view state) {
+  absl::StatusOr<int64_t> offset = ParsePosition(state, "file offset=");
+  if (!offset.ok()) return offset.status();
+  // The split's first line starts at offset_ now; the last one starts before
+  // end_ and may end past it.
+  std::error_code ec;
+  const auto size = static_cast<int64_t>(std::filesystem::file_size(spec_.path(), ec));
+  if (*offset < offset_ || ec || *offset > size) {
+    return absl::DataLossError(absl::StrCat("file position ", *offset, " lies outside this subtask's split of ",
+                                            spec_.path(), " (restoring at another parallelism?)"));
+  }
+  std::fseek(file_, *offset, SEEK_SET);
+  offset_ = *offset;
+  buf_.clear();
+  pos_ = 0;
+  eof_ = false;
+  return absl::OkStatus();
+}
+
 bool FileSource::NextLine(std::string_view* line) {
   while (true) {
     const char* base = buf_.data() + pos_;

@@ -75,6 +75,7 @@ class GeneratorSource : public SourceOperator {
   SourceStatus Produce() override;
   // The next record index: everything before it was emitted.
   std::string SnapshotOperatorState() override { return "generator next=" + std::to_string(next_); }
+  absl::Status RestoreOperatorState(std::string_view state) override;
 
  private:
   void Fill(int64_t n, Row* row);
@@ -98,6 +99,7 @@ class FileSource : public SourceOperator {
   SourceStatus Produce() override;
   // The file offset of the next unread line: every line before it was emitted.
   std::string SnapshotOperatorState() override { return "file offset=" + std::to_string(offset_); }
+  absl::Status RestoreOperatorState(std::string_view state) override;
 
  private:
   bool NextLine(std::string_view* line);

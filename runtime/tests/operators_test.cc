@@ -201,6 +201,86 @@ TEST(FileSourceTest, SubtasksReadEveryLineExactlyOnceAndDeadLetterTheBadOnes) {
   EXPECT_EQ(dead[0], "file," + path + ":5,field 'id': expected int, got 'oops3',oops3,x");
 }
 
+// A source stopped after `batches` batches and restored from its snapshot
+// position emits, with what came before, exactly what one run emits.
+template <typename Source>
+void ExpectResumesExactly(const Schema& s, const proto::SourceSpec& spec, int subtask, int parallelism,
+                          int batches) {
+  std::vector<std::string> whole, resumed;
+  {
+    OperatorCounters counters;
+    Source src(counters, s, spec);
+    CollectingOutput out(s);
+    src.set_output(&out);
+    ASSERT_TRUE(src.Open(Context(subtask, parallelism, "src")).ok());
+    while (src.Produce() != SourceStatus::kEnd) {
+    }
+    whole = out.rows;
+  }
+  std::string position;
+  {
+    OperatorCounters counters;
+    Source src(counters, s, spec);
+    CollectingOutput out(s);
+    src.set_output(&out);
+    ASSERT_TRUE(src.Open(Context(subtask, parallelism, "src")).ok());
+    for (int b = 0; b < batches; ++b) ASSERT_NE(src.Produce(), SourceStatus::kEnd);
+    position = src.SnapshotOperatorState();
+    resumed = out.rows;  // what reached the checkpoint
+  }
+  ASSERT_FALSE(position.empty());
+  ASSERT_LT(resumed.size(), whole.size()) << "the test must stop the source midway";
+  OperatorCounters counters;
+  Source src(counters, s, spec);
+  CollectingOutput out(s);
+  src.set_output(&out);
+  ASSERT_TRUE(src.Open(Context(subtask, parallelism, "src")).ok());
+  ASSERT_TRUE(src.RestoreOperatorState(position).ok()) << position;
+  while (src.Produce() != SourceStatus::kEnd) {
+  }
+  resumed.insert(resumed.end(), out.rows.begin(), out.rows.end());
+  EXPECT_EQ(resumed, whole) << "restored from '" << position << "'";
+  EXPECT_FALSE(src.RestoreOperatorState("file offset=x").ok());
+}
+
+TEST(SourceRestoreTest, GeneratorAndFileResumeWhereTheSnapshotWas) {
+  Schema g({{"id", FieldType::kInt}, {"p", FieldType::kString}});
+  proto::SourceSpec gen;
+  gen.set_connector("generator");
+  gen.set_count(20000);
+  gen.set_seed(4);
+  ExpectResumesExactly<GeneratorSource>(g, gen, 1, 2, 2);
+
+  const std::string path = TempPath("resume.csv");
+  {
+    std::ofstream f(path);
+    f << "id,name\n";
+    for (int i = 0; i < 20000; ++i) f << i << ",name" << i << "\n";
+  }
+  Schema s({{"id", FieldType::kInt}, {"name", FieldType::kString}});
+  proto::SourceSpec file;
+  file.set_connector("file");
+  file.set_path(path);
+  file.set_format("csv");
+  ExpectResumesExactly<FileSource>(s, file, 0, 2, 2);
+  ExpectResumesExactly<FileSource>(s, file, 1, 2, 1);
+}
+
+TEST(SourceRestoreTest, GeneratorRejectsAnotherSubtasksPosition) {
+  Schema g({{"id", FieldType::kInt}});
+  proto::SourceSpec gen;
+  gen.set_connector("generator");
+  gen.set_count(100);
+  OperatorCounters counters;
+  GeneratorSource src(counters, g, gen);
+  CollectingOutput out(g);
+  src.set_output(&out);
+  ASSERT_TRUE(src.Open(Context(0, 2, "gen")).ok());
+  EXPECT_TRUE(absl::IsDataLoss(src.RestoreOperatorState("generator next=7")));  // subtask 1's
+  EXPECT_TRUE(src.RestoreOperatorState("generator next=8").ok());
+  EXPECT_TRUE(absl::IsDataLoss(src.RestoreOperatorState("generator next=-2")));
+}
+
 TEST(FilterOperatorTest, KeepsMatchingRowsInOrder) {
   Schema s({{"v", FieldType::kInt}});
   OperatorCounters counters;

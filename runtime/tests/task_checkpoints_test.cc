@@ -77,6 +77,17 @@ class NullOutput : public Output {
   void PushWatermark(int64_t) override {}
 };
 
+// Keeps the count field of the last row pushed.
+class LastRow : public Output {
+ public:
+  void Push(RowBatch& batch) override {
+    if (!batch.empty()) count = batch[batch.size() - 1][1].i;
+  }
+  void Finish() override {}
+  void PushWatermark(int64_t) override {}
+  int64_t count = -1;
+};
+
 TEST_F(TaskCheckpointsTest, SnapshotsKeyedStateUploadsItAndAcknowledges) {
   Schema in({{"k", FieldType::kString}});
   proto::AggregateCall count;
@@ -124,6 +135,21 @@ TEST_F(TaskCheckpointsTest, SnapshotsKeyedStateUploadsItAndAcknowledges) {
     int keys = 0;
     ASSERT_TRUE((*backend)->ForEachKey(*id, {0, 127}, [&](const StateKeyView&) { ++keys; }).ok());
     EXPECT_EQ(keys, 1000);
+  }
+
+  // An operator opened on the restored state goes on counting: each key
+  // had 5 records at checkpoint 1.
+  {
+    OperatorCounters counters2;
+    AggregateOperator again(counters2, in, {0}, {count});
+    LastRow last;
+    again.set_output(&last);
+    OperatorContext ctx2 = ctx;
+    ctx2.state_dir = restored;
+    ctx2.restored = true;
+    ASSERT_TRUE(again.Open(ctx2).ok());
+    Push(again, 0, 1, 1000);
+    EXPECT_EQ(last.count, 6);
   }
 
   // After checkpoint 1 completes, checkpoint 2 refers to its SST files.
