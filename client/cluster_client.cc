@@ -13,6 +13,34 @@ namespace {
 void SetDeadline(grpc::ClientContext* ctx, int seconds) {
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
 }
+
+std::string CheckpointStateName(proto::CheckpointState state) {
+  std::string n = proto::CheckpointState_Name(state);
+  return n.rfind("CHECKPOINT_", 0) == 0 ? n.substr(11) : n;
+}
+
+// The CHECKPOINTS table under the vertices.
+void AppendCheckpoints(const proto::JobStatus& st, std::string* out) {
+  absl::StrAppend(out, "\nCHECKPOINTS  latest completed: ",
+                  st.latest_completed_checkpoint() > 0 ? absl::StrCat(st.latest_completed_checkpoint()) : "none",
+                  "  storage: ", st.checkpoint_storage().empty() ? "-" : st.checkpoint_storage(), "\n");
+  if (st.checkpoints_size() == 0) {
+    absl::StrAppend(out, "(none triggered yet)\n");
+    return;
+  }
+  absl::StrAppend(out, absl::StrFormat("%8s  %-11s  %9s  %10s  %9s  %s\n", "ID", "STATE", "DURATION", "SIZE",
+                                       "ALIGNMENT", "REASON"));
+  for (const auto& c : st.checkpoints()) {
+    std::string reason = c.failure();
+    if (c.state() == proto::CHECKPOINT_IN_PROGRESS) {
+      reason = absl::StrCat(c.acknowledged(), " of ", c.tasks(), " tasks done");
+    }
+    absl::StrAppend(out, absl::StrFormat("%8d  %-11s  %9s  %10s  %9s", c.checkpoint_id(),
+                                         CheckpointStateName(c.state()), FormatMillis(c.duration_ms()),
+                                         FormatBytes(c.bytes()), FormatMillis(c.alignment_ms())),
+                    reason.empty() ? "" : "  ", reason, "\n");
+  }
+}
 }  // namespace
 
 ClusterClient::ClusterClient(std::string address) : address_(std::move(address)) {
@@ -92,6 +120,23 @@ std::string FormatCount(int64_t n) {
   return n < 0 ? "-" + out : out;
 }
 
+std::string FormatBytes(int64_t bytes) {
+  if (bytes < 1024) return absl::StrCat(bytes, " B");
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes) / 1024;
+  int u = 0;
+  while (v >= 1024 && u < 3) {
+    v /= 1024;
+    ++u;
+  }
+  return absl::StrFormat("%.1f %s", v, units[u]);
+}
+
+std::string FormatMillis(int64_t ms) {
+  if (ms < 1000) return absl::StrCat(ms, " ms");
+  return absl::StrFormat("%.1f s", static_cast<double>(ms) / 1000);
+}
+
 std::string JobStateName(proto::JobState state) { return proto::JobState_Name(state); }
 
 std::string TaskStateName(proto::TaskState state) {
@@ -116,6 +161,7 @@ std::string FormatJobStatus(const proto::JobStatus& st) {
                                           FormatCount(v.records_in()), FormatCount(v.records_out()),
                                           FormatCount(v.dead_letters()), FormatCount(v.late_records())));
   }
+  if (st.checkpoints_size() > 0 || !st.checkpoint_storage().empty()) AppendCheckpoints(st, &out);
   return out;
 }
 

@@ -31,7 +31,13 @@ class ClusterClient {
 
 // "1.2 M", "12,345": counts for humans.
 std::string FormatCount(int64_t n);
-// A multi-line, human-readable job status (the `vstream status` output).
+// "512 B", "1.5 KiB", "12.3 MiB": sizes for humans.
+std::string FormatBytes(int64_t bytes);
+// "850 ms", "1.2 s": durations for humans.
+std::string FormatMillis(int64_t ms);
+// A multi-line, human-readable job status (the `vstream status` output):
+// the job, its vertices and, if checkpointing is on, a CHECKPOINTS table of
+// the most recent checkpoints.
 std::string FormatJobStatus(const proto::JobStatus& status);
 // "RUNNING", "FINISHED", ... without the proto prefix.
 std::string JobStateName(proto::JobState state);

@@ -47,6 +47,8 @@ namespace {
 
 // Flink's upper bound for max parallelism (2^15).
 constexpr int kMaxMaxParallelism = 1 << 15;
+// Flink's lower bound for a checkpoint interval.
+constexpr int64_t kMinCheckpointIntervalMs = 10;
 
 std::string Describe(std::string_view kind, std::string_view name) {
   return absl::StrCat(AV(kind), " '", AV(name), "'");
@@ -273,6 +275,16 @@ JobBuilder::~JobBuilder() = default;
 void JobBuilder::SetParallelism(int parallelism) { parallelism_ = parallelism; }
 void JobBuilder::SetMaxParallelism(int max_parallelism) { max_parallelism_ = max_parallelism; }
 void JobBuilder::SetBufferTimeoutMs(int64_t ms) { buffer_timeout_ms_ = ms; }
+void JobBuilder::SetCheckpointing(const CheckpointingOptions& checkpointing) {
+  checkpointing_ = checkpointing;
+}
+
+absl::StatusOr<CheckpointingMode> ParseCheckpointingMode(std::string_view name) {
+  if (name == "exactly_once") return CheckpointingMode::kExactlyOnce;
+  if (name == "at_least_once") return CheckpointingMode::kAtLeastOnce;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown checkpointing mode '", AV(name), "', expected one of exactly_once, at_least_once"));
+}
 
 bool JobBuilder::HasStream(std::string_view name) const {
   for (const Stream& s : streams_) {
@@ -374,6 +386,44 @@ bool JobBuilder::CheckVertexOptions(std::string_view kind, std::string_view name
     key_fields->push_back(idx);
   }
   return true;
+}
+
+bool JobBuilder::CheckNoPartition(std::string_view kind, std::string_view name,
+                                  std::string_view what, std::string_view on,
+                                  const VertexOptions& options) {
+  if (options.partition == Partition::kAuto && options.key_by.empty()) return true;
+  return Fail(
+      name, "partition", -1,
+      absl::StrCat(Describe(kind, name), ": ", AV(what), " is always hash-partitioned on its ",
+                   AV(on), ", it takes no partition"));
+}
+
+int JobBuilder::ResolveKeyedInput(std::string_view kind, std::string_view name,
+                                  std::string_view what, const StreamRef& input,
+                                  const std::vector<std::string>& key_by,
+                                  const VertexOptions& options, std::vector<int>* key_fields) {
+  if (error_) return -1;
+  if (!CheckNewName(kind, name, "name", name)) return -1;
+  const int in = ResolveInput(kind, name, "input", -1, input);
+  if (in < 0) return -1;
+  if (!CheckNoPartition(kind, name, what, "key_by", options)) return -1;
+  if (key_by.empty()) {
+    Fail(name, "key_by", -1,
+         absl::StrCat(Describe(kind, name), ": key_by must list the fields that identify a key"));
+    return -1;
+  }
+  VertexOptions keyed = options;
+  keyed.key_by = key_by;
+  if (!CheckVertexOptions(kind, name, keyed, streams_[in].schema, key_fields)) return -1;
+  return in;
+}
+
+bool JobBuilder::CheckStateTtl(std::string_view kind, std::string_view name, int64_t state_ttl_ms) {
+  if (state_ttl_ms >= 0) return true;
+  return Fail(
+      name, "state_ttl", -1,
+      absl::StrCat(Describe(kind, name), ": state_ttl must be >= 0 (0 = kept forever), got ",
+                   FormatDuration(state_ttl_ms)));
 }
 
 bool JobBuilder::CheckSource(std::string_view name, const Schema& schema, int parallelism) {
@@ -862,35 +912,13 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
 
 StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
                                 const AggregateOptions& aggregate, const VertexOptions& options) {
-  if (error_) return {};
-  const std::string who = Describe("aggregate", name);
-  if (!CheckNewName("aggregate", name, "name", name)) return {};
-  const int in = ResolveInput("aggregate", name, "input", -1, input);
+  const std::vector<std::string>& key_by = aggregate.key_by;
+  std::vector<int> key_fields;
+  const int in =
+      ResolveKeyedInput("aggregate", name, "an aggregate", input, key_by, options, &key_fields);
   if (in < 0) return {};
   const Schema input_schema = streams_[in].schema;
-  if (options.partition != Partition::kAuto || !options.key_by.empty()) {
-    Fail(name, "partition", -1,
-         absl::StrCat(who,
-                      ": an aggregate is always hash-partitioned on its key_by, "
-                      "it takes no partition"));
-    return {};
-  }
-  const std::vector<std::string>& key_by = aggregate.key_by;
-  if (key_by.empty()) {
-    Fail(name, "key_by", -1,
-         absl::StrCat(who, ": key_by must list the fields that identify a key"));
-    return {};
-  }
-  VertexOptions keyed = options;
-  keyed.key_by = key_by;
-  std::vector<int> key_fields;
-  if (!CheckVertexOptions("aggregate", name, keyed, input_schema, &key_fields)) return {};
-  if (aggregate.state_ttl_ms < 0) {
-    Fail(name, "state_ttl", -1,
-         absl::StrCat(who, ": state_ttl must be >= 0 (0 = kept forever), got ",
-                      FormatDuration(aggregate.state_ttl_ms)));
-    return {};
-  }
+  if (!CheckStateTtl("aggregate", name, aggregate.state_ttl_ms)) return {};
 
   Schema output;
   for (int k : key_fields) output.Add(input_schema.field(k).name, input_schema.field(k).type);
@@ -910,36 +938,15 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
 
 StreamRef JobBuilder::Process(std::string_view name, const StreamRef& input,
                               const ProcessOptions& process, const VertexOptions& options) {
-  if (error_) return {};
   constexpr char kKind[] = "process";
-  const std::string who = Describe(kKind, name);
-  if (!CheckNewName(kKind, name, "name", name)) return {};
-  const int in = ResolveInput(kKind, name, "input", -1, input);
+  std::vector<int> key_fields;
+  const int in = ResolveKeyedInput(kKind, name, "a process operator", input, process.key_by,
+                                   options, &key_fields);
   if (in < 0) return {};
+  const std::string who = Describe(kKind, name);
   const Schema input_schema = streams_[in].schema;
   const int input_time = streams_[in].time_index;
-  if (options.partition != Partition::kAuto || !options.key_by.empty()) {
-    Fail(name, "partition", -1,
-         absl::StrCat(who,
-                      ": a process operator is always hash-partitioned on its key_by, it takes "
-                      "no partition"));
-    return {};
-  }
-  if (process.key_by.empty()) {
-    Fail(name, "key_by", -1,
-         absl::StrCat(who, ": key_by must list the fields that identify a key"));
-    return {};
-  }
-  VertexOptions keyed = options;
-  keyed.key_by = process.key_by;
-  std::vector<int> key_fields;
-  if (!CheckVertexOptions(kKind, name, keyed, input_schema, &key_fields)) return {};
-  if (process.state_ttl_ms < 0) {
-    Fail(name, "state_ttl", -1,
-         absl::StrCat(who, ": state_ttl must be >= 0 (0 = kept forever), got ",
-                      FormatDuration(process.state_ttl_ms)));
-    return {};
-  }
+  if (!CheckStateTtl(kKind, name, process.state_ttl_ms)) return {};
 
   // The function: made here as in each subtask, to check its params and
   // learn its output. A function only a custom TaskManager knows needs a
@@ -1041,29 +1048,13 @@ StreamRef JobBuilder::Process(std::string_view name, const StreamRef& input,
 
 StreamRef JobBuilder::Window(std::string_view name, const StreamRef& input,
                              const WindowOptions& window, const VertexOptions& options) {
-  if (error_) return {};
-  const std::string who = Describe("window", name);
-  if (!CheckNewName("window", name, "name", name)) return {};
-  const int in = ResolveInput("window", name, "input", -1, input);
+  std::vector<int> key_fields;
+  const int in =
+      ResolveKeyedInput("window", name, "a window", input, window.key_by, options, &key_fields);
   if (in < 0) return {};
+  const std::string who = Describe("window", name);
   const Schema input_schema = streams_[in].schema;
   const int input_time = streams_[in].time_index;
-  if (options.partition != Partition::kAuto || !options.key_by.empty()) {
-    Fail(name, "partition", -1,
-         absl::StrCat(who,
-                      ": a window is always hash-partitioned on its key_by, it takes no "
-                      "partition"));
-    return {};
-  }
-  if (window.key_by.empty()) {
-    Fail(name, "key_by", -1,
-         absl::StrCat(who, ": key_by must list the fields that identify a key"));
-    return {};
-  }
-  VertexOptions keyed = options;
-  keyed.key_by = window.key_by;
-  std::vector<int> key_fields;
-  if (!CheckVertexOptions("window", name, keyed, input_schema, &key_fields)) return {};
   for (size_t i = 0; i < window.key_by.size(); ++i) {
     if (window.key_by[i] == kWindowStart || window.key_by[i] == kWindowEnd) {
       Fail(name, "key_by", static_cast<int>(i),
@@ -1274,13 +1265,7 @@ StreamRef JobBuilder::IntervalJoin(std::string_view name, const StreamRef& left,
   if (l < 0) return {};
   const int r = ResolveInput(kKind, name, "right", -1, right);
   if (r < 0) return {};
-  if (options.partition != Partition::kAuto || !options.key_by.empty()) {
-    Fail(name, "partition", -1,
-         absl::StrCat(who,
-                      ": an interval_join is always hash-partitioned on its keys, it takes "
-                      "no partition"));
-    return {};
-  }
+  if (!CheckNoPartition(kKind, name, "an interval_join", "keys", options)) return {};
   std::vector<int> unused;
   if (!CheckVertexOptions(kKind, name, options, streams_[l].schema, &unused)) return {};
   std::vector<int> left_fields, right_fields;
@@ -1427,6 +1412,50 @@ void JobBuilder::Sink(std::string_view name, const StreamRef& input, const SinkO
             nullptr, -1, options.parallelism);
 }
 
+bool JobBuilder::CheckCheckpointing(std::string_view who) {
+  const CheckpointingOptions& c = checkpointing_;
+  auto fail = [&](std::string_view key, std::string_view message) {
+    return FailKey("", "checkpointing", key,
+                   absl::StrCat(AV(who), ": checkpointing ", AV(key), " ", AV(message)));
+  };
+  if (c.interval_ms < 0) {
+    return fail("interval", absl::StrCat("must be >= 0 (0 = no checkpoints), got ",
+                                         FormatDuration(c.interval_ms)));
+  }
+  if (c.interval_ms > 0 && c.interval_ms < kMinCheckpointIntervalMs) {
+    return fail("interval", absl::StrCat("must be at least ", kMinCheckpointIntervalMs,
+                                         "ms, got ", FormatDuration(c.interval_ms)));
+  }
+  if (c.timeout_ms <= 0) {
+    return fail("timeout", absl::StrCat("must be > 0, got ", FormatDuration(c.timeout_ms)));
+  }
+  if (c.max_concurrent < 1) {
+    return fail("max_concurrent", absl::StrCat("must be at least 1, got ", c.max_concurrent));
+  }
+  if (c.min_pause_ms < 0) {
+    return fail("min_pause", absl::StrCat("must be >= 0, got ", FormatDuration(c.min_pause_ms)));
+  }
+  if (c.retained < 1) {
+    return fail("retained", absl::StrCat("must be at least 1, got ", c.retained));
+  }
+  if (!c.storage.empty()) {
+    // Read by the JobManager and the TaskManagers, not here: it must be
+    // absolute, and local directories are all this version stores to.
+    std::string_view path = c.storage;
+    if (path.substr(0, 7) == "file://") path.remove_prefix(7);
+    if (path.empty() || path.front() != '/') {
+      return fail("storage", absl::StrCat("must be file:///ABSOLUTE/DIR or an absolute path, got '",
+                                          c.storage, "'"));
+    }
+    checkpointing_.storage =
+        absl::StrCat("file://", std::filesystem::path(path).lexically_normal().string());
+    if (checkpointing_.storage.size() > 8 && checkpointing_.storage.back() == '/') {
+      checkpointing_.storage.pop_back();
+    }
+  }
+  return true;
+}
+
 absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
   if (error_) return error_->status;
   const std::string who = absl::StrCat("job '", job_name_, "'");
@@ -1447,6 +1476,7 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
          absl::StrCat(who, ": buffer_timeout must be >= 0, got ", buffer_timeout_ms_, "ms"));
     return error_->status;
   }
+  if (!CheckCheckpointing(who)) return error_->status;
   bool has_source = false;
   bool has_sink = false;
   for (const Vertex& v : vertices_) {
@@ -1466,6 +1496,15 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
   graph.set_name(job_name_);
   graph.set_max_parallelism(max_parallelism_);
   graph.set_buffer_timeout_ms(buffer_timeout_ms_);
+  proto::CheckpointingSpec* ckpt = graph.mutable_checkpointing();
+  ckpt->set_interval_ms(checkpointing_.interval_ms);
+  ckpt->set_mode(checkpointing_.mode == CheckpointingMode::kAtLeastOnce ? proto::AT_LEAST_ONCE
+                                                                        : proto::EXACTLY_ONCE);
+  ckpt->set_timeout_ms(checkpointing_.timeout_ms);
+  ckpt->set_max_concurrent(checkpointing_.max_concurrent);
+  ckpt->set_min_pause_ms(checkpointing_.min_pause_ms);
+  ckpt->set_retained(checkpointing_.retained);
+  ckpt->set_storage(checkpointing_.storage);
   std::vector<int> parallelism;
   for (const Vertex& v : vertices_) {
     const std::string& name = v.proto.name();

@@ -349,6 +349,39 @@ struct BroadcastJoinOptions {
   std::vector<std::string> broadcast_key;
 };
 
+// How a checkpoint treats the records that arrive between its barriers.
+enum class CheckpointingMode {
+  kExactlyOnce,  // barriers aligned: after a restore every record counts once
+  kAtLeastOnce,  // barriers not aligned: after a restore some may count twice
+};
+
+// "exactly_once" | "at_least_once" (what a job spec writes).
+absl::StatusOr<CheckpointingMode> ParseCheckpointingMode(std::string_view name);
+
+// Periodic checkpoints of the job's state (JobGraph.checkpointing; see
+// docs/job-spec.md, "Checkpointing"). As Flink's CheckpointConfig.
+struct CheckpointingOptions {
+  // Time between two checkpoint triggers. Default 0: no checkpoints; else
+  // at least 10 ms.
+  int64_t interval_ms = 0;
+  // Default kExactlyOnce.
+  CheckpointingMode mode = CheckpointingMode::kExactlyOnce;
+  // A checkpoint not complete this long after its trigger is aborted.
+  // Default 10 min.
+  int64_t timeout_ms = 10 * 60 * 1000;
+  // Checkpoints in flight at once. Default 1.
+  int max_concurrent = 1;
+  // Least time from one checkpoint's completion to the next trigger; > 0
+  // also means one checkpoint in flight at a time. Default 0.
+  int64_t min_pause_ms = 0;
+  // Completed checkpoints kept; older ones are deleted. Default 3.
+  int retained = 3;
+  // Where checkpoints go: file:///ABSOLUTE/DIR or /ABSOLUTE/DIR, a directory
+  // the JobManager and every TaskManager reach (a shared volume); each job
+  // writes to <storage>/<job id>. Default empty: the JobManager's data dir.
+  std::string storage;
+};
+
 // Where a builder call went wrong, in the terms of a job spec, so that a front
 // end can point at the offending spot of its own input.
 struct BuildError {
@@ -365,7 +398,8 @@ struct BuildError {
   // "allowed_lateness", "late_output", "left", "right", "left_key",
   // "right_key", "between", "broadcast", "main_key", "broadcast_key",
   // "function", "params", "output_schema", "state_ttl", "max_parallelism",
-  // "buffer_timeout", "sources", "sinks". Empty: the vertex as a whole.
+  // "buffer_timeout", "checkpointing", "sources", "sinks". Empty: the vertex
+  // as a whole.
   std::string field;
   // The element of a list or ordered-map argument (inputs, select, key_by,
   // aggregates, schema, fields, left_key, right_key, main_key,
@@ -374,9 +408,9 @@ struct BuildError {
   // For an error inside an expression: the byte offset in that expression's
   // text (the where clause, or the index-th select/aggregate expression).
   size_t expr_offset = kNoOffset;
-  // For a mapping-valued argument (event_time, window, params): the key
-  // inside it, e.g. "field", "size", "slide", "gap", a param's name. Empty:
-  // the argument as a whole.
+  // For a mapping-valued argument (event_time, window, params,
+  // checkpointing): the key inside it, e.g. "field", "size", "slide", "gap",
+  // a param's name, "interval". Empty: the argument as a whole.
   std::string subfield;
 };
 
@@ -395,6 +429,8 @@ class JobBuilder {
   // How long a partly filled network buffer may wait before it is flushed.
   // Default 5.
   void SetBufferTimeoutMs(int64_t ms);
+  // Periodic checkpoints. Default: none (CheckpointingOptions{}).
+  void SetCheckpointing(const CheckpointingOptions& checkpointing);
 
   // Reads `path` (must exist; a relative path is made absolute against the
   // current directory) in `format` (csv, with a header row, or jsonl).
@@ -479,6 +515,9 @@ class JobBuilder {
   // Fail for a key inside a mapping-valued argument (BuildError::subfield).
   bool FailKey(std::string_view vertex, std::string_view field, std::string_view subfield,
                std::string_view message);
+  // Checks checkpointing_ (and makes its storage a file:// URI); `who`
+  // names the job.
+  bool CheckCheckpointing(std::string_view who);
   bool CheckNewName(std::string_view kind, std::string_view name, std::string_view field,
                     std::string_view new_name);
   bool CheckSource(std::string_view name, const Schema& schema, int parallelism);
@@ -508,6 +547,20 @@ class JobBuilder {
   bool CheckVertexOptions(std::string_view kind, std::string_view name,
                           const VertexOptions& options, const Schema& input_schema,
                           std::vector<int>* key_fields);
+  // For a vertex always hash-partitioned on its `on` ("key_by", "keys"):
+  // that `options` leaves partition and key_by empty. `what` names the
+  // vertex in the message ("an aggregate").
+  bool CheckNoPartition(std::string_view kind, std::string_view name, std::string_view what,
+                        std::string_view on, const VertexOptions& options);
+  // The opening checks of a keyed one-input vertex (aggregate, process,
+  // window): its name, its input, CheckNoPartition, a non-empty `key_by`
+  // and CheckVertexOptions with it. The input's index in streams_ and
+  // *key_fields its key fields; -1 on failure or after an earlier error.
+  int ResolveKeyedInput(std::string_view kind, std::string_view name, std::string_view what,
+                        const StreamRef& input, const std::vector<std::string>& key_by,
+                        const VertexOptions& options, std::vector<int>* key_fields);
+  // A state_ttl is >= 0.
+  bool CheckStateTtl(std::string_view kind, std::string_view name, int64_t state_ttl_ms);
   // Adds a vertex reading `inputs` and, if `output` is set (all but
   // sinks), the stream of its output, whose event-time field is
   // output_time_index (-1: none). input_schema is the schema of the first
@@ -520,6 +573,7 @@ class JobBuilder {
   int parallelism_ = 1;
   int max_parallelism_;
   int64_t buffer_timeout_ms_ = 5;
+  CheckpointingOptions checkpointing_;
   std::vector<Stream> streams_;   // in definition order
   std::vector<Vertex> vertices_;  // index = vertex id
   // Every name in use (streams and sinks) -> what uses it, e.g. "filter 'valid'".

@@ -60,7 +60,8 @@ constexpr char kOperatorTypes[] =
     "filter, map, union, aggregate, window, interval_join, broadcast_join, process";
 
 const std::vector<std::string_view> kTopLevelFields = {
-    "name", "parallelism", "max_parallelism", "buffer_timeout", "sources", "operators", "sinks"};
+    "name",    "parallelism", "max_parallelism", "buffer_timeout", "checkpointing",
+    "sources", "operators",   "sinks"};
 
 // Compiles one spec. Not reusable: one instance per spec.
 class SpecCompiler {
@@ -527,6 +528,10 @@ class SpecCompiler {
       ASSIGN_OR_RETURN(int64_t ms, DurationMs(*e));
       builder_->SetBufferTimeoutMs(ms);
     }
+    if (const Entry* e = top_.Find("checkpointing")) {
+      ASSIGN_OR_RETURN(CheckpointingOptions checkpointing, ParseCheckpointing(*e));
+      builder_->SetCheckpointing(checkpointing);
+    }
 
     ASSIGN_OR_RETURN(const Entry* sources, Required(top_, "sources", ""));
     ASSIGN_OR_RETURN(std::vector<YAML::Node> source_nodes, List(*sources, "source", true));
@@ -589,6 +594,42 @@ class SpecCompiler {
         declared_.emplace(it->second.Scalar(), d);
       }
     }
+  }
+
+  // checkpointing: {interval, mode, timeout, max_concurrent, min_pause,
+  // retained, storage}; interval is required. The builder checks the values.
+  absl::StatusOr<CheckpointingOptions> ParseCheckpointing(const Entry& e) const {
+    constexpr char kWhat[] = "checkpointing";
+    ASSIGN_OR_RETURN(Mapping m, ParseMapping(e.value, kWhat));
+    RETURN_IF_ERROR(CheckKeys(m,
+                              {"interval", "mode", "timeout", "max_concurrent", "min_pause",
+                               "retained", "storage"},
+                              kWhat));
+    CheckpointingOptions c;
+    ASSIGN_OR_RETURN(const Entry* interval, Required(m, "interval", kWhat));
+    ASSIGN_OR_RETURN(c.interval_ms, DurationMs(*interval));
+    if (const Entry* x = m.Find("mode")) {
+      ASSIGN_OR_RETURN(std::string mode, String(*x));
+      absl::StatusOr<CheckpointingMode> parsed = ParseCheckpointingMode(mode);
+      if (!parsed.ok()) return ErrorAt(*x, std::string(parsed.status().message()));
+      c.mode = *parsed;
+    }
+    if (const Entry* x = m.Find("timeout")) {
+      ASSIGN_OR_RETURN(c.timeout_ms, DurationMs(*x));
+    }
+    if (const Entry* x = m.Find("max_concurrent")) {
+      ASSIGN_OR_RETURN(c.max_concurrent, SmallInt(*x));
+    }
+    if (const Entry* x = m.Find("min_pause")) {
+      ASSIGN_OR_RETURN(c.min_pause_ms, DurationMs(*x));
+    }
+    if (const Entry* x = m.Find("retained")) {
+      ASSIGN_OR_RETURN(c.retained, SmallInt(*x));
+    }
+    if (const Entry* x = m.Find("storage")) {
+      ASSIGN_OR_RETURN(c.storage, String(*x));
+    }
+    return c;
   }
 
   // event_time: {field, max_out_of_orderness, idle_timeout} of a source.

@@ -10,6 +10,11 @@
 //   parallelism: 2                       # default 1
 //   max_parallelism: 128                 # default 128
 //   buffer_timeout: 5ms                  # ms|s|m|h, or a plain integer = ms
+//   checkpointing:                       # optional; none: no checkpoints
+//     interval: 10s                      # required
+//     mode: exactly_once                 # | at_least_once
+//     timeout: 10m                       # max_concurrent: 1, min_pause: 0s, retained: 3
+//     storage: file:///shared/checkpoints  # default: the JobManager's data dir
 //   sources:
 //     - name: vitals
 //       connector: file                  # file | generator

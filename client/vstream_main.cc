@@ -2,7 +2,8 @@
 //
 //   vstream submit JOB.yaml [--wait]        submit; print the job id
 //   vstream jobs                            list jobs
-//   vstream status JOB_ID                   vertices, parallelism, states, records
+//   vstream status JOB_ID                   vertices, parallelism, states, records,
+//                                           checkpoints
 //   vstream cancel JOB_ID
 //   vstream local JOB.yaml [--taskmanagers N] [--slots S]
 //                                           run a whole cluster in this process
@@ -40,7 +41,8 @@ constexpr char kUsage[] =
     "  submit JOB.yaml [--wait]     submit a job and print its id; with --wait, follow it\n"
     "                               and exit 0 only if it FINISHED\n"
     "  jobs                         list the jobs\n"
-    "  status JOB_ID                show a job's vertices, states and record counts\n"
+    "  status JOB_ID                show a job's vertices, states, record counts and\n"
+    "                               checkpoints\n"
     "  cancel JOB_ID                cancel a job\n"
     "  local JOB.yaml [--taskmanagers N] [--slots S]\n"
     "                               run the job on a JobManager and N TaskManagers inside\n"

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "jobmanager/completed_checkpoint_store.h"
 #include "proto/client.grpc.pb.h"
 #include "proto/control.grpc.pb.h"
 #include "spdlog/spdlog.h"
@@ -55,7 +56,7 @@ bool ReadFile(const fs::path& path, std::string* out) {
 }  // namespace
 
 // Outgoing calls to TaskManagers, on the RPC executor; results go back to main.
-class JobManager::GrpcGateway : public TaskManagerGateway {
+class JobManager::GrpcGateway : public TaskManagerGateway, public CheckpointGateway {
  public:
   GrpcGateway(Executor& main, Executor& rpc) : main_(main), rpc_(rpc) {}
 
@@ -83,6 +84,31 @@ class JobManager::GrpcGateway : public TaskManagerGateway {
     });
   }
 
+  void TriggerCheckpoint(const std::string& address, const proto::TriggerCheckpointRequest& request,
+                         std::function<void(const std::string&)> done) override {
+    rpc_.Post([this, address, request, done = std::move(done)] {
+      proto::TriggerCheckpointResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      grpc::Status s = Stub(address)->TriggerCheckpoint(&ctx, request, &resp);
+      std::string error = s.ok() ? "" : s.error_message();
+      main_.Post([done, error] { done(error); });
+    });
+  }
+
+  void NotifyCheckpoint(const std::string& address, const proto::CheckpointNotification& notification) override {
+    rpc_.Post([this, address, notification] {
+      proto::CheckpointNotificationResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      grpc::Status s = Stub(address)->NotifyCheckpoint(&ctx, notification, &resp);
+      if (!s.ok()) {
+        spdlog::warn("notification of checkpoint {} to task {} at {} failed: {}", notification.checkpoint_id(),
+                     notification.task_id(), address, s.error_message());
+      }
+    });
+  }
+
  private:
   // RPC executor thread only.
   proto::TaskExecutor::Stub* Stub(const std::string& address) {
@@ -99,6 +125,19 @@ class JobManager::GrpcGateway : public TaskManagerGateway {
   Executor& main_;
   Executor& rpc_;
   std::map<std::string, std::unique_ptr<proto::TaskExecutor::Stub>> stubs_;
+};
+
+// Checkpoint timers on the main executor, by the wall clock.
+class JobManager::MainTimers : public MainThreadTimers {
+ public:
+  explicit MainTimers(Executor& main) : main_(main) {}
+  int64_t Now() override { return NowMillis(); }
+  void Schedule(int64_t delay_ms, std::function<void()> fn) override {
+    main_.Schedule(std::chrono::milliseconds(delay_ms), std::move(fn));
+  }
+
+ private:
+  Executor& main_;
 };
 
 class JobManager::DispatcherService final : public proto::Dispatcher::Service {
@@ -177,6 +216,34 @@ class JobManager::ResourceManagerService final : public proto::ResourceManager::
     });
     return grpc::Status::OK;
   }
+  // Unknown jobs are ignored: a task of a job that is gone cannot help it.
+  grpc::Status AcknowledgeCheckpoint(grpc::ServerContext*, const proto::AcknowledgeCheckpointRequest* req,
+                                     proto::AcknowledgeCheckpointResponse*) override {
+    jm_.main_->Call([&] {
+      auto it = jm_.jobs_.find(req->job_id());
+      if (it != jm_.jobs_.end()) {
+        it->second->OnAcknowledgeCheckpoint(*req);
+      } else {
+        spdlog::debug("acknowledgement of checkpoint {} for unknown job {} ignored", req->checkpoint_id(),
+                      req->job_id());
+      }
+      return 0;
+    });
+    return grpc::Status::OK;
+  }
+  grpc::Status DeclineCheckpoint(grpc::ServerContext*, const proto::DeclineCheckpointRequest* req,
+                                 proto::DeclineCheckpointResponse*) override {
+    jm_.main_->Call([&] {
+      auto it = jm_.jobs_.find(req->job_id());
+      if (it != jm_.jobs_.end()) {
+        it->second->OnDeclineCheckpoint(*req);
+      } else {
+        spdlog::debug("decline of checkpoint {} for unknown job {} ignored", req->checkpoint_id(), req->job_id());
+      }
+      return 0;
+    });
+    return grpc::Status::OK;
+  }
 
  private:
   JobManager& jm_;
@@ -198,6 +265,7 @@ absl::Status JobManager::Init() {
   main_ = std::make_unique<Executor>("jm-main");
   rpc_ = std::make_unique<Executor>("jm-rpc");
   gateway_ = std::make_unique<GrpcGateway>(*main_, *rpc_);
+  timers_ = std::make_unique<MainTimers>(*main_);
   main_->Call([this] {
     LoadJobStore();
     return 0;
@@ -272,6 +340,17 @@ void JobManager::LoadJobStore() {
                                           [this, job_id] { PersistJob(job_id); });
     JobMaster* raw = jm.get();
     jobs_[job_id] = std::move(jm);
+    // checkpoints.pb is written at every completion, status.pb only at job
+    // state changes: the former knows the latest completed checkpoint.
+    auto completed = CompletedCheckpointStore((entry.path() / "checkpoints.pb").string()).Load();
+    if (completed.ok() && completed->checkpoints_size() > 0) {
+      const auto& latest = completed->checkpoints(completed->checkpoints_size() - 1);
+      if (latest.checkpoint_id() > status.latest_completed_checkpoint()) {
+        status.set_latest_completed_checkpoint(latest.checkpoint_id());
+        status.set_checkpoint_storage(latest.storage());
+      }
+    }
+    raw->KeepCheckpointRecord(status);
     switch (status.state()) {
       case proto::FINISHED:
       case proto::CANCELED:
@@ -299,14 +378,46 @@ absl::StatusOr<std::string> JobManager::Submit(const proto::JobGraph& graph) {
     }
   }
   const std::string job_id = NewJobId();
+  ASSIGN_OR_RETURN(std::unique_ptr<CheckpointCoordinator> checkpoints, CreateCheckpointCoordinator(job_id, graph));
   auto jm = std::make_unique<JobMaster>(job_id, graph, NowMillis(), resources_, *gateway_,
-                                        [this, job_id] { PersistJob(job_id); });
+                                        [this, job_id] { PersistJob(job_id); }, std::move(checkpoints));
   JobMaster* raw = jm.get();
   jobs_[job_id] = std::move(jm);
   spdlog::info("job {} ('{}') submitted with {} vertices", job_id, graph.name(), graph.vertices_size());
   PersistJob(job_id);
   raw->TryStart();
   return job_id;
+}
+
+absl::StatusOr<std::unique_ptr<CheckpointCoordinator>> JobManager::CreateCheckpointCoordinator(
+    const std::string& job_id, const proto::JobGraph& graph) {
+  const proto::CheckpointingSpec& spec = graph.checkpointing();
+  if (spec.interval_ms() <= 0) return std::unique_ptr<CheckpointCoordinator>();
+  // Each job in a directory of its own under the configured storage, as
+  // Flink's <state.checkpoints.dir>/<job id>.
+  std::string root = spec.storage();
+  if (root.empty()) {
+    std::error_code ec;
+    const fs::path data_dir = fs::absolute(options_.data_dir, ec);
+    root = (data_dir / "checkpoints").lexically_normal().string();
+  }
+  auto storage = CheckpointStorage::Open(absl::StrCat(root, root.back() == '/' ? "" : "/", job_id));
+  if (!storage.ok()) {
+    return absl::Status(storage.status().code(),
+                        absl::StrCat("job '", graph.name(), "': ", storage.status().message()));
+  }
+  CheckpointCoordinatorOptions options;
+  options.job_id = job_id;
+  options.spec = spec;
+  auto store = std::make_unique<CompletedCheckpointStore>(
+      (fs::path(options_.data_dir) / "jobs" / job_id / "checkpoints.pb").string());
+  auto coordinator = CheckpointCoordinator::Create(std::move(options), std::move(*storage), std::move(store),
+                                                   *gateway_, *timers_);
+  if (!coordinator.ok()) {
+    return absl::Status(coordinator.status().code(),
+                        absl::StrCat("job '", graph.name(), "': ", coordinator.status().message()));
+  }
+  return std::move(*coordinator);
 }
 
 proto::ListJobsResponse JobManager::List() {

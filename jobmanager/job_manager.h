@@ -9,7 +9,13 @@
 // main thread.
 //
 // The job store: <data-dir>/jobs/<job id>/graph.pb and status.pb, written
-// atomically (write, then rename) on every job state change.
+// atomically (write, then rename) on every job state change, and
+// checkpoints.pb, the job's retained completed checkpoints (written by its
+// CheckpointCoordinator whenever one completes).
+//
+// Checkpoint storage: a job's checkpoints go to <storage>/<job id>, where
+// <storage> is its checkpointing.storage, by default
+// file://<data-dir>/checkpoints.
 
 #include <map>
 #include <memory>
@@ -49,6 +55,7 @@ class JobManager {
   class DispatcherService;
   class ResourceManagerService;
   class GrpcGateway;
+  class MainTimers;
 
   explicit JobManager(JobManagerOptions options);
   absl::Status Init();
@@ -56,6 +63,9 @@ class JobManager {
   void PersistJob(const std::string& job_id);
   void CheckHeartbeats();
   void OnSlotsChanged();
+  // The coordinator of a job with checkpointing on; null if it is off.
+  absl::StatusOr<std::unique_ptr<CheckpointCoordinator>> CreateCheckpointCoordinator(const std::string& job_id,
+                                                                                      const proto::JobGraph& graph);
 
   // Main-thread operations (called through main_.Call).
   absl::StatusOr<std::string> Submit(const proto::JobGraph& graph);
@@ -68,6 +78,7 @@ class JobManager {
   std::unique_ptr<Executor> main_;
   std::unique_ptr<Executor> rpc_;
   std::unique_ptr<GrpcGateway> gateway_;
+  std::unique_ptr<MainTimers> timers_;
   std::unique_ptr<DispatcherService> dispatcher_service_;
   std::unique_ptr<ResourceManagerService> rm_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -18,15 +18,19 @@ bool TerminalTask(proto::TaskState s) {
 
 JobMaster::JobMaster(std::string job_id, proto::JobGraph graph, int64_t submitted_at_ms,
                      ResourceManager& resources, TaskManagerGateway& gateway,
-                     std::function<void()> on_state_change)
+                     std::function<void()> on_state_change,
+                     std::unique_ptr<CheckpointCoordinator> checkpoints)
     : job_id_(std::move(job_id)),
       graph_(std::move(graph)),
       submitted_at_ms_(submitted_at_ms),
       resources_(resources),
       gateway_(gateway),
-      on_state_change_(std::move(on_state_change)) {
+      on_state_change_(std::move(on_state_change)),
+      checkpoints_(std::move(checkpoints)) {
   BuildChains();
 }
+
+JobMaster::~JobMaster() = default;
 
 void JobMaster::BuildChains() {
   const int n = graph_.vertices_size();
@@ -83,6 +87,13 @@ void JobMaster::SetState(proto::JobState state, const std::string& message) {
     ended_at_ms_ = NowMillis();
     resources_.Release(job_id_);
   }
+  if (checkpoints_ && (terminal() || state == proto::CANCELLING)) {
+    // Before on_state_change_: the stored final status shows the aborts.
+    std::string reason = state == proto::FINISHED ? "the job finished"
+                         : state == proto::FAILED ? absl::StrCat("the job failed: ", message)
+                                                  : std::string("the job was cancelled");
+    checkpoints_->Shutdown(reason);
+  }
   spdlog::info("job {} is {}{}{}", job_id_, proto::JobState_Name(state), message.empty() ? "" : ": ", message);
   if (on_state_change_) on_state_change_();
 }
@@ -98,6 +109,14 @@ void JobMaster::TryStart() {
     return;
   }
   for (auto& t : tasks_) t.slot = (*slots)[t.subtask];
+  if (checkpoints_) {
+    std::vector<CheckpointTask> tasks;
+    for (const auto& t : tasks_) {
+      const bool source = graph_.vertices(chains_[t.chain][0]).op().has_source();
+      tasks.push_back(CheckpointTask{t.task_id, t.slot.address, source});
+    }
+    checkpoints_->SetTasks(std::move(tasks));
+  }
   SetState(proto::RUNNING);
   Deploy();
 }
@@ -121,6 +140,7 @@ proto::TaskDeploymentDescriptor JobMaster::Descriptor(size_t i) const {
   tdd.set_subtask_index(t.subtask);
   tdd.set_parallelism(std::max(1, graph_.vertices(chain[0]).parallelism()));
   tdd.set_buffer_timeout_ms(graph_.buffer_timeout_ms());
+  if (checkpoints_) tdd.set_checkpoint_storage(checkpoints_->storage_uri());
   auto in_chain = [&](int v) { return chain_of_vertex_[v] == t.chain; };
   for (int e = 0; e < graph_.edges_size(); ++e) {
     const proto::JobEdge& edge = graph_.edges(e);
@@ -174,6 +194,9 @@ void JobMaster::OnTaskReport(const proto::TaskReport& report) {
     for (const auto& m : report.metrics()) t.metrics[m.vertex_id()] = m;
     if (TerminalTask(t.state)) return;  // final states do not change
     if (report.state() != proto::TASK_STATE_UNSPECIFIED) t.state = report.state();
+    if (checkpoints_ && report.state() != proto::TASK_STATE_UNSPECIFIED) {
+      checkpoints_->OnTaskState(t.task_id, report.state());
+    }
     if (report.state() == proto::TASK_FAILED) {
       t.error = report.error();
       Fail(absl::StrCat("task ", graph_.vertices(chains_[t.chain][0]).name(), " (subtask ", t.subtask,
@@ -226,6 +249,30 @@ void JobMaster::MarkFailed(const std::string& message) {
     if (!TerminalTask(t.state)) t.state = proto::TASK_CANCELED;
   }
   SetState(proto::FAILED, message);
+}
+
+void JobMaster::KeepCheckpointRecord(const proto::JobStatus& stored) {
+  *checkpoint_record_.mutable_checkpoints() = stored.checkpoints();
+  checkpoint_record_.set_latest_completed_checkpoint(stored.latest_completed_checkpoint());
+  checkpoint_record_.set_checkpoint_storage(stored.checkpoint_storage());
+}
+
+void JobMaster::OnAcknowledgeCheckpoint(const proto::AcknowledgeCheckpointRequest& ack) {
+  if (checkpoints_) {
+    checkpoints_->ReceiveAcknowledge(ack);
+  } else {
+    spdlog::debug("job {}: acknowledgement of checkpoint {} from task {} ignored: checkpointing is off", job_id_,
+                  ack.checkpoint_id(), ack.task_id());
+  }
+}
+
+void JobMaster::OnDeclineCheckpoint(const proto::DeclineCheckpointRequest& decline) {
+  if (checkpoints_) {
+    checkpoints_->ReceiveDecline(decline);
+  } else {
+    spdlog::debug("job {}: decline of checkpoint {} by task {} ignored: checkpointing is off", job_id_,
+                  decline.checkpoint_id(), decline.task_id());
+  }
 }
 
 void JobMaster::CheckCompletion() {
@@ -282,6 +329,11 @@ proto::JobStatus JobMaster::Status() const {
       }
     }
     vs->set_state(least);
+  }
+  if (checkpoints_) {
+    checkpoints_->AddStatus(&s);
+  } else {
+    s.MergeFrom(checkpoint_record_);
   }
   return s;
 }

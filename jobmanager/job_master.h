@@ -12,6 +12,11 @@
 // forward edge of equal parallelism, B has no other input, and A no other
 // main output. Chained operators call each other directly in one task.
 //
+// Checkpoints: a job with checkpointing on has a CheckpointCoordinator,
+// which the JobMaster owns and keeps informed: the tasks and their slots
+// when it deploys, every task state change, the checkpoint messages of the
+// tasks, and the job's end (which stops it).
+//
 // Thread-compatible: runs on the JobManager's main executor thread.
 
 #include <functional>
@@ -20,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "jobmanager/checkpoint_coordinator.h"
 #include "jobmanager/resource_manager.h"
 #include "proto/client.pb.h"
 #include "proto/control.pb.h"
@@ -48,9 +54,12 @@ struct ExecutionVertex {
 
 class JobMaster {
  public:
+  // checkpoints: the job's CheckpointCoordinator; null: checkpointing off.
   JobMaster(std::string job_id, proto::JobGraph graph, int64_t submitted_at_ms,
             ResourceManager& resources, TaskManagerGateway& gateway,
-            std::function<void()> on_state_change);
+            std::function<void()> on_state_change,
+            std::unique_ptr<CheckpointCoordinator> checkpoints = nullptr);
+  ~JobMaster();
 
   // Deploys if enough slots are free; otherwise waits (CREATED, with a message).
   void TryStart();
@@ -59,6 +68,16 @@ class JobMaster {
   void Cancel();
   // Marks a job restored from the job store without its tasks.
   void MarkFailed(const std::string& message);
+  // For a job restored from the job store: its checkpoint fields as stored
+  // (checkpoints, latest_completed_checkpoint, checkpoint_storage), shown
+  // by Status() since it has no coordinator.
+  void KeepCheckpointRecord(const proto::JobStatus& stored);
+
+  // ResourceManager.AcknowledgeCheckpoint / DeclineCheckpoint of a task.
+  void OnAcknowledgeCheckpoint(const proto::AcknowledgeCheckpointRequest& ack);
+  void OnDeclineCheckpoint(const proto::DeclineCheckpointRequest& decline);
+  // Null if checkpointing is off.
+  CheckpointCoordinator* checkpoints() const { return checkpoints_.get(); }
 
   proto::JobState state() const { return state_; }
   bool terminal() const;
@@ -85,6 +104,8 @@ class JobMaster {
   ResourceManager& resources_;
   TaskManagerGateway& gateway_;
   std::function<void()> on_state_change_;
+  const std::unique_ptr<CheckpointCoordinator> checkpoints_;  // null: off
+  proto::JobStatus checkpoint_record_;  // restored jobs: what the store said
 
   proto::JobState state_ = proto::CREATED;
   std::string message_;

@@ -14,10 +14,10 @@
 namespace vstream {
 
 // Parses the flags of vstream-taskmanager (--jobmanager HOST:PORT --data-dir
-// DIR [--rpc-port PORT] [--slots N] [--host ADDRESS] [--state-memory-mb MB]
-// [--config FILE] [--log-level LEVEL]), runs a TaskManager until SIGTERM or
-// SIGINT, and returns the process exit code (2 for bad flags, 1 if the
-// TaskManager cannot start).
+// DIR [--rpc-port PORT] [--slots N] [--host ADDRESS] [--memory-mb MB]
+// [--state-memory-mb MB] [--config FILE] [--log-level LEVEL]), runs a
+// TaskManager until SIGTERM or SIGINT, and returns the process exit code (2
+// for bad flags, 1 if the TaskManager cannot start).
 int TaskManagerMain(int argc, char** argv);
 
 }  // namespace vstream

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -884,6 +885,58 @@ TEST_F(JobBuilderTest, ProcessAndStateTtl) {
   EXPECT_EQ(ttl.error()->field, "state_ttl");
   EXPECT_EQ(ttl.status().message(),
             "aggregate 'counts': state_ttl must be >= 0 (0 = kept forever), got -1ms");
+}
+
+TEST_F(JobBuilderTest, CheckpointingGoesToTheGraph) {
+  JobBuilder b("ckpt");
+  StreamRef src = b.GeneratorSource("gen", VitalsSchema(), Count(10));
+  b.Sink("out", src, SinkOptions::Stdout());
+  CheckpointingOptions c;
+  c.interval_ms = 2000;
+  c.mode = CheckpointingMode::kAtLeastOnce;
+  c.retained = 1;
+  c.storage = "/shared/ckpt/";
+  b.SetCheckpointing(c);
+  absl::StatusOr<proto::JobGraph> graph = b.Build();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->checkpointing().interval_ms(), 2000);
+  EXPECT_EQ(graph->checkpointing().mode(), proto::AT_LEAST_ONCE);
+  EXPECT_EQ(graph->checkpointing().timeout_ms(), 10 * 60 * 1000);
+  EXPECT_EQ(graph->checkpointing().max_concurrent(), 1);
+  EXPECT_EQ(graph->checkpointing().retained(), 1);
+  EXPECT_EQ(graph->checkpointing().storage(), "file:///shared/ckpt");
+}
+
+TEST_F(JobBuilderTest, CheckpointingErrorsNameTheSetting) {
+  auto build = [](const CheckpointingOptions& c) {
+    auto b = std::make_unique<JobBuilder>("ckpt");
+    StreamRef src = b->GeneratorSource("gen", VitalsSchema(), Count(10));
+    b->Sink("out", src, SinkOptions::Stdout());
+    b->SetCheckpointing(c);
+    EXPECT_FALSE(b->Build().ok());
+    return b;
+  };
+  CheckpointingOptions c;
+  c.interval_ms = 1000;
+  c.max_concurrent = 0;
+  auto b = build(c);
+  ASSERT_NE(b->error(), nullptr);
+  EXPECT_EQ(b->error()->vertex, "");
+  EXPECT_EQ(b->error()->field, "checkpointing");
+  EXPECT_EQ(b->error()->subfield, "max_concurrent");
+  EXPECT_THAT(std::string(b->error()->status.message()),
+              HasSubstr("job 'ckpt': checkpointing max_concurrent must be at least 1, got 0"));
+
+  c.max_concurrent = 1;
+  c.interval_ms = -1000;
+  b = build(c);
+  EXPECT_EQ(b->error()->subfield, "interval");
+  EXPECT_THAT(std::string(b->error()->status.message()), HasSubstr("must be >= 0 (0 = no checkpoints), got -1s"));
+
+  c.interval_ms = 0;  // off, but the other settings are still checked
+  c.min_pause_ms = -1;
+  b = build(c);
+  EXPECT_EQ(b->error()->subfield, "min_pause");
 }
 
 }  // namespace

@@ -504,7 +504,7 @@ TEST_F(JobSpecTest, EmptyOrNonMappingSpec) {
 TEST_F(JobSpecTest, UnknownTopLevelField) {
   ExpectError(Replace(kBaseSpec, "operators:", "operator:"), 8, 1,
               "unknown top-level field 'operator', expected one of name, parallelism, "
-              "max_parallelism, buffer_timeout, sources, operators, sinks");
+              "max_parallelism, buffer_timeout, checkpointing, sources, operators, sinks");
 }
 
 TEST_F(JobSpecTest, UnknownOperatorField) {
@@ -1351,6 +1351,101 @@ TEST_F(JobSpecTest, StateTtlOfARunningAggregate) {
   // Windows keep state only until they fire: no state_ttl.
   ExpectError(Replace(kWindowSpec, "allowed_lateness: 0s", "state_ttl: 1h"), 21, 5,
               "unknown field 'state_ttl' in operator 'per_minute'");
+}
+
+// ---- checkpointing -----------------------------------------------------------
+
+// kBaseSpec with every checkpointing setting; line numbers on the right.
+std::string CheckpointingSpec() {
+  return Replace(kBaseSpec, "name: j\n",
+                 "name: j\n"                         // 1
+                 "checkpointing:\n"                  // 2
+                 "  interval: 1s\n"                  // 3
+                 "  mode: at_least_once\n"           // 4
+                 "  timeout: 60s\n"                  // 5
+                 "  max_concurrent: 2\n"             // 6
+                 "  min_pause: 500ms\n"              // 7
+                 "  retained: 5\n"                   // 8
+                 "  storage: file:///data/ckpt/\n");  // 9
+}
+
+TEST_F(JobSpecTest, CheckpointingIsOffWithoutTheKeyAndTakesFlinksDefaults) {
+  absl::StatusOr<proto::JobGraph> graph = Compile(kBaseSpec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::CheckpointingSpec& c = graph->checkpointing();
+  EXPECT_EQ(c.interval_ms(), 0);
+  EXPECT_EQ(c.mode(), proto::EXACTLY_ONCE);
+  EXPECT_EQ(c.timeout_ms(), 10 * 60 * 1000);
+  EXPECT_EQ(c.max_concurrent(), 1);
+  EXPECT_EQ(c.min_pause_ms(), 0);
+  EXPECT_EQ(c.retained(), 3);
+  EXPECT_EQ(c.storage(), "");
+
+  graph = Compile(Replace(kBaseSpec, "name: j\n", "name: j\ncheckpointing: {interval: 10s}\n"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->checkpointing().interval_ms(), 10'000);
+  EXPECT_EQ(graph->checkpointing().timeout_ms(), 10 * 60 * 1000);
+  EXPECT_EQ(graph->checkpointing().retained(), 3);
+}
+
+TEST_F(JobSpecTest, CheckpointingSettingsCompileToTheGraph) {
+  absl::StatusOr<proto::JobGraph> graph = Compile(CheckpointingSpec());
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::CheckpointingSpec& c = graph->checkpointing();
+  EXPECT_EQ(c.interval_ms(), 1000);
+  EXPECT_EQ(c.mode(), proto::AT_LEAST_ONCE);
+  EXPECT_EQ(c.timeout_ms(), 60'000);
+  EXPECT_EQ(c.max_concurrent(), 2);
+  EXPECT_EQ(c.min_pause_ms(), 500);
+  EXPECT_EQ(c.retained(), 5);
+  EXPECT_EQ(c.storage(), "file:///data/ckpt");
+
+  graph = Compile(Replace(CheckpointingSpec(), "file:///data/ckpt/", "/data/./ckpt"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->checkpointing().storage(), "file:///data/ckpt")
+      << "an absolute path is a file:// URI";
+  graph = Compile(Replace(CheckpointingSpec(), "mode: at_least_once", "mode: exactly_once"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->checkpointing().mode(), proto::EXACTLY_ONCE);
+  graph = Compile(Replace(CheckpointingSpec(), "interval: 1s", "interval: 0s"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->checkpointing().interval_ms(), 0) << "0: off";
+}
+
+TEST_F(JobSpecTest, CheckpointingErrors) {
+  const std::string spec = CheckpointingSpec();
+  ExpectError(Replace(spec, "mode: at_least_once", "mode: fast"), 4, 9,
+              "unknown checkpointing mode 'fast', expected one of exactly_once, at_least_once");
+  ExpectError(Replace(spec, "interval: 1s", "interval: -1s"), 3, 13,
+              "expected a duration such as 5ms, 1s, 2m or 1h for 'interval', got '-1s'");
+  ExpectError(Replace(spec, "min_pause: 500ms", "min_pause: -5s"), 7, 14,
+              "expected a duration such as 5ms, 1s, 2m or 1h for 'min_pause', got '-5s'");
+  ExpectError(Replace(spec, "timeout: 60s", "timeout: soon"), 5, 12,
+              "expected a duration such as 5ms, 1s, 2m or 1h for 'timeout', got 'soon'");
+  ExpectError(Replace(spec, "interval: 1s", "interval: 5ms"), 3, 13,
+              "job 'j': checkpointing interval must be at least 10ms, got 5ms");
+  ExpectError(Replace(spec, "timeout: 60s", "timeout: 0s"), 5, 12,
+              "job 'j': checkpointing timeout must be > 0, got 0s");
+  ExpectError(Replace(spec, "max_concurrent: 2", "max_concurrent: 0"), 6, 19,
+              "job 'j': checkpointing max_concurrent must be at least 1, got 0");
+  ExpectError(Replace(spec, "max_concurrent: 2", "max_concurrent: two"), 6, 19,
+              "expected an integer for 'max_concurrent', got 'two'");
+  ExpectError(Replace(spec, "retained: 5", "retained: -1"), 8, 13,
+              "job 'j': checkpointing retained must be at least 1, got -1");
+  ExpectError(Replace(spec, "file:///data/ckpt/", "s3://bucket/ckpt"), 9, 12,
+              "job 'j': checkpointing storage must be file:///ABSOLUTE/DIR or an absolute path, "
+              "got 's3://bucket/ckpt'");
+  ExpectError(Replace(spec, "file:///data/ckpt/", "ckpt"), 9, 12,
+              "storage must be file:///ABSOLUTE/DIR or an absolute path, got 'ckpt'");
+  ExpectError(Replace(spec, "file:///data/ckpt/", "file://data/ckpt"), 9, 12,
+              "storage must be file:///ABSOLUTE/DIR or an absolute path, got 'file://data/ckpt'");
+  ExpectError(Replace(spec, "  interval: 1s", "  every: 1s"), 3, 3,
+              "unknown field 'every' in checkpointing, expected one of interval, mode, timeout, "
+              "max_concurrent, min_pause, retained, storage");
+  ExpectError(Replace(spec, "  interval: 1s\n", ""), 3, 3,
+              "missing required field 'interval' in checkpointing");
+  ExpectError(Replace(kBaseSpec, "name: j\n", "name: j\ncheckpointing: 1s\n"), 2, 16,
+              "expected a mapping for checkpointing, got '1s'");
 }
 
 }  // namespace

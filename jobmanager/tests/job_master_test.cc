@@ -1,5 +1,10 @@
 #include "jobmanager/job_master.h"
 
+#include <stdlib.h>
+
+#include <filesystem>
+#include <map>
+
 #include "gtest/gtest.h"
 
 namespace vstream {
@@ -135,6 +140,106 @@ TEST(JobMasterTest, LostTaskManagerFailsTheJob) {
   ASSERT_EQ(lost, std::vector<std::string>{tm});
   jm.OnTaskManagerLost(tm);
   EXPECT_EQ(jm.state(), proto::FAILED);
+}
+
+// The checkpoint side of a TaskManager, and a clock moved by hand.
+class TestingCheckpointGateway : public CheckpointGateway, public MainThreadTimers {
+ public:
+  void TriggerCheckpoint(const std::string&, const proto::TriggerCheckpointRequest& request,
+                         std::function<void(const std::string&)> done) override {
+    triggered.push_back(request.task_id());
+    done("");
+  }
+  void NotifyCheckpoint(const std::string&, const proto::CheckpointNotification& n) override {
+    notified.push_back(n.task_id());
+  }
+  int64_t Now() override { return now; }
+  void Schedule(int64_t delay_ms, std::function<void()> fn) override { timers.emplace(now + delay_ms, std::move(fn)); }
+  void Advance(int64_t ms) {
+    const int64_t until = now + ms;
+    while (!timers.empty() && timers.begin()->first <= until) {
+      now = timers.begin()->first;
+      auto fn = std::move(timers.begin()->second);
+      timers.erase(timers.begin());
+      fn();
+    }
+    now = until;
+  }
+
+  std::vector<std::string> triggered;
+  std::vector<std::string> notified;
+  int64_t now = 1000;
+  std::multimap<int64_t, std::function<void()>> timers;
+};
+
+TEST(JobMasterTest, CheckpointsOfARunningJob) {
+  std::string dir = (std::filesystem::temp_directory_path() / "job-master-test-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  ResourceManager rm;
+  TestingGateway gw;
+  TestingCheckpointGateway cgw;
+  std::string replaced;
+  rm.Register("r1", "h1:1", 2, 0, &replaced);
+  proto::JobGraph graph = ThreeVertexGraph(1);
+  graph.mutable_vertices(0)->mutable_op()->mutable_source();
+  graph.mutable_checkpointing()->set_interval_ms(100);
+  CheckpointCoordinatorOptions options;
+  options.job_id = "job";
+  options.spec = graph.checkpointing();
+  auto coordinator = CheckpointCoordinator::Create(options, *CheckpointStorage::Open(dir), nullptr, cgw, cgw);
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  JobMaster jm("job", graph, 0, rm, gw, nullptr, std::move(*coordinator));
+  jm.TryStart();
+  ASSERT_EQ(gw.deployed.size(), 2u);
+  for (const auto& [addr, tdd] : gw.deployed) EXPECT_EQ(tdd.checkpoint_storage(), "file://" + dir);
+
+  cgw.Advance(1000);
+  EXPECT_TRUE(cgw.triggered.empty()) << "no task runs yet";
+  for (const auto& t : jm.tasks()) {
+    proto::TaskReport r;
+    r.set_task_id(t.task_id);
+    r.set_state(proto::TASK_RUNNING);
+    jm.OnTaskReport(r);
+  }
+  cgw.Advance(100);
+  ASSERT_EQ(cgw.triggered, std::vector<std::string>{jm.tasks()[0].task_id}) << "the source chain only";
+  for (const auto& t : jm.tasks()) {
+    proto::AcknowledgeCheckpointRequest ack;
+    ack.set_task_id(t.task_id);
+    ack.set_checkpoint_id(1);
+    jm.OnAcknowledgeCheckpoint(ack);
+  }
+  EXPECT_EQ(jm.Status().latest_completed_checkpoint(), 1);
+  EXPECT_EQ(cgw.notified.size(), 2u);
+
+  cgw.Advance(100);
+  proto::TaskReport failed;
+  failed.set_task_id(jm.tasks()[1].task_id);
+  failed.set_state(proto::TASK_FAILED);
+  failed.set_error("boom");
+  jm.OnTaskReport(failed);
+  EXPECT_EQ(jm.state(), proto::FAILED);
+  const proto::JobStatus st = jm.Status();
+  ASSERT_EQ(st.checkpoints_size(), 2);
+  EXPECT_EQ(st.checkpoints(1).state(), proto::CHECKPOINT_FAILED);
+  EXPECT_EQ(st.checkpoints(1).failure(), "task " + jm.tasks()[1].task_id + " failed");
+  const size_t triggers = cgw.triggered.size();
+  cgw.Advance(1000);
+  EXPECT_EQ(cgw.triggered.size(), triggers) << "a failed job takes no checkpoints";
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+TEST(JobMasterTest, WithoutCheckpointingTasksGetNoStorage) {
+  ResourceManager rm;
+  TestingGateway gw;
+  std::string replaced;
+  rm.Register("r1", "h1:1", 2, 0, &replaced);
+  JobMaster jm("job", ThreeVertexGraph(1), 0, rm, gw, nullptr);
+  jm.TryStart();
+  for (const auto& [addr, tdd] : gw.deployed) EXPECT_EQ(tdd.checkpoint_storage(), "");
+  EXPECT_EQ(jm.Status().checkpoints_size(), 0);
+  EXPECT_EQ(jm.Status().checkpoint_storage(), "");
 }
 
 }  // namespace

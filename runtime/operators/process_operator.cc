@@ -84,11 +84,12 @@ void ProcessContext::EmitDeadLetter(const Row& record, std::string_view reason) 
 // ---- ProcessOperator --------------------------------------------------------
 
 int64_t ProcessOperator::Firing::Pending(int64_t time, const std::string& payload) const {
-  auto it = std::lower_bound(due.begin() + static_cast<std::ptrdiff_t>(next), due.end(), time,
+  const auto end = due.begin() + static_cast<std::ptrdiff_t>(count);
+  auto it = std::lower_bound(due.begin() + static_cast<std::ptrdiff_t>(next), end, time,
                              [&](const std::pair<int64_t, std::string>& t, int64_t) {
                                return t.first < time || (t.first == time && t.second < payload);
                              });
-  if (it == due.end() || it->first != time || it->second != payload) return -1;
+  if (it == end || it->first != time || it->second != payload) return -1;
   return it - due.begin();
 }
 
@@ -208,17 +209,23 @@ void ProcessOperator::FireTimers(TimeDomain domain, int64_t up_to) {
   TimerQueue& queue = timers(domain);
   // Firing may register timers that are due too: pop until none is.
   while (status_.ok()) {
-    f.due.clear();
-    auto popped = queue.PopUpTo(
-        up_to, [&](int64_t time, std::string_view payload) { f.due.emplace_back(time, std::string(payload)); });
+    // Refills due in place: a timer's payload reuses the string of the one
+    // at its index in an earlier round, no allocation once they have grown.
+    f.count = 0;
+    auto popped = queue.PopUpTo(up_to, [&](int64_t time, std::string_view payload) {
+      if (f.count == f.due.size()) f.due.emplace_back();
+      auto& [due_time, due_payload] = f.due[f.count++];
+      due_time = time;
+      due_payload.assign(payload.data(), payload.size());
+    });
     if (!popped.ok()) return Fail(popped.status());
-    if (f.due.empty()) return;
-    f.cancelled.assign(f.due.size(), false);
+    if (f.count == 0) return;
+    f.cancelled.assign(f.count, false);
     f.active = true;
     // next is the first timer not fired: a Register of the one firing
     // (from its OnTimer) queues a new timer.
     f.next = 0;
-    while (f.next < f.due.size() && status_.ok()) {
+    while (f.next < f.count && status_.ok()) {
       const size_t i = f.next++;
       if (f.cancelled[i]) continue;
       const auto& [time, payload] = f.due[i];
@@ -276,12 +283,17 @@ void ProcessOperator::DeadLetter(const Row& record, std::string_view reason) {
   if (raw_writer_ != nullptr) raw_writer_->Write(record, &scratch_);
   while (!scratch_.empty() && scratch_.back() == '\n') scratch_.pop_back();
   row[3].SetString(scratch_);
-  if (dead_batch_.full()) FlushOut();
+  // Not FlushOut: the function may be filling a row it got from Emit.
+  if (dead_batch_.full()) FlushDeadLetters();
 }
 
 void ProcessOperator::FlushOut() {
   Emit(out_);
   out_.Clear();
+  FlushDeadLetters();
+}
+
+void ProcessOperator::FlushDeadLetters() {
   if (dead_batch_.empty()) return;
   if (dead_letter_output_ != nullptr) {
     dead_letter_output_->Push(dead_batch_);

@@ -68,7 +68,9 @@ class ProcessOperator : public StreamOperator {
   // order; a timer deleted before its turn is skipped.
   struct Firing {
     bool active = false;
-    size_t next = 0;  // the first not yet fired
+    size_t next = 0;   // the first not yet fired
+    size_t count = 0;  // due[0, count) are this round's; entries past it
+                       // are kept so their strings' capacity is reused
     std::vector<std::pair<int64_t, std::string>> due;
     std::vector<bool> cancelled;
     // The index in due of a timer not fired yet, or -1.
@@ -81,7 +83,9 @@ class ProcessOperator : public StreamOperator {
   absl::Status DeleteTimer(TimeDomain domain, int64_t time, const std::string& payload);
   void FireTimers(TimeDomain domain, int64_t up_to);
   void DeadLetter(const Row& record, std::string_view reason);
+  // Emits the output batch, then FlushDeadLetters.
   void FlushOut();
+  void FlushDeadLetters();
   void Fail(const absl::Status& s) {
     if (status_.ok()) status_ = s;
   }

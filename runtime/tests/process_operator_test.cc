@@ -356,6 +356,33 @@ TEST_F(ProcessOperatorTest, RejectedRecordsAreDeadLetters) {
   EXPECT_EQ(dead_.log.back(), "wm:5") << "the dead-letter stream gets watermarks too";
 }
 
+// Rejects each record while filling the row it emits for it.
+class EmitThenReject : public KeyedProcessFunction {
+ public:
+  absl::StatusOr<ProcessOutputSchema> OutputSchema(const ProcessInput&) const override {
+    return ProcessOutputSchema{kOutput, -1};
+  }
+  absl::Status Open(ProcessSetup&) override { return absl::OkStatus(); }
+  absl::Status ProcessElement(const Row& in, ProcessContext& ctx) override {
+    Row& out = ctx.Emit();
+    ctx.EmitDeadLetter(in, "rejected while emitting");
+    out[0] = in[0];
+    out[1].SetString("emitted");
+    return absl::OkStatus();
+  }
+};
+
+TEST_F(ProcessOperatorTest, AFullDeadLetterBatchLeavesTheRowBeingFilled) {
+  Start(std::make_unique<EmitThenReject>());
+  // The dead-letter batch fills in the middle of a call.
+  std::vector<std::tuple<std::string, int64_t, std::string, int64_t>> rows;
+  for (size_t i = 0; i <= RowBatch::kDefaultCapacity; ++i) rows.emplace_back(absl::StrCat("k", i), 1, "", 0);
+  Records(rows);
+  ASSERT_EQ(out_->rows.size(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(out_->rows[i], absl::StrCat("k", i, ",emitted,null,null"));
+  EXPECT_EQ(dead_.rows.size(), rows.size());
+}
+
 TEST_F(ProcessOperatorTest, OpenFailsWhenTheFunctionDisagreesWithTheJobsOutputSchema) {
   proto::ProcessSpec spec = Spec("scripted");
   spec.set_declared_output_schema(true);
