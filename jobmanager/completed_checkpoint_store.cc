@@ -1,5 +1,7 @@
 #include "jobmanager/completed_checkpoint_store.h"
 
+#include "state/checkpoint_storage.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -15,10 +17,6 @@ namespace vstream {
 namespace {
 
 namespace fs = std::filesystem;
-
-absl::Status IoError(const char* what, const std::string& path, int err) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(err)));
-}
 
 }  // namespace
 
@@ -40,46 +38,12 @@ absl::StatusOr<proto::CompletedCheckpointList> CompletedCheckpointStore::Load() 
 }
 
 absl::Status CompletedCheckpointStore::Store(const proto::CompletedCheckpointList& checkpoints) {
+  // A temporary file, fsync, rename, fsync of the directory: the storage's
+  // atomic write.
   const fs::path target(path_);
-  std::error_code ec;
-  fs::create_directories(target.parent_path(), ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", target.parent_path().string(), ": ", ec.message()));
-  const std::string tmp = path_ + ".tmp";
-  const std::string bytes = checkpoints.SerializeAsString();
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return IoError("cannot create", tmp, errno);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return IoError("cannot write", tmp, err);
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return IoError("cannot sync", tmp, err);
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path_.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return IoError("cannot rename into", path_, err);
-  }
-  // The rename is durable once the directory is.
-  const std::string dir = target.parent_path().string();
-  const int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
-  return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<CheckpointStorage>> dir = CheckpointStorage::Open(fs::absolute(target.parent_path()).string());
+  if (!dir.ok()) return dir.status();
+  return (*dir)->Write(target.filename().string(), checkpoints.SerializeAsString());
 }
 
 }  // namespace vstream

@@ -139,6 +139,12 @@ class FileCheckpointStorage : public CheckpointStorage {
       ::unlink(tmp.c_str());
       return IoError("cannot rename into", target, err);
     }
+    // The rename is durable once the directory is.
+    const int dir_fd = ::open(target.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {
+      ::fsync(dir_fd);
+      ::close(dir_fd);
+    }
     return absl::OkStatus();
   }
 
