@@ -1497,6 +1497,7 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
   graph.set_max_parallelism(max_parallelism_);
   graph.set_buffer_timeout_ms(buffer_timeout_ms_);
   proto::CheckpointingSpec* ckpt = graph.mutable_checkpointing();
+  *graph.mutable_restart() = restart_;
   ckpt->set_interval_ms(checkpointing_.interval_ms);
   ckpt->set_mode(checkpointing_.mode == CheckpointingMode::kAtLeastOnce ? proto::AT_LEAST_ONCE
                                                                         : proto::EXACTLY_ONCE);

@@ -431,6 +431,9 @@ class JobBuilder {
   void SetBufferTimeoutMs(int64_t ms);
   // Periodic checkpoints. Default: none (CheckpointingOptions{}).
   void SetCheckpointing(const CheckpointingOptions& checkpointing);
+  // What the JobManager does when a task fails (restart: in job specs).
+  // Default: exponential backoff with checkpointing on, else none.
+  void SetRestart(const proto::RestartSpec& restart) { restart_ = restart; }
 
   // Reads `path` (must exist; a relative path is made absolute against the
   // current directory) in `format` (csv, with a header row, or jsonl).
@@ -574,6 +577,7 @@ class JobBuilder {
   int max_parallelism_;
   int64_t buffer_timeout_ms_ = 5;
   CheckpointingOptions checkpointing_;
+  proto::RestartSpec restart_;
   std::vector<Stream> streams_;   // in definition order
   std::vector<Vertex> vertices_;  // index = vertex id
   // Every name in use (streams and sinks) -> what uses it, e.g. "filter 'valid'".

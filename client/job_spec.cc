@@ -61,7 +61,7 @@ constexpr char kOperatorTypes[] =
 
 const std::vector<std::string_view> kTopLevelFields = {
     "name",    "parallelism", "max_parallelism", "buffer_timeout", "checkpointing",
-    "sources", "operators",   "sinks"};
+    "restart", "sources",     "operators",       "sinks"};
 
 // Compiles one spec. Not reusable: one instance per spec.
 class SpecCompiler {
@@ -532,6 +532,10 @@ class SpecCompiler {
       ASSIGN_OR_RETURN(CheckpointingOptions checkpointing, ParseCheckpointing(*e));
       builder_->SetCheckpointing(checkpointing);
     }
+    if (const Entry* e = top_.Find("restart")) {
+      ASSIGN_OR_RETURN(proto::RestartSpec restart, ParseRestart(*e));
+      builder_->SetRestart(restart);
+    }
 
     ASSIGN_OR_RETURN(const Entry* sources, Required(top_, "sources", ""));
     ASSIGN_OR_RETURN(std::vector<YAML::Node> source_nodes, List(*sources, "source", true));
@@ -630,6 +634,68 @@ class SpecCompiler {
       ASSIGN_OR_RETURN(c.storage, String(*x));
     }
     return c;
+  }
+
+  // restart: {strategy, ...}: the strategy's own settings, each optional
+  // (defaults in jobmanager/restart_strategy.h).
+  absl::StatusOr<proto::RestartSpec> ParseRestart(const Entry& e) const {
+    constexpr char kWhat[] = "restart";
+    ASSIGN_OR_RETURN(Mapping m, ParseMapping(e.value, kWhat));
+    ASSIGN_OR_RETURN(const Entry* strategy_entry, Required(m, "strategy", kWhat));
+    ASSIGN_OR_RETURN(std::string strategy, String(*strategy_entry));
+    proto::RestartSpec r;
+    if (strategy == "none") {
+      r.set_strategy(proto::RESTART_NONE);
+      RETURN_IF_ERROR(CheckKeys(m, {"strategy"}, kWhat));
+    } else if (strategy == "fixed_delay") {
+      r.set_strategy(proto::RESTART_FIXED_DELAY);
+      RETURN_IF_ERROR(CheckKeys(m, {"strategy", "attempts", "delay"}, kWhat));
+    } else if (strategy == "exponential_backoff") {
+      r.set_strategy(proto::RESTART_EXPONENTIAL_BACKOFF);
+      RETURN_IF_ERROR(CheckKeys(
+          m, {"strategy", "initial_backoff", "max_backoff", "multiplier", "reset_after", "max_attempts"}, kWhat));
+    } else if (strategy == "failure_rate") {
+      r.set_strategy(proto::RESTART_FAILURE_RATE);
+      RETURN_IF_ERROR(CheckKeys(m, {"strategy", "max_failures", "interval", "delay"}, kWhat));
+    } else {
+      return ErrorAt(*strategy_entry,
+                     absl::StrCat("unknown restart strategy '", strategy,
+                                  "', expected one of none, fixed_delay, exponential_backoff, failure_rate"));
+    }
+    auto positive_int = [&](const char* key, auto set) -> absl::Status {
+      const Entry* x = m.Find(key);
+      if (x == nullptr) return absl::OkStatus();
+      ASSIGN_OR_RETURN(int v, SmallInt(*x));
+      if (v < 1) return ErrorAt(*x, absl::StrCat("restart ", key, " must be at least 1, got ", v));
+      set(v);
+      return absl::OkStatus();
+    };
+    auto duration = [&](const char* key, auto set) -> absl::Status {
+      const Entry* x = m.Find(key);
+      if (x == nullptr) return absl::OkStatus();
+      ASSIGN_OR_RETURN(int64_t ms, DurationMs(*x));
+      set(ms);
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(positive_int("attempts", [&](int v) { r.set_attempts(v); }));
+    RETURN_IF_ERROR(positive_int("max_attempts", [&](int v) { r.set_max_attempts(v); }));
+    RETURN_IF_ERROR(positive_int("max_failures", [&](int v) { r.set_max_failures(v); }));
+    RETURN_IF_ERROR(duration("delay", [&](int64_t v) { r.set_delay_ms(v); }));
+    RETURN_IF_ERROR(duration("initial_backoff", [&](int64_t v) { r.set_initial_backoff_ms(v); }));
+    RETURN_IF_ERROR(duration("max_backoff", [&](int64_t v) { r.set_max_backoff_ms(v); }));
+    RETURN_IF_ERROR(duration("reset_after", [&](int64_t v) { r.set_reset_after_ms(v); }));
+    RETURN_IF_ERROR(duration("interval", [&](int64_t v) { r.set_failure_interval_ms(v); }));
+    if (const Entry* x = m.Find("multiplier")) {
+      ASSIGN_OR_RETURN(double v, Number(*x));
+      if (v < 1) return ErrorAt(*x, absl::StrCat("restart multiplier must be at least 1, got ", v));
+      r.set_multiplier(v);
+    }
+    if (r.max_backoff_ms() > 0 && r.initial_backoff_ms() > r.max_backoff_ms()) {
+      return ErrorAt(*m.Find("max_backoff"), absl::StrCat("restart max_backoff (", r.max_backoff_ms(),
+                                                          " ms) is below initial_backoff (",
+                                                          r.initial_backoff_ms(), " ms)"));
+    }
+    return r;
   }
 
   // event_time: {field, max_out_of_orderness, idle_timeout} of a source.

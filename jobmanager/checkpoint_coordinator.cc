@@ -117,6 +117,20 @@ void CheckpointCoordinator::SetTasks(std::vector<CheckpointTask> tasks) {
   }
 }
 
+void CheckpointCoordinator::Reset(const std::string& reason) {
+  trigger_queued_ = false;
+  ++trigger_generation_;
+  started_ = false;
+  AbortAll(reason);
+  tasks_.clear();
+  task_index_.clear();
+  OnCheckpointsEnded();
+}
+
+const proto::CheckpointMetadata* CheckpointCoordinator::latest_metadata() const {
+  return completed_.empty() ? nullptr : &completed_.back().metadata;
+}
+
 bool CheckpointCoordinator::AllTasksStarted() const {
   if (tasks_.empty()) return false;
   for (const TaskEntry& t : tasks_) {
@@ -141,7 +155,9 @@ void CheckpointCoordinator::OnTaskState(const std::string& task_id, proto::TaskS
     }
     for (CheckpointId id : ids) {
       auto p = pending_.find(id);
-      if (p != pending_.end()) TaskDone(p->second, index);
+      if (p == pending_.end()) continue;
+      p->second.finished.push_back(index);
+      TaskDone(p->second, index);
     }
     OnCheckpointsEnded();
   } else if (state == proto::TASK_FAILED || state == proto::TASK_CANCELED) {
@@ -202,12 +218,18 @@ TriggerResult CheckpointCoordinator::TriggerCheckpoint() {
       now < last_completed_at_ms_ + options_.spec.min_pause_ms()) {
     return TriggerResult::kMinPause;
   }
-  std::vector<size_t> sources;
+  // Every running task hears of it: sources start it; the others act on
+  // it only once their input ended (their final checkpoint), and take it
+  // with the barriers otherwise.
+  std::vector<size_t> running;
+  int sources = 0;
   for (size_t i = 0; i < tasks_.size(); ++i) {
-    if (tasks_[i].task.source && tasks_[i].state == proto::TASK_RUNNING) sources.push_back(i);
+    if (tasks_[i].state != proto::TASK_RUNNING) continue;
+    running.push_back(i);
+    sources += tasks_[i].task.source ? 1 : 0;
   }
-  if (sources.empty()) {
-    spdlog::info("job {}: checkpoint not triggered: every source task finished", options_.job_id);
+  if (running.empty()) {
+    spdlog::debug("job {}: checkpoint not triggered: every task finished", options_.job_id);
     return TriggerResult::kNoRunningSource;
   }
 
@@ -216,13 +238,17 @@ TriggerResult CheckpointCoordinator::TriggerCheckpoint() {
   p.id = id;
   p.triggered_at_ms = now;
   for (size_t i = 0; i < tasks_.size(); ++i) {
-    if (tasks_[i].state != proto::TASK_FINISHED) p.waiting.insert(i);
+    if (tasks_[i].state != proto::TASK_FINISHED) {
+      p.waiting.insert(i);
+    } else {
+      p.finished.push_back(i);
+    }
   }
   p.tasks = static_cast<int>(p.waiting.size());
-  spdlog::info("job {}: triggering checkpoint {} at {} source task(s); {} task(s) take part", options_.job_id,
-               id.value, sources.size(), p.tasks);
+  spdlog::debug("job {}: triggering checkpoint {} ({} running source task(s)); {} task(s) take part",
+                options_.job_id, id.value, sources, p.tasks);
   timers_.Schedule(options_.spec.timeout_ms(), [this, id] { OnTimeout(id); });
-  for (size_t i : sources) {
+  for (size_t i : running) {
     proto::TriggerCheckpointRequest req;
     req.set_task_id(tasks_[i].task.task_id);
     req.set_checkpoint_id(id.value);
@@ -239,7 +265,12 @@ void CheckpointCoordinator::OnTriggerFailed(CheckpointId id, size_t task, const 
   auto it = pending_.find(id);
   const TaskEntry& t = tasks_[task];
   // A source that finished meanwhile counts as acknowledged: no failure.
-  if (it == pending_.end() || it->second.waiting.count(task) == 0 || t.state == proto::TASK_FINISHED) return;
+  // Other tasks get barriers in-band; the trigger only matters to them
+  // after their input ended, and a task that cannot be reached fails.
+  if (it == pending_.end() || it->second.waiting.count(task) == 0 || t.state == proto::TASK_FINISHED ||
+      !t.task.source) {
+    return;
+  }
   Abort(id, absl::StrCat("cannot trigger it at task ", t.task.task_id, " on ", t.task.address, ": ", error));
   OnCheckpointsEnded();
 }
@@ -361,6 +392,15 @@ void CheckpointCoordinator::Complete(CheckpointId id) {
   m.set_checkpoint_id(id.value);
   m.set_timestamp_ms(p.triggered_at_ms);
   m.set_completed_at_ms(now);
+  for (size_t i : p.finished) {
+    for (int v : tasks_[i].task.vertices) {
+      proto::OperatorSnapshot finished;
+      finished.set_vertex_id(v);
+      finished.set_subtask_index(tasks_[i].task.subtask);
+      finished.set_finished(true);
+      p.operators.push_back(std::move(finished));
+    }
+  }
   std::sort(p.operators.begin(), p.operators.end(), [](const auto& a, const auto& b) {
     return std::make_pair(a.vertex_id(), a.subtask_index()) < std::make_pair(b.vertex_id(), b.subtask_index());
   });

@@ -5,11 +5,15 @@
 //
 //   every `interval`, once every task is RUNNING (at most max_concurrent in
 //   flight; not before min_pause has passed since the last completion):
-//     TriggerCheckpoint(n) ----------> each running source task
-//        sources snapshot and send barrier n downstream; every task
-//        snapshots when barrier n has arrived on all its inputs
+//     TriggerCheckpoint(n) ----------> each running task
+//        sources snapshot and send barrier n downstream; every other task
+//        snapshots when barrier n has arrived on all its inputs, or, if its
+//        input ended first, when triggered (the final checkpoint of a
+//        two-phase-commit sink)
 //     AcknowledgeCheckpoint(n, snapshots) <----- every task of the job
-//        (a FINISHED task counts as acknowledged, with no state: Flink 1.14+)
+//        (a FINISHED task counts as acknowledged, with no state: Flink 1.14+;
+//        the metadata marks its operators finished, so a restore does not
+//        run them again)
 //   all acknowledged:
 //     chk-n/_metadata written (atomically, last)
 //     -> checkpoints.pb in the job store records n (durably)
@@ -96,8 +100,12 @@ class MainThreadTimers {
 struct CheckpointTask {
   std::string task_id;
   std::string address;  // its TaskManager
-  // The head of its chain is a source: checkpoints are triggered here.
+  // The head of its chain is a source: checkpoints start here.
   bool source = false;
+  // Its chain's vertex ids and its subtask index (for the snapshots of a
+  // task that finished).
+  std::vector<int> vertices;
+  int subtask = 0;
 };
 
 struct CheckpointCoordinatorOptions {
@@ -143,6 +151,12 @@ class CheckpointCoordinator {
   // The job's tasks, once their slots are known, all SCHEDULED. Periodic
   // checkpoints start `interval` after every task reports RUNNING.
   void SetTasks(std::vector<CheckpointTask> tasks);
+  // The job restarts: pending checkpoints are aborted with `reason`, the
+  // periodic trigger stops and the tasks are forgotten until the next
+  // SetTasks. Completed checkpoints stay.
+  void Reset(const std::string& reason);
+  // The latest completed checkpoint, which a restart restores; null: none.
+  const proto::CheckpointMetadata* latest_metadata() const;
   // A task's new state. FINISHED: it counts as having acknowledged pending
   // checkpoints with no state. FAILED or CANCELED: pending checkpoints are
   // aborted.
@@ -180,6 +194,7 @@ class CheckpointCoordinator {
     CheckpointId id;
     int64_t triggered_at_ms = 0;
     std::set<size_t> waiting;  // indexes into tasks_ of the tasks yet to acknowledge
+    std::vector<size_t> finished;  // tasks that count as acknowledged because they finished
     int tasks = 0;             // that take part
     int acknowledged = 0;      // real acknowledgements (not finished tasks)
     std::vector<proto::OperatorSnapshot> operators;

@@ -18,6 +18,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The error text of an RPC to a TaskManager; "unreachable: ..." when it
+// never got there (JobMaster gives such a TaskManager up at once).
+std::string RpcError(const grpc::Status& s) {
+  if (s.ok()) return "";
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return absl::StrCat("unreachable: ", s.error_message());
+  }
+  return s.error_message();
+}
+
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   grpc::StatusCode code = grpc::StatusCode::INTERNAL;
@@ -67,20 +77,22 @@ class JobManager::GrpcGateway : public TaskManagerGateway, public CheckpointGate
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
       grpc::Status s = Stub(address)->DeployTask(&ctx, tdd, &resp);
-      std::string error = s.ok() ? "" : s.error_message();
+      std::string error = RpcError(s);
       main_.Post([done, error] { done(error); });
     });
   }
 
-  void Cancel(const std::string& address, const std::string& task_id) override {
-    rpc_.Post([this, address, task_id] {
+  void Cancel(const std::string& address, const std::string& task_id,
+              std::function<void(const std::string&)> done) override {
+    rpc_.Post([this, address, task_id, done = std::move(done)] {
       proto::CancelTaskRequest req;
       req.set_task_id(task_id);
       proto::CancelTaskResponse resp;
       grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
       grpc::Status s = Stub(address)->CancelTask(&ctx, req, &resp);
-      if (!s.ok()) spdlog::warn("cancel of task {} at {} failed: {}", task_id, address, s.error_message());
+      std::string error = RpcError(s);
+      main_.Post([done, error] { done(error); });
     });
   }
 
@@ -324,6 +336,22 @@ void JobManager::PersistJob(const std::string& job_id) {
   }
 }
 
+std::unique_ptr<JobMaster> JobManager::NewJobMaster(const std::string& job_id, const proto::JobGraph& graph,
+                                                   int64_t submitted_at_ms,
+                                                   std::unique_ptr<CheckpointCoordinator> checkpoints, int attempt) {
+  auto jm = std::make_unique<JobMaster>(job_id, graph, submitted_at_ms, resources_, *gateway_,
+                                        [this, job_id] { PersistJob(job_id); }, std::move(checkpoints),
+                                        timers_.get(), attempt);
+  jm->set_on_task_manager_unreachable([this](const std::string& tm) { GiveUpTaskManager(tm, "unreachable"); });
+  return jm;
+}
+
+void JobManager::GiveUpTaskManager(const std::string& id, const std::string& why) {
+  if (!resources_.Remove(id)) return;
+  spdlog::warn("TaskManager {} is {}: lost", id, why);
+  for (auto& [job_id, jm] : jobs_) jm->OnTaskManagerLost(id);
+}
+
 void JobManager::LoadJobStore() {
   const fs::path root = fs::path(options_.data_dir) / "jobs";
   std::error_code ec;
@@ -336,8 +364,27 @@ void JobManager::LoadJobStore() {
     ReadFile(entry.path() / "status.pb", &status_bytes);
     status.ParseFromString(status_bytes);
     const std::string job_id = entry.path().filename().string();
-    auto jm = std::make_unique<JobMaster>(job_id, graph, status.submitted_at_ms(), resources_, *gateway_,
-                                          [this, job_id] { PersistJob(job_id); });
+    const bool ended =
+        status.state() == proto::FINISHED || status.state() == proto::CANCELED || status.state() == proto::FAILED;
+    if (!ended && graph.checkpointing().interval_ms() > 0) {
+      // A job that ran: it resumes from its latest completed checkpoint
+      // (the coordinator reads checkpoints.pb) once TaskManagers offer slots.
+      auto checkpoints = CreateCheckpointCoordinator(job_id, graph);
+      if (checkpoints.ok()) {
+        auto jm = NewJobMaster(job_id, graph, status.submitted_at_ms(), std::move(*checkpoints), status.attempt() + 1);
+        jm->ResumeFrom(status);
+        JobMaster* raw = jm.get();
+        jobs_[job_id] = std::move(jm);
+        spdlog::info("job store: job {} resumes ({} before the JobManager restarted); restoring {}", job_id,
+                     proto::JobState_Name(status.state()),
+                     raw->Status().restored_checkpoint() > 0
+                         ? absl::StrCat("checkpoint ", raw->Status().restored_checkpoint())
+                         : std::string("nothing: no checkpoint had completed"));
+        continue;
+      }
+      spdlog::error("job store: job {} cannot resume: {}", job_id, std::string(checkpoints.status().message()));
+    }
+    auto jm = NewJobMaster(job_id, graph, status.submitted_at_ms(), nullptr, status.attempt());
     JobMaster* raw = jm.get();
     jobs_[job_id] = std::move(jm);
     // checkpoints.pb is written at every completion, status.pb only at job
@@ -359,8 +406,8 @@ void JobManager::LoadJobStore() {
         raw->MarkFailed(status.message());
         break;
       default:
-        raw->MarkFailed("the JobManager restarted while the job ran; resubmit it "
-                        "(recovery from checkpoints is not built yet)");
+        raw->MarkFailed("the JobManager restarted while the job ran, and the job takes no checkpoints to "
+                        "resume from; resubmit it");
     }
     spdlog::info("job store: loaded job {} ({})", job_id, proto::JobState_Name(status.state()));
   }
@@ -377,10 +424,12 @@ absl::StatusOr<std::string> JobManager::Submit(const proto::JobGraph& graph) {
       return absl::InvalidArgumentError("job graph edges must point forward between existing vertices");
     }
   }
+  if (auto restart = RestartBackoff::Create(graph.restart(), graph.checkpointing().interval_ms() > 0); !restart.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("job '", graph.name(), "': ", restart.status().message()));
+  }
   const std::string job_id = NewJobId();
   ASSIGN_OR_RETURN(std::unique_ptr<CheckpointCoordinator> checkpoints, CreateCheckpointCoordinator(job_id, graph));
-  auto jm = std::make_unique<JobMaster>(job_id, graph, NowMillis(), resources_, *gateway_,
-                                        [this, job_id] { PersistJob(job_id); }, std::move(checkpoints));
+  auto jm = NewJobMaster(job_id, graph, NowMillis(), std::move(checkpoints), 0);
   JobMaster* raw = jm.get();
   jobs_[job_id] = std::move(jm);
   spdlog::info("job {} ('{}') submitted with {} vertices", job_id, graph.name(), graph.vertices_size());

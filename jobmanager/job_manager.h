@@ -60,6 +60,11 @@ class JobManager {
   explicit JobManager(JobManagerOptions options);
   absl::Status Init();
   void LoadJobStore();
+  std::unique_ptr<JobMaster> NewJobMaster(const std::string& job_id, const proto::JobGraph& graph,
+                                          int64_t submitted_at_ms, std::unique_ptr<CheckpointCoordinator> checkpoints,
+                                          int attempt);
+  // Removes a TaskManager from the ResourceManager and fails its tasks over.
+  void GiveUpTaskManager(const std::string& id, const std::string& why);
   void PersistJob(const std::string& job_id);
   void CheckHeartbeats();
   void OnSlotsChanged();

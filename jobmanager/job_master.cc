@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/time_util.h"
 #include "spdlog/spdlog.h"
@@ -14,20 +15,31 @@ bool TerminalTask(proto::TaskState s) {
   return s == proto::TASK_FINISHED || s == proto::TASK_CANCELED || s == proto::TASK_FAILED;
 }
 
+// GrpcGateway marks errors of RPCs that never reached the TaskManager.
+constexpr char kUnreachable[] = "unreachable: ";
+
 }  // namespace
 
 JobMaster::JobMaster(std::string job_id, proto::JobGraph graph, int64_t submitted_at_ms,
                      ResourceManager& resources, TaskManagerGateway& gateway,
                      std::function<void()> on_state_change,
-                     std::unique_ptr<CheckpointCoordinator> checkpoints)
+                     std::unique_ptr<CheckpointCoordinator> checkpoints, MainThreadTimers* timers, int attempt)
     : job_id_(std::move(job_id)),
       graph_(std::move(graph)),
       submitted_at_ms_(submitted_at_ms),
       resources_(resources),
       gateway_(gateway),
       on_state_change_(std::move(on_state_change)),
-      checkpoints_(std::move(checkpoints)) {
+      checkpoints_(std::move(checkpoints)),
+      timers_(timers),
+      attempt_(attempt) {
   BuildChains();
+  absl::StatusOr<RestartBackoff> restart = RestartBackoff::Create(graph_.restart(), checkpoints_ != nullptr);
+  if (!restart.ok()) {  // JobManager::Submit rejects such graphs
+    spdlog::error("job {}: {}; it will not restart", job_id_, std::string(restart.status().message()));
+    restart = RestartBackoff::Create(proto::RestartSpec(), false);
+  }
+  restart_ = std::move(*restart);
 }
 
 JobMaster::~JobMaster() = default;
@@ -68,11 +80,15 @@ void JobMaster::BuildChains() {
       ExecutionVertex ev;
       ev.chain = static_cast<int>(c);
       ev.subtask = s;
-      ev.task_id = absl::StrCat(job_id_, "/c", c, "/s", s);
       task_index_[c].push_back(tasks_.size());
       tasks_.push_back(std::move(ev));
     }
   }
+  AssignTaskIds();
+}
+
+void JobMaster::AssignTaskIds() {
+  for (ExecutionVertex& t : tasks_) t.task_id = absl::StrCat(job_id_, "/a", attempt_, "/c", t.chain, "/s", t.subtask);
 }
 
 bool JobMaster::terminal() const {
@@ -113,7 +129,7 @@ void JobMaster::TryStart() {
     std::vector<CheckpointTask> tasks;
     for (const auto& t : tasks_) {
       const bool source = graph_.vertices(chains_[t.chain][0]).op().has_source();
-      tasks.push_back(CheckpointTask{t.task_id, t.slot.address, source});
+      tasks.push_back(CheckpointTask{t.task_id, t.slot.address, source, chains_[t.chain], t.subtask});
     }
     checkpoints_->SetTasks(std::move(tasks));
   }
@@ -122,7 +138,7 @@ void JobMaster::TryStart() {
 }
 
 std::string JobMaster::PartitionId(int edge, int producer_subtask) const {
-  return absl::StrCat(job_id_, "/e", edge, "/s", producer_subtask);
+  return absl::StrCat(job_id_, "/a", attempt_, "/e", edge, "/s", producer_subtask);
 }
 
 const ExecutionVertex& JobMaster::TaskOf(int chain, int subtask) const {
@@ -140,7 +156,18 @@ proto::TaskDeploymentDescriptor JobMaster::Descriptor(size_t i) const {
   tdd.set_subtask_index(t.subtask);
   tdd.set_parallelism(std::max(1, graph_.vertices(chain[0]).parallelism()));
   tdd.set_buffer_timeout_ms(graph_.buffer_timeout_ms());
+  tdd.set_attempt(attempt_);
   if (checkpoints_) tdd.set_checkpoint_storage(checkpoints_->storage_uri());
+  if (restore_) {
+    // The task's part of the checkpoint: its chain's operators, its subtask.
+    proto::TaskRestore* restore = tdd.mutable_restore();
+    restore->set_checkpoint_id(restore_->checkpoint_id());
+    for (const proto::OperatorSnapshot& op : restore_->operators()) {
+      if (op.subtask_index() == t.subtask && chain_of_vertex_[op.vertex_id()] == t.chain) {
+        *restore->add_operators() = op;
+      }
+    }
+  }
   auto in_chain = [&](int v) { return chain_of_vertex_[v] == t.chain; };
   for (int e = 0; e < graph_.edges_size(); ++e) {
     const proto::JobEdge& edge = graph_.edges(e);
@@ -175,16 +202,33 @@ void JobMaster::Deploy() {
   for (size_t i = 0; i < tasks_.size(); ++i) {
     tasks_[i].state = proto::TASK_DEPLOYING;
     const std::string task_id = tasks_[i].task_id;
-    gateway_.Deploy(tasks_[i].slot.address, Descriptor(i), [this, task_id](const std::string& error) {
+    const std::string tm = tasks_[i].slot.task_manager_id;
+    gateway_.Deploy(tasks_[i].slot.address, Descriptor(i), [this, task_id, tm](const std::string& error) {
       if (error.empty()) return;
+      bool ours = false;
       for (auto& t : tasks_) {
         if (t.task_id == task_id && !TerminalTask(t.state)) {
           t.state = proto::TASK_FAILED;
           t.error = absl::StrCat("deployment failed: ", error);
+          ours = true;
         }
       }
-      Fail(absl::StrCat("could not deploy task ", task_id, ": ", error));
+      if (ours) {
+        if (state_ == proto::RUNNING) {
+          OnFailure(absl::StrCat("could not deploy task ", task_id, ": ", error));
+        } else {
+          MaybeRestart();
+          CheckCompletion();
+        }
+      }
+      OnRpcError(tm, error);
     });
+  }
+}
+
+void JobMaster::OnRpcError(const std::string& task_manager_id, const std::string& error) {
+  if (absl::StartsWith(error, kUnreachable) && on_task_manager_unreachable_) {
+    on_task_manager_unreachable_(task_manager_id);
   }
 }
 
@@ -194,14 +238,23 @@ void JobMaster::OnTaskReport(const proto::TaskReport& report) {
     for (const auto& m : report.metrics()) t.metrics[m.vertex_id()] = m;
     if (TerminalTask(t.state)) return;  // final states do not change
     if (report.state() != proto::TASK_STATE_UNSPECIFIED) t.state = report.state();
-    if (checkpoints_ && report.state() != proto::TASK_STATE_UNSPECIFIED) {
+    if (checkpoints_ && report.state() != proto::TASK_STATE_UNSPECIFIED && state_ == proto::RUNNING) {
       checkpoints_->OnTaskState(t.task_id, report.state());
     }
-    if (report.state() == proto::TASK_FAILED) {
-      t.error = report.error();
-      Fail(absl::StrCat("task ", graph_.vertices(chains_[t.chain][0]).name(), " (subtask ", t.subtask,
-                        ") failed: ", report.error()));
+    if (report.state() == proto::TASK_FAILED) t.error = report.error();
+    if (state_ == proto::RESTARTING) {
+      MaybeRestart();
       return;
+    }
+    if (report.state() == proto::TASK_FAILED) {
+      OnFailure(absl::StrCat("task ", graph_.vertices(chains_[t.chain][0]).name(), " (subtask ", t.subtask,
+                             ") failed: ", report.error()));
+      return;
+    }
+    if (state_ == proto::RUNNING && report.state() == proto::TASK_RUNNING) {
+      bool all_running = true;
+      for (const auto& other : tasks_) all_running = all_running && other.state == proto::TASK_RUNNING;
+      if (all_running) restart_->OnRunning(NowMillis());
     }
     CheckCompletion();
     return;
@@ -209,7 +262,7 @@ void JobMaster::OnTaskReport(const proto::TaskReport& report) {
 }
 
 void JobMaster::OnTaskManagerLost(const std::string& task_manager_id) {
-  if (terminal()) return;
+  if (terminal() || state_ == proto::CREATED) return;
   bool affected = false;
   for (auto& t : tasks_) {
     if (t.slot.task_manager_id == task_manager_id && !TerminalTask(t.state)) {
@@ -218,28 +271,122 @@ void JobMaster::OnTaskManagerLost(const std::string& task_manager_id) {
       affected = true;
     }
   }
-  if (affected) Fail(absl::StrCat("TaskManager ", task_manager_id, " was lost (no heartbeat)"));
+  if (!affected) return;
+  if (state_ == proto::RUNNING) {
+    OnFailure(absl::StrCat("TaskManager ", task_manager_id, " was lost"));
+  } else {
+    MaybeRestart();
+    CheckCompletion();
+  }
+}
+
+void JobMaster::CancelTasks() {
+  for (auto& t : tasks_) {
+    if (TerminalTask(t.state)) continue;
+    if (t.state == proto::TASK_SCHEDULED) {
+      t.state = proto::TASK_CANCELED;
+      continue;
+    }
+    const std::string tm = t.slot.task_manager_id;
+    const std::string task_id = t.task_id;
+    gateway_.Cancel(t.slot.address, t.task_id, [this, tm, task_id](const std::string& error) {
+      if (error.empty()) return;
+      spdlog::warn("job {}: cancel of task {} failed: {}", job_id_, task_id, error);
+      OnRpcError(tm, error);
+    });
+  }
 }
 
 void JobMaster::Fail(const std::string& message) {
   if (terminal()) return;
+  CancelTasks();
   for (auto& t : tasks_) {
-    if (!TerminalTask(t.state) && t.state != proto::TASK_SCHEDULED) gateway_.Cancel(t.slot.address, t.task_id);
     if (!TerminalTask(t.state)) t.state = proto::TASK_CANCELED;
   }
   SetState(proto::FAILED, message);
 }
 
+void JobMaster::OnFailure(const std::string& message) {
+  if (state_ != proto::RUNNING) return;
+  last_failure_ = message;
+  std::string why;
+  const std::optional<int64_t> delay = restart_->OnFailure(NowMillis(), &why);
+  if (!delay) {
+    Fail(restarts_ == 0 ? message : absl::StrCat(message, " (", why, " after ", restarts_, " restart(s))"));
+    return;
+  }
+  CancelTasks();
+  if (checkpoints_) checkpoints_->Reset(absl::StrCat("the job restarts: ", message));
+  restart_delay_passed_ = false;
+  const uint64_t generation = ++restart_generation_;
+  const int64_t latest = checkpoints_ ? checkpoints_->latest_completed().value : 0;
+  SetState(proto::RESTARTING,
+           absl::StrCat(message, "; restarting in ", *delay, " ms from ",
+                        latest > 0 ? absl::StrCat("checkpoint ", latest) : std::string("the beginning")));
+  auto passed = [this, generation] {
+    if (generation != restart_generation_) return;
+    restart_delay_passed_ = true;
+    MaybeRestart();
+  };
+  if (timers_ != nullptr && *delay > 0) {
+    timers_->Schedule(*delay, passed);
+  } else {
+    passed();
+  }
+}
+
+void JobMaster::MaybeRestart() {
+  if (state_ != proto::RESTARTING || !restart_delay_passed_) return;
+  for (const auto& t : tasks_) {
+    if (!TerminalTask(t.state)) return;  // the failed attempt's tasks still end
+  }
+  Restart();
+}
+
+void JobMaster::Restart() {
+  resources_.Release(job_id_);
+  ++attempt_;
+  ++restarts_;
+  restore_.reset();
+  restored_checkpoint_ = 0;
+  if (checkpoints_ && checkpoints_->latest_metadata() != nullptr) {
+    restore_ = *checkpoints_->latest_metadata();
+    restored_checkpoint_ = restore_->checkpoint_id();
+  }
+  AssignTaskIds();
+  for (auto& t : tasks_) {
+    t.state = proto::TASK_SCHEDULED;
+    t.error.clear();
+    t.metrics.clear();
+    t.slot = SlotRef{};
+  }
+  spdlog::info("job {}: restart {} (attempt {}) from {}", job_id_, restarts_, attempt_,
+               restored_checkpoint_ > 0 ? absl::StrCat("checkpoint ", restored_checkpoint_)
+                                        : std::string("the beginning"));
+  state_ = proto::CREATED;
+  message_.clear();
+  TryStart();
+  if (state_ == proto::CREATED && on_state_change_) on_state_change_();
+}
+
+void JobMaster::ResumeFrom(const proto::JobStatus& stored) {
+  restarts_ = stored.restarts();
+  last_failure_ = stored.last_failure();
+  if (checkpoints_ && checkpoints_->latest_metadata() != nullptr) {
+    restore_ = *checkpoints_->latest_metadata();
+    restored_checkpoint_ = restore_->checkpoint_id();
+  }
+}
+
 void JobMaster::Cancel() {
   if (terminal()) return;
+  ++restart_generation_;
   if (state_ == proto::CREATED) {
     for (auto& t : tasks_) t.state = proto::TASK_CANCELED;
     SetState(proto::CANCELED, "cancelled before it started");
     return;
   }
-  for (auto& t : tasks_) {
-    if (!TerminalTask(t.state)) gateway_.Cancel(t.slot.address, t.task_id);
-  }
+  CancelTasks();
   SetState(proto::CANCELLING);
   CheckCompletion();
 }
@@ -281,7 +428,7 @@ void JobMaster::CheckCompletion() {
     all_terminal = all_terminal && TerminalTask(t.state);
     all_finished = all_finished && t.state == proto::TASK_FINISHED;
   }
-  if (all_finished) {
+  if (all_finished && state_ == proto::RUNNING) {
     SetState(proto::FINISHED);
   } else if (all_terminal && state_ == proto::CANCELLING) {
     SetState(proto::CANCELED);
@@ -297,6 +444,10 @@ proto::JobStatus JobMaster::Status() const {
   s.set_state(state_);
   s.set_message(message_);
   s.set_submitted_at_ms(submitted_at_ms_);
+  s.set_restarts(restarts_);
+  s.set_last_failure(last_failure_);
+  s.set_restored_checkpoint(restored_checkpoint_);
+  s.set_attempt(attempt_);
   s.set_ended_at_ms(ended_at_ms_);
   for (const auto& v : graph_.vertices()) {
     auto* vs = s.add_vertices();

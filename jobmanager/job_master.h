@@ -5,8 +5,19 @@
 // state:
 //
 //   CREATED --slots--> RUNNING --all tasks finished--> FINISHED
-//      |                  |--a task failed / TM lost--> FAILED
-//      +------------------+--cancel--> CANCELLING --> CANCELED
+//      ^                  |--a task failed / TM lost, no restart left--> FAILED
+//      |                  |--a task failed / TM lost--> RESTARTING
+//      |                                                   |
+//      +---- the delay of the restart strategy passed, ----+
+//            every task of the failed attempt ended
+//      CREATED, RUNNING, RESTARTING --cancel--> CANCELLING --> CANCELED
+//
+// Restarts (Flink's full failover): the failed attempt's tasks are
+// cancelled; once they all ended (or their TaskManager is gone) and the
+// restart strategy's delay passed, the job's slots are released and
+// allocated again, on whichever TaskManagers have them free, and every task
+// is deployed anew with the next attempt number, restoring its part of the
+// latest completed checkpoint (none: from scratch).
 //
 // Chaining: vertex B joins its producer A's chain when the edge A->B is a
 // forward edge of equal parallelism, B has no other input, and A no other
@@ -22,10 +33,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "jobmanager/checkpoint_coordinator.h"
+#include "jobmanager/restart_strategy.h"
 #include "jobmanager/resource_manager.h"
 #include "proto/client.pb.h"
 #include "proto/control.pb.h"
@@ -39,7 +52,9 @@ class TaskManagerGateway {
   virtual ~TaskManagerGateway() = default;
   virtual void Deploy(const std::string& address, const proto::TaskDeploymentDescriptor& tdd,
                       std::function<void(const std::string& error)> done) = 0;
-  virtual void Cancel(const std::string& address, const std::string& task_id) = 0;
+  // `done` gets the RPC's error (empty: the TaskManager took the request).
+  virtual void Cancel(const std::string& address, const std::string& task_id,
+                      std::function<void(const std::string& error)> done) = 0;
 };
 
 struct ExecutionVertex {
@@ -55,10 +70,13 @@ struct ExecutionVertex {
 class JobMaster {
  public:
   // checkpoints: the job's CheckpointCoordinator; null: checkpointing off.
+  // timers: for restart delays (null: restarts happen at once). attempt: of
+  // the first deployment (a job the JobManager resumes goes on counting).
   JobMaster(std::string job_id, proto::JobGraph graph, int64_t submitted_at_ms,
             ResourceManager& resources, TaskManagerGateway& gateway,
             std::function<void()> on_state_change,
-            std::unique_ptr<CheckpointCoordinator> checkpoints = nullptr);
+            std::unique_ptr<CheckpointCoordinator> checkpoints = nullptr, MainThreadTimers* timers = nullptr,
+            int attempt = 0);
   ~JobMaster();
 
   // Deploys if enough slots are free; otherwise waits (CREATED, with a message).
@@ -68,6 +86,14 @@ class JobMaster {
   void Cancel();
   // Marks a job restored from the job store without its tasks.
   void MarkFailed(const std::string& message);
+  // A job the JobManager resumes after its own restart: counts and reasons
+  // of earlier restarts as stored; it starts from the latest checkpoint.
+  void ResumeFrom(const proto::JobStatus& stored);
+  // Called when a TaskManager turned out unreachable (an RPC to it failed),
+  // so that it is given up at once instead of after the heartbeat timeout.
+  void set_on_task_manager_unreachable(std::function<void(const std::string& task_manager_id)> fn) {
+    on_task_manager_unreachable_ = std::move(fn);
+  }
   // For a job restored from the job store: its checkpoint fields as stored
   // (checkpoints, latest_completed_checkpoint, checkpoint_storage), shown
   // by Status() since it has no coordinator.
@@ -90,8 +116,15 @@ class JobMaster {
 
  private:
   void BuildChains();
+  void AssignTaskIds();
   void Deploy();
   void Fail(const std::string& message);
+  // A failure: restart if the strategy allows, else fail.
+  void OnFailure(const std::string& message);
+  void MaybeRestart();
+  void Restart();
+  void CancelTasks();
+  void OnRpcError(const std::string& task_manager_id, const std::string& error);
   void SetState(proto::JobState state, const std::string& message = "");
   void CheckCompletion();
   std::string PartitionId(int edge, int producer_subtask) const;
@@ -114,6 +147,17 @@ class JobMaster {
   std::vector<std::vector<size_t>> task_index_;  // [chain][subtask] -> tasks_ index
   std::vector<ExecutionVertex> tasks_;
   int slots_needed_ = 0;
+
+  MainThreadTimers* timers_;  // null: restart at once
+  std::optional<RestartBackoff> restart_;
+  std::function<void(const std::string&)> on_task_manager_unreachable_;
+  int attempt_ = 0;
+  int restarts_ = 0;
+  std::string last_failure_;
+  int64_t restored_checkpoint_ = 0;
+  std::optional<proto::CheckpointMetadata> restore_;  // what the next deployment restores
+  bool restart_delay_passed_ = false;
+  uint64_t restart_generation_ = 0;  // invalidates restart timers
 };
 
 }  // namespace vstream

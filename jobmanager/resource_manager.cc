@@ -86,6 +86,8 @@ std::optional<std::vector<SlotRef>> ResourceManager::Allocate(const std::string&
   return out;
 }
 
+bool ResourceManager::Remove(const std::string& id) { return tms_.erase(id) > 0; }
+
 void ResourceManager::Release(const std::string& job_id) {
   for (auto& [id, tm] : tms_) {
     for (auto& j : tm.slot_job) {

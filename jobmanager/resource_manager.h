@@ -40,6 +40,8 @@ class ResourceManager {
   bool Heartbeat(const std::string& id, int64_t now_ms);
   // Removes TaskManagers silent for longer than timeout_ms; returns their ids.
   std::vector<std::string> ExpireSilent(int64_t now_ms, int64_t timeout_ms);
+  // Gives a TaskManager up (it could not be reached). False if unknown.
+  bool Remove(const std::string& id);
 
   int TotalSlots() const;
   int FreeSlots() const;

@@ -239,9 +239,8 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     ctx.state_resources = env.state_resources;
     if (v.op().has_aggregate()) ctx.state_ttl_ms = v.op().aggregate().state_ttl_ms();
     if (v.op().has_process()) ctx.state_ttl_ms = v.op().process().state_ttl_ms();
-    ctx.state_dir = (std::filesystem::path(env.data_dir) / "state" / tdd.job_id() /
-                     absl::StrCat(v.id(), "-", tdd.subtask_index()))
-                        .string();
+    ctx.state_dir = StateDir(env.data_dir, tdd, v.id());
+    ctx.checkpointing = !tdd.checkpoint_storage().empty();
     const KeyGroupRange key_groups = KeyGroupRangeForSubtask(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
     if (i == 0 && !tdd.checkpoint_storage().empty()) {
       if (env.checkpoint_responder == nullptr || env.snapshot_uploads == nullptr) {
@@ -258,6 +257,8 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     for (const auto& snap : tdd.restore().operators()) {
       if (snap.vertex_id() == v.id() && snap.subtask_index() == tdd.subtask_index()) restored = &snap;
     }
+    if (restored == nullptr || !restored->finished()) finished_on_restore_ = false;
+    if (operators_[i]->needs_final_checkpoint()) needs_final_checkpoint_ = true;
     if (restored != nullptr && restored->has_keyed()) {
       if (!storage_) return absl::InvalidArgumentError("a restore without checkpoint storage");
       std::error_code ec;
@@ -343,6 +344,10 @@ bool StreamTask::FlushAll() {
 
 void StreamTask::Cancel() {
   cancelled_ = true;
+  {
+    std::lock_guard<std::mutex> lock(requests_mu_);
+    requests_cv_.notify_all();
+  }
   if (gate_) gate_->Cancel();
   for (auto& p : partitions_) p->Release();
 }
@@ -366,7 +371,14 @@ void StreamTask::OnCheckpointBarriers(const CheckpointBarriers::Result& result) 
 }
 
 void StreamTask::PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms) {
+  last_triggered_ = std::max(last_triggered_, checkpoint_id);
   if (checkpoints_) checkpoints_->Snapshot(checkpoint_id, alignment_ms);
+  if (input_ended_) {
+    // After the end of input (the final checkpoint): downstream tasks got
+    // the end of their input already and are triggered themselves.
+    if (final_checkpoint_ == 0) final_checkpoint_ = checkpoint_id;
+    return;
+  }
   for (auto& e : emitters_) e->PushBarrier(checkpoint_id);
 }
 
@@ -375,14 +387,19 @@ void StreamTask::TriggerCheckpoint(int64_t checkpoint_id) {
   while (cur < checkpoint_id && !trigger_requested_.compare_exchange_weak(cur, checkpoint_id)) {
   }
   has_requests_.store(true, std::memory_order_release);
+  if (input_ended_.load()) {
+    std::lock_guard<std::mutex> lock(requests_mu_);
+    requests_cv_.notify_all();
+  }
 }
 
 void StreamTask::NotifyCheckpoint(int64_t checkpoint_id, bool completed) {
   {
     std::lock_guard<std::mutex> lock(requests_mu_);
     notifications_.emplace_back(checkpoint_id, completed);
+    has_requests_.store(true, std::memory_order_release);
+    requests_cv_.notify_all();
   }
-  has_requests_.store(true, std::memory_order_release);
 }
 
 void StreamTask::ProcessCheckpointRequests() {
@@ -390,19 +407,40 @@ void StreamTask::ProcessCheckpointRequests() {
   // below or set the flag again.
   if (!has_requests_.load(std::memory_order_acquire)) return;
   has_requests_.exchange(false, std::memory_order_acq_rel);
+  // Sources start checkpoints when triggered; other tasks when barriers
+  // align, or when triggered after their input ended. A trigger that comes
+  // while the input runs stays requested: if the input ends before its
+  // barrier arrives, the final wait takes it.
   const int64_t trigger = trigger_requested_.load();
-  if (trigger > last_triggered_) {
-    last_triggered_ = trigger;
-    if (!gate_) PerformCheckpoint(trigger, 0);  // only sources start checkpoints
-  }
+  if (trigger > last_triggered_ && (!gate_ || input_ended_)) PerformCheckpoint(trigger, 0);
   std::vector<std::pair<int64_t, bool>> notes;
   {
     std::lock_guard<std::mutex> lock(requests_mu_);
     notes.swap(notifications_);
   }
   if (checkpoints_) {
-    for (const auto& [id, completed] : notes) checkpoints_->OnNotification(id, completed);
+    for (const auto& [id, completed] : notes) {
+      checkpoints_->OnNotification(id, completed);
+      if (completed && final_checkpoint_ > 0 && id >= final_checkpoint_) final_committed_ = true;
+    }
   }
+}
+
+absl::Status StreamTask::AwaitFinalCheckpoint() {
+  input_ended_ = true;
+  if (!checkpoints_ || !needs_final_checkpoint_) return absl::OkStatus();
+  spdlog::debug("task {}: input ended; waiting for a final checkpoint to publish its output", tdd_.task_id());
+  has_requests_.store(true);
+  while (!cancelled_ && !final_committed_) {
+    ProcessCheckpointRequests();
+    RETURN_IF_ERROR(CheckOperators());
+    if (final_committed_) break;
+    std::unique_lock<std::mutex> lock(requests_mu_);
+    requests_cv_.wait_for(lock, std::chrono::milliseconds(50),
+                          [&] { return cancelled_.load() || has_requests_.load(); });
+  }
+  if (cancelled_) return absl::CancelledError("task cancelled");
+  return absl::OkStatus();
 }
 
 void StreamTask::OnTick() {
@@ -422,7 +460,9 @@ absl::Status StreamTask::Run() {
   if (!gate_) {
     auto* source = dynamic_cast<SourceOperator*>(head);
     if (!source) return absl::InternalError("a task without inputs must start with a source");
-    while (!cancelled_) {
+    // A source that had finished when the checkpoint restored from was
+    // taken produces nothing more.
+    while (!cancelled_ && !finished_on_restore_) {
       SourceStatus st = source->Produce();
       RETURN_IF_ERROR(CheckOperators());
       ProcessCheckpointRequests();
@@ -513,7 +553,19 @@ absl::Status StreamTask::Run() {
   head->Finish();  // cascades down the chain to the tail's emitters
   for (Output* side : side_outputs_) side->Finish();
   RETURN_IF_ERROR(CheckOperators());
+  RETURN_IF_ERROR(AwaitFinalCheckpoint());
+  // FINISHED goes out only after every acknowledgement did: a finished task
+  // counts as having acknowledged with no state.
+  if (checkpoints_) checkpoints_->WaitForUploads(cancelled_);
+  if (cancelled_) return absl::CancelledError("task cancelled");
   return absl::OkStatus();
+}
+
+std::string StreamTask::StateDir(const std::string& data_dir, const proto::TaskDeploymentDescriptor& tdd,
+                                 int vertex_id) {
+  return (std::filesystem::path(data_dir) / "state" / tdd.job_id() / absl::StrCat("a", tdd.attempt()) /
+          absl::StrCat(vertex_id, "-", tdd.subtask_index()))
+      .string();
 }
 
 }  // namespace vstream

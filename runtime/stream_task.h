@@ -12,6 +12,8 @@
 // Thread-compatible, except Cancel(), which any thread may call.
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +62,11 @@ class StreamTask {
   // Any thread: the JobManager's verdict on a checkpoint.
   void NotifyCheckpoint(int64_t checkpoint_id, bool completed);
 
+  // Where the keyed state of the task's operator `vertex_id` lives under
+  // the TaskManager's data dir: state/<job>/a<attempt>/<vertex>-<subtask>.
+  static std::string StateDir(const std::string& data_dir, const proto::TaskDeploymentDescriptor& tdd,
+                              int vertex_id);
+
   // Counters per chained operator, head first; readable from any thread.
   const std::vector<std::unique_ptr<OperatorCounters>>& counters() const { return counters_; }
 
@@ -77,6 +84,9 @@ class StreamTask {
   void PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms);
   // Triggers and notifications from other threads, run on the task thread.
   void ProcessCheckpointRequests();
+  // After the end of input: if an operator needs it (a two-phase-commit
+  // sink), waits until a checkpoint taken after the end completes.
+  absl::Status AwaitFinalCheckpoint();
   void OnTick();
 
   proto::TaskDeploymentDescriptor tdd_;
@@ -96,9 +106,15 @@ class StreamTask {
   std::shared_ptr<CheckpointStorage> storage_;     // null: no checkpoint storage
   std::unique_ptr<TaskCheckpoints> checkpoints_;  // null: no checkpoint storage
   std::atomic<int64_t> trigger_requested_{0};
-  int64_t last_triggered_ = 0;
+  int64_t last_triggered_ = 0;  // the last checkpoint this task took part in
   std::atomic<bool> has_requests_{false};
+  std::atomic<bool> input_ended_{false};
+  bool finished_on_restore_ = true;      // every operator's restored snapshot says finished
+  bool needs_final_checkpoint_ = false;  // an operator needs one
+  int64_t final_checkpoint_ = 0;         // taken after the end of input; 0: none yet
+  bool final_committed_ = false;         // ... and completed
   std::mutex requests_mu_;
+  std::condition_variable requests_cv_;  // with requests_mu_: wakes the final wait
   std::vector<std::pair<int64_t, bool>> notifications_;  // guarded by requests_mu_
   std::chrono::steady_clock::time_point alignment_start_;
   int64_t buffer_timeout_ms_ = 5;

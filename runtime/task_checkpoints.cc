@@ -69,7 +69,11 @@ void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms) {
     PendingOperator p;
     p.snapshot.set_vertex_id(o.vertex_id);
     p.snapshot.set_subtask_index(subtask_index_);
-    p.snapshot.set_operator_state(o.op->SnapshotOperatorState());
+    p.snapshot.set_operator_state(o.op->SnapshotOperatorState(checkpoint_id));
+    if (!o.op->status().ok()) {  // e.g. a sink could not make its staged output durable
+      Decline(checkpoint_id, std::string(o.op->status().message()));
+      return;
+    }
     if (o.snapshotter) {
       if (absl::Status s = o.op->PrepareSnapshot(); !s.ok()) {
         Decline(checkpoint_id, std::string(s.message()));
@@ -91,8 +95,20 @@ void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms) {
     pending->push_back(std::move(p));
   }
   const int64_t sync_ms = MillisSince(sync_start);
+  {
+    std::lock_guard<std::mutex> lock(in_flight_->mu);
+    in_flight_->count++;
+  }
   uploads_->Post([pending, checkpoint_id, alignment_ms, sync_ms, job_id = job_id_, task_id = task_id_,
-                  responder = responder_] {
+                  responder = responder_, in_flight = in_flight_] {
+    struct Done {
+      InFlight& f;
+      ~Done() {
+        std::lock_guard<std::mutex> lock(f.mu);
+        f.count--;
+        f.cv.notify_all();
+      }
+    } done{*in_flight};
     const auto async_start = std::chrono::steady_clock::now();
     proto::AcknowledgeCheckpointRequest ack;
     ack.set_job_id(job_id);
@@ -129,6 +145,13 @@ void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms) {
     stats->set_bytes_total(static_cast<int64_t>(total));
     responder->Acknowledge(ack);
   });
+}
+
+void TaskCheckpoints::WaitForUploads(const std::atomic<bool>& cancelled) {
+  std::unique_lock<std::mutex> lock(in_flight_->mu);
+  while (in_flight_->count > 0 && !cancelled.load()) {
+    in_flight_->cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
 }
 
 void TaskCheckpoints::OnNotification(int64_t checkpoint_id, bool completed) {

@@ -18,7 +18,10 @@
 // Thread-compatible, except that the async part runs on the upload executor
 // and touches only what it was handed (shared, thread-safe snapshotters).
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +64,11 @@ class TaskCheckpoints {
   void Snapshot(int64_t checkpoint_id, int64_t alignment_ms);
   // The JobManager's verdict on a checkpoint.
   void OnNotification(int64_t checkpoint_id, bool completed);
+  // Blocks until every async part posted so far has sent its acknowledgement
+  // or decline (a task reports FINISHED only after that: the JobManager
+  // must not count it as finished with no state while its snapshot is on
+  // the way), or until `cancelled`.
+  void WaitForUploads(const std::atomic<bool>& cancelled);
 
  private:
   struct Op {
@@ -71,6 +79,12 @@ class TaskCheckpoints {
   };
   void Decline(int64_t checkpoint_id, const std::string& reason);
 
+  struct InFlight {
+    std::mutex mu;
+    std::condition_variable cv;
+    int count = 0;  // guarded by mu
+  };
+
   const std::string job_id_;
   const std::string task_id_;
   const int subtask_index_;
@@ -79,6 +93,7 @@ class TaskCheckpoints {
   CheckpointResponder* const responder_;
   Executor* const uploads_;
   std::vector<Op> ops_;
+  std::shared_ptr<InFlight> in_flight_ = std::make_shared<InFlight>();
 };
 
 }  // namespace vstream

@@ -115,7 +115,8 @@ absl::Status TaskManager::Init() {
     resource_id_ = absl::StrCat("tm-", absl::Hex(static_cast<uint64_t>(rd()) << 32 | rd(), absl::kZeroPad16));
     std::ofstream(id_path) << resource_id_ << "\n";
   }
-  // Stale state of a previous run is not restored (no checkpoints yet).
+  // Local state of a previous run is never used again: a restart restores
+  // from checkpoint storage.
   std::filesystem::remove_all(std::filesystem::path(options_.data_dir) / "state", ec);
 
   auto resources = StateResources::Create(options_.state_memory_bytes);
@@ -256,7 +257,12 @@ void TaskManager::HeartbeatLoop() {
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(2 * interval_ms));
       grpc::Status s = jobmanager_->Heartbeat(&ctx, req, &resp);
       if (s.ok() && resp.unknown_task_manager()) {
-        spdlog::warn("JobManager does not know this TaskManager any more; registering again");
+        // The JobManager restarted or gave this TaskManager up: its tasks
+        // belong to attempts that are over. They end before the slots are
+        // offered again, so that no old task meets its successor.
+        spdlog::warn("JobManager does not know this TaskManager any more; cancelling {} task(s) and registering again",
+                     req.tasks_size());
+        CancelAllAndWait();
         registered_ = false;
         continue;
       }
@@ -277,10 +283,45 @@ void TaskManager::HeartbeatLoop() {
       for (auto& t : done) {
         if (t->thread.joinable()) t->thread.join();
       }
+      ForgetTasks(std::move(done));
     }
     lock.lock();
     cv_.wait_for(lock, std::chrono::milliseconds(registered_ ? interval_ms : 500), [&] { return stopping_; });
   }
+}
+
+void TaskManager::ForgetTasks(std::vector<std::unique_ptr<Task>> done) {
+  std::vector<std::string> dirs;
+  for (auto& t : done) {
+    for (int v : t->tdd.chain()) dirs.push_back(StreamTask::StateDir(options_.data_dir, t->tdd, v));
+  }
+  done.clear();  // closes their RocksDB instances
+  for (const std::string& dir : dirs) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::path parent = std::filesystem::path(dir).parent_path();
+    std::filesystem::remove(parent, ec);                // a<attempt>/, if empty
+    std::filesystem::remove(parent.parent_path(), ec);  // <job>/, if empty
+  }
+}
+
+void TaskManager::CancelAllAndWait() {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, task] : tasks_) ids.push_back(id);
+  }
+  for (const std::string& id : ids) CancelTask(id);
+  std::vector<std::unique_ptr<Task>> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, task] : tasks_) done.push_back(std::move(task));
+    tasks_.clear();
+  }
+  for (auto& t : done) {
+    if (t->thread.joinable()) t->thread.join();
+  }
+  ForgetTasks(std::move(done));
 }
 
 void TaskManager::Deploy(const proto::TaskDeploymentDescriptor& tdd) {
@@ -302,7 +343,7 @@ void TaskManager::CancelTask(const std::string& task_id) {
     auto it = tasks_.find(task_id);
     if (it == tasks_.end()) return;
     Task* task = it->second.get();
-    job_id = task->tdd.job_id();
+    job_id = absl::StrCat(task->tdd.job_id(), "/a", task->tdd.attempt());
     std::lock_guard<std::mutex> tl(task->mu);
     task->cancel_requested = true;
     if (task->stream_task) task->stream_task->Cancel();

@@ -83,6 +83,10 @@ class TaskManager {
   void CheckMemory();
   void Deploy(const proto::TaskDeploymentDescriptor& tdd);
   void CancelTask(const std::string& task_id);
+  // Cancels every task and waits for their threads (then forgets them).
+  void CancelAllAndWait();
+  // Destroys ended tasks and deletes their local state.
+  void ForgetTasks(std::vector<std::unique_ptr<Task>> done);
   // Runs fn on the task's StreamTask if it is running; false if not.
   bool WithStreamTask(const std::string& task_id, const std::function<void(StreamTask&)>& fn);
   void RunTask(Task* task);

@@ -504,7 +504,7 @@ TEST_F(JobSpecTest, EmptyOrNonMappingSpec) {
 TEST_F(JobSpecTest, UnknownTopLevelField) {
   ExpectError(Replace(kBaseSpec, "operators:", "operator:"), 8, 1,
               "unknown top-level field 'operator', expected one of name, parallelism, "
-              "max_parallelism, buffer_timeout, checkpointing, sources, operators, sinks");
+              "max_parallelism, buffer_timeout, checkpointing, restart, sources, operators, sinks");
 }
 
 TEST_F(JobSpecTest, UnknownOperatorField) {

@@ -127,11 +127,11 @@ class CheckpointCoordinatorTest : public ::testing::Test {
     coordinator_ = Make();
     ASSERT_NE(coordinator_, nullptr);
     storage_ = *CheckpointStorage::Open(StoragePath());
-    coordinator_->SetTasks({{"src-0", "tm1:1", true},
-                            {"src-1", "tm2:1", true},
-                            {"agg-0", "tm1:1", false},
-                            {"agg-1", "tm2:1", false},
-                            {"sink-0", "tm1:1", false}});
+    coordinator_->SetTasks({{"src-0", "tm1:1", true, {0}, 0},
+                            {"src-1", "tm2:1", true, {0}, 1},
+                            {"agg-0", "tm1:1", false, {1}, 0},
+                            {"agg-1", "tm2:1", false, {1}, 1},
+                            {"sink-0", "tm1:1", false, {2}, 0}});
   }
   const std::vector<std::string>& AllTasks() const { return all_tasks_; }
   void RunAll() {
@@ -191,7 +191,7 @@ class CheckpointCoordinatorTest : public ::testing::Test {
   const std::vector<std::string> all_tasks_ = {"src-0", "src-1", "agg-0", "agg-1", "sink-0"};
 };
 
-TEST_F(CheckpointCoordinatorTest, TriggersOnlySourceTasksOnceEveryTaskRuns) {
+TEST_F(CheckpointCoordinatorTest, TriggersOnceEveryTaskRuns) {
   Build();
   timers_.Advance(5000);
   EXPECT_THAT(gateway_.triggers, IsEmpty());
@@ -203,8 +203,9 @@ TEST_F(CheckpointCoordinatorTest, TriggersOnlySourceTasksOnceEveryTaskRuns) {
   timers_.Advance(999);
   EXPECT_THAT(gateway_.triggers, IsEmpty());
   timers_.Advance(1);
-  EXPECT_THAT(gateway_.TriggeredTasks(1), ElementsAre("src-0", "src-1"));
-  ASSERT_EQ(gateway_.triggers.size(), 2u);
+  EXPECT_THAT(gateway_.TriggeredTasks(1), ElementsAre("src-0", "src-1", "agg-0", "agg-1", "sink-0"))
+      << "every running task hears of it; only sources act on it while their input runs";
+  ASSERT_EQ(gateway_.triggers.size(), 5u);
   EXPECT_EQ(gateway_.triggers[0].address, "tm1:1");
   EXPECT_EQ(gateway_.triggers[1].address, "tm2:1");
   EXPECT_EQ(gateway_.triggers[0].request.timestamp_ms(), timers_.Now());
@@ -275,7 +276,7 @@ TEST_F(CheckpointCoordinatorTest, CheckpointIdsGoUpEveryInterval) {
   RunAll();
   for (int64_t id = 1; id <= 3; ++id) {
     timers_.Advance(1000);
-    EXPECT_EQ(gateway_.TriggeredTasks(id).size(), 2u) << id;
+    EXPECT_EQ(gateway_.TriggeredTasks(id).size(), 5u) << id;
     AckAll(id);
   }
   EXPECT_EQ(coordinator_->latest_completed().value, 3);
@@ -309,7 +310,7 @@ TEST_F(CheckpointCoordinatorTest, TimeoutAbortsAndDeletesTheCheckpointDirectory)
   EXPECT_THAT(st.checkpoints(0).failure(), HasSubstr("waiting for src-1, agg-1, sink-0"));
 
   // Checkpointing goes on: the next one completes.
-  ASSERT_EQ(gateway_.TriggeredTasks(2).size(), 2u);
+  ASSERT_EQ(gateway_.TriggeredTasks(2).size(), 5u);
   AckAll(2);
   EXPECT_EQ(coordinator_->latest_completed().value, 2);
 }
@@ -397,7 +398,7 @@ TEST_F(CheckpointCoordinatorTest, MaxConcurrentIsRespected) {
   // A free slot: the waiting trigger goes at once.
   AckAll(1);
   EXPECT_EQ(Ids(coordinator_->pending()), (std::vector<int64_t>{2, 3}));
-  EXPECT_EQ(gateway_.TriggeredTasks(3).size(), 2u);
+  EXPECT_EQ(gateway_.TriggeredTasks(3).size(), 5u);
 
   // Completing 3 subsumes the older 2.
   AckAll(3);
@@ -423,7 +424,7 @@ TEST_F(CheckpointCoordinatorTest, MinPauseDelaysTheNextTriggerAfterACompletion) 
   timers_.Advance(2999);
   EXPECT_THAT(gateway_.TriggeredTasks(2), IsEmpty());
   timers_.Advance(1);
-  EXPECT_EQ(gateway_.TriggeredTasks(2).size(), 2u);
+  EXPECT_EQ(gateway_.TriggeredTasks(2).size(), 5u);
 }
 
 TEST_F(CheckpointCoordinatorTest, FinishedTasksCountAsAcknowledgedWithNoState) {
@@ -431,7 +432,8 @@ TEST_F(CheckpointCoordinatorTest, FinishedTasksCountAsAcknowledgedWithNoState) {
   RunAll();
   coordinator_->OnTaskState("src-1", proto::TASK_FINISHED);
   timers_.Advance(1000);
-  EXPECT_THAT(gateway_.TriggeredTasks(1), ElementsAre("src-0")) << "a finished source is not triggered";
+  EXPECT_THAT(gateway_.TriggeredTasks(1), ElementsAre("src-0", "agg-0", "agg-1", "sink-0"))
+      << "a finished task is not triggered";
   Ack("src-0", 1);
   Ack("agg-0", 1);
   Ack("agg-1", 1);
@@ -442,11 +444,17 @@ TEST_F(CheckpointCoordinatorTest, FinishedTasksCountAsAcknowledgedWithNoState) {
   ASSERT_TRUE(m.ok());
   proto::CheckpointMetadata metadata;
   ASSERT_TRUE(metadata.ParseFromString(*m));
-  EXPECT_EQ(metadata.operators_size(), 3);
+  // Three acknowledged; src-1 and sink-0 finished, which the metadata says
+  // so that a restore does not run them again.
+  std::vector<std::tuple<int, int, bool>> ops;
+  for (const auto& op : metadata.operators()) ops.emplace_back(op.vertex_id(), op.subtask_index(), op.finished());
+  EXPECT_THAT(ops, ::testing::UnorderedElementsAre(std::make_tuple(0, 0, false), std::make_tuple(0, 1, true),
+                                                   std::make_tuple(1, 0, false), std::make_tuple(1, 1, false),
+                                                   std::make_tuple(2, 0, true)));
   EXPECT_EQ(Status().checkpoints(0).tasks(), 4);
 
-  // Every source finished: nothing can start a barrier.
-  coordinator_->OnTaskState("src-0", proto::TASK_FINISHED);
+  // Every task finished: nothing to checkpoint.
+  for (const char* t : {"src-0", "agg-0", "agg-1"}) coordinator_->OnTaskState(t, proto::TASK_FINISHED);
   EXPECT_EQ(coordinator_->TriggerCheckpoint(), TriggerResult::kNoRunningSource);
 }
 
@@ -541,7 +549,7 @@ TEST_F(CheckpointCoordinatorTest, ANewCoordinatorTakesOverTheRecordedCheckpoints
   EXPECT_EQ(coordinator_->latest_completed().value, 2);
   RunAll();
   timers_.Advance(1000);
-  EXPECT_EQ(gateway_.TriggeredTasks(3).size(), 2u);
+  EXPECT_EQ(gateway_.TriggeredTasks(3).size(), 5u);
   Ack("src-0", 3, {"shared/x-2.sst", "shared/x-3.sst"});
   for (size_t i = 1; i < AllTasks().size(); ++i) Ack(AllTasks()[i], 3);
   EXPECT_EQ(Ids(coordinator_->retained()), (std::vector<int64_t>{2, 3}));
@@ -569,7 +577,7 @@ TEST(CheckpointCoordinatorCreateTest, RejectsABadSpecAndFillsDefaults) {
   options.spec.set_retained(0);
   auto c = CheckpointCoordinator::Create(options, *CheckpointStorage::Open(tmpl), nullptr, gateway, timers);
   ASSERT_TRUE(c.ok()) << c.status();
-  (*c)->SetTasks({{"src", "tm:1", true}});
+  (*c)->SetTasks({{"src", "tm:1", true, {0}, 0}});
   (*c)->OnTaskState("src", proto::TASK_RUNNING);
   timers.Advance(100);
   EXPECT_EQ((*c)->pending().size(), 1u);

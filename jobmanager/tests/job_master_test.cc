@@ -18,7 +18,11 @@ class TestingGateway : public TaskManagerGateway {
     deployed.push_back({address, tdd});
     done("");
   }
-  void Cancel(const std::string&, const std::string& task_id) override { cancelled.push_back(task_id); }
+  void Cancel(const std::string&, const std::string& task_id, std::function<void(const std::string&)> done) override {
+    cancelled.push_back(task_id);
+    done(cancel_error);
+  }
+  std::string cancel_error;
 
   std::vector<std::pair<std::string, proto::TaskDeploymentDescriptor>> deployed;
   std::vector<std::string> cancelled;
@@ -183,6 +187,7 @@ TEST(JobMasterTest, CheckpointsOfARunningJob) {
   proto::JobGraph graph = ThreeVertexGraph(1);
   graph.mutable_vertices(0)->mutable_op()->mutable_source();
   graph.mutable_checkpointing()->set_interval_ms(100);
+  graph.mutable_restart()->set_strategy(proto::RESTART_NONE);
   CheckpointCoordinatorOptions options;
   options.job_id = "job";
   options.spec = graph.checkpointing();
@@ -202,7 +207,8 @@ TEST(JobMasterTest, CheckpointsOfARunningJob) {
     jm.OnTaskReport(r);
   }
   cgw.Advance(100);
-  ASSERT_EQ(cgw.triggered, std::vector<std::string>{jm.tasks()[0].task_id}) << "the source chain only";
+  ASSERT_EQ(cgw.triggered, (std::vector<std::string>{jm.tasks()[0].task_id, jm.tasks()[1].task_id}))
+      << "every running task (only sources act while their input runs)";
   for (const auto& t : jm.tasks()) {
     proto::AcknowledgeCheckpointRequest ack;
     ack.set_task_id(t.task_id);

@@ -64,6 +64,9 @@ struct OperatorContext {
   // state_dir holds state restored from a checkpoint: open it as it is
   // instead of starting empty.
   bool restored = false;
+  // The job takes checkpoints (the task has checkpoint storage): sinks stage
+  // their output and publish it when a checkpoint that covers it completes.
+  bool checkpointing = false;
   // Time to live of the operator's keyed state (the job spec's state_ttl of
   // an aggregate or process operator). Default 0: kept forever.
   int64_t state_ttl_ms = 0;
@@ -110,13 +113,20 @@ class StreamOperator : public Output {
   // Before the keyed state is snapshotted: move what lives only in memory
   // (timers) into it.
   virtual absl::Status PrepareSnapshot() { return absl::OkStatus(); }
-  virtual std::string SnapshotOperatorState() { return std::string(); }
+  virtual std::string SnapshotOperatorState(int64_t checkpoint_id) {
+    (void)checkpoint_id;
+    return std::string();
+  }
   // After Open, on a restore: what SnapshotOperatorState returned.
   virtual absl::Status RestoreOperatorState(std::string_view state) {
     if (state.empty()) return absl::OkStatus();
     return absl::DataLossError("the snapshot has operator state for an operator that keeps none");
   }
   virtual void NotifyCheckpointComplete(int64_t checkpoint_id) { (void)checkpoint_id; }
+  // After Finish(), the task waits for one more checkpoint to complete
+  // before it ends (Flink's final checkpoint), so that what the operator
+  // staged at the end is published exactly once.
+  virtual bool needs_final_checkpoint() const { return false; }
   // Non-OK once the operator failed (the task then fails).
   const absl::Status& status() const { return status_; }
 

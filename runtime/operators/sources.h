@@ -74,7 +74,7 @@ class GeneratorSource : public SourceOperator {
   absl::Status Open(const OperatorContext& ctx) override;
   SourceStatus Produce() override;
   // The next record index: everything before it was emitted.
-  std::string SnapshotOperatorState() override { return "generator next=" + std::to_string(next_); }
+  std::string SnapshotOperatorState(int64_t) override { return "generator next=" + std::to_string(next_); }
   absl::Status RestoreOperatorState(std::string_view state) override;
 
  private:
@@ -98,7 +98,7 @@ class FileSource : public SourceOperator {
   absl::Status Open(const OperatorContext& ctx) override;
   SourceStatus Produce() override;
   // The file offset of the next unread line: every line before it was emitted.
-  std::string SnapshotOperatorState() override { return "file offset=" + std::to_string(offset_); }
+  std::string SnapshotOperatorState(int64_t) override { return "file offset=" + std::to_string(offset_); }
   absl::Status RestoreOperatorState(std::string_view state) override;
 
  private:

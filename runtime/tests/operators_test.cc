@@ -225,7 +225,7 @@ void ExpectResumesExactly(const Schema& s, const proto::SourceSpec& spec, int su
     src.set_output(&out);
     ASSERT_TRUE(src.Open(Context(subtask, parallelism, "src")).ok());
     for (int b = 0; b < batches; ++b) ASSERT_NE(src.Produce(), SourceStatus::kEnd);
-    position = src.SnapshotOperatorState();
+    position = src.SnapshotOperatorState(1);
     resumed = out.rows;  // what reached the checkpoint
   }
   ASSERT_FALSE(position.empty());
