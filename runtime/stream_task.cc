@@ -241,6 +241,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     if (v.op().has_process()) ctx.state_ttl_ms = v.op().process().state_ttl_ms();
     ctx.state_dir = StateDir(env.data_dir, tdd, v.id());
     ctx.checkpointing = !tdd.checkpoint_storage().empty();
+    ctx.at_least_once = ctx.checkpointing && graph.checkpointing().mode() == proto::AT_LEAST_ONCE;
     const KeyGroupRange key_groups = KeyGroupRangeForSubtask(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
     if (i == 0 && !tdd.checkpoint_storage().empty()) {
       if (env.checkpoint_responder == nullptr || env.snapshot_uploads == nullptr) {
@@ -258,7 +259,6 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
       if (snap.vertex_id() == v.id() && snap.subtask_index() == tdd.subtask_index()) restored = &snap;
     }
     if (restored == nullptr || !restored->finished()) finished_on_restore_ = false;
-    if (operators_[i]->needs_final_checkpoint()) needs_final_checkpoint_ = true;
     if (restored != nullptr && restored->has_keyed()) {
       if (!storage_) return absl::InvalidArgumentError("a restore without checkpoint storage");
       std::error_code ec;
@@ -272,6 +272,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     }
     absl::Status s = operators_[i]->Open(ctx);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': ", s.message()));
+    if (operators_[i]->needs_final_checkpoint()) needs_final_checkpoint_ = true;
     if (restored != nullptr) {
       s = operators_[i]->RestoreOperatorState(restored->operator_state());
       if (!s.ok()) {

@@ -334,6 +334,8 @@ void TaskManager::Deploy(const proto::TaskDeploymentDescriptor& tdd) {
     tasks_[tdd.task_id()] = std::move(task);
     raw->thread = std::thread([this, raw] { RunTask(raw); });
   }
+  spdlog::info("task {} deployed{}", tdd.task_id(),
+               tdd.has_restore() ? absl::StrCat(", restoring checkpoint ", tdd.restore().checkpoint_id()) : "");
 }
 
 void TaskManager::CancelTask(const std::string& task_id) {

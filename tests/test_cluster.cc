@@ -140,7 +140,8 @@ std::string AwaitListeningAddress(Subprocess& p, const std::string& what) {
 
 }  // namespace
 
-TestCluster::TestCluster(int taskmanagers, int slots, const std::string& taskmanager_binary) : dir_("cluster") {
+TestCluster::TestCluster(int taskmanagers, int slots, const std::string& taskmanager_binary)
+    : dir_("cluster"), slots_(slots), taskmanager_binary_(taskmanager_binary) {
   jm_ = std::make_unique<Subprocess>(
       std::vector<std::string>{BinPath("vstream-jobmanager"), "--rpc-port", "0", "--data-dir", dir_.File("jm")},
       dir_.path(), "jobmanager");
@@ -149,12 +150,7 @@ TestCluster::TestCluster(int taskmanagers, int slots, const std::string& taskman
     ADD_FAILURE() << "JobManager did not start: " << jm_->Stderr();
     return;
   }
-  for (int i = 0; i < taskmanagers; ++i) {
-    tms_.push_back(std::make_unique<Subprocess>(
-        std::vector<std::string>{BinPath(taskmanager_binary), "--jobmanager", jm_address_, "--rpc-port", "0",
-                                 "--slots", std::to_string(slots), "--data-dir", dir_.File("tm" + std::to_string(i))},
-        dir_.path(), "taskmanager" + std::to_string(i)));
-  }
+  for (int i = 0; i < taskmanagers; ++i) tms_.push_back(StartTaskManager(i, "taskmanager" + std::to_string(i)));
   // Registered when every TaskManager logged its registration.
   bool ok = WaitFor(
       [&] {
@@ -165,6 +161,35 @@ TestCluster::TestCluster(int taskmanagers, int slots, const std::string& taskman
       },
       std::chrono::seconds(30));
   if (!ok) ADD_FAILURE() << "TaskManagers did not register";
+}
+
+std::unique_ptr<Subprocess> TestCluster::StartTaskManager(int i, const std::string& log_name) {
+  return std::make_unique<Subprocess>(
+      std::vector<std::string>{BinPath(taskmanager_binary_), "--jobmanager", jm_address_, "--rpc-port", "0",
+                               "--slots", std::to_string(slots_), "--data-dir", dir_.File("tm" + std::to_string(i))},
+      dir_.path(), log_name);
+}
+
+bool TestCluster::RestartTaskManager(int i) {
+  if (tms_[i]->Running()) {
+    tms_[i]->Kill(SIGKILL);
+    tms_[i]->Wait(std::chrono::seconds(10));
+  }
+  tms_[i] = StartTaskManager(i, "taskmanager" + std::to_string(i) + "-r" + std::to_string(++restarts_));
+  return WaitFor([&] { return tms_[i]->Stderr().find("registered with JobManager") != std::string::npos; },
+                 std::chrono::seconds(30));
+}
+
+bool TestCluster::RestartJobManager() {
+  if (jm_->Running()) {
+    jm_->Kill(SIGKILL);
+    jm_->Wait(std::chrono::seconds(10));
+  }
+  const std::string port = jm_address_.substr(jm_address_.rfind(':') + 1);
+  jm_ = std::make_unique<Subprocess>(
+      std::vector<std::string>{BinPath("vstream-jobmanager"), "--rpc-port", port, "--data-dir", dir_.File("jm")},
+      dir_.path(), "jobmanager-r" + std::to_string(++restarts_));
+  return !AwaitListeningAddress(*jm_, "JobManager").empty();
 }
 
 TestCluster::~TestCluster() {

@@ -78,14 +78,28 @@ class TestCluster {
   const std::string& jobmanager_address() const { return jm_address_; }
   const std::string& dir() const { return dir_.path(); }
   Subprocess& taskmanager(int i) { return *tms_[i]; }
+  Subprocess& jobmanager() { return *jm_; }
+  int num_taskmanagers() const { return static_cast<int>(tms_.size()); }
   // Runs `vstream ARGS... --jobmanager <this cluster>`.
   CommandResult Vstream(std::vector<std::string> args, std::chrono::milliseconds timeout);
 
+  // Starts TaskManager i again (killing it first if it runs) on its data
+  // dir, and waits until it registered. False if it did not.
+  bool RestartTaskManager(int i);
+  // Starts the JobManager again on the same port and data dir (killing it
+  // first if it runs), and waits until it listens. False if it did not.
+  bool RestartJobManager();
+
  private:
+  std::unique_ptr<Subprocess> StartTaskManager(int i, const std::string& log_name);
+
   TempDir dir_;
+  int slots_;
+  std::string taskmanager_binary_;
   std::unique_ptr<Subprocess> jm_;
   std::vector<std::unique_ptr<Subprocess>> tms_;
   std::string jm_address_;
+  int restarts_ = 0;  // names the logs of restarted processes
 };
 
 }  // namespace vstream::testing

@@ -67,6 +67,9 @@ struct OperatorContext {
   // The job takes checkpoints (the task has checkpoint storage): sinks stage
   // their output and publish it when a checkpoint that covers it completes.
   bool checkpointing = false;
+  // ... in at_least_once mode: sinks need not hold output back, since
+  // replays after a restore may duplicate records anyway.
+  bool at_least_once = false;
   // Time to live of the operator's keyed state (the job spec's state_ttl of
   // an aggregate or process operator). Default 0: kept forever.
   int64_t state_ttl_ms = 0;

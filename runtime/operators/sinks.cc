@@ -178,6 +178,7 @@ absl::Status FileSink::Open(const OperatorContext& ctx) {
   if (ec) return absl::InternalError(absl::StrCat("cannot create sink directory ", dir_, ": ", ec.message()));
   subtask_ = ctx.subtask_index;
   checkpointing_ = ctx.checkpointing;
+  at_least_once_ = ctx.checkpointing && ctx.at_least_once;
   // With checkpointing, part files are opened on their first record, and
   // leftovers are cleaned up then or by RestoreOperatorState, which comes
   // after Open on a restore and must publish its pending files first.
@@ -246,6 +247,10 @@ void FileSink::ClosePartFile() {
 void FileSink::Finish() {
   FlushBuffer();
   if (!file_) return;
+  if (at_least_once_) {
+    PublishOpenFile();
+    return;
+  }
   if (checkpointing_) {
     // The final checkpoint closes and publishes the file.
     if (std::fflush(file_) != 0 && status_.ok()) {
@@ -261,9 +266,27 @@ void FileSink::Finish() {
   if (ec) status_ = absl::InternalError(absl::StrCat("cannot publish ", final_path_, ": ", ec.message()));
 }
 
+void FileSink::PublishOpenFile() {
+  if (file_ == nullptr) return;
+  ClosePartFile();
+  if (!status_.ok()) return;
+  const std::string visible = PartPath(subtask_, open_seq_, format_, /*hidden=*/false);
+  std::error_code ec;
+  fs::rename(in_progress_path_, visible, ec);
+  if (ec) {
+    status_ = absl::InternalError(absl::StrCat("cannot publish ", visible, ": ", ec.message()));
+    return;
+  }
+  status_ = SyncDir(dir_);
+}
+
 std::string FileSink::SnapshotOperatorState(int64_t checkpoint_id) {
   if (!checkpointing_) return std::string();
   if (!cleaned_up_ && status_.ok()) status_ = CleanUpLeftovers(/*restored=*/false);
+  if (at_least_once_) {
+    PublishOpenFile();
+    return EncodeState(subtask_, format_, next_seq_, {});
+  }
   if (file_ != nullptr) {
     ClosePartFile();
     pending_.push_back({checkpoint_id, open_seq_});
@@ -307,6 +330,12 @@ absl::Status FileSink::RestoreOperatorState(std::string_view state) {
   if (!checkpointing_) return absl::FailedPreconditionError("file sink: staged output restored without checkpointing");
   if (cleaned_up_ || file_ != nullptr) return absl::FailedPreconditionError("file sink: restored after it started");
   ASSIGN_OR_RETURN(FileSinkState restored, DecodeState(state));
+  if (at_least_once_) {
+    // Everything published stays (replays may duplicate it); hidden files
+    // hold only what follows the sink's last barrier, which is replayed.
+    next_seq_ = restored.subtask == subtask_ ? restored.next_seq : 0;
+    return CleanUpLeftovers(/*restored=*/false);
+  }
 
   // Publish what the restored checkpoint covers. A notification may have
   // published a file before the failure; a file missing both ways was

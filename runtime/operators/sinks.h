@@ -35,8 +35,11 @@
 // Guarantee with checkpointing: in exactly_once mode every record is in the
 // visible output exactly once, and only after the checkpoint that covers it
 // completed (output latency ~ the checkpoint interval). In at_least_once mode
-// the barriers are not aligned, so records replayed after a restore can be
-// written twice. A pending file lost from the directory is logged and skipped.
+// the sink does not hold output back: it publishes each part file at the
+// barrier (and at the end of input), and a restore keeps every visible file
+// and numbers after them; records replayed after a restore are then written
+// twice, none is lost. A pending file lost from the directory is logged and
+// skipped.
 //
 // Thread-compatible: every method is called on the task thread.
 
@@ -70,13 +73,15 @@ class FileSink : public StreamOperator {
   std::string SnapshotOperatorState(int64_t checkpoint_id) override;
   absl::Status RestoreOperatorState(std::string_view state) override;
   void NotifyCheckpointComplete(int64_t checkpoint_id) override;
-  bool needs_final_checkpoint() const override { return checkpointing_; }
+  bool needs_final_checkpoint() const override { return checkpointing_ && !at_least_once_; }
 
  private:
   void FlushBuffer();
   // With checkpointing: opens the next part file (and cleans up first if
   // neither a restore nor an earlier call did). False (status_ set) on error.
   bool StartPartFile();
+  // at_least_once: closes the open part file (if any) and makes it visible.
+  void PublishOpenFile();
   // Flushes, fsyncs and closes the open part file.
   void ClosePartFile();
   // Deletes this subtask's hidden files in dir_. On a restore, also visible
@@ -97,6 +102,7 @@ class FileSink : public StreamOperator {
 
   // With checkpointing.
   bool checkpointing_ = false;
+  bool at_least_once_ = false;        // publish at the barrier, not at completion
   int subtask_ = 0;
   bool cleaned_up_ = false;           // leftovers handled, by a restore or a fresh start
   int64_t next_seq_ = 0;              // of the next part file

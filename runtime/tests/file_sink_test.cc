@@ -29,8 +29,9 @@ std::string TempDir(const std::string& name) {
   return p.string();
 }
 
-OperatorContext Context(int subtask, bool checkpointing) {
+OperatorContext Context(int subtask, bool checkpointing, bool at_least_once = false) {
   OperatorContext ctx;
+  ctx.at_least_once = at_least_once;
   ctx.job_id = "job";
   ctx.vertex_name = "out";
   ctx.subtask_index = subtask;
@@ -42,9 +43,10 @@ OperatorContext Context(int subtask, bool checkpointing) {
 // A file sink over `dir`, opened; `state` non-null: restored from it.
 class TestingFileSink {
  public:
-  TestingFileSink(const std::string& dir, bool checkpointing, int subtask = 0, const std::string* state = nullptr)
+  TestingFileSink(const std::string& dir, bool checkpointing, int subtask = 0, const std::string* state = nullptr,
+                  bool at_least_once = false)
       : sink_(std::make_unique<FileSink>(counters_, TestSchema(), dir, "csv")) {
-    EXPECT_TRUE(sink_->Open(Context(subtask, checkpointing)).ok());
+    EXPECT_TRUE(sink_->Open(Context(subtask, checkpointing, at_least_once)).ok());
     if (state != nullptr) {
       absl::Status s = sink_->RestoreOperatorState(*state);
       EXPECT_TRUE(s.ok()) << s;
@@ -125,6 +127,29 @@ TEST(FileSinkTest, OutputIsVisibleOnlyOnceItsCheckpointCompletes) {
             (std::map<std::string, std::string>{{".part-0-1.csv.inprogress", Csv(3, 5)}, {"part-0-0.csv", Csv(0, 3)}}));
   sink->NotifyCheckpointComplete(2);
   EXPECT_EQ(Files(dir), (std::map<std::string, std::string>{{"part-0-0.csv", Csv(0, 3)}, {"part-0-1.csv", Csv(3, 5)}}));
+}
+
+TEST(FileSinkTest, AtLeastOncePublishesAtTheBarrierAndARestoreKeepsEverythingPublished) {
+  const std::string dir = TempDir("at-least-once");
+  std::string state;
+  {
+    TestingFileSink sink(dir, /*checkpointing=*/true, 0, nullptr, /*at_least_once=*/true);
+    EXPECT_FALSE(sink->needs_final_checkpoint());
+    sink.Push(0, 3);
+    state = sink->SnapshotOperatorState(1);
+    EXPECT_EQ(Files(dir), (std::map<std::string, std::string>{{"part-0-0.csv", Csv(0, 3)}}))
+        << "visible at the barrier, before the checkpoint completes";
+    sink.Push(3, 5);
+    sink->SnapshotOperatorState(2);  // published; checkpoint 2 never completes
+    sink.Push(5, 6);                 // then the task dies
+  }
+  TestingFileSink restored(dir, /*checkpointing=*/true, 0, &state, /*at_least_once=*/true);
+  restored.Push(3, 6);  // the replay after checkpoint 1
+  restored->Finish();
+  ASSERT_TRUE(restored->status().ok()) << restored->status();
+  EXPECT_EQ(Files(dir), (std::map<std::string, std::string>{
+                            {"part-0-0.csv", Csv(0, 3)}, {"part-0-1.csv", Csv(3, 5)}, {"part-0-2.csv", Csv(3, 6)}}))
+      << "rows 3 and 4 twice, none lost, the hidden file of the dead task gone";
 }
 
 TEST(FileSinkTest, ALaterNotificationSubsumesALostOne) {
