@@ -264,6 +264,7 @@ void TaskManager::HeartbeatLoop() {
                      req.tasks_size());
         CancelAllAndWait();
         registered_ = false;
+        lock.lock();  // the loop's top unlocks
         continue;
       }
       if (!s.ok() && failures++ % 10 == 0) spdlog::warn("heartbeat failed: {}", s.error_message());

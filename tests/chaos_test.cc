@@ -312,7 +312,8 @@ TEST(ChaosTest, JobManagerRestartResumesFromTheLatestCheckpoint) {
   const auto restarted = Clock::now();
   ASSERT_TRUE(WaitFor([&] { return poll() && st.attempt() > attempt && AllTasksRunning(st); },
                       std::chrono::seconds(60)))
-      << st.DebugString() << cluster.jobmanager().Stderr();
+      << st.DebugString() << cluster.jobmanager().Stderr() << "\n--- TaskManager 0:\n"
+      << cluster.taskmanager(0).Stderr().substr(cluster.taskmanager(0).Stderr().size() > 4000 ? cluster.taskmanager(0).Stderr().size() - 4000 : 0);
   std::printf("JobManager restarted: the job runs again after %.2f s, from checkpoint %lld\n",
               std::chrono::duration<double>(Clock::now() - restarted).count(),
               static_cast<long long>(st.restored_checkpoint()));
