@@ -56,3 +56,36 @@ run_job() {
   }'
   sed -n '/^VERTEX/,$p' "$DIR/status.txt"
 }
+
+# The revision and the command, printed first so that results can go into
+# docs/benchmarks.md as they are.
+bench_header() {  # COMMAND...
+  local dirty=""
+  git diff --quiet HEAD -- 2> /dev/null || dirty=" (the working tree has uncommitted changes)"
+  echo "revision  $(git rev-parse --short HEAD)$dirty"
+  echo "command   $*"
+}
+
+# Median of the numbers on stdin, one per line; nothing for none.
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# The checkpoints of job $1 that ended, from the JobManager's log (which,
+# unlike `vstream status`, has every one, not the last five), oldest first:
+#   ID COMPLETED END_EPOCH_S DURATION_MS BYTES
+#   ID FAILED END_EPOCH_S - 0 REASON...
+checkpoint_log() {
+  awk -v job="job $1: checkpoint " '
+    index($0, job) {
+      d = substr($1, 2); gsub("-", " ", d)
+      t = $2; sub(/]$/, "", t); split(t, hms, ":")
+      end = mktime(d " " hms[1] " " hms[2] " " int(hms[3])) + hms[3] - int(hms[3])
+      rest = substr($0, index($0, job) + length(job))
+      split(rest, w, " ")
+      if (w[2] == "completed") {
+        bytes = w[6]; sub(/^\(/, "", bytes)
+        printf "%s COMPLETED %.3f %s %s\n", w[1], end, w[4], bytes
+      } else if (w[2] == "failed:") {
+        printf "%s FAILED %.3f - 0 %s\n", w[1], end, substr(rest, index(rest, "failed: ") + 8)
+      }
+    }' "$DIR/jm.log"
+}

@@ -69,15 +69,30 @@ absl::Status ClusterClient::Convert(const grpc::Status& s) const {
   }
 }
 
-absl::StatusOr<std::string> ClusterClient::Submit(const proto::JobGraph& graph) {
+absl::StatusOr<std::string> ClusterClient::Submit(const proto::JobGraph& graph, const std::string& from_savepoint) {
   proto::SubmitJobRequest req;
   *req.mutable_graph() = graph;
+  req.set_from_savepoint(from_savepoint);
   proto::SubmitJobResponse resp;
   grpc::ClientContext ctx;
   SetDeadline(&ctx, 10);
   grpc::Status s = stub_->SubmitJob(&ctx, req, &resp);
   if (!s.ok()) return Convert(s);
   return resp.job_id();
+}
+
+absl::StatusOr<proto::SavepointResponse> ClusterClient::Savepoint(const std::string& job_id,
+                                                                 const std::string& target_dir, bool stop) {
+  proto::SavepointRequest req;
+  req.set_job_id(job_id);
+  req.set_target_dir(target_dir);
+  req.set_stop(stop);
+  proto::SavepointResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, 15 * 60);  // a checkpoint's default timeout is 10 min
+  grpc::Status s = stub_->TriggerSavepoint(&ctx, req, &resp);
+  if (!s.ok()) return Convert(s);
+  return resp;
 }
 
 absl::StatusOr<proto::JobStatus> ClusterClient::Get(const std::string& job_id) {
@@ -150,6 +165,14 @@ std::string FormatJobStatus(const proto::JobStatus& st) {
   absl::StrAppend(&out, "State: ", JobStateName(st.state()),
                   absl::StrFormat("  (%.1f s since submission)", (end - st.submitted_at_ms()) / 1000.0), "\n");
   if (!st.message().empty()) absl::StrAppend(&out, "Info:  ", st.message(), "\n");
+  if (st.restarts() > 0) {
+    absl::StrAppend(&out, "Restarts: ", st.restarts(), " (attempt ", st.attempt(), ")",
+                    st.restored_checkpoint() > 0 ? absl::StrCat(", restored checkpoint ", st.restored_checkpoint())
+                                                 : std::string(),
+                    "\n");
+    if (!st.last_failure().empty()) absl::StrAppend(&out, "Last failure: ", st.last_failure(), "\n");
+  }
+  if (!st.started_from().empty()) absl::StrAppend(&out, "Started from savepoint: ", st.started_from(), "\n");
   size_t name_w = 6;
   for (const auto& v : st.vertices()) name_w = std::max(name_w, v.name().size());
   absl::StrAppend(&out, absl::StrFormat("\n%-*s  %11s  %-9s  %14s  %14s  %12s  %12s\n", static_cast<int>(name_w),

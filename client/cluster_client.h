@@ -17,7 +17,12 @@ class ClusterClient {
   explicit ClusterClient(std::string address);
 
   const std::string& address() const { return address_; }
-  absl::StatusOr<std::string> Submit(const proto::JobGraph& graph);
+  // from_savepoint: a savepoint directory URI to start from; empty: none.
+  absl::StatusOr<std::string> Submit(const proto::JobGraph& graph, const std::string& from_savepoint = "");
+  // Takes a savepoint (and with `stop`, stops the job); waits until it is
+  // complete. Returns its directory URI and checkpoint id.
+  absl::StatusOr<proto::SavepointResponse> Savepoint(const std::string& job_id, const std::string& target_dir,
+                                                     bool stop);
   absl::StatusOr<proto::JobStatus> Get(const std::string& job_id);
   absl::StatusOr<proto::ListJobsResponse> List();
   absl::Status Cancel(const std::string& job_id);

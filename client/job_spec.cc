@@ -66,8 +66,11 @@ const std::vector<std::string_view> kTopLevelFields = {
 // Compiles one spec. Not reusable: one instance per spec.
 class SpecCompiler {
  public:
-  SpecCompiler(std::string_view text, std::string display_path, std::string base_dir)
-      : text_(text), display_path_(std::move(display_path)), base_dir_(std::move(base_dir)) {}
+  SpecCompiler(std::string_view text, std::string display_path, std::string base_dir, int parallelism)
+      : text_(text),
+        display_path_(std::move(display_path)),
+        base_dir_(std::move(base_dir)),
+        parallelism_override_(parallelism) {}
 
   absl::StatusOr<proto::JobGraph> Compile() {
     // yaml-cpp reports errors by exception; they end here.
@@ -520,6 +523,7 @@ class SpecCompiler {
       ASSIGN_OR_RETURN(int p, SmallInt(*e));
       builder_->SetParallelism(p);
     }
+    if (parallelism_override_ > 0) builder_->SetParallelism(parallelism_override_);
     if (const Entry* e = top_.Find("max_parallelism")) {
       ASSIGN_OR_RETURN(int p, SmallInt(*e));
       builder_->SetMaxParallelism(p);
@@ -1078,6 +1082,7 @@ class SpecCompiler {
   const std::string base_dir_;
   std::unique_ptr<JobBuilder> builder_;  // created once the job's name is known
   Mapping top_;
+  const int parallelism_override_;  // > 0: replaces the spec's parallelism
   // Each vertex's mapping, to locate errors that Build() finds.
   absl::flat_hash_map<std::string, Mapping> vertex_nodes_;
   // Operators and sinks by name, before they are compiled.
@@ -1088,11 +1093,11 @@ class SpecCompiler {
 
 absl::StatusOr<proto::JobGraph> CompileJobSpec(std::string_view yaml_text,
                                                const std::string& display_path,
-                                               const std::string& base_dir) {
-  return SpecCompiler(yaml_text, display_path, base_dir).Compile();
+                                               const std::string& base_dir, int parallelism) {
+  return SpecCompiler(yaml_text, display_path, base_dir, parallelism).Compile();
 }
 
-absl::StatusOr<proto::JobGraph> CompileJobSpecFile(const std::string& path) {
+absl::StatusOr<proto::JobGraph> CompileJobSpecFile(const std::string& path, int parallelism) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read job spec '", path, "'"));
   std::stringstream text;
@@ -1101,7 +1106,7 @@ absl::StatusOr<proto::JobGraph> CompileJobSpecFile(const std::string& path) {
   std::error_code ec;
   std::filesystem::path abs = std::filesystem::absolute(path, ec);
   const std::string base_dir = ec ? std::string() : abs.parent_path().string();
-  return CompileJobSpec(text.str(), path, base_dir);
+  return CompileJobSpec(text.str(), path, base_dir, parallelism);
 }
 
 }  // namespace vstream

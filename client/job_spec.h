@@ -42,13 +42,15 @@ namespace vstream {
 // Reads and compiles the spec at `path`; relative paths inside it resolve
 // against the file's directory. NotFound if the file cannot be read,
 // InvalidArgument "PATH:LINE:COL: message" for an invalid spec.
-absl::StatusOr<proto::JobGraph> CompileJobSpecFile(const std::string& path);
+// parallelism > 0 replaces the spec's top-level `parallelism` (vertices
+// with their own keep it), as `vstream submit --parallelism N`.
+absl::StatusOr<proto::JobGraph> CompileJobSpecFile(const std::string& path, int parallelism = 0);
 
 // Compiles spec text. `display_path` names the spec in error messages;
 // relative paths inside it resolve against `base_dir` (empty: the current
 // directory).
 absl::StatusOr<proto::JobGraph> CompileJobSpec(std::string_view yaml_text,
                                                const std::string& display_path,
-                                               const std::string& base_dir);
+                                               const std::string& base_dir, int parallelism = 0);
 
 }  // namespace vstream

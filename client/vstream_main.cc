@@ -1,6 +1,9 @@
 // vstream: the command-line client.
 //
-//   vstream submit JOB.yaml [--wait]        submit; print the job id
+//   vstream submit JOB.yaml [--wait] [--from-savepoint PATH] [--parallelism N]
+//                                           submit; print the job id
+//   vstream savepoint JOB_ID [--dir DIR]    take a savepoint; print its path
+//   vstream stop JOB_ID [--dir DIR]         take a savepoint, then stop the job
 //   vstream jobs                            list jobs
 //   vstream status JOB_ID                   vertices, parallelism, states, records,
 //                                           checkpoints
@@ -38,8 +41,14 @@ constexpr char kUsage[] =
     "usage: vstream COMMAND [ARGS] [--jobmanager HOST:PORT]\n"
     "\n"
     "commands:\n"
-    "  submit JOB.yaml [--wait]     submit a job and print its id; with --wait, follow it\n"
-    "                               and exit 0 only if it FINISHED\n"
+    "  submit JOB.yaml [--wait] [--from-savepoint PATH] [--parallelism N]\n"
+    "                               submit a job and print its id; with --wait, follow it\n"
+    "                               and exit 0 only if it FINISHED; --from-savepoint starts\n"
+    "                               it from a savepoint, --parallelism N replaces the spec's\n"
+    "                               parallelism (rescaling)\n"
+    "  savepoint JOB_ID [--dir DIR] take a savepoint of a running job and print its path\n"
+    "                               (default DIR: the JobManager's data dir/savepoints)\n"
+    "  stop JOB_ID [--dir DIR]      take a savepoint, stop the job and print the path\n"
     "  jobs                         list the jobs\n"
     "  status JOB_ID                show a job's vertices, states, record counts and\n"
     "                               checkpoints\n"
@@ -98,11 +107,20 @@ int WaitForJob(ClusterClient& client, const std::string& job_id) {
 }
 
 int Submit(const ParsedFlags& flags, const std::string& address) {
-  if (flags.positional.size() != 2) return Fail("usage: vstream submit JOB.yaml [--wait]", 2);
-  auto graph = CompileJobSpecFile(flags.positional[1]);
+  if (flags.positional.size() != 2) {
+    return Fail("usage: vstream submit JOB.yaml [--wait] [--from-savepoint PATH] [--parallelism N]", 2);
+  }
+  int parallelism = 0;
+  if (auto p = flags.Get("parallelism")) {
+    parallelism = std::atoi(p->c_str());
+    if (parallelism < 1 || std::to_string(parallelism) != *p) {
+      return Fail(absl::StrCat("--parallelism must be a whole number of at least 1, got '", *p, "'"), 2);
+    }
+  }
+  auto graph = CompileJobSpecFile(flags.positional[1], parallelism);
   if (!graph.ok()) return Fail(Msg(graph.status()), 2);
   ClusterClient client(address);
-  auto id = client.Submit(*graph);
+  auto id = client.Submit(*graph, flags.Get("from-savepoint").value_or(""));
   if (!id.ok()) return Fail(Msg(id.status()));
   std::printf("%s\n", id->c_str());
   std::fflush(stdout);
@@ -136,6 +154,24 @@ int Cancel(const ParsedFlags& flags, const std::string& address) {
   absl::Status s = client.Cancel(flags.positional[1]);
   if (!s.ok()) return Fail(Msg(s));
   std::printf("cancelling job %s\n", flags.positional[1].c_str());
+  return 0;
+}
+
+int Savepoint(const ParsedFlags& flags, const std::string& address, bool stop) {
+  const char* usage = stop ? "usage: vstream stop JOB_ID [--dir DIR]" : "usage: vstream savepoint JOB_ID [--dir DIR]";
+  if (flags.positional.size() != 2) return Fail(usage, 2);
+  std::string dir = flags.Get("dir").value_or("");
+  if (!dir.empty() && dir.find("://") == std::string::npos) {
+    std::error_code ec;
+    dir = std::filesystem::absolute(dir, ec).lexically_normal().string();
+  }
+  std::fprintf(stderr, "%s job %s...\n", stop ? "stopping" : "taking a savepoint of", flags.positional[1].c_str());
+  ClusterClient client(address);
+  auto r = client.Savepoint(flags.positional[1], dir, stop);
+  if (!r.ok()) return Fail(Msg(r.status()));
+  std::fprintf(stderr, "savepoint of checkpoint %lld complete%s\n", static_cast<long long>(r->checkpoint_id()),
+               stop ? "; the job stops" : "");
+  std::printf("%s\n", r->path().c_str());
   return 0;
 }
 
@@ -181,7 +217,9 @@ int Local(const ParsedFlags& flags) {
 }
 
 int Main(int argc, char** argv) {
-  auto flags = ParseFlags(argc, argv, 1, {"jobmanager", "taskmanagers", "slots", "log-level"}, {"wait", "help"});
+  auto flags = ParseFlags(argc, argv, 1,
+                          {"jobmanager", "taskmanagers", "slots", "log-level", "from-savepoint", "parallelism", "dir"},
+                          {"wait", "help"});
   if (!flags.ok()) return Fail(absl::StrCat(Msg(flags.status()), "\n", kUsage), 2);
   if (flags->Has("help") || flags->positional.empty()) {
     std::fputs(kUsage, flags->Has("help") ? stdout : stderr);
@@ -198,6 +236,8 @@ int Main(int argc, char** argv) {
   if (command == "jobs") return Jobs(address);
   if (command == "status") return Status(*flags, address);
   if (command == "cancel") return Cancel(*flags, address);
+  if (command == "savepoint") return Savepoint(*flags, address, /*stop=*/false);
+  if (command == "stop") return Savepoint(*flags, address, /*stop=*/true);
   if (command == "local") return Local(*flags);
   return Fail(absl::StrCat("unknown command '", command, "', expected one of submit, jobs, status, cancel, local"), 2);
 }

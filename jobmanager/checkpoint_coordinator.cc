@@ -1,6 +1,7 @@
 #include "jobmanager/checkpoint_coordinator.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -206,18 +207,7 @@ void CheckpointCoordinator::PeriodicTrigger() {
   }
 }
 
-TriggerResult CheckpointCoordinator::TriggerCheckpoint() {
-  if (stopped_) return TriggerResult::kStopped;
-  if (!AllTasksStarted()) {
-    spdlog::debug("job {}: checkpoint not triggered: not every task is running", options_.job_id);
-    return TriggerResult::kTasksNotRunning;
-  }
-  if (static_cast<int>(pending_.size()) >= max_concurrent()) return TriggerResult::kTooManyConcurrent;
-  const int64_t now = timers_.Now();
-  if (options_.spec.min_pause_ms() > 0 && last_completed_at_ms_ > 0 &&
-      now < last_completed_at_ms_ + options_.spec.min_pause_ms()) {
-    return TriggerResult::kMinPause;
-  }
+CheckpointId CheckpointCoordinator::StartCheckpoint(int64_t now) {
   // Every running task hears of it: sources start it; the others act on
   // it only once their input ended (their final checkpoint), and take it
   // with the barriers otherwise.
@@ -227,10 +217,6 @@ TriggerResult CheckpointCoordinator::TriggerCheckpoint() {
     if (tasks_[i].state != proto::TASK_RUNNING) continue;
     running.push_back(i);
     sources += tasks_[i].task.source ? 1 : 0;
-  }
-  if (running.empty()) {
-    spdlog::debug("job {}: checkpoint not triggered: every task finished", options_.job_id);
-    return TriggerResult::kNoRunningSource;
   }
 
   const CheckpointId id{next_id_++};
@@ -258,6 +244,66 @@ TriggerResult CheckpointCoordinator::TriggerCheckpoint() {
                                  if (!error.empty()) OnTriggerFailed(id, i, error);
                                });
   }
+  return id;
+}
+
+void CheckpointCoordinator::TriggerSavepoint(const std::string& target_dir, SavepointDone done) {
+  if (stopped_) {
+    done(absl::FailedPreconditionError("the job ended"));
+    return;
+  }
+  if (!AllTasksStarted()) {
+    done(absl::FailedPreconditionError("not every task of the job is running yet"));
+    return;
+  }
+  if (std::none_of(tasks_.begin(), tasks_.end(), [](const TaskEntry& t) { return t.state == proto::TASK_RUNNING; })) {
+    done(absl::FailedPreconditionError("every task of the job finished"));
+    return;
+  }
+  const CheckpointId id = StartCheckpoint(timers_.Now());
+  spdlog::info("job {}: savepoint triggered as checkpoint {}, to {}", options_.job_id, id.value, target_dir);
+  pending_[id].savepoints.emplace_back(target_dir, std::move(done));
+}
+
+absl::StatusOr<std::string> CheckpointCoordinator::WriteSavepoint(const proto::CheckpointMetadata& metadata,
+                                                                 const std::string& target_dir) {
+  const std::string name =
+      absl::StrCat("savepoint-", options_.job_id.substr(0, 6), "-", metadata.checkpoint_id());
+  ASSIGN_OR_RETURN(std::unique_ptr<CheckpointStorage> target,
+                   CheckpointStorage::Open(absl::StrCat(target_dir, target_dir.back() == '/' ? "" : "/", name)));
+  // Every file, under the same relative path: the metadata stays valid.
+  std::error_code ec;
+  const std::filesystem::path tmp =
+      std::filesystem::temp_directory_path() / absl::StrCat("vstream-savepoint-", options_.job_id, "-", name);
+  for (const proto::OperatorSnapshot& op : metadata.operators()) {
+    for (const proto::StateFile& f : op.keyed().files()) {
+      RETURN_IF_ERROR(storage_->Download(f.path(), tmp.string()));
+      absl::Status s = target->Upload(tmp.string(), f.path());
+      std::filesystem::remove(tmp, ec);
+      RETURN_IF_ERROR(s);
+    }
+  }
+  RETURN_IF_ERROR(target->Write("_metadata", metadata.SerializeAsString()));
+  return target->uri();
+}
+
+TriggerResult CheckpointCoordinator::TriggerCheckpoint() {
+  if (stopped_) return TriggerResult::kStopped;
+  if (!AllTasksStarted()) {
+    spdlog::debug("job {}: checkpoint not triggered: not every task is running", options_.job_id);
+    return TriggerResult::kTasksNotRunning;
+  }
+  if (static_cast<int>(pending_.size()) >= max_concurrent()) return TriggerResult::kTooManyConcurrent;
+  const int64_t now = timers_.Now();
+  if (options_.spec.min_pause_ms() > 0 && last_completed_at_ms_ > 0 &&
+      now < last_completed_at_ms_ + options_.spec.min_pause_ms()) {
+    return TriggerResult::kMinPause;
+  }
+  if (std::none_of(tasks_.begin(), tasks_.end(), [](const TaskEntry& t) { return t.state == proto::TASK_RUNNING; })) {
+    spdlog::debug("job {}: checkpoint not triggered: every task finished", options_.job_id);
+    return TriggerResult::kNoRunningSource;
+  }
+  StartCheckpoint(now);
   return TriggerResult::kTriggered;
 }
 
@@ -412,6 +458,7 @@ void CheckpointCoordinator::Complete(CheckpointId id) {
   }
   c.shared = std::move(p.shared);
   const proto::CheckpointStatus status = StatusOf(p, proto::CHECKPOINT_COMPLETED, now);
+  std::vector<std::pair<std::string, SavepointDone>> savepoints = std::move(p.savepoints);
   pending_.erase(it);
 
   // Older pending checkpoints are subsumed: the tasks moved past them.
@@ -439,6 +486,18 @@ void CheckpointCoordinator::Complete(CheckpointId id) {
                   options_.job_id, id.value, std::string(s.message()));
   }
   Notify(id, /*completed=*/true);
+  for (auto& [target, done] : savepoints) {
+    absl::StatusOr<std::string> path = WriteSavepoint(completed_.back().metadata, target);
+    if (path.ok()) {
+      spdlog::info("job {}: savepoint {} written to {}", options_.job_id, id.value, *path);
+      done(std::make_pair(*path, id.value));
+    } else {
+      spdlog::warn("job {}: savepoint {} completed but cannot be copied to {}: {}", options_.job_id, id.value,
+                   target, std::string(path.status().message()));
+      done(absl::Status(path.status().code(), absl::StrCat("checkpoint ", id.value, " completed but cannot be "
+                                                           "copied to ", target, ": ", path.status().message())));
+    }
+  }
 
   // Only now that the record no longer lists them: delete subsumed ones.
   for (Completed& old : subsumed) {
@@ -475,6 +534,9 @@ void CheckpointCoordinator::Abort(CheckpointId id, const std::string& reason) {
   DeleteQuietly(ChkDir(id), id);
   for (const std::string& path : p.private_elsewhere) DeleteQuietly(path, id);
   Notify(id, /*completed=*/false);
+  for (auto& [target, done] : p.savepoints) {
+    done(absl::AbortedError(absl::StrCat("savepoint (checkpoint ", id.value, ") failed: ", reason)));
+  }
 }
 
 void CheckpointCoordinator::AbortAll(const std::string& reason) {

@@ -173,6 +173,16 @@ class CheckpointCoordinator {
   // timer calls this).
   TriggerResult TriggerCheckpoint();
 
+  // A savepoint (Flink's): a checkpoint triggered now, whatever the
+  // interval, min_pause and max_concurrent say, which, once complete, is
+  // copied with every file it refers to into a new directory under
+  // `target_dir` (a storage URI): savepoint-<job id prefix>-<checkpoint id>/,
+  // self-contained, never deleted by the coordinator. `done` gets the
+  // savepoint's URI and checkpoint id, or why it failed. The copy runs on
+  // the main thread.
+  using SavepointDone = std::function<void(absl::StatusOr<std::pair<std::string, int64_t>>)>;
+  void TriggerSavepoint(const std::string& target_dir, SavepointDone done);
+
   // The job ended or is being cancelled: pending checkpoints are aborted
   // with `reason`, and no more are triggered. Idempotent.
   void Shutdown(const std::string& reason);
@@ -202,6 +212,7 @@ class CheckpointCoordinator {
     std::vector<std::string> private_elsewhere;  // private files outside chk-<id>/
     int64_t bytes = 0;
     int64_t alignment_ms = 0;
+    std::vector<std::pair<std::string, SavepointDone>> savepoints;  // target dir, callback
   };
   struct Completed {
     proto::CheckpointMetadata metadata;
@@ -226,6 +237,10 @@ class CheckpointCoordinator {
   // Aborts one pending checkpoint (no follow-up: see OnCheckpointsEnded).
   void Abort(CheckpointId id, const std::string& reason);
   void AbortAll(const std::string& reason);
+  // Creates the pending checkpoint and sends the triggers.
+  CheckpointId StartCheckpoint(int64_t now);
+  absl::StatusOr<std::string> WriteSavepoint(const proto::CheckpointMetadata& metadata,
+                                             const std::string& target_dir);
   // After checkpoints ended: deletes deferred shared files if none is
   // pending, and runs a trigger that waited for a free slot.
   void OnCheckpointsEnded();

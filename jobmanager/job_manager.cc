@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -157,7 +158,7 @@ class JobManager::DispatcherService final : public proto::Dispatcher::Service {
   explicit DispatcherService(JobManager& jm) : jm_(jm) {}
   grpc::Status SubmitJob(grpc::ServerContext*, const proto::SubmitJobRequest* req,
                          proto::SubmitJobResponse* resp) override {
-    auto id = jm_.main_->Call([&] { return jm_.Submit(req->graph()); });
+    auto id = jm_.main_->Call([&] { return jm_.Submit(req->graph(), req->from_savepoint()); });
     if (!id.ok()) return ToGrpc(id.status());
     resp->set_job_id(*id);
     return grpc::Status::OK;
@@ -176,6 +177,33 @@ class JobManager::DispatcherService final : public proto::Dispatcher::Service {
   grpc::Status CancelJob(grpc::ServerContext*, const proto::JobIdRequest* req,
                          proto::CancelJobResponse*) override {
     return ToGrpc(jm_.main_->Call([&] { return jm_.Cancel(req->job_id()); }));
+  }
+  // Waits (on this gRPC thread) until the savepoint is complete or failed.
+  grpc::Status TriggerSavepoint(grpc::ServerContext* ctx, const proto::SavepointRequest* req,
+                                proto::SavepointResponse* resp) override {
+    auto result = std::make_shared<std::promise<absl::StatusOr<std::pair<std::string, int64_t>>>>();
+    auto future = result->get_future();
+    jm_.main_->Call([&] {
+      auto it = jm_.jobs_.find(req->job_id());
+      if (it == jm_.jobs_.end()) {
+        result->set_value(absl::NotFoundError(absl::StrCat("no job with id ", req->job_id())));
+        return 0;
+      }
+      const std::string target = req->target_dir().empty() ? jm_.DefaultSavepointDir() : req->target_dir();
+      it->second->TriggerSavepoint(target, req->stop(),
+                                   [result](absl::StatusOr<std::pair<std::string, int64_t>> r) {
+                                     result->set_value(std::move(r));
+                                   });
+      return 0;
+    });
+    while (future.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready) {
+      if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    }
+    absl::StatusOr<std::pair<std::string, int64_t>> r = future.get();
+    if (!r.ok()) return ToGrpc(r.status());
+    resp->set_path(r->first);
+    resp->set_checkpoint_id(r->second);
+    return grpc::Status::OK;
   }
 
  private:
@@ -352,6 +380,33 @@ void JobManager::GiveUpTaskManager(const std::string& id, const std::string& why
   for (auto& [job_id, jm] : jobs_) jm->OnTaskManagerLost(id);
 }
 
+std::string JobManager::DefaultSavepointDir() const {
+  std::error_code ec;
+  return (fs::absolute(options_.data_dir, ec) / "savepoints").lexically_normal().string();
+}
+
+absl::StatusOr<proto::CheckpointMetadata> JobManager::ReadSavepoint(const std::string& uri,
+                                                                   const proto::JobGraph& graph) {
+  auto storage = CheckpointStorage::Open(uri);
+  if (!storage.ok()) return storage.status();
+  absl::StatusOr<std::string> bytes = (*storage)->Read("_metadata");
+  proto::CheckpointMetadata metadata;
+  if (!bytes.ok()) {
+    return absl::NotFoundError(absl::StrCat("no savepoint at ", uri, ": ", bytes.status().message()));
+  }
+  if (!metadata.ParseFromString(*bytes)) {
+    return absl::DataLossError(absl::StrCat("the savepoint metadata ", uri, "/_metadata is corrupt"));
+  }
+  for (const proto::OperatorSnapshot& op : metadata.operators()) {
+    if (op.vertex_id() < 0 || op.vertex_id() >= graph.vertices_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("the savepoint ", uri, " has state of operator #",
+                                                     op.vertex_id(), ", which job '", graph.name(),
+                                                     "' does not have (it has ", graph.vertices_size(), ")"));
+    }
+  }
+  return metadata;
+}
+
 void JobManager::LoadJobStore() {
   const fs::path root = fs::path(options_.data_dir) / "jobs";
   std::error_code ec;
@@ -372,6 +427,15 @@ void JobManager::LoadJobStore() {
       auto checkpoints = CreateCheckpointCoordinator(job_id, graph);
       if (checkpoints.ok()) {
         auto jm = NewJobMaster(job_id, graph, status.submitted_at_ms(), std::move(*checkpoints), status.attempt() + 1);
+        if (!status.started_from().empty()) {
+          auto savepoint = ReadSavepoint(status.started_from(), graph);
+          if (savepoint.ok()) {
+            jm->SetInitialRestore(std::move(*savepoint), status.started_from());
+          } else {
+            spdlog::error("job store: job {} started from savepoint {}, which cannot be read any more: {}", job_id,
+                          status.started_from(), std::string(savepoint.status().message()));
+          }
+        }
         jm->ResumeFrom(status);
         JobMaster* raw = jm.get();
         jobs_[job_id] = std::move(jm);
@@ -413,7 +477,7 @@ void JobManager::LoadJobStore() {
   }
 }
 
-absl::StatusOr<std::string> JobManager::Submit(const proto::JobGraph& graph) {
+absl::StatusOr<std::string> JobManager::Submit(const proto::JobGraph& graph, const std::string& from_savepoint) {
   if (graph.vertices_size() == 0) return absl::InvalidArgumentError("the job graph has no vertices");
   for (int i = 0; i < graph.vertices_size(); ++i) {
     if (graph.vertices(i).id() != i) return absl::InvalidArgumentError("vertex ids must be 0..n-1 in order");
@@ -429,7 +493,14 @@ absl::StatusOr<std::string> JobManager::Submit(const proto::JobGraph& graph) {
   }
   const std::string job_id = NewJobId();
   ASSIGN_OR_RETURN(std::unique_ptr<CheckpointCoordinator> checkpoints, CreateCheckpointCoordinator(job_id, graph));
+  std::optional<proto::CheckpointMetadata> savepoint;
+  if (!from_savepoint.empty()) {
+    auto read = ReadSavepoint(from_savepoint, graph);
+    if (!read.ok()) return read.status();
+    savepoint = std::move(*read);
+  }
   auto jm = NewJobMaster(job_id, graph, NowMillis(), std::move(checkpoints), 0);
+  if (savepoint) jm->SetInitialRestore(std::move(*savepoint), from_savepoint);
   JobMaster* raw = jm.get();
   jobs_[job_id] = std::move(jm);
   spdlog::info("job {} ('{}') submitted with {} vertices", job_id, graph.name(), graph.vertices_size());

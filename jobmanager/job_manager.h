@@ -60,6 +60,11 @@ class JobManager {
   explicit JobManager(JobManagerOptions options);
   absl::Status Init();
   void LoadJobStore();
+  // Reads a savepoint's (or retained checkpoint's) metadata and checks it
+  // fits the graph.
+  absl::StatusOr<proto::CheckpointMetadata> ReadSavepoint(const std::string& uri, const proto::JobGraph& graph);
+  // <data-dir>/savepoints, absolute.
+  std::string DefaultSavepointDir() const;
   std::unique_ptr<JobMaster> NewJobMaster(const std::string& job_id, const proto::JobGraph& graph,
                                           int64_t submitted_at_ms, std::unique_ptr<CheckpointCoordinator> checkpoints,
                                           int attempt);
@@ -73,7 +78,7 @@ class JobManager {
                                                                                       const proto::JobGraph& graph);
 
   // Main-thread operations (called through main_.Call).
-  absl::StatusOr<std::string> Submit(const proto::JobGraph& graph);
+  absl::StatusOr<std::string> Submit(const proto::JobGraph& graph, const std::string& from_savepoint);
   proto::ListJobsResponse List();
   absl::StatusOr<proto::JobStatus> Get(const std::string& job_id);
   absl::Status Cancel(const std::string& job_id);

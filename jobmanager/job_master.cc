@@ -159,13 +159,28 @@ proto::TaskDeploymentDescriptor JobMaster::Descriptor(size_t i) const {
   tdd.set_attempt(attempt_);
   if (checkpoints_) tdd.set_checkpoint_storage(checkpoints_->storage_uri());
   if (restore_) {
-    // The task's part of the checkpoint: its chain's operators, its subtask.
+    // The task's part of the checkpoint: its chain's operators; its own
+    // subtask's snapshots, and at another parallelism those it may need:
+    // keyed state of key groups it now owns, operator state of subtasks
+    // that no longer exist (the task picks them, see StreamTask).
     proto::TaskRestore* restore = tdd.mutable_restore();
     restore->set_checkpoint_id(restore_->checkpoint_id());
+    restore->set_storage(restore_storage_);
+    const int parallelism = std::max(1, graph_.vertices(chain[0]).parallelism());
+    std::map<int, int> snapshot_parallelism;  // vertex -> subtasks in the snapshot
     for (const proto::OperatorSnapshot& op : restore_->operators()) {
-      if (op.subtask_index() == t.subtask && chain_of_vertex_[op.vertex_id()] == t.chain) {
-        *restore->add_operators() = op;
+      int& p = snapshot_parallelism[op.vertex_id()];
+      p = std::max(p, op.subtask_index() + 1);
+    }
+    for (const proto::OperatorSnapshot& op : restore_->operators()) {
+      if (op.vertex_id() < 0 || op.vertex_id() >= graph_.vertices_size() ||
+          chain_of_vertex_[op.vertex_id()] != t.chain) {
+        continue;
       }
+      const bool own = op.subtask_index() == t.subtask;
+      const bool orphan = op.subtask_index() >= parallelism && op.subtask_index() % parallelism == t.subtask;
+      const bool rescaled = snapshot_parallelism[op.vertex_id()] != parallelism;
+      if (own || orphan || (rescaled && op.has_keyed())) *restore->add_operators() = op;
     }
   }
   auto in_chain = [&](int v) { return chain_of_vertex_[v] == t.chain; };
@@ -251,6 +266,12 @@ void JobMaster::OnTaskReport(const proto::TaskReport& report) {
                              ") failed: ", report.error()));
       return;
     }
+    if (report.state() == proto::TASK_CANCELED && state_ == proto::RUNNING) {
+      // Not asked for (that would be CANCELLING): its TaskManager stopped.
+      OnFailure(absl::StrCat("task ", graph_.vertices(chains_[t.chain][0]).name(), " (subtask ", t.subtask,
+                             ") was cancelled by its TaskManager"));
+      return;
+    }
     if (state_ == proto::RUNNING && report.state() == proto::TASK_RUNNING) {
       bool all_running = true;
       for (const auto& other : tasks_) all_running = all_running && other.state == proto::TASK_RUNNING;
@@ -315,14 +336,16 @@ void JobMaster::OnFailure(const std::string& message) {
     Fail(restarts_ == 0 ? message : absl::StrCat(message, " (", why, " after ", restarts_, " restart(s))"));
     return;
   }
-  CancelTasks();
   if (checkpoints_) checkpoints_->Reset(absl::StrCat("the job restarts: ", message));
   restart_delay_passed_ = false;
   const uint64_t generation = ++restart_generation_;
   const int64_t latest = checkpoints_ ? checkpoints_->latest_completed().value : 0;
   SetState(proto::RESTARTING,
            absl::StrCat(message, "; restarting in ", *delay, " ms from ",
-                        latest > 0 ? absl::StrCat("checkpoint ", latest) : std::string("the beginning")));
+                        latest > 0 ? absl::StrCat("checkpoint ", latest)
+                        : initial_restore_ ? absl::StrCat("savepoint ", initial_restore_storage_)
+                                           : std::string("the beginning")));
+  CancelTasks();
   auto passed = [this, generation] {
     if (generation != restart_generation_) return;
     restart_delay_passed_ = true;
@@ -347,12 +370,13 @@ void JobMaster::Restart() {
   resources_.Release(job_id_);
   ++attempt_;
   ++restarts_;
-  restore_.reset();
-  restored_checkpoint_ = 0;
+  restore_ = initial_restore_;
+  restore_storage_ = initial_restore_storage_;
   if (checkpoints_ && checkpoints_->latest_metadata() != nullptr) {
     restore_ = *checkpoints_->latest_metadata();
-    restored_checkpoint_ = restore_->checkpoint_id();
+    restore_storage_.clear();
   }
+  restored_checkpoint_ = restore_ ? restore_->checkpoint_id() : 0;
   AssignTaskIds();
   for (auto& t : tasks_) {
     t.state = proto::TASK_SCHEDULED;
@@ -369,11 +393,47 @@ void JobMaster::Restart() {
   if (state_ == proto::CREATED && on_state_change_) on_state_change_();
 }
 
+void JobMaster::SetInitialRestore(proto::CheckpointMetadata metadata, std::string storage) {
+  initial_restore_ = std::move(metadata);
+  initial_restore_storage_ = std::move(storage);
+  restore_ = initial_restore_;
+  restore_storage_ = initial_restore_storage_;
+  restored_checkpoint_ = restore_->checkpoint_id();
+}
+
+void JobMaster::TriggerSavepoint(const std::string& target_dir, bool stop, CheckpointCoordinator::SavepointDone done) {
+  if (!checkpoints_) {
+    done(absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id_, " takes no checkpoints; savepoints need `checkpointing:` in its spec")));
+    return;
+  }
+  if (state_ != proto::RUNNING) {
+    done(absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id_, " is ", proto::JobState_Name(state_), ", not RUNNING")));
+    return;
+  }
+  checkpoints_->TriggerSavepoint(
+      target_dir, [this, stop, done = std::move(done)](absl::StatusOr<std::pair<std::string, int64_t>> result) {
+        if (result.ok() && stop && state_ == proto::RUNNING) {
+          // Flink's stop-with-savepoint: the job ends FINISHED. The
+          // savepoint's notification goes out before the cancellations, so
+          // sinks publish what it covers (else a resume from it does).
+          stopped_with_ = result->first;
+          ++restart_generation_;
+          CancelTasks();
+          SetState(proto::CANCELLING, absl::StrCat("stopping after savepoint ", result->first));
+          CheckCompletion();
+        }
+        done(std::move(result));
+      });
+}
+
 void JobMaster::ResumeFrom(const proto::JobStatus& stored) {
   restarts_ = stored.restarts();
   last_failure_ = stored.last_failure();
   if (checkpoints_ && checkpoints_->latest_metadata() != nullptr) {
     restore_ = *checkpoints_->latest_metadata();
+    restore_storage_.clear();
     restored_checkpoint_ = restore_->checkpoint_id();
   }
 }
@@ -431,7 +491,11 @@ void JobMaster::CheckCompletion() {
   if (all_finished && state_ == proto::RUNNING) {
     SetState(proto::FINISHED);
   } else if (all_terminal && state_ == proto::CANCELLING) {
-    SetState(proto::CANCELED);
+    if (stopped_with_.empty()) {
+      SetState(proto::CANCELED);
+    } else {
+      SetState(proto::FINISHED, absl::StrCat("stopped with savepoint ", stopped_with_));
+    }
   } else if (on_state_change_ && state_ == proto::RUNNING) {
     // Task-level progress is visible through Status(); no job state change.
   }
@@ -448,6 +512,7 @@ proto::JobStatus JobMaster::Status() const {
   s.set_last_failure(last_failure_);
   s.set_restored_checkpoint(restored_checkpoint_);
   s.set_attempt(attempt_);
+  s.set_started_from(initial_restore_storage_);
   s.set_ended_at_ms(ended_at_ms_);
   for (const auto& v : graph_.vertices()) {
     auto* vs = s.add_vertices();

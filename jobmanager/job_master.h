@@ -89,6 +89,14 @@ class JobMaster {
   // A job the JobManager resumes after its own restart: counts and reasons
   // of earlier restarts as stored; it starts from the latest checkpoint.
   void ResumeFrom(const proto::JobStatus& stored);
+  // The job starts from a savepoint (or retained checkpoint) in `storage`,
+  // instead of from scratch; restarts before its first own checkpoint
+  // completes go back to it too.
+  void SetInitialRestore(proto::CheckpointMetadata metadata, std::string storage);
+  // vstream savepoint / stop: `done` gets the savepoint's URI and id. With
+  // `stop`, the job's tasks are cancelled once the savepoint completed, and
+  // the job ends FINISHED.
+  void TriggerSavepoint(const std::string& target_dir, bool stop, CheckpointCoordinator::SavepointDone done);
   // Called when a TaskManager turned out unreachable (an RPC to it failed),
   // so that it is given up at once instead of after the heartbeat timeout.
   void set_on_task_manager_unreachable(std::function<void(const std::string& task_manager_id)> fn) {
@@ -156,6 +164,10 @@ class JobMaster {
   std::string last_failure_;
   int64_t restored_checkpoint_ = 0;
   std::optional<proto::CheckpointMetadata> restore_;  // what the next deployment restores
+  std::string restore_storage_;                        // where its files are; empty: checkpoint storage
+  std::optional<proto::CheckpointMetadata> initial_restore_;  // the savepoint the job started from
+  std::string initial_restore_storage_;
+  std::string stopped_with_;  // stop-with-savepoint: the savepoint; the job ends FINISHED
   bool restart_delay_passed_ = false;
   uint64_t restart_generation_ = 0;  // invalidates restart timers
 };

@@ -253,20 +253,47 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
                                                        storage_, env.checkpoint_responder, env.snapshot_uploads);
     }
     // On a restore, this operator's part of the checkpoint: keyed state goes
-    // into its state dir before it opens, its own state after.
+    // into its state dir before it opens, its own state after. At another
+    // parallelism the keyed state comes from every snapshot whose key
+    // groups overlap this subtask's, and this subtask also takes the
+    // operator state of subtasks that no longer exist (i >= parallelism,
+    // i % parallelism == this one), as Flink's union redistribution.
     const proto::OperatorSnapshot* restored = nullptr;
+    std::vector<const proto::OperatorSnapshot*> orphans;
+    std::vector<proto::KeyedStateHandle> keyed;
     for (const auto& snap : tdd.restore().operators()) {
-      if (snap.vertex_id() == v.id() && snap.subtask_index() == tdd.subtask_index()) restored = &snap;
+      if (snap.vertex_id() != v.id()) continue;
+      if (snap.subtask_index() == tdd.subtask_index()) {
+        restored = &snap;
+      } else if (snap.subtask_index() >= tdd.parallelism() &&
+                 snap.subtask_index() % tdd.parallelism() == tdd.subtask_index()) {
+        orphans.push_back(&snap);
+      }
+      if (snap.has_keyed() && snap.keyed().key_group_start() <= key_groups.end &&
+          snap.keyed().key_group_end() >= key_groups.start) {
+        keyed.push_back(snap.keyed());
+      }
     }
     if (restored == nullptr || !restored->finished()) finished_on_restore_ = false;
-    if (restored != nullptr && restored->has_keyed()) {
+    auto restore_error = [&](const absl::Status& s) {
+      return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': restoring checkpoint ",
+                                                 tdd.restore().checkpoint_id(), ": ", s.message()));
+    };
+    // The same files as this subtask's own earlier snapshot: later
+    // checkpoints may refer to them instead of uploading them again.
+    const bool same_files = tdd.restore().storage().empty() && keyed.size() == 1 && restored != nullptr &&
+                            restored->has_keyed() && restored->keyed().key_group_start() == key_groups.start &&
+                            restored->keyed().key_group_end() == key_groups.end;
+    if (!keyed.empty()) {
       if (!storage_) return absl::InvalidArgumentError("a restore without checkpoint storage");
+      if (!tdd.restore().storage().empty() && !restore_storage_) {
+        ASSIGN_OR_RETURN(restore_storage_, CheckpointStorage::Open(tdd.restore().storage()));
+      }
+      CheckpointStorage& from = restore_storage_ ? *restore_storage_ : *storage_;
       std::error_code ec;
       std::filesystem::remove_all(ctx.state_dir, ec);
-      absl::Status s = RestoreKeyedState(*storage_, restored->keyed(), key_groups, ctx.state_dir);
-      if (!s.ok()) {
-        return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': restoring checkpoint ",
-                                                   tdd.restore().checkpoint_id(), ": ", s.message()));
+      if (absl::Status s = RestoreKeyedState(from, keyed, key_groups, ctx.state_dir); !s.ok()) {
+        return restore_error(s);
       }
       ctx.restored = true;
     }
@@ -274,15 +301,14 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': ", s.message()));
     if (operators_[i]->needs_final_checkpoint()) needs_final_checkpoint_ = true;
     if (restored != nullptr) {
-      s = operators_[i]->RestoreOperatorState(restored->operator_state());
-      if (!s.ok()) {
-        return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': restoring checkpoint ",
-                                                   tdd.restore().checkpoint_id(), ": ", s.message()));
-      }
+      if (s = operators_[i]->RestoreOperatorState(restored->operator_state()); !s.ok()) return restore_error(s);
+    }
+    for (const proto::OperatorSnapshot* orphan : orphans) {
+      if (s = operators_[i]->RestoreOperatorState(orphan->operator_state()); !s.ok()) return restore_error(s);
     }
     if (checkpoints_) {
       checkpoints_->AddOperator(v.id(), operators_[i].get(), ctx.state_dir);
-      if (restored != nullptr && restored->has_keyed()) checkpoints_->AddRestored(v.id(), restored->keyed());
+      if (same_files) checkpoints_->AddRestored(v.id(), restored->keyed());
     }
   }
 
@@ -413,7 +439,7 @@ void StreamTask::ProcessCheckpointRequests() {
   // while the input runs stays requested: if the input ends before its
   // barrier arrives, the final wait takes it.
   const int64_t trigger = trigger_requested_.load();
-  if (trigger > last_triggered_ && (!gate_ || input_ended_)) PerformCheckpoint(trigger, 0);
+  if (trigger > last_triggered_ && (!gate_ || input_ended_) && !cancelled_) PerformCheckpoint(trigger, 0);
   std::vector<std::pair<int64_t, bool>> notes;
   {
     std::lock_guard<std::mutex> lock(requests_mu_);
@@ -548,7 +574,13 @@ absl::Status StreamTask::Run() {
       }
     }
   }
-  if (cancelled_) return absl::CancelledError("task cancelled");
+  if (cancelled_) {
+    // Notifications that came before the cancellation still count (stop
+    // with savepoint: sinks publish what the savepoint covers).
+    has_requests_.store(true);
+    ProcessCheckpointRequests();
+    return absl::CancelledError("task cancelled");
+  }
   // End of input is the end of event time: every pending window fires.
   if (!valve_ || valve_->watermark() < kMaxWatermark) head->PushWatermark(kMaxWatermark);
   head->Finish();  // cascades down the chain to the tail's emitters

@@ -104,6 +104,7 @@ class StreamTask {
   bool wants_processing_time_ = false;
   std::atomic<bool> cancelled_{false};
   std::shared_ptr<CheckpointStorage> storage_;     // null: no checkpoint storage
+  std::unique_ptr<CheckpointStorage> restore_storage_;  // a savepoint restored from; null: storage_
   std::unique_ptr<TaskCheckpoints> checkpoints_;  // null: no checkpoint storage
   std::atomic<int64_t> trigger_requested_{0};
   int64_t last_triggered_ = 0;  // the last checkpoint this task took part in

@@ -169,9 +169,13 @@ void KeyedStateBackend::SetCurrentKey(int key_group, std::string_view serialized
 template <typename Handle>
 absl::StatusOr<Handle*> KeyedStateBackend::Register(const std::string& name,
                                                     std::shared_ptr<const StateBehavior> behavior,
-                                                    bool write_back_cache) {
+                                                    bool write_back_cache, bool timer_state) {
   if (name.empty() || name == rocksdb::kDefaultColumnFamilyName) {
     return absl::InvalidArgumentError(absl::StrCat("invalid state name '", name, "'"));
+  }
+  if (!timer_state && std::string_view(name).substr(0, kTimerStatePrefix.size()) == kTimerStatePrefix) {
+    return absl::InvalidArgumentError(absl::StrCat("state name '", name, "': the prefix '",
+                                                   AV(kTimerStatePrefix), "' is reserved for timer queues"));
   }
   for (auto& slot : states_) {
     if (slot->name != name) continue;
@@ -265,6 +269,13 @@ absl::StatusOr<AggregatingState*> KeyedStateBackend::GetAggregatingState(
   b->aggregate = d.function;
   b->associative = d.associative;
   return Register<AggregatingState>(d.name, std::move(b), d.write_back_cache);
+}
+
+absl::StatusOr<ValueState*> KeyedStateBackend::GetTimerState(const std::string& queue_name) {
+  auto b = std::make_shared<StateBehavior>();
+  b->kind = StateKind::kValue;
+  return Register<ValueState>(absl::StrCat(AV(kTimerStatePrefix), queue_name), std::move(b),
+                              /*write_back_cache=*/false, /*timer_state=*/true);
 }
 
 absl::Status KeyedStateBackend::Flush() {

@@ -54,6 +54,13 @@ namespace vstream {
 class CacheReservation;
 class WriteBackCache;
 
+// Timer queues (state/timer_queue.h) keep their timers in a column family
+// named kTimerStatePrefix + the queue's name, keyed [time][payload] rather
+// than by key group. The prefix is reserved: no other state's name may start
+// with it, so a restore at another parallelism (state_snapshot.h) knows each
+// column family's key layout from its name alone.
+inline constexpr std::string_view kTimerStatePrefix = "timers/";
+
 struct KeyedStateBackendOptions {
   // Directory of the RocksDB instance; created if missing. Required.
   std::string path;
@@ -122,6 +129,10 @@ class KeyedStateBackend {
   absl::StatusOr<ReducingState*> GetReducingState(const ReducingStateDescriptor& descriptor);
   absl::StatusOr<AggregatingState*> GetAggregatingState(
       const AggregatingStateDescriptor& descriptor);
+  // The state (no TTL, no cache) holding timer queue `queue_name`, named
+  // kTimerStatePrefix + queue_name. For TimerQueue::Create; the names above
+  // may not start with kTimerStatePrefix (InvalidArgument).
+  absl::StatusOr<ValueState*> GetTimerState(const std::string& queue_name);
 
   // Writes every dirty entry of the write-back cache to RocksDB, in
   // WriteBatches. Call before each snapshot.
@@ -167,7 +178,7 @@ class KeyedStateBackend {
   template <typename Handle>
   absl::StatusOr<Handle*> Register(const std::string& name,
                                    std::shared_ptr<const StateBehavior> behavior,
-                                   bool write_back_cache);
+                                   bool write_back_cache, bool timer_state = false);
   absl::StatusOr<ValueState*> LegacyValueState(StateId state);
 
   KeyedStateBackendOptions options_;

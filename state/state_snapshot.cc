@@ -6,7 +6,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
+#include "common/status_macros.h"
+#include "rocksdb/db.h"
+#include "rocksdb/merge_operator.h"
 #include "rocksdb/utilities/checkpoint.h"
+#include "rocksdb/write_batch.h"
+#include "spdlog/spdlog.h"
+#include "state/keyed_state.h"
+#include "state/state_key.h"
+#include "state/timer_queue.h"
 
 namespace vstream {
 namespace {
@@ -124,29 +132,360 @@ size_t IncrementalSnapshotter::last_uploaded() const {
   return last_uploaded_;
 }
 
-absl::Status RestoreKeyedState(CheckpointStorage& storage, const proto::KeyedStateHandle& handle,
-                               KeyGroupRange target, const std::string& db_dir) {
-  if (handle.key_group_start() != target.start || handle.key_group_end() != target.end) {
-    return absl::UnimplementedError(absl::StrCat(
-        "restoring key groups ", target.start, "-", target.end, " from a snapshot of key groups ",
-        handle.key_group_start(), "-", handle.key_group_end(),
-        ": restoring at another parallelism is not supported yet"));
-  }
+namespace {
+
+// Downloads the files of `handle` into the directory `dir` (created if
+// missing), checking names and sizes.
+absl::Status DownloadFiles(CheckpointStorage& storage, const proto::KeyedStateHandle& handle, const std::string& dir) {
   std::error_code ec;
-  fs::create_directories(db_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", db_dir, ": ", ec.message()));
+  fs::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
   for (const proto::StateFile& f : handle.files()) {
-    if (f.name().empty() || f.name().find('/') != std::string::npos) {
+    if (f.name().empty() || f.name() == "." || f.name() == ".." || f.name().find('/') != std::string::npos) {
       return absl::DataLossError(absl::StrCat("state handle names a bad file '", f.name(), "'"));
     }
-    const std::string local = (fs::path(db_dir) / f.name()).string();
+    const std::string local = (fs::path(dir) / f.name()).string();
     if (absl::Status s = storage.Download(f.path(), local); !s.ok()) return s;
-    if (fs::file_size(local, ec) != f.size()) {
-      return absl::DataLossError(absl::StrCat("state file ", f.path(), " has ", fs::file_size(local, ec),
-                                              " bytes, the snapshot recorded ", f.size()));
+    const uintmax_t size = fs::file_size(local, ec);
+    if (ec || size != f.size()) {
+      return absl::DataLossError(
+          absl::StrCat("state file ", f.path(), " has ", ec ? 0 : size, " bytes, the snapshot recorded ", f.size()));
     }
   }
   return absl::OkStatus();
+}
+
+bool ValidRange(int start, int end) { return start >= 0 && start <= end && end < kMaxKeyGroups; }
+
+// The merge operator of the snapshots read during a redistribution. RocksDB
+// calls it when an iterator lands on a key with merge operands; it cannot
+// fold them (the fold is the operator's), so it keeps the base value and the
+// operands for the copier to write as they are. Used by one thread (a
+// read-only instance runs no background merges).
+class OperandCapture final : public rocksdb::MergeOperator {
+ public:
+  struct Captured {
+    std::string key;
+    bool has_base = false;
+    std::string base;
+    std::vector<std::string> operands;  // oldest first
+  };
+
+  bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
+    captured_.key.assign(in.key.data(), in.key.size());
+    captured_.has_base = in.existing_value != nullptr;
+    if (captured_.has_base) captured_.base.assign(in.existing_value->data(), in.existing_value->size());
+    captured_.operands.clear();
+    for (const rocksdb::Slice& op : in.operand_list) captured_.operands.emplace_back(op.data(), op.size());
+    captured_.valid = true;
+    out->new_value.clear();
+    return true;
+  }
+  const char* Name() const override { return "vstream.RestoreOperandCapture"; }
+
+  // The operands of `key` if the iterator merged them to land on it.
+  const Captured* Take(const rocksdb::Slice& key) const {
+    if (!captured_.valid || rocksdb::Slice(captured_.key) != key) return nullptr;
+    captured_.valid = false;
+    return &captured_;
+  }
+
+ private:
+  struct State : Captured {
+    bool valid = false;
+  };
+  mutable State captured_;
+};
+
+// The merge operator of the new instance while it is built: it never merges,
+// so operands written on top of an already flushed base stay operands until
+// the backend opens the instance with the operator's own merge operator.
+// (Automatic compactions are off, and a flush merges only within its
+// memtable, which never holds a base and an operand of one key.)
+class KeepOperands final : public rocksdb::MergeOperator {
+ public:
+  bool FullMergeV2(const MergeOperationInput&, MergeOperationOutput*) const override { return false; }
+  const char* Name() const override { return "vstream.RestoreKeepOperands"; }
+};
+
+constexpr size_t kWriteBatchBytes = size_t{4} << 20;
+
+bool IsTimerColumnFamily(const std::string& name) {
+  return name.compare(0, kTimerStatePrefix.size(), kTimerStatePrefix.data(), kTimerStatePrefix.size()) == 0;
+}
+
+// A snapshot opened read-only; closes it when it goes.
+class SnapshotReader {
+ public:
+  ~SnapshotReader() {
+    if (db_ == nullptr) return;
+    for (rocksdb::ColumnFamilyHandle* cf : cfs_) db_->DestroyColumnFamilyHandle(cf);
+    db_->Close().PermitUncheckedError();
+    delete db_;
+  }
+
+  absl::Status Open(const std::string& dir) {
+    rocksdb::DBOptions options;
+    options.create_if_missing = false;
+    options.paranoid_checks = true;
+    RETURN_IF_ERROR(FromRocksStatus(rocksdb::DB::ListColumnFamilies(options, dir, &names_),
+                                    absl::StrCat("list column families of the snapshot in ", dir)));
+    capture_ = std::make_shared<OperandCapture>();
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& name : names_) {
+      rocksdb::ColumnFamilyOptions cf;
+      cf.merge_operator = capture_;
+      descriptors.emplace_back(name, cf);
+    }
+    return FromRocksStatus(rocksdb::DB::OpenForReadOnly(options, dir, descriptors, &cfs_, &db_),
+                           absl::StrCat("open the snapshot in ", dir));
+  }
+
+  rocksdb::DB* db() { return db_; }
+  const std::vector<std::string>& names() const { return names_; }
+  rocksdb::ColumnFamilyHandle* cf(size_t i) { return cfs_[i]; }
+  const OperandCapture& capture() const { return *capture_; }
+
+ private:
+  std::vector<std::string> names_;
+  std::shared_ptr<OperandCapture> capture_;  // RocksDB takes merge operators shared
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
+  rocksdb::DB* db_ = nullptr;
+};
+
+// The new instance a redistribution writes: created empty in `dir`, one
+// column family per name met in the snapshots.
+class RestoreWriter {
+ public:
+  ~RestoreWriter() {
+    if (db_ == nullptr) return;
+    for (auto& [name, cf] : cfs_) db_->DestroyColumnFamilyHandle(cf);
+    db_->Close().PermitUncheckedError();
+    delete db_;
+  }
+
+  absl::Status Open(const std::string& dir) {
+    rocksdb::DBOptions options;
+    options.create_if_missing = true;
+    options.error_if_exists = true;
+    write_options_.disableWAL = true;  // flushed before Close
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors{{rocksdb::kDefaultColumnFamilyName, CfOptions()}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    RETURN_IF_ERROR(FromRocksStatus(rocksdb::DB::Open(options, dir, descriptors, &handles, &db_),
+                                    absl::StrCat("create the restored state in ", dir)));
+    cfs_[rocksdb::kDefaultColumnFamilyName] = handles[0];
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<rocksdb::ColumnFamilyHandle*> ColumnFamily(const std::string& name) {
+    if (auto it = cfs_.find(name); it != cfs_.end()) return it->second;
+    rocksdb::ColumnFamilyHandle* cf = nullptr;
+    RETURN_IF_ERROR(FromRocksStatus(db_->CreateColumnFamily(CfOptions(), name, &cf),
+                                    absl::StrCat("create column family '", name, "'")));
+    cfs_[name] = cf;
+    return cf;
+  }
+
+  absl::Status Put(rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& key, const rocksdb::Slice& value) {
+    RETURN_IF_ERROR(FromRocksStatus(batch_.Put(cf, key, value), "restore: batch"));
+    ++entries_;
+    return MaybeWrite();
+  }
+  absl::Status Merge(rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& key, const rocksdb::Slice& operand) {
+    RETURN_IF_ERROR(FromRocksStatus(batch_.Merge(cf, key, operand), "restore: batch"));
+    ++operands_;
+    return MaybeWrite();
+  }
+
+  // Writes the pending batch and flushes every column family to SST files.
+  absl::Status Flush() {
+    if (batch_.Count() > 0) {
+      RETURN_IF_ERROR(FromRocksStatus(db_->Write(write_options_, &batch_), "restore: write"));
+      batch_.Clear();
+    }
+    for (auto& [name, cf] : cfs_) {
+      RETURN_IF_ERROR(FromRocksStatus(db_->Flush(rocksdb::FlushOptions(), cf),
+                                      absl::StrCat("restore: flush column family '", name, "'")));
+    }
+    return absl::OkStatus();
+  }
+
+  uint64_t entries() const { return entries_; }
+  uint64_t operands() const { return operands_; }
+
+ private:
+  static rocksdb::ColumnFamilyOptions CfOptions() {
+    rocksdb::ColumnFamilyOptions cf;
+    cf.merge_operator = std::make_shared<KeepOperands>();
+    // A compaction would merge operands down to their base: never here.
+    cf.disable_auto_compactions = true;
+    return cf;
+  }
+
+  absl::Status MaybeWrite() {
+    if (batch_.GetDataSize() < kWriteBatchBytes) return absl::OkStatus();
+    RETURN_IF_ERROR(FromRocksStatus(db_->Write(write_options_, &batch_), "restore: write"));
+    batch_.Clear();
+    return absl::OkStatus();
+  }
+
+  rocksdb::DB* db_ = nullptr;
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> cfs_;
+  rocksdb::WriteOptions write_options_;
+  rocksdb::WriteBatch batch_;
+  uint64_t entries_ = 0;
+  uint64_t operands_ = 0;
+};
+
+enum class CopyPass {
+  kValues,    // plain values, and the base values under merge operands
+  kOperands,  // the merge operands, after the values are flushed
+};
+
+// Copies the entries of key groups `range` of column family `i` of `from`.
+// *merged: whether any entry had merge operands (kValues only).
+absl::Status CopyColumnFamily(SnapshotReader& from, size_t i, KeyGroupRange range, CopyPass pass, RestoreWriter& to,
+                              bool* merged) {
+  const std::string& name = from.names()[i];
+  ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * out, to.ColumnFamily(name));
+  const bool timers = IsTimerColumnFamily(name);
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  ro.verify_checksums = true;
+  // Keyed state (and the default column family, which the backend leaves
+  // empty): the key group is the first 2 bytes, the range one scan.
+  std::string lower, upper;
+  AppendKeyGroupBytes(range.start, &lower);
+  if (range.end + 1 < kMaxKeyGroups) AppendKeyGroupBytes(range.end + 1, &upper);
+  const rocksdb::Slice upper_slice(upper);
+  if (!timers && !upper.empty()) ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(from.db()->NewIterator(ro, from.cf(i)));
+  if (timers) {
+    it->SeekToFirst();
+  } else {
+    it->Seek(lower);
+  }
+  for (; it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    if (timers) {
+      if (key.size() < TimerQueue::kTimeBytes + TimerQueue::kKeyGroupBytes) {
+        return absl::DataLossError(absl::StrCat("timer column family '", name, "' holds a malformed timer"));
+      }
+      const char* kg = key.data() + TimerQueue::kTimeBytes;
+      const int key_group = (static_cast<uint8_t>(kg[0]) << 8) | static_cast<uint8_t>(kg[1]);
+      if (key_group < range.start || key_group > range.end) continue;
+    }
+    const rocksdb::Slice value = it->value();  // lands the iterator: merges now
+    const OperandCapture::Captured* captured = from.capture().Take(key);
+    if (pass == CopyPass::kValues) {
+      if (captured == nullptr) {
+        RETURN_IF_ERROR(to.Put(out, key, value));
+        continue;
+      }
+      *merged = true;
+      if (captured->has_base) RETURN_IF_ERROR(to.Put(out, key, captured->base));
+    } else if (captured != nullptr) {
+      for (const std::string& op : captured->operands) RETURN_IF_ERROR(to.Merge(out, key, op));
+    }
+  }
+  return FromRocksStatus(it->status(), absl::StrCat("read column family '", name, "' of a snapshot"));
+}
+
+// Copies the key groups `range` (within the handle's) of one downloaded
+// snapshot into `to`.
+absl::Status CopySnapshot(const std::string& dir, KeyGroupRange range, RestoreWriter& to) {
+  SnapshotReader from;
+  RETURN_IF_ERROR(from.Open(dir));
+  std::vector<size_t> merged_cfs;
+  for (size_t i = 0; i < from.names().size(); ++i) {
+    bool merged = false;
+    RETURN_IF_ERROR(CopyColumnFamily(from, i, range, CopyPass::kValues, to, &merged));
+    if (merged) merged_cfs.push_back(i);
+  }
+  if (merged_cfs.empty()) return absl::OkStatus();
+  // The base values go to SST files first: a flush that met a base and an
+  // operand of one key in its memtable would have to merge them.
+  RETURN_IF_ERROR(to.Flush());
+  for (size_t i : merged_cfs) {
+    bool unused = false;
+    RETURN_IF_ERROR(CopyColumnFamily(from, i, range, CopyPass::kOperands, to, &unused));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Redistribute(CheckpointStorage& storage, const std::vector<const proto::KeyedStateHandle*>& handles,
+                          KeyGroupRange target, const std::string& db_dir) {
+  RestoreWriter to;
+  RETURN_IF_ERROR(to.Open(db_dir));
+  for (size_t h = 0; h < handles.size(); ++h) {
+    const proto::KeyedStateHandle& handle = *handles[h];
+    // Beside db_dir, so on the same disk; one snapshot at a time.
+    const std::string tmp = absl::StrCat(db_dir, ".rescale-", h);
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    RemoveOnExit cleanup(tmp);
+    RETURN_IF_ERROR(DownloadFiles(storage, handle, tmp));
+    const KeyGroupRange range{std::max(target.start, handle.key_group_start()),
+                              std::min(target.end, handle.key_group_end())};
+    absl::Status s = CopySnapshot(tmp, range, to);
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("snapshot of key groups ", handle.key_group_start(), "-",
+                                                 handle.key_group_end(), ": ", s.message()));
+    }
+  }
+  RETURN_IF_ERROR(to.Flush());
+  spdlog::info("restored key groups {}-{} into {} from {} snapshots: {} entries, {} merge operands", target.start,
+               target.end, db_dir, handles.size(), to.entries(), to.operands());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RestoreKeyedState(CheckpointStorage& storage, const std::vector<proto::KeyedStateHandle>& handles,
+                               KeyGroupRange target, const std::string& db_dir) {
+  if (!ValidRange(target.start, target.end)) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot restore key groups ", target.start, "-", target.end));
+  }
+  std::vector<const proto::KeyedStateHandle*> overlapping;
+  for (const proto::KeyedStateHandle& h : handles) {
+    if (!ValidRange(h.key_group_start(), h.key_group_end())) {
+      return absl::DataLossError(
+          absl::StrCat("state handle of key groups ", h.key_group_start(), "-", h.key_group_end()));
+    }
+    if (h.key_group_start() <= target.end && h.key_group_end() >= target.start) overlapping.push_back(&h);
+  }
+  std::sort(overlapping.begin(), overlapping.end(),
+            [](const auto* a, const auto* b) { return a->key_group_start() < b->key_group_start(); });
+  for (size_t i = 1; i < overlapping.size(); ++i) {
+    if (overlapping[i]->key_group_start() <= overlapping[i - 1]->key_group_end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("state handles of key groups ", overlapping[i - 1]->key_group_start(), "-",
+                       overlapping[i - 1]->key_group_end(), " and ", overlapping[i]->key_group_start(), "-",
+                       overlapping[i]->key_group_end(), " overlap: not snapshots of one operator at one checkpoint"));
+    }
+  }
+  std::error_code ec;
+  if (fs::exists(db_dir, ec) && !(fs::is_directory(db_dir, ec) && fs::is_empty(db_dir, ec))) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot restore state into ", db_dir, ": not empty"));
+  }
+  if (const fs::path parent = fs::path(db_dir).parent_path(); !parent.empty()) {
+    fs::create_directories(parent, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot create ", parent.string(), ": ", ec.message()));
+  }
+  absl::Status s;
+  if (overlapping.size() == 1 && overlapping[0]->key_group_start() == target.start &&
+      overlapping[0]->key_group_end() == target.end) {
+    s = DownloadFiles(storage, *overlapping[0], db_dir);
+  } else {
+    s = Redistribute(storage, overlapping, target, db_dir);
+  }
+  if (!s.ok()) fs::remove_all(db_dir, ec);  // never a half-restored instance
+  return s;
+}
+
+absl::Status RestoreKeyedState(CheckpointStorage& storage, const proto::KeyedStateHandle& handle, KeyGroupRange target,
+                               const std::string& db_dir) {
+  return RestoreKeyedState(storage, std::vector<proto::KeyedStateHandle>{handle}, target, db_dir);
 }
 
 }  // namespace vstream

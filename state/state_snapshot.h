@@ -17,11 +17,33 @@
 // Only SSTs of completed checkpoints are referenced, so an aborted checkpoint
 // (whose files the coordinator deletes) is never referenced by a later one.
 //
-// Restore: RestoreKeyedState downloads a handle's files into an empty
-// directory, which KeyedStateBackend then opens with wipe_on_open = false.
+// Restore: RestoreKeyedState fills an empty directory, which
+// KeyedStateBackend then opens with wipe_on_open = false. At the parallelism
+// of the snapshot, a subtask downloads its own snapshot's files as they are.
+// At another one (Flink's key-group redistribution), each new subtask reads
+// the snapshots whose key groups overlap its own and copies just those key
+// groups into a new RocksDB instance:
+//
+//   old subtasks:    [ 0 ........ 63 ][ 64 ....... 127 ]   (handles)
+//                        |      \           /     |
+//   new subtasks:    [ 0 ... 42 ][ 43 ..... 85 ][ 86 ... 127 ]   (targets)
+//
+// Keyed-state column families are ordered by key group (state_key.h): a
+// range of key groups is one seek and a contiguous scan. Timer column
+// families (named kTimerStatePrefix + queue, keyed_state_backend.h) are
+// ordered by time: they are scanned whole, and a timer is kept when the key
+// group its payload starts with (timer_queue.h) is the target's.
+//
+// Values are copied as stored (TTL write times included). Merge operands not
+// yet merged in a snapshot (ListState::Add, folding states without a cache)
+// cannot be merged during the copy: the fold is the operator's function,
+// which the restore does not have. They are copied as operands, on top of
+// their base value, and the operator's own merge operator folds them when
+// its backend reads or compacts them.
 //
 // Thread-safe: Upload may run on a snapshot thread while the task thread
-// calls OnCheckpointComplete.
+// calls OnCheckpointComplete. RestoreKeyedState runs on the task thread
+// before its operators open.
 
 #include <cstdint>
 #include <map>
@@ -85,10 +107,30 @@ class IncrementalSnapshotter {
   size_t last_uploaded_ = 0;
 };
 
-// Fills the empty directory `db_dir` with the snapshot in `handle`, for a
-// backend that owns `target`. The handle must cover exactly `target`
-// (restoring at another parallelism redistributes key groups: not yet).
-absl::Status RestoreKeyedState(CheckpointStorage& storage, const proto::KeyedStateHandle& handle,
+// Restores the key groups `target` of one operator subtask from `handles`:
+// the snapshots of the same operator's subtasks at the checkpoint, at any
+// parallelism (handles that do not overlap `target` are skipped). One handle
+// with exactly `target`: its files are downloaded as they are (fast path).
+// Otherwise each overlapping handle is downloaded to a temporary directory
+// beside db_dir, opened read-only, and the entries of the key groups in
+// `target` are copied into a new RocksDB instance in db_dir, column family by
+// column family, in WriteBatches of about 4 MiB. No overlapping handle: an
+// empty instance. db_dir must not exist or be empty (FailedPrecondition).
+//
+// The temporary directories are removed at the end, and db_dir too when the
+// restore fails. Errors: InvalidArgument for a bad target range or handles
+// whose key groups overlap each other; DataLoss for a handle with a bad key-
+// group range or file name, a file of the wrong size, a corrupt snapshot or a
+// malformed timer; storage errors as CheckpointStorage reports them.
+//
+// Snapshots taken before timer payloads began with their key group (and
+// timer column families with kTimerStatePrefix) restore only at their own
+// parallelism (the fast path).
+absl::Status RestoreKeyedState(CheckpointStorage& storage, const std::vector<proto::KeyedStateHandle>& handles,
                                KeyGroupRange target, const std::string& db_dir);
+
+// The same, from one handle.
+absl::Status RestoreKeyedState(CheckpointStorage& storage, const proto::KeyedStateHandle& handle, KeyGroupRange target,
+                               const std::string& db_dir);
 
 }  // namespace vstream

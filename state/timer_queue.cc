@@ -1,8 +1,8 @@
 #include "state/timer_queue.h"
 
-#include "absl/strings/str_cat.h"
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 
@@ -30,9 +30,7 @@ absl::Status FromRocks(const rocksdb::Status& s, const char* what) {
 
 absl::StatusOr<std::unique_ptr<TimerQueue>> TimerQueue::Create(KeyedStateBackend& backend, const std::string& name,
                                                                size_t memory_limit) {
-  ValueStateDescriptor descriptor;
-  descriptor.name = name;
-  auto state = backend.GetValueState(descriptor);
+  auto state = backend.GetTimerState(name);
   if (!state.ok()) return state.status();
   std::unique_ptr<TimerQueue> queue(
       new TimerQueue(backend.db(), backend.column_family((*state)->id()), memory_limit));
@@ -49,6 +47,9 @@ absl::Status TimerQueue::LoadMinTime() {
 }
 
 absl::Status TimerQueue::Add(int64_t time, std::string_view payload) {
+  if (payload.size() < kKeyGroupBytes) {
+    return absl::InvalidArgumentError("timer payload without its key group");
+  }
   memory_.emplace(time, std::string(payload));
   if (memory_.size() > memory_limit_) return Spill();
   return absl::OkStatus();

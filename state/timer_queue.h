@@ -8,9 +8,17 @@
 // (time, payload) order, each timer once. A lower bound of the earliest
 // on-disk time lets a watermark that fires nothing skip RocksDB entirely.
 //
-// Unlike keyed state, this column family is ordered by time, not by key
-// group: a restore at another parallelism filters it by key group (the
-// payload carries it).
+// Every payload starts with the key group of the key the timer belongs to,
+// 2 bytes big-endian (AppendKeyGroupBytes, state_key.h); the rest is the
+// operator's:
+//
+//   [time: 8][key group: 2][operator's bytes]    (the RocksDB key)
+//
+// Unlike keyed state, the column family is ordered by time, not by key
+// group, so a restore at another parallelism (state_snapshot.h) scans it and
+// keeps the timers whose payload's key group the new subtask owns. It finds
+// the column family by its name: kTimerStatePrefix + the queue's name
+// (keyed_state_backend.h).
 //
 // Thread-compatible: used by one task thread.
 
@@ -34,13 +42,19 @@ namespace vstream {
 
 class TimerQueue {
  public:
-  // Declares the queue's column family `name` in the backend.
-  // memory_limit: timers kept in memory before spilling to RocksDB.
+  // Declares the queue's column family, kTimerStatePrefix + `name`, in the
+  // backend. memory_limit: timers kept in memory before spilling to RocksDB.
   static absl::StatusOr<std::unique_ptr<TimerQueue>> Create(KeyedStateBackend& backend, const std::string& name,
                                                             size_t memory_limit = kDefaultMemoryLimit);
   static constexpr size_t kDefaultMemoryLimit = 100'000;
 
-  // Adds a timer; adding the same (time, payload) twice keeps one.
+  // Bytes of the time before the payload in a RocksDB key, and of the key
+  // group the payload starts with.
+  static constexpr size_t kTimeBytes = 8;
+  static constexpr size_t kKeyGroupBytes = 2;
+
+  // Adds a timer; adding the same (time, payload) twice keeps one. The
+  // payload must start with its key group (InvalidArgument if shorter).
   absl::Status Add(int64_t time, std::string_view payload);
   // Removes a timer if it is queued (Flink's deleteEventTimeTimer); removing
   // one that is not is a no-op. Touches RocksDB only when the timer may have

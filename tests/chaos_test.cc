@@ -27,106 +27,12 @@
 #include "common/time_util.h"
 #include "gtest/gtest.h"
 #include "tests/test_cluster.h"
+#include "tests/vitals_windows.h"
 
 namespace vstream::testing {
 namespace {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-constexpr int64_t kT0 = 1'700'000'000'000;
-constexpr int64_t kMinute = 60'000;
-constexpr int kPatients = 200;
-
-int64_t EnvInt(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::atoll(v) : fallback;
-}
-
-// Row i: patient P<100 + i % 200>, 10 ms of event time after row i - 1.
-std::string Patient(int64_t i) { return absl::StrCat("P", 100 + i % kPatients); }
-int64_t Ts(int64_t i) { return kT0 + i * 10; }
-int64_t Hr(int64_t i) { return 40 + (i * 31 + i / 7) % 140; }
-
-std::string VitalsCsv(int64_t rows) {
-  std::string csv = "patient_id,ts,hr\n";
-  csv.reserve(static_cast<size_t>(rows) * 24);
-  for (int64_t i = 0; i < rows; ++i) absl::StrAppend(&csv, Patient(i), ",", Ts(i), ",", Hr(i), "\n");
-  return csv;
-}
-
-struct Window {
-  int64_t readings = 0;
-  int64_t hr_sum = 0;
-};
-using WindowKey = std::pair<std::string, std::string>;  // patient, window start as printed
-
-std::map<WindowKey, Window> Reference(int64_t rows) {
-  std::map<WindowKey, Window> w;
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t start = Ts(i) - Ts(i) % kMinute;
-    Window& x = w[{Patient(i), FormatTimestamp(start)}];
-    x.readings++;
-    x.hr_sum += Hr(i);
-  }
-  return w;
-}
-
-// Every row of the committed output: "patient,window_start,window_end,readings,hr_sum".
-std::map<WindowKey, std::vector<Window>> ReadOutput(const std::string& dir, std::vector<std::string>* hidden) {
-  std::map<WindowKey, std::vector<Window>> out;
-  if (!fs::exists(dir)) return out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (name[0] == '.') {
-      hidden->push_back(name);
-      continue;
-    }
-    std::istringstream in(ReadFile(e.path().string()));
-    std::string line;
-    std::getline(in, line);  // header
-    while (std::getline(in, line)) {
-      std::vector<std::string> f;
-      std::stringstream ss(line);
-      std::string cell;
-      while (std::getline(ss, cell, ',')) f.push_back(cell);
-      if (f.size() != 5) {
-        ADD_FAILURE() << "malformed output row in " << name << ": " << line;
-        continue;
-      }
-      out[{f[0], f[1]}].push_back(Window{std::stoll(f[3]), std::stoll(f[4])});
-    }
-  }
-  return out;
-}
-
-constexpr char kJob[] = R"yaml(name: chaos
-parallelism: 3
-checkpointing: {interval: 500ms, mode: $MODE}
-sources:
-  - name: vitals
-    connector: file
-    path: $DIR/vitals.csv
-    format: csv
-    parallelism: 1
-    max_rate: $RATE
-    schema: {patient_id: string, ts: timestamp, hr: int}
-    event_time: {field: ts, max_out_of_orderness: 1s}
-operators:
-  - name: valid
-    type: filter
-    input: vitals
-    where: "hr > 0"
-    partition: rebalance
-  - name: per_minute
-    type: window
-    input: valid
-    key_by: [patient_id]
-    window: {kind: tumbling, size: 1m}
-    aggregates: {readings: "count(*)", hr_sum: "sum(hr)"}
-sinks:
-  - {name: out, connector: file, input: per_minute, path: $DIR/out, format: csv}
-)yaml";
 
 struct ChaosRun {
   std::map<WindowKey, Window> reference;
@@ -172,7 +78,7 @@ void RunWithKills(const std::string& mode, ChaosRun* run) {
   WriteFile(data.File("vitals.csv"), VitalsCsv(rows));
   run->reference = Reference(rows);
   WriteFile(data.File("job.yaml"),
-            absl::StrReplaceAll(kJob, {{"$DIR", data.path()}, {"$MODE", mode}, {"$RATE", absl::StrCat(rows / seconds)}}));
+            absl::StrReplaceAll(kVitalsWindowJob, {{"$DIR", data.path()}, {"$MODE", mode}, {"$RATE", absl::StrCat(rows / seconds)}}));
   CommandResult r = cluster.Vstream({"submit", data.File("job.yaml")}, std::chrono::seconds(30));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const std::string job_id = r.out.substr(0, r.out.find('\n'));
@@ -231,30 +137,7 @@ void RunWithKills(const std::string& mode, ChaosRun* run) {
 TEST(ChaosTest, ExactlyOnceSurvivesThreeKilledTaskManagers) {
   ChaosRun run;
   ASSERT_NO_FATAL_FAILURE(RunWithKills("exactly_once", &run));
-  EXPECT_TRUE(run.hidden.empty()) << "uncommitted files left: " << run.hidden.size();
-  int missing = 0, duplicated = 0, wrong = 0;
-  for (const auto& [key, want] : run.reference) {
-    auto it = run.output.find(key);
-    if (it == run.output.end()) {
-      if (++missing <= 3) ADD_FAILURE() << "missing window " << key.first << " " << key.second;
-      continue;
-    }
-    if (it->second.size() != 1) {
-      if (++duplicated <= 3) ADD_FAILURE() << "window " << key.first << " " << key.second << " " << it->second.size() << " times";
-      continue;
-    }
-    const Window& got = it->second[0];
-    if (got.readings != want.readings || got.hr_sum != want.hr_sum) {
-      if (++wrong <= 3) {
-        ADD_FAILURE() << "window " << key.first << " " << key.second << ": " << got.readings << " readings, hr_sum "
-                      << got.hr_sum << "; want " << want.readings << ", " << want.hr_sum;
-      }
-    }
-  }
-  EXPECT_EQ(run.output.size(), run.reference.size()) << "windows that should not exist";
-  EXPECT_EQ(missing, 0);
-  EXPECT_EQ(duplicated, 0);
-  EXPECT_EQ(wrong, 0);
+  ExpectExactOutput(run.reference, run.output, run.hidden, "exactly_once with three kills");
 }
 
 TEST(ChaosTest, AtLeastOnceLosesNothingButDuplicates) {
@@ -291,7 +174,7 @@ TEST(ChaosTest, JobManagerRestartResumesFromTheLatestCheckpoint) {
   TestCluster cluster(2, 3);
   TempDir data("jm-restart");
   WriteFile(data.File("vitals.csv"), VitalsCsv(rows));
-  WriteFile(data.File("job.yaml"), absl::StrReplaceAll(kJob, {{"$DIR", data.path()},
+  WriteFile(data.File("job.yaml"), absl::StrReplaceAll(kVitalsWindowJob, {{"$DIR", data.path()},
                                                               {"$MODE", "exactly_once"},
                                                               {"$RATE", absl::StrCat(rows / seconds)}}));
   CommandResult r = cluster.Vstream({"submit", data.File("job.yaml")}, std::chrono::seconds(30));
@@ -325,17 +208,7 @@ TEST(ChaosTest, JobManagerRestartResumesFromTheLatestCheckpoint) {
 
   std::vector<std::string> hidden;
   auto output = ReadOutput(data.File("out"), &hidden);
-  EXPECT_TRUE(hidden.empty());
-  const auto reference = Reference(rows);
-  EXPECT_EQ(output.size(), reference.size());
-  int bad = 0;
-  for (const auto& [key, want] : reference) {
-    auto it = output.find(key);
-    const bool ok = it != output.end() && it->second.size() == 1 && it->second[0].readings == want.readings &&
-                    it->second[0].hr_sum == want.hr_sum;
-    if (!ok && ++bad <= 3) ADD_FAILURE() << "window " << key.first << " " << key.second << " is wrong or not once";
-  }
-  EXPECT_EQ(bad, 0);
+  ExpectExactOutput(Reference(rows), output, hidden, "after a JobManager restart");
 }
 
 }  // namespace

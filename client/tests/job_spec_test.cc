@@ -1448,5 +1448,109 @@ TEST_F(JobSpecTest, CheckpointingErrors) {
               "expected a mapping for checkpointing, got '1s'");
 }
 
+
+// ---- restart -----------------------------------------------------------------
+
+// kBaseSpec with every exponential_backoff setting; line numbers on the right.
+std::string RestartSpec() {
+  return Replace(kBaseSpec, "name: j\n",
+                 "name: j\n"                          // 1
+                 "restart:\n"                         // 2
+                 "  strategy: exponential_backoff\n"  // 3
+                 "  initial_backoff: 200ms\n"         // 4
+                 "  max_backoff: 1m\n"                // 5
+                 "  multiplier: 1.5\n"                // 6
+                 "  reset_after: 30s\n"               // 7
+                 "  max_attempts: 10\n");             // 8
+}
+
+TEST_F(JobSpecTest, RestartIsTheDefaultStrategyWithoutTheKey) {
+  absl::StatusOr<proto::JobGraph> graph = Compile(kBaseSpec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->restart().strategy(), proto::RESTART_DEFAULT)
+      << "the JobManager picks: exponential_backoff with checkpointing, else none";
+  EXPECT_EQ(graph->restart().SerializeAsString(), "") << "no settings either";
+}
+
+TEST_F(JobSpecTest, RestartStrategiesCompileWithTheirFields) {
+  absl::StatusOr<proto::JobGraph> graph =
+      Compile(Replace(kBaseSpec, "name: j\n", "name: j\nrestart: {strategy: none}\n"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->restart().strategy(), proto::RESTART_NONE);
+
+  graph = Compile(
+      Replace(kBaseSpec, "name: j\n", "name: j\nrestart: {strategy: fixed_delay, attempts: 5, delay: 2s}\n"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->restart().strategy(), proto::RESTART_FIXED_DELAY);
+  EXPECT_EQ(graph->restart().attempts(), 5);
+  EXPECT_EQ(graph->restart().delay_ms(), 2000);
+
+  graph = Compile(Replace(kBaseSpec, "name: j\n", "name: j\nrestart: {strategy: fixed_delay}\n"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->restart().attempts(), 0) << "0: the JobManager's default";
+  EXPECT_EQ(graph->restart().delay_ms(), 0);
+
+  graph = Compile(RestartSpec());
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::RestartSpec& r = graph->restart();
+  EXPECT_EQ(r.strategy(), proto::RESTART_EXPONENTIAL_BACKOFF);
+  EXPECT_EQ(r.initial_backoff_ms(), 200);
+  EXPECT_EQ(r.max_backoff_ms(), 60'000);
+  EXPECT_EQ(r.multiplier(), 1.5);
+  EXPECT_EQ(r.reset_after_ms(), 30'000);
+  EXPECT_EQ(r.max_attempts(), 10);
+
+  graph = Compile(Replace(kBaseSpec, "name: j\n",
+                          "name: j\nrestart: {strategy: failure_rate, max_failures: 4, interval: 5m, delay: 10s}\n"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->restart().strategy(), proto::RESTART_FAILURE_RATE);
+  EXPECT_EQ(graph->restart().max_failures(), 4);
+  EXPECT_EQ(graph->restart().failure_interval_ms(), 300'000);
+  EXPECT_EQ(graph->restart().delay_ms(), 10'000);
+
+  // Beside checkpointing, in any order.
+  graph = Compile(Replace(kBaseSpec, "name: j\n",
+                          "name: j\nrestart: {strategy: fixed_delay}\ncheckpointing: {interval: 1s}\n"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->restart().strategy(), proto::RESTART_FIXED_DELAY);
+  EXPECT_EQ(graph->checkpointing().interval_ms(), 1000);
+}
+
+TEST_F(JobSpecTest, RestartErrors) {
+  const std::string spec = RestartSpec();
+  ExpectError(Replace(spec, "strategy: exponential_backoff", "strategy: always"), 3, 13,
+              "unknown restart strategy 'always', expected one of none, fixed_delay, exponential_backoff, "
+              "failure_rate");
+  // A field of another strategy is unknown for this one.
+  ExpectError(Replace(spec, "  max_attempts: 10", "  attempts: 10"), 8, 3,
+              "unknown field 'attempts' in restart, expected one of strategy, initial_backoff, max_backoff, "
+              "multiplier, reset_after, max_attempts");
+  ExpectError(Replace(spec, "  max_attempts: 10", "  backoff: 10s"), 8, 3,
+              "unknown field 'backoff' in restart, expected one of strategy, initial_backoff, max_backoff, "
+              "multiplier, reset_after, max_attempts");
+  ExpectError(Replace(kBaseSpec, "name: j\n", "name: j\nrestart:\n  strategy: none\n  attempts: 3\n"), 4, 3,
+              "unknown field 'attempts' in restart, expected one of strategy");
+  ExpectError(Replace(kBaseSpec, "name: j\n", "name: j\nrestart:\n  strategy: fixed_delay\n  interval: 1m\n"), 4, 3,
+              "unknown field 'interval' in restart, expected one of strategy, attempts, delay");
+  ExpectError(Replace(kBaseSpec, "name: j\n", "name: j\nrestart:\n  strategy: failure_rate\n  attempts: 3\n"), 4, 3,
+              "unknown field 'attempts' in restart, expected one of strategy, max_failures, interval, delay");
+  ExpectError(Replace(spec, "multiplier: 1.5", "multiplier: 0.5"), 6, 15,
+              "restart multiplier must be at least 1, got 0.5");
+  ExpectError(Replace(spec, "multiplier: 1.5", "multiplier: fast"), 6, 15,
+              "expected a number for 'multiplier', got 'fast'");
+  ExpectError(Replace(spec, "max_backoff: 1m", "max_backoff: 100ms"), 5, 16,
+              "restart max_backoff (100 ms) is below initial_backoff (200 ms)");
+  ExpectError(Replace(spec, "max_attempts: 10", "max_attempts: 0"), 8, 17,
+              "restart max_attempts must be at least 1, got 0");
+  ExpectError(Replace(spec, "reset_after: 30s", "reset_after: soon"), 7, 16,
+              "expected a duration such as 5ms, 1s, 2m or 1h for 'reset_after', got 'soon'");
+  ExpectError(Replace(spec, "initial_backoff: 200ms", "initial_backoff: -1s"), 4, 20,
+              "expected a duration such as 5ms, 1s, 2m or 1h for 'initial_backoff', got '-1s'");
+  ExpectError(Replace(spec, "  strategy: exponential_backoff\n", ""), 3, 3,
+              "missing required field 'strategy' in restart");
+  ExpectError(Replace(kBaseSpec, "name: j\n", "name: j\nrestart: none\n"), 2, 10,
+              "expected a mapping for restart, got 'none'");
+}
+
 }  // namespace
 }  // namespace vstream

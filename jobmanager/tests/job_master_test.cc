@@ -2,13 +2,19 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
+#include <set>
 
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace vstream {
 namespace {
+
+using ::testing::HasSubstr;
 
 // Records what the JobMaster asks of TaskManagers.
 class TestingGateway : public TaskManagerGateway {
@@ -18,11 +24,28 @@ class TestingGateway : public TaskManagerGateway {
     deployed.push_back({address, tdd});
     done("");
   }
-  void Cancel(const std::string&, const std::string& task_id, std::function<void(const std::string&)> done) override {
+  void Cancel(const std::string& address, const std::string& task_id,
+              std::function<void(const std::string&)> done) override {
     cancelled.push_back(task_id);
-    done(cancel_error);
+    auto it = cancel_error_at.find(address);
+    const std::string error = it != cancel_error_at.end() ? it->second : cancel_error;
+    if (defer_cancel_replies) {
+      // As the real gateway does: the reply comes later, on the main thread.
+      cancel_replies.push_back([done = std::move(done), error] { done(error); });
+    } else {
+      done(error);
+    }
   }
-  std::string cancel_error;
+  // Delivers the deferred replies to Cancel.
+  void ReplyToCancels() {
+    std::vector<std::function<void()>> replies = std::move(cancel_replies);
+    cancel_replies.clear();
+    for (auto& reply : replies) reply();
+  }
+  std::string cancel_error;                            // the reply to every Cancel...
+  std::map<std::string, std::string> cancel_error_at;  // ...but those to this address
+  bool defer_cancel_replies = false;
+  std::vector<std::function<void()>> cancel_replies;
 
   std::vector<std::pair<std::string, proto::TaskDeploymentDescriptor>> deployed;
   std::vector<std::string> cancelled;
@@ -246,6 +269,376 @@ TEST(JobMasterTest, WithoutCheckpointingTasksGetNoStorage) {
   for (const auto& [addr, tdd] : gw.deployed) EXPECT_EQ(tdd.checkpoint_storage(), "");
   EXPECT_EQ(jm.Status().checkpoints_size(), 0);
   EXPECT_EQ(jm.Status().checkpoint_storage(), "");
+}
+
+
+// ---- restarts ---------------------------------------------------------------
+
+void Report(JobMaster& jm, const std::string& task_id, proto::TaskState state, const std::string& error = "") {
+  proto::TaskReport r;
+  r.set_task_id(task_id);
+  r.set_state(state);
+  r.set_error(error);
+  jm.OnTaskReport(r);
+}
+
+std::vector<std::string> TaskIds(const JobMaster& jm) {
+  std::vector<std::string> ids;
+  for (const auto& t : jm.tasks()) ids.push_back(t.task_id);
+  return ids;
+}
+
+void ReportAll(JobMaster& jm, proto::TaskState state) {
+  for (const std::string& id : TaskIds(jm)) Report(jm, id, state);
+}
+
+// The operator state a task acknowledges for one operator at a checkpoint.
+std::string OperatorState(int vertex, int subtask, int64_t checkpoint) {
+  return absl::StrCat("v", vertex, "s", subtask, "@", checkpoint);
+}
+
+// Every task acknowledges `checkpoint` with operator state for each
+// operator of its chain.
+void AcknowledgeWithState(JobMaster& jm, int64_t checkpoint) {
+  const std::vector<ExecutionVertex> tasks = jm.tasks();
+  for (const ExecutionVertex& t : tasks) {
+    proto::AcknowledgeCheckpointRequest ack;
+    ack.set_job_id("job");
+    ack.set_task_id(t.task_id);
+    ack.set_checkpoint_id(checkpoint);
+    for (int v : jm.chains()[t.chain]) {
+      proto::OperatorSnapshot* op = ack.add_operators();
+      op->set_vertex_id(v);
+      op->set_subtask_index(t.subtask);
+      op->set_operator_state(OperatorState(v, t.subtask, checkpoint));
+    }
+    jm.OnAcknowledgeCheckpoint(ack);
+  }
+}
+
+// The restore of a descriptor as "v<vertex>s<subtask>@<checkpoint>" strings.
+std::vector<std::string> RestoredStates(const proto::TaskDeploymentDescriptor& tdd) {
+  std::vector<std::string> out;
+  for (const proto::OperatorSnapshot& op : tdd.restore().operators()) out.push_back(op.operator_state());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Jobs on a ResourceManager, a recording gateway and a hand-moved clock
+// (also the JobMaster's restart timers); checkpoints go to a temporary dir.
+class JobMasterRestartTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (std::filesystem::temp_directory_path() / "job-master-restart-test-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(dir_.data()), nullptr);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // ThreeVertexGraph(p) whose first vertex is a source, checkpointing every
+  // 100 ms, with the default restart strategy.
+  static proto::JobGraph CheckpointedGraph(int p) {
+    proto::JobGraph graph = ThreeVertexGraph(p);
+    graph.mutable_vertices(0)->mutable_op()->mutable_source();
+    graph.mutable_checkpointing()->set_interval_ms(100);
+    return graph;
+  }
+
+  // A JobMaster with a CheckpointCoordinator if the graph checkpoints;
+  // `record`: where completed checkpoints are recorded (empty: nowhere).
+  std::unique_ptr<JobMaster> NewJob(const proto::JobGraph& graph, int attempt = 0, const std::string& record = "") {
+    std::unique_ptr<CheckpointCoordinator> coordinator;
+    if (graph.checkpointing().interval_ms() > 0) {
+      CheckpointCoordinatorOptions options;
+      options.job_id = "job";
+      options.spec = graph.checkpointing();
+      auto storage = CheckpointStorage::Open(dir_);
+      EXPECT_TRUE(storage.ok()) << storage.status();
+      auto created = CheckpointCoordinator::Create(
+          options, std::move(*storage),
+          record.empty() ? nullptr : std::make_unique<CompletedCheckpointStore>(record), cgw_, cgw_);
+      EXPECT_TRUE(created.ok()) << created.status();
+      coordinator = std::move(*created);
+    }
+    return std::make_unique<JobMaster>("job", graph, 0, rm_, gw_, nullptr, std::move(coordinator), &cgw_, attempt);
+  }
+
+  // Deploys the job, runs its tasks and completes checkpoint 1 with state.
+  void RunAndCompleteCheckpoint(JobMaster& jm) {
+    jm.TryStart();
+    ASSERT_EQ(jm.state(), proto::RUNNING);
+    ReportAll(jm, proto::TASK_RUNNING);
+    cgw_.Advance(100);
+    ASSERT_EQ(cgw_.triggered.size(), jm.tasks().size());
+    AcknowledgeWithState(jm, 1);
+    ASSERT_EQ(jm.Status().latest_completed_checkpoint(), 1);
+  }
+
+  // The descriptors deployed from index `from` on.
+  std::vector<proto::TaskDeploymentDescriptor> DeployedSince(size_t from) const {
+    std::vector<proto::TaskDeploymentDescriptor> out;
+    for (size_t i = from; i < gw_.deployed.size(); ++i) out.push_back(gw_.deployed[i].second);
+    return out;
+  }
+
+  std::string dir_;
+  ResourceManager rm_;
+  TestingGateway gw_;
+  TestingCheckpointGateway cgw_;
+};
+
+TEST_F(JobMasterRestartTest, FailedTaskRestartsTheJobFromTheLatestCheckpointWithTheNextAttempt) {
+  std::string replaced;
+  rm_.Register("r1", "h1:1", 2, 0, &replaced);
+  std::unique_ptr<JobMaster> jm = NewJob(CheckpointedGraph(2));
+  ASSERT_NO_FATAL_FAILURE(RunAndCompleteCheckpoint(*jm));
+  ASSERT_EQ(gw_.deployed.size(), 4u);
+  for (const auto& tdd : DeployedSince(0)) {
+    EXPECT_EQ(tdd.attempt(), 0);
+    EXPECT_THAT(tdd.task_id(), HasSubstr("/a0/"));
+    EXPECT_FALSE(tdd.has_restore());
+  }
+
+  // Tasks: c0/s0, c0/s1 (src+filter), c1/s0, c1/s1 (sink). The last fails.
+  const std::vector<std::string> old_ids = TaskIds(*jm);
+  Report(*jm, old_ids[3], proto::TASK_FAILED, "boom");
+  EXPECT_EQ(jm->state(), proto::RESTARTING);
+  EXPECT_THAT(jm->Status().message(), HasSubstr("restarting in 100 ms from checkpoint 1"));
+  EXPECT_EQ(gw_.cancelled, (std::vector<std::string>{old_ids[0], old_ids[1], old_ids[2]}))
+      << "every task of the failed attempt that still runs";
+  {
+    const proto::JobStatus st = jm->Status();
+    EXPECT_EQ(st.restarts(), 0);
+    EXPECT_EQ(st.attempt(), 0);
+    EXPECT_EQ(st.last_failure(), "task sink (subtask 1) failed: boom");
+  }
+
+  // The old tasks end, but the delay (100 ms, the default initial backoff)
+  // has not passed.
+  for (size_t i = 0; i < 3; ++i) Report(*jm, old_ids[i], proto::TASK_CANCELED);
+  EXPECT_EQ(jm->state(), proto::RESTARTING);
+  cgw_.Advance(99);
+  EXPECT_EQ(jm->state(), proto::RESTARTING);
+  EXPECT_EQ(gw_.deployed.size(), 4u);
+  cgw_.Advance(1);
+  ASSERT_EQ(jm->state(), proto::RUNNING);
+  ASSERT_EQ(gw_.deployed.size(), 8u);
+
+  // Attempt 1, in task ids, partition ids and descriptors, restoring exactly
+  // the task's own operators of checkpoint 1.
+  const std::vector<std::string> new_ids = TaskIds(*jm);
+  for (const std::string& id : new_ids) {
+    EXPECT_THAT(id, HasSubstr("/a1/"));
+    EXPECT_EQ(std::count(old_ids.begin(), old_ids.end(), id), 0);
+  }
+  for (const proto::TaskDeploymentDescriptor& tdd : DeployedSince(4)) {
+    SCOPED_TRACE(tdd.task_id());
+    EXPECT_EQ(tdd.attempt(), 1);
+    EXPECT_THAT(tdd.task_id(), HasSubstr("job/a1/"));
+    EXPECT_EQ(std::count(new_ids.begin(), new_ids.end(), tdd.task_id()), 1);
+    for (const auto& out : tdd.outputs()) EXPECT_THAT(out.partition_id(), HasSubstr("/a1/"));
+    for (const auto& gate : tdd.inputs()) {
+      for (const auto& ch : gate.channels()) EXPECT_THAT(ch.partition_id(), HasSubstr("/a1/"));
+    }
+    ASSERT_TRUE(tdd.has_restore());
+    EXPECT_EQ(tdd.restore().checkpoint_id(), 1);
+    std::vector<std::string> expected;
+    for (int v : tdd.chain()) expected.push_back(OperatorState(v, tdd.subtask_index(), 1));
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(RestoredStates(tdd), expected);
+    for (const auto& op : tdd.restore().operators()) {
+      EXPECT_EQ(op.subtask_index(), tdd.subtask_index());
+      EXPECT_FALSE(op.finished());
+    }
+  }
+  EXPECT_EQ(rm_.FreeSlots(), 0) << "the slots were released and taken again";
+
+  const proto::JobStatus st = jm->Status();
+  EXPECT_EQ(st.state(), proto::RUNNING);
+  EXPECT_EQ(st.restarts(), 1);
+  EXPECT_EQ(st.attempt(), 1);
+  EXPECT_EQ(st.restored_checkpoint(), 1);
+  EXPECT_EQ(st.last_failure(), "task sink (subtask 1) failed: boom");
+
+  // A late report of the old attempt changes nothing.
+  Report(*jm, old_ids[0], proto::TASK_FAILED, "late");
+  EXPECT_EQ(jm->state(), proto::RUNNING);
+
+  // The new attempt takes checkpoints again, going on from 2.
+  ReportAll(*jm, proto::TASK_RUNNING);
+  const size_t triggered = cgw_.triggered.size();
+  cgw_.Advance(100);
+  ASSERT_EQ(cgw_.triggered.size(), triggered + 4);
+  EXPECT_EQ(std::vector<std::string>(cgw_.triggered.begin() + triggered, cgw_.triggered.end()), new_ids);
+  ASSERT_EQ(jm->checkpoints()->pending().size(), 1u);
+  EXPECT_EQ(jm->checkpoints()->pending()[0].value, 2);
+}
+
+TEST_F(JobMasterRestartTest, RestartStrategyNoneFailsAtTheFirstFailure) {
+  std::string replaced;
+  rm_.Register("r1", "h1:1", 1, 0, &replaced);
+  proto::JobGraph graph = CheckpointedGraph(1);
+  graph.mutable_restart()->set_strategy(proto::RESTART_NONE);
+  std::unique_ptr<JobMaster> jm = NewJob(graph);
+  ASSERT_NO_FATAL_FAILURE(RunAndCompleteCheckpoint(*jm));
+  Report(*jm, jm->tasks()[0].task_id, proto::TASK_FAILED, "boom");
+  EXPECT_EQ(jm->state(), proto::FAILED);
+  EXPECT_EQ(jm->Status().message(), "task src (subtask 0) failed: boom");
+  cgw_.Advance(60'000);
+  EXPECT_EQ(gw_.deployed.size(), 2u) << "never redeployed";
+  const proto::JobStatus st = jm->Status();
+  EXPECT_EQ(st.restarts(), 0);
+  EXPECT_EQ(st.attempt(), 0);
+  EXPECT_EQ(st.restored_checkpoint(), 0);
+  EXPECT_EQ(st.last_failure(), "task src (subtask 0) failed: boom");
+  EXPECT_EQ(rm_.FreeSlots(), 1);
+}
+
+TEST_F(JobMasterRestartTest, FixedDelayRestartsFromScratchThenFailsWhenItsAttemptsAreUsed) {
+  std::string replaced;
+  rm_.Register("r1", "h1:1", 1, 0, &replaced);
+  proto::JobGraph graph = ThreeVertexGraph(1);  // no checkpointing
+  graph.mutable_restart()->set_strategy(proto::RESTART_FIXED_DELAY);
+  graph.mutable_restart()->set_attempts(1);
+  graph.mutable_restart()->set_delay_ms(500);
+  std::unique_ptr<JobMaster> jm = NewJob(graph);
+  jm->TryStart();
+  ASSERT_EQ(gw_.deployed.size(), 2u);
+  ReportAll(*jm, proto::TASK_RUNNING);
+
+  const std::vector<std::string> old_ids = TaskIds(*jm);
+  Report(*jm, old_ids[0], proto::TASK_FAILED, "boom");
+  EXPECT_EQ(jm->state(), proto::RESTARTING);
+  EXPECT_THAT(jm->Status().message(), HasSubstr("restarting in 500 ms from the beginning"));
+  EXPECT_EQ(gw_.cancelled, std::vector<std::string>{old_ids[1]});
+
+  // The delay passes first; the restart waits for the cancelled task.
+  cgw_.Advance(500);
+  EXPECT_EQ(jm->state(), proto::RESTARTING);
+  EXPECT_EQ(gw_.deployed.size(), 2u);
+  Report(*jm, old_ids[1], proto::TASK_CANCELED);
+  ASSERT_EQ(jm->state(), proto::RUNNING);
+  ASSERT_EQ(gw_.deployed.size(), 4u);
+  for (const proto::TaskDeploymentDescriptor& tdd : DeployedSince(2)) {
+    EXPECT_EQ(tdd.attempt(), 1);
+    EXPECT_THAT(tdd.task_id(), HasSubstr("/a1/"));
+    EXPECT_FALSE(tdd.has_restore()) << "no checkpoint: from scratch";
+    EXPECT_EQ(tdd.checkpoint_storage(), "");
+  }
+  EXPECT_EQ(jm->Status().restarts(), 1);
+  EXPECT_EQ(jm->Status().restored_checkpoint(), 0);
+
+  ReportAll(*jm, proto::TASK_RUNNING);
+  Report(*jm, jm->tasks()[1].task_id, proto::TASK_FAILED, "boom again");
+  EXPECT_EQ(jm->state(), proto::FAILED);
+  const proto::JobStatus st = jm->Status();
+  EXPECT_THAT(st.message(), HasSubstr("task sink (subtask 0) failed: boom again"));
+  EXPECT_THAT(st.message(), HasSubstr("restart strategy fixed_delay: all 1 restart attempts used"));
+  EXPECT_THAT(st.message(), HasSubstr("after 1 restart(s)"));
+  EXPECT_EQ(st.last_failure(), "task sink (subtask 0) failed: boom again");
+  EXPECT_EQ(st.restarts(), 1);
+  EXPECT_EQ(st.attempt(), 1);
+  cgw_.Advance(10'000);
+  EXPECT_EQ(gw_.deployed.size(), 4u);
+}
+
+TEST_F(JobMasterRestartTest, UnreachableTaskManagerIsGivenUpAtOnce) {
+  std::string replaced;
+  const std::string tm1 = rm_.Register("r1", "h1:1", 1, 0, &replaced);
+  const std::string tm2 = rm_.Register("r2", "h2:1", 1, 0, &replaced);
+  std::unique_ptr<JobMaster> jm = NewJob(CheckpointedGraph(2));
+  // What JobManager::GiveUpTaskManager does.
+  std::vector<std::string> unreachable;
+  jm->set_on_task_manager_unreachable([&](const std::string& tm) {
+    unreachable.push_back(tm);
+    if (rm_.Remove(tm)) jm->OnTaskManagerLost(tm);
+  });
+  ASSERT_NO_FATAL_FAILURE(RunAndCompleteCheckpoint(*jm));
+
+  // h2's process is gone: a task on h1 reads from it and fails; the cancel
+  // RPCs to h2 cannot connect. On h1 the task to cancel has already ended.
+  gw_.defer_cancel_replies = true;
+  gw_.cancel_error_at["h2:1"] = "unreachable: failed to connect to all addresses";
+  gw_.cancel_error_at["h1:1"] = "no such task";
+  std::string failed, on_h1;
+  for (const auto& t : jm->tasks()) {
+    if (t.slot.task_manager_id != tm1) continue;
+    (t.chain == 1 ? failed : on_h1) = t.task_id;
+  }
+  ASSERT_FALSE(failed.empty());
+  ASSERT_FALSE(on_h1.empty());
+  Report(*jm, failed, proto::TASK_FAILED, "the data stream from h2:1 broke");
+  ASSERT_EQ(jm->state(), proto::RESTARTING);
+  ASSERT_EQ(gw_.cancelled.size(), 3u);
+  Report(*jm, on_h1, proto::TASK_CANCELED);
+  cgw_.Advance(100);
+  EXPECT_EQ(jm->state(), proto::RESTARTING) << "h2's tasks have not ended";
+
+  gw_.ReplyToCancels();
+  EXPECT_FALSE(unreachable.empty());
+  for (const std::string& tm : unreachable) EXPECT_EQ(tm, tm2) << "only an unreachable TaskManager is given up";
+  EXPECT_EQ(rm_.Find(tm2), nullptr);
+  EXPECT_NE(rm_.Find(tm1), nullptr);
+
+  // With h2 given up, its tasks ended: the restart needs 2 slots, 1 is left.
+  EXPECT_EQ(jm->state(), proto::CREATED);
+  EXPECT_THAT(jm->Status().message(), HasSubstr("the job needs 2, 1 of 1 are free on 1 TaskManager(s)"));
+  EXPECT_EQ(jm->Status().attempt(), 1);
+  const size_t before = gw_.deployed.size();
+  rm_.Register("r3", "h3:1", 1, 0, &replaced);
+  jm->TryStart();
+  ASSERT_EQ(jm->state(), proto::RUNNING);
+  ASSERT_EQ(gw_.deployed.size(), before + 4);
+  for (size_t i = before; i < gw_.deployed.size(); ++i) {
+    EXPECT_NE(gw_.deployed[i].first, "h2:1");
+    EXPECT_EQ(gw_.deployed[i].second.attempt(), 1);
+    EXPECT_EQ(gw_.deployed[i].second.restore().checkpoint_id(), 1);
+  }
+}
+
+TEST_F(JobMasterRestartTest, ResumedJobGoesOnFromTheRecordedCheckpointAndCounts) {
+  const std::string record = dir_ + "/checkpoints.pb";
+  std::string replaced;
+  rm_.Register("r1", "h1:1", 1, 0, &replaced);
+  proto::JobStatus stored;
+  {
+    std::unique_ptr<JobMaster> before = NewJob(CheckpointedGraph(1), 0, record);
+    ASSERT_NO_FATAL_FAILURE(RunAndCompleteCheckpoint(*before));
+    Report(*before, before->tasks()[0].task_id, proto::TASK_FAILED, "boom");
+    ASSERT_EQ(before->state(), proto::RESTARTING);
+    Report(*before, before->tasks()[1].task_id, proto::TASK_CANCELED);
+    cgw_.Advance(100);
+    ASSERT_EQ(before->state(), proto::RUNNING);
+    stored = before->Status();
+    ASSERT_EQ(stored.attempt(), 1);
+    // The JobManager dies here; its TaskManager's slots go with it.
+    rm_.Release("job");
+  }
+  cgw_.timers.clear();  // of the JobMaster and coordinator that are gone
+
+  // A new JobManager on the same data dir: the stored attempt + 1.
+  std::unique_ptr<JobMaster> jm = NewJob(CheckpointedGraph(1), stored.attempt() + 1, record);
+  jm->ResumeFrom(stored);
+  const proto::JobStatus st = jm->Status();
+  EXPECT_EQ(st.restarts(), 1);
+  EXPECT_EQ(st.last_failure(), "task src (subtask 0) failed: boom");
+  EXPECT_EQ(st.restored_checkpoint(), 1);
+  EXPECT_EQ(st.attempt(), 2);
+  const size_t before = gw_.deployed.size();
+  jm->TryStart();
+  ASSERT_EQ(gw_.deployed.size(), before + 2);
+  for (size_t i = before; i < gw_.deployed.size(); ++i) {
+    const proto::TaskDeploymentDescriptor& tdd = gw_.deployed[i].second;
+    EXPECT_THAT(tdd.task_id(), HasSubstr("/a2/"));
+    EXPECT_EQ(tdd.attempt(), 2);
+    EXPECT_EQ(tdd.restore().checkpoint_id(), 1);
+    std::vector<std::string> expected;
+    for (int v : tdd.chain()) expected.push_back(OperatorState(v, 0, 1));
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(RestoredStates(tdd), expected);
+  }
 }
 
 }  // namespace

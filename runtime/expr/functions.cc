@@ -192,6 +192,52 @@ class CaseMapNode final : public ExprNode {
   const NodePtr x_;
 };
 
+// result_id(a, b, ...): a deterministic id of its arguments, 16 hex digits
+// of 64-bit FNV-1a over each argument's text with its length (a null is
+// marked as such). The same inputs give the same id in every process and
+// run, so a downstream system can drop results replayed after a restore.
+class ResultIdNode final : public ExprNode {
+ public:
+  explicit ResultIdNode(std::vector<NodePtr> args) : ExprNode(VType::kString), args_(std::move(args)) {}
+  bool EvalString(const Row& row, std::string* scratch, std::string_view* out) const override {
+    uint64_t h = 14695981039346656037ull;
+    auto mix = [&h](unsigned char c) {
+      h ^= c;
+      h *= 1099511628211ull;
+    };
+    for (const NodePtr& arg : args_) {
+      std::string_view v;
+      bool present;
+      if (arg->type() == VType::kString) {
+        present = arg->EvalString(row, scratch, &v);
+      } else {
+        Scalar x;
+        present = arg->EvalScalar(row, &x);
+        if (present) {
+          scratch->clear();
+          AppendScalar(arg->type(), x, scratch);  // its text, as concat() writes it
+          v = *scratch;
+        }
+      }
+      if (!present) {
+        for (int i = 0; i < 5; ++i) mix(0xff);  // null: a length no text has
+        continue;
+      }
+      const uint32_t n = static_cast<uint32_t>(v.size());
+      for (int i = 0; i < 4; ++i) mix(static_cast<unsigned char>((n >> (8 * i)) & 0xff));
+      for (char c : v) mix(static_cast<unsigned char>(c));
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    scratch->resize(16);
+    for (int i = 15; i >= 0; --i, h >>= 4) (*scratch)[i] = kHex[h & 0xf];
+    *out = *scratch;
+    return true;
+  }
+
+ private:
+  const std::vector<NodePtr> args_;
+};
+
 bool IsUtf8Continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
 // Byte offset `n` characters after byte offset `pos` (or the end).
@@ -439,6 +485,12 @@ absl::StatusOr<Operand> BuildConcat(CompileContext& ctx, Call& call) {
   return Finish(ctx, MakeConcat(std::move(nodes), /*skip_nulls=*/true), call.offset, shape);
 }
 
+absl::StatusOr<Operand> BuildResultId(CompileContext& ctx, Call& call) {
+  Shape shape = call.MakeShape();
+  std::vector<NodePtr> nodes = TakeNodes(call, VType::kNull);
+  return Finish(ctx, std::make_unique<ResultIdNode>(std::move(nodes)), call.offset, shape);
+}
+
 absl::StatusOr<Operand> BuildCoalesce(CompileContext& ctx, Call& call) {
   ASSIGN_OR_RETURN(VType type, UnifyArgs(ctx, call, 0));
   if (type == VType::kNull) return NullOf(VType::kNull, call.offset);
@@ -485,6 +537,7 @@ constexpr FunctionSpec kFunctions[] = {
     {"log10", 1, 1, &BuildDoubleMath<MathFn::kLog10>},
     {"lower", 1, 1, &BuildStringFn<CaseMapNode<false>, VType::kString>},
     {"pow", 2, 2, &BuildPow},
+    {"result_id", 1, kVariadic, &BuildResultId},
     {"round", 1, 2, &BuildRound},
     {"sqrt", 1, 1, &BuildDoubleMath<MathFn::kSqrt>},
     {"substr", 2, 3, &BuildSubstr},

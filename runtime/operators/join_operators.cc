@@ -7,6 +7,7 @@
 #include "common/time_util.h"
 #include "runtime/row_codec.h"
 #include "state/key_groups.h"
+#include "state/state_key.h"
 
 namespace vstream {
 
@@ -47,7 +48,7 @@ absl::StatusOr<int64_t> CountEntries(KeyedStateBackend& backend, StateId state) 
   return n;
 }
 
-// Cleanup timer payload: [side: 1][key group: 2][map key: 16][key].
+// Cleanup timer payload: [key group: 2][side: 1][map key: 16][key].
 constexpr size_t kMapKeySize = 16;
 constexpr size_t kTimerHeaderSize = 3 + kMapKeySize;
 
@@ -156,9 +157,8 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
   s = buffers_[side]->Put("", map_key_, value_);
   if (!s.ok()) return Fail(s);
   timer_payload_.clear();
+  AppendKeyGroupBytes(key_group, &timer_payload_);
   timer_payload_.push_back(static_cast<char>(side));
-  timer_payload_.push_back(static_cast<char>((key_group >> 8) & 0xff));
-  timer_payload_.push_back(static_cast<char>(key_group & 0xff));
   timer_payload_.append(map_key_);
   timer_payload_.append(key_);
   s = timers_->Add(cleanup, timer_payload_);
@@ -168,11 +168,11 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
 void IntervalJoinOperator::FireCleanupTimers(int64_t up_to) {
   absl::StatusOr<size_t> popped = timers_->PopUpTo(up_to, [&](int64_t, std::string_view p) {
     if (!status_.ok()) return;
-    if (p.size() < kTimerHeaderSize || (p[0] != 0 && p[0] != 1)) {
+    if (p.size() < kTimerHeaderSize || (p[2] != 0 && p[2] != 1)) {
       return Fail(absl::DataLossError("interval join: corrupt cleanup timer"));
     }
-    const int side = p[0];
-    const int key_group = (static_cast<uint8_t>(p[1]) << 8) | static_cast<uint8_t>(p[2]);
+    const int key_group = (static_cast<uint8_t>(p[0]) << 8) | static_cast<uint8_t>(p[1]);
+    const int side = p[2];
     backend_->SetCurrentKey(key_group, p.substr(kTimerHeaderSize));
     absl::Status s = buffers_[side]->Remove("", p.substr(3, kMapKeySize));
     if (!s.ok()) Fail(s);

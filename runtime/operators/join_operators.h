@@ -17,7 +17,8 @@
 //       sequence number keeps records with equal times apart.
 //   "interval_join_timers": one cleanup timer per kept record, due at
 //       tl + upper (left) or tr - lower (right), payload
-//       [side][key group: 2][map key: 16][key]. A watermark pops the due
+//       [key group: 2][side][map key: 16][key] (the key group first, as
+//       TimerQueue requires). A watermark pops the due
 //       timers and deletes exactly their entries: no scans of the buffers.
 //   A record whose cleanup time the watermark has already reached can meet
 //   no later record, so it is joined but not kept.

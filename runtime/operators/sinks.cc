@@ -328,8 +328,15 @@ void FileSink::NotifyCheckpointComplete(int64_t checkpoint_id) {
 absl::Status FileSink::RestoreOperatorState(std::string_view state) {
   if (state.empty()) return absl::OkStatus();  // a checkpoint of a job without checkpointing: start fresh
   if (!checkpointing_) return absl::FailedPreconditionError("file sink: staged output restored without checkpointing");
-  if (cleaned_up_ || file_ != nullptr) return absl::FailedPreconditionError("file sink: restored after it started");
   ASSIGN_OR_RETURN(FileSinkState restored, DecodeState(state));
+  // At a lower parallelism a subtask also restores the states of subtasks
+  // that no longer exist: it publishes their pending files and deletes
+  // their hidden leftovers; its own numbering is unaffected.
+  const bool own = restored.subtask == subtask_;
+  if (own && (cleaned_up_ || file_ != nullptr)) {
+    return absl::FailedPreconditionError("file sink: restored after it started");
+  }
+  if (at_least_once_ && !own) return DeleteHidden(restored.subtask, restored.format);
   if (at_least_once_) {
     // Everything published stays (replays may duplicate it); hidden files
     // hold only what follows the sink's last barrier, which is replayed.
@@ -358,13 +365,26 @@ absl::Status FileSink::RestoreOperatorState(std::string_view state) {
   }
   if (renamed) RETURN_IF_ERROR(SyncDir(dir_));
 
-  if (restored.subtask != subtask_) {
-    // Not this subtask's numbering: its files are published, start afresh.
-    spdlog::warn("file sink: subtask {} restored the state of subtask {}", subtask_, restored.subtask);
-    return CleanUpLeftovers(/*restored=*/false);
-  }
+  if (!own) return DeleteHidden(restored.subtask, restored.format);
   next_seq_ = restored.next_seq;
   return CleanUpLeftovers(/*restored=*/true);
+}
+
+absl::Status FileSink::DeleteHidden(int subtask, const std::string& format) {
+  std::vector<std::string> doomed;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    int64_t seq = 0;
+    if (ClassifyPart(it->path().filename().string(), subtask, format, &seq) == PartKind::kHidden) {
+      doomed.push_back(it->path().string());
+    }
+  }
+  if (ec) return absl::InternalError(absl::StrCat("cannot list sink directory ", dir_, ": ", ec.message()));
+  for (const std::string& path : doomed) {
+    fs::remove(path, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot delete ", path, ": ", ec.message()));
+  }
+  return doomed.empty() ? absl::OkStatus() : SyncDir(dir_);
 }
 
 absl::Status FileSink::CleanUpLeftovers(bool restored) {

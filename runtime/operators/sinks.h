@@ -80,6 +80,9 @@ class FileSink : public StreamOperator {
   // With checkpointing: opens the next part file (and cleans up first if
   // neither a restore nor an earlier call did). False (status_ set) on error.
   bool StartPartFile();
+  // Deletes the hidden part files of `subtask` (a subtask that no longer
+  // exists after a rescale).
+  absl::Status DeleteHidden(int subtask, const std::string& format);
   // at_least_once: closes the open part file (if any) and makes it visible.
   void PublishOpenFile();
   // Flushes, fsyncs and closes the open part file.

@@ -7,6 +7,7 @@
 #include "common/time_util.h"
 #include "runtime/row_codec.h"
 #include "state/key_groups.h"
+#include "state/state_key.h"
 
 namespace vstream {
 
@@ -238,26 +239,28 @@ void WindowOperator::FireSlidingWindow(const std::string& key, int key_group, in
 }
 
 void WindowOperator::AddTimer(const Timer& t) {
-  timer_payload_.assign(t.key);
+  timer_payload_.clear();
+  AppendKeyGroupBytes(t.key_group, &timer_payload_);
+  timer_payload_.append(t.key);
   const uint64_t u = static_cast<uint64_t>(t.ns) ^ (1ull << 63);
   for (int b = 7; b >= 0; --b) timer_payload_.push_back(static_cast<char>((u >> (8 * b)) & 0xff));
   timer_payload_.push_back(static_cast<char>(t.kind));
-  timer_payload_.push_back(static_cast<char>((t.key_group >> 8) & 0xff));
-  timer_payload_.push_back(static_cast<char>(t.key_group & 0xff));
   absl::Status s = timers_->Add(t.time, timer_payload_);
   if (!s.ok()) Fail(s);
 }
 
 bool WindowOperator::DecodeTimer(int64_t time, std::string_view p, Timer* t) const {
+  // [key group: 2][key][ns: 8][kind: 1]
   if (p.size() < 11) return false;
   const size_t key_len = p.size() - 11;
+  const char* ns = p.data() + 2 + key_len;
   uint64_t u = 0;
-  for (int b = 0; b < 8; ++b) u = (u << 8) | static_cast<uint8_t>(p[key_len + b]);
+  for (int b = 0; b < 8; ++b) u = (u << 8) | static_cast<uint8_t>(ns[b]);
   t->time = time;
-  t->key.assign(p.data(), key_len);
+  t->key_group = (static_cast<uint8_t>(p[0]) << 8) | static_cast<uint8_t>(p[1]);
+  t->key.assign(p.data() + 2, key_len);
   t->ns = static_cast<int64_t>(u ^ (1ull << 63));
-  t->kind = static_cast<uint8_t>(p[key_len + 8]);
-  t->key_group = (static_cast<uint8_t>(p[key_len + 9]) << 8) | static_cast<uint8_t>(p[key_len + 10]);
+  t->kind = static_cast<uint8_t>(p[p.size() - 1]);
   return true;
 }
 

@@ -62,7 +62,8 @@ class WindowOperator : public StreamOperator {
     int kind;
     int key_group;
   };
-  // Timer payload: key, ns (8 bytes, order-preserving), kind, key group (2).
+  // Timer payload: [key group: 2 bytes big-endian][key][ns: 8 bytes,
+  // order-preserving][kind: 1]. The key group first, as TimerQueue requires.
   void AddTimer(const Timer& t);
   bool DecodeTimer(int64_t time, std::string_view payload, Timer* t) const;
   void OnTimer(const Timer& timer);

@@ -2,13 +2,21 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "state/checkpoint_storage.h"
 #include "state/key_groups.h"
 #include "state/keyed_state_backend.h"
+#include "state/state_clock.h"
+#include "state/tests/testing_state.h"
+#include "state/timer_queue.h"
 
 namespace vstream {
 namespace {
@@ -154,22 +162,327 @@ TEST_F(StateSnapshotTest, RestoredSstFilesAreReferencedByTheNextCheckpoint) {
   EXPECT_GE(snap2.last_reused(), 1u);
 }
 
-TEST_F(StateSnapshotTest, RestoreChecksRangeAndFileSizes) {
+TEST_F(StateSnapshotTest, RestoreChecksHandlesAndFiles) {
   StateId state;
   auto backend = OpenBackend("db", true, &state);
   IncrementalSnapshotter snap(storage_, "x");
   WriteKeys(*backend, state, 0, 100, "v1");
   auto handle = Snapshot(*backend, snap, 1);
   ASSERT_TRUE(handle.ok());
-  absl::Status other_range = RestoreKeyedState(*storage_, *handle, {0, 63}, root_ + "/r1");
-  EXPECT_TRUE(absl::IsUnimplemented(other_range)) << other_range;
   proto::KeyedStateHandle bad = *handle;
   bad.mutable_files(0)->set_size(bad.files(0).size() + 1);
   absl::Status s = RestoreKeyedState(*storage_, bad, kAll, root_ + "/r2");
   EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_FALSE(fs::exists(root_ + "/r2")) << "a failed restore leaves no half-restored state";
+  // The same checks when the files go to a temporary directory.
+  s = RestoreKeyedState(*storage_, bad, {0, 63}, root_ + "/r2");
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_FALSE(fs::exists(root_ + "/r2"));
+  EXPECT_FALSE(fs::exists(root_ + "/r2.rescale-0")) << "temporary directories are removed on error too";
+  for (const char* name : {"../escape", "", ".."}) {
+    bad = *handle;
+    bad.mutable_files(0)->set_name(name);
+    EXPECT_TRUE(absl::IsDataLoss(RestoreKeyedState(*storage_, bad, kAll, root_ + "/r3"))) << name;
+    EXPECT_TRUE(absl::IsDataLoss(RestoreKeyedState(*storage_, bad, {0, 63}, root_ + "/r3"))) << name;
+  }
   bad = *handle;
-  bad.mutable_files(0)->set_name("../escape");
-  EXPECT_TRUE(absl::IsDataLoss(RestoreKeyedState(*storage_, bad, kAll, root_ + "/r3")));
+  bad.set_key_group_end(70000);
+  EXPECT_TRUE(absl::IsDataLoss(RestoreKeyedState(*storage_, bad, kAll, root_ + "/r4")));
+  EXPECT_TRUE(absl::IsInvalidArgument(RestoreKeyedState(*storage_, *handle, {5, 4}, root_ + "/r4")));
+  // Two handles for the same key groups: not one checkpoint of one operator.
+  std::vector<proto::KeyedStateHandle> twice{*handle, *handle};
+  EXPECT_TRUE(absl::IsInvalidArgument(RestoreKeyedState(*storage_, twice, {0, 63}, root_ + "/r4")));
+  // The target directory must be empty.
+  fs::create_directories(root_ + "/r5");
+  std::ofstream(root_ + "/r5/stray") << "x";
+  EXPECT_TRUE(absl::IsFailedPrecondition(RestoreKeyedState(*storage_, *handle, kAll, root_ + "/r5")));
+  EXPECT_TRUE(fs::exists(root_ + "/r5/stray")) << "a directory the restore did not create is left alone";
+}
+
+TEST_F(StateSnapshotTest, CorruptSnapshotIsAnErrorNotACrash) {
+  StateId state;
+  auto backend = OpenBackend("db", true, &state);
+  IncrementalSnapshotter snap(storage_, "x");
+  WriteKeys(*backend, state, 0, 5000, "v1");
+  auto handle = Snapshot(*backend, snap, 1);
+  ASSERT_TRUE(handle.ok());
+  // Overwrite the middle of every SST in storage, keeping its size.
+  for (const proto::StateFile& f : handle->files()) {
+    if (!f.shared()) continue;
+    std::fstream file(root_ + "/storage/" + f.path(), std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(file.is_open()) << f.path();
+    file.seekp(static_cast<std::streamoff>(f.size() / 3));
+    const std::string garbage(64, '\x5a');
+    file.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  absl::Status s = RestoreKeyedState(*storage_, *handle, {0, 63}, root_ + "/r");
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_FALSE(fs::exists(root_ + "/r"));
+  EXPECT_FALSE(fs::exists(root_ + "/r.rescale-0"));
+  // A handle without its MANIFEST (only the SSTs): no database to open.
+  proto::KeyedStateHandle ssts_only = *handle;
+  ssts_only.clear_files();
+  for (const proto::StateFile& f : handle->files()) {
+    if (f.shared()) *ssts_only.add_files() = f;
+  }
+  s = RestoreKeyedState(*storage_, ssts_only, {0, 63}, root_ + "/r");
+  EXPECT_FALSE(s.ok());
+  EXPECT_FALSE(fs::exists(root_ + "/r"));
+}
+
+// ---- Restoring at another parallelism --------------------------------------
+
+constexpr int kMaxParallelism = 128;
+constexpr int kRescaleKeys = 3000;
+constexpr int64_t kTtlMs = int64_t{3600} * 1000;
+
+// Timer payloads start with the key group (timer_queue.h).
+std::string TimerPayload(int i) {
+  std::string p;
+  AppendKeyGroupBytes(KeyGroup(i), &p);
+  p.append(Key(i));
+  return p;
+}
+
+// Every kind of state a redistribution copies: a value state through the
+// write-back cache, one with a TTL, a MapState, a ListState and an
+// associative AggregatingState (both written as RocksDB merges), and a timer
+// queue.
+struct OperatorStates {
+  StateId values = 0;
+  ValueState* ttl_values = nullptr;
+  MapState* map = nullptr;
+  ListState* list = nullptr;
+  AggregatingState* sum = nullptr;
+  std::unique_ptr<TimerQueue> timers;
+};
+
+void DeclareStates(KeyedStateBackend& backend, OperatorStates* out) {
+  auto values = backend.RegisterState("values", /*write_back_cache=*/true);
+  ASSERT_TRUE(values.ok()) << values.status();
+  out->values = *values;
+  auto ttl_values = backend.GetValueState({.name = "ttl_values", .ttl_ms = kTtlMs});
+  ASSERT_TRUE(ttl_values.ok()) << ttl_values.status();
+  out->ttl_values = *ttl_values;
+  auto map = backend.GetMapState({.name = "map"});
+  ASSERT_TRUE(map.ok()) << map.status();
+  out->map = *map;
+  auto list = backend.GetListState({.name = "list"});
+  ASSERT_TRUE(list.ok()) << list.status();
+  out->list = *list;
+  auto sum = backend.GetAggregatingState({.name = "sum", .function = SumFunction(), .associative = true});
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  out->sum = *sum;
+  ASSERT_TRUE((*sum)->uses_merge());
+  auto timers = TimerQueue::Create(backend, "events", /*memory_limit=*/100);
+  ASSERT_TRUE(timers.ok()) << timers.status();
+  out->timers = std::move(*timers);
+}
+
+class RescaleRestoreTest : public StateSnapshotTest {
+ protected:
+  void SetUp() override {
+    StateSnapshotTest::SetUp();
+    clock_.Set(1'000'000);
+    // Two subtasks at parallelism 2, each with the keys of its key groups.
+    for (int sub = 0; sub < 2; ++sub) {
+      const KeyGroupRange range = KeyGroupRangeForSubtask(kMaxParallelism, 2, sub);
+      auto backend = KeyedStateBackend::Open({.path = root_ + "/old-" + std::to_string(sub), .clock = &clock_});
+      ASSERT_TRUE(backend.ok()) << backend.status();
+      OperatorStates states;
+      ASSERT_NO_FATAL_FAILURE(DeclareStates(**backend, &states));
+      std::vector<int> mine;
+      for (int i = 0; i < kRescaleKeys; ++i) {
+        if (KeyGroup(i) >= range.start && KeyGroup(i) <= range.end) mine.push_back(i);
+      }
+      ASSERT_FALSE(mine.empty());
+      // Merges first, folded into base values by a full compaction, then
+      // merges again: the snapshot holds base values with operands on top.
+      for (int i : mine) {
+        (*backend)->SetCurrentKey(KeyGroup(i), Key(i));
+        ASSERT_TRUE(states.list->Add("", "first-" + std::to_string(i)).ok());
+        ASSERT_TRUE(states.sum->Add("", EncodeI64(i)).ok());
+      }
+      ASSERT_TRUE((*backend)->CompactState(states.list->id()).ok());
+      ASSERT_TRUE((*backend)->CompactState(states.sum->id()).ok());
+      for (int i : mine) {
+        (*backend)->SetCurrentKey(KeyGroup(i), Key(i));
+        ASSERT_TRUE(states.list->Add("", "second-" + std::to_string(i)).ok());
+        ASSERT_TRUE(states.sum->Add("", EncodeI64(1000000)).ok());
+        ASSERT_TRUE(states.ttl_values->Put("", "ttl-" + std::to_string(i)).ok());
+        ASSERT_TRUE(states.map->Put("w" + std::to_string(i % 7), "a", "map-a-" + std::to_string(i)).ok());
+        ASSERT_TRUE(states.map->Put("w" + std::to_string(i % 7), "b", "map-b-" + std::to_string(i)).ok());
+        ASSERT_TRUE((*backend)->Put(states.values, KeyGroup(i), Key(i), "v-" + std::to_string(i)).ok());
+        ASSERT_TRUE(states.timers->Add(100 + i % 50, TimerPayload(i)).ok());
+        ASSERT_TRUE(states.timers->Add(5000 + i, TimerPayload(i)).ok());
+        ttl_raw_[i] = RawGet(**backend, states.ttl_values->id(), StateKey(KeyGroup(i), Key(i)));
+        ASSERT_FALSE(ttl_raw_[i].empty());
+      }
+      // Another file of operands: a key has several on top of its base.
+      for (StateId id : {states.list->id(), states.sum->id()}) {
+        ASSERT_TRUE((*backend)->db()->Flush(rocksdb::FlushOptions(), (*backend)->column_family(id)).ok());
+      }
+      for (int i : mine) {
+        (*backend)->SetCurrentKey(KeyGroup(i), Key(i));
+        ASSERT_TRUE(states.list->Add("", "third-" + std::to_string(i)).ok());
+        ASSERT_TRUE(states.sum->Add("", EncodeI64(1000000)).ok());
+      }
+      ASSERT_TRUE(states.timers->Persist().ok());  // as PrepareSnapshot does
+      IncrementalSnapshotter snap(storage_, "old-" + std::to_string(sub));
+      auto local = TakeLocalSnapshot(**backend, 1, root_ + "/local-" + std::to_string(sub), range);
+      ASSERT_TRUE(local.ok()) << local.status();
+      auto handle = snap.Upload(*local, "chk-1/op-" + std::to_string(sub));
+      ASSERT_TRUE(handle.ok()) << handle.status();
+      handles_.push_back(*handle);
+    }
+  }
+
+  // Opens a restored instance as the operator would, and checks that it
+  // holds exactly the keys and timers of `target`, with their values.
+  void ExpectExactly(const std::string& dir, KeyGroupRange target, bool compact_first = false) {
+    auto backend = KeyedStateBackend::Open({.path = dir, .wipe_on_open = false, .clock = &clock_});
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    OperatorStates states;
+    ASSERT_NO_FATAL_FAILURE(DeclareStates(**backend, &states));
+    if (compact_first) {
+      // The operator's merge operator folds the copied operands into their base.
+      ASSERT_TRUE((*backend)->CompactState(states.list->id()).ok());
+      ASSERT_TRUE((*backend)->CompactState(states.sum->id()).ok());
+    }
+    int owned = 0;
+    std::string v;
+    for (int i = 0; i < kRescaleKeys; ++i) {
+      const int kg = KeyGroup(i);
+      const bool mine = kg >= target.start && kg <= target.end;
+      owned += mine ? 1 : 0;
+      const std::string n = std::to_string(i);
+      absl::Status got = (*backend)->Get(states.values, kg, Key(i), &v);
+      if (!mine) {
+        ASSERT_TRUE(absl::IsNotFound(got)) << "key " << i << " of key group " << kg << " is not the target's";
+        (*backend)->SetCurrentKey(kg, Key(i));
+        auto no_map = states.map->IsEmpty("w" + std::to_string(i % 7));
+        ASSERT_TRUE(no_map.ok() && *no_map) << i;
+        std::vector<std::string> list;
+        auto in_list = states.list->Get("", &list);
+        ASSERT_TRUE(in_list.ok());
+        ASSERT_EQ(*in_list, StateLookup::kAbsent) << i;
+        continue;
+      }
+      ASSERT_TRUE(got.ok()) << "key " << i << ": " << got;
+      ASSERT_EQ(v, "v-" + n);
+      (*backend)->SetCurrentKey(kg, Key(i));
+      auto r = states.ttl_values->Get("", &v);
+      ASSERT_TRUE(r.ok() && *r == StateLookup::kFound) << i;
+      ASSERT_EQ(v, "ttl-" + n);
+      ASSERT_EQ(RawGet(**backend, states.ttl_values->id(), StateKey(kg, Key(i))), ttl_raw_[i])
+          << "the TTL write time is copied unchanged";
+      r = states.map->Get("w" + std::to_string(i % 7), "a", &v);
+      ASSERT_TRUE(r.ok() && *r == StateLookup::kFound) << i;
+      ASSERT_EQ(v, "map-a-" + n);
+      r = states.map->Get("w" + std::to_string(i % 7), "b", &v);
+      ASSERT_TRUE(r.ok() && *r == StateLookup::kFound) << i;
+      ASSERT_EQ(v, "map-b-" + n);
+      std::vector<std::string> list;
+      r = states.list->Get("", &list);
+      ASSERT_TRUE(r.ok() && *r == StateLookup::kFound) << i;
+      ASSERT_EQ(list, (std::vector<std::string>{"first-" + n, "second-" + n, "third-" + n}));
+      r = states.sum->Get("", &v);
+      ASSERT_TRUE(r.ok() && *r == StateLookup::kFound) << i;
+      ASSERT_EQ(DecodeI64(v), i + 2000000);
+    }
+    EXPECT_GT(owned, 0);
+    // The timers: those of the target's keys, each once, in time order.
+    std::vector<std::pair<int64_t, std::string>> expected;
+    for (int i = 0; i < kRescaleKeys; ++i) {
+      if (KeyGroup(i) < target.start || KeyGroup(i) > target.end) continue;
+      expected.emplace_back(100 + i % 50, TimerPayload(i));
+      expected.emplace_back(5000 + i, TimerPayload(i));
+    }
+    std::sort(expected.begin(), expected.end());
+    std::vector<std::pair<int64_t, std::string>> popped;
+    auto n = states.timers->PopUpTo(INT64_MAX, [&](int64_t t, std::string_view p) { popped.emplace_back(t, p); });
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(popped, expected);
+    // Nothing of the copy is left beside the restored instance.
+    for (const auto& entry : fs::directory_iterator(fs::path(dir).parent_path())) {
+      EXPECT_EQ(entry.path().filename().string().find(".rescale-"), std::string::npos) << entry.path();
+    }
+  }
+
+  ManualStateClock clock_;
+  std::map<int, std::string> ttl_raw_;
+  std::vector<proto::KeyedStateHandle> handles_;
+};
+
+TEST_F(RescaleRestoreTest, ScaleOutFromTwoToThreeSubtasks) {
+  for (int sub = 0; sub < 3; ++sub) {
+    const KeyGroupRange target = KeyGroupRangeForSubtask(kMaxParallelism, 3, sub);
+    const std::string dir = root_ + "/new-" + std::to_string(sub);
+    absl::Status s = RestoreKeyedState(*storage_, handles_, target, dir);
+    ASSERT_TRUE(s.ok()) << s;
+    SCOPED_TRACE("subtask " + std::to_string(sub));
+    ASSERT_NO_FATAL_FAILURE(ExpectExactly(dir, target, /*compact_first=*/sub == 1));
+  }
+}
+
+TEST_F(RescaleRestoreTest, ScaleInFromTwoToOneSubtask) {
+  const std::string dir = root_ + "/new";
+  ASSERT_TRUE(RestoreKeyedState(*storage_, handles_, kAll, dir).ok());
+  ASSERT_NO_FATAL_FAILURE(ExpectExactly(dir, kAll));
+}
+
+TEST_F(RescaleRestoreTest, SameRangeDownloadsTheSnapshotAsItIs) {
+  const std::string dir = root_ + "/same";
+  const KeyGroupRange target = KeyGroupRangeForSubtask(kMaxParallelism, 2, 1);
+  ASSERT_TRUE(RestoreKeyedState(*storage_, handles_, target, dir).ok());
+  std::set<std::string> files;
+  for (const auto& entry : fs::directory_iterator(dir)) files.insert(entry.path().filename().string());
+  std::set<std::string> snapshot;
+  for (const proto::StateFile& f : handles_[1].files()) snapshot.insert(f.name());
+  EXPECT_EQ(files, snapshot) << "the fast path copies the snapshot's files, nothing else";
+  ASSERT_NO_FATAL_FAILURE(ExpectExactly(dir, target));
+}
+
+TEST_F(RescaleRestoreTest, NoOverlappingSnapshotGivesAnEmptyInstance) {
+  const std::string dir = root_ + "/empty";
+  const KeyGroupRange target = KeyGroupRangeForSubtask(kMaxParallelism, 2, 0);
+  ASSERT_TRUE(RestoreKeyedState(*storage_, std::vector<proto::KeyedStateHandle>{handles_[1]}, target, dir).ok());
+  auto backend = KeyedStateBackend::Open({.path = dir, .wipe_on_open = false});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  OperatorStates states;
+  ASSERT_NO_FATAL_FAILURE(DeclareStates(**backend, &states));
+  int64_t entries = 0;
+  ASSERT_TRUE((*backend)->ForEachKey(states.values, kAll, [&](const StateKeyView&) { ++entries; }).ok());
+  ASSERT_TRUE((*backend)->ForEachKey(states.list->id(), kAll, [&](const StateKeyView&) { ++entries; }).ok());
+  EXPECT_EQ(entries, 0);
+  EXPECT_EQ(*states.timers->PopUpTo(INT64_MAX, [](int64_t, std::string_view) {}), 0u);
+  // And with no handles at all.
+  ASSERT_TRUE(RestoreKeyedState(*storage_, std::vector<proto::KeyedStateHandle>{}, target, root_ + "/none").ok());
+  EXPECT_TRUE(KeyedStateBackend::Open({.path = root_ + "/none", .wipe_on_open = false}).ok());
+}
+
+TEST_F(RescaleRestoreTest, RestoredInstanceSnapshotsAndRestoresAgain) {
+  // 2 -> 3 -> 1: the restored instance is an ordinary backend.
+  std::vector<proto::KeyedStateHandle> three;
+  for (int sub = 0; sub < 3; ++sub) {
+    const KeyGroupRange target = KeyGroupRangeForSubtask(kMaxParallelism, 3, sub);
+    const std::string dir = root_ + "/mid-" + std::to_string(sub);
+    ASSERT_TRUE(RestoreKeyedState(*storage_, handles_, target, dir).ok());
+    auto backend = KeyedStateBackend::Open({.path = dir, .wipe_on_open = false, .clock = &clock_});
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    OperatorStates states;
+    ASSERT_NO_FATAL_FAILURE(DeclareStates(**backend, &states));
+    IncrementalSnapshotter snap(storage_, "mid-" + std::to_string(sub));
+    auto local = TakeLocalSnapshot(**backend, 2, root_ + "/local-mid-" + std::to_string(sub), target);
+    ASSERT_TRUE(local.ok()) << local.status();
+    auto handle = snap.Upload(*local, "chk-2/op-" + std::to_string(sub));
+    ASSERT_TRUE(handle.ok()) << handle.status();
+    three.push_back(*handle);
+  }
+  const std::string dir = root_ + "/final";
+  ASSERT_TRUE(RestoreKeyedState(*storage_, three, kAll, dir).ok());
+  ASSERT_NO_FATAL_FAILURE(ExpectExactly(dir, kAll, /*compact_first=*/true));
 }
 
 TEST(CheckpointStorageTest, WritesAreWholeAndListed) {

@@ -1,11 +1,24 @@
 #include "state/timer_queue.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <string>
+#include <string_view>
 
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "state/state_key.h"
 
 namespace vstream {
 namespace {
+
+// A payload of key group 1 (every payload starts with its key group).
+std::string P(std::string_view rest) {
+  std::string p;
+  AppendKeyGroupBytes(1, &p);
+  p.append(rest.data(), rest.size());
+  return p;
+}
 
 class TimerQueueTest : public ::testing::TestWithParam<size_t> {};
 
@@ -25,27 +38,27 @@ TEST_P(TimerQueueTest, PopsDueTimersInTimeOrderOnceEach) {
   std::vector<std::pair<int64_t, std::string>> popped;
   auto collect = [&](int64_t t, std::string_view p) { popped.emplace_back(t, std::string(p)); };
 
-  ASSERT_TRUE(q.Add(30, "c").ok());
-  ASSERT_TRUE(q.Add(-5, "neg").ok());
-  ASSERT_TRUE(q.Add(10, "b").ok());
-  ASSERT_TRUE(q.Add(10, "a").ok());
-  ASSERT_TRUE(q.Add(10, "a").ok());  // duplicate: kept once
+  ASSERT_TRUE(q.Add(30, P("c")).ok());
+  ASSERT_TRUE(q.Add(-5, P("neg")).ok());
+  ASSERT_TRUE(q.Add(10, P("b")).ok());
+  ASSERT_TRUE(q.Add(10, P("a")).ok());
+  ASSERT_TRUE(q.Add(10, P("a")).ok());  // duplicate: kept once
   auto n = q.PopUpTo(10, collect);
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 3u);
-  EXPECT_EQ(popped, (std::vector<std::pair<int64_t, std::string>>{{-5, "neg"}, {10, "a"}, {10, "b"}}));
+  EXPECT_EQ(popped, (std::vector<std::pair<int64_t, std::string>>{{-5, P("neg")}, {10, P("a")}, {10, P("b")}}));
   popped.clear();
   EXPECT_EQ(*q.PopUpTo(29, collect), 0u);
   // Timers added while popping are there for the next pop.
   n = q.PopUpTo(100, [&](int64_t t, std::string_view p) {
     popped.emplace_back(t, std::string(p));
-    ASSERT_TRUE(q.Add(t + 1, "later").ok());
+    ASSERT_TRUE(q.Add(t + 1, P("later")).ok());
   });
   EXPECT_EQ(*n, 1u);
   EXPECT_EQ(*q.PopUpTo(100, collect), 1u);
-  EXPECT_EQ(popped, (std::vector<std::pair<int64_t, std::string>>{{30, "c"}, {31, "later"}}));
+  EXPECT_EQ(popped, (std::vector<std::pair<int64_t, std::string>>{{30, P("c")}, {31, P("later")}}));
   // Many timers, popped in slices: each exactly once.
-  for (int i = 0; i < 5000; ++i) ASSERT_TRUE(q.Add(1000 + i % 500, "k" + std::to_string(i)).ok());
+  for (int i = 0; i < 5000; ++i) ASSERT_TRUE(q.Add(1000 + i % 500, P("k" + std::to_string(i))).ok());
   size_t total = 0;
   for (int64_t wm = 1000; wm < 1600; wm += 7) total += *q.PopUpTo(wm, [](int64_t, std::string_view) {});
   EXPECT_EQ(total, 5000u);
@@ -64,20 +77,20 @@ TEST_P(TimerQueueTest, RemovedTimersDoNotFireWhereverTheyAre) {
   TimerQueue& q = **timers;
   // With limit 0 and 3 the first timers are spilled to RocksDB before the
   // later ones are added, so removals hit both memory and disk.
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(q.Add(100 + i, "k" + std::to_string(i)).ok());
-  ASSERT_TRUE(q.Remove(100, "k0").ok());
-  ASSERT_TRUE(q.Remove(109, "k9").ok());
-  ASSERT_TRUE(q.Remove(105, "other").ok());  // not queued: no-op
-  ASSERT_TRUE(q.Remove(104, "k5").ok());     // wrong time: no-op
-  ASSERT_TRUE(q.Add(103, "k3").ok());        // re-added after a spill: still once
-  ASSERT_TRUE(q.Remove(103, "k3").ok());     // gone from memory and disk
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(q.Add(100 + i, P("k" + std::to_string(i))).ok());
+  ASSERT_TRUE(q.Remove(100, P("k0")).ok());
+  ASSERT_TRUE(q.Remove(109, P("k9")).ok());
+  ASSERT_TRUE(q.Remove(105, P("other")).ok());  // not queued: no-op
+  ASSERT_TRUE(q.Remove(104, P("k5")).ok());     // wrong time: no-op
+  ASSERT_TRUE(q.Add(103, P("k3")).ok());        // re-added after a spill: still once
+  ASSERT_TRUE(q.Remove(103, P("k3")).ok());     // gone from memory and disk
   std::vector<std::pair<int64_t, std::string>> popped;
   auto n = q.PopUpTo(1000, [&](int64_t t, std::string_view p) { popped.emplace_back(t, std::string(p)); });
   ASSERT_TRUE(n.ok()) << n.status();
   EXPECT_EQ(popped, (std::vector<std::pair<int64_t, std::string>>{
-                        {101, "k1"}, {102, "k2"}, {104, "k4"}, {105, "k5"}, {106, "k6"}, {107, "k7"}, {108, "k8"}}));
+                        {101, P("k1")}, {102, P("k2")}, {104, P("k4")}, {105, P("k5")}, {106, P("k6")}, {107, P("k7")}, {108, P("k8")}}));
   // Removing an already fired timer is a no-op, and the queue is empty.
-  ASSERT_TRUE(q.Remove(101, "k1").ok());
+  ASSERT_TRUE(q.Remove(101, P("k1")).ok());
   EXPECT_EQ(*q.PopUpTo(INT64_MAX, [](int64_t, std::string_view) {}), 0u);
   std::filesystem::remove_all(dir);
 }
@@ -99,7 +112,7 @@ TEST(TimerQueuePersistTest, PersistedTimersSurviveAReopen) {
       ASSERT_TRUE(backend.ok()) << backend.status();
       auto timers = TimerQueue::Create(**backend, "timers");
       ASSERT_TRUE(timers.ok());
-      for (int i = 0; i < 10; ++i) ASSERT_TRUE((*timers)->Add(100 + i, "p" + std::to_string(i)).ok());
+      for (int i = 0; i < 10; ++i) ASSERT_TRUE((*timers)->Add(100 + i, P("p" + std::to_string(i))).ok());
       if (persist) {
         ASSERT_TRUE((*timers)->Persist().ok());
       }
@@ -115,6 +128,37 @@ TEST(TimerQueuePersistTest, PersistedTimersSurviveAReopen) {
     backend->reset();
     std::filesystem::remove_all(dir);
   }
+}
+
+}  // namespace
+}  // namespace vstream
+
+namespace vstream {
+namespace {
+
+// A timer queue's column family is recognisable by its name (a restore at
+// another parallelism depends on it), and its payloads carry a key group.
+TEST(TimerQueueNamingTest, ColumnFamilyIsPrefixedAndThePrefixIsReserved) {
+  const auto dir = std::filesystem::temp_directory_path() / ("vstream-timers-naming-" + std::to_string(::getpid()));
+  auto backend = KeyedStateBackend::Open({.path = dir.string()});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto timers = TimerQueue::Create(**backend, "window");
+  ASSERT_TRUE(timers.ok()) << timers.status();
+  ASSERT_TRUE((*timers)->Add(5, P("k")).ok());
+  ASSERT_TRUE((*timers)->Persist().ok());
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir.string(), &names).ok());
+  EXPECT_NE(std::find(names.begin(), names.end(), "timers/window"), names.end());
+  // Other states may not take the prefix; the same queue name again is the same state.
+  EXPECT_TRUE(absl::IsInvalidArgument((*backend)->GetValueState({.name = "timers/window"}).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument((*backend)->GetMapState({.name = "timers/x"}).status()));
+  EXPECT_TRUE((*backend)->GetValueState({.name = "timers"}).ok());
+  EXPECT_TRUE(TimerQueue::Create(**backend, "window").ok());
+  // A payload too short to hold its key group is refused.
+  EXPECT_TRUE(absl::IsInvalidArgument((*timers)->Add(5, "k")));
+  timers->reset();
+  backend->reset();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
