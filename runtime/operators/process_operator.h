@@ -12,7 +12,7 @@
 //
 // State: one RocksDB backend per subtask (the function's states, each a
 // column family) and two timer queues in it, "__event_timers" and
-// "__processing_timers" (state/timer_queue.h), whose payload is
+// "__processing_timers" (column families timers/..., state/timer_queue.h), whose payload is
 // [key group: 2 bytes big-endian][key], so a timer restores its key before
 // OnTimer, and a restore at another parallelism can filter timers by key
 // group.
