@@ -63,6 +63,7 @@ bench_header() {  # COMMAND...
   local dirty=""
   git diff --quiet HEAD -- 2> /dev/null || dirty=" (the working tree has uncommitted changes)"
   echo "revision  $(git rev-parse --short HEAD)$dirty"
+  echo "binaries  $BIN, built $(date -r "$BIN/vstream-taskmanager" '+%Y-%m-%d %H:%M:%S' 2> /dev/null || echo '?')"
   echo "command   $*"
 }
 

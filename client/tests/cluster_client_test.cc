@@ -71,6 +71,20 @@ TEST(FormatJobStatusTest, CheckpointsTableUnderTheVertices) {
                 "       8  IN_PROGRESS     300 ms       512 B       0 ms  2 of 4 tasks done\n");
 }
 
+TEST(FormatJobStatusTest, RestartsAndTheSavepointItStartedFrom) {
+  proto::JobStatus st = RunningJob();
+  EXPECT_THAT(FormatJobStatus(st), Not(HasSubstr("Restarts")));
+  st.set_restarts(2);
+  st.set_attempt(2);
+  st.set_restored_checkpoint(14);
+  st.set_last_failure("TaskManager tm-3 was lost");
+  st.set_started_from("file:///sp/savepoint-012345-9");
+  const std::string out = FormatJobStatus(st);
+  EXPECT_THAT(out, HasSubstr("Restarts: 2 (attempt 2), restored checkpoint 14\n"
+                             "Last failure: TaskManager tm-3 was lost\n"
+                             "Started from savepoint: file:///sp/savepoint-012345-9\n"));
+}
+
 TEST(FormatJobStatusTest, BytesAndMillisForHumans) {
   EXPECT_EQ(FormatBytes(0), "0 B");
   EXPECT_EQ(FormatBytes(1023), "1023 B");
