@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# How long checkpoints take while a throttled sink backpressures the job
+# (bench/checkpoint_backpressure.yaml): the baseline for unaligned
+# checkpoints (issue 4), which are not built yet. Barriers travel in-band, so
+# with aligned checkpoints each one waits behind every buffer queued before
+# it on the way to the slow sink: the duration grows with the queues and
+# shrinks with the sink's rate. Runs the job for SECONDS, then prints the
+# completed checkpoints' durations and alignment times (from the JobManager's
+# log and `vstream status`).
+set -euo pipefail
+usage() {
+  cat >&2 << 'USAGE'
+usage: bench/checkpoint_backpressure.sh [SINK_RATE] [SECONDS]
+  SINK_RATE  records/s per sink subtask (default 2000)
+  SECONDS    how long the job runs before it is cancelled (default 60)
+Needs build/bin (./deploy/build.sh); BIN overrides the directory.
+USAGE
+  exit 2
+}
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && usage
+[ $# -le 2 ] || usage
+SINK_RATE=${1:-2000}
+SECONDS_TO_RUN=${2:-60}
+[[ "$SINK_RATE" =~ ^[1-9][0-9]*$ && "$SECONDS_TO_RUN" =~ ^[1-9][0-9]*$ ]] || usage
+cd "$(dirname "$0")/.."
+DIR=$(mktemp -d /tmp/vstream-bench-XXXXXX)
+source bench/common.sh
+trap bench_cleanup EXIT
+for b in vstream vstream-jobmanager vstream-taskmanager; do
+  [ -x "$BIN/$b" ] || { echo "no $BIN/$b: build first (./deploy/build.sh)" >&2; exit 1; }
+done
+
+bench_header bench/checkpoint_backpressure.sh "$SINK_RATE" "$SECONDS_TO_RUN"
+echo "job       generator -> key_by -> running aggregate -> blackhole throttled to $SINK_RATE records/s per subtask, parallelism 2, aligned checkpoints every 1 s"
+start_cluster 2 2
+sed -e "s/COUNT/1000000000/" -e "s/SINK_RATE/$SINK_RATE/" bench/checkpoint_backpressure.yaml > "$DIR/job.yaml"
+JOB=$($BIN/vstream submit "$DIR/job.yaml" --jobmanager "$JM")
+sleep "$SECONDS_TO_RUN"
+$BIN/vstream status "$JOB" --jobmanager "$JM" > "$DIR/status.txt"
+$BIN/vstream cancel "$JOB" --jobmanager "$JM" > /dev/null
+checkpoint_log "$JOB" > "$DIR/checkpoints.txt"
+completed=$(grep -c ' COMPLETED ' "$DIR/checkpoints.txt" || true)
+failed=$(grep -c ' FAILED ' "$DIR/checkpoints.txt" || true)
+echo "checkpoints in ${SECONDS_TO_RUN} s      $completed completed, $failed failed"
+if [ "$completed" -gt 0 ]; then
+  durations=$(awk '$2 == "COMPLETED" {print $4}' "$DIR/checkpoints.txt")
+  echo "duration ms (median / max)  $(echo "$durations" | median) / $(echo "$durations" | sort -g | tail -1)"
+fi
+sed -n '/^CHECKPOINTS/,$p' "$DIR/status.txt"
