@@ -1,5 +1,9 @@
 #include "state/keyed_state_backend.h"
 
+#include <map>
+
+#include <fstream>
+
 #include <filesystem>
 #include <utility>
 
@@ -118,6 +122,38 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Open(
   if (!s.ok()) return FromRocksStatus(s, absl::StrCat("open RocksDB at ", options.path));
   backend->default_cf_ = handles[0];
   for (size_t i = 1; i < handles.size(); ++i) backend->pending_[i - 1]->cf = handles[i];
+
+  // A restored snapshot's write-back cache entries, newer than the rest.
+  const std::string delta_path = (std::filesystem::path(options.path) / CacheDelta::kFileName).string();
+  if (!options.wipe_on_open && std::filesystem::exists(delta_path, ec)) {
+    std::string bytes;
+    {
+      std::ifstream in(delta_path, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+      if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", delta_path));
+    }
+    std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> by_name;
+    by_name[rocksdb::kDefaultColumnFamilyName] = backend->default_cf_;
+    for (const auto& slot : backend->pending_) by_name[slot->name] = slot->cf;
+    rocksdb::WriteBatch batch;
+    absl::Status parsed = CacheDelta::Parse(
+        bytes, [&](std::string_view cf_name, std::string_view key, const std::string_view* value) -> absl::Status {
+          auto it = by_name.find(cf_name);
+          if (it == by_name.end()) {
+            return absl::DataLossError(absl::StrCat("the cache delta names an unknown column family '",
+                                                    std::string(cf_name), "'"));
+          }
+          const rocksdb::Slice k(key.data(), key.size());
+          rocksdb::Status s = value != nullptr ? batch.Put(it->second, k, rocksdb::Slice(value->data(), value->size()))
+                                               : batch.Delete(it->second, k);
+          return FromRocksStatus(s, "cache delta");
+        });
+    if (!parsed.ok()) return absl::Status(parsed.code(), absl::StrCat(delta_path, ": ", parsed.message()));
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = true;
+    RETURN_IF_ERROR(FromRocksStatus(backend->db_->Write(wo, &batch), "apply the cache delta"));
+    std::filesystem::remove(delta_path, ec);
+  }
 
   backend->ctx_.db = backend->db_;
   if (options.write_back_cache_bytes > 0) {
@@ -276,6 +312,12 @@ absl::StatusOr<ValueState*> KeyedStateBackend::GetTimerState(const std::string& 
   b->kind = StateKind::kValue;
   return Register<ValueState>(absl::StrCat(AV(kTimerStatePrefix), queue_name), std::move(b),
                               /*write_back_cache=*/false, /*timer_state=*/true);
+}
+
+CacheDelta KeyedStateBackend::DirtyCacheEntries() const {
+  CacheDelta delta;
+  if (cache_ != nullptr) cache_->AppendDirty(&delta);
+  return delta;
 }
 
 absl::Status KeyedStateBackend::Flush() {

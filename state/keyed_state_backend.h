@@ -39,6 +39,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "state/folding_state.h"
+#include "state/cache_delta.h"
 #include "state/key_groups.h"
 #include "state/keyed_state.h"
 #include "state/list_state.h"
@@ -135,8 +136,11 @@ class KeyedStateBackend {
   absl::StatusOr<ValueState*> GetTimerState(const std::string& queue_name);
 
   // Writes every dirty entry of the write-back cache to RocksDB, in
-  // WriteBatches. Call before each snapshot.
+  // WriteBatches.
   absl::Status Flush();
+  // The dirty entries of the write-back cache, for a snapshot (see
+  // state/cache_delta.h); they stay dirty. Empty without a cache.
+  CacheDelta DirtyCacheEntries() const;
 
   // Calls `fn` on every live entry of `state` whose key group lies in
   // `range`, in key order (a MapState key and namespace once per map entry).

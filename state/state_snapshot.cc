@@ -1,5 +1,8 @@
 #include "state/state_snapshot.h"
 
+#include <fstream>
+#include <iterator>
+
 #include <algorithm>
 #include <filesystem>
 #include <system_error>
@@ -40,7 +43,9 @@ class RemoveOnExit {
 
 absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int64_t checkpoint_id,
                                                 const std::string& dir, KeyGroupRange range) {
-  if (absl::Status s = backend.Flush(); !s.ok()) return s;
+  // The write-back cache is not pushed through RocksDB: its dirty entries
+  // go to CACHE-DELTA beside the checkpoint (state/cache_delta.h).
+  const CacheDelta delta = backend.DirtyCacheEntries();
   rocksdb::Checkpoint* raw = nullptr;
   rocksdb::Status s = rocksdb::Checkpoint::Create(backend.db(), &raw);
   if (!s.ok()) return absl::InternalError(absl::StrCat("state snapshot: ", s.ToString()));
@@ -49,6 +54,14 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
   // that is what puts the latest writes into the snapshot.
   s = checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0);
   if (!s.ok()) return absl::InternalError(absl::StrCat("state snapshot to ", dir, ": ", s.ToString()));
+  if (!delta.empty()) {
+    const std::string path = (fs::path(dir) / CacheDelta::kFileName).string();
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    const std::string bytes = delta.Finish();
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) return absl::InternalError(absl::StrCat("state snapshot: cannot write ", path));
+  }
   LocalSnapshot local;
   local.checkpoint_id = checkpoint_id;
   local.dir = dir;
@@ -291,6 +304,10 @@ class RestoreWriter {
     ++entries_;
     return MaybeWrite();
   }
+  absl::Status Delete(rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& key) {
+    RETURN_IF_ERROR(FromRocksStatus(batch_.Delete(cf, key), "restore: batch"));
+    return MaybeWrite();
+  }
   absl::Status Merge(rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& key, const rocksdb::Slice& operand) {
     RETURN_IF_ERROR(FromRocksStatus(batch_.Merge(cf, key, operand), "restore: batch"));
     ++operands_;
@@ -393,7 +410,38 @@ absl::Status CopyColumnFamily(SnapshotReader& from, size_t i, KeyGroupRange rang
 
 // Copies the key groups `range` (within the handle's) of one downloaded
 // snapshot into `to`.
+absl::Status CopySnapshotDb(const std::string& dir, KeyGroupRange range, RestoreWriter& to);
+
+// Applies the snapshot's write-back cache entries (newer than its RocksDB
+// content) of key groups `range` to `to`.
+absl::Status ApplyCacheDelta(const std::string& dir, KeyGroupRange range, RestoreWriter& to) {
+  const std::string path = (fs::path(dir) / CacheDelta::kFileName).string();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return absl::OkStatus();
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+    if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
+  }
+  return CacheDelta::Parse(bytes, [&](std::string_view cf_name, std::string_view key,
+                                      const std::string_view* value) -> absl::Status {
+    StateKeyView view;
+    if (!DecodeStateKey(key, &view)) return absl::DataLossError("cache delta: a malformed state key");
+    if (view.key_group < range.start || view.key_group > range.end) return absl::OkStatus();
+    ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, to.ColumnFamily(std::string(cf_name)));
+    const rocksdb::Slice k(key.data(), key.size());
+    return value != nullptr ? to.Put(cf, k, rocksdb::Slice(value->data(), value->size())) : to.Delete(cf, k);
+  });
+}
+
 absl::Status CopySnapshot(const std::string& dir, KeyGroupRange range, RestoreWriter& to) {
+  absl::Status copied = CopySnapshotDb(dir, range, to);
+  if (!copied.ok()) return copied;
+  return ApplyCacheDelta(dir, range, to);
+}
+
+absl::Status CopySnapshotDb(const std::string& dir, KeyGroupRange range, RestoreWriter& to) {
   SnapshotReader from;
   RETURN_IF_ERROR(from.Open(dir));
   std::vector<size_t> merged_cfs;

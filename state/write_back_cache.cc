@@ -163,6 +163,24 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
   return WriteBatch();
 }
 
+void WriteBackCache::AppendDirty(CacheDelta* delta) const {
+  for (uint32_t i = head_; i != kNil; i = pool_[i].next) {
+    const Entry& e = pool_[i];
+    if (!e.dirty) continue;
+    const std::string_view rocks_key(e.key.data() + 2, e.key.size() - 2);
+    const std::string cf = e.cf->GetName();
+    if (!e.present) {
+      if (e.stored) delta->AddDelete(cf, rocks_key);
+    } else if (e.timed) {
+      char header[kWriteTimeBytes];
+      EncodeWriteTime(e.write_ms, header);
+      delta->AddPut(cf, rocks_key, std::string_view(header, kWriteTimeBytes), e.value);
+    } else {
+      delta->AddPut(cf, rocks_key, {}, e.value);
+    }
+  }
+}
+
 absl::Status WriteBackCache::Flush() {
   for (uint32_t i = head_; i != kNil; i = pool_[i].next) {
     Entry& e = pool_[i];

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
+#include "state/cache_delta.h"
 #include "state/cache_reservation.h"
 
 namespace vstream {
@@ -88,6 +89,13 @@ class WriteBackCache {
 
   // Writes every dirty entry to RocksDB; entries stay cached, clean.
   absl::Status Flush();
+
+  // Appends every dirty entry, as a put or delete of its RocksDB key in its
+  // column family, to `delta` (state/cache_delta.h), without writing
+  // RocksDB: the entries stay dirty and cached. For snapshots, which then
+  // need not push the cache through RocksDB (memtable, L0 files,
+  // compaction, and a tombstone for every window that fires later).
+  void AppendDirty(CacheDelta* delta) const;
 
   size_t capacity_bytes() const { return capacity_; }
   size_t bytes() const { return bytes_; }

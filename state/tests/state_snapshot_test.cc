@@ -60,8 +60,14 @@ class StateSnapshotTest : public ::testing::Test {
     return std::move(*backend);
   }
 
+  // through_rocksdb: flush the write-back cache into RocksDB first (so the
+  // state is in SST files); else the snapshot keeps its dirty entries in
+  // CACHE-DELTA, as tasks do.
   absl::StatusOr<proto::KeyedStateHandle> Snapshot(KeyedStateBackend& backend, IncrementalSnapshotter& snap,
-                                                   int64_t id) {
+                                                   int64_t id, bool through_rocksdb = true) {
+    if (through_rocksdb) {
+      if (absl::Status s = backend.Flush(); !s.ok()) return s;
+    }
     auto local = TakeLocalSnapshot(backend, id, root_ + "/local-" + std::to_string(id), kAll);
     if (!local.ok()) return local.status();
     return snap.Upload(*local, "chk-" + std::to_string(id) + "/op-0");
@@ -77,9 +83,17 @@ TEST_F(StateSnapshotTest, RestoreSeesExactlyTheStateAtTheSnapshot) {
   auto backend = OpenBackend("db", true, &state);
   IncrementalSnapshotter snap(storage_, "job-op-0-a");
   WriteKeys(*backend, state, 0, 5000, "v1");
-  auto handle = Snapshot(*backend, snap, 1);
+  ASSERT_TRUE(backend->Flush().ok());
+  // In RocksDB, then changed in the cache only: the snapshot's cache delta
+  // must overwrite and delete them.
+  WriteKeys(*backend, state, 0, 10, "v1b");
+  for (int i = 10; i < 20; ++i) ASSERT_TRUE(backend->Delete(state, KeyGroup(i), Key(i)).ok());
+  auto handle = Snapshot(*backend, snap, 1, /*through_rocksdb=*/false);
   ASSERT_TRUE(handle.ok()) << handle.status();
   EXPECT_FALSE(fs::exists(root_ + "/local-1")) << "the local snapshot is removed after upload";
+  bool has_delta = false;
+  for (const auto& f : handle->files()) has_delta = has_delta || f.name() == CacheDelta::kFileName;
+  EXPECT_TRUE(has_delta) << "the dirty cache entries travel as CACHE-DELTA";
   // Changes after the snapshot must not appear in the restored state.
   WriteKeys(*backend, state, 0, 100, "v2");
   WriteKeys(*backend, state, 5000, 100, "v2");
@@ -90,9 +104,14 @@ TEST_F(StateSnapshotTest, RestoreSeesExactlyTheStateAtTheSnapshot) {
   auto restored = OpenBackend("restored", false, &restored_state);
   std::string v;
   for (int i = 0; i < 5000; ++i) {
+    if (i >= 10 && i < 20) {
+      EXPECT_TRUE(absl::IsNotFound(restored->Get(restored_state, KeyGroup(i), Key(i), &v))) << i;
+      continue;
+    }
     ASSERT_TRUE(restored->Get(restored_state, KeyGroup(i), Key(i), &v).ok()) << i;
-    ASSERT_EQ(v, "v1-" + std::to_string(i));
+    ASSERT_EQ(v, (i < 10 ? "v1b-" : "v1-") + std::to_string(i));
   }
+  EXPECT_FALSE(fs::exists(root_ + "/restored/" + CacheDelta::kFileName)) << "applied on open, then removed";
   EXPECT_TRUE(absl::IsNotFound(restored->Get(restored_state, KeyGroup(5000), Key(5000), &v)));
 }
 

@@ -1,0 +1,70 @@
+#include "state/cache_delta.h"
+
+#include "absl/strings/str_cat.h"
+#include "state/state_key.h"
+
+namespace vstream {
+
+namespace {
+constexpr std::string_view kMagic = "vstream-cache-delta 1\n";
+constexpr std::string_view kEnd = "END";
+
+void AppendBytes(std::string_view bytes, std::string* out) {
+  AppendVarint32(static_cast<uint32_t>(bytes.size()), out);
+  out->append(bytes.data(), bytes.size());
+}
+
+bool ReadBytes(std::string_view* in, std::string_view* out) {
+  uint32_t n = 0;
+  if (!ReadVarint32(in, &n) || n > in->size()) return false;
+  *out = in->substr(0, n);
+  in->remove_prefix(n);
+  return true;
+}
+}  // namespace
+
+void CacheDelta::AddPut(std::string_view cf, std::string_view key, std::string_view value_prefix,
+                        std::string_view value) {
+  body_.push_back('P');
+  AppendBytes(cf, &body_);
+  AppendBytes(key, &body_);
+  AppendVarint32(static_cast<uint32_t>(value_prefix.size() + value.size()), &body_);
+  body_.append(value_prefix.data(), value_prefix.size());
+  body_.append(value.data(), value.size());
+  ++records_;
+}
+
+void CacheDelta::AddDelete(std::string_view cf, std::string_view key) {
+  body_.push_back('D');
+  AppendBytes(cf, &body_);
+  AppendBytes(key, &body_);
+  ++records_;
+}
+
+std::string CacheDelta::Finish() const {
+  std::string out(kMagic);
+  out += body_;
+  out += kEnd;
+  return out;
+}
+
+absl::Status CacheDelta::Parse(std::string_view bytes,
+                               const std::function<absl::Status(std::string_view, std::string_view,
+                                                                const std::string_view*)>& fn) {
+  if (bytes.substr(0, kMagic.size()) != kMagic) return absl::DataLossError("cache delta: bad header");
+  bytes.remove_prefix(kMagic.size());
+  while (bytes != kEnd) {
+    if (bytes.empty()) return absl::DataLossError("cache delta: truncated");
+    const char op = bytes[0];
+    bytes.remove_prefix(1);
+    std::string_view cf, key, value;
+    if ((op != 'P' && op != 'D') || !ReadBytes(&bytes, &cf) || !ReadBytes(&bytes, &key) ||
+        (op == 'P' && !ReadBytes(&bytes, &value))) {
+      return absl::DataLossError("cache delta: malformed record");
+    }
+    if (absl::Status s = fn(cf, key, op == 'P' ? &value : nullptr); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace vstream
