@@ -4,8 +4,9 @@
 //
 //   synchronous (task thread, between batches):
 //     LocalSnapshot local = TakeLocalSnapshot(backend, id, dir, range);
-//       flushes the write-back cache, then a RocksDB checkpoint in `dir`:
-//       memtables flushed, live SST files hard-linked (no copy).
+//       a RocksDB checkpoint in `dir` (memtables flushed, live SST files
+//       hard-linked, no copy), and the write-back cache's dirty entries in
+//       dir/CACHE-DELTA (state/cache_delta.h); the cache is not flushed.
 //   asynchronous (a snapshot thread; processing goes on):
 //     KeyedStateHandle h = snapshotter.Upload(local, "chk-7/window-0");
 //       SST files are immutable: one a completed checkpoint already holds is
