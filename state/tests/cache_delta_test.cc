@@ -1,0 +1,74 @@
+#include "state/cache_delta.h"
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace vstream {
+namespace {
+
+struct Record {
+  std::string cf, key;
+  bool put;
+  std::string value;
+  bool operator==(const Record&) const = default;
+};
+
+absl::Status ParseAll(std::string_view bytes, std::vector<Record>* out) {
+  return CacheDelta::Parse(bytes, [&](std::string_view cf, std::string_view key, const std::string_view* value) {
+    out->push_back({std::string(cf), std::string(key), value != nullptr, value ? std::string(*value) : ""});
+    return absl::OkStatus();
+  });
+}
+
+TEST(CacheDeltaTest, RoundTripsPutsAndDeletesInOrder) {
+  CacheDelta delta;
+  EXPECT_TRUE(delta.empty());
+  delta.AddPut("values", std::string("\x00\x07k1", 4), "", "v1");
+  delta.AddDelete("values", "k2");
+  delta.AddPut("timed", "k3", std::string("\x00\x01\x02\x03\x04\x05\x06\x07", 8), "v3");
+  EXPECT_EQ(delta.records(), 3u);
+  std::vector<Record> got;
+  ASSERT_TRUE(ParseAll(delta.Finish(), &got).ok());
+  const std::vector<Record> want = {{"values", std::string("\x00\x07k1", 4), true, "v1"},
+                                    {"values", "k2", false, ""},
+                                    {"timed", "k3", true, std::string("\x00\x01\x02\x03\x04\x05\x06\x07", 8) + "v3"}};
+  EXPECT_EQ(got, want);
+}
+
+TEST(CacheDeltaTest, EveryTruncationAndRandomBytesAreDataLossNotACrash) {
+  CacheDelta delta;
+  for (int i = 0; i < 20; ++i) delta.AddPut("cf", "key" + std::to_string(i), "", std::string(i * 7, 'x'));
+  const std::string bytes = delta.Finish();
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    std::vector<Record> got;
+    EXPECT_TRUE(absl::IsDataLoss(ParseAll(std::string_view(bytes).substr(0, n), &got))) << n;
+  }
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 2000; ++round) {
+    std::string garbage = bytes.substr(0, rng() % bytes.size());
+    for (int i = 0; i < 8; ++i) garbage.push_back(static_cast<char>(rng()));
+    if (round % 2 == 0 && !garbage.empty()) garbage[rng() % garbage.size()] ^= static_cast<char>(1 + rng() % 255);
+    std::vector<Record> got;
+    const absl::Status s = ParseAll(garbage, &got);
+    EXPECT_TRUE(s.ok() || absl::IsDataLoss(s)) << s;
+  }
+}
+
+TEST(CacheDeltaTest, AnErrorFromTheCallbackStopsTheParse) {
+  CacheDelta delta;
+  delta.AddDelete("a", "1");
+  delta.AddDelete("a", "2");
+  int calls = 0;
+  const absl::Status s = CacheDelta::Parse(delta.Finish(), [&](auto, auto, auto) {
+    ++calls;
+    return absl::InternalError("stop");
+  });
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(absl::IsInternal(s));
+}
+
+}  // namespace
+}  // namespace vstream
