@@ -168,7 +168,7 @@ void WriteBackCache::AppendDirty(CacheDelta* delta) const {
     const Entry& e = pool_[i];
     if (!e.dirty) continue;
     const std::string_view rocks_key(e.key.data() + 2, e.key.size() - 2);
-    const std::string cf = e.cf->GetName();
+    const std::string& cf = e.cf->GetName();
     if (!e.present) {
       if (e.stored) delta->AddDelete(cf, rocks_key);
     } else if (e.timed) {
