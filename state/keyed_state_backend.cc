@@ -317,7 +317,15 @@ absl::StatusOr<ValueState*> KeyedStateBackend::GetTimerState(const std::string& 
 CacheDelta KeyedStateBackend::DirtyCacheEntries() const {
   CacheDelta delta;
   if (cache_ != nullptr) cache_->AppendDirty(&delta);
+  for (const auto& weak : snapshot_deltas_) {
+    if (std::shared_ptr<const SnapshotDeltaFn> fn = weak.lock()) (*fn)(&delta);
+  }
   return delta;
+}
+
+void KeyedStateBackend::AddSnapshotDelta(const std::shared_ptr<const SnapshotDeltaFn>& fn) {
+  std::erase_if(snapshot_deltas_, [](const auto& weak) { return weak.expired(); });
+  snapshot_deltas_.push_back(fn);
 }
 
 absl::Status KeyedStateBackend::Flush() {

@@ -138,9 +138,15 @@ class KeyedStateBackend {
   // Writes every dirty entry of the write-back cache to RocksDB, in
   // WriteBatches.
   absl::Status Flush();
-  // The dirty entries of the write-back cache, for a snapshot (see
-  // state/cache_delta.h); they stay dirty. Empty without a cache.
+  // What a snapshot keeps beside the RocksDB checkpoint instead of writing
+  // it into RocksDB first (state/cache_delta.h): the dirty entries of the
+  // write-back cache (they stay dirty) and what every registered
+  // contributor appends (a TimerQueue's in-memory timers).
   CacheDelta DirtyCacheEntries() const;
+  // Calls `*fn` in every later DirtyCacheEntries() for as long as the
+  // contributor keeps `fn` alive; either may outlive the other.
+  using SnapshotDeltaFn = std::function<void(CacheDelta*)>;
+  void AddSnapshotDelta(const std::shared_ptr<const SnapshotDeltaFn>& fn);
 
   // Calls `fn` on every live entry of `state` whose key group lies in
   // `range`, in key order (a MapState key and namespace once per map entry).
@@ -195,6 +201,7 @@ class KeyedStateBackend {
   std::vector<std::unique_ptr<StateSlot>> pending_;  // reopened, not yet registered
   std::unique_ptr<CacheReservation> cache_reservation_;
   std::unique_ptr<WriteBackCache> cache_;
+  std::vector<std::weak_ptr<const SnapshotDeltaFn>> snapshot_deltas_;
   StateContext ctx_;
   std::string legacy_key_;  // reused by Get/Put/Delete by StateId
 };

@@ -426,9 +426,19 @@ absl::Status ApplyCacheDelta(const std::string& dir, KeyGroupRange range, Restor
   }
   return CacheDelta::Parse(bytes, [&](std::string_view cf_name, std::string_view key,
                                       const std::string_view* value) -> absl::Status {
-    StateKeyView view;
-    if (!DecodeStateKey(key, &view)) return absl::DataLossError("cache delta: a malformed state key");
-    if (view.key_group < range.start || view.key_group > range.end) return absl::OkStatus();
+    int key_group = 0;
+    if (IsTimerColumnFamily(std::string(cf_name))) {
+      if (key.size() < TimerQueue::kTimeBytes + TimerQueue::kKeyGroupBytes) {
+        return absl::DataLossError("cache delta: a malformed timer");
+      }
+      const char* kg = key.data() + TimerQueue::kTimeBytes;
+      key_group = (static_cast<uint8_t>(kg[0]) << 8) | static_cast<uint8_t>(kg[1]);
+    } else {
+      StateKeyView view;
+      if (!DecodeStateKey(key, &view)) return absl::DataLossError("cache delta: a malformed state key");
+      key_group = view.key_group;
+    }
+    if (key_group < range.start || key_group > range.end) return absl::OkStatus();
     ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, to.ColumnFamily(std::string(cf_name)));
     const rocksdb::Slice k(key.data(), key.size());
     return value != nullptr ? to.Put(cf, k, rocksdb::Slice(value->data(), value->size())) : to.Delete(cf, k);

@@ -35,7 +35,22 @@ absl::StatusOr<std::unique_ptr<TimerQueue>> TimerQueue::Create(KeyedStateBackend
   std::unique_ptr<TimerQueue> queue(
       new TimerQueue(backend.db(), backend.column_family((*state)->id()), memory_limit));
   if (absl::Status s = queue->LoadMinTime(); !s.ok()) return s;
+  TimerQueue* q = queue.get();
+  queue->snapshot_delta_ = std::make_shared<const KeyedStateBackend::SnapshotDeltaFn>(
+      [q](CacheDelta* delta) { q->AppendInMemory(delta); });
+  backend.AddSnapshotDelta(queue->snapshot_delta_);
   return queue;
+}
+
+void TimerQueue::AppendInMemory(CacheDelta* delta) const {
+  const std::string& cf = cf_->GetName();
+  std::string key;
+  for (const auto& [time, payload] : memory_) {
+    key.clear();
+    AppendTime(time, &key);
+    key.append(payload);
+    delta->AddPut(cf, key, {}, {});
+  }
 }
 
 absl::Status TimerQueue::LoadMinTime() {

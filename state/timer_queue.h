@@ -63,14 +63,18 @@ class TimerQueue {
   // Removes every timer with time <= up_to, then calls fn for each, in
   // (time, payload) order. fn may Add timers; those due too are popped by
   // the next call. Returns how many were popped.
-  // Before a snapshot: writes the timers held in memory to the column
-  // family (and drops them from memory), so that the snapshot has them all.
+  // Writes the timers held in memory to the column family (and drops them
+  // from memory). Snapshots need not: the queue appends its in-memory timers
+  // to the backend's snapshot delta (KeyedStateBackend::DirtyCacheEntries),
+  // which restores put into the column family.
   absl::Status Persist() { return Spill(); }
   absl::StatusOr<size_t> PopUpTo(int64_t up_to, const std::function<void(int64_t, std::string_view)>& fn);
 
  private:
   TimerQueue(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, size_t memory_limit)
       : db_(db), cf_(cf), memory_limit_(memory_limit) {}
+  // The in-memory timers as puts into the column family.
+  void AppendInMemory(CacheDelta* delta) const;
   absl::Status Spill();
   // Sets min_time_ from the earliest timer on disk.
   absl::Status LoadMinTime();
@@ -78,6 +82,8 @@ class TimerQueue {
   // and deduplicated first.
   size_t Deliver(const std::function<void(int64_t, std::string_view)>& fn, bool merge);
 
+  // Registered with the backend; expires with the queue.
+  std::shared_ptr<const KeyedStateBackend::SnapshotDeltaFn> snapshot_delta_;
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* cf_;
   size_t memory_limit_;

@@ -62,7 +62,6 @@ class IntervalJoinOperator : public StreamOperator {
   void PushWatermark(int64_t watermark) override;
   void Finish() override { output_->Finish(); }
   KeyedStateBackend* keyed_state() override { return backend_.get(); }
-  absl::Status PrepareSnapshot() override { return timers_->Persist(); }
 
   // The records of one side (0: left, 1: right) kept in RocksDB. One full
   // scan of that side's state: for tests and diagnostics.

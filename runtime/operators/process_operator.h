@@ -50,10 +50,6 @@ class ProcessOperator : public StreamOperator {
   void PushWatermark(int64_t watermark) override;
   void Finish() override;
   KeyedStateBackend* keyed_state() override { return backend_.get(); }
-  absl::Status PrepareSnapshot() override {
-    absl::Status s = event_timers_->Persist();
-    return s.ok() ? processing_timers_->Persist() : s;
-  }
   // Any record may set a processing-time timer: the clock is always checked.
   bool wants_processing_time() const override { return true; }
   void OnProcessingTime(int64_t now_ms) override;

@@ -46,7 +46,6 @@ class WindowOperator : public StreamOperator {
   void PushWatermark(int64_t watermark) override;
   void Finish() override;
   KeyedStateBackend* keyed_state() override { return backend_.get(); }
-  absl::Status PrepareSnapshot() override { return timers_->Persist(); }
   bool wants_processing_time() const override { return spec_.processing_time(); }
   void OnProcessingTime(int64_t now_ms) override;
   // Side output for records beyond the allowed lateness; null: drop them.
