@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
 # How long checkpoints take while a throttled sink backpressures the job
-# (bench/checkpoint_backpressure.yaml): the baseline for unaligned
-# checkpoints (issue 4), which are not built yet. Barriers travel in-band, so
-# with aligned checkpoints each one waits behind every buffer queued before
-# it on the way to the slow sink: the duration grows with the queues and
-# shrinks with the sink's rate. Runs the job for SECONDS, then prints the
-# completed checkpoints' durations and alignment times (from the JobManager's
-# log and `vstream status`).
+# (bench/checkpoint_backpressure.yaml), aligned or unaligned. Aligned
+# barriers travel in-band, so each one waits behind every buffer queued
+# before it on the way to the slow sink: the duration grows with the queues
+# and shrinks with the sink's rate. Unaligned barriers overtake the queued
+# buffers, which go into the checkpoint instead. Runs the job for SECONDS,
+# then prints the completed checkpoints' durations and alignment times (from
+# the JobManager's log and `vstream status`).
 set -euo pipefail
 usage() {
   cat >&2 << 'USAGE'
-usage: bench/checkpoint_backpressure.sh [SINK_RATE] [SECONDS]
+usage: bench/checkpoint_backpressure.sh [SINK_RATE] [SECONDS] [MODE]
   SINK_RATE  records/s per sink subtask (default 2000)
   SECONDS    how long the job runs before it is cancelled (default 60)
+  MODE       aligned (default), unaligned, or timeout:DURATION (aligned
+             with `aligned_timeout: DURATION`, e.g. timeout:2s)
 Needs build/bin (./deploy/build.sh); BIN overrides the directory.
 USAGE
   exit 2
 }
 [[ "${1:-}" == -h || "${1:-}" == --help ]] && usage
-[ $# -le 2 ] || usage
+[ $# -le 3 ] || usage
 SINK_RATE=${1:-2000}
 SECONDS_TO_RUN=${2:-60}
+MODE=${3:-aligned}
+case "$MODE" in
+  aligned) CKPT="" ;;
+  unaligned) CKPT=", unaligned: true" ;;
+  timeout:*) CKPT=", aligned_timeout: ${MODE#timeout:}" ;;
+  *) usage ;;
+esac
 [[ "$SINK_RATE" =~ ^[1-9][0-9]*$ && "$SECONDS_TO_RUN" =~ ^[1-9][0-9]*$ ]] || usage
 cd "$(dirname "$0")/.."
 DIR=$(mktemp -d /tmp/vstream-bench-XXXXXX)
@@ -30,10 +39,10 @@ for b in vstream vstream-jobmanager vstream-taskmanager; do
   [ -x "$BIN/$b" ] || { echo "no $BIN/$b: build first (./deploy/build.sh)" >&2; exit 1; }
 done
 
-bench_header bench/checkpoint_backpressure.sh "$SINK_RATE" "$SECONDS_TO_RUN"
-echo "job       generator -> key_by -> running aggregate -> blackhole throttled to $SINK_RATE records/s per subtask, parallelism 2, aligned checkpoints every 1 s"
+bench_header bench/checkpoint_backpressure.sh "$SINK_RATE" "$SECONDS_TO_RUN" "$MODE"
+echo "job       generator -> key_by -> running aggregate -> blackhole throttled to $SINK_RATE records/s per subtask, parallelism 2, $MODE checkpoints every 1 s"
 start_cluster 2 2
-sed -e "s/COUNT/1000000000/" -e "s/SINK_RATE/$SINK_RATE/" bench/checkpoint_backpressure.yaml > "$DIR/job.yaml"
+sed -e "s/COUNT/1000000000/" -e "s/SINK_RATE/$SINK_RATE/" -e "s/CHECKPOINTING/$CKPT/" bench/checkpoint_backpressure.yaml > "$DIR/job.yaml"
 JOB=$($BIN/vstream submit "$DIR/job.yaml" --jobmanager "$JM")
 sleep "$SECONDS_TO_RUN"
 $BIN/vstream status "$JOB" --jobmanager "$JM" > "$DIR/status.txt"

@@ -2,7 +2,7 @@
 # build/bin, run a job, measure wall and TaskManager CPU time.
 BIN=${BIN:-build/bin}
 pids=()
-bench_cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
+bench_cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$DIR"; }
 
 await_address() {  # file, what
   for _ in $(seq 1 300); do

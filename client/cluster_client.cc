@@ -28,16 +28,18 @@ void AppendCheckpoints(const proto::JobStatus& st, std::string* out) {
     absl::StrAppend(out, "(none triggered yet)\n");
     return;
   }
-  absl::StrAppend(out, absl::StrFormat("%8s  %-11s  %9s  %10s  %9s  %s\n", "ID", "STATE", "DURATION", "SIZE",
-                                       "ALIGNMENT", "REASON"));
+  absl::StrAppend(out, absl::StrFormat("%8s  %-11s  %9s  %10s  %9s  %10s  %s\n", "ID", "STATE", "DURATION", "SIZE",
+                                       "ALIGNMENT", "IN-FLIGHT", "REASON"));
   for (const auto& c : st.checkpoints()) {
     std::string reason = c.failure();
     if (c.state() == proto::CHECKPOINT_IN_PROGRESS) {
       reason = absl::StrCat(c.acknowledged(), " of ", c.tasks(), " tasks done");
     }
-    absl::StrAppend(out, absl::StrFormat("%8d  %-11s  %9s  %10s  %9s", c.checkpoint_id(),
+    // IN-FLIGHT: the records an unaligned checkpoint holds; "-": aligned.
+    absl::StrAppend(out, absl::StrFormat("%8d  %-11s  %9s  %10s  %9s  %10s", c.checkpoint_id(),
                                          CheckpointStateName(c.state()), FormatMillis(c.duration_ms()),
-                                         FormatBytes(c.bytes()), FormatMillis(c.alignment_ms())),
+                                         FormatBytes(c.bytes()), FormatMillis(c.alignment_ms()),
+                                         c.unaligned() ? FormatBytes(c.channel_state_bytes()) : "-"),
                     reason.empty() ? "" : "  ", reason, "\n");
   }
 }

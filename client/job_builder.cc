@@ -1438,6 +1438,13 @@ bool JobBuilder::CheckCheckpointing(std::string_view who) {
   if (c.retained < 1) {
     return fail("retained", absl::StrCat("must be at least 1, got ", c.retained));
   }
+  if (c.aligned_timeout_ms < 0) {
+    return fail("aligned_timeout", absl::StrCat("must be >= 0 (0 = never), got ", FormatDuration(c.aligned_timeout_ms)));
+  }
+  if (c.mode == CheckpointingMode::kAtLeastOnce && (c.unaligned || c.aligned_timeout_ms > 0)) {
+    return fail(c.unaligned ? "unaligned" : "aligned_timeout",
+                "needs mode exactly_once (at_least_once never holds records back, so there is nothing to overtake)");
+  }
   if (!c.storage.empty()) {
     // Read by the JobManager and the TaskManagers, not here: it must be
     // absolute, and local directories are all this version stores to.
@@ -1505,6 +1512,8 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
   ckpt->set_max_concurrent(checkpointing_.max_concurrent);
   ckpt->set_min_pause_ms(checkpointing_.min_pause_ms);
   ckpt->set_retained(checkpointing_.retained);
+  ckpt->set_unaligned(checkpointing_.unaligned);
+  ckpt->set_aligned_timeout_ms(checkpointing_.unaligned ? 0 : checkpointing_.aligned_timeout_ms);
   ckpt->set_storage(checkpointing_.storage);
   std::vector<int> parallelism;
   for (const Vertex& v : vertices_) {

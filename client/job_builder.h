@@ -376,6 +376,14 @@ struct CheckpointingOptions {
   int64_t min_pause_ms = 0;
   // Completed checkpoints kept; older ones are deleted. Default 3.
   int retained = 3;
+  // Unaligned checkpoints (exactly_once only): barriers overtake the
+  // buffered records, which become part of the checkpoint, so a
+  // backpressured job still checkpoints quickly. Default false.
+  bool unaligned = false;
+  // > 0 (and not unaligned): checkpoints start aligned and turn unaligned
+  // where their barriers are still on the way this long after the trigger.
+  // Default 0: never.
+  int64_t aligned_timeout_ms = 0;
   // Where checkpoints go: file:///ABSOLUTE/DIR or /ABSOLUTE/DIR, a directory
   // the JobManager and every TaskManager reach (a shared volume); each job
   // writes to <storage>/<job id>. Default empty: the JobManager's data dir.

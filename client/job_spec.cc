@@ -300,6 +300,13 @@ class SpecCompiler {
     return static_cast<int>(v);
   }
 
+  absl::StatusOr<bool> Bool(const Entry& e) const {
+    if (e.value.IsScalar() && (e.value.Scalar() == "true" || e.value.Scalar() == "false")) {
+      return e.value.Scalar() == "true";
+    }
+    return ErrorAt(e, absl::StrCat("expected true or false for '", e.key, "', got ", Describe(e.value)));
+  }
+
   absl::StatusOr<double> Number(const Entry& e) const {
     double v = 0;
     if (!e.value.IsScalar() || !absl::SimpleAtod(AV(e.value.Scalar()), &v)) {
@@ -605,13 +612,13 @@ class SpecCompiler {
   }
 
   // checkpointing: {interval, mode, timeout, max_concurrent, min_pause,
-  // retained, storage}; interval is required. The builder checks the values.
+  // retained, storage, unaligned, aligned_timeout}; interval is required. The builder checks the values.
   absl::StatusOr<CheckpointingOptions> ParseCheckpointing(const Entry& e) const {
     constexpr char kWhat[] = "checkpointing";
     ASSIGN_OR_RETURN(Mapping m, ParseMapping(e.value, kWhat));
     RETURN_IF_ERROR(CheckKeys(m,
                               {"interval", "mode", "timeout", "max_concurrent", "min_pause",
-                               "retained", "storage"},
+                               "retained", "storage", "unaligned", "aligned_timeout"},
                               kWhat));
     CheckpointingOptions c;
     ASSIGN_OR_RETURN(const Entry* interval, Required(m, "interval", kWhat));
@@ -636,6 +643,12 @@ class SpecCompiler {
     }
     if (const Entry* x = m.Find("storage")) {
       ASSIGN_OR_RETURN(c.storage, String(*x));
+    }
+    if (const Entry* x = m.Find("unaligned")) {
+      ASSIGN_OR_RETURN(c.unaligned, Bool(*x));
+    }
+    if (const Entry* x = m.Find("aligned_timeout")) {
+      ASSIGN_OR_RETURN(c.aligned_timeout_ms, DurationMs(*x));
     }
     return c;
   }

@@ -207,7 +207,7 @@ void CheckpointCoordinator::PeriodicTrigger() {
   }
 }
 
-CheckpointId CheckpointCoordinator::StartCheckpoint(int64_t now) {
+CheckpointId CheckpointCoordinator::StartCheckpoint(int64_t now, bool savepoint) {
   // Every running task hears of it: sources start it; the others act on
   // it only once their input ended (their final checkpoint), and take it
   // with the barriers otherwise.
@@ -239,6 +239,14 @@ CheckpointId CheckpointCoordinator::StartCheckpoint(int64_t now) {
     req.set_task_id(tasks_[i].task.task_id);
     req.set_checkpoint_id(id.value);
     req.set_timestamp_ms(now);
+    // A savepoint is always aligned: it has no in-flight records, so it
+    // can be restored at another parallelism.
+    if (!savepoint && options_.spec.mode() != proto::AT_LEAST_ONCE) {
+      req.set_unaligned(options_.spec.unaligned());
+      if (!options_.spec.unaligned() && options_.spec.aligned_timeout_ms() > 0) {
+        req.set_aligned_deadline_ms(now + options_.spec.aligned_timeout_ms());
+      }
+    }
     gateway_.TriggerCheckpoint(tasks_[i].task.address, req,
                                [this, id, i](const std::string& error) {
                                  if (!error.empty()) OnTriggerFailed(id, i, error);
@@ -260,7 +268,7 @@ void CheckpointCoordinator::TriggerSavepoint(const std::string& target_dir, Save
     done(absl::FailedPreconditionError("every task of the job finished"));
     return;
   }
-  const CheckpointId id = StartCheckpoint(timers_.Now());
+  const CheckpointId id = StartCheckpoint(timers_.Now(), /*savepoint=*/true);
   spdlog::info("job {}: savepoint triggered as checkpoint {}, to {}", options_.job_id, id.value, target_dir);
   pending_[id].savepoints.emplace_back(target_dir, std::move(done));
 }
@@ -303,7 +311,7 @@ TriggerResult CheckpointCoordinator::TriggerCheckpoint() {
     spdlog::debug("job {}: checkpoint not triggered: every task finished", options_.job_id);
     return TriggerResult::kNoRunningSource;
   }
-  StartCheckpoint(now);
+  StartCheckpoint(now, /*savepoint=*/false);
   return TriggerResult::kTriggered;
 }
 
@@ -377,6 +385,8 @@ void CheckpointCoordinator::ReceiveAcknowledge(const proto::AcknowledgeCheckpoin
   }
   p.bytes += ack.stats().bytes_total();
   p.alignment_ms = std::max(p.alignment_ms, ack.stats().alignment_ms());
+  p.unaligned = p.unaligned || ack.stats().unaligned();
+  p.channel_state_bytes += ack.stats().channel_state_bytes();
   p.acknowledged++;
   spdlog::debug("job {}: task {} acknowledged checkpoint {} ({} of {})", options_.job_id, ack.task_id(), id.value,
                 p.tasks - p.waiting.size() + 1, p.tasks);
@@ -476,9 +486,11 @@ void CheckpointCoordinator::Complete(CheckpointId id) {
     completed_.pop_front();
   }
   AddHistory(status);
-  spdlog::info("job {}: checkpoint {} completed in {} ms ({} bytes, max alignment {} ms, {} task(s))",
+  spdlog::info("job {}: checkpoint {} completed in {} ms ({} bytes, max alignment {} ms, {} task(s){})",
                options_.job_id, id.value, status.duration_ms(), status.bytes(), status.alignment_ms(),
-               status.tasks());
+               status.tasks(),
+               status.unaligned() ? absl::StrCat(", unaligned with ", status.channel_state_bytes(), " bytes in flight")
+                                  : std::string());
   // Recorded before the tasks hear of it: sinks commit on the notification,
   // so a restart must find this checkpoint once any of them may have.
   if (absl::Status s = RecordCompleted(); !s.ok()) {
@@ -626,6 +638,8 @@ proto::CheckpointStatus CheckpointCoordinator::StatusOf(const Pending& p, proto:
   s.set_duration_ms(std::max<int64_t>(0, now - p.triggered_at_ms));
   s.set_bytes(p.bytes);
   s.set_alignment_ms(p.alignment_ms);
+  s.set_unaligned(p.unaligned);
+  s.set_channel_state_bytes(p.channel_state_bytes);
   s.set_acknowledged(p.tasks - static_cast<int>(p.waiting.size()));
   s.set_tasks(p.tasks);
   return s;

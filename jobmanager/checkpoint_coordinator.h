@@ -212,6 +212,8 @@ class CheckpointCoordinator {
     std::vector<std::string> private_elsewhere;  // private files outside chk-<id>/
     int64_t bytes = 0;
     int64_t alignment_ms = 0;
+    bool unaligned = false;           // some task took it unaligned
+    int64_t channel_state_bytes = 0;  // their in-flight records
     std::vector<std::pair<std::string, SavepointDone>> savepoints;  // target dir, callback
   };
   struct Completed {
@@ -238,7 +240,7 @@ class CheckpointCoordinator {
   void Abort(CheckpointId id, const std::string& reason);
   void AbortAll(const std::string& reason);
   // Creates the pending checkpoint and sends the triggers.
-  CheckpointId StartCheckpoint(int64_t now);
+  CheckpointId StartCheckpoint(int64_t now, bool savepoint);
   absl::StatusOr<std::string> WriteSavepoint(const proto::CheckpointMetadata& metadata,
                                              const std::string& target_dir);
   // After checkpoints ended: deletes deferred shared files if none is

@@ -404,6 +404,22 @@ absl::StatusOr<proto::CheckpointMetadata> JobManager::ReadSavepoint(const std::s
                                                      "' does not have (it has ", graph.vertices_size(), ")"));
     }
   }
+  // In-flight records belong to channels between particular subtasks: an
+  // unaligned checkpoint restores at its own parallelism only.
+  std::map<int, int> subtasks;  // vertex -> subtasks in the snapshot
+  for (const proto::OperatorSnapshot& op : metadata.operators()) {
+    int& n = subtasks[op.vertex_id()];
+    n = std::max(n, op.subtask_index() + 1);
+  }
+  for (const proto::OperatorSnapshot& op : metadata.operators()) {
+    const int parallelism = std::max(1, graph.vertices(op.vertex_id()).parallelism());
+    if (!op.channel_state().empty() && subtasks[op.vertex_id()] != parallelism) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          uri, " is an unaligned checkpoint (it holds in-flight records), which restores only at the parallelism it "
+          "was taken at: operator '", graph.vertices(op.vertex_id()).name(), "' had ", subtasks[op.vertex_id()],
+          " subtask(s), the job has ", parallelism, ". Take a savepoint (always aligned) to rescale"));
+    }
+  }
   return metadata;
 }
 

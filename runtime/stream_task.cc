@@ -28,7 +28,16 @@ class StreamTask::EmitterOutput : public Output {
   void Finish() override { ok_ = ok_ && emitter_->Finish(); }
   void PushWatermark(int64_t watermark) override { ok_ = ok_ && emitter_->EmitWatermark(watermark); }
   void PushIdle() override { ok_ = ok_ && emitter_->EmitIdle(); }
-  void PushBarrier(int64_t checkpoint_id) { ok_ = ok_ && emitter_->EmitBarrier(checkpoint_id); }
+  void PushBarrier(int64_t checkpoint_id, const BarrierOptions& options, RecordEmitter::Overtaken* overtaken) {
+    ok_ = ok_ && emitter_->EmitBarrier(checkpoint_id, options, overtaken);
+  }
+  bool WaitForRoom(std::chrono::milliseconds max_wait) { return !ok_ || emitter_->WaitForRoom(max_wait); }
+  bool SettleBarrier(int64_t checkpoint_id, int64_t now_ms, RecordEmitter::Overtaken* overtaken) {
+    return emitter_->SettleBarrier(checkpoint_id, now_ms, overtaken);
+  }
+  void Restore(int subpartition, NetworkBuffer buffer) {
+    ok_ = ok_ && emitter_->Restore(subpartition, std::move(buffer));
+  }
   bool Flush() { return ok_ = ok_ && emitter_->Flush(); }
   bool ok() const { return ok_; }
 
@@ -275,6 +284,23 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
       }
     }
     if (restored == nullptr || !restored->finished()) finished_on_restore_ = false;
+    if (restored != nullptr && !restored->channel_state().empty()) {
+      // An unaligned checkpoint's in-flight records (on the head's snapshot).
+      if (!storage_) return absl::InvalidArgumentError("a restore without checkpoint storage");
+      if (!tdd.restore().storage().empty() && !restore_storage_) {
+        ASSIGN_OR_RETURN(restore_storage_, CheckpointStorage::Open(tdd.restore().storage()));
+      }
+      CheckpointStorage& from = restore_storage_ ? *restore_storage_ : *storage_;
+      absl::StatusOr<std::string> bytes = from.Read(restored->channel_state());
+      absl::StatusOr<ChannelState> parsed =
+          bytes.ok() ? ChannelState::Parse(*bytes) : absl::StatusOr<ChannelState>(bytes.status());
+      if (!parsed.ok()) {
+        return absl::Status(parsed.status().code(),
+                            absl::StrCat("operator '", v.name(), "': restoring the in-flight records of checkpoint ",
+                                         tdd.restore().checkpoint_id(), ": ", parsed.status().message()));
+      }
+      restored_channels_ = std::move(*parsed);
+    }
     auto restore_error = [&](const absl::Status& s) {
       return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': restoring checkpoint ",
                                                  tdd.restore().checkpoint_id(), ": ", s.message()));
@@ -341,6 +367,8 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
         gate_.get());
   }
   for (const auto& op : operators_) wants_processing_time_ = wants_processing_time_ || op->wants_processing_time();
+  responsive_ = !tdd.checkpoint_storage().empty() && graph.checkpointing().mode() != proto::AT_LEAST_ONCE &&
+                (graph.checkpointing().unaligned() || graph.checkpointing().aligned_timeout_ms() > 0);
   return absl::OkStatus();
 }
 
@@ -383,33 +411,191 @@ void StreamTask::PushWatermark(std::optional<int64_t> watermark) {
   if (watermark) operators_[0]->PushWatermark(*watermark);
 }
 
-void StreamTask::OnCheckpointBarriers(const CheckpointBarriers::Result& result) {
+void StreamTask::OnCheckpointBarriers(const CheckpointBarriers::Result& result, int channel,
+                                      const NetworkBuffer* barrier) {
   if (result.aborted != 0) {
     spdlog::info("task {}: checkpoint {} overtaken by a newer one before its barriers aligned", tdd_.task_id(),
                  result.aborted);
+    if (channel_state_.checkpoint_id == result.aborted) {
+      if (checkpoints_) checkpoints_->AbandonChannelState(result.aborted, "a newer checkpoint's barrier came first");
+      channel_state_ = PendingChannelState{};
+    }
   }
-  // Barrier n has arrived on every input: the chain has seen exactly the
-  // records before it (aligned mode).
-  if (result.snapshot == 0) return;
-  const int64_t alignment_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - alignment_start_)
-          .count();
-  PerformCheckpoint(result.snapshot, alignment_ms);
+  // Aligned: barrier n has arrived on every input, and the chain has seen
+  // exactly the records before it. Unaligned: the first barrier n.
+  if (result.snapshot != 0) {
+    const int64_t alignment_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - alignment_start_)
+            .count();
+    PerformCheckpoint(result.snapshot, alignment_ms, result.forward);
+  }
+  // An unaligned barrier that overtook buffers queued here: their records
+  // come after the snapshot but belong before the barrier.
+  if (barrier != nullptr && barrier->unaligned && barrier->overtaken > 0 &&
+      channel_state_.checkpoint_id == barrier->checkpoint_id) {
+    std::vector<NetworkBuffer> copies;
+    gate_->CopyQueuedRecords(channel, barrier->overtaken, &copies);
+    for (NetworkBuffer& b : copies) {
+      channel_state_.state.AddInput(channel_input_[channel], b.num_records, std::move(b.data));
+    }
+  }
+  if (result.channel_state_done != 0 && channel_state_.checkpoint_id == result.channel_state_done) {
+    channel_state_.inputs_done = true;
+  }
+  MaybeFinishChannelState();
 }
 
-void StreamTask::PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms) {
+void StreamTask::PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms, const BarrierOptions& forward) {
   last_triggered_ = std::max(last_triggered_, checkpoint_id);
-  if (checkpoints_) checkpoints_->Snapshot(checkpoint_id, alignment_ms);
+  // Unaligned, or aligned with a deadline: the snapshot has channel state,
+  // complete once the barriers have arrived (inputs) and settled (outputs).
+  const bool collect = checkpoints_ != nullptr && !input_ended_ &&
+                       (forward.unaligned || forward.aligned_deadline_ms > 0);
+  if (collect) {
+    channel_state_ = PendingChannelState{};
+    channel_state_.checkpoint_id = checkpoint_id;
+    channel_state_.unaligned = forward.unaligned;
+    channel_state_.inputs_done = !forward.unaligned || gate_ == nullptr ||
+                                 barriers_->pending() != checkpoint_id;
+  }
+  if (checkpoints_) checkpoints_->Snapshot(checkpoint_id, alignment_ms, collect);
+  if (collect && forward.unaligned && carry_ != nullptr && carry_->num_records > 0) {
+    // Taken in the middle of a buffer: its rest is after the snapshot,
+    // before its channel's barrier.
+    channel_state_.state.AddInput(carry_->input, carry_->num_records, std::string(carry_->data));
+  }
   if (input_ended_) {
     // After the end of input (the final checkpoint): downstream tasks got
     // the end of their input already and are triggered themselves.
     if (final_checkpoint_ == 0) final_checkpoint_ = checkpoint_id;
     return;
   }
-  for (auto& e : emitters_) e->PushBarrier(checkpoint_id);
+  RecordEmitter::Overtaken overtaken;
+  for (size_t e = 0; e < emitters_.size(); ++e) {
+    overtaken.clear();
+    emitters_[e]->PushBarrier(checkpoint_id, forward, &overtaken);
+    if (!collect) continue;
+    for (auto& [sub, b] : overtaken) {
+      channel_state_.state.AddOutput(static_cast<int>(e), sub, b.num_records, std::move(b.data));
+    }
+  }
+  if (collect && !forward.unaligned && forward.aligned_deadline_ms > 0) channel_state_.outputs_settled = false;
+  MaybeFinishChannelState();
 }
 
-void StreamTask::TriggerCheckpoint(int64_t checkpoint_id) {
+void StreamTask::MaybeFinishChannelState() {
+  PendingChannelState& p = channel_state_;
+  if (p.checkpoint_id == 0) return;
+  if (!p.outputs_settled) {
+    const int64_t now = NowMillis();
+    bool settled = true;
+    RecordEmitter::Overtaken overtaken;
+    for (size_t e = 0; e < emitters_.size(); ++e) {
+      overtaken.clear();
+      settled = emitters_[e]->SettleBarrier(p.checkpoint_id, now, &overtaken) && settled;
+      for (auto& [sub, b] : overtaken) p.state.AddOutput(static_cast<int>(e), sub, b.num_records, std::move(b.data));
+    }
+    p.outputs_settled = settled;
+  }
+  if (!p.inputs_done || !p.outputs_settled) return;
+  if (checkpoints_) checkpoints_->SetChannelState(p.checkpoint_id, std::move(p.state), p.unaligned);
+  p = PendingChannelState{};
+}
+
+bool StreamTask::OutputsHaveRoom(std::chrono::milliseconds max_wait) {
+  for (auto& e : emitters_) {
+    if (!e->WaitForRoom(max_wait)) return false;
+  }
+  return true;
+}
+
+void StreamTask::AwaitOutputRoom(const Carry* carry) {
+  // Short waits: a checkpoint trigger or an unaligned barrier is taken
+  // within one of them.
+  constexpr auto kSlice = std::chrono::milliseconds(5);
+  while (!cancelled_) {
+    if (carry != nullptr) {
+      gate_->ConvertOverdueBarriers(NowMillis());
+      if (gate_->priority_pending()) TakePriorityBarriers(*carry);
+    } else {
+      ProcessCheckpointRequests();
+    }
+    MaybeFinishChannelState();
+    if (OutputsHaveRoom(kSlice)) return;
+  }
+}
+
+absl::Status StreamTask::PushRecords(int input, std::string_view data, int num_records, RowBatch& batch) {
+  const Schema& schema = input_schemas_[input];
+  StreamOperator* head = operators_[0].get();
+  size_t pos = 0;
+  for (int r = 0; r < num_records; ++r) {
+    if (responsive_ && batch.empty() && gate_) {
+      // Before each batch: wait for room at the outputs rather than block
+      // in the middle of one, and take unaligned barriers that came; the
+      // rest of this buffer (this batch on) is then in flight.
+      const Carry rest{input, data.substr(pos), num_records - r};
+      AwaitOutputRoom(&rest);
+    }
+    if (!DecodeRow(schema, data, &pos, &batch.Append())) return absl::DataLossError("corrupt network buffer");
+    if (batch.full() || (sink_limiter_ && batch.size() >= 64)) {
+      Throttle(batch.size());
+      head->PushInput(input, batch);
+      batch.Clear();
+    }
+  }
+  if (!batch.empty()) {
+    Throttle(batch.size());
+    head->PushInput(input, batch);
+    batch.Clear();
+  }
+  return absl::OkStatus();
+}
+
+void StreamTask::OnBarrierBuffer(int channel, const NetworkBuffer& barrier) {
+  if (barriers_->pending() == 0) alignment_start_ = std::chrono::steady_clock::now();
+  const BarrierOptions options{.unaligned = barrier.unaligned, .aligned_deadline_ms = barrier.aligned_deadline_ms};
+  OnCheckpointBarriers(barriers_->OnBarrier(channel, barrier.checkpoint_id, options, NowMillis()), channel, &barrier);
+}
+
+void StreamTask::TakePriorityBarriers(const Carry& carry) {
+  std::vector<std::pair<int, NetworkBuffer>> events;
+  gate_->TakePriorityEvents(&events);
+  carry_ = &carry;
+  for (const auto& [channel, barrier] : events) OnBarrierBuffer(channel, barrier);
+  carry_ = nullptr;
+}
+
+absl::Status StreamTask::ReplayChannelState(RowBatch* batches) {
+  if (restored_channels_.empty()) return absl::OkStatus();
+  spdlog::info("task {}: replaying {} in-flight buffer(s) ({} bytes) of unaligned checkpoint {}", tdd_.task_id(),
+               restored_channels_.entries().size(), restored_channels_.bytes(), tdd_.restore().checkpoint_id());
+  ChannelState state = std::move(restored_channels_);
+  restored_channels_ = ChannelState();
+  for (const ChannelStateEntry& e : state.entries()) {
+    if (!e.output) continue;
+    if (e.index < 0 || e.index >= static_cast<int>(emitters_.size())) {
+      return absl::DataLossError(absl::StrCat("channel state: no output ", e.index));
+    }
+    NetworkBuffer b;
+    b.data = e.data;
+    b.num_records = e.num_records;
+    emitters_[e.index]->Restore(e.subpartition, std::move(b));
+  }
+  for (const ChannelStateEntry& e : state.entries()) {
+    if (e.output) continue;
+    if (!gate_ || e.index < 0 || e.index > 1) return absl::DataLossError(absl::StrCat("channel state: no input ", e.index));
+    RETURN_IF_ERROR(PushRecords(e.index, e.data, e.num_records, batches[e.index]));
+    RETURN_IF_ERROR(CheckOperators());
+  }
+  return CheckOperators();
+}
+
+void StreamTask::TriggerCheckpoint(int64_t checkpoint_id, const BarrierOptions& options) {
+  {
+    std::lock_guard<std::mutex> lock(requests_mu_);
+    trigger_options_ = options;
+  }
   int64_t cur = trigger_requested_.load();
   while (cur < checkpoint_id && !trigger_requested_.compare_exchange_weak(cur, checkpoint_id)) {
   }
@@ -439,12 +625,14 @@ void StreamTask::ProcessCheckpointRequests() {
   // while the input runs stays requested: if the input ends before its
   // barrier arrives, the final wait takes it.
   const int64_t trigger = trigger_requested_.load();
-  if (trigger > last_triggered_ && (!gate_ || input_ended_) && !cancelled_) PerformCheckpoint(trigger, 0);
   std::vector<std::pair<int64_t, bool>> notes;
+  BarrierOptions options;
   {
     std::lock_guard<std::mutex> lock(requests_mu_);
     notes.swap(notifications_);
+    options = trigger_options_;
   }
+  if (trigger > last_triggered_ && (!gate_ || input_ended_) && !cancelled_) PerformCheckpoint(trigger, 0, options);
   if (checkpoints_) {
     for (const auto& [id, completed] : notes) {
       checkpoints_->OnNotification(id, completed);
@@ -487,12 +675,17 @@ absl::Status StreamTask::Run() {
   if (!gate_) {
     auto* source = dynamic_cast<SourceOperator*>(head);
     if (!source) return absl::InternalError("a task without inputs must start with a source");
+    RETURN_IF_ERROR(ReplayChannelState(nullptr));
     // A source that had finished when the checkpoint restored from was
     // taken produces nothing more.
     while (!cancelled_ && !finished_on_restore_) {
+      // Produce only with room at the outputs, so that a checkpoint trigger
+      // is not held up behind a blocked emit.
+      if (responsive_) AwaitOutputRoom(nullptr);
       SourceStatus st = source->Produce();
       RETURN_IF_ERROR(CheckOperators());
       ProcessCheckpointRequests();
+      MaybeFinishChannelState();
       if (Clock::now() >= next_flush) {
         OnTick();
         FlushAll();
@@ -506,8 +699,12 @@ absl::Status StreamTask::Run() {
     NetworkBuffer buffer;
     int channel = 0;
     bool done = false;
+    RETURN_IF_ERROR(ReplayChannelState(batches));
     while (!done && !cancelled_) {
       ProcessCheckpointRequests();
+      if (responsive_) gate_->ConvertOverdueBarriers(NowMillis());
+      if (barriers_->deadline_ms() > 0) OnCheckpointBarriers(barriers_->CheckTimeout(NowMillis()));
+      MaybeFinishChannelState();
       switch (gate_->Next(next_flush, &buffer, &channel)) {
         case GateResult::kBuffer: {
           if (buffer.kind == BufferKind::kWatermark) {
@@ -516,8 +713,7 @@ absl::Status StreamTask::Run() {
             break;
           }
           if (buffer.kind == BufferKind::kBarrier) {
-            if (barriers_->pending() == 0) alignment_start_ = std::chrono::steady_clock::now();
-            OnCheckpointBarriers(barriers_->OnBarrier(channel, buffer.checkpoint_id));
+            OnBarrierBuffer(channel, buffer);
             RETURN_IF_ERROR(CheckOperators());
             break;
           }
@@ -530,25 +726,11 @@ absl::Status StreamTask::Run() {
           }
           valve_->OnRecords(channel);
           const int input = channel_input_[channel];
-          const Schema& schema = input_schemas_[input];
-          RowBatch& batch = batches[input];
-          size_t pos = 0;
-          const std::string_view data(buffer.data);
-          for (int r = 0; r < buffer.num_records; ++r) {
-            if (!DecodeRow(schema, data, &pos, &batch.Append())) {
-              return absl::DataLossError("corrupt network buffer");
-            }
-            if (batch.full() || (sink_limiter_ && batch.size() >= 64)) {
-              Throttle(batch.size());
-              head->PushInput(input, batch);
-              batch.Clear();
-            }
+          if (channel_state_.checkpoint_id != 0 && barriers_->recording(channel)) {
+            // Before this channel's barrier, after the unaligned snapshot.
+            channel_state_.state.AddInput(input, buffer.num_records, buffer.data);
           }
-          if (!batch.empty()) {
-            Throttle(batch.size());
-            head->PushInput(input, batch);
-            batch.Clear();
-          }
+          RETURN_IF_ERROR(PushRecords(input, buffer.data, buffer.num_records, batches[input]));
           RETURN_IF_ERROR(CheckOperators());
           break;
         }

@@ -27,6 +27,7 @@
 #include "runtime/network/result_partition.h"
 #include "runtime/operators/operator.h"
 #include "runtime/operators/sources.h"
+#include "runtime/channel_state.h"
 #include "runtime/checkpoint_barriers.h"
 #include "runtime/task_checkpoints.h"
 #include "runtime/watermark_valve.h"
@@ -57,8 +58,8 @@ class StreamTask {
   absl::Status Run();
   void Cancel();
   // Any thread. A source task starts checkpoint `checkpoint_id` between two
-  // batches: it snapshots and sends the barrier.
-  void TriggerCheckpoint(int64_t checkpoint_id);
+  // batches: it snapshots and sends the barrier, as `options` say.
+  void TriggerCheckpoint(int64_t checkpoint_id, const BarrierOptions& options = {});
   // Any thread: the JobManager's verdict on a checkpoint.
   void NotifyCheckpoint(int64_t checkpoint_id, bool completed);
 
@@ -72,6 +73,13 @@ class StreamTask {
 
  private:
   class EmitterOutput;
+  // While unaligned barriers are taken in the middle of a buffer: the
+  // records of it not processed yet (they go into a snapshot taken then).
+  struct Carry {
+    int input = 0;
+    std::string_view data;
+    int num_records = 0;
+  };
 
   StreamTask() = default;
   absl::Status Build(const proto::TaskDeploymentDescriptor& tdd, const StreamTaskEnv& env);
@@ -79,9 +87,29 @@ class StreamTask {
   bool FlushAll();
   void Throttle(size_t records);
   void PushWatermark(std::optional<int64_t> watermark);
-  void OnCheckpointBarriers(const CheckpointBarriers::Result& result);
+  // `barrier`: the barrier buffer that gave the result (null: a channel end
+  // or a timeout), from gate channel `channel`.
+  void OnCheckpointBarriers(const CheckpointBarriers::Result& result, int channel = -1,
+                            const NetworkBuffer* barrier = nullptr);
   // Snapshot (if the task has checkpoint storage), then barrier downstream.
-  void PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms);
+  void PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms, const BarrierOptions& forward);
+  // Hands the channel state over once its inputs and outputs are complete.
+  void MaybeFinishChannelState();
+  // Decodes a network buffer's rows into batch and pushes them to the head.
+  absl::Status PushRecords(int input, std::string_view data, int num_records, RowBatch& batch);
+  // Takes the unaligned barriers queued at the inputs' fronts now, between
+  // two batches of a buffer whose unprocessed rest is `carry`.
+  void TakePriorityBarriers(const Carry& carry);
+  void OnBarrierBuffer(int channel, const NetworkBuffer& barrier);
+  // Whether every output has room for a buffer, waiting up to max_wait each.
+  bool OutputsHaveRoom(std::chrono::milliseconds max_wait);
+  // With unaligned checkpoints: waits until the outputs have room, taking
+  // checkpoint triggers (a source: carry null) or unaligned barriers (in a
+  // buffer whose unprocessed rest is *carry) meanwhile.
+  void AwaitOutputRoom(const Carry* carry);
+  // On a restore from an unaligned checkpoint: its output records are
+  // queued again, its input records processed, before anything else.
+  absl::Status ReplayChannelState(RowBatch* batches);
   // Triggers and notifications from other threads, run on the task thread.
   void ProcessCheckpointRequests();
   // After the end of input: if an operator needs it (a two-phase-commit
@@ -118,6 +146,20 @@ class StreamTask {
   std::condition_variable requests_cv_;  // with requests_mu_: wakes the final wait
   std::vector<std::pair<int64_t, bool>> notifications_;  // guarded by requests_mu_
   std::chrono::steady_clock::time_point alignment_start_;
+  BarrierOptions trigger_options_;  // guarded by requests_mu_: of trigger_requested_
+  // The channel state being collected for a checkpoint (runtime/channel_state.h).
+  struct PendingChannelState {
+    int64_t checkpoint_id = 0;  // 0: none
+    bool unaligned = false;
+    bool inputs_done = true;       // every input barrier has arrived
+    bool outputs_settled = true;   // every aligned output barrier with a deadline settled
+    ChannelState state;
+  } channel_state_;
+  ChannelState restored_channels_;  // replayed when Run starts
+  const Carry* carry_ = nullptr;
+  // Unaligned checkpoints are on: wait for output room between batches
+  // (Flink's output availability) instead of blocking inside an emit.
+  bool responsive_ = false;
   int64_t buffer_timeout_ms_ = 5;
   PartitionManager* partition_manager_ = nullptr;
   std::unique_ptr<RateLimiter> sink_limiter_;

@@ -62,9 +62,22 @@ void TaskCheckpoints::Decline(int64_t checkpoint_id, const std::string& reason) 
   responder_->Decline(decline);
 }
 
-void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms) {
+// What the async part of one checkpoint needs.
+struct TaskCheckpoints::Upload {
+  int64_t checkpoint_id = 0;
+  int64_t alignment_ms = 0;
+  int64_t sync_ms = 0;
+  std::vector<PendingOperator> ops;
+  bool unaligned = false;
+  std::string channel_state;  // serialized; empty: none
+  std::string channel_state_path;
+};
+
+void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms, bool channel_state_pending) {
   const auto sync_start = std::chrono::steady_clock::now();
-  auto pending = std::make_shared<std::vector<PendingOperator>>();
+  auto upload = std::make_shared<Upload>();
+  upload->checkpoint_id = checkpoint_id;
+  upload->alignment_ms = alignment_ms;
   for (const Op& o : ops_) {
     PendingOperator p;
     p.snapshot.set_vertex_id(o.vertex_id);
@@ -92,15 +105,42 @@ void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms) {
       p.local = std::move(*local);
       p.private_dir = absl::StrCat("chk-", checkpoint_id, "/", o.vertex_id, "-", subtask_index_);
     }
-    pending->push_back(std::move(p));
+    upload->ops.push_back(std::move(p));
   }
-  const int64_t sync_ms = MillisSince(sync_start);
+  upload->sync_ms = MillisSince(sync_start);
+  if (waiting_) AbandonChannelState(waiting_->checkpoint_id, "a newer checkpoint started first");
+  if (channel_state_pending) {
+    waiting_ = std::move(upload);
+    return;
+  }
+  Post(std::move(upload));
+}
+
+void TaskCheckpoints::SetChannelState(int64_t checkpoint_id, ChannelState state, bool unaligned) {
+  if (!waiting_ || waiting_->checkpoint_id != checkpoint_id) return;
+  std::shared_ptr<Upload> upload = std::move(waiting_);
+  upload->unaligned = unaligned || !state.empty();
+  if (!state.empty() && !upload->ops.empty()) {
+    upload->channel_state = state.Serialize();
+    upload->channel_state_path =
+        absl::StrCat("chk-", checkpoint_id, "/channels-", upload->ops.front().snapshot.vertex_id(), "-", subtask_index_);
+  }
+  Post(std::move(upload));
+}
+
+void TaskCheckpoints::AbandonChannelState(int64_t checkpoint_id, const std::string& reason) {
+  if (!waiting_ || waiting_->checkpoint_id != checkpoint_id) return;
+  waiting_.reset();
+  Decline(checkpoint_id, reason);
+}
+
+void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
   {
     std::lock_guard<std::mutex> lock(in_flight_->mu);
     in_flight_->count++;
   }
-  uploads_->Post([pending, checkpoint_id, alignment_ms, sync_ms, job_id = job_id_, task_id = task_id_,
-                  responder = responder_, in_flight = in_flight_] {
+  uploads_->Post([upload, job_id = job_id_, task_id = task_id_, storage = storage_, responder = responder_,
+                  in_flight = in_flight_] {
     struct Done {
       InFlight& f;
       ~Done() {
@@ -109,25 +149,38 @@ void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms) {
         f.cv.notify_all();
       }
     } done{*in_flight};
+    const int64_t checkpoint_id = upload->checkpoint_id;
     const auto async_start = std::chrono::steady_clock::now();
+    auto decline = [&](const std::string& reason) {
+      spdlog::warn("task {} declines checkpoint {}: {}", task_id, checkpoint_id, reason);
+      proto::DeclineCheckpointRequest d;
+      d.set_job_id(job_id);
+      d.set_task_id(task_id);
+      d.set_checkpoint_id(checkpoint_id);
+      d.set_reason(reason);
+      responder->Decline(d);
+    };
     proto::AcknowledgeCheckpointRequest ack;
     ack.set_job_id(job_id);
     ack.set_task_id(task_id);
     ack.set_checkpoint_id(checkpoint_id);
     uint64_t uploaded = 0, total = 0;
-    for (PendingOperator& p : *pending) {
+    if (!upload->channel_state.empty()) {
+      if (absl::Status s = storage->Write(upload->channel_state_path, upload->channel_state); !s.ok()) {
+        decline(absl::StrCat("writing its channel state failed: ", s.message()));
+        return;
+      }
+      uploaded += upload->channel_state.size();
+      total += upload->channel_state.size();
+      upload->ops.front().snapshot.set_channel_state(upload->channel_state_path);
+      upload->ops.front().snapshot.set_channel_state_bytes(static_cast<int64_t>(upload->channel_state.size()));
+    }
+    for (PendingOperator& p : upload->ops) {
       if (p.snapshotter) {
         uint64_t bytes = 0;
         absl::StatusOr<proto::KeyedStateHandle> handle = p.snapshotter->Upload(p.local, p.private_dir, &bytes);
         if (!handle.ok()) {
-          spdlog::warn("task {} declines checkpoint {}: upload failed: {}", task_id, checkpoint_id,
-                       std::string(handle.status().message()));
-          proto::DeclineCheckpointRequest decline;
-          decline.set_job_id(job_id);
-          decline.set_task_id(task_id);
-          decline.set_checkpoint_id(checkpoint_id);
-          decline.set_reason(absl::StrCat("upload failed: ", handle.status().message()));
-          responder->Decline(decline);
+          decline(absl::StrCat("upload failed: ", handle.status().message()));
           return;
         }
         uploaded += bytes;
@@ -138,11 +191,13 @@ void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms) {
       *ack.add_operators() = std::move(p.snapshot);
     }
     proto::CheckpointTaskStats* stats = ack.mutable_stats();
-    stats->set_alignment_ms(alignment_ms);
-    stats->set_sync_ms(sync_ms);
+    stats->set_alignment_ms(upload->alignment_ms);
+    stats->set_sync_ms(upload->sync_ms);
     stats->set_async_ms(MillisSince(async_start));
     stats->set_bytes_uploaded(static_cast<int64_t>(uploaded));
     stats->set_bytes_total(static_cast<int64_t>(total));
+    stats->set_unaligned(upload->unaligned);
+    stats->set_channel_state_bytes(static_cast<int64_t>(upload->channel_state.size()));
     responder->Acknowledge(ack);
   });
 }

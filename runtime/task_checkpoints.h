@@ -28,6 +28,7 @@
 
 #include "common/executor.h"
 #include "proto/control.pb.h"
+#include "runtime/channel_state.h"
 #include "runtime/operators/operator.h"
 #include "state/checkpoint_storage.h"
 #include "state/key_groups.h"
@@ -59,9 +60,19 @@ class TaskCheckpoints {
   // refer to its files instead of uploading them again.
   void AddRestored(int vertex_id, const proto::KeyedStateHandle& handle);
 
-  // The sync part of checkpoint `checkpoint_id`, then posts the async part.
-  // A failure declines the checkpoint; the task goes on either way.
-  void Snapshot(int64_t checkpoint_id, int64_t alignment_ms);
+  // The sync part of checkpoint `checkpoint_id`, then posts the async part:
+  // at once, or, with channel_state_pending (an unaligned checkpoint, whose
+  // in-flight records are still being collected), when SetChannelState
+  // hands them over. A failure declines the checkpoint; the task goes on
+  // either way.
+  void Snapshot(int64_t checkpoint_id, int64_t alignment_ms, bool channel_state_pending = false);
+  // The channel state of the checkpoint waiting for it: stored with the
+  // head operator's snapshot (OperatorSnapshot::channel_state). unaligned:
+  // the task took it unaligned (an aligned one with a deadline may have
+  // channel state too: output its barriers overtook once they turned).
+  void SetChannelState(int64_t checkpoint_id, ChannelState state, bool unaligned);
+  // The checkpoint waiting for its channel state was given up: declines it.
+  void AbandonChannelState(int64_t checkpoint_id, const std::string& reason);
   // The JobManager's verdict on a checkpoint.
   void OnNotification(int64_t checkpoint_id, bool completed);
   // Blocks until every async part posted so far has sent its acknowledgement
@@ -79,6 +90,9 @@ class TaskCheckpoints {
   };
   void Decline(int64_t checkpoint_id, const std::string& reason);
 
+  struct Upload;
+  void Post(std::shared_ptr<Upload> upload);
+
   struct InFlight {
     std::mutex mu;
     std::condition_variable cv;
@@ -94,6 +108,7 @@ class TaskCheckpoints {
   Executor* const uploads_;
   std::vector<Op> ops_;
   std::shared_ptr<InFlight> in_flight_ = std::make_shared<InFlight>();
+  std::shared_ptr<Upload> waiting_;  // the snapshot waiting for its channel state
 };
 
 }  // namespace vstream

@@ -67,7 +67,9 @@ class TaskManager::ExecutorService final : public proto::TaskExecutor::Service {
   }
   grpc::Status TriggerCheckpoint(grpc::ServerContext*, const proto::TriggerCheckpointRequest* req,
                                  proto::TriggerCheckpointResponse*) override {
-    const bool running = tm_.WithStreamTask(req->task_id(), [&](StreamTask& t) { t.TriggerCheckpoint(req->checkpoint_id()); });
+    const BarrierOptions options{.unaligned = req->unaligned(), .aligned_deadline_ms = req->aligned_deadline_ms()};
+    const bool running = tm_.WithStreamTask(req->task_id(),
+                                            [&](StreamTask& t) { t.TriggerCheckpoint(req->checkpoint_id(), options); });
     if (!running) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no running task " + req->task_id());
     return grpc::Status::OK;
   }

@@ -50,6 +50,13 @@ TEST(FormatJobStatusTest, CheckpointsTableUnderTheVertices) {
   c->set_bytes(5 * 1024 * 1024 + 300 * 1024);
   c->set_alignment_ms(15);
   c = st.add_checkpoints();
+  c->set_checkpoint_id(9);
+  c->set_state(proto::CHECKPOINT_COMPLETED);
+  c->set_duration_ms(140);
+  c->set_bytes(3 * 1024 * 1024);
+  c->set_unaligned(true);
+  c->set_channel_state_bytes(700 * 1024);
+  c = st.add_checkpoints();
   c->set_checkpoint_id(7);
   c->set_state(proto::CHECKPOINT_FAILED);
   c->set_duration_ms(60'000);
@@ -64,11 +71,12 @@ TEST(FormatJobStatusTest, CheckpointsTableUnderTheVertices) {
   EXPECT_EQ(FormatJobStatus(st),
             before +
                 "\nCHECKPOINTS  latest completed: 6  storage: file:///ckpt/job\n"
-                "      ID  STATE         DURATION        SIZE  ALIGNMENT  REASON\n"
-                "       6  COMPLETED        1.2 s     5.3 MiB      15 ms\n"
-                "       7  FAILED          60.0 s         0 B       0 ms  expired after 60000 ms with 3 of 4 tasks "
-                "done; waiting for j/c1/s0\n"
-                "       8  IN_PROGRESS     300 ms       512 B       0 ms  2 of 4 tasks done\n");
+                "      ID  STATE         DURATION        SIZE  ALIGNMENT   IN-FLIGHT  REASON\n"
+                "       6  COMPLETED        1.2 s     5.3 MiB      15 ms           -\n"
+                "       9  COMPLETED       140 ms     3.0 MiB       0 ms   700.0 KiB\n"
+                "       7  FAILED          60.0 s         0 B       0 ms           -  expired after 60000 ms with 3 of 4 "
+                "tasks done; waiting for j/c1/s0\n"
+                "       8  IN_PROGRESS     300 ms       512 B       0 ms           -  2 of 4 tasks done\n");
 }
 
 TEST(FormatJobStatusTest, RestartsAndTheSavepointItStartedFrom) {

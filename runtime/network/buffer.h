@@ -32,6 +32,20 @@ struct NetworkBuffer {
   BufferKind kind = BufferKind::kRecords;
   int64_t watermark = 0;
   int64_t checkpoint_id = 0;  // kBarrier
+  // kBarrier: an unaligned barrier, put ahead of the buffers queued before
+  // it; else an aligned one that turns unaligned at aligned_deadline_ms
+  // (wall clock; 0: never). See runtime/checkpoint_barriers.h.
+  bool unaligned = false;
+  int64_t aligned_deadline_ms = 0;
+  // An unaligned barrier at the consumer: how many record buffers received
+  // before it it overtook (they follow it in the channel).
+  int32_t overtaken = 0;
+};
+
+// How a task sends a checkpoint's barrier on.
+struct BarrierOptions {
+  bool unaligned = false;
+  int64_t aligned_deadline_ms = 0;  // aligned only; 0: no deadline
 };
 
 }  // namespace vstream

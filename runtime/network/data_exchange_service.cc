@@ -33,10 +33,12 @@ grpc::Status DataExchangeService::OpenChannel(
   std::condition_variable cv;
   int credit = first.credit();
   bool available = false;
+  bool urgent = false;  // an unaligned barrier is at the front: send it without credit
   bool reader_done = false;
-  sub.SetListener([&] {
+  sub.SetListener([&](bool priority) {
     std::lock_guard<std::mutex> lock(mu);
     available = true;
+    urgent = urgent || priority;
     cv.notify_one();
   });
   std::thread credit_reader([&] {
@@ -56,20 +58,23 @@ grpc::Status DataExchangeService::OpenChannel(
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return reader_done || (credit > 0 && available); });
-      if (reader_done && !(credit > 0 && available)) {
+      cv.wait(lock, [&] { return reader_done || urgent || (credit > 0 && available); });
+      if (reader_done && !urgent && !(credit > 0 && available)) {
         result = grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away");
         break;
       }
       available = false;
+      urgent = false;
     }
     bool ended = false;
     while (true) {
+      bool has_credit;
       {
         std::lock_guard<std::mutex> lock(mu);
-        if (credit <= 0) break;
+        has_credit = credit > 0;
       }
-      std::optional<NetworkBuffer> b = sub.Poll();
+      // Events need no credit: a barrier overtakes records held back for it.
+      std::optional<NetworkBuffer> b = sub.Poll(has_credit);
       if (!b) break;
       msg.set_data(std::move(b->data));
       msg.set_num_records(b->num_records);
@@ -78,6 +83,8 @@ grpc::Status DataExchangeService::OpenChannel(
       msg.set_watermark(b->watermark);
       msg.set_idle(b->kind == BufferKind::kIdle);
       msg.set_checkpoint_barrier(b->kind == BufferKind::kBarrier ? b->checkpoint_id : 0);
+      msg.set_unaligned(b->unaligned);
+      msg.set_aligned_deadline_ms(b->aligned_deadline_ms);
       if (b->kind == BufferKind::kRecords) {
         std::lock_guard<std::mutex> lock(mu);
         --credit;

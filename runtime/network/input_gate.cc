@@ -27,7 +27,13 @@ void LocalInputChannel::Start(InputGate* gate, int index) {
       return;
     }
     partition_ = partition;
-    partition_->subpartition(subpartition_).SetListener([gate, index] { gate->Notify(index); });
+    partition_->subpartition(subpartition_).SetListener([gate, index](bool priority) {
+      if (priority) {
+        gate->NotifyPriority(index);
+      } else {
+        gate->Notify(index);
+      }
+    });
   });
 }
 
@@ -39,6 +45,16 @@ std::optional<NetworkBuffer> LocalInputChannel::Poll() {
   }
   if (!p) return std::nullopt;
   return p->subpartition(subpartition_).Poll();
+}
+
+std::optional<NetworkBuffer> LocalInputChannel::PollPriority() {
+  std::shared_ptr<ResultPartition> p;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    p = partition_;
+  }
+  if (!p) return std::nullopt;
+  return p->subpartition(subpartition_).PollPriority();
 }
 
 void LocalInputChannel::Close() {
@@ -98,15 +114,33 @@ void RemoteInputChannel::ReadLoop() {
     } else if (msg.checkpoint_barrier() > 0) {
       b.kind = BufferKind::kBarrier;
       b.checkpoint_id = msg.checkpoint_barrier();
+      b.unaligned = msg.unaligned();
+      b.aligned_deadline_ms = msg.aligned_deadline_ms();
     } else if (msg.has_watermark()) {
       b.kind = BufferKind::kWatermark;
       b.watermark = msg.watermark();
     }
+    const bool priority = b.unaligned;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      received_.push_back(std::move(b));
+      if (b.unaligned) {
+        // It overtakes what this channel received and the task has not
+        // taken yet, too: those records go into the task's snapshot.
+        for (const NetworkBuffer& r : received_) b.overtaken += r.kind == BufferKind::kRecords ? 1 : 0;
+        received_.push_front(std::move(b));
+      } else {
+        if (b.kind == BufferKind::kBarrier && b.aligned_deadline_ms > 0) {
+          const int64_t d = queued_deadline_ms_.load();
+          if (d == 0 || b.aligned_deadline_ms < d) queued_deadline_ms_.store(b.aligned_deadline_ms);
+        }
+        received_.push_back(std::move(b));
+      }
     }
-    gate_->Notify(index_);
+    if (priority) {
+      gate_->NotifyPriority(index_);
+    } else {
+      gate_->Notify(index_);
+    }
     if (msg.end_of_partition()) {
       clean_end = true;
       break;
@@ -139,6 +173,43 @@ std::optional<NetworkBuffer> RemoteInputChannel::Poll() {
   return out;
 }
 
+std::optional<NetworkBuffer> RemoteInputChannel::PollPriority() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (received_.empty() || received_.front().kind != BufferKind::kBarrier || !received_.front().unaligned) {
+    return std::nullopt;
+  }
+  std::optional<NetworkBuffer> b(std::move(received_.front()));
+  received_.pop_front();
+  return b;
+}
+
+bool RemoteInputChannel::ConvertOverdueBarrier(int64_t now_ms) {
+  const int64_t deadline = queued_deadline_ms_.load(std::memory_order_relaxed);
+  if (deadline == 0 || now_ms < deadline) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  queued_deadline_ms_.store(0);
+  bool converted = false;
+  int records = 0;
+  for (auto it = received_.begin(); it != received_.end(); ++it) {
+    if (it->kind == BufferKind::kRecords) ++records;
+    if (it->kind != BufferKind::kBarrier || it->unaligned || it->aligned_deadline_ms == 0) continue;
+    if (it->aligned_deadline_ms > now_ms) {
+      // A later one: check again at its deadline.
+      queued_deadline_ms_.store(it->aligned_deadline_ms);
+      break;
+    }
+    NetworkBuffer b = std::move(*it);
+    received_.erase(it);
+    b.unaligned = true;
+    b.aligned_deadline_ms = 0;
+    b.overtaken = records;
+    received_.push_front(std::move(b));
+    converted = true;
+    break;
+  }
+  return converted;
+}
+
 void RemoteInputChannel::Close() {
   {
     std::lock_guard<std::mutex> wl(write_mu_);
@@ -154,6 +225,16 @@ void RemoteInputChannel::Close() {
   }
   if (reader_.joinable()) reader_.join();
   if (stream_) stream_->Finish();
+}
+
+void RemoteInputChannel::CopyQueuedRecords(int n, std::vector<NetworkBuffer>* out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const NetworkBuffer& b : received_) {
+    if (n <= 0) break;
+    if (b.kind != BufferKind::kRecords) continue;
+    out->push_back(b);
+    --n;
+  }
 }
 
 std::string RemoteInputChannel::error() const {
@@ -186,6 +267,26 @@ void InputGate::Notify(int channel) {
     available_.push_back(channel);
   }
   cv_.notify_one();
+}
+
+void InputGate::NotifyPriority(int channel) {
+  priority_events_.fetch_add(1, std::memory_order_relaxed);
+  Notify(channel);
+}
+
+void InputGate::TakePriorityEvents(std::vector<std::pair<int, NetworkBuffer>>* out) {
+  // Reset first: a notification after this is seen by the next check.
+  if (priority_events_.exchange(0) == 0) return;
+  for (size_t ch = 0; ch < channels_.size(); ++ch) {
+    if (ended_[ch]) continue;
+    while (std::optional<NetworkBuffer> b = channels_[ch]->PollPriority()) out->emplace_back(static_cast<int>(ch), std::move(*b));
+  }
+}
+
+void InputGate::ConvertOverdueBarriers(int64_t now_ms) {
+  for (size_t ch = 0; ch < channels_.size(); ++ch) {
+    if (channels_[ch]->ConvertOverdueBarrier(now_ms)) NotifyPriority(static_cast<int>(ch));
+  }
 }
 
 void InputGate::Block(int channel) {
@@ -222,6 +323,10 @@ void InputGate::Close() {
 }
 
 std::string InputGate::error() const { return error_; }
+
+void InputGate::CopyQueuedRecords(int channel, int n, std::vector<NetworkBuffer>* out) const {
+  if (n > 0) channels_[channel]->CopyQueuedRecords(n, out);
+}
 
 GateResult InputGate::Next(std::chrono::steady_clock::time_point deadline, NetworkBuffer* buffer,
                            int* channel) {

@@ -42,6 +42,15 @@ class InputChannel {
   virtual void Close() = 0;
   // Non-empty once the channel failed (e.g. the producer's TaskManager is gone).
   virtual std::string error() const = 0;
+  // Copies the first n record buffers queued in the channel itself (the
+  // ones an unaligned barrier overtook here: NetworkBuffer::overtaken).
+  virtual void CopyQueuedRecords(int n, std::vector<NetworkBuffer>* out) const { (void)n, (void)out; }
+  // The next buffer if it is an unaligned barrier, else nullopt.
+  virtual std::optional<NetworkBuffer> PollPriority() = 0;
+  // An aligned barrier received with a deadline that is still queued here
+  // once now_ms passed it turns unaligned: moved to the front, counting
+  // what it overtook. True if one did.
+  virtual bool ConvertOverdueBarrier(int64_t now_ms) { return now_ms < 0; }
 };
 
 // Reads a subpartition of a partition produced in the same TaskManager.
@@ -50,6 +59,7 @@ class LocalInputChannel : public InputChannel {
   LocalInputChannel(PartitionManager& partitions, std::string partition_id, int subpartition);
   void Start(InputGate* gate, int index) override;
   std::optional<NetworkBuffer> Poll() override;
+  std::optional<NetworkBuffer> PollPriority() override;
   void Close() override;
   std::string error() const override;
 
@@ -74,8 +84,11 @@ class RemoteInputChannel : public InputChannel {
   ~RemoteInputChannel() override;
   void Start(InputGate* gate, int index) override;
   std::optional<NetworkBuffer> Poll() override;
+  std::optional<NetworkBuffer> PollPriority() override;
+  bool ConvertOverdueBarrier(int64_t now_ms) override;
   void Close() override;
   std::string error() const override;
+  void CopyQueuedRecords(int n, std::vector<NetworkBuffer>* out) const override;
 
  private:
   void ReadLoop();
@@ -94,6 +107,8 @@ class RemoteInputChannel : public InputChannel {
   std::string error_;
   bool ended_ = false;
   int consumed_since_credit_ = 0;  // task thread only
+  // The earliest deadline of an aligned barrier queued in received_ (0: none).
+  std::atomic<int64_t> queued_deadline_ms_{0};
   std::mutex write_mu_;
   bool closed_ = false;
 };
@@ -118,6 +133,15 @@ class InputGate : public ChannelBlocker {
   GateResult Next(std::chrono::steady_clock::time_point deadline, NetworkBuffer* buffer,
                   int* channel);
   void Notify(int channel);
+  // A channel queued an unaligned barrier at its front.
+  void NotifyPriority(int channel);
+  // Unaligned barriers overtake a task in the middle of a buffer too: it
+  // checks priority_pending() between batches and takes them (as
+  // (channel, barrier), in no particular order across channels) at once.
+  bool priority_pending() const { return priority_events_.load(std::memory_order_relaxed) > 0; }
+  void TakePriorityEvents(std::vector<std::pair<int, NetworkBuffer>>* out);
+  // See InputChannel::ConvertOverdueBarrier. Task thread.
+  void ConvertOverdueBarriers(int64_t now_ms);
   // Checkpoint alignment: Next() skips a blocked channel, whose buffers wait
   // (and, by credit, hold its producer back) until UnblockAll. Task thread.
   void Block(int channel) override;
@@ -125,6 +149,8 @@ class InputGate : public ChannelBlocker {
   void Cancel();
   void Close();
   std::string error() const;
+  // See InputChannel::CopyQueuedRecords. Task thread.
+  void CopyQueuedRecords(int channel, int n, std::vector<NetworkBuffer>* out) const;
   int num_channels() const { return static_cast<int>(channels_.size()); }
 
  private:
@@ -139,6 +165,7 @@ class InputGate : public ChannelBlocker {
   std::vector<bool> parked_;  // blocked with a notification pending
   bool cancelled_ = false;
   std::string error_;
+  std::atomic<int> priority_events_{0};
 };
 
 }  // namespace vstream

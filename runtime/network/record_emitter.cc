@@ -90,7 +90,55 @@ bool RecordEmitter::EmitEvent(BufferKind kind, int64_t watermark, int64_t checkp
 
 bool RecordEmitter::EmitWatermark(int64_t watermark) { return EmitEvent(BufferKind::kWatermark, watermark, 0); }
 bool RecordEmitter::EmitIdle() { return EmitEvent(BufferKind::kIdle, 0, 0); }
-bool RecordEmitter::EmitBarrier(int64_t checkpoint_id) { return EmitEvent(BufferKind::kBarrier, 0, checkpoint_id); }
+bool RecordEmitter::EmitBarrier(int64_t checkpoint_id, const BarrierOptions& options, Overtaken* overtaken) {
+  if (!options.unaligned && !Flush()) return false;
+  settled_.assign(num_targets_, options.unaligned || options.aligned_deadline_ms == 0);
+  std::vector<NetworkBuffer> taken;
+  for (int t = 0; t < num_targets_; ++t) {
+    ResultSubpartition& sub = partition_->subpartition(t);
+    if (options.unaligned && building_[t].num_records > 0) {
+      NetworkBuffer partial;
+      partial.data.reserve(kNetworkBufferBytes + 1024);
+      std::swap(partial, building_[t]);
+      if (!sub.Add(std::move(partial), /*force=*/true)) return false;
+    }
+    NetworkBuffer barrier;
+    barrier.kind = BufferKind::kBarrier;
+    barrier.checkpoint_id = checkpoint_id;
+    barrier.unaligned = options.unaligned;
+    barrier.aligned_deadline_ms = options.unaligned ? 0 : options.aligned_deadline_ms;
+    taken.clear();
+    if (!sub.AddBarrier(std::move(barrier), &taken)) return false;
+    if (overtaken == nullptr) continue;
+    for (NetworkBuffer& b : taken) overtaken->emplace_back(t, std::move(b));
+  }
+  return true;
+}
+
+bool RecordEmitter::SettleBarrier(int64_t checkpoint_id, int64_t now_ms, Overtaken* overtaken) {
+  bool all = true;
+  std::vector<NetworkBuffer> taken;
+  for (int t = 0; t < num_targets_; ++t) {
+    if (settled_.empty() || settled_[t]) continue;
+    taken.clear();
+    settled_[t] = partition_->subpartition(t).SettleBarrier(checkpoint_id, now_ms, &taken);
+    for (NetworkBuffer& b : taken) overtaken->emplace_back(t, std::move(b));
+    all = all && settled_[t];
+  }
+  return all;
+}
+
+bool RecordEmitter::WaitForRoom(std::chrono::milliseconds max_wait) {
+  for (int t = 0; t < num_targets_; ++t) {
+    if (!partition_->subpartition(t).WaitForRoom(max_wait)) return false;
+  }
+  return true;
+}
+
+bool RecordEmitter::Restore(int subpartition, NetworkBuffer buffer) {
+  if (subpartition < 0 || subpartition >= num_targets_) return false;
+  return partition_->subpartition(subpartition).Add(std::move(buffer), /*force=*/true);
+}
 
 bool RecordEmitter::Finish() {
   if (!Flush()) return false;

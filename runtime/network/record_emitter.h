@@ -30,8 +30,23 @@ class RecordEmitter {
   // Flushes, then sends a watermark (or idle) event on every subpartition.
   bool EmitWatermark(int64_t watermark);
   bool EmitIdle();
-  // Flushes, then sends checkpoint barrier `checkpoint_id` on every subpartition.
-  bool EmitBarrier(int64_t checkpoint_id);
+  // Sends checkpoint barrier `checkpoint_id` on every subpartition (see
+  // ResultSubpartition::AddBarrier). Aligned: after flushing. Unaligned:
+  // the partial buffers go out without waiting for room, the barrier ahead
+  // of everything queued, and the records it overtook are appended to
+  // *overtaken as (subpartition, buffer).
+  using Overtaken = std::vector<std::pair<int, NetworkBuffer>>;
+  bool EmitBarrier(int64_t checkpoint_id, const BarrierOptions& options = {}, Overtaken* overtaken = nullptr);
+  // For an aligned barrier with a deadline: true once every subpartition's
+  // is settled (ResultSubpartition::SettleBarrier), appending what the ones
+  // that turned unaligned overtook.
+  bool SettleBarrier(int64_t checkpoint_id, int64_t now_ms, Overtaken* overtaken);
+  // Waits up to max_wait for every subpartition to have room for a buffer;
+  // true if they have.
+  bool WaitForRoom(std::chrono::milliseconds max_wait);
+  // Queues records of an unaligned checkpoint's output state on a restore,
+  // before anything else is emitted.
+  bool Restore(int subpartition, NetworkBuffer buffer);
   // Flushes, then sends end-of-partition on every subpartition.
   bool Finish();
 
@@ -49,6 +64,7 @@ class RecordEmitter {
   int num_targets_;
   int next_target_;
   std::vector<NetworkBuffer> building_;
+  std::vector<bool> settled_;  // per subpartition, for SettleBarrier
   std::string key_scratch_;
 };
 

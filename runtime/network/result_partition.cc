@@ -1,22 +1,79 @@
 #include "runtime/network/result_partition.h"
 
 #include <chrono>
+#include <condition_variable>
 
 namespace vstream {
 
 // The listener is called under mu_, so that SetListener(nullptr) guarantees
 // no call is still running afterwards (the reader may then be destroyed).
 // Lock order: subpartition before the reader's own lock.
-bool ResultSubpartition::Add(NetworkBuffer buffer) {
+bool ResultSubpartition::Add(NetworkBuffer buffer, bool force) {
   std::unique_lock<std::mutex> lock(mu_);
   // Events (watermarks) are tiny and rare: they never wait for room, so a
   // producer is only ever blocked by records.
-  if (buffer.kind == BufferKind::kRecords) {
-    not_full_.wait(lock, [&] { return released_ || queue_.size() < capacity_; });
+  if (buffer.kind == BufferKind::kRecords && !force) {
+    while (!released_ && queue_.size() >= capacity_) {
+      if (timed_.settled) {
+        not_full_.wait(lock);
+        continue;
+      }
+      // Backpressured with an aligned barrier queued: it turns unaligned at
+      // its deadline even while the producer waits here.
+      const auto deadline = std::chrono::system_clock::time_point(std::chrono::milliseconds(timed_.deadline_ms));
+      if (not_full_.wait_until(lock, deadline) == std::cv_status::timeout && !timed_.settled) ConvertTimedLocked();
+    }
   }
   if (released_) return false;
   queue_.push_back(std::move(buffer));
-  if (queue_.size() == 1 && listener_) listener_();
+  if (queue_.size() == 1 && listener_) listener_(false);
+  return true;
+}
+
+void ResultSubpartition::PutFrontLocked(NetworkBuffer barrier, std::vector<NetworkBuffer>* overtaken) {
+  for (const NetworkBuffer& b : queue_) {
+    if (b.kind == BufferKind::kRecords) overtaken->push_back(b);
+  }
+  barrier.unaligned = true;
+  barrier.aligned_deadline_ms = 0;
+  queue_.push_front(std::move(barrier));
+  if (listener_) listener_(true);
+}
+
+void ResultSubpartition::ConvertTimedLocked() {
+  timed_.settled = true;
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (it->kind != BufferKind::kBarrier || it->checkpoint_id != timed_.checkpoint_id) continue;
+    NetworkBuffer barrier = std::move(*it);
+    queue_.erase(it);
+    PutFrontLocked(std::move(barrier), &timed_.overtaken);
+    return;
+  }
+}
+
+bool ResultSubpartition::AddBarrier(NetworkBuffer barrier, std::vector<NetworkBuffer>* overtaken) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (released_) return false;
+  if (!timed_.settled) ConvertTimedLocked();  // a newer barrier: it is late
+  if (barrier.unaligned) {
+    PutFrontLocked(std::move(barrier), overtaken);
+    return true;
+  }
+  if (barrier.aligned_deadline_ms > 0) {
+    timed_ = Timed{barrier.checkpoint_id, barrier.aligned_deadline_ms, false, {}};
+  }
+  queue_.push_back(std::move(barrier));
+  if (queue_.size() == 1 && listener_) listener_(false);
+  return true;
+}
+
+bool ResultSubpartition::SettleBarrier(int64_t checkpoint_id, int64_t now_ms, std::vector<NetworkBuffer>* overtaken) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (timed_.checkpoint_id != checkpoint_id) return true;  // replaced by a newer one, which settled it
+  if (!timed_.settled && (released_ || now_ms >= timed_.deadline_ms)) ConvertTimedLocked();
+  if (!timed_.settled) return false;
+  for (NetworkBuffer& b : timed_.overtaken) overtaken->push_back(std::move(b));
+  timed_.overtaken.clear();
   return true;
 }
 
@@ -27,26 +84,38 @@ void ResultSubpartition::Finish() {
   eop.end_of_partition = true;
   eop.kind = BufferKind::kEndOfPartition;
   queue_.push_back(std::move(eop));  // beyond capacity on purpose: never blocks
-  if (listener_) listener_();
+  if (listener_) listener_(false);
 }
 
-std::optional<NetworkBuffer> ResultSubpartition::Poll() {
+std::optional<NetworkBuffer> ResultSubpartition::Poll(bool records_allowed) {
   std::optional<NetworkBuffer> b;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (queue_.empty()) return std::nullopt;
+    if (!records_allowed && queue_.front().kind == BufferKind::kRecords) return std::nullopt;
     b = std::move(queue_.front());
     queue_.pop_front();
+    if (b->kind == BufferKind::kBarrier && b->checkpoint_id == timed_.checkpoint_id) timed_.settled = true;
     not_full_.notify_one();
   }
   if (b->end_of_partition && on_consumed_) on_consumed_();
   return b;
 }
 
-void ResultSubpartition::SetListener(std::function<void()> listener) {
+std::optional<NetworkBuffer> ResultSubpartition::PollPriority() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (queue_.empty() || queue_.front().kind != BufferKind::kBarrier || !queue_.front().unaligned) return std::nullopt;
+  std::optional<NetworkBuffer> b(std::move(queue_.front()));
+  queue_.pop_front();
+  if (b->checkpoint_id == timed_.checkpoint_id) timed_.settled = true;
+  not_full_.notify_one();
+  return b;
+}
+
+void ResultSubpartition::SetListener(Listener listener) {
   std::lock_guard<std::mutex> lock(mu_);
   listener_ = std::move(listener);
-  if (!queue_.empty() && listener_) listener_();
+  if (!queue_.empty() && listener_) listener_(queue_.front().kind == BufferKind::kBarrier && queue_.front().unaligned);
 }
 
 void ResultSubpartition::Release() {
@@ -54,6 +123,11 @@ void ResultSubpartition::Release() {
   released_ = true;
   queue_.clear();
   not_full_.notify_all();
+}
+
+bool ResultSubpartition::WaitForRoom(std::chrono::milliseconds max_wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return not_full_.wait_for(lock, max_wait, [&] { return released_ || queue_.size() < capacity_; });
 }
 
 size_t ResultSubpartition::queued() const {

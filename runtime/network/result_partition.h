@@ -11,6 +11,7 @@
 // Thread-safe: the producer task thread adds, one reader polls.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -31,28 +32,67 @@ class ResultSubpartition {
   // Called once, when the reader has polled the end-of-partition event.
   void set_on_consumed(std::function<void()> fn) { on_consumed_ = std::move(fn); }
 
-  // Producer: enqueues a buffer, blocking while the queue is full. Returns
-  // false if the partition was released (cancelled) meanwhile.
-  bool Add(NetworkBuffer buffer);
+  // Producer: enqueues a buffer, blocking while the queue is full (unless
+  // `force`: a partial buffer sent ahead of an unaligned barrier, or
+  // restored in-flight records). Returns false if the partition was
+  // released (cancelled) meanwhile.
+  bool Add(NetworkBuffer buffer, bool force = false);
+  // Producer: enqueues a checkpoint barrier (kind kBarrier):
+  //  - unaligned: at the front, ahead of every buffer queued now; copies of
+  //    those (records only) go to *overtaken, the output part of the
+  //    task's snapshot. They are still sent, after the barrier.
+  //  - aligned: at the back. With a deadline, SettleBarrier tells whether
+  //    it left in order or turned unaligned.
+  // An aligned barrier with a deadline that is still queued when the next
+  // one comes turns unaligned at once.
+  bool AddBarrier(NetworkBuffer barrier, std::vector<NetworkBuffer>* overtaken);
+  // Producer, for the aligned barrier with a deadline of `checkpoint_id`:
+  // true once it is settled: the reader took it in order (nothing to keep),
+  // or it turned unaligned (moved to the front once the deadline passed,
+  // with what it overtook appended to *overtaken, as AddBarrier does).
+  // Turns it unaligned if now_ms is past the deadline. A producer blocked
+  // in Add does that too, at the deadline.
+  bool SettleBarrier(int64_t checkpoint_id, int64_t now_ms, std::vector<NetworkBuffer>* overtaken);
   // Producer: enqueues the end-of-partition event.
   void Finish();
 
-  // Reader: the next buffer, or nullopt when none is queued.
-  std::optional<NetworkBuffer> Poll();
+  // Reader: the next buffer, or nullopt when none is queued (or when the
+  // next one holds records and !records_allowed: a reader without credit
+  // still takes events).
+  std::optional<NetworkBuffer> Poll(bool records_allowed = true);
+  // Reader: the next buffer if it is an unaligned barrier, else nullopt.
+  std::optional<NetworkBuffer> PollPriority();
   // Reader: called (from the producer thread) whenever a buffer becomes
-  // available; called at once if one already is.
-  void SetListener(std::function<void()> listener);
+  // available, with priority set when an unaligned barrier was put at the
+  // front; called at once if a buffer already is available.
+  using Listener = std::function<void(bool priority)>;
+  void SetListener(Listener listener);
   // Reader gone or job cancelled: wakes and fails a blocked producer.
   void Release();
 
   size_t queued() const;
+  // Producer: waits up to max_wait for room for a records buffer (Add would
+  // not block); true if there is room (or the partition was released).
+  bool WaitForRoom(std::chrono::milliseconds max_wait);
 
  private:
+  // Moves the barrier with a deadline to the front, unaligned (if still
+  // queued), and settles it.
+  void ConvertTimedLocked();
+  void PutFrontLocked(NetworkBuffer barrier, std::vector<NetworkBuffer>* overtaken);
+
   const size_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable not_full_;
   std::deque<NetworkBuffer> queue_;
-  std::function<void()> listener_;
+  Listener listener_;
+  // The last aligned barrier with a deadline (guarded by mu_).
+  struct Timed {
+    int64_t checkpoint_id = 0;
+    int64_t deadline_ms = 0;
+    bool settled = true;
+    std::vector<NetworkBuffer> overtaken;  // if it turned unaligned
+  } timed_;
   std::function<void()> on_consumed_;
   bool released_ = false;
 };
