@@ -1441,6 +1441,10 @@ bool JobBuilder::CheckCheckpointing(std::string_view who) {
   if (c.aligned_timeout_ms < 0) {
     return fail("aligned_timeout", absl::StrCat("must be >= 0 (0 = never), got ", FormatDuration(c.aligned_timeout_ms)));
   }
+  if ((c.unaligned || c.aligned_timeout_ms > 0) && c.max_concurrent > 1) {
+    return fail("max_concurrent", absl::StrCat("must be 1 with unaligned checkpoints (an unaligned barrier would "
+                                               "overtake the one before it), got ", c.max_concurrent));
+  }
   if (c.mode == CheckpointingMode::kAtLeastOnce && (c.unaligned || c.aligned_timeout_ms > 0)) {
     return fail(c.unaligned ? "unaligned" : "aligned_timeout",
                 "needs mode exactly_once (at_least_once never holds records back, so there is nothing to overtake)");

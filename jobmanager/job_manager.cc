@@ -411,13 +411,15 @@ absl::StatusOr<proto::CheckpointMetadata> JobManager::ReadSavepoint(const std::s
     int& n = subtasks[op.vertex_id()];
     n = std::max(n, op.subtask_index() + 1);
   }
-  for (const proto::OperatorSnapshot& op : metadata.operators()) {
-    const int parallelism = std::max(1, graph.vertices(op.vertex_id()).parallelism());
-    if (!op.channel_state().empty() && subtasks[op.vertex_id()] != parallelism) {
+  const bool in_flight = std::any_of(metadata.operators().begin(), metadata.operators().end(),
+                                     [](const proto::OperatorSnapshot& op) { return !op.channel_state().empty(); });
+  for (const auto& [vertex, n] : in_flight ? subtasks : std::map<int, int>{}) {
+    const int parallelism = std::max(1, graph.vertices(vertex).parallelism());
+    if (n != parallelism) {
       return absl::InvalidArgumentError(absl::StrCat(
           uri, " is an unaligned checkpoint (it holds in-flight records), which restores only at the parallelism it "
-          "was taken at: operator '", graph.vertices(op.vertex_id()).name(), "' had ", subtasks[op.vertex_id()],
-          " subtask(s), the job has ", parallelism, ". Take a savepoint (always aligned) to rescale"));
+          "was taken at: operator '", graph.vertices(vertex).name(), "' had ", n, " subtask(s), the job has ",
+          parallelism, ". Take a savepoint (always aligned) to rescale"));
     }
   }
   return metadata;

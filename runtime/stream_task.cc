@@ -455,8 +455,9 @@ void StreamTask::PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms, 
     channel_state_ = PendingChannelState{};
     channel_state_.checkpoint_id = checkpoint_id;
     channel_state_.unaligned = forward.unaligned;
-    channel_state_.inputs_done = !forward.unaligned || gate_ == nullptr ||
-                                 barriers_->pending() != checkpoint_id;
+    // Unaligned with inputs: done when the barrier handler says so
+    // (OnCheckpointBarriers), after the overtaken buffers were copied.
+    channel_state_.inputs_done = !forward.unaligned || gate_ == nullptr;
   }
   if (checkpoints_) checkpoints_->Snapshot(checkpoint_id, alignment_ms, collect);
   if (collect && forward.unaligned && carry_ != nullptr && carry_->num_records > 0) {
@@ -480,7 +481,7 @@ void StreamTask::PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms, 
     }
   }
   if (collect && !forward.unaligned && forward.aligned_deadline_ms > 0) channel_state_.outputs_settled = false;
-  MaybeFinishChannelState();
+  // The caller calls MaybeFinishChannelState.
 }
 
 void StreamTask::MaybeFinishChannelState() {
@@ -515,8 +516,14 @@ void StreamTask::AwaitOutputRoom(const Carry* carry) {
   constexpr auto kSlice = std::chrono::milliseconds(5);
   while (!cancelled_) {
     if (carry != nullptr) {
-      gate_->ConvertOverdueBarriers(NowMillis());
+      const int64_t now = NowMillis();
+      gate_->ConvertOverdueBarriers(now);
       if (gate_->priority_pending()) TakePriorityBarriers(*carry);
+      if (barriers_->deadline_ms() > 0 && now >= barriers_->deadline_ms()) {
+        carry_ = carry;
+        OnCheckpointBarriers(barriers_->CheckTimeout(now));
+        carry_ = nullptr;
+      }
     } else {
       ProcessCheckpointRequests();
     }
@@ -530,7 +537,7 @@ absl::Status StreamTask::PushRecords(int input, std::string_view data, int num_r
   StreamOperator* head = operators_[0].get();
   size_t pos = 0;
   for (int r = 0; r < num_records; ++r) {
-    if (responsive_ && batch.empty() && gate_) {
+    if (responsive_ && batch.empty() && gate_ && !replaying_) {
       // Before each batch: wait for room at the outputs rather than block
       // in the middle of one, and take unaligned barriers that came; the
       // rest of this buffer (this batch on) is then in flight.
@@ -572,6 +579,13 @@ absl::Status StreamTask::ReplayChannelState(RowBatch* batches) {
                restored_channels_.entries().size(), restored_channels_.bytes(), tdd_.restore().checkpoint_id());
   ChannelState state = std::move(restored_channels_);
   restored_channels_ = ChannelState();
+  // A checkpoint taken in the middle would miss the entries not replayed
+  // yet: barriers wait until the replay is done.
+  replaying_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{replaying_};
   for (const ChannelStateEntry& e : state.entries()) {
     if (!e.output) continue;
     if (e.index < 0 || e.index >= static_cast<int>(emitters_.size())) {
@@ -593,11 +607,12 @@ absl::Status StreamTask::ReplayChannelState(RowBatch* batches) {
 
 void StreamTask::TriggerCheckpoint(int64_t checkpoint_id, const BarrierOptions& options) {
   {
+    // The options go with the newest id (a savepoint's aligned barrier must
+    // not take an older checkpoint's unaligned options).
     std::lock_guard<std::mutex> lock(requests_mu_);
+    if (checkpoint_id <= trigger_requested_.load()) return;
     trigger_options_ = options;
-  }
-  int64_t cur = trigger_requested_.load();
-  while (cur < checkpoint_id && !trigger_requested_.compare_exchange_weak(cur, checkpoint_id)) {
+    trigger_requested_.store(checkpoint_id);
   }
   has_requests_.store(true, std::memory_order_release);
   if (input_ended_.load()) {
@@ -624,15 +639,19 @@ void StreamTask::ProcessCheckpointRequests() {
   // align, or when triggered after their input ended. A trigger that comes
   // while the input runs stays requested: if the input ends before its
   // barrier arrives, the final wait takes it.
-  const int64_t trigger = trigger_requested_.load();
+  int64_t trigger = 0;
   std::vector<std::pair<int64_t, bool>> notes;
   BarrierOptions options;
   {
     std::lock_guard<std::mutex> lock(requests_mu_);
     notes.swap(notifications_);
+    trigger = trigger_requested_.load();
     options = trigger_options_;
   }
-  if (trigger > last_triggered_ && (!gate_ || input_ended_) && !cancelled_) PerformCheckpoint(trigger, 0, options);
+  if (trigger > last_triggered_ && (!gate_ || input_ended_) && !cancelled_) {
+    PerformCheckpoint(trigger, 0, options);
+    MaybeFinishChannelState();
+  }
   if (checkpoints_) {
     for (const auto& [id, completed] : notes) {
       checkpoints_->OnNotification(id, completed);
@@ -768,6 +787,13 @@ absl::Status StreamTask::Run() {
   head->Finish();  // cascades down the chain to the tail's emitters
   for (Output* side : side_outputs_) side->Finish();
   RETURN_IF_ERROR(CheckOperators());
+  // A snapshot whose aligned barriers with a deadline are still queued: they
+  // leave (the consumers drain up to the end of partition) or turn
+  // unaligned; only then is it acknowledged, before FINISHED.
+  while (channel_state_.checkpoint_id != 0 && !cancelled_) {
+    MaybeFinishChannelState();
+    if (channel_state_.checkpoint_id != 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
   RETURN_IF_ERROR(AwaitFinalCheckpoint());
   // FINISHED goes out only after every acknowledgement did: a finished task
   // counts as having acknowledged with no state.

@@ -160,6 +160,7 @@ class StreamTask {
   // Unaligned checkpoints are on: wait for output room between batches
   // (Flink's output availability) instead of blocking inside an emit.
   bool responsive_ = false;
+  bool replaying_ = false;  // ReplayChannelState runs
   int64_t buffer_timeout_ms_ = 5;
   PartitionManager* partition_manager_ = nullptr;
   std::unique_ptr<RateLimiter> sink_limiter_;

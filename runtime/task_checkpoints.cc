@@ -74,6 +74,7 @@ struct TaskCheckpoints::Upload {
 };
 
 void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms, bool channel_state_pending) {
+  if (waiting_) AbandonChannelState(waiting_->checkpoint_id, "a newer checkpoint started first");
   const auto sync_start = std::chrono::steady_clock::now();
   auto upload = std::make_shared<Upload>();
   upload->checkpoint_id = checkpoint_id;
@@ -108,7 +109,6 @@ void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms, bool
     upload->ops.push_back(std::move(p));
   }
   upload->sync_ms = MillisSince(sync_start);
-  if (waiting_) AbandonChannelState(waiting_->checkpoint_id, "a newer checkpoint started first");
   if (channel_state_pending) {
     waiting_ = std::move(upload);
     return;
@@ -130,8 +130,18 @@ void TaskCheckpoints::SetChannelState(int64_t checkpoint_id, ChannelState state,
 
 void TaskCheckpoints::AbandonChannelState(int64_t checkpoint_id, const std::string& reason) {
   if (!waiting_ || waiting_->checkpoint_id != checkpoint_id) return;
-  waiting_.reset();
+  DropWaiting();
   Decline(checkpoint_id, reason);
+}
+
+void TaskCheckpoints::DropWaiting() {
+  // Its local RocksDB checkpoints (hard links) go; an upload would have
+  // removed them.
+  std::error_code ec;
+  for (const PendingOperator& p : waiting_->ops) {
+    if (!p.local.dir.empty()) std::filesystem::remove_all(p.local.dir, ec);
+  }
+  waiting_.reset();
 }
 
 void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
@@ -210,7 +220,11 @@ void TaskCheckpoints::WaitForUploads(const std::atomic<bool>& cancelled) {
 }
 
 void TaskCheckpoints::OnNotification(int64_t checkpoint_id, bool completed) {
-  if (!completed) return;
+  if (!completed) {
+    // Aborted while its channel state was still being collected.
+    if (waiting_ && waiting_->checkpoint_id == checkpoint_id) DropWaiting();
+    return;
+  }
   for (const Op& o : ops_) {
     if (o.snapshotter) o.snapshotter->OnCheckpointComplete(checkpoint_id);
     o.op->NotifyCheckpointComplete(checkpoint_id);

@@ -92,6 +92,7 @@ class TaskCheckpoints {
 
   struct Upload;
   void Post(std::shared_ptr<Upload> upload);
+  void DropWaiting();
 
   struct InFlight {
     std::mutex mu;

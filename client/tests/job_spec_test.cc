@@ -1441,13 +1441,43 @@ TEST_F(JobSpecTest, CheckpointingErrors) {
               "storage must be file:///ABSOLUTE/DIR or an absolute path, got 'file://data/ckpt'");
   ExpectError(Replace(spec, "  interval: 1s", "  every: 1s"), 3, 3,
               "unknown field 'every' in checkpointing, expected one of interval, mode, timeout, "
-              "max_concurrent, min_pause, retained, storage");
+              "max_concurrent, min_pause, retained, storage, unaligned, aligned_timeout");
   ExpectError(Replace(spec, "  interval: 1s\n", ""), 3, 3,
               "missing required field 'interval' in checkpointing");
   ExpectError(Replace(kBaseSpec, "name: j\n", "name: j\ncheckpointing: 1s\n"), 2, 16,
               "expected a mapping for checkpointing, got '1s'");
 }
 
+TEST_F(JobSpecTest, UnalignedCheckpointsAndTheAlignedTimeout) {
+  // CheckpointingSpec() in exactly_once with one checkpoint at a time; the
+  // new key goes on line 9, its value at column 14 (unaligned) or 20.
+  const std::string spec = Replace(Replace(CheckpointingSpec(), "mode: at_least_once", "mode: exactly_once"),
+                                   "max_concurrent: 2", "max_concurrent: 1");
+  auto with = [&](const std::string& base, const std::string& line) {
+    return Replace(base, "  retained: 5\n", "  " + line + "\n  retained: 5\n");
+  };
+  absl::StatusOr<proto::JobGraph> graph = Compile(spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_FALSE(graph->checkpointing().unaligned()) << "aligned by default, as in Flink";
+  EXPECT_EQ(graph->checkpointing().aligned_timeout_ms(), 0);
+  graph = Compile(with(spec, "unaligned: true"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_TRUE(graph->checkpointing().unaligned());
+  graph = Compile(with(spec, "aligned_timeout: 2s"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_FALSE(graph->checkpointing().unaligned());
+  EXPECT_EQ(graph->checkpointing().aligned_timeout_ms(), 2000);
+
+  ExpectError(with(spec, "unaligned: yes"), 8, 14, "expected true or false for 'unaligned', got 'yes'");
+  ExpectError(with(spec, "aligned_timeout: -1s"), 8, 20,
+              "expected a duration such as 5ms, 1s, 2m or 1h for 'aligned_timeout', got '-1s'");
+  ExpectError(with(Replace(spec, "mode: exactly_once", "mode: at_least_once"), "unaligned: true"), 8, 14,
+              "job 'j': checkpointing unaligned needs mode exactly_once (at_least_once never holds records "
+              "back, so there is nothing to overtake)");
+  ExpectError(with(Replace(spec, "max_concurrent: 1", "max_concurrent: 2"), "aligned_timeout: 1s"), 6, 19,
+              "job 'j': checkpointing max_concurrent must be 1 with unaligned checkpoints (an unaligned barrier "
+              "would overtake the one before it), got 2");
+}
 
 // ---- restart -----------------------------------------------------------------
 

@@ -73,8 +73,9 @@ grpc::Status DataExchangeService::OpenChannel(
         std::lock_guard<std::mutex> lock(mu);
         has_credit = credit > 0;
       }
-      // Events need no credit: a barrier overtakes records held back for it.
-      std::optional<NetworkBuffer> b = sub.Poll(has_credit);
+      // Without credit only an unaligned barrier goes: it overtakes the
+      // records held back for lack of credit.
+      std::optional<NetworkBuffer> b = has_credit ? sub.Poll() : sub.PollPriority();
       if (!b) break;
       msg.set_data(std::move(b->data));
       msg.set_num_records(b->num_records);

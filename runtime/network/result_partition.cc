@@ -30,9 +30,11 @@ bool ResultSubpartition::Add(NetworkBuffer buffer, bool force) {
   return true;
 }
 
-void ResultSubpartition::PutFrontLocked(NetworkBuffer barrier, std::vector<NetworkBuffer>* overtaken) {
-  for (const NetworkBuffer& b : queue_) {
-    if (b.kind == BufferKind::kRecords) overtaken->push_back(b);
+void ResultSubpartition::PutFrontLocked(NetworkBuffer barrier, size_t ahead, std::vector<NetworkBuffer>* overtaken) {
+  // Only the buffers queued ahead of it: the ones behind a barrier that
+  // turns unaligned late were emitted after the snapshot.
+  for (size_t i = 0; i < ahead && i < queue_.size(); ++i) {
+    if (queue_[i].kind == BufferKind::kRecords) overtaken->push_back(queue_[i]);
   }
   barrier.unaligned = true;
   barrier.aligned_deadline_ms = 0;
@@ -44,9 +46,10 @@ void ResultSubpartition::ConvertTimedLocked() {
   timed_.settled = true;
   for (auto it = queue_.begin(); it != queue_.end(); ++it) {
     if (it->kind != BufferKind::kBarrier || it->checkpoint_id != timed_.checkpoint_id) continue;
+    const size_t ahead = static_cast<size_t>(it - queue_.begin());
     NetworkBuffer barrier = std::move(*it);
     queue_.erase(it);
-    PutFrontLocked(std::move(barrier), &timed_.overtaken);
+    PutFrontLocked(std::move(barrier), ahead, &timed_.overtaken);
     return;
   }
 }
@@ -56,7 +59,7 @@ bool ResultSubpartition::AddBarrier(NetworkBuffer barrier, std::vector<NetworkBu
   if (released_) return false;
   if (!timed_.settled) ConvertTimedLocked();  // a newer barrier: it is late
   if (barrier.unaligned) {
-    PutFrontLocked(std::move(barrier), overtaken);
+    PutFrontLocked(std::move(barrier), queue_.size(), overtaken);
     return true;
   }
   if (barrier.aligned_deadline_ms > 0) {

@@ -79,7 +79,9 @@ class ResultSubpartition {
   // Moves the barrier with a deadline to the front, unaligned (if still
   // queued), and settles it.
   void ConvertTimedLocked();
-  void PutFrontLocked(NetworkBuffer barrier, std::vector<NetworkBuffer>* overtaken);
+  // Puts an unaligned barrier first; copies the records of the `ahead`
+  // buffers at the front (the ones it overtakes) to *overtaken.
+  void PutFrontLocked(NetworkBuffer barrier, size_t ahead, std::vector<NetworkBuffer>* overtaken);
 
   const size_t capacity_;
   mutable std::mutex mu_;

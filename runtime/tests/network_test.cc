@@ -96,6 +96,89 @@ TEST(ResultSubpartitionTest, ReleaseUnblocksAProducer) {
   EXPECT_EQ(result, 0);
 }
 
+NetworkBuffer Barrier(int64_t id, const BarrierOptions& options) {
+  NetworkBuffer b;
+  b.kind = BufferKind::kBarrier;
+  b.checkpoint_id = id;
+  b.unaligned = options.unaligned;
+  b.aligned_deadline_ms = options.aligned_deadline_ms;
+  return b;
+}
+
+// The queue as the reader sees it: R<records> per buffer, B<id> (u when
+// unaligned) per barrier.
+std::string Drain(ResultSubpartition& sub) {
+  std::string seen;
+  while (std::optional<NetworkBuffer> b = sub.Poll()) {
+    if (b->kind == BufferKind::kBarrier) {
+      seen += "B" + std::to_string(b->checkpoint_id) + (b->unaligned ? "u" : "");
+    } else {
+      seen += "R" + std::to_string(b->num_records);
+    }
+  }
+  return seen;
+}
+
+TEST(ResultSubpartitionTest, AnUnalignedBarrierOvertakesTheQueueWhichItCopies) {
+  ResultSubpartition sub(4);
+  ASSERT_TRUE(sub.Add(Buffer(1)));
+  ASSERT_TRUE(sub.Add(Buffer(2)));
+  std::vector<NetworkBuffer> overtaken;
+  ASSERT_TRUE(sub.AddBarrier(Barrier(1, {.unaligned = true}), &overtaken));
+  ASSERT_EQ(overtaken.size(), 2u) << "the output part of the snapshot";
+  EXPECT_EQ(overtaken[0].num_records, 1);
+  EXPECT_EQ(overtaken[1].num_records, 2);
+  ASSERT_TRUE(sub.Add(Buffer(3)));
+  EXPECT_EQ(Drain(sub), "B1uR1R2R3") << "the overtaken buffers are still sent, after the barrier";
+  // A reader without credit still takes an unaligned barrier, never records.
+  ASSERT_TRUE(sub.Add(Buffer(4)));
+  EXPECT_FALSE(sub.Poll(/*records_allowed=*/false).has_value());
+  EXPECT_FALSE(sub.PollPriority().has_value());
+  ASSERT_TRUE(sub.AddBarrier(Barrier(2, {.unaligned = true}), &overtaken));
+  EXPECT_EQ(sub.PollPriority()->checkpoint_id, 2);
+}
+
+TEST(ResultSubpartitionTest, AnAlignedBarrierTurnsUnalignedAtItsDeadlineOvertakingOnlyWhatPrecedesIt) {
+  ResultSubpartition sub(8);
+  ASSERT_TRUE(sub.Add(Buffer(1)));
+  std::vector<NetworkBuffer> overtaken;
+  ASSERT_TRUE(sub.AddBarrier(Barrier(5, {.aligned_deadline_ms = 1000}), &overtaken));
+  EXPECT_TRUE(overtaken.empty());
+  ASSERT_TRUE(sub.Add(Buffer(2)));  // after the snapshot
+  EXPECT_FALSE(sub.SettleBarrier(5, 999, &overtaken)) << "still aligned, still queued";
+  EXPECT_TRUE(sub.SettleBarrier(5, 1000, &overtaken));
+  ASSERT_EQ(overtaken.size(), 1u) << "not the buffer behind it: that one is the next checkpoint's";
+  EXPECT_EQ(overtaken[0].num_records, 1);
+  EXPECT_EQ(Drain(sub), "B5uR1R2");
+
+  // Taken by the reader in order before its deadline: settled, nothing kept.
+  ASSERT_TRUE(sub.Add(Buffer(3)));
+  ASSERT_TRUE(sub.AddBarrier(Barrier(6, {.aligned_deadline_ms = 5000}), &overtaken));
+  EXPECT_EQ(Drain(sub), "R3B6");
+  overtaken.clear();
+  EXPECT_TRUE(sub.SettleBarrier(6, 100, &overtaken));
+  EXPECT_TRUE(overtaken.empty());
+}
+
+TEST(ResultSubpartitionTest, ABlockedProducerTurnsItsBarrierUnalignedAtTheDeadline) {
+  ResultSubpartition sub(3);  // the barrier takes a place too
+  ASSERT_TRUE(sub.Add(Buffer(1)));
+  std::vector<NetworkBuffer> overtaken;
+  const int64_t deadline = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count() + 100;
+  ASSERT_TRUE(sub.AddBarrier(Barrier(9, {.aligned_deadline_ms = deadline}), &overtaken));
+  ASSERT_TRUE(sub.Add(Buffer(2)));
+  // Full: this Add waits for the reader, but the deadline passes meanwhile.
+  std::thread producer([&] { EXPECT_TRUE(sub.Add(Buffer(3))); });
+  ASSERT_TRUE(WaitFor([&] { return sub.PollPriority().has_value(); }, std::chrono::seconds(5)))
+      << "the barrier did not turn unaligned while its producer was blocked";
+  producer.join();  // the barrier's place is free
+  EXPECT_TRUE(sub.SettleBarrier(9, deadline, &overtaken));
+  ASSERT_EQ(overtaken.size(), 1u);
+  EXPECT_EQ(overtaken[0].num_records, 1);
+  EXPECT_EQ(Drain(sub), "R1R2R3");
+}
+
 TEST(InputGateTest, ReadsEveryLocalChannelToItsEnd) {
   PartitionManager pm;
   auto a = std::make_shared<ResultPartition>("job/e0/s0", 1, 4);
@@ -328,6 +411,48 @@ TEST_F(RemoteChannelTest, ProducerStopsAtQueuePlusCreditWhileTheConsumerIsIdle) 
   }
   EXPECT_EQ(received, 20);
   producer.join();
+  gate->Close();
+}
+
+// Over gRPC, an unaligned barrier needs no credit, and at the consumer it
+// overtakes what the channel received but the task has not taken yet,
+// counting those buffers (they go into the task's snapshot).
+TEST_F(RemoteChannelTest, AnUnalignedBarrierOvertakesWithoutCreditAndCountsWhatItPassed) {
+  auto p = std::make_shared<ResultPartition>("job/e7/s0", 1, 2);
+  pm_.Register(p);
+  auto gate = Gate("job/e7/s0", 2);
+  gate->Start();
+  ResultSubpartition& sub = p->subpartition(0);
+  // 2 credits: two buffers cross and wait at the consumer; two more fill
+  // the producer's queue.
+  for (int i = 1; i <= 4; ++i) ASSERT_TRUE(sub.Add(Buffer(i)));
+  ASSERT_TRUE(WaitFor([&] { return sub.queued() == 2; }, std::chrono::seconds(5)));
+  std::vector<NetworkBuffer> overtaken;
+  ASSERT_TRUE(sub.AddBarrier(Barrier(3, {.unaligned = true}), &overtaken));
+  EXPECT_EQ(overtaken.size(), 2u) << "buffers 3 and 4, at the producer";
+  ASSERT_TRUE(WaitFor([&] { return gate->priority_pending(); }, std::chrono::seconds(5)))
+      << "the barrier must cross without credit";
+  std::vector<std::pair<int, NetworkBuffer>> events;
+  gate->TakePriorityEvents(&events);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].second.checkpoint_id, 3);
+  EXPECT_EQ(events[0].second.overtaken, 2) << "buffers 1 and 2, at the consumer";
+  std::vector<NetworkBuffer> copies;
+  gate->CopyQueuedRecords(0, 2, &copies);
+  ASSERT_EQ(copies.size(), 2u);
+  EXPECT_EQ(copies[0].num_records, 1);
+  EXPECT_EQ(copies[1].num_records, 2);
+  // Everything still arrives, in order.
+  sub.Finish();
+  std::string seen;
+  NetworkBuffer buf;
+  int ch;
+  GateResult r;
+  while ((r = gate->Next(Clock::now() + std::chrono::seconds(10), &buf, &ch)) != GateResult::kEnd) {
+    if (r == GateResult::kBuffer) seen += "R" + std::to_string(buf.num_records);
+    if (r == GateResult::kTimeout || r == GateResult::kFailed) break;
+  }
+  EXPECT_EQ(seen, "R1R2R3R4");
   gate->Close();
 }
 
