@@ -78,7 +78,7 @@ void RunWithKills(const std::string& mode, ChaosRun* run) {
   WriteFile(data.File("vitals.csv"), VitalsCsv(rows));
   run->reference = Reference(rows);
   WriteFile(data.File("job.yaml"),
-            absl::StrReplaceAll(kVitalsWindowJob, {{"$DIR", data.path()}, {"$MODE", mode}, {"$RATE", absl::StrCat(rows / seconds)}}));
+            VitalsWindowJob(data.path(), "mode: " + mode, rows / seconds));
   CommandResult r = cluster.Vstream({"submit", data.File("job.yaml")}, std::chrono::seconds(30));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const std::string job_id = r.out.substr(0, r.out.find('\n'));
@@ -174,9 +174,7 @@ TEST(ChaosTest, JobManagerRestartResumesFromTheLatestCheckpoint) {
   TestCluster cluster(2, 3);
   TempDir data("jm-restart");
   WriteFile(data.File("vitals.csv"), VitalsCsv(rows));
-  WriteFile(data.File("job.yaml"), absl::StrReplaceAll(kVitalsWindowJob, {{"$DIR", data.path()},
-                                                              {"$MODE", "exactly_once"},
-                                                              {"$RATE", absl::StrCat(rows / seconds)}}));
+  WriteFile(data.File("job.yaml"), VitalsWindowJob(data.path(), "mode: exactly_once", rows / seconds));
   CommandResult r = cluster.Vstream({"submit", data.File("job.yaml")}, std::chrono::seconds(30));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const std::string job_id = r.out.substr(0, r.out.find('\n'));

@@ -49,9 +49,7 @@ proto::JobStatus AwaitEnd(ClusterClient& client, const std::string& job_id) {
 void StopAndResumeAt(int parallelism) {
   TempDir data("savepoint");
   WriteFile(data.File("vitals.csv"), VitalsCsv(kRows));
-  WriteFile(data.File("job.yaml"), absl::StrReplaceAll(kVitalsWindowJob, {{"$DIR", data.path()},
-                                                                           {"$MODE", "exactly_once"},
-                                                                           {"$RATE", absl::StrCat(kRows / kSeconds)}}));
+  WriteFile(data.File("job.yaml"), VitalsWindowJob(data.path(), "mode: exactly_once", kRows / kSeconds));
   // parallelism 3 in the spec; the first run replaces it with 2.
   std::string path;
   {
@@ -113,9 +111,7 @@ TEST(SavepointTest, ErrorsNameWhatIsWrong) {
   EXPECT_NE(r.err.find("no job with id nosuchjob"), std::string::npos) << r.err;
   TempDir data("savepoint-errors");
   WriteFile(data.File("vitals.csv"), VitalsCsv(10));
-  WriteFile(data.File("job.yaml"), absl::StrReplaceAll(kVitalsWindowJob, {{"$DIR", data.path()},
-                                                                           {"$MODE", "exactly_once"},
-                                                                           {"$RATE", "100"}}));
+  WriteFile(data.File("job.yaml"), VitalsWindowJob(data.path(), "mode: exactly_once", 100));
   r = cluster.Vstream({"submit", data.File("job.yaml"), "--from-savepoint", data.File("nothing-here")},
                       std::chrono::seconds(30));
   EXPECT_EQ(r.exit_code, 1);

@@ -49,34 +49,6 @@ sinks:
     max_rate: 2000
 )yaml";
 
-// The sink is chained to the window: its max_rate paces the window's input,
-// so the hash edge into the window stays full of records.
-constexpr char kWindowJob[] = R"yaml(name: unaligned-windows
-parallelism: 3
-checkpointing: {interval: 500ms, $CHECKPOINTING}
-sources:
-  - name: vitals
-    connector: file
-    path: $DIR/vitals.csv
-    format: csv
-    parallelism: 1
-    schema: {patient_id: string, ts: timestamp, hr: int}
-    event_time: {field: ts, max_out_of_orderness: 1s}
-operators:
-  - name: valid
-    type: filter
-    input: vitals
-    where: "hr > 0"
-    partition: rebalance
-  - name: per_minute
-    type: window
-    input: valid
-    key_by: [patient_id]
-    window: {kind: tumbling, size: 1m}
-    aggregates: {readings: "count(*)", hr_sum: "sum(hr)"}
-sinks:
-  - {name: out, connector: file, input: per_minute, path: $DIR/out, format: csv, max_rate: $RATE}
-)yaml";
 
 std::string JobId(const CommandResult& r) { return r.out.substr(0, r.out.find('\n')); }
 
@@ -119,10 +91,8 @@ void RunKilledWhileBackpressured(const std::string& checkpointing) {
   TestCluster cluster(3, 4);
   TempDir data("unaligned-kill");
   WriteFile(data.File("vitals.csv"), VitalsCsv(rows));
-  // About 12 s of input at 3 x 7,000 records/s.
-  WriteFile(data.File("job.yaml"), absl::StrReplaceAll(kWindowJob, {{"$DIR", data.path()},
-                                                                    {"$CHECKPOINTING", checkpointing},
-                                                                    {"$RATE", "7000"}}));
+  // About 12 s of input at 3 x 7,000 records/s into the windows.
+  WriteFile(data.File("job.yaml"), VitalsWindowJob(data.path(), checkpointing, 0, 7000));
   CommandResult r = cluster.Vstream({"submit", data.File("job.yaml")}, std::chrono::seconds(30));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const std::string job_id = JobId(r);

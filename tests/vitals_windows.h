@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/time_util.h"
 #include "gtest/gtest.h"
 #include "tests/test_cluster.h"
@@ -87,16 +88,21 @@ inline std::map<WindowKey, std::vector<Window>> ReadOutput(const std::string& di
   return out;
 }
 
+// The windowed job over DIR/vitals.csv, checkpointing every 500 ms with
+// `checkpointing` (more keys: "mode: exactly_once", "unaligned: true"). The
+// source reads at most source_rate records/s; the sink, chained to the
+// window, paces the window's input to sink_rate per subtask (backpressure
+// on the edge into the window). 0: unlimited.
 inline constexpr char kVitalsWindowJob[] = R"yaml(name: chaos
 parallelism: 3
-checkpointing: {interval: 500ms, mode: $MODE}
+checkpointing: {interval: 500ms, $CHECKPOINTING}
 sources:
   - name: vitals
     connector: file
     path: $DIR/vitals.csv
     format: csv
     parallelism: 1
-    max_rate: $RATE
+    max_rate: $SOURCE_RATE
     schema: {patient_id: string, ts: timestamp, hr: int}
     event_time: {field: ts, max_out_of_orderness: 1s}
 operators:
@@ -112,8 +118,16 @@ operators:
     window: {kind: tumbling, size: 1m}
     aggregates: {readings: "count(*)", hr_sum: "sum(hr)"}
 sinks:
-  - {name: out, connector: file, input: per_minute, path: $DIR/out, format: csv}
+  - {name: out, connector: file, input: per_minute, path: $DIR/out, format: csv, max_rate: $SINK_RATE}
 )yaml";
+
+inline std::string VitalsWindowJob(const std::string& dir, const std::string& checkpointing, int64_t source_rate,
+                                   int64_t sink_rate = 0) {
+  return absl::StrReplaceAll(kVitalsWindowJob, {{"$DIR", dir},
+                                                {"$CHECKPOINTING", checkpointing},
+                                                {"$SOURCE_RATE", absl::StrCat(source_rate)},
+                                                {"$SINK_RATE", absl::StrCat(sink_rate)}});
+}
 
 // Every window of the reference exactly once with its values, nothing else,
 // and no uncommitted (hidden) file left.
