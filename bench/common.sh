@@ -2,6 +2,7 @@
 # build/bin, run a job, measure wall and TaskManager CPU time.
 BIN=${BIN:-build/bin}
 pids=()
+# KEEP=1 keeps the run's directory (logs of the JobManager and TaskManagers).
 bench_cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$DIR"; }
 
 await_address() {  # file, what
