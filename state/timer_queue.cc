@@ -80,7 +80,6 @@ absl::Status TimerQueue::Remove(int64_t time, std::string_view payload) {
   AppendTime(time, &disk_key_);
   disk_key_.append(payload);
   rocksdb::WriteOptions wo;
-  wo.disableWAL = true;
   return FromRocks(db_->Delete(wo, cf_, disk_key_), "delete");
 }
 
@@ -97,7 +96,7 @@ absl::Status TimerQueue::Spill() {
   }
   memory_.clear();
   rocksdb::WriteOptions wo;
-  wo.disableWAL = true;  // checkpoints, not the WAL, make state durable
+  // Through the WAL like every write of the backend: snapshots copy it.
   return FromRocks(db_->Write(wo, &batch), "write");
 }
 
@@ -133,7 +132,6 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to,
     if (absl::Status s = FromRocks(it->status(), "scan"); !s.ok()) return s;
   }
   rocksdb::WriteOptions wo;
-  wo.disableWAL = true;
   if (absl::Status s = FromRocks(db_->Write(wo, &deletes), "delete"); !s.ok()) return s;
   return Deliver(fn, /*merge=*/true);
 }
