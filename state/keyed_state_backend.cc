@@ -149,9 +149,9 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Open(
           return FromRocksStatus(s, "cache delta");
         });
     if (!parsed.ok()) return absl::Status(parsed.code(), absl::StrCat(delta_path, ": ", parsed.message()));
-    // Through the WAL, as every write: a snapshot copies the WAL instead of
-    // flushing the memtables (state/state_snapshot.h).
-    RETURN_IF_ERROR(FromRocksStatus(backend->db_->Write(rocksdb::WriteOptions(), &batch), "apply the cache delta"));
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = true;
+    RETURN_IF_ERROR(FromRocksStatus(backend->db_->Write(wo, &batch), "apply the cache delta"));
     std::filesystem::remove(delta_path, ec);
   }
 
@@ -173,11 +173,8 @@ KeyedStateBackend::KeyedStateBackend(KeyedStateBackendOptions options,
       resources_(std::move(resources)),
       table_factory_(std::move(table_factory)) {
   ctx_.clock = options_.clock != nullptr ? options_.clock : &StateClock::System();
-  // Writes go through the WAL (not synced: a restore rebuilds from a
-  // snapshot, never from the live WAL), so that a snapshot can copy the WAL
-  // instead of flushing the memtables into small L0 files every checkpoint,
-  // which later reads and compactions paid for (docs/benchmarks.md).
-  ctx_.write_options.disableWAL = false;
+  // The WAL is redundant with checkpoints: a restore rebuilds from a snapshot.
+  ctx_.write_options.disableWAL = true;
 }
 
 KeyedStateBackend::~KeyedStateBackend() {
@@ -333,17 +330,6 @@ void KeyedStateBackend::AddSnapshotDelta(const std::shared_ptr<const SnapshotDel
 
 absl::Status KeyedStateBackend::Flush() {
   return cache_ != nullptr ? cache_->Flush() : absl::OkStatus();
-}
-
-absl::Status KeyedStateBackend::FlushMemTables() {
-  std::vector<rocksdb::ColumnFamilyHandle*> cfs{default_cf_};
-  for (const auto& slot : states_) {
-    if (slot && slot->cf != nullptr) cfs.push_back(slot->cf);
-  }
-  for (const auto& slot : pending_) {
-    if (slot && slot->cf != nullptr) cfs.push_back(slot->cf);
-  }
-  return FromRocksStatus(db_->Flush(rocksdb::FlushOptions(), cfs), "flush memtables");
 }
 
 rocksdb::ColumnFamilyHandle* KeyedStateBackend::column_family(StateId state) {

@@ -138,9 +138,6 @@ class KeyedStateBackend {
   // Writes every dirty entry of the write-back cache to RocksDB, in
   // WriteBatches.
   absl::Status Flush();
-  // Writes RocksDB's memtables to SST files. Snapshots need not (they copy
-  // the WAL); for tests and tools that want the state in SST files.
-  absl::Status FlushMemTables();
   // What a snapshot keeps beside the RocksDB checkpoint instead of writing
   // it into RocksDB first (state/cache_delta.h): the dirty entries of the
   // write-back cache (they stay dirty) and what every registered

@@ -50,13 +50,9 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
   rocksdb::Status s = rocksdb::Checkpoint::Create(backend.db(), &raw);
   if (!s.ok()) return absl::InternalError(absl::StrCat("state snapshot: ", s.ToString()));
   std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
-  // The latest writes are in the memtables and the WAL (every write of the
-  // backend goes through it): the checkpoint copies the live WAL, which a
-  // restore replays, unless it has grown past kFlushAboveWalBytes; then the
-  // memtables are flushed first. Flushing at every checkpoint made small L0
-  // files that every later cache miss probed.
-  constexpr uint64_t kFlushAboveWalBytes = 64ull << 20;
-  s = checkpoint->CreateCheckpoint(dir, kFlushAboveWalBytes);
+  // log_size_for_flush 0: always flush the memtables first. With the WAL off,
+  // that is what puts the latest writes into the snapshot.
+  s = checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0);
   if (!s.ok()) return absl::InternalError(absl::StrCat("state snapshot to ", dir, ": ", s.ToString()));
   if (!delta.empty()) {
     const std::string path = (fs::path(dir) / CacheDelta::kFileName).string();

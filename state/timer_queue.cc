@@ -80,6 +80,7 @@ absl::Status TimerQueue::Remove(int64_t time, std::string_view payload) {
   AppendTime(time, &disk_key_);
   disk_key_.append(payload);
   rocksdb::WriteOptions wo;
+  wo.disableWAL = true;
   return FromRocks(db_->Delete(wo, cf_, disk_key_), "delete");
 }
 
@@ -96,7 +97,7 @@ absl::Status TimerQueue::Spill() {
   }
   memory_.clear();
   rocksdb::WriteOptions wo;
-  // Through the WAL like every write of the backend: snapshots copy it.
+  wo.disableWAL = true;  // checkpoints, not the WAL, make state durable
   return FromRocks(db_->Write(wo, &batch), "write");
 }
 
@@ -132,6 +133,7 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to,
     if (absl::Status s = FromRocks(it->status(), "scan"); !s.ok()) return s;
   }
   rocksdb::WriteOptions wo;
+  wo.disableWAL = true;
   if (absl::Status s = FromRocks(db_->Write(wo, &deletes), "delete"); !s.ok()) return s;
   return Deliver(fn, /*merge=*/true);
 }

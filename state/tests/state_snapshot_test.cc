@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "state/checkpoint_storage.h"
 #include "state/key_groups.h"
@@ -61,15 +60,13 @@ class StateSnapshotTest : public ::testing::Test {
     return std::move(*backend);
   }
 
-  // through_rocksdb: flush the write-back cache into RocksDB and RocksDB's
-  // memtables into SST files first (so the state is in SST files); else the
-  // snapshot keeps the cache's dirty entries in CACHE-DELTA and the
-  // memtables' in the WAL it copies, as tasks do.
+  // through_rocksdb: flush the write-back cache into RocksDB first (so the
+  // state is in SST files); else the snapshot keeps its dirty entries in
+  // CACHE-DELTA, as tasks do.
   absl::StatusOr<proto::KeyedStateHandle> Snapshot(KeyedStateBackend& backend, IncrementalSnapshotter& snap,
                                                    int64_t id, bool through_rocksdb = true) {
     if (through_rocksdb) {
       if (absl::Status s = backend.Flush(); !s.ok()) return s;
-      if (absl::Status s = backend.FlushMemTables(); !s.ok()) return s;
     }
     auto local = TakeLocalSnapshot(backend, id, root_ + "/local-" + std::to_string(id), kAll);
     if (!local.ok()) return local.status();
@@ -116,42 +113,6 @@ TEST_F(StateSnapshotTest, RestoreSeesExactlyTheStateAtTheSnapshot) {
   }
   EXPECT_FALSE(fs::exists(root_ + "/restored/" + CacheDelta::kFileName)) << "applied on open, then removed";
   EXPECT_TRUE(absl::IsNotFound(restored->Get(restored_state, KeyGroup(5000), Key(5000), &v)));
-}
-
-// Writes that reached RocksDB but not an SST file (the memtables) travel in
-// the WAL the checkpoint copies: a snapshot does not flush the memtables.
-TEST_F(StateSnapshotTest, MemTableContentsTravelInTheCopiedWal) {
-  StateId state;
-  auto backend = OpenBackend("db", true, &state);
-  IncrementalSnapshotter snap(storage_, "wal");
-  WriteKeys(*backend, state, 0, 3000, "v1");
-  ASSERT_TRUE(backend->Flush().ok());  // into RocksDB's memtables, no SST
-  auto handle = Snapshot(*backend, snap, 1, /*through_rocksdb=*/false);
-  ASSERT_TRUE(handle.ok()) << handle.status();
-  bool has_wal = false, has_sst = false;
-  for (const auto& f : handle->files()) {
-    has_wal = has_wal || f.name().ends_with(".log");
-    has_sst = has_sst || f.name().ends_with(".sst");
-  }
-  EXPECT_TRUE(has_wal) << "the checkpoint copies the live WAL";
-  EXPECT_FALSE(has_sst) << "and did not flush the memtables";
-  backend.reset();
-  // Restored whole, and at another parallelism (opened read-only, copied).
-  for (KeyGroupRange range : {kAll, KeyGroupRange{0, 63}}) {
-    const std::string dir = absl::StrCat("restored-", range.end);
-    ASSERT_TRUE(RestoreKeyedState(*storage_, *handle, range, root_ + "/" + dir).ok());
-    StateId restored_state;
-    auto restored = OpenBackend(dir, false, &restored_state);
-    std::string v;
-    int found = 0;
-    for (int i = 0; i < 3000; ++i) {
-      if (KeyGroup(i) < range.start || KeyGroup(i) > range.end) continue;
-      ASSERT_TRUE(restored->Get(restored_state, KeyGroup(i), Key(i), &v).ok()) << i << " in " << dir;
-      EXPECT_EQ(v, "v1-" + std::to_string(i));
-      ++found;
-    }
-    EXPECT_GT(found, 0);
-  }
 }
 
 TEST_F(StateSnapshotTest, LaterCheckpointsReferenceSstFilesOfCompletedOnes) {
