@@ -32,12 +32,8 @@ case "$MODE" in
 esac
 [[ "$SINK_RATE" =~ ^[1-9][0-9]*$ && "$SECONDS_TO_RUN" =~ ^[1-9][0-9]*$ ]] || usage
 cd "$(dirname "$0")/.."
-DIR=$(mktemp -d /tmp/vstream-bench-XXXXXX)
 source bench/common.sh
-trap bench_cleanup EXIT
-for b in vstream vstream-jobmanager vstream-taskmanager; do
-  [ -x "$BIN/$b" ] || { echo "no $BIN/$b: build first (./deploy/build.sh)" >&2; exit 1; }
-done
+bench_start
 
 bench_header bench/checkpoint_backpressure.sh "$SINK_RATE" "$SECONDS_TO_RUN" "$MODE"
 echo "job       generator -> key_by -> running aggregate -> blackhole throttled to $SINK_RATE records/s per subtask, parallelism 2, $MODE checkpoints every 1 s"

@@ -30,12 +30,8 @@ COUNT=${1:-25000000}
 RUNS=${2:-3}
 [[ "$COUNT" =~ ^[1-9][0-9]*$ && "$RUNS" =~ ^[1-9][0-9]*$ ]] || usage
 cd "$(dirname "$0")/.."
-DIR=$(mktemp -d /tmp/vstream-bench-XXXXXX)
 source bench/common.sh
-trap bench_cleanup EXIT
-for b in vstream vstream-jobmanager vstream-taskmanager; do
-  [ -x "$BIN/$b" ] || { echo "no $BIN/$b: build first (./deploy/build.sh)" >&2; exit 1; }
-done
+bench_start
 
 bench_header bench/checkpoint_overhead.sh "$COUNT" "$RUNS"
 echo "job       generator ($COUNT records) -> key_by -> tumbling 10m window (100,000 keys, 4 aggregates) -> blackhole, parallelism 2"

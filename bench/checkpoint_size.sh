@@ -52,12 +52,8 @@ for v in INTERVAL INCREMENTAL RATE KEYS MEMORY_MB STATE_MB; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "$v must be a whole number, got '${!v}'" >&2; usage; }
 done
 cd "$(dirname "$0")/.."
-DIR=$(mktemp -d /tmp/vstream-bench-XXXXXX)
 source bench/common.sh
-trap bench_cleanup EXIT
-for b in vstream vstream-jobmanager vstream-taskmanager; do
-  [ -x "$BIN/$b" ] || { echo "no $BIN/$b: build first (./deploy/build.sh)" >&2; exit 1; }
-done
+bench_start
 need_mb=$((TARGET_MB * 5))  # RocksDB with compaction headroom, plus the checkpoint storage
 free_mb=$(df -Pm "$DIR" | awk 'NR == 2 {print $4}')
 if [ "$free_mb" -lt "$need_mb" ]; then

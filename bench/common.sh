@@ -2,6 +2,16 @@
 # build/bin, run a job, measure wall and TaskManager CPU time.
 BIN=${BIN:-build/bin}
 pids=()
+# Every script: a fresh $DIR, removed at exit (bench_cleanup), and the
+# binaries present.
+bench_start() {
+  DIR=$(mktemp -d /tmp/vstream-bench-XXXXXX)
+  trap bench_cleanup EXIT
+  for b in vstream vstream-jobmanager vstream-taskmanager; do
+    [ -x "$BIN/$b" ] || { echo "no $BIN/$b: build first (./deploy/build.sh)" >&2; exit 1; }
+  done
+}
+
 # KEEP=1 keeps the run's directory (logs of the JobManager and TaskManagers).
 bench_cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$DIR"; }
 

@@ -8,9 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-20000000}
-DIR=$(mktemp -d /tmp/vstream-bench-XXXXXX)
 source bench/common.sh
-trap bench_cleanup EXIT
+bench_start
 start_cluster 2
 sed "s/COUNT/$COUNT/" bench/shuffle.yaml > "$DIR/job.yaml"
 run_job "$DIR/job.yaml" "$COUNT"

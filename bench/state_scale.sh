@@ -11,9 +11,8 @@ cd "$(dirname "$0")/.."
 COUNT=${1:-20000000}
 MEMORY_MB=${MEMORY_MB:-512}
 STATE_MB=${STATE_MB:-256}
-DIR=$(mktemp -d /tmp/vstream-bench-XXXXXX)
 source bench/common.sh
-trap bench_cleanup EXIT
+bench_start
 
 echo "== keyed aggregate over $COUNT distinct keys, 1 TaskManager (--memory-mb $MEMORY_MB --state-memory-mb $STATE_MB)"
 start_cluster 1 1 --memory-mb "$MEMORY_MB" --state-memory-mb "$STATE_MB"

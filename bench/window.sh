@@ -10,9 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-10000000}
 RUNS=${RUNS:-3}
-DIR=$(mktemp -d /tmp/vstream-bench-XXXXXX)
 source bench/common.sh
-trap bench_cleanup EXIT
+bench_start
 
 if ! command -v db_bench > /dev/null; then
   SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo
