@@ -1,5 +1,7 @@
 #include "jobmanager/completed_checkpoint_store.h"
 
+#include <algorithm>
+
 #include "state/checkpoint_storage.h"
 
 #include <fcntl.h>
@@ -44,6 +46,15 @@ absl::Status CompletedCheckpointStore::Store(const proto::CompletedCheckpointLis
   absl::StatusOr<std::unique_ptr<CheckpointStorage>> dir = CheckpointStorage::Open(fs::absolute(target.parent_path()).string());
   if (!dir.ok()) return dir.status();
   return (*dir)->Write(target.filename().string(), checkpoints.SerializeAsString());
+}
+
+std::map<int, int> SubtasksPerVertex(const proto::CheckpointMetadata& metadata) {
+  std::map<int, int> subtasks;
+  for (const proto::OperatorSnapshot& op : metadata.operators()) {
+    int& n = subtasks[op.vertex_id()];
+    n = std::max(n, op.subtask_index() + 1);
+  }
+  return subtasks;
 }
 
 }  // namespace vstream

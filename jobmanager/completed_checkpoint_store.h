@@ -13,10 +13,12 @@
 // Thread-compatible: the CheckpointCoordinator of the job uses it on the
 // JobManager's main thread.
 
+#include <map>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "proto/checkpoint.pb.h"
 #include "proto/client.pb.h"
 
 namespace vstream {
@@ -38,5 +40,8 @@ class CompletedCheckpointStore {
  private:
   const std::string path_;
 };
+
+// Vertex id -> how many subtasks it had when `metadata` was taken.
+std::map<int, int> SubtasksPerVertex(const proto::CheckpointMetadata& metadata);
 
 }  // namespace vstream

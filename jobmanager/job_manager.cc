@@ -406,11 +406,7 @@ absl::StatusOr<proto::CheckpointMetadata> JobManager::ReadSavepoint(const std::s
   }
   // In-flight records belong to channels between particular subtasks: an
   // unaligned checkpoint restores at its own parallelism only.
-  std::map<int, int> subtasks;  // vertex -> subtasks in the snapshot
-  for (const proto::OperatorSnapshot& op : metadata.operators()) {
-    int& n = subtasks[op.vertex_id()];
-    n = std::max(n, op.subtask_index() + 1);
-  }
+  const std::map<int, int> subtasks = SubtasksPerVertex(metadata);
   const bool in_flight = std::any_of(metadata.operators().begin(), metadata.operators().end(),
                                      [](const proto::OperatorSnapshot& op) { return !op.channel_state().empty(); });
   for (const auto& [vertex, n] : in_flight ? subtasks : std::map<int, int>{}) {

@@ -167,11 +167,7 @@ proto::TaskDeploymentDescriptor JobMaster::Descriptor(size_t i) const {
     restore->set_checkpoint_id(restore_->checkpoint_id());
     restore->set_storage(restore_storage_);
     const int parallelism = std::max(1, graph_.vertices(chain[0]).parallelism());
-    std::map<int, int> snapshot_parallelism;  // vertex -> subtasks in the snapshot
-    for (const proto::OperatorSnapshot& op : restore_->operators()) {
-      int& p = snapshot_parallelism[op.vertex_id()];
-      p = std::max(p, op.subtask_index() + 1);
-    }
+    std::map<int, int> snapshot_parallelism = SubtasksPerVertex(*restore_);
     for (const proto::OperatorSnapshot& op : restore_->operators()) {
       if (op.vertex_id() < 0 || op.vertex_id() >= graph_.vertices_size() ||
           chain_of_vertex_[op.vertex_id()] != t.chain) {

@@ -3,7 +3,11 @@
 namespace vstream {
 
 CheckpointBarriers::CheckpointBarriers(int num_channels, CheckpointMode mode, ChannelBlocker* blocker)
-    : mode_(mode), blocker_(blocker), arrived_(num_channels, false), ended_(num_channels, false) {}
+    : mode_(mode),
+      blocker_(blocker),
+      arrived_(num_channels, false),
+      ended_(num_channels, false),
+      num_live_(num_channels) {}
 
 void CheckpointBarriers::Reset() {
   if (mode_ == CheckpointMode::kExactlyOnce && pending_ != 0 && !unaligned_) blocker_->UnblockAll();
@@ -60,9 +64,7 @@ CheckpointBarriers::Result CheckpointBarriers::OnBarrier(int channel, int64_t ch
     ++num_arrived_;
     if (exactly_once && !unaligned_) blocker_->Block(channel);
   }
-  int live = 0;
-  for (size_t c = 0; c < ended_.size(); ++c) live += ended_[c] ? 0 : 1;
-  if (num_arrived_ == live) {
+  if (num_arrived_ == num_live_) {
     const Result done = Complete();
     if (done.snapshot != 0) {
       r.snapshot = done.snapshot;
@@ -76,11 +78,10 @@ CheckpointBarriers::Result CheckpointBarriers::OnBarrier(int channel, int64_t ch
 CheckpointBarriers::Result CheckpointBarriers::OnChannelEnd(int channel) {
   if (ended_[channel]) return {};
   ended_[channel] = true;
+  --num_live_;
   if (arrived_[channel]) --num_arrived_;
   arrived_[channel] = false;
-  int live = 0;
-  for (size_t c = 0; c < ended_.size(); ++c) live += ended_[c] ? 0 : 1;
-  if (pending_ != 0 && num_arrived_ == live) return Complete();
+  if (pending_ != 0 && num_arrived_ == num_live_) return Complete();
   return {};
 }
 

@@ -101,7 +101,8 @@ class CheckpointBarriers {
   ChannelBlocker* const blocker_;
   std::vector<bool> arrived_;  // barrier `pending_` seen on the channel (or it ended)
   std::vector<bool> ended_;
-  int num_arrived_ = 0;
+  int num_arrived_ = 0;        // of the live channels
+  int num_live_;               // channels not ended
   int64_t pending_ = 0;
   bool unaligned_ = false;     // pending_ was snapshotted unaligned
   int64_t deadline_ms_ = 0;    // pending_'s, 0: none

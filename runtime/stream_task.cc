@@ -536,8 +536,9 @@ absl::Status StreamTask::PushRecords(int input, std::string_view data, int num_r
   const Schema& schema = input_schemas_[input];
   StreamOperator* head = operators_[0].get();
   size_t pos = 0;
+  const bool between_batches_check = responsive_ && gate_ && !replaying_;
   for (int r = 0; r < num_records; ++r) {
-    if (responsive_ && batch.empty() && gate_ && !replaying_) {
+    if (between_batches_check && batch.empty()) {
       // Before each batch: wait for room at the outputs rather than block
       // in the middle of one, and take unaligned barriers that came; the
       // rest of this buffer (this batch on) is then in flight.

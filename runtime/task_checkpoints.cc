@@ -52,14 +52,24 @@ void TaskCheckpoints::AddRestored(int vertex_id, const proto::KeyedStateHandle& 
   }
 }
 
-void TaskCheckpoints::Decline(int64_t checkpoint_id, const std::string& reason) {
-  spdlog::warn("task {} declines checkpoint {}: {}", task_id_, checkpoint_id, reason);
+namespace {
+
+// Logs and sends a decline (from the task thread or the upload thread).
+void SendDecline(CheckpointResponder* responder, const std::string& job_id, const std::string& task_id,
+                 int64_t checkpoint_id, const std::string& reason) {
+  spdlog::warn("task {} declines checkpoint {}: {}", task_id, checkpoint_id, reason);
   proto::DeclineCheckpointRequest decline;
-  decline.set_job_id(job_id_);
-  decline.set_task_id(task_id_);
+  decline.set_job_id(job_id);
+  decline.set_task_id(task_id);
   decline.set_checkpoint_id(checkpoint_id);
   decline.set_reason(reason);
-  responder_->Decline(decline);
+  responder->Decline(decline);
+}
+
+}  // namespace
+
+void TaskCheckpoints::Decline(int64_t checkpoint_id, const std::string& reason) {
+  SendDecline(responder_, job_id_, task_id_, checkpoint_id, reason);
 }
 
 // What the async part of one checkpoint needs.
@@ -161,15 +171,7 @@ void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
     } done{*in_flight};
     const int64_t checkpoint_id = upload->checkpoint_id;
     const auto async_start = std::chrono::steady_clock::now();
-    auto decline = [&](const std::string& reason) {
-      spdlog::warn("task {} declines checkpoint {}: {}", task_id, checkpoint_id, reason);
-      proto::DeclineCheckpointRequest d;
-      d.set_job_id(job_id);
-      d.set_task_id(task_id);
-      d.set_checkpoint_id(checkpoint_id);
-      d.set_reason(reason);
-      responder->Decline(d);
-    };
+    auto decline = [&](const std::string& reason) { SendDecline(responder, job_id, task_id, checkpoint_id, reason); };
     proto::AcknowledgeCheckpointRequest ack;
     ack.set_job_id(job_id);
     ack.set_task_id(task_id);

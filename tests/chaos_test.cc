@@ -97,9 +97,9 @@ void RunWithKills(const std::string& mode, ChaosRun* run) {
   for (double at : {0.2, 0.45, 0.7}) {
     const auto kill_at = started + std::chrono::milliseconds(static_cast<int64_t>(at * seconds * 1000));
     // Wait for the moment, unless the job ends first.
-    while (Clock::now() < kill_at && poll() && st.state() != proto::FINISHED) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    WaitFor([&] { return Clock::now() >= kill_at || !poll() || st.state() == proto::FINISHED; },
+            std::chrono::duration_cast<std::chrono::milliseconds>(kill_at - Clock::now()) +
+                std::chrono::seconds(1));
     ASSERT_NE(st.state(), proto::FINISHED) << "the job ended before kill at " << at << "; make it run longer";
     ASSERT_NE(st.state(), proto::FAILED) << st.message();
     const int attempt = st.attempt();
