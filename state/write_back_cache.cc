@@ -102,9 +102,27 @@ absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFa
 }
 
 absl::Status WriteBackCache::MarkDirty(Entry* entry) {
+  if (!entry->present && !entry->stored) {
+    // Cleared, and RocksDB never held it: nothing to write, and a later read
+    // finds nothing in RocksDB either. A window that fired frees its slot
+    // now instead of aging out of the LRU list behind the open ones.
+    Remove(entry->index);
+    ++stats_.dropped;
+    return absl::OkStatus();
+  }
   entry->dirty = true;
   Recharge(*entry);
   return EvictIfNeeded(entry->index);
+}
+
+void WriteBackCache::Remove(uint32_t i) {
+  Entry& e = pool_[i];
+  Unlink(i);
+  map_.erase(std::string_view(e.key));
+  bytes_ -= e.charged;
+  e.charged = 0;
+  e.dirty = false;
+  free_.push_back(i);
 }
 
 void WriteBackCache::AddToBatch(Entry& e) {
@@ -152,12 +170,7 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
       AddToBatch(e);
       ++stats_.written_on_evict;
     }
-    Unlink(i);
-    map_.erase(std::string_view(e.key));
-    bytes_ -= e.charged;
-    e.charged = 0;
-    e.dirty = false;
-    free_.push_back(i);
+    Remove(i);
     ++stats_.evicted;
   }
   return WriteBatch();

@@ -7,8 +7,8 @@
 // absence). Writes only change the cached entry. When the cache grows past
 // its capacity, the least recently used eighth is evicted and its dirty
 // entries reach RocksDB in one WriteBatch; Flush() writes every dirty entry
-// (before a snapshot). A cleared entry that RocksDB never held is dropped
-// without a tombstone. Entries live in a pool whose strings keep their
+// (before a snapshot). A cleared entry that RocksDB never held leaves the
+// cache at once, without a tombstone. Entries live in a pool whose strings keep their
 // capacity, so a steady-state update allocates nothing.
 //
 // The cache's bytes are charged to the TaskManager's shared block cache
@@ -68,6 +68,7 @@ class WriteBackCache {
     uint64_t evicted = 0;            // entries evicted
     uint64_t written_on_evict = 0;   // dirty entries written on eviction
     uint64_t written_on_flush = 0;   // dirty entries written by Flush
+    uint64_t dropped = 0;            // cleared entries RocksDB never held, removed
     uint64_t batches = 0;            // WriteBatches written
   };
 
@@ -84,7 +85,9 @@ class WriteBackCache {
                                  bool timed, OnMiss on_miss);
 
   // Records a change of `entry` (from the last Acquire): it will be written
-  // on eviction or Flush. May evict other entries.
+  // on eviction or Flush. May evict other entries. An entry cleared
+  // (`present` false) that RocksDB never held is removed instead: `entry` is
+  // invalid afterwards either way.
   absl::Status MarkDirty(Entry* entry);
 
   // Writes every dirty entry to RocksDB; entries stay cached, clean.
@@ -114,6 +117,8 @@ class WriteBackCache {
   static constexpr size_t kFlushBatchBytes = size_t{4} << 20;
 
   void Unlink(uint32_t i);
+  // Unlinks entry i, uncharges it and returns its slot to the free list.
+  void Remove(uint32_t i);
   void PushFront(uint32_t i);
   void Recharge(Entry& e);
   void AddToBatch(Entry& e);

@@ -88,6 +88,52 @@ TEST(WriteBackCacheTest, EvictionWritesDirtyEntriesThroughInBatches) {
   }
 }
 
+// A window's life: its accumulator is created by a load that finds nothing,
+// folded into, then cleared when the window fires. RocksDB never held it, so
+// the cleared entry leaves the cache at once (no tombstone, no slot aging
+// behind the open windows), while a cleared entry RocksDB may hold stays
+// dirty until its delete is written.
+TEST(WriteBackCacheTest, ClearedEntriesRocksDBNeverHeldLeaveTheCache) {
+  TestingStateDir dir("wbc-drop");
+  auto backend = OpenWithCache(dir.path(), 1 << 20);
+  AggregatingState* sum = *backend->GetAggregatingState(
+      {.name = "sum", .function = SumFunction(), .write_back_cache = true});
+  constexpr int kWindows = 1000;
+  for (int w = 0; w < kWindows; ++w) {
+    backend->SetCurrentKey(w % 128, "key" + std::to_string(w));
+    ASSERT_TRUE(sum->Add("", EncodeI64(w)).ok());
+    ASSERT_TRUE(sum->Add("", EncodeI64(1)).ok());
+  }
+  EXPECT_EQ(backend->cache_stats().entries, size_t{kWindows});
+  EXPECT_EQ(backend->DirtyCacheEntries().records(), size_t{kWindows});
+  for (int w = 0; w < kWindows; ++w) {
+    backend->SetCurrentKey(w % 128, "key" + std::to_string(w));
+    std::string got;
+    ASSERT_EQ(*sum->Get("", &got), StateLookup::kFound);
+    ASSERT_EQ(DecodeI64(got), w + 1);
+    ASSERT_TRUE(sum->Clear("").ok());
+    ASSERT_EQ(*sum->Get("", &got), StateLookup::kAbsent);  // a load again: RocksDB has none
+  }
+  StateCacheStats stats = backend->cache_stats();
+  EXPECT_EQ(stats.dropped, uint64_t{kWindows});
+  EXPECT_EQ(stats.evicted, 0u);
+  EXPECT_EQ(stats.batches, 0u);  // nothing ever reached RocksDB
+  EXPECT_TRUE(backend->DirtyCacheEntries().empty());
+  // The loads after the clears cached absence; those are clean entries.
+  EXPECT_EQ(stats.entries, size_t{kWindows});
+
+  // Once RocksDB holds a value, clearing it is a delete that must be written.
+  backend->SetCurrentKey(3, "flushed");
+  ASSERT_TRUE(sum->Add("", EncodeI64(5)).ok());
+  ASSERT_TRUE(backend->Flush().ok());
+  EXPECT_EQ(DecodeI64(RawGet(*backend, sum->id(), StateKey(3, "flushed"))), 5);
+  ASSERT_TRUE(sum->Clear("").ok());
+  EXPECT_EQ(backend->cache_stats().dropped, uint64_t{kWindows});
+  EXPECT_EQ(backend->DirtyCacheEntries().records(), 1u);  // the delete
+  ASSERT_TRUE(backend->Flush().ok());
+  EXPECT_TRUE(RawGet(*backend, sum->id(), StateKey(3, "flushed")).empty());
+}
+
 TEST(WriteBackCacheTest, FlushPersistsEveryDirtyEntry) {
   TestingStateDir dir("wbc-flush");
   {
