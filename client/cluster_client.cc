@@ -28,17 +28,20 @@ void AppendCheckpoints(const proto::JobStatus& st, std::string* out) {
     absl::StrAppend(out, "(none triggered yet)\n");
     return;
   }
-  absl::StrAppend(out, absl::StrFormat("%8s  %-11s  %9s  %10s  %9s  %10s  %s\n", "ID", "STATE", "DURATION", "SIZE",
-                                       "ALIGNMENT", "IN-FLIGHT", "REASON"));
+  // SYNC and ASYNC: the longest synchronous part (on a task thread) and
+  // upload of any task, as Flink's checkpoint details show them.
+  absl::StrAppend(out, absl::StrFormat("%8s  %-11s  %9s  %10s  %9s  %8s  %8s  %10s  %s\n", "ID", "STATE", "DURATION",
+                                       "SIZE", "ALIGNMENT", "SYNC", "ASYNC", "IN-FLIGHT", "REASON"));
   for (const auto& c : st.checkpoints()) {
     std::string reason = c.failure();
     if (c.state() == proto::CHECKPOINT_IN_PROGRESS) {
       reason = absl::StrCat(c.acknowledged(), " of ", c.tasks(), " tasks done");
     }
     // IN-FLIGHT: the records an unaligned checkpoint holds; "-": aligned.
-    absl::StrAppend(out, absl::StrFormat("%8d  %-11s  %9s  %10s  %9s  %10s", c.checkpoint_id(),
+    absl::StrAppend(out, absl::StrFormat("%8d  %-11s  %9s  %10s  %9s  %8s  %8s  %10s", c.checkpoint_id(),
                                          CheckpointStateName(c.state()), FormatMillis(c.duration_ms()),
                                          FormatBytes(c.bytes()), FormatMillis(c.alignment_ms()),
+                                         FormatMillis(c.sync_ms()), FormatMillis(c.async_ms()),
                                          c.unaligned() ? FormatBytes(c.channel_state_bytes()) : "-"),
                     reason.empty() ? "" : "  ", reason, "\n");
   }

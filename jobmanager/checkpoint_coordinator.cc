@@ -385,6 +385,8 @@ void CheckpointCoordinator::ReceiveAcknowledge(const proto::AcknowledgeCheckpoin
   }
   p.bytes += ack.stats().bytes_total();
   p.alignment_ms = std::max(p.alignment_ms, ack.stats().alignment_ms());
+  p.sync_ms = std::max(p.sync_ms, ack.stats().sync_ms());
+  p.async_ms = std::max(p.async_ms, ack.stats().async_ms());
   p.unaligned = p.unaligned || ack.stats().unaligned();
   p.channel_state_bytes += ack.stats().channel_state_bytes();
   p.acknowledged++;
@@ -486,9 +488,10 @@ void CheckpointCoordinator::Complete(CheckpointId id) {
     completed_.pop_front();
   }
   AddHistory(status);
-  spdlog::info("job {}: checkpoint {} completed in {} ms ({} bytes, max alignment {} ms, {} task(s){})",
+  spdlog::info("job {}: checkpoint {} completed in {} ms ({} bytes, max alignment {} ms, max sync {} ms, max async {} "
+               "ms, {} task(s){})",
                options_.job_id, id.value, status.duration_ms(), status.bytes(), status.alignment_ms(),
-               status.tasks(),
+               status.sync_ms(), status.async_ms(), status.tasks(),
                status.unaligned() ? absl::StrCat(", unaligned with ", status.channel_state_bytes(), " bytes in flight")
                                   : std::string());
   // Recorded before the tasks hear of it: sinks commit on the notification,
@@ -638,6 +641,8 @@ proto::CheckpointStatus CheckpointCoordinator::StatusOf(const Pending& p, proto:
   s.set_duration_ms(std::max<int64_t>(0, now - p.triggered_at_ms));
   s.set_bytes(p.bytes);
   s.set_alignment_ms(p.alignment_ms);
+  s.set_sync_ms(p.sync_ms);
+  s.set_async_ms(p.async_ms);
   s.set_unaligned(p.unaligned);
   s.set_channel_state_bytes(p.channel_state_bytes);
   s.set_acknowledged(p.tasks - static_cast<int>(p.waiting.size()));

@@ -212,6 +212,8 @@ class CheckpointCoordinator {
     std::vector<std::string> private_elsewhere;  // private files outside chk-<id>/
     int64_t bytes = 0;
     int64_t alignment_ms = 0;
+    int64_t sync_ms = 0;
+    int64_t async_ms = 0;
     bool unaligned = false;           // some task took it unaligned
     int64_t channel_state_bytes = 0;  // their in-flight records
     std::vector<std::pair<std::string, SavepointDone>> savepoints;  // target dir, callback

@@ -1,5 +1,8 @@
 #include "state/cache_delta.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "state/state_key.h"
 
@@ -23,6 +26,11 @@ bool ReadBytes(std::string_view* in, std::string_view* out) {
 }
 }  // namespace
 
+CacheDelta::CacheDelta(size_t reserve_bytes) {
+  body_.reserve(std::max(reserve_bytes, kMagic.size() + kEnd.size()));
+  body_.append(kMagic);
+}
+
 void CacheDelta::AddPut(std::string_view cf, std::string_view key, std::string_view value_prefix,
                         std::string_view value) {
   body_.push_back('P');
@@ -41,11 +49,9 @@ void CacheDelta::AddDelete(std::string_view cf, std::string_view key) {
   ++records_;
 }
 
-std::string CacheDelta::Finish() const {
-  std::string out(kMagic);
-  out += body_;
-  out += kEnd;
-  return out;
+std::string CacheDelta::Finish() && {
+  body_.append(kEnd);
+  return std::move(body_);
 }
 
 absl::Status CacheDelta::Parse(std::string_view bytes,

@@ -27,13 +27,19 @@ class CacheDelta {
  public:
   static constexpr char kFileName[] = "CACHE-DELTA";
 
+  // `reserve_bytes`: room for the file's bytes, so that a delta as large as
+  // the last one grows without reallocating.
+  explicit CacheDelta(size_t reserve_bytes = 0);
+
   // value = value_prefix + value.
   void AddPut(std::string_view cf, std::string_view key, std::string_view value_prefix, std::string_view value);
   void AddDelete(std::string_view cf, std::string_view key);
   bool empty() const { return records_ == 0; }
   size_t records() const { return records_; }
-  // The file's bytes.
-  std::string Finish() const;
+  // The file's bytes so far, without the end marker.
+  size_t bytes() const { return body_.size(); }
+  // The file's bytes, moved out: the delta is spent.
+  std::string Finish() &&;
 
   // Calls put(cf, key, value) or del(cf, key) per record, in order.
   // DataLoss for malformed bytes (nothing is applied past the error).
@@ -42,7 +48,7 @@ class CacheDelta {
                                                              const std::string_view* value)>& fn);
 
  private:
-  std::string body_;
+  std::string body_;  // the header, then the records
   size_t records_ = 0;
 };
 

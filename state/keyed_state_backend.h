@@ -143,7 +143,7 @@ class KeyedStateBackend {
   // it into RocksDB first (state/cache_delta.h): the dirty entries of the
   // write-back cache (they stay dirty) and what every registered
   // contributor appends (a TimerQueue's in-memory timers).
-  CacheDelta DirtyCacheEntries() const;
+  CacheDelta DirtyCacheEntries();
   // Calls `*fn` in every later DirtyCacheEntries() for as long as the
   // contributor keeps `fn` alive; either may outlive the other.
   using SnapshotDeltaFn = std::function<void(CacheDelta*)>;
@@ -203,6 +203,7 @@ class KeyedStateBackend {
   std::unique_ptr<CacheReservation> cache_reservation_;
   std::unique_ptr<WriteBackCache> cache_;
   std::vector<std::weak_ptr<const SnapshotDeltaFn>> snapshot_deltas_;
+  size_t last_delta_bytes_ = 0;  // the size of the last DirtyCacheEntries(), to reserve for the next
   StateContext ctx_;
   std::string legacy_key_;  // reused by Get/Put/Delete by StateId
 };

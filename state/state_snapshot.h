@@ -5,10 +5,11 @@
 //   synchronous (task thread, between batches):
 //     LocalSnapshot local = TakeLocalSnapshot(backend, id, dir, range);
 //       a RocksDB checkpoint in `dir` (memtables flushed, live SST files
-//       hard-linked, no copy), and the write-back cache's dirty entries in
-//       dir/CACHE-DELTA (state/cache_delta.h); the cache is not flushed.
+//       hard-linked, no copy), and the write-back cache's dirty entries
+//       serialized (state/cache_delta.h); the cache is not flushed.
 //   asynchronous (a snapshot thread; processing goes on):
 //     KeyedStateHandle h = snapshotter.Upload(local, "chk-7/window-0");
+//       writes those entries to dir/CACHE-DELTA, then uploads the files.
 //       SST files are immutable: one a completed checkpoint already holds is
 //       referenced, not uploaded again; new ones go to shared/; MANIFEST,
 //       CURRENT and OPTIONS go to the checkpoint's private directory.
@@ -66,6 +67,9 @@ struct LocalSnapshot {
   int64_t checkpoint_id = 0;
   std::string dir;  // a RocksDB checkpoint: hard links and small copied files
   KeyGroupRange range{0, 0};
+  // The bytes of dir/CACHE-DELTA (empty: none), which Upload writes there
+  // first: off the task thread.
+  std::string cache_delta;
 };
 
 // The synchronous part. `dir` must not exist; its parent must.

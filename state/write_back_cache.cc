@@ -177,8 +177,9 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
 }
 
 void WriteBackCache::AppendDirty(CacheDelta* delta) const {
-  for (uint32_t i = head_; i != kNil; i = pool_[i].next) {
-    const Entry& e = pool_[i];
+  // In pool order, not LRU order: the entries are read one after another
+  // instead of chasing the list through memory. Free slots are not dirty.
+  for (const Entry& e : pool_) {
     if (!e.dirty) continue;
     const std::string_view rocks_key(e.key.data() + 2, e.key.size() - 2);
     const std::string& cf = e.cf->GetName();

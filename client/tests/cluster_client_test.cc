@@ -49,6 +49,8 @@ TEST(FormatJobStatusTest, CheckpointsTableUnderTheVertices) {
   c->set_duration_ms(1234);
   c->set_bytes(5 * 1024 * 1024 + 300 * 1024);
   c->set_alignment_ms(15);
+  c->set_sync_ms(42);
+  c->set_async_ms(1100);
   c = st.add_checkpoints();
   c->set_checkpoint_id(9);
   c->set_state(proto::CHECKPOINT_COMPLETED);
@@ -71,12 +73,13 @@ TEST(FormatJobStatusTest, CheckpointsTableUnderTheVertices) {
   EXPECT_EQ(FormatJobStatus(st),
             before +
                 "\nCHECKPOINTS  latest completed: 6  storage: file:///ckpt/job\n"
-                "      ID  STATE         DURATION        SIZE  ALIGNMENT   IN-FLIGHT  REASON\n"
-                "       6  COMPLETED        1.2 s     5.3 MiB      15 ms           -\n"
-                "       9  COMPLETED       140 ms     3.0 MiB       0 ms   700.0 KiB\n"
-                "       7  FAILED          60.0 s         0 B       0 ms           -  expired after 60000 ms with 3 of 4 "
-                "tasks done; waiting for j/c1/s0\n"
-                "       8  IN_PROGRESS     300 ms       512 B       0 ms           -  2 of 4 tasks done\n");
+                "      ID  STATE         DURATION        SIZE  ALIGNMENT      SYNC     ASYNC   IN-FLIGHT  REASON\n"
+                "       6  COMPLETED        1.2 s     5.3 MiB      15 ms     42 ms     1.1 s           -\n"
+                "       9  COMPLETED       140 ms     3.0 MiB       0 ms      0 ms      0 ms   700.0 KiB\n"
+                "       7  FAILED          60.0 s         0 B       0 ms      0 ms      0 ms           -  expired after "
+                "60000 ms with 3 of 4 tasks done; waiting for j/c1/s0\n"
+                "       8  IN_PROGRESS     300 ms       512 B       0 ms      0 ms      0 ms           -  2 of 4 tasks "
+                "done\n");
 }
 
 TEST(FormatJobStatusTest, RestartsAndTheSavepointItStartedFrom) {

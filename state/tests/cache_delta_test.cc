@@ -2,6 +2,7 @@
 
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -31,7 +32,7 @@ TEST(CacheDeltaTest, RoundTripsPutsAndDeletesInOrder) {
   delta.AddPut("timed", "k3", std::string("\x00\x01\x02\x03\x04\x05\x06\x07", 8), "v3");
   EXPECT_EQ(delta.records(), 3u);
   std::vector<Record> got;
-  ASSERT_TRUE(ParseAll(delta.Finish(), &got).ok());
+  ASSERT_TRUE(ParseAll(std::move(delta).Finish(), &got).ok());
   const std::vector<Record> want = {{"values", std::string("\x00\x07k1", 4), true, "v1"},
                                     {"values", "k2", false, ""},
                                     {"timed", "k3", true, std::string("\x00\x01\x02\x03\x04\x05\x06\x07", 8) + "v3"}};
@@ -41,7 +42,7 @@ TEST(CacheDeltaTest, RoundTripsPutsAndDeletesInOrder) {
 TEST(CacheDeltaTest, EveryTruncationAndRandomBytesAreDataLossNotACrash) {
   CacheDelta delta;
   for (int i = 0; i < 20; ++i) delta.AddPut("cf", "key" + std::to_string(i), "", std::string(i * 7, 'x'));
-  const std::string bytes = delta.Finish();
+  const std::string bytes = std::move(delta).Finish();
   for (size_t n = 0; n < bytes.size(); ++n) {
     std::vector<Record> got;
     EXPECT_TRUE(absl::IsDataLoss(ParseAll(std::string_view(bytes).substr(0, n), &got))) << n;
@@ -62,7 +63,7 @@ TEST(CacheDeltaTest, AnErrorFromTheCallbackStopsTheParse) {
   delta.AddDelete("a", "1");
   delta.AddDelete("a", "2");
   int calls = 0;
-  const absl::Status s = CacheDelta::Parse(delta.Finish(), [&](auto, auto, auto) {
+  const absl::Status s = CacheDelta::Parse(std::move(delta).Finish(), [&](auto, auto, auto) {
     ++calls;
     return absl::InternalError("stop");
   });
