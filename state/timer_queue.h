@@ -24,11 +24,11 @@
 
 #include <functional>
 #include <memory>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "state/keyed_state_backend.h"
@@ -87,7 +87,7 @@ class TimerQueue {
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* cf_;
   size_t memory_limit_;
-  std::set<std::pair<int64_t, std::string>> memory_;
+  absl::btree_set<std::pair<int64_t, std::string>> memory_;
   // No on-disk timer is earlier than this; INT64_MAX: none on disk. Create
   // sets it from the column family (timers may be on disk from before, a
   // restore).
