@@ -82,7 +82,8 @@ struct KeyedStateBackendOptions {
   // Capacity of the write-back cache of hot keys shared by this backend's
   // cached states (keys, values and about 150 bytes per entry), charged to
   // the shared block cache so that it counts against the budget. 0 turns the
-  // cache off: cached states then use RocksDB directly. Default 16 MiB.
+  // cache off: cached states then use RocksDB directly. Default 16 MiB; in a
+  // TaskManager, StateResources::write_back_cache_bytes() (a slot's share).
   size_t write_back_cache_bytes = size_t{16} << 20;
   // Time source of TTL; must outlive the backend. Default null: wall clock.
   const StateClock* clock = nullptr;

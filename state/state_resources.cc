@@ -1,5 +1,7 @@
 #include "state/state_resources.h"
 
+#include <algorithm>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "rocksdb/cache.h"
@@ -22,6 +24,9 @@ absl::StatusOr<std::shared_ptr<StateResources>> StateResources::Create(
   if (!(budget.write_buffer_ratio > 0 && budget.write_buffer_ratio < 1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("write_buffer_ratio must be in (0, 1), got ", budget.write_buffer_ratio));
+  }
+  if (budget.slots < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("slots must be at least 1, got ", budget.slots));
   }
   if (!(budget.high_priority_pool_ratio >= 0 && budget.high_priority_pool_ratio < 1)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -53,6 +58,11 @@ size_t StateResources::cache_usage_bytes() const { return cache_->GetUsage(); }
 size_t StateResources::cache_pinned_usage_bytes() const { return cache_->GetPinnedUsage(); }
 size_t StateResources::write_buffer_usage_bytes() const {
   return write_buffer_manager_->memory_usage();
+}
+
+size_t StateResources::write_back_cache_bytes() const {
+  const size_t beside_memtables = cache_capacity_bytes() - std::min(cache_capacity_bytes(), write_buffer_limit_bytes());
+  return std::max(kMinWriteBackCacheBytes, beside_memtables / 2 / static_cast<size_t>(budget_.slots));
 }
 
 }  // namespace vstream

@@ -39,6 +39,9 @@ struct StateMemoryBudget {
   // Share of the block cache kept for index and filter blocks, in [0, 1).
   // Default 0.1 (Flink's).
   double high_priority_pool_ratio = 0.1;
+  // Task slots of the TaskManager: each slot's backends get an equal share
+  // of the write-back cache memory (write_back_cache_bytes()). Default 1.
+  int slots = 1;
 };
 
 class StateResources {
@@ -59,6 +62,14 @@ class StateResources {
   size_t cache_pinned_usage_bytes() const;
   // Bytes of memtables of all backends now.
   size_t write_buffer_usage_bytes() const;
+  // The write-back cache capacity of one backend (KeyedStateBackendOptions):
+  // half of what the block cache keeps beside the memtables, shared by the
+  // slots, and at least kMinWriteBackCacheBytes. 32 MiB for the default
+  // budget (256 MiB) and 2 slots. Several stateful operators in one slot
+  // each get this much: their caches then squeeze the block cache's data
+  // blocks, since the caches are charged to it.
+  size_t write_back_cache_bytes() const;
+  static constexpr size_t kMinWriteBackCacheBytes = size_t{16} << 20;
 
   // For state/ internals: the shared cache and write buffer manager.
   const std::shared_ptr<rocksdb::Cache>& block_cache() const { return cache_; }

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
+#include "spdlog/spdlog.h"
 
 namespace vstream {
 
@@ -95,6 +96,7 @@ absl::Status TimerQueue::Spill() {
     batch.Put(cf_, key, rocksdb::Slice());
     min_time_ = std::min(min_time_, time);
   }
+  spdlog::info("timer queue {}: {} timers spilled from memory to RocksDB", cf_->GetName(), memory_.size());
   memory_.clear();
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;  // checkpoints, not the WAL, make state durable

@@ -121,9 +121,16 @@ absl::Status TaskManager::Init() {
   // from checkpoint storage.
   std::filesystem::remove_all(std::filesystem::path(options_.data_dir) / "state", ec);
 
-  auto resources = StateResources::Create(options_.state_memory_bytes);
+  StateMemoryBudget budget;
+  budget.total_bytes = options_.state_memory_bytes;
+  budget.slots = options_.slots;
+  auto resources = StateResources::Create(budget);
   if (!resources.ok()) return resources.status();
   state_resources_ = std::move(*resources);
+  spdlog::info("state memory {} MiB: block cache {} MiB (memtables up to {} MiB of it), write-back cache {} MiB per "
+               "stateful operator subtask",
+               options_.state_memory_bytes >> 20, state_resources_->cache_capacity_bytes() >> 20,
+               state_resources_->write_buffer_limit_bytes() >> 20, state_resources_->write_back_cache_bytes() >> 20);
 
   data_service_ = std::make_unique<DataExchangeService>(partitions_);
   executor_service_ = std::make_unique<ExecutorService>(*this);

@@ -6,6 +6,7 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> OpenKeyedStateBackend(const O
   KeyedStateBackendOptions options;
   options.path = ctx.state_dir;
   options.resources = ctx.state_resources;
+  if (ctx.state_resources != nullptr) options.write_back_cache_bytes = ctx.state_resources->write_back_cache_bytes();
   options.clock = ctx.clock;
   options.wipe_on_open = !ctx.restored;
   return KeyedStateBackend::Open(options);

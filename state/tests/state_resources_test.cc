@@ -31,6 +31,25 @@ TEST(StateResourcesTest, RejectsBadBudgets) {
   EXPECT_FALSE(StateResources::Create(1024).ok());
   EXPECT_FALSE(StateResources::Create(StateMemoryBudget{.write_buffer_ratio = 1.0}).ok());
   EXPECT_FALSE(StateResources::Create(StateMemoryBudget{.high_priority_pool_ratio = -0.1}).ok());
+  EXPECT_FALSE(StateResources::Create(StateMemoryBudget{.slots = 0}).ok());
+}
+
+// Half of the block cache beside the memtables, per slot, at least 16 MiB.
+TEST(StateResourcesTest, WriteBackCachesShareWhatTheBlockCacheKeepsBesideMemtablesPerSlot) {
+  // 300 MiB: 250 MiB cache, 100 MiB of it for memtables; (250 - 100) / 2 = 75.
+  auto one = StateResources::Create(StateMemoryBudget{.total_bytes = int64_t{300} << 20, .slots = 1});
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ((*one)->write_back_cache_bytes(), size_t{75} << 20);
+  auto three = StateResources::Create(StateMemoryBudget{.total_bytes = int64_t{300} << 20, .slots = 3});
+  ASSERT_TRUE(three.ok());
+  EXPECT_EQ((*three)->write_back_cache_bytes(), size_t{25} << 20);
+  // A TaskManager with the default memory (256 MiB of state memory of --memory-mb 640) and 2 slots.
+  auto defaults = StateResources::Create(StateMemoryBudget{.slots = 2});
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ((*defaults)->write_back_cache_bytes() >> 20, 32u);
+  auto small = StateResources::Create(StateMemoryBudget{.total_bytes = int64_t{64} << 20, .slots = 4});
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ((*small)->write_back_cache_bytes(), StateResources::kMinWriteBackCacheBytes);
 }
 
 TEST(StateResourcesTest, TwoBackendsShareOneCacheAndWriteBufferManager) {
