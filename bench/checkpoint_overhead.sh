@@ -9,7 +9,8 @@
 # time from submission to FINISHED, as the JobManager reports it.
 #
 # Prints each run's records/s, the median of each, the overhead
-# 1 - median(with) / median(without), and for the runs with checkpointing
+# 1 - median(with) / median(without), the median of the per-pair overheads
+# (run i without against run i with), and for the runs with checkpointing
 # how many checkpoints completed (or failed) and their median duration and
 # size. Those come from the JobManager's log, which records every checkpoint;
 # `vstream status` (printed for the last run) keeps only the last five.
@@ -90,3 +91,8 @@ printf "median records/s with checkpoints (1 s) %.0f   (runs: %s)\n" "$with" "$(
 printf "checkpoints over all runs with them     %d completed, median duration %s ms\n" \
   "$(wc -l < "$DIR/durations")" "$(median < "$DIR/durations")"
 awk -v a="$with" -v b="$without" 'BEGIN { printf "overhead                                %.1f %% (1 - median with / median without)\n", (1 - a / b) * 100 }'
+# Runs next to each other share the machine's mood; the median of the
+# per-pair differences is less swayed by a slow or fast stretch.
+paste "$DIR/rates-without" "$DIR/rates-with" | awk '{ printf "%.2f\n", (1 - $2 / $1) * 100 }' > "$DIR/pairs"
+printf "per pair (run i without, run i with)    median %.1f %%   (pairs: %s)\n" \
+  "$(median < "$DIR/pairs")" "$(paste -sd ' ' "$DIR/pairs")"
