@@ -38,6 +38,15 @@ class RemoveOnExit {
   std::string dir_;
 };
 
+// Writes `bytes` as the whole file `path`.
+absl::Status WriteWholeFile(const std::string& path, std::string_view bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat("state snapshot: cannot write ", path));
+  return absl::OkStatus();
+}
+
 // A RocksDB checkpoint in `dir` (which must not exist) as
 // rocksdb::Checkpoint makes one: memtables flushed, the live SST files
 // hard-linked, MANIFEST copied up to its live size, CURRENT written from the
@@ -62,10 +71,7 @@ absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir) {
       const fs::path from = fs::path(f.directory) / f.relative_filename;
       const fs::path to = fs::path(dir) / f.relative_filename;
       if (!f.replacement_contents.empty()) {  // CURRENT, as of the listing
-        std::ofstream out(to, std::ios::binary | std::ios::trunc);
-        out.write(f.replacement_contents.data(), static_cast<std::streamsize>(f.replacement_contents.size()));
-        out.close();
-        if (!out) return absl::InternalError(absl::StrCat("state snapshot: cannot write ", to.string()));
+        RETURN_IF_ERROR(WriteWholeFile(to.string(), f.replacement_contents));
         continue;
       }
       if (!f.trim_to_size) {
@@ -123,11 +129,7 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(const Loc
   uint64_t copied = 0;
   RemoveOnExit cleanup(local.dir);
   if (!local.cache_delta.empty()) {
-    const std::string path = (fs::path(local.dir) / CacheDelta::kFileName).string();
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(local.cache_delta.data(), static_cast<std::streamsize>(local.cache_delta.size()));
-    out.close();
-    if (!out) return absl::InternalError(absl::StrCat("state snapshot: cannot write ", path));
+    RETURN_IF_ERROR(WriteWholeFile((fs::path(local.dir) / CacheDelta::kFileName).string(), local.cache_delta));
   }
   FileMap confirmed;
   {

@@ -8,8 +8,8 @@
 // its capacity, the least recently used eighth is evicted and its dirty
 // entries reach RocksDB in one WriteBatch; Flush() writes every dirty entry
 // (before a snapshot). A cleared entry that RocksDB never held leaves the
-// cache at once, without a tombstone. Entries live in a pool whose strings keep their
-// capacity, so a steady-state update allocates nothing.
+// cache at once, without a tombstone. Entries live in a pool whose strings
+// keep their capacity, so a steady-state update allocates nothing.
 //
 // The cache's bytes are charged to the TaskManager's shared block cache
 // through a CacheReservation, so they count against the state budget.
