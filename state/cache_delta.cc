@@ -9,7 +9,9 @@
 namespace vstream {
 
 namespace {
-constexpr std::string_view kMagic = "vstream-cache-delta 1\n";
+constexpr std::string_view kMagic = "vstream-cache-delta 2\n";
+constexpr std::string_view kMagicV1 = "vstream-cache-delta 1\n";
+static_assert(kMagic.size() == kMagicV1.size());
 constexpr std::string_view kEnd = "END";
 
 void AppendBytes(std::string_view bytes, std::string* out) {
@@ -31,10 +33,18 @@ CacheDelta::CacheDelta(size_t reserve_bytes) {
   body_.append(kMagic);
 }
 
+void CacheDelta::SetColumnFamily(std::string_view cf) {
+  if (cf_set_ && cf == cf_) return;
+  body_.push_back('F');
+  AppendBytes(cf, &body_);
+  cf_.assign(cf.data(), cf.size());
+  cf_set_ = true;
+}
+
 void CacheDelta::AddPut(std::string_view cf, std::string_view key, std::string_view value_prefix,
                         std::string_view value) {
+  SetColumnFamily(cf);
   body_.push_back('P');
-  AppendBytes(cf, &body_);
   AppendBytes(key, &body_);
   AppendVarint32(static_cast<uint32_t>(value_prefix.size() + value.size()), &body_);
   body_.append(value_prefix.data(), value_prefix.size());
@@ -43,8 +53,8 @@ void CacheDelta::AddPut(std::string_view cf, std::string_view key, std::string_v
 }
 
 void CacheDelta::AddDelete(std::string_view cf, std::string_view key) {
+  SetColumnFamily(cf);
   body_.push_back('D');
-  AppendBytes(cf, &body_);
   AppendBytes(key, &body_);
   ++records_;
 }
@@ -57,17 +67,30 @@ std::string CacheDelta::Finish() && {
 absl::Status CacheDelta::Parse(std::string_view bytes,
                                const std::function<absl::Status(std::string_view, std::string_view,
                                                                 const std::string_view*)>& fn) {
-  if (bytes.substr(0, kMagic.size()) != kMagic) return absl::DataLossError("cache delta: bad header");
+  bool v1 = false;
+  if (bytes.substr(0, kMagicV1.size()) == kMagicV1) {
+    v1 = true;
+  } else if (bytes.substr(0, kMagic.size()) != kMagic) {
+    return absl::DataLossError("cache delta: bad header");
+  }
   bytes.remove_prefix(kMagic.size());
+  std::string_view cf;
+  bool cf_set = false;
   while (bytes != kEnd) {
     if (bytes.empty()) return absl::DataLossError("cache delta: truncated");
     const char op = bytes[0];
     bytes.remove_prefix(1);
-    std::string_view cf, key, value;
-    if ((op != 'P' && op != 'D') || !ReadBytes(&bytes, &cf) || !ReadBytes(&bytes, &key) ||
+    if (op == 'F' && !v1) {
+      if (!ReadBytes(&bytes, &cf)) return absl::DataLossError("cache delta: malformed record");
+      cf_set = true;
+      continue;
+    }
+    std::string_view key, value;
+    if ((op != 'P' && op != 'D') || (v1 && !ReadBytes(&bytes, &cf)) || !ReadBytes(&bytes, &key) ||
         (op == 'P' && !ReadBytes(&bytes, &value))) {
       return absl::DataLossError("cache delta: malformed record");
     }
+    if (!v1 && !cf_set) return absl::DataLossError("cache delta: a record before any column family");
     if (absl::Status s = fn(cf, key, op == 'P' ? &value : nullptr); !s.ok()) return s;
   }
   return absl::OkStatus();

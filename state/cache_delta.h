@@ -8,9 +8,14 @@
 // files, compactions and later tombstones (docs/benchmarks.md: a 62%
 // throughput cost at a checkpoint a second).
 //
-// Format: "vstream-cache-delta 1\n", then records
-//   [op: 'P' | 'D'][varint32 n][cf name][varint32 n][key][varint32 n][value] (P only)
-// and "END" last, so a truncated file is detected.
+// Format 2: "vstream-cache-delta 2\n", then records
+//   'F' [varint32 n][cf name]              the column family of what follows
+//   'P' [varint32 n][key][varint32 n][value]
+//   'D' [varint32 n][key]
+// and "END" last, so a truncated file is detected. A column family is named
+// once per run of its records, not per record: for timers the name was most
+// of each record's bytes. Format 1 (snapshots taken before format 2) is still
+// read: 'P' | 'D' records that each carry [varint32 n][cf name] first.
 //
 // Thread-compatible.
 
@@ -48,7 +53,11 @@ class CacheDelta {
                                                              const std::string_view* value)>& fn);
 
  private:
+  void SetColumnFamily(std::string_view cf);
+
   std::string body_;  // the header, then the records
+  std::string cf_;    // the column family the records are in now
+  bool cf_set_ = false;
   size_t records_ = 0;
 };
 

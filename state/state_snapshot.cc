@@ -128,9 +128,6 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(const Loc
                                                                        uint64_t* bytes_uploaded) {
   uint64_t copied = 0;
   RemoveOnExit cleanup(local.dir);
-  if (!local.cache_delta.empty()) {
-    RETURN_IF_ERROR(WriteWholeFile((fs::path(local.dir) / CacheDelta::kFileName).string(), local.cache_delta));
-  }
   FileMap confirmed;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -164,6 +161,16 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(const Loc
       f->set_path(absl::StrCat(private_dir, "/", name));
     }
     if (absl::Status s = storage_->Upload(file.string(), f->path()); !s.ok()) return s;
+    copied += f->size();
+  }
+  if (!local.cache_delta.empty()) {
+    // Straight from memory to checkpoint storage: a local copy would only
+    // be written, read back and deleted.
+    proto::StateFile* f = handle.add_files();
+    f->set_name(CacheDelta::kFileName);
+    f->set_size(local.cache_delta.size());
+    f->set_path(absl::StrCat(private_dir, "/", CacheDelta::kFileName));
+    RETURN_IF_ERROR(storage_->Write(f->path(), local.cache_delta));
     copied += f->size();
   }
   if (bytes_uploaded != nullptr) *bytes_uploaded = copied;

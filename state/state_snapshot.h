@@ -9,7 +9,8 @@
 //       serialized (state/cache_delta.h); the cache is not flushed.
 //   asynchronous (a snapshot thread; processing goes on):
 //     KeyedStateHandle h = snapshotter.Upload(local, "chk-7/window-0");
-//       writes those entries to dir/CACHE-DELTA, then uploads the files.
+//       uploads the files, and writes those entries to CACHE-DELTA in
+//       the checkpoint's private directory, straight from memory.
 //       SST files are immutable: one a completed checkpoint already holds is
 //       referenced, not uploaded again; new ones go to shared/; MANIFEST,
 //       CURRENT and OPTIONS go to the checkpoint's private directory.
@@ -67,8 +68,8 @@ struct LocalSnapshot {
   int64_t checkpoint_id = 0;
   std::string dir;  // a RocksDB checkpoint: hard links and small copied files
   KeyGroupRange range{0, 0};
-  // The bytes of dir/CACHE-DELTA (empty: none), which Upload writes there
-  // first: off the task thread.
+  // The bytes of CACHE-DELTA (empty: none), which Upload writes to
+  // checkpoint storage beside the files of `dir`: off the task thread.
   std::string cache_delta;
 };
 

@@ -39,6 +39,42 @@ TEST(CacheDeltaTest, RoundTripsPutsAndDeletesInOrder) {
   EXPECT_EQ(got, want);
 }
 
+TEST(CacheDeltaTest, NamesEachColumnFamilyOncePerRun) {
+  CacheDelta delta;
+  for (int i = 0; i < 100; ++i) delta.AddPut("timers/window_timers", "k" + std::to_string(i), "", "");
+  delta.AddDelete("values", "v");
+  delta.AddPut("timers/window_timers", "t", "", "");
+  const std::string bytes = std::move(delta).Finish();
+  size_t named = 0;
+  for (size_t at = bytes.find("timers/window_timers"); at != std::string::npos;
+       at = bytes.find("timers/window_timers", at + 1)) {
+    ++named;
+  }
+  EXPECT_EQ(named, 2u);
+  std::vector<Record> got;
+  ASSERT_TRUE(ParseAll(bytes, &got).ok());
+  ASSERT_EQ(got.size(), 102u);
+  EXPECT_EQ(got[99], (Record{"timers/window_timers", "k99", true, ""}));
+  EXPECT_EQ(got[100], (Record{"values", "v", false, ""}));
+  EXPECT_EQ(got[101], (Record{"timers/window_timers", "t", true, ""}));
+}
+
+TEST(CacheDeltaTest, ReadsFormatOneOfEarlierSnapshots) {
+  // Format 1 named the column family in every record.
+  const std::string bytes = std::string("vstream-cache-delta 1\n") + "P\x06values\x02k1\x02v1" + "D\x05timed\x02k2" +
+                            "END";
+  std::vector<Record> got;
+  ASSERT_TRUE(ParseAll(bytes, &got).ok());
+  const std::vector<Record> want = {{"values", "k1", true, "v1"}, {"timed", "k2", false, ""}};
+  EXPECT_EQ(got, want);
+}
+
+TEST(CacheDeltaTest, ARecordBeforeAnyColumnFamilyIsDataLoss) {
+  std::vector<Record> got;
+  EXPECT_TRUE(absl::IsDataLoss(ParseAll(std::string("vstream-cache-delta 2\n") + "D\x02k1END", &got)));
+  EXPECT_TRUE(got.empty());
+}
+
 TEST(CacheDeltaTest, EveryTruncationAndRandomBytesAreDataLossNotACrash) {
   CacheDelta delta;
   for (int i = 0; i < 20; ++i) delta.AddPut("cf", "key" + std::to_string(i), "", std::string(i * 7, 'x'));
