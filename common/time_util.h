@@ -15,6 +15,10 @@ int64_t MonotonicNanos();     // steady clock
 // "2024-01-02"). Returns false on anything else.
 bool ParseTimestamp(std::string_view text, int64_t* out_ms);
 
+// Days since 1970-01-01 of a proleptic Gregorian date; month 1..12, day 1..31
+// (not checked against the month's length).
+int64_t DaysFromCivil(int64_t year, unsigned month, unsigned day);
+
 // "2024-01-02T03:04:05.123Z"
 std::string FormatTimestamp(int64_t ms);
 void AppendTimestamp(int64_t ms, std::string* out);
