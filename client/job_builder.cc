@@ -521,6 +521,24 @@ StreamRef JobBuilder::FileSource(std::string_view name, std::string_view path,
                                  const FileSourceOptions& options) {
   if (error_) return {};
   const std::string who = Describe("source", name);
+  const bool hl7 = format == "hl7v2";
+  if (hl7) {
+    // HL7 messages become rows of a fixed schema.
+    const Schema rows = options.hl7_rows == Hl7Rows::kAdmissions ? Hl7AdmissionSchema() : Hl7ObservationSchema();
+    if (schema.size() != 0 && schema.DebugString() != rows.DebugString()) {
+      Fail(name, "schema", -1,
+           absl::StrCat(who, ": format hl7v2 makes rows of the schema ", rows.DebugString(),
+                        "; leave the schema out"));
+      return {};
+    }
+    if (schema.size() == 0) return FileSource(name, path, format, rows, options);
+    if (options.hl7_default_offset_minutes < -14 * 60 || options.hl7_default_offset_minutes > 14 * 60) {
+      Fail(name, "timezone", -1,
+           absl::StrCat(who, ": the time-zone offset must lie within 14 hours of UTC, got ",
+                        options.hl7_default_offset_minutes, " minutes"));
+      return {};
+    }
+  }
   if (!CheckSource(name, schema, options.parallelism)) return {};
   if (path.empty()) {
     Fail(name, "path", -1, absl::StrCat(who, ": path is empty"));
@@ -532,9 +550,9 @@ StreamRef JobBuilder::FileSource(std::string_view name, std::string_view path,
     Fail(name, "path", -1, absl::StrCat("input file '", abs_path, "' does not exist"));
     return {};
   }
-  if (format != "csv" && format != "jsonl") {
+  if (format != "csv" && format != "jsonl" && !hl7) {
     Fail(name, "format", -1,
-         absl::StrCat(who, ": unknown format '", AV(format), "', expected one of csv, jsonl"));
+         absl::StrCat(who, ": unknown format '", AV(format), "', expected one of csv, jsonl, hl7v2"));
     return {};
   }
   if (!(options.max_rate >= 0) || !std::isfinite(options.max_rate)) {
@@ -561,6 +579,10 @@ StreamRef JobBuilder::FileSource(std::string_view name, std::string_view path,
   src->set_format(std::string(format));
   src->set_max_rate(options.max_rate);
   src->set_dead_letter(options.dead_letter);
+  if (hl7) {
+    src->set_hl7_rows(options.hl7_rows == Hl7Rows::kAdmissions ? "admissions" : "observations");
+    src->set_hl7_default_offset_minutes(options.hl7_default_offset_minutes);
+  }
   SetEventTime(options.event_time, time_index, src);
   StreamRef out =
       AddVertex("source", name, std::move(op), {}, &schema, time_index, options.parallelism);

@@ -40,6 +40,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "proto/jobgraph.pb.h"
+#include "runtime/formats/hl7v2_rows.h"
 #include "runtime/operators/process_params.h"
 #include "runtime/types.h"
 
@@ -105,6 +106,13 @@ struct FileSourceOptions {
   // Set: records carry event time and the source emits watermarks. Default
   // unset: the stream has no event time.
   std::optional<EventTime> event_time;
+  // Format hl7v2: the rows the messages become (hl7v2_rows.h). Default
+  // observations. The schema given to FileSource must then be empty (it is
+  // these rows' schema) or exactly that schema.
+  Hl7Rows hl7_rows = Hl7Rows::kObservations;
+  // Format hl7v2: the zone of timestamps without an offset, in minutes east
+  // of UTC. Default 0 (UTC).
+  int hl7_default_offset_minutes = 0;
 };
 
 // How the generator produces one column. Unset optionals take the default

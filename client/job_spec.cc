@@ -23,6 +23,34 @@
 namespace vstream {
 namespace {
 
+// "UTC", "Z", "+01:00", "-0530", "+1": minutes east of UTC, within 14 hours.
+bool ParseUtcOffset(std::string_view text, int* minutes) {
+  if (text == "UTC" || text == "Z" || text == "utc") {
+    *minutes = 0;
+    return true;
+  }
+  if (text.empty() || (text[0] != '+' && text[0] != '-')) return false;
+  const int sign = text[0] == '-' ? -1 : 1;
+  std::string digits;
+  for (char c : text.substr(1)) {
+    if (c == ':') continue;
+    if (c < '0' || c > '9') return false;
+    digits.push_back(c);
+  }
+  int hh = 0, mm = 0;
+  if (digits.size() == 1 || digits.size() == 2) {
+    hh = std::stoi(digits);
+  } else if (digits.size() == 4) {
+    hh = std::stoi(digits.substr(0, 2));
+    mm = std::stoi(digits.substr(2));
+  } else {
+    return false;
+  }
+  if (hh > 14 || mm > 59 || hh * 60 + mm > 14 * 60) return false;
+  *minutes = sign * (hh * 60 + mm);
+  return true;
+}
+
 // One `key: value` of a YAML mapping.
 struct Entry {
   std::string key;
@@ -233,8 +261,9 @@ class SpecCompiler {
 
   // Rejects unknown and repeated keys. `what` is e.g. "operator 'valid'";
   // empty for the top level.
+  // `note` follows the list of expected keys.
   absl::Status CheckKeys(const Mapping& m, const std::vector<std::string_view>& allowed,
-                         std::string_view what) const {
+                         std::string_view what, std::string_view note = "") const {
     std::string expected;
     for (std::string_view a : allowed)
       absl::StrAppend(&expected, expected.empty() ? "" : ", ", AV(a));
@@ -246,7 +275,7 @@ class SpecCompiler {
         return ErrorAt(
             e.key_node,
             absl::StrCat("unknown ", what.empty() ? "top-level field" : "field", " '", e.key, "'",
-                         what.empty() ? "" : " in ", AV(what), ", expected one of ", expected));
+                         what.empty() ? "" : " in ", AV(what), ", expected one of ", expected, AV(note)));
       }
       for (size_t j = 0; j < i; ++j) {
         if (m.entries[j].key == e.key) {
@@ -738,11 +767,20 @@ class SpecCompiler {
     const std::string what = absl::StrCat("source '", name, "'");
     ASSIGN_OR_RETURN(const Entry* connector_entry, Required(m, "connector", what));
     ASSIGN_OR_RETURN(std::string connector, String(*connector_entry));
+    bool hl7 = false;
     if (connector == "file") {
-      RETURN_IF_ERROR(CheckKeys(m,
-                                {"name", "connector", "path", "format", "schema", "event_time",
-                                 "max_rate", "dead_letter", "parallelism"},
-                                what));
+      if (const Entry* e = m.Find("format")) hl7 = e->value.IsScalar() && e->value.Scalar() == "hl7v2";
+      if (hl7) {
+        RETURN_IF_ERROR(CheckKeys(m,
+                                  {"name", "connector", "path", "format", "rows", "timezone", "event_time",
+                                   "max_rate", "dead_letter", "parallelism"},
+                                  what, " (format hl7v2 makes rows of a fixed schema: docs/job-spec.md)"));
+      } else {
+        RETURN_IF_ERROR(CheckKeys(m,
+                                  {"name", "connector", "path", "format", "schema", "event_time",
+                                   "max_rate", "dead_letter", "parallelism"},
+                                  what));
+      }
     } else if (connector == "generator") {
       RETURN_IF_ERROR(CheckKeys(m,
                                 {"name", "connector", "schema", "event_time", "count", "rate",
@@ -752,8 +790,16 @@ class SpecCompiler {
       return ErrorAt(*connector_entry, absl::StrCat("unknown connector '", connector, "' for ",
                                                     what, ", expected one of file, generator"));
     }
-    ASSIGN_OR_RETURN(const Entry* schema_entry, Required(m, "schema", what));
-    ASSIGN_OR_RETURN(Schema schema, ParseSchema(*schema_entry, what));
+    Schema schema;
+    if (hl7) {
+      schema = m.Find("rows") != nullptr && m.Find("rows")->value.IsScalar() &&
+                       m.Find("rows")->value.Scalar() == "admissions"
+                   ? Hl7AdmissionSchema()
+                   : Hl7ObservationSchema();
+    } else {
+      ASSIGN_OR_RETURN(const Entry* schema_entry, Required(m, "schema", what));
+      ASSIGN_OR_RETURN(schema, ParseSchema(*schema_entry, what));
+    }
     int parallelism = 0;
     if (const Entry* e = m.Find("parallelism")) {
       ASSIGN_OR_RETURN(parallelism, SmallInt(*e));
@@ -777,6 +823,22 @@ class SpecCompiler {
       }
       if (const Entry* e = m.Find("dead_letter")) {
         ASSIGN_OR_RETURN(options.dead_letter, String(*e));
+      }
+      if (const Entry* e = m.Find("rows")) {
+        ASSIGN_OR_RETURN(std::string rows, String(*e));
+        if (rows != "observations" && rows != "admissions") {
+          return ErrorAt(*e, absl::StrCat("unknown rows '", rows, "' for ", what,
+                                          ", expected observations (one per OBX of an ORU) or admissions (one per "
+                                          "ADT A01/A02/A03/A08/A11/A13/A40)"));
+        }
+        options.hl7_rows = rows == "admissions" ? Hl7Rows::kAdmissions : Hl7Rows::kObservations;
+      }
+      if (const Entry* e = m.Find("timezone")) {
+        ASSIGN_OR_RETURN(std::string zone, String(*e));
+        if (!ParseUtcOffset(zone, &options.hl7_default_offset_minutes)) {
+          return ErrorAt(*e, absl::StrCat("expected a UTC offset for 'timezone' (UTC, +01:00, -0530), got '", zone,
+                                          "'"));
+        }
       }
       builder_->FileSource(name, ResolvePath(path), format, schema, options);
     } else {

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -209,6 +210,23 @@ CommandResult TestCluster::Vstream(std::vector<std::string> args, std::chrono::m
   argv.push_back("--jobmanager");
   argv.push_back(jm_address_);
   return RunCommand(argv, dir_.path(), timeout);
+}
+
+std::vector<std::string> ReadOutputLines(const std::string& dir, bool skip_header) {
+  std::vector<std::string> lines;
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return lines;
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (const auto& path : files) {
+    EXPECT_NE(path.filename().string()[0], '.') << "in-progress file left: " << path;
+    std::istringstream in(ReadFile(path.string()));
+    std::string line;
+    if (skip_header) std::getline(in, line);
+    while (std::getline(in, line)) lines.push_back(line);
+  }
+  return lines;
 }
 
 }  // namespace vstream::testing

@@ -31,6 +31,10 @@ class TempDir {
 
 std::string BinPath(const std::string& name);  // build/bin/<name>
 std::string ReadFile(const std::string& path);
+// The lines of every committed file a file sink wrote to `dir` (none if it
+// does not exist), without each file's first line when `skip_header`
+// (CSV). Expects no in-progress file to be left behind.
+std::vector<std::string> ReadOutputLines(const std::string& dir, bool skip_header);
 void WriteFile(const std::string& path, const std::string& content);
 
 // A child process; stdout and stderr go to files that the test can read

@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/dead_letter.h"
+#include "runtime/formats/hl7v2_rows.h"
 #include "runtime/types.h"
 
 namespace vstream {
@@ -417,6 +418,45 @@ TEST_F(JobSpecTest, DeadLetterStreamIsASideOutput) {
   EXPECT_EQ(e.target(), 3);
   EXPECT_EQ(e.side_output(), kDeadLetterOutput);
   EXPECT_EQ(e.partitioning(), proto::FORWARD);
+}
+
+constexpr char kHl7Spec[] = R"yaml(name: h
+sources:
+  - name: hl7
+    connector: file
+    path: in.hl7
+    format: hl7v2
+    rows: admissions
+    timezone: "+01:00"
+    dead_letter: bad
+sinks:
+  - name: out
+    connector: stdout
+    input: hl7
+)yaml";
+
+TEST_F(JobSpecTest, Hl7SourceHasTheFixedSchemaOfItsRows) {
+  std::ofstream(dir_ / "in.hl7") << "MSH|^~\\&|A\r";
+  absl::StatusOr<proto::JobGraph> graph = Compile(kHl7Spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& src = graph->vertices(0);
+  EXPECT_EQ(src.op().source().format(), "hl7v2");
+  EXPECT_EQ(src.op().source().hl7_rows(), "admissions");
+  EXPECT_EQ(src.op().source().hl7_default_offset_minutes(), 60);
+  EXPECT_EQ(Schema::FromProto(src.output_schema()).DebugString(), Hl7AdmissionSchema().DebugString());
+  graph = Compile(Replace(Replace(kHl7Spec, "    rows: admissions\n", ""), "\"+01:00\"", "UTC"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(Schema::FromProto(graph->vertices(0).output_schema()).DebugString(),
+            Hl7ObservationSchema().DebugString());
+  EXPECT_EQ(graph->vertices(0).op().source().hl7_default_offset_minutes(), 0);
+
+  ExpectError(Replace(kHl7Spec, "rows: admissions", "rows: obx"), 7, 11, "unknown rows 'obx'");
+  ExpectError(Replace(kHl7Spec, "\"+01:00\"", "CET"), 8, 15, "expected a UTC offset for 'timezone'");
+  ExpectError(Replace(kHl7Spec, "\"+01:00\"", "\"+15:00\""), 8, 15, "expected a UTC offset");
+  ExpectError(Replace(kHl7Spec, "    dead_letter: bad\n", "    schema: {a: int}\n"), 9, 5,
+              "unknown field 'schema' in source 'hl7', expected one of name, connector, path, format, rows, "
+              "timezone, event_time, max_rate, dead_letter, parallelism (format hl7v2 makes rows of a fixed "
+              "schema: docs/job-spec.md)");
 }
 
 TEST_F(JobSpecTest, GeneratorSourceFillsDefaultsPerColumn) {

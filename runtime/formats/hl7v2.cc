@@ -222,7 +222,7 @@ bool Hl7Splitter::Next(Hl7Piece* piece) {
   }
   if (in_file_) {
     in_file_ = false;
-    piece->text = {};
+    piece->text = bytes_.substr(bytes_.size());  // empty, at the end
     piece->line = file_line_;
     piece->error = absl::StrCat("the file begun at line ", file_line_, " has no FTS (it is cut short)");
     return true;

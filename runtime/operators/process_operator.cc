@@ -102,14 +102,14 @@ ProcessOperator::ProcessOperator(OperatorCounters& counters, Schema input, Schem
       function_(std::move(function)),
       ctx_(*this),
       out_(output_schema_.size()),
-      dead_batch_(DeadLetterSchema().size()) {}
+      dead_letters_(counters, "process") {}
 
-ProcessOperator::~ProcessOperator() {
-  if (dead_letter_file_ != nullptr) std::fclose(dead_letter_file_);
-}
+ProcessOperator::~ProcessOperator() = default;
 
 absl::Status ProcessOperator::Open(const OperatorContext& ctx) {
   op_ctx_ = ctx;
+  dead_letters_.Open(ctx);
+  dead_letters_.set_output(dead_letter_output_);
   const std::string who = absl::StrCat("process function '", spec_.function(), "'");
   if (function_ == nullptr) return absl::InvalidArgumentError(absl::StrCat(who, " is missing"));
   process_input_.schema = input_;
@@ -274,17 +274,12 @@ void ProcessOperator::Finish() {
 }
 
 void ProcessOperator::DeadLetter(const Row& record, std::string_view reason) {
-  counters_.dead_letters.fetch_add(1, std::memory_order_relaxed);
-  Row& row = dead_batch_.Append();
-  row[0].SetString(op_ctx_.vertex_name);
-  row[1].SetString(spec_.function());
-  row[2].SetString(reason);
   scratch_.clear();
   if (raw_writer_ != nullptr) raw_writer_->Write(record, &scratch_);
   while (!scratch_.empty() && scratch_.back() == '\n') scratch_.pop_back();
-  row[3].SetString(scratch_);
-  // Not FlushOut: the function may be filling a row it got from Emit.
-  if (dead_batch_.full()) FlushDeadLetters();
+  // Flushed when full, not with FlushOut: the function may be filling a row
+  // it got from Emit.
+  dead_letters_.Add(spec_.function(), reason, scratch_);
 }
 
 void ProcessOperator::FlushOut() {
@@ -293,34 +288,6 @@ void ProcessOperator::FlushOut() {
   FlushDeadLetters();
 }
 
-void ProcessOperator::FlushDeadLetters() {
-  if (dead_batch_.empty()) return;
-  if (dead_letter_output_ != nullptr) {
-    dead_letter_output_->Push(dead_batch_);
-    dead_batch_.Clear();
-    return;
-  }
-  // No dead-letter stream in the job: keep them in the TaskManager's data dir.
-  if (dead_letter_file_ == nullptr) {
-    auto dir = std::filesystem::path(op_ctx_.data_dir.empty() ? op_ctx_.state_dir : op_ctx_.data_dir) / "dead-letter" /
-               op_ctx_.job_id;
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    auto path = dir / absl::StrCat(op_ctx_.vertex_name, "-", op_ctx_.subtask_index, ".jsonl");
-    dead_letter_file_ = std::fopen(path.c_str(), "ab");
-    // The location is logged, never the records: they may identify patients.
-    spdlog::warn("process '{}' subtask {}: rejected records go to {}", op_ctx_.vertex_name, op_ctx_.subtask_index,
-                 path.string());
-    auto writer = CreateRecordWriter("jsonl", DeadLetterSchema());
-    if (writer.ok()) file_writer_ = std::move(*writer);
-  }
-  if (dead_letter_file_ != nullptr && file_writer_ != nullptr) {
-    scratch_.clear();
-    for (size_t i = 0; i < dead_batch_.size(); ++i) file_writer_->Write(dead_batch_[i], &scratch_);
-    std::fwrite(scratch_.data(), 1, scratch_.size(), dead_letter_file_);
-    std::fflush(dead_letter_file_);
-  }
-  dead_batch_.Clear();
-}
+void ProcessOperator::FlushDeadLetters() { dead_letters_.Flush(); }
 
 }  // namespace vstream

@@ -30,6 +30,7 @@
 
 #include "proto/jobgraph.pb.h"
 #include "runtime/formats/record_format.h"
+#include "runtime/operators/dead_letters.h"
 #include "runtime/operators/operator.h"
 #include "runtime/operators/process_function.h"
 #include "state/keyed_state_backend.h"
@@ -108,10 +109,8 @@ class ProcessOperator : public StreamOperator {
   std::string timer_key_;  // the current timer's key
 
   Output* dead_letter_output_ = nullptr;
-  RowBatch dead_batch_;
-  std::unique_ptr<RecordWriter> raw_writer_;   // renders a dead letter's record (jsonl)
-  std::unique_ptr<RecordWriter> file_writer_;  // dead letters without a stream
-  std::FILE* dead_letter_file_ = nullptr;
+  DeadLetters dead_letters_;
+  std::unique_ptr<RecordWriter> raw_writer_;  // renders a dead letter's record (jsonl)
   std::string scratch_;
 };
 

@@ -204,15 +204,16 @@ FileSource::FileSource(OperatorCounters& counters, Schema schema, const proto::S
       schema_(std::move(schema)),
       spec_(spec),
       batch_(schema_.size()),
-      dead_batch_(DeadLetterSchema().size()) {}
+      dead_letters_(counters, "source") {}
 
 FileSource::~FileSource() {
   if (file_) std::fclose(file_);
-  if (dead_letter_file_) std::fclose(dead_letter_file_);
 }
 
 absl::Status FileSource::Open(const OperatorContext& ctx) {
   ctx_ = ctx;
+  dead_letters_.Open(ctx);
+  dead_letters_.set_output(dead_letter_output_);
   limiter_ = std::make_unique<RateLimiter>(spec_.max_rate());
   file_ = std::fopen(spec_.path().c_str(), "rb");
   if (!file_) return absl::NotFoundError(absl::StrCat("cannot open input file ", spec_.path()));
@@ -352,37 +353,8 @@ int64_t FileSource::LineNumberAt(int64_t offset) {
 }
 
 void FileSource::DeadLetter(std::string_view line, const absl::Status& reason) {
-  counters_.dead_letters.fetch_add(1, std::memory_order_relaxed);
-  const std::string location = absl::StrCat(spec_.path(), ":", LineNumberAt(line_start_));
-  Row& row = dead_batch_.Append();
-  row[0].SetString(ctx_.vertex_name);
-  row[1].SetString(location);
-  row[2].SetString(std::string(reason.message()));
-  row[3].SetString(line);
-  if (dead_letter_output_) return;  // sent with the next batch
-  // No dead-letter stream in the job: keep it in the TaskManager's data dir.
-  if (!dead_letter_file_) {
-    auto dir = std::filesystem::path(ctx_.data_dir) / "dead-letter" / ctx_.job_id;
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    auto path = dir / absl::StrCat(ctx_.vertex_name, "-", ctx_.subtask_index, ".jsonl");
-    dead_letter_file_ = std::fopen(path.c_str(), "ab");
-    // The count and location are logged; the record's content is not, as it
-    // may hold patient identifiers.
-    spdlog::warn("source '{}' subtask {}: malformed records go to {}", ctx_.vertex_name,
-                 ctx_.subtask_index, path.string());
-  }
-  if (!dead_letter_writer_) {
-    auto writer = CreateRecordWriter("jsonl", DeadLetterSchema());
-    if (writer.ok()) dead_letter_writer_ = std::move(*writer);
-  }
-  if (dead_letter_writer_ && dead_letter_file_) {
-    dead_scratch_.clear();
-    dead_letter_writer_->Write(row, &dead_scratch_);
-    std::fwrite(dead_scratch_.data(), 1, dead_scratch_.size(), dead_letter_file_);
-    std::fflush(dead_letter_file_);
-  }
-  dead_batch_.Clear();
+  dead_letters_.Add(absl::StrCat(spec_.path(), ":", LineNumberAt(line_start_)),
+                    std::string_view(reason.message().data(), reason.message().size()), line);
 }
 
 SourceStatus FileSource::Produce() {
@@ -404,10 +376,7 @@ SourceStatus FileSource::Produce() {
     }
   }
   EmitBatch(batch_);
-  if (dead_letter_output_ && !dead_batch_.empty()) {
-    dead_letter_output_->Push(dead_batch_);
-    dead_batch_.Clear();
-  }
+  dead_letters_.Flush();
   return end ? SourceStatus::kEnd : SourceStatus::kMoreAvailable;
 }
 

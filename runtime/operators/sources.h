@@ -18,6 +18,7 @@
 #include "proto/jobgraph.pb.h"
 #include "runtime/formats/record_format.h"
 #include "runtime/network/buffer.h"
+#include "runtime/operators/dead_letters.h"
 #include "runtime/operators/operator.h"
 
 namespace vstream {
@@ -119,10 +120,7 @@ class FileSource : public SourceOperator {
   int64_t line_start_ = 0;  // offset of the line last returned
   std::unique_ptr<RateLimiter> limiter_;
   RowBatch batch_;
-  RowBatch dead_batch_;
-  std::FILE* dead_letter_file_ = nullptr;
-  std::unique_ptr<RecordWriter> dead_letter_writer_;  // made with the first dead letter
-  std::string dead_scratch_;
+  DeadLetters dead_letters_;
   int64_t counted_offset_ = 0;  // LineNumberAt's progress
   int64_t counted_lines_ = 1;
 };

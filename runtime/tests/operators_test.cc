@@ -6,7 +6,9 @@
 #include "runtime/dead_letter.h"
 #include "runtime/operators/aggregate_operator.h"
 #include "runtime/operators/basic_operators.h"
+#include "runtime/operators/hl7_source.h"
 #include "runtime/operators/sources.h"
+#include "state/state_clock.h"
 
 namespace vstream {
 namespace {
@@ -205,14 +207,19 @@ TEST(FileSourceTest, SubtasksReadEveryLineExactlyOnceAndDeadLetterTheBadOnes) {
 // position emits, with what came before, exactly what one run emits.
 template <typename Source>
 void ExpectResumesExactly(const Schema& s, const proto::SourceSpec& spec, int subtask, int parallelism,
-                          int batches) {
+                          int batches, const StateClock* clock = nullptr) {
+  auto context = [&] {
+    OperatorContext ctx = Context(subtask, parallelism, "src");
+    ctx.clock = clock;
+    return ctx;
+  };
   std::vector<std::string> whole, resumed;
   {
     OperatorCounters counters;
     Source src(counters, s, spec);
     CollectingOutput out(s);
     src.set_output(&out);
-    ASSERT_TRUE(src.Open(Context(subtask, parallelism, "src")).ok());
+    ASSERT_TRUE(src.Open(context()).ok());
     while (src.Produce() != SourceStatus::kEnd) {
     }
     whole = out.rows;
@@ -223,7 +230,7 @@ void ExpectResumesExactly(const Schema& s, const proto::SourceSpec& spec, int su
     Source src(counters, s, spec);
     CollectingOutput out(s);
     src.set_output(&out);
-    ASSERT_TRUE(src.Open(Context(subtask, parallelism, "src")).ok());
+    ASSERT_TRUE(src.Open(context()).ok());
     for (int b = 0; b < batches; ++b) ASSERT_NE(src.Produce(), SourceStatus::kEnd);
     position = src.SnapshotOperatorState(1);
     resumed = out.rows;  // what reached the checkpoint
@@ -234,7 +241,7 @@ void ExpectResumesExactly(const Schema& s, const proto::SourceSpec& spec, int su
   Source src(counters, s, spec);
   CollectingOutput out(s);
   src.set_output(&out);
-  ASSERT_TRUE(src.Open(Context(subtask, parallelism, "src")).ok());
+  ASSERT_TRUE(src.Open(context()).ok());
   ASSERT_TRUE(src.RestoreOperatorState(position).ok()) << position;
   while (src.Produce() != SourceStatus::kEnd) {
   }
@@ -264,6 +271,80 @@ TEST(SourceRestoreTest, GeneratorAndFileResumeWhereTheSnapshotWas) {
   file.set_format("csv");
   ExpectResumesExactly<FileSource>(s, file, 0, 2, 2);
   ExpectResumesExactly<FileSource>(s, file, 1, 2, 1);
+}
+
+// HL7 messages in files: `messages` ORU^R01 of 3 OBX each; every 97th has
+// a heart rate that is no number. `batch` wraps them in BHS ... BTS.
+std::string Hl7Messages(int first, int messages, bool batch) {
+  std::string out = batch ? "BHS|^~\\&|GW\r" : "";
+  for (int i = first; i < first + messages; ++i) {
+    const std::string id = std::to_string(i);
+    out += "MSH|^~\\&|MON|WARD7|ENGINE|HOSP|20240301150004+0000||ORU^R01|M" + id + "|P|2.6\r";
+    out += "PID|1||P" + std::to_string(i % 50) + "^^^HOSP^MR\r";
+    out += "OBR|1|||VITALS|||20240301150000+0000\r";
+    out += "OBX|1|NM|8867-4^HR^LN||" + (i % 97 == 0 ? std::string("7x") : std::to_string(60 + i % 40)) +
+           "|/min|||||F\r";
+    out += "OBX|2|NM|59408-5^SpO2^LN||" + std::to_string(90 + i % 10) + "|%|||||F\r";
+    out += "OBX|3|NM|9279-1^RR^LN||" + std::to_string(12 + i % 10) + "|/min|||||F\r";
+  }
+  if (batch) out += "BTS|" + std::to_string(messages) + "\r";
+  return out;
+}
+
+TEST(SourceRestoreTest, Hl7FileSourceResumesWhereTheSnapshotWas) {
+  const std::string dir = TempPath("hl7-in");
+  fs::create_directories(dir);
+  std::ofstream(dir + "/a.hl7") << Hl7Messages(0, 1000, false);
+  std::ofstream(dir + "/b.hl7") << Hl7Messages(1000, 1000, true);
+  std::ofstream(dir + "/.hidden") << "not HL7";
+  proto::SourceSpec spec;
+  spec.set_connector("file");
+  spec.set_path(dir);
+  spec.set_format("hl7v2");
+  const ManualStateClock clock(1709300000000);
+  const Schema s = Hl7ObservationSchema();
+  static_assert(Hl7FileSource::kMessagesPerBatch == 256);
+  ExpectResumesExactly<Hl7FileSource>(s, spec, 0, 1, 2, &clock);  // in a.hl7
+  ExpectResumesExactly<Hl7FileSource>(s, spec, 0, 1, 5, &clock);  // in b.hl7's batch
+  ExpectResumesExactly<Hl7FileSource>(s, spec, 1, 2, 1, &clock);  // b.hl7 only
+}
+
+TEST(Hl7FileSourceTest, EveryMessageBecomesRowsOrADeadLetterWithItsLine) {
+  const std::string dir = TempPath("hl7-dead");
+  fs::create_directories(dir);
+  std::ofstream(dir + "/in.hl7") << "EVN|A04\rPID|1\r" << Hl7Messages(0, 200, false)
+                                  << "MSH|^~\\&|A|B|C|D|2024||ACK^R01|K1|P|2.5\rMSA|AA|M1\r";
+  proto::SourceSpec spec;
+  spec.set_connector("file");
+  spec.set_path(dir + "/in.hl7");
+  spec.set_format("hl7v2");
+  OperatorCounters counters;
+  const Schema s = Hl7ObservationSchema();
+  Hl7FileSource src(counters, s, spec);
+  CollectingOutput out(s);
+  CollectingOutput dead(DeadLetterSchema());
+  src.set_output(&out);
+  src.set_dead_letter_output(&dead);
+  const ManualStateClock clock(1709300000000);
+  OperatorContext ctx = Context(0, 1, "hl7");
+  ctx.clock = &clock;
+  ASSERT_TRUE(src.Open(ctx).ok());
+  while (src.Produce() != SourceStatus::kEnd) {
+  }
+  // Messages 0, 97 and 194 have a bad heart rate: 197 x 3 rows.
+  EXPECT_EQ(out.rows.size(), 591u);
+  ASSERT_EQ(dead.rows.size(), 4u);
+  EXPECT_EQ(counters.dead_letters, 4);
+  EXPECT_EQ(dead.rows[0].rfind("hl7," + dir + "/in.hl7:1,line 1: segment 'EVN' outside any message", 0), 0u)
+      << dead.rows[0];
+  EXPECT_EQ(dead.rows[1].rfind("hl7," + dir + "/in.hl7:3,line 6: OBX-5: '7x' is not a number (OBX-2 is NM),MSH|", 0),
+            0u)
+      << dead.rows[1];
+  EXPECT_NE(dead.rows[2].find("/in.hl7:585,line 588: OBX-5: '7x'"), std::string::npos) << dead.rows[2];
+  EXPECT_NE(dead.rows[3].find("/in.hl7:1167,line 1170: OBX-5: '7x'"), std::string::npos) << dead.rows[3];
+  // The first row, whole: message 1's heart rate.
+  EXPECT_EQ(out.rows[0], "M1,1,null,ORU^R01,WARD7,P1,HOSP,8867-4,LN,HR,NM,61,61,/min,F,2024-03-01T15:00:00.000Z,null,"
+                         "2024-03-01T13:33:20.000Z");
 }
 
 TEST(SourceRestoreTest, GeneratorRejectsAnotherSubtasksPosition) {

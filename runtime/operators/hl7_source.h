@@ -1,0 +1,81 @@
+#pragma once
+// The file source in format hl7v2: HL7 v2 messages, many per file, bare or
+// in batch (BHS/BTS) and file (FHS/FTS) envelopes, from one file or from
+// every regular file of a directory (in name order; names starting with '.'
+// are skipped). Subtask i of p reads the files i, i + p, i + 2p, ... of that
+// list, so a single file is read by subtask 0 alone. Each file is read
+// whole into memory.
+//
+// Each message becomes rows (runtime/formats/hl7v2_rows.h): observation
+// rows per OBX of an ORU, or admission-event rows per ADT, as the spec's
+// hl7_rows says. A piece of a file that is no message, a message that does
+// not parse and a message with a malformed part each go whole to the dead
+// letters, with "path:line" and the reason; other message types (ACKs,
+// queries) are skipped and counted in the log line at the end.
+//
+// Position (for checkpoints): "hl7 offset=O file=NAME", the byte offset of
+// the next message in the file being read. Files before NAME in the list
+// are done. A restore re-splits that file and skips the messages before O.
+//
+// received_at is the context's clock (the system clock by default) when the
+// batch was read.
+//
+// Task thread only.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proto/jobgraph.pb.h"
+#include "runtime/formats/hl7v2.h"
+#include "runtime/formats/hl7v2_rows.h"
+#include "runtime/operators/dead_letters.h"
+#include "runtime/operators/sources.h"
+
+namespace vstream {
+
+class Hl7FileSource : public SourceOperator {
+ public:
+  // `schema` must be the one hl7_rows names (the job builder sets it).
+  Hl7FileSource(OperatorCounters& counters, Schema schema, const proto::SourceSpec& spec);
+  absl::Status Open(const OperatorContext& ctx) override;
+  SourceStatus Produce() override;
+  std::string SnapshotOperatorState(int64_t) override;
+  absl::Status RestoreOperatorState(std::string_view state) override;
+
+  // Messages per Produce call, at most (one batch).
+  static constexpr size_t kMessagesPerBatch = 256;
+
+ private:
+  // Reads files_[file_] into bytes_ and starts splitting it.
+  absl::Status LoadFile();
+  void DeadLetter(int line, std::string_view reason, std::string_view raw);
+  void LogSummary();
+
+  const Schema schema_;
+  const proto::SourceSpec spec_;
+  OperatorContext ctx_;
+  Hl7RowExtractor extractor_;
+  std::vector<std::string> files_;  // this subtask's, in order
+  size_t file_ = 0;                 // files_[file_] is read now (or next)
+  bool loaded_ = false;             // bytes_ holds files_[file_]
+  std::string bytes_;
+  std::optional<Hl7Splitter> splitter_;
+  int64_t offset_ = 0;   // of the next piece in bytes_
+  int64_t skip_to_ = 0;  // after a restore: pieces before it were read
+  Hl7Message message_;
+  Hl7Piece piece_;
+  RowBatch batch_;
+  DeadLetters dead_letters_;
+  std::unique_ptr<RateLimiter> limiter_;  // messages/s
+  int64_t messages_ = 0;
+  int64_t skipped_ = 0;
+  int64_t rejected_ = 0;
+  int64_t rows_ = 0;
+  bool summarized_ = false;
+};
+
+}  // namespace vstream

@@ -1,0 +1,105 @@
+// The clinical layer end to end on a real cluster: HL7 v2 files from the
+// shared corpus through the hl7v2 file source, with the rows and dead
+// letters compared with what the parser gives in this process.
+
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gtest/gtest.h"
+#include "runtime/formats/hl7v2.h"
+#include "runtime/formats/hl7v2_rows.h"
+#include "runtime/tests/shared_data.h"
+#include "tests/test_cluster.h"
+
+namespace vstream::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kHl7Job[] = R"yaml(name: hl7-files
+parallelism: 2
+sources:
+  - name: hl7
+    connector: file
+    path: $DIR/in
+    format: hl7v2
+    dead_letter: bad
+operators:
+  - name: keys
+    type: map
+    input: hl7
+    select: {message_id: message_id, set_id: set_id, code: code, patient_id: patient_id}
+sinks:
+  - name: rows
+    connector: file
+    input: keys
+    path: $DIR/rows
+    format: csv
+  - name: rejected
+    connector: file
+    input: bad
+    path: $DIR/bad
+    format: jsonl
+)yaml";
+
+const char* const kFiles[] = {
+    "authored/scenario_patient1_news2_scale1.hl7", "authored/scenario_patient2_news2_scale2_copd.hl7",
+    "authored/pcd01_monitor_stream_patient1.hl7",  "authored/edge_cases.hl7",
+    "python-hl7/malformed_batch_nested_BHS.hl7",   "linuxforhealth/sample_unix.hl7",
+};
+
+TEST(ClinicalTest, Hl7FilesBecomeObservationRowsAndDeadLetters) {
+  REQUIRE_SHARED_DATA();
+  TempDir data("hl7-files");
+  fs::create_directories(data.File("in"));
+  // What this process's parser makes of the same files: the reference.
+  std::multiset<std::string> want;
+  size_t want_dead = 0;
+  Hl7RowExtractor extractor(Hl7Rows::kObservations, {});
+  for (const char* file : kFiles) {
+    const std::string bytes = ReadSharedFile(absl::StrCat("hl7v2/", file));
+    WriteFile(data.File(absl::StrCat("in/", fs::path(file).filename().string())), bytes);
+    Hl7Splitter splitter(bytes);
+    Hl7Piece piece;
+    Hl7Message msg;
+    RowBatch rows(extractor.schema().size());
+    while (splitter.Next(&piece)) {
+      bool skipped = false;
+      if (!piece.error.empty() || !msg.Parse(piece.text, piece.line).ok() ||
+          !extractor.Append(msg, 0, &rows, &skipped).ok()) {
+        ++want_dead;
+      }
+    }
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const std::string set_id = rows[i][1].is_null ? "" : std::to_string(rows[i][1].i);
+      want.insert(absl::StrCat(rows[i][0].s, ",", set_id, ",", rows[i][7].s, ",", rows[i][5].s));
+    }
+  }
+  ASSERT_EQ(want.size(), 45u + 36u + 64u + 9u) << "the corpus files changed?";
+  ASSERT_EQ(want_dead, 3u);
+
+  TestCluster cluster(2, 2);
+  WriteFile(data.File("job.yaml"), absl::StrReplaceAll(kHl7Job, {{"$DIR", data.path()}}));
+  CommandResult r = cluster.Vstream({"submit", data.File("job.yaml"), "--wait"}, std::chrono::minutes(2));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const std::vector<std::string> got = ReadOutputLines(data.File("rows"), /*skip_header=*/true);
+  EXPECT_EQ(std::multiset<std::string>(got.begin(), got.end()), want);
+  const std::vector<std::string> dead = ReadOutputLines(data.File("bad"), /*skip_header=*/false);
+  ASSERT_EQ(dead.size(), want_dead);
+  std::string all;
+  for (const std::string& d : dead) all += d + "\n";
+  EXPECT_NE(all.find("malformed_batch_nested_BHS.hl7:1\",\"reason\":\"line 4: BHS inside the batch begun at line 1"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("sample_unix.hl7:1\",\"reason\":\"line 1: the encoding characters (MSH-2)"), std::string::npos)
+      << all;
+  CommandResult st = cluster.Vstream({"status", r.out.substr(0, r.out.find('\n'))}, std::chrono::seconds(30));
+  EXPECT_NE(st.out.find("DEAD"), std::string::npos) << st.out;
+}
+
+}  // namespace
+}  // namespace vstream::testing
