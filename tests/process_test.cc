@@ -61,18 +61,7 @@ std::string ReadingsCsv(const std::vector<Reading>& v) {
 }
 
 // The CSV rows of every part file in `dir`, headers skipped.
-std::vector<std::string> ReadLines(const std::string& dir) {
-  std::vector<std::string> lines;
-  if (!fs::exists(dir)) return lines;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    EXPECT_NE(e.path().filename().string()[0], '.') << "in-progress file left: " << e.path();
-    std::istringstream in(ReadFile(e.path().string()));
-    std::string line;
-    std::getline(in, line);  // CSV header
-    while (std::getline(in, line)) lines.push_back(line);
-  }
-  return lines;
-}
+std::vector<std::string> ReadLines(const std::string& dir) { return ReadOutputLines(dir, /*skip_header=*/true); }
 
 // What no_data_alert must say: for each patient, in time order, an alert
 // after every reading followed by a gap longer than the timeout, and after

@@ -125,18 +125,8 @@ Windows Sessions(const std::vector<Vital>& v, int64_t gap) {
   return w;
 }
 
-std::vector<std::string> ReadLines(const std::string& dir) {
-  std::vector<std::string> lines;
-  if (!fs::exists(dir)) return lines;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    EXPECT_NE(e.path().filename().string()[0], '.') << "in-progress file left: " << e.path();
-    std::istringstream in(ReadFile(e.path().string()));
-    std::string line;
-    std::getline(in, line);  // CSV header
-    while (std::getline(in, line)) lines.push_back(line);
-  }
-  return lines;
-}
+// The CSV rows of every part file in `dir`, headers skipped.
+std::vector<std::string> ReadLines(const std::string& dir) { return ReadOutputLines(dir, /*skip_header=*/true); }
 
 // CSV rows "patient,window_start,window_end,readings,hr_avg,hr_max,spo2_min";
 // the last row of each window wins (corrections come later in the file).
