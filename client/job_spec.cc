@@ -85,7 +85,7 @@ std::string Describe(const YAML::Node& node) {
 }
 
 constexpr char kOperatorTypes[] =
-    "filter, map, union, aggregate, window, interval_join, broadcast_join, process";
+    "filter, map, union, aggregate, window, interval_join, broadcast_join, process, news2, qsofa";
 
 const std::vector<std::string_view> kTopLevelFields = {
     "name",    "parallelism", "max_parallelism", "buffer_timeout", "checkpointing",
@@ -915,6 +915,9 @@ class SpecCompiler {
                                 {"name", "type", "input", "key_by", "function", "params",
                                  "output_schema", "state_ttl", "dead_letter", "parallelism"},
                                 what));
+    } else if (type == "news2" || type == "qsofa") {
+      RETURN_IF_ERROR(
+          CheckKeys(m, {"name", "type", "input", "key_by", "max_age", "state_ttl", "parallelism"}, what));
     } else {
       return ErrorAt(*type_entry, absl::StrCat("unknown operator type '", type,
                                                "', expected one of ", kOperatorTypes));
@@ -984,6 +987,23 @@ class SpecCompiler {
         builder_->Aggregate(name, input, aggregate, options);
       } else if (type == "process") {
         ASSIGN_OR_RETURN(ProcessOptions process, ParseProcess(m, what));
+        ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
+        builder_->Process(name, input, process, options);
+      } else if (type == "news2" || type == "qsofa") {
+        // The process function of that name (runtime/clinical/early_warning_function.h),
+        // per patient by default.
+        ProcessOptions process = ProcessOptions::Function(type, {"patient_id"});
+        if (const Entry* e = m.Find("key_by")) {
+          ASSIGN_OR_RETURN(process.key_by, StringList(*e));
+        }
+        if (const Entry* e = m.Find("max_age")) {
+          ASSIGN_OR_RETURN(int64_t max_age_ms, DurationMs(*e));
+          if (max_age_ms <= 0) return ErrorAt(*e, "max_age must be longer than 0");
+          process.params["max_age"] = e->value.Scalar();
+        }
+        if (const Entry* e = m.Find("state_ttl")) {
+          ASSIGN_OR_RETURN(process.state_ttl_ms, DurationMs(*e));
+        }
         ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
         builder_->Process(name, input, process, options);
       } else if (type == "window") {

@@ -4,11 +4,13 @@
 
 #include <filesystem>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "runtime/formats/hl7v2.h"
 #include "runtime/formats/hl7v2_rows.h"
@@ -99,6 +101,75 @@ TEST(ClinicalTest, Hl7FilesBecomeObservationRowsAndDeadLetters) {
       << all;
   CommandResult st = cluster.Vstream({"status", r.out.substr(0, r.out.find('\n'))}, std::chrono::seconds(30));
   EXPECT_NE(st.out.find("DEAD"), std::string::npos) << st.out;
+}
+
+constexpr char kNews2Job[] = R"yaml(name: bedside-news2
+parallelism: 2
+checkpointing: {interval: 500ms, mode: exactly_once}
+sources:
+  - name: hl7
+    connector: file
+    path: $DIR/in
+    format: hl7v2
+operators:
+  - name: scores
+    type: news2
+    input: hl7
+  - name: sepsis
+    type: qsofa
+    input: hl7
+  - name: news2_keys
+    type: map
+    input: scores
+    select: {patient_id: patient_id, message_id: message_id, total: news2_total, band: risk_band}
+  - name: qsofa_keys
+    type: map
+    input: sepsis
+    select: {message_id: message_id, total: qsofa_total, positive: qsofa_positive}
+sinks:
+  - name: news2_out
+    connector: file
+    input: news2_keys
+    path: $DIR/news2
+    format: csv
+  - name: qsofa_out
+    connector: file
+    input: qsofa_keys
+    path: $DIR/qsofa
+    format: csv
+)yaml";
+
+// The authored scenario's HL7 messages through news2 and qsofa on a real
+// cluster, with checkpoints: exactly the expected score of every set.
+TEST(ClinicalTest, ScenarioMessagesScoreExactlyTheExpectedNews2AndQsofa) {
+  REQUIRE_SHARED_DATA();
+  TempDir data("news2");
+  fs::create_directories(data.File("in"));
+  for (const char* file : {"scenario_patient1_news2_scale1.hl7", "scenario_patient2_news2_scale2_copd.hl7"}) {
+    WriteFile(data.File(absl::StrCat("in/", file)), ReadSharedFile(absl::StrCat("hl7v2/authored/", file)));
+  }
+  std::multiset<std::string> want_news2, want_qsofa;
+  std::istringstream expected(ReadSharedFile("hl7v2/authored/scenario_news2_expected.csv"));
+  std::string line;
+  std::getline(expected, line);
+  while (std::getline(expected, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    const std::vector<std::string> f = absl::StrSplit(line, ',');
+    ASSERT_EQ(f.size(), 26u) << line;
+    want_news2.insert(absl::StrCat(f[0], ",", f[2], ",", f[18], ",", f[20]));
+    want_qsofa.insert(absl::StrCat(f[2], ",", f[24], ",", f[25] == "1" ? "true" : "false"));
+  }
+  ASSERT_EQ(want_news2.size(), 9u);
+
+  TestCluster cluster(2, 2);
+  WriteFile(data.File("job.yaml"), absl::StrReplaceAll(kNews2Job, {{"$DIR", data.path()}}));
+  CommandResult r = cluster.Vstream({"submit", data.File("job.yaml"), "--wait"}, std::chrono::minutes(2));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const std::vector<std::string> news2 = ReadOutputLines(data.File("news2"), /*skip_header=*/true);
+  EXPECT_EQ(std::multiset<std::string>(news2.begin(), news2.end()), want_news2);
+  const std::vector<std::string> qsofa = ReadOutputLines(data.File("qsofa"), /*skip_header=*/true);
+  EXPECT_EQ(std::multiset<std::string>(qsofa.begin(), qsofa.end()), want_qsofa);
 }
 
 }  // namespace

@@ -459,6 +459,48 @@ TEST_F(JobSpecTest, Hl7SourceHasTheFixedSchemaOfItsRows) {
               "schema: docs/job-spec.md)");
 }
 
+TEST_F(JobSpecTest, News2AndQsofaAreProcessFunctionsPerPatient) {
+  std::ofstream(dir_ / "in.hl7") << "MSH|^~\\&|A\r";
+  const std::string spec = Replace(kHl7Spec, R"yaml(sinks:
+  - name: out
+    connector: stdout
+    input: hl7
+)yaml",
+                                   R"yaml(operators:
+  - name: scores
+    type: news2
+    input: hl7
+    max_age: 30m
+  - name: sepsis
+    type: qsofa
+    input: hl7
+sinks:
+  - name: out
+    connector: stdout
+    input: scores
+  - name: out2
+    connector: stdout
+    input: sepsis
+)yaml");
+  absl::StatusOr<proto::JobGraph> graph = Compile(Replace(spec, "    rows: admissions\n", ""));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& news2 = graph->vertices(1);
+  EXPECT_EQ(news2.op().process().function(), "news2");
+  ASSERT_EQ(news2.op().process().key_by_size(), 1);
+  EXPECT_EQ(news2.op().process().key_by(0), "patient_id");
+  EXPECT_EQ(news2.op().process().params().at("max_age"), "30m");
+  const Schema out = Schema::FromProto(news2.output_schema());
+  EXPECT_EQ(out.field(0).name, "patient_id");
+  EXPECT_GE(out.IndexOf("news2_total"), 0);
+  EXPECT_GE(out.IndexOf("risk_band"), 0);
+  EXPECT_GE(Schema::FromProto(graph->vertices(2).output_schema()).IndexOf("qsofa_positive"), 0);
+
+  ExpectError(Replace(Replace(spec, "    rows: admissions\n", ""), "max_age: 30m", "max_age: soon"), 13, 14,
+              "max_age");
+  // Admission rows have no vital signs.
+  ExpectError(spec, 11, 5, "the input has no field 'code'");
+}
+
 TEST_F(JobSpecTest, GeneratorSourceFillsDefaultsPerColumn) {
   const std::string spec = R"yaml(name: gen
 sources:
@@ -1320,7 +1362,7 @@ TEST_F(JobSpecTest, ProcessOfAFunctionOnlyACustomTaskManagerKnowsDeclaresItsOutp
 TEST_F(JobSpecTest, ProcessErrors) {
   const std::string base = ProcessSpec();
   ExpectError(Replace(base, "function: no_data_alert", "function: no_data"), 34, 15,
-              "process 'silent': unknown process function 'no_data', expected one of no_data_alert "
+              "process 'silent': unknown process function 'no_data', expected one of news2, no_data_alert, qsofa "
               "(or declare output_schema for a function of a custom TaskManager)");
   ExpectError(Replace(base, "{timeout: 5m,", "{timeout: soon,"), 35, 23,
               "process 'silent': function 'no_data_alert': param 'timeout': expected a duration "

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "runtime/clinical/early_warning_function.h"
 
 namespace vstream {
 
@@ -228,6 +229,7 @@ class NoDataAlert final : public KeyedProcessFunction {
 void RegisterBuiltinProcessFunctions(ProcessFunctionRegistry& registry) {
   // The names are fresh: registration cannot fail.
   (void)registry.Register("no_data_alert", &NoDataAlert::Create);
+  RegisterEarlyWarningFunctions(registry);
 }
 
 }  // namespace vstream

@@ -20,8 +20,11 @@
 //                   event time; a record with a null time is a dead letter.
 //                   The output's event time is alert_ts.
 //
-// Each is a small, complete example of state and timers for the clinical
-// functions to come.
+//   news2, qsofa    the early-warning scores of each patient's latest vital
+//                   signs, one row per observation set
+//                   (runtime/clinical/early_warning_function.h).
+//
+// no_data_alert is a small, complete example of state and timers.
 
 #include "runtime/operators/process_function_registry.h"
 

@@ -226,6 +226,16 @@ class KeyedProcessFunction {
     (void)ctx;
     return absl::OkStatus();
   }
+
+  // The end of a batch of records (after its last ProcessElement), before
+  // its output goes downstream and before any barrier or watermark that
+  // follows it. For functions that gather a batch's records per key and
+  // emit once (news2: one row per message). There is no current key here.
+  // Default: nothing.
+  virtual absl::Status FinishBatch(ProcessContext& ctx) {
+    (void)ctx;
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace vstream

@@ -178,6 +178,10 @@ void ProcessOperator::Push(RowBatch& batch) {
     if (out_.full()) FlushOut();
   }
   ctx_.element_ = nullptr;
+  if (status_.ok()) {
+    absl::Status s = function_->FinishBatch(ctx_);
+    if (!s.ok()) Fail(s);
+  }
   FlushOut();
 }
 

@@ -1,0 +1,227 @@
+#include "runtime/clinical/early_warning_function.h"
+
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "runtime/clinical/news2.h"
+#include "runtime/formats/hl7v2.h"
+#include "runtime/formats/hl7v2_rows.h"
+#include "runtime/operators/process_operator.h"
+#include "runtime/tests/shared_data.h"
+#include "state/state_clock.h"
+
+namespace vstream {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Output rows by field name.
+class Collect : public Output {
+ public:
+  explicit Collect(Schema schema) : schema_(std::move(schema)) {}
+  void Push(RowBatch& batch) override {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      std::map<std::string, std::string> row;
+      for (size_t f = 0; f < schema_.size(); ++f) {
+        row[schema_.field(f).name] = DatumToString(batch[i][f], schema_.field(f).type);
+      }
+      rows.push_back(row);
+    }
+  }
+  void Finish() override {}
+  void PushWatermark(int64_t) override {}
+  std::vector<std::map<std::string, std::string>> rows;
+
+ private:
+  Schema schema_;
+};
+
+// A news2 or qsofa operator over observation rows keyed by patient_id.
+class EarlyWarningTest : public ::testing::Test {
+ protected:
+  void Start(const std::string& function, std::map<std::string, std::string> params = {}) {
+    proto::ProcessSpec spec;
+    spec.set_function(function);
+    spec.add_key_by("patient_id");
+    spec.set_time_field_index(-1);
+    for (const auto& [k, v] : params) (*spec.mutable_params())[k] = v;
+    ProcessParams p(ProcessParams::Map(params.begin(), params.end()));
+    auto fn = ProcessFunctionRegistry::Global().Create(function, p);
+    ASSERT_TRUE(fn.ok()) << fn.status();
+    ProcessInput input{Hl7ObservationSchema(), {Hl7ObservationSchema().IndexOf("patient_id")}, -1};
+    auto schema = (*fn)->OutputSchema(input);
+    ASSERT_TRUE(schema.ok()) << schema.status();
+    out_ = std::make_unique<Collect>(schema->schema);
+    op_ = std::make_unique<ProcessOperator>(counters_, Hl7ObservationSchema(), schema->schema, spec, std::move(*fn));
+    op_->set_output(out_.get());
+    OperatorContext ctx;
+    ctx.job_id = "job";
+    ctx.vertex_name = function;
+    dir_ = (fs::temp_directory_path() / absl::StrCat("vstream-ews-", getpid(), "-",
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+               .string();
+    fs::remove_all(dir_);
+    ctx.state_dir = dir_ + "/state";
+    ctx.data_dir = dir_ + "/data";
+    ctx.clock = &clock_;
+    absl::Status s = op_->Open(ctx);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  void TearDown() override {
+    op_.reset();
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  // Pushes each message of `bytes` as one batch (as the hl7v2 source does),
+  // or every `split`-th row into a batch of its own.
+  void PushMessages(std::string_view bytes, size_t split = 0) {
+    Hl7RowExtractor extractor(Hl7Rows::kObservations, {});
+    Hl7Splitter splitter(bytes);
+    Hl7Piece piece;
+    Hl7Message msg;
+    while (splitter.Next(&piece)) {
+      ASSERT_TRUE(piece.error.empty()) << piece.error;
+      ASSERT_TRUE(msg.Parse(piece.text, piece.line).ok());
+      RowBatch batch(extractor.schema().size());
+      bool skipped = false;
+      ASSERT_TRUE(extractor.Append(msg, 0, &batch, &skipped).ok());
+      if (batch.empty()) continue;
+      if (split == 0 || batch.size() <= split) {
+        op_->Push(batch);
+        continue;
+      }
+      RowBatch first(batch.width()), rest(batch.width());
+      for (size_t i = 0; i < batch.size(); ++i) (i < split ? first : rest).Append() = batch[i];
+      op_->Push(first);
+      op_->Push(rest);
+    }
+  }
+
+  OperatorCounters counters_;
+  ManualStateClock clock_{1709300000000};
+  std::unique_ptr<Collect> out_;
+  std::unique_ptr<ProcessOperator> op_;
+  std::string dir_;
+};
+
+std::vector<std::vector<std::string>> ExpectedSets() {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(ReadSharedFile("hl7v2/authored/scenario_news2_expected.csv"));
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) rows.push_back(absl::StrSplit(line, ','));
+  }
+  return rows;
+}
+
+std::string Bool(const std::string& one_or_zero) { return one_or_zero == "1" ? "true" : "false"; }
+
+// The authored scenario, from its HL7 messages: every observation set gives
+// exactly the expected sub-scores, total, red score and risk band.
+TEST_F(EarlyWarningTest, News2OfTheScenarioMessagesIsExactlyTheExpectedAnswer) {
+  REQUIRE_SHARED_DATA();
+  Start("news2");
+  PushMessages(ReadSharedFile("hl7v2/authored/scenario_patient1_news2_scale1.hl7"));
+  PushMessages(ReadSharedFile("hl7v2/authored/scenario_patient2_news2_scale2_copd.hl7"));
+  const auto want = ExpectedSets();
+  ASSERT_EQ(want.size(), 9u);
+  ASSERT_EQ(out_->rows.size(), 9u) << "one row per observation set";
+  for (size_t i = 0; i < want.size(); ++i) {
+    const auto& w = want[i];
+    auto& got = out_->rows[i];
+    SCOPED_TRACE(w[2]);
+    EXPECT_EQ(got["patient_id"], w[0]);
+    EXPECT_EQ(got["message_id"], w[2]);
+    EXPECT_EQ(got["observed_at"], absl::StrCat(w[1].substr(0, 19), ".000Z"));
+    EXPECT_EQ(got["spo2_scale"], w[5]);
+    EXPECT_EQ(got["rr_score"], w[11]);
+    EXPECT_EQ(got["spo2_score"], w[12]);
+    EXPECT_EQ(got["air_o2_score"], w[13]);
+    EXPECT_EQ(got["sbp_score"], w[14]);
+    EXPECT_EQ(got["hr_score"], w[15]);
+    EXPECT_EQ(got["consciousness_score"], w[16]);
+    EXPECT_EQ(got["temp_score"], w[17]);
+    EXPECT_EQ(got["news2_total"], w[18]);
+    EXPECT_EQ(got["red_score"], Bool(w[19]));
+    EXPECT_EQ(got["risk_band"], w[20]);
+    EXPECT_EQ(got["missing"], "0");
+  }
+}
+
+TEST_F(EarlyWarningTest, QsofaOfTheScenarioMessagesIsExactlyTheExpectedAnswer) {
+  REQUIRE_SHARED_DATA();
+  Start("qsofa");
+  PushMessages(ReadSharedFile("hl7v2/authored/scenario_patient1_news2_scale1.hl7"));
+  PushMessages(ReadSharedFile("hl7v2/authored/scenario_patient2_news2_scale2_copd.hl7"));
+  const auto want = ExpectedSets();
+  ASSERT_EQ(out_->rows.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(want[i][2]);
+    auto& got = out_->rows[i];
+    EXPECT_EQ(got["rr_ge_22"], Bool(want[i][21]));
+    EXPECT_EQ(got["altered_mentation"], Bool(want[i][22]));
+    EXPECT_EQ(got["sbp_le_100"], Bool(want[i][23]));
+    EXPECT_EQ(got["qsofa_total"], want[i][24]);
+    EXPECT_EQ(got["qsofa_positive"], Bool(want[i][25]));
+  }
+}
+
+TEST_F(EarlyWarningTest, AMessageSplitAcrossBatchesGivesAPartialThenTheCompleteRow) {
+  REQUIRE_SHARED_DATA();
+  Start("news2");
+  PushMessages(ReadSharedFile("hl7v2/authored/scenario_patient1_news2_scale1.hl7"), /*split=*/4);
+  ASSERT_EQ(out_->rows.size(), 10u) << "the first set has no prior values: its 4 rows are a row of their own";
+  // Every complete row is still the expected one.
+  EXPECT_EQ(out_->rows[1]["news2_total"], "0");
+  EXPECT_EQ(out_->rows[9]["news2_total"], "16");
+}
+
+// The bedside-monitor stream: MDC codes, a temperature in Fahrenheit, a
+// leads-off message (status X) that must not score, late messages that
+// must not replace newer values.
+TEST_F(EarlyWarningTest, MonitorStreamUsesMdcCodesAndIgnoresLeadsOff) {
+  REQUIRE_SHARED_DATA();
+  Start("news2", {{"max_age", "2h"}});
+  PushMessages(ReadSharedFile("hl7v2/authored/pcd01_monitor_stream_patient1.hl7"));
+  std::map<std::string, std::map<std::string, std::string>> by_id;
+  for (auto& r : out_->rows) by_id[r["message_id"]] = r;
+  EXPECT_EQ(by_id.count("MON-0001508"), 0u) << "the leads-off message has no usable vital sign";
+  ASSERT_EQ(by_id.count("MON-0001509"), 1u);
+  EXPECT_EQ(by_id["MON-0001509"]["temp_score"], "1") << "101.1 F = 38.4 C";
+  ASSERT_EQ(by_id.count("MON-0001501"), 1u);
+  EXPECT_EQ(by_id["MON-0001501"]["hr_score"], "1") << "101/min";
+  EXPECT_EQ(by_id["MON-0001501"]["rr_score"], "2") << "22/min";
+  EXPECT_EQ(by_id["MON-0001501"]["missing"], "3") << "no oxygen, consciousness or temperature yet";
+}
+
+TEST(VitalSignTest, ClassifiesCodesAndConvertsValues) {
+  Datum num, text, null_text;
+  num.SetDouble(98.6);
+  auto v = ClassifyVitalSign("8310-5", num, null_text, "[degF]");
+  EXPECT_EQ(v.sign, VitalSign::kTemperature);
+  EXPECT_NEAR(v.value, 37.0, 1e-9);
+  num.SetDouble(2);
+  EXPECT_EQ(ClassifyVitalSign("3151-8", num, null_text, "L/min").value, 1);
+  num.SetDouble(21);
+  EXPECT_EQ(ClassifyVitalSign("3150-0", num, null_text, "%").value, 0);
+  text.SetString("450847001");
+  Datum none;
+  v = ClassifyVitalSign("80288-4", none, text, "");
+  EXPECT_EQ(v.sign, VitalSign::kConsciousness);
+  EXPECT_EQ(v.value, static_cast<double>(Acvpu::kPain));
+  text.SetString("drowsy");
+  EXPECT_EQ(ClassifyVitalSign("80288-4", none, text, "").sign, VitalSign::kNone);
+  EXPECT_EQ(ClassifyVitalSign("8462-4", num, null_text, "").sign, VitalSign::kNone) << "diastolic: not scored";
+  EXPECT_EQ(ClassifyVitalSign("8867-4", none, null_text, "").sign, VitalSign::kNone) << "no value";
+}
+
+}  // namespace
+}  // namespace vstream
