@@ -516,6 +516,13 @@ StreamRef JobBuilder::AddVertex(std::string_view kind, std::string_view name,
   return StreamRef(std::string(name));
 }
 
+const Schema* JobBuilder::StreamSchema(std::string_view name) const {
+  for (const Stream& s : streams_) {
+    if (s.name == name) return &s.schema;
+  }
+  return nullptr;
+}
+
 StreamRef JobBuilder::FileSource(std::string_view name, std::string_view path,
                                  std::string_view format, const Schema& schema,
                                  const FileSourceOptions& options) {

@@ -485,6 +485,9 @@ class JobBuilder {
   // options.partition and options.key_by must be left empty.
   StreamRef Process(std::string_view name, const StreamRef& input, const ProcessOptions& process,
                     const VertexOptions& options = {});
+
+  // The schema of the stream `name` defined so far; null if there is none.
+  const Schema* StreamSchema(std::string_view name) const;
   // Keyed window aggregate: one row (key fields..., window_start,
   // window_end, aggregates...) per key and window, emitted when the window
   // closes (event time: once the watermark passes window_end - 1). Always

@@ -85,7 +85,7 @@ std::string Describe(const YAML::Node& node) {
 }
 
 constexpr char kOperatorTypes[] =
-    "filter, map, union, aggregate, window, interval_join, broadcast_join, process, news2, qsofa";
+    "filter, map, union, aggregate, window, interval_join, broadcast_join, process, dedup, news2, qsofa";
 
 const std::vector<std::string_view> kTopLevelFields = {
     "name",    "parallelism", "max_parallelism", "buffer_timeout", "checkpointing",
@@ -918,6 +918,8 @@ class SpecCompiler {
     } else if (type == "news2" || type == "qsofa") {
       RETURN_IF_ERROR(
           CheckKeys(m, {"name", "type", "input", "key_by", "max_age", "state_ttl", "parallelism"}, what));
+    } else if (type == "dedup") {
+      RETURN_IF_ERROR(CheckKeys(m, {"name", "type", "input", "key", "key_by", "ttl", "parallelism"}, what));
     } else {
       return ErrorAt(*type_entry, absl::StrCat("unknown operator type '", type,
                                                "', expected one of ", kOperatorTypes));
@@ -987,6 +989,28 @@ class SpecCompiler {
         builder_->Aggregate(name, input, aggregate, options);
       } else if (type == "process") {
         ASSIGN_OR_RETURN(ProcessOptions process, ParseProcess(m, what));
+        ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
+        builder_->Process(name, input, process, options);
+      } else if (type == "dedup") {
+        // The process function dedup (runtime/clinical/dedup_function.h).
+        ASSIGN_OR_RETURN(const Entry* key, Required(m, "key", what));
+        ASSIGN_OR_RETURN(std::vector<std::string> key_fields, StringList(*key));
+        // Partitioned per patient when the stream has one, so that each
+        // patient's records stay in order for the scores downstream;
+        // `key_by` says otherwise.
+        std::vector<std::string> partition = key_fields;
+        if (const Schema* in = builder_->StreamSchema(input); in != nullptr && in->IndexOf("patient_id") >= 0) {
+          partition = {"patient_id"};
+        }
+        if (const Entry* e = m.Find("key_by")) {
+          ASSIGN_OR_RETURN(partition, StringList(*e));
+        }
+        ProcessOptions process = ProcessOptions::Function("dedup", std::move(partition));
+        process.params["key"] = absl::StrJoin(key_fields, ",");
+        ASSIGN_OR_RETURN(const Entry* ttl, Required(m, "ttl", what));
+        ASSIGN_OR_RETURN(int64_t ttl_ms, DurationMs(*ttl));
+        if (ttl_ms <= 0) return ErrorAt(*ttl, "ttl must be longer than 0");
+        process.params["ttl"] = ttl->value.Scalar();
         ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
         builder_->Process(name, input, process, options);
       } else if (type == "news2" || type == "qsofa") {

@@ -112,12 +112,17 @@ sources:
     path: $DIR/in
     format: hl7v2
 operators:
+  - name: unique
+    type: dedup
+    input: hl7
+    key: [message_id, set_id]
+    ttl: 1h
   - name: scores
     type: news2
-    input: hl7
+    input: unique
   - name: sepsis
     type: qsofa
-    input: hl7
+    input: unique
   - name: news2_keys
     type: map
     input: scores
@@ -139,8 +144,9 @@ sinks:
     format: csv
 )yaml";
 
-// The authored scenario's HL7 messages through news2 and qsofa on a real
-// cluster, with checkpoints: exactly the expected score of every set.
+// The authored scenario's HL7 messages, one file sent twice, through dedup,
+// news2 and qsofa on a real cluster, with checkpoints: exactly the expected
+// score of every set, once.
 TEST(ClinicalTest, ScenarioMessagesScoreExactlyTheExpectedNews2AndQsofa) {
   REQUIRE_SHARED_DATA();
   TempDir data("news2");
@@ -148,6 +154,8 @@ TEST(ClinicalTest, ScenarioMessagesScoreExactlyTheExpectedNews2AndQsofa) {
   for (const char* file : {"scenario_patient1_news2_scale1.hl7", "scenario_patient2_news2_scale2_copd.hl7"}) {
     WriteFile(data.File(absl::StrCat("in/", file)), ReadSharedFile(absl::StrCat("hl7v2/authored/", file)));
   }
+  // A sender's resend of the whole first file: dedup drops every message.
+  WriteFile(data.File("in/zz_resent.hl7"), ReadSharedFile("hl7v2/authored/scenario_patient1_news2_scale1.hl7"));
   std::multiset<std::string> want_news2, want_qsofa;
   std::istringstream expected(ReadSharedFile("hl7v2/authored/scenario_news2_expected.csv"));
   std::string line;

@@ -501,6 +501,43 @@ sinks:
   ExpectError(spec, 11, 5, "the input has no field 'code'");
 }
 
+TEST_F(JobSpecTest, DedupDropsRepeatsByKeyWithinATtl) {
+  std::ofstream(dir_ / "in.hl7") << "MSH|^~\\&|A\r";
+  const std::string spec = Replace(Replace(kHl7Spec, "    rows: admissions\n", ""), R"yaml(sinks:
+  - name: out
+    connector: stdout
+    input: hl7
+)yaml",
+                                   R"yaml(operators:
+  - name: unique
+    type: dedup
+    input: hl7
+    key: [message_id, set_id]
+    ttl: 1h
+sinks:
+  - name: out
+    connector: stdout
+    input: unique
+)yaml");
+  absl::StatusOr<proto::JobGraph> graph = Compile(spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::ProcessSpec& p = graph->vertices(1).op().process();
+  EXPECT_EQ(p.function(), "dedup");
+  ASSERT_EQ(p.key_by_size(), 1);
+  EXPECT_EQ(p.key_by(0), "patient_id") << "partitioned per patient, to keep each patient's order";
+  EXPECT_EQ(p.params().at("key"), "message_id,set_id");
+  EXPECT_EQ(p.params().at("ttl"), "1h");
+  EXPECT_EQ(Schema::FromProto(graph->vertices(1).output_schema()).DebugString(),
+            Hl7ObservationSchema().DebugString());
+  ExpectError(Replace(spec, "    ttl: 1h\n", ""), 10, 5, "missing required field 'ttl'");
+  ExpectError(Replace(spec, "ttl: 1h", "ttl: 0s"), 14, 10, "ttl must be longer than 0");
+  ExpectError(Replace(spec, "key: [message_id, set_id]", "key: [msh10]"), 10, 5,
+              "param 'key': the input has no field 'msh10'");
+  graph = Compile(Replace(spec, "    ttl: 1h\n", "    ttl: 1h\n    key_by: [message_id]\n"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->vertices(1).op().process().key_by(0), "message_id");
+}
+
 TEST_F(JobSpecTest, GeneratorSourceFillsDefaultsPerColumn) {
   const std::string spec = R"yaml(name: gen
 sources:
@@ -1362,7 +1399,7 @@ TEST_F(JobSpecTest, ProcessOfAFunctionOnlyACustomTaskManagerKnowsDeclaresItsOutp
 TEST_F(JobSpecTest, ProcessErrors) {
   const std::string base = ProcessSpec();
   ExpectError(Replace(base, "function: no_data_alert", "function: no_data"), 34, 15,
-              "process 'silent': unknown process function 'no_data', expected one of news2, no_data_alert, qsofa "
+              "process 'silent': unknown process function 'no_data', expected one of dedup, news2, no_data_alert, qsofa "
               "(or declare output_schema for a function of a custom TaskManager)");
   ExpectError(Replace(base, "{timeout: 5m,", "{timeout: soon,"), 35, 23,
               "process 'silent': function 'no_data_alert': param 'timeout': expected a duration "

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "runtime/clinical/dedup_function.h"
 #include "runtime/clinical/early_warning_function.h"
 
 namespace vstream {
@@ -230,6 +231,7 @@ void RegisterBuiltinProcessFunctions(ProcessFunctionRegistry& registry) {
   // The names are fresh: registration cannot fail.
   (void)registry.Register("no_data_alert", &NoDataAlert::Create);
   RegisterEarlyWarningFunctions(registry);
+  RegisterDedupFunction(registry);
 }
 
 }  // namespace vstream

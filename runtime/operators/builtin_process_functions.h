@@ -20,6 +20,8 @@
 //                   event time; a record with a null time is a dead letter.
 //                   The output's event time is alert_ts.
 //
+//   dedup           drops records whose key was seen within a ttl
+//                   (runtime/clinical/dedup_function.h).
 //   news2, qsofa    the early-warning scores of each patient's latest vital
 //                   signs, one row per observation set
 //                   (runtime/clinical/early_warning_function.h).

@@ -45,16 +45,21 @@ class Collect : public Output {
 // A news2 or qsofa operator over observation rows keyed by patient_id.
 class EarlyWarningTest : public ::testing::Test {
  protected:
-  void Start(const std::string& function, std::map<std::string, std::string> params = {}) {
+  void Start(const std::string& function, std::map<std::string, std::string> params = {},
+             const std::vector<std::string>& key_by = {"patient_id"}) {
     proto::ProcessSpec spec;
     spec.set_function(function);
-    spec.add_key_by("patient_id");
+    std::vector<int> key_fields;
+    for (const std::string& k : key_by) {
+      spec.add_key_by(k);
+      key_fields.push_back(Hl7ObservationSchema().IndexOf(k));
+    }
     spec.set_time_field_index(-1);
     for (const auto& [k, v] : params) (*spec.mutable_params())[k] = v;
     ProcessParams p(ProcessParams::Map(params.begin(), params.end()));
     auto fn = ProcessFunctionRegistry::Global().Create(function, p);
     ASSERT_TRUE(fn.ok()) << fn.status();
-    ProcessInput input{Hl7ObservationSchema(), {Hl7ObservationSchema().IndexOf("patient_id")}, -1};
+    ProcessInput input{Hl7ObservationSchema(), key_fields, -1};
     auto schema = (*fn)->OutputSchema(input);
     ASSERT_TRUE(schema.ok()) << schema.status();
     out_ = std::make_unique<Collect>(schema->schema);
@@ -200,6 +205,33 @@ TEST_F(EarlyWarningTest, MonitorStreamUsesMdcCodesAndIgnoresLeadsOff) {
   EXPECT_EQ(by_id["MON-0001501"]["hr_score"], "1") << "101/min";
   EXPECT_EQ(by_id["MON-0001501"]["rr_score"], "2") << "22/min";
   EXPECT_EQ(by_id["MON-0001501"]["missing"], "3") << "no oxygen, consciousness or temperature yet";
+}
+
+// The monitor stream resends MON-0001504 (same MSH-10) and repeats
+// MON-0001507's content under a new id (MON-9000507).
+TEST_F(EarlyWarningTest, DedupDropsResendsByIdAndByContentWithinTheTtl) {
+  REQUIRE_SHARED_DATA();
+  const std::string stream = ReadSharedFile("hl7v2/authored/pcd01_monitor_stream_patient1.hl7");
+  Start("dedup", {{"ttl", "1h"}, {"key", "message_id,set_id"}});
+  PushMessages(stream);
+  std::map<std::string, int> rows_per_message;
+  for (auto& r : out_->rows) ++rows_per_message[r["message_id"]];
+  EXPECT_EQ(out_->rows.size(), 64u - 4u) << "MON-0001504's resend (4 OBX) dropped";
+  EXPECT_EQ(rows_per_message["MON-9000507"], rows_per_message["MON-0001507"]) << "a new id is no repeat";
+
+  TearDown();
+  Start("dedup", {{"ttl", "1h"}, {"key", "patient_id, code, observed_at, device"}});
+  PushMessages(stream);
+  std::map<std::string, int> by_content_id;
+  for (auto& r : out_->rows) ++by_content_id[r["message_id"]];
+  EXPECT_EQ(by_content_id.count("MON-9000507"), 0u) << "same patient, code, time and device as MON-0001507";
+  EXPECT_EQ(by_content_id["MON-0001507"], rows_per_message["MON-0001507"]);
+
+  // Beyond the ttl a key is new again.
+  const size_t before = out_->rows.size();
+  clock_.Advance(3'600'001);
+  PushMessages(stream);
+  EXPECT_GT(out_->rows.size(), before);
 }
 
 TEST(VitalSignTest, ClassifiesCodesAndConvertsValues) {
