@@ -85,7 +85,7 @@ std::string Describe(const YAML::Node& node) {
 }
 
 constexpr char kOperatorTypes[] =
-    "filter, map, union, aggregate, window, interval_join, broadcast_join, process, dedup, news2, qsofa";
+    "filter, map, union, aggregate, window, interval_join, broadcast_join, process, dedup, news2, qsofa, alert";
 
 const std::vector<std::string_view> kTopLevelFields = {
     "name",    "parallelism", "max_parallelism", "buffer_timeout", "checkpointing",
@@ -920,6 +920,9 @@ class SpecCompiler {
           CheckKeys(m, {"name", "type", "input", "key_by", "max_age", "state_ttl", "parallelism"}, what));
     } else if (type == "dedup") {
       RETURN_IF_ERROR(CheckKeys(m, {"name", "type", "input", "key", "key_by", "ttl", "parallelism"}, what));
+    } else if (type == "alert") {
+      RETURN_IF_ERROR(CheckKeys(
+          m, {"name", "type", "input", "key_by", "level", "min_level", "cooldown", "parallelism"}, what));
     } else {
       return ErrorAt(*type_entry, absl::StrCat("unknown operator type '", type,
                                                "', expected one of ", kOperatorTypes));
@@ -989,6 +992,24 @@ class SpecCompiler {
         builder_->Aggregate(name, input, aggregate, options);
       } else if (type == "process") {
         ASSIGN_OR_RETURN(ProcessOptions process, ParseProcess(m, what));
+        ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
+        builder_->Process(name, input, process, options);
+      } else if (type == "alert") {
+        // The process function alert (runtime/clinical/alert_function.h), per patient by default.
+        ProcessOptions process = ProcessOptions::Function("alert", {"patient_id"});
+        if (const Entry* e = m.Find("key_by")) {
+          ASSIGN_OR_RETURN(process.key_by, StringList(*e));
+        }
+        for (const char* param : {"level", "min_level"}) {
+          if (const Entry* e = m.Find(param)) {
+            ASSIGN_OR_RETURN(process.params[param], String(*e));
+          }
+        }
+        if (const Entry* e = m.Find("cooldown")) {
+          ASSIGN_OR_RETURN(int64_t cooldown_ms, DurationMs(*e));
+          if (cooldown_ms <= 0) return ErrorAt(*e, "cooldown must be longer than 0");
+          process.params["cooldown"] = e->value.Scalar();
+        }
         ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
         builder_->Process(name, input, process, options);
       } else if (type == "dedup") {

@@ -123,6 +123,10 @@ operators:
   - name: sepsis
     type: qsofa
     input: unique
+  - name: alerts
+    type: alert
+    input: scores
+    cooldown: 4h
   - name: news2_keys
     type: map
     input: scores
@@ -141,6 +145,11 @@ sinks:
     connector: file
     input: qsofa_keys
     path: $DIR/qsofa
+    format: csv
+  - name: alerts_out
+    connector: file
+    input: alerts
+    path: $DIR/alerts
     format: csv
 )yaml";
 
@@ -178,6 +187,25 @@ TEST(ClinicalTest, ScenarioMessagesScoreExactlyTheExpectedNews2AndQsofa) {
   EXPECT_EQ(std::multiset<std::string>(news2.begin(), news2.end()), want_news2);
   const std::vector<std::string> qsofa = ReadOutputLines(data.File("qsofa"), /*skip_header=*/true);
   EXPECT_EQ(std::multiset<std::string>(qsofa.begin(), qsofa.end()), want_qsofa);
+  // Alerts: patient 1 reaches low-medium, then rises to medium and high;
+  // patient 2 reaches medium once. Each id is 16 hex digits, all distinct.
+  std::multiset<std::string> alerts;
+  std::set<std::string> ids;
+  for (const std::string& row : ReadOutputLines(data.File("alerts"), /*skip_header=*/true)) {
+    const std::vector<std::string> f = absl::StrSplit(row, ',');
+    ASSERT_EQ(f.size(), 7u) << row;  // patient_id, alert_id, alert_at, message_id, level, previous_level, reason
+    EXPECT_EQ(f[1].size(), 16u) << row;
+    EXPECT_EQ(f[1].find_first_not_of("0123456789abcdef"), std::string::npos) << row;
+    ids.insert(f[1]);
+    alerts.insert(absl::StrCat(f[0], ",", f[3], ",", f[4], ",", f[5], ",", f[6]));
+  }
+  EXPECT_EQ(alerts, (std::multiset<std::string>{
+                        "NEWS2-0001,EHR-0001003,low-medium,,reached low-medium",
+                        "NEWS2-0001,EHR-0001004,medium,low-medium,rose from low-medium to medium",
+                        "NEWS2-0001,EHR-0001005,high,medium,rose from medium to high",
+                        "NEWS2-0002,EHR-0002003,medium,,reached medium",
+                    }));
+  EXPECT_EQ(ids.size(), alerts.size());
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "runtime/clinical/alert_function.h"
 #include "runtime/clinical/dedup_function.h"
 #include "runtime/clinical/early_warning_function.h"
 
@@ -232,6 +233,7 @@ void RegisterBuiltinProcessFunctions(ProcessFunctionRegistry& registry) {
   (void)registry.Register("no_data_alert", &NoDataAlert::Create);
   RegisterEarlyWarningFunctions(registry);
   RegisterDedupFunction(registry);
+  RegisterAlertFunction(registry);
 }
 
 }  // namespace vstream

@@ -20,6 +20,8 @@
 //                   event time; a record with a null time is a dead letter.
 //                   The output's event time is alert_ts.
 //
+//   alert           alert rows with deterministic ids from score rows, with
+//                   escalation and cool-down (runtime/clinical/alert_function.h).
 //   dedup           drops records whose key was seen within a ttl
 //                   (runtime/clinical/dedup_function.h).
 //   news2, qsofa    the early-warning scores of each patient's latest vital

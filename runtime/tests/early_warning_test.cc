@@ -4,6 +4,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -232,6 +233,80 @@ TEST_F(EarlyWarningTest, DedupDropsResendsByIdAndByContentWithinTheTtl) {
   clock_.Advance(3'600'001);
   PushMessages(stream);
   EXPECT_GT(out_->rows.size(), before);
+}
+
+// Runs process function `function` over rows of {patient_id, message_id,
+// ts (event time), risk_band}, one batch per row, and returns its output.
+std::vector<std::map<std::string, std::string>> RunAlerts(
+    const std::map<std::string, std::string>& params,
+    const std::vector<std::tuple<std::string, std::string, int64_t, std::string>>& rows) {
+  const Schema in({{"patient_id", FieldType::kString},
+                   {"message_id", FieldType::kString},
+                   {"ts", FieldType::kTimestamp},
+                   {"risk_band", FieldType::kString}});
+  proto::ProcessSpec spec;
+  spec.set_function("alert");
+  spec.add_key_by("patient_id");
+  spec.set_time_field_index(2);
+  for (const auto& [k, v] : params) (*spec.mutable_params())[k] = v;
+  auto fn = ProcessFunctionRegistry::Global().Create("alert", ProcessParams(ProcessParams::Map(params.begin(), params.end())));
+  EXPECT_TRUE(fn.ok()) << fn.status();
+  if (!fn.ok()) return {};
+  auto schema = (*fn)->OutputSchema(ProcessInput{in, {0}, 2});
+  EXPECT_TRUE(schema.ok()) << schema.status();
+  if (!schema.ok()) return {};
+  OperatorCounters counters;
+  Collect out(schema->schema);
+  ProcessOperator op(counters, in, schema->schema, spec, std::move(*fn));
+  op.set_output(&out);
+  const std::string dir = (fs::temp_directory_path() / absl::StrCat("vstream-alert-", getpid())).string();
+  fs::remove_all(dir);
+  OperatorContext ctx;
+  ctx.job_id = "job";
+  ctx.vertex_name = "alerts";
+  ctx.state_dir = dir + "/state";
+  ctx.data_dir = dir + "/data";
+  EXPECT_TRUE(op.Open(ctx).ok());
+  for (const auto& [patient, message, ts, band] : rows) {
+    RowBatch batch(in.size());
+    Row& r = batch.Append();
+    r[0].SetString(patient);
+    r[1].SetString(message);
+    r[2].SetInt(ts);
+    r[3].SetString(band);
+    op.Push(batch);
+  }
+  op.Finish();
+  fs::remove_all(dir);
+  return out.rows;
+}
+
+TEST(AlertFunctionTest, EscalatesSuppressesCoolsDownAndResets) {
+  constexpr int64_t kMin = 60'000;
+  const auto alerts = RunAlerts({{"cooldown", "30m"}}, {
+                                                           {"p1", "m1", 0, "low"},
+                                                           {"p1", "m2", 1 * kMin, "medium"},   // reached
+                                                           {"p1", "m3", 2 * kMin, "medium"},   // suppressed
+                                                           {"p1", "m4", 3 * kMin, "low-medium"},  // suppressed
+                                                           {"p1", "m5", 4 * kMin, "high"},     // rose
+                                                           {"p1", "m6", 20 * kMin, "high"},    // suppressed
+                                                           {"p1", "m7", 35 * kMin, "high"},    // cooled down
+                                                           {"p1", "m8", 36 * kMin, "low"},     // reset
+                                                           {"p1", "m9", 37 * kMin, "low-medium"},  // reached
+                                                           {"p2", "n1", 5 * kMin, "high"},     // another key
+                                                       });
+  std::vector<std::string> got;
+  for (auto r : alerts) got.push_back(absl::StrCat(r["patient_id"], " ", r["message_id"], " ", r["reason"]));
+  EXPECT_EQ(got, (std::vector<std::string>{"p1 m2 reached medium", "p1 m5 rose from medium to high",
+                                           "p1 m7 still high after 31m", "p1 m9 reached low-medium",
+                                           "p2 n1 reached high"}));
+  // The ids depend on the inputs only.
+  const auto again = RunAlerts({{"cooldown", "30m"}}, {{"p1", "m1", 0, "low"}, {"p1", "m2", 1 * kMin, "medium"}});
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].at("alert_id"), alerts[0].at("alert_id"));
+  EXPECT_NE(alerts[0].at("alert_id"), alerts[1].at("alert_id"));
+  EXPECT_EQ(alerts[1].at("previous_level"), "medium");
+  EXPECT_EQ(alerts[0].at("previous_level"), "null");
 }
 
 TEST(VitalSignTest, ClassifiesCodesAndConvertsValues) {
