@@ -171,6 +171,8 @@ class EarlyWarning final : public KeyedProcessFunction {
     message_id_ = in.IndexOf("message_id");
     unit_ = in.IndexOf("unit");
     status_ = in.IndexOf("status");
+    last_ = in.IndexOf("last_in_message");
+    if (last_ >= 0 && in.field(last_).type != FieldType::kBool) last_ = -1;
     keys_ = setup.input().key_fields.size();
     ValueStateDescriptor latest;
     latest.name = "latest";
@@ -192,7 +194,7 @@ class EarlyWarning final : public KeyedProcessFunction {
     const int64_t t = in[observed_at_].i;
     // A row of another message for this patient: that message is complete.
     Pending* pending = FindPending(ctx.current_key());
-    if (pending != nullptr && pending->message_id != in[message_id_].s) {
+    if (pending != nullptr && pending->open && pending->message_id != in[message_id_].s) {
       Emit(*pending, ctx);
       pending->open = false;
     }
@@ -204,6 +206,7 @@ class EarlyWarning final : public KeyedProcessFunction {
       RETURN_IF_ERROR(Store());
     }
     if (pending == nullptr) pending = AddPending(ctx.current_key());
+    pending->key_bytes.assign(ctx.current_key().data(), ctx.current_key().size());
     pending->open = true;
     pending->message_id = in[message_id_].s;
     pending->observed_at = t;
@@ -212,16 +215,31 @@ class EarlyWarning final : public KeyedProcessFunction {
     const Row& key_row = ctx.key_row();
     for (size_t k = 0; k < keys_; ++k) key[k] = key_row[k];
     ScoreInto(pending);
+    if (last_ >= 0 && !in[last_].is_null && in[last_].i != 0) {
+      Emit(*pending, ctx);
+      pending->open = false;
+    }
     return absl::OkStatus();
   }
 
   absl::Status FinishBatch(ProcessContext& ctx) override {
-    for (size_t i = 0; i < used_; ++i) {
-      if (pending_[i].open) Emit(pending_[i], ctx);
-      pending_[i].open = false;
+    // Without last_in_message, a batch's end is taken as its messages' end.
+    if (last_ < 0) {
+      for (size_t i = 0; i < used_; ++i) {
+        if (pending_[i].open) Emit(pending_[i], ctx);
+        pending_[i].open = false;
+      }
     }
-    used_ = 0;
+    // Keep the messages still open (their last row is to come), in order.
     index_.clear();
+    size_t kept = 0;
+    for (size_t i = 0; i < used_; ++i) {
+      if (!pending_[i].open) continue;
+      if (kept != i) std::swap(pending_[kept], pending_[i]);
+      index_.emplace(pending_[kept].key_bytes, kept);
+      ++kept;
+    }
+    used_ = kept;
     return absl::OkStatus();
   }
 
@@ -232,6 +250,7 @@ class EarlyWarning final : public KeyedProcessFunction {
   };
   struct Pending {
     bool open = false;
+    std::string key_bytes;  // the encoded key, as ctx.current_key()
     Row key;
     std::string message_id;
     int64_t observed_at = 0;
@@ -268,8 +287,12 @@ class EarlyWarning final : public KeyedProcessFunction {
 
   // The score of the values in slots_ that are fresh.
   void ScoreInto(Pending* p) const {
+    // The patient's newest measurement; the scale is a standing order, not
+    // a measurement, and does not count.
     int64_t newest = INT64_MIN;
-    for (const Slot& s : slots_) newest = std::max(newest, s.time);
+    for (int i = 0; i < kVitalSigns; ++i) {
+      if (i != static_cast<int>(VitalSign::kSpo2Scale)) newest = std::max(newest, slots_[i].time);
+    }
     auto fresh = [&](VitalSign sign) -> std::optional<double> {
       const Slot& s = slots_[static_cast<int>(sign)];
       if (s.time == INT64_MIN || newest - s.time > max_age_ms_) return std::nullopt;
@@ -321,12 +344,14 @@ class EarlyWarning final : public KeyedProcessFunction {
   const Score score_;
   const int64_t max_age_ms_;
   int code_ = -1, value_ = -1, value_text_ = -1, observed_at_ = -1, message_id_ = -1, unit_ = -1, status_ = -1;
+  int last_ = -1;  // last_in_message, -1: the input has none
   size_t keys_ = 0;
   ValueState* state_ = nullptr;
   Slot slots_[kVitalSigns];
   std::string buf_;
-  // The patients with rows in the current batch, in order of their first
-  // row; reused from batch to batch.
+  // The messages being scored, one per patient, in order of their first
+  // row: those of the current batch, and those whose last row has not come
+  // yet (with last_in_message). Slots are reused.
   std::vector<Pending> pending_;
   size_t used_ = 0;
   absl::flat_hash_map<std::string, size_t> index_;

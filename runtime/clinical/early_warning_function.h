@@ -27,13 +27,17 @@
 // Latest means by observation time: a late message does not replace a value
 // observed after it (a correction at the same time does). A value counts
 // while it is at most `max_age` (default 1h) older than the patient's newest
-// observation; older ones count as missing. The output row carries the
+// measurement (the SpO2 scale, a standing order, does not count and does not
+// age); older ones count as missing. The output row carries the
 // message's id and observation time, which is the output's event time.
 //
-// One row per message: the rows of a message arrive together, and the
-// function emits the score at the end of each batch it is given, or when
-// the patient's next message begins, whichever is first. A message split
-// across two batches by the network gives two rows, the second complete.
+// One row per message and patient. With the field `last_in_message`
+// (bool; the hl7v2 rows have it), the score is emitted at the message's last
+// row, or when the patient's next message begins: the same rows whatever
+// batches carried them, so a replay gives the same output. Without it, at
+// the end of each batch, or when the patient's next message begins: a
+// message that the network splits between two batches then gives two rows,
+// the second complete.
 //
 // Parameters: max_age (duration, default 1h).
 

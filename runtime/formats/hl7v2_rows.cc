@@ -1,5 +1,6 @@
 #include "runtime/formats/hl7v2_rows.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -35,6 +36,7 @@ enum ObservationField : int {
   kObsObservedAt,
   kObsDevice,
   kObsReceivedAt,
+  kObsLastInMessage,
   kObsFields,
 };
 
@@ -85,7 +87,8 @@ Schema Hl7ObservationSchema() {
                  {"status", FieldType::kString},
                  {"observed_at", FieldType::kTimestamp},
                  {"device", FieldType::kString},
-                 {"received_at", FieldType::kTimestamp}});
+                 {"received_at", FieldType::kTimestamp},
+                 {"last_in_message", FieldType::kBool}});
 }
 
 Schema Hl7AdmissionSchema() {
@@ -154,6 +157,8 @@ absl::Status Hl7RowExtractor::AppendObservations(const Hl7Message& msg, int64_t 
   if (message_id.empty()) return FieldError(msg, 0, 10, "the message control id is empty");
   int pid = -1;
   int obr = -1;
+  int64_t ordinal = 0;  // of the OBX in the message
+  const size_t first_row = batch->size();
   for (int seg = 1; seg < msg.segment_count(); ++seg) {
     const std::string_view id = msg.segment_id(seg);
     if (id == "PID") {
@@ -174,9 +179,10 @@ absl::Status Hl7RowExtractor::AppendObservations(const Hl7Message& msg, int64_t 
     }
     Row& row = batch->Append();
     RETURN_IF_ERROR(SetText(msg, 0, 10, message_id, &row[kObsMessageId]));
+    ++ordinal;
     const std::string_view set_id = TrimBlanks(msg.Field(seg, 1));
     if (set_id.empty()) {
-      row[kObsSetId].SetNull();
+      row[kObsSetId].SetInt(ordinal);  // the OBX's place, so that [message_id, set_id] stays a key
     } else {
       int64_t n = 0;
       if (ParseInt64(set_id, &n) != NumberParse::kOk) {
@@ -228,6 +234,7 @@ absl::Status Hl7RowExtractor::AppendObservations(const Hl7Message& msg, int64_t 
         text.SetNull();
       } else {
         RETURN_IF_ERROR(SetText(msg, seg, 5, comparator, &text));
+        if (text.is_null) text.s.clear();  // SetNull keeps the reused string's old bytes
         text.is_null = false;
         text.s.append(num1.data(), num1.size());
         text.s.append(separator.data(), separator.size());
@@ -261,7 +268,9 @@ absl::Status Hl7RowExtractor::AppendObservations(const Hl7Message& msg, int64_t 
     }
     RETURN_IF_ERROR(SetText(msg, seg, 18, msg.Get(seg, 18, 1), &row[kObsDevice]));
     row[kObsReceivedAt].SetInt(received_at_ms);
+    row[kObsLastInMessage].SetBool(false);
   }
+  if (batch->size() > first_row) (*batch)[batch->size() - 1][kObsLastInMessage].SetBool(true);
   return absl::OkStatus();
 }
 
@@ -298,7 +307,23 @@ absl::Status Hl7RowExtractor::AppendAdmission(const Hl7Message& msg, int64_t rec
   RETURN_IF_ERROR(SetText(msg, pid, 3, msg.Get(pid, 3, 4, 1), &row[kAdmPatientAuthority]));
   RETURN_IF_ERROR(SetText(msg, mrg, 1, msg.Get(mrg, 1, 1), &row[kAdmPriorPatientId]));
   // The location's components stay joined by '^' (point of care^room^bed^facility).
-  RETURN_IF_ERROR(SetText(msg, pv1, 3, msg.Get(pv1, 3), &row[kAdmLocation]));
+  {
+    // Each component decoded, joined by '^' whatever the message's delimiters.
+    Datum& location = row[kAdmLocation];
+    location.s.clear();
+    const std::string_view pl = msg.Get(pv1, 3);
+    const int components = pl.empty() ? 0 : 1 + static_cast<int>(std::count(pl.begin(), pl.end(),
+                                                                               msg.delimiters().component));
+    for (int c = 1; c <= components; ++c) {
+      if (absl::Status st = msg.Unescape(msg.Component(pl, c), &scratch_); !st.ok()) {
+        return FieldError(msg, pv1, 3, std::string_view(st.message().data(), st.message().size()));
+      }
+      if (c > 1) location.s.push_back('^');
+      location.s += scratch_;
+    }
+    while (!location.s.empty() && location.s.back() == '^') location.s.pop_back();
+    location.is_null = location.s.empty();
+  }
   RETURN_IF_ERROR(SetText(msg, pv1, 19, msg.Get(pv1, 19, 1), &row[kAdmVisitId]));
   RETURN_IF_ERROR(SetText(msg, pv1, 2, TrimBlanks(msg.Field(pv1, 2)), &row[kAdmPatientClass]));
   row[kAdmReceivedAt].SetInt(received_at_ms);

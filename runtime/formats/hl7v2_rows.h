@@ -32,7 +32,8 @@ struct Hl7RowsOptions {
 
 // The observation row, in this field order:
 //   message_id            string     MSH-10
-//   set_id                int        OBX-1 (null when empty)
+//   set_id                int        OBX-1; when empty, the OBX's place in
+//                                    the message (1, 2, ...)
 //   sub_id                string     OBX-4, the observation sub-id (PCD-01
 //                                    monitors give each metric's place there)
 //   message_type          string     MSH-9, e.g. "ORU^R01"
@@ -56,6 +57,9 @@ struct Hl7RowsOptions {
 //                                    the OBX, else MSH-7
 //   device                string     OBX-18.1 of the first repetition
 //   received_at           timestamp  when the source read the message
+//   last_in_message       bool       true on the message's last OBX row: the
+//                                    news2 and qsofa functions score a message
+//                                    there, whatever batches carried it
 // Empty HL7 fields (and explicit nulls, "") are null.
 Schema Hl7ObservationSchema();
 
@@ -65,7 +69,7 @@ Schema Hl7ObservationSchema();
 //   event_at              timestamp  EVN-2, else MSH-7
 //   patient_id, patient_id_authority             PID-3 as above
 //   prior_patient_id      string     MRG-1.1 (A40 merge), else null
-//   location              string     PV1-3 decoded, components joined by '^'
+//   location              string     PV1-3, each component decoded, joined by '^'
 //   visit_id              string     PV1-19.1
 //   patient_class         string     PV1-2
 //   received_at           timestamp

@@ -66,33 +66,54 @@ absl::Status Hl7FileSource::Open(const OperatorContext& ctx) {
 }
 
 std::string Hl7FileSource::SnapshotOperatorState(int64_t) {
-  if (file_ >= files_.size()) return "hl7 done";
-  return absl::StrCat("hl7 offset=", loaded_ ? offset_ : skip_to_, " file=", files_[file_]);
+  if (file_ >= files_.size()) return absl::StrCat("hl7 done files=", files_.size());
+  return absl::StrCat("hl7 offset=", loaded_ ? offset_ : skip_to_, " files=", files_.size(), " file=",
+                      files_[file_]);
 }
 
 absl::Status Hl7FileSource::RestoreOperatorState(std::string_view state) {
-  if (state == "hl7 done") {
+  // "hl7 offset=O files=N file=PATH" or "hl7 done files=N". N is the number
+  // of this subtask's files: a directory that changed since the checkpoint
+  // would shift which file is whose, and messages would be skipped or read
+  // twice, so that is an error.
+  auto bad = [&] {
+    return absl::DataLossError(
+        absl::StrCat("source position '", AV(state), "' is not 'hl7 offset=N files=N file=PATH' or 'hl7 done files=N'"));
+  };
+  auto number = [](std::string_view text, int64_t* out) {
+    auto r = std::from_chars(text.data(), text.data() + text.size(), *out);
+    return r.ec == std::errc() && r.ptr == text.data() + text.size() && *out >= 0;
+  };
+  int64_t offset = 0, count = -1;
+  std::string_view name;
+  if (state.substr(0, 15) == "hl7 done files=") {
+    if (!number(state.substr(15), &count)) return bad();
+  } else {
+    constexpr std::string_view kOffset = "hl7 offset=", kFiles = " files=", kFile = " file=";
+    if (state.substr(0, kOffset.size()) != kOffset) return bad();
+    const size_t files_at = state.find(kFiles);
+    const size_t file_at = state.find(kFile, files_at == std::string_view::npos ? 0 : files_at + 1);
+    if (files_at == std::string_view::npos || file_at == std::string_view::npos ||
+        !number(state.substr(kOffset.size(), files_at - kOffset.size()), &offset) ||
+        !number(state.substr(files_at + kFiles.size(), file_at - files_at - kFiles.size()), &count)) {
+      return bad();
+    }
+    name = state.substr(file_at + kFile.size());
+  }
+  if (count != static_cast<int64_t>(files_.size())) {
+    return absl::DataLossError(absl::StrCat(
+        "the checkpoint was taken over ", count, " input files of this subtask, and ", spec_.path(), " now gives it ",
+        files_.size(), ": the input directory must not change while a job reads it (or restoring at another "
+        "parallelism?)"));
+  }
+  if (name.empty()) {
     file_ = files_.size();
     return absl::OkStatus();
   }
-  constexpr std::string_view kPrefix = "hl7 offset=";
-  const size_t file_at = state.find(" file=");
-  int64_t offset = -1;
-  if (state.substr(0, kPrefix.size()) == kPrefix && file_at != std::string_view::npos) {
-    const char* begin = state.data() + kPrefix.size();
-    const char* end = state.data() + file_at;
-    auto r = std::from_chars(begin, end, offset);
-    if (r.ec != std::errc() || r.ptr != end) offset = -1;
-  }
-  if (offset < 0) {
-    return absl::DataLossError(absl::StrCat("source position '", AV(state), "' is not 'hl7 offset=N file=PATH'"));
-  }
-  const std::string_view name = state.substr(file_at + 6);
   auto it = std::find(files_.begin(), files_.end(), name);
   if (it == files_.end()) {
-    return absl::DataLossError(absl::StrCat("source position names ", AV(name),
-                                            ", which is not one of this subtask's files (restoring at another "
-                                            "parallelism, or was it removed?)"));
+    return absl::DataLossError(absl::StrCat("the checkpoint names input file ", AV(name),
+                                            ", which is not one of this subtask's files now (was it renamed?)"));
   }
   file_ = static_cast<size_t>(it - files_.begin());
   loaded_ = false;
@@ -139,7 +160,9 @@ SourceStatus Hl7FileSource::Produce() {
       continue;
     }
     const int64_t at = piece_.text.data() - bytes_.data();
-    const int64_t next = at + static_cast<int64_t>(piece_.text.size());
+    // The position after this piece; past the end for the empty piece at
+    // the end (a file without FTS), so that a restore does not repeat it.
+    const int64_t next = at + std::max<int64_t>(static_cast<int64_t>(piece_.text.size()), piece_.text.empty());
     if (at < skip_to_) continue;  // read before the restored position
     offset_ = next;
     --want;

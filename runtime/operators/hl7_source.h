@@ -13,9 +13,12 @@
 // letters, with "path:line" and the reason; other message types (ACKs,
 // queries) are skipped and counted in the log line at the end.
 //
-// Position (for checkpoints): "hl7 offset=O file=NAME", the byte offset of
-// the next message in the file being read. Files before NAME in the list
-// are done. A restore re-splits that file and skips the messages before O.
+// Position (for checkpoints): "hl7 offset=O files=N file=NAME", the byte
+// offset of the next message in the file being read, and how many files the
+// subtask has. Files before NAME in the list are done. A restore re-splits
+// that file and skips the messages before O. The directory must not change
+// while a job reads it: a restore that finds another number of files fails
+// (DataLoss) rather than skip or repeat messages.
 //
 // received_at is the context's clock (the system clock by default) when the
 // batch was read.

@@ -84,6 +84,21 @@ class EarlyWarningTest : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
+  // Pushes all messages of `bytes` in one batch.
+  void PushAllInOneBatch(std::string_view bytes) {
+    Hl7RowExtractor extractor(Hl7Rows::kObservations, {});
+    Hl7Splitter splitter(bytes);
+    Hl7Piece piece;
+    Hl7Message msg;
+    RowBatch batch(extractor.schema().size());
+    while (splitter.Next(&piece)) {
+      ASSERT_TRUE(msg.Parse(piece.text, piece.line).ok());
+      bool skipped = false;
+      ASSERT_TRUE(extractor.Append(msg, 0, &batch, &skipped).ok());
+    }
+    op_->Push(batch);
+  }
+
   // Pushes each message of `bytes` as one batch (as the hl7v2 source does),
   // or every `split`-th row into a batch of its own.
   void PushMessages(std::string_view bytes, size_t split = 0) {
@@ -180,14 +195,22 @@ TEST_F(EarlyWarningTest, QsofaOfTheScenarioMessagesIsExactlyTheExpectedAnswer) {
   }
 }
 
-TEST_F(EarlyWarningTest, AMessageSplitAcrossBatchesGivesAPartialThenTheCompleteRow) {
+TEST_F(EarlyWarningTest, AMessageSplitAcrossBatchesStillGivesOneRow) {
   REQUIRE_SHARED_DATA();
   Start("news2");
   PushMessages(ReadSharedFile("hl7v2/authored/scenario_patient1_news2_scale1.hl7"), /*split=*/4);
-  ASSERT_EQ(out_->rows.size(), 10u) << "the first set has no prior values: its 4 rows are a row of their own";
-  // Every complete row is still the expected one.
-  EXPECT_EQ(out_->rows[1]["news2_total"], "0");
-  EXPECT_EQ(out_->rows[9]["news2_total"], "16");
+  ASSERT_EQ(out_->rows.size(), 5u) << "scored at each message's last row (last_in_message), not per batch";
+  EXPECT_EQ(out_->rows[0]["news2_total"], "0");
+  EXPECT_EQ(out_->rows[4]["news2_total"], "16");
+}
+
+TEST_F(EarlyWarningTest, ManyMessagesInOneBatchGiveOneRowEach) {
+  REQUIRE_SHARED_DATA();
+  Start("news2");
+  PushAllInOneBatch(ReadSharedFile("hl7v2/authored/scenario_patient1_news2_scale1.hl7"));
+  ASSERT_EQ(out_->rows.size(), 5u);
+  EXPECT_EQ(out_->rows[1]["news2_total"], "4");
+  EXPECT_EQ(out_->rows[4]["news2_total"], "16");
 }
 
 // The bedside-monitor stream: MDC codes, a temperature in Fahrenheit, a

@@ -116,6 +116,39 @@ TEST(Hl7RowsTest, AMalformedPartRejectsTheWholeMessageSayingWhere) {
   }
 }
 
+TEST(Hl7RowsTest, ReusedRowsKeepNothingOfTheirLastValues) {
+  Hl7RowExtractor extractor(kObs, {});
+  RowBatch batch(extractor.schema().size());
+  Hl7Message msg;
+  bool skipped = false;
+  ASSERT_TRUE(msg.Parse("MSH|^~\\&|A|B|C|D|20240301||ORU^R01|M1|P|2.5\rPID|1||P1\r"
+                        "OBX|1|ST|X||a long text that stays in the reused string||||||F\rOBX||NM|Y||5")
+                  .ok());
+  ASSERT_TRUE(extractor.Append(msg, 0, &batch, &skipped).ok());
+  const int text = extractor.schema().IndexOf("value_text");
+  const int last = extractor.schema().IndexOf("last_in_message");
+  const int set_id = extractor.schema().IndexOf("set_id");
+  EXPECT_EQ(batch[0][last].i, 0);
+  EXPECT_EQ(batch[1][last].i, 1) << "the message's last OBX";
+  EXPECT_EQ(batch[1][set_id].i, 2) << "an empty OBX-1 is the OBX's place";
+  batch.Clear();
+  ASSERT_TRUE(msg.Parse("MSH|^~\\&|A|B|C|D|20240301||ORU^R01|M2|P|2.5\rPID|1||P1\rOBX|1|SN|Z||^120").ok());
+  ASSERT_TRUE(extractor.Append(msg, 0, &batch, &skipped).ok());
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_EQ(batch[0][text].s, "120");
+  EXPECT_EQ(batch[0][last].i, 1);
+}
+
+TEST(Hl7RowsTest, TheLocationJoinsDecodedComponentsWithCarets) {
+  Hl7RowExtractor extractor(kAdm, {});
+  RowBatch batch(extractor.schema().size());
+  Hl7Message msg;
+  bool skipped = false;
+  ASSERT_TRUE(msg.Parse("MSH$%~\\&$A$B$C$D$20240301$$ADT%A01$M1$P$2.5\rPID$1$$P1\rPV1$1$I$WARD\\S\\7%12%%H").ok());
+  ASSERT_TRUE(extractor.Append(msg, 0, &batch, &skipped).ok());
+  EXPECT_EQ(batch[0][extractor.schema().IndexOf("location")].s, "WARD%7^12^^H");
+}
+
 TEST(Hl7RowsTest, OtherMessageTypesAreSkipped) {
   const std::string ack = "MSH|^~\\&|A|B|C|D|20240301||ACK^R01|M1|P|2.5\rMSA|AA|X";
   EXPECT_EQ(ExtractAll(ack, kObs).skipped, 1);

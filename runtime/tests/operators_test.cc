@@ -309,6 +309,37 @@ TEST(SourceRestoreTest, Hl7FileSourceResumesWhereTheSnapshotWas) {
   ExpectResumesExactly<Hl7FileSource>(s, spec, 1, 2, 1, &clock);  // b.hl7 only
 }
 
+TEST(Hl7FileSourceTest, ARestoreIntoAChangedDirectoryFailsInsteadOfSkipping) {
+  const std::string dir = TempPath("hl7-changed");
+  fs::create_directories(dir);
+  std::ofstream(dir + "/b.hl7") << Hl7Messages(0, 600, false);
+  proto::SourceSpec spec;
+  spec.set_connector("file");
+  spec.set_path(dir);
+  spec.set_format("hl7v2");
+  const Schema s = Hl7ObservationSchema();
+  std::string position;
+  {
+    OperatorCounters counters;
+    Hl7FileSource src(counters, s, spec);
+    CollectingOutput out(s);
+    src.set_output(&out);
+    ASSERT_TRUE(src.Open(Context(0, 1, "src")).ok());
+    ASSERT_NE(src.Produce(), SourceStatus::kEnd);
+    position = src.SnapshotOperatorState(1);
+  }
+  EXPECT_NE(position.find(" files=1 file="), std::string::npos) << position;
+  std::ofstream(dir + "/a.hl7") << Hl7Messages(1000, 10, false);  // sorts before b.hl7
+  OperatorCounters counters;
+  Hl7FileSource src(counters, s, spec);
+  CollectingOutput out(s);
+  src.set_output(&out);
+  ASSERT_TRUE(src.Open(Context(0, 1, "src")).ok());
+  const absl::Status restored = src.RestoreOperatorState(position);
+  EXPECT_TRUE(absl::IsDataLoss(restored)) << restored;
+  EXPECT_NE(restored.message().find("must not change"), std::string::npos) << restored;
+}
+
 TEST(Hl7FileSourceTest, EveryMessageBecomesRowsOrADeadLetterWithItsLine) {
   const std::string dir = TempPath("hl7-dead");
   fs::create_directories(dir);
@@ -344,7 +375,8 @@ TEST(Hl7FileSourceTest, EveryMessageBecomesRowsOrADeadLetterWithItsLine) {
   EXPECT_NE(dead.rows[3].find("/in.hl7:1167,line 1170: OBX-5: '7x'"), std::string::npos) << dead.rows[3];
   // The first row, whole: message 1's heart rate.
   EXPECT_EQ(out.rows[0], "M1,1,null,ORU^R01,WARD7,P1,HOSP,8867-4,LN,HR,NM,61,61,/min,F,2024-03-01T15:00:00.000Z,null,"
-                         "2024-03-01T13:33:20.000Z");
+                         "2024-03-01T13:33:20.000Z,false");
+  EXPECT_EQ(out.rows[2].substr(out.rows[2].rfind(',')), ",true") << "the message's last OBX";
 }
 
 TEST(SourceRestoreTest, GeneratorRejectsAnotherSubtasksPosition) {
