@@ -916,8 +916,8 @@ class SpecCompiler {
                                  "output_schema", "state_ttl", "dead_letter", "parallelism"},
                                 what));
     } else if (type == "news2" || type == "qsofa") {
-      RETURN_IF_ERROR(
-          CheckKeys(m, {"name", "type", "input", "key_by", "max_age", "state_ttl", "parallelism"}, what));
+      RETURN_IF_ERROR(CheckKeys(
+          m, {"name", "type", "input", "key_by", "max_age", "max_future", "state_ttl", "parallelism"}, what));
     } else if (type == "dedup") {
       RETURN_IF_ERROR(CheckKeys(m, {"name", "type", "input", "key", "key_by", "ttl", "parallelism"}, what));
     } else if (type == "alert") {
@@ -1045,6 +1045,10 @@ class SpecCompiler {
           ASSIGN_OR_RETURN(int64_t max_age_ms, DurationMs(*e));
           if (max_age_ms <= 0) return ErrorAt(*e, "max_age must be longer than 0");
           process.params["max_age"] = e->value.Scalar();
+        }
+        if (const Entry* e = m.Find("max_future")) {
+          RETURN_IF_ERROR(DurationMs(*e).status());  // checked here, where the error can say where
+          process.params["max_future"] = e->value.Scalar();
         }
         if (const Entry* e = m.Find("state_ttl")) {
           ASSIGN_OR_RETURN(process.state_ttl_ms, DurationMs(*e));

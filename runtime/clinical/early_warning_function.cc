@@ -109,10 +109,12 @@ enum class Score { kNews2, kQsofa };
 class EarlyWarning final : public KeyedProcessFunction {
  public:
   static absl::StatusOr<std::unique_ptr<KeyedProcessFunction>> Create(Score score, const ProcessParams& params) {
-    RETURN_IF_ERROR(params.CheckKnown({"max_age"}));
+    RETURN_IF_ERROR(params.CheckKnown({"max_age", "max_future"}));
     ASSIGN_OR_RETURN(int64_t max_age, params.GetDurationMs("max_age", 3'600'000));
     if (max_age <= 0) return ProcessParams::Error("max_age", "must be > 0");
-    return std::unique_ptr<KeyedProcessFunction>(new EarlyWarning(score, max_age));
+    ASSIGN_OR_RETURN(int64_t max_future, params.GetDurationMs("max_future", 86'400'000));
+    if (max_future < 0) return ProcessParams::Error("max_future", "must be >= 0");
+    return std::unique_ptr<KeyedProcessFunction>(new EarlyWarning(score, max_age, max_future));
   }
 
   absl::StatusOr<ProcessOutputSchema> OutputSchema(const ProcessInput& input) const override {
@@ -171,6 +173,8 @@ class EarlyWarning final : public KeyedProcessFunction {
     message_id_ = in.IndexOf("message_id");
     unit_ = in.IndexOf("unit");
     status_ = in.IndexOf("status");
+    received_at_ = in.IndexOf("received_at");
+    if (received_at_ >= 0 && in.field(received_at_).type != FieldType::kTimestamp) received_at_ = -1;
     last_ = in.IndexOf("last_in_message");
     if (last_ >= 0 && in.field(last_).type != FieldType::kBool) last_ = -1;
     keys_ = setup.input().key_fields.size();
@@ -192,6 +196,14 @@ class EarlyWarning final : public KeyedProcessFunction {
                                                                          : std::string_view());
     if (v.sign == VitalSign::kNone) return absl::OkStatus();
     const int64_t t = in[observed_at_].i;
+    // A time far after the message arrived (a mistyped year) would hold the
+    // slot forever and make every other value stale: rejected.
+    if (received_at_ >= 0 && !in[received_at_].is_null && t - in[received_at_].i > max_future_ms_) {
+      ctx.EmitDeadLetter(in, absl::StrCat("observed_at is ", (t - in[received_at_].i) / 60'000,
+                                          " minutes after received_at (max_future allows ", max_future_ms_ / 60'000,
+                                          ")"));
+      return absl::OkStatus();
+    }
     // A row of another message for this patient: that message is complete.
     Pending* pending = FindPending(ctx.current_key());
     if (pending != nullptr && pending->open && pending->message_id != in[message_id_].s) {
@@ -259,7 +271,8 @@ class EarlyWarning final : public KeyedProcessFunction {
     bool scale2 = false;
   };
 
-  EarlyWarning(Score score, int64_t max_age_ms) : score_(score), max_age_ms_(max_age_ms) {}
+  EarlyWarning(Score score, int64_t max_age_ms, int64_t max_future_ms)
+      : score_(score), max_age_ms_(max_age_ms), max_future_ms_(max_future_ms) {}
 
   Pending* FindPending(std::string_view key) {
     auto it = index_.find(AV(key));
@@ -343,8 +356,10 @@ class EarlyWarning final : public KeyedProcessFunction {
 
   const Score score_;
   const int64_t max_age_ms_;
+  const int64_t max_future_ms_;
   int code_ = -1, value_ = -1, value_text_ = -1, observed_at_ = -1, message_id_ = -1, unit_ = -1, status_ = -1;
-  int last_ = -1;  // last_in_message, -1: the input has none
+  int last_ = -1;         // last_in_message, -1: the input has none
+  int received_at_ = -1;  // -1: the input has none
   size_t keys_ = 0;
   ValueState* state_ = nullptr;
   Slot slots_[kVitalSigns];

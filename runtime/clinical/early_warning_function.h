@@ -39,7 +39,13 @@
 // message that the network splits between two batches then gives two rows,
 // the second complete.
 //
-// Parameters: max_age (duration, default 1h).
+// An observation more than `max_future` (default 1 day) after its row's
+// received_at (when the input has that field) goes to the dead letters: a
+// mistyped year would otherwise hold its slot and make every other value
+// stale.
+//
+// Parameters: max_age (duration, default 1h), max_future (duration, default
+// 1d).
 
 #include <cstdint>
 #include <string_view>

@@ -43,6 +43,9 @@ class Collect : public Output {
   Schema schema_;
 };
 
+// When the test's messages were received: after all of them.
+constexpr int64_t kReceived = 1709337600000;  // 2024-03-02T00:00:00Z
+
 // A news2 or qsofa operator over observation rows keyed by patient_id.
 class EarlyWarningTest : public ::testing::Test {
  protected:
@@ -94,7 +97,7 @@ class EarlyWarningTest : public ::testing::Test {
     while (splitter.Next(&piece)) {
       ASSERT_TRUE(msg.Parse(piece.text, piece.line).ok());
       bool skipped = false;
-      ASSERT_TRUE(extractor.Append(msg, 0, &batch, &skipped).ok());
+      ASSERT_TRUE(extractor.Append(msg, kReceived, &batch, &skipped).ok());
     }
     op_->Push(batch);
   }
@@ -111,7 +114,7 @@ class EarlyWarningTest : public ::testing::Test {
       ASSERT_TRUE(msg.Parse(piece.text, piece.line).ok());
       RowBatch batch(extractor.schema().size());
       bool skipped = false;
-      ASSERT_TRUE(extractor.Append(msg, 0, &batch, &skipped).ok());
+      ASSERT_TRUE(extractor.Append(msg, kReceived, &batch, &skipped).ok());
       if (batch.empty()) continue;
       if (split == 0 || batch.size() <= split) {
         op_->Push(batch);
@@ -330,6 +333,23 @@ TEST(AlertFunctionTest, EscalatesSuppressesCoolsDownAndResets) {
   EXPECT_NE(alerts[0].at("alert_id"), alerts[1].at("alert_id"));
   EXPECT_EQ(alerts[1].at("previous_level"), "medium");
   EXPECT_EQ(alerts[0].at("previous_level"), "null");
+}
+
+TEST_F(EarlyWarningTest, AnObservationFarAfterItsArrivalIsADeadLetter) {
+  Start("news2");
+  // The fixture has no dead-letter stream: the counter says it was one, and
+  // the next score shows the value neither counted nor held its slot.
+  const std::string good =
+      "MSH|^~\\&|A|B|C|D|20240301||ORU^R01|M1|P|2.5\rPID|1||P1\rOBX|1|NM|8867-4^HR^LN||135|/min|||||F|||20240301100000\r";
+  const std::string typo =
+      "MSH|^~\\&|A|B|C|D|20240301||ORU^R01|M2|P|2.5\rPID|1||P1\rOBX|1|NM|8867-4^HR^LN||60|/min|||||F|||20420301100000\r";
+  PushMessages(good);
+  PushMessages(typo);
+  PushMessages(good);
+  EXPECT_EQ(counters_.dead_letters, 1);
+  ASSERT_EQ(out_->rows.size(), 2u);
+  EXPECT_EQ(out_->rows[1]["hr_score"], "3") << "the 2042 value neither scored nor held the slot";
+  EXPECT_EQ(out_->rows[1]["missing"], "6");
 }
 
 TEST(VitalSignTest, ClassifiesCodesAndConvertsValues) {
