@@ -790,13 +790,8 @@ class SpecCompiler {
       return ErrorAt(*connector_entry, absl::StrCat("unknown connector '", connector, "' for ",
                                                     what, ", expected one of file, generator"));
     }
-    Schema schema;
-    if (hl7) {
-      schema = m.Find("rows") != nullptr && m.Find("rows")->value.IsScalar() &&
-                       m.Find("rows")->value.Scalar() == "admissions"
-                   ? Hl7AdmissionSchema()
-                   : Hl7ObservationSchema();
-    } else {
+    Schema schema;  // hl7v2: left empty, for the builder to take the rows' own
+    if (!hl7) {
       ASSIGN_OR_RETURN(const Entry* schema_entry, Required(m, "schema", what));
       ASSIGN_OR_RETURN(schema, ParseSchema(*schema_entry, what));
     }
@@ -1005,11 +1000,7 @@ class SpecCompiler {
             ASSIGN_OR_RETURN(process.params[param], String(*e));
           }
         }
-        if (const Entry* e = m.Find("cooldown")) {
-          ASSIGN_OR_RETURN(int64_t cooldown_ms, DurationMs(*e));
-          if (cooldown_ms <= 0) return ErrorAt(*e, "cooldown must be longer than 0");
-          process.params["cooldown"] = e->value.Scalar();
-        }
+        RETURN_IF_ERROR(DurationParam(m, "cooldown", /*positive=*/true, &process.params));
         ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
         builder_->Process(name, input, process, options);
       } else if (type == "dedup") {
@@ -1028,10 +1019,8 @@ class SpecCompiler {
         }
         ProcessOptions process = ProcessOptions::Function("dedup", std::move(partition));
         process.params["key"] = absl::StrJoin(key_fields, ",");
-        ASSIGN_OR_RETURN(const Entry* ttl, Required(m, "ttl", what));
-        ASSIGN_OR_RETURN(int64_t ttl_ms, DurationMs(*ttl));
-        if (ttl_ms <= 0) return ErrorAt(*ttl, "ttl must be longer than 0");
-        process.params["ttl"] = ttl->value.Scalar();
+        RETURN_IF_ERROR(Required(m, "ttl", what).status());
+        RETURN_IF_ERROR(DurationParam(m, "ttl", /*positive=*/true, &process.params));
         ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
         builder_->Process(name, input, process, options);
       } else if (type == "news2" || type == "qsofa") {
@@ -1041,15 +1030,8 @@ class SpecCompiler {
         if (const Entry* e = m.Find("key_by")) {
           ASSIGN_OR_RETURN(process.key_by, StringList(*e));
         }
-        if (const Entry* e = m.Find("max_age")) {
-          ASSIGN_OR_RETURN(int64_t max_age_ms, DurationMs(*e));
-          if (max_age_ms <= 0) return ErrorAt(*e, "max_age must be longer than 0");
-          process.params["max_age"] = e->value.Scalar();
-        }
-        if (const Entry* e = m.Find("max_future")) {
-          RETURN_IF_ERROR(DurationMs(*e).status());  // checked here, where the error can say where
-          process.params["max_future"] = e->value.Scalar();
-        }
+        RETURN_IF_ERROR(DurationParam(m, "max_age", /*positive=*/true, &process.params));
+        RETURN_IF_ERROR(DurationParam(m, "max_future", /*positive=*/false, &process.params));
         if (const Entry* e = m.Find("state_ttl")) {
           ASSIGN_OR_RETURN(process.state_ttl_ms, DurationMs(*e));
         }
@@ -1091,6 +1073,19 @@ class SpecCompiler {
                                                               std::string_view key) const {
     if (const Entry* e = m.Find(key)) return StringList(*e);
     return std::vector<std::string>();
+  }
+
+  // A duration key of a clinical operator type, if present: checked here,
+  // where an error can point at it, and passed on as written to the
+  // process-function parameter of the same name.
+  absl::Status DurationParam(const Mapping& m, std::string_view key, bool positive,
+                             ProcessParams::Map* params) const {
+    const Entry* e = m.Find(key);
+    if (e == nullptr) return absl::OkStatus();
+    ASSIGN_OR_RETURN(int64_t ms, DurationMs(*e));
+    if (positive && ms <= 0) return ErrorAt(*e, absl::StrCat(AV(key), " must be longer than 0"));
+    (*params)[std::string(key)] = e->value.Scalar();
+    return absl::OkStatus();
   }
 
   // type: process: everything but the input.

@@ -217,15 +217,10 @@ class EarlyWarning final : public KeyedProcessFunction {
       slot.value = v.value;
       RETURN_IF_ERROR(Store());
     }
-    if (pending == nullptr) pending = AddPending(ctx.current_key());
-    pending->key_bytes.assign(ctx.current_key().data(), ctx.current_key().size());
+    if (pending == nullptr) pending = AddPending(ctx);
     pending->open = true;
     pending->message_id = in[message_id_].s;
     pending->observed_at = t;
-    Row& key = pending->key;
-    key.resize(keys_);
-    const Row& key_row = ctx.key_row();
-    for (size_t k = 0; k < keys_; ++k) key[k] = key_row[k];
     ScoreInto(pending);
     if (last_ >= 0 && !in[last_].is_null && in[last_].i != 0) {
       Emit(*pending, ctx);
@@ -278,9 +273,16 @@ class EarlyWarning final : public KeyedProcessFunction {
     auto it = index_.find(AV(key));
     return it == index_.end() ? nullptr : &pending_[it->second];
   }
-  Pending* AddPending(std::string_view key) {
+  // A slot for the current key's message; the key is set once, here, not
+  // per row.
+  Pending* AddPending(ProcessContext& ctx) {
     if (used_ == pending_.size()) pending_.emplace_back();
-    index_.emplace(std::string(key), used_);
+    Pending& p = pending_[used_];
+    p.key_bytes.assign(ctx.current_key().data(), ctx.current_key().size());
+    index_.emplace(p.key_bytes, used_);
+    const Row& key_row = ctx.key_row();
+    p.key.resize(keys_);
+    for (size_t k = 0; k < keys_; ++k) p.key[k] = key_row[k];
     return &pending_[used_++];
   }
 

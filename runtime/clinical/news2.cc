@@ -6,7 +6,6 @@ namespace vstream {
 
 namespace {
 double Whole(double v) { return std::round(v); }
-double Tenths(double v) { return std::round(v * 10) / 10; }
 }  // namespace
 
 std::optional<Acvpu> ParseAcvpu(std::string_view text) {
@@ -81,9 +80,8 @@ int News2Pulse(double per_min) {
 int News2Consciousness(Acvpu level) { return level == Acvpu::kAlert ? 0 : 3; }
 
 int News2Temperature(double celsius) {
-  const double v = Tenths(celsius);
-  // Compared in tenths, so that 36.0 is not 35.99999.
-  const long t = std::lround(v * 10);
+  // Rounded to, and compared in, tenths, so that 36.0 is not 35.99999.
+  const long t = std::lround(celsius * 10);
   if (t <= 350) return 3;
   if (t <= 360) return 1;
   if (t <= 380) return 0;
