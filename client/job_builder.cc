@@ -539,12 +539,7 @@ StreamRef JobBuilder::FileSource(std::string_view name, std::string_view path,
       return {};
     }
     if (schema.size() == 0) return FileSource(name, path, format, rows, options);
-    if (options.hl7_default_offset_minutes < -14 * 60 || options.hl7_default_offset_minutes > 14 * 60) {
-      Fail(name, "timezone", -1,
-           absl::StrCat(who, ": the time-zone offset must lie within 14 hours of UTC, got ",
-                        options.hl7_default_offset_minutes, " minutes"));
-      return {};
-    }
+    if (!CheckTimezone(name, options.hl7_default_offset_minutes)) return {};
   }
   if (!CheckSource(name, schema, options.parallelism)) return {};
   if (path.empty()) {
@@ -568,14 +563,7 @@ StreamRef JobBuilder::FileSource(std::string_view name, std::string_view path,
                       options.max_rate));
     return {};
   }
-  if (!options.dead_letter.empty()) {
-    if (options.dead_letter == name) {
-      Fail(name, "dead_letter", -1,
-           absl::StrCat(who, ": the dead_letter stream needs a name of its own"));
-      return {};
-    }
-    if (!CheckNewName("source", name, "dead_letter", options.dead_letter)) return {};
-  }
+  if (!CheckDeadLetter(name, options.dead_letter)) return {};
   int time_index = -1;
   if (!CheckEventTime(name, schema, options.event_time, &time_index)) return {};
 
@@ -593,11 +581,64 @@ StreamRef JobBuilder::FileSource(std::string_view name, std::string_view path,
   SetEventTime(options.event_time, time_index, src);
   StreamRef out =
       AddVertex("source", name, std::move(op), {}, &schema, time_index, options.parallelism);
-  if (!options.dead_letter.empty()) {
-    streams_.push_back(Stream{options.dead_letter, vertices_.back().proto.id(), kDeadLetterOutput,
-                              DeadLetterSchema(), -1});
-    owners_.emplace(options.dead_letter, absl::StrCat("the dead_letter stream of ", who));
+  AddDeadLetterStream(name, options.dead_letter);
+  return out;
+}
+
+bool JobBuilder::CheckDeadLetter(std::string_view name, const std::string& dead_letter) {
+  if (dead_letter.empty()) return true;
+  if (dead_letter == name) {
+    return Fail(name, "dead_letter", -1,
+                absl::StrCat(Describe("source", name), ": the dead_letter stream needs a name of its own"));
   }
+  return CheckNewName("source", name, "dead_letter", dead_letter);
+}
+
+void JobBuilder::AddDeadLetterStream(std::string_view name, const std::string& dead_letter) {
+  if (dead_letter.empty()) return;
+  streams_.push_back(Stream{dead_letter, vertices_.back().proto.id(), kDeadLetterOutput, DeadLetterSchema(), -1});
+  owners_.emplace(dead_letter, absl::StrCat("the dead_letter stream of ", Describe("source", name)));
+}
+
+bool JobBuilder::CheckTimezone(std::string_view name, int offset_minutes) {
+  if (offset_minutes >= -14 * 60 && offset_minutes <= 14 * 60) return true;
+  return Fail(name, "timezone", -1,
+              absl::StrCat(Describe("source", name), ": the time-zone offset must lie within 14 hours of UTC, got ",
+                           offset_minutes, " minutes"));
+}
+
+StreamRef JobBuilder::MllpSource(std::string_view name, const MllpSourceOptions& options) {
+  if (error_) return {};
+  const std::string who = Describe("source", name);
+  Schema schema = options.hl7_rows == Hl7Rows::kAdmissions ? Hl7AdmissionSchema() : Hl7ObservationSchema();
+  if (!CheckSource(name, schema, options.parallelism)) return {};
+  if (!CheckTimezone(name, options.hl7_default_offset_minutes)) return {};
+  if (options.port < 0 || options.port > 65535) {
+    Fail(name, "port", -1, absl::StrCat(who, ": port must lie in 0..65535, got ", options.port));
+    return {};
+  }
+  if (options.max_message_bytes < 0) {
+    Fail(name, "max_message_bytes", -1,
+         absl::StrCat(who, ": max_message_bytes must be > 0, got ", options.max_message_bytes));
+    return {};
+  }
+  if (!CheckDeadLetter(name, options.dead_letter)) return {};
+  int time_index = -1;
+  if (!CheckEventTime(name, schema, options.event_time, &time_index)) return {};
+
+  proto::OperatorSpec op;
+  proto::SourceSpec* src = op.mutable_source();
+  src->set_connector("mllp");
+  src->set_format("hl7v2");
+  src->set_port(options.port);
+  src->set_host(options.host);
+  src->set_max_message_bytes(options.max_message_bytes);
+  src->set_dead_letter(options.dead_letter);
+  src->set_hl7_rows(options.hl7_rows == Hl7Rows::kAdmissions ? "admissions" : "observations");
+  src->set_hl7_default_offset_minutes(options.hl7_default_offset_minutes);
+  SetEventTime(options.event_time, time_index, src);
+  StreamRef out = AddVertex("source", name, std::move(op), {}, &schema, time_index, options.parallelism);
+  AddDeadLetterStream(name, options.dead_letter);
   return out;
 }
 

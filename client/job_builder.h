@@ -138,6 +138,24 @@ struct GeneratorColumn {
   std::optional<std::string> value;
 };
 
+// An MLLP listener (runtime/operators/mllp_source.h): HL7 v2 messages
+// pushed over TCP become the rows hl7_rows names, like a file source in
+// format hl7v2.
+struct MllpSourceOptions {
+  // Subtask i listens on port + i. 0: any free port (tests).
+  int port = 0;
+  // The IPv4 address to bind. Default empty: all (0.0.0.0).
+  std::string host;
+  // Frames longer than this are answered AR and dead-lettered. Default 0: 1 MiB.
+  int64_t max_message_bytes = 0;
+  // As in FileSourceOptions.
+  std::string dead_letter;
+  int parallelism = 0;
+  std::optional<EventTime> event_time;
+  Hl7Rows hl7_rows = Hl7Rows::kObservations;
+  int hl7_default_offset_minutes = 0;
+};
+
 struct GeneratorOptions {
   // Records over all subtasks. Default -1: unbounded.
   int64_t count = -1;
@@ -455,6 +473,8 @@ class JobBuilder {
   // current directory) in `format` (csv, with a header row, or jsonl).
   StreamRef FileSource(std::string_view name, std::string_view path, std::string_view format,
                        const Schema& schema, const FileSourceOptions& options = {});
+  // Listens for HL7 v2 over MLLP; the rows' schema is hl7_rows'.
+  StreamRef MllpSource(std::string_view name, const MllpSourceOptions& options);
   // Synthesizes records of `schema`.
   StreamRef GeneratorSource(std::string_view name, const Schema& schema,
                             const GeneratorOptions& options = {});
@@ -543,6 +563,11 @@ class JobBuilder {
   bool CheckNewName(std::string_view kind, std::string_view name, std::string_view field,
                     std::string_view new_name);
   bool CheckSource(std::string_view name, const Schema& schema, int parallelism);
+  // A source's dead_letter stream name (empty: none) is usable; AddDeadLetterStream
+  // declares it once the source's vertex exists.
+  bool CheckDeadLetter(std::string_view name, const std::string& dead_letter);
+  void AddDeadLetterStream(std::string_view name, const std::string& dead_letter);
+  bool CheckTimezone(std::string_view name, int offset_minutes);
   // Checks a source's event time; *time_index = its field's index, or -1.
   bool CheckEventTime(std::string_view name, const Schema& schema,
                       const std::optional<EventTime>& event_time, int* time_index);

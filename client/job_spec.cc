@@ -760,6 +760,27 @@ class SpecCompiler {
     return et;
   }
 
+  // The rows and timezone keys of an HL7 v2 source (file or mllp).
+  absl::Status Hl7Options(const Mapping& m, const std::string& what, Hl7Rows* rows_out, int* offset_minutes) {
+    if (const Entry* e = m.Find("rows")) {
+      ASSIGN_OR_RETURN(std::string rows, String(*e));
+      if (rows != "observations" && rows != "admissions") {
+        return ErrorAt(*e, absl::StrCat("unknown rows '", rows, "' for ", what,
+                                        ", expected observations (one per OBX of an ORU) or admissions (one per "
+                                        "ADT A01/A02/A03/A08/A11/A13/A40)"));
+      }
+      *rows_out = rows == "admissions" ? Hl7Rows::kAdmissions : Hl7Rows::kObservations;
+    }
+    if (const Entry* e = m.Find("timezone")) {
+      ASSIGN_OR_RETURN(std::string zone, String(*e));
+      if (!ParseUtcOffset(zone, offset_minutes)) {
+        return ErrorAt(*e, absl::StrCat("expected a UTC offset for 'timezone' (UTC, +01:00, -0530), got '", zone,
+                                        "'"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status CompileSource(const YAML::Node& node, int index) {
     ASSIGN_OR_RETURN(Mapping m, ParseMapping(node, absl::StrCat("source #", index + 1)));
     ASSIGN_OR_RETURN(std::string name,
@@ -786,9 +807,21 @@ class SpecCompiler {
                                 {"name", "connector", "schema", "event_time", "count", "rate",
                                  "seed", "fields", "parallelism"},
                                 what));
+    } else if (connector == "mllp") {
+      hl7 = true;
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "connector", "port", "host", "format", "rows", "timezone",
+                                 "max_message_bytes", "event_time", "dead_letter", "parallelism"},
+                                what, " (an mllp source makes HL7 v2 rows of a fixed schema: docs/job-spec.md)"));
+      if (const Entry* e = m.Find("format")) {
+        ASSIGN_OR_RETURN(std::string format, String(*e));
+        if (format != "hl7v2") {
+          return ErrorAt(*e, absl::StrCat("an mllp source reads format hl7v2, not '", format, "'"));
+        }
+      }
     } else {
       return ErrorAt(*connector_entry, absl::StrCat("unknown connector '", connector, "' for ",
-                                                    what, ", expected one of file, generator"));
+                                                    what, ", expected one of file, generator, mllp"));
     }
     Schema schema;  // hl7v2: left empty, for the builder to take the rows' own
     if (!hl7) {
@@ -819,23 +852,31 @@ class SpecCompiler {
       if (const Entry* e = m.Find("dead_letter")) {
         ASSIGN_OR_RETURN(options.dead_letter, String(*e));
       }
-      if (const Entry* e = m.Find("rows")) {
-        ASSIGN_OR_RETURN(std::string rows, String(*e));
-        if (rows != "observations" && rows != "admissions") {
-          return ErrorAt(*e, absl::StrCat("unknown rows '", rows, "' for ", what,
-                                          ", expected observations (one per OBX of an ORU) or admissions (one per "
-                                          "ADT A01/A02/A03/A08/A11/A13/A40)"));
-        }
-        options.hl7_rows = rows == "admissions" ? Hl7Rows::kAdmissions : Hl7Rows::kObservations;
-      }
-      if (const Entry* e = m.Find("timezone")) {
-        ASSIGN_OR_RETURN(std::string zone, String(*e));
-        if (!ParseUtcOffset(zone, &options.hl7_default_offset_minutes)) {
-          return ErrorAt(*e, absl::StrCat("expected a UTC offset for 'timezone' (UTC, +01:00, -0530), got '", zone,
-                                          "'"));
-        }
-      }
+      RETURN_IF_ERROR(Hl7Options(m, what, &options.hl7_rows, &options.hl7_default_offset_minutes));
       builder_->FileSource(name, ResolvePath(path), format, schema, options);
+    } else if (connector == "mllp") {
+      MllpSourceOptions options;
+      options.parallelism = parallelism;
+      options.event_time = event_time;
+      ASSIGN_OR_RETURN(const Entry* port, Required(m, "port", what));
+      ASSIGN_OR_RETURN(options.port, SmallInt(*port));
+      if (options.port < 0 || options.port > 65535) {
+        return ErrorAt(*port, absl::StrCat("port must lie in 0..65535 (0: any free port), got ", options.port));
+      }
+      if (const Entry* e = m.Find("host")) {
+        ASSIGN_OR_RETURN(options.host, String(*e));
+      }
+      if (const Entry* e = m.Find("max_message_bytes")) {
+        ASSIGN_OR_RETURN(options.max_message_bytes, Int(*e));
+        if (options.max_message_bytes <= 0) {
+          return ErrorAt(*e, absl::StrCat("max_message_bytes must be > 0, got ", options.max_message_bytes));
+        }
+      }
+      if (const Entry* e = m.Find("dead_letter")) {
+        ASSIGN_OR_RETURN(options.dead_letter, String(*e));
+      }
+      RETURN_IF_ERROR(Hl7Options(m, what, &options.hl7_rows, &options.hl7_default_offset_minutes));
+      builder_->MllpSource(name, options);
     } else {
       GeneratorOptions options;
       options.parallelism = parallelism;

@@ -14,6 +14,7 @@
 #include "runtime/operators/process_function_registry.h"
 #include "runtime/operators/process_operator.h"
 #include "runtime/operators/hl7_source.h"
+#include "runtime/operators/mllp_source.h"
 #include "runtime/operators/sources.h"
 #include "runtime/operators/window_operator.h"
 #include "runtime/row_codec.h"
@@ -89,6 +90,8 @@ absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobV
         source = std::make_unique<Hl7FileSource>(counters, out, op.source());
       } else if (op.source().connector() == "file") {
         source = std::make_unique<FileSource>(counters, out, op.source());
+      } else if (op.source().connector() == "mllp") {
+        source = std::make_unique<MllpSource>(counters, out, op.source());
       } else {
         return absl::InvalidArgumentError(absl::StrCat("unknown source connector ", op.source().connector()));
       }
@@ -253,6 +256,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     if (v.op().has_process()) ctx.state_ttl_ms = v.op().process().state_ttl_ms();
     ctx.state_dir = StateDir(env.data_dir, tdd, v.id());
     ctx.checkpointing = !tdd.checkpoint_storage().empty();
+    ctx.checkpoint_dir = CheckpointStorage::LocalPath(tdd.checkpoint_storage());
     ctx.at_least_once = ctx.checkpointing && graph.checkpointing().mode() == proto::AT_LEAST_ONCE;
     const KeyGroupRange key_groups = KeyGroupRangeForSubtask(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
     if (i == 0 && !tdd.checkpoint_storage().empty()) {

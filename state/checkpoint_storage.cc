@@ -155,6 +155,12 @@ class FileCheckpointStorage : public CheckpointStorage {
 
 }  // namespace
 
+std::string CheckpointStorage::LocalPath(std::string_view uri) {
+  if (uri.substr(0, 7) == "file://") uri.remove_prefix(7);
+  if (uri.empty() || uri.front() != '/') return std::string();
+  return std::string(uri);
+}
+
 absl::StatusOr<std::unique_ptr<CheckpointStorage>> CheckpointStorage::Open(std::string_view uri) {
   std::string_view path = uri;
   if (path.substr(0, 7) == "file://") path.remove_prefix(7);

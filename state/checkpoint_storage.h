@@ -29,6 +29,8 @@ class CheckpointStorage {
   // `file:///dir` or `/dir`. InvalidArgument for other schemes.
   static absl::StatusOr<std::unique_ptr<CheckpointStorage>> Open(std::string_view uri);
   virtual ~CheckpointStorage() = default;
+  // The local directory of a `file://` or plain-path URI; empty for others.
+  static std::string LocalPath(std::string_view uri);
 
   virtual const std::string& uri() const = 0;
   // Copies a local file to `path`, replacing any file there.

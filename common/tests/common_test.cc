@@ -1,5 +1,6 @@
 #include <atomic>
 
+#include "common/crc32c.h"
 #include "common/executor.h"
 #include "common/flags.h"
 #include "common/time_util.h"
@@ -52,6 +53,14 @@ TEST(FlagsTest, ParsesValuesBoolsAndPositionals) {
   EXPECT_TRUE(flags->Has("wait"));
   const char* bad[] = {"prog", "--nope"};
   EXPECT_FALSE(ParseFlags(2, const_cast<char**>(bad), 1, {}, {}).ok());
+}
+
+TEST(Crc32cTest, MatchesTheStandardCheckValues) {
+  // RFC 3720 B.4 and the usual "123456789" check value.
+  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
+  EXPECT_EQ(Crc32c(std::string(32, '\0')), 0x8A9136AAu);
+  EXPECT_EQ(Crc32c(std::string(32, '\xFF')), 0x62A8AB43u);
+  EXPECT_EQ(Crc32c("6789", Crc32c("12345")), Crc32c("123456789"));
 }
 
 }  // namespace

@@ -67,6 +67,11 @@ struct OperatorContext {
   // The job takes checkpoints (the task has checkpoint storage): sinks stage
   // their output and publish it when a checkpoint that covers it completes.
   bool checkpointing = false;
+  // The local path of the job's checkpoint storage (a shared volume that
+  // outlives any one TaskManager); empty without checkpointing. Sources
+  // that must keep what they received across TaskManagers (the MLLP
+  // source's message log) keep it under here.
+  std::string checkpoint_dir;
   // ... in at_least_once mode: sinks need not hold output back, since
   // replays after a restore may duplicate records anyway.
   bool at_least_once = false;
