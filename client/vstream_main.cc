@@ -10,6 +10,7 @@
 //   vstream cancel JOB_ID
 //   vstream local JOB.yaml [--taskmanagers N] [--slots S]
 //                                           run a whole cluster in this process
+//   vstream send-hl7 HOST:PORT FILE...      send HL7 v2 files' messages over MLLP
 //
 // The JobManager address comes from --jobmanager HOST:PORT, else
 // VSTREAM_JOBMANAGER, else 127.0.0.1:6123.
@@ -23,13 +24,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "client/cluster_client.h"
 #include "client/job_spec.h"
 #include "common/flags.h"
+#include "runtime/formats/hl7v2.h"
+#include "runtime/network/mllp_client.h"
 #include "common/logging.h"
 #include "jobmanager/job_manager.h"
 #include "taskmanager/task_manager.h"
@@ -56,6 +63,9 @@ constexpr char kUsage[] =
     "  local JOB.yaml [--taskmanagers N] [--slots S]\n"
     "                               run the job on a JobManager and N TaskManagers inside\n"
     "                               this process (default N=2, S=enough for the job)\n"
+    "  send-hl7 HOST:PORT FILE...   send the HL7 v2 messages of the files over MLLP, one at\n"
+    "                               a time, each once its ACK came (resent after a lost\n"
+    "                               connection or no ACK in 10 s); report the ACK codes\n"
     "\n"
     "The JobManager address is --jobmanager, else $VSTREAM_JOBMANAGER, else 127.0.0.1:6123.\n";
 
@@ -216,6 +226,79 @@ int Local(const ParsedFlags& flags) {
   return code;
 }
 
+// ERR-8 of an ACK (the receiver's reason), "" if none.
+std::string AckReason(std::string_view ack) {
+  const size_t err = ack.find("\rERR");
+  if (err == std::string_view::npos || err + 4 >= ack.size()) return "";
+  const char sep = ack[err + 4];
+  std::string_view rest = ack.substr(err + 5);
+  rest = rest.substr(0, rest.find('\r'));
+  for (int field = 1; field < 8; ++field) {
+    const size_t at = rest.find(sep);
+    if (at == std::string_view::npos) return "";
+    rest.remove_prefix(at + 1);
+  }
+  return std::string(rest.substr(0, rest.find(sep)));
+}
+
+int SendHl7(const ParsedFlags& flags) {
+  if (flags.positional.size() < 3) return Fail("usage: vstream send-hl7 HOST:PORT FILE...", 2);
+  const std::string& target = flags.positional[1];
+  const size_t colon = target.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(target.substr(colon + 1), &port) || port <= 0 || port > 65535) {
+    return Fail(absl::StrCat("expected HOST:PORT, got '", target, "'"), 2);
+  }
+  const std::string host = target.substr(0, colon);
+  std::unique_ptr<MllpClient> client;
+  std::map<std::string, int64_t> codes;
+  int64_t not_messages = 0;
+  for (size_t f = 2; f < flags.positional.size(); ++f) {
+    const std::string& path = flags.positional[f];
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Fail(absl::StrCat("cannot open ", path));
+    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    Hl7Splitter splitter(bytes);
+    Hl7Piece piece;
+    while (splitter.Next(&piece)) {
+      if (!piece.error.empty()) {
+        std::fprintf(stderr, "%s:%d: not sent: %s\n", path.c_str(), piece.line, piece.error.c_str());
+        ++not_messages;
+        continue;
+      }
+      absl::StatusOr<std::string> ack = absl::UnavailableError("not sent");
+      for (int attempt = 0; attempt < 10 && !ack.ok(); ++attempt) {
+        if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));  // backoff
+        if (!client) {
+          auto c = MllpClient::Connect(host, port, std::chrono::seconds(5));
+          if (!c.ok()) {
+            ack = c.status();
+            continue;
+          }
+          client = std::move(*c);
+        }
+        ack = client->Send(piece.text, std::chrono::seconds(10));
+        if (!ack.ok()) client.reset();
+      }
+      if (!ack.ok()) return Fail(absl::StrCat(path, ":", piece.line, ": ", Msg(ack.status())));
+      const std::string code = AckCode(*ack);
+      ++codes[code];
+      if (code != "AA" && code != "CA") {
+        std::fprintf(stderr, "%s:%d: %s %s\n", path.c_str(), piece.line, code.c_str(), AckReason(*ack).c_str());
+      }
+    }
+  }
+  std::string summary;
+  int64_t total = 0;
+  for (const auto& [code, n] : codes) {
+    absl::StrAppend(&summary, summary.empty() ? "" : ", ", n, " ", code.empty() ? "without MSA" : code);
+    total += n;
+  }
+  std::printf("sent %lld messages: %s%s\n", static_cast<long long>(total), summary.empty() ? "none" : summary.c_str(),
+              not_messages > 0 ? absl::StrCat("; ", not_messages, " pieces were no message (not sent)").c_str() : "");
+  return codes.size() == codes.count("AA") + codes.count("CA") && not_messages == 0 ? 0 : 1;
+}
+
 int Main(int argc, char** argv) {
   auto flags = ParseFlags(argc, argv, 1,
                           {"jobmanager", "taskmanagers", "slots", "log-level", "from-savepoint", "parallelism", "dir"},
@@ -239,7 +322,10 @@ int Main(int argc, char** argv) {
   if (command == "savepoint") return Savepoint(*flags, address, /*stop=*/false);
   if (command == "stop") return Savepoint(*flags, address, /*stop=*/true);
   if (command == "local") return Local(*flags);
-  return Fail(absl::StrCat("unknown command '", command, "', expected one of submit, jobs, status, cancel, local"), 2);
+  if (command == "send-hl7") return SendHl7(*flags);
+  return Fail(absl::StrCat("unknown command '", command,
+                           "', expected one of submit, jobs, status, cancel, savepoint, stop, local, send-hl7"),
+              2);
 }
 
 }  // namespace

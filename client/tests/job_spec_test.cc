@@ -459,6 +459,38 @@ TEST_F(JobSpecTest, Hl7SourceHasTheFixedSchemaOfItsRows) {
               "schema: docs/job-spec.md)");
 }
 
+constexpr char kMllpSpec[] = R"yaml(name: bedside-news2
+parallelism: 2
+sources:
+  - name: hl7
+    connector: mllp
+    port: 2575
+    format: hl7v2
+    max_message_bytes: 65536
+    dead_letter: bad
+sinks:
+  - name: out
+    connector: stdout
+    input: hl7
+)yaml";
+
+TEST_F(JobSpecTest, MllpSourceListensOnAPortAndMakesHl7Rows) {
+  absl::StatusOr<proto::JobGraph> graph = Compile(kMllpSpec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex& src = graph->vertices(0);
+  EXPECT_EQ(src.op().source().connector(), "mllp");
+  EXPECT_EQ(src.op().source().port(), 2575);
+  EXPECT_EQ(src.op().source().max_message_bytes(), 65536);
+  EXPECT_EQ(src.op().source().dead_letter(), "bad");
+  EXPECT_EQ(Schema::FromProto(src.output_schema()).DebugString(), Hl7ObservationSchema().DebugString());
+  ExpectError(Replace(kMllpSpec, "port: 2575", "port: 70000"), 6, 11, "port must lie in 0..65535");
+  ExpectError(Replace(kMllpSpec, "    port: 2575\n", ""), 4, 5, "missing required field 'port'");
+  ExpectError(Replace(kMllpSpec, "format: hl7v2", "format: csv"), 7, 13, "an mllp source reads format hl7v2");
+  ExpectError(Replace(kMllpSpec, "max_message_bytes: 65536", "max_message_bytes: 0"), 8, 24,
+              "max_message_bytes must be > 0");
+  ExpectError(Replace(kMllpSpec, "    dead_letter: bad\n", "    path: /x\n"), 9, 5, "unknown field 'path'");
+}
+
 TEST_F(JobSpecTest, News2AndQsofaAreProcessFunctionsPerPatient) {
   std::ofstream(dir_ / "in.hl7") << "MSH|^~\\&|A\r";
   const std::string spec = Replace(kHl7Spec, R"yaml(sinks:
