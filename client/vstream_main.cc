@@ -294,7 +294,7 @@ int SendHl7(const ParsedFlags& flags) {
     absl::StrAppend(&summary, summary.empty() ? "" : ", ", n, " ", code.empty() ? "without MSA" : code);
     total += n;
   }
-  std::printf("sent %lld messages: %s%s\n", static_cast<long long>(total), summary.empty() ? "none" : summary.c_str(),
+  std::printf("sent %lld message%s: %s%s\n", static_cast<long long>(total), total == 1 ? "" : "s", summary.empty() ? "none" : summary.c_str(),
               not_messages > 0 ? absl::StrCat("; ", not_messages, " pieces were no message (not sent)").c_str() : "");
   return codes.size() == codes.count("AA") + codes.count("CA") && not_messages == 0 ? 0 : 1;
 }
