@@ -40,3 +40,5 @@ fuzz() {  # NAME SEEDS_DIR SOURCES...
 }
 
 fuzz hl7v2_fuzz "$SHARED/hl7v2" tests/fuzz/hl7v2_fuzz.cc runtime/formats/hl7v2.cc common/time_util.cc
+fuzz mllp_fuzz "$SHARED/hl7v2" tests/fuzz/mllp_fuzz.cc runtime/formats/mllp.cc runtime/formats/hl7v2.cc \
+  common/time_util.cc
