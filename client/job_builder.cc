@@ -1,4 +1,5 @@
 #include "client/job_builder.h"
+#include "runtime/formats/record_format.h"
 
 #include <cmath>
 #include <filesystem>
@@ -529,6 +530,16 @@ StreamRef JobBuilder::FileSource(std::string_view name, std::string_view path,
   if (error_) return {};
   const std::string who = Describe("source", name);
   const bool hl7 = format == "hl7v2";
+  if (format == "fhir") {
+    // FHIR Observations become the observation rows (runtime/formats/fhir.h).
+    const Schema rows = Hl7ObservationSchema();
+    if (schema.size() != 0 && schema.DebugString() != rows.DebugString()) {
+      Fail(name, "schema", -1,
+           absl::StrCat(who, ": format fhir makes rows of the schema ", rows.DebugString(), "; leave the schema out"));
+      return {};
+    }
+    if (schema.size() == 0) return FileSource(name, path, format, rows, options);
+  }
   if (hl7) {
     // HL7 messages become rows of a fixed schema.
     const Schema rows = options.hl7_rows == Hl7Rows::kAdmissions ? Hl7AdmissionSchema() : Hl7ObservationSchema();
@@ -552,9 +563,9 @@ StreamRef JobBuilder::FileSource(std::string_view name, std::string_view path,
     Fail(name, "path", -1, absl::StrCat("input file '", abs_path, "' does not exist"));
     return {};
   }
-  if (format != "csv" && format != "jsonl" && !hl7) {
+  if (format != "csv" && format != "jsonl" && format != "fhir" && !hl7) {
     Fail(name, "format", -1,
-         absl::StrCat(who, ": unknown format '", AV(format), "', expected one of csv, jsonl, hl7v2"));
+         absl::StrCat(who, ": unknown format '", AV(format), "', expected one of csv, jsonl, hl7v2, fhir"));
     return {};
   }
   if (!(options.max_rate >= 0) || !std::isfinite(options.max_rate)) {
@@ -1462,10 +1473,16 @@ void JobBuilder::Sink(std::string_view name, const StreamRef& input, const SinkO
     }
   } else {
     const std::string format = sink.format.empty() ? "jsonl" : sink.format;
-    if (format != "jsonl" && format != "csv") {
+    if (format != "jsonl" && format != "csv" && format != "fhir") {
       Fail(name, "format", -1,
-           absl::StrCat(who, ": unknown format '", format, "', expected one of jsonl, csv"));
+           absl::StrCat(who, ": unknown format '", format, "', expected one of jsonl, csv, fhir"));
       return;
+    }
+    if (format == "fhir") {
+      if (auto writer = CreateRecordWriter(format, input_schema); !writer.ok()) {
+        Fail(name, "format", -1, absl::StrCat(who, ": ", writer.status().message()));
+        return;
+      }
     }
     spec->set_format(format);
   }

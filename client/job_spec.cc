@@ -19,6 +19,7 @@
 #include "client/job_builder.h"
 #include "common/absl_compat.h"
 #include "common/status_macros.h"
+#include "runtime/clinical/score_model_function.h"
 
 namespace vstream {
 namespace {
@@ -85,7 +86,8 @@ std::string Describe(const YAML::Node& node) {
 }
 
 constexpr char kOperatorTypes[] =
-    "filter, map, union, aggregate, window, interval_join, broadcast_join, process, dedup, news2, qsofa, alert";
+    "filter, map, union, aggregate, window, interval_join, broadcast_join, process, dedup, news2, qsofa, alert, "
+    "pattern, pseudonymize, score_model";
 
 const std::vector<std::string_view> kTopLevelFields = {
     "name",    "parallelism", "max_parallelism", "buffer_timeout", "checkpointing",
@@ -791,7 +793,15 @@ class SpecCompiler {
     bool hl7 = false;
     if (connector == "file") {
       if (const Entry* e = m.Find("format")) hl7 = e->value.IsScalar() && e->value.Scalar() == "hl7v2";
-      if (hl7) {
+      const bool fhir = m.Find("format") != nullptr && m.Find("format")->value.IsScalar() &&
+                        m.Find("format")->value.Scalar() == "fhir";
+      if (fhir) {
+        hl7 = true;  // a fixed schema too
+        RETURN_IF_ERROR(CheckKeys(m,
+                                  {"name", "connector", "path", "format", "event_time", "max_rate", "dead_letter",
+                                   "parallelism"},
+                                  what, " (format fhir makes observation rows of a fixed schema: docs/job-spec.md)"));
+      } else if (hl7) {
         RETURN_IF_ERROR(CheckKeys(m,
                                   {"name", "connector", "path", "format", "rows", "timezone", "event_time",
                                    "max_rate", "dead_letter", "parallelism"},
@@ -959,6 +969,17 @@ class SpecCompiler {
     } else if (type == "alert") {
       RETURN_IF_ERROR(CheckKeys(
           m, {"name", "type", "input", "key_by", "level", "min_level", "cooldown", "parallelism"}, what));
+    } else if (type == "pattern") {
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "type", "input", "key_by", "sign", "below", "above", "rise", "fall",
+                                 "count", "within", "cooldown", "label", "state_ttl", "parallelism"},
+                                what));
+    } else if (type == "pseudonymize") {
+      RETURN_IF_ERROR(CheckKeys(
+          m, {"name", "type", "input", "key_by", "fields", "key_env", "key_file", "length", "parallelism"}, what,
+          " (the key itself is never in a job spec: each TaskManager reads it from key_env or key_file)"));
+    } else if (type == "score_model") {
+      RETURN_IF_ERROR(CheckKeys(m, {"name", "type", "input", "key_by", "model", "threshold", "parallelism"}, what));
     } else {
       return ErrorAt(*type_entry, absl::StrCat("unknown operator type '", type,
                                                "', expected one of ", kOperatorTypes));
@@ -1042,6 +1063,87 @@ class SpecCompiler {
           }
         }
         RETURN_IF_ERROR(DurationParam(m, "cooldown", /*positive=*/true, &process.params));
+        ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
+        builder_->Process(name, input, process, options);
+      } else if (type == "pattern") {
+        // The process function pattern (runtime/clinical/pattern_function.h), per patient by default.
+        ProcessOptions process = ProcessOptions::Function("pattern", {"patient_id"});
+        if (const Entry* e = m.Find("key_by")) {
+          ASSIGN_OR_RETURN(process.key_by, StringList(*e));
+        }
+        // Exactly one condition, checked here so that the error points at it.
+        const Entry* condition = nullptr;
+        for (const char* key : {"below", "above", "rise", "fall"}) {
+          const Entry* e = m.Find(key);
+          if (e == nullptr) continue;
+          if (condition != nullptr) {
+            return ErrorAt(*e, absl::StrCat("'", key, "' conflicts with '", condition->key, "' in ", what,
+                                            ": a pattern has exactly one of below, above, rise, fall"));
+          }
+          condition = e;
+        }
+        if (condition == nullptr) {
+          return ErrorAt(m.node, absl::StrCat(what, " needs one of below, above, rise or fall"));
+        }
+        RETURN_IF_ERROR(Required(m, "sign", what).status());
+        for (const char* param : {"sign", "below", "above", "rise", "fall", "count", "label"}) {
+          if (const Entry* e = m.Find(param)) {
+            ASSIGN_OR_RETURN(process.params[param], String(*e));
+          }
+        }
+        RETURN_IF_ERROR(DurationParam(m, "within", /*positive=*/true, &process.params));
+        RETURN_IF_ERROR(DurationParam(m, "cooldown", /*positive=*/false, &process.params));
+        if (const Entry* e = m.Find("state_ttl")) {
+          ASSIGN_OR_RETURN(process.state_ttl_ms, DurationMs(*e));
+        }
+        ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
+        builder_->Process(name, input, process, options);
+      } else if (type == "pseudonymize") {
+        // The process function pseudonymize (runtime/clinical/pseudonymize_function.h):
+        // stateless, partitioned per patient by default.
+        ASSIGN_OR_RETURN(const Entry* fields, Required(m, "fields", what));
+        ASSIGN_OR_RETURN(std::vector<std::string> names, StringList(*fields));
+        std::vector<std::string> partition = {"patient_id"};
+        if (const Schema* in = builder_->StreamSchema(input);
+            in != nullptr && in->IndexOf("patient_id") < 0 && !names.empty()) {
+          partition = {names.front()};
+        }
+        if (const Entry* e = m.Find("key_by")) {
+          ASSIGN_OR_RETURN(partition, StringList(*e));
+        }
+        ProcessOptions process = ProcessOptions::Function("pseudonymize", std::move(partition));
+        process.params["fields"] = absl::StrJoin(names, ",");
+        for (const char* param : {"key_env", "key_file", "length"}) {
+          if (const Entry* e = m.Find(param)) {
+            ASSIGN_OR_RETURN(process.params[param], String(*e));
+          }
+        }
+        if (auto it = process.params.find("key_file"); it != process.params.end()) it->second = ResolvePath(it->second);
+        ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
+        builder_->Process(name, input, process, options);
+      } else if (type == "score_model") {
+        // The process function score_model (runtime/clinical/score_model_function.h),
+        // per patient by default. The model is read here too, so that an error
+        // in it points at `model`; its fingerprint pins every TaskManager to
+        // the file the job was compiled against.
+        ProcessOptions process = ProcessOptions::Function("score_model", {"patient_id"});
+        if (const Entry* e = m.Find("key_by")) {
+          ASSIGN_OR_RETURN(process.key_by, StringList(*e));
+        }
+        ASSIGN_OR_RETURN(const Entry* model_entry, Required(m, "model", what));
+        ASSIGN_OR_RETURN(std::string model_path, String(*model_entry));
+        const std::string resolved = ResolvePath(model_path);
+        absl::StatusOr<std::unique_ptr<ScoreModel>> model = ScoreModel::Load(resolved);
+        if (!model.ok()) return ErrorAt(*model_entry, std::string(model.status().message()));
+        process.params["model"] = resolved;
+        process.params["fingerprint"] = (*model)->FingerprintHex();
+        if (const Entry* e = m.Find("threshold")) {
+          ASSIGN_OR_RETURN(double threshold, Number(*e));
+          if (!(threshold >= 0 && threshold <= 1)) {
+            return ErrorAt(*e, "threshold must be between 0 and 1 (the score is a probability)");
+          }
+          process.params["threshold"] = e->value.Scalar();
+        }
         ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
         builder_->Process(name, input, process, options);
       } else if (type == "dedup") {

@@ -13,7 +13,7 @@
 #include "runtime/operators/join_operators.h"
 #include "runtime/operators/process_function_registry.h"
 #include "runtime/operators/process_operator.h"
-#include "runtime/operators/hl7_source.h"
+#include "runtime/operators/document_source.h"
 #include "runtime/operators/mllp_source.h"
 #include "runtime/operators/sources.h"
 #include "runtime/operators/window_operator.h"
@@ -86,8 +86,9 @@ absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobV
       std::unique_ptr<SourceOperator> source;
       if (op.source().connector() == "generator") {
         source = std::make_unique<GeneratorSource>(counters, out, op.source());
-      } else if (op.source().connector() == "file" && op.source().format() == "hl7v2") {
-        source = std::make_unique<Hl7FileSource>(counters, out, op.source());
+      } else if (op.source().connector() == "file" &&
+                 (op.source().format() == "hl7v2" || op.source().format() == "fhir")) {
+        source = std::make_unique<DocumentFileSource>(counters, out, op.source());
       } else if (op.source().connector() == "file") {
         source = std::make_unique<FileSource>(counters, out, op.source());
       } else if (op.source().connector() == "mllp") {

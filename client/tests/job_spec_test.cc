@@ -1431,7 +1431,7 @@ TEST_F(JobSpecTest, ProcessOfAFunctionOnlyACustomTaskManagerKnowsDeclaresItsOutp
 TEST_F(JobSpecTest, ProcessErrors) {
   const std::string base = ProcessSpec();
   ExpectError(Replace(base, "function: no_data_alert", "function: no_data"), 34, 15,
-              "process 'silent': unknown process function 'no_data', expected one of alert, dedup, news2, no_data_alert, qsofa "
+              "process 'silent': unknown process function 'no_data', expected one of alert, dedup, news2, no_data_alert, pattern, pseudonymize, qsofa, score_model "
               "(or declare output_schema for a function of a custom TaskManager)");
   ExpectError(Replace(base, "{timeout: 5m,", "{timeout: soon,"), 35, 23,
               "process 'silent': function 'no_data_alert': param 'timeout': expected a duration "

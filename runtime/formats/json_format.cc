@@ -361,6 +361,8 @@ absl::Status ReadField(JsonReader& r, const Field& field, std::string* scratch, 
   return fi::FieldError(field, "unknown field type");
 }
 
+}  // namespace
+
 void AppendJsonString(std::string_view s, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
@@ -403,7 +405,6 @@ void AppendJsonString(std::string_view s, std::string* out) {
   out->push_back('"');
 }
 
-}  // namespace
 
 JsonLinesParser::JsonLinesParser(Schema schema) : schema_(std::move(schema)) {
   for (size_t f = 0; f < schema_.size(); ++f) {

@@ -25,6 +25,9 @@
 
 namespace vstream {
 
+// Appends `s` as a JSON string: quoted, escaped, invalid UTF-8 as U+FFFD.
+void AppendJsonString(std::string_view s, std::string* out);
+
 class JsonLinesParser final : public RecordParser {
  public:
   // Deepest nesting of arrays and objects accepted inside a skipped value.

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
 #include "runtime/formats/csv_format.h"
+#include "runtime/formats/fhir.h"
 #include "runtime/formats/json_format.h"
 
 namespace vstream {
@@ -24,8 +25,9 @@ absl::StatusOr<std::unique_ptr<RecordWriter>> CreateRecordWriter(std::string_vie
                                                                  const Schema& schema) {
   if (format == "csv") return std::unique_ptr<RecordWriter>(new CsvWriter(schema));
   if (format == "jsonl") return std::unique_ptr<RecordWriter>(new JsonLinesWriter(schema));
+  if (format == "fhir") return CreateFhirObservationWriter(schema);
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown record format '", AV(format), "', expected csv or jsonl"));
+      absl::StrCat("unknown record format '", AV(format), "', expected csv, jsonl or fhir"));
 }
 
 }  // namespace vstream

@@ -42,8 +42,9 @@ absl::StatusOr<std::unique_ptr<RecordParser>> CreateRecordParser(std::string_vie
                                                                  const Schema& schema,
                                                                  std::string_view header_line);
 
-// format: "csv" (header row of field names) or "jsonl" (one JSON object per
-// line; timestamps as ISO-8601 UTC with milliseconds; null as null).
+// format: "csv" (header row of field names), "jsonl" (one JSON object per
+// line; timestamps as ISO-8601 UTC with milliseconds; null as null) or
+// "fhir" (score rows as FHIR Observations, one per line: fhir.h).
 absl::StatusOr<std::unique_ptr<RecordWriter>> CreateRecordWriter(std::string_view format,
                                                                  const Schema& schema);
 

@@ -9,6 +9,9 @@
 #include "runtime/clinical/alert_function.h"
 #include "runtime/clinical/dedup_function.h"
 #include "runtime/clinical/early_warning_function.h"
+#include "runtime/clinical/pattern_function.h"
+#include "runtime/clinical/pseudonymize_function.h"
+#include "runtime/clinical/score_model_function.h"
 
 namespace vstream {
 
@@ -234,6 +237,9 @@ void RegisterBuiltinProcessFunctions(ProcessFunctionRegistry& registry) {
   RegisterEarlyWarningFunctions(registry);
   RegisterDedupFunction(registry);
   RegisterAlertFunction(registry);
+  RegisterPatternFunction(registry);
+  RegisterPseudonymizeFunction(registry);
+  RegisterScoreModelFunction(registry);
 }
 
 }  // namespace vstream

@@ -6,7 +6,7 @@
 #include "runtime/dead_letter.h"
 #include "runtime/operators/aggregate_operator.h"
 #include "runtime/operators/basic_operators.h"
-#include "runtime/operators/hl7_source.h"
+#include "runtime/operators/document_source.h"
 #include "runtime/operators/sources.h"
 #include "state/state_clock.h"
 
@@ -291,7 +291,7 @@ std::string Hl7Messages(int first, int messages, bool batch) {
   return out;
 }
 
-TEST(SourceRestoreTest, Hl7FileSourceResumesWhereTheSnapshotWas) {
+TEST(SourceRestoreTest, DocumentFileSourceResumesWhereTheSnapshotWas) {
   const std::string dir = TempPath("hl7-in");
   fs::create_directories(dir);
   std::ofstream(dir + "/a.hl7") << Hl7Messages(0, 1000, false);
@@ -303,13 +303,13 @@ TEST(SourceRestoreTest, Hl7FileSourceResumesWhereTheSnapshotWas) {
   spec.set_format("hl7v2");
   const ManualStateClock clock(1709300000000);
   const Schema s = Hl7ObservationSchema();
-  static_assert(Hl7FileSource::kMessagesPerBatch == 256);
-  ExpectResumesExactly<Hl7FileSource>(s, spec, 0, 1, 2, &clock);  // in a.hl7
-  ExpectResumesExactly<Hl7FileSource>(s, spec, 0, 1, 5, &clock);  // in b.hl7's batch
-  ExpectResumesExactly<Hl7FileSource>(s, spec, 1, 2, 1, &clock);  // b.hl7 only
+  static_assert(DocumentFileSource::kMessagesPerBatch == 256);
+  ExpectResumesExactly<DocumentFileSource>(s, spec, 0, 1, 2, &clock);  // in a.hl7
+  ExpectResumesExactly<DocumentFileSource>(s, spec, 0, 1, 5, &clock);  // in b.hl7's batch
+  ExpectResumesExactly<DocumentFileSource>(s, spec, 1, 2, 1, &clock);  // b.hl7 only
 }
 
-TEST(Hl7FileSourceTest, ARestoreIntoAChangedDirectoryFailsInsteadOfSkipping) {
+TEST(DocumentFileSourceTest, ARestoreIntoAChangedDirectoryFailsInsteadOfSkipping) {
   const std::string dir = TempPath("hl7-changed");
   fs::create_directories(dir);
   std::ofstream(dir + "/b.hl7") << Hl7Messages(0, 600, false);
@@ -321,7 +321,7 @@ TEST(Hl7FileSourceTest, ARestoreIntoAChangedDirectoryFailsInsteadOfSkipping) {
   std::string position;
   {
     OperatorCounters counters;
-    Hl7FileSource src(counters, s, spec);
+    DocumentFileSource src(counters, s, spec);
     CollectingOutput out(s);
     src.set_output(&out);
     ASSERT_TRUE(src.Open(Context(0, 1, "src")).ok());
@@ -331,7 +331,7 @@ TEST(Hl7FileSourceTest, ARestoreIntoAChangedDirectoryFailsInsteadOfSkipping) {
   EXPECT_NE(position.find(" files=1 file="), std::string::npos) << position;
   std::ofstream(dir + "/a.hl7") << Hl7Messages(1000, 10, false);  // sorts before b.hl7
   OperatorCounters counters;
-  Hl7FileSource src(counters, s, spec);
+  DocumentFileSource src(counters, s, spec);
   CollectingOutput out(s);
   src.set_output(&out);
   ASSERT_TRUE(src.Open(Context(0, 1, "src")).ok());
@@ -340,7 +340,7 @@ TEST(Hl7FileSourceTest, ARestoreIntoAChangedDirectoryFailsInsteadOfSkipping) {
   EXPECT_NE(restored.message().find("must not change"), std::string::npos) << restored;
 }
 
-TEST(Hl7FileSourceTest, EveryMessageBecomesRowsOrADeadLetterWithItsLine) {
+TEST(DocumentFileSourceTest, EveryMessageBecomesRowsOrADeadLetterWithItsLine) {
   const std::string dir = TempPath("hl7-dead");
   fs::create_directories(dir);
   std::ofstream(dir + "/in.hl7") << "EVN|A04\rPID|1\r" << Hl7Messages(0, 200, false)
@@ -351,7 +351,7 @@ TEST(Hl7FileSourceTest, EveryMessageBecomesRowsOrADeadLetterWithItsLine) {
   spec.set_format("hl7v2");
   OperatorCounters counters;
   const Schema s = Hl7ObservationSchema();
-  Hl7FileSource src(counters, s, spec);
+  DocumentFileSource src(counters, s, spec);
   CollectingOutput out(s);
   CollectingOutput dead(DeadLetterSchema());
   src.set_output(&out);

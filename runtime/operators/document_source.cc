@@ -1,4 +1,4 @@
-#include "runtime/operators/hl7_source.h"
+#include "runtime/operators/document_source.h"
 
 #include <algorithm>
 #include <charconv>
@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
+#include "common/status_macros.h"
 #include "common/time_util.h"
 #include "spdlog/spdlog.h"
 #include "state/state_clock.h"
@@ -25,22 +26,25 @@ std::string_view SV(absl::string_view s) { return std::string_view(s.data(), s.s
 
 }  // namespace
 
-Hl7FileSource::Hl7FileSource(OperatorCounters& counters, Schema schema, const proto::SourceSpec& spec)
+DocumentFileSource::DocumentFileSource(OperatorCounters& counters, Schema schema, const proto::SourceSpec& spec)
     : SourceOperator(counters),
       schema_(std::move(schema)),
       spec_(spec),
       extractor_(RowsOf(spec), Hl7RowsOptions{.default_offset_minutes = spec.hl7_default_offset_minutes()}),
+      fhir_(spec.format() == "fhir"),
+      position_prefix_(fhir_ ? "fhir" : "hl7"),
       batch_(schema_.size()),
       dead_letters_(counters, "source") {}
 
-absl::Status Hl7FileSource::Open(const OperatorContext& ctx) {
+absl::Status DocumentFileSource::Open(const OperatorContext& ctx) {
   ctx_ = ctx;
   dead_letters_.Open(ctx);
   dead_letters_.set_output(dead_letter_output_);
   limiter_ = std::make_unique<RateLimiter>(spec_.max_rate());
-  if (schema_.size() != extractor_.schema().size()) {
-    return absl::InvalidArgumentError(absl::StrCat("source '", ctx.vertex_name, "': an hl7v2 source has the schema ",
-                                                   extractor_.schema().DebugString(), ", not ",
+  const Schema& rows = fhir_ ? fhir_extractor_.schema() : extractor_.schema();
+  if (schema_.DebugString() != rows.DebugString()) {
+    return absl::InvalidArgumentError(absl::StrCat("source '", ctx.vertex_name, "': a ", spec_.format(),
+                                                   " source has the schema ", rows.DebugString(), ", not ",
                                                    schema_.DebugString()));
   }
   namespace fs = std::filesystem;
@@ -65,20 +69,20 @@ absl::Status Hl7FileSource::Open(const OperatorContext& ctx) {
   return absl::OkStatus();
 }
 
-std::string Hl7FileSource::SnapshotOperatorState(int64_t) {
-  if (file_ >= files_.size()) return absl::StrCat("hl7 done files=", files_.size());
-  return absl::StrCat("hl7 offset=", loaded_ ? offset_ : skip_to_, " files=", files_.size(), " file=",
+std::string DocumentFileSource::SnapshotOperatorState(int64_t) {
+  if (file_ >= files_.size()) return absl::StrCat(position_prefix_, " done files=", files_.size());
+  return absl::StrCat(position_prefix_, " offset=", loaded_ ? offset_ : skip_to_, " files=", files_.size(), " file=",
                       files_[file_]);
 }
 
-absl::Status Hl7FileSource::RestoreOperatorState(std::string_view state) {
-  // "hl7 offset=O files=N file=PATH" or "hl7 done files=N". N is the number
+absl::Status DocumentFileSource::RestoreOperatorState(std::string_view state) {
+  // "<p> offset=O files=N file=PATH" or "<p> done files=N" (p: hl7 or fhir). N is the number
   // of this subtask's files: a directory that changed since the checkpoint
   // would shift which file is whose, and messages would be skipped or read
   // twice, so that is an error.
   auto bad = [&] {
-    return absl::DataLossError(
-        absl::StrCat("source position '", AV(state), "' is not 'hl7 offset=N files=N file=PATH' or 'hl7 done files=N'"));
+    return absl::DataLossError(absl::StrCat("source position '", AV(state), "' is not '", position_prefix_,
+                                            " offset=N files=N file=PATH' or '", position_prefix_, " done files=N'"));
   };
   auto number = [](std::string_view text, int64_t* out) {
     auto r = std::from_chars(text.data(), text.data() + text.size(), *out);
@@ -86,10 +90,12 @@ absl::Status Hl7FileSource::RestoreOperatorState(std::string_view state) {
   };
   int64_t offset = 0, count = -1;
   std::string_view name;
-  if (state.substr(0, 15) == "hl7 done files=") {
-    if (!number(state.substr(15), &count)) return bad();
+  const std::string done = position_prefix_ + " done files=", offset_key = position_prefix_ + " offset=";
+  if (state.substr(0, done.size()) == done) {
+    if (!number(state.substr(done.size()), &count)) return bad();
   } else {
-    constexpr std::string_view kOffset = "hl7 offset=", kFiles = " files=", kFile = " file=";
+    const std::string_view kOffset = offset_key;
+    constexpr std::string_view kFiles = " files=", kFile = " file=";
     if (state.substr(0, kOffset.size()) != kOffset) return bad();
     const size_t files_at = state.find(kFiles);
     const size_t file_at = state.find(kFile, files_at == std::string_view::npos ? 0 : files_at + 1);
@@ -121,24 +127,31 @@ absl::Status Hl7FileSource::RestoreOperatorState(std::string_view state) {
   return absl::OkStatus();
 }
 
-absl::Status Hl7FileSource::LoadFile() {
+absl::Status DocumentFileSource::LoadFile() {
   const std::string& path = files_[file_];
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open input file ", path));
   bytes_.assign(std::istreambuf_iterator<char>(in), {});
   if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
-  splitter_.emplace(bytes_);
+  if (fhir_) {
+    const std::string_view name = std::string_view(path).substr(path.rfind('/') + 1);
+    lines_ = name.ends_with(".ndjson") || name.ends_with(".jsonl");
+    scan_ = 0;
+    scan_line_ = 1;
+  } else {
+    splitter_.emplace(bytes_);
+  }
   loaded_ = true;
   offset_ = 0;
   return absl::OkStatus();
 }
 
-void Hl7FileSource::DeadLetter(int line, std::string_view reason, std::string_view raw) {
+void DocumentFileSource::DeadLetter(int line, std::string_view reason, std::string_view raw) {
   ++rejected_;
   dead_letters_.Add(absl::StrCat(files_[file_], ":", line), reason, raw);
 }
 
-SourceStatus Hl7FileSource::Produce() {
+SourceStatus DocumentFileSource::Produce() {
   batch_.Clear();
   size_t want = limiter_->Acquire(kMessagesPerBatch);
   const int64_t now = ctx_.clock != nullptr ? ctx_.clock->NowMillis() : NowMillis();
@@ -153,7 +166,7 @@ SourceStatus Hl7FileSource::Produce() {
         continue;
       }
     }
-    if (!splitter_->Next(&piece_)) {
+    if (!NextPiece()) {
       loaded_ = false;
       ++file_;
       skip_to_ = 0;
@@ -171,13 +184,9 @@ SourceStatus Hl7FileSource::Produce() {
       DeadLetter(piece_.line, piece_.error, piece_.text);
       continue;
     }
-    if (absl::Status s = message_.Parse(piece_.text, piece_.line); !s.ok()) {
-      DeadLetter(piece_.line, SV(s.message()), piece_.text);
-      continue;
-    }
     const size_t before = batch_.size();
     bool skipped = false;
-    if (absl::Status s = extractor_.Append(message_, now, &batch_, &skipped); !s.ok()) {
+    if (absl::Status s = AppendRows(now, &skipped); !s.ok()) {
       DeadLetter(piece_.line, SV(s.message()), piece_.text);
       continue;
     }
@@ -191,13 +200,45 @@ SourceStatus Hl7FileSource::Produce() {
   return SourceStatus::kEnd;
 }
 
-void Hl7FileSource::LogSummary() {
+bool DocumentFileSource::NextPiece() {
+  if (!fhir_) return splitter_->Next(&piece_);
+  // FHIR: the whole file, or each non-blank line of an .ndjson/.jsonl file.
+  piece_.error.clear();
+  const std::string_view bytes = bytes_;
+  while (scan_ < bytes.size()) {
+    const size_t end = lines_ ? std::min(bytes.find('\n', scan_), bytes.size()) : bytes.size();
+    const std::string_view text = bytes.substr(scan_, end - scan_);
+    const int line = scan_line_;
+    scan_line_ += static_cast<int>(std::count(text.begin(), text.end(), '\n')) + (end < bytes.size());
+    scan_ = end + (end < bytes.size());
+    if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) continue;  // blank
+    piece_.text = text;
+    piece_.line = line;
+    return true;
+  }
+  return false;
+}
+
+absl::Status DocumentFileSource::AppendRows(int64_t now, bool* skipped) {
+  if (fhir_) {
+    RETURN_IF_ERROR(ParseJson(piece_.text, &document_, piece_.line));
+    int skipped_resources = 0;
+    RETURN_IF_ERROR(fhir_extractor_.Append(document_, now, &batch_, &skipped_resources));
+    skipped_ += skipped_resources;
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(message_.Parse(piece_.text, piece_.line));
+  return extractor_.Append(message_, now, &batch_, skipped);
+}
+
+void DocumentFileSource::LogSummary() {
   if (summarized_) return;
   summarized_ = true;
   // Counts only: messages may identify patients.
-  spdlog::info("source '{}' subtask {}: {} HL7 pieces from {} files: {} rows, {} rejected (dead letters), {} "
-               "messages of other types skipped",
-               ctx_.vertex_name, ctx_.subtask_index, messages_, files_.size(), rows_, rejected_, skipped_);
+  spdlog::info("source '{}' subtask {}: {} {} pieces from {} files: {} rows, {} rejected (dead letters), {} "
+               "{} of other types skipped",
+               ctx_.vertex_name, ctx_.subtask_index, messages_, fhir_ ? "FHIR" : "HL7", files_.size(), rows_, rejected_,
+               skipped_, fhir_ ? "resources" : "messages");
 }
 
 }  // namespace vstream
