@@ -186,15 +186,24 @@ class EarlyWarning final : public KeyedProcessFunction {
   }
 
   absl::Status ProcessElement(const Row& in, ProcessContext& ctx) override {
-    if (in[code_].is_null || in[observed_at_].is_null || in[message_id_].is_null) return absl::OkStatus();
-    if (status_ >= 0 && !in[status_].is_null && (in[status_].s == "X" || in[status_].s == "W")) {
+    if (in[message_id_].is_null) return absl::OkStatus();
+    const bool last = last_ >= 0 && !in[last_].is_null && in[last_].i != 0;
+    // A row that is no vital sign still ends its message when it is the last.
+    auto skip = [&]() -> absl::Status {
+      Pending* pending = last ? FindPending(ctx.current_key()) : nullptr;
+      if (pending != nullptr && pending->open && pending->message_id == in[message_id_].s) {
+        Emit(*pending, ctx);
+        pending->open = false;
+      }
       return absl::OkStatus();
-    }
+    };
+    if (in[code_].is_null || in[observed_at_].is_null) return skip();
+    if (status_ >= 0 && !in[status_].is_null && (in[status_].s == "X" || in[status_].s == "W")) return skip();
     const VitalSignValue v =
         ClassifyVitalSign(in[code_].s, in[value_], in[value_text_], unit_ >= 0 && !in[unit_].is_null
                                                                          ? std::string_view(in[unit_].s)
                                                                          : std::string_view());
-    if (v.sign == VitalSign::kNone) return absl::OkStatus();
+    if (v.sign == VitalSign::kNone) return skip();
     const int64_t t = in[observed_at_].i;
     // A time far after the message arrived (a mistyped year) would hold the
     // slot forever and make every other value stale: rejected.
@@ -222,7 +231,7 @@ class EarlyWarning final : public KeyedProcessFunction {
     pending->message_id = in[message_id_].s;
     pending->observed_at = t;
     ScoreInto(pending);
-    if (last_ >= 0 && !in[last_].is_null && in[last_].i != 0) {
+    if (last) {
       Emit(*pending, ctx);
       pending->open = false;
     }

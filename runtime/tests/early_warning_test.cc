@@ -11,7 +11,9 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "runtime/clinical/news2.h"
+#include "runtime/formats/fhir.h"
 #include "runtime/formats/hl7v2.h"
+#include "runtime/formats/json_value.h"
 #include "runtime/formats/hl7v2_rows.h"
 #include "runtime/operators/process_operator.h"
 #include "runtime/tests/shared_data.h"
@@ -371,6 +373,38 @@ TEST(VitalSignTest, ClassifiesCodesAndConvertsValues) {
   EXPECT_EQ(ClassifyVitalSign("80288-4", none, text, "").sign, VitalSign::kNone);
   EXPECT_EQ(ClassifyVitalSign("8462-4", num, null_text, "").sign, VitalSign::kNone) << "diastolic: not scored";
   EXPECT_EQ(ClassifyVitalSign("8867-4", none, null_text, "").sign, VitalSign::kNone) << "no value";
+}
+
+TEST_F(EarlyWarningTest, News2OfTheFhirBundleIsTheScoreTheBundleStates) {
+  REQUIRE_SHARED_DATA();
+  // The authored transaction bundle: patient 1's vital signs of sets 1 and
+  // 5, each set followed by the NEWS2 Observation that states its total.
+  const std::string bytes = ReadSharedFile("fhir-r4/authored/news2_scenario_patient1_transaction_bundle.json");
+  JsonValue bundle;
+  ASSERT_TRUE(ParseJson(bytes, &bundle).ok());
+  std::vector<std::pair<std::string, std::string>> stated;  // effective time, total
+  for (const JsonValue& e : bundle.Find("entry")->items) {
+    const JsonValue& r = *e.Find("resource");
+    const JsonValue* total = r.Find("valueInteger");
+    if (total != nullptr) stated.emplace_back(r.String("effectiveDateTime"), total->text);
+  }
+  ASSERT_EQ(stated.size(), 2u);
+
+  Start("news2");
+  FhirRowExtractor extractor;
+  RowBatch batch(extractor.schema().size());
+  int skipped = 0;
+  ASSERT_TRUE(extractor.Append(bundle, kReceived, &batch, &skipped).ok());
+  EXPECT_EQ(skipped, 2);  // the Patient and the Encounter
+  op_->Push(batch);
+  ASSERT_EQ(out_->rows.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(out_->rows[i]["patient_id"], "NEWS2-0001");
+    EXPECT_EQ(out_->rows[i]["observed_at"].substr(0, 19), stated[i].first.substr(0, 19));
+    EXPECT_EQ(out_->rows[i]["news2_total"], stated[i].second) << "set at " << stated[i].first;
+  }
+  EXPECT_EQ(out_->rows[0]["message_id"], "urn:uuid:s1-rr");
+  EXPECT_EQ(out_->rows[1]["risk_band"], "high");
 }
 
 }  // namespace
