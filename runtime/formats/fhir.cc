@@ -83,7 +83,9 @@ absl::Status SetValue(const JsonValue& holder, std::string_view where, Row& row)
   row[kValue].SetNull();
   row[kValueText].SetNull();
   row[kUnit].SetNull();
-  for (const auto& [key, v] : holder.members) {
+  for (const JsonMember& member : holder.members) {
+    const std::string& key = member.key;
+    const JsonValue& v = member.value;
     if (key.size() <= 5 || key.compare(0, 5, "value") != 0) continue;
     std::string_view type = std::string_view(key).substr(5);
     const bool primitive = type == "String" || type == "Boolean" || type == "Integer" || type == "Time" ||
@@ -372,7 +374,7 @@ absl::Status FhirRowExtractor::AppendObservation(const JsonValue& obs, const Jso
   const JsonValue* components = obs.Find("component");
   if (components != nullptr && !components->is_array()) return Error(where, "component: expected an array");
   bool own_value = components == nullptr || components->items.empty() || obs.Find("dataAbsentReason") != nullptr;
-  for (const auto& [k, v] : obs.members) own_value |= k.size() > 5 && k.compare(0, 5, "value") == 0;
+  for (const JsonMember& m : obs.members) own_value |= m.key.size() > 5 && m.key.compare(0, 5, "value") == 0;
   if (own_value) {
     Row& row = begin_row(0);
     RETURN_IF_ERROR(SetCode(obs, where, row));

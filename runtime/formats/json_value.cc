@@ -11,7 +11,7 @@ namespace vstream {
 const JsonValue* JsonValue::Find(std::string_view key) const {
   if (type != Type::kObject) return nullptr;
   for (auto it = members.rbegin(); it != members.rend(); ++it) {
-    if (it->first == key) return &it->second;
+    if (it->key == key) return &it->value;
   }
   return nullptr;
 }
@@ -104,12 +104,12 @@ class Parser {
       if (pos_ >= s_.size() || s_[pos_] != '"') return Error("expected a member name in double quotes");
       v->members.emplace_back();
       auto& member = v->members.back();
-      if (absl::Status st = String(&member.first); !st.ok()) return st;
+      if (absl::Status st = String(&member.key); !st.ok()) return st;
       SkipSpace();
       if (pos_ >= s_.size() || s_[pos_] != ':') return Error("expected ':' after a member name");
       ++pos_;
       SkipSpace();
-      if (absl::Status st = Value(&member.second, depth + 1); !st.ok()) return st;
+      if (absl::Status st = Value(&member.value, depth + 1); !st.ok()) return st;
       SkipSpace();
       if (pos_ < s_.size() && s_[pos_] == ',') {
         ++pos_;

@@ -22,6 +22,8 @@
 
 namespace vstream {
 
+struct JsonMember;
+
 struct JsonValue {
   enum class Type : uint8_t { kNull, kBool, kNumber, kString, kArray, kObject };
 
@@ -30,7 +32,7 @@ struct JsonValue {
   double number = 0;
   std::string text;  // a string's value; a number's literal
   std::vector<JsonValue> items;                            // an array's
-  std::vector<std::pair<std::string, JsonValue>> members;  // an object's, in order
+  std::vector<JsonMember> members;  // an object's, in order
   int line = 0;  // where the value starts
   int column = 0;
 
@@ -44,6 +46,11 @@ struct JsonValue {
   const JsonValue* Find(std::string_view key) const;
   // The string member `key`, "" if absent or not a string.
   std::string_view String(std::string_view key) const;
+};
+
+struct JsonMember {
+  std::string key;
+  JsonValue value;
 };
 
 inline constexpr int kJsonMaxDepth = 64;

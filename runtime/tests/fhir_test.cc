@@ -22,7 +22,7 @@ TEST(JsonValueTest, ParsesNestedDocumentsAndEscapes) {
   ASSERT_TRUE(ParseJson("\xEF\xBB\xBF {\"a\": [1, -2.5e1, true, null, \"x\\u00e9\\ud83d\\ude00\\n\"], \"a\": {}}", &v).ok());
   ASSERT_TRUE(v.is_object());
   ASSERT_EQ(v.members.size(), 2u);
-  const JsonValue& a = v.members[0].second;
+  const JsonValue& a = v.members[0].value;
   ASSERT_EQ(a.items.size(), 5u);
   EXPECT_EQ(a.items[0].number, 1);
   EXPECT_EQ(a.items[1].number, -25);

@@ -42,3 +42,15 @@ fuzz() {  # NAME SEEDS_DIR SOURCES...
 fuzz hl7v2_fuzz "$SHARED/hl7v2" tests/fuzz/hl7v2_fuzz.cc runtime/formats/hl7v2.cc common/time_util.cc
 fuzz mllp_fuzz "$SHARED/hl7v2" tests/fuzz/mllp_fuzz.cc runtime/formats/mllp.cc runtime/formats/hl7v2.cc \
   common/time_util.cc
+# The FHIR target uses the row types, which include the generated protobuf
+# header of the CMake build beside OUT.
+BUILD=$(dirname "$OUT")
+if [ ! -f "$BUILD/proto/jobgraph.pb.h" ]; then
+  echo "tests/fuzz/run.sh: fhir_fuzz needs the CMake build's generated $BUILD/proto/jobgraph.pb.h (build first)" >&2
+  exit 1
+fi
+PROTO_LIBS=$(pkg-config --libs protobuf absl_statusor absl_raw_hash_set absl_hash)
+fuzz fhir_fuzz "$SHARED/fhir-r4" -I"$BUILD" tests/fuzz/fhir_fuzz.cc runtime/formats/fhir.cc \
+  runtime/formats/json_value.cc runtime/formats/json_format.cc runtime/formats/format_util.cc \
+  runtime/formats/hl7v2_rows.cc runtime/formats/hl7v2.cc runtime/types.cc common/time_util.cc \
+  "$BUILD/proto/jobgraph.pb.cc" $PROTO_LIBS
