@@ -491,6 +491,70 @@ TEST_F(JobSpecTest, MllpSourceListensOnAPortAndMakesHl7Rows) {
   ExpectError(Replace(kMllpSpec, "    dead_letter: bad\n", "    path: /x\n"), 9, 5, "unknown field 'path'");
 }
 
+constexpr char kClinicalSpec[] = R"yaml(name: icu
+sources:
+  - name: fhir
+    connector: file
+    path: in.ndjson
+    format: fhir
+operators:
+  - name: scores
+    type: news2
+    input: fhir
+  - name: desaturation
+    type: pattern
+    input: fhir
+    sign: spo2
+    below: 90
+    count: 3
+    within: 5m
+  - name: deid
+    type: pseudonymize
+    input: scores
+    fields: [patient_id]
+    key_env: VSTREAM_TEST_KEY
+  - name: risk
+    type: score_model
+    input: scores
+    model: $MODEL
+    threshold: 0.3
+sinks:
+  - name: out
+    connector: file
+    input: scores
+    path: out
+    format: fhir
+)yaml";
+
+TEST_F(JobSpecTest, FhirPatternPseudonymizeAndScoreModelCompile) {
+  std::ofstream(dir_ / "in.ndjson") << "{}\n";
+  const std::string model = std::string(VSTREAM_SOURCE_DIR) + "/examples/models/deterioration_logreg.yaml";
+  const std::string spec = Replace(kClinicalSpec, "$MODEL", model);
+  absl::StatusOr<proto::JobGraph> graph = Compile(spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->vertices(0).op().source().format(), "fhir");
+  EXPECT_EQ(Schema::FromProto(graph->vertices(0).output_schema()).DebugString(),
+            Hl7ObservationSchema().DebugString());
+  std::map<std::string, const proto::JobVertex*> by_name;
+  for (const auto& v : graph->vertices()) by_name[v.name()] = &v;
+  EXPECT_EQ(by_name["desaturation"]->op().process().function(), "pattern");
+  EXPECT_EQ(by_name["deid"]->op().process().params().at("key_env"), "VSTREAM_TEST_KEY");
+  EXPECT_EQ(by_name["risk"]->op().process().params().at("model"), model);
+  EXPECT_EQ(by_name["risk"]->op().process().params().at("fingerprint").size(), 16u);
+  EXPECT_GE(Schema::FromProto(by_name["risk"]->output_schema()).IndexOf("deterioration_risk"), 0);
+
+  ExpectError(Replace(spec, "    format: fhir\n", "    format: fhir\n    rows: observations\n"), 7, 5,
+              "unknown field 'rows'");
+  ExpectError(Replace(spec, "    count: 3\n", "    count: 3\n    above: 100\n"), 17, 12,
+              "'above' conflicts with 'below'");
+  ExpectError(Replace(spec, "    key_env: VSTREAM_TEST_KEY\n", "    key: secret\n"), 22, 5,
+              "the key itself is never in a job spec");
+  ExpectError(Replace(spec, model, "/no/such/model.yaml"), 26, 12, "/no/such/model.yaml");
+  ExpectError(Replace(spec, "threshold: 0.3", "threshold: 3"), 27, 16, "threshold must be between 0 and 1");
+  ExpectError(Replace(spec, "    input: scores\n    path: out", "    input: fhir\n    path: out"), 33, 13,
+              "format fhir writes the rows of a news2 or qsofa operator");
+}
+
 TEST_F(JobSpecTest, News2AndQsofaAreProcessFunctionsPerPatient) {
   std::ofstream(dir_ / "in.hl7") << "MSH|^~\\&|A\r";
   const std::string spec = Replace(kHl7Spec, R"yaml(sinks:
