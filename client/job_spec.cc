@@ -968,7 +968,7 @@ class SpecCompiler {
       RETURN_IF_ERROR(CheckKeys(m, {"name", "type", "input", "key", "key_by", "ttl", "parallelism"}, what));
     } else if (type == "alert") {
       RETURN_IF_ERROR(CheckKeys(
-          m, {"name", "type", "input", "key_by", "level", "min_level", "cooldown", "parallelism"}, what));
+          m, {"name", "type", "input", "key_by", "level", "min_level", "cooldown", "detail", "parallelism"}, what));
     } else if (type == "pattern") {
       RETURN_IF_ERROR(CheckKeys(m,
                                 {"name", "type", "input", "key_by", "sign", "below", "above", "rise", "fall",
@@ -1057,7 +1057,7 @@ class SpecCompiler {
         if (const Entry* e = m.Find("key_by")) {
           ASSIGN_OR_RETURN(process.key_by, StringList(*e));
         }
-        for (const char* param : {"level", "min_level"}) {
+        for (const char* param : {"level", "min_level", "detail"}) {
           if (const Entry* e = m.Find(param)) {
             ASSIGN_OR_RETURN(process.params[param], String(*e));
           }

@@ -33,12 +33,15 @@ std::string FormatDuration(int64_t ms) {
 class Alert final : public KeyedProcessFunction {
  public:
   static absl::StatusOr<std::unique_ptr<KeyedProcessFunction>> Create(const ProcessParams& params) {
-    RETURN_IF_ERROR(params.CheckKnown({"level", "min_level", "cooldown"}));
+    RETURN_IF_ERROR(params.CheckKnown({"level", "min_level", "cooldown", "detail"}));
     ASSIGN_OR_RETURN(std::string level, params.GetString("level", "risk_band"));
+    ASSIGN_OR_RETURN(std::string detail, params.GetString("detail", ""));
     ASSIGN_OR_RETURN(std::string min_level, params.GetString("min_level", ""));
     ASSIGN_OR_RETURN(int64_t cooldown, params.GetDurationMs("cooldown", 3'600'000));
     if (cooldown <= 0) return ProcessParams::Error("cooldown", "must be > 0");
-    return std::unique_ptr<KeyedProcessFunction>(new Alert(std::move(level), std::move(min_level), cooldown));
+    auto alert = std::unique_ptr<Alert>(new Alert(std::move(level), std::move(min_level), cooldown));
+    alert->detail_name_ = std::move(detail);
+    return std::unique_ptr<KeyedProcessFunction>(std::move(alert));
   }
 
   absl::StatusOr<ProcessOutputSchema> OutputSchema(const ProcessInput& input) const override {
@@ -56,6 +59,10 @@ class Alert final : public KeyedProcessFunction {
     if (!min_level_text_.empty() && !Rank(type, min_level_text_, &rank)) {
       return ProcessParams::Error("min_level", absl::StrCat("'", min_level_text_, "' is no level of a ",
                                                             FieldTypeName(type), " field"));
+    }
+    if (!detail_name_.empty() && input.schema.IndexOf(detail_name_) < 0) {
+      return ProcessParams::Error("detail", absl::StrCat("the input has no field '", detail_name_, "'; it has ",
+                                                         input.schema.DebugString()));
     }
     const int message = input.schema.IndexOf("message_id");
     if (message < 0 || input.schema.field(message).type != FieldType::kString) {
@@ -81,6 +88,10 @@ class Alert final : public KeyedProcessFunction {
     level_ = in.IndexOf(level_name_);
     type_ = in.field(level_).type;
     message_ = in.IndexOf("message_id");
+    if (!detail_name_.empty()) {
+      detail_ = in.IndexOf(detail_name_);
+      detail_type_ = in.field(detail_).type;
+    }
     keys_ = setup.input().key_fields.size();
     for (int k : setup.input().key_fields) key_types_.push_back(in.field(k).type);
     if (min_level_text_.empty()) {
@@ -129,6 +140,12 @@ class Alert final : public KeyedProcessFunction {
       reason = absl::StrCat("still ", LevelText(rank), " after ", FormatDuration(t - last_at));
     } else {
       return absl::OkStatus();  // suppressed
+    }
+    if (detail_ >= 0 && !in[detail_].is_null) {
+      // "spo2 below 90 x3 in 5m; reached 3", "news2_total 7; rose from low to high".
+      reason = detail_type_ == FieldType::kString
+                   ? absl::StrCat(in[detail_].s, "; ", reason)
+                   : absl::StrCat(detail_name_, " ", DatumToString(in[detail_], detail_type_), "; ", reason);
     }
     Row& out = ctx.Emit();
     const Row& key = ctx.key_row();
@@ -195,6 +212,9 @@ class Alert final : public KeyedProcessFunction {
   int level_ = -1;
   FieldType type_ = FieldType::kString;
   int message_ = -1;
+  std::string detail_name_;  // empty: no detail
+  int detail_ = -1;
+  FieldType detail_type_ = FieldType::kString;
   size_t keys_ = 0;
   std::vector<FieldType> key_types_;
   int64_t min_level_ = 1;

@@ -23,7 +23,10 @@
 // reason ("rose from low to medium", "still high after 1h").
 //
 // Parameters: level (field name, default risk_band), min_level (default
-// low-medium, or true, or a number), cooldown (duration, default 1h).
+// low-medium, or true, or a number), cooldown (duration, default 1h),
+// detail (a field of the input whose value goes before the reason: a string
+// as it is, "spo2 below 90 x3 in 5m; reached 3"; another type with its
+// name, "news2_total 7; rose from low to high"; default none).
 
 #include "runtime/operators/process_function_registry.h"
 

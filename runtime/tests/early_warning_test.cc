@@ -335,6 +335,10 @@ TEST(AlertFunctionTest, EscalatesSuppressesCoolsDownAndResets) {
   EXPECT_NE(alerts[0].at("alert_id"), alerts[1].at("alert_id"));
   EXPECT_EQ(alerts[1].at("previous_level"), "medium");
   EXPECT_EQ(alerts[0].at("previous_level"), "null");
+  // detail: a field's value before the reason.
+  const auto detailed = RunAlerts({{"detail", "message_id"}}, {{"p1", "m2", 1 * kMin, "medium"}});
+  ASSERT_EQ(detailed.size(), 1u);
+  EXPECT_EQ(detailed[0].at("reason"), "m2; reached medium");
 }
 
 TEST_F(EarlyWarningTest, AnObservationFarAfterItsArrivalIsADeadLetter) {
