@@ -618,6 +618,38 @@ bool JobBuilder::CheckTimezone(std::string_view name, int offset_minutes) {
                            offset_minutes, " minutes"));
 }
 
+StreamRef JobBuilder::PatientsSource(std::string_view name, const PatientsSourceOptions& options) {
+  if (error_) return {};
+  const std::string who = Describe("source", name);
+  Schema schema = Hl7ObservationSchema();
+  if (!CheckSource(name, schema, options.parallelism)) return {};
+  const PatientOptions& o = options.simulation;
+  if (absl::Status s = o.Validate(); !s.ok()) {
+    Fail(name, "patients", -1, absl::StrCat(who, ": ", s.message()));
+    return {};
+  }
+  int time_index = -1;
+  if (!CheckEventTime(name, schema, options.event_time, &time_index)) return {};
+  proto::OperatorSpec op;
+  proto::SourceSpec* src = op.mutable_source();
+  src->set_connector("patients");
+  src->set_format(std::string(PatientFormatName(o.format)));
+  src->set_count(o.count);
+  src->set_seed(o.seed);
+  proto::PatientsSpec* p = src->mutable_patients();
+  p->set_patients(o.patients);
+  p->set_interval_ms(o.interval_ms);
+  p->set_speed(o.speed);
+  p->set_start_ms(o.start_ms);
+  p->set_deterioration_rate(o.deterioration_rate);
+  p->set_sepsis_fraction(o.sepsis_fraction);
+  p->set_missing(o.missing);
+  p->set_duplicates(o.duplicates);
+  p->set_late(o.late);
+  SetEventTime(options.event_time, time_index, src);
+  return AddVertex("source", name, std::move(op), {}, &schema, time_index, options.parallelism);
+}
+
 StreamRef JobBuilder::MllpSource(std::string_view name, const MllpSourceOptions& options) {
   if (error_) return {};
   const std::string who = Describe("source", name);

@@ -41,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "proto/jobgraph.pb.h"
 #include "runtime/formats/hl7v2_rows.h"
+#include "runtime/operators/patient_source.h"
 #include "runtime/operators/process_params.h"
 #include "runtime/types.h"
 
@@ -154,6 +155,16 @@ struct MllpSourceOptions {
   std::optional<EventTime> event_time;
   Hl7Rows hl7_rows = Hl7Rows::kObservations;
   int hl7_default_offset_minutes = 0;
+};
+
+// The synthetic ward (runtime/operators/patient_source.h): observation rows
+// of the hl7v2 schema, simulated.
+struct PatientsSourceOptions {
+  // All simulation parameters, with their defaults (count -1: unbounded).
+  PatientOptions simulation;
+  // As in GeneratorOptions.
+  int parallelism = 0;
+  std::optional<EventTime> event_time;
 };
 
 struct GeneratorOptions {
@@ -475,6 +486,8 @@ class JobBuilder {
                        const Schema& schema, const FileSourceOptions& options = {});
   // Listens for HL7 v2 over MLLP; the rows' schema is hl7_rows'.
   StreamRef MllpSource(std::string_view name, const MllpSourceOptions& options);
+  // Simulates bedside monitors; the rows' schema is Hl7ObservationSchema().
+  StreamRef PatientsSource(std::string_view name, const PatientsSourceOptions& options);
   // Synthesizes records of `schema`.
   StreamRef GeneratorSource(std::string_view name, const Schema& schema,
                             const GeneratorOptions& options = {});

@@ -19,6 +19,7 @@
 #include "client/job_builder.h"
 #include "common/absl_compat.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "runtime/clinical/score_model_function.h"
 
 namespace vstream {
@@ -817,6 +818,13 @@ class SpecCompiler {
                                 {"name", "connector", "schema", "event_time", "count", "rate",
                                  "seed", "fields", "parallelism"},
                                 what));
+    } else if (connector == "patients") {
+      hl7 = true;  // a fixed schema
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "connector", "patients", "seed", "interval", "count", "speed", "start",
+                                 "deterioration_rate", "sepsis_fraction", "missing", "duplicates", "late", "format",
+                                 "event_time", "parallelism"},
+                                what, " (a patients source makes observation rows of a fixed schema: docs/job-spec.md)"));
     } else if (connector == "mllp") {
       hl7 = true;
       RETURN_IF_ERROR(CheckKeys(m,
@@ -831,7 +839,7 @@ class SpecCompiler {
       }
     } else {
       return ErrorAt(*connector_entry, absl::StrCat("unknown connector '", connector, "' for ",
-                                                    what, ", expected one of file, generator, mllp"));
+                                                    what, ", expected one of file, generator, mllp, patients"));
     }
     Schema schema;  // hl7v2: left empty, for the builder to take the rows' own
     if (!hl7) {
@@ -864,6 +872,60 @@ class SpecCompiler {
       }
       RETURN_IF_ERROR(Hl7Options(m, what, &options.hl7_rows, &options.hl7_default_offset_minutes));
       builder_->FileSource(name, ResolvePath(path), format, schema, options);
+    } else if (connector == "patients") {
+      PatientsSourceOptions options;
+      options.parallelism = parallelism;
+      options.event_time = event_time;
+      PatientOptions& o = options.simulation;
+      // Range errors point at the key that is out of range.
+      auto check = [&](const Entry* e) -> absl::Status {
+        if (absl::Status s = o.Validate(); !s.ok()) return ErrorAt(*e, std::string(s.message()));
+        return absl::OkStatus();
+      };
+      if (const Entry* e = m.Find("patients")) {
+        ASSIGN_OR_RETURN(o.patients, Int(*e));
+        RETURN_IF_ERROR(check(e));
+      }
+      if (const Entry* e = m.Find("seed")) {
+        if (!e->value.IsScalar() || !absl::SimpleAtoi(AV(e->value.Scalar()), &o.seed)) {
+          return ErrorAt(*e, absl::StrCat("expected an unsigned integer for 'seed', got ", Describe(e->value)));
+        }
+      }
+      if (const Entry* e = m.Find("interval")) {
+        ASSIGN_OR_RETURN(o.interval_ms, DurationMs(*e));
+        RETURN_IF_ERROR(check(e));
+      }
+      if (const Entry* e = m.Find("count")) {
+        ASSIGN_OR_RETURN(o.count, Int(*e));
+        if (o.count < 0) {
+          return ErrorAt(*e, absl::StrCat("count must be >= 0 (leave it out for an unbounded source), got ", o.count));
+        }
+      }
+      if (const Entry* e = m.Find("start")) {
+        ASSIGN_OR_RETURN(std::string text, String(*e));
+        if (!ParseTimestamp(text, &o.start_ms) || o.start_ms <= 0) {
+          return ErrorAt(*e, absl::StrCat("expected a timestamp such as 2024-03-01T08:00:00Z for 'start', got '",
+                                          text, "'"));
+        }
+      }
+      for (auto [key, field] : {std::pair<const char*, double*>{"speed", &o.speed},
+                                {"deterioration_rate", &o.deterioration_rate},
+                                {"sepsis_fraction", &o.sepsis_fraction},
+                                {"missing", &o.missing},
+                                {"duplicates", &o.duplicates},
+                                {"late", &o.late}}) {
+        if (const Entry* e = m.Find(key)) {
+          ASSIGN_OR_RETURN(*field, Number(*e));
+          RETURN_IF_ERROR(check(e));
+        }
+      }
+      if (const Entry* e = m.Find("format")) {
+        ASSIGN_OR_RETURN(std::string format, String(*e));
+        absl::StatusOr<PatientFormat> f = ParsePatientFormat(format);
+        if (!f.ok()) return ErrorAt(*e, std::string(f.status().message()));
+        o.format = *f;
+      }
+      builder_->PatientsSource(name, options);
     } else if (connector == "mllp") {
       MllpSourceOptions options;
       options.parallelism = parallelism;

@@ -15,6 +15,7 @@
 #include "runtime/operators/process_operator.h"
 #include "runtime/operators/document_source.h"
 #include "runtime/operators/mllp_source.h"
+#include "runtime/operators/patient_source.h"
 #include "runtime/operators/sources.h"
 #include "runtime/operators/window_operator.h"
 #include "runtime/row_codec.h"
@@ -93,6 +94,24 @@ absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobV
         source = std::make_unique<FileSource>(counters, out, op.source());
       } else if (op.source().connector() == "mllp") {
         source = std::make_unique<MllpSource>(counters, out, op.source());
+      } else if (op.source().connector() == "patients") {
+        const proto::SourceSpec& src = op.source();
+        PatientOptions options;
+        options.patients = src.patients().patients();
+        options.seed = src.seed();
+        options.interval_ms = src.patients().interval_ms();
+        options.count = src.count();
+        options.speed = src.patients().speed();
+        options.start_ms = src.patients().start_ms();
+        options.deterioration_rate = src.patients().deterioration_rate();
+        options.sepsis_fraction = src.patients().sepsis_fraction();
+        options.missing = src.patients().missing();
+        options.duplicates = src.patients().duplicates();
+        options.late = src.patients().late();
+        if (!src.format().empty()) {
+          ASSIGN_OR_RETURN(options.format, ParsePatientFormat(src.format()));
+        }
+        source = std::make_unique<PatientSource>(counters, out, src, options);
       } else {
         return absl::InvalidArgumentError(absl::StrCat("unknown source connector ", op.source().connector()));
       }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 
 namespace vstream {
 namespace {
@@ -485,6 +486,25 @@ absl::StatusOr<Operand> BuildConcat(CompileContext& ctx, Call& call) {
   return Finish(ctx, MakeConcat(std::move(nodes), /*skip_nulls=*/true), call.offset, shape);
 }
 
+// now(): the wall clock (epoch milliseconds, a timestamp) when the row is
+// evaluated: processing time. Never folded into a constant. Not
+// deterministic: a replay gives other values (use it to measure latency,
+// not to compute results).
+class NowNode final : public ExprNode {
+ public:
+  NowNode() : ExprNode(VType::kTimestamp) {}
+  bool EvalScalar(const Row&, Scalar* out) const override {
+    out->i = NowMillis();
+    return true;
+  }
+};
+
+absl::StatusOr<Operand> BuildNow(CompileContext& ctx, Call& call) {
+  Shape shape;
+  shape.constant = false;
+  return Finish(ctx, std::make_unique<NowNode>(), call.offset, shape);
+}
+
 absl::StatusOr<Operand> BuildResultId(CompileContext& ctx, Call& call) {
   Shape shape = call.MakeShape();
   std::vector<NodePtr> nodes = TakeNodes(call, VType::kNull);
@@ -536,6 +556,7 @@ constexpr FunctionSpec kFunctions[] = {
     {"ln", 1, 1, &BuildDoubleMath<MathFn::kLn>},
     {"log10", 1, 1, &BuildDoubleMath<MathFn::kLog10>},
     {"lower", 1, 1, &BuildStringFn<CaseMapNode<false>, VType::kString>},
+    {"now", 0, 0, &BuildNow},
     {"pow", 2, 2, &BuildPow},
     {"result_id", 1, kVariadic, &BuildResultId},
     {"round", 1, 2, &BuildRound},

@@ -96,7 +96,8 @@
 // give a start, the same start.
 //
 // Patient identifiers never appear in logs or metrics: the source logs one
-// line when it opens and one at the end of a bounded run, with counts only.
+// line when it starts producing (after a restore: with the restored start)
+// and one at the end of a bounded run, with counts only.
 //
 // Task thread only.
 
@@ -207,8 +208,10 @@ class PatientSource : public SourceOperator {
   void AppendRows(const Vitals& v, int64_t received_at);
   absl::Status AppendHl7(const Vitals& v, int64_t received_at);
   absl::Status AppendFhir(const Vitals& v, int64_t received_at);
-  int64_t NowNanos() const;
-  int64_t NowMillis() const;
+  // ctx.clock when set, else a monotonic clock (ns) and the system clock (ms).
+  int64_t ClockNanos() const;
+  int64_t ClockMillis() const;
+  void LogStart();
   void LogSummary();
 
   const Schema schema_;
@@ -237,6 +240,7 @@ class PatientSource : public SourceOperator {
   int64_t late_sets_ = 0;
   int64_t missing_values_ = 0;
   int64_t rows_ = 0;
+  bool announced_ = false;
   bool summarized_ = false;
 };
 

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/time_util.h"
 #include "gtest/gtest.h"
 #include "runtime/types.h"
 
@@ -143,6 +144,21 @@ TEST(ExpressionTest, SpecExamples) {
   row[kTachycardic].SetNull();
   flag->Eval(row, &d);
   EXPECT_EQ(d.i, 0);
+}
+
+TEST(ExpressionTest, NowIsTheWallClockAtEvaluation) {
+  auto now = Expression::Compile("now() - ts", TestSchema());
+  ASSERT_TRUE(now.ok()) << now.status();
+  Row row = TestRow();
+  const int64_t before = NowMillis();
+  Datum d;
+  auto at = Expression::Compile("now()", TestSchema());
+  ASSERT_TRUE(at.ok()) << at.status();
+  EXPECT_EQ(at->type(), FieldType::kTimestamp);
+  at->Eval(row, &d);
+  EXPECT_GE(d.i, before);
+  EXPECT_LE(d.i, NowMillis());
+  ExpectErrors({{"now(1)", "now() takes 0 arguments, got 1", 0}});
 }
 
 TEST(ExpressionTest, Literals) {
@@ -561,7 +577,7 @@ TEST(ExpressionTest, CompileErrorsNameTheProblemAndItsOffset) {
       {"CASE WHEN flag THEN 1 ELSE 'x' END", "CASE branch has type string, which does not match the earlier branches' int", 27},
       {"(hr + 1) AND flag", "expected BOOL operand for AND, got int", 0},
       // Functions.
-      {"foo(1)", "unknown function 'foo', expected one of abs, ceil, coalesce, concat, exp, floor, greatest, if, least, length, ln, log10, lower, pow, result_id, round, sqrt, substr, trim, upper", 0},
+      {"foo(1)", "unknown function 'foo', expected one of abs, ceil, coalesce, concat, exp, floor, greatest, if, least, length, ln, log10, lower, now, pow, result_id, round, sqrt, substr, trim, upper", 0},
       {"hr + median(hr)", "unknown function 'median'", 5},
       {"sum(hr)", "'sum' is an aggregate function", 0},
       {"count(*)", "'count' is an aggregate function", 0},
