@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
-# Installs, builds, then runs the example job on a local cluster: a
-# JobManager and 2 TaskManagers as separate processes, fed 200,000 vital-sign
-# rows of 100 patients. Prints the job's status and the last totals.
+# The ICU early-warning demo: installs, builds, starts a local cluster (a
+# JobManager and 2 TaskManagers as separate processes), submits
+# examples/icu-early-warning.yaml (200 simulated patients at 60x speed) and
+# shows its alerts as they appear, with the reason for each, for
+# DEMO_SECONDS (default 30) seconds. Then it cancels the job and says where
+# the logs, the alert file and the 5-minute statistics are.
+#
+#   ./deploy/demo.sh                  # SKIP_BUILD=1 to use an existing build/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./deploy/install-deps.sh
-./deploy/build.sh
-BIN=build/bin
-DEMO=$(mktemp -d /tmp/vstream-demo-XXXXXX)
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  ./deploy/install-deps.sh
+  ./deploy/build.sh
+fi
+BIN=$PWD/build/bin
+SECONDS_TO_RUN=${DEMO_SECONDS:-30}
+DEMO=$(mktemp -d /tmp/vstream-icu-demo-XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-
-echo "== demo data in $DEMO"
-awk 'BEGIN { srand(7); print "patient_id,ts,hr,spo2,rr";
-  for (i = 0; i < 200000; i++) {
-    printf "P%03d,%d,%d,%d,%d\n", int(rand()*100), 1700000000000 + i*1000,
-      int(rand()*180), int(45 + rand()*56), int(8 + rand()*20) } }' > "$DEMO/vitals.csv"
-sed -e "s|/data/vitals.csv|$DEMO/vitals.csv|" -e "s|/data/out/totals|$DEMO/out|" \
-  examples/vitals-running-totals.yaml > "$DEMO/job.yaml"
 
 await_address() {  # file, what
   for _ in $(seq 1 300); do
@@ -29,7 +29,7 @@ await_address() {  # file, what
   echo "$2 did not start; see $1" >&2; return 1
 }
 
-echo "== starting a JobManager and 2 TaskManagers"
+echo "== starting a JobManager and 2 TaskManagers (logs in $DEMO)"
 $BIN/vstream-jobmanager --rpc-port 0 --data-dir "$DEMO/jm" > "$DEMO/jm.out" 2> "$DEMO/jm.log" &
 pids+=($!)
 JM=$(await_address "$DEMO/jm.out" JobManager)
@@ -40,8 +40,28 @@ for i in 0 1; do
   await_address "$DEMO/tm$i.out" TaskManager > /dev/null
 done
 
-echo "== vstream submit $DEMO/job.yaml --wait"
-$BIN/vstream submit "$DEMO/job.yaml" --wait --jobmanager "$JM"
-echo "== last totals of 3 patients"
-for p in P000 P001 P002; do grep -h "\"$p\"" "$DEMO"/out/part-* | tail -1; done
-echo "== logs and outputs are in $DEMO"
+cp examples/icu-early-warning.yaml "$DEMO/"
+echo "== vstream submit examples/icu-early-warning.yaml"
+JOB=$($BIN/vstream submit "$DEMO/icu-early-warning.yaml" --jobmanager "$JM" | head -1)
+echo "job $JOB: 200 patients, a set of vital signs per patient per simulated minute, 60x speed"
+echo "== alerts for ${SECONDS_TO_RUN} s (time, patient, alert: why)"
+# The console sink's JSON lines, one per alert, from both TaskManagers.
+tail -q -n +1 -F "$DEMO/tm0.out" "$DEMO/tm1.out" 2> /dev/null | grep --line-buffered '"alert_id"' |
+  sed -u -E 's/.*"alert_at":"[0-9-]+T([0-9:]+)\.[0-9]+Z","patient_id":"([^"]*)","alert":"([^"]*)","reason":"([^"]*)".*/\1  \2  \3: \4/' &
+TAIL=$!
+sleep "$SECONDS_TO_RUN"
+kill $TAIL 2> /dev/null || true
+echo "== status"
+$BIN/vstream status "$JOB" --jobmanager "$JM" | head -40
+$BIN/vstream cancel "$JOB" --jobmanager "$JM" > /dev/null
+cat <<MSG
+== what the alerts mean
+  NEWS2 medium/high        the National Early Warning Score 2 of the patient's latest vital signs
+                           reached 5-6 (medium: urgent ward review) or 7+ (high: emergency response);
+                           news2_total is the score, "rose from" an earlier alert's level
+  possible sepsis (qSOFA)  2 or more of: respiratory rate >= 22, altered mentation, systolic BP <= 100
+  pattern                  SpO2 below 90% three times within 5 minutes, or a heart rate up more
+                           than 30/min within 10 minutes
+  The same alert repeats only after its cool-down (1 h, 30 min for patterns) or when it gets worse.
+== alerts: $DEMO/out/alerts, 5-minute statistics: $DEMO/out/vitals_5min, logs: $DEMO/*.log
+MSG
