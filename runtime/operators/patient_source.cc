@@ -745,6 +745,10 @@ SourceStatus PatientSource::Produce() {
       anchored_ = true;
       anchor_ns_ = now;
       anchor_sim_ms_ = SlotTime(next_);
+      // Numbers only: bench/alert_latency.sh computes when each set was due
+      // from them (set n is due at wall + (SlotTime(n) - simulated) / speed).
+      spdlog::info("source '{}' subtask {}: paced: start_ms={} simulated_ms={} wall_ms={} speed={}", ctx_.vertex_name,
+                   ctx_.subtask_index, start_, anchor_sim_ms_, ClockMillis(), options_.speed);
     }
     elapsed_ms = static_cast<double>(now - anchor_ns_) / 1e6 * options_.speed;
   }
