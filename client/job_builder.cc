@@ -1,4 +1,6 @@
 #include "client/job_builder.h"
+
+#include "runtime/operators/mllp_source.h"
 #include "runtime/formats/record_format.h"
 
 #include <cmath>
@@ -660,9 +662,10 @@ StreamRef JobBuilder::MllpSource(std::string_view name, const MllpSourceOptions&
     Fail(name, "port", -1, absl::StrCat(who, ": port must lie in 0..65535, got ", options.port));
     return {};
   }
-  if (options.max_message_bytes < 0) {
+  if (options.max_message_bytes < 0 || options.max_message_bytes > MllpSource::kMaxMessageBytesLimit) {
     Fail(name, "max_message_bytes", -1,
-         absl::StrCat(who, ": max_message_bytes must be > 0, got ", options.max_message_bytes));
+         absl::StrCat(who, ": max_message_bytes must lie in 1..", MllpSource::kMaxMessageBytesLimit, " (64 MiB), got ",
+                      options.max_message_bytes));
     return {};
   }
   if (!CheckDeadLetter(name, options.dead_letter)) return {};

@@ -21,6 +21,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "runtime/clinical/score_model_function.h"
+#include "runtime/operators/mllp_source.h"
 
 namespace vstream {
 namespace {
@@ -940,8 +941,9 @@ class SpecCompiler {
       }
       if (const Entry* e = m.Find("max_message_bytes")) {
         ASSIGN_OR_RETURN(options.max_message_bytes, Int(*e));
-        if (options.max_message_bytes <= 0) {
-          return ErrorAt(*e, absl::StrCat("max_message_bytes must be > 0, got ", options.max_message_bytes));
+        if (options.max_message_bytes <= 0 || options.max_message_bytes > MllpSource::kMaxMessageBytesLimit) {
+          return ErrorAt(*e, absl::StrCat("max_message_bytes must lie in 1..", MllpSource::kMaxMessageBytesLimit,
+                                          " (64 MiB), got ", options.max_message_bytes));
         }
       }
       if (const Entry* e = m.Find("dead_letter")) {

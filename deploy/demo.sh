@@ -13,40 +13,23 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   ./deploy/install-deps.sh
   ./deploy/build.sh
 fi
+source bench/common.sh  # start_cluster: a JobManager and TaskManagers, logs in $DIR
 BIN=$PWD/build/bin
 SECONDS_TO_RUN=${DEMO_SECONDS:-30}
-DEMO=$(mktemp -d /tmp/vstream-icu-demo-XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+DIR=$(mktemp -d /tmp/vstream-icu-demo-XXXXXX)
+KEEP=1  # the logs and outputs stay for a look afterwards
+trap bench_cleanup EXIT
 
-await_address() {  # file, what
-  for _ in $(seq 1 300); do
-    addr=$(sed -n "s/^$2 listening on //p" "$1" | head -1)
-    [ -n "$addr" ] && { echo "$addr"; return 0; }
-    sleep 0.1
-  done
-  echo "$2 did not start; see $1" >&2; return 1
-}
+echo "== starting a JobManager and 2 TaskManagers (logs in $DIR)"
+start_cluster 2 2
 
-echo "== starting a JobManager and 2 TaskManagers (logs in $DEMO)"
-$BIN/vstream-jobmanager --rpc-port 0 --data-dir "$DEMO/jm" > "$DEMO/jm.out" 2> "$DEMO/jm.log" &
-pids+=($!)
-JM=$(await_address "$DEMO/jm.out" JobManager)
-for i in 0 1; do
-  $BIN/vstream-taskmanager --jobmanager "$JM" --rpc-port 0 --slots 2 --data-dir "$DEMO/tm$i" \
-    > "$DEMO/tm$i.out" 2> "$DEMO/tm$i.log" &
-  pids+=($!)
-  await_address "$DEMO/tm$i.out" TaskManager > /dev/null
-done
-
-cp examples/icu-early-warning.yaml "$DEMO/"
+cp examples/icu-early-warning.yaml "$DIR/"
 echo "== vstream submit examples/icu-early-warning.yaml"
-JOB=$($BIN/vstream submit "$DEMO/icu-early-warning.yaml" --jobmanager "$JM" | head -1)
+JOB=$($BIN/vstream submit "$DIR/icu-early-warning.yaml" --jobmanager "$JM" | head -1)
 echo "job $JOB: 200 patients, a set of vital signs per patient per simulated minute, 60x speed"
 echo "== alerts for ${SECONDS_TO_RUN} s (time, patient, alert: why)"
 # The console sink's JSON lines, one per alert, from both TaskManagers.
-tail -q -n +1 -F "$DEMO/tm0.out" "$DEMO/tm1.out" 2> /dev/null | grep --line-buffered '"alert_id"' |
+tail -q -n +1 -F "$DIR/tm0.out" "$DIR/tm1.out" 2> /dev/null | grep --line-buffered '"alert_id"' |
   sed -u -E 's/.*"alert_at":"[0-9-]+T([0-9:]+)\.[0-9]+Z","patient_id":"([^"]*)","alert":"([^"]*)","reason":"([^"]*)".*/\1  \2  \3: \4/' &
 TAIL=$!
 sleep "$SECONDS_TO_RUN"
@@ -63,5 +46,5 @@ cat <<MSG
   pattern                  SpO2 below 90% three times within 5 minutes, or a heart rate up more
                            than 30/min within 10 minutes
   The same alert repeats only after its cool-down (1 h, 30 min for patterns) or when it gets worse.
-== alerts: $DEMO/out/alerts, 5-minute statistics: $DEMO/out/vitals_5min, logs: $DEMO/*.log
+== alerts: $DIR/out/alerts, 5-minute statistics: $DIR/out/vitals_5min, logs: $DIR/*.log
 MSG

@@ -474,6 +474,47 @@ sinks:
     input: hl7
 )yaml";
 
+// Issue 5's example, exactly as written there.
+constexpr char kBedsideNews2[] = R"yaml(name: bedside-news2
+parallelism: 2
+checkpointing: {interval: 1s, mode: exactly_once}
+sources:
+  - name: hl7
+    connector: mllp
+    port: 2575
+    format: hl7v2          # one row per OBX: message_id, set_id (OBX-1), patient_id, code, value, unit, status, observed_at, ...
+operators:
+  - name: unique
+    type: dedup
+    input: hl7
+    key: [message_id, set_id]
+    ttl: 1h
+  - name: scores
+    type: news2
+    input: unique          # one row per observation set (message): message_id, patient_id, observed_at, sub-scores, news2_total, red_score, risk_band
+sinks:
+  - name: out
+    connector: file
+    input: scores
+    path: /data/out/scores
+    format: jsonl
+)yaml";
+
+TEST_F(JobSpecTest, TheBedsideNews2ExampleCompilesAsWritten) {
+  absl::StatusOr<proto::JobGraph> graph = Compile(kBedsideNews2);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  ASSERT_EQ(graph->vertices_size(), 4);
+  EXPECT_EQ(graph->vertices(0).op().source().connector(), "mllp");
+  EXPECT_EQ(graph->vertices(0).op().source().port(), 2575);
+  EXPECT_EQ(graph->vertices(1).op().process().function(), "dedup");
+  EXPECT_EQ(graph->vertices(2).op().process().function(), "news2");
+  const Schema scores = Schema::FromProto(graph->vertices(2).output_schema());
+  for (const char* field : {"message_id", "patient_id", "observed_at", "news2_total", "red_score", "risk_band"}) {
+    EXPECT_GE(scores.IndexOf(field), 0) << field;
+  }
+  EXPECT_EQ(graph->vertices(3).op().sink().path(), "/data/out/scores");
+}
+
 TEST_F(JobSpecTest, MllpSourceListensOnAPortAndMakesHl7Rows) {
   absl::StatusOr<proto::JobGraph> graph = Compile(kMllpSpec);
   ASSERT_TRUE(graph.ok()) << graph.status();
@@ -487,7 +528,7 @@ TEST_F(JobSpecTest, MllpSourceListensOnAPortAndMakesHl7Rows) {
   ExpectError(Replace(kMllpSpec, "    port: 2575\n", ""), 4, 5, "missing required field 'port'");
   ExpectError(Replace(kMllpSpec, "format: hl7v2", "format: csv"), 7, 13, "an mllp source reads format hl7v2");
   ExpectError(Replace(kMllpSpec, "max_message_bytes: 65536", "max_message_bytes: 0"), 8, 24,
-              "max_message_bytes must be > 0");
+              "max_message_bytes must lie in 1..67108864 (64 MiB), got 0");
   ExpectError(Replace(kMllpSpec, "    dead_letter: bad\n", "    path: /x\n"), 9, 5, "unknown field 'path'");
 }
 

@@ -1,6 +1,7 @@
 #include "runtime/formats/fhir.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
@@ -13,29 +14,6 @@
 namespace vstream {
 
 namespace {
-
-// Field order of Hl7ObservationSchema().
-enum Field : int {
-  kMessageId,
-  kSetId,
-  kSubId,
-  kMessageType,
-  kSendingFacility,
-  kPatientId,
-  kPatientAuthority,
-  kCode,
-  kCodeSystem,
-  kCodeText,
-  kValueType,
-  kValue,
-  kValueText,
-  kUnit,
-  kStatus,
-  kObservedAt,
-  kDevice,
-  kReceivedAt,
-  kLastInMessage,
-};
 
 absl::Status Error(std::string_view where, std::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(AV(where), ": ", AV(what)));
@@ -79,10 +57,10 @@ std::string_view HL7Status(std::string_view status) {
 
 // The value[x] of an Observation or component into the row's value fields.
 absl::Status SetValue(const JsonValue& holder, std::string_view where, Row& row) {
-  row[kValueType].SetNull();
-  row[kValue].SetNull();
-  row[kValueText].SetNull();
-  row[kUnit].SetNull();
+  row[kObsValueType].SetNull();
+  row[kObsValue].SetNull();
+  row[kObsValueText].SetNull();
+  row[kObsUnit].SetNull();
   for (const JsonMember& member : holder.members) {
     const std::string& key = member.key;
     const JsonValue& v = member.value;
@@ -90,8 +68,8 @@ absl::Status SetValue(const JsonValue& holder, std::string_view where, Row& row)
     std::string_view type = std::string_view(key).substr(5);
     const bool primitive = type == "String" || type == "Boolean" || type == "Integer" || type == "Time" ||
                            type == "DateTime";
-    row[kValueType].SetString(type);
-    if (primitive) row[kValueType].s[0] = static_cast<char>(row[kValueType].s[0] - 'A' + 'a');
+    row[kObsValueType].SetString(type);
+    if (primitive) row[kObsValueType].s[0] = static_cast<char>(row[kObsValueType].s[0] - 'A' + 'a');
     auto bad = [&](std::string_view expected) {
       return Error(where, absl::StrCat(key, ": expected ", AV(expected)));
     };
@@ -99,31 +77,31 @@ absl::Status SetValue(const JsonValue& holder, std::string_view where, Row& row)
       if (!v.is_object()) return bad("an object");
       if (const JsonValue* n = v.Find("value")) {
         if (!n->is_number()) return bad("a number in value");
-        row[kValue].SetDouble(n->number);
+        row[kObsValue].SetDouble(n->number);
       }
       const std::string_view code = v.String("code");
-      SetText(&row[kUnit], code.empty() ? v.String("unit") : code);
+      SetText(&row[kObsUnit], code.empty() ? v.String("unit") : code);
     } else if (type == "CodeableConcept") {
       if (!v.is_object()) return bad("an object");
       const JsonValue* coding = MainCoding(v);
-      SetText(&row[kValueText], coding != nullptr ? coding->String("code") : v.String("text"));
+      SetText(&row[kObsValueText], coding != nullptr ? coding->String("code") : v.String("text"));
     } else if (type == "String" || type == "DateTime" || type == "Time") {
       if (!v.is_string()) return bad("a string");
-      SetText(&row[kValueText], v.text);
+      SetText(&row[kObsValueText], v.text);
     } else if (type == "Integer") {
       if (!v.is_number() || v.number != std::floor(v.number)) return bad("an integer");
-      row[kValue].SetDouble(v.number);
+      row[kObsValue].SetDouble(v.number);
     } else if (type == "Boolean") {
       if (v.type != JsonValue::Type::kBool) return bad("true or false");
-      row[kValueText].SetString(v.boolean ? "true" : "false");
+      row[kObsValueText].SetString(v.boolean ? "true" : "false");
     }
     return absl::OkStatus();
   }
   if (const JsonValue* absent = holder.Find("dataAbsentReason")) {
     if (!absent->is_object()) return Error(where, "dataAbsentReason: expected an object");
-    row[kValueType].SetString("dataAbsentReason");
+    row[kObsValueType].SetString("dataAbsentReason");
     const JsonValue* coding = MainCoding(*absent);
-    SetText(&row[kValueText], coding != nullptr ? coding->String("code") : absent->String("text"));
+    SetText(&row[kObsValueText], coding != nullptr ? coding->String("code") : absent->String("text"));
   }
   return absl::OkStatus();
 }
@@ -133,14 +111,14 @@ absl::Status SetCode(const JsonValue& holder, std::string_view where, Row& row) 
   if (code == nullptr || !code->is_object()) return Error(where, "code: expected a CodeableConcept (it is required)");
   const JsonValue* coding = MainCoding(*code);
   if (coding != nullptr) {
-    SetText(&row[kCode], coding->String("code"));
-    SetText(&row[kCodeSystem], SystemName(coding->String("system")));
+    SetText(&row[kObsCode], coding->String("code"));
+    SetText(&row[kObsCodeSystem], SystemName(coding->String("system")));
     const std::string_view display = coding->String("display");
-    SetText(&row[kCodeText], display.empty() ? code->String("text") : display);
+    SetText(&row[kObsCodeText], display.empty() ? code->String("text") : display);
   } else {
-    row[kCode].SetNull();
-    row[kCodeSystem].SetNull();
-    SetText(&row[kCodeText], code->String("text"));
+    row[kObsCode].SetNull();
+    row[kObsCodeSystem].SetNull();
+    SetText(&row[kObsCodeText], code->String("text"));
   }
   return absl::OkStatus();
 }
@@ -164,8 +142,8 @@ const JsonValue* Resolve(const JsonValue* bundle, std::string_view reference) {
 }
 
 void SetPatient(const JsonValue& obs, const JsonValue* bundle, Row& row) {
-  row[kPatientId].SetNull();
-  row[kPatientAuthority].SetNull();
+  row[kObsPatientId].SetNull();
+  row[kObsPatientAuthority].SetNull();
   const JsonValue* subject = obs.Find("subject");
   if (subject == nullptr || !subject->is_object()) return;
   const JsonValue* identifier = subject->Find("identifier");
@@ -175,17 +153,17 @@ void SetPatient(const JsonValue& obs, const JsonValue* bundle, Row& row) {
     if (ids != nullptr && ids->is_array() && !ids->items.empty()) {
       identifier = &ids->items.front();
     } else if (!patient->String("id").empty()) {
-      row[kPatientId].SetString(patient->String("id"));
+      row[kObsPatientId].SetString(patient->String("id"));
       return;
     }
   }
   if (identifier != nullptr && identifier->is_object() && !identifier->String("value").empty()) {
-    row[kPatientId].SetString(identifier->String("value"));
-    SetText(&row[kPatientAuthority], identifier->String("system"));
+    row[kObsPatientId].SetString(identifier->String("value"));
+    SetText(&row[kObsPatientAuthority], identifier->String("system"));
     return;
   }
   const size_t slash = reference.rfind('/');
-  SetText(&row[kPatientId], slash == std::string_view::npos ? reference : reference.substr(slash + 1));
+  SetText(&row[kObsPatientId], slash == std::string_view::npos ? reference : reference.substr(slash + 1));
 }
 
 }  // namespace
@@ -213,7 +191,7 @@ absl::Status ParseFhirDateTime(std::string_view text, int64_t* out_ms) {
     return false;
   };
   int year = 0, month = 1, day = 1, hour = 0, minute = 0, second = 0, millis = 0;
-  if (!number(4, &year)) return bad();
+  if (!number(4, &year) || year == 0) return bad();
   if (expect('-')) {
     if (!number(2, &month) || month < 1 || month > 12) return bad();
     if (expect('-')) {
@@ -221,8 +199,10 @@ absl::Status ParseFhirDateTime(std::string_view text, int64_t* out_ms) {
       const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
       if (!number(2, &day) || day < 1 || day > kDays[month - 1] || (month == 2 && day == 29 && !leap)) return bad();
       if (expect('T')) {
+        // A time has seconds and a zone (FHIR dateTime); both are required.
         if (!number(2, &hour) || hour > 23 || !expect(':') || !number(2, &minute) || minute > 59) return bad();
-        if (expect(':')) {
+        if (!expect(':')) return bad();
+        {
           if (!number(2, &second) || second > 60) return bad();
           if (second == 60) second = 59;  // a leap second
           if (expect('.')) {
@@ -242,8 +222,10 @@ absl::Status ParseFhirDateTime(std::string_view text, int64_t* out_ms) {
         } else if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) {
           const int sign = text[pos++] == '-' ? -1 : 1;
           int oh = 0, om = 0;
-          if (!number(2, &oh) || oh > 14 || !expect(':') || !number(2, &om) || om > 59) return bad();
+          if (!number(2, &oh) || !expect(':') || !number(2, &om) || om > 59 || oh * 60 + om > 14 * 60) return bad();
           offset_minutes = sign * (oh * 60 + om);
+        } else {
+          return bad();  // no zone
         }
         minute -= offset_minutes;
       }
@@ -290,7 +272,7 @@ absl::Status FhirRowExtractor::Append(const JsonValue& document, int64_t now_ms,
     set_open_ = false;
     return s;
   }
-  if (set_open_) (*rows)[set_last_row_][kLastInMessage].SetBool(true);
+  if (set_open_) (*rows)[set_last_row_][kObsLastInMessage].SetBool(true);
   set_open_ = false;
   return absl::OkStatus();
 }
@@ -327,7 +309,7 @@ absl::Status FhirRowExtractor::AppendObservation(const JsonValue& obs, const Jso
   }
   absl::StrAppend(&key, "@", has_time ? effective->text : std::string());
   if (bundle == nullptr || !set_open_ || key != set_key_) {
-    if (set_open_) (*rows)[set_last_row_][kLastInMessage].SetBool(true);
+    if (set_open_) (*rows)[set_last_row_][kObsLastInMessage].SetBool(true);
     std::string_view id = obs.String("id");
     if (id.empty() && entry != nullptr) id = entry->String("fullUrl");
     if (id.empty()) {
@@ -345,29 +327,29 @@ absl::Status FhirRowExtractor::AppendObservation(const JsonValue& obs, const Jso
   auto begin_row = [&](int component) -> Row& {
     set_last_row_ = rows->size();
     Row& row = rows->Append();
-    row[kMessageId].SetString(set_message_id_);
-    row[kSetId].SetInt(++set_rows_);
+    row[kObsMessageId].SetString(set_message_id_);
+    row[kObsSetId].SetInt(++set_rows_);
     if (component > 0) {
-      row[kSubId].SetString(std::to_string(component));
+      row[kObsSubId].SetString(std::to_string(component));
     } else {
-      row[kSubId].SetNull();
+      row[kObsSubId].SetNull();
     }
-    row[kMessageType].SetString(message_type_);
-    row[kSendingFacility].SetNull();
+    row[kObsMessageType].SetString(message_type_);
+    row[kObsSendingFacility].SetNull();
     SetPatient(obs, bundle, row);
-    SetText(&row[kStatus], HL7Status(obs.String("status")));
+    SetText(&row[kObsStatus], HL7Status(obs.String("status")));
     if (has_time) {
-      row[kObservedAt].SetInt(observed_at);
+      row[kObsObservedAt].SetInt(observed_at);
     } else {
-      row[kObservedAt].SetNull();
+      row[kObsObservedAt].SetNull();
     }
-    row[kDevice].SetNull();
+    row[kObsDevice].SetNull();
     if (const JsonValue* device = obs.Find("device"); device != nullptr && device->is_object()) {
       const std::string_view ref = device->String("reference");
-      SetText(&row[kDevice], ref.empty() ? device->String("display") : ref);
+      SetText(&row[kObsDevice], ref.empty() ? device->String("display") : ref);
     }
-    row[kReceivedAt].SetInt(now_ms);
-    row[kLastInMessage].SetBool(false);
+    row[kObsReceivedAt].SetInt(now_ms);
+    row[kObsLastInMessage].SetBool(false);
     return row;
   };
 
@@ -436,10 +418,22 @@ class FhirObservationWriter final : public RecordWriter {
     out->append(kind);
     out->push_back('-');
     const std::string_view message_id = row[message_id_].is_null ? std::string_view() : row[message_id_].s;
-    for (size_t i = 0; i < message_id.size() && i < 58; ++i) {
+    // FHIR ids are [A-Za-z0-9-.]{1,64}: other characters become '-', and an
+    // id that had to change gets a hash of the original, so that two
+    // message ids never give one resource id.
+    bool changed = message_id.size() > 40;
+    for (size_t i = 0; i < message_id.size() && i < 40; ++i) {
       const char c = message_id[i];
       const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+      changed |= !ok;
       out->push_back(ok ? c : '-');
+    }
+    if (changed) {
+      uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a 64
+      for (unsigned char c : message_id) h = (h ^ c) * 0x100000001b3ULL;
+      char hex[18];
+      std::snprintf(hex, sizeof(hex), "-%016llx", static_cast<unsigned long long>(h));
+      out->append(hex, 17);
     }
     out->append(R"(","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"survey","display":"Survey"}]}],"code":)");
     if (news2_) {

@@ -17,29 +17,6 @@ using format_internal::ParseDouble;
 using format_internal::ParseInt64;
 using format_internal::TrimBlanks;
 
-enum ObservationField : int {
-  kObsMessageId,
-  kObsSetId,
-  kObsSubId,
-  kObsMessageType,
-  kObsSendingFacility,
-  kObsPatientId,
-  kObsPatientAuthority,
-  kObsCode,
-  kObsCodeSystem,
-  kObsCodeText,
-  kObsValueType,
-  kObsValue,
-  kObsValueText,
-  kObsUnit,
-  kObsStatus,
-  kObsObservedAt,
-  kObsDevice,
-  kObsReceivedAt,
-  kObsLastInMessage,
-  kObsFields,
-};
-
 enum AdmissionField : int {
   kAdmMessageId,
   kAdmMessageType,

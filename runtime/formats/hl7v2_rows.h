@@ -63,6 +63,30 @@ struct Hl7RowsOptions {
 // Empty HL7 fields (and explicit nulls, "") are null.
 Schema Hl7ObservationSchema();
 
+// The indexes of Hl7ObservationSchema()'s fields.
+enum ObservationField : int {
+  kObsMessageId,
+  kObsSetId,
+  kObsSubId,
+  kObsMessageType,
+  kObsSendingFacility,
+  kObsPatientId,
+  kObsPatientAuthority,
+  kObsCode,
+  kObsCodeSystem,
+  kObsCodeText,
+  kObsValueType,
+  kObsValue,
+  kObsValueText,
+  kObsUnit,
+  kObsStatus,
+  kObsObservedAt,
+  kObsDevice,
+  kObsReceivedAt,
+  kObsLastInMessage,
+  kObsFields,
+};
+
 // The admission-event row:
 //   message_id, message_type, sending_facility   as above
 //   event                 string     "A01", ... (MSH-9.2, else EVN-1)

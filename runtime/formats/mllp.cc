@@ -96,8 +96,29 @@ void AppendEscaped(std::string_view text, const Hl7Delimiters& d, std::string* o
 
 }  // namespace
 
+std::string_view GuessControlId(std::string_view text) {
+  if (text.substr(0, 3) != "MSH" || text.size() < 4) return {};
+  const char sep = text[3];
+  if (sep == '\r' || sep == '\n') return {};
+  std::string_view segment = text.substr(0, text.find_first_of("\r\n"));
+  // Fields after "MSH": MSH-1 is the separator itself, so the n-th piece
+  // split at it is MSH-(n+1).
+  size_t at = 3;
+  for (int field = 2; field <= 10; ++field) {
+    at = segment.find(sep, at);
+    if (at == std::string_view::npos) return {};
+    ++at;
+  }
+  const size_t end = segment.find(sep, at);
+  const std::string_view id = segment.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+  // Echoed with the default delimiters: an id holding one of them is not.
+  if (id.find_first_of("|^~\\&") != std::string_view::npos) return {};
+  return id;
+}
+
 std::string BuildHl7Ack(const Hl7Message* message, std::string_view code, std::string_view error_code,
-                        std::string_view error, int64_t now_ms, std::string_view control_id) {
+                        std::string_view error, int64_t now_ms, std::string_view control_id,
+                        std::string_view incoming_control_id) {
   const Hl7Delimiters d = message != nullptr ? message->delimiters() : Hl7Delimiters{};
   const int msh = message != nullptr ? message->Find("MSH") : -1;
   auto field = [&](int n) { return message != nullptr ? message->Field(msh, n) : std::string_view(); };
@@ -134,7 +155,7 @@ std::string BuildHl7Ack(const Hl7Message* message, std::string_view code, std::s
   out.push_back(f);
   out.append(code);
   out.push_back(f);
-  out.append(field(10));
+  out.append(message != nullptr ? field(10) : incoming_control_id);
   out.push_back('\r');
   if (!error.empty()) {
     // ERR-3 (HL7 error code), ERR-4 (severity E), ERR-8 (user message).

@@ -72,7 +72,14 @@ class MllpDecoder {
 // the ACK then uses default delimiters and an empty control id. `now_ms`
 // is MSH-7 (UTC); `control_id` is the ACK's own MSH-10. No line breaks: the
 // segments end with CR.
+// `incoming_control_id` is MSA-2 when `message` is null (GuessControlId).
 std::string BuildHl7Ack(const Hl7Message* message, std::string_view code, std::string_view error_code,
-                        std::string_view error, int64_t now_ms, std::string_view control_id);
+                        std::string_view error, int64_t now_ms, std::string_view control_id,
+                        std::string_view incoming_control_id = {});
+
+// MSH-10 of bytes that start like a message (MSH and a field separator),
+// read from the first segment alone; "" if there is none. For ACKs of
+// messages that do not parse.
+std::string_view GuessControlId(std::string_view text);
 
 }  // namespace vstream

@@ -65,6 +65,8 @@ absl::StatusOr<std::unique_ptr<MllpClient>> MllpClient::Connect(const std::strin
 
 MllpClient::~MllpClient() { ::close(fd_); }
 
+void MllpClient::CloseWrite() { ::shutdown(fd_, SHUT_WR); }
+
 absl::Status MllpClient::SendRaw(std::string_view bytes) {
   while (!bytes.empty()) {
     const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);

@@ -32,6 +32,8 @@ class MllpClient {
   absl::Status SendRaw(std::string_view bytes);
   // Waits for the next frame back.
   absl::StatusOr<std::string> Receive(std::chrono::milliseconds timeout);
+  // Says that nothing more will be sent (shutdown SHUT_WR); ACKs still come.
+  void CloseWrite();
 
  private:
   explicit MllpClient(int fd) : fd_(fd), decoder_(16 << 20) {}

@@ -132,6 +132,7 @@ absl::Status MessageLog::Recover() {
   if (ec) return absl::InternalError(absl::StrCat("cannot list ", dir_, ": ", ec.message()));
   std::sort(segments.begin(), segments.end());
   if (segments.empty()) {
+    created_ = true;
     if (absl::Status s = OpenSegmentForAppend(1, 0); !s.ok()) return s;
     if (absl::Status s = SyncDir(dir_); !s.ok()) return s;
     absl::MutexLock lock(&mu_);
@@ -168,6 +169,16 @@ absl::Status MessageLog::Recover() {
   size_t good = 0;
   LoggedMessage m;
   while (size_t n = RecordAt(std::string_view(bytes).substr(good), &m)) good += n;
+  // A torn write is the end of the log. A sound record after a bad one
+  // means a record in the middle went bad: that is corruption of synced,
+  // acknowledged messages, not something to cut off.
+  for (size_t at = good + 1; at + kHeader <= bytes.size(); ++at) {
+    if (RecordAt(std::string_view(bytes).substr(at), &m) != 0) {
+      return absl::DataLossError(absl::StrCat("the message log ", dir_, " is corrupt: segment ", last,
+                                              " has a bad record at offset ", good,
+                                              " followed by sound ones (at offset ", at, ")"));
+    }
+  }
   if (absl::Status s = OpenSegmentForAppend(last, static_cast<int64_t>(good)); !s.ok()) return s;
   if (good < bytes.size()) {
     // Point-in-time recovery: the log ends before the first record that
@@ -253,6 +264,10 @@ absl::Status MessageLog::Seek(const LogPosition& position) {
     }
   }
   read_ = position;
+  {
+    absl::MutexLock lock(&mu_);
+    read_shared_ = position;
+  }
   buf_.clear();
   buf_offset_ = position.offset;
   return absl::OkStatus();
@@ -297,6 +312,7 @@ absl::StatusOr<bool> MessageLog::Next(LoggedMessage* message) {
     {
       absl::MutexLock lock(&mu_);
       committed = committed_;
+      read_shared_ = read_;  // for backlog_bytes() on the writer's thread
     }
     if (read_.segment > committed.segment ||
         (read_.segment == committed.segment && read_.offset >= committed.offset)) {
@@ -355,7 +371,7 @@ void MessageLog::WaitForData(std::chrono::milliseconds timeout) {
 
 int64_t MessageLog::backlog_bytes() const {
   absl::MutexLock lock(&mu_);
-  return (committed_.segment - read_.segment) * segment_bytes_ + committed_.offset - read_.offset;
+  return (committed_.segment - read_shared_.segment) * segment_bytes_ + committed_.offset - read_shared_.offset;
 }
 
 void MessageLog::DeleteBefore(int64_t segment) {

@@ -14,8 +14,9 @@
 //             reason | message bytes
 //
 // (little-endian). Open() truncates a torn record at the end of the last
-// segment (written, never synced, so never acknowledged). A bad checksum
-// anywhere before the committed end is DataLoss. A LOCK file held with
+// segment (written, never synced, so never acknowledged); a bad record
+// followed by sound ones is corruption, and Open fails with DataLoss. So is
+// a bad checksum anywhere the reader reads. A LOCK file held with
 // flock() keeps a second process from appending to the same log.
 //
 // Thread-safe in this sense: one thread writes (Add, Commit), another reads
@@ -60,6 +61,8 @@ class MessageLog {
   MessageLog& operator=(const MessageLog&) = delete;
 
   const std::string& dir() const { return dir_; }
+  // Open found no log and started an empty one.
+  bool created() const { return created_; }
 
   // Writer: buffers a record; nothing is durable before Commit().
   void Add(LoggedMessage::Kind kind, int64_t received_at_ms, std::string_view reason, std::string_view bytes);
@@ -96,6 +99,7 @@ class MessageLog {
   const std::string dir_;
   const int64_t segment_bytes_;
   int lock_fd_ = -1;
+  bool created_ = false;
 
   // Writer.
   int write_fd_ = -1;
@@ -107,6 +111,7 @@ class MessageLog {
   mutable absl::Mutex mu_;
   absl::CondVar committed_cv_;
   LogPosition committed_ ABSL_GUARDED_BY(mu_);
+  LogPosition read_shared_ ABSL_GUARDED_BY(mu_);  // the reader's position, lagging by a record
   int64_t first_segment_ ABSL_GUARDED_BY(mu_) = 1;
 
   // Reader.

@@ -55,6 +55,7 @@ struct MllpSource::Connection {
   MllpDecoder decoder;
   std::string acks;  // framed ACKs of logged messages, not yet committed
   std::string out;   // framed ACKs to send
+  bool input_done = false;  // the sender closed its side: send what is due, then close
   bool closed = false;
 };
 
@@ -91,6 +92,10 @@ absl::Status MllpSource::Open(const OperatorContext& ctx) {
     return absl::InvalidArgumentError(absl::StrCat("source '", ctx.vertex_name, "': an mllp source has the schema ",
                                                    extractor_.schema().DebugString(), ", not ",
                                                    schema_.DebugString()));
+  }
+  if (spec_.max_message_bytes() > kMaxMessageBytesLimit) {
+    return absl::InvalidArgumentError(absl::StrCat("source '", ctx.vertex_name, "': max_message_bytes is at most ",
+                                                   kMaxMessageBytesLimit, ", got ", spec_.max_message_bytes()));
   }
   const std::string part = absl::StrCat(PathPart(ctx.vertex_name), "-", ctx.subtask_index);
   std::string dir;
@@ -156,7 +161,10 @@ void MllpSource::Receive(Connection& conn, const MllpFrame& frame) {
   auto reject = [&](std::string_view code, std::string_view error_code, std::string_view reason,
                     const Hl7Message* message) {
     log_->Add(LoggedMessage::kRejected, now, reason, frame.text);
-    ack = BuildHl7Ack(message, code, error_code, reason, now, control_id);
+    // A message that did not parse may still name itself in MSH-10: echo it
+    // in MSA-2, which senders match against what they sent.
+    ack = BuildHl7Ack(message, code, error_code, reason, now, control_id,
+                      message == nullptr ? GuessControlId(frame.text) : std::string_view());
   };
   if (frame.too_long) {
     reject("AR", kInternalError,
@@ -206,14 +214,18 @@ void MllpSource::Serve() {
     listener_error_ = s;
     failed_ = true;
   };
+  int64_t accept_again_ms = 0;  // after EMFILE: not before then
   while (!stop_) {
     const bool room = log_->backlog_bytes() < kMaxBacklogBytes;
+    const bool accepting = conns.size() < kMaxConnections && NowMillis() >= accept_again_ms;
     fds.clear();
     fds.push_back({wake_fds_[0], POLLIN, 0});
-    fds.push_back({listen_fd_, static_cast<short>(conns.size() < kMaxConnections ? POLLIN : 0), 0});
+    fds.push_back({listen_fd_, static_cast<short>(accepting ? POLLIN : 0), 0});
     for (const auto& c : conns) {
-      fds.push_back({c->fd, static_cast<short>((room ? POLLIN : 0) | (c->out.empty() ? 0 : POLLOUT)), 0});
+      const bool reading = room && !c->input_done;
+      fds.push_back({c->fd, static_cast<short>((reading ? POLLIN : 0) | (c->out.empty() ? 0 : POLLOUT)), 0});
     }
+    const size_t polled = conns.size();  // fds[2 + i] is conns[i] for i < polled
     const int n = ::poll(fds.data(), fds.size(), room ? 200 : 20);
     if (n < 0 && errno != EINTR) {
       fail(absl::InternalError(absl::StrCat("poll: ", std::strerror(errno))));
@@ -227,7 +239,12 @@ void MllpSource::Serve() {
     if (fds[1].revents & POLLIN) {
       for (;;) {
         const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) break;
+        if (fd < 0) {
+          // Out of descriptors: the pending connection stays, and polling
+          // the socket again at once would spin.
+          if (errno == EMFILE || errno == ENFILE) accept_again_ms = NowMillis() + 100;
+          break;
+        }
         if (conns.size() >= kMaxConnections) {
           ::close(fd);
           continue;
@@ -240,7 +257,7 @@ void MllpSource::Serve() {
     // Read what arrived; log every complete frame.
     for (size_t i = 0; i < conns.size(); ++i) {
       Connection& c = *conns[i];
-      const short ev = fds[i + 2].revents;
+      const short ev = i < polled ? fds[i + 2].revents : 0;
       if (ev & (POLLIN | POLLHUP | POLLERR)) {
         for (int round = 0; round < 16; ++round) {
           const ssize_t r = ::read(c.fd, buf, sizeof(buf));
@@ -248,7 +265,11 @@ void MllpSource::Serve() {
             c.decoder.Feed(std::string_view(buf, static_cast<size_t>(r)));
             continue;
           }
-          if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) c.closed = true;
+          if (r == 0) {
+            c.input_done = true;  // the ACKs of what it sent are still due
+          } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            c.closed = true;
+          }
           break;
         }
         MllpFrame frame;
@@ -281,7 +302,7 @@ void MllpSource::Serve() {
       }
     }
     for (size_t i = 0; i < conns.size();) {
-      if (conns[i]->closed) {
+      if (conns[i]->closed || (conns[i]->input_done && conns[i]->out.empty())) {
         junk_logged += conns[i]->decoder.junk_bytes();
         ::close(conns[i]->fd);
         conns.erase(conns.begin() + static_cast<std::ptrdiff_t>(i));
@@ -323,9 +344,9 @@ absl::Status MllpSource::RestoreOperatorState(std::string_view state) {
         absl::StrCat("source position '", AV(state), "' is not 'mllp segment=N offset=N'"));
   }
   absl::Status s = log_->Seek(p);
-  if (!s.ok() && log_->start() == LogPosition{1, 0} && log_->backlog_bytes() == 0) {
-    // A new, empty log: a savepoint restored into another job, whose
-    // checkpoint storage has a log of its own.
+  if (!s.ok() && log_->created()) {
+    // There was no log: a savepoint restored into another job, whose
+    // checkpoint storage has a log of its own (or the log was deleted).
     spdlog::warn("source '{}' subtask {}: the restored position {}:{} is in another job's message log; reading "
                  "this job's from its start",
                  ctx_.vertex_name, ctx_.subtask_index, p.segment, p.offset);

@@ -71,6 +71,7 @@ class MllpSource : public SourceOperator {
 
   static constexpr size_t kMessagesPerBatch = 256;
   static constexpr int64_t kDefaultMaxMessageBytes = 1 << 20;
+  static constexpr int64_t kMaxMessageBytesLimit = 64 << 20;
   static constexpr int64_t kMaxBacklogBytes = 256 << 20;
   static constexpr size_t kMaxConnections = 256;
 

@@ -302,29 +302,6 @@ void AppendHl7Time(int64_t ms, std::string* out) {
   out->append("+0000");
 }
 
-// Field order of Hl7ObservationSchema().
-enum ObservationField : int {
-  kMessageId,
-  kSetId,
-  kSubId,
-  kMessageType,
-  kSendingFacility,
-  kPatientId,
-  kPatientAuthority,
-  kCode,
-  kCodeSystem,
-  kCodeText,
-  kValueType,
-  kValue,
-  kValueText,
-  kUnit,
-  kStatus,
-  kObservedAt,
-  kDevice,
-  kReceivedAt,
-  kLastInMessage,
-};
-
 constexpr std::string_view kAuthority = "VSTREAM-SIM";
 constexpr std::string_view kFacility = "SIM";
 
@@ -561,7 +538,7 @@ void PatientSource::EmitSet(int64_t n, bool late) {
     for (size_t r = first; r < end; ++r) {
       Row& copy = batch_.Append();
       copy = batch_[r];  // element-wise: the strings keep their capacity
-      copy[kReceivedAt].i += kResendDelayMs;
+      copy[kObsReceivedAt].i += kResendDelayMs;
     }
   }
   rows_ += static_cast<int64_t>(batch_.size() - first);
@@ -575,37 +552,37 @@ void PatientSource::AppendRows(const Vitals& v, int64_t received_at) {
     const Vital vital = static_cast<Vital>(i);
     const VitalDef& def = kVitals[i];
     Row& row = batch_.Append();
-    row[kMessageId].SetString(id_);
-    row[kSetId].SetInt(++set_id);
-    row[kSubId].SetNull();
-    row[kMessageType].SetString("ORU^R01");
-    row[kSendingFacility].SetString(kFacility);
-    row[kPatientId].SetString(patient_);
-    row[kPatientAuthority].SetString(kAuthority);
-    row[kCode].SetString(def.code);
-    row[kCodeSystem].SetString("LN");
-    row[kCodeText].SetString(def.text);
-    Datum& text = row[kValueText];
+    row[kObsMessageId].SetString(id_);
+    row[kObsSetId].SetInt(++set_id);
+    row[kObsSubId].SetNull();
+    row[kObsMessageType].SetString("ORU^R01");
+    row[kObsSendingFacility].SetString(kFacility);
+    row[kObsPatientId].SetString(patient_);
+    row[kObsPatientAuthority].SetString(kAuthority);
+    row[kObsCode].SetString(def.code);
+    row[kObsCodeSystem].SetString("LN");
+    row[kObsCodeText].SetString(def.text);
+    Datum& text = row[kObsValueText];
     if (vital == kConsciousness) {
-      row[kValueType].SetString("CWE");
-      row[kValue].SetNull();
+      row[kObsValueType].SetString("CWE");
+      row[kObsValue].SetNull();
       text.SetString(kConsciousnessCodes[v.value[i]].code);
-      row[kUnit].SetNull();
+      row[kObsUnit].SetNull();
     } else {
-      row[kValueType].SetString("NM");
-      row[kValue].SetDouble(NumericValue(vital, v.value[i]));
+      row[kObsValueType].SetString("NM");
+      row[kObsValue].SetDouble(NumericValue(vital, v.value[i]));
       text.is_null = false;
       text.s.clear();
       AppendValue(vital, v.value[i], &text.s);
-      row[kUnit].SetString(def.unit);
+      row[kObsUnit].SetString(def.unit);
     }
-    row[kStatus].SetString("F");
-    row[kObservedAt].SetInt(v.observed_at);
-    row[kDevice].SetString(device_);
-    row[kReceivedAt].SetInt(received_at);
-    row[kLastInMessage].SetBool(false);
+    row[kObsStatus].SetString("F");
+    row[kObsObservedAt].SetInt(v.observed_at);
+    row[kObsDevice].SetString(device_);
+    row[kObsReceivedAt].SetInt(received_at);
+    row[kObsLastInMessage].SetBool(false);
   }
-  if (batch_.size() > first) batch_[batch_.size() - 1][kLastInMessage].SetBool(true);
+  if (batch_.size() > first) batch_[batch_.size() - 1][kObsLastInMessage].SetBool(true);
 }
 
 absl::Status PatientSource::AppendHl7(const Vitals& v, int64_t received_at) {

@@ -71,7 +71,8 @@ TEST(FhirDateTimeTest, ReadsEveryPrecisionAndOffset) {
   ASSERT_TRUE(ParseFhirDateTime("2024", &ms).ok());
   EXPECT_EQ(ms, 1704067200000);
   for (const char* bad : {"2024-13-01", "2023-02-29", "2024-03-01T25:00:00Z", "2024-03-01 08:00", "24-03-01",
-                          "2024-03-01T08:00:00+0100", ""}) {
+                          "2024-03-01T08:00:00+0100", "2024-03-01T10:00:00", "2024-03-01T10:00Z",
+                          "2024-03-01T10:00:00+14:30", "0000", ""}) {
     EXPECT_FALSE(ParseFhirDateTime(bad, &ms).ok()) << bad;
   }
 }
@@ -262,7 +263,9 @@ TEST(FhirWriterTest, News2RowsBecomeObservationsThatParseBack) {
   JsonValue obs;
   ASSERT_TRUE(ParseJson(out, &obs).ok()) << out;
   EXPECT_EQ(obs.String("resourceType"), "Observation");
-  EXPECT_EQ(obs.String("id"), "news2-urn-uuid-s5-rr");
+  // Not a FHIR id as it is: cleaned, and a hash of the original added.
+  EXPECT_EQ(obs.String("id").substr(0, 21), "news2-urn-uuid-s5-rr-");
+  EXPECT_EQ(obs.String("id").size(), 37u);
   EXPECT_EQ(obs.String("effectiveDateTime"), "2024-03-01T16:00:00.000Z");
   EXPECT_EQ(obs.Find("valueInteger")->number, 13);
   EXPECT_EQ(obs.Find("code")->Find("coding")->items[0].String("code"), "1104051000000101");
@@ -287,6 +290,7 @@ TEST(FhirWriterTest, News2RowsBecomeObservationsThatParseBack) {
   (*writer)->Write(row, &out);
   ASSERT_TRUE(ParseJson(out, &obs).ok());
   EXPECT_EQ(obs.Find("derivedFrom")->items[0].Find("identifier")->String("value"), "MSG00001");
+  EXPECT_EQ(obs.String("id"), "news2-MSG00001");
 
   EXPECT_FALSE(CreateRecordWriter("fhir", Hl7ObservationSchema()).ok());
 }

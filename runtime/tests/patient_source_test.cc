@@ -25,29 +25,6 @@ namespace {
 // 2024-03-01T00:00:00Z
 constexpr int64_t kStart = 1709251200000;
 
-// Field order of Hl7ObservationSchema().
-enum : int {
-  kMessageId,
-  kSetId,
-  kSubId,
-  kMessageType,
-  kSendingFacility,
-  kPatientId,
-  kPatientAuthority,
-  kCode,
-  kCodeSystem,
-  kCodeText,
-  kValueType,
-  kValue,
-  kValueText,
-  kUnit,
-  kStatus,
-  kObservedAt,
-  kDevice,
-  kReceivedAt,
-  kLastInMessage,
-};
-
 std::string RowText(const Row& row) {
   static const Schema schema = Hl7ObservationSchema();
   std::string line;
@@ -92,15 +69,15 @@ std::vector<Set> SetsOf(const std::vector<Row>& rows) {
   for (const Row& r : rows) {
     if (!open) {
       sets.emplace_back();
-      sets.back().message_id = r[kMessageId].s;
-      sets.back().patient_id = r[kPatientId].s;
-      sets.back().observed_at = r[kObservedAt].i;
-      sets.back().received_at = r[kReceivedAt].i;
+      sets.back().message_id = r[kObsMessageId].s;
+      sets.back().patient_id = r[kObsPatientId].s;
+      sets.back().observed_at = r[kObsObservedAt].i;
+      sets.back().received_at = r[kObsReceivedAt].i;
       open = true;
     }
-    EXPECT_EQ(r[kMessageId].s, sets.back().message_id) << "a set's rows must be contiguous";
+    EXPECT_EQ(r[kObsMessageId].s, sets.back().message_id) << "a set's rows must be contiguous";
     sets.back().rows.push_back(&r);
-    if (r[kLastInMessage].i != 0) open = false;
+    if (r[kObsLastInMessage].i != 0) open = false;
   }
   EXPECT_FALSE(open) << "the last set has no last_in_message row";
   return sets;
@@ -235,35 +212,35 @@ TEST(PatientSourceTest, EachSetIsOneRowPerVitalSignOfItsPatient) {
     ASSERT_EQ(set.rows.size(), 8u);
     for (size_t i = 0; i < 8; ++i) {
       const Row& r = *set.rows[i];
-      EXPECT_EQ(r[kSetId].i, static_cast<int64_t>(i + 1));
-      EXPECT_TRUE(r[kSubId].is_null);
-      EXPECT_EQ(r[kMessageType].s, "ORU^R01");
-      EXPECT_EQ(r[kSendingFacility].s, "SIM");
-      EXPECT_EQ(r[kPatientAuthority].s, "VSTREAM-SIM");
-      EXPECT_EQ(r[kCode].s, codes[i]);
-      EXPECT_EQ(r[kCodeSystem].s, "LN");
-      EXPECT_FALSE(r[kCodeText].is_null);
-      EXPECT_EQ(r[kStatus].s, "F");
-      EXPECT_EQ(r[kObservedAt].i, set.observed_at);
-      EXPECT_EQ(r[kReceivedAt].i, set.received_at);
-      EXPECT_EQ(r[kDevice].s, "MON-" + std::string(patient));
-      EXPECT_EQ(r[kLastInMessage].i, i == 7 ? 1 : 0);
+      EXPECT_EQ(r[kObsSetId].i, static_cast<int64_t>(i + 1));
+      EXPECT_TRUE(r[kObsSubId].is_null);
+      EXPECT_EQ(r[kObsMessageType].s, "ORU^R01");
+      EXPECT_EQ(r[kObsSendingFacility].s, "SIM");
+      EXPECT_EQ(r[kObsPatientAuthority].s, "VSTREAM-SIM");
+      EXPECT_EQ(r[kObsCode].s, codes[i]);
+      EXPECT_EQ(r[kObsCodeSystem].s, "LN");
+      EXPECT_FALSE(r[kObsCodeText].is_null);
+      EXPECT_EQ(r[kObsStatus].s, "F");
+      EXPECT_EQ(r[kObsObservedAt].i, set.observed_at);
+      EXPECT_EQ(r[kObsReceivedAt].i, set.received_at);
+      EXPECT_EQ(r[kObsDevice].s, "MON-" + std::string(patient));
+      EXPECT_EQ(r[kObsLastInMessage].i, i == 7 ? 1 : 0);
       if (i == 7) {
-        EXPECT_EQ(r[kValueType].s, "CWE");
-        EXPECT_TRUE(r[kValue].is_null);
-        EXPECT_EQ(r[kValueText].s, "248234008");  // alert: no episodes here
-        EXPECT_TRUE(r[kUnit].is_null);
+        EXPECT_EQ(r[kObsValueType].s, "CWE");
+        EXPECT_TRUE(r[kObsValue].is_null);
+        EXPECT_EQ(r[kObsValueText].s, "248234008");  // alert: no episodes here
+        EXPECT_TRUE(r[kObsUnit].is_null);
       } else {
-        EXPECT_EQ(r[kValueType].s, "NM");
-        EXPECT_EQ(r[kUnit].s, units[i]);
-        ASSERT_FALSE(r[kValue].is_null);
+        EXPECT_EQ(r[kObsValueType].s, "NM");
+        EXPECT_EQ(r[kObsUnit].s, units[i]);
+        ASSERT_FALSE(r[kObsValue].is_null);
         // The text is the number as the monitor reports it.
-        EXPECT_EQ(std::stod(r[kValueText].s), r[kValue].d);
-        const double tenths = r[kValue].d * (i == 5 ? 10 : 1);
-        EXPECT_EQ(tenths, std::round(tenths)) << r[kValueText].s;
+        EXPECT_EQ(std::stod(r[kObsValueText].s), r[kObsValue].d);
+        const double tenths = r[kObsValue].d * (i == 5 ? 10 : 1);
+        EXPECT_EQ(tenths, std::round(tenths)) << r[kObsValueText].s;
       }
     }
-    EXPECT_EQ(set.rows[6]->at(kValue).d, 0) << "on room air";
+    EXPECT_EQ(set.rows[6]->at(kObsValue).d, 0) << "on room air";
   }
 }
 
@@ -417,18 +394,18 @@ TEST(PatientSourceTest, Hl7v2AndFhirGiveTheRowsOfTheRowsFormat) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     const Row& f = fhir[i];
-    const bool coded = r[kCode].s == "80288-4";
-    EXPECT_EQ(f[kMessageType].s, "Bundle");
-    EXPECT_TRUE(f[kSendingFacility].is_null);
-    EXPECT_EQ(f[kValueType].s, coded ? "CodeableConcept" : "Quantity");
+    const bool coded = r[kObsCode].s == "80288-4";
+    EXPECT_EQ(f[kObsMessageType].s, "Bundle");
+    EXPECT_TRUE(f[kObsSendingFacility].is_null);
+    EXPECT_EQ(f[kObsValueType].s, coded ? "CodeableConcept" : "Quantity");
     if (coded) {
-      EXPECT_EQ(f[kValueText].s, r[kValueText].s);
-      levels.insert(r[kValueText].s);
+      EXPECT_EQ(f[kObsValueText].s, r[kObsValueText].s);
+      levels.insert(r[kObsValueText].s);
     } else {
-      EXPECT_TRUE(f[kValueText].is_null);
+      EXPECT_TRUE(f[kObsValueText].is_null);
     }
     Row same = f;
-    for (int k : {kMessageType, kSendingFacility, kValueType, kValueText}) same[k] = r[k];
+    for (int k : {kObsMessageType, kObsSendingFacility, kObsValueType, kObsValueText}) same[k] = r[k];
     EXPECT_EQ(RowText(same), RowText(r));
   }
   EXPECT_TRUE(levels.count("248234008") && levels.count("130987000")) << "alert and new confusion";
@@ -483,8 +460,8 @@ class ScoringOutput : public Output {
   void Push(RowBatch& batch) override {
     for (size_t i = 0; i < batch.size(); ++i) {
       const Row& r = batch[i];
-      const VitalSignValue v = ClassifyVitalSign(r[kCode].s, r[kValue], r[kValueText],
-                                                 r[kUnit].is_null ? std::string_view() : std::string_view(r[kUnit].s));
+      const VitalSignValue v = ClassifyVitalSign(r[kObsCode].s, r[kObsValue], r[kObsValueText],
+                                                 r[kObsUnit].is_null ? std::string_view() : std::string_view(r[kObsUnit].s));
       switch (v.sign) {
         case VitalSign::kRespirationRate: vitals_.respiration_rate = v.value; break;
         case VitalSign::kSpo2: vitals_.spo2 = v.value; break;
@@ -494,9 +471,9 @@ class ScoringOutput : public Output {
         case VitalSign::kConsciousness: vitals_.consciousness = static_cast<Acvpu>(static_cast<int>(v.value)); break;
         case VitalSign::kTemperature: vitals_.temperature = v.value; break;
         default:  // the diastolic pressure: sent, but no part of NEWS2
-          if (r[kCode].s != "8462-4") ADD_FAILURE() << "not a vital sign: " << r[kCode].s;
+          if (r[kObsCode].s != "8462-4") ADD_FAILURE() << "not a vital sign: " << r[kObsCode].s;
       }
-      if (r[kLastInMessage].i == 0) continue;
+      if (r[kObsLastInMessage].i == 0) continue;
       const News2Score news2 = ScoreNews2(vitals_);
       EXPECT_EQ(news2.missing, 0);
       ++sets;
@@ -637,7 +614,7 @@ TEST(PatientSourceTest, PacedSourceEmitsNoSetBeforeItIsDue) {
   src->Produce();
   src->Produce();
   ASSERT_EQ(sets(), 1u);
-  EXPECT_EQ(out.rows[0][kMessageId].s, "SIM7-104");
+  EXPECT_EQ(out.rows[0][kObsMessageId].s, "SIM7-104");
   clock.Advance(100);
   src->Produce();
   EXPECT_EQ(sets(), 2u);
