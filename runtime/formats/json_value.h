@@ -3,10 +3,13 @@
 // (FHIR resources) rather than flat lines (json_format.h reads those
 // without building a tree).
 //
-// ParseJson is strict RFC 8259: one value, UTF-8 text, no comments, no
+// ParseJson is strict RFC 8259 in its grammar: one value, no comments, no
 // trailing commas, no leading zeros, strings with valid escapes (\uXXXX
 // surrogate pairs become UTF-8; a lone surrogate is an error) and no raw
-// control characters. A UTF-8 byte-order mark before the value is skipped.
+// control characters. Bytes of 0x80 and above inside strings are passed
+// through unchecked (not validated as UTF-8; the JSON writer replaces
+// invalid sequences with U+FFFD on output), and a number that underflows
+// (1e-400) is an error like one that overflows. A UTF-8 byte-order mark before the value is skipped.
 // Nesting is limited to kMaxDepth, so no input exhausts the stack. Errors
 // say where, as an editor counts: "line 3 column 14: expected ',' or '}'
 // after an object member". Fuzzed by tests/fuzz/fhir_fuzz.cc.
