@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "client/job_builder.h"
 #include "common/absl_compat.h"
+#include "common/yaml_mapping.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "runtime/clinical/score_model_function.h"
@@ -54,38 +55,10 @@ bool ParseUtcOffset(std::string_view text, int* minutes) {
   return true;
 }
 
-// One `key: value` of a YAML mapping.
-struct Entry {
-  std::string key;
-  YAML::Node key_node;
-  YAML::Node value;
+using Entry = YamlEntry;
+using Mapping = YamlMapping;
 
-  // Where the value is. An empty value (`key:`) has no position of its own.
-  YAML::Mark mark() const { return value.IsNull() ? key_node.Mark() : value.Mark(); }
-};
-
-// A YAML mapping with its entries in file order.
-struct Mapping {
-  YAML::Node node;
-  std::vector<Entry> entries;
-
-  const Entry* Find(std::string_view key) const {
-    for (const Entry& e : entries) {
-      if (e.key == key) return &e;
-    }
-    return nullptr;
-  }
-};
-
-// What a node is, for "expected X, got Y" messages.
-std::string Describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Scalar: return absl::StrCat("'", node.Scalar(), "'");
-    default: return "nothing";
-  }
-}
+std::string Describe(const YAML::Node& node) { return DescribeYaml(node); }
 
 constexpr char kOperatorTypes[] =
     "filter, map, union, aggregate, window, interval_join, broadcast_join, process, dedup, news2, qsofa, alert, "
@@ -123,14 +96,7 @@ class SpecCompiler {
   // ---- errors --------------------------------------------------------------
 
   absl::Status ErrorAt(const YAML::Mark& mark, std::string_view message) const {
-    const int line = mark.is_null() ? 1 : mark.line + 1;
-    const int column = mark.is_null() ? 1 : mark.column + 1;
-    std::string one_line(message);
-    for (char& c : one_line) {
-      if (c == '\n' || c == '\r') c = ' ';
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat(display_path_, ":", line, ":", column, ": ", one_line));
+    return YamlErrorAt(display_path_, mark, message);
   }
   absl::Status ErrorAt(const YAML::Node& node, std::string_view message) const {
     return ErrorAt(node.Mark(), message);
@@ -247,20 +213,7 @@ class SpecCompiler {
   // ---- shape ---------------------------------------------------------------
 
   absl::StatusOr<Mapping> ParseMapping(const YAML::Node& node, std::string_view what) const {
-    if (!node.IsMap()) {
-      return ErrorAt(node,
-                     absl::StrCat("expected a mapping for ", AV(what), ", got ", Describe(node)));
-    }
-    Mapping m;
-    m.node = node;
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      if (!it->first.IsScalar()) {
-        return ErrorAt(it->first, absl::StrCat("expected a field name in ", AV(what), ", got ",
-                                               Describe(it->first)));
-      }
-      m.entries.push_back(Entry{it->first.Scalar(), it->first, it->second});
-    }
-    return m;
+    return ParseYamlMapping(display_path_, node, what);
   }
 
   // Rejects unknown and repeated keys. `what` is e.g. "operator 'valid'";

@@ -153,12 +153,15 @@ TEST(MllpClusterTest, EveryAckedMessageIsScoredOnceAcrossATaskManagerKill) {
       auto send = [&](int i) {
         while (std::chrono::steady_clock::now() < give_up) {
           if (!client) {
-            auto c = MllpClient::Connect("127.0.0.1", port + t % 2, seconds(2));
-            if (!c.ok()) {
-              std::this_thread::sleep_for(milliseconds(100));  // the job is restarting
-              continue;
-            }
-            client = std::move(*c);
+            // While the job restarts, nothing listens: wait until something does.
+            WaitFor(
+                [&] {
+                  auto c = MllpClient::Connect("127.0.0.1", port + t % 2, seconds(2));
+                  if (c.ok()) client = std::move(*c);
+                  return client != nullptr;
+                },
+                std::chrono::duration_cast<milliseconds>(give_up - std::chrono::steady_clock::now()));
+            if (!client) continue;
           }
           absl::StatusOr<std::string> ack = client->Send(Message(i), seconds(3));
           if (!ack.ok()) {

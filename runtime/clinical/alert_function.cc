@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/hash.h"
 #include "common/status_macros.h"
 #include "runtime/formats/format_util.h"
 
@@ -14,14 +15,6 @@ namespace vstream {
 namespace {
 
 constexpr std::string_view kBands[] = {"low", "low-medium", "medium", "high"};
-
-uint64_t Fnv1a(uint64_t h, std::string_view bytes) {
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 std::string FormatDuration(int64_t ms) {
   if (ms % 3'600'000 == 0) return absl::StrCat(ms / 3'600'000, "h");
@@ -150,14 +143,14 @@ class Alert final : public KeyedProcessFunction {
     Row& out = ctx.Emit();
     const Row& key = ctx.key_row();
     size_t f = 0;
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = kFnv1a64Offset;
     for (; f < keys_; ++f) {
       out[f] = key[f];
-      h = Fnv1a(h, DatumToString(key[f], key_types_[f]));
-      h = Fnv1a(h, "\x1f");
+      h = Fnv1a64(DatumToString(key[f], key_types_[f]), h);
+      h = Fnv1a64("\x1f", h);
     }
-    h = Fnv1a(h, in[message_].is_null ? "" : in[message_].s);
-    h = Fnv1a(h, absl::StrCat("\x1f", t, "\x1f", rank));
+    h = Fnv1a64(in[message_].is_null ? "" : in[message_].s, h);
+    h = Fnv1a64(absl::StrCat("\x1f", t, "\x1f", rank), h);
     char id[17];
     std::snprintf(id, sizeof(id), "%016llx", static_cast<unsigned long long>(h));
     out[f++].SetString(std::string_view(id, 16));

@@ -14,6 +14,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
+#include "common/hash.h"
+#include "common/yaml_mapping.h"
 #include "common/status_macros.h"
 #include "runtime/formats/format_util.h"
 
@@ -38,15 +40,6 @@ double Sigmoid(double z) {
   return e / (1 + e);
 }
 
-uint64_t Fnv1a(std::string_view bytes) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
 // A field name the expressions downstream can use: [A-Za-z_][A-Za-z0-9_]*.
 bool IsFieldName(std::string_view s) {
   if (s.empty() || (s[0] >= '0' && s[0] <= '9')) return false;
@@ -56,39 +49,10 @@ bool IsFieldName(std::string_view s) {
   return true;
 }
 
-// What a node is, for "expected X, got Y" messages.
-std::string Describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Scalar: return absl::StrCat("'", node.Scalar(), "'");
-    default: return "nothing";
-  }
-}
+std::string Describe(const YAML::Node& node) { return DescribeYaml(node); }
 
-// One `key: value` of a YAML mapping.
-struct Entry {
-  std::string key;
-  YAML::Node key_node;
-  YAML::Node value;
-
-  // Where the value is. An empty value (`key:`) has no position of its own.
-  YAML::Mark mark() const { return value.IsNull() ? key_node.Mark() : value.Mark(); }
-};
-
-// A YAML mapping with its entries in file order (yaml-cpp keeps repeated
-// keys; CheckKeys rejects them).
-struct Mapping {
-  YAML::Node node;
-  std::vector<Entry> entries;
-
-  const Entry* Find(std::string_view key) const {
-    for (const Entry& e : entries) {
-      if (e.key == key) return &e;
-    }
-    return nullptr;
-  }
-};
+using Entry = YamlEntry;
+using Mapping = YamlMapping;
 
 bool Contains(const std::vector<std::string_view>& keys, std::string_view key) {
   for (std::string_view k : keys) {
@@ -133,13 +97,7 @@ class ScoreModel::Parser {
   // ---- errors --------------------------------------------------------------
 
   absl::Status ErrorAt(const YAML::Mark& mark, std::string_view message) const {
-    const int line = mark.is_null() ? 1 : mark.line + 1;
-    const int column = mark.is_null() ? 1 : mark.column + 1;
-    std::string one_line(message);
-    for (char& c : one_line) {
-      if (c == '\n' || c == '\r') c = ' ';
-    }
-    return absl::InvalidArgumentError(absl::StrCat(path_, ":", line, ":", column, ": ", one_line));
+    return YamlErrorAt(path_, mark, message);
   }
   absl::Status ErrorAt(const YAML::Node& node, std::string_view message) const {
     return ErrorAt(node.Mark(), message);
@@ -151,19 +109,7 @@ class ScoreModel::Parser {
   // ---- shape ---------------------------------------------------------------
 
   absl::StatusOr<Mapping> ParseMapping(const YAML::Node& node, std::string_view what) const {
-    if (!node.IsMap()) {
-      return ErrorAt(node, absl::StrCat("expected a mapping for ", AV(what), ", got ", Describe(node)));
-    }
-    Mapping m;
-    m.node = node;
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      if (!it->first.IsScalar()) {
-        return ErrorAt(it->first,
-                       absl::StrCat("expected a field name in ", AV(what), ", got ", Describe(it->first)));
-      }
-      m.entries.push_back(Entry{it->first.Scalar(), it->first, it->second});
-    }
-    return m;
+    return ParseYamlMapping(path_, node, what);
   }
 
   // Rejects repeated keys, and keys not in `allowed`; `other` are the keys of
@@ -534,7 +480,7 @@ class ScoreModel::Parser {
 absl::StatusOr<std::unique_ptr<ScoreModel>> ScoreModel::Parse(std::string_view text, std::string display_path) {
   std::unique_ptr<ScoreModel> model(new ScoreModel());
   model->path_ = std::move(display_path);
-  model->fingerprint_ = Fnv1a(text);
+  model->fingerprint_ = Fnv1a64(text);
   RETURN_IF_ERROR(Parser(model->path_).Parse(text, model.get()));
   return model;
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
+#include "common/hash.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "runtime/formats/format_util.h"
@@ -141,11 +142,14 @@ const JsonValue* Resolve(const JsonValue* bundle, std::string_view reference) {
   return nullptr;
 }
 
-void SetPatient(const JsonValue& obs, const JsonValue* bundle, Row& row) {
-  row[kObsPatientId].SetNull();
-  row[kObsPatientAuthority].SetNull();
+// The patient of an Observation (empty views: none), resolved once per
+// Observation; the views point into the document.
+struct Patient {
+  std::string_view id, authority;
+};
+Patient FindPatient(const JsonValue& obs, const JsonValue* bundle) {
   const JsonValue* subject = obs.Find("subject");
-  if (subject == nullptr || !subject->is_object()) return;
+  if (subject == nullptr || !subject->is_object()) return {};
   const JsonValue* identifier = subject->Find("identifier");
   const std::string_view reference = subject->String("reference");
   if (const JsonValue* patient = Resolve(bundle, reference)) {
@@ -153,17 +157,14 @@ void SetPatient(const JsonValue& obs, const JsonValue* bundle, Row& row) {
     if (ids != nullptr && ids->is_array() && !ids->items.empty()) {
       identifier = &ids->items.front();
     } else if (!patient->String("id").empty()) {
-      row[kObsPatientId].SetString(patient->String("id"));
-      return;
+      return {patient->String("id"), {}};
     }
   }
   if (identifier != nullptr && identifier->is_object() && !identifier->String("value").empty()) {
-    row[kObsPatientId].SetString(identifier->String("value"));
-    SetText(&row[kObsPatientAuthority], identifier->String("system"));
-    return;
+    return {identifier->String("value"), identifier->String("system")};
   }
   const size_t slash = reference.rfind('/');
-  SetText(&row[kObsPatientId], slash == std::string_view::npos ? reference : reference.substr(slash + 1));
+  return {slash == std::string_view::npos ? reference : reference.substr(slash + 1), {}};
 }
 
 }  // namespace
@@ -324,6 +325,7 @@ absl::Status FhirRowExtractor::AppendObservation(const JsonValue& obs, const Jso
     set_open_ = true;
   }
 
+  const Patient patient = FindPatient(obs, bundle);
   auto begin_row = [&](int component) -> Row& {
     set_last_row_ = rows->size();
     Row& row = rows->Append();
@@ -336,7 +338,8 @@ absl::Status FhirRowExtractor::AppendObservation(const JsonValue& obs, const Jso
     }
     row[kObsMessageType].SetString(message_type_);
     row[kObsSendingFacility].SetNull();
-    SetPatient(obs, bundle, row);
+    SetText(&row[kObsPatientId], patient.id);
+    SetText(&row[kObsPatientAuthority], patient.authority);
     SetText(&row[kObsStatus], HL7Status(obs.String("status")));
     if (has_time) {
       row[kObsObservedAt].SetInt(observed_at);
@@ -429,10 +432,8 @@ class FhirObservationWriter final : public RecordWriter {
       out->push_back(ok ? c : '-');
     }
     if (changed) {
-      uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a 64
-      for (unsigned char c : message_id) h = (h ^ c) * 0x100000001b3ULL;
       char hex[18];
-      std::snprintf(hex, sizeof(hex), "-%016llx", static_cast<unsigned long long>(h));
+      std::snprintf(hex, sizeof(hex), "-%016llx", static_cast<unsigned long long>(Fnv1a64(message_id)));
       out->append(hex, 17);
     }
     out->append(R"(","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"survey","display":"Survey"}]}],"code":)");

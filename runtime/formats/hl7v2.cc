@@ -77,7 +77,15 @@ bool IsEnvelopeId(std::string_view id) { return id == "FHS" || id == "FTS" || id
 // ---------------------------------------------------------------------------
 // Hl7Splitter
 
-Hl7Splitter::Hl7Splitter(std::string_view bytes) : bytes_(bytes) {
+Hl7Splitter::Hl7Splitter(std::string_view bytes) { Reset(bytes); }
+
+void Hl7Splitter::Reset(std::string_view bytes) {
+  bytes_ = bytes;
+  lines_.clear();
+  next_ = 0;
+  batch_end_ = 0;
+  in_file_ = false;
+  file_line_ = 0;
   size_t start = 0;
   if (bytes_.substr(0, kBom.size()) == kBom) start = kBom.size();
   ForEachLine(bytes_.substr(start), 1, [&](size_t begin, size_t end, int number) {

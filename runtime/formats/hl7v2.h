@@ -71,7 +71,11 @@ struct Hl7Piece {
 // pieces with an error too. Messages themselves are not parsed here.
 class Hl7Splitter {
  public:
+  Hl7Splitter() = default;
   explicit Hl7Splitter(std::string_view bytes);
+  // Starts over on other bytes, keeping the capacity of its line index, so
+  // that a splitter reused per message (an MLLP frame) does not allocate.
+  void Reset(std::string_view bytes);
 
   // The next piece; false at the end.
   bool Next(Hl7Piece* piece);

@@ -116,9 +116,9 @@ std::string_view GuessControlId(std::string_view text) {
   return id;
 }
 
-std::string BuildHl7Ack(const Hl7Message* message, std::string_view code, std::string_view error_code,
-                        std::string_view error, int64_t now_ms, std::string_view control_id,
-                        std::string_view incoming_control_id) {
+void AppendHl7Ack(const Hl7Message* message, std::string_view code, std::string_view error_code,
+                  std::string_view error, int64_t now_ms, std::string_view control_id,
+                  std::string_view incoming_control_id, std::string* ack) {
   const Hl7Delimiters d = message != nullptr ? message->delimiters() : Hl7Delimiters{};
   const int msh = message != nullptr ? message->Find("MSH") : -1;
   auto field = [&](int n) { return message != nullptr ? message->Field(msh, n) : std::string_view(); };
@@ -133,7 +133,8 @@ std::string BuildHl7Ack(const Hl7Message* message, std::string_view code, std::s
   const std::string_view processing = field(11);
   const std::string_view version = field(12);
   const char f = d.field;
-  std::string out = "MSH";
+  std::string& out = *ack;
+  out.append("MSH");
   out.push_back(f);
   out.append(encoding);
   for (std::string_view part : {field(5), field(6), field(3), field(4), std::string_view(stamp), std::string_view()}) {
@@ -168,6 +169,13 @@ std::string BuildHl7Ack(const Hl7Message* message, std::string_view code, std::s
     AppendEscaped(error, d, &out);
     out.push_back('\r');
   }
+}
+
+std::string BuildHl7Ack(const Hl7Message* message, std::string_view code, std::string_view error_code,
+                        std::string_view error, int64_t now_ms, std::string_view control_id,
+                        std::string_view incoming_control_id) {
+  std::string out;
+  AppendHl7Ack(message, code, error_code, error, now_ms, control_id, incoming_control_id, &out);
   return out;
 }
 

@@ -73,6 +73,11 @@ class MllpDecoder {
 // is MSH-7 (UTC); `control_id` is the ACK's own MSH-10. No line breaks: the
 // segments end with CR.
 // `incoming_control_id` is MSA-2 when `message` is null (GuessControlId).
+// AppendHl7Ack appends it to *ack (the MLLP source, without allocating);
+// BuildHl7Ack returns it.
+void AppendHl7Ack(const Hl7Message* message, std::string_view code, std::string_view error_code,
+                  std::string_view error, int64_t now_ms, std::string_view control_id,
+                  std::string_view incoming_control_id, std::string* ack);
 std::string BuildHl7Ack(const Hl7Message* message, std::string_view code, std::string_view error_code,
                         std::string_view error, int64_t now_ms, std::string_view control_id,
                         std::string_view incoming_control_id = {});

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -156,15 +157,23 @@ absl::Status MllpSource::Open(const OperatorContext& ctx) {
 void MllpSource::Receive(Connection& conn, const MllpFrame& frame) {
   ++frames_;
   const int64_t now = ctx_.clock != nullptr ? ctx_.clock->NowMillis() : NowMillis();
-  const std::string control_id = absl::StrCat("VS", now, "-", frames_);
-  std::string ack;
+  char control_id[48];
+  std::snprintf(control_id, sizeof(control_id), "VS%lld-%lld", static_cast<long long>(now),
+                static_cast<long long>(frames_));
+  // The ACK goes straight into the connection's buffer, framed.
+  auto ack = [&](const Hl7Message* message, std::string_view code, std::string_view error_code,
+                 std::string_view reason, std::string_view incoming_control_id) {
+    conn.acks.push_back(kMllpStart);
+    AppendHl7Ack(message, code, error_code, reason, now, control_id, incoming_control_id, &conn.acks);
+    conn.acks.push_back(kMllpEnd);
+    conn.acks.push_back(kMllpCarriageReturn);
+  };
   auto reject = [&](std::string_view code, std::string_view error_code, std::string_view reason,
                     const Hl7Message* message) {
     log_->Add(LoggedMessage::kRejected, now, reason, frame.text);
     // A message that did not parse may still name itself in MSH-10: echo it
     // in MSA-2, which senders match against what they sent.
-    ack = BuildHl7Ack(message, code, error_code, reason, now, control_id,
-                      message == nullptr ? GuessControlId(frame.text) : std::string_view());
+    ack(message, code, error_code, reason, message == nullptr ? GuessControlId(frame.text) : std::string_view());
   };
   if (frame.too_long) {
     reject("AR", kInternalError,
@@ -172,8 +181,10 @@ void MllpSource::Receive(Connection& conn, const MllpFrame& frame) {
                         spec_.max_message_bytes() > 0 ? spec_.max_message_bytes() : kDefaultMaxMessageBytes, ")"),
            nullptr);
   } else {
-    Hl7Splitter splitter(frame.text);
-    Hl7Piece piece, more;
+    Hl7Splitter& splitter = check_splitter_;
+    splitter.Reset(frame.text);
+    Hl7Piece& piece = check_piece_;
+    Hl7Piece& more = check_more_;
     if (!splitter.Next(&piece)) {
       reject("AR", kSegmentSequenceError, "an empty MLLP frame", nullptr);
     } else if (!piece.error.empty()) {
@@ -192,14 +203,10 @@ void MllpSource::Receive(Connection& conn, const MllpFrame& frame) {
         reject("AE", kDataTypeError, SV(r.message()), &check_message_);
       } else {
         log_->Add(LoggedMessage::kAccepted, now, "", frame.text);
-        ack = BuildHl7Ack(&check_message_, "AA", "", "", now, control_id);
+        ack(&check_message_, "AA", "", "", "");
       }
     }
   }
-  conn.acks.push_back(kMllpStart);
-  conn.acks.append(ack);
-  conn.acks.push_back(kMllpEnd);
-  conn.acks.push_back(kMllpCarriageReturn);
 }
 
 void MllpSource::Serve() {
@@ -389,11 +396,10 @@ SourceStatus MllpSource::Produce() {
       continue;
     }
     // It parsed when it was received; the same code parses it the same way.
-    Hl7Splitter splitter(m.bytes);
-    Hl7Piece piece;
+    splitter_.Reset(m.bytes);
     bool skipped = false;
-    absl::Status s = splitter.Next(&piece) && piece.error.empty() ? message_.Parse(piece.text, piece.line)
-                                                                   : absl::InternalError("no message");
+    absl::Status s = splitter_.Next(&piece_) && piece_.error.empty() ? message_.Parse(piece_.text, piece_.line)
+                                                                      : absl::InternalError("no message");
     if (s.ok()) s = extractor_.Append(message_, m.received_at_ms, &batch_, &skipped);
     if (!s.ok()) {
       ++rejected_;

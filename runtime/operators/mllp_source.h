@@ -96,6 +96,8 @@ class MllpSource : public SourceOperator {
   std::atomic<bool> stop_{false};
   std::thread thread_;
   Hl7RowExtractor check_extractor_;
+  Hl7Splitter check_splitter_;  // reused per frame
+  Hl7Piece check_piece_, check_more_;
   Hl7Message check_message_;
   RowBatch check_rows_;
   int64_t acks_sent_ = 0;
@@ -106,6 +108,8 @@ class MllpSource : public SourceOperator {
 
   // Task thread.
   Hl7RowExtractor extractor_;
+  Hl7Splitter splitter_;  // reused per logged message
+  Hl7Piece piece_;
   Hl7Message message_;
   RowBatch batch_;
   DeadLetters dead_letters_;
