@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "runtime/tests/collect_rows.h"
 #include "runtime/clinical/news2.h"
 #include "runtime/formats/fhir.h"
 #include "runtime/formats/hl7v2.h"
@@ -25,25 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // Output rows by field name.
-class Collect : public Output {
- public:
-  explicit Collect(Schema schema) : schema_(std::move(schema)) {}
-  void Push(RowBatch& batch) override {
-    for (size_t i = 0; i < batch.size(); ++i) {
-      std::map<std::string, std::string> row;
-      for (size_t f = 0; f < schema_.size(); ++f) {
-        row[schema_.field(f).name] = DatumToString(batch[i][f], schema_.field(f).type);
-      }
-      rows.push_back(row);
-    }
-  }
-  void Finish() override {}
-  void PushWatermark(int64_t) override {}
-  std::vector<std::map<std::string, std::string>> rows;
-
- private:
-  Schema schema_;
-};
+using Collect = CollectRowsByName;
 
 // When the test's messages were received: after all of them.
 constexpr int64_t kReceived = 1709337600000;  // 2024-03-02T00:00:00Z

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/time_util.h"
 #include "gtest/gtest.h"
+#include "runtime/tests/collect_rows.h"
 #include "runtime/dead_letter.h"
 #include "runtime/formats/hl7v2_rows.h"
 #include "runtime/network/buffer.h"
@@ -31,25 +32,7 @@ constexpr double kNoValue = std::numeric_limits<double>::quiet_NaN();
 std::string At(int64_t ms) { return FormatTimestamp(kT0 + ms); }
 
 // Output rows by field name.
-class Collect : public Output {
- public:
-  explicit Collect(Schema schema) : schema_(std::move(schema)) {}
-  void Push(RowBatch& batch) override {
-    for (size_t i = 0; i < batch.size(); ++i) {
-      std::map<std::string, std::string> row;
-      for (size_t f = 0; f < schema_.size(); ++f) {
-        row[schema_.field(f).name] = DatumToString(batch[i][f], schema_.field(f).type);
-      }
-      rows.push_back(row);
-    }
-  }
-  void Finish() override {}
-  void PushWatermark(int64_t) override {}
-  std::vector<std::map<std::string, std::string>> rows;
-
- private:
-  Schema schema_;
-};
+using Collect = CollectRowsByName;
 
 // One observation row: the fields the function reads, the others null.
 struct Obs {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/tests/collect_rows.h"
 #include "runtime/formats/hl7v2_rows.h"
 #include "runtime/operators/process_operator.h"
 
@@ -356,25 +357,7 @@ TEST_F(ScoreModelTest, AMissingFileIsNotFoundAndNamesThePath) {
 // ---- the process function ----------------------------------------------------------------
 
 // Output rows by field name.
-class Collect : public Output {
- public:
-  explicit Collect(Schema schema) : schema_(std::move(schema)) {}
-  void Push(RowBatch& batch) override {
-    for (size_t i = 0; i < batch.size(); ++i) {
-      std::map<std::string, std::string> row;
-      for (size_t f = 0; f < schema_.size(); ++f) {
-        row[schema_.field(f).name] = DatumToString(batch[i][f], schema_.field(f).type);
-      }
-      rows.push_back(row);
-    }
-  }
-  void Finish() override {}
-  void PushWatermark(int64_t) override {}
-  std::vector<std::map<std::string, std::string>> rows;
-
- private:
-  Schema schema_;
-};
+using Collect = CollectRowsByName;
 
 // A registry with score_model only, whatever the built-ins hold.
 const ProcessFunctionRegistry& Registry() {
