@@ -43,15 +43,20 @@ absl::StatusOr<std::unique_ptr<TimerQueue>> TimerQueue::Create(KeyedStateBackend
   return queue;
 }
 
+template <typename Fn>
+void TimerQueue::ForEachInMemory(Fn&& fn) const {
+  std::string key;
+  for (const MemoryTimer& timer : memory_) {
+    key.clear();
+    AppendTime(timer.time, &key);
+    key.append(timer.payload.view());
+    fn(timer.time, std::string_view(key));
+  }
+}
+
 void TimerQueue::AppendInMemory(CacheDelta* delta) const {
   const std::string& cf = cf_->GetName();
-  std::string key;
-  for (const auto& [time, payload] : memory_) {
-    key.clear();
-    AppendTime(time, &key);
-    key.append(payload);
-    delta->AddPut(cf, key, {}, {});
-  }
+  ForEachInMemory([&](int64_t, std::string_view key) { delta->AddPut(cf, key, {}, {}); });
 }
 
 absl::Status TimerQueue::LoadMinTime() {
@@ -66,15 +71,15 @@ absl::Status TimerQueue::Add(int64_t time, std::string_view payload) {
   if (payload.size() < kKeyGroupBytes) {
     return absl::InvalidArgumentError("timer payload without its key group");
   }
-  memory_.emplace(time, std::string(payload));
+  memory_.emplace(time, payload);
   if (memory_.size() > memory_limit_) return Spill();
   return absl::OkStatus();
 }
 
 absl::Status TimerQueue::Remove(int64_t time, std::string_view payload) {
   // A reused key: no allocation once its string has grown.
-  remove_key_.first = time;
-  remove_key_.second.assign(payload.data(), payload.size());
+  remove_key_.time = time;
+  remove_key_.payload.assign(payload);
   memory_.erase(remove_key_);
   if (time < min_time_) return absl::OkStatus();  // never spilled
   disk_key_.clear();
@@ -88,14 +93,10 @@ absl::Status TimerQueue::Remove(int64_t time, std::string_view payload) {
 absl::Status TimerQueue::Spill() {
   if (memory_.empty()) return absl::OkStatus();
   rocksdb::WriteBatch batch;
-  std::string key;
-  for (const auto& [time, payload] : memory_) {
-    key.clear();
-    AppendTime(time, &key);
-    key.append(payload);
-    batch.Put(cf_, key, rocksdb::Slice());
+  ForEachInMemory([&](int64_t time, std::string_view key) {
+    batch.Put(cf_, rocksdb::Slice(key.data(), key.size()), rocksdb::Slice());
     min_time_ = std::min(min_time_, time);
-  }
+  });
   spdlog::info("timer queue {}: {} timers spilled from memory to RocksDB", cf_->GetName(), memory_.size());
   memory_.clear();
   rocksdb::WriteOptions wo;
@@ -107,7 +108,7 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to,
                                            const std::function<void(int64_t, std::string_view)>& fn) {
   due_.clear();
   // In memory: the due ones are the set's head.
-  while (!memory_.empty() && memory_.begin()->first <= up_to) {
+  while (!memory_.empty() && memory_.begin()->time <= up_to) {
     auto node = memory_.extract(memory_.begin());
     due_.push_back(std::move(node.value()));
   }
@@ -129,7 +130,7 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to,
         min_time_ = time;
         break;
       }
-      due_.emplace_back(time, std::string(k.data() + 8, k.size() - 8));
+      due_.emplace_back(time, std::string_view(k.data() + 8, k.size() - 8));
       deletes.Delete(cf_, k);
     }
     if (absl::Status s = FromRocks(it->status(), "scan"); !s.ok()) return s;
@@ -147,9 +148,9 @@ size_t TimerQueue::Deliver(const std::function<void(int64_t, std::string_view)>&
     due_.erase(std::unique(due_.begin(), due_.end()), due_.end());
   }
   // Move out first: fn may Add, and a nested PopUpTo must not see due_.
-  std::vector<std::pair<int64_t, std::string>> due;
+  std::vector<MemoryTimer> due;
   due.swap(due_);
-  for (const auto& [time, payload] : due) fn(time, payload);
+  for (const MemoryTimer& timer : due) fn(timer.time, timer.payload.view());
   return due.size();
 }
 

@@ -17,25 +17,10 @@ WriteBackCache::WriteBackCache(rocksdb::DB& db, const rocksdb::WriteOptions& wri
       capacity_(capacity_bytes),
       reservation_(reservation) {}
 
-void WriteBackCache::Unlink(uint32_t i) {
-  Entry& e = pool_[i];
-  if (e.prev != kNil) pool_[e.prev].next = e.next; else head_ = e.next;
-  if (e.next != kNil) pool_[e.next].prev = e.prev; else tail_ = e.prev;
-  e.prev = e.next = kNil;
-}
-
-void WriteBackCache::PushFront(uint32_t i) {
-  Entry& e = pool_[i];
-  e.prev = kNil;
-  e.next = head_;
-  if (head_ != kNil) pool_[head_].prev = i;
-  head_ = i;
-  if (tail_ == kNil) tail_ = i;
-}
-
 void WriteBackCache::Recharge(Entry& e) {
   bytes_ -= e.charged;
-  e.charged = e.key.size() + e.value.size() + kEntryOverhead;
+  // An inline key is part of sizeof(Entry), which kEntryOverhead counts.
+  e.charged = e.key_bytes.heap_bytes() + e.value.size() + kEntryOverhead;
   bytes_ += e.charged;
 }
 
@@ -45,12 +30,9 @@ absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFa
   auto it = map_.find(cache_key);
   if (it != map_.end()) {
     ++stats_.hits;
-    const uint32_t i = it->second;
-    if (head_ != i) {
-      Unlink(i);
-      PushFront(i);
-    }
-    return &pool_[i];
+    Entry& e = pool_[it->second];
+    e.referenced = true;
+    return &e;
   }
   ++stats_.misses;
   uint32_t i;
@@ -63,22 +45,28 @@ absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFa
   }
   Entry& e = pool_[i];
   e.index = i;
-  e.key.assign(cache_key.data(), cache_key.size());
+  e.key_bytes.assign(cache_key);
   e.cf = cf;
   e.timed = timed;
   e.dirty = false;
   e.present = false;
   e.stored = true;  // unknown unless loaded
+  e.live = true;
+  // Not yet used again: a scan of keys each used once is evicted before
+  // entries in use.
+  e.referenced = false;
   e.write_ms = 0;
   e.value.clear();
   e.charged = 0;
   if (on_miss == OnMiss::kLoad) {
-    const rocksdb::Slice rocks_key(e.key.data() + 2, e.key.size() - 2);
+    const std::string_view key = e.key();
+    const rocksdb::Slice rocks_key(key.data() + 2, key.size() - 2);
     rocksdb::Status s = db_.Get(read_options_, cf, rocks_key, &e.value);
     if (s.ok()) {
       e.present = true;
       if (timed) {
         if (e.value.size() < kWriteTimeBytes) {
+          e.live = false;
           free_.push_back(i);
           return absl::DataLossError("state value shorter than its TTL header");
         }
@@ -89,12 +77,12 @@ absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFa
       e.value.clear();
       e.stored = false;
     } else {
+      e.live = false;
       free_.push_back(i);
       return absl::InternalError(absl::StrCat("state cache load: ", s.ToString()));
     }
   }
-  map_.emplace(std::string_view(e.key), i);
-  PushFront(i);
+  map_.emplace(e.key(), i);
   Recharge(e);
   absl::Status s = EvictIfNeeded(i);
   if (!s.ok()) return s;
@@ -117,8 +105,8 @@ absl::Status WriteBackCache::MarkDirty(Entry* entry) {
 
 void WriteBackCache::Remove(uint32_t i) {
   Entry& e = pool_[i];
-  Unlink(i);
-  map_.erase(std::string_view(e.key));
+  map_.erase(e.key());
+  e.live = false;
   bytes_ -= e.charged;
   e.charged = 0;
   e.dirty = false;
@@ -126,7 +114,8 @@ void WriteBackCache::Remove(uint32_t i) {
 }
 
 void WriteBackCache::AddToBatch(Entry& e) {
-  const rocksdb::Slice rocks_key(e.key.data() + 2, e.key.size() - 2);
+  const std::string_view key = e.key();
+  const rocksdb::Slice rocks_key(key.data() + 2, key.size() - 2);
   const bool was_stored = e.stored;
   // A failed write fails the backend, so the entry may count as written now.
   e.stored = e.present;
@@ -162,10 +151,20 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
   if (bytes_ <= capacity_) return absl::OkStatus();
   // Evict down to 7/8 of the capacity, so that one WriteBatch carries the
   // dirty entries of many evictions.
+  // The hand clears the bit of a referenced entry and passes on; it evicts
+  // the first unreferenced one. Two turns of the clock clear every bit, so
+  // the loop ends even if only `keep` is left.
   const size_t target = capacity_ - capacity_ / 8;
-  while (bytes_ > target && tail_ != kNil && tail_ != keep) {
-    const uint32_t i = tail_;
+  const size_t n = pool_.size();
+  for (size_t steps = 0; bytes_ > target && steps < 2 * n + 1; ++steps) {
+    if (hand_ >= n) hand_ = 0;
+    const uint32_t i = static_cast<uint32_t>(hand_++);
     Entry& e = pool_[i];
+    if (!e.live || i == keep) continue;
+    if (e.referenced) {
+      e.referenced = false;
+      continue;
+    }
     if (e.dirty) {
       AddToBatch(e);
       ++stats_.written_on_evict;
@@ -177,11 +176,24 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
 }
 
 void WriteBackCache::AppendDirty(CacheDelta* delta) const {
-  // In pool order, not LRU order: the entries are read one after another
-  // instead of chasing the list through memory. Free slots are not dirty.
-  for (const Entry& e : pool_) {
+  // In pool order: the entries are read one after another. Free slots are
+  // not dirty.
+  // Each entry's key and value live elsewhere on the heap: they are fetched
+  // kPrefetchAhead entries early, so that the misses overlap instead of
+  // stalling the walk one after another.
+  constexpr size_t kPrefetchAhead = 8;
+  const size_t n = pool_.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kPrefetchAhead < n) {
+      const Entry& ahead = pool_[i + kPrefetchAhead];
+      if (ahead.dirty) {
+        __builtin_prefetch(ahead.key().data());
+        __builtin_prefetch(ahead.value.data());
+      }
+    }
+    const Entry& e = pool_[i];
     if (!e.dirty) continue;
-    const std::string_view rocks_key(e.key.data() + 2, e.key.size() - 2);
+    const std::string_view rocks_key = e.key().substr(2);
     const std::string& cf = e.cf->GetName();
     if (!e.present) {
       if (e.stored) delta->AddDelete(cf, rocks_key);
@@ -196,9 +208,9 @@ void WriteBackCache::AppendDirty(CacheDelta* delta) const {
 }
 
 absl::Status WriteBackCache::Flush() {
-  for (uint32_t i = head_; i != kNil; i = pool_[i].next) {
+  for (uint32_t i = 0; i < pool_.size(); ++i) {
     Entry& e = pool_[i];
-    if (!e.dirty) continue;
+    if (!e.dirty) continue;  // free slots are not dirty
     AddToBatch(e);
     batched_.push_back(i);
     ++stats_.written_on_flush;

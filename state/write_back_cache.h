@@ -5,9 +5,13 @@
 //
 // Reads hit the cache; a miss reads RocksDB once and keeps the value (or its
 // absence). Writes only change the cached entry. When the cache grows past
-// its capacity, the least recently used eighth is evicted and its dirty
-// entries reach RocksDB in one WriteBatch; Flush() writes every dirty entry
-// (before a snapshot). A cleared entry that RocksDB never held leaves the
+// its capacity, an eighth of it is evicted, chosen by CLOCK (second chance:
+// a hit sets the entry's `referenced` bit, and the eviction hand passes over
+// referenced entries once, clearing the bit), and the dirty ones reach
+// RocksDB in one WriteBatch; Flush() writes every dirty entry. CLOCK, not an
+// LRU list: a hit writes one bit of the entry it returns anyway, where moving
+// an entry to the front of a list touched three other entries, each a cache
+// miss on a large cache (docs/benchmarks.md). A cleared entry that RocksDB never held leaves the
 // cache at once, without a tombstone. Entries live in a pool whose strings
 // keep their capacity, so a steady-state update allocates nothing.
 //
@@ -26,6 +30,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/inline_bytes.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "state/cache_delta.h"
@@ -35,6 +40,11 @@ namespace vstream {
 
 class WriteBackCache {
  public:
+  // Cache keys up to this long live inside their entry: a lookup's key
+  // comparison then reads the entry it returns anyway instead of a string
+  // elsewhere on the heap (one cache miss less per record).
+  static constexpr size_t kInlineKeyBytes = 40;
+
   struct Entry {
     // The state's value without the TTL write time. Callers may change
     // `value`, `write_ms` and `present`, then call MarkDirty.
@@ -43,18 +53,20 @@ class WriteBackCache {
     bool present = false;  // false: no value (never written, or cleared)
 
     // Internal.
-    std::string key;  // [state id: 2 bytes][RocksDB key]
-    rocksdb::ColumnFamilyHandle* cf = nullptr;
     bool timed = false;
     bool dirty = false;
     // RocksDB may hold a value for this key. False when a load found none
     // and nothing was written since: clearing such an entry (a window that
     // lived and fired within the cache) then writes no tombstone.
     bool stored = true;
+    bool live = false;        // in use (not on the free list)
+    bool referenced = false;  // used since the eviction hand last passed
+    uint32_t index = 0;       // in the pool
+    InlineBytes<kInlineKeyBytes> key_bytes;  // [state id: 2 bytes][RocksDB key]
+    rocksdb::ColumnFamilyHandle* cf = nullptr;
     size_t charged = 0;
-    uint32_t index = 0;  // in the pool
-    uint32_t prev = 0;
-    uint32_t next = 0;
+
+    std::string_view key() const { return key_bytes.view(); }
   };
 
   enum class OnMiss {
@@ -79,7 +91,7 @@ class WriteBackCache {
   WriteBackCache& operator=(const WriteBackCache&) = delete;
 
   // The entry of `cache_key` ([state id][RocksDB key] of a state in column
-  // family `cf`), now the most recently used. `timed`: stored values carry a
+  // family `cf`), now marked as used. `timed`: stored values carry a
   // write time. The pointer is valid until the next call on the cache.
   absl::StatusOr<Entry*> Acquire(rocksdb::ColumnFamilyHandle* cf, std::string_view cache_key,
                                  bool timed, OnMiss on_miss);
@@ -109,17 +121,14 @@ class WriteBackCache {
   struct KeyHash {
     size_t operator()(std::string_view s) const;
   };
-  static constexpr uint32_t kNil = UINT32_MAX;
   // Bytes charged per entry beyond its key and value: the entry and its
   // hash-table slot.
   static constexpr size_t kEntryOverhead = sizeof(Entry) + 32;
   // Flush writes a batch each time it holds this many bytes.
   static constexpr size_t kFlushBatchBytes = size_t{4} << 20;
 
-  void Unlink(uint32_t i);
-  // Unlinks entry i, uncharges it and returns its slot to the free list.
+  // Uncharges entry i and returns its slot to the free list.
   void Remove(uint32_t i);
-  void PushFront(uint32_t i);
   void Recharge(Entry& e);
   void AddToBatch(Entry& e);
   absl::Status WriteBatch();
@@ -133,9 +142,8 @@ class WriteBackCache {
 
   std::deque<Entry> pool_;  // stable addresses; freed entries are reused
   std::vector<uint32_t> free_;
-  absl::flat_hash_map<std::string_view, uint32_t, KeyHash> map_;  // views into Entry::key
-  uint32_t head_ = kNil;  // most recently used
-  uint32_t tail_ = kNil;
+  absl::flat_hash_map<std::string_view, uint32_t, KeyHash> map_;  // views of Entry::key()
+  size_t hand_ = 0;  // the CLOCK hand: the pool index eviction looks at next
   size_t bytes_ = 0;
 
   rocksdb::WriteBatch batch_;

@@ -3,6 +3,7 @@
 #include "common/crc32c.h"
 #include "common/executor.h"
 #include "common/flags.h"
+#include "common/inline_bytes.h"
 #include "common/time_util.h"
 #include "gtest/gtest.h"
 
@@ -53,6 +54,46 @@ TEST(FlagsTest, ParsesValuesBoolsAndPositionals) {
   EXPECT_TRUE(flags->Has("wait"));
   const char* bad[] = {"prog", "--nope"};
   EXPECT_FALSE(ParseFlags(2, const_cast<char**>(bad), 1, {}, {}).ok());
+}
+
+// Inline up to N bytes, on the heap beyond: the same bytes, copies, moves
+// and order either way.
+TEST(InlineBytesTest, HoldsShortAndLongBytesAlike) {
+  using Bytes = InlineBytes<8>;
+  const std::string exact(8, 'a'), longer(9, 'b'), much_longer(100, 'c');
+  Bytes b;
+  EXPECT_EQ(b.view(), "");
+  b.assign(exact);
+  EXPECT_EQ(b.view(), exact);
+  EXPECT_EQ(b.heap_bytes(), 0u);
+  b.assign(longer);
+  EXPECT_EQ(b.view(), longer);
+  EXPECT_EQ(b.heap_bytes(), 9u);
+  b.assign(much_longer);
+  EXPECT_EQ(b.view(), much_longer);
+  b.assign(longer);  // shrinks into the heap buffer it has
+  EXPECT_EQ(b.view(), longer);
+  EXPECT_EQ(b.heap_bytes(), 100u);
+  b.assign("xy");
+  EXPECT_EQ(b.view(), "xy");
+  EXPECT_EQ(b.heap_bytes(), 0u);
+
+  Bytes heap(much_longer), inline_copy(exact);
+  Bytes copy = heap;
+  EXPECT_EQ(copy.view(), much_longer);
+  EXPECT_NE(copy.data(), heap.data());
+  Bytes moved = std::move(copy);
+  EXPECT_EQ(moved.view(), much_longer);
+  moved = inline_copy;
+  EXPECT_EQ(moved.view(), exact);
+  moved = Bytes(longer);
+  EXPECT_EQ(moved.view(), longer);
+
+  // Ordered as their bytes, across inline and heap.
+  EXPECT_LT(Bytes("aaaaaaaa"), Bytes("aaaaaaaab"));
+  EXPECT_LT(Bytes("aaaaaaaab"), Bytes("ab"));
+  EXPECT_EQ(Bytes(longer), Bytes(longer));
+  EXPECT_NE(Bytes(longer), Bytes(exact));
 }
 
 TEST(Crc32cTest, MatchesTheStandardCheckValues) {

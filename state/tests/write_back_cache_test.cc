@@ -88,6 +88,55 @@ TEST(WriteBackCacheTest, EvictionWritesDirtyEntriesThroughInBatches) {
   }
 }
 
+// Keys longer than an entry keeps inline go to the heap and work the same:
+// hits, eviction, write-back and reads back from RocksDB.
+TEST(WriteBackCacheTest, LongKeysWorkLikeShortOnes) {
+  TestingStateDir dir("wbc-long");
+  auto backend = OpenWithCache(dir.path(), 64 << 10);
+  AggregatingState* sum = *backend->GetAggregatingState(
+      {.name = "sum", .function = SumFunction(), .write_back_cache = true});
+  auto key = [](int i) { return std::string(i % 2 == 0 ? 60 : 3, 'k') + std::to_string(i); };
+  constexpr int kKeys = 2000;  // far more than fit in 64 KiB
+  for (int round = 1; round <= 2; ++round) {
+    for (int i = 0; i < kKeys; ++i) {
+      backend->SetCurrentKey(i % 128, key(i));
+      ASSERT_TRUE(sum->Add("", EncodeI64(i)).ok());
+    }
+  }
+  EXPECT_GT(backend->cache_stats().evicted, 0u);
+  for (int i = 0; i < kKeys; ++i) {
+    backend->SetCurrentKey(i % 128, key(i));
+    std::string got;
+    ASSERT_EQ(*sum->Get("", &got), StateLookup::kFound) << i;
+    ASSERT_EQ(DecodeI64(got), 2 * i) << i;
+  }
+  ASSERT_TRUE(backend->Flush().ok());
+  EXPECT_EQ(DecodeI64(RawGet(*backend, sum->id(), StateKey(2 % 128, key(2)))), 4);
+}
+
+// Eviction gives a second chance (CLOCK): a key used between every two new
+// keys of a scan far larger than the cache stays cached, where first-in,
+// first-out would evict it once per turn through the cache (some 12 times
+// here).
+TEST(WriteBackCacheTest, AKeyInUseSurvivesAScan) {
+  TestingStateDir dir("wbc-clock");
+  auto backend = OpenWithCache(dir.path(), 64 << 10);
+  ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
+  std::string got;
+  backend->SetCurrentKey(0, "hot");
+  ASSERT_TRUE(v->Put("", "h").ok());
+  for (int i = 0; i < 5000; ++i) {
+    backend->SetCurrentKey(i % 128, "scan" + std::to_string(i));
+    ASSERT_TRUE(v->Put("", "s").ok());
+    backend->SetCurrentKey(0, "hot");
+    ASSERT_EQ(*v->Get("", &got), StateLookup::kFound);
+  }
+  const StateCacheStats stats = backend->cache_stats();
+  EXPECT_GT(stats.evicted, 4000u);
+  // Each scan key misses once; "hot" only at its first use.
+  EXPECT_EQ(stats.misses, 5001u);
+}
+
 // A window's life: its accumulator is created by a load that finds nothing,
 // folded into, then cleared when the window fires. RocksDB never held it, so
 // the cleared entry leaves the cache at once (no tombstone, no slot aging

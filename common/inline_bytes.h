@@ -1,0 +1,78 @@
+#pragma once
+// InlineBytes<N>: a byte string that keeps up to N bytes inside itself and
+// only longer ones on the heap. For keys held by the million in hash tables
+// and B-trees (state cache entries, timers): comparing two of them reads
+// the memory the container already fetched instead of following a pointer
+// to a string elsewhere, a cache miss per comparison once there are more
+// keys than fit in the CPU's caches (docs/benchmarks.md). std::string keeps
+// only 15 bytes inline, less than a typical state key.
+//
+// Copyable and movable; ordered and compared as its bytes.
+
+#include <compare>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string_view>
+
+namespace vstream {
+
+template <size_t N>
+class InlineBytes {
+ public:
+  InlineBytes() = default;
+  explicit InlineBytes(std::string_view bytes) { assign(bytes); }
+  InlineBytes(const InlineBytes& other) { assign(other.view()); }
+  InlineBytes& operator=(const InlineBytes& other) {
+    if (this != &other) assign(other.view());
+    return *this;
+  }
+  InlineBytes(InlineBytes&& other) noexcept { *this = std::move(other); }
+  InlineBytes& operator=(InlineBytes&& other) noexcept {
+    if (this == &other) return *this;
+    size_ = other.size_;
+    if (other.size_ <= N) {
+      std::memcpy(inline_, other.inline_, other.size_);
+    } else {
+      heap_ = std::move(other.heap_);
+      heap_capacity_ = other.heap_capacity_;
+      other.heap_capacity_ = 0;
+    }
+    other.size_ = 0;
+    return *this;
+  }
+
+  // Replaces the bytes. A heap buffer, once grown, is kept for later
+  // long values: reassigning allocates only to grow.
+  void assign(std::string_view bytes) {
+    size_ = static_cast<uint32_t>(bytes.size());
+    if (bytes.size() <= N) {
+      std::memcpy(inline_, bytes.data(), bytes.size());
+      return;
+    }
+    if (heap_capacity_ < bytes.size()) {
+      heap_ = std::make_unique<char[]>(bytes.size());
+      heap_capacity_ = static_cast<uint32_t>(bytes.size());
+    }
+    std::memcpy(heap_.get(), bytes.data(), bytes.size());
+  }
+
+  std::string_view view() const { return std::string_view(data(), size_); }
+  const char* data() const { return size_ <= N ? inline_ : heap_.get(); }
+  size_t size() const { return size_; }
+  // Bytes held on the heap (0 when inline).
+  size_t heap_bytes() const { return size_ <= N ? 0 : heap_capacity_; }
+
+  friend bool operator==(const InlineBytes& a, const InlineBytes& b) { return a.view() == b.view(); }
+  friend std::strong_ordering operator<=>(const InlineBytes& a, const InlineBytes& b) {
+    return a.view() <=> b.view();
+  }
+
+ private:
+  uint32_t size_ = 0;
+  uint32_t heap_capacity_ = 0;
+  char inline_[N];
+  std::unique_ptr<char[]> heap_;
+};
+
+}  // namespace vstream
