@@ -93,7 +93,7 @@ absl::Status WriteBackCache::MarkDirty(Entry* entry) {
   if (!entry->present && !entry->stored) {
     // Cleared, and RocksDB never held it: nothing to write, and a later read
     // finds nothing in RocksDB either. A window that fired frees its slot
-    // now instead of aging out of the LRU list behind the open ones.
+    // now instead of waiting for the eviction hand behind the open ones.
     Remove(entry->index);
     ++stats_.dropped;
     return absl::OkStatus();
