@@ -652,6 +652,39 @@ StreamRef JobBuilder::PatientsSource(std::string_view name, const PatientsSource
   return AddVertex("source", name, std::move(op), {}, &schema, time_index, options.parallelism);
 }
 
+StreamRef JobBuilder::NexmarkSource(std::string_view name, const NexmarkSourceOptions& options) {
+  if (error_) return {};
+  const std::string who = Describe("source", name);
+  Schema schema = NexmarkSchema();
+  if (!CheckSource(name, schema, options.parallelism)) return {};
+  const NexmarkOptions& o = options.generator;
+  if (absl::Status s = o.Validate(); !s.ok()) {
+    Fail(name, "nexmark", -1, absl::StrCat(who, ": ", s.message()));
+    return {};
+  }
+  int time_index = -1;
+  if (!CheckEventTime(name, schema, options.event_time, &time_index)) return {};
+  proto::OperatorSpec op;
+  proto::SourceSpec* src = op.mutable_source();
+  src->set_connector("nexmark");
+  src->set_count(o.count);
+  src->set_rate(o.rate);
+  src->set_seed(o.seed);
+  proto::NexmarkSpec* nx = src->mutable_nexmark();
+  nx->set_event_rate(o.event_rate);
+  nx->set_base_time_ms(o.base_time_ms);
+  nx->set_num_active_people(o.num_active_people);
+  nx->set_num_in_flight_auctions(o.num_in_flight_auctions);
+  nx->set_hot_auction_ratio(o.hot_auction_ratio);
+  nx->set_hot_sellers_ratio(o.hot_sellers_ratio);
+  nx->set_hot_bidders_ratio(o.hot_bidders_ratio);
+  nx->set_avg_person_byte_size(o.avg_person_byte_size);
+  nx->set_avg_auction_byte_size(o.avg_auction_byte_size);
+  nx->set_avg_bid_byte_size(o.avg_bid_byte_size);
+  SetEventTime(options.event_time, time_index, src);
+  return AddVertex("source", name, std::move(op), {}, &schema, time_index, options.parallelism);
+}
+
 StreamRef JobBuilder::MllpSource(std::string_view name, const MllpSourceOptions& options) {
   if (error_) return {};
   const std::string who = Describe("source", name);

@@ -41,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "proto/jobgraph.pb.h"
 #include "runtime/formats/hl7v2_rows.h"
+#include "runtime/operators/nexmark_source.h"
 #include "runtime/operators/patient_source.h"
 #include "runtime/operators/process_params.h"
 #include "runtime/types.h"
@@ -162,6 +163,14 @@ struct MllpSourceOptions {
 struct PatientsSourceOptions {
   // All simulation parameters, with their defaults (count -1: unbounded).
   PatientOptions simulation;
+  // As in GeneratorOptions.
+  int parallelism = 0;
+  std::optional<EventTime> event_time;
+};
+
+struct NexmarkSourceOptions {
+  // The generator's parameters, with their defaults (count -1: unbounded).
+  NexmarkOptions generator;
   // As in GeneratorOptions.
   int parallelism = 0;
   std::optional<EventTime> event_time;
@@ -488,6 +497,9 @@ class JobBuilder {
   StreamRef MllpSource(std::string_view name, const MllpSourceOptions& options);
   // Simulates bedside monitors; the rows' schema is Hl7ObservationSchema().
   StreamRef PatientsSource(std::string_view name, const PatientsSourceOptions& options);
+  // The Nexmark benchmark's events (Person, Auction, Bid) in one stream of
+  // NexmarkSchema() (runtime/operators/nexmark_source.h).
+  StreamRef NexmarkSource(std::string_view name, const NexmarkSourceOptions& options);
   // Synthesizes records of `schema`.
   StreamRef GeneratorSource(std::string_view name, const Schema& schema,
                             const GeneratorOptions& options = {});

@@ -779,6 +779,14 @@ class SpecCompiler {
                                  "deterioration_rate", "sepsis_fraction", "missing", "duplicates", "late", "format",
                                  "event_time", "parallelism"},
                                 what, " (a patients source makes observation rows of a fixed schema: docs/job-spec.md)"));
+    } else if (connector == "nexmark") {
+      hl7 = true;  // a fixed schema
+      RETURN_IF_ERROR(CheckKeys(m,
+                                {"name", "connector", "count", "rate", "seed", "event_rate", "base_time",
+                                 "num_active_people", "num_in_flight_auctions", "hot_auction_ratio",
+                                 "hot_sellers_ratio", "hot_bidders_ratio", "avg_person_byte_size",
+                                 "avg_auction_byte_size", "avg_bid_byte_size", "event_time", "parallelism"},
+                                what, " (a nexmark source makes the Nexmark events in a fixed schema: docs/job-spec.md)"));
     } else if (connector == "mllp") {
       hl7 = true;
       RETURN_IF_ERROR(CheckKeys(m,
@@ -793,7 +801,7 @@ class SpecCompiler {
       }
     } else {
       return ErrorAt(*connector_entry, absl::StrCat("unknown connector '", connector, "' for ",
-                                                    what, ", expected one of file, generator, mllp, patients"));
+                                                    what, ", expected one of file, generator, mllp, nexmark, patients"));
     }
     Schema schema;  // hl7v2: left empty, for the builder to take the rows' own
     if (!hl7) {
@@ -880,6 +888,54 @@ class SpecCompiler {
         o.format = *f;
       }
       builder_->PatientsSource(name, options);
+    } else if (connector == "nexmark") {
+      NexmarkSourceOptions options;
+      options.parallelism = parallelism;
+      options.event_time = event_time;
+      NexmarkOptions& o = options.generator;
+      // Range errors point at the key that is out of range.
+      auto check = [&](const Entry* e) -> absl::Status {
+        if (absl::Status s = o.Validate(); !s.ok()) return ErrorAt(*e, std::string(s.message()));
+        return absl::OkStatus();
+      };
+      if (const Entry* e = m.Find("count")) {
+        ASSIGN_OR_RETURN(o.count, Int(*e));
+        if (o.count < 0) {
+          return ErrorAt(*e, absl::StrCat("count must be >= 0 (leave it out for an unbounded source), got ", o.count));
+        }
+      }
+      if (const Entry* e = m.Find("rate")) {
+        ASSIGN_OR_RETURN(o.rate, Number(*e));
+        RETURN_IF_ERROR(check(e));
+      }
+      if (const Entry* e = m.Find("seed")) {
+        if (!e->value.IsScalar() || !absl::SimpleAtoi(AV(e->value.Scalar()), &o.seed)) {
+          return ErrorAt(*e, absl::StrCat("expected an unsigned integer for 'seed', got ", Describe(e->value)));
+        }
+      }
+      if (const Entry* e = m.Find("base_time")) {
+        ASSIGN_OR_RETURN(std::string text, String(*e));
+        if (!ParseTimestamp(text, &o.base_time_ms)) {
+          return ErrorAt(*e, absl::StrCat("expected a timestamp such as 2015-07-15T00:00:00Z for 'base_time', got '",
+                                          text, "'"));
+        }
+        RETURN_IF_ERROR(check(e));
+      }
+      for (auto [key, field] : {std::pair<const char*, int64_t*>{"event_rate", &o.event_rate},
+                                {"num_active_people", &o.num_active_people},
+                                {"num_in_flight_auctions", &o.num_in_flight_auctions},
+                                {"hot_auction_ratio", &o.hot_auction_ratio},
+                                {"hot_sellers_ratio", &o.hot_sellers_ratio},
+                                {"hot_bidders_ratio", &o.hot_bidders_ratio},
+                                {"avg_person_byte_size", &o.avg_person_byte_size},
+                                {"avg_auction_byte_size", &o.avg_auction_byte_size},
+                                {"avg_bid_byte_size", &o.avg_bid_byte_size}}) {
+        if (const Entry* e = m.Find(key)) {
+          ASSIGN_OR_RETURN(*field, Int(*e));
+          RETURN_IF_ERROR(check(e));
+        }
+      }
+      builder_->NexmarkSource(name, options);
     } else if (connector == "mllp") {
       MllpSourceOptions options;
       options.parallelism = parallelism;

@@ -15,6 +15,7 @@
 #include "runtime/operators/process_operator.h"
 #include "runtime/operators/document_source.h"
 #include "runtime/operators/mllp_source.h"
+#include "runtime/operators/nexmark_source.h"
 #include "runtime/operators/patient_source.h"
 #include "runtime/operators/sources.h"
 #include "runtime/operators/window_operator.h"
@@ -112,6 +113,24 @@ absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobV
           ASSIGN_OR_RETURN(options.format, ParsePatientFormat(src.format()));
         }
         source = std::make_unique<PatientSource>(counters, out, src, options);
+      } else if (op.source().connector() == "nexmark") {
+        const proto::SourceSpec& src = op.source();
+        const proto::NexmarkSpec& nx = src.nexmark();
+        NexmarkOptions options;
+        options.count = src.count();
+        options.seed = src.seed();
+        options.rate = src.rate();
+        options.event_rate = nx.event_rate();
+        options.base_time_ms = nx.base_time_ms();
+        options.num_active_people = nx.num_active_people();
+        options.num_in_flight_auctions = nx.num_in_flight_auctions();
+        options.hot_auction_ratio = nx.hot_auction_ratio();
+        options.hot_sellers_ratio = nx.hot_sellers_ratio();
+        options.hot_bidders_ratio = nx.hot_bidders_ratio();
+        options.avg_person_byte_size = nx.avg_person_byte_size();
+        options.avg_auction_byte_size = nx.avg_auction_byte_size();
+        options.avg_bid_byte_size = nx.avg_bid_byte_size();
+        source = std::make_unique<NexmarkSource>(counters, out, src, options);
       } else {
         return absl::InvalidArgumentError(absl::StrCat("unknown source connector ", op.source().connector()));
       }

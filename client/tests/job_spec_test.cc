@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/operators/nexmark_source.h"
 #include "runtime/dead_letter.h"
 #include "runtime/formats/hl7v2_rows.h"
 #include "runtime/types.h"
@@ -457,6 +458,49 @@ TEST_F(JobSpecTest, Hl7SourceHasTheFixedSchemaOfItsRows) {
               "unknown field 'schema' in source 'hl7', expected one of name, connector, path, format, rows, "
               "timezone, event_time, max_rate, dead_letter, parallelism (format hl7v2 makes rows of a fixed "
               "schema: docs/job-spec.md)");
+}
+
+constexpr char kNexmarkSpec[] = R"yaml(name: q0
+sources:
+  - name: events
+    connector: nexmark
+    count: 1000
+    rate: 500
+    seed: 9
+    event_rate: 1000
+    base_time: 2024-01-01T00:00:00Z
+    hot_auction_ratio: 3
+    avg_bid_byte_size: 150
+    event_time: {field: date_time}
+sinks:
+  - name: out
+    connector: blackhole
+    input: events
+)yaml";
+
+TEST_F(JobSpecTest, NexmarkSourceHasTheFixedSchemaAndItsOptions) {
+  absl::StatusOr<proto::JobGraph> graph = Compile(kNexmarkSpec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::SourceSpec& src = graph->vertices(0).op().source();
+  EXPECT_EQ(src.connector(), "nexmark");
+  EXPECT_EQ(src.count(), 1000);
+  EXPECT_EQ(src.rate(), 500);
+  EXPECT_EQ(src.seed(), 9u);
+  EXPECT_EQ(src.nexmark().event_rate(), 1000);
+  EXPECT_EQ(src.nexmark().base_time_ms(), 1704067200000);
+  EXPECT_EQ(src.nexmark().hot_auction_ratio(), 3);
+  EXPECT_EQ(src.nexmark().hot_bidders_ratio(), 4);  // the reference's default
+  EXPECT_EQ(src.nexmark().avg_bid_byte_size(), 150);
+  EXPECT_EQ(src.nexmark().num_in_flight_auctions(), 100);
+  EXPECT_EQ(src.event_time().field_index(), kNxDateTime);
+  EXPECT_EQ(Schema::FromProto(graph->vertices(0).output_schema()).DebugString(), NexmarkSchema().DebugString());
+
+  ExpectError(Replace(kNexmarkSpec, "event_rate: 1000", "event_rate: 0"), 8, 17, "event_rate must lie in");
+  ExpectError(Replace(kNexmarkSpec, "hot_auction_ratio: 3", "hot_auction_ratio: 0"), 10, 24, "hot_auction_ratio");
+  ExpectError(Replace(kNexmarkSpec, "2024-01-01T00:00:00Z", "soon"), 9, 16, "expected a timestamp");
+  ExpectError(Replace(kNexmarkSpec, "count: 1000", "count: -5"), 5, 12, "count must be >= 0");
+  ExpectError(Replace(kNexmarkSpec, "    seed: 9\n", "    schema: {a: int}\n"), 7, 5,
+              "unknown field 'schema' in source 'events'");
 }
 
 constexpr char kMllpSpec[] = R"yaml(name: bedside-news2
