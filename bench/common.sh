@@ -48,6 +48,24 @@ start_cluster() {  # SLOTS [TASKMANAGERS (2)] [more TaskManager flags...]
   done
 }
 
+# Stops the cluster start_cluster started and removes its data dirs, so that
+# the next start_cluster begins afresh (and its processes' peak RSS with it).
+stop_cluster() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+  TMS=()
+  rm -rf "$DIR/jm" "$DIR"/tm[0-9]*
+}
+
+# CPU ticks of the JobManager and every TaskManager so far.
+cluster_cpu_ticks() {
+  local t=0 p
+  for p in "${pids[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
+  echo "$t"
+}
+
 # run_job JOB.yaml RECORDS: prints records/s and CPU figures.
 run_job() {
   local before after secs hz
