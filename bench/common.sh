@@ -17,7 +17,8 @@ bench_cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done;
 
 await_address() {  # file, what
   for _ in $(seq 1 300); do
-    addr=$(sed -n "s/^$2 listening on //p" "$1" | head -1)
+    # The process may not have created its output file yet.
+    addr=$(sed -n "s/^$2 listening on //p" "$1" 2> /dev/null | head -1 || true)
     [ -n "$addr" ] && { echo "$addr"; return 0; }
     sleep 0.1
   done

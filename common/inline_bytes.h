@@ -42,26 +42,32 @@ class InlineBytes {
     return *this;
   }
 
-  // Replaces the bytes. A heap buffer, once grown, is kept for later
-  // long values: reassigning allocates only to grow.
+  // Replaces the bytes (which may be a part of this object's own). A heap
+  // buffer, once grown, is kept for later long values: reassigning
+  // allocates only to grow.
   void assign(std::string_view bytes) {
-    size_ = static_cast<uint32_t>(bytes.size());
     if (bytes.size() <= N) {
-      std::memcpy(inline_, bytes.data(), bytes.size());
+      if (!bytes.empty()) std::memmove(inline_, bytes.data(), bytes.size());
+      size_ = static_cast<uint32_t>(bytes.size());
       return;
     }
     if (heap_capacity_ < bytes.size()) {
-      heap_ = std::make_unique<char[]>(bytes.size());
+      auto grown = std::make_unique_for_overwrite<char[]>(bytes.size());
+      std::memcpy(grown.get(), bytes.data(), bytes.size());
+      heap_ = std::move(grown);
       heap_capacity_ = static_cast<uint32_t>(bytes.size());
+    } else {
+      std::memmove(heap_.get(), bytes.data(), bytes.size());
     }
-    std::memcpy(heap_.get(), bytes.data(), bytes.size());
+    size_ = static_cast<uint32_t>(bytes.size());
   }
 
   std::string_view view() const { return std::string_view(data(), size_); }
   const char* data() const { return size_ <= N ? inline_ : heap_.get(); }
   size_t size() const { return size_; }
-  // Bytes held on the heap (0 when inline).
-  size_t heap_bytes() const { return size_ <= N ? 0 : heap_capacity_; }
+  // Bytes held on the heap: the buffer of the longest value so far beyond
+  // N, kept while shorter ones are inline (0 if there never was one).
+  size_t heap_bytes() const { return heap_capacity_; }
 
   friend bool operator==(const InlineBytes& a, const InlineBytes& b) { return a.view() == b.view(); }
   friend std::strong_ordering operator<=>(const InlineBytes& a, const InlineBytes& b) {

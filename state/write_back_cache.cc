@@ -153,10 +153,11 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
   // dirty entries of many evictions.
   // The hand clears the bit of a referenced entry and passes on; it evicts
   // the first unreferenced one. Two turns of the clock clear every bit, so
-  // the loop ends even if only `keep` is left.
+  // the loop ends within 2n steps; it stops at once when `keep` is the only
+  // entry left (an entry larger than the cache on its own).
   const size_t target = capacity_ - capacity_ / 8;
   const size_t n = pool_.size();
-  for (size_t steps = 0; bytes_ > target && steps < 2 * n + 1; ++steps) {
+  for (size_t steps = 0; bytes_ > target && map_.size() > 1 && steps < 2 * n + 1; ++steps) {
     if (hand_ >= n) hand_ = 0;
     const uint32_t i = static_cast<uint32_t>(hand_++);
     Entry& e = pool_[i];

@@ -76,7 +76,12 @@ TEST(InlineBytesTest, HoldsShortAndLongBytesAlike) {
   EXPECT_EQ(b.heap_bytes(), 100u);
   b.assign("xy");
   EXPECT_EQ(b.view(), "xy");
-  EXPECT_EQ(b.heap_bytes(), 0u);
+  EXPECT_EQ(b.heap_bytes(), 100u);  // kept for the next long value
+  b.assign(much_longer);
+  b.assign(b.view().substr(1));  // a part of its own bytes
+  EXPECT_EQ(b.view(), much_longer.substr(1));
+  b.assign(std::string_view());
+  EXPECT_EQ(b.view(), "");
 
   Bytes heap(much_longer), inline_copy(exact);
   Bytes copy = heap;
