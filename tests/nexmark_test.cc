@@ -10,7 +10,11 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <map>
+#include <set>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_replace.h"
@@ -65,23 +69,41 @@ void ForEachEvent(const std::function<void(const Row&)>& visit) {
   ASSERT_TRUE(source.status().ok()) << source.status();
 }
 
+// Rows of `schema` as sorted CSV lines, written by the file sink's writer.
+class Lines {
+ public:
+  explicit Lines(const Schema& schema) : out_(schema.size()) {
+    absl::StatusOr<std::unique_ptr<RecordWriter>> writer = CreateRecordWriter("csv", schema);
+    EXPECT_TRUE(writer.ok()) << writer.status();
+    if (writer.ok()) writer_ = std::move(*writer);
+  }
+  // The row to fill before Add().
+  Row& row() { return out_; }
+  void Add() {
+    std::string text;
+    writer_->Write(out_, &text);
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    lines_.push_back(std::move(text));
+  }
+  std::vector<std::string> Sorted() {
+    std::sort(lines_.begin(), lines_.end());
+    return lines_;
+  }
+
+ private:
+  Row out_;
+  std::unique_ptr<RecordWriter> writer_;
+  std::vector<std::string> lines_;
+};
+
 // The reference's rows of `schema`, made by `query` from each event (it
 // returns false to skip one), as sorted CSV lines.
 std::vector<std::string> Reference(const Schema& schema, const std::function<bool(const Row&, Row*)>& query) {
-  absl::StatusOr<std::unique_ptr<RecordWriter>> writer = CreateRecordWriter("csv", schema);
-  EXPECT_TRUE(writer.ok()) << writer.status();
-  std::vector<std::string> lines;
-  Row out(schema.size());
-  std::string text;
+  Lines lines(schema);
   ForEachEvent([&](const Row& event) {
-    if (!query(event, &out)) return;
-    text.clear();
-    (*writer)->Write(out, &text);
-    if (!text.empty() && text.back() == '\n') text.pop_back();
-    lines.push_back(text);
+    if (query(event, &lines.row())) lines.Add();
   });
-  std::sort(lines.begin(), lines.end());
-  return lines;
+  return lines.Sorted();
 }
 
 // Runs bench/nexmark/<query>.yaml on a cluster with a CSV file sink instead
@@ -104,6 +126,11 @@ std::vector<std::string> RunQuery(const std::string& query) {
 }
 
 bool IsBid(const Row& e) { return e[kNxEventType].i == static_cast<int64_t>(NexmarkEventType::kBid); }
+bool IsAuction(const Row& e) { return e[kNxEventType].i == static_cast<int64_t>(NexmarkEventType::kAuction); }
+bool IsPerson(const Row& e) { return e[kNxEventType].i == static_cast<int64_t>(NexmarkEventType::kPerson); }
+
+// The start of the epoch-aligned window of `size` ms that holds time t.
+int64_t WindowStart(int64_t t, int64_t size) { return t - ((t % size) + size) % size; }
 
 // The fields of q0 and q1: auction, bidder, price, date_time, extra.
 Schema BidSchema(FieldType price) {
@@ -158,6 +185,124 @@ TEST(NexmarkTest, Q2SelectsTheBidsOfEvery123rdAuction) {
   const std::vector<std::string> got = RunQuery("q2");
   EXPECT_EQ(got.size(), expected.size());
   EXPECT_TRUE(got == expected) << "q2 differs from the reference";
+}
+
+TEST(NexmarkTest, Q3JoinsCategoryTenAuctionsWithTheirWesternSellers) {
+  std::map<int64_t, std::tuple<std::string, std::string, std::string>> people;  // id -> name, city, state
+  std::vector<std::pair<int64_t, int64_t>> auctions;                            // seller, id
+  ForEachEvent([&](const Row& e) {
+    if (IsPerson(e)) {
+      const std::string& state = e[kNxPersonState].s;
+      if (state == "OR" || state == "ID" || state == "CA") {
+        people[e[kNxPersonId].i] = {e[kNxPersonName].s, e[kNxPersonCity].s, state};
+      }
+    } else if (IsAuction(e) && e[kNxAuctionCategory].i == 10) {
+      auctions.emplace_back(e[kNxAuctionSeller].i, e[kNxAuctionId].i);
+    }
+  });
+  Lines lines(Schema({{"name", FieldType::kString},
+                      {"city", FieldType::kString},
+                      {"state", FieldType::kString},
+                      {"id", FieldType::kInt}}));
+  for (const auto& [seller, id] : auctions) {
+    auto it = people.find(seller);
+    if (it == people.end()) continue;
+    Row& r = lines.row();
+    r[0].SetString(std::get<0>(it->second));
+    r[1].SetString(std::get<1>(it->second));
+    r[2].SetString(std::get<2>(it->second));
+    r[3].SetInt(id);
+    lines.Add();
+  }
+  const std::vector<std::string> expected = lines.Sorted();
+  ASSERT_GT(expected.size(), 50u);
+  const std::vector<std::string> got = RunQuery("q3");
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << "q3 differs from the reference";
+}
+
+TEST(NexmarkTest, Q5FindsTheAuctionsWithTheMostBidsPerSlidingWindow) {
+  constexpr int64_t kSize = 10'000, kSlide = 2'000;
+  std::map<int64_t, std::map<int64_t, int64_t>> counts;  // window start -> auction -> bids
+  ForEachEvent([&](const Row& e) {
+    if (!IsBid(e)) return;
+    const int64_t t = e[kNxDateTime].i;
+    for (int64_t start = WindowStart(t, kSlide); start > t - kSize; start -= kSlide) ++counts[start][e[kNxBidAuction].i];
+  });
+  Lines lines(Schema({{"auction", FieldType::kInt}, {"num", FieldType::kInt}}));
+  for (const auto& [start, per_auction] : counts) {
+    int64_t most = 0;
+    for (const auto& [auction, n] : per_auction) most = std::max(most, n);
+    for (const auto& [auction, n] : per_auction) {
+      if (n < most) continue;
+      lines.row()[0].SetInt(auction);
+      lines.row()[1].SetInt(n);
+      lines.Add();
+    }
+  }
+  const std::vector<std::string> expected = lines.Sorted();
+  ASSERT_GT(expected.size(), 10u);
+  const std::vector<std::string> got = RunQuery("q5");
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << "q5 differs from the reference";
+}
+
+TEST(NexmarkTest, Q7FindsTheHighestBidsOfEachWindow) {
+  constexpr int64_t kSize = 10'000;
+  std::map<int64_t, int64_t> max_price;  // window end -> highest price
+  std::vector<std::vector<Datum>> bids;
+  ForEachEvent([&](const Row& e) {
+    if (!IsBid(e)) return;
+    const int64_t end = WindowStart(e[kNxDateTime].i, kSize) + kSize;
+    int64_t& m = max_price[end];
+    m = std::max(m, e[kNxBidPrice].i);
+    bids.push_back({e[kNxBidAuction], e[kNxBidPrice], e[kNxBidBidder], e[kNxDateTime], e[kNxBidExtra]});
+  });
+  Lines lines(Schema({{"auction", FieldType::kInt},
+                      {"price", FieldType::kInt},
+                      {"bidder", FieldType::kInt},
+                      {"date_time", FieldType::kTimestamp},
+                      {"extra", FieldType::kString}}));
+  // B.dateTime BETWEEN B1.dateTime - 10 s AND B1.dateTime, B.price = B1.maxprice.
+  for (const std::vector<Datum>& b : bids) {
+    const int64_t t = b[3].i;
+    for (auto it = max_price.lower_bound(t); it != max_price.end() && it->first <= t + kSize; ++it) {
+      if (it->second != b[1].i) continue;
+      for (size_t f = 0; f < b.size(); ++f) lines.row()[f] = b[f];
+      lines.Add();
+    }
+  }
+  const std::vector<std::string> expected = lines.Sorted();
+  ASSERT_GE(expected.size(), max_price.size());  // at least the highest bid of every window
+  const std::vector<std::string> got = RunQuery("q7");
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << "q7 differs from the reference";
+}
+
+TEST(NexmarkTest, Q8FindsPeopleWhoSellInTheWindowTheyRegistered) {
+  constexpr int64_t kSize = 10'000;
+  std::set<std::pair<int64_t, int64_t>> selling;  // seller, window start
+  std::vector<std::tuple<int64_t, std::string, int64_t>> registered;  // id, name, window start
+  ForEachEvent([&](const Row& e) {
+    if (IsPerson(e)) {
+      registered.emplace_back(e[kNxPersonId].i, e[kNxPersonName].s, WindowStart(e[kNxDateTime].i, kSize));
+    } else if (IsAuction(e)) {
+      selling.emplace(e[kNxAuctionSeller].i, WindowStart(e[kNxDateTime].i, kSize));
+    }
+  });
+  Lines lines(Schema({{"id", FieldType::kInt}, {"name", FieldType::kString}, {"starttime", FieldType::kTimestamp}}));
+  for (const auto& [id, name, start] : registered) {
+    if (!selling.contains({id, start})) continue;
+    lines.row()[0].SetInt(id);
+    lines.row()[1].SetString(name);
+    lines.row()[2].SetInt(start);
+    lines.Add();
+  }
+  const std::vector<std::string> expected = lines.Sorted();
+  ASSERT_GT(expected.size(), 10u);
+  const std::vector<std::string> got = RunQuery("q8");
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << "q8 differs from the reference";
 }
 
 }  // namespace
