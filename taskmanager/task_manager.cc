@@ -1,5 +1,7 @@
 #include "taskmanager/task_manager.h"
 
+#include <pthread.h>
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -387,6 +389,11 @@ void TaskManager::Report(Task* task) {
 }
 
 void TaskManager::RunTask(Task* task) {
+  // Named for top, perf and /proc (task-v<head vertex id>-<subtask>), where
+  // it would otherwise carry the name of the gRPC thread that deployed it.
+  const std::string thread_name = absl::StrCat("task-v", task->tdd.chain_size() > 0 ? task->tdd.chain(0) : -1, "-",
+                                               task->tdd.subtask_index());
+  pthread_setname_np(pthread_self(), thread_name.substr(0, 15).c_str());
   const std::string name = absl::StrCat("task ", task->tdd.task_id());
   StreamTaskEnv env;
   env.partitions = &partitions_;
