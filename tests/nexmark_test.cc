@@ -125,6 +125,13 @@ std::vector<std::string> RunQuery(const std::string& query) {
   return lines;
 }
 
+// Runs the query and expects exactly the reference's lines.
+void ExpectQueryGives(const std::string& query, const std::vector<std::string>& expected) {
+  const std::vector<std::string> got = RunQuery(query);
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << query << " differs from the reference";
+}
+
 bool IsBid(const Row& e) { return e[kNxEventType].i == static_cast<int64_t>(NexmarkEventType::kBid); }
 bool IsAuction(const Row& e) { return e[kNxEventType].i == static_cast<int64_t>(NexmarkEventType::kAuction); }
 bool IsPerson(const Row& e) { return e[kNxEventType].i == static_cast<int64_t>(NexmarkEventType::kPerson); }
@@ -156,9 +163,7 @@ TEST(NexmarkTest, Q0PassesEveryBidThrough) {
     return true;
   });
   ASSERT_EQ(expected.size(), size_t{kEvents / 50 * 46});  // 46 bids in every 50 events
-  const std::vector<std::string> got = RunQuery("q0");
-  EXPECT_EQ(got.size(), expected.size());
-  EXPECT_TRUE(got == expected) << "q0 differs from the reference";
+  ExpectQueryGives("q0", expected);
 }
 
 TEST(NexmarkTest, Q1ConvertsEveryPriceToEuros) {
@@ -168,9 +173,7 @@ TEST(NexmarkTest, Q1ConvertsEveryPriceToEuros) {
     (*out)[2].SetDouble(0.908 * static_cast<double>(e[kNxBidPrice].i));
     return true;
   });
-  const std::vector<std::string> got = RunQuery("q1");
-  EXPECT_EQ(got.size(), expected.size());
-  EXPECT_TRUE(got == expected) << "q1 differs from the reference";
+  ExpectQueryGives("q1", expected);
 }
 
 TEST(NexmarkTest, Q2SelectsTheBidsOfEvery123rdAuction) {
@@ -182,9 +185,7 @@ TEST(NexmarkTest, Q2SelectsTheBidsOfEvery123rdAuction) {
     return true;
   });
   ASSERT_GT(expected.size(), 100u);  // the test must see some
-  const std::vector<std::string> got = RunQuery("q2");
-  EXPECT_EQ(got.size(), expected.size());
-  EXPECT_TRUE(got == expected) << "q2 differs from the reference";
+  ExpectQueryGives("q2", expected);
 }
 
 TEST(NexmarkTest, Q3JoinsCategoryTenAuctionsWithTheirWesternSellers) {
@@ -216,9 +217,7 @@ TEST(NexmarkTest, Q3JoinsCategoryTenAuctionsWithTheirWesternSellers) {
   }
   const std::vector<std::string> expected = lines.Sorted();
   ASSERT_GT(expected.size(), 50u);
-  const std::vector<std::string> got = RunQuery("q3");
-  EXPECT_EQ(got.size(), expected.size());
-  EXPECT_TRUE(got == expected) << "q3 differs from the reference";
+  ExpectQueryGives("q3", expected);
 }
 
 TEST(NexmarkTest, Q5FindsTheAuctionsWithTheMostBidsPerSlidingWindow) {
@@ -242,9 +241,7 @@ TEST(NexmarkTest, Q5FindsTheAuctionsWithTheMostBidsPerSlidingWindow) {
   }
   const std::vector<std::string> expected = lines.Sorted();
   ASSERT_GT(expected.size(), 10u);
-  const std::vector<std::string> got = RunQuery("q5");
-  EXPECT_EQ(got.size(), expected.size());
-  EXPECT_TRUE(got == expected) << "q5 differs from the reference";
+  ExpectQueryGives("q5", expected);
 }
 
 TEST(NexmarkTest, Q7FindsTheHighestBidsOfEachWindow) {
@@ -274,9 +271,7 @@ TEST(NexmarkTest, Q7FindsTheHighestBidsOfEachWindow) {
   }
   const std::vector<std::string> expected = lines.Sorted();
   ASSERT_GE(expected.size(), max_price.size());  // at least the highest bid of every window
-  const std::vector<std::string> got = RunQuery("q7");
-  EXPECT_EQ(got.size(), expected.size());
-  EXPECT_TRUE(got == expected) << "q7 differs from the reference";
+  ExpectQueryGives("q7", expected);
 }
 
 TEST(NexmarkTest, Q8FindsPeopleWhoSellInTheWindowTheyRegistered) {
@@ -300,9 +295,7 @@ TEST(NexmarkTest, Q8FindsPeopleWhoSellInTheWindowTheyRegistered) {
   }
   const std::vector<std::string> expected = lines.Sorted();
   ASSERT_GT(expected.size(), 10u);
-  const std::vector<std::string> got = RunQuery("q8");
-  EXPECT_EQ(got.size(), expected.size());
-  EXPECT_TRUE(got == expected) << "q8 differs from the reference";
+  ExpectQueryGives("q8", expected);
 }
 
 }  // namespace
