@@ -189,6 +189,20 @@ std::string FormatJobStatus(const proto::JobStatus& st) {
                                           FormatCount(v.records_in()), FormatCount(v.records_out()),
                                           FormatCount(v.dead_letters()), FormatCount(v.late_records())));
   }
+  bool latency_header = false;
+  for (const auto& v : st.vertices()) {
+    if (v.latency_markers() == 0) continue;
+    if (!latency_header) {
+      latency_header = true;
+      absl::StrAppend(&out, absl::StrFormat("\nLATENCY (source to sink, latency markers)\n%-*s  %10s  %10s  %10s  %10s  %10s\n",
+                                            static_cast<int>(name_w), "SINK", "MARKERS", "P50 MS", "P99 MS",
+                                            "P99.9 MS", "MAX MS"));
+    }
+    absl::StrAppend(&out, absl::StrFormat("%-*s  %10s  %10.3f  %10.3f  %10.3f  %10.3f\n", static_cast<int>(name_w),
+                                          v.name(), FormatCount(v.latency_markers()), v.latency_p50_us() / 1000.0,
+                                          v.latency_p99_us() / 1000.0, v.latency_p999_us() / 1000.0,
+                                          v.latency_max_us() / 1000.0));
+  }
   if (st.checkpoints_size() > 0 || !st.checkpoint_storage().empty()) AppendCheckpoints(st, &out);
   return out;
 }

@@ -278,6 +278,7 @@ JobBuilder::~JobBuilder() = default;
 void JobBuilder::SetParallelism(int parallelism) { parallelism_ = parallelism; }
 void JobBuilder::SetMaxParallelism(int max_parallelism) { max_parallelism_ = max_parallelism; }
 void JobBuilder::SetBufferTimeoutMs(int64_t ms) { buffer_timeout_ms_ = ms; }
+void JobBuilder::SetLatencyMarkerIntervalMs(int64_t ms) { latency_marker_interval_ms_ = ms; }
 void JobBuilder::SetCheckpointing(const CheckpointingOptions& checkpointing) {
   checkpointing_ = checkpointing;
 }
@@ -1642,6 +1643,11 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
          absl::StrCat(who, ": buffer_timeout must be >= 0, got ", buffer_timeout_ms_, "ms"));
     return error_->status;
   }
+  if (latency_marker_interval_ms_ < 0) {
+    Fail("", "latency_markers", -1,
+         absl::StrCat(who, ": latency_markers must be >= 0 (0: off), got ", latency_marker_interval_ms_, "ms"));
+    return error_->status;
+  }
   if (!CheckCheckpointing(who)) return error_->status;
   bool has_source = false;
   bool has_sink = false;
@@ -1662,6 +1668,7 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
   graph.set_name(job_name_);
   graph.set_max_parallelism(max_parallelism_);
   graph.set_buffer_timeout_ms(buffer_timeout_ms_);
+  graph.set_latency_marker_interval_ms(latency_marker_interval_ms_);
   proto::CheckpointingSpec* ckpt = graph.mutable_checkpointing();
   *graph.mutable_restart() = restart_;
   ckpt->set_interval_ms(checkpointing_.interval_ms);

@@ -483,6 +483,9 @@ class JobBuilder {
   // How long a partly filled network buffer may wait before it is flushed.
   // Default 5.
   void SetBufferTimeoutMs(int64_t ms);
+  // Every source subtask sends a latency marker this often; sinks report
+  // the markers' ages (vstream status). Default 0: no markers.
+  void SetLatencyMarkerIntervalMs(int64_t ms);
   // Periodic checkpoints. Default: none (CheckpointingOptions{}).
   void SetCheckpointing(const CheckpointingOptions& checkpointing);
   // What the JobManager does when a task fails (restart: in job specs).
@@ -645,6 +648,7 @@ class JobBuilder {
   int parallelism_ = 1;
   int max_parallelism_;
   int64_t buffer_timeout_ms_ = 5;
+  int64_t latency_marker_interval_ms_ = 0;
   CheckpointingOptions checkpointing_;
   proto::RestartSpec restart_;
   std::vector<Stream> streams_;   // in definition order

@@ -8,6 +8,7 @@
 namespace vstream {
 
 int64_t NowMillis();          // wall clock
+int64_t NowMicros();          // wall clock
 int64_t MonotonicNanos();     // steady clock
 
 // Parses epoch milliseconds ("1700000000000") or ISO-8601

@@ -7,7 +7,8 @@ PACKAGES=(build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev libspdlog-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev
-  clang libclang-rt-14-dev)  # tests/fuzz: libFuzzer
+  clang libclang-rt-14-dev  # tests/fuzz: libFuzzer
+  iperf3 rocksdb-tools)  # bench/machine_limits.sh
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

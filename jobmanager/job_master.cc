@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/latency_histogram.h"
 #include "common/time_util.h"
 #include "spdlog/spdlog.h"
 
@@ -517,6 +518,7 @@ proto::JobStatus JobMaster::Status() const {
     vs->set_parallelism(v.parallelism());
     const int c = chain_of_vertex_[v.id()];
     proto::TaskState least = proto::TASK_FINISHED;
+    LatencyCounts latency;
     for (size_t idx : task_index_[c]) {
       const ExecutionVertex& t = tasks_[idx];
       vs->add_subtask_states(t.state);
@@ -538,9 +540,20 @@ proto::JobStatus JobMaster::Status() const {
         vs->set_records_out(vs->records_out() + it->second.records_out());
         vs->set_dead_letters(vs->dead_letters() + it->second.dead_letters());
         vs->set_late_records(vs->late_records() + it->second.late_records());
+        const auto& m = it->second;
+        for (int i = 0; i < m.latency_buckets_size() && i < m.latency_counts_size(); ++i) {
+          latency.Add(m.latency_buckets(i), m.latency_counts(i));
+        }
       }
     }
     vs->set_state(least);
+    if (latency.total() > 0) {
+      vs->set_latency_markers(latency.total());
+      vs->set_latency_p50_us(latency.Quantile(0.50));
+      vs->set_latency_p99_us(latency.Quantile(0.99));
+      vs->set_latency_p999_us(latency.Quantile(0.999));
+      vs->set_latency_max_us(latency.Max());
+    }
   }
   if (checkpoints_) {
     checkpoints_->AddStatus(&s);

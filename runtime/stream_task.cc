@@ -32,6 +32,7 @@ class StreamTask::EmitterOutput : public Output {
   void Finish() override { ok_ = ok_ && emitter_->Finish(); }
   void PushWatermark(int64_t watermark) override { ok_ = ok_ && emitter_->EmitWatermark(watermark); }
   void PushIdle() override { ok_ = ok_ && emitter_->EmitIdle(); }
+  void PushLatencyMarker(int64_t created_us) override { emitter_->MarkLatency(created_us); }
   void PushBarrier(int64_t checkpoint_id, const BarrierOptions& options, RecordEmitter::Overtaken* overtaken) {
     ok_ = ok_ && emitter_->EmitBarrier(checkpoint_id, options, overtaken);
   }
@@ -216,6 +217,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
   tdd_ = tdd;
   partition_manager_ = env.partitions;
   buffer_timeout_ms_ = tdd.buffer_timeout_ms() > 0 ? tdd.buffer_timeout_ms() : 5;
+  latency_marker_interval_us_ = tdd.graph().latency_marker_interval_ms() * 1000;
   const proto::JobGraph& graph = tdd.graph();
   auto vertex = [&](int id) -> const proto::JobVertex& { return graph.vertices(id); };
 
@@ -748,7 +750,21 @@ absl::Status StreamTask::Run() {
       // Produce only with room at the outputs, so that a checkpoint trigger
       // is not held up behind a blocked emit.
       if (responsive_) AwaitOutputRoom(nullptr);
+      // A latency marker stamped now follows the records this call makes;
+      // if it makes none (a paced source that waited), the marker is
+      // dropped, so that the wait does not count as latency.
+      int64_t marker_us = 0;
+      int64_t produced_before = 0;
+      if (latency_marker_interval_us_ > 0) {
+        marker_us = NowMicros();
+        if (marker_us < next_latency_marker_us_) marker_us = 0;
+        produced_before = counters_[0]->records_out.load(std::memory_order_relaxed);
+      }
       SourceStatus st = source->Produce();
+      if (marker_us > 0 && counters_[0]->records_out.load(std::memory_order_relaxed) != produced_before) {
+        head->PushLatencyMarker(marker_us);
+        next_latency_marker_us_ = marker_us + latency_marker_interval_us_;
+      }
       RETURN_IF_ERROR(CheckOperators());
       ProcessCheckpointRequests();
       MaybeFinishChannelState();
@@ -790,6 +806,10 @@ absl::Status StreamTask::Run() {
             RETURN_IF_ERROR(CheckOperators());
             break;
           }
+          if (buffer.num_records == 0) {  // only a latency marker: no records, not activity
+            if (buffer.latency_marker_us > 0) head->PushLatencyMarker(buffer.latency_marker_us);
+            break;
+          }
           valve_->OnRecords(channel);
           const int input = channel_input_[channel];
           if (channel_state_.checkpoint_id != 0 && barriers_->recording(channel)) {
@@ -797,6 +817,7 @@ absl::Status StreamTask::Run() {
             channel_state_.state.AddInput(input, buffer.num_records, buffer.data);
           }
           RETURN_IF_ERROR(PushRecords(input, buffer.data, buffer.num_records, batches[input]));
+          if (buffer.latency_marker_us > 0) head->PushLatencyMarker(buffer.latency_marker_us);
           RETURN_IF_ERROR(CheckOperators());
           break;
         }

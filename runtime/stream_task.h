@@ -9,6 +9,15 @@
 // calls until it ends. Buffers are flushed when full or when the buffer
 // timeout passes, whichever comes first.
 //
+// Latency markers (Flink's, made better): with the job's latency_markers
+// interval, a source task stamps a marker with the wall clock before a
+// Produce call that makes records, and sends it after them; it travels the operator chain like a record batch
+// (Output::PushLatencyMarker) and, at a network output, rides on the
+// buffer being filled for one subpartition (RecordEmitter::MarkLatency), so
+// it waits for the buffer timeout, credits and backpressure as records do,
+// instead of jumping ahead as an event. Sinks record its age. It costs
+// nothing per record.
+//
 // Thread-compatible, except Cancel(), which any thread may call.
 
 #include <atomic>
@@ -162,6 +171,11 @@ class StreamTask {
   bool responsive_ = false;
   bool replaying_ = false;  // ReplayChannelState runs
   int64_t buffer_timeout_ms_ = 5;
+  // Latency markers (the job's latency_markers; 0: off): a source task
+  // makes one this often, between two Produce calls; a task with inputs
+  // passes on those that ride on its input buffers.
+  int64_t latency_marker_interval_us_ = 0;
+  int64_t next_latency_marker_us_ = 0;
   PartitionManager* partition_manager_ = nullptr;
   std::unique_ptr<RateLimiter> sink_limiter_;
 };

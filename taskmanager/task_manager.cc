@@ -205,6 +205,10 @@ proto::TaskReport TaskManager::MakeReport(Task* task) {
       m->set_records_out(c->records_out.load(std::memory_order_relaxed));
       m->set_dead_letters(c->dead_letters.load(std::memory_order_relaxed));
       m->set_late_records(c->late_records.load(std::memory_order_relaxed));
+      c->latency.ForEach([m](int bucket, int64_t n) {
+        m->add_latency_buckets(bucket);
+        m->add_latency_counts(n);
+      });
     }
   }
   return r;

@@ -173,6 +173,55 @@ TEST(ClusterTest, ExampleJobOnTwoTaskManagersMatchesIndependentCount) {
   EXPECT_NE(jobs.out.find(job_id), std::string::npos);
 }
 
+// Latency markers cross the network (a key_by edge between the TaskManagers)
+// with the records, and the sink's status reports how many arrived and their
+// age. No speed is asserted: that is bench/run's business.
+TEST(ClusterTest, LatencyMarkersReachTheSinkAndStatusReportsTheirAge) {
+  TestCluster cluster(2, 2);
+  TempDir data("data");
+  WriteFile(data.File("job.yaml"), R"yaml(name: latency
+parallelism: 2
+latency_markers: 10ms
+sources:
+  - name: gen
+    connector: generator
+    count: 200000
+    rate: 100000
+    schema: {patient_id: string, ts: timestamp, hr: int}
+    fields:
+      patient_id: {kind: key, cardinality: 1000, prefix: "P"}
+      ts: {kind: sequence, min: 1700000000000}
+    event_time: {field: ts}
+operators:
+  - {name: counts, type: window, input: gen, key_by: [patient_id], window: {kind: tumbling, size: 1s},
+     aggregates: {n: "count(*)"}}
+sinks:
+  - {name: drop, connector: blackhole, input: counts}
+)yaml");
+  CommandResult r = cluster.Vstream({"submit", data.File("job.yaml"), "--wait"}, std::chrono::minutes(2));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const std::string job_id = r.out.substr(0, r.out.find('\n'));
+  CommandResult st = cluster.Vstream({"status", job_id}, std::chrono::seconds(30));
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  const size_t header = st.out.find("LATENCY (source to sink, latency markers)");
+  ASSERT_NE(header, std::string::npos) << st.out;
+  // The sink's row: name, markers, p50, p99, p99.9, max (ms).
+  const size_t row = st.out.find("\ndrop ", header);
+  ASSERT_NE(row, std::string::npos) << st.out;
+  std::vector<std::string> cols = absl::StrSplit(st.out.substr(row + 1, st.out.find('\n', row + 1) - row - 1), ' ',
+                                                 absl::SkipEmpty());
+  ASSERT_EQ(cols.size(), 6u) << st.out;
+  // About 2 s of producing at one marker per 10 ms per source subtask.
+  EXPECT_GE(std::stoll(absl::StrReplaceAll(cols[1], {{",", ""}})), 50) << st.out;
+  const double p50 = std::stod(cols[2]), p99 = std::stod(cols[3]), p999 = std::stod(cols[4]), max = std::stod(cols[5]);
+  EXPECT_GT(p50, 0) << st.out;
+  EXPECT_LE(p50, p99);
+  EXPECT_LE(p99, p999);
+  EXPECT_LE(p999, max);
+  // Sources and the window are not sinks: no latency rows for them.
+  EXPECT_EQ(st.out.find("\ncounts ", header), std::string::npos) << st.out;
+}
+
 TEST(ClusterTest, LocalModeGivesTheSameResult) {
   TempDir data("local");
   const Input in = WriteVitals(data.File("vitals.csv"), 1'000'000, 1000);

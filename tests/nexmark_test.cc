@@ -1,4 +1,4 @@
-// The Nexmark queries of bench/nexmark/, run on a real cluster (a JobManager
+// The Nexmark queries of bench/workloads/, run on a real cluster (a JobManager
 // and 2 TaskManagers as processes, parallelism 2, exactly-once checkpoints
 // every 200 ms) into file sinks, against a reference computed here: the same
 // events made by NexmarkSource in this process at parallelism 1, the query
@@ -106,10 +106,10 @@ std::vector<std::string> Reference(const Schema& schema, const std::function<boo
   return lines.Sorted();
 }
 
-// Runs bench/nexmark/<query>.yaml on a cluster with a CSV file sink instead
+// Runs bench/workloads/<query>.yaml on a cluster with a CSV file sink instead
 // of the blackhole and checkpoints every 200 ms; returns its sorted lines.
 std::vector<std::string> RunQuery(const std::string& query) {
-  std::string spec = ReadFile(std::string(VSTREAM_SOURCE_DIR) + "/bench/nexmark/" + query + ".yaml");
+  std::string spec = ReadFile(std::string(VSTREAM_SOURCE_DIR) + "/bench/workloads/" + query + ".yaml");
   EXPECT_NE(spec.find("connector: blackhole"), std::string::npos) << query << ": no blackhole sink to replace";
   TempDir dir("nexmark-" + query);
   spec = absl::StrReplaceAll(spec, {{"count: COUNT", "count: " + std::to_string(kEvents)},

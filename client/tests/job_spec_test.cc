@@ -399,6 +399,14 @@ TEST_F(JobSpecTest, JobSettingsParallelismAndPartitioning) {
     ASSERT_TRUE(graph.ok()) << graph.status();
     EXPECT_EQ(graph->buffer_timeout_ms(), ms) << text;
   }
+
+  // Latency markers: off unless asked for.
+  EXPECT_EQ(graph->latency_marker_interval_ms(), 0);
+  graph = Compile(Replace(kBaseSpec, "name: j\n", "name: j\nlatency_markers: 100ms\n"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->latency_marker_interval_ms(), 100);
+  ExpectError(Replace(kBaseSpec, "name: j\n", "name: j\nlatency_markers: often\n"), 2, 18,
+              "expected a duration such as 5ms, 1s, 2m or 1h for 'latency_markers', got 'often'");
 }
 
 TEST_F(JobSpecTest, DeadLetterStreamIsASideOutput) {
@@ -804,7 +812,7 @@ TEST_F(JobSpecTest, EmptyOrNonMappingSpec) {
 TEST_F(JobSpecTest, UnknownTopLevelField) {
   ExpectError(Replace(kBaseSpec, "operators:", "operator:"), 8, 1,
               "unknown top-level field 'operator', expected one of name, parallelism, "
-              "max_parallelism, buffer_timeout, checkpointing, restart, sources, operators, sinks");
+              "max_parallelism, buffer_timeout, latency_markers, checkpointing, restart, sources, operators, sinks");
 }
 
 TEST_F(JobSpecTest, UnknownOperatorField) {

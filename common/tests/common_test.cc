@@ -1,9 +1,12 @@
 #include <atomic>
+#include <cstdlib>
+#include <limits>
 
 #include "common/crc32c.h"
 #include "common/executor.h"
 #include "common/flags.h"
 #include "common/inline_bytes.h"
+#include "common/latency_histogram.h"
 #include "common/time_util.h"
 #include "gtest/gtest.h"
 
@@ -99,6 +102,43 @@ TEST(InlineBytesTest, HoldsShortAndLongBytesAlike) {
   EXPECT_LT(Bytes("aaaaaaaab"), Bytes("ab"));
   EXPECT_EQ(Bytes(longer), Bytes(longer));
   EXPECT_NE(Bytes(longer), Bytes(exact));
+}
+
+TEST(LatencyHistogramTest, BucketsCoverEveryValueWithinTheirRelativeWidth) {
+  using namespace latency_buckets;
+  for (int64_t v : {int64_t{0}, int64_t{1}, int64_t{15}, int64_t{16}, int64_t{17}, int64_t{31}, int64_t{32},
+                    int64_t{1000}, int64_t{4095}, int64_t{4096}, int64_t{999'999}, int64_t{1} << 40}) {
+    const int i = IndexOf(v);
+    EXPECT_LE(LowerBound(i), v) << v;
+    EXPECT_GT(LowerBound(i + 1), v) << v;
+    // A bucket is at most 1/16 of its lower bound wide.
+    EXPECT_LE((LowerBound(i + 1) - LowerBound(i)) * 16, std::max<int64_t>(LowerBound(i), 16)) << v;
+  }
+  // Indexes ascend with the value and stay in range; negatives count as 0.
+  int last = 0;
+  for (int64_t v = 0; v < 100000; v += 7) {
+    EXPECT_GE(IndexOf(v), last);
+    last = IndexOf(v);
+  }
+  EXPECT_EQ(IndexOf(-5), 0);
+  EXPECT_EQ(IndexOf(std::numeric_limits<int64_t>::max()), kCount - 1);
+}
+
+TEST(LatencyHistogramTest, QuantilesOfMergedCountsAreWithinABucket) {
+  // Two subtasks' histograms: 1..1000 µs and 1001..2000 µs, one each.
+  LatencyHistogram a, b;
+  for (int64_t v = 1; v <= 1000; ++v) a.Record(v);
+  for (int64_t v = 1001; v <= 2000; ++v) b.Record(v);
+  LatencyCounts merged;
+  for (const LatencyHistogram* h : {&a, &b}) h->ForEach([&](int bucket, int64_t n) { merged.Add(bucket, n); });
+  EXPECT_EQ(merged.total(), 2000);
+  auto near = [](int64_t got, int64_t want) { return std::abs(got - want) <= want / 16 + 1; };
+  EXPECT_PRED2(near, merged.Quantile(0.50), 1000);
+  EXPECT_PRED2(near, merged.Quantile(0.99), 1980);
+  EXPECT_PRED2(near, merged.Quantile(0.999), 1998);
+  EXPECT_PRED2(near, merged.Max(), 2000);
+  EXPECT_EQ(LatencyCounts().Quantile(0.5), 0);
+  EXPECT_TRUE(LatencyHistogram().empty());
 }
 
 TEST(Crc32cTest, MatchesTheStandardCheckValues) {

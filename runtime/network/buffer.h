@@ -40,6 +40,10 @@ struct NetworkBuffer {
   // An unaligned barrier at the consumer: how many record buffers received
   // before it it overtook (they follow it in the channel).
   int32_t overtaken = 0;
+  // kRecords: > 0 when a latency marker rides on this buffer (the wall
+  // clock, µs, when its source made it). It counts as arriving after the
+  // buffer's records; a buffer may carry only a marker (num_records 0).
+  int64_t latency_marker_us = 0;
 };
 
 // How a task sends a checkpoint's barrier on.

@@ -86,6 +86,7 @@ grpc::Status DataExchangeService::OpenChannel(
       msg.set_checkpoint_barrier(b->kind == BufferKind::kBarrier ? b->checkpoint_id : 0);
       msg.set_unaligned(b->unaligned);
       msg.set_aligned_deadline_ms(b->aligned_deadline_ms);
+      msg.set_latency_marker_us(b->latency_marker_us);
       if (b->kind == BufferKind::kRecords) {
         std::lock_guard<std::mutex> lock(mu);
         --credit;

@@ -107,6 +107,7 @@ void RemoteInputChannel::ReadLoop() {
     b.data = std::move(*msg.mutable_data());
     b.num_records = msg.num_records();
     b.end_of_partition = msg.end_of_partition();
+    b.latency_marker_us = msg.latency_marker_us();
     if (msg.end_of_partition()) {
       b.kind = BufferKind::kEndOfPartition;
     } else if (msg.idle()) {

@@ -21,7 +21,7 @@ RecordEmitter::RecordEmitter(std::shared_ptr<ResultPartition> partition, Schema 
 
 bool RecordEmitter::SendBuffer(int target) {
   NetworkBuffer& b = building_[target];
-  if (b.num_records == 0) return true;
+  if (b.num_records == 0 && b.latency_marker_us == 0) return true;
   NetworkBuffer out;
   out.data.reserve(kNetworkBufferBytes + 1024);
   std::swap(out, b);
@@ -74,6 +74,13 @@ bool RecordEmitter::Flush() {
     if (!SendBuffer(t)) return false;
   }
   return true;
+}
+
+void RecordEmitter::MarkLatency(int64_t created_us) {
+  if (num_targets_ == 0) return;
+  NetworkBuffer& b = building_[next_marker_target_];
+  if (++next_marker_target_ == num_targets_) next_marker_target_ = 0;
+  if (b.latency_marker_us == 0) b.latency_marker_us = created_us;  // the older marker stays
 }
 
 bool RecordEmitter::EmitEvent(BufferKind kind, int64_t watermark, int64_t checkpoint_id) {

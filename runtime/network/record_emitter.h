@@ -27,6 +27,11 @@ class RecordEmitter {
   bool Emit(const RowBatch& batch);
   // Sends every non-empty buffer.
   bool Flush();
+  // Puts a latency marker made at `created_us` (wall clock) into the buffer
+  // being filled for one subpartition, each marker the next one in turn (as
+  // Flink sends a marker down one channel): it waits there as a record
+  // emitted now would, and goes with that buffer.
+  void MarkLatency(int64_t created_us);
   // Flushes, then sends a watermark (or idle) event on every subpartition.
   bool EmitWatermark(int64_t watermark);
   bool EmitIdle();
@@ -63,6 +68,7 @@ class RecordEmitter {
   int max_parallelism_;
   int num_targets_;
   int next_target_;
+  int next_marker_target_ = 0;
   std::vector<NetworkBuffer> building_;
   std::vector<bool> settled_;  // per subpartition, for SettleBarrier
   std::string key_scratch_;

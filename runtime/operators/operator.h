@@ -15,6 +15,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/latency_histogram.h"
+#include "common/time_util.h"
 #include "runtime/types.h"
 #include "state/keyed_state_backend.h"
 #include "state/state_clock.h"
@@ -30,6 +32,8 @@ struct OperatorCounters {
   std::atomic<int64_t> dead_letters{0};
   std::atomic<int64_t> late_records{0};  // beyond a window's allowed lateness
   double sink_max_rate = 0;  // set at build time for a throttled sink
+  // A sink's latency markers: each one's age on arrival.
+  LatencyHistogram latency;
 };
 
 class Output {
@@ -46,6 +50,12 @@ class Output {
   // The producing source has no data for a while: leave it out of
   // downstream watermarks until it sends records or a watermark again.
   virtual void PushIdle() {}
+  // A latency marker made at `created_us` (wall clock, µs) passed the
+  // records before it. Operators pass it on at once (a window does not hold
+  // it); network outputs send it with their next buffer; sinks count its
+  // age. Latency markers measure the path's queues, network and processing,
+  // not the time records wait in a window.
+  virtual void PushLatencyMarker(int64_t created_us) { (void)created_us; }
 };
 
 // Everything an operator may need from its task.
@@ -110,6 +120,9 @@ class StreamOperator : public Output {
   // timers first.
   void PushWatermark(int64_t watermark) override { output_->PushWatermark(watermark); }
   void PushIdle() override { output_->PushIdle(); }
+  void PushLatencyMarker(int64_t created_us) override {
+    if (output_ != nullptr) output_->PushLatencyMarker(created_us);
+  }
   // Operators that act on wall-clock time (processing-time windows) say so;
   // the task then calls OnProcessingTime at least every buffer timeout.
   virtual bool wants_processing_time() const { return false; }
@@ -145,6 +158,8 @@ class StreamOperator : public Output {
     output_->Push(batch);
   }
   void CountIn(size_t n) { counters_.records_in.fetch_add(n, std::memory_order_relaxed); }
+  // Sinks: a latency marker arrived.
+  void RecordLatency(int64_t created_us) { counters_.latency.Record(NowMicros() - created_us); }
 
   OperatorCounters& counters_;
   Output* output_ = nullptr;
@@ -166,6 +181,9 @@ class FanOutOutput : public Output {
   }
   void PushIdle() override {
     for (auto* o : outputs_) o->PushIdle();
+  }
+  void PushLatencyMarker(int64_t created_us) override {
+    for (auto* o : outputs_) o->PushLatencyMarker(created_us);
   }
 
  private:

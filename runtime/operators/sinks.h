@@ -74,6 +74,7 @@ class FileSink : public StreamOperator {
   absl::Status RestoreOperatorState(std::string_view state) override;
   void NotifyCheckpointComplete(int64_t checkpoint_id) override;
   bool needs_final_checkpoint() const override { return checkpointing_ && !at_least_once_; }
+  void PushLatencyMarker(int64_t created_us) override { RecordLatency(created_us); }
 
  private:
   void FlushBuffer();
@@ -119,6 +120,7 @@ class StdoutSink : public StreamOperator {
   absl::Status Open(const OperatorContext& ctx) override;
   void Push(RowBatch& batch) override;
   void Finish() override;
+  void PushLatencyMarker(int64_t created_us) override { RecordLatency(created_us); }
 
  private:
   Schema schema_;
@@ -132,6 +134,7 @@ class BlackholeSink : public StreamOperator {
   using StreamOperator::StreamOperator;
   void Push(RowBatch& batch) override { CountIn(batch.size()); }
   void Finish() override {}
+  void PushLatencyMarker(int64_t created_us) override { RecordLatency(created_us); }
 };
 
 }  // namespace vstream

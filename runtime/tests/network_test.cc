@@ -301,11 +301,11 @@ class RemoteChannelTest : public ::testing::Test {
   }
   void TearDown() override { server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
 
-  std::unique_ptr<InputGate> Gate(const std::string& partition, int credits) {
+  std::unique_ptr<InputGate> Gate(const std::string& partition, int credits, int subpartition = 0) {
     std::vector<std::unique_ptr<InputChannel>> channels;
     channels.push_back(std::make_unique<RemoteInputChannel>(
         grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()),
-        partition, 0, credits));
+        partition, subpartition, credits));
     return std::make_unique<InputGate>(std::move(channels));
   }
 
@@ -382,6 +382,52 @@ TEST_F(RemoteChannelTest, BarriersAndWatermarksTravelInOrderWithRecords) {
   }
   EXPECT_EQ(seen, "R10B1R5W42B2");
   gate->Close();
+}
+
+// A latency marker rides on the buffer being filled for one subpartition
+// (each marker the next one in turn) and crosses gRPC with it; a marker with
+// no records to ride on still goes at the next flush.
+TEST_F(RemoteChannelTest, LatencyMarkersRideOnBuffersToOneSubpartitionEach) {
+  Schema s({{"k", FieldType::kString}, {"v", FieldType::kInt}});
+  auto p = std::make_shared<ResultPartition>("job/e8/s0", 2, 4);
+  pm_.Register(p);
+  RecordEmitter emitter(p, s, PartitionMode::kRebalance, {}, 128, 0);
+  auto gate0 = Gate("job/e8/s0", 4, 0);
+  auto gate1 = Gate("job/e8/s0", 4, 1);
+  gate0->Start();
+  gate1->Start();
+  RowBatch batch(2);
+  for (int i = 0; i < 4; ++i) {
+    Row& r = batch.Append();
+    r[0].SetString("k");
+    r[1].SetInt(i);
+  }
+  ASSERT_TRUE(emitter.Emit(batch));  // 2 records to each subpartition
+  emitter.MarkLatency(1000);         // subpartition 0, with its records
+  emitter.MarkLatency(2000);         // subpartition 1, with its records
+  emitter.MarkLatency(3000);         // subpartition 0 again: the older marker stays
+  ASSERT_TRUE(emitter.Flush());
+  emitter.MarkLatency(4000);  // subpartition 1, nothing else to send
+  ASSERT_TRUE(emitter.Finish());
+  auto seen = [](InputGate& gate) {
+    std::string out;
+    NetworkBuffer buf;
+    int ch;
+    GateResult r;
+    while ((r = gate.Next(Clock::now() + std::chrono::seconds(10), &buf, &ch)) != GateResult::kEnd) {
+      if (r == GateResult::kChannelEnd) continue;
+      EXPECT_EQ(r, GateResult::kBuffer);
+      if (r != GateResult::kBuffer) break;
+      if (buf.kind == BufferKind::kRecords) {
+        out += "R" + std::to_string(buf.num_records) + "@" + std::to_string(buf.latency_marker_us) + " ";
+      }
+    }
+    return out;
+  };
+  EXPECT_EQ(seen(*gate0), "R2@1000 ");
+  EXPECT_EQ(seen(*gate1), "R2@2000 R0@4000 ");
+  gate0->Close();
+  gate1->Close();
 }
 
 TEST_F(RemoteChannelTest, ProducerStopsAtQueuePlusCreditWhileTheConsumerIsIdle) {
