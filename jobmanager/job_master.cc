@@ -47,11 +47,8 @@ JobMaster::~JobMaster() = default;
 
 void JobMaster::BuildChains() {
   const int n = graph_.vertices_size();
-  std::vector<int> in_edges(n, 0), main_out_edges(n, 0);
-  for (const auto& e : graph_.edges()) {
-    in_edges[e.target()]++;
-    if (e.side_output().empty()) main_out_edges[e.source()]++;
-  }
+  std::vector<int> in_edges(n, 0);
+  for (const auto& e : graph_.edges()) in_edges[e.target()]++;
   chain_of_vertex_.assign(n, -1);
   for (int v = 0; v < n; ++v) {
     int joined = -1;
@@ -59,9 +56,8 @@ void JobMaster::BuildChains() {
       for (const auto& e : graph_.edges()) {
         if (e.target() != v) continue;
         const int u = e.source();
-        if (e.partitioning() == proto::FORWARD && e.side_output().empty() && main_out_edges[u] == 1 &&
-            graph_.vertices(u).parallelism() == graph_.vertices(v).parallelism() &&
-            chain_of_vertex_[u] >= 0 && chains_[chain_of_vertex_[u]].back() == u) {
+        if (e.partitioning() == proto::FORWARD && e.side_output().empty() &&
+            graph_.vertices(u).parallelism() == graph_.vertices(v).parallelism() && chain_of_vertex_[u] >= 0) {
           joined = chain_of_vertex_[u];
         }
       }

@@ -229,7 +229,6 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     ASSIGN_OR_RETURN(auto op, CreateOperator(v, *counters_.back()));
     operators_.push_back(std::move(op));
   }
-  for (size_t i = 0; i + 1 < operators_.size(); ++i) operators_[i]->set_output(operators_[i + 1].get());
 
   // Network outputs: the edges leaving the chain, grouped by source vertex.
   std::map<std::pair<int, std::string>, FanOutOutput*> outs;  // (vertex, side output)
@@ -259,8 +258,34 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
   }
   fanouts_.push_back(std::make_unique<NullOutput>());
   Output* null_out = fanouts_.back().get();
-  auto tail_it = outs.find({tdd.chain(tdd.chain_size() - 1), ""});
-  operators_.back()->set_output(tail_it != outs.end() ? tail_it->second : null_out);
+  // Each operator's main output: the operators chained to it (a chain is a
+  // tree: each but the head has one input, an operator before it) and the
+  // network edges leaving it.
+  std::vector<std::vector<Output*>> chained(operators_.size());
+  std::map<int, size_t> index_of;  // vertex id -> chain index
+  for (int i = 0; i < tdd.chain_size(); ++i) index_of[tdd.chain(i)] = i;
+  for (const auto& edge : graph.edges()) {
+    auto from = index_of.find(edge.source());
+    auto to = index_of.find(edge.target());
+    if (from == index_of.end() || to == index_of.end()) continue;
+    if (to->second <= from->second || to->second == 0) return absl::InternalError("a chain out of order");
+    chained[from->second].push_back(operators_[to->second].get());
+  }
+  for (size_t i = 0; i < operators_.size(); ++i) {
+    auto net = outs.find({tdd.chain(i), ""});
+    Output* network = net != outs.end() ? net->second : nullptr;
+    if (chained[i].empty()) {
+      operators_[i]->set_output(network != nullptr ? network : null_out);
+    } else if (chained[i].size() == 1 && network == nullptr) {
+      operators_[i]->set_output(chained[i][0]);
+    } else {
+      auto fan = std::make_unique<ChainFanOutOutput>();
+      if (network != nullptr) fan->AddReader(network);
+      for (Output* op : chained[i]) fan->AddOperator(op);
+      operators_[i]->set_output(fan.get());
+      fanouts_.push_back(std::move(fan));
+    }
+  }
   // Side outputs: dead letters of a source or process function, late
   // records of a window.
   for (size_t i = 0; i < operators_.size(); ++i) {
@@ -276,10 +301,13 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
   }
 
   // A throttled sink (max_rate) paces the task's input: the rest of the
-  // chain and everything upstream is backpressured.
-  if (counters_.back()->sink_max_rate > 0) {
-    sink_limiter_ = std::make_unique<RateLimiter>(counters_.back()->sink_max_rate);
+  // chain and everything upstream is backpressured. (Two in one chain: the
+  // slower one.)
+  double sink_rate = 0;
+  for (const auto& c : counters_) {
+    if (c->sink_max_rate > 0 && (sink_rate == 0 || c->sink_max_rate < sink_rate)) sink_rate = c->sink_max_rate;
   }
+  if (sink_rate > 0) sink_limiter_ = std::make_unique<RateLimiter>(sink_rate);
 
   // Open the operators.
   for (size_t i = 0; i < operators_.size(); ++i) {

@@ -84,6 +84,39 @@ TEST(JobMasterTest, ChainsForwardEdgesOfEqualParallelism) {
   EXPECT_EQ(jm.tasks().size(), 4u);
 }
 
+// A source read by two filters over forward edges is one chain, a tree (as
+// Flink chains it), not a source task that ships every record to two
+// filter tasks; the filters' hash edges to a join leave it.
+TEST(JobMasterTest, ChainsEveryForwardConsumerOfAVertexIntoATree) {
+  proto::JobGraph g;
+  g.set_name("t");
+  g.set_max_parallelism(128);
+  for (const char* name : {"src", "left", "right", "join", "sink"}) {
+    auto* v = g.add_vertices();
+    v->set_id(g.vertices_size() - 1);
+    v->set_name(name);
+    v->set_parallelism(2);
+  }
+  auto edge = [&](int from, int to, proto::Partitioning p) {
+    auto* e = g.add_edges();
+    e->set_source(from);
+    e->set_target(to);
+    e->set_partitioning(p);
+    if (p == proto::HASH) e->add_key_fields(0);
+  };
+  edge(0, 1, proto::FORWARD);
+  edge(0, 2, proto::FORWARD);
+  edge(1, 3, proto::HASH);
+  edge(2, 3, proto::HASH);
+  edge(3, 4, proto::FORWARD);
+  ResourceManager rm;
+  TestingGateway gw;
+  JobMaster jm("job", g, 0, rm, gw, nullptr);
+  ASSERT_EQ(jm.chains().size(), 2u);
+  EXPECT_EQ(jm.chains()[0], (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(jm.chains()[1], (std::vector<int>{3, 4}));  // the join has two inputs: it heads a chain
+}
+
 TEST(JobMasterTest, WaitsForSlotsWithAClearMessageThenDeploysSpreadOut) {
   ResourceManager rm;
   TestingGateway gw;

@@ -190,4 +190,49 @@ class FanOutOutput : public Output {
   std::vector<Output*> outputs_;
 };
 
+// Fans a batch out inside a chain (an operator read by several chained
+// operators and network edges): first to the outputs that only read it (the
+// network emitters), then to the chained operators, which may change it
+// (a filter compacts it in place): each but the last gets a copy, kept
+// between batches, so that copying allocates only while its rows grow.
+class ChainFanOutOutput : public Output {
+ public:
+  void AddReader(Output* out) { readers_.push_back(out); }
+  void AddOperator(Output* out) { operators_.push_back(out); }
+  void Push(RowBatch& batch) override {
+    for (auto* o : readers_) o->Push(batch);
+    for (size_t i = 0; i < operators_.size(); ++i) {
+      if (i + 1 == operators_.size()) {
+        operators_[i]->Push(batch);
+        break;
+      }
+      copy_.set_width(batch.width());
+      copy_.Clear();
+      for (size_t r = 0; r < batch.size(); ++r) copy_.Append() = batch[r];
+      operators_[i]->Push(copy_);
+    }
+  }
+  void Finish() override {
+    for (auto* o : readers_) o->Finish();
+    for (auto* o : operators_) o->Finish();
+  }
+  void PushWatermark(int64_t watermark) override {
+    for (auto* o : readers_) o->PushWatermark(watermark);
+    for (auto* o : operators_) o->PushWatermark(watermark);
+  }
+  void PushIdle() override {
+    for (auto* o : readers_) o->PushIdle();
+    for (auto* o : operators_) o->PushIdle();
+  }
+  void PushLatencyMarker(int64_t created_us) override {
+    for (auto* o : readers_) o->PushLatencyMarker(created_us);
+    for (auto* o : operators_) o->PushLatencyMarker(created_us);
+  }
+
+ private:
+  std::vector<Output*> readers_;
+  std::vector<Output*> operators_;
+  RowBatch copy_;
+};
+
 }  // namespace vstream
