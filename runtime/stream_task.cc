@@ -261,7 +261,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
   // Each operator's main output: the operators chained to it (a chain is a
   // tree: each but the head has one input, an operator before it) and the
   // network edges leaving it.
-  std::vector<std::vector<Output*>> chained(operators_.size());
+  std::vector<std::vector<StreamOperator*>> chained(operators_.size());
   std::map<int, size_t> index_of;  // vertex id -> chain index
   for (int i = 0; i < tdd.chain_size(); ++i) index_of[tdd.chain(i)] = i;
   for (const auto& edge : graph.edges()) {
@@ -281,7 +281,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     } else {
       auto fan = std::make_unique<ChainFanOutOutput>();
       if (network != nullptr) fan->AddReader(network);
-      for (Output* op : chained[i]) fan->AddOperator(op);
+      for (StreamOperator* op : chained[i]) fan->AddOperator(op);
       operators_[i]->set_output(fan.get());
       fanouts_.push_back(std::move(fan));
     }

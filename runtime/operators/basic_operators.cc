@@ -5,6 +5,15 @@ namespace vstream {
 void FilterOperator::Push(RowBatch& batch) {
   const size_t n = batch.size();
   CountIn(n);
+  if (shared_) {
+    kept_.set_width(batch.width());
+    kept_.Clear();
+    for (size_t i = 0; i < n; ++i) {
+      if (predicate_.EvalPredicate(batch[i])) kept_.Append() = batch[i];
+    }
+    Emit(kept_);
+    return;
+  }
   size_t kept = 0;
   for (size_t i = 0; i < n; ++i) {
     if (predicate_.EvalPredicate(batch[i])) {

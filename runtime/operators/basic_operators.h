@@ -15,9 +15,16 @@ class FilterOperator : public StreamOperator {
       : StreamOperator(counters), predicate_(std::move(predicate)) {}
   void Push(RowBatch& batch) override;
   void Finish() override { output_->Finish(); }
+  // Shared: copies the rows it keeps instead of compacting the batch.
+  bool ShareInput() override {
+    shared_ = true;
+    return true;
+  }
 
  private:
   Expression predicate_;
+  bool shared_ = false;
+  RowBatch kept_;  // shared: the rows kept
 };
 
 // Computes a new row per input row from a list of expressions.
@@ -27,6 +34,7 @@ class MapOperator : public StreamOperator {
       : StreamOperator(counters), exprs_(std::move(exprs)), out_(exprs_.size()) {}
   void Push(RowBatch& batch) override;
   void Finish() override { output_->Finish(); }
+  bool ShareInput() override { return true; }  // it only reads its input
 
  private:
   std::vector<Expression> exprs_;

@@ -127,6 +127,11 @@ class StreamOperator : public Output {
   // the task then calls OnProcessingTime at least every buffer timeout.
   virtual bool wants_processing_time() const { return false; }
   virtual void OnProcessingTime(int64_t now_ms) { (void)now_ms; }
+  // Asked when the operator's input batches are shared with other chained
+  // operators (ChainFanOutOutput): true if it will leave them unchanged
+  // from now on (it may change how it works to do so); false (the default)
+  // if it needs a batch of its own, which then is a copy.
+  virtual bool ShareInput() { return false; }
   // Checkpoints. The keyed state to snapshot (null: none); the operator's
   // small non-keyed state (a source's read position); completion of a
   // checkpoint this operator took part in. Called on the task thread.
@@ -192,13 +197,20 @@ class FanOutOutput : public Output {
 
 // Fans a batch out inside a chain (an operator read by several chained
 // operators and network edges): first to the outputs that only read it (the
-// network emitters), then to the chained operators, which may change it
-// (a filter compacts it in place): each but the last gets a copy, kept
-// between batches, so that copying allocates only while its rows grow.
+// network emitters, and operators that agree to share it: ShareInput), then
+// to the chained operators that may change it: each but the last gets a
+// copy, kept between batches, so that copying allocates only while its
+// rows grow.
 class ChainFanOutOutput : public Output {
  public:
   void AddReader(Output* out) { readers_.push_back(out); }
-  void AddOperator(Output* out) { operators_.push_back(out); }
+  void AddOperator(StreamOperator* op) {
+    if (op->ShareInput()) {
+      readers_.push_back(op);
+    } else {
+      operators_.push_back(op);
+    }
+  }
   void Push(RowBatch& batch) override {
     for (auto* o : readers_) o->Push(batch);
     for (size_t i = 0; i < operators_.size(); ++i) {

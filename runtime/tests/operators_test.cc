@@ -408,32 +408,48 @@ TEST(FilterOperatorTest, KeepsMatchingRowsInOrder) {
   EXPECT_EQ(counters.records_out, 4);
 }
 
-// Two filters chained to one producer, and a network edge: each filter sees
-// the whole batch although the first compacts it in place; the reader sees
-// it whole too; watermarks and the end reach everyone.
+// Keeps the first row of each batch, truncating the batch in place: an
+// operator that does not share its input.
+class FirstRowOnly : public StreamOperator {
+ public:
+  using StreamOperator::StreamOperator;
+  void Push(RowBatch& batch) override {
+    batch.Truncate(1);
+    Emit(batch);
+  }
+  void Finish() override { output_->Finish(); }
+};
+
+// Operators chained to one producer, and a network edge: each sees the
+// whole batch, although two of them cut it down in place (each but the last
+// of those gets a copy) and a filter shares it (it then copies what it
+// keeps); watermarks and the end reach everyone.
 TEST(ChainFanOutOutputTest, EveryConsumerGetsTheWholeBatch) {
   Schema s({{"v", FieldType::kInt}});
-  OperatorCounters c1, c2;
-  FilterOperator even(c1, *Expression::Compile("v % 2 = 0", s));
-  FilterOperator thirds(c2, *Expression::Compile("v % 3 = 0", s));
-  CollectingOutput even_out(s), thirds_out(s), network(s);
-  even.set_output(&even_out);
+  OperatorCounters c1, c2, c3;
+  FilterOperator thirds(c1, *Expression::Compile("v % 3 = 0", s));
+  FirstRowOnly first(c2), also_first(c3);
+  CollectingOutput thirds_out(s), first_out(s), also_first_out(s), network(s);
   thirds.set_output(&thirds_out);
+  first.set_output(&first_out);
+  also_first.set_output(&also_first_out);
   ChainFanOutOutput fan;
-  fan.AddReader(&network);
-  fan.AddOperator(&even);
+  fan.AddOperator(&first);
+  fan.AddOperator(&also_first);
   fan.AddOperator(&thirds);
+  fan.AddReader(&network);
   for (int round = 0; round < 2; ++round) {  // the copy is reused
     RowBatch batch(1);
-    for (int i = 0; i < 7; ++i) batch.Append()[0].SetInt(i);
+    for (int i = 0; i < 7; ++i) batch.Append()[0].SetInt(round * 10 + i);
     fan.Push(batch);
   }
   fan.PushWatermark(5);
   fan.Finish();
   EXPECT_EQ(network.rows.size(), 14u);
-  EXPECT_EQ(even_out.rows, (std::vector<std::string>{"0", "2", "4", "6", "0", "2", "4", "6"}));
-  EXPECT_EQ(thirds_out.rows, (std::vector<std::string>{"0", "3", "6", "0", "3", "6"}));
-  for (const CollectingOutput* o : {&even_out, &thirds_out, &network}) {
+  EXPECT_EQ(thirds_out.rows, (std::vector<std::string>{"0", "3", "6", "12", "15"}));
+  EXPECT_EQ(first_out.rows, (std::vector<std::string>{"0", "10"}));
+  EXPECT_EQ(also_first_out.rows, (std::vector<std::string>{"0", "10"}));
+  for (const CollectingOutput* o : {&thirds_out, &first_out, &also_first_out, &network}) {
     EXPECT_EQ(o->watermarks, (std::vector<int64_t>{5}));
     EXPECT_TRUE(o->finished);
   }
