@@ -30,7 +30,7 @@ listening() {
   local p
   p=$(printf ':%04X' "$1")
   awk -v p="$p" 'substr($2, length($2) - 4) == p && $4 == "0A" { found = 1 } END { exit !found }' \
-    /proc/net/tcp /proc/net/tcp6
+    /proc/net/tcp  # the server listens on 127.0.0.1
 }
 
 limit() { echo "limit $*"; }  # NAME VALUE, or NAME unavailable (WHY)

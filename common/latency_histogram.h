@@ -30,7 +30,8 @@ inline constexpr int kCount = kSub + (kMaxExponent - kSubBits + 1) * kSub;
 
 inline int IndexOf(int64_t us) {
   if (us < kSub) return us < 0 ? 0 : static_cast<int>(us);
-  const int e = std::min(63 - std::countl_zero(static_cast<uint64_t>(us)), kMaxExponent);
+  const int e = 63 - std::countl_zero(static_cast<uint64_t>(us));
+  if (e > kMaxExponent) return kCount - 1;
   const int sub = static_cast<int>((static_cast<uint64_t>(us) >> (e - kSubBits)) & (kSub - 1));
   return std::min(kSub + (e - kSubBits) * kSub + sub, kCount - 1);
 }

@@ -221,7 +221,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
   const proto::JobGraph& graph = tdd.graph();
   auto vertex = [&](int id) -> const proto::JobVertex& { return graph.vertices(id); };
 
-  // Operators of the chain, wired head to tail.
+  // Operators of the chain, in topological order (head first); wired below.
   for (int vid : tdd.chain()) {
     const proto::JobVertex& v = vertex(vid);
     counters_.push_back(std::make_unique<OperatorCounters>());
@@ -778,21 +778,28 @@ absl::Status StreamTask::Run() {
       // Produce only with room at the outputs, so that a checkpoint trigger
       // is not held up behind a blocked emit.
       if (responsive_) AwaitOutputRoom(nullptr);
-      // A latency marker stamped now follows the records this call makes;
-      // if it makes none (a paced source that waited), the marker is
-      // dropped, so that the wait does not count as latency.
-      int64_t marker_us = 0;
-      int64_t produced_before = 0;
+      // A latency marker stamped now follows the first batch this call
+      // makes (SourceOperator::EmitBatch); if it makes none (a paced source
+      // that waited), the marker is dropped, so that the wait does not
+      // count as latency, and the next call tries again.
+      int64_t stamped_us = 0;
       if (latency_marker_interval_us_ > 0) {
-        marker_us = NowMicros();
-        if (marker_us < next_latency_marker_us_) marker_us = 0;
-        produced_before = counters_[0]->records_out.load(std::memory_order_relaxed);
+        const int64_t now_us = NowMicros();
+        if (now_us >= next_latency_marker_us_) {
+          stamped_us = now_us;
+          source->set_latency_marker(now_us);
+        }
       }
+      const int64_t produced_before = counters_[0]->records_out.load(std::memory_order_relaxed);
       SourceStatus st = source->Produce();
-      if (marker_us > 0 && counters_[0]->records_out.load(std::memory_order_relaxed) != produced_before) {
-        head->PushLatencyMarker(marker_us);
-        next_latency_marker_us_ = marker_us + latency_marker_interval_us_;
+      const int64_t produced = counters_[0]->records_out.load(std::memory_order_relaxed) - produced_before;
+      if (stamped_us > 0) {
+        if (source->latency_marker() != 0 && produced > 0) source->SendLatencyMarker();
+        if (source->latency_marker() == 0) next_latency_marker_us_ = stamped_us + latency_marker_interval_us_;
+        source->set_latency_marker(0);
       }
+      // A throttled sink chained into the source task paces the source.
+      Throttle(static_cast<size_t>(produced));
       RETURN_IF_ERROR(CheckOperators());
       ProcessCheckpointRequests();
       MaybeFinishChannelState();

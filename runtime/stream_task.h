@@ -11,7 +11,8 @@
 //
 // Latency markers (Flink's, made better): with the job's latency_markers
 // interval, a source task stamps a marker with the wall clock before a
-// Produce call that makes records, and sends it after them; it travels the operator chain like a record batch
+// Produce call that makes records, and sends it right after the first batch
+// (before its watermark); it travels the operator chain like a record batch
 // (Output::PushLatencyMarker) and, at a network output, rides on the
 // buffer being filled for one subpartition (RecordEmitter::MarkLatency), so
 // it waits for the buffer timeout, credits and backpressure as records do,

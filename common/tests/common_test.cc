@@ -122,6 +122,7 @@ TEST(LatencyHistogramTest, BucketsCoverEveryValueWithinTheirRelativeWidth) {
   }
   EXPECT_EQ(IndexOf(-5), 0);
   EXPECT_EQ(IndexOf(std::numeric_limits<int64_t>::max()), kCount - 1);
+  EXPECT_EQ(IndexOf(int64_t{1} << 41), kCount - 1);  // past the last power of two, not wrapped
 }
 
 TEST(LatencyHistogramTest, QuantilesOfMergedCountsAreWithinABucket) {

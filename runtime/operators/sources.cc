@@ -46,6 +46,7 @@ void SourceOperator::PushWatermark(int64_t watermark) {
 void SourceOperator::EmitBatch(RowBatch& batch) {
   if (!has_event_time_) {
     Emit(batch);
+    if (!batch.empty()) SendLatencyMarker();
     return;
   }
   const int64_t now = NowMillis();
@@ -65,6 +66,8 @@ void SourceOperator::EmitBatch(RowBatch& batch) {
     if (!d.is_null && d.i > max_timestamp_) max_timestamp_ = d.i;
   }
   Emit(batch);
+  // Before the watermark, which sends the records' buffers on.
+  SendLatencyMarker();
   if (max_timestamp_ == kMinWatermark) return;
   const int64_t bound = event_time_.max_out_of_orderness_ms();
   // Saturating: max - bound - 1 without overflow.

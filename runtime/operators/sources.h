@@ -47,6 +47,16 @@ class SourceOperator : public StreamOperator {
   void PushWatermark(int64_t watermark) override;
   // Side output for dead letters; null if the job declares none.
   void set_dead_letter_output(Output* out) { dead_letter_output_ = out; }
+  // A latency marker stamped at `created_us` goes out right after the next
+  // non-empty batch (before its watermark); 0: none. SendLatencyMarker
+  // sends a pending one now.
+  void set_latency_marker(int64_t created_us) { latency_marker_us_ = created_us; }
+  int64_t latency_marker() const { return latency_marker_us_; }
+  void SendLatencyMarker() {
+    if (latency_marker_us_ == 0) return;
+    output_->PushLatencyMarker(latency_marker_us_);
+    latency_marker_us_ = 0;
+  }
   // Makes the source assign event time from a field and emit watermarks:
   // after each batch, max timestamp seen - max_out_of_orderness - 1.
   void set_event_time(const proto::EventTimeSpec& spec) {
@@ -65,6 +75,7 @@ class SourceOperator : public StreamOperator {
   proto::EventTimeSpec event_time_;
   int64_t max_timestamp_ = kMinWatermark;
   int64_t emitted_watermark_ = kMinWatermark;
+  int64_t latency_marker_us_ = 0;
   int64_t last_record_ms_ = 0;
   bool idle_ = false;
 };
