@@ -160,7 +160,15 @@ absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobV
         keys.push_back(idx);
       }
       std::vector<proto::AggregateCall> calls(op.aggregate().aggregates().begin(), op.aggregate().aggregates().end());
-      return std::make_unique<AggregateOperator>(counters, in, std::move(keys), std::move(calls));
+      int retract_field = -1;
+      if (!op.aggregate().retract_field().empty()) {
+        retract_field = in.IndexOf(op.aggregate().retract_field());
+        if (retract_field < 0) {
+          return absl::InvalidArgumentError(absl::StrCat("unknown retract field ", op.aggregate().retract_field()));
+        }
+      }
+      return std::make_unique<AggregateOperator>(counters, in, std::move(keys), std::move(calls),
+                                                 op.aggregate().changelog(), retract_field);
     }
     case proto::OperatorSpec::kWindow:
       return std::make_unique<WindowOperator>(counters, in, op.window());
@@ -402,10 +410,12 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     absl::Status s = operators_[i]->Open(ctx);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat("operator '", v.name(), "': ", s.message()));
     if (operators_[i]->needs_final_checkpoint()) needs_final_checkpoint_ = true;
-    if (restored != nullptr) {
+    // A finished operator's snapshot has no state: it made all it would.
+    if (restored != nullptr && !restored->finished()) {
       if (s = operators_[i]->RestoreOperatorState(restored->operator_state()); !s.ok()) return restore_error(s);
     }
     for (const proto::OperatorSnapshot* orphan : orphans) {
+      if (orphan->finished()) continue;
       if (s = operators_[i]->RestoreOperatorState(orphan->operator_state()); !s.ok()) return restore_error(s);
     }
     if (checkpoints_) {

@@ -14,6 +14,7 @@
 //       build/tests/chaos_test
 // prints the seed, the kills and each recovery time.
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -166,6 +167,74 @@ TEST(ChaosTest, AtLeastOnceLosesNothingButDuplicates) {
   std::printf("at_least_once: %lld readings in the output for %lld in the input\n", static_cast<long long>(got_readings),
               static_cast<long long>(want_readings));
   EXPECT_GT(got_readings, want_readings) << "three restarts replay records: at-least-once output has duplicates";
+}
+
+// A source subtask that had finished when the checkpoint a restart restores
+// from was taken has nothing to restore (its snapshot says "finished", with
+// no position): it stays finished, and its records are not made again.
+TEST(ChaosTest, ASourceThatFinishedBeforeTheCheckpointStaysFinishedAfterARestart) {
+  TestCluster cluster(3, 3);
+  TempDir data("finished-source");
+  constexpr int kShort = 100, kLong = 30'000;
+  WriteFile(data.File("job.yaml"), absl::StrCat(R"(name: finished-source
+parallelism: 2
+checkpointing: {interval: 200ms}
+sources:
+  - name: short
+    connector: generator
+    count: )", kShort, R"(
+    schema: {src: string, id: int}
+    fields: {src: {kind: constant, value: short}, id: {kind: sequence}}
+  - name: long
+    connector: generator
+    count: )", kLong, R"(
+    rate: 3000
+    schema: {src: string, id: int}
+    fields: {src: {kind: constant, value: long}, id: {kind: sequence}}
+operators:
+  - {name: both, type: union, inputs: [short, long]}
+sinks:
+  - {name: out, connector: file, format: csv, path: )", data.File("out"), R"(, input: both}
+)"));
+  CommandResult r = cluster.Vstream({"submit", data.File("job.yaml")}, std::chrono::seconds(30));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const std::string job_id = r.out.substr(0, r.out.find('\n'));
+  ClusterClient client(cluster.jobmanager_address());
+  proto::JobStatus st;
+  auto poll = [&] {
+    auto s = client.Get(job_id);
+    if (s.ok()) st = *s;
+    return s.ok();
+  };
+  auto short_finished = [&] {
+    for (const auto& v : st.vertices()) {
+      if (v.name() == "short") return v.state() == proto::TASK_FINISHED;
+    }
+    return false;
+  };
+  ASSERT_TRUE(WaitFor([&] { return poll() && short_finished(); }, std::chrono::seconds(30))) << st.DebugString();
+  const int64_t before = st.latest_completed_checkpoint();
+  ASSERT_TRUE(WaitFor([&] { return poll() && st.latest_completed_checkpoint() > before; }, std::chrono::seconds(30)))
+      << st.DebugString();
+  ASSERT_EQ(st.state(), proto::RUNNING) << "the long source should still run; " << st.DebugString();
+  const int attempt = st.attempt();
+  const std::vector<int> busy = BusyTaskManagers(cluster, std::vector<bool>(3, true), job_id, attempt);
+  ASSERT_FALSE(busy.empty());
+  cluster.taskmanager(busy[0]).Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return poll() && (st.state() == proto::FINISHED || st.state() == proto::FAILED); },
+                      std::chrono::minutes(2)))
+      << st.DebugString();
+  ASSERT_EQ(st.state(), proto::FINISHED) << st.message();
+  EXPECT_GT(st.attempt(), attempt);
+  EXPECT_GT(st.restored_checkpoint(), before) << "the restart should restore a checkpoint taken after short finished";
+  std::vector<std::string> got = ReadOutputLines(data.File("out"), /*skip_header=*/true);
+  std::sort(got.begin(), got.end());
+  std::vector<std::string> want;
+  for (int i = 0; i < kShort; ++i) want.push_back(absl::StrCat("short,", i));
+  for (int i = 0; i < kLong; ++i) want.push_back(absl::StrCat("long,", i));
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(got.size(), want.size());
+  EXPECT_TRUE(got == want) << "every record exactly once";
 }
 
 TEST(ChaosTest, JobManagerRestartResumesFromTheLatestCheckpoint) {
