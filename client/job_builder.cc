@@ -16,6 +16,7 @@
 #include "common/time_util.h"
 #include "runtime/dead_letter.h"
 #include "runtime/expr/expression.h"
+#include "runtime/operators/accumulators.h"
 #include "runtime/operators/process_function_registry.h"
 #include "state/key_groups.h"
 
@@ -1070,6 +1071,30 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
   const Schema input_schema = streams_[in].schema;
   if (!CheckStateTtl("aggregate", name, aggregate.state_ttl_ms)) return {};
 
+  const std::string who = Describe("aggregate", name);
+  if (!aggregate.retract_field.empty()) {
+    const int f = input_schema.IndexOf(aggregate.retract_field);
+    if (f < 0 || input_schema.field(f).type != FieldType::kBool) {
+      Fail(name, "retract_field", -1,
+                  absl::StrCat(who, ": retract_field '", aggregate.retract_field, "' ",
+                               f < 0 ? "is not a field of the input" : "is not a bool field",
+                               ", expected a bool field of ", input_schema.DebugString(),
+                               " (such as the 'retract' of an aggregate with changelog: true)"));
+      return {};
+    }
+    for (size_t i = 0; i < aggregate.aggregates.size(); ++i) {
+      size_t offset = 0;
+      absl::StatusOr<AggregateCallText> call = ParseAggregateCall(aggregate.aggregates[i].expr, &offset);
+      if (call.ok() && !AccumulatorSet::Retractable(call->func)) {
+        Fail(name, "aggregates", static_cast<int>(i),
+                    absl::StrCat(who, ": in aggregate '", aggregate.aggregates[i].name, "': ",
+                                 call->func, " cannot take a retracted row back out; with retract_field ",
+                                 "use count, sum or avg"),
+             0);
+        return {};
+      }
+    }
+  }
   Schema output;
   for (int k : key_fields) output.Add(input_schema.field(k).name, input_schema.field(k).type);
   proto::OperatorSpec op;
@@ -1079,7 +1104,18 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
                            spec->mutable_aggregates())) {
     return {};
   }
+  if (aggregate.changelog) {
+    if (output.IndexOf("retract") >= 0) {
+      Fail(name, "changelog", -1,
+                  absl::StrCat(who, ": changelog adds the output field 'retract', which is already ",
+                               "a key field or an aggregate"));
+      return {};
+    }
+    output.Add("retract", FieldType::kBool);
+  }
   spec->set_state_ttl_ms(aggregate.state_ttl_ms);
+  spec->set_changelog(aggregate.changelog);
+  spec->set_retract_field(aggregate.retract_field);
   // A running aggregate's rows are updates, not events: no event time.
   return AddVertex("aggregate", name, std::move(op),
                    {Input{in, 0, Partition::kAuto, std::move(key_fields)}}, &output, -1,

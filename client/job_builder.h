@@ -241,6 +241,13 @@ struct AggregateOptions {
   // time); a key seen again after that starts over. >= 0. Default 0: kept
   // forever.
   int64_t state_ttl_ms = 0;
+  // Emit updates as Flink's retract stream: the output gets a last field
+  // `retract: bool`; an update emits the key's previous row with retract =
+  // true, then its new row with retract = false; an unchanged row nothing.
+  bool changelog = false;
+  // An input bool field (another aggregate's `retract`) whose true rows take
+  // an earlier row back out. Then only count, sum and avg are allowed.
+  std::string retract_field;
 };
 
 // A keyed process function (runtime/operators/process_function.h), named

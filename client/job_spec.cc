@@ -1017,7 +1017,9 @@ class SpecCompiler {
           CheckKeys(m, {"name", "type", "inputs", "parallelism", "partition", "key_by"}, what));
     } else if (type == "aggregate") {
       RETURN_IF_ERROR(CheckKeys(
-          m, {"name", "type", "input", "key_by", "aggregates", "state_ttl", "parallelism"}, what));
+          m, {"name", "type", "input", "key_by", "aggregates", "state_ttl", "changelog",
+              "retract_field", "parallelism"},
+          what));
     } else if (type == "window") {
       RETURN_IF_ERROR(CheckKeys(m,
                                 {"name", "type", "input", "key_by", "window", "time",
@@ -1121,6 +1123,12 @@ class SpecCompiler {
         ASSIGN_OR_RETURN(aggregate.aggregates, Expressions(*aggregates, what));
         if (const Entry* e = m.Find("state_ttl")) {
           ASSIGN_OR_RETURN(aggregate.state_ttl_ms, DurationMs(*e));
+        }
+        if (const Entry* e = m.Find("changelog")) {
+          ASSIGN_OR_RETURN(aggregate.changelog, Bool(*e));
+        }
+        if (const Entry* e = m.Find("retract_field")) {
+          ASSIGN_OR_RETURN(aggregate.retract_field, String(*e));
         }
         ASSIGN_OR_RETURN(VertexOptions options, ParseParallelism(m));
         builder_->Aggregate(name, input, aggregate, options);

@@ -220,6 +220,64 @@ TEST(NexmarkTest, Q3JoinsCategoryTenAuctionsWithTheirWesternSellers) {
   ExpectQueryGives("q3", expected);
 }
 
+TEST(NexmarkTest, Q4AveragesTheClosingPricesPerCategory) {
+  struct Auction {
+    int64_t category, opened, expires;
+  };
+  std::map<int64_t, Auction> auctions;
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> bids;  // auction, price, time
+  ForEachEvent([&](const Row& e) {
+    if (IsAuction(e)) {
+      auctions[e[kNxAuctionId].i] = {e[kNxAuctionCategory].i, e[kNxDateTime].i, e[kNxAuctionExpires].i};
+    } else if (IsBid(e)) {
+      bids.emplace_back(e[kNxBidAuction].i, e[kNxBidPrice].i, e[kNxDateTime].i);
+    }
+  });
+  std::map<int64_t, int64_t> final_price;  // auction -> highest bid while open
+  for (const auto& [auction, price, time] : bids) {
+    auto it = auctions.find(auction);
+    if (it == auctions.end() || time < it->second.opened || time > it->second.expires) continue;
+    auto [f, fresh] = final_price.emplace(auction, price);
+    if (!fresh) f->second = std::max(f->second, price);
+  }
+  std::map<int64_t, std::pair<int64_t, int64_t>> per_category;  // sum, count of final prices
+  for (const auto& [auction, price] : final_price) {
+    auto& [sum, n] = per_category[auctions[auction].category];
+    sum += price;
+    ++n;
+  }
+  Lines lines(Schema({{"category", FieldType::kInt}, {"avg_final", FieldType::kDouble}, {"retract", FieldType::kBool}}));
+  for (const auto& [category, sum_n] : per_category) {
+    lines.row()[0].SetInt(category);
+    lines.row()[1].SetDouble(static_cast<double>(sum_n.first) / static_cast<double>(sum_n.second));
+    lines.row()[2].SetBool(false);
+    lines.Add();
+  }
+  const std::vector<std::string> expected = lines.Sorted();
+  ASSERT_EQ(expected.size(), 5u);  // categories 10 to 14
+  // The sink has the changelog: a row ending in ",true" cancels an equal
+  // earlier row ending in ",false". What stays is the result.
+  const std::vector<std::string> changelog = RunQuery("q4");
+  std::map<std::string, int> net;
+  size_t retractions = 0;
+  for (const std::string& line : changelog) {
+    constexpr std::string_view kRetract = ",true";
+    if (line.size() > kRetract.size() && line.compare(line.size() - kRetract.size(), kRetract.size(), kRetract) == 0) {
+      --net[line.substr(0, line.size() - kRetract.size()) + ",false"];
+      ++retractions;
+    } else {
+      ++net[line];
+    }
+  }
+  std::vector<std::string> got;
+  for (const auto& [line, n] : net) {
+    EXPECT_GE(n, 0) << line << " was retracted more often than emitted";
+    for (int k = 0; k < n; ++k) got.push_back(line);
+  }
+  EXPECT_GT(retractions, 100u) << "an updating query should have retracted rows";
+  EXPECT_EQ(got, expected);
+}
+
 TEST(NexmarkTest, Q5FindsTheAuctionsWithTheMostBidsPerSlidingWindow) {
   constexpr int64_t kSize = 10'000, kSlide = 2'000;
   std::map<int64_t, std::map<int64_t, int64_t>> counts;  // window start -> auction -> bids

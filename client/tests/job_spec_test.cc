@@ -904,6 +904,53 @@ TEST_F(JobSpecTest, AggregateErrors) {
               16, 5, "unknown field 'partition' in operator 'totals'");
 }
 
+TEST_F(JobSpecTest, AggregateChangelogAndRetractions) {
+  const std::string spec = Replace(kBaseSpec, "sinks:\n",
+                                   "  - name: totals\n"             // 13
+                                   "    type: aggregate\n"          // 14
+                                   "    input: valid\n"             // 15
+                                   "    key_by: [patient_id]\n"     // 16
+                                   "    aggregates:\n"              // 17
+                                   "      n: count(*)\n"            // 18
+                                   "      top: \"max(hr)\"\n"       // 19
+                                   "    changelog: true\n"          // 20
+                                   "  - name: overall\n"            // 21
+                                   "    type: aggregate\n"          // 22
+                                   "    input: totals\n"            // 23
+                                   "    key_by: [n]\n"              // 24
+                                   "    aggregates:\n"              // 25
+                                   "      people: count(*)\n"       // 26
+                                   "      avg_top: avg(top)\n"      // 27
+                                   "    retract_field: retract\n"   // 28
+                                   "sinks:\n");
+  absl::StatusOr<proto::JobGraph> graph = Compile(spec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::JobVertex* totals = nullptr;
+  const proto::JobVertex* overall = nullptr;
+  for (const proto::JobVertex& v : graph->vertices()) {
+    if (v.name() == "totals") totals = &v;
+    if (v.name() == "overall") overall = &v;
+  }
+  ASSERT_TRUE(totals != nullptr && overall != nullptr);
+  EXPECT_TRUE(totals->op().aggregate().changelog());
+  EXPECT_EQ(Schema::FromProto(totals->output_schema()).DebugString(),
+            "{patient_id: string, n: int, top: int, retract: bool}");
+  EXPECT_EQ(overall->op().aggregate().retract_field(), "retract");
+  EXPECT_FALSE(overall->op().aggregate().changelog());
+  EXPECT_EQ(Schema::FromProto(overall->output_schema()).DebugString(), "{n: int, people: int, avg_top: double}");
+
+  ExpectError(Replace(spec, "retract_field: retract", "retract_field: top"), 28, 20,
+              "aggregate 'overall': retract_field 'top' is not a bool field, expected a bool field of");
+  ExpectError(Replace(spec, "retract_field: retract", "retract_field: gone"), 28, 20,
+              "retract_field 'gone' is not a field of the input");
+  ExpectError(Replace(spec, "avg_top: avg(top)", "avg_top: max(top)"), 27, 16,
+              "in aggregate 'avg_top': max cannot take a retracted row back out; with retract_field use "
+              "count, sum or avg");
+  ExpectError(Replace(spec, "      n: count(*)\n", "      retract: count(*)\n"), 20, 16,
+              "changelog adds the output field 'retract'");
+  ExpectError(Replace(spec, "changelog: true", "changelog: often"), 20, 16, "changelog");
+}
+
 TEST_F(JobSpecTest, UnknownConnectorAndFormat) {
   ExpectError(Replace(kBaseSpec, "connector: file", "connector: kafka"), 4, 16,
               "unknown connector 'kafka' for source 'vitals', expected one of file, generator");

@@ -351,6 +351,38 @@ class AccumulatorSet::Impl {
     }
   }
 
+  bool Retract(const Row& row, std::string* state) {
+    if (state->empty() || (*state)[0] != kFormatVersion || state->size() != fixed_size_) return false;
+    for (size_t c = 0; c < calls_.size(); ++c) {
+      if (calls_[c].arg) calls_[c].arg->Eval(row, &args_[c]);
+    }
+    char* base = state->data();
+    for (size_t c = 0; c < calls_.size(); ++c) {
+      const Call& call = calls_[c];
+      const Datum& v = args_[c];
+      if (call.arg && v.is_null) continue;
+      char* p = base + offsets_[c];
+      const uint64_t n = Load64(p);
+      if (n == 0) continue;  // nothing of it was added: nothing to take back
+      Store64(p, n - 1);
+      if (call.func != Func::kSum && call.func != Func::kAvg) continue;  // count
+      if (call.arg_type == FieldType::kDouble) {
+        StoreDouble(p + 8, n == 1 ? 0.0 : LoadDouble(p + 8) - v.d);
+      } else {
+        // Unsigned: wraps as Add does.
+        Store64(p + 8, n == 1 ? 0 : Load64(p + 8) - static_cast<uint64_t>(v.i));
+      }
+    }
+    return true;
+  }
+
+  bool retractable() const {
+    for (const Call& call : calls_) {
+      if (call.func != Func::kCount && call.func != Func::kSum && call.func != Func::kAvg) return false;
+    }
+    return fixed_size_ != 0;
+  }
+
   void Merge(std::string_view other, std::string* state) {
     const bool other_valid = ParseState(other, &other_sections_) && !other.empty();
     const bool state_valid = ParseState(*state, &state_sections_) && !state->empty();
@@ -760,6 +792,16 @@ const std::vector<FieldType>& AccumulatorSet::result_types() const { return impl
 
 void AccumulatorSet::Add(const Row& row, int64_t event_time_ms, std::string* state) {
   impl_->Add(row, event_time_ms, state);
+}
+
+bool AccumulatorSet::Retract(const Row& row, std::string* state) {
+  assert(impl_->retractable() && "Retract on a set with a call that cannot retract");
+  return impl_->retractable() && impl_->Retract(row, state);
+}
+
+bool AccumulatorSet::Retractable(std::string_view func) {
+  const std::string f = absl::AsciiStrToLower(std::string(func));
+  return f == "count" || f == "sum" || f == "avg";
 }
 
 void AccumulatorSet::Merge(std::string_view other, std::string* state) {

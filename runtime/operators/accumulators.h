@@ -44,6 +44,13 @@ class AccumulatorSet {
   // orders first/last: first keeps the record with the smallest time (ties:
   // the earlier Add), last the largest (ties: the later Add).
   void Add(const Row& row, int64_t event_time_ms, std::string* state);
+  // Takes one earlier-added record back out of *state (a retraction of an
+  // updating input). Only for sets whose every call is retractable (see
+  // Retractable); returns false, changing nothing, if *state is empty or
+  // corrupt. A double sum is exact only up to floating-point rounding.
+  bool Retract(const Row& row, std::string* state);
+  // Whether a function (count, sum, avg) can take a record back out.
+  static bool Retractable(std::string_view func);
   // Folds `other` into *state, as if all of other's records had been added.
   void Merge(std::string_view other, std::string* state);
   // Writes one field per call into row[first_field ...]. Nulls as SQL:

@@ -133,6 +133,105 @@ TEST(AggregateOperatorTest, StateTtlStartsAKeyOverAfterItsLastUpdate) {
   EXPECT_EQ(sink.rows, (std::vector<std::string>{"a,1", "b,10", "a,3", "a,7", "b,20", "a,8"}));
 }
 
+proto::AggregateCall Call(const char* name, const char* func, const char* arg) {
+  proto::AggregateCall c;
+  c.set_name(name);
+  c.set_func(func);
+  c.set_arg(arg);
+  return c;
+}
+
+// Nexmark q4's shape: the highest price per auction as a changelog, and the
+// average of those per category, which takes the retracted rows back out.
+TEST(AggregateOperatorTest, ChangelogRetractsTheOldRowAndARetractingAggregateTakesItBackOut) {
+  Schema bids({{"auction", FieldType::kInt}, {"category", FieldType::kInt}, {"price", FieldType::kInt}});
+  Schema finals({{"auction", FieldType::kInt}, {"category", FieldType::kInt}, {"final", FieldType::kInt},
+                 {"retract", FieldType::kBool}});
+  OperatorCounters inner_counters, outer_counters;
+  AggregateOperator inner(inner_counters, bids, {0, 1}, {Call("final", "max", "price")}, /*changelog=*/true);
+  AggregateOperator outer(outer_counters, finals, {1}, {Call("avg_final", "avg", "final"), Call("n", "count", "")},
+                          /*changelog=*/true, /*retract_field=*/3);
+  Schema out({{"category", FieldType::kInt}, {"avg_final", FieldType::kDouble}, {"n", FieldType::kInt},
+              {"retract", FieldType::kBool}});
+  CollectingOutput inner_rows(finals);
+  CollectingOutput sink(out);
+  // inner -> a tee of its rows and the outer aggregate
+  class Tee : public Output {
+   public:
+    Tee(Output* a, Output* b) : a_(a), b_(b) {}
+    void Push(RowBatch& batch) override {
+      a_->Push(batch);
+      b_->Push(batch);
+    }
+    void Finish() override {}
+    void PushWatermark(int64_t) override {}
+
+   private:
+    Output* a_;
+    Output* b_;
+  } tee(&inner_rows, &outer);
+  inner.set_output(&tee);
+  outer.set_output(&sink);
+  ASSERT_TRUE(inner.Open(Context(0, 1, "q4-inner")).ok());
+  ASSERT_TRUE(outer.Open(Context(0, 1, "q4-outer")).ok());
+  RowBatch batch(3);
+  auto bid = [&](int auction, int category, int price) {
+    batch.Clear();
+    Row& r = batch.Append();
+    r[0].SetInt(auction);
+    r[1].SetInt(category);
+    r[2].SetInt(price);
+    inner.Push(batch);
+    ASSERT_TRUE(inner.status().ok()) << inner.status();
+    ASSERT_TRUE(outer.status().ok()) << outer.status();
+  };
+  bid(1, 10, 5);
+  bid(1, 10, 3);  // the max stays 5: nothing
+  bid(2, 10, 7);
+  bid(1, 10, 9);
+  EXPECT_EQ(inner_rows.rows, (std::vector<std::string>{"1,10,5,false", "2,10,7,false", "1,10,5,true", "1,10,9,false"}));
+  EXPECT_EQ(sink.rows, (std::vector<std::string>{"10,5,1,false",                   // auction 1 at 5
+                                                 "10,5,1,true", "10,6,2,false",    // auction 2 at 7
+                                                 "10,6,2,true", "10,7,1,false",    // auction 1's 5 out
+                                                 "10,7,1,true",
+                                                 "10,8,2,false"}));               // auction 1 at 9
+  EXPECT_EQ(inner_counters.records_in, 4);
+  EXPECT_EQ(outer_counters.records_in, 4);
+  EXPECT_EQ(outer_counters.records_out, 7);
+}
+
+TEST(AggregateOperatorTest, ARetractingAggregateDeletesAKeyWhoseRowsWereAllTakenBack) {
+  Schema in({{"k", FieldType::kString}, {"v", FieldType::kInt}, {"retract", FieldType::kBool}});
+  OperatorCounters counters;
+  AggregateOperator op(counters, in, {0}, {Call("s", "sum", "v"), Call("n", "count", "")}, /*changelog=*/false,
+                       /*retract_field=*/2);
+  CollectingOutput sink(Schema({{"k", FieldType::kString}, {"s", FieldType::kInt}, {"n", FieldType::kInt}}));
+  op.set_output(&sink);
+  ASSERT_TRUE(op.Open(Context(0, 1, "agg-retract")).ok());
+  RowBatch batch(3);
+  auto push = [&](const char* k, int v, bool retract) {
+    batch.Clear();
+    Row& r = batch.Append();
+    r[0].SetString(k);
+    r[1].SetInt(v);
+    r[2].SetBool(retract);
+    op.Push(batch);
+    ASSERT_TRUE(op.status().ok()) << op.status();
+  };
+  push("a", 4, true);   // a retraction of nothing: ignored
+  push("a", 4, false);
+  push("a", 6, false);
+  push("a", 4, true);
+  push("a", 6, true);   // all taken back: the aggregates of no rows, and the key is gone
+  push("a", 6, true);   // so this one is ignored
+  push("a", 1, false);  // and a starts over
+  EXPECT_EQ(sink.rows, (std::vector<std::string>{"a,4,1", "a,10,2", "a,6,1", "a,null,0", "a,1,1"}));
+  Schema counts({{"k", FieldType::kString}, {"v", FieldType::kInt}, {"retract", FieldType::kBool}});
+  AggregateOperator bad(counters, counts, {0}, {Call("hi", "max", "v")}, false, 2);
+  const absl::Status opened = bad.Open(Context(0, 1, "agg-retract-max"));
+  EXPECT_NE(opened.message().find("max cannot take a retracted row back out"), std::string_view::npos) << opened;
+}
+
 std::multiset<std::string> Generate(int parallelism, int64_t count) {
   Schema s({{"id", FieldType::kInt}, {"p", FieldType::kString}, {"x", FieldType::kDouble}});
   proto::SourceSpec spec;
