@@ -79,8 +79,10 @@ absl::Status IntervalJoinOperator::Open(const OperatorContext& ctx) {
   max_parallelism_ = ctx.max_parallelism;
   if (ctx.restored) next_sequence_ = static_cast<uint64_t>(NowMillis()) << 20;
   ASSIGN_OR_RETURN(backend_, OpenKeyedStateBackend(ctx));
-  ASSIGN_OR_RETURN(buffers_[0], DeclareMapState(*backend_, "interval_join_left"));
-  ASSIGN_OR_RETURN(buffers_[1], DeclareMapState(*backend_, "interval_join_right"));
+  for (int side = 0; side < 2; ++side) {
+    ASSIGN_OR_RETURN(MapState * disk, DeclareMapState(*backend_, side == 0 ? "interval_join_left" : "interval_join_right"));
+    ASSIGN_OR_RETURN(buffers_[side], BufferedMapState::Create(*backend_, disk, ctx.restored));
+  }
   ASSIGN_OR_RETURN(timers_, TimerQueue::Create(*backend_, "interval_join_timers"));
   return absl::OkStatus();
 }
@@ -117,7 +119,6 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
   key_.clear();
   EncodeKey(schemas_[side], row, keys_[side], &key_);
   const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
-  backend_->SetCurrentKey(key_group, key_);
 
   // Partners on the other side: a left record at tl wants right records in
   // [tl + lower, tl + upper]; a right record at tr wants left ones in
@@ -130,7 +131,7 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
   if (hi != INT64_MAX) AppendTime(hi + 1, &range_to_);  // else: to the end
   bool corrupt = false;
   absl::Status s = buffers_[other]->ForEachInRange(
-      "", range_from_, range_to_, [&](std::string_view, std::string_view value) {
+      key_group, key_, range_from_, range_to_, [&](std::string_view, std::string_view value) {
         size_t pos = 0;
         if (!DecodeRow(schemas_[other], value, &pos, &partner_)) {
           corrupt = true;
@@ -154,7 +155,7 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
   AppendBigEndian(next_sequence_++, &map_key_);
   value_.clear();
   EncodeRow(schemas_[side], row, &value_);
-  s = buffers_[side]->Put("", map_key_, value_);
+  s = buffers_[side]->Put(key_group, key_, map_key_, value_);
   if (!s.ok()) return Fail(s);
   timer_payload_.clear();
   AppendKeyGroupBytes(key_group, &timer_payload_);
@@ -173,8 +174,7 @@ void IntervalJoinOperator::FireCleanupTimers(int64_t up_to) {
     }
     const int key_group = (static_cast<uint8_t>(p[0]) << 8) | static_cast<uint8_t>(p[1]);
     const int side = p[2];
-    backend_->SetCurrentKey(key_group, p.substr(kTimerHeaderSize));
-    absl::Status s = buffers_[side]->Remove("", p.substr(3, kMapKeySize));
+    absl::Status s = buffers_[side]->Remove(key_group, p.substr(kTimerHeaderSize), p.substr(3, kMapKeySize));
     if (!s.ok()) Fail(s);
   });
   if (!popped.ok()) Fail(popped.status());
@@ -192,7 +192,13 @@ void IntervalJoinOperator::PushWatermark(int64_t watermark) {
 
 absl::StatusOr<int64_t> IntervalJoinOperator::BufferedRecords(int side) {
   if (!backend_) return absl::FailedPreconditionError("interval join is not open");
-  return CountEntries(*backend_, buffers_[side == 1 ? 1 : 0]->id());
+  BufferedMapState& buffer = *buffers_[side == 1 ? 1 : 0];
+  int64_t n = static_cast<int64_t>(buffer.memory_entries());
+  if (buffer.may_be_on_disk()) {
+    ASSIGN_OR_RETURN(const int64_t on_disk, CountEntries(*backend_, buffer.disk_id()));
+    n += on_disk;
+  }
+  return n;
 }
 
 // ---------------------------------------------------------------- broadcast

@@ -14,7 +14,12 @@
 //       map key [time: 8 bytes big-endian, sign-flipped][sequence: 8 bytes],
 //       value the row (row_codec.h). Time order is byte order, so a record's
 //       partners are one range scan of the other side's map (one seek); the
-//       sequence number keeps records with equal times apart.
+//       sequence number keeps records with equal times apart. Each side's
+//       map is held in memory in front of RocksDB (BufferedMapState, up to
+//       32 MiB per side and subtask, beyond that spilled to RocksDB): a
+//       record that lives from one checkpoint to the next only in memory
+//       never touches RocksDB, and a snapshot writes the records in memory
+//       into its delta.
 //   "interval_join_timers": one cleanup timer per kept record, due at
 //       tl + upper (left) or tr - lower (right), payload
 //       [key group: 2][side][map key: 16][key] (the key group first, as
@@ -48,6 +53,7 @@
 #include "absl/status/statusor.h"
 #include "proto/jobgraph.pb.h"
 #include "runtime/operators/operator.h"
+#include "state/buffered_map_state.h"
 #include "state/keyed_state_backend.h"
 #include "state/timer_queue.h"
 
@@ -81,7 +87,7 @@ class IntervalJoinOperator : public StreamOperator {
   int64_t lower_, upper_;
   int max_parallelism_ = kDefaultMaxParallelism;
   std::unique_ptr<KeyedStateBackend> backend_;
-  MapState* buffers_[2] = {nullptr, nullptr};  // owned by backend_
+  std::unique_ptr<BufferedMapState> buffers_[2];
   std::unique_ptr<TimerQueue> timers_;
   // Of the next kept record. Starts at 0 with a fresh (wiped) backend; after
   // a restore at (wall-clock ms) << 20, past every restored entry's (an

@@ -1,0 +1,168 @@
+#include "state/buffered_map_state.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+#include "spdlog/spdlog.h"
+#include "state/cache_delta.h"
+#include "state/state_key.h"
+
+namespace vstream {
+
+absl::StatusOr<std::unique_ptr<BufferedMapState>> BufferedMapState::Create(KeyedStateBackend& backend,
+                                                                           MapState* disk, bool restored,
+                                                                           size_t memory_limit) {
+  rocksdb::ColumnFamilyHandle* cf = backend.column_family(disk->id());
+  if (cf == nullptr) return absl::InvalidArgumentError("buffered map state: the map state has no column family");
+  std::unique_ptr<BufferedMapState> state(new BufferedMapState(backend, disk, cf, restored, memory_limit));
+  BufferedMapState* s = state.get();
+  state->snapshot_delta_ = std::make_shared<const KeyedStateBackend::SnapshotDeltaFn>(
+      [s](CacheDelta* delta) { s->AppendToDelta(delta); });
+  backend.AddSnapshotDelta(state->snapshot_delta_);
+  return state;
+}
+
+BufferedMapState::BufferedMapState(KeyedStateBackend& backend, MapState* disk, rocksdb::ColumnFamilyHandle* cf,
+                                   bool restored, size_t memory_limit)
+    : backend_(backend),
+      disk_(disk),
+      cf_(cf),
+      cf_name_(cf->GetName()),
+      memory_limit_(memory_limit),
+      may_be_on_disk_(restored) {}
+
+void BufferedMapState::ComposeKey(int key_group, std::string_view key, std::string_view user_key) {
+  key_.clear();
+  AppendStateKeyPrefix(key_group, key, &key_);
+  AppendStateNamespace("", &key_);
+  key_.append(user_key.data(), user_key.size());
+}
+
+std::string_view BufferedMapState::ValueOf(const ValueRef& ref) const {
+  const Chunk& c = chunks_[ref.chunk - first_chunk_];
+  return std::string_view(c.data.get() + ref.offset, ref.size);
+}
+
+BufferedMapState::ValueRef BufferedMapState::Store(std::string_view value) {
+  if (chunks_.empty() || chunks_.back().capacity - chunks_.back().used < value.size()) {
+    Chunk c;
+    c.capacity = std::max(kChunkBytes, value.size());
+    c.data = std::make_unique_for_overwrite<char[]>(c.capacity);
+    chunks_.push_back(std::move(c));
+  }
+  Chunk& c = chunks_.back();
+  ValueRef ref;
+  ref.chunk = first_chunk_ + chunks_.size() - 1;
+  ref.offset = static_cast<uint32_t>(c.used);
+  ref.size = static_cast<uint32_t>(value.size());
+  if (!value.empty()) std::memcpy(c.data.get() + c.used, value.data(), value.size());
+  c.used += value.size();
+  ++c.live;
+  bytes_ += value.size();
+  return ref;
+}
+
+void BufferedMapState::Release(const ValueRef& ref) {
+  --chunks_[ref.chunk - first_chunk_].live;
+  bytes_ -= ref.size;
+  // Free the chunks at the front that nothing refers to any more, but keep
+  // the one being filled.
+  while (chunks_.size() > 1 && chunks_.front().live == 0) {
+    chunks_.pop_front();
+    ++first_chunk_;
+  }
+}
+
+absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::string_view user_key,
+                                   std::string_view value) {
+  ComposeKey(key_group, key, user_key);
+  lookup_.assign(key_);
+  auto it = memory_.find(lookup_);
+  if (it != memory_.end()) {
+    const ValueRef old = it->second;
+    it->second = Store(value);
+    Release(old);
+  } else {
+    memory_.emplace(lookup_, Store(value));
+    bytes_ += key_.size() + kEntryOverhead;
+  }
+  if (bytes_ > memory_limit_) return Spill();
+  return absl::OkStatus();
+}
+
+absl::Status BufferedMapState::Remove(int key_group, std::string_view key, std::string_view user_key) {
+  ComposeKey(key_group, key, user_key);
+  lookup_.assign(key_);
+  auto it = memory_.find(lookup_);
+  if (it != memory_.end()) {
+    // Put once (the contract): an entry in memory was never spilled.
+    const ValueRef ref = it->second;
+    memory_.erase(it);
+    Release(ref);
+    bytes_ -= key_.size() + kEntryOverhead;
+    return absl::OkStatus();
+  }
+  if (!may_be_on_disk_) return absl::OkStatus();
+  backend_.SetCurrentKey(key_group, key);
+  return disk_->Remove("", user_key);
+}
+
+absl::Status BufferedMapState::ForEachInRange(
+    int key_group, std::string_view key, std::string_view from, std::string_view to,
+    absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn) {
+  ComposeKey(key_group, key, "");
+  const size_t prefix_size = key_.size();
+  upper_.assign(key_);
+  if (!to.empty()) {
+    upper_.append(to.data(), to.size());
+  } else {
+    // The prefix's successor: past every user key.
+    while (!upper_.empty() && static_cast<uint8_t>(upper_.back()) == 0xff) upper_.pop_back();
+    if (!upper_.empty()) upper_.back() = static_cast<char>(static_cast<uint8_t>(upper_.back()) + 1);
+  }
+  key_.append(from.data(), from.size());
+  lookup_.assign(key_);
+  bool go_on = true;
+  for (auto it = memory_.lower_bound(lookup_); it != memory_.end(); ++it) {
+    const std::string_view k = it->first.view();
+    if (!upper_.empty() && k >= std::string_view(upper_)) break;
+    if (!fn(k.substr(prefix_size), ValueOf(it->second))) {
+      go_on = false;
+      break;
+    }
+  }
+  if (!go_on || !may_be_on_disk_) return absl::OkStatus();
+  backend_.SetCurrentKey(key_group, key);
+  return disk_->ForEachInRange("", from, to, fn);
+}
+
+absl::Status BufferedMapState::Spill() {
+  if (memory_.empty()) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  for (const auto& [key, ref] : memory_) {
+    const std::string_view k = key.view();
+    const std::string_view v = ValueOf(ref);
+    batch.Put(cf_, rocksdb::Slice(k.data(), k.size()), rocksdb::Slice(v.data(), v.size()));
+  }
+  spdlog::info("buffered map state {}: {} entries ({} MiB) spilled from memory to RocksDB", cf_name_,
+               memory_.size(), bytes_ >> 20);
+  memory_.clear();
+  chunks_.clear();
+  first_chunk_ = 0;
+  bytes_ = 0;
+  may_be_on_disk_ = true;
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;  // checkpoints, not the WAL, make state durable
+  const rocksdb::Status s = backend_.db()->Write(wo, &batch);
+  if (!s.ok()) return absl::InternalError(absl::StrCat("buffered map state ", cf_name_, ": spill: ", s.ToString()));
+  return absl::OkStatus();
+}
+
+void BufferedMapState::AppendToDelta(CacheDelta* delta) const {
+  for (const auto& [key, ref] : memory_) delta->AddPut(cf_name_, key.view(), {}, ValueOf(ref));
+}
+
+}  // namespace vstream

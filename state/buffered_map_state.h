@@ -1,0 +1,125 @@
+#pragma once
+// BufferedMapState: a MapState's entries held in memory, in RocksDB's key
+// order, in front of the MapState's column family. For short-lived state
+// (an interval join's records, kept for seconds of event time): an entry put
+// and removed between two checkpoints never reaches RocksDB, so it costs no
+// memtable insert, no tombstone, no flush and no compaction (those were
+// 70% of Nexmark q7's CPU, docs/benchmarks.md).
+//
+//   - Up to `memory_limit` bytes of entries live in an ordered in-memory map
+//     keyed by the entry's whole RocksDB key ([key group][key][namespace]
+//     [user key], state_key.h). Values sit in append-only chunks; a chunk is
+//     freed once its entries are gone, which for entries that leave in about
+//     the order they came (a join's) is soon. No allocation per entry but
+//     for keys over kInlineKeyBytes.
+//   - Beyond the limit every in-memory entry is written to the column
+//     family (one WriteBatch, as TimerQueue spills), and memory starts
+//     over. Reads then see both: the in-memory entries, then the spilled ones.
+//   - Snapshots: the in-memory entries go into the backend's snapshot delta
+//     as puts into the column family (KeyedStateBackend::AddSnapshotDelta),
+//     which a restore applies; restored entries are on disk. So snapshots,
+//     restores and rescaling are the MapState's own.
+//
+// Only for a MapState without TTL (its stored values are the values), and
+// for user keys put once while they live (an interval join's carry a
+// sequence number): an entry found in memory was never spilled, so removing
+// it touches no disk; only one not in memory is deleted from RocksDB.
+// The namespace is the void one (""). Thread-compatible: one task thread.
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/container/btree_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/inline_bytes.h"
+#include "state/keyed_state_backend.h"
+#include "state/map_state.h"
+
+namespace rocksdb {
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace vstream {
+
+class BufferedMapState {
+ public:
+  static constexpr size_t kDefaultMemoryLimit = size_t{32} << 20;
+
+  // `disk` is a MapState of `backend` without TTL. restored: the column
+  // family may hold entries (a restore); otherwise it starts empty.
+  static absl::StatusOr<std::unique_ptr<BufferedMapState>> Create(KeyedStateBackend& backend, MapState* disk,
+                                                                  bool restored,
+                                                                  size_t memory_limit = kDefaultMemoryLimit);
+
+  // Adds the entry user_key of (key group, key), or replaces it while it is
+  // in memory (a key on disk must not be put again).
+  absl::Status Put(int key_group, std::string_view key, std::string_view user_key, std::string_view value);
+  // Removes it, if there is one.
+  absl::Status Remove(int key_group, std::string_view key, std::string_view user_key);
+  // Calls fn(user_key, value) for the entries of (key group, key) with
+  // from <= user_key < to (to "": no upper end): the in-memory ones in
+  // order, then the spilled ones in order, until fn returns false. The views
+  // are valid during the call. Changes the backend's current key.
+  absl::Status ForEachInRange(int key_group, std::string_view key, std::string_view from, std::string_view to,
+                              absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn);
+
+  // Writes every in-memory entry to the column family.
+  absl::Status Spill();
+
+  size_t memory_entries() const { return memory_.size(); }
+  size_t memory_bytes() const { return bytes_; }
+  // Whether the column family may hold entries (spilled or restored).
+  bool may_be_on_disk() const { return may_be_on_disk_; }
+  // The MapState's id (its column family).
+  StateId disk_id() const { return disk_->id(); }
+
+ private:
+  static constexpr size_t kInlineKeyBytes = 40;
+  static constexpr size_t kChunkBytes = size_t{256} << 10;
+  // What an entry costs beyond its bytes: its B-tree slot, roughly.
+  static constexpr size_t kEntryOverhead = 64;
+
+  struct ValueRef {
+    uint64_t chunk = 0;  // its sequence number
+    uint32_t offset = 0;
+    uint32_t size = 0;
+  };
+  struct Chunk {
+    std::unique_ptr<char[]> data;
+    size_t capacity = 0;
+    size_t used = 0;
+    size_t live = 0;  // entries whose value is here
+  };
+  using Key = InlineBytes<kInlineKeyBytes>;
+
+  BufferedMapState(KeyedStateBackend& backend, MapState* disk, rocksdb::ColumnFamilyHandle* cf, bool restored,
+                   size_t memory_limit);
+  void ComposeKey(int key_group, std::string_view key, std::string_view user_key);
+  std::string_view ValueOf(const ValueRef& ref) const;
+  ValueRef Store(std::string_view value);
+  void Release(const ValueRef& ref);  // a value's bytes and its chunk's count
+  void AppendToDelta(CacheDelta* delta) const;
+
+  KeyedStateBackend& backend_;
+  MapState* disk_;
+  rocksdb::ColumnFamilyHandle* cf_;
+  std::string cf_name_;
+  size_t memory_limit_;
+  bool may_be_on_disk_;
+  absl::btree_map<Key, ValueRef> memory_;
+  std::deque<Chunk> chunks_;  // chunk sequence number first_chunk_ + i
+  uint64_t first_chunk_ = 0;
+  size_t bytes_ = 0;
+  std::shared_ptr<const KeyedStateBackend::SnapshotDeltaFn> snapshot_delta_;
+  // Scratch, reused.
+  std::string key_;
+  std::string upper_;
+  Key lookup_;
+};
+
+}  // namespace vstream

@@ -1,0 +1,152 @@
+#include "state/buffered_map_state.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "state/checkpoint_storage.h"
+#include "state/key_groups.h"
+#include "state/state_snapshot.h"
+#include "state/tests/testing_state.h"
+
+namespace vstream {
+namespace {
+
+constexpr KeyGroupRange kAll{0, 127};
+
+std::string Key(int i) { return "key-" + std::to_string(i); }
+int KeyGroup(int i) { return KeyGroupForHash(HashKeyBytes(Key(i)), 128); }
+// Order-preserving user keys, as the interval join's times.
+std::string UserKey(int t) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "t%08d", t);
+  return buf;
+}
+
+struct Opened {
+  std::unique_ptr<KeyedStateBackend> backend;
+  MapState* disk = nullptr;
+  std::unique_ptr<BufferedMapState> buffer;
+};
+
+Opened Open(const std::string& path, bool restored, size_t memory_limit) {
+  Opened o;
+  auto backend = KeyedStateBackend::Open({.path = path, .wipe_on_open = !restored});
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  o.backend = std::move(*backend);
+  auto disk = o.backend->GetMapState(MapStateDescriptor{.name = "buffer"});
+  EXPECT_TRUE(disk.ok()) << disk.status();
+  o.disk = *disk;
+  auto buffer = BufferedMapState::Create(*o.backend, o.disk, restored, memory_limit);
+  EXPECT_TRUE(buffer.ok()) << buffer.status();
+  o.buffer = std::move(*buffer);
+  return o;
+}
+
+// The entries of key i with user keys in [from, to), as "user key=value".
+std::vector<std::string> Range(BufferedMapState& b, int i, int from, int to) {
+  std::vector<std::string> got;
+  absl::Status s = b.ForEachInRange(KeyGroup(i), Key(i), UserKey(from), UserKey(to),
+                                    [&](std::string_view k, std::string_view v) {
+                                      got.push_back(std::string(k) + "=" + std::string(v));
+                                      return true;
+                                    });
+  EXPECT_TRUE(s.ok()) << s;
+  std::sort(got.begin(), got.end());
+  return got;
+}
+
+int64_t EntriesOnDisk(KeyedStateBackend& backend, StateId id) {
+  int64_t n = 0;
+  EXPECT_TRUE(backend.ForEachKey(id, kAll, [&](const StateKeyView&) { ++n; }).ok());
+  return n;
+}
+
+std::string Entry(int t, const std::string& v) { return UserKey(t) + "=" + v; }
+
+TEST(BufferedMapStateTest, EntriesLiveInMemoryAndNeverReachRocksDb) {
+  TestingStateDir dir("buffered-map");
+  Opened o = Open(dir.path(), false, BufferedMapState::kDefaultMemoryLimit);
+  for (int i = 0; i < 3; ++i) {
+    for (int t = 0; t < 10; ++t) ASSERT_TRUE(o.buffer->Put(KeyGroup(i), Key(i), UserKey(t), "v" + std::to_string(i)).ok());
+  }
+  EXPECT_EQ(Range(*o.buffer, 1, 3, 6), (std::vector<std::string>{Entry(3, "v1"), Entry(4, "v1"), Entry(5, "v1")}));
+  ASSERT_TRUE(o.buffer->Remove(KeyGroup(1), Key(1), UserKey(4)).ok());
+  ASSERT_TRUE(o.buffer->Remove(KeyGroup(1), Key(1), UserKey(99)).ok());  // none: a no-op
+  EXPECT_EQ(Range(*o.buffer, 1, 3, 6), (std::vector<std::string>{Entry(3, "v1"), Entry(5, "v1")}));
+  // An open upper end: to the key's last entry, not into the next key's.
+  std::vector<std::string> tail;
+  ASSERT_TRUE(o.buffer->ForEachInRange(KeyGroup(2), Key(2), UserKey(8), "", [&](std::string_view k, std::string_view) {
+    tail.emplace_back(k);
+    return true;
+  }).ok());
+  EXPECT_EQ(tail, (std::vector<std::string>{UserKey(8), UserKey(9)}));
+  ASSERT_TRUE(o.buffer->Put(KeyGroup(0), Key(0), UserKey(0), "replaced").ok());
+  EXPECT_EQ(Range(*o.buffer, 0, 0, 1), (std::vector<std::string>{Entry(0, "replaced")}));
+  EXPECT_EQ(o.buffer->memory_entries(), 29u);
+  EXPECT_FALSE(o.buffer->may_be_on_disk());
+  ASSERT_TRUE(o.backend->Flush().ok());
+  EXPECT_EQ(EntriesOnDisk(*o.backend, o.disk->id()), 0);
+  // Removing everything frees the chunks.
+  for (int i = 0; i < 3; ++i) {
+    for (int t = 0; t < 10; ++t) ASSERT_TRUE(o.buffer->Remove(KeyGroup(i), Key(i), UserKey(t)).ok());
+  }
+  EXPECT_EQ(o.buffer->memory_entries(), 0u);
+  EXPECT_EQ(o.buffer->memory_bytes(), 0u);
+}
+
+TEST(BufferedMapStateTest, BeyondTheMemoryLimitEntriesSpillAndReadsSeeBoth) {
+  TestingStateDir dir("buffered-map-spill");
+  Opened o = Open(dir.path(), false, /*memory_limit=*/1000);
+  for (int t = 0; t < 40; ++t) ASSERT_TRUE(o.buffer->Put(KeyGroup(7), Key(7), UserKey(t), "x").ok());
+  EXPECT_TRUE(o.buffer->may_be_on_disk());
+  EXPECT_LT(o.buffer->memory_entries(), 40u);
+  const int64_t on_disk = EntriesOnDisk(*o.backend, o.disk->id());
+  EXPECT_EQ(on_disk + static_cast<int64_t>(o.buffer->memory_entries()), 40);
+  std::vector<std::string> want;
+  for (int t = 5; t < 35; ++t) want.push_back(Entry(t, "x"));
+  EXPECT_EQ(Range(*o.buffer, 7, 5, 35), want);
+  // Removing a spilled entry and one in memory.
+  ASSERT_TRUE(o.buffer->Remove(KeyGroup(7), Key(7), UserKey(0)).ok());
+  ASSERT_TRUE(o.buffer->Remove(KeyGroup(7), Key(7), UserKey(39)).ok());
+  EXPECT_EQ(Range(*o.buffer, 7, 0, 40).size(), 38u);
+  EXPECT_EQ(Range(*o.buffer, 7, 0, 1).size(), 0u);
+  EXPECT_EQ(Range(*o.buffer, 7, 39, 40).size(), 0u);
+}
+
+TEST(BufferedMapStateTest, ASnapshotKeepsTheEntriesInMemoryAndARestoreFindsThemOnDisk) {
+  TestingStateDir root("buffered-map-snapshot");
+  auto storage = CheckpointStorage::Open("file://" + root.path() + "/storage");
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  std::shared_ptr<CheckpointStorage> shared = std::move(*storage);
+  IncrementalSnapshotter snap(shared, "job-op-0-a");
+  proto::KeyedStateHandle handle;
+  {
+    Opened o = Open(root.path() + "/db", false, BufferedMapState::kDefaultMemoryLimit);
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(o.buffer->Put(KeyGroup(i), Key(i), UserKey(i), "kept").ok());
+    ASSERT_TRUE(o.buffer->Remove(KeyGroup(3), Key(3), UserKey(3)).ok());
+    auto local = TakeLocalSnapshot(*o.backend, 1, root.path() + "/local-1", kAll);
+    ASSERT_TRUE(local.ok()) << local.status();
+    auto uploaded = snap.Upload(*local, "chk-1/op-0");
+    ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+    handle = *uploaded;
+    // After the snapshot: not in it.
+    ASSERT_TRUE(o.buffer->Put(KeyGroup(50), Key(50), UserKey(50), "later").ok());
+    EXPECT_FALSE(o.buffer->may_be_on_disk()) << "a snapshot does not spill";
+  }
+  ASSERT_TRUE(RestoreKeyedState(*shared, handle, kAll, root.path() + "/restored").ok());
+  Opened r = Open(root.path() + "/restored", true, BufferedMapState::kDefaultMemoryLimit);
+  EXPECT_TRUE(r.buffer->may_be_on_disk());
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(Range(*r.buffer, i, 0, 100), i == 3 ? std::vector<std::string>{} : std::vector<std::string>{Entry(i, "kept")})
+        << i;
+  }
+  EXPECT_TRUE(Range(*r.buffer, 50, 0, 100).empty());
+  // A restored entry is removed from disk.
+  ASSERT_TRUE(r.buffer->Remove(KeyGroup(5), Key(5), UserKey(5)).ok());
+  EXPECT_TRUE(Range(*r.buffer, 5, 0, 100).empty());
+}
+
+}  // namespace
+}  // namespace vstream
