@@ -125,18 +125,40 @@ absl::Status BufferedMapState::ForEachInRange(
   }
   key_.append(from.data(), from.size());
   lookup_.assign(key_);
-  bool go_on = true;
-  for (auto it = memory_.lower_bound(lookup_); it != memory_.end(); ++it) {
-    const std::string_view k = it->first.view();
-    if (!upper_.empty() && k >= std::string_view(upper_)) break;
-    if (!fn(k.substr(prefix_size), ValueOf(it->second))) {
-      go_on = false;
-      break;
+  auto it = memory_.lower_bound(lookup_);
+  auto in_range = [&] { return it != memory_.end() && (upper_.empty() || it->first.view() < std::string_view(upper_)); };
+  if (!may_be_on_disk_) {
+    for (; in_range(); ++it) {
+      if (!fn(it->first.view().substr(prefix_size), ValueOf(it->second))) break;
+    }
+    return absl::OkStatus();
+  }
+  // Spilled or restored entries too: merge both in user key order (a key is
+  // in one place only). The disk's are copied out first; this path is for
+  // state past the memory limit, or just restored.
+  size_t n = 0;
+  backend_.SetCurrentKey(key_group, key);
+  absl::Status s = disk_->ForEachInRange("", from, to, [&](std::string_view k, std::string_view v) {
+    if (n == disk_entries_.size()) disk_entries_.emplace_back();
+    disk_entries_[n].first.assign(k.data(), k.size());
+    disk_entries_[n].second.assign(v.data(), v.size());
+    ++n;
+    return true;
+  });
+  if (!s.ok()) return s;
+  size_t d = 0;
+  while (d < n || in_range()) {
+    const bool take_disk = d < n && (!in_range() || std::string_view(disk_entries_[d].first) <
+                                                        it->first.view().substr(prefix_size));
+    if (take_disk) {
+      if (!fn(disk_entries_[d].first, disk_entries_[d].second)) break;
+      ++d;
+    } else {
+      if (!fn(it->first.view().substr(prefix_size), ValueOf(it->second))) break;
+      ++it;
     }
   }
-  if (!go_on || !may_be_on_disk_) return absl::OkStatus();
-  backend_.SetCurrentKey(key_group, key);
-  return disk_->ForEachInRange("", from, to, fn);
+  return absl::OkStatus();
 }
 
 absl::Status BufferedMapState::Spill() {

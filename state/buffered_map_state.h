@@ -14,7 +14,7 @@
 //     for keys over kInlineKeyBytes.
 //   - Beyond the limit every in-memory entry is written to the column
 //     family (one WriteBatch, as TimerQueue spills), and memory starts
-//     over. Reads then see both: the in-memory entries, then the spilled ones.
+//     over. Reads then see both, merged in key order.
 //   - Snapshots: the in-memory entries go into the backend's snapshot delta
 //     as puts into the column family (KeyedStateBackend::AddSnapshotDelta),
 //     which a restore applies; restored entries are on disk. So snapshots,
@@ -31,6 +31,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/container/btree_map.h"
 #include "absl/functional/function_ref.h"
@@ -62,8 +64,8 @@ class BufferedMapState {
   // Removes it, if there is one.
   absl::Status Remove(int key_group, std::string_view key, std::string_view user_key);
   // Calls fn(user_key, value) for the entries of (key group, key) with
-  // from <= user_key < to (to "": no upper end): the in-memory ones in
-  // order, then the spilled ones in order, until fn returns false. The views
+  // from <= user_key < to (to "": no upper end), in user key order
+  // (in-memory and spilled ones merged), until fn returns false. The views
   // are valid during the call. Changes the backend's current key.
   absl::Status ForEachInRange(int key_group, std::string_view key, std::string_view from, std::string_view to,
                               absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn);
@@ -120,6 +122,7 @@ class BufferedMapState {
   std::string key_;
   std::string upper_;
   Key lookup_;
+  std::vector<std::pair<std::string, std::string>> disk_entries_;  // a range's spilled entries
 };
 
 }  // namespace vstream

@@ -81,7 +81,7 @@ absl::Status IntervalJoinOperator::Open(const OperatorContext& ctx) {
   ASSIGN_OR_RETURN(backend_, OpenKeyedStateBackend(ctx));
   for (int side = 0; side < 2; ++side) {
     ASSIGN_OR_RETURN(MapState * disk, DeclareMapState(*backend_, side == 0 ? "interval_join_left" : "interval_join_right"));
-    ASSIGN_OR_RETURN(buffers_[side], BufferedMapState::Create(*backend_, disk, ctx.restored));
+    ASSIGN_OR_RETURN(buffers_[side], BufferedMapState::Create(*backend_, disk, ctx.restored, buffer_memory_limit_));
   }
   ASSIGN_OR_RETURN(timers_, TimerQueue::Create(*backend_, "interval_join_timers"));
   return absl::OkStatus();

@@ -69,8 +69,13 @@ class IntervalJoinOperator : public StreamOperator {
   void Finish() override { output_->Finish(); }
   KeyedStateBackend* keyed_state() override { return backend_.get(); }
 
-  // The records of one side (0: left, 1: right) kept in RocksDB. One full
-  // scan of that side's state: for tests and diagnostics.
+  // Bytes of each side's records kept in memory before they spill to
+  // RocksDB (BufferedMapState); before Open. For tests.
+  void set_buffer_memory_limit(size_t bytes) { buffer_memory_limit_ = bytes; }
+
+  // The records of one side (0: left, 1: right) kept, in memory and in
+  // RocksDB. One full scan of that side's RocksDB state: for tests and
+  // diagnostics.
   absl::StatusOr<int64_t> BufferedRecords(int side);
 
  private:
@@ -88,6 +93,7 @@ class IntervalJoinOperator : public StreamOperator {
   int max_parallelism_ = kDefaultMaxParallelism;
   std::unique_ptr<KeyedStateBackend> backend_;
   std::unique_ptr<BufferedMapState> buffers_[2];
+  size_t buffer_memory_limit_ = BufferedMapState::kDefaultMemoryLimit;
   std::unique_ptr<TimerQueue> timers_;
   // Of the next kept record. Starts at 0 with a fresh (wiped) backend; after
   // a restore at (wall-clock ms) << 20, past every restored entry's (an

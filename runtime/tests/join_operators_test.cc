@@ -197,15 +197,19 @@ class IntervalJoinReferenceTest : public ::testing::TestWithParam<std::tuple<int
 
 TEST_P(IntervalJoinReferenceTest, MatchesBruteForceOverRandomOutOfOrderInput) {
   const auto [lower, upper] = GetParam();
+  // The default keeps every record in memory; 2 KiB spills the buffers to
+  // RocksDB every few records, so partners come from both.
+  for (const size_t memory_limit : {BufferedMapState::kDefaultMemoryLimit, size_t{2048}})
   for (uint64_t seed = 1; seed <= 3; ++seed) {
-    SCOPED_TRACE(absl::StrCat("seed ", seed));
+    SCOPED_TRACE(absl::StrCat("seed ", seed, ", buffer memory limit ", memory_limit));
     const std::vector<Event> events = RandomEvents(seed * 7919 + static_cast<uint64_t>(lower * 31 + upper), 3000);
     TestingContext ctx;  // outlives the operator: RocksDB closes first
     OperatorCounters counters;
     IntervalJoinOperator op(counters, kLeft, kRight, JoinSpec(lower, upper));
+    op.set_buffer_memory_limit(memory_limit);
     Collect out(Concat(kLeft, kRight));
     op.set_output(&out);
-      ASSERT_TRUE(op.Open(ctx.ctx()).ok());
+    ASSERT_TRUE(op.Open(ctx.ctx()).ok());
 
     // The reference: every record not behind the watermark on arrival meets
     // every earlier such record of the other side with the same key within
@@ -297,9 +301,10 @@ INSTANTIATE_TEST_SUITE_P(Bounds, IntervalJoinReferenceTest,
                                            std::make_tuple(3, 12), std::make_tuple(-20, -4),
                                            std::make_tuple(0, 0)));
 
-TEST(IntervalJoinOperatorTest, KeepsTwoHundredThousandRowsInRocksDb) {
+TEST(IntervalJoinOperatorTest, KeepsTwoHundredThousandRowsInMemoryAndRocksDb) {
   // 100k rows a side over 1000 keys, no watermark until the end: everything
-  // stays buffered (and its cleanup timers spill to RocksDB past 100k).
+  // stays buffered (its cleanup timers spill to RocksDB past 100k, and the
+  // records past a 4 MiB memory limit).
   Schema side({{"k", FieldType::kInt}, {"ts", FieldType::kTimestamp}, {"payload", FieldType::kString}});
   proto::IntervalJoinSpec spec;
   spec.add_left_key("k");
@@ -311,6 +316,7 @@ TEST(IntervalJoinOperatorTest, KeepsTwoHundredThousandRowsInRocksDb) {
   TestingContext ctx;  // outlives the operator: RocksDB closes first
   OperatorCounters counters;
   IntervalJoinOperator op(counters, side, side, spec);
+  op.set_buffer_memory_limit(size_t{4} << 20);
   // Counts output rows and checks each pair: same key, right in [tl - 2000, tl].
   struct Check : Output {
     void Push(RowBatch& b) override {
