@@ -118,7 +118,7 @@ void AggregateOperator::PushUpdating(RowBatch& batch) {
     bool has = false;  // and after it
     absl::Status s = backend_->Update(acc_state_, kg, key_, [&](bool present, std::string* value) {
       had = present && !value->empty();
-      if (had) accs_->Result(*value, &before_, 0);
+      if (had && changelog_) accs_->Result(*value, &before_, 0);  // to retract
       if (!retract) {
         accs_->Add(in, arrival_++, value);
       } else if (!had || !accs_->Retract(in, value)) {
