@@ -3,6 +3,7 @@
 #include "runtime/operators/mllp_source.h"
 #include "runtime/formats/record_format.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <system_error>
@@ -1072,7 +1073,21 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
   if (!CheckStateTtl("aggregate", name, aggregate.state_ttl_ms)) return {};
 
   const std::string who = Describe("aggregate", name);
+  if (aggregate.state_ttl_ms > 0 && (aggregate.changelog || !aggregate.retract_field.empty())) {
+    // An expired key would start over without retracting its old row, or
+    // count a retraction against rows it no longer has.
+    Fail(name, "state_ttl", -1,
+         absl::StrCat(who, ": state_ttl cannot be combined with ", aggregate.changelog ? "changelog" : "retract_field",
+                      ": an expired key's retractions would be wrong"));
+    return {};
+  }
   if (!aggregate.retract_field.empty()) {
+    if (std::find(key_by.begin(), key_by.end(), aggregate.retract_field) != key_by.end()) {
+      Fail(name, "retract_field", -1,
+           absl::StrCat(who, ": retract_field '", aggregate.retract_field,
+                        "' is also a key_by field, so a retraction would never meet the row it takes back"));
+      return {};
+    }
     const int f = input_schema.IndexOf(aggregate.retract_field);
     if (f < 0 || input_schema.field(f).type != FieldType::kBool) {
       Fail(name, "retract_field", -1,

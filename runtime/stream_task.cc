@@ -423,6 +423,14 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
       if (same_files) checkpoints_->AddRestored(v.id(), restored->keyed());
     }
   }
+  if (finished_on_restore_) {
+    // Everything in this task had finished (its final checkpoint included):
+    // it waits for no final checkpoint, and should a checkpoint still reach
+    // it before it reports FINISHED, its snapshots say finished again
+    // instead of a source's unrestored start position.
+    needs_final_checkpoint_ = false;
+    if (checkpoints_) checkpoints_->MarkFinished();
+  }
 
   // Input gate over every channel of every input edge.
   if (!tdd.inputs().empty()) {

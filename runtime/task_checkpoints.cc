@@ -93,6 +93,11 @@ void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms, bool
     PendingOperator p;
     p.snapshot.set_vertex_id(o.vertex_id);
     p.snapshot.set_subtask_index(subtask_index_);
+    if (finished_) {
+      p.snapshot.set_finished(true);
+      upload->ops.push_back(std::move(p));
+      continue;
+    }
     p.snapshot.set_operator_state(o.op->SnapshotOperatorState(checkpoint_id));
     if (!o.op->status().ok()) {  // e.g. a sink could not make its staged output durable
       Decline(checkpoint_id, std::string(o.op->status().message()));

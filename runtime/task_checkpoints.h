@@ -60,6 +60,10 @@ class TaskCheckpoints {
   // refer to its files instead of uploading them again.
   void AddRestored(int vertex_id, const proto::KeyedStateHandle& handle);
 
+  // Every operator of the task had finished in the checkpoint it was
+  // restored from: its snapshots are `finished` ones, without state.
+  void MarkFinished() { finished_ = true; }
+
   // The sync part of checkpoint `checkpoint_id`, then posts the async part:
   // at once, or, with channel_state_pending (an unaligned checkpoint, whose
   // in-flight records are still being collected), when SetChannelState
@@ -108,6 +112,7 @@ class TaskCheckpoints {
   CheckpointResponder* const responder_;
   Executor* const uploads_;
   std::vector<Op> ops_;
+  bool finished_ = false;  // MarkFinished
   std::shared_ptr<InFlight> in_flight_ = std::make_shared<InFlight>();
   std::shared_ptr<Upload> waiting_;  // the snapshot waiting for its channel state
 };

@@ -7,6 +7,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "spdlog/spdlog.h"
+#include "common/status_macros.h"
 #include "state/cache_delta.h"
 #include "state/state_key.h"
 
@@ -17,7 +18,11 @@ absl::StatusOr<std::unique_ptr<BufferedMapState>> BufferedMapState::Create(Keyed
                                                                            size_t memory_limit) {
   rocksdb::ColumnFamilyHandle* cf = backend.column_family(disk->id());
   if (cf == nullptr) return absl::InvalidArgumentError("buffered map state: the map state has no column family");
+  if (disk->ttl_ms() != 0) {
+    return absl::InvalidArgumentError("buffered map state: only for a map state without TTL");
+  }
   std::unique_ptr<BufferedMapState> state(new BufferedMapState(backend, disk, cf, restored, memory_limit));
+  if (restored) RETURN_IF_ERROR(state->CountDisk());
   BufferedMapState* s = state.get();
   state->snapshot_delta_ = std::make_shared<const KeyedStateBackend::SnapshotDeltaFn>(
       [s](CacheDelta* delta) { s->AppendToDelta(delta); });
@@ -32,7 +37,24 @@ BufferedMapState::BufferedMapState(KeyedStateBackend& backend, MapState* disk, r
       cf_(cf),
       cf_name_(cf->GetName()),
       memory_limit_(memory_limit),
+      chunk_bytes_(std::clamp(memory_limit / 16, size_t{256}, kChunkBytes)),
       may_be_on_disk_(restored) {}
+
+absl::Status BufferedMapState::CountDisk() {
+  disk_count_ = 0;
+  std::unique_ptr<rocksdb::Iterator> it(backend_.db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++disk_count_;
+  if (!it->status().ok()) {
+    return absl::InternalError(absl::StrCat("buffered map state ", cf_name_, ": scan: ", it->status().ToString()));
+  }
+  may_be_on_disk_ = disk_count_ > 0;
+  return absl::OkStatus();
+}
+
+size_t BufferedMapState::EntryBytes(std::string_view key) {
+  // The B-tree slot (with node slack) and a key too long to live in it.
+  return sizeof(std::pair<const Key, ValueRef>) + 16 + (key.size() > kInlineKeyBytes ? key.size() : 0);
+}
 
 void BufferedMapState::ComposeKey(int key_group, std::string_view key, std::string_view user_key) {
   key_.clear();
@@ -49,8 +71,9 @@ std::string_view BufferedMapState::ValueOf(const ValueRef& ref) const {
 BufferedMapState::ValueRef BufferedMapState::Store(std::string_view value) {
   if (chunks_.empty() || chunks_.back().capacity - chunks_.back().used < value.size()) {
     Chunk c;
-    c.capacity = std::max(kChunkBytes, value.size());
+    c.capacity = std::max(chunk_bytes_, value.size());
     c.data = std::make_unique_for_overwrite<char[]>(c.capacity);
+    bytes_ += c.capacity;
     chunks_.push_back(std::move(c));
   }
   Chunk& c = chunks_.back();
@@ -61,16 +84,16 @@ BufferedMapState::ValueRef BufferedMapState::Store(std::string_view value) {
   if (!value.empty()) std::memcpy(c.data.get() + c.used, value.data(), value.size());
   c.used += value.size();
   ++c.live;
-  bytes_ += value.size();
   return ref;
 }
 
 void BufferedMapState::Release(const ValueRef& ref) {
   --chunks_[ref.chunk - first_chunk_].live;
-  bytes_ -= ref.size;
   // Free the chunks at the front that nothing refers to any more, but keep
-  // the one being filled.
+  // the one being filled. A chunk behind a live one waits for it: its bytes
+  // count until then.
   while (chunks_.size() > 1 && chunks_.front().live == 0) {
+    bytes_ -= chunks_.front().capacity;
     chunks_.pop_front();
     ++first_chunk_;
   }
@@ -87,7 +110,7 @@ absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::str
     Release(old);
   } else {
     memory_.emplace(lookup_, Store(value));
-    bytes_ += key_.size() + kEntryOverhead;
+    bytes_ += EntryBytes(key_);
   }
   if (bytes_ > memory_limit_) return Spill();
   return absl::OkStatus();
@@ -102,12 +125,18 @@ absl::Status BufferedMapState::Remove(int key_group, std::string_view key, std::
     const ValueRef ref = it->second;
     memory_.erase(it);
     Release(ref);
-    bytes_ -= key_.size() + kEntryOverhead;
+    bytes_ -= EntryBytes(key_);
     return absl::OkStatus();
   }
   if (!may_be_on_disk_) return absl::OkStatus();
   backend_.SetCurrentKey(key_group, key);
-  return disk_->Remove("", user_key);
+  RETURN_IF_ERROR(disk_->Remove("", user_key));
+  // Once the spilled and restored entries are all gone, reads skip RocksDB
+  // again. The count is of puts that reached the disk, so a remove of an
+  // entry that was never there would make it low: an empty column family
+  // is confirmed before reads stop looking.
+  if (disk_count_ > 0 && --disk_count_ == 0) RETURN_IF_ERROR(CountDisk());
+  return absl::OkStatus();
 }
 
 absl::Status BufferedMapState::ForEachInRange(
@@ -169,17 +198,18 @@ absl::Status BufferedMapState::Spill() {
     const std::string_view v = ValueOf(ref);
     batch.Put(cf_, rocksdb::Slice(k.data(), k.size()), rocksdb::Slice(v.data(), v.size()));
   }
-  spdlog::info("buffered map state {}: {} entries ({} MiB) spilled from memory to RocksDB", cf_name_,
-               memory_.size(), bytes_ >> 20);
-  memory_.clear();
-  chunks_.clear();
-  first_chunk_ = 0;
-  bytes_ = 0;
-  may_be_on_disk_ = true;
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;  // checkpoints, not the WAL, make state durable
   const rocksdb::Status s = backend_.db()->Write(wo, &batch);
   if (!s.ok()) return absl::InternalError(absl::StrCat("buffered map state ", cf_name_, ": spill: ", s.ToString()));
+  spdlog::info("buffered map state {}: {} entries ({} MiB) spilled from memory to RocksDB", cf_name_,
+               memory_.size(), bytes_ >> 20);
+  disk_count_ += memory_.size();
+  may_be_on_disk_ = true;
+  memory_.clear();
+  chunks_.clear();
+  first_chunk_ = 0;
+  bytes_ = 0;
   return absl::OkStatus();
 }
 

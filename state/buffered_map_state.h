@@ -6,15 +6,18 @@
 // memtable insert, no tombstone, no flush and no compaction (those were
 // 70% of Nexmark q7's CPU, docs/benchmarks.md).
 //
-//   - Up to `memory_limit` bytes of entries live in an ordered in-memory map
-//     keyed by the entry's whole RocksDB key ([key group][key][namespace]
-//     [user key], state_key.h). Values sit in append-only chunks; a chunk is
-//     freed once its entries are gone, which for entries that leave in about
-//     the order they came (a join's) is soon. No allocation per entry but
-//     for keys over kInlineKeyBytes.
-//   - Beyond the limit every in-memory entry is written to the column
-//     family (one WriteBatch, as TimerQueue spills), and memory starts
-//     over. Reads then see both, merged in key order.
+//   - Entries live in an ordered in-memory map keyed by the entry's whole
+//     RocksDB key ([key group][key][namespace][user key], state_key.h).
+//     Values sit in append-only chunks; a chunk is freed once it and every
+//     chunk before it hold no live entry, which for entries that leave in
+//     about the order they came (a join's) is soon. No allocation per entry
+//     but for keys over kInlineKeyBytes.
+//   - The memory counted is the map's slots and long keys plus every chunk
+//     not yet freed (dead bytes in them included). Beyond `memory_limit`
+//     every in-memory entry is written to the column family (one
+//     WriteBatch, as TimerQueue spills) and memory starts over. Reads then
+//     see both, merged in key order, until the spilled (or restored)
+//     entries are all removed; then they skip RocksDB again.
 //   - Snapshots: the in-memory entries go into the backend's snapshot delta
 //     as puts into the column family (KeyedStateBackend::AddSnapshotDelta),
 //     which a restore applies; restored entries are on disk. So snapshots,
@@ -66,7 +69,8 @@ class BufferedMapState {
   // Calls fn(user_key, value) for the entries of (key group, key) with
   // from <= user_key < to (to "": no upper end), in user key order
   // (in-memory and spilled ones merged), until fn returns false. The views
-  // are valid during the call. Changes the backend's current key.
+  // are valid during the call; fn must not change this state. May change
+  // the backend's current key (as Remove may).
   absl::Status ForEachInRange(int key_group, std::string_view key, std::string_view from, std::string_view to,
                               absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn);
 
@@ -74,6 +78,7 @@ class BufferedMapState {
   absl::Status Spill();
 
   size_t memory_entries() const { return memory_.size(); }
+  // The memory counted against the limit (above).
   size_t memory_bytes() const { return bytes_; }
   // Whether the column family may hold entries (spilled or restored).
   bool may_be_on_disk() const { return may_be_on_disk_; }
@@ -82,9 +87,7 @@ class BufferedMapState {
 
  private:
   static constexpr size_t kInlineKeyBytes = 40;
-  static constexpr size_t kChunkBytes = size_t{256} << 10;
-  // What an entry costs beyond its bytes: its B-tree slot, roughly.
-  static constexpr size_t kEntryOverhead = 64;
+  static constexpr size_t kChunkBytes = size_t{256} << 10;  // at most
 
   struct ValueRef {
     uint64_t chunk = 0;  // its sequence number
@@ -106,13 +109,19 @@ class BufferedMapState {
   ValueRef Store(std::string_view value);
   void Release(const ValueRef& ref);  // a value's bytes and its chunk's count
   void AppendToDelta(CacheDelta* delta) const;
+  // Counts the entries in the column family; sets may_be_on_disk_.
+  absl::Status CountDisk();
+  // What an entry costs beyond its value.
+  static size_t EntryBytes(std::string_view key);
 
   KeyedStateBackend& backend_;
   MapState* disk_;
   rocksdb::ColumnFamilyHandle* cf_;
   std::string cf_name_;
   size_t memory_limit_;
+  size_t chunk_bytes_;  // of a new chunk: smaller for small limits
   bool may_be_on_disk_;
+  size_t disk_count_ = 0;  // entries put in the column family and not removed since
   absl::btree_map<Key, ValueRef> memory_;
   std::deque<Chunk> chunks_;  // chunk sequence number first_chunk_ + i
   uint64_t first_chunk_ = 0;

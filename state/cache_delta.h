@@ -1,5 +1,7 @@
 #pragma once
-// The dirty entries of a write-back cache, as a snapshot keeps them: a file
+// The dirty entries of a write-back cache (and the in-memory timers and
+// buffered map entries, KeyedStateBackend::AddSnapshotDelta), as a snapshot
+// keeps them: a file
 // CACHE-DELTA beside a RocksDB checkpoint, holding puts and deletes by
 // column-family name, newer than everything in the checkpoint. Restores
 // apply it on top (KeyedStateBackend on open; a rescaling restore to the

@@ -53,6 +53,17 @@ bool AllTasksRunning(const proto::JobStatus& st) {
   return true;
 }
 
+// Running, with every task running or finished.
+bool RunningOrFinished(const proto::JobStatus& st) {
+  if (st.state() != proto::RUNNING) return false;
+  for (const auto& v : st.vertices()) {
+    for (int s : v.subtask_states()) {
+      if (s != proto::TASK_RUNNING && s != proto::TASK_FINISHED) return false;
+    }
+  }
+  return true;
+}
+
 // The TaskManagers that run tasks of the job's current attempt (their logs
 // say "task <job>/a<attempt>/... deployed").
 std::vector<int> BusyTaskManagers(TestCluster& cluster, const std::vector<bool>& alive, const std::string& job_id,
@@ -171,14 +182,18 @@ TEST(ChaosTest, AtLeastOnceLosesNothingButDuplicates) {
 
 // A source subtask that had finished when the checkpoint a restart restores
 // from was taken has nothing to restore (its snapshot says "finished", with
-// no position): it stays finished, and its records are not made again.
-TEST(ChaosTest, ASourceThatFinishedBeforeTheCheckpointStaysFinishedAfterARestart) {
-  TestCluster cluster(3, 3);
+// no position): it stays finished, and its records are not made again. Its
+// task (the source and an exactly-once file sink chained to it) must not
+// wait for a final checkpoint or snapshot a start position either: a
+// second restart, from a checkpoint taken after the first, must find it
+// finished too.
+TEST(ChaosTest, ASourceThatFinishedBeforeTheCheckpointStaysFinishedAcrossRestarts) {
+  TestCluster cluster(1, 8);  // one TaskManager: killing it restarts every task
   TempDir data("finished-source");
-  constexpr int kShort = 100, kLong = 30'000;
+  constexpr int kShort = 100, kLong = 45'000;
   WriteFile(data.File("job.yaml"), absl::StrCat(R"(name: finished-source
 parallelism: 2
-checkpointing: {interval: 200ms}
+checkpointing: {interval: 1s}
 sources:
   - name: short
     connector: generator
@@ -195,6 +210,7 @@ operators:
   - {name: both, type: union, inputs: [short, long]}
 sinks:
   - {name: out, connector: file, format: csv, path: )", data.File("out"), R"(, input: both}
+  - {name: short_out, connector: file, format: csv, path: )", data.File("short_out"), R"(, input: short}
 )"));
   CommandResult r = cluster.Vstream({"submit", data.File("job.yaml")}, std::chrono::seconds(30));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -213,28 +229,52 @@ sinks:
     return false;
   };
   ASSERT_TRUE(WaitFor([&] { return poll() && short_finished(); }, std::chrono::seconds(30))) << st.DebugString();
-  const int64_t before = st.latest_completed_checkpoint();
-  ASSERT_TRUE(WaitFor([&] { return poll() && st.latest_completed_checkpoint() > before; }, std::chrono::seconds(30)))
-      << st.DebugString();
-  ASSERT_EQ(st.state(), proto::RUNNING) << "the long source should still run; " << st.DebugString();
-  const int attempt = st.attempt();
-  const std::vector<int> busy = BusyTaskManagers(cluster, std::vector<bool>(3, true), job_id, attempt);
-  ASSERT_FALSE(busy.empty());
-  cluster.taskmanager(busy[0]).Kill(SIGKILL);
+  // Kill 1 after two more checkpoints (the second triggered after short
+  // finished); kill 2 as soon as the first checkpoint after that restart
+  // completed: the one the restored short task (waiting for a final
+  // checkpoint for its sink) took part in, so that the second restart
+  // restores what it snapshotted then. Checkpoints every second leave the
+  // kill time before the next.
+  int64_t restored = 0;
+  for (int kill = 1; kill <= 2; ++kill) {
+    SCOPED_TRACE(absl::StrCat("kill ", kill));
+    const int64_t wait_for = kill == 1 ? st.latest_completed_checkpoint() + 2 : restored + 1;
+    ASSERT_TRUE(WaitFor([&] { return poll() && st.latest_completed_checkpoint() >= wait_for; },
+                        std::chrono::seconds(30)))
+        << st.DebugString();
+    ASSERT_EQ(st.state(), proto::RUNNING) << "the long source should still run; " << st.DebugString();
+    const int attempt = st.attempt();
+    const int64_t checkpoint = st.latest_completed_checkpoint();
+    ASSERT_TRUE(cluster.RestartTaskManager(0));  // kill -9, start again on its data dir
+    ASSERT_TRUE(WaitFor([&] { return poll() && (st.attempt() > attempt || st.state() == proto::FAILED); },
+                        std::chrono::seconds(60)))
+        << st.DebugString();
+    ASSERT_NE(st.state(), proto::FAILED) << st.message();
+    EXPECT_GE(st.restored_checkpoint(), checkpoint) << "the restart should restore the latest checkpoint";
+    restored = st.restored_checkpoint();
+    std::printf("kill %d: restored checkpoint %lld\n", kill, static_cast<long long>(restored));
+    ASSERT_TRUE(WaitFor([&] { return poll() && RunningOrFinished(st); }, std::chrono::seconds(30))) << st.DebugString();
+  }
   ASSERT_TRUE(WaitFor([&] { return poll() && (st.state() == proto::FINISHED || st.state() == proto::FAILED); },
                       std::chrono::minutes(2)))
       << st.DebugString();
   ASSERT_EQ(st.state(), proto::FINISHED) << st.message();
-  EXPECT_GT(st.attempt(), attempt);
-  EXPECT_GT(st.restored_checkpoint(), before) << "the restart should restore a checkpoint taken after short finished";
-  std::vector<std::string> got = ReadOutputLines(data.File("out"), /*skip_header=*/true);
-  std::sort(got.begin(), got.end());
-  std::vector<std::string> want;
-  for (int i = 0; i < kShort; ++i) want.push_back(absl::StrCat("short,", i));
+  EXPECT_EQ(st.restarts(), 2);
+  auto sorted_lines = [&](const std::string& dir) {
+    std::vector<std::string> lines = ReadOutputLines(data.File(dir), /*skip_header=*/true);
+    std::sort(lines.begin(), lines.end());
+    return lines;
+  };
+  std::vector<std::string> want_short, want;
+  for (int i = 0; i < kShort; ++i) want_short.push_back(absl::StrCat("short,", i));
   for (int i = 0; i < kLong; ++i) want.push_back(absl::StrCat("long,", i));
+  want.insert(want.end(), want_short.begin(), want_short.end());
+  std::sort(want_short.begin(), want_short.end());
   std::sort(want.begin(), want.end());
+  const std::vector<std::string> got = sorted_lines("out"), got_short = sorted_lines("short_out");
   EXPECT_EQ(got.size(), want.size());
   EXPECT_TRUE(got == want) << "every record exactly once";
+  EXPECT_EQ(got_short, want_short) << "the finished source's own sink: every record exactly once";
 }
 
 TEST(ChaosTest, JobManagerRestartResumesFromTheLatestCheckpoint) {

@@ -949,6 +949,10 @@ TEST_F(JobSpecTest, AggregateChangelogAndRetractions) {
   ExpectError(Replace(spec, "      n: count(*)\n", "      retract: count(*)\n"), 20, 16,
               "changelog adds the output field 'retract'");
   ExpectError(Replace(spec, "changelog: true", "changelog: often"), 20, 16, "changelog");
+  ExpectError(Replace(spec, "    changelog: true\n", "    changelog: true\n    state_ttl: 1h\n"), 21, 16,
+              "aggregate 'totals': state_ttl cannot be combined with changelog");
+  ExpectError(Replace(spec, "key_by: [n]", "key_by: [n, retract]"), 28, 20,
+              "retract_field 'retract' is also a key_by field");
 }
 
 TEST_F(JobSpecTest, UnknownConnectorAndFormat) {

@@ -17,9 +17,9 @@
 //       sequence number keeps records with equal times apart. Each side's
 //       map is held in memory in front of RocksDB (BufferedMapState, up to
 //       32 MiB per side and subtask, beyond that spilled to RocksDB): a
-//       record that lives from one checkpoint to the next only in memory
-//       never touches RocksDB, and a snapshot writes the records in memory
-//       into its delta.
+//       record that arrives and expires between two checkpoints never
+//       touches RocksDB, and a snapshot writes the records in memory into
+//       its delta.
 //   "interval_join_timers": one cleanup timer per kept record, due at
 //       tl + upper (left) or tr - lower (right), payload
 //       [key group: 2][side][map key: 16][key] (the key group first, as

@@ -53,8 +53,7 @@ std::vector<std::string> Range(BufferedMapState& b, int i, int from, int to) {
                                       return true;
                                     });
   EXPECT_TRUE(s.ok()) << s;
-  std::sort(got.begin(), got.end());
-  return got;
+  return got;  // in user key order, as they came
 }
 
 int64_t EntriesOnDisk(KeyedStateBackend& backend, StateId id) {
@@ -88,12 +87,35 @@ TEST(BufferedMapStateTest, EntriesLiveInMemoryAndNeverReachRocksDb) {
   EXPECT_FALSE(o.buffer->may_be_on_disk());
   ASSERT_TRUE(o.backend->Flush().ok());
   EXPECT_EQ(EntriesOnDisk(*o.backend, o.disk->id()), 0);
-  // Removing everything frees the chunks.
+  // Removing everything frees all but the chunk being filled.
+  const size_t full = o.buffer->memory_bytes();
   for (int i = 0; i < 3; ++i) {
     for (int t = 0; t < 10; ++t) ASSERT_TRUE(o.buffer->Remove(KeyGroup(i), Key(i), UserKey(t)).ok());
   }
   EXPECT_EQ(o.buffer->memory_entries(), 0u);
-  EXPECT_EQ(o.buffer->memory_bytes(), 0u);
+  EXPECT_LT(o.buffer->memory_bytes(), full);
+  EXPECT_LE(o.buffer->memory_bytes(), size_t{256} << 10);
+}
+
+TEST(BufferedMapStateTest, ChunksHeldByALiveEntryCountAgainstTheLimit) {
+  TestingStateDir dir("buffered-map-chunks");
+  // 64 KiB: chunks of 4 KiB. One entry that never leaves, then a stream of
+  // entries that each leave at once: the chunks behind the first stay
+  // allocated, so they must count, and spill the buffer in the end.
+  Opened o = Open(dir.path(), false, size_t{64} << 10);
+  ASSERT_TRUE(o.buffer->Put(KeyGroup(0), Key(0), UserKey(0), "pinned").ok());
+  const std::string value(100, 'v');
+  int t = 1;
+  for (; t < 10'000 && !o.buffer->may_be_on_disk(); ++t) {
+    ASSERT_TRUE(o.buffer->Put(KeyGroup(1), Key(1), UserKey(t), value).ok());
+    ASSERT_TRUE(o.buffer->Remove(KeyGroup(1), Key(1), UserKey(t)).ok());
+  }
+  EXPECT_TRUE(o.buffer->may_be_on_disk()) << "the dead chunks were not counted: " << o.buffer->memory_bytes();
+  EXPECT_GT(t, 500) << "spilled too early";
+  EXPECT_EQ(Range(*o.buffer, 0, 0, 1), (std::vector<std::string>{Entry(0, "pinned")}));
+  // The spilled entry gone, reads skip RocksDB again.
+  ASSERT_TRUE(o.buffer->Remove(KeyGroup(0), Key(0), UserKey(0)).ok());
+  EXPECT_FALSE(o.buffer->may_be_on_disk());
 }
 
 TEST(BufferedMapStateTest, BeyondTheMemoryLimitEntriesSpillAndReadsSeeBoth) {
@@ -113,6 +135,10 @@ TEST(BufferedMapStateTest, BeyondTheMemoryLimitEntriesSpillAndReadsSeeBoth) {
   EXPECT_EQ(Range(*o.buffer, 7, 0, 40).size(), 38u);
   EXPECT_EQ(Range(*o.buffer, 7, 0, 1).size(), 0u);
   EXPECT_EQ(Range(*o.buffer, 7, 39, 40).size(), 0u);
+  // Once every spilled entry is removed, reads skip RocksDB again.
+  for (int t = 1; t < 39; ++t) ASSERT_TRUE(o.buffer->Remove(KeyGroup(7), Key(7), UserKey(t)).ok());
+  EXPECT_FALSE(o.buffer->may_be_on_disk());
+  EXPECT_EQ(o.buffer->memory_entries(), 0u);
 }
 
 TEST(BufferedMapStateTest, ASnapshotKeepsTheEntriesInMemoryAndARestoreFindsThemOnDisk) {
@@ -146,6 +172,20 @@ TEST(BufferedMapStateTest, ASnapshotKeepsTheEntriesInMemoryAndARestoreFindsThemO
   // A restored entry is removed from disk.
   ASSERT_TRUE(r.buffer->Remove(KeyGroup(5), Key(5), UserKey(5)).ok());
   EXPECT_TRUE(Range(*r.buffer, 5, 0, 100).empty());
+  for (int i = 0; i < 20; ++i) {
+    if (i == 3 || i == 5) continue;
+    ASSERT_TRUE(r.buffer->Remove(KeyGroup(i), Key(i), UserKey(i)).ok());
+  }
+  EXPECT_FALSE(r.buffer->may_be_on_disk()) << "every restored entry is gone";
+}
+
+TEST(BufferedMapStateTest, RefusesAMapStateWithTtl) {
+  TestingStateDir dir("buffered-map-ttl");
+  auto backend = KeyedStateBackend::Open({.path = dir.path()});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto disk = (*backend)->GetMapState(MapStateDescriptor{.name = "timed", .ttl_ms = 1000});
+  ASSERT_TRUE(disk.ok()) << disk.status();
+  EXPECT_FALSE(BufferedMapState::Create(**backend, *disk, false).ok());
 }
 
 }  // namespace
