@@ -103,14 +103,14 @@ absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::str
                                    std::string_view value) {
   ComposeKey(key_group, key, user_key);
   lookup_.assign(key_);
-  auto it = memory_.find(lookup_);
-  if (it != memory_.end()) {
+  auto [it, fresh] = memory_.try_emplace(lookup_);
+  if (fresh) {
+    it->second = Store(value);
+    bytes_ += EntryBytes(key_);
+  } else {
     const ValueRef old = it->second;
     it->second = Store(value);
     Release(old);
-  } else {
-    memory_.emplace(lookup_, Store(value));
-    bytes_ += EntryBytes(key_);
   }
   if (bytes_ > memory_limit_) return Spill();
   return absl::OkStatus();
@@ -148,9 +148,7 @@ absl::Status BufferedMapState::ForEachInRange(
   if (!to.empty()) {
     upper_.append(to.data(), to.size());
   } else {
-    // The prefix's successor: past every user key.
-    while (!upper_.empty() && static_cast<uint8_t>(upper_.back()) == 0xff) upper_.pop_back();
-    if (!upper_.empty()) upper_.back() = static_cast<char>(static_cast<uint8_t>(upper_.back()) + 1);
+    ToPrefixSuccessor(&upper_);  // past every user key
   }
   key_.append(from.data(), from.size());
   lookup_.assign(key_);

@@ -48,8 +48,7 @@ absl::Status MapState::ForEachInRange(
   if (!to.empty()) {
     upper_bound_.append(to.data(), to.size());
   } else {
-    while (!upper_bound_.empty() && static_cast<uint8_t>(upper_bound_.back()) == 0xff) upper_bound_.pop_back();
-    if (!upper_bound_.empty()) upper_bound_.back() = static_cast<char>(static_cast<uint8_t>(upper_bound_.back()) + 1);
+    ToPrefixSuccessor(&upper_bound_);
   }
   key_.append(from.data(), from.size());
   const rocksdb::Slice seek = rocks_key();

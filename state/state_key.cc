@@ -38,6 +38,11 @@ bool ReadLengthPrefixed(std::string_view* in, std::string_view* out) {
 
 }  // namespace
 
+void ToPrefixSuccessor(std::string* prefix) {
+  while (!prefix->empty() && static_cast<uint8_t>(prefix->back()) == 0xff) prefix->pop_back();
+  if (!prefix->empty()) prefix->back() = static_cast<char>(static_cast<uint8_t>(prefix->back()) + 1);
+}
+
 void AppendKeyGroupBytes(int key_group, std::string* out) {
   assert(key_group >= 0 && key_group < kMaxKeyGroups && "key group out of range");
   out->push_back(static_cast<char>((key_group >> 8) & 0xff));

@@ -29,6 +29,10 @@ void AppendStateKeyPrefix(int key_group, std::string_view key, std::string* out)
 void AppendStateNamespace(std::string_view ns, std::string* out);
 // Appends the 2 bytes of the first RocksDB key of a key group.
 void AppendKeyGroupBytes(int key_group, std::string* out);
+// Turns *prefix into the smallest key after every key that starts with it
+// (drops trailing 0xff bytes, then adds one to the last): the exclusive
+// upper bound of a prefix scan. Empty if there is none (all 0xff).
+void ToPrefixSuccessor(std::string* prefix);
 
 // A decoded key; the views point into the decoded bytes.
 struct StateKeyView {

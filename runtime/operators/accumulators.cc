@@ -340,9 +340,7 @@ class AccumulatorSet::Impl {
   const std::vector<FieldType>& result_types() const { return types_; }
 
   void Add(const Row& row, int64_t event_time_ms, std::string* state) {
-    for (size_t c = 0; c < calls_.size(); ++c) {
-      if (calls_[c].arg) calls_[c].arg->Eval(row, &args_[c]);
-    }
+    EvalArgs(row);
     if (!AddTo(event_time_ms, state)) {
       // Corrupt state: start afresh, which cannot fail.
       state->clear();
@@ -353,9 +351,7 @@ class AccumulatorSet::Impl {
 
   bool Retract(const Row& row, std::string* state) {
     if (state->empty() || (*state)[0] != kFormatVersion || state->size() != fixed_size_) return false;
-    for (size_t c = 0; c < calls_.size(); ++c) {
-      if (calls_[c].arg) calls_[c].arg->Eval(row, &args_[c]);
-    }
+    EvalArgs(row);
     char* base = state->data();
     for (size_t c = 0; c < calls_.size(); ++c) {
       const Call& call = calls_[c];
@@ -435,6 +431,13 @@ class AccumulatorSet::Impl {
   }
 
  private:
+  // Evaluates each call's argument on `row` into args_.
+  void EvalArgs(const Row& row) {
+    for (size_t c = 0; c < calls_.size(); ++c) {
+      if (calls_[c].arg) calls_[c].arg->Eval(row, &args_[c]);
+    }
+  }
+
   // Splits a state into its sections. False if corrupt; "" parses as fresh
   // sections (all n = 0).
   bool ParseState(std::string_view state, std::vector<Section>* sections) const {

@@ -225,23 +225,26 @@ class ChainFanOutOutput : public Output {
     }
   }
   void Finish() override {
-    for (auto* o : readers_) o->Finish();
-    for (auto* o : operators_) o->Finish();
+    ForEach([](Output* o) { o->Finish(); });
   }
   void PushWatermark(int64_t watermark) override {
-    for (auto* o : readers_) o->PushWatermark(watermark);
-    for (auto* o : operators_) o->PushWatermark(watermark);
+    ForEach([&](Output* o) { o->PushWatermark(watermark); });
   }
   void PushIdle() override {
-    for (auto* o : readers_) o->PushIdle();
-    for (auto* o : operators_) o->PushIdle();
+    ForEach([](Output* o) { o->PushIdle(); });
   }
   void PushLatencyMarker(int64_t created_us) override {
-    for (auto* o : readers_) o->PushLatencyMarker(created_us);
-    for (auto* o : operators_) o->PushLatencyMarker(created_us);
+    ForEach([&](Output* o) { o->PushLatencyMarker(created_us); });
   }
 
  private:
+  // Readers first, then operators, as Push hands out batches.
+  template <typename Fn>
+  void ForEach(Fn&& fn) {
+    for (auto* o : readers_) fn(o);
+    for (auto* o : operators_) fn(o);
+  }
+
   std::vector<Output*> readers_;
   std::vector<Output*> operators_;
   RowBatch copy_;
