@@ -196,6 +196,7 @@ void SetEventTime(const std::optional<EventTime>& event_time, int time_index,
   et->set_field_index(time_index);
   et->set_max_out_of_orderness_ms(event_time->max_out_of_orderness_ms);
   et->set_idle_timeout_ms(event_time->idle_timeout_ms);
+  et->set_watermark_interval_ms(event_time->watermark_interval_ms);
 }
 
 proto::GeneratorField DefaultGeneratorField(const Field& field) {
@@ -487,6 +488,11 @@ bool JobBuilder::CheckEventTime(std::string_view name, const Schema& schema,
     return FailKey(name, "event_time", "idle_timeout",
                    absl::StrCat(who, ": idle_timeout must be >= 0 (0 = never idle), got ",
                                 FormatDuration(et.idle_timeout_ms)));
+  }
+  if (et.watermark_interval_ms < 0) {
+    return FailKey(name, "event_time", "watermark_interval",
+                   absl::StrCat(who, ": watermark_interval must be >= 0 (0 = after every batch), got ",
+                                FormatDuration(et.watermark_interval_ms)));
   }
   *time_index = index;
   return true;

@@ -94,6 +94,11 @@ struct EventTime {
   // A source subtask that emits nothing for this long is idle and left out
   // of downstream watermarks until it emits again. Default 0: never idle.
   int64_t idle_timeout_ms = 0;
+  // A source subtask emits at most one watermark per this (each one sends
+  // every partly filled output buffer on), Flink's
+  // pipeline.auto-watermark-interval. 0: after every batch.
+  int64_t watermark_interval_ms = kDefaultWatermarkIntervalMs;
+  static constexpr int64_t kDefaultWatermarkIntervalMs = 5;
 };
 
 struct FileSourceOptions {

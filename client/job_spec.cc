@@ -705,11 +705,11 @@ class SpecCompiler {
     return r;
   }
 
-  // event_time: {field, max_out_of_orderness, idle_timeout} of a source.
+  // event_time: {field, max_out_of_orderness, idle_timeout, watermark_interval} of a source.
   absl::StatusOr<EventTime> ParseEventTime(const Entry& e, std::string_view what) const {
     const std::string et_what = absl::StrCat("event_time of ", AV(what));
     ASSIGN_OR_RETURN(Mapping m, ParseMapping(e.value, et_what));
-    RETURN_IF_ERROR(CheckKeys(m, {"field", "max_out_of_orderness", "idle_timeout"}, et_what));
+    RETURN_IF_ERROR(CheckKeys(m, {"field", "max_out_of_orderness", "idle_timeout", "watermark_interval"}, et_what));
     EventTime et;
     ASSIGN_OR_RETURN(et.field, RequiredString(m, "field", et_what));
     if (const Entry* x = m.Find("max_out_of_orderness")) {
@@ -717,6 +717,9 @@ class SpecCompiler {
     }
     if (const Entry* x = m.Find("idle_timeout")) {
       ASSIGN_OR_RETURN(et.idle_timeout_ms, DurationMs(*x));
+    }
+    if (const Entry* x = m.Find("watermark_interval")) {
+      ASSIGN_OR_RETURN(et.watermark_interval_ms, DurationMs(*x));
     }
     return et;
   }

@@ -823,6 +823,7 @@ absl::Status StreamTask::Run() {
       MaybeFinishChannelState();
       if (Clock::now() >= next_flush) {
         OnTick();
+        source->EmitDueWatermark(NowMillis());
         FlushAll();
         next_flush = Clock::now() + timeout;
       }
@@ -861,6 +862,8 @@ absl::Status StreamTask::Run() {
           }
           if (buffer.num_records == 0) {  // only a latency marker: no records, not activity
             if (buffer.latency_marker_us > 0) head->PushLatencyMarker(buffer.latency_marker_us);
+            if (buffer.then_watermark) PushWatermark(valve_->OnWatermark(channel, buffer.watermark));
+            RETURN_IF_ERROR(CheckOperators());
             break;
           }
           valve_->OnRecords(channel);
@@ -871,6 +874,7 @@ absl::Status StreamTask::Run() {
           }
           RETURN_IF_ERROR(PushRecords(input, buffer.data, buffer.num_records, batches[input]));
           if (buffer.latency_marker_us > 0) head->PushLatencyMarker(buffer.latency_marker_us);
+          if (buffer.then_watermark) PushWatermark(valve_->OnWatermark(channel, buffer.watermark));
           RETURN_IF_ERROR(CheckOperators());
           break;
         }

@@ -111,7 +111,7 @@ sources:
     path: /data/labs.csv
     format: csv
     schema: {patient_id: string, ts: timestamp, test: string, value: double}
-    event_time: {field: ts, max_out_of_orderness: 1m, idle_timeout: 30s}
+    event_time: {field: ts, max_out_of_orderness: 1m, idle_timeout: 30s, watermark_interval: 200ms}
   - name: wards
     connector: file
     path: /data/wards.csv
@@ -1085,9 +1085,11 @@ TEST_F(JobSpecTest, EventTimeExampleCompilesToVerticesEdgesAndSchemas) {
   EXPECT_EQ(vs.event_time().field_index(), 1);
   EXPECT_EQ(vs.event_time().max_out_of_orderness_ms(), 5000);
   EXPECT_EQ(vs.event_time().idle_timeout_ms(), 0);
+  EXPECT_EQ(vs.event_time().watermark_interval_ms(), 5) << "the default";
   const proto::SourceSpec& ls = graph->vertices(1).op().source();
   EXPECT_EQ(ls.event_time().max_out_of_orderness_ms(), 60000);
   EXPECT_EQ(ls.event_time().idle_timeout_ms(), 30000);
+  EXPECT_EQ(ls.event_time().watermark_interval_ms(), 200);
   EXPECT_FALSE(graph->vertices(2).op().source().has_event_time());
 
   // The window.
@@ -1364,7 +1366,7 @@ TEST_F(JobSpecTest, EventTimeErrors) {
               "expected a mapping for event_time of source 'vitals', got 'ts'");
   ExpectError(Replace(kWindowSpec, "max_out_of_orderness: 5s", "max_delay: 5s"), 8, 29,
               "unknown field 'max_delay' in event_time of source 'vitals', expected one of "
-              "field, max_out_of_orderness, idle_timeout");
+              "field, max_out_of_orderness, idle_timeout, watermark_interval");
   ExpectError(Replace(kWindowSpec, "max_out_of_orderness: 5s", "max_out_of_orderness: -5s"), 8, 51,
               "expected a duration such as 5ms, 1s, 2m or 1h for 'max_out_of_orderness'");
   ExpectError(

@@ -30,7 +30,10 @@ struct NetworkBuffer {
   int32_t num_records = 0;
   bool end_of_partition = false;  // == (kind == kEndOfPartition)
   BufferKind kind = BufferKind::kRecords;
+  // kWatermark; or kRecords with then_watermark: the producer's watermark
+  // advanced to this after the buffer's records (one message, not two).
   int64_t watermark = 0;
+  bool then_watermark = false;
   int64_t checkpoint_id = 0;  // kBarrier
   // kBarrier: an unaligned barrier, put ahead of the buffers queued before
   // it; else an aligned one that turns unaligned at aligned_deadline_ms

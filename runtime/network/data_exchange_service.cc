@@ -80,7 +80,7 @@ grpc::Status DataExchangeService::OpenChannel(
       msg.set_data(std::move(b->data));
       msg.set_num_records(b->num_records);
       msg.set_end_of_partition(b->end_of_partition);
-      msg.set_has_watermark(b->kind == BufferKind::kWatermark);
+      msg.set_has_watermark(b->kind == BufferKind::kWatermark || b->then_watermark);
       msg.set_watermark(b->watermark);
       msg.set_idle(b->kind == BufferKind::kIdle);
       msg.set_checkpoint_barrier(b->kind == BufferKind::kBarrier ? b->checkpoint_id : 0);

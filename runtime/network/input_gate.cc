@@ -118,8 +118,13 @@ void RemoteInputChannel::ReadLoop() {
       b.unaligned = msg.unaligned();
       b.aligned_deadline_ms = msg.aligned_deadline_ms();
     } else if (msg.has_watermark()) {
-      b.kind = BufferKind::kWatermark;
+      // Records (or a latency marker) with a watermark after them, or only it.
       b.watermark = msg.watermark();
+      if (b.num_records > 0 || b.latency_marker_us > 0) {
+        b.then_watermark = true;
+      } else {
+        b.kind = BufferKind::kWatermark;
+      }
     }
     const bool priority = b.unaligned;
     {

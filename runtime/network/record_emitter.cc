@@ -95,7 +95,24 @@ bool RecordEmitter::EmitEvent(BufferKind kind, int64_t watermark, int64_t checkp
   return true;
 }
 
-bool RecordEmitter::EmitWatermark(int64_t watermark) { return EmitEvent(BufferKind::kWatermark, watermark, 0); }
+bool RecordEmitter::EmitWatermark(int64_t watermark) {
+  // The watermark rides on a buffer being filled: one message, not the
+  // buffer and then an event.
+  for (int t = 0; t < num_targets_; ++t) {
+    NetworkBuffer& b = building_[t];
+    if (b.num_records > 0 || b.latency_marker_us > 0) {
+      b.then_watermark = true;
+      b.watermark = watermark;
+      if (!SendBuffer(t)) return false;
+      continue;
+    }
+    NetworkBuffer event;
+    event.kind = BufferKind::kWatermark;
+    event.watermark = watermark;
+    if (!partition_->subpartition(t).Add(std::move(event))) return false;
+  }
+  return true;
+}
 bool RecordEmitter::EmitIdle() { return EmitEvent(BufferKind::kIdle, 0, 0); }
 bool RecordEmitter::EmitBarrier(int64_t checkpoint_id, const BarrierOptions& options, Overtaken* overtaken) {
   if (!options.unaligned && !Flush()) return false;

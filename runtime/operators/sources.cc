@@ -54,6 +54,8 @@ void SourceOperator::EmitBatch(RowBatch& batch) {
     if (event_time_.idle_timeout_ms() > 0 && !idle_ && last_record_ms_ > 0 &&
         now - last_record_ms_ >= event_time_.idle_timeout_ms()) {
       idle_ = true;
+      // What it promised so far goes out before it is left out.
+      if (pending_watermark_ > emitted_watermark_) PushWatermark(pending_watermark_);
       output_->PushIdle();
     }
     return;
@@ -71,8 +73,11 @@ void SourceOperator::EmitBatch(RowBatch& batch) {
   if (max_timestamp_ == kMinWatermark) return;
   const int64_t bound = event_time_.max_out_of_orderness_ms();
   // Saturating: max - bound - 1 without overflow.
-  const int64_t wm = max_timestamp_ < kMinWatermark + bound + 1 ? kMinWatermark : max_timestamp_ - bound - 1;
-  PushWatermark(wm);
+  pending_watermark_ = max_timestamp_ < kMinWatermark + bound + 1 ? kMinWatermark : max_timestamp_ - bound - 1;
+  // Each watermark sends every output buffer on, partly filled or not: at
+  // most one per watermark_interval, not one per batch (a paced source's
+  // batches are a few records).
+  EmitDueWatermark(now);
 }
 
 // ---------------------------------------------------------------- generator

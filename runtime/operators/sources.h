@@ -58,15 +58,28 @@ class SourceOperator : public StreamOperator {
     latency_marker_us_ = 0;
   }
   // Makes the source assign event time from a field and emit watermarks:
-  // after each batch, max timestamp seen - max_out_of_orderness - 1.
+  // max timestamp seen - max_out_of_orderness - 1, after a batch if
+  // watermark_interval has passed since the last one, else at the next
+  // EmitDueWatermark (the task calls it with every buffer-timeout flush).
   void set_event_time(const proto::EventTimeSpec& spec) {
     event_time_ = spec;
     has_event_time_ = true;
   }
 
  protected:
-  // Emits a batch, then the watermark if it advanced (or idleness).
+  // Emits a batch, then the watermark if it advanced and is due (or idleness).
   void EmitBatch(RowBatch& batch);
+
+ public:
+  // Emits the watermark held back by watermark_interval, once it is due.
+  void EmitDueWatermark(int64_t now_ms) {
+    if (pending_watermark_ > emitted_watermark_ && now_ms - watermark_sent_ms_ >= event_time_.watermark_interval_ms()) {
+      watermark_sent_ms_ = now_ms;
+      PushWatermark(pending_watermark_);
+    }
+  }
+
+ protected:
 
   Output* dead_letter_output_ = nullptr;
 
@@ -75,6 +88,8 @@ class SourceOperator : public StreamOperator {
   proto::EventTimeSpec event_time_;
   int64_t max_timestamp_ = kMinWatermark;
   int64_t emitted_watermark_ = kMinWatermark;
+  int64_t pending_watermark_ = kMinWatermark;  // computed, not yet emitted
+  int64_t watermark_sent_ms_ = 0;
   int64_t latency_marker_us_ = 0;
   int64_t last_record_ms_ = 0;
   bool idle_ = false;

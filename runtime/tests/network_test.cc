@@ -342,7 +342,9 @@ TEST_F(RemoteChannelTest, DeliversEveryBufferInOrder) {
 }
 
 // Events cross the wire in order with the records: records, a barrier,
-// records, a watermark, a barrier, through a RecordEmitter and gRPC.
+// records, a watermark, a barrier, a watermark, through a RecordEmitter and
+// gRPC. A watermark after records rides on their buffer (one message); with
+// no records before it, it is an event of its own.
 TEST_F(RemoteChannelTest, BarriersAndWatermarksTravelInOrderWithRecords) {
   Schema s({{"k", FieldType::kString}, {"v", FieldType::kInt}});
   auto p = std::make_shared<ResultPartition>("job/e9/s0", 1, 4);
@@ -364,8 +366,10 @@ TEST_F(RemoteChannelTest, BarriersAndWatermarksTravelInOrderWithRecords) {
   emit(10, 5);
   ASSERT_TRUE(emitter.EmitWatermark(42));
   ASSERT_TRUE(emitter.EmitBarrier(2));
+  ASSERT_TRUE(emitter.EmitWatermark(43));
   ASSERT_TRUE(emitter.Finish());
-  // What the consumer sees, in order: R = records (their count), B = barrier, W = watermark.
+  // What the consumer sees, in order: R = records (their count), B =
+  // barrier, W = watermark (an event), +W = a watermark on a records buffer.
   std::string seen;
   NetworkBuffer buf;
   int ch;
@@ -374,13 +378,16 @@ TEST_F(RemoteChannelTest, BarriersAndWatermarksTravelInOrderWithRecords) {
     if (r == GateResult::kChannelEnd) continue;
     ASSERT_EQ(r, GateResult::kBuffer);
     switch (buf.kind) {
-      case BufferKind::kRecords: seen += "R" + std::to_string(buf.num_records); break;
+      case BufferKind::kRecords:
+        seen += "R" + std::to_string(buf.num_records);
+        if (buf.then_watermark) seen += "+W" + std::to_string(buf.watermark);
+        break;
       case BufferKind::kBarrier: seen += "B" + std::to_string(buf.checkpoint_id); break;
       case BufferKind::kWatermark: seen += "W" + std::to_string(buf.watermark); break;
       default: seen += "?"; break;
     }
   }
-  EXPECT_EQ(seen, "R10B1R5W42B2");
+  EXPECT_EQ(seen, "R10B1R5+W42B2W43");
   gate->Close();
 }
 

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/time_util.h"
 #include "gtest/gtest.h"
 #include "state/state_clock.h"
 
@@ -692,6 +693,33 @@ TEST(NexmarkSourceTest, DateTimeDrivesWatermarks) {
   ASSERT_EQ(out.watermarks.size(), 3u) << "one per batch";
   EXPECT_EQ(out.watermarks[0], kBase + 1023 / 10 - 1);
   EXPECT_EQ(out.watermarks[2], kBase + 2999 / 10 - 1);
+}
+
+// watermark_interval: a watermark after the first batch, none after the
+// next ones until the interval has passed; the task's EmitDueWatermark then
+// sends the latest one held back.
+TEST(NexmarkSourceTest, WatermarkIntervalHoldsWatermarksBackUntilDue) {
+  OperatorCounters counters;
+  NexmarkSource src(counters, NexmarkSchema(), proto::SourceSpec(), Events(3'000));
+  proto::EventTimeSpec event_time;
+  event_time.set_field("date_time");
+  event_time.set_field_index(kNxDateTime);
+  event_time.set_watermark_interval_ms(3'600'000);
+  src.set_event_time(event_time);
+  VisitingOutput out([](const Row&) {});
+  src.set_output(&out);
+  ASSERT_TRUE(src.Open(Context(0, 1)).ok());
+  while (src.Produce() != SourceStatus::kEnd) {
+  }
+  ASSERT_EQ(out.watermarks.size(), 1u) << "the first batch's only";
+  EXPECT_EQ(out.watermarks[0], kBase + 1023 / 10 - 1);
+  src.EmitDueWatermark(NowMillis());
+  EXPECT_EQ(out.watermarks.size(), 1u) << "not due yet";
+  src.EmitDueWatermark(NowMillis() + 3'600'000);
+  ASSERT_EQ(out.watermarks.size(), 2u);
+  EXPECT_EQ(out.watermarks[1], kBase + 2999 / 10 - 1) << "the last batch's";
+  src.EmitDueWatermark(NowMillis() + 2 * 3'600'000);
+  EXPECT_EQ(out.watermarks.size(), 2u) << "nothing new to send";
 }
 
 // ---------------------------------------------------------------- pacing
