@@ -10,6 +10,7 @@ namespace vstream {
 int64_t NowMillis();          // wall clock
 int64_t NowMicros();          // wall clock
 int64_t MonotonicNanos();     // steady clock
+inline int64_t MonotonicMillis() { return MonotonicNanos() / 1'000'000; }
 
 // Parses epoch milliseconds ("1700000000000") or ISO-8601
 // ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05.123+01:00", "2024-01-02 03:04:05",

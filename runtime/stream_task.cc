@@ -553,6 +553,11 @@ void StreamTask::PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms, 
     // (OnCheckpointBarriers), after the overtaken buffers were copied.
     channel_state_.inputs_done = !forward.unaligned || gate_ == nullptr;
   }
+  if (!gate_) {
+    // A source's watermark held back by watermark_interval goes before the
+    // barrier, as the records it follows do.
+    if (auto* source = dynamic_cast<SourceOperator*>(operators_[0].get())) source->EmitPendingWatermark();
+  }
   if (checkpoints_) checkpoints_->Snapshot(checkpoint_id, alignment_ms, collect);
   if (collect && forward.unaligned && carry_ != nullptr && carry_->num_records > 0) {
     // Taken in the middle of a buffer: its rest is after the snapshot,
@@ -823,7 +828,7 @@ absl::Status StreamTask::Run() {
       MaybeFinishChannelState();
       if (Clock::now() >= next_flush) {
         OnTick();
-        source->EmitDueWatermark(NowMillis());
+        source->EmitDueWatermark(MonotonicMillis());
         FlushAll();
         next_flush = Clock::now() + timeout;
       }

@@ -32,8 +32,11 @@ class RecordEmitter {
   // Flink sends a marker down one channel): it waits there as a record
   // emitted now would, and goes with that buffer.
   void MarkLatency(int64_t created_us);
-  // Flushes, then sends a watermark (or idle) event on every subpartition.
+  // Sends a watermark on every subpartition: on the buffer being filled
+  // (NetworkBuffer::then_watermark), which it sends, or as an event if that
+  // holds nothing.
   bool EmitWatermark(int64_t watermark);
+  // Flushes, then sends an idle event on every subpartition.
   bool EmitIdle();
   // Sends checkpoint barrier `checkpoint_id` on every subpartition (see
   // ResultSubpartition::AddBarrier). Aligned: after flushing. Unaligned:

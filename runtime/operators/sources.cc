@@ -55,7 +55,7 @@ void SourceOperator::EmitBatch(RowBatch& batch) {
         now - last_record_ms_ >= event_time_.idle_timeout_ms()) {
       idle_ = true;
       // What it promised so far goes out before it is left out.
-      if (pending_watermark_ > emitted_watermark_) PushWatermark(pending_watermark_);
+      EmitPendingWatermark();
       output_->PushIdle();
     }
     return;
@@ -77,7 +77,7 @@ void SourceOperator::EmitBatch(RowBatch& batch) {
   // Each watermark sends every output buffer on, partly filled or not: at
   // most one per watermark_interval, not one per batch (a paced source's
   // batches are a few records).
-  EmitDueWatermark(now);
+  EmitDueWatermark(MonotonicMillis());
 }
 
 // ---------------------------------------------------------------- generator

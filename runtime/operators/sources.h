@@ -72,11 +72,17 @@ class SourceOperator : public StreamOperator {
 
  public:
   // Emits the watermark held back by watermark_interval, once it is due.
+  // now_ms: the steady clock's (MonotonicMillis), which never steps back.
   void EmitDueWatermark(int64_t now_ms) {
     if (pending_watermark_ > emitted_watermark_ && now_ms - watermark_sent_ms_ >= event_time_.watermark_interval_ms()) {
       watermark_sent_ms_ = now_ms;
       PushWatermark(pending_watermark_);
     }
+  }
+  // Emits the watermark held back, due or not (before a checkpoint barrier:
+  // what the records before it promised goes before it, too).
+  void EmitPendingWatermark() {
+    if (pending_watermark_ > emitted_watermark_) PushWatermark(pending_watermark_);
   }
 
  protected:
@@ -89,7 +95,7 @@ class SourceOperator : public StreamOperator {
   int64_t max_timestamp_ = kMinWatermark;
   int64_t emitted_watermark_ = kMinWatermark;
   int64_t pending_watermark_ = kMinWatermark;  // computed, not yet emitted
-  int64_t watermark_sent_ms_ = 0;
+  int64_t watermark_sent_ms_ = INT64_MIN / 2;  // steady clock; the first is due at once
   int64_t latency_marker_us_ = 0;
   int64_t last_record_ms_ = 0;
   bool idle_ = false;

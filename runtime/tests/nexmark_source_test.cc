@@ -713,12 +713,35 @@ TEST(NexmarkSourceTest, WatermarkIntervalHoldsWatermarksBackUntilDue) {
   }
   ASSERT_EQ(out.watermarks.size(), 1u) << "the first batch's only";
   EXPECT_EQ(out.watermarks[0], kBase + 1023 / 10 - 1);
-  src.EmitDueWatermark(NowMillis());
+  src.EmitDueWatermark(MonotonicMillis());
   EXPECT_EQ(out.watermarks.size(), 1u) << "not due yet";
-  src.EmitDueWatermark(NowMillis() + 3'600'000);
+  src.EmitDueWatermark(MonotonicMillis() + 3'600'000);
   ASSERT_EQ(out.watermarks.size(), 2u);
   EXPECT_EQ(out.watermarks[1], kBase + 2999 / 10 - 1) << "the last batch's";
-  src.EmitDueWatermark(NowMillis() + 2 * 3'600'000);
+  src.EmitDueWatermark(MonotonicMillis() + 2 * 3'600'000);
+  EXPECT_EQ(out.watermarks.size(), 2u) << "nothing new to send";
+}
+
+// Before a checkpoint barrier (StreamTask::PerformCheckpoint) the watermark
+// held back goes, due or not: it follows the records before the barrier.
+TEST(NexmarkSourceTest, APendingWatermarkGoesOutBeforeABarrierDueOrNot) {
+  OperatorCounters counters;
+  NexmarkSource src(counters, NexmarkSchema(), proto::SourceSpec(), Events(3'000));
+  proto::EventTimeSpec event_time;
+  event_time.set_field("date_time");
+  event_time.set_field_index(kNxDateTime);
+  event_time.set_watermark_interval_ms(3'600'000);
+  src.set_event_time(event_time);
+  VisitingOutput out([](const Row&) {});
+  src.set_output(&out);
+  ASSERT_TRUE(src.Open(Context(0, 1)).ok());
+  ASSERT_EQ(src.Produce(), SourceStatus::kMoreAvailable);
+  ASSERT_EQ(src.Produce(), SourceStatus::kMoreAvailable);
+  ASSERT_EQ(out.watermarks.size(), 1u);
+  src.EmitPendingWatermark();
+  ASSERT_EQ(out.watermarks.size(), 2u);
+  EXPECT_EQ(out.watermarks[1], kBase + 2047 / 10 - 1) << "the second batch's";
+  src.EmitPendingWatermark();
   EXPECT_EQ(out.watermarks.size(), 2u) << "nothing new to send";
 }
 
