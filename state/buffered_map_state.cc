@@ -68,27 +68,30 @@ std::string_view BufferedMapState::ValueOf(const ValueRef& ref) const {
   return std::string_view(c.data.get() + ref.offset, ref.size);
 }
 
-BufferedMapState::ValueRef BufferedMapState::Store(std::string_view value) {
-  if (chunks_.empty() || chunks_.back().capacity - chunks_.back().used < value.size()) {
+BufferedMapState::ValueRef BufferedMapState::Store(std::string_view key, std::string_view value) {
+  const size_t record = CacheDelta::EncodedPutBytes(key.size(), value.size());
+  if (chunks_.empty() || chunks_.back().capacity - chunks_.back().used < record) {
     Chunk c;
-    c.capacity = std::max(chunk_bytes_, value.size());
+    c.capacity = std::max(chunk_bytes_, record);
     c.data = std::make_unique_for_overwrite<char[]>(c.capacity);
     bytes_ += c.capacity;
     chunks_.push_back(std::move(c));
   }
   Chunk& c = chunks_.back();
+  CacheDelta::EncodePut(key, value, c.data.get() + c.used);
   ValueRef ref;
   ref.chunk = first_chunk_ + chunks_.size() - 1;
-  ref.offset = static_cast<uint32_t>(c.used);
+  ref.offset = static_cast<uint32_t>(c.used + CacheDelta::EncodedPutValueOffset(key.size(), value.size()));
   ref.size = static_cast<uint32_t>(value.size());
-  if (!value.empty()) std::memcpy(c.data.get() + c.used, value.data(), value.size());
-  c.used += value.size();
+  c.used += record;
   ++c.live;
   return ref;
 }
 
-void BufferedMapState::Release(const ValueRef& ref) {
-  --chunks_[ref.chunk - first_chunk_].live;
+void BufferedMapState::Release(std::string_view key, const ValueRef& ref) {
+  Chunk& c = chunks_[ref.chunk - first_chunk_];
+  c.data[ref.offset - CacheDelta::EncodedPutValueOffset(key.size(), ref.size)] = kDeadRecord;
+  --c.live;
   // Free the chunks at the front that nothing refers to any more, but keep
   // the one being filled. A chunk behind a live one waits for it: its bytes
   // count until then.
@@ -105,12 +108,12 @@ absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::str
   lookup_.assign(key_);
   auto [it, fresh] = memory_.try_emplace(lookup_);
   if (fresh) {
-    it->second = Store(value);
+    it->second = Store(key_, value);
     bytes_ += EntryBytes(key_);
   } else {
     const ValueRef old = it->second;
-    it->second = Store(value);
-    Release(old);
+    it->second = Store(key_, value);
+    Release(key_, old);
   }
   if (bytes_ > memory_limit_) return Spill();
   return absl::OkStatus();
@@ -124,7 +127,7 @@ absl::Status BufferedMapState::Remove(int key_group, std::string_view key, std::
     // Put once (the contract): an entry in memory was never spilled.
     const ValueRef ref = it->second;
     memory_.erase(it);
-    Release(ref);
+    Release(key_, ref);
     bytes_ -= EntryBytes(key_);
     return absl::OkStatus();
   }
@@ -212,7 +215,31 @@ absl::Status BufferedMapState::Spill() {
 }
 
 void BufferedMapState::AppendToDelta(CacheDelta* delta) const {
-  for (const auto& [key, ref] : memory_) delta->AddPut(cf_name_, key.view(), {}, ValueOf(ref));
+  // Each run of live records in a chunk is copied at once; dead ones are
+  // stepped over.
+  for (const Chunk& c : chunks_) {
+    std::string_view rest(c.data.get(), c.used);
+    const char* run = rest.data();
+    size_t run_records = 0;
+    while (!rest.empty()) {
+      const char* record = rest.data();
+      const bool live = rest[0] != kDeadRecord;
+      rest.remove_prefix(1);
+      uint32_t n = 0;
+      ReadVarint32(&rest, &n);
+      rest.remove_prefix(n);
+      ReadVarint32(&rest, &n);
+      rest.remove_prefix(n);
+      if (live) {
+        ++run_records;
+        continue;
+      }
+      delta->AddEncodedPuts(cf_name_, std::string_view(run, static_cast<size_t>(record - run)), run_records);
+      run = rest.data();
+      run_records = 0;
+    }
+    delta->AddEncodedPuts(cf_name_, std::string_view(run, static_cast<size_t>(rest.data() - run)), run_records);
+  }
 }
 
 }  // namespace vstream

@@ -8,7 +8,9 @@
 //
 //   - Entries live in an ordered in-memory map keyed by the entry's whole
 //     RocksDB key ([key group][key][namespace][user key], state_key.h).
-//     Values sit in append-only chunks; a chunk is freed once it and every
+//     Each entry also sits in append-only chunks, key and value, as the put
+//     record of a snapshot's CACHE-DELTA (cache_delta.h); a removed or
+//     replaced one is marked dead there. A chunk is freed once it and every
 //     chunk before it hold no live entry, which for entries that leave in
 //     about the order they came (a join's) is soon. No allocation per entry
 //     but for keys over kInlineKeyBytes.
@@ -21,7 +23,10 @@
 //   - Snapshots: the in-memory entries go into the backend's snapshot delta
 //     as puts into the column family (KeyedStateBackend::AddSnapshotDelta),
 //     which a restore applies; restored entries are on disk. So snapshots,
-//     restores and rescaling are the MapState's own.
+//     restores and rescaling are the MapState's own. The chunks' runs of
+//     live records are copied as they are, in the order they came: a
+//     checkpoint's synchronous part reads memory one way, not the map's
+//     order with a miss per value (q4's join: 1.5 MB took 6-11 ms of CPU).
 //
 // Only for a MapState without TTL (its stored values are the values), and
 // for user keys put once while they live (an interval join's carry a
@@ -88,6 +93,7 @@ class BufferedMapState {
  private:
   static constexpr size_t kInlineKeyBytes = 40;
   static constexpr size_t kChunkBytes = size_t{256} << 10;  // at most
+  static constexpr char kDeadRecord = 'X';  // in place of a record's 'P'
 
   struct ValueRef {
     uint64_t chunk = 0;  // its sequence number
@@ -98,7 +104,7 @@ class BufferedMapState {
     std::unique_ptr<char[]> data;
     size_t capacity = 0;
     size_t used = 0;
-    size_t live = 0;  // entries whose value is here
+    size_t live = 0;  // entries whose record is here and not dead
   };
   using Key = InlineBytes<kInlineKeyBytes>;
 
@@ -106,8 +112,10 @@ class BufferedMapState {
                    size_t memory_limit);
   void ComposeKey(int key_group, std::string_view key, std::string_view user_key);
   std::string_view ValueOf(const ValueRef& ref) const;
-  ValueRef Store(std::string_view value);
-  void Release(const ValueRef& ref);  // a value's bytes and its chunk's count
+  // Appends the put record of (key, value) to the chunks.
+  ValueRef Store(std::string_view key, std::string_view value);
+  // Marks the record of (key, ref) dead and counts it out of its chunk.
+  void Release(std::string_view key, const ValueRef& ref);
   void AppendToDelta(CacheDelta* delta) const;
   // Counts the entries in the column family; sets may_be_on_disk_.
   absl::Status CountDisk();

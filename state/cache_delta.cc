@@ -1,6 +1,7 @@
 #include "state/cache_delta.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -50,6 +51,50 @@ void CacheDelta::AddPut(std::string_view cf, std::string_view key, std::string_v
   body_.append(value_prefix.data(), value_prefix.size());
   body_.append(value.data(), value.size());
   ++records_;
+}
+
+namespace {
+size_t VarintBytes(uint32_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+char* PutVarint(uint32_t v, char* out) {
+  while (v >= 0x80) {
+    *out++ = static_cast<char>(v | 0x80);
+    v >>= 7;
+  }
+  *out++ = static_cast<char>(v);
+  return out;
+}
+}  // namespace
+
+size_t CacheDelta::EncodedPutValueOffset(size_t key_size, size_t value_size) {
+  return 1 + VarintBytes(static_cast<uint32_t>(key_size)) + key_size + VarintBytes(static_cast<uint32_t>(value_size));
+}
+
+size_t CacheDelta::EncodedPutBytes(size_t key_size, size_t value_size) {
+  return EncodedPutValueOffset(key_size, value_size) + value_size;
+}
+
+void CacheDelta::EncodePut(std::string_view key, std::string_view value, char* out) {
+  char* p = out;
+  *p++ = 'P';
+  p = PutVarint(static_cast<uint32_t>(key.size()), p);
+  if (!key.empty()) std::memcpy(p, key.data(), key.size());
+  p += key.size();
+  p = PutVarint(static_cast<uint32_t>(value.size()), p);
+  if (!value.empty()) std::memcpy(p, value.data(), value.size());
+}
+
+void CacheDelta::AddEncodedPuts(std::string_view cf, std::string_view records, size_t n) {
+  if (n == 0) return;
+  SetColumnFamily(cf);
+  body_.append(records.data(), records.size());
+  records_ += n;
 }
 
 void CacheDelta::AddDelete(std::string_view cf, std::string_view key) {

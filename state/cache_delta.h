@@ -41,6 +41,14 @@ class CacheDelta {
   // value = value_prefix + value.
   void AddPut(std::string_view cf, std::string_view key, std::string_view value_prefix, std::string_view value);
   void AddDelete(std::string_view cf, std::string_view key);
+  // Appends `n` records already in the file's 'P' format (EncodePut).
+  void AddEncodedPuts(std::string_view cf, std::string_view records, size_t n);
+  // A 'P' record made ahead (BufferedMapState keeps its entries so):
+  // EncodedPutBytes of them, written at `out` by EncodePut; its value starts
+  // EncodedPutValueOffset bytes in.
+  static size_t EncodedPutBytes(size_t key_size, size_t value_size);
+  static size_t EncodedPutValueOffset(size_t key_size, size_t value_size);
+  static void EncodePut(std::string_view key, std::string_view value, char* out);
   bool empty() const { return records_ == 0; }
   size_t records() const { return records_; }
   // The file's bytes so far, without the end marker.

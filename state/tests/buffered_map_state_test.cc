@@ -111,7 +111,9 @@ TEST(BufferedMapStateTest, ChunksHeldByALiveEntryCountAgainstTheLimit) {
     ASSERT_TRUE(o.buffer->Remove(KeyGroup(1), Key(1), UserKey(t)).ok());
   }
   EXPECT_TRUE(o.buffer->may_be_on_disk()) << "the dead chunks were not counted: " << o.buffer->memory_bytes();
-  EXPECT_GT(t, 500) << "spilled too early";
+  // Each entry's record (key and 100-byte value) is about 130 bytes in a
+  // chunk: 64 KiB hold about 500 of them.
+  EXPECT_GT(t, 400) << "spilled too early";
   EXPECT_EQ(Range(*o.buffer, 0, 0, 1), (std::vector<std::string>{Entry(0, "pinned")}));
   // The spilled entry gone, reads skip RocksDB again.
   ASSERT_TRUE(o.buffer->Remove(KeyGroup(0), Key(0), UserKey(0)).ok());
@@ -149,9 +151,17 @@ TEST(BufferedMapStateTest, ASnapshotKeepsTheEntriesInMemoryAndARestoreFindsThemO
   IncrementalSnapshotter snap(shared, "job-op-0-a");
   proto::KeyedStateHandle handle;
   {
-    Opened o = Open(root.path() + "/db", false, BufferedMapState::kDefaultMemoryLimit);
+    // 64 KiB: chunks of 4 KiB, so that the entries below span several.
+    Opened o = Open(root.path() + "/db", false, size_t{64} << 10);
     for (int i = 0; i < 20; ++i) ASSERT_TRUE(o.buffer->Put(KeyGroup(i), Key(i), UserKey(i), "kept").ok());
     ASSERT_TRUE(o.buffer->Remove(KeyGroup(3), Key(3), UserKey(3)).ok());
+    ASSERT_TRUE(o.buffer->Put(KeyGroup(7), Key(7), UserKey(7), "replaced").ok());
+    // Every third one removed: runs of live records between dead ones.
+    for (int t = 0; t < 200; ++t) {
+      ASSERT_TRUE(o.buffer->Put(KeyGroup(60), Key(60), UserKey(t), std::string(100, 'a' + t % 26)).ok());
+    }
+    for (int t = 0; t < 200; t += 3) ASSERT_TRUE(o.buffer->Remove(KeyGroup(60), Key(60), UserKey(t)).ok());
+    ASSERT_FALSE(o.buffer->may_be_on_disk());
     auto local = TakeLocalSnapshot(*o.backend, 1, root.path() + "/local-1", kAll);
     ASSERT_TRUE(local.ok()) << local.status();
     auto uploaded = snap.Upload(*local, "chk-1/op-0");
@@ -165,16 +175,27 @@ TEST(BufferedMapStateTest, ASnapshotKeepsTheEntriesInMemoryAndARestoreFindsThemO
   Opened r = Open(root.path() + "/restored", true, BufferedMapState::kDefaultMemoryLimit);
   EXPECT_TRUE(r.buffer->may_be_on_disk());
   for (int i = 0; i < 20; ++i) {
-    EXPECT_EQ(Range(*r.buffer, i, 0, 100), i == 3 ? std::vector<std::string>{} : std::vector<std::string>{Entry(i, "kept")})
+    EXPECT_EQ(Range(*r.buffer, i, 0, 100), i == 3   ? std::vector<std::string>{}
+                                           : i == 7 ? std::vector<std::string>{Entry(i, "replaced")}
+                                                    : std::vector<std::string>{Entry(i, "kept")})
         << i;
   }
   EXPECT_TRUE(Range(*r.buffer, 50, 0, 100).empty());
+  std::vector<std::string> want60;
+  for (int t = 0; t < 200; ++t) {
+    if (t % 3 != 0) want60.push_back(Entry(t, std::string(100, 'a' + t % 26)));
+  }
+  EXPECT_EQ(Range(*r.buffer, 60, 0, 200), want60);
   // A restored entry is removed from disk.
   ASSERT_TRUE(r.buffer->Remove(KeyGroup(5), Key(5), UserKey(5)).ok());
   EXPECT_TRUE(Range(*r.buffer, 5, 0, 100).empty());
   for (int i = 0; i < 20; ++i) {
     if (i == 3 || i == 5) continue;
     ASSERT_TRUE(r.buffer->Remove(KeyGroup(i), Key(i), UserKey(i)).ok());
+  }
+  for (int t = 1; t < 200; ++t) {
+    if (t % 3 == 0) continue;
+    ASSERT_TRUE(r.buffer->Remove(KeyGroup(60), Key(60), UserKey(t)).ok());
   }
   EXPECT_FALSE(r.buffer->may_be_on_disk()) << "every restored entry is gone";
 }
