@@ -47,7 +47,11 @@ class TimerQueue {
   // backend. memory_limit: timers kept in memory before spilling to RocksDB.
   static absl::StatusOr<std::unique_ptr<TimerQueue>> Create(KeyedStateBackend& backend, const std::string& name,
                                                             size_t memory_limit = kDefaultMemoryLimit);
-  static constexpr size_t kDefaultMemoryLimit = 100'000;
+  // 250,000: a window over 100,000 keys holds two windows per key for a
+  // while after each window's end (the watermark trails event time), and
+  // at 100,000 the queue spilled to RocksDB at every window change (docs/
+  // benchmarks.md, "Checkpointing"). About 16 MiB.
+  static constexpr size_t kDefaultMemoryLimit = 250'000;
 
   // Bytes of the time before the payload in a RocksDB key, and of the key
   // group the payload starts with.
