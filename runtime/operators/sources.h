@@ -65,27 +65,23 @@ class SourceOperator : public StreamOperator {
     event_time_ = spec;
     has_event_time_ = true;
   }
-
- protected:
-  // Emits a batch, then the watermark if it advanced and is due (or idleness).
-  void EmitBatch(RowBatch& batch);
-
- public:
-  // Emits the watermark held back by watermark_interval, once it is due.
-  // now_ms: the steady clock's (MonotonicMillis), which never steps back.
-  void EmitDueWatermark(int64_t now_ms) {
-    if (pending_watermark_ > emitted_watermark_ && now_ms - watermark_sent_ms_ >= event_time_.watermark_interval_ms()) {
-      watermark_sent_ms_ = now_ms;
-      PushWatermark(pending_watermark_);
-    }
-  }
   // Emits the watermark held back, due or not (before a checkpoint barrier:
   // what the records before it promised goes before it, too).
   void EmitPendingWatermark() {
     if (pending_watermark_ > emitted_watermark_) PushWatermark(pending_watermark_);
   }
+  // Emits the watermark held back by watermark_interval, once it is due.
+  // now_ms: the steady clock's (MonotonicMillis), which never steps back.
+  void EmitDueWatermark(int64_t now_ms) {
+    if (pending_watermark_ > emitted_watermark_ && now_ms - watermark_sent_ms_ >= event_time_.watermark_interval_ms()) {
+      watermark_sent_ms_ = now_ms;
+      EmitPendingWatermark();
+    }
+  }
 
  protected:
+  // Emits a batch, then the watermark if it advanced and is due (or idleness).
+  void EmitBatch(RowBatch& batch);
 
   Output* dead_letter_output_ = nullptr;
 

@@ -695,20 +695,27 @@ TEST(NexmarkSourceTest, DateTimeDrivesWatermarks) {
   EXPECT_EQ(out.watermarks[2], kBase + 2999 / 10 - 1);
 }
 
+// Opens `src` with event time from date_time and a watermark interval of an
+// hour: after the first watermark, none is due until the test says an hour
+// has passed (EmitDueWatermark).
+void OpenWithHourlyWatermarks(NexmarkSource& src, VisitingOutput& out) {
+  proto::EventTimeSpec event_time;
+  event_time.set_field("date_time");
+  event_time.set_field_index(kNxDateTime);
+  event_time.set_watermark_interval_ms(3'600'000);
+  src.set_event_time(event_time);
+  src.set_output(&out);
+  ASSERT_TRUE(src.Open(Context(0, 1)).ok());
+}
+
 // watermark_interval: a watermark after the first batch, none after the
 // next ones until the interval has passed; the task's EmitDueWatermark then
 // sends the latest one held back.
 TEST(NexmarkSourceTest, WatermarkIntervalHoldsWatermarksBackUntilDue) {
   OperatorCounters counters;
   NexmarkSource src(counters, NexmarkSchema(), proto::SourceSpec(), Events(3'000));
-  proto::EventTimeSpec event_time;
-  event_time.set_field("date_time");
-  event_time.set_field_index(kNxDateTime);
-  event_time.set_watermark_interval_ms(3'600'000);
-  src.set_event_time(event_time);
   VisitingOutput out([](const Row&) {});
-  src.set_output(&out);
-  ASSERT_TRUE(src.Open(Context(0, 1)).ok());
+  ASSERT_NO_FATAL_FAILURE(OpenWithHourlyWatermarks(src, out));
   while (src.Produce() != SourceStatus::kEnd) {
   }
   ASSERT_EQ(out.watermarks.size(), 1u) << "the first batch's only";
@@ -727,14 +734,8 @@ TEST(NexmarkSourceTest, WatermarkIntervalHoldsWatermarksBackUntilDue) {
 TEST(NexmarkSourceTest, APendingWatermarkGoesOutBeforeABarrierDueOrNot) {
   OperatorCounters counters;
   NexmarkSource src(counters, NexmarkSchema(), proto::SourceSpec(), Events(3'000));
-  proto::EventTimeSpec event_time;
-  event_time.set_field("date_time");
-  event_time.set_field_index(kNxDateTime);
-  event_time.set_watermark_interval_ms(3'600'000);
-  src.set_event_time(event_time);
   VisitingOutput out([](const Row&) {});
-  src.set_output(&out);
-  ASSERT_TRUE(src.Open(Context(0, 1)).ok());
+  ASSERT_NO_FATAL_FAILURE(OpenWithHourlyWatermarks(src, out));
   ASSERT_EQ(src.Produce(), SourceStatus::kMoreAvailable);
   ASSERT_EQ(src.Produce(), SourceStatus::kMoreAvailable);
   ASSERT_EQ(out.watermarks.size(), 1u);
