@@ -197,6 +197,11 @@ void SetEventTime(const std::optional<EventTime>& event_time, int time_index,
   et->set_max_out_of_orderness_ms(event_time->max_out_of_orderness_ms);
   et->set_idle_timeout_ms(event_time->idle_timeout_ms);
   et->set_watermark_interval_ms(event_time->watermark_interval_ms);
+  if (!event_time->alignment_group.empty()) {
+    et->set_alignment_group(event_time->alignment_group);
+    et->set_alignment_max_drift_ms(event_time->alignment_max_drift_ms);
+    et->set_alignment_update_interval_ms(event_time->alignment_update_interval_ms);
+  }
 }
 
 proto::GeneratorField DefaultGeneratorField(const Field& field) {
@@ -493,6 +498,18 @@ bool JobBuilder::CheckEventTime(std::string_view name, const Schema& schema,
     return FailKey(name, "event_time", "watermark_interval",
                    absl::StrCat(who, ": watermark_interval must be >= 0 (0 = after every batch), got ",
                                 FormatDuration(et.watermark_interval_ms)));
+  }
+  if (!et.alignment_group.empty()) {
+    if (et.alignment_max_drift_ms <= 0) {
+      return FailKey(name, "event_time", "alignment",
+                     absl::StrCat(who, ": watermark alignment group '", et.alignment_group,
+                                  "' needs a max_drift above 0, got ", FormatDuration(et.alignment_max_drift_ms)));
+    }
+    if (et.alignment_update_interval_ms <= 0) {
+      return FailKey(name, "event_time", "alignment",
+                     absl::StrCat(who, ": watermark alignment update_interval must be above 0, got ",
+                                  FormatDuration(et.alignment_update_interval_ms)));
+    }
   }
   *time_index = index;
   return true;

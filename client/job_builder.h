@@ -99,6 +99,15 @@ struct EventTime {
   // pipeline.auto-watermark-interval. 0: after every batch.
   int64_t watermark_interval_ms = kDefaultWatermarkIntervalMs;
   static constexpr int64_t kDefaultWatermarkIntervalMs = 5;
+  // Watermark alignment (Flink's withWatermarkAlignment): the subtasks of
+  // every source with the same group pause reading while their watermark
+  // is more than alignment_max_drift_ms ahead of the group's lowest, as the
+  // JobManager last computed it (every alignment_update_interval_ms). Empty
+  // group: no alignment (the default). max drift: required with a group.
+  std::string alignment_group;
+  int64_t alignment_max_drift_ms = 0;
+  int64_t alignment_update_interval_ms = kDefaultAlignmentUpdateIntervalMs;
+  static constexpr int64_t kDefaultAlignmentUpdateIntervalMs = 100;
 };
 
 struct FileSourceOptions {

@@ -705,11 +705,13 @@ class SpecCompiler {
     return r;
   }
 
-  // event_time: {field, max_out_of_orderness, idle_timeout, watermark_interval} of a source.
+  // event_time: {field, max_out_of_orderness, idle_timeout, watermark_interval,
+  // alignment: {group, max_drift, update_interval}} of a source.
   absl::StatusOr<EventTime> ParseEventTime(const Entry& e, std::string_view what) const {
     const std::string et_what = absl::StrCat("event_time of ", AV(what));
     ASSIGN_OR_RETURN(Mapping m, ParseMapping(e.value, et_what));
-    RETURN_IF_ERROR(CheckKeys(m, {"field", "max_out_of_orderness", "idle_timeout", "watermark_interval"}, et_what));
+    RETURN_IF_ERROR(
+        CheckKeys(m, {"field", "max_out_of_orderness", "idle_timeout", "watermark_interval", "alignment"}, et_what));
     EventTime et;
     ASSIGN_OR_RETURN(et.field, RequiredString(m, "field", et_what));
     if (const Entry* x = m.Find("max_out_of_orderness")) {
@@ -720,6 +722,24 @@ class SpecCompiler {
     }
     if (const Entry* x = m.Find("watermark_interval")) {
       ASSIGN_OR_RETURN(et.watermark_interval_ms, DurationMs(*x));
+    }
+    if (const Entry* x = m.Find("alignment")) {
+      const std::string a_what = absl::StrCat("alignment in ", et_what);
+      ASSIGN_OR_RETURN(Mapping a, ParseMapping(x->value, a_what));
+      RETURN_IF_ERROR(CheckKeys(a, {"group", "max_drift", "update_interval"}, a_what));
+      ASSIGN_OR_RETURN(et.alignment_group, RequiredString(a, "group", a_what));
+      if (et.alignment_group.empty()) return ErrorAt(*a.Find("group"), absl::StrCat("empty group in ", a_what));
+      const Entry* drift = a.Find("max_drift");
+      if (drift == nullptr) {
+        return ErrorAt(*x, absl::StrCat(a_what, " needs max_drift: how far (event time) a source may run ahead "
+                                               "of the slowest in its group, e.g. max_drift: 30s"));
+      }
+      ASSIGN_OR_RETURN(et.alignment_max_drift_ms, DurationMs(*drift));
+      if (et.alignment_max_drift_ms <= 0) return ErrorAt(*drift, "max_drift must be above 0");
+      if (const Entry* u = a.Find("update_interval")) {
+        ASSIGN_OR_RETURN(et.alignment_update_interval_ms, DurationMs(*u));
+        if (et.alignment_update_interval_ms <= 0) return ErrorAt(*u, "update_interval must be above 0");
+      }
     }
     return et;
   }

@@ -285,6 +285,14 @@ class JobManager::ResourceManagerService final : public proto::ResourceManager::
     return grpc::Status::OK;
   }
 
+  // Not through the main thread: WatermarkAlignment locks for itself.
+  grpc::Status ReportWatermarks(grpc::ServerContext*, const proto::ReportWatermarksRequest* req,
+                                proto::ReportWatermarksResponse* resp) override {
+    const int64_t now = MonotonicMillis();
+    for (const proto::SourceWatermark& s : req->sources()) resp->add_max_watermark(jm_.alignment_.Report(s, now));
+    return grpc::Status::OK;
+  }
+
  private:
   JobManager& jm_;
 };

@@ -26,6 +26,7 @@
 #include "grpcpp/grpcpp.h"
 #include "jobmanager/job_master.h"
 #include "jobmanager/resource_manager.h"
+#include "jobmanager/watermark_alignment.h"
 
 namespace vstream {
 
@@ -92,6 +93,8 @@ class JobManager {
   std::unique_ptr<DispatcherService> dispatcher_service_;
   std::unique_ptr<ResourceManagerService> rm_service_;
   std::unique_ptr<grpc::Server> server_;
+
+  WatermarkAlignment alignment_;  // thread-safe
 
   // Main thread only.
   ResourceManager resources_;

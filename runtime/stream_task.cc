@@ -219,6 +219,7 @@ absl::StatusOr<std::unique_ptr<StreamTask>> StreamTask::Create(
 
 StreamTask::~StreamTask() {
   if (gate_) gate_->Close();
+  if (aligned_) aligned_->done.store(true, std::memory_order_release);
 }
 
 absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const StreamTaskEnv& env) {
@@ -316,6 +317,29 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     if (c->sink_max_rate > 0 && (sink_rate == 0 || c->sink_max_rate < sink_rate)) sink_rate = c->sink_max_rate;
   }
   if (sink_rate > 0) sink_limiter_ = std::make_unique<RateLimiter>(sink_rate);
+
+  // Watermark alignment: a source whose event time names a group reports
+  // its watermark and pauses while it is too far ahead of the group's
+  // (runtime/watermark_alignment.h).
+  if (auto* src = dynamic_cast<SourceOperator*>(operators_[0].get()); src != nullptr && env.aligned_sources != nullptr) {
+    const proto::EventTimeSpec* et = src->event_time();
+    if (et != nullptr && !et->alignment_group().empty()) {
+      aligned_ = std::make_shared<AlignedSource>();
+      aligned_->job_id = tdd.job_id();
+      aligned_->attempt = tdd.attempt();
+      aligned_->group = et->alignment_group();
+      aligned_->vertex_id = tdd.chain(0);
+      aligned_->subtask = tdd.subtask_index();
+      aligned_->max_drift_ms = et->alignment_max_drift_ms();
+      aligned_->update_interval_ms = et->alignment_update_interval_ms();
+      for (const proto::JobVertex& v : graph.vertices()) {
+        if (v.op().has_source() && v.op().source().event_time().alignment_group() == aligned_->group) {
+          aligned_->group_size += v.parallelism();
+        }
+      }
+      env.aligned_sources->Register(aligned_);
+    }
+  }
 
   // Open the operators.
   for (size_t i = 0; i < operators_.size(); ++i) {
@@ -777,6 +801,25 @@ absl::Status StreamTask::AwaitFinalCheckpoint() {
   return absl::OkStatus();
 }
 
+bool StreamTask::AlignmentPauses(const SourceOperator& source) {
+  const int64_t watermark = source.current_watermark();
+  aligned_->watermark.store(watermark, std::memory_order_relaxed);
+  aligned_->idle.store(source.idle(), std::memory_order_relaxed);
+  if (watermark <= aligned_->max_watermark.load(std::memory_order_relaxed)) {
+    if (alignment_paused_since_ns_ != 0) {
+      alignment_paused_ns_ += MonotonicNanos() - alignment_paused_since_ns_;
+      alignment_paused_since_ns_ = 0;
+    }
+    return false;
+  }
+  if (alignment_paused_since_ns_ == 0) alignment_paused_since_ns_ = MonotonicNanos();
+  // The bound moves once per update interval: a short wait, not a spin.
+  // (TriggerCheckpoint does not wake it: a trigger waits up to 1 ms.)
+  std::unique_lock<std::mutex> lock(requests_mu_);
+  requests_cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return cancelled_.load() || has_requests_.load(); });
+  return true;
+}
+
 void StreamTask::OnTick() {
   if (!wants_processing_time_) return;
   const int64_t now = NowMillis();
@@ -801,29 +844,34 @@ absl::Status StreamTask::Run() {
       // Produce only with room at the outputs, so that a checkpoint trigger
       // is not held up behind a blocked emit.
       if (responsive_) AwaitOutputRoom(nullptr);
-      // A latency marker stamped now follows the first batch this call
-      // makes (SourceOperator::EmitBatch); if it makes none (a paced source
-      // that waited), the marker is dropped, so that the wait does not
-      // count as latency, and the next call tries again.
-      int64_t stamped_us = 0;
-      if (latency_marker_interval_us_ > 0) {
-        const int64_t now_us = NowMicros();
-        if (now_us >= next_latency_marker_us_) {
-          stamped_us = now_us;
-          source->set_latency_marker(now_us);
+      // Ahead of its watermark alignment group: no reading this round, but
+      // checkpoints, flushes and cancellation go on.
+      SourceStatus st = SourceStatus::kMoreAvailable;
+      if (!aligned_ || !AlignmentPauses(*source)) {
+        // A latency marker stamped now follows the first batch this call
+        // makes (SourceOperator::EmitBatch); if it makes none (a paced
+        // source that waited), the marker is dropped, so that the wait does
+        // not count as latency, and the next call tries again.
+        int64_t stamped_us = 0;
+        if (latency_marker_interval_us_ > 0) {
+          const int64_t now_us = NowMicros();
+          if (now_us >= next_latency_marker_us_) {
+            stamped_us = now_us;
+            source->set_latency_marker(now_us);
+          }
         }
+        const int64_t produced_before = counters_[0]->records_out.load(std::memory_order_relaxed);
+        st = source->Produce();
+        const int64_t produced = counters_[0]->records_out.load(std::memory_order_relaxed) - produced_before;
+        if (stamped_us > 0) {
+          if (source->latency_marker() != 0 && produced > 0) source->SendLatencyMarker();
+          if (source->latency_marker() == 0) next_latency_marker_us_ = stamped_us + latency_marker_interval_us_;
+          source->set_latency_marker(0);
+        }
+        // A throttled sink chained into the source task paces the source.
+        Throttle(static_cast<size_t>(produced));
+        RETURN_IF_ERROR(CheckOperators());
       }
-      const int64_t produced_before = counters_[0]->records_out.load(std::memory_order_relaxed);
-      SourceStatus st = source->Produce();
-      const int64_t produced = counters_[0]->records_out.load(std::memory_order_relaxed) - produced_before;
-      if (stamped_us > 0) {
-        if (source->latency_marker() != 0 && produced > 0) source->SendLatencyMarker();
-        if (source->latency_marker() == 0) next_latency_marker_us_ = stamped_us + latency_marker_interval_us_;
-        source->set_latency_marker(0);
-      }
-      // A throttled sink chained into the source task paces the source.
-      Throttle(static_cast<size_t>(produced));
-      RETURN_IF_ERROR(CheckOperators());
       ProcessCheckpointRequests();
       MaybeFinishChannelState();
       if (Clock::now() >= next_flush) {
@@ -833,6 +881,12 @@ absl::Status StreamTask::Run() {
         next_flush = Clock::now() + timeout;
       }
       if (st == SourceStatus::kEnd) break;
+    }
+    if (aligned_) {
+      aligned_->done.store(true, std::memory_order_release);  // no longer holds its group back
+      if (alignment_paused_since_ns_ != 0) alignment_paused_ns_ += MonotonicNanos() - alignment_paused_since_ns_;
+      spdlog::info("task {}: paused {} ms for watermark alignment (group '{}', max drift {} ms)", tdd_.task_id(),
+                   alignment_paused_ns_ / 1'000'000, aligned_->group, aligned_->max_drift_ms);
     }
   } else {
     gate_->Start();

@@ -40,6 +40,7 @@
 #include "runtime/channel_state.h"
 #include "runtime/checkpoint_barriers.h"
 #include "runtime/task_checkpoints.h"
+#include "runtime/watermark_alignment.h"
 #include "runtime/watermark_valve.h"
 
 namespace vstream {
@@ -56,6 +57,9 @@ struct StreamTaskEnv {
   // acknowledgements reach the JobManager, and the thread that uploads.
   CheckpointResponder* checkpoint_responder = nullptr;
   Executor* snapshot_uploads = nullptr;
+  // Where a source task under watermark alignment registers; null: no
+  // alignment (the source never pauses).
+  AlignedSourceRegistry* aligned_sources = nullptr;
 };
 
 class StreamTask {
@@ -126,6 +130,10 @@ class StreamTask {
   // sink), waits until a checkpoint taken after the end completes.
   absl::Status AwaitFinalCheckpoint();
   void OnTick();
+  // Watermark alignment: publishes the source's watermark; true (after a
+  // short wait) while it is above the group's bound, so the task reads
+  // nothing this round.
+  bool AlignmentPauses(const SourceOperator& source);
 
   proto::TaskDeploymentDescriptor tdd_;
   std::vector<std::unique_ptr<OperatorCounters>> counters_;
@@ -179,6 +187,10 @@ class StreamTask {
   int64_t next_latency_marker_us_ = 0;
   PartitionManager* partition_manager_ = nullptr;
   std::unique_ptr<RateLimiter> sink_limiter_;
+  // Watermark alignment of a source task; null: not aligned.
+  std::shared_ptr<AlignedSource> aligned_;
+  int64_t alignment_paused_ns_ = 0;        // paused so far
+  int64_t alignment_paused_since_ns_ = 0;  // 0: not paused
 };
 
 }  // namespace vstream

@@ -153,6 +153,7 @@ absl::Status TaskManager::Init() {
   snapshot_uploads_ = std::make_unique<Executor>("snapshot-uploads");
   spdlog::info("TaskManager {} listening on {} with {} slots", resource_id_, address_, options_.slots);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  alignment_thread_ = std::thread([this] { AlignmentLoop(); });
   return absl::OkStatus();
 }
 
@@ -165,7 +166,9 @@ void TaskManager::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  aligned_sources_.Stop();
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  if (alignment_thread_.joinable()) alignment_thread_.join();
   std::map<std::string, std::unique_ptr<Task>> tasks;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -306,6 +309,51 @@ void TaskManager::HeartbeatLoop() {
   }
 }
 
+void TaskManager::AlignmentLoop() {
+  // When no source is aligned: how often to look for one.
+  constexpr int64_t kIdleCheckMs = 100;
+  int failures = 0;
+  int64_t interval_ms = 0;
+  while (aligned_sources_.Wait(std::chrono::milliseconds(interval_ms))) {
+    std::vector<std::shared_ptr<AlignedSource>> sources = aligned_sources_.TakeSnapshot();
+    interval_ms = kIdleCheckMs;
+    if (!sources.empty()) {
+      proto::ReportWatermarksRequest req;
+      for (const auto& src : sources) {
+        if (src->update_interval_ms > 0) interval_ms = std::min(interval_ms, src->update_interval_ms);
+        proto::SourceWatermark* w = req.add_sources();
+        w->set_job_id(src->job_id);
+        w->set_attempt(src->attempt);
+        w->set_group(src->group);
+        w->set_vertex_id(src->vertex_id);
+        w->set_subtask(src->subtask);
+        const int64_t watermark = src->watermark.load(std::memory_order_relaxed);
+        const bool done = src->done.load(std::memory_order_acquire);
+        w->set_watermark(watermark);
+        w->set_active(!done && watermark != INT64_MIN && !src->idle.load(std::memory_order_relaxed));
+        w->set_starting(!done && watermark == INT64_MIN);
+        w->set_max_drift_ms(src->max_drift_ms);
+        w->set_group_size(src->group_size);
+      }
+      proto::ReportWatermarksResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      grpc::Status s = jobmanager_->ReportWatermarks(&ctx, req, &resp);
+      if (s.ok() && resp.max_watermark_size() == req.sources_size()) {
+        failures = 0;
+        for (size_t i = 0; i < sources.size(); ++i) {
+          sources[i]->max_watermark.store(resp.max_watermark(static_cast<int>(i)), std::memory_order_relaxed);
+        }
+      } else if (failures++ % 50 == 0) {
+        // The sources keep their last bound; a JobManager that is gone
+        // restarts the job anyway.
+        spdlog::warn("cannot report source watermarks for alignment: {}",
+                     s.ok() ? "malformed answer" : s.error_message());
+      }
+    }
+  }
+}
+
 void TaskManager::ForgetTasks(std::vector<std::unique_ptr<Task>> done) {
   std::vector<std::string> dirs;
   for (auto& t : done) {
@@ -409,6 +457,7 @@ void TaskManager::RunTask(Task* task) {
   env.state_resources = state_resources_;
   env.checkpoint_responder = checkpoint_responder_.get();
   env.snapshot_uploads = snapshot_uploads_.get();
+  env.aligned_sources = &aligned_sources_;
   auto created = StreamTask::Create(task->tdd, env);
   absl::Status result;
   if (created.ok()) {

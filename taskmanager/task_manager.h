@@ -5,7 +5,8 @@
 // consumers (DataExchange service).
 //
 // Threads: gRPC's server threads (Deploy/Cancel/OpenChannel), one
-// registration + heartbeat thread, one thread per task. Shared state (the
+// registration + heartbeat thread, one watermark-alignment reporter, one
+// thread per task. Shared state (the
 // task table) sits behind mu_.
 //
 // Shutdown order: stop heartbeats, cancel tasks, stop the server.
@@ -26,6 +27,7 @@
 #include "runtime/network/data_exchange_service.h"
 #include "runtime/network/result_partition.h"
 #include "runtime/stream_task.h"
+#include "runtime/watermark_alignment.h"
 
 namespace vstream {
 
@@ -79,6 +81,9 @@ class TaskManager {
   explicit TaskManager(TaskManagerOptions options);
   absl::Status Init();
   void HeartbeatLoop();
+  // Reports the aligned sources' watermarks every update interval
+  // (runtime/watermark_alignment.h).
+  void AlignmentLoop();
   // Warns once each time resident memory goes above options_.memory_bytes.
   void CheckMemory();
   void Deploy(const proto::TaskDeploymentDescriptor& tdd);
@@ -117,6 +122,8 @@ class TaskManager {
   bool over_memory_ = false;  // heartbeat thread only
   bool stopping_ = false;
   std::thread heartbeat_thread_;
+  AlignedSourceRegistry aligned_sources_;
+  std::thread alignment_thread_;
 };
 
 }  // namespace vstream

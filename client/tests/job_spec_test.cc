@@ -1366,12 +1366,40 @@ TEST_F(JobSpecTest, EventTimeErrors) {
               "expected a mapping for event_time of source 'vitals', got 'ts'");
   ExpectError(Replace(kWindowSpec, "max_out_of_orderness: 5s", "max_delay: 5s"), 8, 29,
               "unknown field 'max_delay' in event_time of source 'vitals', expected one of "
-              "field, max_out_of_orderness, idle_timeout, watermark_interval");
+              "field, max_out_of_orderness, idle_timeout, watermark_interval, alignment");
   ExpectError(Replace(kWindowSpec, "max_out_of_orderness: 5s", "max_out_of_orderness: -5s"), 8, 51,
               "expected a duration such as 5ms, 1s, 2m or 1h for 'max_out_of_orderness'");
   ExpectError(
       Replace(kWindowSpec, "{field: ts, max_out_of_orderness: 5s}", "{max_out_of_orderness: 5s}"),
       8, 17, "missing required field 'field' in event_time of source 'vitals'");
+}
+
+TEST_F(JobSpecTest, WatermarkAlignment) {
+  const std::string aligned = Replace(kWindowSpec, "{field: ts, max_out_of_orderness: 5s}",
+                                      "{field: ts, max_out_of_orderness: 5s, alignment: {group: feeds, max_drift: 30s}}");
+  absl::StatusOr<proto::JobGraph> graph = Compile(aligned);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const proto::EventTimeSpec& et = graph->vertices(0).op().source().event_time();
+  EXPECT_EQ(et.alignment_group(), "feeds");
+  EXPECT_EQ(et.alignment_max_drift_ms(), 30000);
+  EXPECT_EQ(et.alignment_update_interval_ms(), 100) << "the default";
+  graph = Compile(Replace(aligned, "max_drift: 30s}", "max_drift: 30s, update_interval: 20ms}"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->vertices(0).op().source().event_time().alignment_update_interval_ms(), 20);
+  graph = Compile(kWindowSpec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->vertices(0).op().source().event_time().alignment_group(), "") << "off by default";
+
+  ExpectError(Replace(aligned, ", max_drift: 30s}", "}"), 8, 66,
+              "alignment in event_time of source 'vitals' needs max_drift");
+  ExpectError(Replace(aligned, "max_drift: 30s", "max_drift: 0s"), 8, 92, "max_drift must be above 0");
+  ExpectError(Replace(aligned, "max_drift: 30s", "max_drift: 30s, update_interval: 0s"), 8, 114,
+              "update_interval must be above 0");
+  ExpectError(Replace(aligned, "group: feeds, ", ""), 8, 66,
+              "missing required field 'group' in alignment in event_time of source 'vitals'");
+  ExpectError(Replace(aligned, "max_drift: 30s", "drift: 30s"), 8, 81,
+              "unknown field 'drift' in alignment in event_time of source 'vitals', expected one of group, "
+              "max_drift, update_interval");
 }
 
 TEST_F(JobSpecTest, WindowErrors) {

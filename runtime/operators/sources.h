@@ -78,6 +78,12 @@ class SourceOperator : public StreamOperator {
       EmitPendingWatermark();
     }
   }
+  // The event time settings (set_event_time), and the watermark the records
+  // emitted so far allow, emitted or held back; kMinWatermark before any.
+  const proto::EventTimeSpec* event_time() const { return has_event_time_ ? &event_time_ : nullptr; }
+  int64_t current_watermark() const { return pending_watermark_; }
+  // Idle: nothing emitted for event_time's idle_timeout.
+  bool idle() const { return idle_; }
 
  protected:
   // Emits a batch, then the watermark if it advanced and is due (or idleness).
