@@ -3,7 +3,7 @@
 // WatermarkStrategy.withWatermarkAlignment, FLIP-182): the source subtasks
 // of a job that share an alignment group report their watermarks every
 // update interval (proto::SourceWatermark, through each TaskManager's
-// reporter, runtime/watermark_alignment.h); each gets back the highest
+// reporter, runtime/aligned_source_registry.h); each gets back the highest
 // watermark it may reach: the lowest active watermark of the group's other
 // subtasks plus its max drift (a subtask alone, or the slowest, is not
 // held back by itself). A source subtask ahead of that pauses reading until the others

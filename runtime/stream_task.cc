@@ -320,7 +320,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
 
   // Watermark alignment: a source whose event time names a group reports
   // its watermark and pauses while it is too far ahead of the group's
-  // (runtime/watermark_alignment.h).
+  // (runtime/aligned_source_registry.h).
   if (auto* src = dynamic_cast<SourceOperator*>(operators_[0].get()); src != nullptr && env.aligned_sources != nullptr) {
     const proto::EventTimeSpec* et = src->event_time();
     if (et != nullptr && !et->alignment_group().empty()) {

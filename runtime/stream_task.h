@@ -40,7 +40,7 @@
 #include "runtime/channel_state.h"
 #include "runtime/checkpoint_barriers.h"
 #include "runtime/task_checkpoints.h"
-#include "runtime/watermark_alignment.h"
+#include "runtime/aligned_source_registry.h"
 #include "runtime/watermark_valve.h"
 
 namespace vstream {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "spdlog/spdlog.h"
 
 namespace vstream {
@@ -312,44 +313,67 @@ void TaskManager::HeartbeatLoop() {
 void TaskManager::AlignmentLoop() {
   // When no source is aligned: how often to look for one.
   constexpr int64_t kIdleCheckMs = 100;
+  // Without an answer for this long (a JobManager without alignment, or
+  // unreachable), the sources read freely rather than stop for good.
+  constexpr int64_t kGiveUpMs = 10'000;
   int failures = 0;
+  int64_t last_answer_ms = MonotonicMillis();
+  bool gave_up = false;
   int64_t interval_ms = 0;
   while (aligned_sources_.Wait(std::chrono::milliseconds(interval_ms))) {
-    std::vector<std::shared_ptr<AlignedSource>> sources = aligned_sources_.TakeSnapshot();
-    interval_ms = kIdleCheckMs;
-    if (!sources.empty()) {
-      proto::ReportWatermarksRequest req;
-      for (const auto& src : sources) {
-        if (src->update_interval_ms > 0) interval_ms = std::min(interval_ms, src->update_interval_ms);
-        proto::SourceWatermark* w = req.add_sources();
-        w->set_job_id(src->job_id);
-        w->set_attempt(src->attempt);
-        w->set_group(src->group);
-        w->set_vertex_id(src->vertex_id);
-        w->set_subtask(src->subtask);
-        const int64_t watermark = src->watermark.load(std::memory_order_relaxed);
-        const bool done = src->done.load(std::memory_order_acquire);
-        w->set_watermark(watermark);
-        w->set_active(!done && watermark != INT64_MIN && !src->idle.load(std::memory_order_relaxed));
-        w->set_starting(!done && watermark == INT64_MIN);
-        w->set_max_drift_ms(src->max_drift_ms);
-        w->set_group_size(src->group_size);
+    std::vector<std::shared_ptr<AlignedSource>> sources = aligned_sources_.Snapshot();
+    if (sources.empty()) {
+      interval_ms = kIdleCheckMs;
+      last_answer_ms = MonotonicMillis();
+      continue;
+    }
+    interval_ms = INT64_MAX;
+    proto::ReportWatermarksRequest req;
+    std::vector<bool> was_done(sources.size());
+    for (size_t i = 0; i < sources.size(); ++i) {
+      const AlignedSource& src = *sources[i];
+      interval_ms = std::min(interval_ms, src.update_interval_ms > 0 ? src.update_interval_ms : kIdleCheckMs);
+      const int64_t watermark = src.watermark.load(std::memory_order_relaxed);
+      was_done[i] = src.done.load(std::memory_order_acquire);
+      proto::SourceWatermark* w = req.add_sources();
+      w->set_job_id(src.job_id);
+      w->set_attempt(src.attempt);
+      w->set_group(src.group);
+      w->set_vertex_id(src.vertex_id);
+      w->set_subtask(src.subtask);
+      w->set_watermark(watermark);
+      w->set_active(!was_done[i] && watermark != INT64_MIN && !src.idle.load(std::memory_order_relaxed));
+      w->set_starting(!was_done[i] && watermark == INT64_MIN);
+      w->set_max_drift_ms(src.max_drift_ms);
+      w->set_group_size(src.group_size);
+    }
+    proto::ReportWatermarksResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc::Status s = jobmanager_->ReportWatermarks(&ctx, req, &resp);
+    if (s.ok() && resp.max_watermark_size() == req.sources_size()) {
+      failures = 0;
+      last_answer_ms = MonotonicMillis();
+      if (gave_up) spdlog::info("watermark alignment: the JobManager answers again");
+      gave_up = false;
+      for (size_t i = 0; i < sources.size(); ++i) {
+        sources[i]->max_watermark.store(resp.max_watermark(static_cast<int>(i)), std::memory_order_relaxed);
       }
-      proto::ReportWatermarksResponse resp;
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-      grpc::Status s = jobmanager_->ReportWatermarks(&ctx, req, &resp);
-      if (s.ok() && resp.max_watermark_size() == req.sources_size()) {
-        failures = 0;
-        for (size_t i = 0; i < sources.size(); ++i) {
-          sources[i]->max_watermark.store(resp.max_watermark(static_cast<int>(i)), std::memory_order_relaxed);
-        }
-      } else if (failures++ % 50 == 0) {
-        // The sources keep their last bound; a JobManager that is gone
-        // restarts the job anyway.
-        spdlog::warn("cannot report source watermarks for alignment: {}",
-                     s.ok() ? "malformed answer" : s.error_message());
-      }
+      aligned_sources_.ForgetDone(sources, was_done);
+      continue;
+    }
+    if (failures++ % 50 == 0) {
+      spdlog::warn("cannot report source watermarks for alignment: {}", s.ok() ? "malformed answer" : s.error_message());
+    }
+    if (!gave_up && MonotonicMillis() - last_answer_ms >= kGiveUpMs) {
+      // The sources keep their last bound until then.
+      spdlog::warn("watermark alignment: no answer from the JobManager for {} s; aligned sources read unbounded "
+                   "until it answers",
+                   kGiveUpMs / 1000);
+      gave_up = true;
+    }
+    if (gave_up) {
+      for (const auto& src : sources) src->max_watermark.store(INT64_MAX, std::memory_order_relaxed);
     }
   }
 }

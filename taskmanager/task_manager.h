@@ -9,7 +9,8 @@
 // thread per task. Shared state (the
 // task table) sits behind mu_.
 //
-// Shutdown order: stop heartbeats, cancel tasks, stop the server.
+// Shutdown order: stop heartbeats and the alignment reporter, cancel tasks,
+// stop the server.
 
 #include <atomic>
 #include <functional>
@@ -27,7 +28,7 @@
 #include "runtime/network/data_exchange_service.h"
 #include "runtime/network/result_partition.h"
 #include "runtime/stream_task.h"
-#include "runtime/watermark_alignment.h"
+#include "runtime/aligned_source_registry.h"
 
 namespace vstream {
 
@@ -82,7 +83,7 @@ class TaskManager {
   absl::Status Init();
   void HeartbeatLoop();
   // Reports the aligned sources' watermarks every update interval
-  // (runtime/watermark_alignment.h).
+  // (runtime/aligned_source_registry.h).
   void AlignmentLoop();
   // Warns once each time resident memory goes above options_.memory_bytes.
   void CheckMemory();

@@ -48,9 +48,12 @@ absl::StatusOr<int64_t> CountEntries(KeyedStateBackend& backend, StateId state) 
   return n;
 }
 
-// Cleanup timer payload: [key group: 2][side: 1][map key: 16][key].
+// Cleanup timer payloads: [key group: 2][side + 2: 1][key] (one per key,
+// side and granularity); of older savepoints [key group: 2][side: 1][map
+// key: 16][key] (one per record).
 constexpr size_t kMapKeySize = 16;
-constexpr size_t kTimerHeaderSize = 3 + kMapKeySize;
+constexpr size_t kOldTimerHeaderSize = 3 + kMapKeySize;
+constexpr char kCoarseTimer = 2;  // + side
 
 }  // namespace
 
@@ -159,22 +162,56 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
   if (!s.ok()) return Fail(s);
   timer_payload_.clear();
   AppendKeyGroupBytes(key_group, &timer_payload_);
-  timer_payload_.push_back(static_cast<char>(side));
-  timer_payload_.append(map_key_);
+  timer_payload_.push_back(static_cast<char>(kCoarseTimer + side));
   timer_payload_.append(key_);
-  s = timers_->Add(cleanup, timer_payload_);
+  s = timers_->Add(CleanupDue(cleanup), timer_payload_);  // once per key, side and granularity
   if (!s.ok()) return Fail(s);
 }
 
+int64_t IntervalJoinOperator::CleanupDue(int64_t cleanup) {
+  constexpr int64_t g = kCleanupGranularityMs;
+  const int64_t below = ((cleanup % g) + g) % g;  // cleanup - floor(cleanup / g) * g
+  if (below == 0) return cleanup;
+  if (cleanup > INT64_MAX - g) return INT64_MAX;
+  return cleanup + (g - below);
+}
+
+void IntervalJoinOperator::RemoveExpired(int key_group, int side, std::string_view key, int64_t time) {
+  // Left records are due at t + upper, right ones at t - lower: those with
+  // t <= last are.
+  const int64_t last = side == 0 ? SatAdd(time, -upper_) : SatAdd(time, lower_);
+  range_to_.clear();
+  if (last != INT64_MAX) AppendTime(last + 1, &range_to_);
+  expired_.clear();
+  bool corrupt = false;
+  absl::Status s = buffers_[side]->ForEachInRange(key_group, key, "", range_to_,
+                                                 [&](std::string_view user_key, std::string_view) {
+                                                   if (user_key.size() != kMapKeySize) {
+                                                     corrupt = true;
+                                                     return false;
+                                                   }
+                                                   expired_.append(user_key);
+                                                   return true;
+                                                 });
+  if (!s.ok()) return Fail(s);
+  if (corrupt) return Fail(absl::DataLossError("interval join: corrupt buffered record key"));
+  for (size_t at = 0; at < expired_.size(); at += kMapKeySize) {
+    s = buffers_[side]->Remove(key_group, key, std::string_view(expired_).substr(at, kMapKeySize));
+    if (!s.ok()) return Fail(s);
+  }
+}
+
 void IntervalJoinOperator::FireCleanupTimers(int64_t up_to) {
-  absl::StatusOr<size_t> popped = timers_->PopUpTo(up_to, [&](int64_t, std::string_view p) {
+  absl::StatusOr<size_t> popped = timers_->PopUpTo(up_to, [&](int64_t time, std::string_view p) {
     if (!status_.ok()) return;
-    if (p.size() < kTimerHeaderSize || (p[2] != 0 && p[2] != 1)) {
+    if (p.size() < 3 || p[2] < 0 || p[2] > kCoarseTimer + 1 ||
+        (p[2] < kCoarseTimer && p.size() < kOldTimerHeaderSize)) {
       return Fail(absl::DataLossError("interval join: corrupt cleanup timer"));
     }
     const int key_group = (static_cast<uint8_t>(p[0]) << 8) | static_cast<uint8_t>(p[1]);
-    const int side = p[2];
-    absl::Status s = buffers_[side]->Remove(key_group, p.substr(kTimerHeaderSize), p.substr(3, kMapKeySize));
+    if (p[2] >= kCoarseTimer) return RemoveExpired(key_group, p[2] - kCoarseTimer, p.substr(3), time);
+    const int side = p[2];  // an older savepoint's timer: one record
+    absl::Status s = buffers_[side]->Remove(key_group, p.substr(kOldTimerHeaderSize), p.substr(3, kMapKeySize));
     if (!s.ok()) Fail(s);
   });
   if (!popped.ok()) Fail(popped.status());

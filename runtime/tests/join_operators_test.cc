@@ -232,12 +232,13 @@ TEST_P(IntervalJoinReferenceTest, MatchesBruteForceOverRandomOutOfOrderInput) {
         flush();
         op.PushWatermark(e.ts);
         watermark = std::max(watermark, e.ts);
-        // Kept: the records whose partners may still arrive.
+        // Kept: the records whose partners may still arrive, and those
+        // whose cleanup timer (one per key, side and 100 ms) is not due yet.
         int64_t buffered[2] = {0, 0};
         for (int side = 0; side < 2; ++side) {
           for (const Event* x : kept[side]) {
             const int64_t cleanup = side == 0 ? x->ts + upper : x->ts - lower;
-            if (cleanup > watermark) ++buffered[side];
+            if (IntervalJoinOperator::CleanupDue(cleanup) > watermark) ++buffered[side];
           }
         }
         if (e.ts != kMaxWatermark) {
@@ -264,7 +265,9 @@ TEST_P(IntervalJoinReferenceTest, MatchesBruteForceOverRandomOutOfOrderInput) {
         for (const Event* x : partners) {
           want.push_back(side == 0 ? absl::StrCat(Text(e), ",", Text(*x)) : absl::StrCat(Text(*x), ",", Text(e)));
         }
-        kept[side].push_back(&e);
+        // Kept only if a later record can still meet it (the operator
+        // joins but does not keep one whose cleanup time has come).
+        if ((side == 0 ? e.ts + upper : e.ts - lower) > watermark) kept[side].push_back(&e);
       }
       Row& r = batch[side].Append();
       if (side == 0) {
@@ -294,6 +297,20 @@ TEST_P(IntervalJoinReferenceTest, MatchesBruteForceOverRandomOutOfOrderInput) {
     EXPECT_EQ(*op.BufferedRecords(0), 0);
     EXPECT_EQ(*op.BufferedRecords(1), 0);
   }
+}
+
+TEST(IntervalJoinTest, CleanupIsDueAtTheNextGranuleBoundary) {
+  constexpr int64_t g = IntervalJoinOperator::kCleanupGranularityMs;
+  EXPECT_EQ(IntervalJoinOperator::CleanupDue(0), 0);
+  EXPECT_EQ(IntervalJoinOperator::CleanupDue(1), g);
+  EXPECT_EQ(IntervalJoinOperator::CleanupDue(g), g);
+  EXPECT_EQ(IntervalJoinOperator::CleanupDue(g + 1), 2 * g);
+  EXPECT_EQ(IntervalJoinOperator::CleanupDue(-1), 0);
+  EXPECT_EQ(IntervalJoinOperator::CleanupDue(-g), -g);
+  EXPECT_EQ(IntervalJoinOperator::CleanupDue(-g - 1), -g);
+  EXPECT_EQ(IntervalJoinOperator::CleanupDue(1'700'000'000'050), 1'700'000'000'100);
+  EXPECT_EQ(IntervalJoinOperator::CleanupDue(INT64_MAX), INT64_MAX);
+  EXPECT_EQ(IntervalJoinOperator::CleanupDue(INT64_MIN), INT64_MIN + 8);  // -9223372036854775800
 }
 
 INSTANTIATE_TEST_SUITE_P(Bounds, IntervalJoinReferenceTest,

@@ -36,7 +36,7 @@ struct AlignedSource {
   // Written by the task thread.
   std::atomic<int64_t> watermark{INT64_MIN};  // INT64_MIN: no record read yet
   std::atomic<bool> idle{false};
-  std::atomic<bool> done{false};   // the task ended: reported inactive once more, then dropped
+  std::atomic<bool> done{false};   // the task ended: reported inactive, then dropped
   // Written by the reporter: the highest watermark the source may reach.
   // Until the first answer, none above the minimum: the source reads one
   // batch, then waits for the JobManager (registering wakes the reporter).
@@ -65,13 +65,18 @@ class AlignedSourceRegistry {
     stopped_ = true;
     cv_.notify_all();
   }
-  // The registered sources; the ones done are dropped from the registry
-  // (this call returns them one last time).
-  std::vector<std::shared_ptr<AlignedSource>> TakeSnapshot() {
+  // The registered sources.
+  std::vector<std::shared_ptr<AlignedSource>> Snapshot() {
     std::lock_guard<std::mutex> lock(mu_);
-    std::vector<std::shared_ptr<AlignedSource>> out = sources_;
-    std::erase_if(sources_, [](const auto& s) { return s->done.load(std::memory_order_acquire); });
-    return out;
+    return sources_;
+  }
+  // Drops the sources of `reported` that were done when their report went
+  // out: the JobManager knows they no longer hold their groups back.
+  void ForgetDone(const std::vector<std::shared_ptr<AlignedSource>>& reported, const std::vector<bool>& was_done) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < reported.size(); ++i) {
+      if (was_done[i]) std::erase(sources_, reported[i]);
+    }
   }
 
  private:
