@@ -65,14 +65,14 @@ class TimerQueue {
   // one that is not is a no-op. Touches RocksDB only when the timer may have
   // been spilled (time >= the earliest on-disk time): a blind delete there.
   absl::Status Remove(int64_t time, std::string_view payload);
-  // Removes every timer with time <= up_to, then calls fn for each, in
-  // (time, payload) order. fn may Add timers; those due too are popped by
-  // the next call. Returns how many were popped.
   // Writes the timers held in memory to the column family (and drops them
   // from memory). Snapshots need not: the queue appends its in-memory timers
   // to the backend's snapshot delta (KeyedStateBackend::DirtyCacheEntries),
   // which restores put into the column family.
   absl::Status Persist() { return Spill(); }
+  // Removes every timer with time <= up_to, then calls fn for each, in
+  // (time, payload) order. fn may Add timers; those due too are popped by
+  // the next call. Returns how many were popped.
   absl::StatusOr<size_t> PopUpTo(int64_t up_to, const std::function<void(int64_t, std::string_view)>& fn);
 
  private:

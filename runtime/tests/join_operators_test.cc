@@ -120,6 +120,45 @@ TEST(IntervalJoinOperatorTest, JoinsWithinTheIntervalOncePerPair) {
   EXPECT_EQ(*op.BufferedRecords(1), 0);
 }
 
+// Cleanup times that saturate at INT64_MAX (a left record near the end of
+// time with upper > 0, a right one with lower < 0) are still cleaned up by
+// the final watermark.
+TEST(IntervalJoinOperatorTest, RecordsNearTheEndOfTimeAreCleanedUpAtTheEnd) {
+  Schema side({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}});
+  proto::IntervalJoinSpec spec;
+  spec.add_left_key("k");
+  spec.add_right_key("k");
+  spec.set_lower_ms(-1000);
+  spec.set_upper_ms(1000);
+  spec.set_left_time_index(1);
+  spec.set_right_time_index(1);
+  TestingContext ctx;
+  OperatorCounters counters;
+  IntervalJoinOperator op(counters, side, side, spec);
+  Collect out(Concat(side, side));
+  op.set_output(&out);
+  ASSERT_TRUE(op.Open(ctx.ctx()).ok());
+  for (int input : {0, 1}) {
+    RowBatch b(2);
+    for (int64_t ts : {INT64_MAX - 500, INT64_MAX - 1, int64_t{1000}}) {
+      Row& r = b.Append();
+      r[0].SetString("a");
+      r[1].SetInt(ts);
+    }
+    op.PushInput(input, b);
+    ASSERT_TRUE(op.status().ok()) << op.status();
+  }
+  EXPECT_EQ(*op.BufferedRecords(0), 3);
+  EXPECT_EQ(*op.BufferedRecords(1), 3);
+  op.PushWatermark(INT64_MAX - 2000);
+  EXPECT_EQ(*op.BufferedRecords(0), 2) << "the one at 1000 is due";
+  EXPECT_EQ(*op.BufferedRecords(1), 2);
+  op.PushWatermark(INT64_MAX);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_EQ(*op.BufferedRecords(0), 0);
+  EXPECT_EQ(*op.BufferedRecords(1), 0);
+}
+
 // Left {k: string, g: int, ts, v: int (sometimes null)}; right {t, note:
 // string, k2: string, g2: int}: keys of two fields at different positions.
 const Schema kLeft({{"k", FieldType::kString}, {"g", FieldType::kInt}, {"ts", FieldType::kTimestamp},
@@ -320,8 +359,7 @@ INSTANTIATE_TEST_SUITE_P(Bounds, IntervalJoinReferenceTest,
 
 TEST(IntervalJoinOperatorTest, KeepsTwoHundredThousandRowsInMemoryAndRocksDb) {
   // 100k rows a side over 1000 keys, no watermark until the end: everything
-  // stays buffered (its cleanup timers spill to RocksDB past 100k, and the
-  // records past a 4 MiB memory limit).
+  // stays buffered (the records spill to RocksDB past a 4 MiB memory limit).
   Schema side({{"k", FieldType::kInt}, {"ts", FieldType::kTimestamp}, {"payload", FieldType::kString}});
   proto::IntervalJoinSpec spec;
   spec.add_left_key("k");
