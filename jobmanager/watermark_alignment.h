@@ -50,7 +50,6 @@ class WatermarkAlignment {
 
  private:
   struct Member {
-    int attempt = 0;
     int64_t watermark = 0;
     bool active = false;
     bool starting = false;
@@ -60,7 +59,7 @@ class WatermarkAlignment {
   using MemberKey = std::tuple<int, int>;                 // vertex id, subtask
 
   struct Group {
-    int attempt = 0;  // the latest reported: older attempts' members do not count
+    int attempt = 0;  // the latest reported; members are of this attempt
     int64_t started_ms = 0;  // first report of that attempt
     int size = 0;            // subtasks in the group, as the reports say
     std::map<MemberKey, Member> members;
