@@ -322,8 +322,12 @@ NexmarkSource::NexmarkSource(OperatorCounters& counters, Schema schema, const pr
       url_key_(Mix(seed_key_ ^ kSaltUrls)),
       batch_(schema_.size()) {}
 
-int64_t NexmarkSource::ClockNanos() const {
-  return ctx_.clock != nullptr ? ctx_.clock->NowMillis() * 1'000'000 : MonotonicNanos();
+void NexmarkSource::ResetPace() {
+  limiter_.reset();
+  if (options_.rate <= 0) return;
+  std::function<int64_t()> clock;  // MonotonicNanos
+  if (ctx_.clock != nullptr) clock = [c = ctx_.clock] { return c->NowMillis() * 1'000'000; };
+  limiter_ = std::make_unique<RateLimiter>(options_.rate / ctx_.parallelism, std::move(clock));
 }
 
 absl::Status NexmarkSource::Open(const OperatorContext& ctx) {
@@ -350,8 +354,7 @@ absl::Status NexmarkSource::Open(const OperatorContext& ctx) {
   } else {
     last_event_ = std::min(kLastEvent, r == 0 ? q * rate - 1 : q * rate + (r * rate - 1) / 1000);
   }
-  subtask_rate_ = options_.rate / ctx.parallelism;
-  anchored_ = false;
+  ResetPace();
   return absl::OkStatus();
 }
 
@@ -374,29 +377,12 @@ absl::Status NexmarkSource::RestoreOperatorState(std::string_view state) {
                                             " of ", step_, " (restoring at another parallelism?)"));
   }
   next_ = next;
-  anchored_ = false;
+  ResetPace();  // no catching up on the time the job was down
   return absl::OkStatus();
 }
 
 bool NexmarkSource::Done() const {
   return (options_.count >= 0 && next_ >= options_.count) || next_ > last_event_;
-}
-
-int64_t NexmarkSource::Due() {
-  const int64_t now = ClockNanos();
-  if (!anchored_) {
-    anchored_ = true;
-    anchor_ns_ = now;
-    paced_events_ = 0;
-  }
-  const double elapsed_ns = static_cast<double>(now - anchor_ns_);
-  const int64_t due = static_cast<int64_t>(elapsed_ns * subtask_rate_ / 1e9) + 1 - paced_events_;
-  if (due > 0) return due;
-  // Nothing due: wait a little for the next event (a few ms at most, so that
-  // the task stays responsive to checkpoints).
-  const double wait_us = (static_cast<double>(paced_events_) / subtask_rate_ - elapsed_ns / 1e9) * 1e6;
-  std::this_thread::sleep_for(std::chrono::microseconds(std::clamp<int64_t>(static_cast<int64_t>(wait_us), 50, 5000)));
-  return 0;
 }
 
 SourceStatus NexmarkSource::Produce() {
@@ -412,9 +398,9 @@ SourceStatus NexmarkSource::Produce() {
   int64_t want = static_cast<int64_t>(RowBatch::kDefaultCapacity);
   if (options_.count >= 0) want = std::min(want, (options_.count - next_ + step_ - 1) / step_);
   want = std::min(want, (last_event_ - next_) / step_ + 1);
-  if (subtask_rate_ > 0) {
-    want = std::min(want, Due());
-    paced_events_ += want;
+  if (limiter_) {
+    want = static_cast<int64_t>(limiter_->Acquire(static_cast<size_t>(want)));
+    if (want > 0) BackdateLatencyMarker(limiter_->granted_lag_ns());
   }
   for (int64_t i = 0; i < want; ++i) {
     Fill(next_, batch_.Append());

@@ -89,9 +89,10 @@
 //
 // Pacing (rate r > 0): from the first Produce after Open or a restore, a
 // subtask emits at most 1 + t * r / p events in the first t seconds (ctx.clock
-// when set, else a monotonic clock), sleeping at most 5 ms at a time when
-// none is due; a restore resumes at the pace without catching up. Event time
-// does not depend on the pace. rate 0: as fast as possible.
+// when set, else a monotonic clock), in steps of half a millisecond's worth
+// (RateLimiter), sleeping at most 5 ms at a time when none is due; a restore
+// resumes at the pace without catching up. Event time does not depend on the
+// pace. rate 0: as fast as possible.
 //
 // Hot path: rows are written into the reused batch (strings keep their
 // capacity); no allocation per event once warm, no lock, no protobuf.
@@ -103,6 +104,7 @@
 // Task thread only.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -242,8 +244,6 @@ class NexmarkSource : public SourceOperator {
   class Draws;
 
   bool Done() const;
-  // How many events may be emitted now when paced (sleeps briefly if none).
-  int64_t Due();
   void Fill(int64_t n, Row& row);
   void FillPerson(int64_t n, uint64_t key, int64_t time, Row& row);
   void FillAuction(int64_t n, uint64_t key, int64_t time, Row& row);
@@ -255,7 +255,7 @@ class NexmarkSource : public SourceOperator {
   // Appends the url of a channel: k in [0, kNexmarkChannels), or
   // kNexmarkChannels + i for hot channel i.
   void AppendChannelUrl(int64_t k, std::string* out) const;
-  int64_t ClockNanos() const;
+  void ResetPace();
   void LogStart();
   void LogSummary();
 
@@ -267,12 +267,8 @@ class NexmarkSource : public SourceOperator {
   int64_t next_ = 0;       // this subtask's next event
   int64_t step_ = 1;
   int64_t last_event_ = 0;  // the last event before year 10000
-  // Pacing: events/s of this subtask, the clock (ns) it started from and the
-  // events emitted since.
-  double subtask_rate_ = 0;
-  bool anchored_ = false;
-  int64_t anchor_ns_ = 0;
-  int64_t paced_events_ = 0;
+  // Pacing (rate > 0), from the first Produce after Open or a restore.
+  std::unique_ptr<RateLimiter> limiter_;
   RowBatch batch_;
   int64_t people_ = 0;
   int64_t auctions_ = 0;

@@ -16,20 +16,32 @@ namespace vstream {
 
 // ---------------------------------------------------------------- rate
 
-RateLimiter::RateLimiter(double rate) : rate_(rate) {}
+RateLimiter::RateLimiter(double rate, std::function<int64_t()> clock_ns)
+    : rate_(rate),
+      step_(std::max<int64_t>(1, static_cast<int64_t>(rate * kStepSeconds))),
+      clock_ns_(std::move(clock_ns)) {}
+
+int64_t RateLimiter::Now() const { return clock_ns_ ? clock_ns_() : MonotonicNanos(); }
 
 size_t RateLimiter::Acquire(size_t max) {
-  if (rate_ <= 0) return max;
-  const int64_t now = MonotonicNanos();
-  if (start_ns_ == 0) start_ns_ = now;
-  const int64_t allowed = static_cast<int64_t>((now - start_ns_) / 1e9 * rate_) + 1;
-  int64_t n = std::min<int64_t>(allowed - granted_, static_cast<int64_t>(max));
-  if (n <= 0) {
-    const double wait_s = (granted_ + 1) / rate_ - (now - start_ns_) / 1e9;
-    std::this_thread::sleep_for(std::chrono::microseconds(
-        std::clamp<int64_t>(static_cast<int64_t>(wait_s * 1e6), 50, 5000)));
+  if (rate_ <= 0 || max == 0) return max;
+  const int64_t now = Now();
+  if (!started_) {
+    started_ = true;
+    start_ns_ = now;
+  }
+  const double elapsed_s = static_cast<double>(now - start_ns_) / 1e9;
+  // Record i (from 0) is due at i / rate seconds.
+  const int64_t due = static_cast<int64_t>(elapsed_s * rate_) + 1 - granted_;
+  const int64_t step = std::min<int64_t>(step_, static_cast<int64_t>(max));
+  if (due < step) {
+    const double wait_s = static_cast<double>(granted_ + step - 1) / rate_ - elapsed_s;
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(std::clamp<int64_t>(static_cast<int64_t>(wait_s * 1e6), 50, 5000)));
     return 0;
   }
+  const int64_t n = std::min<int64_t>(due, static_cast<int64_t>(max));
+  lag_ns_ = std::max<int64_t>(0, static_cast<int64_t>((elapsed_s - static_cast<double>(granted_) / rate_) * 1e9));
   granted_ += n;
   return static_cast<size_t>(n);
 }
@@ -192,6 +204,7 @@ SourceStatus GeneratorSource::Produce() {
   size_t want = RowBatch::kDefaultCapacity;
   if (count >= 0) want = std::min<int64_t>(want, (count - next_ + step_ - 1) / step_);
   want = limiter_->Acquire(want);
+  if (want > 0) BackdateLatencyMarker(limiter_->granted_lag_ns());
   batch_.Clear();
   for (size_t i = 0; i < want; ++i) {
     Fill(next_, &batch_.Append());

@@ -252,6 +252,33 @@ std::multiset<std::string> Generate(int parallelism, int64_t count) {
   return all;
 }
 
+TEST(RateLimiterTest, GrantsInStepsAndSaysHowLongTheFirstRecordWaited) {
+  // 100,000 records/s: record i is due at i * 10 us; granted in steps of 50
+  // (0.5 ms).
+  int64_t now_ns = 1'000'000'000;
+  RateLimiter limiter(100'000, [&now_ns] { return now_ns; });
+  EXPECT_EQ(limiter.Acquire(1024), 0u) << "record 0 is due at once, but not a whole step";
+  now_ns += 485'000;  // records 0..48 due
+  EXPECT_EQ(limiter.Acquire(1024), 0u);
+  now_ns += 10'000;  // 0.495 ms: records 0..49, a step
+  EXPECT_EQ(limiter.Acquire(1024), 50u);
+  EXPECT_NEAR(limiter.granted_lag_ns(), 495'000, 1'000) << "record 0 was due at the start";
+  EXPECT_EQ(limiter.Acquire(1024), 0u);
+  now_ns += 20'000'000;  // 20.495 ms: records 50..2049 due
+  EXPECT_EQ(limiter.Acquire(1024), 1024u) << "no more than asked for";
+  EXPECT_NEAR(limiter.granted_lag_ns(), 19'995'000, 1'000) << "record 50 was due at 0.5 ms";
+  EXPECT_EQ(limiter.Acquire(1024), 976u) << "the rest of what is due";
+  EXPECT_NEAR(limiter.granted_lag_ns(), 9'755'000, 1'000) << "record 1074 was due at 10.74 ms";
+  EXPECT_EQ(limiter.Acquire(1024), 0u);
+  // A caller that wants fewer than a step gets them as soon as they are due.
+  now_ns += 10'000;  // 20.505 ms: record 2050
+  EXPECT_EQ(limiter.Acquire(1), 1u);
+  EXPECT_EQ(limiter.Acquire(1), 0u);
+  // Unpaced: whatever is asked for.
+  RateLimiter unlimited(0);
+  EXPECT_EQ(unlimited.Acquire(7), 7u);
+}
+
 TEST(GeneratorSourceTest, OutputDoesNotDependOnParallelism) {
   auto one = Generate(1, 5000);
   auto three = Generate(3, 5000);
