@@ -181,9 +181,9 @@ KeyedStateBackend::~KeyedStateBackend() {
   if (cache_ != nullptr) {
     const WriteBackCache::Stats& st = cache_->stats();
     spdlog::info("state backend {}: write-back cache of {} MiB held {} entries ({} MiB); {} hits, {} misses, "
-                 "{} evicted ({} written back), {} cleared and dropped, {} written by flushes",
+                 "{} evicted ({} written back), {} cleared and dropped, {} written by flushes, {} settled",
                  options_.path, cache_->capacity_bytes() >> 20, cache_->entries(), cache_->bytes() >> 20, st.hits,
-                 st.misses, st.evicted, st.written_on_evict, st.dropped, st.written_on_flush);
+                 st.misses, st.evicted, st.written_on_evict, st.dropped, st.written_on_flush, st.written_on_settle);
     absl::Status s = cache_->Flush();
     if (!s.ok()) spdlog::warn("state backend {}: write-back on close failed: {}", options_.path, s.ToString());
   }
@@ -405,6 +405,7 @@ StateCacheStats KeyedStateBackend::cache_stats() const {
   out.evicted = s.evicted;
   out.written_on_evict = s.written_on_evict;
   out.written_on_flush = s.written_on_flush;
+  out.written_on_settle = s.written_on_settle;
   out.dropped = s.dropped;
   out.batches = s.batches;
   return out;

@@ -104,6 +104,7 @@ struct StateCacheStats {
   uint64_t evicted = 0;
   uint64_t written_on_evict = 0;
   uint64_t written_on_flush = 0;
+  uint64_t written_on_settle = 0;  // cold dirty entries written between snapshots
   uint64_t dropped = 0;  // cleared entries RocksDB never held, removed at once
   uint64_t batches = 0;
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "state/key_groups.h"
 #include "state/state_value_format.h"
 
@@ -27,6 +28,11 @@ void WriteBackCache::Recharge(Entry& e) {
 absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFamilyHandle* cf,
                                                                std::string_view cache_key,
                                                                bool timed, OnMiss on_miss) {
+  ++acquires_;
+  if (cold_next_ < cold_.size() && --until_settle_ == 0) {
+    until_settle_ = kSettleEvery;
+    if (absl::Status s = Settle(); !s.ok()) return s;
+  }
   auto it = map_.find(cache_key);
   if (it != map_.end()) {
     ++stats_.hits;
@@ -99,6 +105,7 @@ absl::Status WriteBackCache::MarkDirty(Entry* entry) {
     return absl::OkStatus();
   }
   entry->dirty = true;
+  entry->dirty_epoch = epoch_;
   Recharge(*entry);
   return EvictIfNeeded(entry->index);
 }
@@ -133,7 +140,11 @@ void WriteBackCache::AddToBatch(Entry& e) {
 }
 
 absl::Status WriteBackCache::WriteBatch() {
-  if (batch_.Count() == 0) return absl::OkStatus();
+  if (batch_.Count() == 0) {  // the batched entries needed no write
+    for (uint32_t i : batched_) pool_[i].dirty = false;
+    batched_.clear();
+    return absl::OkStatus();
+  }
   rocksdb::Status s = db_.Write(write_options_, &batch_);
   batch_.Clear();
   if (!s.ok()) return absl::InternalError(absl::StrCat("state cache write-back: ", s.ToString()));
@@ -176,7 +187,11 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
   return WriteBatch();
 }
 
-void WriteBackCache::AppendDirty(CacheDelta* delta) const {
+void WriteBackCache::AppendDirty(CacheDelta* delta) {
+  // Entries the last call listed and Settle has not reached are looked at
+  // again below: cold_ starts afresh.
+  cold_.clear();
+  cold_next_ = 0;
   // In pool order: the entries are read one after another. Free slots are
   // not dirty.
   // Each entry's key and value live elsewhere on the heap: they are fetched
@@ -194,6 +209,7 @@ void WriteBackCache::AppendDirty(CacheDelta* delta) const {
     }
     const Entry& e = pool_[i];
     if (!e.dirty) continue;
+    if (e.dirty_epoch != epoch_) cold_.push_back(static_cast<uint32_t>(i));
     const std::string_view rocks_key = e.key().substr(2);
     const std::string& cf = e.cf->GetName();
     if (!e.present) {
@@ -206,6 +222,42 @@ void WriteBackCache::AppendDirty(CacheDelta* delta) const {
       delta->AddPut(cf, rocks_key, {}, e.value);
     }
   }
+  ++epoch_;
+  // Spread over about half of the Acquire calls the next interval will
+  // make, judged by this one's: that many entries every kSettleEvery calls.
+  const uint64_t rounds = std::max<uint64_t>(1, acquires_ / 2 / kSettleEvery);
+  settle_chunk_ = std::max<size_t>(16, (cold_.size() + rounds - 1) / rounds);
+  acquires_ = 0;
+  until_settle_ = kSettleEvery;
+}
+
+absl::Status WriteBackCache::Settle() {
+  const size_t end = std::min(cold_.size(), cold_next_ + settle_chunk_);
+  for (; cold_next_ < end; ++cold_next_) {
+    const uint32_t i = cold_[cold_next_];
+    Entry& e = pool_[i];
+    // Changed since (now in the current epoch), written or left: skip. A
+    // slot another key took since is clean or of the current epoch too.
+    if (!e.live || !e.dirty || e.dirty_epoch == epoch_) continue;
+    AddToBatch(e);
+    batched_.push_back(i);
+    ++stats_.written_on_settle;
+    if (std::find(settled_cfs_.begin(), settled_cfs_.end(), e.cf) == settled_cfs_.end()) {
+      settled_cfs_.push_back(e.cf);
+    }
+  }
+  RETURN_IF_ERROR(WriteBatch());
+  if (cold_next_ == cold_.size() && !settled_cfs_.empty()) {
+    // Out of the memtables before the next snapshot, whose RocksDB
+    // checkpoint would otherwise flush them while the task waits.
+    rocksdb::FlushOptions flush;
+    flush.wait = false;
+    flush.allow_write_stall = true;
+    rocksdb::Status s = db_.Flush(flush, settled_cfs_);
+    settled_cfs_.clear();
+    if (!s.ok()) return absl::InternalError(absl::StrCat("state cache settle: flush: ", s.ToString()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status WriteBackCache::Flush() {

@@ -18,6 +18,18 @@
 // The cache's bytes are charged to the TaskManager's shared block cache
 // through a CacheReservation, so they count against the state budget.
 //
+// Settling. A snapshot carries every dirty entry (AppendDirty), so an entry
+// written once and never again (q4's highest bid of an auction that closed)
+// would be copied into every snapshot for as long as it stays cached: the
+// snapshots, and the time they hold the task, grow with the state. So each
+// AppendDirty also lists the dirty entries that did not change since the
+// previous one (cold), and the next Acquire calls write them to RocksDB a
+// few at a time, spread over about half of the interval between snapshots
+// (judged by the Acquire calls of the last one), then ask RocksDB to flush
+// its memtables in the background. The next snapshot leaves them out: they
+// are in RocksDB's checkpoint. An entry that changes in every interval
+// (an open window) is never written this way.
+//
 // Thread-compatible: owned and used by the backend's task thread.
 
 #include <cstddef>
@@ -62,6 +74,7 @@ class WriteBackCache {
     bool live = false;        // in use (not on the free list)
     bool referenced = false;  // used since the eviction hand last passed
     uint32_t index = 0;       // in the pool
+    uint32_t dirty_epoch = 0;  // epoch_ when it was last marked dirty
     InlineBytes<kInlineKeyBytes> key_bytes;  // [state id: 2 bytes][RocksDB key]
     rocksdb::ColumnFamilyHandle* cf = nullptr;
     size_t charged = 0;
@@ -80,6 +93,7 @@ class WriteBackCache {
     uint64_t evicted = 0;            // entries evicted
     uint64_t written_on_evict = 0;   // dirty entries written on eviction
     uint64_t written_on_flush = 0;   // dirty entries written by Flush
+    uint64_t written_on_settle = 0;  // cold dirty entries written (see Settling)
     uint64_t dropped = 0;            // cleared entries RocksDB never held, removed
     uint64_t batches = 0;            // WriteBatches written
   };
@@ -110,7 +124,8 @@ class WriteBackCache {
   // RocksDB: the entries stay dirty and cached. For snapshots, which then
   // need not push the cache through RocksDB (memtable, L0 files,
   // compaction, and a tombstone for every window that fires later).
-  void AppendDirty(CacheDelta* delta) const;
+  // Also starts settling the cold ones (see Settling, above).
+  void AppendDirty(CacheDelta* delta);
 
   size_t capacity_bytes() const { return capacity_; }
   size_t bytes() const { return bytes_; }
@@ -133,6 +148,8 @@ class WriteBackCache {
   void AddToBatch(Entry& e);
   absl::Status WriteBatch();
   absl::Status EvictIfNeeded(uint32_t keep);
+  // Writes the next few cold entries (see Settling).
+  absl::Status Settle();
 
   rocksdb::DB& db_;
   const rocksdb::WriteOptions write_options_;
@@ -149,6 +166,20 @@ class WriteBackCache {
   rocksdb::WriteBatch batch_;
   std::vector<uint32_t> batched_;  // entries in batch_, marked clean once it is written
   Stats stats_;
+
+  // Settling: epoch_ counts AppendDirty calls; cold_ lists the entries the
+  // last one found unchanged since the one before (some may have changed,
+  // been written or left since: Settle skips those), cold_next_ is the next
+  // to look at. Settle runs every kSettleEvery Acquire calls and looks at
+  // settle_chunk_ entries.
+  static constexpr uint32_t kSettleEvery = 16;
+  uint32_t epoch_ = 1;
+  std::vector<uint32_t> cold_;
+  size_t cold_next_ = 0;
+  size_t settle_chunk_ = 0;
+  uint32_t until_settle_ = kSettleEvery;
+  uint64_t acquires_ = 0;            // Acquire calls since the last AppendDirty
+  std::vector<rocksdb::ColumnFamilyHandle*> settled_cfs_;  // to flush once settled
 };
 
 }  // namespace vstream

@@ -183,6 +183,50 @@ TEST(WriteBackCacheTest, ClearedEntriesRocksDBNeverHeldLeaveTheCache) {
   EXPECT_TRUE(RawGet(*backend, sum->id(), StateKey(3, "flushed")).empty());
 }
 
+// Settling: an entry that did not change between two snapshots is written
+// to RocksDB during the next interval, so that the snapshots after carry
+// only what changes (q4's closed auctions, written once, were copied into
+// every snapshot).
+TEST(WriteBackCacheTest, EntriesUnchangedForAWholeIntervalSettleIntoRocksDB) {
+  TestingStateDir dir("wbc-settle");
+  auto backend = OpenWithCache(dir.path(), 8 << 20);
+  ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
+  constexpr int kCold = 1000, kHot = 10;
+  auto put = [&](const std::string& key, const std::string& value) {
+    backend->SetCurrentKey(static_cast<int>(std::hash<std::string>()(key) % 128), key);
+    ASSERT_TRUE(v->Put("", value).ok());
+  };
+  auto touch_hot = [&](int rounds) {
+    for (int r = 0; r < rounds; ++r) {
+      for (int h = 0; h < kHot; ++h) put("hot" + std::to_string(h), "r" + std::to_string(r));
+    }
+  };
+  for (int c = 0; c < kCold; ++c) put("cold" + std::to_string(c), "c" + std::to_string(c));
+  touch_hot(1);
+  EXPECT_EQ(backend->DirtyCacheEntries().records(), size_t{kCold + kHot}) << "snapshot 1: everything is new";
+  touch_hot(100);
+  EXPECT_EQ(backend->DirtyCacheEntries().records(), size_t{kCold + kHot}) << "snapshot 2: the cold ones still ride";
+  EXPECT_EQ(backend->cache_stats().written_on_settle, 0u) << "nothing was cold before snapshot 2";
+  put("cold5", "changed");  // changed after snapshot 2: not cold any more
+  touch_hot(100);
+  const StateCacheStats stats = backend->cache_stats();
+  EXPECT_EQ(stats.written_on_settle, uint64_t{kCold - 1});
+  EXPECT_EQ(stats.evicted, 0u);
+  backend->SetCurrentKey(static_cast<int>(std::hash<std::string>()("cold7") % 128), "cold7");
+  EXPECT_EQ(RawGet(*backend, v->id(), StateKey(static_cast<int>(std::hash<std::string>()("cold7") % 128), "cold7")),
+            "c7")
+      << "in RocksDB now";
+  EXPECT_TRUE(RawGet(*backend, v->id(), StateKey(static_cast<int>(std::hash<std::string>()("cold5") % 128), "cold5"))
+                  .empty())
+      << "changed after snapshot 2: still only in the cache";
+  EXPECT_EQ(backend->DirtyCacheEntries().records(), size_t{kHot + 1}) << "snapshot 3: the hot ones and cold5";
+  // Settled entries stay cached, readable, clean.
+  std::string got;
+  ASSERT_EQ(*v->Get("", &got), StateLookup::kFound);
+  EXPECT_EQ(got, "c7");
+  EXPECT_EQ(backend->cache_stats().misses, stats.misses);
+}
+
 TEST(WriteBackCacheTest, FlushPersistsEveryDirtyEntry) {
   TestingStateDir dir("wbc-flush");
   {
