@@ -106,6 +106,10 @@ absl::Status WriteBackCache::MarkDirty(Entry* entry) {
   }
   entry->dirty = true;
   entry->dirty_epoch = epoch_;
+  if (!entry->listed) {
+    entry->listed = true;
+    dirty_.push_back(entry->index);
+  }
   Recharge(*entry);
   return EvictIfNeeded(entry->index);
 }
@@ -192,24 +196,32 @@ void WriteBackCache::AppendDirty(CacheDelta* delta) {
   // again below: cold_ starts afresh.
   cold_.clear();
   cold_next_ = 0;
-  // In pool order: the entries are read one after another. Free slots are
-  // not dirty.
-  // Each entry's key and value live elsewhere on the heap: they are fetched
-  // kPrefetchAhead entries early, so that the misses overlap instead of
-  // stalling the walk one after another.
+  // The listed slots, in the order they became dirty; the ones no longer
+  // dirty (written, or freed) leave the list. Free slots are not dirty.
+  // Entries are scattered over the pool, and each one's key and value live
+  // elsewhere on the heap: the entry is fetched 2 * kPrefetchAhead slots
+  // early and its key and value kPrefetchAhead early, so that the misses
+  // overlap instead of stalling the walk one after another.
   constexpr size_t kPrefetchAhead = 8;
-  const size_t n = pool_.size();
-  for (size_t i = 0; i < n; ++i) {
-    if (i + kPrefetchAhead < n) {
-      const Entry& ahead = pool_[i + kPrefetchAhead];
+  const size_t n = dirty_.size();
+  size_t kept = 0;
+  for (size_t k = 0; k < n; ++k) {
+    if (k + 2 * kPrefetchAhead < n) __builtin_prefetch(&pool_[dirty_[k + 2 * kPrefetchAhead]]);
+    if (k + kPrefetchAhead < n) {
+      const Entry& ahead = pool_[dirty_[k + kPrefetchAhead]];
       if (ahead.dirty) {
         __builtin_prefetch(ahead.key().data());
         __builtin_prefetch(ahead.value.data());
       }
     }
-    const Entry& e = pool_[i];
-    if (!e.dirty) continue;
-    if (e.dirty_epoch != epoch_) cold_.push_back(static_cast<uint32_t>(i));
+    const uint32_t i = dirty_[k];
+    Entry& e = pool_[i];
+    if (!e.dirty) {
+      e.listed = false;
+      continue;
+    }
+    dirty_[kept++] = i;
+    if (e.dirty_epoch != epoch_) cold_.push_back(i);
     const std::string_view rocks_key = e.key().substr(2);
     const std::string& cf = e.cf->GetName();
     if (!e.present) {
@@ -222,6 +234,7 @@ void WriteBackCache::AppendDirty(CacheDelta* delta) {
       delta->AddPut(cf, rocks_key, {}, e.value);
     }
   }
+  dirty_.resize(kept);
   ++epoch_;
   // Spread over about half of the Acquire calls the next interval will
   // make, judged by this one's: that many entries every kSettleEvery calls.

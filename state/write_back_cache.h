@@ -75,6 +75,7 @@ class WriteBackCache {
     bool referenced = false;  // used since the eviction hand last passed
     uint32_t index = 0;       // in the pool
     uint32_t dirty_epoch = 0;  // epoch_ when it was last marked dirty
+    bool listed = false;       // its slot is in dirty_ (kept by a reused slot)
     InlineBytes<kInlineKeyBytes> key_bytes;  // [state id: 2 bytes][RocksDB key]
     rocksdb::ColumnFamilyHandle* cf = nullptr;
     size_t charged = 0;
@@ -159,6 +160,10 @@ class WriteBackCache {
 
   std::deque<Entry> pool_;  // stable addresses; freed entries are reused
   std::vector<uint32_t> free_;
+  // The slots marked dirty since the last AppendDirty, and the ones it found
+  // still dirty, each once: AppendDirty walks these, not the whole pool
+  // (with settling, most of a large cache is clean).
+  std::vector<uint32_t> dirty_;
   absl::flat_hash_map<std::string_view, uint32_t, KeyHash> map_;  // views of Entry::key()
   size_t hand_ = 0;  // the CLOCK hand: the pool index eviction looks at next
   size_t bytes_ = 0;

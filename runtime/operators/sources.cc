@@ -18,7 +18,7 @@ namespace vstream {
 
 RateLimiter::RateLimiter(double rate, std::function<int64_t()> clock_ns)
     : rate_(rate),
-      step_(std::max<int64_t>(1, static_cast<int64_t>(rate * kStepSeconds))),
+      step_(std::clamp<int64_t>(static_cast<int64_t>(rate * kStepSeconds), 1, kMaxStep)),
       clock_ns_(std::move(clock_ns)) {}
 
 int64_t RateLimiter::Now() const { return clock_ns_ ? clock_ns_() : MonotonicNanos(); }

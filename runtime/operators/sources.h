@@ -28,15 +28,18 @@ enum class SourceStatus { kMoreAvailable, kEnd };
 
 // Paces a source to a rate (records/s); 0 = unlimited. From the first
 // Acquire, at most 1 + t * rate records in the first t seconds. Records are
-// granted in steps of kStepSeconds' worth (at least one): a source paced to
-// 57,000 records/s wakes 2,000 times a second for 28 records, not 20,000
-// times for 3 (the task's wake-ups and 3-row batches cost q4 a seventh of
-// its CPU, docs/benchmarks.md). granted_lag_ns() says how long the first
-// record of the last grant waited for its step: latency markers are dated
-// back by it, so that the wait counts as latency.
+// granted in steps of kStepSeconds' worth, at least one and at most
+// kMaxStep: a source paced to 57,000 records/s wakes 2,000 times a second
+// for 28 records, not 20,000 times for 3 (the task's wake-ups and 3-row
+// batches cost q4 a tenth of its CPU, docs/benchmarks.md); a fast one waits
+// no longer than for kMaxStep records. granted_lag_ns() says how long the
+// first record of the last grant waited: latency markers are dated back by
+// it, so that the wait (and any backlog of a source behind its pace)
+// counts as latency.
 class RateLimiter {
  public:
   static constexpr double kStepSeconds = 0.0005;
+  static constexpr int64_t kMaxStep = 64;
   // clock_ns: a monotonic clock in ns (tests pass a manual one).
   explicit RateLimiter(double rate, std::function<int64_t()> clock_ns = nullptr);
   // How many records may be produced now (at most max). None: it sleeps

@@ -274,6 +274,12 @@ TEST(RateLimiterTest, GrantsInStepsAndSaysHowLongTheFirstRecordWaited) {
   now_ns += 10'000;  // 20.505 ms: record 2050
   EXPECT_EQ(limiter.Acquire(1), 1u);
   EXPECT_EQ(limiter.Acquire(1), 0u);
+  // A fast source's step is kMaxStep records: 1,000,000/s waits 63 us, not 0.5 ms.
+  now_ns = 0;
+  RateLimiter fast(1'000'000, [&now_ns] { return now_ns; });
+  EXPECT_EQ(fast.Acquire(1024), 0u);
+  now_ns = 63'500;
+  EXPECT_EQ(fast.Acquire(1024), static_cast<size_t>(RateLimiter::kMaxStep));
   // Unpaced: whatever is asked for.
   RateLimiter unlimited(0);
   EXPECT_EQ(unlimited.Acquire(7), 7u);
