@@ -850,8 +850,9 @@ absl::Status StreamTask::Run() {
       if (!aligned_ || !AlignmentPauses(*source)) {
         // A latency marker stamped now follows the first batch this call
         // makes (SourceOperator::EmitBatch); if it makes none (a paced
-        // source that waited), the marker is dropped, so that the wait does
-        // not count as latency, and the next call tries again.
+        // source that waited), the marker is dropped and the next call
+        // tries again. A paced source dates the marker back to when its
+        // records were due (RateLimiter::granted_lag_ns).
         int64_t stamped_us = 0;
         if (latency_marker_interval_us_ > 0) {
           const int64_t now_us = NowMicros();

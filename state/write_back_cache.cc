@@ -144,14 +144,17 @@ void WriteBackCache::AddToBatch(Entry& e) {
 }
 
 absl::Status WriteBackCache::WriteBatch() {
-  if (batch_.Count() == 0) {  // the batched entries needed no write
+  if (batch_.Count() == 0) {  // e.g. entries whose puts and deletes cancelled out
     for (uint32_t i : batched_) pool_[i].dirty = false;
     batched_.clear();
     return absl::OkStatus();
   }
   rocksdb::Status s = db_.Write(write_options_, &batch_);
   batch_.Clear();
-  if (!s.ok()) return absl::InternalError(absl::StrCat("state cache write-back: ", s.ToString()));
+  if (!s.ok()) {
+    batched_.clear();  // still dirty; the backend has failed anyway
+    return absl::InternalError(absl::StrCat("state cache write-back: ", s.ToString()));
+  }
   ++stats_.batches;
   for (uint32_t i : batched_) pool_[i].dirty = false;
   batched_.clear();
@@ -196,8 +199,8 @@ void WriteBackCache::AppendDirty(CacheDelta* delta) {
   // again below: cold_ starts afresh.
   cold_.clear();
   cold_next_ = 0;
-  // The listed slots, in the order they became dirty; the ones no longer
-  // dirty (written, or freed) leave the list. Free slots are not dirty.
+  // The listed slots (roughly in the order they became dirty); the ones no
+  // longer dirty (written, or freed) leave the list. Free slots are not dirty.
   // Entries are scattered over the pool, and each one's key and value live
   // elsewhere on the heap: the entry is fetched 2 * kPrefetchAhead slots
   // early and its key and value kPrefetchAhead early, so that the misses
@@ -238,8 +241,10 @@ void WriteBackCache::AppendDirty(CacheDelta* delta) {
   ++epoch_;
   // Spread over about half of the Acquire calls the next interval will
   // make, judged by this one's: that many entries every kSettleEvery calls.
+  // At most kMaxSettleChunk at a time, so that no Acquire stalls on one
+  // large write (after a quiet interval, the rest waits for the next).
   const uint64_t rounds = std::max<uint64_t>(1, acquires_ / 2 / kSettleEvery);
-  settle_chunk_ = std::max<size_t>(16, (cold_.size() + rounds - 1) / rounds);
+  settle_chunk_ = std::clamp<size_t>((cold_.size() + rounds - 1) / rounds, 16, kMaxSettleChunk);
   acquires_ = 0;
   until_settle_ = kSettleEvery;
 }

@@ -178,12 +178,13 @@ class WriteBackCache {
   // to look at. Settle runs every kSettleEvery Acquire calls and looks at
   // settle_chunk_ entries.
   static constexpr uint32_t kSettleEvery = 16;
+  static constexpr size_t kMaxSettleChunk = 256;
   uint32_t epoch_ = 1;
   std::vector<uint32_t> cold_;
   size_t cold_next_ = 0;
   size_t settle_chunk_ = 0;
   uint32_t until_settle_ = kSettleEvery;
-  uint64_t acquires_ = 0;            // Acquire calls since the last AppendDirty
+  uint64_t acquires_ = 0;  // Acquire calls since the last AppendDirty
   std::vector<rocksdb::ColumnFamilyHandle*> settled_cfs_;  // to flush once settled
 };
 

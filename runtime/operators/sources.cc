@@ -18,7 +18,7 @@ namespace vstream {
 
 RateLimiter::RateLimiter(double rate, std::function<int64_t()> clock_ns)
     : rate_(rate),
-      step_(std::clamp<int64_t>(static_cast<int64_t>(rate * kStepSeconds), 1, kMaxStep)),
+      step_(static_cast<int64_t>(std::clamp(rate * kStepSeconds, 1.0, static_cast<double>(kMaxStep)))),
       clock_ns_(std::move(clock_ns)) {}
 
 int64_t RateLimiter::Now() const { return clock_ns_ ? clock_ns_() : MonotonicNanos(); }

@@ -35,15 +35,16 @@ enum class SourceStatus { kMoreAvailable, kEnd };
 // no longer than for kMaxStep records. granted_lag_ns() says how long the
 // first record of the last grant waited: latency markers are dated back by
 // it, so that the wait (and any backlog of a source behind its pace)
-// counts as latency.
+// counts as latency. Thread-compatible: one task thread.
 class RateLimiter {
  public:
   static constexpr double kStepSeconds = 0.0005;
   static constexpr int64_t kMaxStep = 64;
   // clock_ns: a monotonic clock in ns (tests pass a manual one).
   explicit RateLimiter(double rate, std::function<int64_t()> clock_ns = nullptr);
-  // How many records may be produced now (at most max). None: it sleeps
-  // until a step is due, or 5 ms at most, so that the task stays responsive.
+  // How many records may be produced now (at most max). None (fewer than a
+  // step due): it sleeps until the step is due, at least 50 us and at most
+  // 5 ms, so that the task stays responsive.
   size_t Acquire(size_t max);
   // For the last Acquire that granted records: how long ago the first was due.
   int64_t granted_lag_ns() const { return lag_ns_; }

@@ -115,6 +115,50 @@ TEST_F(StateSnapshotTest, RestoreSeesExactlyTheStateAtTheSnapshot) {
   EXPECT_TRUE(absl::IsNotFound(restored->Get(restored_state, KeyGroup(5000), Key(5000), &v)));
 }
 
+// Write-back cache settling (state/write_back_cache.h): entries unchanged
+// between two snapshots are written to RocksDB during the next interval and
+// leave the later snapshots' CACHE-DELTA; the RocksDB checkpoint has them.
+TEST_F(StateSnapshotTest, SettledCacheEntriesAreInTheNextSnapshot) {
+  StateId state;
+  auto backend = OpenBackend("db", true, &state);
+  IncrementalSnapshotter snap(storage_, "job-op-0-a");
+  auto touch_hot = [&](int rounds) {
+    for (int r = 0; r < rounds; ++r) WriteKeys(*backend, state, 1000, 10, "hot" + std::to_string(r));
+  };
+  WriteKeys(*backend, state, 0, 1000, "v1");
+  ASSERT_TRUE(Snapshot(*backend, snap, 1, /*through_rocksdb=*/false).ok());
+  touch_hot(200);
+  ASSERT_TRUE(Snapshot(*backend, snap, 2, /*through_rocksdb=*/false).ok());
+  // Changed before settling starts: 6 is hot again, 5 is deleted.
+  WriteKeys(*backend, state, 6, 1, "v3");
+  ASSERT_TRUE(backend->Delete(state, KeyGroup(5), Key(5)).ok());
+  touch_hot(200);
+  EXPECT_EQ(backend->cache_stats().written_on_settle, 998u);
+  auto handle = Snapshot(*backend, snap, 3, /*through_rocksdb=*/false);
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  for (const auto& f : handle->files()) {
+    if (f.name() == CacheDelta::kFileName) {
+      EXPECT_LT(f.size(), 1000u) << "11 entries, not 1,010";
+    }
+  }
+  WriteKeys(*backend, state, 0, 1010, "after");
+  ASSERT_TRUE(backend->Flush().ok());
+
+  ASSERT_TRUE(RestoreKeyedState(*storage_, *handle, kAll, root_ + "/restored").ok());
+  StateId restored_state;
+  auto restored = OpenBackend("restored", false, &restored_state);
+  std::string v;
+  for (int i = 0; i < 1010; ++i) {
+    if (i == 5) {
+      EXPECT_TRUE(absl::IsNotFound(restored->Get(restored_state, KeyGroup(i), Key(i), &v)));
+      continue;
+    }
+    ASSERT_TRUE(restored->Get(restored_state, KeyGroup(i), Key(i), &v).ok()) << i;
+    const std::string want = i >= 1000 ? "hot199-" : i == 6 ? "v3-" : "v1-";
+    ASSERT_EQ(v, want + std::to_string(i));
+  }
+}
+
 TEST_F(StateSnapshotTest, LaterCheckpointsReferenceSstFilesOfCompletedOnes) {
   StateId state;
   auto backend = OpenBackend("db", true, &state);

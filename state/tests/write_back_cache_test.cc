@@ -192,8 +192,9 @@ TEST(WriteBackCacheTest, EntriesUnchangedForAWholeIntervalSettleIntoRocksDB) {
   auto backend = OpenWithCache(dir.path(), 8 << 20);
   ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
   constexpr int kCold = 1000, kHot = 10;
+  auto group = [](const std::string& key) { return static_cast<int>(std::hash<std::string>()(key) % 128); };
   auto put = [&](const std::string& key, const std::string& value) {
-    backend->SetCurrentKey(static_cast<int>(std::hash<std::string>()(key) % 128), key);
+    backend->SetCurrentKey(group(key), key);
     ASSERT_TRUE(v->Put("", value).ok());
   };
   auto touch_hot = [&](int rounds) {
@@ -212,12 +213,9 @@ TEST(WriteBackCacheTest, EntriesUnchangedForAWholeIntervalSettleIntoRocksDB) {
   const StateCacheStats stats = backend->cache_stats();
   EXPECT_EQ(stats.written_on_settle, uint64_t{kCold - 1});
   EXPECT_EQ(stats.evicted, 0u);
-  backend->SetCurrentKey(static_cast<int>(std::hash<std::string>()("cold7") % 128), "cold7");
-  EXPECT_EQ(RawGet(*backend, v->id(), StateKey(static_cast<int>(std::hash<std::string>()("cold7") % 128), "cold7")),
-            "c7")
-      << "in RocksDB now";
-  EXPECT_TRUE(RawGet(*backend, v->id(), StateKey(static_cast<int>(std::hash<std::string>()("cold5") % 128), "cold5"))
-                  .empty())
+  backend->SetCurrentKey(group("cold7"), "cold7");
+  EXPECT_EQ(RawGet(*backend, v->id(), StateKey(group("cold7"), "cold7")), "c7") << "in RocksDB now";
+  EXPECT_TRUE(RawGet(*backend, v->id(), StateKey(group("cold5"), "cold5")).empty())
       << "changed after snapshot 2: still only in the cache";
   EXPECT_EQ(backend->DirtyCacheEntries().records(), size_t{kHot + 1}) << "snapshot 3: the hot ones and cold5";
   // Settled entries stay cached, readable, clean.
