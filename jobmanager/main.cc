@@ -6,10 +6,12 @@
 #include "common/logging.h"
 #include "common/process_config.h"
 #include "common/process_main.h"
+#include "common/process_memory.h"
 #include "jobmanager/job_manager.h"
 
 int main(int argc, char** argv) {
   using namespace vstream;
+  RetainFreedMemory();
   const std::string self = "vstream-jobmanager";
   auto flags = ParseFlags(argc, argv, 1,
                           {"rpc-port", "data-dir", "config", "host", "log-level", "heartbeat-timeout-ms"},

@@ -7,11 +7,13 @@
 #include "common/logging.h"
 #include "common/process_config.h"
 #include "common/process_main.h"
+#include "common/process_memory.h"
 #include "taskmanager/task_manager.h"
 
 namespace vstream {
 
 int TaskManagerMain(int argc, char** argv) {
+  RetainFreedMemory();
   const std::string self = "vstream-taskmanager";
   auto flags = ParseFlags(argc, argv, 1,
                           {"jobmanager", "rpc-port", "slots", "data-dir", "config", "host", "log-level",
