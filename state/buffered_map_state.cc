@@ -25,7 +25,7 @@ absl::StatusOr<std::unique_ptr<BufferedMapState>> BufferedMapState::Create(Keyed
   if (restored) RETURN_IF_ERROR(state->CountDisk());
   BufferedMapState* s = state.get();
   state->snapshot_delta_ = std::make_shared<const KeyedStateBackend::SnapshotDeltaFn>(
-      [s](CacheDelta* delta) { s->AppendToDelta(delta); });
+      [s](CacheDelta* delta, std::vector<KeyedStateBackend::LaterDelta>* later) { s->AppendToDelta(delta, later); });
   backend.AddSnapshotDelta(state->snapshot_delta_);
   return state;
 }
@@ -73,7 +73,7 @@ BufferedMapState::ValueRef BufferedMapState::Store(std::string_view key, std::st
   if (chunks_.empty() || chunks_.back().capacity - chunks_.back().used < record) {
     Chunk c;
     c.capacity = std::max(chunk_bytes_, record);
-    c.data = std::make_unique_for_overwrite<char[]>(c.capacity);
+    c.data = std::shared_ptr<char[]>(new char[c.capacity]);
     bytes_ += c.capacity;
     chunks_.push_back(std::move(c));
   }
@@ -90,7 +90,12 @@ BufferedMapState::ValueRef BufferedMapState::Store(std::string_view key, std::st
 
 void BufferedMapState::Release(std::string_view key, const ValueRef& ref) {
   Chunk& c = chunks_[ref.chunk - first_chunk_];
-  c.data[ref.offset - CacheDelta::EncodedPutValueOffset(key.size(), ref.size)] = kDeadRecord;
+  const uint32_t record = ref.offset - static_cast<uint32_t>(CacheDelta::EncodedPutValueOffset(key.size(), ref.size));
+  if (!pins_.empty() && ref.chunk <= pinned_through_ && !ReleasePins()) {
+    deferred_dead_.push_back({ref.chunk, record});
+  } else {
+    c.data[record] = kDeadRecord;
+  }
   --c.live;
   // Free the chunks at the front that nothing refers to any more, but keep
   // the one being filled. A chunk behind a live one waits for it: its bytes
@@ -100,6 +105,19 @@ void BufferedMapState::Release(std::string_view key, const ValueRef& ref) {
     chunks_.pop_front();
     ++first_chunk_;
   }
+}
+
+bool BufferedMapState::ReleasePins() {
+  for (const std::shared_ptr<Pin>& pin : pins_) {
+    if (!pin->released.load(std::memory_order_acquire)) return false;
+  }
+  pins_.clear();
+  // A chunk freed meanwhile needs no mark.
+  for (const RecordPos& r : deferred_dead_) {
+    if (r.chunk >= first_chunk_) chunks_[r.chunk - first_chunk_].data[r.offset] = kDeadRecord;
+  }
+  deferred_dead_.clear();
+  return true;
 }
 
 absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::string_view user_key,
@@ -208,22 +226,52 @@ absl::Status BufferedMapState::Spill() {
   disk_count_ += memory_.size();
   may_be_on_disk_ = true;
   memory_.clear();
+  // Sequence numbers go on: a running snapshot's copy may still read the
+  // old chunks (its references keep them), and none of them needs a mark.
+  first_chunk_ += chunks_.size();
   chunks_.clear();
-  first_chunk_ = 0;
+  deferred_dead_.clear();
   bytes_ = 0;
   return absl::OkStatus();
 }
 
-void BufferedMapState::AppendToDelta(CacheDelta* delta) const {
+void BufferedMapState::AppendToDelta(CacheDelta* delta, std::vector<KeyedStateBackend::LaterDelta>* later) {
+  ReleasePins();
+  std::vector<FrozenChunk> frozen;
+  frozen.reserve(chunks_.size());
+  for (size_t i = 0; i < chunks_.size(); ++i) frozen.push_back({chunks_[i].data, chunks_[i].used, first_chunk_ + i});
+  // Records that died while an earlier snapshot's copy ran (seldom: only
+  // when snapshots overlap).
+  std::vector<RecordPos> dead_too = deferred_dead_;
+  std::sort(dead_too.begin(), dead_too.end());
+  if (later == nullptr) {
+    AppendRecords(cf_name_, frozen, dead_too, delta);
+    return;
+  }
+  if (frozen.empty()) return;
+  auto pin = std::make_shared<Pin>();
+  pins_.push_back(pin);
+  pinned_through_ = frozen.back().seq;
+  // Released when the function is destroyed, run or not.
+  std::shared_ptr<void> release(nullptr, [pin](void*) { pin->released.store(true, std::memory_order_release); });
+  later->push_back([cf = cf_name_, frozen = std::move(frozen), dead_too = std::move(dead_too),
+                    release = std::move(release)](CacheDelta* d) { AppendRecords(cf, frozen, dead_too, d); });
+}
+
+void BufferedMapState::AppendRecords(std::string_view cf, const std::vector<FrozenChunk>& chunks,
+                                     const std::vector<RecordPos>& dead_too, CacheDelta* delta) {
   // Each run of live records in a chunk is copied at once; dead ones are
   // stepped over.
-  for (const Chunk& c : chunks_) {
+  auto dead = dead_too.begin();
+  for (const FrozenChunk& c : chunks) {
     std::string_view rest(c.data.get(), c.used);
     const char* run = rest.data();
     size_t run_records = 0;
     while (!rest.empty()) {
       const char* record = rest.data();
-      const bool live = rest[0] != kDeadRecord;
+      const RecordPos pos{c.seq, static_cast<uint32_t>(record - c.data.get())};
+      while (dead != dead_too.end() && *dead < pos) ++dead;
+      const bool live = rest[0] != kDeadRecord && (dead == dead_too.end() || *dead != pos);
       rest.remove_prefix(1);
       uint32_t n = 0;
       ReadVarint32(&rest, &n);
@@ -234,11 +282,11 @@ void BufferedMapState::AppendToDelta(CacheDelta* delta) const {
         ++run_records;
         continue;
       }
-      delta->AddEncodedPuts(cf_name_, std::string_view(run, static_cast<size_t>(record - run)), run_records);
+      delta->AddEncodedPuts(cf, std::string_view(run, static_cast<size_t>(record - run)), run_records);
       run = rest.data();
       run_records = 0;
     }
-    delta->AddEncodedPuts(cf_name_, std::string_view(run, static_cast<size_t>(rest.data() - run)), run_records);
+    delta->AddEncodedPuts(cf, std::string_view(run, static_cast<size_t>(rest.data() - run)), run_records);
   }
 }
 

@@ -319,11 +319,11 @@ absl::StatusOr<ValueState*> KeyedStateBackend::GetTimerState(const std::string& 
                               /*write_back_cache=*/false, /*timer_state=*/true);
 }
 
-CacheDelta KeyedStateBackend::DirtyCacheEntries() {
+CacheDelta KeyedStateBackend::DirtyCacheEntries(std::vector<LaterDelta>* later) {
   CacheDelta delta(last_delta_bytes_ + last_delta_bytes_ / 8);
   if (cache_ != nullptr) cache_->AppendDirty(&delta);
   for (const auto& weak : snapshot_deltas_) {
-    if (std::shared_ptr<const SnapshotDeltaFn> fn = weak.lock()) (*fn)(&delta);
+    if (std::shared_ptr<const SnapshotDeltaFn> fn = weak.lock()) (*fn)(&delta, later);
   }
   last_delta_bytes_ = delta.bytes();
   return delta;

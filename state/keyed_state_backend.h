@@ -144,11 +144,20 @@ class KeyedStateBackend {
   // What a snapshot keeps beside the RocksDB checkpoint instead of writing
   // it into RocksDB first (state/cache_delta.h): the dirty entries of the
   // write-back cache (they stay dirty) and what every registered
-  // contributor appends (a TimerQueue's in-memory timers).
-  CacheDelta DirtyCacheEntries();
+  // contributor appends (a TimerQueue's in-memory timers, a
+  // BufferedMapState's entries).
+  //
+  // A contributor may leave part of its records for later: the work that
+  // copies them goes to `later`, to run off the task thread (a snapshot's
+  // asynchronous part, IncrementalSnapshotter::Upload) and append them to
+  // the same delta. The contributor keeps what those records are now until
+  // the function has run or been destroyed. Without `later` everything is
+  // appended now.
+  using LaterDelta = std::function<void(CacheDelta*)>;
+  CacheDelta DirtyCacheEntries(std::vector<LaterDelta>* later = nullptr);
   // Calls `*fn` in every later DirtyCacheEntries() for as long as the
   // contributor keeps `fn` alive; either may outlive the other.
-  using SnapshotDeltaFn = std::function<void(CacheDelta*)>;
+  using SnapshotDeltaFn = std::function<void(CacheDelta*, std::vector<LaterDelta>* later)>;
   void AddSnapshotDelta(const std::shared_ptr<const SnapshotDeltaFn>& fn);
 
   // Calls `fn` on every live entry of `state` whose key group lies in

@@ -110,24 +110,31 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
                                                 const std::string& dir, KeyGroupRange range) {
   // The write-back cache is not pushed through RocksDB: its dirty entries
   // go to CACHE-DELTA beside the checkpoint (state/cache_delta.h).
-  CacheDelta delta = backend.DirtyCacheEntries();
-  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir));
   LocalSnapshot local;
+  local.cache_delta = backend.DirtyCacheEntries(&local.cache_delta_later);
+  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir));
   local.checkpoint_id = checkpoint_id;
   local.dir = dir;
   local.range = range;
-  if (!delta.empty()) local.cache_delta = std::move(delta).Finish();
   return local;
+}
+
+std::string LocalSnapshot::FinishCacheDelta() {
+  for (const KeyedStateBackend::LaterDelta& fn : cache_delta_later) fn(&cache_delta);
+  cache_delta_later.clear();
+  if (cache_delta.empty()) return std::string();
+  return std::move(cache_delta).Finish();
 }
 
 IncrementalSnapshotter::IncrementalSnapshotter(std::shared_ptr<CheckpointStorage> storage, std::string instance_id)
     : storage_(std::move(storage)), instance_id_(std::move(instance_id)) {}
 
-absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(const LocalSnapshot& local,
+absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnapshot& local,
                                                                        const std::string& private_dir,
                                                                        uint64_t* bytes_uploaded) {
   uint64_t copied = 0;
   RemoveOnExit cleanup(local.dir);
+  const std::string cache_delta = local.FinishCacheDelta();
   FileMap confirmed;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -163,14 +170,14 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(const Loc
     if (absl::Status s = storage_->Upload(file.string(), f->path()); !s.ok()) return s;
     copied += f->size();
   }
-  if (!local.cache_delta.empty()) {
+  if (!cache_delta.empty()) {
     // Straight from memory to checkpoint storage: a local copy would only
     // be written, read back and deleted.
     proto::StateFile* f = handle.add_files();
     f->set_name(CacheDelta::kFileName);
-    f->set_size(local.cache_delta.size());
+    f->set_size(cache_delta.size());
     f->set_path(absl::StrCat(private_dir, "/", CacheDelta::kFileName));
-    RETURN_IF_ERROR(storage_->Write(f->path(), local.cache_delta));
+    RETURN_IF_ERROR(storage_->Write(f->path(), cache_delta));
     copied += f->size();
   }
   if (bytes_uploaded != nullptr) *bytes_uploaded = copied;

@@ -68,9 +68,14 @@ struct LocalSnapshot {
   int64_t checkpoint_id = 0;
   std::string dir;  // a RocksDB checkpoint: hard links and small copied files
   KeyGroupRange range{0, 0};
-  // The bytes of CACHE-DELTA (empty: none), which Upload writes to
-  // checkpoint storage beside the files of `dir`: off the task thread.
-  std::string cache_delta;
+  // CACHE-DELTA's records so far, and the work that appends the rest
+  // (KeyedStateBackend::DirtyCacheEntries): Upload finishes it and writes it
+  // to checkpoint storage beside the files of `dir`, off the task thread.
+  CacheDelta cache_delta;
+  std::vector<KeyedStateBackend::LaterDelta> cache_delta_later;
+  // Runs cache_delta_later (and then drops it) and returns CACHE-DELTA's
+  // bytes; empty: no records.
+  std::string FinishCacheDelta();
 };
 
 // The synchronous part. `dir` must not exist; its parent must.
@@ -83,10 +88,12 @@ class IncrementalSnapshotter {
   // job, operator subtask and attempt (SST names repeat across instances).
   IncrementalSnapshotter(std::shared_ptr<CheckpointStorage> storage, std::string instance_id);
 
-  // The asynchronous part: uploads `local` and returns its handle. Removes
-  // the local directory, whether or not the upload succeeds.
-  // bytes_uploaded (optional): bytes actually copied, the rest referenced.
-  absl::StatusOr<proto::KeyedStateHandle> Upload(const LocalSnapshot& local, const std::string& private_dir,
+  // The asynchronous part: finishes local's CACHE-DELTA (first, so that the
+  // state it reads is released soon), uploads `local` and returns its
+  // handle. Removes the local directory, whether or not the upload
+  // succeeds. bytes_uploaded (optional): bytes actually copied, the rest
+  // referenced.
+  absl::StatusOr<proto::KeyedStateHandle> Upload(LocalSnapshot& local, const std::string& private_dir,
                                                  uint64_t* bytes_uploaded = nullptr);
 
   // Checkpoint `checkpoint_id` completed: the SSTs it uploaded may be

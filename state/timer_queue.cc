@@ -30,15 +30,16 @@ absl::Status FromRocks(const rocksdb::Status& s, const char* what) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TimerQueue>> TimerQueue::Create(KeyedStateBackend& backend, const std::string& name,
-                                                               size_t memory_limit) {
+                                                               size_t memory_limit, Snapshots snapshots) {
   auto state = backend.GetTimerState(name);
   if (!state.ok()) return state.status();
   std::unique_ptr<TimerQueue> queue(
       new TimerQueue(backend.db(), backend.column_family((*state)->id()), memory_limit));
   if (absl::Status s = queue->LoadMinTime(); !s.ok()) return s;
+  if (snapshots == kRebuiltOnRestore) return queue;
   TimerQueue* q = queue.get();
   queue->snapshot_delta_ = std::make_shared<const KeyedStateBackend::SnapshotDeltaFn>(
-      [q](CacheDelta* delta) { q->AppendInMemory(delta); });
+      [q](CacheDelta* delta, std::vector<KeyedStateBackend::LaterDelta>*) { q->AppendInMemory(delta); });
   backend.AddSnapshotDelta(queue->snapshot_delta_);
   return queue;
 }

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "spdlog/spdlog.h"
 #include "runtime/row_codec.h"
 #include "state/key_groups.h"
 #include "state/state_key.h"
@@ -35,6 +36,11 @@ inline void AppendBigEndian(uint64_t u, std::string* out) {
   for (int b = 7; b >= 0; --b) out->push_back(static_cast<char>((u >> (8 * b)) & 0xff));
 }
 inline void AppendTime(int64_t t, std::string* out) { AppendBigEndian(static_cast<uint64_t>(t) ^ (1ull << 63), out); }
+inline int64_t ReadTime(std::string_view b) {
+  uint64_t u = 0;
+  for (int i = 0; i < 8; ++i) u = (u << 8) | static_cast<uint8_t>(b[i]);
+  return static_cast<int64_t>(u ^ (1ull << 63));
+}
 
 absl::StatusOr<MapState*> DeclareMapState(KeyedStateBackend& backend, const char* name) {
   MapStateDescriptor descriptor;
@@ -86,7 +92,37 @@ absl::Status IntervalJoinOperator::Open(const OperatorContext& ctx) {
     ASSIGN_OR_RETURN(MapState * disk, DeclareMapState(*backend_, side == 0 ? "interval_join_left" : "interval_join_right"));
     ASSIGN_OR_RETURN(buffers_[side], BufferedMapState::Create(*backend_, disk, ctx.restored, buffer_memory_limit_));
   }
-  ASSIGN_OR_RETURN(timers_, TimerQueue::Create(*backend_, "interval_join_timers"));
+  ASSIGN_OR_RETURN(timers_, TimerQueue::Create(*backend_, "interval_join_timers", TimerQueue::kDefaultMemoryLimit,
+                                               TimerQueue::kRebuiltOnRestore));
+  if (ctx.restored) RETURN_IF_ERROR(RebuildCleanupTimers());
+  return absl::OkStatus();
+}
+
+absl::Status IntervalJoinOperator::RebuildCleanupTimers() {
+  // Snapshots leave out the timers held in memory: every restored record's
+  // is added again (one per key, side and granule; adding one that a spill
+  // kept in the snapshot keeps one). Restored records are all in RocksDB.
+  int64_t records = 0;
+  for (int side = 0; side < 2; ++side) {
+    absl::Status s;
+    RETURN_IF_ERROR(backend_->ForEachKey(buffers_[side]->disk_id(), {0, kMaxKeyGroups - 1}, [&](const StateKeyView& k) {
+      if (!s.ok()) return;
+      if (k.user_key.size() != kMapKeySize) {
+        s = absl::DataLossError("interval join: corrupt buffered record key");
+        return;
+      }
+      const int64_t t = ReadTime(k.user_key);
+      const int64_t cleanup = side == 0 ? SatAdd(t, upper_) : SatAdd(t, -lower_);
+      timer_payload_.clear();
+      AppendKeyGroupBytes(k.key_group, &timer_payload_);
+      timer_payload_.push_back(static_cast<char>(kCoarseTimer + side));
+      timer_payload_.append(k.key);
+      s = timers_->Add(CleanupDue(cleanup), timer_payload_);
+      ++records;
+    }));
+    RETURN_IF_ERROR(s);
+  }
+  if (records > 0) spdlog::info("interval join: cleanup timers of {} restored records added", records);
   return absl::OkStatus();
 }
 

@@ -30,9 +30,12 @@
 //       timers in each snapshot) became one per key and 100 ms. Records
 //       stay up to the granularity longer, and meet no more partners for
 //       it: any partner that could arrive then is behind the watermark,
-//       late. Timers of the older format, one per record with payload
-//       [key group: 2][side][map key: 16][key], still restore (savepoints)
-//       and delete exactly their entry.
+//       late. Snapshots leave out the timers held in memory (q7: 63,000
+//       timers, 1.1 MB and 4-9 ms of CPU per checkpoint on the task thread):
+//       a restore adds every restored record's timer again
+//       (TimerQueue::kRebuiltOnRestore). Timers of the older format, one
+//       per record with payload [key group: 2][side][map key: 16][key],
+//       still restore (savepoints) and delete exactly their entry.
 //   A record whose cleanup time the watermark has already reached can meet
 //   no later record, so it is joined but not kept.
 //
@@ -96,6 +99,8 @@ class IntervalJoinOperator : public StreamOperator {
   void ProcessRecord(int side, const Row& row, int64_t t);
   void EmitPair(const Row& left, const Row& right);
   void FireCleanupTimers(int64_t up_to);
+  // After a restore: the cleanup timers of the restored records.
+  absl::Status RebuildCleanupTimers();
   // Removes the records of (key group, key) on `side` whose cleanup time is
   // <= `time` (a coarse timer fired).
   void RemoveExpired(int key_group, int side, std::string_view key, int64_t time);

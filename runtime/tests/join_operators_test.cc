@@ -19,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "runtime/network/buffer.h"
+#include "state/checkpoint_storage.h"
+#include "state/state_snapshot.h"
 
 namespace vstream {
 namespace {
@@ -336,6 +338,76 @@ TEST_P(IntervalJoinReferenceTest, MatchesBruteForceOverRandomOutOfOrderInput) {
     EXPECT_EQ(*op.BufferedRecords(0), 0);
     EXPECT_EQ(*op.BufferedRecords(1), 0);
   }
+}
+
+// Snapshots leave the cleanup timers held in memory out; a restore adds the
+// restored records' timers again, so that the watermark still removes them.
+TEST(IntervalJoinOperatorTest, ARestoreAddsTheCleanupTimersOfTheRestoredRecords) {
+  Schema side({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}});
+  proto::IntervalJoinSpec spec;
+  spec.add_left_key("k");
+  spec.add_right_key("k");
+  spec.set_lower_ms(-1000);
+  spec.set_upper_ms(1000);
+  spec.set_left_time_index(1);
+  spec.set_right_time_index(1);
+  auto batch = [](std::initializer_list<std::pair<const char*, int64_t>> rows) {
+    RowBatch b(2);
+    for (const auto& [k, ts] : rows) {
+      Row& r = b.Append();
+      r[0].SetString(k);
+      r[1].SetInt(ts);
+    }
+    return b;
+  };
+  TestingContext ctx;
+  const KeyGroupRange all{0, kDefaultMaxParallelism - 1};
+  auto storage = CheckpointStorage::Open("file://" + ctx.ctx().state_dir + "-storage");
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  std::shared_ptr<CheckpointStorage> shared = std::move(*storage);
+  proto::KeyedStateHandle handle;
+  {
+    OperatorCounters counters;
+    IntervalJoinOperator op(counters, side, side, spec);
+    Collect out(Concat(side, side));
+    op.set_output(&out);
+    ASSERT_TRUE(op.Open(ctx.ctx()).ok());
+    RowBatch left = batch({{"a", 1000}, {"a", 2000}, {"b", 40000}});
+    op.PushInput(0, left);
+    RowBatch right = batch({{"c", 1500}});
+    op.PushInput(1, right);
+    ASSERT_TRUE(op.status().ok()) << op.status();
+    auto local = TakeLocalSnapshot(*op.keyed_state(), 1, ctx.ctx().state_dir + "-local", all);
+    ASSERT_TRUE(local.ok()) << local.status();
+    IncrementalSnapshotter snap(shared, "join-0");
+    auto uploaded = snap.Upload(*local, "chk-1/join-0");
+    ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+    handle = *uploaded;
+  }
+  const std::string restored = ctx.ctx().state_dir + "-restored";
+  ASSERT_TRUE(RestoreKeyedState(*shared, handle, all, restored).ok());
+  OperatorContext ctx2 = ctx.ctx();
+  ctx2.state_dir = restored;
+  ctx2.restored = true;
+  OperatorCounters counters;
+  IntervalJoinOperator op(counters, side, side, spec);
+  Collect out(Concat(side, side));
+  op.set_output(&out);
+  ASSERT_TRUE(op.Open(ctx2).ok());
+  EXPECT_EQ(*op.BufferedRecords(0), 3);
+  EXPECT_EQ(*op.BufferedRecords(1), 1);
+  RowBatch right = batch({{"a", 2500}});
+  op.PushInput(1, right);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_EQ(out.rows.size(), 1u) << "a at 2500 meets the restored a at 2000 (not the one at 1000)";
+  op.PushWatermark(5000);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_EQ(*op.BufferedRecords(0), 1) << "the restored records due by 5000 are removed; b at 40000 stays";
+  EXPECT_EQ(*op.BufferedRecords(1), 0);
+  op.PushWatermark(50000);
+  EXPECT_EQ(*op.BufferedRecords(0), 0);
+  std::error_code ec;
+  for (const char* suffix : {"-storage", "-local", "-restored"}) std::filesystem::remove_all(ctx.ctx().state_dir + suffix, ec);
 }
 
 TEST(IntervalJoinTest, CleanupIsDueAtTheNextGranuleBoundary) {

@@ -200,6 +200,77 @@ TEST(BufferedMapStateTest, ASnapshotKeepsTheEntriesInMemoryAndARestoreFindsThemO
   EXPECT_FALSE(r.buffer->may_be_on_disk()) << "every restored entry is gone";
 }
 
+// A snapshot's synchronous part only takes references to the chunks; the
+// copy runs later (in Upload). Entries removed or replaced meanwhile are
+// still in that snapshot, and not in the next one, taken before the first
+// was copied (overlapping snapshots); entries put after it are not in it.
+TEST(BufferedMapStateTest, ASnapshotCopiedLaterHoldsWhatWasLiveWhenItWasTaken) {
+  TestingStateDir root("buffered-map-later");
+  auto storage = CheckpointStorage::Open("file://" + root.path() + "/storage");
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  std::shared_ptr<CheckpointStorage> shared = std::move(*storage);
+  IncrementalSnapshotter snap(shared, "job-op-0-a");
+  // The entries of key 60 in snapshot `handle`, restored.
+  auto restored = [&](const proto::KeyedStateHandle& handle, const std::string& name) {
+    const std::string dir = root.path() + "/" + name;
+    EXPECT_TRUE(RestoreKeyedState(*shared, handle, kAll, dir).ok());
+    Opened r = Open(dir, true, BufferedMapState::kDefaultMemoryLimit);
+    return Range(*r.buffer, 60, 0, 1000);
+  };
+  auto upload = [&](LocalSnapshot& local, const std::string& dir) {
+    auto handle = snap.Upload(local, dir);
+    EXPECT_TRUE(handle.ok()) << handle.status();
+    return handle.ok() ? *handle : proto::KeyedStateHandle();
+  };
+  auto value = [](int t, char c) { return std::string(100, c) + std::to_string(t); };
+
+  // 256 KiB: chunks of 16 KiB; the entries span several and never spill
+  // by themselves (a key on disk must not be put again).
+  Opened o = Open(root.path() + "/db", false, size_t{256} << 10);
+  for (int t = 0; t < 300; ++t) ASSERT_TRUE(o.buffer->Put(KeyGroup(60), Key(60), UserKey(t), value(t, 'a')).ok());
+  auto first = TakeLocalSnapshot(*o.backend, 1, root.path() + "/local-1", kAll);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->cache_delta.records(), 0u) << "the entries are copied later";
+  EXPECT_EQ(first->cache_delta_later.size(), 1u);
+  // After the first snapshot: every third removed, every fifth replaced,
+  // 20 new ones.
+  for (int t = 0; t < 300; t += 3) ASSERT_TRUE(o.buffer->Remove(KeyGroup(60), Key(60), UserKey(t)).ok());
+  for (int t = 1; t < 300; t += 5) {
+    if (t % 3 != 0) {
+      ASSERT_TRUE(o.buffer->Put(KeyGroup(60), Key(60), UserKey(t), value(t, 'b')).ok());
+    }
+  }
+  for (int t = 300; t < 320; ++t) ASSERT_TRUE(o.buffer->Put(KeyGroup(60), Key(60), UserKey(t), value(t, 'c')).ok());
+  ASSERT_FALSE(o.buffer->may_be_on_disk());
+  auto second = TakeLocalSnapshot(*o.backend, 2, root.path() + "/local-2", kAll);
+  ASSERT_TRUE(second.ok()) << second.status();
+
+  std::vector<std::string> want1, want2;
+  for (int t = 0; t < 300; ++t) want1.push_back(Entry(t, value(t, 'a')));
+  for (int t = 0; t < 320; ++t) {
+    if (t < 300 && t % 3 == 0) continue;
+    want2.push_back(Entry(t, value(t, t >= 300 ? 'c' : t % 5 == 1 ? 'b' : 'a')));
+  }
+  EXPECT_EQ(restored(upload(*first, "chk-1/op-0"), "restored-1"), want1);
+  EXPECT_EQ(restored(upload(*second, "chk-2/op-0"), "restored-2"), want2);
+
+  // Both copies done: the removals listed meanwhile are marked now. A
+  // spill while a snapshot waits for its copy leaves that snapshot whole.
+  for (int t = 1; t < 300; t += 3) ASSERT_TRUE(o.buffer->Remove(KeyGroup(60), Key(60), UserKey(t)).ok());
+  auto third = TakeLocalSnapshot(*o.backend, 3, root.path() + "/local-3", kAll);
+  ASSERT_TRUE(third.ok()) << third.status();
+  ASSERT_TRUE(o.buffer->Spill().ok());
+  ASSERT_TRUE(o.buffer->Put(KeyGroup(60), Key(60), UserKey(999), "after the spill").ok());
+  ASSERT_TRUE(o.buffer->Remove(KeyGroup(60), Key(60), UserKey(999)).ok());
+  std::vector<std::string> want3;
+  for (int t = 0; t < 320; ++t) {
+    if (t < 300 && t % 3 != 2) continue;
+    want3.push_back(Entry(t, value(t, t >= 300 ? 'c' : t % 5 == 1 ? 'b' : 'a')));
+  }
+  EXPECT_EQ(restored(upload(*third, "chk-3/op-0"), "restored-3"), want3);
+  EXPECT_EQ(Range(*o.buffer, 60, 0, 1000), want3) << "the live state, on disk after the spill";
+}
+
 TEST(BufferedMapStateTest, RefusesAMapStateWithTtl) {
   TestingStateDir dir("buffered-map-ttl");
   auto backend = KeyedStateBackend::Open({.path = dir.path()});
