@@ -108,10 +108,10 @@ void BufferedMapState::Release(std::string_view key, const ValueRef& ref) {
 }
 
 bool BufferedMapState::ReleasePins() {
-  for (const std::shared_ptr<Pin>& pin : pins_) {
-    if (!pin->released.load(std::memory_order_acquire)) return false;
-  }
-  pins_.clear();
+  // Copies run in the order their snapshots were taken (one upload thread):
+  // while the oldest runs, so may the others.
+  while (!pins_.empty() && pins_.front()->released.load(std::memory_order_acquire)) pins_.pop_front();
+  if (!pins_.empty()) return false;
   // A chunk freed meanwhile needs no mark.
   for (const RecordPos& r : deferred_dead_) {
     if (r.chunk >= first_chunk_) chunks_[r.chunk - first_chunk_].data[r.offset] = kDeadRecord;
@@ -236,7 +236,12 @@ absl::Status BufferedMapState::Spill() {
 }
 
 void BufferedMapState::AppendToDelta(CacheDelta* delta, std::vector<KeyedStateBackend::LaterDelta>* later) {
-  ReleasePins();
+  if (!ReleasePins()) {
+    // Copies still run (snapshots overlap): the list keeps only records of
+    // chunks not yet freed, so that it stays bounded if they keep
+    // overlapping.
+    std::erase_if(deferred_dead_, [&](const RecordPos& r) { return r.chunk < first_chunk_; });
+  }
   std::vector<FrozenChunk> frozen;
   frozen.reserve(chunks_.size());
   for (size_t i = 0; i < chunks_.size(); ++i) frozen.push_back({chunks_[i].data, chunks_[i].used, first_chunk_ + i});
@@ -255,7 +260,12 @@ void BufferedMapState::AppendToDelta(CacheDelta* delta, std::vector<KeyedStateBa
   // Released when the function is destroyed, run or not.
   std::shared_ptr<void> release(nullptr, [pin](void*) { pin->released.store(true, std::memory_order_release); });
   later->push_back([cf = cf_name_, frozen = std::move(frozen), dead_too = std::move(dead_too),
-                    release = std::move(release)](CacheDelta* d) { AppendRecords(cf, frozen, dead_too, d); });
+                    release = std::move(release)](CacheDelta* d) {
+    size_t bytes = 0;
+    for (const FrozenChunk& c : frozen) bytes += c.used;
+    d->Reserve(bytes);
+    AppendRecords(cf, frozen, dead_too, d);
+  });
 }
 
 void BufferedMapState::AppendRecords(std::string_view cf, const std::vector<FrozenChunk>& chunks,

@@ -10,12 +10,14 @@
 //     RocksDB key ([key group][key][namespace][user key], state_key.h).
 //     Each entry also sits in append-only chunks, key and value, as the put
 //     record of a snapshot's CACHE-DELTA (cache_delta.h); a removed or
-//     replaced one is marked dead there. A chunk is freed once it and every
+//     replaced one is marked dead there (or listed, while a snapshot's copy
+//     reads its chunk). A chunk is freed once it and every
 //     chunk before it hold no live entry, which for entries that leave in
 //     about the order they came (a join's) is soon. No allocation per entry
 //     but for keys over kInlineKeyBytes.
 //   - The memory counted is the map's slots and long keys plus every chunk
-//     not yet freed (dead bytes in them included). Beyond `memory_limit`
+//     not yet freed (dead bytes in them included; not chunks freed while a
+//     snapshot's copy still holds them). Beyond `memory_limit`
 //     every in-memory entry is written to the column family (one
 //     WriteBatch, as TimerQueue spills) and memory starts over. Reads then
 //     see both, merged in key order, until the spilled (or restored)
@@ -37,7 +39,9 @@
 // for user keys put once while they live (an interval join's carry a
 // sequence number): an entry found in memory was never spilled, so removing
 // it touches no disk; only one not in memory is deleted from RocksDB.
-// The namespace is the void one (""). Thread-compatible: one task thread.
+// The namespace is the void one (""). Thread-compatible: one task thread;
+// a snapshot's copy (the function AppendToDelta leaves for later) reads the
+// chunks it references on another thread, and nothing else.
 
 #include <atomic>
 #include <cstdint>
@@ -140,8 +144,8 @@ class BufferedMapState {
   // Marks the record of (key, ref) dead (or lists it, while a snapshot's
   // copy reads its chunk) and counts it out of its chunk.
   void Release(std::string_view key, const ValueRef& ref);
-  // Once no snapshot's copy runs: marks the listed records dead, returns
-  // true.
+  // Drops the pins of the snapshots whose copy is done, oldest first. Once
+  // none is left: marks the listed records dead and returns true.
   bool ReleasePins();
   void AppendToDelta(CacheDelta* delta, std::vector<KeyedStateBackend::LaterDelta>* later);
   // Appends the chunks' live records, skipping those marked dead and those
@@ -166,7 +170,7 @@ class BufferedMapState {
   uint64_t first_chunk_ = 0;
   // Snapshots whose copy may still read chunks up to pinned_through_, and
   // the records that died there meanwhile.
-  std::vector<std::shared_ptr<Pin>> pins_;
+  std::deque<std::shared_ptr<Pin>> pins_;  // oldest first
   uint64_t pinned_through_ = 0;
   std::vector<RecordPos> deferred_dead_;
   size_t bytes_ = 0;

@@ -6,11 +6,14 @@
 //     LocalSnapshot local = TakeLocalSnapshot(backend, id, dir, range);
 //       a RocksDB checkpoint in `dir` (memtables flushed, live SST files
 //       hard-linked, no copy), and the write-back cache's dirty entries
-//       serialized (state/cache_delta.h); the cache is not flushed.
+//       serialized (state/cache_delta.h); the cache is not flushed. What
+//       a contributor leaves for later (KeyedStateBackend::LaterDelta: a
+//       BufferedMapState's records) is only referenced.
 //   asynchronous (a snapshot thread; processing goes on):
 //     KeyedStateHandle h = snapshotter.Upload(local, "chk-7/window-0");
-//       uploads the files, and writes those entries to CACHE-DELTA in
-//       the checkpoint's private directory, straight from memory.
+//       copies what was left for later (first), uploads the files, and
+//       writes those entries to CACHE-DELTA in the checkpoint's private
+//       directory, straight from memory. Once per LocalSnapshot.
 //       SST files are immutable: one a completed checkpoint already holds is
 //       referenced, not uploaded again; new ones go to shared/; MANIFEST,
 //       CURRENT and OPTIONS go to the checkpoint's private directory.
@@ -45,7 +48,9 @@
 // its backend reads or compacts them.
 //
 // Thread-safe: Upload may run on a snapshot thread while the task thread
-// calls OnCheckpointComplete. RestoreKeyedState runs on the task thread
+// calls OnCheckpointComplete, and while the task thread changes the state
+// whose records it copies (the contributor keeps what it references
+// unchanged until the copy is done: BufferedMapState's pins). RestoreKeyedState runs on the task thread
 // before its operators open.
 
 #include <cstdint>

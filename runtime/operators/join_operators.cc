@@ -104,6 +104,7 @@ absl::Status IntervalJoinOperator::RebuildCleanupTimers() {
   // kept in the snapshot keeps one). Restored records are all in RocksDB.
   int64_t records = 0;
   for (int side = 0; side < 2; ++side) {
+    if (!buffers_[side]->may_be_on_disk()) continue;
     absl::Status s;
     RETURN_IF_ERROR(backend_->ForEachKey(buffers_[side]->disk_id(), {0, kMaxKeyGroups - 1}, [&](const StateKeyView& k) {
       if (!s.ok()) return;
