@@ -80,6 +80,19 @@ Schema Concat(const Schema& a, const Schema& b) {
 
 // ---------------------------------------------------------------- interval
 
+// Both sides {k: string, ts}, joined on k within [lower, upper].
+Schema KeyAndTime() { return Schema({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}}); }
+proto::IntervalJoinSpec KeyAndTimeSpec(int64_t lower, int64_t upper) {
+  proto::IntervalJoinSpec spec;
+  spec.add_left_key("k");
+  spec.add_right_key("k");
+  spec.set_lower_ms(lower);
+  spec.set_upper_ms(upper);
+  spec.set_left_time_index(1);
+  spec.set_right_time_index(1);
+  return spec;
+}
+
 TEST(IntervalJoinOperatorTest, JoinsWithinTheIntervalOncePerPair) {
   Schema left({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}});
   Schema right({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}});
@@ -126,14 +139,8 @@ TEST(IntervalJoinOperatorTest, JoinsWithinTheIntervalOncePerPair) {
 // time with upper > 0, a right one with lower < 0) are still cleaned up by
 // the final watermark.
 TEST(IntervalJoinOperatorTest, RecordsNearTheEndOfTimeAreCleanedUpAtTheEnd) {
-  Schema side({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}});
-  proto::IntervalJoinSpec spec;
-  spec.add_left_key("k");
-  spec.add_right_key("k");
-  spec.set_lower_ms(-1000);
-  spec.set_upper_ms(1000);
-  spec.set_left_time_index(1);
-  spec.set_right_time_index(1);
+  const Schema side = KeyAndTime();
+  const proto::IntervalJoinSpec spec = KeyAndTimeSpec(-1000, 1000);
   TestingContext ctx;
   OperatorCounters counters;
   IntervalJoinOperator op(counters, side, side, spec);
@@ -343,14 +350,8 @@ TEST_P(IntervalJoinReferenceTest, MatchesBruteForceOverRandomOutOfOrderInput) {
 // Snapshots leave the cleanup timers held in memory out; a restore adds the
 // restored records' timers again, so that the watermark still removes them.
 TEST(IntervalJoinOperatorTest, ARestoreAddsTheCleanupTimersOfTheRestoredRecords) {
-  Schema side({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}});
-  proto::IntervalJoinSpec spec;
-  spec.add_left_key("k");
-  spec.add_right_key("k");
-  spec.set_lower_ms(-1000);
-  spec.set_upper_ms(1000);
-  spec.set_left_time_index(1);
-  spec.set_right_time_index(1);
+  const Schema side = KeyAndTime();
+  const proto::IntervalJoinSpec spec = KeyAndTimeSpec(-1000, 1000);
   auto batch = [](std::initializer_list<std::pair<const char*, int64_t>> rows) {
     RowBatch b(2);
     for (const auto& [k, ts] : rows) {
