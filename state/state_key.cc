@@ -49,6 +49,17 @@ void AppendKeyGroupBytes(int key_group, std::string* out) {
   out->push_back(static_cast<char>(key_group & 0xff));
 }
 
+void AppendOrderedTime(int64_t time, std::string* out) {
+  const uint64_t u = static_cast<uint64_t>(time) ^ (1ull << 63);
+  for (int b = 7; b >= 0; --b) out->push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+}
+
+int64_t ReadOrderedTime(const char* p) {
+  uint64_t u = 0;
+  for (int b = 0; b < 8; ++b) u = (u << 8) | static_cast<uint8_t>(p[b]);
+  return static_cast<int64_t>(u ^ (1ull << 63));
+}
+
 void AppendStateKeyPrefix(int key_group, std::string_view key, std::string* out) {
   AppendKeyGroupBytes(key_group, out);
   AppendVarint32(static_cast<uint32_t>(key.size()), out);

@@ -29,6 +29,10 @@ void AppendStateKeyPrefix(int key_group, std::string_view key, std::string* out)
 void AppendStateNamespace(std::string_view ns, std::string* out);
 // Appends the 2 bytes of the first RocksDB key of a key group.
 void AppendKeyGroupBytes(int key_group, std::string* out);
+// A time as 8 bytes big-endian with the sign bit flipped, so that byte
+// order is time order (timer keys, interval join map keys), and back.
+void AppendOrderedTime(int64_t time, std::string* out);
+int64_t ReadOrderedTime(const char* p);
 // Turns *prefix into the smallest key after every key that starts with it
 // (drops trailing 0xff bytes, then adds one to the last): the exclusive
 // upper bound of a prefix scan. Empty if there is none (all 0xff).

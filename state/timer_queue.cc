@@ -11,17 +11,6 @@ namespace vstream {
 
 namespace {
 
-void AppendTime(int64_t time, std::string* out) {
-  const uint64_t u = static_cast<uint64_t>(time) ^ (1ull << 63);
-  for (int b = 7; b >= 0; --b) out->push_back(static_cast<char>((u >> (8 * b)) & 0xff));
-}
-
-int64_t ReadTime(const char* p) {
-  uint64_t u = 0;
-  for (int b = 0; b < 8; ++b) u = (u << 8) | static_cast<uint8_t>(p[b]);
-  return static_cast<int64_t>(u ^ (1ull << 63));
-}
-
 absl::Status FromRocks(const rocksdb::Status& s, const char* what) {
   if (s.ok()) return absl::OkStatus();
   return absl::InternalError(absl::StrCat("timers: ", what, ": ", s.ToString()));
@@ -49,7 +38,7 @@ void TimerQueue::ForEachInMemory(Fn&& fn) const {
   std::string key;
   for (const MemoryTimer& timer : memory_) {
     key.clear();
-    AppendTime(timer.time, &key);
+    AppendOrderedTime(timer.time, &key);
     key.append(timer.payload.view());
     fn(timer.time, std::string_view(key));
   }
@@ -64,7 +53,7 @@ absl::Status TimerQueue::LoadMinTime() {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
   it->SeekToFirst();
   min_time_ = INT64_MAX;
-  if (it->Valid() && it->key().size() >= 8) min_time_ = ReadTime(it->key().data());
+  if (it->Valid() && it->key().size() >= 8) min_time_ = ReadOrderedTime(it->key().data());
   return FromRocks(it->status(), "scan");
 }
 
@@ -84,7 +73,7 @@ absl::Status TimerQueue::Remove(int64_t time, std::string_view payload) {
   memory_.erase(remove_key_);
   if (time < min_time_) return absl::OkStatus();  // never spilled
   disk_key_.clear();
-  AppendTime(time, &disk_key_);
+  AppendOrderedTime(time, &disk_key_);
   disk_key_.append(payload);
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
@@ -119,14 +108,14 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to,
   // are tombstones now. Seeking past them (not SeekToFirst) keeps a pop from
   // wading through every timer ever deleted.
   std::string from;
-  AppendTime(min_time_, &from);
+  AppendOrderedTime(min_time_, &from);
   min_time_ = INT64_MAX;
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
     for (it->Seek(from); it->Valid(); it->Next()) {
       const rocksdb::Slice k = it->key();
       if (k.size() < 8) continue;
-      const int64_t time = ReadTime(k.data());
+      const int64_t time = ReadOrderedTime(k.data());
       if (time > up_to) {
         min_time_ = time;
         break;

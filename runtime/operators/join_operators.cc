@@ -31,15 +31,9 @@ inline int64_t SatAdd(int64_t a, int64_t b) {
   return r;
 }
 
-// 8 bytes big-endian; a time's sign bit flipped so that byte order is time order.
+// 8 bytes big-endian (a map key's sequence number; times: AppendOrderedTime).
 inline void AppendBigEndian(uint64_t u, std::string* out) {
   for (int b = 7; b >= 0; --b) out->push_back(static_cast<char>((u >> (8 * b)) & 0xff));
-}
-inline void AppendTime(int64_t t, std::string* out) { AppendBigEndian(static_cast<uint64_t>(t) ^ (1ull << 63), out); }
-inline int64_t ReadTime(std::string_view b) {
-  uint64_t u = 0;
-  for (int i = 0; i < 8; ++i) u = (u << 8) | static_cast<uint8_t>(b[i]);
-  return static_cast<int64_t>(u ^ (1ull << 63));
 }
 
 absl::StatusOr<MapState*> DeclareMapState(KeyedStateBackend& backend, const char* name) {
@@ -112,13 +106,8 @@ absl::Status IntervalJoinOperator::RebuildCleanupTimers() {
         s = absl::DataLossError("interval join: corrupt buffered record key");
         return;
       }
-      const int64_t t = ReadTime(k.user_key);
-      const int64_t cleanup = side == 0 ? SatAdd(t, upper_) : SatAdd(t, -lower_);
-      timer_payload_.clear();
-      AppendKeyGroupBytes(k.key_group, &timer_payload_);
-      timer_payload_.push_back(static_cast<char>(kCoarseTimer + side));
-      timer_payload_.append(k.key);
-      s = timers_->Add(CleanupDue(cleanup), timer_payload_);
+      const int64_t t = ReadOrderedTime(k.user_key.data());
+      s = AddCleanupTimer(k.key_group, side, k.key, side == 0 ? SatAdd(t, upper_) : SatAdd(t, -lower_));
       ++records;
     }));
     RETURN_IF_ERROR(s);
@@ -166,9 +155,9 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
   const int64_t lo = side == 0 ? SatAdd(t, lower_) : SatAdd(t, -upper_);
   const int64_t hi = side == 0 ? SatAdd(t, upper_) : SatAdd(t, -lower_);
   range_from_.clear();
-  AppendTime(lo, &range_from_);
+  AppendOrderedTime(lo, &range_from_);
   range_to_.clear();
-  if (hi != INT64_MAX) AppendTime(hi + 1, &range_to_);  // else: to the end
+  if (hi != INT64_MAX) AppendOrderedTime(hi + 1, &range_to_);  // else: to the end
   bool corrupt = false;
   absl::Status s = buffers_[other]->ForEachInRange(
       key_group, key_, range_from_, range_to_, [&](std::string_view, std::string_view value) {
@@ -191,18 +180,22 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
   const int64_t cleanup = side == 0 ? SatAdd(t, upper_) : SatAdd(t, -lower_);
   if (cleanup <= watermark_) return;
   map_key_.clear();
-  AppendTime(t, &map_key_);
+  AppendOrderedTime(t, &map_key_);
   AppendBigEndian(next_sequence_++, &map_key_);
   value_.clear();
   EncodeRow(schemas_[side], row, &value_);
   s = buffers_[side]->Put(key_group, key_, map_key_, value_);
   if (!s.ok()) return Fail(s);
+  s = AddCleanupTimer(key_group, side, key_, cleanup);  // once per key, side and granularity
+  if (!s.ok()) return Fail(s);
+}
+
+absl::Status IntervalJoinOperator::AddCleanupTimer(int key_group, int side, std::string_view key, int64_t cleanup) {
   timer_payload_.clear();
   AppendKeyGroupBytes(key_group, &timer_payload_);
   timer_payload_.push_back(static_cast<char>(kCoarseTimer + side));
-  timer_payload_.append(key_);
-  s = timers_->Add(CleanupDue(cleanup), timer_payload_);  // once per key, side and granularity
-  if (!s.ok()) return Fail(s);
+  timer_payload_.append(key);
+  return timers_->Add(CleanupDue(cleanup), timer_payload_);
 }
 
 int64_t IntervalJoinOperator::CleanupDue(int64_t cleanup) {
@@ -219,7 +212,7 @@ void IntervalJoinOperator::RemoveExpired(int key_group, int side, std::string_vi
   const int64_t last = side == 0 ? SatAdd(time, -upper_) : SatAdd(time, lower_);
   range_to_.clear();
   // A timer at INT64_MAX (a cleanup time that saturated) takes them all.
-  if (time != INT64_MAX && last != INT64_MAX) AppendTime(last + 1, &range_to_);
+  if (time != INT64_MAX && last != INT64_MAX) AppendOrderedTime(last + 1, &range_to_);
   expired_.clear();
   bool corrupt = false;
   absl::Status s = buffers_[side]->ForEachInRange(key_group, key, "", range_to_,

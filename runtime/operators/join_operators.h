@@ -101,6 +101,9 @@ class IntervalJoinOperator : public StreamOperator {
   void FireCleanupTimers(int64_t up_to);
   // After a restore: the cleanup timers of the restored records.
   absl::Status RebuildCleanupTimers();
+  // The cleanup timer of (key group, key) on `side` for a record with this
+  // cleanup time (one per key, side and granule).
+  absl::Status AddCleanupTimer(int key_group, int side, std::string_view key, int64_t cleanup);
   // Removes the records of (key group, key) on `side` whose cleanup time is
   // <= `time` (a coarse timer fired).
   void RemoveExpired(int key_group, int side, std::string_view key, int64_t time);
