@@ -471,7 +471,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
                                                                  ch.subpartition()));
         } else {
           channels.push_back(std::make_unique<RemoteInputChannel>(
-              env.channels->Get(ch.producer_address()), ch.partition_id(), ch.subpartition(),
+              env.network, env.channels->Get(ch.producer_address()), ch.partition_id(), ch.subpartition(),
               env.receive_credits));
         }
       }

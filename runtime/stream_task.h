@@ -48,6 +48,7 @@ namespace vstream {
 struct StreamTaskEnv {
   PartitionManager* partitions = nullptr;
   ChannelCache* channels = nullptr;
+  NetworkThread* network = nullptr;  // drives the remote input channels
   std::string data_dir;       // TaskManager data dir
   std::string own_address;    // host:port of this TaskManager
   int receive_credits = 8;    // buffers per remote input channel

@@ -140,13 +140,16 @@ absl::Status TaskManager::Init() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat(options_.host, ":", options_.rpc_port),
                            grpc::InsecureServerCredentials(), &port_);
-  builder.RegisterService(data_service_.get());
+  builder.RegisterService(data_service_->service());
   builder.RegisterService(executor_service_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
+  std::unique_ptr<grpc::ServerCompletionQueue> network_queue = builder.AddCompletionQueue();
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":", options_.rpc_port));
   }
+  network_ = std::make_unique<NetworkThread>(std::move(network_queue));
+  data_service_->Start(network_.get());
   address_ = absl::StrCat(options_.host, ":", port_);
   jobmanager_ = proto::ResourceManager::NewStub(
       grpc::CreateChannel(options_.jobmanager_address, grpc::InsecureChannelCredentials()));
@@ -186,6 +189,8 @@ void TaskManager::Stop() {
   }
   snapshot_uploads_.reset();  // drops uploads not yet started
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // After the server (its streams) and the tasks (their input channels).
+  if (network_) network_->Stop();
   spdlog::info("TaskManager {} stopped", resource_id_);
 }
 
@@ -474,6 +479,7 @@ void TaskManager::RunTask(Task* task) {
   StreamTaskEnv env;
   env.partitions = &partitions_;
   env.channels = &channels_;
+  env.network = network_.get();
   env.data_dir = options_.data_dir;
   env.own_address = address_;
   env.receive_credits = options_.receive_credits;

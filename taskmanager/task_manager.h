@@ -108,6 +108,8 @@ class TaskManager {
   std::shared_ptr<StateResources> state_resources_;  // shared with every task's backends
   std::unique_ptr<DataExchangeService> data_service_;
   std::unique_ptr<ExecutorService> executor_service_;
+  // Before server_: its completion queue outlives the server.
+  std::unique_ptr<NetworkThread> network_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<proto::ResourceManager::Stub> jobmanager_;
   std::unique_ptr<Responder> checkpoint_responder_;  // RPCs to the JobManager

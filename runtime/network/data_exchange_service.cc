@@ -1,123 +1,192 @@
 #include "runtime/network/data_exchange_service.h"
 
-#include <condition_variable>
-#include <mutex>
-#include <thread>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "spdlog/spdlog.h"
 
 namespace vstream {
 
-grpc::Status DataExchangeService::OpenChannel(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<proto::BufferMessage, proto::ChannelRequest>* stream) {
-  proto::ChannelRequest first;
-  if (!stream->Read(&first)) return grpc::Status(grpc::StatusCode::CANCELLED, "no request");
-  // The producer may be deployed after its consumer: wait for it, in short
-  // slices so that a cancelled call or a server shutdown is not held up.
-  std::shared_ptr<ResultPartition> partition;
-  for (int waited_ms = 0; !partition && waited_ms < 60'000 && !context->IsCancelled(); waited_ms += 100) {
-    partition = partitions_.Await(first.partition_id(), 100);
-  }
-  if (!partition) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("partition ", first.partition_id(), " not found"));
-  }
-  if (first.subpartition() < 0 || first.subpartition() >= partition->num_subpartitions()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad subpartition");
-  }
-  ResultSubpartition& sub = partition->subpartition(first.subpartition());
+namespace {
+// The producer may be deployed after its consumer: its partition is looked
+// for every kRetry, for up to kMaxWait.
+constexpr auto kRetry = std::chrono::milliseconds(100);
+constexpr int kMaxRetries = 600;  // 60 s
+}  // namespace
 
-  std::mutex mu;
-  std::condition_variable cv;
-  int credit = first.credit();
-  bool available = false;
-  bool urgent = false;  // an unaligned barrier is at the front: send it without credit
-  bool reader_done = false;
-  sub.SetListener([&](bool priority) {
-    std::lock_guard<std::mutex> lock(mu);
-    available = true;
-    urgent = urgent || priority;
-    cv.notify_one();
-  });
-  std::thread credit_reader([&] {
-    proto::ChannelRequest req;
-    while (stream->Read(&req)) {
-      std::lock_guard<std::mutex> lock(mu);
-      credit += req.credit();
-      cv.notify_one();
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    reader_done = true;
-    cv.notify_one();
-  });
+// One OpenChannel call, from its request to its end. Lives on the network
+// thread: every method runs there (the subpartition's listener only wakes
+// it). It deletes itself once the call is over and no operation of its own
+// is outstanding.
+class DataExchangeService::Stream {
+ public:
+  explicit Stream(DataExchangeService* service) : service_(service), network_(service->network_) {
+    ctx_.AsyncNotifyWhenDone(&done_op_);
+    service_->service_.RequestOpenChannel(&ctx_, &rw_, network_->cq(), network_->cq(), &started_op_);
+  }
 
-  grpc::Status result = grpc::Status::OK;
-  proto::BufferMessage msg;
-  while (true) {
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return reader_done || urgent || (credit > 0 && available); });
-      if (reader_done && !urgent && !(credit > 0 && available)) {
-        result = grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away");
-        break;
-      }
-      available = false;
-      urgent = false;
+ private:
+  void OnStarted(bool ok) {
+    if (!ok) {  // the server is shutting down: no call, no done tag
+      delete this;
+      return;
     }
-    bool ended = false;
-    while (true) {
-      bool has_credit;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        has_credit = credit > 0;
-      }
-      // Without credit only an unaligned barrier goes: it overtakes the
-      // records held back for lack of credit.
-      std::optional<NetworkBuffer> b = has_credit ? sub.Poll() : sub.PollPriority();
-      if (!b) break;
-      msg.set_data(std::move(b->data));
-      msg.set_num_records(b->num_records);
-      msg.set_end_of_partition(b->end_of_partition);
-      msg.set_has_watermark(b->kind == BufferKind::kWatermark || b->then_watermark);
-      msg.set_watermark(b->watermark);
-      msg.set_idle(b->kind == BufferKind::kIdle);
-      msg.set_checkpoint_barrier(b->kind == BufferKind::kBarrier ? b->checkpoint_id : 0);
-      msg.set_unaligned(b->unaligned);
-      msg.set_aligned_deadline_ms(b->aligned_deadline_ms);
-      msg.set_latency_marker_us(b->latency_marker_us);
-      if (b->kind == BufferKind::kRecords) {
-        std::lock_guard<std::mutex> lock(mu);
-        --credit;
-      }
-      if (!stream->Write(msg)) {
-        result = grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away");
-        ended = true;
-        break;
-      }
-      if (b->end_of_partition) {
-        ended = true;
-        break;
-      }
-    }
-    if (ended) break;
-    // More may be queued than the credit allowed: look again once credit
-    // comes. (queued() takes the subpartition lock: never under mu.)
-    const bool more = sub.queued() > 0;
-    if (more) {
-      std::lock_guard<std::mutex> lock(mu);
-      available = true;
-    }
+    new Stream(service_);  // the next call
+    reading_ = true;
+    rw_.Read(&first_, &read_op_);
   }
-  sub.SetListener(nullptr);
-  if (!result.ok()) {
-    // The consumer is gone: unblock the producer rather than let it hang.
-    sub.Release();
-    context->TryCancel();
+
+  void OnRead(bool ok) {
+    reading_ = false;
+    if (finishing_) return MaybeDelete();
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, got_first_ ? "consumer went away" : "no request"));
+    if (!got_first_) {
+      got_first_ = true;
+      return Connect();
+    }
+    credit_ += request_.credit();
+    reading_ = true;
+    rw_.Read(&request_, &read_op_);
+    Pump();
   }
-  credit_reader.join();
-  return result;
+
+  void Connect() {
+    if (done_) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away"));
+    partition_ = service_->partitions_.Await(first_.partition_id(), 0);
+    if (!partition_) {
+      if (++retries_ > kMaxRetries) {
+        return Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                   absl::StrCat("partition ", first_.partition_id(), " not found")));
+      }
+      retrying_ = true;
+      retry_.Set(network_->cq(), std::chrono::system_clock::now() + kRetry, &retry_op_);
+      return;
+    }
+    if (first_.subpartition() < 0 || first_.subpartition() >= partition_->num_subpartitions()) {
+      return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad subpartition"));
+    }
+    sub_ = &partition_->subpartition(first_.subpartition());
+    credit_ = first_.credit();
+    reading_ = true;
+    rw_.Read(&request_, &read_op_);
+    // Called under the subpartition's lock: only wakes this stream.
+    sub_->SetListener([this](bool) { network_->Wake(&wake_op_); });
+    Pump();
+  }
+
+  void OnRetry(bool ok) {
+    retrying_ = false;
+    if (!ok || done_) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away"));
+    Connect();
+  }
+
+  void OnWake(bool) { Pump(); }
+
+  // Sends the next buffer if there is one, no write is outstanding and it
+  // has credit (an unaligned barrier needs none: it overtakes the records
+  // held back for lack of credit).
+  void Pump() {
+    if (finishing_ || writing_ || sub_ == nullptr) return;
+    std::optional<NetworkBuffer> b = credit_ > 0 ? sub_->Poll() : sub_->PollPriority();
+    if (!b) return;
+    msg_.set_data(std::move(b->data));
+    msg_.set_num_records(b->num_records);
+    msg_.set_end_of_partition(b->end_of_partition);
+    msg_.set_has_watermark(b->kind == BufferKind::kWatermark || b->then_watermark);
+    msg_.set_watermark(b->watermark);
+    msg_.set_idle(b->kind == BufferKind::kIdle);
+    msg_.set_checkpoint_barrier(b->kind == BufferKind::kBarrier ? b->checkpoint_id : 0);
+    msg_.set_unaligned(b->unaligned);
+    msg_.set_aligned_deadline_ms(b->aligned_deadline_ms);
+    msg_.set_latency_marker_us(b->latency_marker_us);
+    if (b->kind == BufferKind::kRecords) --credit_;
+    sent_end_ = b->end_of_partition;
+    writing_ = true;
+    rw_.Write(msg_, &write_op_);
+  }
+
+  void OnWritten(bool ok) {
+    writing_ = false;
+    if (deferred_finish_) return Finish(*std::exchange(deferred_finish_, std::nullopt));
+    if (finishing_) return MaybeDelete();
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away"));
+    if (sent_end_) return Finish(grpc::Status::OK);
+    Pump();
+  }
+
+  // Ends the call (after the outstanding write, if any: gRPC allows no
+  // Finish beside one).
+  void Finish(grpc::Status status) {
+    if (finishing_) return MaybeDelete();
+    if (writing_) {
+      if (!deferred_finish_) deferred_finish_ = std::move(status);
+      return;
+    }
+    finishing_ = true;
+    if (sub_ != nullptr) {
+      sub_->SetListener(nullptr);  // no listener runs after this
+      // The consumer is gone: unblock the producer rather than let it hang.
+      if (!status.ok()) sub_->Release();
+    }
+    network_->CancelWake(&wake_op_);
+    if (done_) {
+      // Cancelled: nothing reaches the consumer any more.
+      return MaybeDelete();
+    }
+    finish_pending_ = true;
+    rw_.Finish(status, &finish_op_);
+  }
+
+  void OnFinished(bool) {
+    finish_pending_ = false;
+    MaybeDelete();
+  }
+
+  // The call is over: finished, or cancelled by the consumer (or a server
+  // shutdown).
+  void OnDone(bool) {
+    done_ = true;
+    if (retrying_) retry_.Cancel();  // OnRetry comes with !ok
+    if (!finishing_) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away"));
+    MaybeDelete();
+  }
+
+  void MaybeDelete() {
+    if (done_ && finishing_ && !reading_ && !writing_ && !retrying_ && !finish_pending_) delete this;
+  }
+
+  DataExchangeService* service_;
+  NetworkThread* network_;
+  grpc::ServerContext ctx_;
+  grpc::ServerAsyncReaderWriter<proto::BufferMessage, proto::ChannelRequest> rw_{&ctx_};
+  MemberOp<Stream> started_op_{this, &Stream::OnStarted};
+  MemberOp<Stream> read_op_{this, &Stream::OnRead};
+  MemberOp<Stream> write_op_{this, &Stream::OnWritten};
+  MemberOp<Stream> finish_op_{this, &Stream::OnFinished};
+  MemberOp<Stream> done_op_{this, &Stream::OnDone};
+  MemberOp<Stream> retry_op_{this, &Stream::OnRetry};
+  MemberOp<Stream> wake_op_{this, &Stream::OnWake};
+  grpc::Alarm retry_;
+  proto::ChannelRequest first_;
+  proto::ChannelRequest request_;
+  proto::BufferMessage msg_;  // the write outstanding
+  std::shared_ptr<ResultPartition> partition_;  // shared with the producer
+  ResultSubpartition* sub_ = nullptr;
+  int64_t credit_ = 0;
+  int retries_ = 0;
+  bool got_first_ = false;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool retrying_ = false;
+  bool sent_end_ = false;
+  bool finishing_ = false;
+  bool finish_pending_ = false;
+  bool done_ = false;
+  std::optional<grpc::Status> deferred_finish_;
+};
+
+void DataExchangeService::Start(NetworkThread* network) {
+  network_ = network;
+  new Stream(this);
 }
 
 }  // namespace vstream

@@ -4,23 +4,33 @@
 // gRPC's per-stream HTTP/2 flow control plus our credits mean one blocked
 // channel never stalls another on the same connection.
 //
-// Thread-safe: gRPC runs each stream on its own thread.
+// Asynchronous: every stream is driven by the TaskManager's NetworkThread
+// (runtime/network/network_thread.h), woken by the subpartition when a
+// buffer is added to an empty queue.
+//
+// Thread-safe.
 
 #include "proto/data.grpc.pb.h"
+#include "runtime/network/network_thread.h"
 #include "runtime/network/result_partition.h"
 
 namespace vstream {
 
-class DataExchangeService final : public proto::DataExchange::Service {
+class DataExchangeService {
  public:
   explicit DataExchangeService(PartitionManager& partitions) : partitions_(partitions) {}
 
-  grpc::Status OpenChannel(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<proto::BufferMessage, proto::ChannelRequest>* stream) override;
+  // Register with the server builder.
+  grpc::Service* service() { return &service_; }
+  // Once the server is built: takes calls on network's queue.
+  void Start(NetworkThread* network);
 
  private:
+  class Stream;
+
   PartitionManager& partitions_;
+  proto::DataExchange::AsyncService service_;
+  NetworkThread* network_ = nullptr;
 };
 
 }  // namespace vstream

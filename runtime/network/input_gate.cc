@@ -74,9 +74,10 @@ std::string LocalInputChannel::error() const {
 
 // ---------------------------------------------------------------- remote
 
-RemoteInputChannel::RemoteInputChannel(std::shared_ptr<grpc::Channel> channel,
+RemoteInputChannel::RemoteInputChannel(NetworkThread* network, std::shared_ptr<grpc::Channel> channel,
                                        std::string partition_id, int subpartition, int credits)
-    : stub_(proto::DataExchange::NewStub(channel)),
+    : network_(network),
+      stub_(proto::DataExchange::NewStub(channel)),
       partition_id_(std::move(partition_id)),
       subpartition_(subpartition),
       credits_(credits) {}
@@ -86,95 +87,134 @@ RemoteInputChannel::~RemoteInputChannel() { Close(); }
 void RemoteInputChannel::Start(InputGate* gate, int index) {
   gate_ = gate;
   index_ = index;
-  reader_ = std::thread([this] { ReadLoop(); });
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return;
+  started_ = true;
+  stream_ = stub_->PrepareAsyncOpenChannel(&context_, network_->cq());
+  stream_->StartCall(&started_op_);
 }
 
-void RemoteInputChannel::ReadLoop() {
-  {
-    std::lock_guard<std::mutex> wl(write_mu_);
-    if (closed_) return;
-    stream_ = stub_->OpenChannel(&context_);
-    proto::ChannelRequest first;
-    first.set_partition_id(partition_id_);
-    first.set_subpartition(subpartition_);
-    first.set_credit(credits_);
-    stream_->Write(first);
+void RemoteInputChannel::OnStarted(bool ok) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!ok) {
+    FinishLocked();
+    return;
   }
-  proto::BufferMessage msg;
-  bool clean_end = false;
-  while (stream_->Read(&msg)) {
-    NetworkBuffer b;
-    b.data = std::move(*msg.mutable_data());
-    b.num_records = msg.num_records();
-    b.end_of_partition = msg.end_of_partition();
-    b.latency_marker_us = msg.latency_marker_us();
-    if (msg.end_of_partition()) {
-      b.kind = BufferKind::kEndOfPartition;
-    } else if (msg.idle()) {
-      b.kind = BufferKind::kIdle;
-    } else if (msg.checkpoint_barrier() > 0) {
-      b.kind = BufferKind::kBarrier;
-      b.checkpoint_id = msg.checkpoint_barrier();
-      b.unaligned = msg.unaligned();
-      b.aligned_deadline_ms = msg.aligned_deadline_ms();
-    } else if (msg.has_watermark()) {
-      // Records (or a latency marker) with a watermark after them, or only it.
-      b.watermark = msg.watermark();
-      if (b.num_records > 0 || b.latency_marker_us > 0) {
-        b.then_watermark = true;
-      } else {
-        b.kind = BufferKind::kWatermark;
-      }
-    }
-    const bool priority = b.unaligned;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (b.unaligned) {
-        // It overtakes what this channel received and the task has not
-        // taken yet, too: those records go into the task's snapshot.
-        for (const NetworkBuffer& r : received_) b.overtaken += r.kind == BufferKind::kRecords ? 1 : 0;
-        received_.push_front(std::move(b));
-      } else {
-        if (b.kind == BufferKind::kBarrier && b.aligned_deadline_ms > 0) {
-          const int64_t d = queued_deadline_ms_.load();
-          if (d == 0 || b.aligned_deadline_ms < d) queued_deadline_ms_.store(b.aligned_deadline_ms);
-        }
-        received_.push_back(std::move(b));
-      }
-    }
-    if (priority) {
-      gate_->NotifyPriority(index_);
-    } else {
-      gate_->Notify(index_);
-    }
-    if (msg.end_of_partition()) {
-      clean_end = true;
-      break;
-    }
-  }
-  if (!clean_end) {
+  request_.set_partition_id(partition_id_);
+  request_.set_subpartition(subpartition_);
+  request_.set_credit(credits_ + std::exchange(pending_credit_, 0));
+  writing_ = true;
+  stream_->Write(request_, &write_op_);
+  stream_->Read(&msg_, &read_op_);
+}
+
+void RemoteInputChannel::OnRead(bool ok) {
+  if (!ok) {
+    // The call broke (or was cancelled): OnFinished tells the gate why.
     std::lock_guard<std::mutex> lock(mu_);
-    if (error_.empty()) error_ = absl::StrCat("data stream for partition ", partition_id_, " broke");
+    FinishLocked();
+    return;
   }
-  if (!clean_end) gate_->Notify(index_);
+  NetworkBuffer b;
+  b.data = std::move(*msg_.mutable_data());
+  b.num_records = msg_.num_records();
+  b.end_of_partition = msg_.end_of_partition();
+  b.latency_marker_us = msg_.latency_marker_us();
+  if (msg_.end_of_partition()) {
+    b.kind = BufferKind::kEndOfPartition;
+  } else if (msg_.idle()) {
+    b.kind = BufferKind::kIdle;
+  } else if (msg_.checkpoint_barrier() > 0) {
+    b.kind = BufferKind::kBarrier;
+    b.checkpoint_id = msg_.checkpoint_barrier();
+    b.unaligned = msg_.unaligned();
+    b.aligned_deadline_ms = msg_.aligned_deadline_ms();
+  } else if (msg_.has_watermark()) {
+    // Records (or a latency marker) with a watermark after them, or only it.
+    b.watermark = msg_.watermark();
+    if (b.num_records > 0 || b.latency_marker_us > 0) {
+      b.then_watermark = true;
+    } else {
+      b.kind = BufferKind::kWatermark;
+    }
+  }
+  const bool priority = b.unaligned;
+  const bool end = b.end_of_partition;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (b.unaligned) {
+      // It overtakes what this channel received and the task has not
+      // taken yet, too: those records go into the task's snapshot.
+      for (const NetworkBuffer& r : received_) b.overtaken += r.kind == BufferKind::kRecords ? 1 : 0;
+      received_.push_front(std::move(b));
+    } else {
+      if (b.kind == BufferKind::kBarrier && b.aligned_deadline_ms > 0) {
+        const int64_t d = queued_deadline_ms_.load();
+        if (d == 0 || b.aligned_deadline_ms < d) queued_deadline_ms_.store(b.aligned_deadline_ms);
+      }
+      received_.push_back(std::move(b));
+    }
+    if (end) {
+      ended_ = true;
+      FinishLocked();  // the producer finishes the call after the end
+    } else {
+      stream_->Read(&msg_, &read_op_);
+    }
+  }
+  if (priority) {
+    gate_->NotifyPriority(index_);
+  } else {
+    gate_->Notify(index_);
+  }
+}
+
+void RemoteInputChannel::OnWritten(bool ok) {
+  std::lock_guard<std::mutex> lock(mu_);
+  writing_ = false;
+  // A failed write: the call broke, which the read sees.
+  can_write_ = ok && !finishing_;
+  if (can_write_ && pending_credit_ > 0) WriteCreditLocked();
+  if (!writing_) finished_cv_.notify_all();
+}
+
+void RemoteInputChannel::WriteCreditLocked() {
+  request_.Clear();
+  request_.set_credit(std::exchange(pending_credit_, 0));
+  can_write_ = false;
+  writing_ = true;
+  stream_->Write(request_, &write_op_);
+}
+
+void RemoteInputChannel::FinishLocked() {
+  if (finishing_) return;
+  finishing_ = true;
+  can_write_ = false;
+  stream_->Finish(&status_, &finish_op_);
+}
+
+void RemoteInputChannel::OnFinished(bool) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!ended_) {
+    error_ = absl::StrCat("data stream for partition ", partition_id_, " broke: ", status_.error_message());
+    // Under mu_: once finished_ is set, Close may return and the gate go.
+    gate_->Notify(index_);
+  }
+  finished_ = true;
+  finished_cv_.notify_all();
 }
 
 std::optional<NetworkBuffer> RemoteInputChannel::Poll() {
   std::optional<NetworkBuffer> out;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (received_.empty()) return std::nullopt;
-    out = std::move(received_.front());
-    received_.pop_front();
-  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (received_.empty()) return std::nullopt;
+  out = std::move(received_.front());
+  received_.pop_front();
   // Give the buffer's credit back, in batches of half the window. Events
-  // are sent without credit and give none back.
+  // are sent without credit and give none back. The write starts here or,
+  // with one outstanding, when that one completes (OnWritten).
   if (out->kind == BufferKind::kRecords && ++consumed_since_credit_ >= std::max(1, credits_ / 2)) {
-    proto::ChannelRequest credit;
-    credit.set_credit(consumed_since_credit_);
-    consumed_since_credit_ = 0;
-    std::lock_guard<std::mutex> wl(write_mu_);
-    if (stream_ && !closed_) stream_->Write(credit);
+    pending_credit_ += std::exchange(consumed_since_credit_, 0);
+    if (can_write_) WriteCreditLocked();
   }
   return out;
 }
@@ -217,20 +257,14 @@ bool RemoteInputChannel::ConvertOverdueBarrier(int64_t now_ms) {
 }
 
 void RemoteInputChannel::Close() {
-  {
-    std::lock_guard<std::mutex> wl(write_mu_);
-    if (closed_) return;
-    closed_ = true;
-    bool ended;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ended = !received_.empty() && received_.back().end_of_partition;
-    }
-    if (!ended) context_.TryCancel();
-    if (stream_) stream_->WritesDone();
-  }
-  if (reader_.joinable()) reader_.join();
-  if (stream_) stream_->Finish();
+  std::unique_lock<std::mutex> lock(mu_);
+  if (closed_) return;
+  closed_ = true;
+  if (!started_) return;
+  // Ended: the producer finishes the call. Else cancelling completes every
+  // operation outstanding (with !ok) and the read finishes the call.
+  if (!ended_) context_.TryCancel();
+  finished_cv_.wait(lock, [&] { return finished_ && !writing_; });
 }
 
 void RemoteInputChannel::CopyQueuedRecords(int n, std::vector<NetworkBuffer>* out) const {

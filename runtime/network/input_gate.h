@@ -9,8 +9,8 @@
 //   ResultSubpartition --DataExchange--> RemoteInputChannel --+--> InputGate --> task thread
 //                        (credit-based gRPC stream)
 //
-// Thread-safe: channels notify from their own threads; Next() is called by
-// the task thread only.
+// Thread-safe: channels notify from the network thread (remote) or the
+// producer's (local); Next() is called by the task thread only.
 
 #include <atomic>
 #include <condition_variable>
@@ -26,6 +26,7 @@
 #include "proto/data.grpc.pb.h"
 #include "runtime/checkpoint_barriers.h"
 #include "runtime/network/buffer.h"
+#include "runtime/network/network_thread.h"
 #include "runtime/network/result_partition.h"
 
 namespace vstream {
@@ -75,24 +76,35 @@ class LocalInputChannel : public InputChannel {
 };
 
 // Reads a subpartition from another TaskManager over one DataExchange
-// stream, granting the producer one credit per free receive buffer.
+// stream, granting the producer one credit per free receive buffer. The
+// stream is driven by the NetworkThread: it reads, the task thread takes
+// buffers and writes credit back.
 class RemoteInputChannel : public InputChannel {
  public:
   // credits: receive buffers of this channel (the most it holds at once).
-  RemoteInputChannel(std::shared_ptr<grpc::Channel> channel, std::string partition_id,
+  RemoteInputChannel(NetworkThread* network, std::shared_ptr<grpc::Channel> channel, std::string partition_id,
                      int subpartition, int credits);
   ~RemoteInputChannel() override;
   void Start(InputGate* gate, int index) override;
   std::optional<NetworkBuffer> Poll() override;
   std::optional<NetworkBuffer> PollPriority() override;
   bool ConvertOverdueBarrier(int64_t now_ms) override;
+  // Cancels the stream unless it ended, and waits until gRPC is done with it.
   void Close() override;
   std::string error() const override;
   void CopyQueuedRecords(int n, std::vector<NetworkBuffer>* out) const override;
 
  private:
-  void ReadLoop();
+  // Network thread.
+  void OnStarted(bool ok);
+  void OnRead(bool ok);
+  void OnWritten(bool ok);
+  void OnFinished(bool ok);
+  void FinishLocked();
+  // Writes the credit granted so far (under mu_, none outstanding).
+  void WriteCreditLocked();
 
+  NetworkThread* network_;
   std::unique_ptr<proto::DataExchange::Stub> stub_;
   std::string partition_id_;
   int subpartition_;
@@ -100,17 +112,30 @@ class RemoteInputChannel : public InputChannel {
   InputGate* gate_ = nullptr;
   int index_ = -1;
   grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReaderWriter<proto::ChannelRequest, proto::BufferMessage>> stream_;
-  std::thread reader_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<proto::ChannelRequest, proto::BufferMessage>> stream_;
+  MemberOp<RemoteInputChannel> started_op_{this, &RemoteInputChannel::OnStarted};
+  MemberOp<RemoteInputChannel> read_op_{this, &RemoteInputChannel::OnRead};
+  MemberOp<RemoteInputChannel> write_op_{this, &RemoteInputChannel::OnWritten};
+  MemberOp<RemoteInputChannel> finish_op_{this, &RemoteInputChannel::OnFinished};
+  proto::BufferMessage msg_;  // the read outstanding (network thread)
+  int consumed_since_credit_ = 0;  // task thread only
+
   mutable std::mutex mu_;
+  std::condition_variable finished_cv_;
   std::deque<NetworkBuffer> received_;
   std::string error_;
-  bool ended_ = false;
-  int consumed_since_credit_ = 0;  // task thread only
+  proto::ChannelRequest request_;  // the write outstanding
+  grpc::Status status_;
+  int pending_credit_ = 0;  // granted, not yet written
+  bool started_ = false;   // the call was started (it must finish)
+  bool can_write_ = false;  // the call is up and no write is outstanding
+  bool writing_ = false;
+  bool ended_ = false;      // the end of the partition arrived
+  bool finishing_ = false;  // Finish was called
+  bool finished_ = false;   // ... and completed
+  bool closed_ = false;
   // The earliest deadline of an aligned barrier queued in received_ (0: none).
   std::atomic<int64_t> queued_deadline_ms_{0};
-  std::mutex write_mu_;
-  bool closed_ = false;
 };
 
 enum class GateResult {

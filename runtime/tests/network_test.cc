@@ -295,22 +295,29 @@ class RemoteChannelTest : public ::testing::Test {
     service_ = std::make_unique<DataExchangeService>(pm_);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(service_.get());
+    builder.RegisterService(service_->service());
+    auto queue = builder.AddCompletionQueue();
     server_ = builder.BuildAndStart();
     ASSERT_GT(port_, 0);
+    network_ = std::make_unique<NetworkThread>(std::move(queue));
+    service_->Start(network_.get());
   }
-  void TearDown() override { server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
+  void TearDown() override {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    network_->Stop();
+  }
 
   std::unique_ptr<InputGate> Gate(const std::string& partition, int credits, int subpartition = 0) {
     std::vector<std::unique_ptr<InputChannel>> channels;
     channels.push_back(std::make_unique<RemoteInputChannel>(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()),
+        network_.get(), grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()),
         partition, subpartition, credits));
     return std::make_unique<InputGate>(std::move(channels));
   }
 
   PartitionManager pm_;
   std::unique_ptr<DataExchangeService> service_;
+  std::unique_ptr<NetworkThread> network_;  // before server_: its queue outlives the server
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };
