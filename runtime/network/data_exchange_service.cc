@@ -1,8 +1,10 @@
 #include "runtime/network/data_exchange_service.h"
 
+#include <mutex>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/alarm.h"
 
 namespace vstream {
 
@@ -13,10 +15,12 @@ constexpr auto kRetry = std::chrono::milliseconds(100);
 constexpr int kMaxRetries = 600;  // 60 s
 }  // namespace
 
-// One OpenChannel call, from its request to its end. Lives on the network
-// thread: every method runs there (the subpartition's listener only wakes
-// it). It deletes itself once the call is over and no operation of its own
-// is outstanding.
+// One OpenChannel call, from its request to its end. Its methods run on the
+// network thread, except Pump, which the subpartition's listener runs on
+// the producer's thread too: a buffer added to an empty queue is written at
+// once, without waking another thread (mu_ guards what Pump touches). It
+// deletes itself once the call is over and no operation of its own is
+// outstanding.
 class DataExchangeService::Stream {
  public:
   explicit Stream(DataExchangeService* service) : service_(service), network_(service->network_) {
@@ -43,10 +47,11 @@ class DataExchangeService::Stream {
       got_first_ = true;
       return Connect();
     }
+    std::lock_guard<std::mutex> lock(mu_);
     credit_ += request_.credit();
     reading_ = true;
     rw_.Read(&request_, &read_op_);
-    Pump();
+    PumpLocked();
   }
 
   void Connect() {
@@ -64,13 +69,18 @@ class DataExchangeService::Stream {
     if (first_.subpartition() < 0 || first_.subpartition() >= partition_->num_subpartitions()) {
       return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad subpartition"));
     }
-    sub_ = &partition_->subpartition(first_.subpartition());
-    credit_ = first_.credit();
-    reading_ = true;
-    rw_.Read(&request_, &read_op_);
-    // Called under the subpartition's lock: only wakes this stream.
-    sub_->SetListener([this](bool) { network_->Wake(&wake_op_); });
-    Pump();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sub_ = &partition_->subpartition(first_.subpartition());
+      credit_ = first_.credit();
+      reading_ = true;
+      rw_.Read(&request_, &read_op_);
+    }
+    // Sends what is queued already, then whatever comes.
+    sub_->SetListener([this](bool) {
+      std::lock_guard<std::mutex> lock(mu_);
+      PumpLocked();
+    });
   }
 
   void OnRetry(bool ok) {
@@ -79,12 +89,10 @@ class DataExchangeService::Stream {
     Connect();
   }
 
-  void OnWake(bool) { Pump(); }
-
   // Sends the next buffer if there is one, no write is outstanding and it
   // has credit (an unaligned barrier needs none: it overtakes the records
   // held back for lack of credit).
-  void Pump() {
+  void PumpLocked() {
     if (finishing_ || writing_ || sub_ == nullptr) return;
     std::optional<NetworkBuffer> b = credit_ > 0 ? sub_->Poll() : sub_->PollPriority();
     if (!b) return;
@@ -105,29 +113,45 @@ class DataExchangeService::Stream {
   }
 
   void OnWritten(bool ok) {
-    writing_ = false;
-    if (deferred_finish_) return Finish(*std::exchange(deferred_finish_, std::nullopt));
-    if (finishing_) return MaybeDelete();
-    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away"));
-    if (sent_end_) return Finish(grpc::Status::OK);
-    Pump();
+    std::optional<grpc::Status> finish;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = false;
+      if (deferred_finish_) {
+        finish = std::exchange(deferred_finish_, std::nullopt);
+      } else if (finishing_) {
+      } else if (!ok) {
+        finish = grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away");
+      } else if (sent_end_) {
+        finish = grpc::Status::OK;
+      } else {
+        PumpLocked();
+        return;
+      }
+    }
+    if (finish) return Finish(*std::move(finish));
+    MaybeDelete();
   }
 
   // Ends the call (after the outstanding write, if any: gRPC allows no
   // Finish beside one).
   void Finish(grpc::Status status) {
-    if (finishing_) return MaybeDelete();
-    if (writing_) {
-      if (!deferred_finish_) deferred_finish_ = std::move(status);
-      return;
+    if (finishing_) return MaybeDelete();  // finishing_ changes on this thread only
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (writing_) {
+        if (!deferred_finish_) deferred_finish_ = std::move(status);
+        return;
+      }
+      finishing_ = true;  // Pump sends nothing more
     }
-    finishing_ = true;
+    // Not under mu_: a listener running now holds the subpartition's
+    // listener lock and waits for mu_.
     if (sub_ != nullptr) {
       sub_->SetListener(nullptr);  // no listener runs after this
       // The consumer is gone: unblock the producer rather than let it hang.
       if (!status.ok()) sub_->Release();
     }
-    network_->CancelWake(&wake_op_);
     if (done_) {
       // Cancelled: nothing reaches the consumer any more.
       return MaybeDelete();
@@ -151,7 +175,12 @@ class DataExchangeService::Stream {
   }
 
   void MaybeDelete() {
-    if (done_ && finishing_ && !reading_ && !writing_ && !retrying_ && !finish_pending_) delete this;
+    if (!done_ || !finishing_ || reading_ || retrying_ || finish_pending_) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (writing_) return;
+    }
+    delete this;
   }
 
   DataExchangeService* service_;
@@ -164,23 +193,24 @@ class DataExchangeService::Stream {
   MemberOp<Stream> finish_op_{this, &Stream::OnFinished};
   MemberOp<Stream> done_op_{this, &Stream::OnDone};
   MemberOp<Stream> retry_op_{this, &Stream::OnRetry};
-  MemberOp<Stream> wake_op_{this, &Stream::OnWake};
   grpc::Alarm retry_;
   proto::ChannelRequest first_;
   proto::ChannelRequest request_;
-  proto::BufferMessage msg_;  // the write outstanding
   std::shared_ptr<ResultPartition> partition_;  // shared with the producer
-  ResultSubpartition* sub_ = nullptr;
-  int64_t credit_ = 0;
   int retries_ = 0;
   bool got_first_ = false;
   bool reading_ = false;
-  bool writing_ = false;
   bool retrying_ = false;
-  bool sent_end_ = false;
-  bool finishing_ = false;
   bool finish_pending_ = false;
   bool done_ = false;
+
+  std::mutex mu_;
+  ResultSubpartition* sub_ = nullptr;  // set once, before the listener
+  proto::BufferMessage msg_;  // the write outstanding
+  int64_t credit_ = 0;
+  bool writing_ = false;
+  bool sent_end_ = false;
+  bool finishing_ = false;
   std::optional<grpc::Status> deferred_finish_;
 };
 

@@ -2,12 +2,26 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <utility>
 
 namespace vstream {
 
-// The listener is called under mu_, so that SetListener(nullptr) guarantees
-// no call is still running afterwards (the reader may then be destroyed).
-// Lock order: subpartition before the reader's own lock.
+// The listener is called outside mu_, so that it may poll, and under
+// listener_mu_, so that SetListener(nullptr) guarantees no call is still
+// running afterwards (the reader may then be destroyed). Code under mu_
+// that has something to tell the reader sets notify_; the caller runs
+// Notify() once it has let go of mu_.
+// Lock order: listener_mu_, the reader's own lock, mu_.
+void ResultSubpartition::Notify() {
+  std::lock_guard<std::mutex> listener_lock(listener_mu_);
+  uint8_t notify;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    notify = std::exchange(notify_, 0);
+  }
+  if (notify != 0 && listener_) listener_((notify & kNotifyPriority) != 0);
+}
+
 bool ResultSubpartition::Add(NetworkBuffer buffer, bool force) {
   std::unique_lock<std::mutex> lock(mu_);
   // Events (watermarks) are tiny and rare: they never wait for room, so a
@@ -21,12 +35,20 @@ bool ResultSubpartition::Add(NetworkBuffer buffer, bool force) {
       // Backpressured with an aligned barrier queued: it turns unaligned at
       // its deadline even while the producer waits here.
       const auto deadline = std::chrono::system_clock::time_point(std::chrono::milliseconds(timed_.deadline_ms));
-      if (not_full_.wait_until(lock, deadline) == std::cv_status::timeout && !timed_.settled) ConvertTimedLocked();
+      if (not_full_.wait_until(lock, deadline) == std::cv_status::timeout && !timed_.settled) {
+        ConvertTimedLocked();
+        lock.unlock();
+        Notify();  // the barrier goes now, while this producer waits on
+        lock.lock();
+      }
     }
   }
   if (released_) return false;
   queue_.push_back(std::move(buffer));
-  if (queue_.size() == 1 && listener_) listener_(false);
+  if (queue_.size() > 1) return true;  // the reader was told already
+  notify_ |= kNotifyAvailable;
+  lock.unlock();
+  Notify();
   return true;
 }
 
@@ -39,7 +61,7 @@ void ResultSubpartition::PutFrontLocked(NetworkBuffer barrier, size_t ahead, std
   barrier.unaligned = true;
   barrier.aligned_deadline_ms = 0;
   queue_.push_front(std::move(barrier));
-  if (listener_) listener_(true);
+  notify_ |= kNotifyPriority;
 }
 
 void ResultSubpartition::ConvertTimedLocked() {
@@ -55,7 +77,15 @@ void ResultSubpartition::ConvertTimedLocked() {
 }
 
 bool ResultSubpartition::AddBarrier(NetworkBuffer barrier, std::vector<NetworkBuffer>* overtaken) {
-  std::lock_guard<std::mutex> lock(mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!AddBarrierLocked(std::move(barrier), overtaken)) return false;
+  }
+  Notify();
+  return true;
+}
+
+bool ResultSubpartition::AddBarrierLocked(NetworkBuffer barrier, std::vector<NetworkBuffer>* overtaken) {
   if (released_) return false;
   if (!timed_.settled) ConvertTimedLocked();  // a newer barrier: it is late
   if (barrier.unaligned) {
@@ -66,28 +96,39 @@ bool ResultSubpartition::AddBarrier(NetworkBuffer barrier, std::vector<NetworkBu
     timed_ = Timed{barrier.checkpoint_id, barrier.aligned_deadline_ms, false, {}};
   }
   queue_.push_back(std::move(barrier));
-  if (queue_.size() == 1 && listener_) listener_(false);
+  if (queue_.size() == 1) notify_ |= kNotifyAvailable;
   return true;
 }
 
 bool ResultSubpartition::SettleBarrier(int64_t checkpoint_id, int64_t now_ms, std::vector<NetworkBuffer>* overtaken) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (timed_.checkpoint_id != checkpoint_id) return true;  // replaced by a newer one, which settled it
-  if (!timed_.settled && (released_ || now_ms >= timed_.deadline_ms)) ConvertTimedLocked();
-  if (!timed_.settled) return false;
-  for (NetworkBuffer& b : timed_.overtaken) overtaken->push_back(std::move(b));
-  timed_.overtaken.clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (timed_.checkpoint_id != checkpoint_id) return true;  // replaced by a newer one, which settled it
+    if (timed_.settled || (!released_ && now_ms < timed_.deadline_ms)) {
+      if (!timed_.settled) return false;
+      for (NetworkBuffer& b : timed_.overtaken) overtaken->push_back(std::move(b));
+      timed_.overtaken.clear();
+      return true;
+    }
+    ConvertTimedLocked();
+    for (NetworkBuffer& b : timed_.overtaken) overtaken->push_back(std::move(b));
+    timed_.overtaken.clear();
+  }
+  Notify();
   return true;
 }
 
 void ResultSubpartition::Finish() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (released_) return;
-  NetworkBuffer eop;
-  eop.end_of_partition = true;
-  eop.kind = BufferKind::kEndOfPartition;
-  queue_.push_back(std::move(eop));  // beyond capacity on purpose: never blocks
-  if (listener_) listener_(false);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (released_) return;
+    NetworkBuffer eop;
+    eop.end_of_partition = true;
+    eop.kind = BufferKind::kEndOfPartition;
+    queue_.push_back(std::move(eop));  // beyond capacity on purpose: never blocks
+    notify_ |= kNotifyAvailable;
+  }
+  Notify();
 }
 
 std::optional<NetworkBuffer> ResultSubpartition::Poll(bool records_allowed) {
@@ -116,9 +157,17 @@ std::optional<NetworkBuffer> ResultSubpartition::PollPriority() {
 }
 
 void ResultSubpartition::SetListener(Listener listener) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> listener_lock(listener_mu_);
   listener_ = std::move(listener);
-  if (!queue_.empty() && listener_) listener_(queue_.front().kind == BufferKind::kBarrier && queue_.front().unaligned);
+  bool available;
+  bool priority;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    notify_ = 0;  // told now, or no one to tell
+    available = !queue_.empty();
+    priority = available && queue_.front().kind == BufferKind::kBarrier && queue_.front().unaligned;
+  }
+  if (available && listener_) listener_(priority);
 }
 
 void ResultSubpartition::Release() {

@@ -11,6 +11,7 @@
 // Thread-safe: the producer task thread adds, one reader polls.
 
 #include <atomic>
+#include <cstdint>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -64,7 +65,9 @@ class ResultSubpartition {
   std::optional<NetworkBuffer> PollPriority();
   // Reader: called (from the producer thread) whenever a buffer becomes
   // available, with priority set when an unaligned barrier was put at the
-  // front; called at once if a buffer already is available.
+  // front; called at once if a buffer already is available. It runs
+  // outside the subpartition's lock (it may poll, as a remote stream sends
+  // at once) and never after SetListener(nullptr) returned.
   using Listener = std::function<void(bool priority)>;
   void SetListener(Listener listener);
   // Reader gone or job cancelled: wakes and fails a blocked producer.
@@ -76,6 +79,9 @@ class ResultSubpartition {
   bool WaitForRoom(std::chrono::milliseconds max_wait);
 
  private:
+  bool AddBarrierLocked(NetworkBuffer barrier, std::vector<NetworkBuffer>* overtaken);
+  // Calls the listener with what notify_ holds, if anything. Not under mu_.
+  void Notify();
   // Moves the barrier with a deadline to the front, unaligned (if still
   // queued), and settles it.
   void ConvertTimedLocked();
@@ -87,7 +93,12 @@ class ResultSubpartition {
   mutable std::mutex mu_;
   std::condition_variable not_full_;
   std::deque<NetworkBuffer> queue_;
+  std::mutex listener_mu_;  // held while listener_ runs or changes
   Listener listener_;
+  // What the listener is to be told (guarded by mu_).
+  static constexpr uint8_t kNotifyAvailable = 1;
+  static constexpr uint8_t kNotifyPriority = 2;
+  uint8_t notify_ = 0;
   // The last aligned barrier with a deadline (guarded by mu_).
   struct Timed {
     int64_t checkpoint_id = 0;
