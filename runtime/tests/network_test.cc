@@ -179,6 +179,35 @@ TEST(ResultSubpartitionTest, ABlockedProducerTurnsItsBarrierUnalignedAtTheDeadli
   EXPECT_EQ(Drain(sub), "R1R2R3");
 }
 
+// The listener runs outside the subpartition's lock, so it may poll (a
+// remote stream takes and sends the buffer at once, on the producer's
+// thread): every buffer and event is taken by the listener alone, with the
+// priority flag for an unaligned barrier and none lost in between.
+TEST(ResultSubpartitionTest, TheListenerMayPollWhatItIsToldOf) {
+  ResultSubpartition sub(4);
+  std::string seen;
+  bool priority_seen = false;
+  sub.SetListener([&](bool priority) {
+    priority_seen = priority_seen || priority;
+    while (std::optional<NetworkBuffer> b = sub.Poll()) {
+      seen += b->kind == BufferKind::kBarrier ? "B" + std::to_string(b->checkpoint_id)
+              : b->end_of_partition          ? std::string("E")
+                                             : "R" + std::to_string(b->num_records);
+    }
+  });
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(sub.Add(Buffer(i)));
+  std::vector<NetworkBuffer> overtaken;
+  ASSERT_TRUE(sub.AddBarrier(Barrier(7, {.unaligned = true}), &overtaken));
+  EXPECT_TRUE(overtaken.empty()) << "the listener had taken every buffer";
+  EXPECT_TRUE(priority_seen);
+  ASSERT_TRUE(sub.Add(Buffer(4)));
+  sub.Finish();
+  EXPECT_EQ(seen, "R1R2R3B7R4E");
+  EXPECT_EQ(sub.queued(), 0u);
+  // After SetListener(nullptr) it is not called: the reader may go.
+  sub.SetListener(nullptr);
+}
+
 TEST(InputGateTest, ReadsEveryLocalChannelToItsEnd) {
   PartitionManager pm;
   auto a = std::make_shared<ResultPartition>("job/e0/s0", 1, 4);
