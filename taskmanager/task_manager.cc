@@ -188,8 +188,13 @@ void TaskManager::Stop() {
     if (task->thread.joinable()) task->thread.join();
   }
   snapshot_uploads_.reset();  // drops uploads not yet started
+  // Closes their input channels (cancelling the streams not at their end)
+  // while the network thread still runs.
+  tasks.clear();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  // After the server (its streams) and the tasks (their input channels).
+  // Nothing may start on the network queue once it is shut down: the
+  // streams the server cancelled end first.
+  if (data_service_ && network_) data_service_->AwaitStreamsGone();
   if (network_) network_->Stop();
   spdlog::info("TaskManager {} stopped", resource_id_);
 }

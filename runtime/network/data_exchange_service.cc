@@ -11,8 +11,8 @@ namespace vstream {
 namespace {
 // The producer may be deployed after its consumer: its partition is looked
 // for every kRetry, for up to kMaxWait.
-constexpr auto kRetry = std::chrono::milliseconds(100);
-constexpr int kMaxRetries = 600;  // 60 s
+constexpr auto kRetry = std::chrono::milliseconds(20);
+constexpr int kMaxRetries = 3000;  // 60 s
 }  // namespace
 
 // One OpenChannel call, from its request to its end. Its methods run on the
@@ -24,8 +24,16 @@ constexpr int kMaxRetries = 600;  // 60 s
 class DataExchangeService::Stream {
  public:
   explicit Stream(DataExchangeService* service) : service_(service), network_(service->network_) {
+    {
+      std::lock_guard<std::mutex> lock(service_->mu_);
+      ++service_->streams_;
+    }
     ctx_.AsyncNotifyWhenDone(&done_op_);
     service_->service_.RequestOpenChannel(&ctx_, &rw_, network_->cq(), network_->cq(), &started_op_);
+  }
+  ~Stream() {
+    std::lock_guard<std::mutex> lock(service_->mu_);
+    if (--service_->streams_ == 0) service_->streams_gone_.notify_all();
   }
 
  private:
@@ -117,9 +125,9 @@ class DataExchangeService::Stream {
     {
       std::lock_guard<std::mutex> lock(mu_);
       writing_ = false;
-      if (deferred_finish_) {
+      if (finishing_) {
+      } else if (deferred_finish_) {
         finish = std::exchange(deferred_finish_, std::nullopt);
-      } else if (finishing_) {
       } else if (!ok) {
         finish = grpc::Status(grpc::StatusCode::CANCELLED, "consumer went away");
       } else if (sent_end_) {
@@ -128,15 +136,18 @@ class DataExchangeService::Stream {
         PumpLocked();
         return;
       }
+      // Under the same lock as the decision: no listener starts a write
+      // in between.
+      if (finish) finishing_ = true;
     }
-    if (finish) return Finish(*std::move(finish));
+    if (finish) return FinishStarted(*std::move(finish));
     MaybeDelete();
   }
 
   // Ends the call (after the outstanding write, if any: gRPC allows no
   // Finish beside one).
   void Finish(grpc::Status status) {
-    if (finishing_) return MaybeDelete();  // finishing_ changes on this thread only
+    if (finishing_) return MaybeDelete();  // set on this thread only
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (writing_) {
@@ -145,6 +156,11 @@ class DataExchangeService::Stream {
       }
       finishing_ = true;  // Pump sends nothing more
     }
+    FinishStarted(std::move(status));
+  }
+
+  // finishing_ is set and no write is outstanding.
+  void FinishStarted(grpc::Status status) {
     // Not under mu_: a listener running now holds the subpartition's
     // listener lock and waits for mu_.
     if (sub_ != nullptr) {
@@ -217,6 +233,11 @@ class DataExchangeService::Stream {
 void DataExchangeService::Start(NetworkThread* network) {
   network_ = network;
   new Stream(this);
+}
+
+void DataExchangeService::AwaitStreamsGone() {
+  std::unique_lock<std::mutex> lock(mu_);
+  streams_gone_.wait(lock, [&] { return streams_ == 0; });
 }
 
 }  // namespace vstream

@@ -10,6 +10,9 @@
 //
 // Thread-safe.
 
+#include <condition_variable>
+#include <mutex>
+
 #include "proto/data.grpc.pb.h"
 #include "runtime/network/network_thread.h"
 #include "runtime/network/result_partition.h"
@@ -24,11 +27,18 @@ class DataExchangeService {
   grpc::Service* service() { return &service_; }
   // Once the server is built: takes calls on network's queue.
   void Start(NetworkThread* network);
+  // After the server's Shutdown (which cancels every call): waits until
+  // every stream has ended, so that none starts an operation on the queue
+  // once it is shut down.
+  void AwaitStreamsGone();
 
  private:
   class Stream;
 
   PartitionManager& partitions_;
+  std::mutex mu_;
+  std::condition_variable streams_gone_;
+  int streams_ = 0;  // Stream objects alive, the one awaiting the next call included
   proto::DataExchange::AsyncService service_;
   NetworkThread* network_ = nullptr;
 };

@@ -171,10 +171,14 @@ void RemoteInputChannel::OnRead(bool ok) {
 void RemoteInputChannel::OnWritten(bool ok) {
   std::lock_guard<std::mutex> lock(mu_);
   writing_ = false;
+  if (finishing_) {
+    // It waited for this write (gRPC allows no Finish beside one).
+    stream_->Finish(&status_, &finish_op_);
+    return;
+  }
   // A failed write: the call broke, which the read sees.
-  can_write_ = ok && !finishing_;
+  can_write_ = ok;
   if (can_write_ && pending_credit_ > 0) WriteCreditLocked();
-  if (!writing_) finished_cv_.notify_all();
 }
 
 void RemoteInputChannel::WriteCreditLocked() {
@@ -189,7 +193,7 @@ void RemoteInputChannel::FinishLocked() {
   if (finishing_) return;
   finishing_ = true;
   can_write_ = false;
-  stream_->Finish(&status_, &finish_op_);
+  if (!writing_) stream_->Finish(&status_, &finish_op_);  // else once the write is done
 }
 
 void RemoteInputChannel::OnFinished(bool) {
@@ -264,7 +268,7 @@ void RemoteInputChannel::Close() {
   // Ended: the producer finishes the call. Else cancelling completes every
   // operation outstanding (with !ok) and the read finishes the call.
   if (!ended_) context_.TryCancel();
-  finished_cv_.wait(lock, [&] { return finished_ && !writing_; });
+  finished_cv_.wait(lock, [&] { return finished_; });
 }
 
 void RemoteInputChannel::CopyQueuedRecords(int n, std::vector<NetworkBuffer>* out) const {

@@ -131,8 +131,8 @@ class RemoteInputChannel : public InputChannel {
   bool can_write_ = false;  // the call is up and no write is outstanding
   bool writing_ = false;
   bool ended_ = false;      // the end of the partition arrived
-  bool finishing_ = false;  // Finish was called
-  bool finished_ = false;   // ... and completed
+  bool finishing_ = false;  // Finish was called (or waits for the write)
+  bool finished_ = false;   // ... and completed: no operation is outstanding
   bool closed_ = false;
   // The earliest deadline of an aligned barrier queued in received_ (0: none).
   std::atomic<int64_t> queued_deadline_ms_{0};

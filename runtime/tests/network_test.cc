@@ -333,6 +333,7 @@ class RemoteChannelTest : public ::testing::Test {
   }
   void TearDown() override {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    service_->AwaitStreamsGone();
     network_->Stop();
   }
 
