@@ -133,7 +133,67 @@ absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::str
     it->second = Store(key_, value);
     Release(key_, old);
   }
+  if (first_chunk_ < settle_below_) RETURN_IF_ERROR(Settle(kSettlePerPut));
   if (bytes_ > memory_limit_) return Spill();
+  return absl::OkStatus();
+}
+
+absl::Status BufferedMapState::Settle(size_t max_entries) {
+  // Collect first, write, then let go: the chunks (and the views into them)
+  // stay until the entries are released, and a failed write loses nothing.
+  settling_.clear();
+  rocksdb::WriteBatch batch;
+  // Where the last call stopped (records before it are settled or dead).
+  uint64_t seq = std::max(first_chunk_, settle_chunk_);
+  size_t offset = settle_chunk_ >= first_chunk_ ? settle_offset_ : 0;
+  // A bounded walk per call (dead records count too); never the chunk
+  // being filled.
+  for (size_t examined = 0; settling_.size() < max_entries && examined < 64 * max_entries &&
+                            seq < settle_below_ && seq + 1 < first_chunk_ + chunks_.size();) {
+    const Chunk& c = chunks_[seq - first_chunk_];
+    if (offset >= c.used) {
+      ++seq;
+      offset = 0;
+      continue;
+    }
+    ++examined;
+    std::string_view rest(c.data.get() + offset, c.used - offset);
+    const bool marked_dead = rest[0] == kDeadRecord;
+    rest.remove_prefix(1);
+    uint32_t n = 0;
+    ReadVarint32(&rest, &n);
+    const std::string_view key = rest.substr(0, n);
+    rest.remove_prefix(n);
+    ReadVarint32(&rest, &n);
+    const std::string_view value = rest.substr(0, n);
+    rest.remove_prefix(n);
+    const uint32_t value_offset = static_cast<uint32_t>(value.data() - c.data.get());
+    offset = static_cast<size_t>(rest.data() - c.data.get());
+    if (marked_dead) continue;
+    // Live if the map still points here (not removed while a snapshot's
+    // copy read the chunk, nor replaced).
+    lookup_.assign(key);
+    auto it = memory_.find(lookup_);
+    if (it == memory_.end() || it->second.chunk != seq || it->second.offset != value_offset) continue;
+    batch.Put(cf_, rocksdb::Slice(key.data(), key.size()), rocksdb::Slice(value.data(), value.size()));
+    settling_.emplace_back(key, it->second);
+  }
+  settle_chunk_ = seq;
+  settle_offset_ = offset;
+  if (settling_.empty()) return absl::OkStatus();
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;  // checkpoints, not the WAL, make state durable
+  const rocksdb::Status s = backend_.db()->Write(wo, &batch);
+  if (!s.ok()) return absl::InternalError(absl::StrCat("buffered map state ", cf_name_, ": settle: ", s.ToString()));
+  disk_count_ += settling_.size();
+  settled_ += settling_.size();
+  may_be_on_disk_ = true;
+  for (const auto& [key, ref] : settling_) {
+    lookup_.assign(key);
+    memory_.erase(lookup_);
+    bytes_ -= EntryBytes(key);
+    Release(key, ref);  // may free chunks: key is not used after
+  }
   return absl::OkStatus();
 }
 
@@ -236,6 +296,11 @@ absl::Status BufferedMapState::Spill() {
 }
 
 void BufferedMapState::AppendToDelta(CacheDelta* delta, std::vector<KeyedStateBackend::LaterDelta>* later) {
+  // What was in the previous snapshot and is in this one qualifies for
+  // settling from now on: the chunks that were full then (the one being
+  // filled took entries after it).
+  settle_below_ = snapshot_end_;
+  snapshot_end_ = chunks_.empty() ? first_chunk_ : first_chunk_ + chunks_.size() - 1;
   if (!ReleasePins()) {
     // Copies still run (snapshots overlap): the list keeps only records of
     // chunks not yet freed, so that it stays bounded if they keep

@@ -22,6 +22,13 @@
 //     WriteBatch, as TimerQueue spills) and memory starts over. Reads then
 //     see both, merged in key order, until the spilled (or restored)
 //     entries are all removed; then they skip RocksDB again.
+//   - Settling: an entry still in memory two snapshots after it came (in a
+//     chunk older than the previous snapshot) is written to the column
+//     family, a few per Put (kSettlePerPut), and leaves memory. A
+//     long-lived entry (q3's join keeps every record) is then in two
+//     snapshots' deltas and afterwards in RocksDB's incremental ones, not
+//     copied into every snapshot; short-lived ones (a join's for seconds)
+//     are gone before they qualify.
 //   - Snapshots: the in-memory entries go into the backend's snapshot delta
 //     as puts into the column family (KeyedStateBackend::AddSnapshotDelta),
 //     which a restore applies; restored entries are on disk. So snapshots,
@@ -91,6 +98,11 @@ class BufferedMapState {
 
   // Writes every in-memory entry to the column family.
   absl::Status Spill();
+  // Writes up to max_entries of the entries that qualify for settling
+  // (above) to the column family, oldest first. Put calls it.
+  absl::Status Settle(size_t max_entries);
+  // Entries settled so far.
+  uint64_t settled() const { return settled_; }
 
   size_t memory_entries() const { return memory_.size(); }
   // The memory counted against the limit (above).
@@ -104,6 +116,7 @@ class BufferedMapState {
   static constexpr size_t kInlineKeyBytes = 40;
   static constexpr size_t kChunkBytes = size_t{256} << 10;  // at most
   static constexpr char kDeadRecord = 'X';  // in place of a record's 'P'
+  static constexpr size_t kSettlePerPut = 8;
 
   struct ValueRef {
     uint64_t chunk = 0;  // its sequence number
@@ -174,6 +187,15 @@ class BufferedMapState {
   uint64_t pinned_through_ = 0;
   std::vector<RecordPos> deferred_dead_;
   size_t bytes_ = 0;
+  // Settling: chunks before settle_below_ qualify (the chunks full at the
+  // snapshot before the last); the front chunk is walked from
+  // settle_offset_ (while it is chunk settle_chunk_).
+  uint64_t settle_below_ = 0;
+  uint64_t snapshot_end_ = 0;
+  uint64_t settle_chunk_ = 0;
+  size_t settle_offset_ = 0;
+  uint64_t settled_ = 0;
+  std::vector<std::pair<std::string_view, ValueRef>> settling_;  // scratch
   std::shared_ptr<const KeyedStateBackend::SnapshotDeltaFn> snapshot_delta_;
   // Scratch, reused.
   std::string key_;

@@ -271,6 +271,61 @@ TEST(BufferedMapStateTest, ASnapshotCopiedLaterHoldsWhatWasLiveWhenItWasTaken) {
   EXPECT_EQ(Range(*o.buffer, 60, 0, 1000), want3) << "the live state, on disk after the spill";
 }
 
+// An entry still in memory two snapshots after it came settles into RocksDB
+// (a few per Put): the snapshot after that carries it in RocksDB's files,
+// not in its delta, and a restore finds every entry either way.
+TEST(BufferedMapStateTest, AnEntryOlderThanTwoSnapshotsSettlesIntoRocksDb) {
+  TestingStateDir root("buffered-map-settle");
+  auto storage = CheckpointStorage::Open("file://" + root.path() + "/storage");
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  std::shared_ptr<CheckpointStorage> shared = std::move(*storage);
+  IncrementalSnapshotter snap(shared, "job-op-0-a");
+  auto value = [](int t) { return std::string(200, 'a' + t % 26) + std::to_string(t); };
+  std::vector<std::string> want;
+  // 1 MiB: chunks of 64 KiB; 500 entries fill about two.
+  Opened o = Open(root.path() + "/db", false, size_t{1} << 20);
+  auto put = [&](int from, int to) {
+    for (int t = from; t < to; ++t) {
+      ASSERT_TRUE(o.buffer->Put(KeyGroup(60), Key(60), UserKey(t), value(t)).ok());
+      want.push_back(Entry(t, value(t)));
+    }
+  };
+  auto snapshot = [&](int id) {
+    auto local = TakeLocalSnapshot(*o.backend, id, root.path() + "/local-" + std::to_string(id), kAll);
+    EXPECT_TRUE(local.ok()) << local.status();
+    // The copies Upload would run, run first to count what they add.
+    for (const auto& fn : local->cache_delta_later) fn(&local->cache_delta);
+    local->cache_delta_later.clear();
+    const size_t records = local->cache_delta.records();
+    auto handle = snap.Upload(*local, "chk-" + std::to_string(id) + "/op-0");
+    EXPECT_TRUE(handle.ok()) << handle.status();
+    return std::make_pair(records, handle.ok() ? *handle : proto::KeyedStateHandle());
+  };
+  put(0, 500);
+  EXPECT_EQ(snapshot(1).first, 500u);
+  put(500, 1000);
+  EXPECT_EQ(o.buffer->settled(), 0u) << "in one snapshot only";
+  EXPECT_FALSE(o.buffer->may_be_on_disk());
+  EXPECT_EQ(snapshot(2).first, 1000u);
+  put(1000, 1500);  // each Put settles up to 8 of the first 500
+  // The first 64 KiB chunk's (about 300): the next one took entries after
+  // the first snapshot too.
+  EXPECT_GE(o.buffer->settled(), 250u);
+  EXPECT_LE(o.buffer->settled(), 500u) << "only what was in the first snapshot";
+  EXPECT_TRUE(o.buffer->may_be_on_disk());
+  EXPECT_EQ(EntriesOnDisk(*o.backend, o.disk->id()), static_cast<int64_t>(o.buffer->settled()));
+  EXPECT_EQ(Range(*o.buffer, 60, 0, 2000), want) << "memory and disk merged, in order";
+  const uint64_t settled = o.buffer->settled();
+  auto [records, handle] = snapshot(3);
+  EXPECT_EQ(records, 1500u - settled) << "settled entries are not in the delta";
+  ASSERT_TRUE(RestoreKeyedState(*shared, handle, kAll, root.path() + "/restored").ok());
+  Opened r = Open(root.path() + "/restored", true, BufferedMapState::kDefaultMemoryLimit);
+  EXPECT_EQ(Range(*r.buffer, 60, 0, 2000), want);
+  // A settled entry is removed from disk.
+  ASSERT_TRUE(o.buffer->Remove(KeyGroup(60), Key(60), UserKey(0)).ok());
+  EXPECT_EQ(Range(*o.buffer, 60, 0, 1), std::vector<std::string>{});
+}
+
 TEST(BufferedMapStateTest, RefusesAMapStateWithTtl) {
   TestingStateDir dir("buffered-map-ttl");
   auto backend = KeyedStateBackend::Open({.path = dir.path()});
