@@ -102,7 +102,7 @@ median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 
 
 # The checkpoints of job $1 that ended, from the JobManager's log (which,
 # unlike `vstream status`, has every one, not the last five), oldest first:
-#   ID COMPLETED END_EPOCH_S DURATION_MS BYTES
+#   ID COMPLETED END_EPOCH_S DURATION_MS BYTES BYTES_UPLOADED
 #   ID FAILED END_EPOCH_S - 0 REASON...
 checkpoint_log() {
   awk -v job="job $1: checkpoint " '
@@ -114,7 +114,7 @@ checkpoint_log() {
       split(rest, w, " ")
       if (w[2] == "completed") {
         bytes = w[6]; sub(/^\(/, "", bytes)
-        printf "%s COMPLETED %.3f %s %s\n", w[1], end, w[4], bytes
+        printf "%s COMPLETED %.3f %s %s %s\n", w[1], end, w[4], bytes, w[8]
       } else if (w[2] == "failed:") {
         printf "%s FAILED %.3f - 0 %s\n", w[1], end, substr(rest, index(rest, "failed: ") + 8)
       }

@@ -384,6 +384,7 @@ void CheckpointCoordinator::ReceiveAcknowledge(const proto::AcknowledgeCheckpoin
     p.operators.push_back(op);
   }
   p.bytes += ack.stats().bytes_total();
+  p.bytes_uploaded += ack.stats().bytes_uploaded();
   p.alignment_ms = std::max(p.alignment_ms, ack.stats().alignment_ms());
   p.sync_ms = std::max(p.sync_ms, ack.stats().sync_ms());
   p.async_ms = std::max(p.async_ms, ack.stats().async_ms());
@@ -488,9 +489,9 @@ void CheckpointCoordinator::Complete(CheckpointId id) {
     completed_.pop_front();
   }
   AddHistory(status);
-  spdlog::info("job {}: checkpoint {} completed in {} ms ({} bytes, max alignment {} ms, max sync {} ms, max async {} "
-               "ms, {} task(s){})",
-               options_.job_id, id.value, status.duration_ms(), status.bytes(), status.alignment_ms(),
+  spdlog::info("job {}: checkpoint {} completed in {} ms ({} bytes, {} uploaded, max alignment {} ms, max sync {} ms, "
+               "max async {} ms, {} task(s){})",
+               options_.job_id, id.value, status.duration_ms(), status.bytes(), status.bytes_uploaded(), status.alignment_ms(),
                status.sync_ms(), status.async_ms(), status.tasks(),
                status.unaligned() ? absl::StrCat(", unaligned with ", status.channel_state_bytes(), " bytes in flight")
                                   : std::string());
@@ -640,6 +641,7 @@ proto::CheckpointStatus CheckpointCoordinator::StatusOf(const Pending& p, proto:
   s.set_triggered_at_ms(p.triggered_at_ms);
   s.set_duration_ms(std::max<int64_t>(0, now - p.triggered_at_ms));
   s.set_bytes(p.bytes);
+  s.set_bytes_uploaded(p.bytes_uploaded);
   s.set_alignment_ms(p.alignment_ms);
   s.set_sync_ms(p.sync_ms);
   s.set_async_ms(p.async_ms);

@@ -211,6 +211,7 @@ class CheckpointCoordinator {
     std::set<std::string> shared;               // shared files, each counted in refs_
     std::vector<std::string> private_elsewhere;  // private files outside chk-<id>/
     int64_t bytes = 0;
+    int64_t bytes_uploaded = 0;
     int64_t alignment_ms = 0;
     int64_t sync_ms = 0;
     int64_t async_ms = 0;
