@@ -64,6 +64,13 @@ int64_t EntriesOnDisk(KeyedStateBackend& backend, StateId id) {
 
 std::string Entry(int t, const std::string& v) { return UserKey(t) + "=" + v; }
 
+// Checkpoint storage under root (null if it cannot be opened).
+std::shared_ptr<CheckpointStorage> OpenStorage(const TestingStateDir& root) {
+  auto storage = CheckpointStorage::Open("file://" + root.path() + "/storage");
+  EXPECT_TRUE(storage.ok()) << storage.status();
+  return storage.ok() ? std::shared_ptr<CheckpointStorage>(std::move(*storage)) : nullptr;
+}
+
 TEST(BufferedMapStateTest, EntriesLiveInMemoryAndNeverReachRocksDb) {
   TestingStateDir dir("buffered-map");
   Opened o = Open(dir.path(), false, BufferedMapState::kDefaultMemoryLimit);
@@ -145,9 +152,8 @@ TEST(BufferedMapStateTest, BeyondTheMemoryLimitEntriesSpillAndReadsSeeBoth) {
 
 TEST(BufferedMapStateTest, ASnapshotKeepsTheEntriesInMemoryAndARestoreFindsThemOnDisk) {
   TestingStateDir root("buffered-map-snapshot");
-  auto storage = CheckpointStorage::Open("file://" + root.path() + "/storage");
-  ASSERT_TRUE(storage.ok()) << storage.status();
-  std::shared_ptr<CheckpointStorage> shared = std::move(*storage);
+  std::shared_ptr<CheckpointStorage> shared = OpenStorage(root);
+  ASSERT_NE(shared, nullptr);
   IncrementalSnapshotter snap(shared, "job-op-0-a");
   proto::KeyedStateHandle handle;
   {
@@ -206,9 +212,8 @@ TEST(BufferedMapStateTest, ASnapshotKeepsTheEntriesInMemoryAndARestoreFindsThemO
 // was copied (overlapping snapshots); entries put after it are not in it.
 TEST(BufferedMapStateTest, ASnapshotCopiedLaterHoldsWhatWasLiveWhenItWasTaken) {
   TestingStateDir root("buffered-map-later");
-  auto storage = CheckpointStorage::Open("file://" + root.path() + "/storage");
-  ASSERT_TRUE(storage.ok()) << storage.status();
-  std::shared_ptr<CheckpointStorage> shared = std::move(*storage);
+  std::shared_ptr<CheckpointStorage> shared = OpenStorage(root);
+  ASSERT_NE(shared, nullptr);
   IncrementalSnapshotter snap(shared, "job-op-0-a");
   // The entries of key 60 in snapshot `handle`, restored.
   auto restored = [&](const proto::KeyedStateHandle& handle, const std::string& name) {
@@ -276,9 +281,8 @@ TEST(BufferedMapStateTest, ASnapshotCopiedLaterHoldsWhatWasLiveWhenItWasTaken) {
 // not in its delta, and a restore finds every entry either way.
 TEST(BufferedMapStateTest, AnEntryOlderThanTwoSnapshotsSettlesIntoRocksDb) {
   TestingStateDir root("buffered-map-settle");
-  auto storage = CheckpointStorage::Open("file://" + root.path() + "/storage");
-  ASSERT_TRUE(storage.ok()) << storage.status();
-  std::shared_ptr<CheckpointStorage> shared = std::move(*storage);
+  std::shared_ptr<CheckpointStorage> shared = OpenStorage(root);
+  ASSERT_NE(shared, nullptr);
   IncrementalSnapshotter snap(shared, "job-op-0-a");
   auto value = [](int t) { return std::string(200, 'a' + t % 26) + std::to_string(t); };
   std::vector<std::string> want;
