@@ -142,7 +142,6 @@ absl::Status BufferedMapState::Settle(size_t max_entries) {
   // Collect first, write, then let go: the chunks (and the views into them)
   // stay until the entries are released, and a failed write loses nothing.
   settling_.clear();
-  rocksdb::WriteBatch batch;
   // Where the last call stopped (records before it are settled or dead).
   uint64_t seq = std::max(first_chunk_, settle_chunk_);
   size_t offset = settle_chunk_ >= first_chunk_ ? settle_offset_ : 0;
@@ -175,12 +174,16 @@ absl::Status BufferedMapState::Settle(size_t max_entries) {
     lookup_.assign(key);
     auto it = memory_.find(lookup_);
     if (it == memory_.end() || it->second.chunk != seq || it->second.offset != value_offset) continue;
-    batch.Put(cf_, rocksdb::Slice(key.data(), key.size()), rocksdb::Slice(value.data(), value.size()));
     settling_.emplace_back(key, it->second);
   }
   settle_chunk_ = seq;
   settle_offset_ = offset;
   if (settling_.empty()) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  for (const auto& [key, ref] : settling_) {
+    const std::string_view value = ValueOf(ref);
+    batch.Put(cf_, rocksdb::Slice(key.data(), key.size()), rocksdb::Slice(value.data(), value.size()));
+  }
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;  // checkpoints, not the WAL, make state durable
   const rocksdb::Status s = backend_.db()->Write(wo, &batch);

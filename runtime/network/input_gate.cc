@@ -89,7 +89,6 @@ void RemoteInputChannel::Start(InputGate* gate, int index) {
   index_ = index;
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return;
-  started_ = true;
   stream_ = stub_->PrepareAsyncOpenChannel(&context_, network_->cq());
   stream_->StartCall(&started_op_);
 }
@@ -264,7 +263,7 @@ void RemoteInputChannel::Close() {
   std::unique_lock<std::mutex> lock(mu_);
   if (closed_) return;
   closed_ = true;
-  if (!started_) return;
+  if (stream_ == nullptr) return;  // never started
   // Ended: the producer finishes the call. Else cancelling completes every
   // operation outstanding (with !ok) and the read finishes the call.
   if (!ended_) context_.TryCancel();

@@ -112,6 +112,7 @@ class RemoteInputChannel : public InputChannel {
   InputGate* gate_ = nullptr;
   int index_ = -1;
   grpc::ClientContext context_;
+  // Set once the call starts (it must then finish).
   std::unique_ptr<grpc::ClientAsyncReaderWriter<proto::ChannelRequest, proto::BufferMessage>> stream_;
   MemberOp<RemoteInputChannel> started_op_{this, &RemoteInputChannel::OnStarted};
   MemberOp<RemoteInputChannel> read_op_{this, &RemoteInputChannel::OnRead};
@@ -127,7 +128,6 @@ class RemoteInputChannel : public InputChannel {
   proto::ChannelRequest request_;  // the write outstanding
   grpc::Status status_;
   int pending_credit_ = 0;  // granted, not yet written
-  bool started_ = false;   // the call was started (it must finish)
   bool can_write_ = false;  // the call is up and no write is outstanding
   bool writing_ = false;
   bool ended_ = false;      // the end of the partition arrived

@@ -101,20 +101,19 @@ bool ResultSubpartition::AddBarrierLocked(NetworkBuffer barrier, std::vector<Net
 }
 
 bool ResultSubpartition::SettleBarrier(int64_t checkpoint_id, int64_t now_ms, std::vector<NetworkBuffer>* overtaken) {
+  bool converted = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (timed_.checkpoint_id != checkpoint_id) return true;  // replaced by a newer one, which settled it
-    if (timed_.settled || (!released_ && now_ms < timed_.deadline_ms)) {
-      if (!timed_.settled) return false;
-      for (NetworkBuffer& b : timed_.overtaken) overtaken->push_back(std::move(b));
-      timed_.overtaken.clear();
-      return true;
+    if (!timed_.settled && (released_ || now_ms >= timed_.deadline_ms)) {
+      ConvertTimedLocked();
+      converted = true;
     }
-    ConvertTimedLocked();
+    if (!timed_.settled) return false;
     for (NetworkBuffer& b : timed_.overtaken) overtaken->push_back(std::move(b));
     timed_.overtaken.clear();
   }
-  Notify();
+  if (converted) Notify();
   return true;
 }
 
