@@ -178,7 +178,7 @@ absl::Status BufferedMapState::Settle(size_t max_entries) {
   }
   settle_chunk_ = seq;
   settle_offset_ = offset;
-  if (settling_.empty()) return absl::OkStatus();
+  if (settling_.empty()) return FlushIfSettled();
   rocksdb::WriteBatch batch;
   for (const auto& [key, ref] : settling_) {
     const std::string_view value = ValueOf(ref);
@@ -197,6 +197,20 @@ absl::Status BufferedMapState::Settle(size_t max_entries) {
     bytes_ -= EntryBytes(key);
     Release(key, ref);  // may free chunks: key is not used after
   }
+  settled_unflushed_ = true;
+  return FlushIfSettled();
+}
+
+absl::Status BufferedMapState::FlushIfSettled() {
+  if (!settled_unflushed_ || std::max(first_chunk_, settle_chunk_) < settle_below_) return absl::OkStatus();
+  // This round is done: out of the memtable now, in the background, not
+  // by the next snapshot's RocksDB checkpoint while the task waits.
+  settled_unflushed_ = false;
+  rocksdb::FlushOptions flush;
+  flush.wait = false;
+  flush.allow_write_stall = true;
+  const rocksdb::Status s = backend_.db()->Flush(flush, cf_);
+  if (!s.ok()) return absl::InternalError(absl::StrCat("buffered map state ", cf_name_, ": flush: ", s.ToString()));
   return absl::OkStatus();
 }
 

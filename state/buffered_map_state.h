@@ -103,6 +103,9 @@ class BufferedMapState {
   absl::Status Settle(size_t max_entries);
   // Entries settled so far.
   uint64_t settled() const { return settled_; }
+  // Whether entries settled since the last background flush of the column
+  // family (one when a round of settling is done).
+  bool settled_unflushed() const { return settled_unflushed_; }
 
   size_t memory_entries() const { return memory_.size(); }
   // The memory counted against the limit (above).
@@ -117,6 +120,10 @@ class BufferedMapState {
   static constexpr size_t kChunkBytes = size_t{256} << 10;  // at most
   static constexpr char kDeadRecord = 'X';  // in place of a record's 'P'
   static constexpr size_t kSettlePerPut = 8;
+
+  // Once a round of settling is done, asks RocksDB to flush the column
+  // family in the background.
+  absl::Status FlushIfSettled();
 
   struct ValueRef {
     uint64_t chunk = 0;  // its sequence number
@@ -195,6 +202,7 @@ class BufferedMapState {
   uint64_t settle_chunk_ = 0;
   size_t settle_offset_ = 0;
   uint64_t settled_ = 0;
+  bool settled_unflushed_ = false;
   std::vector<std::pair<std::string_view, ValueRef>> settling_;  // scratch
   std::shared_ptr<const KeyedStateBackend::SnapshotDeltaFn> snapshot_delta_;
   // Scratch, reused.

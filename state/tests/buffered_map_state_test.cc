@@ -1,6 +1,8 @@
 #include "state/buffered_map_state.h"
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -318,6 +320,22 @@ TEST(BufferedMapStateTest, AnEntryOlderThanTwoSnapshotsSettlesIntoRocksDb) {
   EXPECT_LE(o.buffer->settled(), 500u) << "only what was in the first snapshot";
   EXPECT_TRUE(o.buffer->may_be_on_disk());
   EXPECT_EQ(EntriesOnDisk(*o.backend, o.disk->id()), static_cast<int64_t>(o.buffer->settled()));
+  // The round is done: the column family was flushed in the background, so
+  // the next snapshot's RocksDB checkpoint has no memtable to flush.
+  EXPECT_FALSE(o.buffer->settled_unflushed());
+  rocksdb::ColumnFamilyHandle* cf = o.backend->column_family(o.disk->id());
+  ASSERT_NE(cf, nullptr);
+  auto memtable_entries = [&] {
+    uint64_t active = 0, immutable = 0;
+    o.backend->db()->GetIntProperty(cf, "rocksdb.num-entries-active-mem-table", &active);
+    o.backend->db()->GetIntProperty(cf, "rocksdb.num-entries-imm-mem-tables", &immutable);
+    return active + immutable;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (memtable_entries() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(memtable_entries(), 0u) << "settled entries still in the memtable after 10 s";
   EXPECT_EQ(Range(*o.buffer, 60, 0, 2000), want) << "memory and disk merged, in order";
   const uint64_t settled = o.buffer->settled();
   auto [records, handle] = snapshot(3);
