@@ -97,6 +97,15 @@ void CacheDelta::AddEncodedPuts(std::string_view cf, std::string_view records, s
   records_ += n;
 }
 
+void CacheDelta::Append(const CacheDelta& other) {
+  if (other.records_ == 0) return;
+  // Its records start by naming their column family ('F').
+  body_.append(other.body_, kMagic.size());
+  cf_ = other.cf_;
+  cf_set_ = other.cf_set_;
+  records_ += other.records_;
+}
+
 void CacheDelta::AddDelete(std::string_view cf, std::string_view key) {
   SetColumnFamily(cf);
   body_.push_back('D');

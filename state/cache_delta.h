@@ -49,6 +49,8 @@ class CacheDelta {
   static size_t EncodedPutBytes(size_t key_size, size_t value_size);
   static size_t EncodedPutValueOffset(size_t key_size, size_t value_size);
   static void EncodePut(std::string_view key, std::string_view value, char* out);
+  // Appends the records of `other`.
+  void Append(const CacheDelta& other);
   // Room for `more` bytes of records beyond those so far.
   void Reserve(size_t more) { body_.reserve(body_.size() + more); }
   bool empty() const { return records_ == 0; }

@@ -397,7 +397,7 @@ absl::StatusOr<ValueState*> KeyedStateBackend::GetTimerState(const std::string& 
 
 CacheDelta KeyedStateBackend::DirtyCacheEntries(std::vector<LaterDelta>* later) {
   CacheDelta delta(last_delta_bytes_ + last_delta_bytes_ / 8);
-  if (cache_ != nullptr) cache_->AppendDirty(&delta);
+  if (cache_ != nullptr) cache_->AppendDirty(&delta, later);
   for (const auto& weak : snapshot_deltas_) {
     if (std::shared_ptr<const SnapshotDeltaFn> fn = weak.lock()) (*fn)(&delta, later);
   }

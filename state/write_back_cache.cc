@@ -1,6 +1,7 @@
 #include "state/write_back_cache.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -17,6 +18,71 @@ WriteBackCache::WriteBackCache(rocksdb::DB& db, const rocksdb::WriteOptions& wri
       write_options_(write_options),
       capacity_(capacity_bytes),
       reservation_(reservation) {}
+
+WriteBackCache::~WriteBackCache() {
+  if (capture_ == nullptr) return;
+  // The copy may run after the cache is gone: it then appends only
+  // copied_first, which gets every entry it has not copied yet.
+  std::lock_guard<std::mutex> lock(capture_->mu);
+  if (!capture_->done.load(std::memory_order_acquire)) {
+    for (Entry* e : capture_->entries) CaptureEntry(*capture_, *e, &capture_->copied_first);
+  }
+  capture_->detached = true;
+}
+
+void WriteBackCache::CaptureEntry(Capture& c, Entry& e, CacheDelta* into) {
+  const uint32_t epoch = c.epoch;
+  uint32_t seen = e.captured.load(std::memory_order_acquire);
+  for (int spins = 0;; ++spins) {
+    if ((seen & ~kClaimed) >= epoch) {
+      // Captured (by this snapshot, or a later one that finished it first),
+      // unless the other thread is copying it right now.
+      if (seen != (epoch | kClaimed)) return;
+      if (spins > 64) std::this_thread::yield();
+      seen = e.captured.load(std::memory_order_acquire);
+      continue;
+    }
+    if (e.captured.compare_exchange_weak(seen, epoch | kClaimed, std::memory_order_acquire,
+                                         std::memory_order_acquire)) {
+      break;
+    }
+  }
+  // Dirty when the snapshot was taken, and not changed since (a change
+  // claims the entry first).
+  if (e.dirty && e.dirty_epoch < epoch) AppendEntry(e, into);
+  e.captured.store(epoch, std::memory_order_release);
+}
+
+void WriteBackCache::AppendEntry(const Entry& e, CacheDelta* delta) {
+  const std::string_view rocks_key = e.key().substr(2);
+  const std::string& cf = e.cf->GetName();
+  if (!e.present) {
+    if (e.stored) delta->AddDelete(cf, rocks_key);
+  } else if (e.timed) {
+    char header[kWriteTimeBytes];
+    EncodeWriteTime(e.write_ms, header);
+    delta->AddPut(cf, rocks_key, std::string_view(header, kWriteTimeBytes), e.value);
+  } else {
+    delta->AddPut(cf, rocks_key, {}, e.value);
+  }
+}
+
+void WriteBackCache::CaptureBeforeWrite(Entry& e) {
+  if (capture_->done.load(std::memory_order_acquire)) {
+    // The copy ran (it has every entry it listed), or never will.
+    capture_.reset();
+    return;
+  }
+  CaptureEntry(*capture_, e, &capture_->copied_first);
+}
+
+void WriteBackCache::FinishCapture() {
+  if (capture_ == nullptr) return;
+  std::shared_ptr<Capture> c = std::move(capture_);
+  if (c->done.load(std::memory_order_acquire)) return;
+  // Snapshots overlap: the previous copy has not run (or not to the end).
+  for (Entry* e : c->entries) CaptureEntry(*c, *e, &c->copied_first);
+}
 
 void WriteBackCache::Recharge(Entry& e) {
   bytes_ -= e.charged;
@@ -38,6 +104,7 @@ absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFa
     ++stats_.hits;
     Entry& e = pool_[it->second];
     e.referenced = true;
+    BeforeWrite(e);  // the caller may change it
     return &e;
   }
   ++stats_.misses;
@@ -45,6 +112,7 @@ absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFa
   if (!free_.empty()) {
     i = free_.back();
     free_.pop_back();
+    BeforeWrite(pool_[i]);  // a snapshot's copy may still look at the slot
   } else {
     i = static_cast<uint32_t>(pool_.size());
     pool_.emplace_back();
@@ -96,6 +164,7 @@ absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFa
 }
 
 absl::Status WriteBackCache::MarkDirty(Entry* entry) {
+  BeforeWrite(*entry);
   if (!entry->present && !entry->stored) {
     // Cleared, and RocksDB never held it: nothing to write, and a later read
     // finds nothing in RocksDB either. A window that fired frees its slot
@@ -184,6 +253,7 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
       e.referenced = false;
       continue;
     }
+    BeforeWrite(e);
     if (e.dirty) {
       AddToBatch(e);
       ++stats_.written_on_evict;
@@ -194,59 +264,50 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
   return WriteBatch();
 }
 
-void WriteBackCache::AppendDirty(CacheDelta* delta) {
-  // Entries the last call listed and Settle has not reached are looked at
-  // again below: cold_ starts afresh.
-  cold_.clear();
+void WriteBackCache::AppendDirty(CacheDelta* delta, std::vector<std::function<void(CacheDelta*)>>* later) {
+  FinishCapture();
+  // Every listed slot (each dirty entry, and some no longer dirty): the
+  // ones Settle has not looked at, and the ones marked or kept since.
+  dirty_.insert(dirty_.end(), cold_.begin() + static_cast<std::ptrdiff_t>(cold_next_), cold_.end());
+  cold_.swap(dirty_);
+  dirty_.clear();
   cold_next_ = 0;
-  // The listed slots (roughly in the order they became dirty); the ones no
-  // longer dirty (written, or freed) leave the list. Free slots are not dirty.
-  // Entries are scattered over the pool, and each one's key and value live
-  // elsewhere on the heap: the entry is fetched 2 * kPrefetchAhead slots
-  // early and its key and value kPrefetchAhead early, so that the misses
-  // overlap instead of stalling the walk one after another.
-  constexpr size_t kPrefetchAhead = 8;
-  const size_t n = dirty_.size();
-  size_t kept = 0;
-  for (size_t k = 0; k < n; ++k) {
-    if (k + 2 * kPrefetchAhead < n) __builtin_prefetch(&pool_[dirty_[k + 2 * kPrefetchAhead]]);
-    if (k + kPrefetchAhead < n) {
-      const Entry& ahead = pool_[dirty_[k + kPrefetchAhead]];
-      if (ahead.dirty) {
-        __builtin_prefetch(ahead.key().data());
-        __builtin_prefetch(ahead.value.data());
-      }
-    }
-    const uint32_t i = dirty_[k];
-    Entry& e = pool_[i];
-    if (!e.dirty) {
-      e.listed = false;
-      continue;
-    }
-    dirty_[kept++] = i;
-    if (e.dirty_epoch != epoch_) cold_.push_back(i);
-    const std::string_view rocks_key = e.key().substr(2);
-    const std::string& cf = e.cf->GetName();
-    if (!e.present) {
-      if (e.stored) delta->AddDelete(cf, rocks_key);
-    } else if (e.timed) {
-      char header[kWriteTimeBytes];
-      EncodeWriteTime(e.write_ms, header);
-      delta->AddPut(cf, rocks_key, std::string_view(header, kWriteTimeBytes), e.value);
-    } else {
-      delta->AddPut(cf, rocks_key, {}, e.value);
-    }
-  }
-  dirty_.resize(kept);
-  ++epoch_;
+  ++epoch_;  // entries marked dirty from now on are not in this snapshot
+  auto capture = std::make_shared<Capture>();
+  capture->epoch = epoch_;
+  capture->entries.reserve(cold_.size());
+  for (uint32_t i : cold_) capture->entries.push_back(&pool_[i]);
   // Spread over about half of the Acquire calls the next interval will
-  // make, judged by this one's: that many entries every kSettleEvery calls.
+  // make, judged by this one's: that many slots every kSettleEvery calls.
   // At most kMaxSettleChunk at a time, so that no Acquire stalls on one
   // large write (after a quiet interval, the rest waits for the next).
   const uint64_t rounds = std::max<uint64_t>(1, acquires_ / 2 / kSettleEvery);
   settle_chunk_ = std::clamp<size_t>((cold_.size() + rounds - 1) / rounds, 16, kMaxSettleChunk);
   acquires_ = 0;
   until_settle_ = kSettleEvery;
+  if (later == nullptr) {
+    for (Entry* e : capture->entries) CaptureEntry(*capture, *e, delta);
+    return;
+  }
+  if (capture->entries.empty()) return;
+  capture_ = capture;
+  // Done when the function is destroyed, run or not.
+  std::shared_ptr<void> done(nullptr, [capture](void*) { capture->done.store(true, std::memory_order_release); });
+  later->push_back([capture, done = std::move(done)](CacheDelta* d) {
+    std::lock_guard<std::mutex> lock(capture->mu);
+    if (!capture->detached) {
+      // Entries are scattered over the pool: each is fetched a few ahead,
+      // so that the misses overlap.
+      constexpr size_t kPrefetchAhead = 8;
+      const std::vector<Entry*>& entries = capture->entries;
+      for (size_t k = 0; k < entries.size(); ++k) {
+        if (k + kPrefetchAhead < entries.size()) __builtin_prefetch(entries[k + kPrefetchAhead]);
+        CaptureEntry(*capture, *entries[k], d);
+      }
+    }
+    // Every entry is captured now, so the task thread adds no more.
+    d->Append(capture->copied_first);
+  });
 }
 
 absl::Status WriteBackCache::Settle() {
@@ -254,11 +315,21 @@ absl::Status WriteBackCache::Settle() {
   for (; cold_next_ < end; ++cold_next_) {
     const uint32_t i = cold_[cold_next_];
     Entry& e = pool_[i];
-    // Changed since (now in the current epoch), written or left: skip. A
-    // slot another key took since is clean or of the current epoch too.
-    if (!e.live || !e.dirty || e.dirty_epoch == epoch_) continue;
+    // Written or left: off the list. (A slot another key took since is
+    // clean, or was marked in the current epoch.)
+    if (!e.live || !e.dirty) {
+      e.listed = false;
+      continue;
+    }
+    // Changed in the last interval or since: stays listed.
+    if (e.dirty_epoch + 1 >= epoch_) {
+      dirty_.push_back(i);
+      continue;
+    }
+    BeforeWrite(e);
     AddToBatch(e);
     batched_.push_back(i);
+    e.listed = false;  // clean once the batch is written
     ++stats_.written_on_settle;
     if (std::find(settled_cfs_.begin(), settled_cfs_.end(), e.cf) == settled_cfs_.end()) {
       settled_cfs_.push_back(e.cf);
@@ -282,6 +353,7 @@ absl::Status WriteBackCache::Flush() {
   for (uint32_t i = 0; i < pool_.size(); ++i) {
     Entry& e = pool_[i];
     if (!e.dirty) continue;  // free slots are not dirty
+    BeforeWrite(e);
     AddToBatch(e);
     batched_.push_back(i);
     ++stats_.written_on_flush;

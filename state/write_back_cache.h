@@ -18,23 +18,40 @@
 // The cache's bytes are charged to the TaskManager's shared block cache
 // through a CacheReservation, so they count against the state budget.
 //
+// Snapshots copy the dirty entries off the task thread. AppendDirty only
+// lists them (the entries' addresses; the pool keeps them in place) and
+// leaves a function that copies them, which the checkpoint's asynchronous
+// part runs (state/state_snapshot.h, LaterDelta). Until it has copied an
+// entry, the task thread copies the entry itself before changing it (copy
+// on write): each entry's `captured` word says which snapshot has it, and
+// whichever thread claims it first copies it. (Copied on the task thread,
+// the clinical workload's 80,000 window accumulators held it 29-166 ms per
+// checkpoint.)
+//
 // Settling. A snapshot carries every dirty entry (AppendDirty), so an entry
 // written once and never again (q4's highest bid of an auction that closed)
 // would be copied into every snapshot for as long as it stays cached: the
-// snapshots, and the time they hold the task, grow with the state. So each
-// AppendDirty also lists the dirty entries that did not change since the
-// previous one (cold), and the next Acquire calls write them to RocksDB a
-// few at a time, spread over about half of the interval between snapshots
+// snapshots, and the time they hold the task, grow with the state. So after
+// each AppendDirty, the next Acquire calls walk the dirty entries it took
+// and write the ones that did not change since the AppendDirty before
+// (cold) to RocksDB a few at a time, spread over about half of the interval
+// between snapshots
 // (judged by the Acquire calls of the last one), then ask RocksDB to flush
 // its memtables in the background. The next snapshot leaves them out: they
 // are in RocksDB's checkpoint. An entry that changes in every interval
 // (an open window) is never written this way.
 //
-// Thread-compatible: owned and used by the backend's task thread.
+// Thread-compatible: owned and used by the backend's task thread; a
+// snapshot's copy reads the entries it listed on another thread, each only
+// once it has claimed it (above).
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,7 +92,10 @@ class WriteBackCache {
     bool referenced = false;  // used since the eviction hand last passed
     uint32_t index = 0;       // in the pool
     uint32_t dirty_epoch = 0;  // epoch_ when it was last marked dirty
-    bool listed = false;       // its slot is in dirty_ (kept by a reused slot)
+    bool listed = false;       // its slot is in dirty_ or cold_ (kept by a reused slot)
+    // The last snapshot (its epoch) that has this entry as it was, with
+    // kClaimed while a thread copies it (copy on write, above).
+    std::atomic<uint32_t> captured{0};
     InlineBytes<kInlineKeyBytes> key_bytes;  // [state id: 2 bytes][RocksDB key]
     rocksdb::ColumnFamilyHandle* cf = nullptr;
     size_t charged = 0;
@@ -102,6 +122,7 @@ class WriteBackCache {
   // `db` must outlive the cache; `reservation` may be null (no charging).
   WriteBackCache(rocksdb::DB& db, const rocksdb::WriteOptions& write_options,
                  size_t capacity_bytes, CacheReservation* reservation);
+  ~WriteBackCache();
   WriteBackCache(const WriteBackCache&) = delete;
   WriteBackCache& operator=(const WriteBackCache&) = delete;
 
@@ -125,8 +146,10 @@ class WriteBackCache {
   // RocksDB: the entries stay dirty and cached. For snapshots, which then
   // need not push the cache through RocksDB (memtable, L0 files,
   // compaction, and a tombstone for every window that fires later).
-  // Also starts settling the cold ones (see Settling, above).
-  void AppendDirty(CacheDelta* delta);
+  // With `later`, the entries are copied by the function it pushes there,
+  // on any thread, as they were now (see Snapshots, above); it may outlive
+  // the cache. Also starts settling the cold ones (see Settling, above).
+  void AppendDirty(CacheDelta* delta, std::vector<std::function<void(CacheDelta*)>>* later = nullptr);
 
   size_t capacity_bytes() const { return capacity_; }
   size_t bytes() const { return bytes_; }
@@ -142,6 +165,32 @@ class WriteBackCache {
   static constexpr size_t kEntryOverhead = sizeof(Entry) + 32;
   // Flush writes a batch each time it holds this many bytes.
   static constexpr size_t kFlushBatchBytes = size_t{4} << 20;
+
+  // A snapshot's copy of the entries dirty when it was taken (epoch), by
+  // whichever thread claims each first.
+  struct Capture {
+    uint32_t epoch = 0;
+    std::vector<Entry*> entries;
+    // Entries the task thread copied (before changing them); the copy
+    // appends them once it has seen every entry captured.
+    CacheDelta copied_first;
+    std::atomic<bool> done{false};  // the copy ran, or never will
+    std::mutex mu;                  // held by the copy, and by the cache's destructor
+    bool detached = false;          // under mu: the cache is gone, copied_first has all
+  };
+  static constexpr uint32_t kClaimed = uint32_t{1} << 31;
+  // Makes sure the snapshot being copied has `e` (copying it now if it does
+  // not yet) before the task thread changes it.
+  void BeforeWrite(Entry& e) {
+    if (capture_ != nullptr && e.captured.load(std::memory_order_acquire) != capture_->epoch) CaptureBeforeWrite(e);
+  }
+  void CaptureBeforeWrite(Entry& e);
+  // Copies every listed entry not yet copied, on this thread.
+  void FinishCapture();
+  // Returns once `c` has `e`: copied into `into` by this thread, or by the
+  // other one.
+  static void CaptureEntry(Capture& c, Entry& e, CacheDelta* into);
+  static void AppendEntry(const Entry& e, CacheDelta* delta);
 
   // Uncharges entry i and returns its slot to the free list.
   void Remove(uint32_t i);
@@ -160,9 +209,10 @@ class WriteBackCache {
 
   std::deque<Entry> pool_;  // stable addresses; freed entries are reused
   std::vector<uint32_t> free_;
-  // The slots marked dirty since the last AppendDirty, and the ones it found
-  // still dirty, each once: AppendDirty walks these, not the whole pool
-  // (with settling, most of a large cache is clean).
+  // With cold_ (below), every dirty slot, each once (`listed`): the slots
+  // marked dirty since the last AppendDirty, and the ones Settle found still
+  // dirty. A snapshot copies these, not the whole pool (with settling, most
+  // of a large cache is clean).
   std::vector<uint32_t> dirty_;
   absl::flat_hash_map<std::string_view, uint32_t, KeyHash> map_;  // views of Entry::key()
   size_t hand_ = 0;  // the CLOCK hand: the pool index eviction looks at next
@@ -172,11 +222,12 @@ class WriteBackCache {
   std::vector<uint32_t> batched_;  // entries in batch_, marked clean once it is written
   Stats stats_;
 
-  // Settling: epoch_ counts AppendDirty calls; cold_ lists the entries the
-  // last one found unchanged since the one before (some may have changed,
-  // been written or left since: Settle skips those), cold_next_ is the next
-  // to look at. Settle runs every kSettleEvery Acquire calls and looks at
-  // settle_chunk_ entries.
+  // Settling: epoch_ counts AppendDirty calls; cold_ is the list of slots
+  // the last one took (the dirty ones then, and some no longer dirty),
+  // cold_next_ the next one Settle looks at: it writes the entries not
+  // changed since the AppendDirty before (dirty_epoch < epoch_ - 1), moves
+  // the ones still dirty back to dirty_ and drops the rest. Settle runs
+  // every kSettleEvery Acquire calls and looks at settle_chunk_ slots.
   static constexpr uint32_t kSettleEvery = 16;
   static constexpr size_t kMaxSettleChunk = 256;
   uint32_t epoch_ = 1;
@@ -186,6 +237,9 @@ class WriteBackCache {
   uint32_t until_settle_ = kSettleEvery;
   uint64_t acquires_ = 0;  // Acquire calls since the last AppendDirty
   std::vector<rocksdb::ColumnFamilyHandle*> settled_cfs_;  // to flush once settled
+
+  // The snapshot whose copy may still run (see Snapshots); null when none.
+  std::shared_ptr<Capture> capture_;
 };
 
 }  // namespace vstream

@@ -1,7 +1,10 @@
 // The write-back cache of hot keys: reads see the backend's own writes,
 // eviction writes dirty entries through in batches, Flush persists all.
 
+#include <map>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "state/keyed_state_backend.h"
@@ -223,6 +226,105 @@ TEST(WriteBackCacheTest, EntriesUnchangedForAWholeIntervalSettleIntoRocksDB) {
   ASSERT_EQ(*v->Get("", &got), StateLookup::kFound);
   EXPECT_EQ(got, "c7");
   EXPECT_EQ(backend->cache_stats().misses, stats.misses);
+}
+
+// The puts of a snapshot's delta, by RocksDB key (deletes as "<deleted>").
+std::map<std::string, std::string> DeltaEntries(CacheDelta delta) {
+  std::map<std::string, std::string> entries;
+  const std::string bytes = std::move(delta).Finish();
+  const absl::Status parsed = CacheDelta::Parse(
+      bytes, [&](std::string_view, std::string_view key, const std::string_view* value) -> absl::Status {
+        EXPECT_TRUE(entries.emplace(key, value != nullptr ? std::string(*value) : "<deleted>").second)
+            << "a key twice in one delta";
+        return absl::OkStatus();
+      });
+  EXPECT_TRUE(parsed.ok()) << parsed;
+  return entries;
+}
+
+// A snapshot whose copy of the cache runs later (on the checkpoint's upload
+// thread) has every entry as it was when the snapshot was taken, whatever
+// the task thread changed meanwhile, and whenever the copy runs: before,
+// during or after the changes, or after the cache is gone.
+TEST(WriteBackCacheTest, ASnapshotCopiedLaterHasTheEntriesOfItsTime) {
+  enum class When { kAfterChanges, kDuringChanges, kAfterTheCacheIsGone };
+  for (When when : {When::kAfterChanges, When::kDuringChanges, When::kAfterTheCacheIsGone}) {
+    SCOPED_TRACE(static_cast<int>(when));
+    TestingStateDir dir("wbc-later");
+    auto backend = OpenWithCache(dir.path(), 8 << 20);
+    ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
+    constexpr int kKeys = 20000;
+    auto put = [&](const std::string& key, const std::string& value) {
+      backend->SetCurrentKey(static_cast<int>(key.size()) % 128, key);
+      ASSERT_TRUE(v->Put("", value).ok());
+    };
+    std::map<std::string, std::string> want;
+    for (int i = 0; i < kKeys; ++i) {
+      const std::string key = "k" + std::to_string(i);
+      put(key, "before" + std::to_string(i));
+      want[StateKey(static_cast<int>(key.size()) % 128, key)] = "before" + std::to_string(i);
+    }
+    std::vector<KeyedStateBackend::LaterDelta> later;
+    CacheDelta delta = backend->DirtyCacheEntries(&later);
+    EXPECT_EQ(delta.records(), 0u) << "nothing copied on the task thread";
+    ASSERT_EQ(later.size(), 1u);
+    auto change = [&] {
+      for (int i = 0; i < kKeys; ++i) {
+        const std::string key = "k" + std::to_string(i);
+        if (i % 4 == 0) {
+          backend->SetCurrentKey(static_cast<int>(key.size()) % 128, key);
+          ASSERT_TRUE(v->Clear("").ok());
+        } else {
+          put(key, "after" + std::to_string(i));
+        }
+      }
+      for (int i = 0; i < kKeys / 4; ++i) put("new" + std::to_string(i), "new");
+    };
+    switch (when) {
+      case When::kAfterChanges:
+        change();
+        later[0](&delta);
+        break;
+      case When::kDuringChanges: {
+        std::thread copy([&] { later[0](&delta); });
+        change();
+        copy.join();
+        break;
+      }
+      case When::kAfterTheCacheIsGone:
+        change();
+        backend.reset();
+        later[0](&delta);
+        break;
+    }
+    later.clear();
+    EXPECT_EQ(DeltaEntries(std::move(delta)), want);
+    if (backend == nullptr) continue;
+    // The next snapshot has the entries as they are now.
+    const std::map<std::string, std::string> next = DeltaEntries(backend->DirtyCacheEntries());
+    EXPECT_EQ(next.size(), size_t{kKeys + kKeys / 4});
+    EXPECT_EQ(next.at(StateKey(2, "k1")), "after1");
+    EXPECT_EQ(next.at(StateKey(2, "k0")), "<deleted>");
+    EXPECT_EQ(next.at(StateKey(4, "new1")), "new");
+  }
+}
+
+// A snapshot whose copy never runs (the checkpoint was declined) leaves the
+// cache as if it had.
+TEST(WriteBackCacheTest, ASnapshotCopyThatNeverRunsIsForgotten) {
+  TestingStateDir dir("wbc-dropped");
+  auto backend = OpenWithCache(dir.path(), 8 << 20);
+  ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
+  backend->SetCurrentKey(1, "k");
+  ASSERT_TRUE(v->Put("", "one").ok());
+  {
+    std::vector<KeyedStateBackend::LaterDelta> later;
+    EXPECT_TRUE(backend->DirtyCacheEntries(&later).empty());
+    ASSERT_EQ(later.size(), 1u);
+  }
+  ASSERT_TRUE(v->Put("", "two").ok());
+  const std::map<std::string, std::string> next = DeltaEntries(backend->DirtyCacheEntries());
+  EXPECT_EQ(next, (std::map<std::string, std::string>{{StateKey(1, "k"), "two"}}));
 }
 
 TEST(WriteBackCacheTest, FlushPersistsEveryDirtyEntry) {
