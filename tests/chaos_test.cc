@@ -177,7 +177,10 @@ TEST(ChaosTest, AtLeastOnceLosesNothingButDuplicates) {
   EXPECT_EQ(short_counted, 0);
   std::printf("at_least_once: %lld readings in the output for %lld in the input\n", static_cast<long long>(got_readings),
               static_cast<long long>(want_readings));
-  EXPECT_GT(got_readings, want_readings) << "three restarts replay records: at-least-once output has duplicates";
+  // Restarts replay records, but duplicates reach the output only if a window
+  // fired between the restored checkpoint and the kill, which a kill can beat:
+  // four CI runs had 0, 22, 40 and 19,293 extra readings. So none is allowed.
+  EXPECT_GE(got_readings, want_readings) << "at-least-once output holds every reading, some perhaps twice";
 }
 
 // A source subtask that had finished when the checkpoint a restart restores
