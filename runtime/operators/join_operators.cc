@@ -212,8 +212,9 @@ void IntervalJoinOperator::RemoveExpired(int key_group, int side, std::string_vi
   // t <= last are.
   const int64_t last = side == 0 ? SatAdd(time, -upper_) : SatAdd(time, lower_);
   range_to_.clear();
-  // A timer at INT64_MAX (a cleanup time that saturated) takes them all.
-  if (time != INT64_MAX && last != INT64_MAX) AppendOrderedTime(last + 1, &range_to_);
+  // A saturated last takes them all (no last + 1). Timers at INT64_MAX never
+  // fire: the end of input's watermark fires none (PushWatermark).
+  if (last != INT64_MAX) AppendOrderedTime(last + 1, &range_to_);
   expired_.clear();
   bool corrupt = false;
   absl::Status s = buffers_[side]->ForEachInRange(key_group, key, "", range_to_,
