@@ -6,6 +6,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "runtime/row_codec.h"
+#include "spdlog/spdlog.h"
 #include "state/key_groups.h"
 #include "state/state_key.h"
 
@@ -60,14 +61,39 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   accs_ = std::move(*accs);
   max_parallelism_ = ctx.max_parallelism;
   RETURN_IF_ERROR(OpenKeyedValueState(ctx, "window", &backend_, &acc_state_));
-  ASSIGN_OR_RETURN(timers_, TimerQueue::Create(*backend_, "window_timers"));
+  const bool rebuilt = TimersFollowFromState();
+  ASSIGN_OR_RETURN(timers_, TimerQueue::Create(*backend_, "window_timers", TimerQueue::kDefaultMemoryLimit,
+                                               rebuilt ? TimerQueue::kRebuiltOnRestore : TimerQueue::kSnapshotted));
+  if (rebuilt && ctx.restored) RETURN_IF_ERROR(RebuildFireTimers());
+  return absl::OkStatus();
+}
+
+bool WindowOperator::TimersFollowFromState() const {
+  return kind_ == Kind::kTumbling && spec_.allowed_lateness_ms() == 0;
+}
+
+absl::Status WindowOperator::RebuildFireTimers() {
+  // Snapshots leave out the timers held in memory: each restored window
+  // gets its one timer again (adding one that a spill kept in the snapshot
+  // keeps one). The state key is NamespacedKey's: [key][window start: 8].
+  int64_t windows = 0;
+  std::string key;
+  RETURN_IF_ERROR(backend_->ForEachKey(acc_state_, {0, kMaxKeyGroups - 1}, [&](const StateKeyView& k) {
+    if (!status_.ok()) return;
+    if (k.key.size() < kNamespaceBytes) return Fail(absl::DataLossError("window: corrupt state key"));
+    key.assign(k.key.data(), k.key.size() - kNamespaceBytes);
+    const int64_t start = ReadOrderedTime(k.key.data() + key.size());
+    AddTimer({SatAdd(start, spec_.size_ms() - 1), key, start, kFire, k.key_group});
+    ++windows;
+  }));
+  RETURN_IF_ERROR(status_);
+  if (windows > 0) spdlog::info("window: timers of {} restored windows added", windows);
   return absl::OkStatus();
 }
 
 const std::string& WindowOperator::NamespacedKey(const std::string& key, int64_t ns) {
   ns_key_.assign(key);
-  const uint64_t u = static_cast<uint64_t>(ns) ^ (1ull << 63);  // order-preserving
-  for (int b = 7; b >= 0; --b) ns_key_.push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+  AppendOrderedTime(ns, &ns_key_);
   return ns_key_;
 }
 
@@ -242,8 +268,7 @@ void WindowOperator::AddTimer(const Timer& t) {
   timer_payload_.clear();
   AppendKeyGroupBytes(t.key_group, &timer_payload_);
   timer_payload_.append(t.key);
-  const uint64_t u = static_cast<uint64_t>(t.ns) ^ (1ull << 63);
-  for (int b = 7; b >= 0; --b) timer_payload_.push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+  AppendOrderedTime(t.ns, &timer_payload_);
   timer_payload_.push_back(static_cast<char>(t.kind));
   absl::Status s = timers_->Add(t.time, timer_payload_);
   if (!s.ok()) Fail(s);
@@ -253,13 +278,10 @@ bool WindowOperator::DecodeTimer(int64_t time, std::string_view p, Timer* t) con
   // [key group: 2][key][ns: 8][kind: 1]
   if (p.size() < 11) return false;
   const size_t key_len = p.size() - 11;
-  const char* ns = p.data() + 2 + key_len;
-  uint64_t u = 0;
-  for (int b = 0; b < 8; ++b) u = (u << 8) | static_cast<uint8_t>(ns[b]);
   t->time = time;
   t->key_group = (static_cast<uint8_t>(p[0]) << 8) | static_cast<uint8_t>(p[1]);
   t->key.assign(p.data() + 2, key_len);
-  t->ns = static_cast<int64_t>(u ^ (1ull << 63));
+  t->ns = ReadOrderedTime(p.data() + 2 + key_len);
   t->kind = static_cast<uint8_t>(p[p.size() - 1]);
   return true;
 }

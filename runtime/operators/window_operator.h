@@ -82,8 +82,21 @@ class WindowOperator : public StreamOperator {
   void Late(const Row& row);
   bool LoadSessions(int key_group, const std::string& key, std::vector<Session>* sessions);
   void StoreSessions(int key_group, const std::string& key, const std::vector<Session>& sessions);
-  // The RocksDB key of (key, namespace) in `ns_key_`.
+  // The RocksDB key of (key, namespace) in `ns_key_`: the key, then the
+  // namespace as kNamespaceBytes in time order (AppendOrderedTime).
   const std::string& NamespacedKey(const std::string& key, int64_t ns);
+  static constexpr size_t kNamespaceBytes = 8;
+  // Tumbling windows without allowed lateness: a window's state lives from
+  // its first record until its one timer fires, so the timers follow from
+  // the state. Snapshots then leave them out (TimerQueue::
+  // kRebuiltOnRestore) and a restore adds them back (RebuildFireTimers):
+  // the clinical workload's 5-minute window held 40,000 timers per
+  // subtask, and copying them was 20-140 ms of each checkpoint's
+  // synchronous part (docs/benchmarks.md). Other windows keep fired
+  // windows' state (allowed lateness) or their timers do not map one to
+  // one onto state (sliding panes, sessions): their timers are snapshotted.
+  bool TimersFollowFromState() const;
+  absl::Status RebuildFireTimers();
   void Fail(const absl::Status& s) {
     if (status_.ok()) status_ = s;
   }

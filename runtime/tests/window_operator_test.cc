@@ -5,6 +5,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/network/buffer.h"
+#include "state/cache_delta.h"
+#include "state/checkpoint_storage.h"
+#include "state/state_snapshot.h"
 
 namespace vstream {
 namespace {
@@ -139,6 +142,86 @@ TEST_F(WindowOperatorTest, SessionsMergeWhenARecordBridgesTheGap) {
   Records({{"a", 10, 4}});               // [10,20) touches [0,10) and [12,22): one session [0,22)
   op_->PushWatermark(kMaxWatermark);
   EXPECT_EQ(out_.rows, (std::vector<std::string>{"a,0,22,3,4", "a,25,35,1,2"}));
+}
+
+// A snapshot of a tumbling window without allowed lateness leaves its
+// timers out (they follow from the window state); a restore adds them back,
+// so every window open at the snapshot fires once, and one that fired
+// before it does not fire again. With allowed lateness the timers are in
+// the snapshot.
+TEST_F(WindowOperatorTest, RestoredTumblingWindowsFireOnceWithoutSnapshottedTimers) {
+  const KeyGroupRange all{0, 127};
+  for (int64_t lateness : {0, 5}) {
+    SCOPED_TRACE(lateness);
+    const std::string dir = (std::filesystem::temp_directory_path() /
+                             ("vstream-window-restore-" + std::to_string(::getpid()) + "-" + std::to_string(lateness)))
+                                .string();
+    std::filesystem::remove_all(dir);
+    auto storage = CheckpointStorage::Open("file://" + dir + "/storage");
+    ASSERT_TRUE(storage.ok()) << storage.status();
+    std::shared_ptr<CheckpointStorage> shared = std::move(*storage);
+    OperatorContext ctx;
+    ctx.state_dir = dir + "/op";
+    proto::KeyedStateHandle handle;
+    size_t timer_records = 0;
+    {
+      OperatorCounters counters;
+      WindowOperator op(counters, kInput, Spec("tumbling", 10, 0, lateness));
+      Collect out(kOutput);
+      op.set_output(&out);
+      ASSERT_TRUE(op.Open(ctx).ok());
+      RowBatch batch(3);
+      for (int k = 0; k < 50; ++k) {
+        for (int64_t ts : {1, 12, 25}) {
+          Row& r = batch.Append();
+          r[0].SetString("k" + std::to_string(k));
+          r[1].SetInt(ts);
+          r[2].SetInt(k);
+        }
+      }
+      op.Push(batch);
+      op.PushWatermark(9);  // [0,10) fires before the snapshot
+      ASSERT_TRUE(op.status().ok()) << op.status();
+      ASSERT_EQ(out.rows.size(), 50u);
+      auto local = TakeLocalSnapshot(*op.keyed_state(), 1, dir + "/local", all);
+      ASSERT_TRUE(local.ok()) << local.status();
+      const std::string delta = local->FinishCacheDelta();
+      ASSERT_TRUE(CacheDelta::Parse(delta, [&](std::string_view cf, std::string_view, const std::string_view*) {
+                    if (cf.starts_with(kTimerStatePrefix)) ++timer_records;
+                    return absl::OkStatus();
+                  }).ok());
+      // FinishCacheDelta spent the delta: take the snapshot again to upload.
+      auto again = TakeLocalSnapshot(*op.keyed_state(), 2, dir + "/local2", all);
+      ASSERT_TRUE(again.ok()) << again.status();
+      IncrementalSnapshotter snap(shared, "window-0");
+      auto uploaded = snap.Upload(*again, "chk-2/window-0");
+      ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+      handle = *uploaded;
+    }
+    // Without lateness: no timers in the snapshot. With it: the 100 open
+    // windows' fire timers and the 50 fired windows' cleanup timers.
+    EXPECT_EQ(timer_records, lateness == 0 ? 0u : 150u);
+    ASSERT_TRUE(RestoreKeyedState(*shared, handle, all, dir + "/restored").ok());
+    OperatorContext ctx2 = ctx;
+    ctx2.state_dir = dir + "/restored";
+    ctx2.restored = true;
+    OperatorCounters counters;
+    WindowOperator op(counters, kInput, Spec("tumbling", 10, 0, lateness));
+    Collect out(kOutput);
+    op.set_output(&out);
+    ASSERT_TRUE(op.Open(ctx2).ok());
+    op.PushWatermark(19);
+    ASSERT_TRUE(op.status().ok()) << op.status();
+    std::vector<std::string> want;
+    for (int k = 0; k < 50; ++k) want.push_back("k" + std::to_string(k) + ",10,20,1," + std::to_string(k));
+    EXPECT_THAT(out.rows, ::testing::UnorderedElementsAreArray(want)) << "[10,20) fires once per key; [0,10) not again";
+    op.PushWatermark(kMaxWatermark);
+    ASSERT_EQ(out.rows.size(), 100u) << "[20,30) fires once per key";
+    want.clear();
+    for (int k = 0; k < 50; ++k) want.push_back("k" + std::to_string(k) + ",20,30,1," + std::to_string(k));
+    EXPECT_THAT(std::vector<std::string>(out.rows.begin() + 50, out.rows.end()), ::testing::UnorderedElementsAreArray(want));
+    std::filesystem::remove_all(dir);
+  }
 }
 
 }  // namespace
