@@ -820,6 +820,16 @@ bool StreamTask::AlignmentPauses(const SourceOperator& source) {
   return true;
 }
 
+bool StreamTask::DoPendingWork() {
+  bool pending = false;
+  for (auto& op : operators_) {
+    if (!op->has_pending_work()) continue;
+    op->DoPendingWork();
+    pending = pending || op->has_pending_work();
+  }
+  return pending;
+}
+
 void StreamTask::OnTick() {
   if (!wants_processing_time_) return;
   const int64_t now = NowMillis();
@@ -875,6 +885,8 @@ absl::Status StreamTask::Run() {
       }
       ProcessCheckpointRequests();
       MaybeFinishChannelState();
+      DoPendingWork();
+      RETURN_IF_ERROR(CheckOperators());
       if (Clock::now() >= next_flush) {
         OnTick();
         source->EmitDueWatermark(MonotonicMillis());
@@ -901,7 +913,11 @@ absl::Status StreamTask::Run() {
       if (responsive_) gate_->ConvertOverdueBarriers(NowMillis());
       if (barriers_->deadline_ms() > 0) OnCheckpointBarriers(barriers_->CheckTimeout(NowMillis()));
       MaybeFinishChannelState();
-      switch (gate_->Next(next_flush, &buffer, &channel)) {
+      // Work left pending by an operator: a slice of it, then whatever
+      // input is there, without waiting for more.
+      const bool pending = DoPendingWork();
+      RETURN_IF_ERROR(CheckOperators());
+      switch (gate_->Next(pending ? Clock::now() : next_flush, &buffer, &channel)) {
         case GateResult::kBuffer: {
           if (buffer.kind == BufferKind::kWatermark) {
             PushWatermark(valve_->OnWatermark(channel, buffer.watermark));

@@ -130,6 +130,9 @@ class StreamTask {
   // After the end of input: if an operator needs it (a two-phase-commit
   // sink), waits until a checkpoint taken after the end completes.
   absl::Status AwaitFinalCheckpoint();
+  // A slice of the work operators left pending (StreamOperator::
+  // DoPendingWork); true if some is still pending.
+  bool DoPendingWork();
   void OnTick();
   // Watermark alignment: publishes the source's watermark; true (after a
   // short wait) while it is above the group's bound, so the task reads

@@ -123,6 +123,12 @@ class StreamOperator : public Output {
   void PushLatencyMarker(int64_t created_us) override {
     if (output_ != nullptr) output_->PushLatencyMarker(created_us);
   }
+  // Work an operator left for later so that its task keeps taking input
+  // meanwhile (a window firing many results does it in slices): while
+  // has_pending_work(), the task calls DoPendingWork between buffers and
+  // does not wait for input. Called on the task thread.
+  virtual bool has_pending_work() const { return false; }
+  virtual void DoPendingWork() {}
   // Operators that act on wall-clock time (processing-time windows) say so;
   // the task then calls OnProcessingTime at least every buffer timeout.
   virtual bool wants_processing_time() const { return false; }

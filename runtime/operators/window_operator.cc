@@ -1,10 +1,13 @@
 #include "runtime/operators/window_operator.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "runtime/network/buffer.h"
 #include "runtime/row_codec.h"
 #include "spdlog/spdlog.h"
 #include "state/key_groups.h"
@@ -65,6 +68,7 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   ASSIGN_OR_RETURN(timers_, TimerQueue::Create(*backend_, "window_timers", TimerQueue::kDefaultMemoryLimit,
                                                rebuilt ? TimerQueue::kRebuiltOnRestore : TimerQueue::kSnapshotted));
   if (rebuilt && ctx.restored) RETURN_IF_ERROR(RebuildFireTimers());
+  sliced_ = rebuilt && !spec_.processing_time();
   return absl::OkStatus();
 }
 
@@ -286,7 +290,44 @@ bool WindowOperator::DecodeTimer(int64_t time, std::string_view p, Timer* t) con
   return true;
 }
 
+bool WindowOperator::FireTaken(size_t max) {
+  const size_t end = fire_next_ + std::min(max, taken_.size() - fire_next_);
+  while (fire_next_ < end && status_.ok()) {
+    const Taken& t = taken_[fire_next_++];
+    if (!DecodeTimer(t.time, std::string_view(taken_bytes_).substr(t.offset, t.size), &fire_timer_)) {
+      Fail(absl::DataLossError("corrupt window timer"));
+      break;
+    }
+    OnTimer(fire_timer_);
+  }
+  if (fire_next_ < taken_.size() && status_.ok()) return false;
+  taken_.clear();
+  taken_bytes_.clear();
+  fire_next_ = 0;
+  return true;
+}
+
+void WindowOperator::DoPendingWork() {
+  if (held_watermark_ == INT64_MIN) return;
+  if (taken_.empty()) {
+    // Firing a tumbling window adds no timer that is due: one pop takes
+    // every timer up to the held watermark.
+    auto popped = timers_->PopUpTo(held_watermark_, [&](int64_t time, std::string_view payload) {
+      taken_.push_back({time, taken_bytes_.size(), payload.size()});
+      taken_bytes_.append(payload);
+    });
+    if (!popped.ok()) return Fail(popped.status());
+  }
+  const bool done = FireTaken(kFireSlice);
+  FlushOut();
+  if (!done || !status_.ok()) return;
+  const int64_t watermark = held_watermark_;
+  held_watermark_ = INT64_MIN;
+  ForwardWatermark(watermark);
+}
+
 void WindowOperator::FireTimers(int64_t up_to) {
+  FireTaken(SIZE_MAX);  // taken by an earlier watermark, before the later ones
   // Firing may add timers (cleanups) that are due too: pop until none is.
   while (status_.ok()) {
     Timer timer;
@@ -384,11 +425,19 @@ void WindowOperator::FlushOut() {
 
 void WindowOperator::PushWatermark(int64_t watermark) {
   if (watermark <= watermark_) return;
-  if (!spec_.processing_time()) {
-    watermark_ = watermark;
-    FireTimers(watermark);
-    FlushOut();
+  if (spec_.processing_time()) return ForwardWatermark(watermark);
+  watermark_ = watermark;
+  if (sliced_ && watermark != kMaxWatermark) {
+    held_watermark_ = watermark;  // a later one replaces an earlier one still held
+    return DoPendingWork();
   }
+  held_watermark_ = INT64_MIN;
+  FireTimers(watermark);
+  FlushOut();
+  ForwardWatermark(watermark);
+}
+
+void WindowOperator::ForwardWatermark(int64_t watermark) {
   output_->PushWatermark(watermark);
   if (late_output_) late_output_->PushWatermark(watermark);
 }
@@ -401,6 +450,13 @@ void WindowOperator::OnProcessingTime(int64_t now_ms) {
 void WindowOperator::Finish() {
   // Processing-time windows still open at the end of a bounded input fire now.
   if (spec_.processing_time()) FireTimers(INT64_MAX);
+  if (held_watermark_ != INT64_MIN) {  // the end of input's watermark fires at once; this is in case it never came
+    const int64_t watermark = held_watermark_;
+    held_watermark_ = INT64_MIN;
+    FireTimers(watermark);
+    FlushOut();
+    ForwardWatermark(watermark);
+  }
   FlushOut();
   output_->Finish();
 }

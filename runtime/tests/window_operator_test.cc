@@ -144,24 +144,96 @@ TEST_F(WindowOperatorTest, SessionsMergeWhenARecordBridgesTheGap) {
   EXPECT_EQ(out_.rows, (std::vector<std::string>{"a,0,22,3,4", "a,25,35,1,2"}));
 }
 
+// Snapshots of one operator subtask into checkpoint storage under a
+// scratch directory, and restores of them, as a task makes them.
+class Checkpoints {
+ public:
+  explicit Checkpoints(const std::string& name)
+      : dir_((std::filesystem::temp_directory_path() / ("vstream-window-" + name + "-" + std::to_string(::getpid())))
+                 .string()) {
+    std::filesystem::remove_all(dir_);
+    auto storage = CheckpointStorage::Open("file://" + dir_ + "/storage");
+    EXPECT_TRUE(storage.ok()) << storage.status();
+    if (storage.ok()) shared_ = std::move(*storage);
+    snap_ = std::make_unique<IncrementalSnapshotter>(shared_, "window-0");
+  }
+  ~Checkpoints() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  OperatorContext Fresh() const {
+    OperatorContext ctx;
+    ctx.state_dir = dir_ + "/op";
+    return ctx;
+  }
+  // Snapshot `id` of `state`; *timer_records (if given): how many records
+  // of its CACHE-DELTA are timers.
+  proto::KeyedStateHandle Take(KeyedStateBackend& state, int64_t id, size_t* timer_records = nullptr) {
+    auto local = TakeLocalSnapshot(state, id, dir_ + "/local-" + std::to_string(id), kAll);
+    EXPECT_TRUE(local.ok()) << local.status();
+    if (!local.ok()) return {};
+    if (timer_records != nullptr) {
+      // Timers are in the delta's synchronous part (the cache's entries
+      // come later): counted on a copy of it, as Upload finishes the delta.
+      CacheDelta copy = local->cache_delta;
+      const std::string delta = std::move(copy).Finish();
+      *timer_records = 0;
+      EXPECT_TRUE(CacheDelta::Parse(delta, [&](std::string_view cf, std::string_view, const std::string_view*) {
+                    if (cf.starts_with(kTimerStatePrefix)) ++*timer_records;
+                    return absl::OkStatus();
+                  }).ok());
+    }
+    auto uploaded = snap_->Upload(*local, "chk-" + std::to_string(id) + "/window-0");
+    EXPECT_TRUE(uploaded.ok()) << uploaded.status();
+    return uploaded.ok() ? *uploaded : proto::KeyedStateHandle();
+  }
+  OperatorContext Restore(const proto::KeyedStateHandle& handle, const std::string& name) {
+    OperatorContext ctx;
+    ctx.state_dir = dir_ + "/" + name;
+    ctx.restored = true;
+    EXPECT_TRUE(RestoreKeyedState(*shared_, handle, kAll, ctx.state_dir).ok());
+    return ctx;
+  }
+
+ private:
+  static constexpr KeyGroupRange kAll{0, 127};
+  std::string dir_;
+  std::shared_ptr<CheckpointStorage> shared_;
+  std::unique_ptr<IncrementalSnapshotter> snap_;
+};
+
+RowBatch Rows(int keys, std::initializer_list<int64_t> times) {
+  RowBatch batch(3);
+  for (int k = 0; k < keys; ++k) {
+    for (int64_t ts : times) {
+      Row& r = batch.Append();
+      r[0].SetString("k" + std::to_string(k));
+      r[1].SetInt(ts);
+      r[2].SetInt(k);
+    }
+  }
+  return batch;
+}
+
+// "k<i>,<start>,<end>,1,<i>" for every key i below `keys`.
+std::vector<std::string> OnePerKey(int keys, int64_t start, int64_t end) {
+  std::vector<std::string> rows;
+  for (int k = 0; k < keys; ++k) {
+    rows.push_back("k" + std::to_string(k) + "," + std::to_string(start) + "," + std::to_string(end) + ",1," +
+                   std::to_string(k));
+  }
+  return rows;
+}
+
 // A snapshot of a tumbling window without allowed lateness leaves its
 // timers out (they follow from the window state); a restore adds them back,
 // so every window open at the snapshot fires once, and one that fired
 // before it does not fire again. With allowed lateness the timers are in
 // the snapshot.
-TEST_F(WindowOperatorTest, RestoredTumblingWindowsFireOnceWithoutSnapshottedTimers) {
-  const KeyGroupRange all{0, 127};
+TEST(WindowRestoreTest, RestoredTumblingWindowsFireOnceWithoutSnapshottedTimers) {
   for (int64_t lateness : {0, 5}) {
     SCOPED_TRACE(lateness);
-    const std::string dir = (std::filesystem::temp_directory_path() /
-                             ("vstream-window-restore-" + std::to_string(::getpid()) + "-" + std::to_string(lateness)))
-                                .string();
-    std::filesystem::remove_all(dir);
-    auto storage = CheckpointStorage::Open("file://" + dir + "/storage");
-    ASSERT_TRUE(storage.ok()) << storage.status();
-    std::shared_ptr<CheckpointStorage> shared = std::move(*storage);
-    OperatorContext ctx;
-    ctx.state_dir = dir + "/op";
+    Checkpoints checkpoints("restore-" + std::to_string(lateness));
     proto::KeyedStateHandle handle;
     size_t timer_records = 0;
     {
@@ -169,59 +241,91 @@ TEST_F(WindowOperatorTest, RestoredTumblingWindowsFireOnceWithoutSnapshottedTime
       WindowOperator op(counters, kInput, Spec("tumbling", 10, 0, lateness));
       Collect out(kOutput);
       op.set_output(&out);
-      ASSERT_TRUE(op.Open(ctx).ok());
-      RowBatch batch(3);
-      for (int k = 0; k < 50; ++k) {
-        for (int64_t ts : {1, 12, 25}) {
-          Row& r = batch.Append();
-          r[0].SetString("k" + std::to_string(k));
-          r[1].SetInt(ts);
-          r[2].SetInt(k);
-        }
-      }
+      ASSERT_TRUE(op.Open(checkpoints.Fresh()).ok());
+      RowBatch batch = Rows(50, {1, 12, 25});
       op.Push(batch);
       op.PushWatermark(9);  // [0,10) fires before the snapshot
       ASSERT_TRUE(op.status().ok()) << op.status();
       ASSERT_EQ(out.rows.size(), 50u);
-      auto local = TakeLocalSnapshot(*op.keyed_state(), 1, dir + "/local", all);
-      ASSERT_TRUE(local.ok()) << local.status();
-      const std::string delta = local->FinishCacheDelta();
-      ASSERT_TRUE(CacheDelta::Parse(delta, [&](std::string_view cf, std::string_view, const std::string_view*) {
-                    if (cf.starts_with(kTimerStatePrefix)) ++timer_records;
-                    return absl::OkStatus();
-                  }).ok());
-      // FinishCacheDelta spent the delta: take the snapshot again to upload.
-      auto again = TakeLocalSnapshot(*op.keyed_state(), 2, dir + "/local2", all);
-      ASSERT_TRUE(again.ok()) << again.status();
-      IncrementalSnapshotter snap(shared, "window-0");
-      auto uploaded = snap.Upload(*again, "chk-2/window-0");
-      ASSERT_TRUE(uploaded.ok()) << uploaded.status();
-      handle = *uploaded;
+      handle = checkpoints.Take(*op.keyed_state(), 1, &timer_records);
     }
     // Without lateness: no timers in the snapshot. With it: the 100 open
     // windows' fire timers and the 50 fired windows' cleanup timers.
     EXPECT_EQ(timer_records, lateness == 0 ? 0u : 150u);
-    ASSERT_TRUE(RestoreKeyedState(*shared, handle, all, dir + "/restored").ok());
-    OperatorContext ctx2 = ctx;
-    ctx2.state_dir = dir + "/restored";
-    ctx2.restored = true;
     OperatorCounters counters;
     WindowOperator op(counters, kInput, Spec("tumbling", 10, 0, lateness));
     Collect out(kOutput);
     op.set_output(&out);
-    ASSERT_TRUE(op.Open(ctx2).ok());
+    ASSERT_TRUE(op.Open(checkpoints.Restore(handle, "restored")).ok());
     op.PushWatermark(19);
     ASSERT_TRUE(op.status().ok()) << op.status();
-    std::vector<std::string> want;
-    for (int k = 0; k < 50; ++k) want.push_back("k" + std::to_string(k) + ",10,20,1," + std::to_string(k));
-    EXPECT_THAT(out.rows, ::testing::UnorderedElementsAreArray(want)) << "[10,20) fires once per key; [0,10) not again";
+    EXPECT_THAT(out.rows, ::testing::UnorderedElementsAreArray(OnePerKey(50, 10, 20)))
+        << "[10,20) fires once per key; [0,10) not again";
     op.PushWatermark(kMaxWatermark);
     ASSERT_EQ(out.rows.size(), 100u) << "[20,30) fires once per key";
-    want.clear();
-    for (int k = 0; k < 50; ++k) want.push_back("k" + std::to_string(k) + ",20,30,1," + std::to_string(k));
-    EXPECT_THAT(std::vector<std::string>(out.rows.begin() + 50, out.rows.end()), ::testing::UnorderedElementsAreArray(want));
-    std::filesystem::remove_all(dir);
+    EXPECT_THAT(std::vector<std::string>(out.rows.begin() + 50, out.rows.end()),
+                ::testing::UnorderedElementsAreArray(OnePerKey(50, 20, 30)));
   }
+}
+
+// Many windows due at one watermark fire kFireSlice at a time: the
+// watermark goes on after the last, records in between are late for the
+// windows being fired, a later watermark is held with it, and a snapshot
+// between two slices restores into exactly the windows not fired yet.
+TEST(WindowRestoreTest, ManyDueWindowsFireInSlicesAndASnapshotBetweenThemMissesNone) {
+  constexpr int kKeys = 5000;
+  constexpr size_t kSlice = WindowOperator::kFireSlice;
+  static_assert(kKeys > 3 * kSlice);
+  Checkpoints checkpoints("slices");
+  OperatorCounters counters;
+  WindowOperator op(counters, kInput, Spec("tumbling", 10, 0, 0));
+  Collect out(kOutput);
+  Collect late(kInput);
+  op.set_output(&out);
+  op.set_late_output(&late);
+  ASSERT_TRUE(op.Open(checkpoints.Fresh()).ok());
+  RowBatch batch = Rows(kKeys, {1, 12});
+  op.Push(batch);
+  op.PushWatermark(9);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_EQ(out.rows.size(), kSlice);
+  EXPECT_TRUE(op.has_pending_work());
+  EXPECT_TRUE(out.watermarks.empty()) << "held until the last window fired";
+  RowBatch more = Rows(1, {5, 15});  // [0,10) is late for every key now; [10,20) is not
+  op.Push(more);
+  EXPECT_EQ(late.rows, (std::vector<std::string>{"k0,5,0"}));
+  op.DoPendingWork();
+  EXPECT_EQ(out.rows.size(), 2 * kSlice);
+  const proto::KeyedStateHandle handle = checkpoints.Take(*op.keyed_state(), 1);
+  std::vector<std::string> before(out.rows.begin(), out.rows.end());
+  op.PushWatermark(15);  // held with the first, which it replaces
+  int calls = 0;
+  while (op.has_pending_work() && calls < 100) {
+    op.DoPendingWork();
+    ++calls;
+  }
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_EQ(out.rows.size(), static_cast<size_t>(kKeys)) << "[10,20) is not due at 15";
+  EXPECT_EQ(out.watermarks, (std::vector<int64_t>{15}));
+  EXPECT_THAT(out.rows, ::testing::UnorderedElementsAreArray(OnePerKey(kKeys, 0, 10)));
+
+  // Restored from between the slices: the windows of [0,10) not fired at
+  // the snapshot fire, and only those.
+  OperatorCounters counters2;
+  WindowOperator restored(counters2, kInput, Spec("tumbling", 10, 0, 0));
+  Collect out2(kOutput);
+  restored.set_output(&out2);
+  ASSERT_TRUE(restored.Open(checkpoints.Restore(handle, "restored")).ok());
+  restored.PushWatermark(9);
+  while (restored.has_pending_work()) restored.DoPendingWork();
+  ASSERT_TRUE(restored.status().ok()) << restored.status();
+  std::vector<std::string> all = before;
+  all.insert(all.end(), out2.rows.begin(), out2.rows.end());
+  EXPECT_THAT(all, ::testing::UnorderedElementsAreArray(OnePerKey(kKeys, 0, 10)));
+  // The end of input fires the rest at once.
+  restored.PushWatermark(kMaxWatermark);
+  EXPECT_FALSE(restored.has_pending_work());
+  EXPECT_EQ(out2.watermarks.back(), kMaxWatermark);
 }
 
 }  // namespace
