@@ -857,7 +857,12 @@ absl::Status StreamTask::Run() {
       // Ahead of its watermark alignment group: no reading this round, but
       // checkpoints, flushes and cancellation go on.
       SourceStatus st = SourceStatus::kMoreAvailable;
-      if (!aligned_ || !AlignmentPauses(*source)) {
+      // Work a chained operator left pending (a window firing in slices)
+      // comes first: the source reads on once it is done, and checkpoints
+      // are taken between its slices.
+      const bool pending = DoPendingWork();
+      RETURN_IF_ERROR(CheckOperators());
+      if (!pending && (!aligned_ || !AlignmentPauses(*source))) {
         // A latency marker stamped now follows the first batch this call
         // makes (SourceOperator::EmitBatch); if it makes none (a paced
         // source that waited), the marker is dropped and the next call
@@ -885,8 +890,6 @@ absl::Status StreamTask::Run() {
       }
       ProcessCheckpointRequests();
       MaybeFinishChannelState();
-      DoPendingWork();
-      RETURN_IF_ERROR(CheckOperators());
       if (Clock::now() >= next_flush) {
         OnTick();
         source->EmitDueWatermark(MonotonicMillis());

@@ -49,6 +49,16 @@ void TimerQueue::AppendInMemory(CacheDelta* delta) const {
   ForEachInMemory([&](int64_t, std::string_view key) { delta->AddPut(cf, key, {}, {}); });
 }
 
+absl::Status TimerQueue::ForEachOnDisk(const std::function<void(int64_t, std::string_view)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key();
+    if (k.size() < kTimeBytes) continue;
+    fn(ReadOrderedTime(k.data()), std::string_view(k.data() + kTimeBytes, k.size() - kTimeBytes));
+  }
+  return FromRocks(it->status(), "scan");
+}
+
 absl::Status TimerQueue::LoadMinTime() {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
   it->SeekToFirst();

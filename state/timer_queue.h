@@ -83,6 +83,10 @@ class TimerQueue {
   // (time, payload) order. fn may Add timers; those due too are popped by
   // the next call. Returns how many were popped.
   absl::StatusOr<size_t> PopUpTo(int64_t up_to, const std::function<void(int64_t, std::string_view)>& fn);
+  // Calls fn(time, payload) for each timer in the column family (spilled
+  // there, or put there by a restore), in (time, payload) order; not the
+  // ones held in memory. For an owner rebuilding its timers on restore.
+  absl::Status ForEachOnDisk(const std::function<void(int64_t, std::string_view)>& fn) const;
 
  private:
   TimerQueue(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, size_t memory_limit)

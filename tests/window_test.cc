@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "client/cluster_client.h"
 #include "common/time_util.h"
 #include "gtest/gtest.h"
@@ -260,6 +261,69 @@ TEST(WindowTest, WindowsOverOutOfOrderInputMatchTheReference) {
   EXPECT_TRUE(ReadLines(data.File("lenient_late")).empty());
   CommandResult st = cluster.Vstream({"status", r.out.substr(0, r.out.find('\n'))}, std::chrono::seconds(30));
   EXPECT_NE(st.out.find("LATE"), std::string::npos) << st.out;
+}
+
+// A tumbling window over 6,000 keys fires 3,000 windows per subtask at
+// each watermark, in slices (WindowOperator::kFireSlice) between which the
+// task takes input, and with a watermark after every batch more watermarks
+// come while a fire is under way. Every window still comes out once, with
+// every one of its records, and none is late.
+constexpr char kManyKeysJob[] = R"yaml(name: many-keys
+parallelism: 2
+sources:
+  - name: readings
+    connector: file
+    path: $DIR/readings.csv
+    format: csv
+    parallelism: 1
+    schema: {key: string, ts: timestamp}
+    event_time: {field: ts, max_out_of_orderness: 0s, watermark_interval: 0s}
+operators:
+  - name: counts
+    type: window
+    input: readings
+    key_by: [key]
+    window: {kind: tumbling, size: 1m}
+    late_output: counts_late
+    aggregates: {n: "count(*)"}
+sinks:
+  - {name: out, connector: file, input: counts, path: $DIR/counts, format: csv}
+  - {name: late, connector: file, input: counts_late, path: $DIR/late, format: csv}
+)yaml";
+
+TEST(WindowTest, ManyWindowsDueAtOnceFireOnceEachInSlices) {
+  constexpr int kKeys = 6000;
+  constexpr int kWindows = 5;
+  constexpr int kPerWindow = 3;  // readings per key and window
+  TestCluster cluster(2, 2);
+  TempDir data("many-keys");
+  // Time order: each window's readings, key after key, 10 ms apart.
+  std::string csv = "key,ts\n";
+  for (int w = 0; w < kWindows; ++w) {
+    for (int r = 0; r < kPerWindow; ++r) {
+      for (int k = 0; k < kKeys; ++k) {
+        const int64_t ts = w * kMinute + (int64_t{r} * kKeys + k) * 3;
+        absl::StrAppend(&csv, "K", k, ",", FormatTimestamp(ts), "\n");
+      }
+    }
+  }
+  WriteFile(data.File("readings.csv"), csv);
+  WriteFile(data.File("job.yaml"), absl::StrReplaceAll(kManyKeysJob, {{"$DIR", data.path()}}));
+  CommandResult r = cluster.Vstream({"submit", data.File("job.yaml"), "--wait"}, std::chrono::minutes(10));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::map<std::string, int> windows;  // "key,start" -> rows
+  int wrong_counts = 0;
+  for (const std::string& line : ReadLines(data.File("counts"))) {
+    std::vector<std::string> f = absl::StrSplit(line, ',');
+    ASSERT_EQ(f.size(), 4u) << line;
+    ++windows[f[0] + "," + f[1]];
+    if (f[3] != std::to_string(kPerWindow) && ++wrong_counts <= 5) ADD_FAILURE() << "count " << line;
+  }
+  EXPECT_EQ(windows.size(), size_t{kKeys} * kWindows);
+  int repeated = 0;
+  for (const auto& [w, n] : windows) repeated += n != 1;
+  EXPECT_EQ(repeated, 0) << "windows that came out more than once";
+  EXPECT_TRUE(ReadLines(data.File("late")).empty());
 }
 
 constexpr char kJoinJob[] = R"yaml(name: join

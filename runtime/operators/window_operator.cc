@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <numeric>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -67,7 +68,9 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   const bool rebuilt = TimersFollowFromState();
   ASSIGN_OR_RETURN(timers_, TimerQueue::Create(*backend_, "window_timers", TimerQueue::kDefaultMemoryLimit,
                                                rebuilt ? TimerQueue::kRebuiltOnRestore : TimerQueue::kSnapshotted));
-  if (rebuilt && ctx.restored) RETURN_IF_ERROR(RebuildFireTimers());
+  // Whatever the spec's allowed lateness now: the snapshot may be of one
+  // that left its timers out.
+  if (kind_ == Kind::kTumbling && ctx.restored) RETURN_IF_ERROR(RebuildFireTimers());
   sliced_ = rebuilt && !spec_.processing_time();
   return absl::OkStatus();
 }
@@ -77,9 +80,16 @@ bool WindowOperator::TimersFollowFromState() const {
 }
 
 absl::Status WindowOperator::RebuildFireTimers() {
-  // Snapshots leave out the timers held in memory: each restored window
-  // gets its one timer again (adding one that a spill kept in the snapshot
-  // keeps one). The state key is NamespacedKey's: [key][window start: 8].
+  // A snapshot that left its timers out holds only windows that have not
+  // fired: each gets its fire timer again (adding one that a spill kept in
+  // the snapshot keeps one). A snapshot that holds its timers (allowed
+  // lateness then) may hold windows that fired and are kept for their
+  // lateness: those have a cleanup timer in it, and get no fire timer.
+  absl::flat_hash_set<std::string> fired;  // timer payloads without the kind
+  RETURN_IF_ERROR(timers_->ForEachOnDisk([&](int64_t, std::string_view p) {
+    if (!p.empty() && p.back() == static_cast<char>(kCleanup)) fired.emplace(p.substr(0, p.size() - 1));
+  }));
+  // The state key is NamespacedKey's: [key][window start: 8].
   int64_t windows = 0;
   std::string key;
   RETURN_IF_ERROR(backend_->ForEachKey(acc_state_, {0, kMaxKeyGroups - 1}, [&](const StateKeyView& k) {
@@ -87,7 +97,13 @@ absl::Status WindowOperator::RebuildFireTimers() {
     if (k.key.size() < kNamespaceBytes) return Fail(absl::DataLossError("window: corrupt state key"));
     key.assign(k.key.data(), k.key.size() - kNamespaceBytes);
     const int64_t start = ReadOrderedTime(k.key.data() + key.size());
-    AddTimer({SatAdd(start, spec_.size_ms() - 1), key, start, kFire, k.key_group});
+    const Timer timer{SatAdd(start, spec_.size_ms() - 1), key, start, kFire, k.key_group};
+    if (!fired.empty()) {
+      TimerPayload(timer, &timer_payload_);
+      timer_payload_.pop_back();  // the kind
+      if (fired.contains(timer_payload_)) return;
+    }
+    AddTimer(timer);
     ++windows;
   }));
   RETURN_IF_ERROR(status_);
@@ -268,12 +284,16 @@ void WindowOperator::FireSlidingWindow(const std::string& key, int key_group, in
   if (any) EmitResult(key, start, start + spec_.size_ms(), merged_);
 }
 
+void WindowOperator::TimerPayload(const Timer& t, std::string* out) {
+  out->clear();
+  AppendKeyGroupBytes(t.key_group, out);
+  out->append(t.key);
+  AppendOrderedTime(t.ns, out);
+  out->push_back(static_cast<char>(t.kind));
+}
+
 void WindowOperator::AddTimer(const Timer& t) {
-  timer_payload_.clear();
-  AppendKeyGroupBytes(t.key_group, &timer_payload_);
-  timer_payload_.append(t.key);
-  AppendOrderedTime(t.ns, &timer_payload_);
-  timer_payload_.push_back(static_cast<char>(t.kind));
+  TimerPayload(t, &timer_payload_);
   absl::Status s = timers_->Add(t.time, timer_payload_);
   if (!s.ok()) Fail(s);
 }
@@ -317,13 +337,29 @@ void WindowOperator::DoPendingWork() {
       taken_bytes_.append(payload);
     });
     if (!popped.ok()) return Fail(popped.status());
+    taken_up_to_ = held_watermark_;
   }
   const bool done = FireTaken(kFireSlice);
   FlushOut();
-  if (!done || !status_.ok()) return;
+  // A later watermark that came meanwhile: its windows are taken next.
+  if (!done || !status_.ok() || taken_up_to_ < held_watermark_) return;
   const int64_t watermark = held_watermark_;
   held_watermark_ = INT64_MIN;
   ForwardWatermark(watermark);
+}
+
+void WindowOperator::FireHeld() {
+  if (held_watermark_ == INT64_MIN) return;
+  const int64_t watermark = held_watermark_;
+  held_watermark_ = INT64_MIN;
+  FireTimers(watermark);
+  FlushOut();
+  ForwardWatermark(watermark);
+}
+
+void WindowOperator::PushIdle() {
+  FireHeld();  // its results and its watermark go before the idle marker
+  output_->PushIdle();
 }
 
 void WindowOperator::FireTimers(int64_t up_to) {
@@ -450,13 +486,7 @@ void WindowOperator::OnProcessingTime(int64_t now_ms) {
 void WindowOperator::Finish() {
   // Processing-time windows still open at the end of a bounded input fire now.
   if (spec_.processing_time()) FireTimers(INT64_MAX);
-  if (held_watermark_ != INT64_MIN) {  // the end of input's watermark fires at once; this is in case it never came
-    const int64_t watermark = held_watermark_;
-    held_watermark_ = INT64_MIN;
-    FireTimers(watermark);
-    FlushOut();
-    ForwardWatermark(watermark);
-  }
+  FireHeld();  // the end of input's watermark fires at once; this is in case it never came
   FlushOut();
   output_->Finish();
 }

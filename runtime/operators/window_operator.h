@@ -58,8 +58,11 @@ class WindowOperator : public StreamOperator {
   // that fired at once. A snapshot taken between slices needs nothing more:
   // the windows not fired yet still have their state, and a restore adds
   // their timers back. The end of input fires everything at once.
+  // An idle marker while a watermark is held fires the rest at once: the
+  // results and the watermark go before it.
   bool has_pending_work() const override { return held_watermark_ != INT64_MIN; }
   void DoPendingWork() override;
+  void PushIdle() override;
   // 1-3 ms of firing on this machine (docs/benchmarks.md).
   static constexpr size_t kFireSlice = 1024;
   void OnProcessingTime(int64_t now_ms) override;
@@ -79,6 +82,7 @@ class WindowOperator : public StreamOperator {
   // Timer payload: [key group: 2 bytes big-endian][key][ns: 8 bytes,
   // order-preserving][kind: 1]. The key group first, as TimerQueue requires.
   void AddTimer(const Timer& t);
+  static void TimerPayload(const Timer& t, std::string* out);
   bool DecodeTimer(int64_t time, std::string_view payload, Timer* t) const;
   void OnTimer(const Timer& timer);
   struct Session {
@@ -95,6 +99,8 @@ class WindowOperator : public StreamOperator {
   // none is left.
   bool FireTaken(size_t max);
   void ForwardWatermark(int64_t watermark);
+  // Fires what the held watermark is due, at once, and passes it on.
+  void FireHeld();
   void FireWindow(const std::string& key, int key_group, int64_t start, int64_t end);
   void FireSlidingWindow(const std::string& key, int key_group, int64_t start);
   void EmitResult(const std::string& key, int64_t start, int64_t end, std::string_view acc);
@@ -108,7 +114,8 @@ class WindowOperator : public StreamOperator {
   // Tumbling windows without allowed lateness: a window's state lives from
   // its first record until its one timer fires, so the timers follow from
   // the state. Snapshots then leave them out (TimerQueue::
-  // kRebuiltOnRestore) and a restore adds them back (RebuildFireTimers):
+  // kRebuiltOnRestore) and a restore adds them back (RebuildFireTimers,
+  // for every restored tumbling window, whatever its allowed lateness now):
   // the clinical workload's 5-minute window held 40,000 timers per
   // subtask, and copying them was 20-140 ms of each checkpoint's
   // synchronous part (docs/benchmarks.md). Other windows keep fired
@@ -148,6 +155,7 @@ class WindowOperator : public StreamOperator {
   std::vector<Taken> taken_;
   std::string taken_bytes_;
   size_t fire_next_ = 0;
+  int64_t taken_up_to_ = INT64_MIN;  // the watermark taken_ was popped up to
   Timer fire_timer_;  // reused by FireTaken
   Output* late_output_ = nullptr;
   RowBatch out_;

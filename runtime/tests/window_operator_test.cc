@@ -30,9 +30,15 @@ class Collect : public Output {
     }
   }
   void Finish() override {}
-  void PushWatermark(int64_t wm) override { watermarks.push_back(wm); }
+  void PushWatermark(int64_t wm) override {
+    watermarks.push_back(wm);
+    events.push_back("W" + std::to_string(wm) + "@" + std::to_string(rows.size()));
+  }
+  void PushIdle() override { events.push_back("I@" + std::to_string(rows.size())); }
   std::vector<std::string> rows;
   std::vector<int64_t> watermarks;
+  // Watermarks and idle markers in order, each with the rows before it.
+  std::vector<std::string> events;
 
  private:
   Schema schema_;
@@ -229,11 +235,13 @@ std::vector<std::string> OnePerKey(int keys, int64_t start, int64_t end) {
 // timers out (they follow from the window state); a restore adds them back,
 // so every window open at the snapshot fires once, and one that fired
 // before it does not fire again. With allowed lateness the timers are in
-// the snapshot.
+// the snapshot. Either restores into a window whose allowed lateness
+// changed meanwhile.
 TEST(WindowRestoreTest, RestoredTumblingWindowsFireOnceWithoutSnapshottedTimers) {
-  for (int64_t lateness : {0, 5}) {
-    SCOPED_TRACE(lateness);
-    Checkpoints checkpoints("restore-" + std::to_string(lateness));
+  for (const auto& [lateness, restored_lateness] :
+       std::vector<std::pair<int64_t, int64_t>>{{0, 0}, {5, 5}, {0, 5}, {5, 0}}) {
+    SCOPED_TRACE(::testing::Message() << "lateness " << lateness << ", restored with " << restored_lateness);
+    Checkpoints checkpoints("restore-" + std::to_string(lateness) + "-" + std::to_string(restored_lateness));
     proto::KeyedStateHandle handle;
     size_t timer_records = 0;
     {
@@ -253,7 +261,7 @@ TEST(WindowRestoreTest, RestoredTumblingWindowsFireOnceWithoutSnapshottedTimers)
     // windows' fire timers and the 50 fired windows' cleanup timers.
     EXPECT_EQ(timer_records, lateness == 0 ? 0u : 150u);
     OperatorCounters counters;
-    WindowOperator op(counters, kInput, Spec("tumbling", 10, 0, lateness));
+    WindowOperator op(counters, kInput, Spec("tumbling", 10, 0, restored_lateness));
     Collect out(kOutput);
     op.set_output(&out);
     ASSERT_TRUE(op.Open(checkpoints.Restore(handle, "restored")).ok());
@@ -298,16 +306,32 @@ TEST(WindowRestoreTest, ManyDueWindowsFireInSlicesAndASnapshotBetweenThemMissesN
   EXPECT_EQ(out.rows.size(), 2 * kSlice);
   const proto::KeyedStateHandle handle = checkpoints.Take(*op.keyed_state(), 1);
   std::vector<std::string> before(out.rows.begin(), out.rows.end());
-  op.PushWatermark(15);  // held with the first, which it replaces
+  // Held with the first, which it replaces; [10,20) is due at 19 too.
+  op.PushWatermark(19);
   int calls = 0;
   while (op.has_pending_work() && calls < 100) {
     op.DoPendingWork();
     ++calls;
   }
   ASSERT_TRUE(op.status().ok()) << op.status();
-  EXPECT_EQ(out.rows.size(), static_cast<size_t>(kKeys)) << "[10,20) is not due at 15";
-  EXPECT_EQ(out.watermarks, (std::vector<int64_t>{15}));
-  EXPECT_THAT(out.rows, ::testing::UnorderedElementsAreArray(OnePerKey(kKeys, 0, 10)));
+  EXPECT_EQ(out.watermarks, (std::vector<int64_t>{19}));
+  ASSERT_EQ(out.rows.size(), 2u * kKeys) << "every window of [0,10) and [10,20) before the watermark";
+  EXPECT_THAT(std::vector<std::string>(out.rows.begin(), out.rows.begin() + kKeys),
+              ::testing::UnorderedElementsAreArray(OnePerKey(kKeys, 0, 10)));
+  std::vector<std::string> second = OnePerKey(kKeys, 10, 20);
+  second[0] = "k0,10,20,2,0";  // k0 had a second record at 15
+  EXPECT_THAT(std::vector<std::string>(out.rows.begin() + kKeys, out.rows.end()),
+              ::testing::UnorderedElementsAreArray(second));
+
+  // An idle marker while a watermark is held: the rest fires first, then
+  // the watermark, then the idle marker.
+  RowBatch third = Rows(kKeys, {25});
+  op.Push(third);
+  op.PushWatermark(29);
+  EXPECT_TRUE(op.has_pending_work());
+  op.PushIdle();
+  EXPECT_FALSE(op.has_pending_work());
+  EXPECT_EQ(out.events, (std::vector<std::string>{"W19@10000", "W29@15000", "I@15000"}));
 
   // Restored from between the slices: the windows of [0,10) not fired at
   // the snapshot fire, and only those.
