@@ -71,13 +71,14 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   // Whatever the spec's allowed lateness now: the snapshot may be of one
   // that left its timers out.
   if (kind_ == Kind::kTumbling && ctx.restored) RETURN_IF_ERROR(RebuildFireTimers());
-  sliced_ = rebuilt && !spec_.processing_time();
   return absl::OkStatus();
 }
 
 bool WindowOperator::TimersFollowFromState() const {
   return kind_ == Kind::kTumbling && spec_.allowed_lateness_ms() == 0;
 }
+
+bool WindowOperator::FiresInSlices() const { return TimersFollowFromState() && !spec_.processing_time(); }
 
 absl::Status WindowOperator::RebuildFireTimers() {
   // A snapshot that left its timers out holds only windows that have not
@@ -463,14 +464,9 @@ void WindowOperator::PushWatermark(int64_t watermark) {
   if (watermark <= watermark_) return;
   if (spec_.processing_time()) return ForwardWatermark(watermark);
   watermark_ = watermark;
-  if (sliced_ && watermark != kMaxWatermark) {
-    held_watermark_ = watermark;  // a later one replaces an earlier one still held
-    return DoPendingWork();
-  }
-  held_watermark_ = INT64_MIN;
-  FireTimers(watermark);
-  FlushOut();
-  ForwardWatermark(watermark);
+  held_watermark_ = watermark;  // a later one replaces an earlier one still held
+  if (FiresInSlices() && watermark != kMaxWatermark) return DoPendingWork();
+  FireHeld();
 }
 
 void WindowOperator::ForwardWatermark(int64_t watermark) {

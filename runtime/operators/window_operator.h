@@ -122,6 +122,9 @@ class WindowOperator : public StreamOperator {
   // windows' state (allowed lateness) or their timers do not map one to
   // one onto state (sliding panes, sessions): their timers are snapshotted.
   bool TimersFollowFromState() const;
+  // Event-time windows whose timers follow from their state fire in
+  // slices (has_pending_work).
+  bool FiresInSlices() const;
   absl::Status RebuildFireTimers();
   void Fail(const absl::Status& s) {
     if (status_.ok()) status_ = s;
@@ -141,7 +144,6 @@ class WindowOperator : public StreamOperator {
   std::unique_ptr<TimerQueue> timers_;
   std::string timer_payload_;
   int64_t watermark_ = INT64_MIN;
-  bool sliced_ = false;  // fires in slices (has_pending_work)
   // The watermark to pass on once the taken timers have fired; INT64_MIN:
   // none held.
   int64_t held_watermark_ = INT64_MIN;
