@@ -42,7 +42,9 @@ BufferedMapState::BufferedMapState(KeyedStateBackend& backend, MapState* disk, r
 
 absl::Status BufferedMapState::CountDisk() {
   disk_count_ = 0;
-  std::unique_ptr<rocksdb::Iterator> it(backend_.db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  rocksdb::ReadOptions ro;
+  ro.total_order_seek = true;  // every key
+  std::unique_ptr<rocksdb::Iterator> it(backend_.db()->NewIterator(ro, cf_));
   for (it->SeekToFirst(); it->Valid(); it->Next()) ++disk_count_;
   if (!it->status().ok()) {
     return absl::InternalError(absl::StrCat("buffered map state ", cf_name_, ": scan: ", it->status().ToString()));

@@ -56,6 +56,7 @@ absl::Status MapState::ForEachInRange(
   const rocksdb::Slice upper(upper_bound_);
   rocksdb::ReadOptions ro = ctx_.read_options;
   if (!upper_bound_.empty()) ro.iterate_upper_bound = &upper;
+  ro.prefix_same_as_start = true;  // one key's entries: the prefix filter applies
   const int64_t now = NowIfTimed();
   std::unique_ptr<rocksdb::Iterator> it(ctx_.db->NewIterator(ro, cf_));
   for (it->Seek(seek); it->Valid() && it->key().starts_with(prefix); it->Next()) {
@@ -98,7 +99,9 @@ absl::Status MapState::Clear(std::string_view ns) {
   // Expired entries go too: Scan skips them, so delete by raw range instead.
   ComposeKey(ns);
   const rocksdb::Slice prefix = rocks_key();
-  std::unique_ptr<rocksdb::Iterator> it(ctx_.db->NewIterator(ctx_.read_options, cf_));
+  rocksdb::ReadOptions ro = ctx_.read_options;
+  ro.prefix_same_as_start = true;  // one key's entries: the prefix filter applies
+  std::unique_ptr<rocksdb::Iterator> it(ctx_.db->NewIterator(ro, cf_));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     batch.Delete(cf_, it->key());
   }

@@ -80,6 +80,14 @@ bool DecodeStateKey(std::string_view raw, StateKeyView* out) {
   return true;
 }
 
+size_t StateKeyPrefixSize(std::string_view raw) {
+  if (raw.size() < 2) return 0;
+  std::string_view rest = raw.substr(2);
+  std::string_view key;
+  if (!ReadLengthPrefixed(&rest, &key)) return 0;
+  return raw.size() - rest.size();
+}
+
 std::string PrefixSuccessor(std::string_view prefix) {
   std::string s(prefix);
   while (!s.empty() && static_cast<uint8_t>(s.back()) == 0xff) s.pop_back();

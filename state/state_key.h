@@ -48,6 +48,11 @@ struct StateKeyView {
 
 // Decodes a RocksDB key of keyed state. False when the bytes are malformed.
 bool DecodeStateKey(std::string_view raw, StateKeyView* out);
+// The size of raw's [key group][varint n][key] (the part every entry of
+// one key shares, whatever its namespace and user key), or 0 when raw does
+// not start with one. RocksDB's prefix bloom filters use it (a MapState's
+// range scans of a key that is not there skip the SST files).
+size_t StateKeyPrefixSize(std::string_view raw);
 
 // LEB128 varints, as RocksDB's PutVarint32 / GetVarint32.
 void AppendVarint32(uint32_t v, std::string* out);

@@ -437,6 +437,7 @@ absl::Status CopyColumnFamily(SnapshotReader& from, size_t i, KeyGroupRange rang
   rocksdb::ReadOptions ro;
   ro.fill_cache = false;
   ro.verify_checksums = true;
+  ro.total_order_seek = true;  // across keys (the prefix filter is per key)
   // Keyed state (and the default column family, which the backend leaves
   // empty): the key group is the first 2 bytes, the range one scan.
   std::string lower, upper;
