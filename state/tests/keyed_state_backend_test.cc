@@ -3,7 +3,11 @@
 #include <filesystem>
 
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "rocksdb/perf_context.h"
+#include "rocksdb/perf_level.h"
 #include "state/key_groups.h"
+#include "state/state_descriptor.h"
 
 namespace vstream {
 namespace {
@@ -32,6 +36,56 @@ TEST(KeyedStateBackendTest, PutGetDeletePerStateAndKeyGroup) {
   EXPECT_TRUE(absl::IsNotFound((*backend)->Get(*a, 8, "key", &v)));
   ASSERT_TRUE((*backend)->Delete(*a, 7, "key").ok());
   EXPECT_TRUE(absl::IsNotFound((*backend)->Get(*a, 7, "key", &v)));
+}
+
+// A MapState's scan of one key asks each SST file's prefix filter for
+// [key group][key] first: a key with no entries reads no file. Keys that
+// are byte prefixes of each other ("k1", "k10") stay apart (the length
+// prefix), and scans across keys (ForEachKey) still see every entry.
+TEST(KeyedStateBackendTest, MapScansOfAbsentKeysSkipSstFilesAndScansAcrossKeysSeeAll) {
+  auto opened = KeyedStateBackend::Open({.path = TempDir("ksb-prefix")});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  KeyedStateBackend& backend = **opened;
+  auto map = backend.GetMapState(MapStateDescriptor{.name = "m"});
+  ASSERT_TRUE(map.ok()) << map.status();
+  const StateId id = (*map)->id();
+  auto key = [](int i) { return "k" + std::to_string(i); };
+  auto group = [&](int i) { return KeyGroupForHash(HashKeyBytes(key(i)), 128); };
+  // Three SST files, each with three entries of every even key below 300.
+  for (int file = 0; file < 3; ++file) {
+    for (int i = 0; i < 300; i += 2) {
+      backend.SetCurrentKey(group(i), key(i));
+      for (int e = 0; e < 3; ++e) {
+        ASSERT_TRUE((*map)->Put("", "u" + std::to_string(file * 3 + e), "v").ok());
+      }
+    }
+    ASSERT_TRUE(backend.db()->Flush(rocksdb::FlushOptions(), backend.column_family(id)).ok());
+  }
+  auto scan = [&](int i) {
+    backend.SetCurrentKey(group(i), key(i));
+    int n = 0;
+    EXPECT_TRUE((*map)->ForEachInRange("", "", "", [&](std::string_view, std::string_view) {
+      ++n;
+      return true;
+    }).ok());
+    return n;
+  };
+  EXPECT_EQ(scan(10), 9);   // "k10": its own 9 entries, not "k100".."k108"'s
+  EXPECT_EQ(scan(1), 0);    // "k1": odd, absent, though "k10" starts with it
+  EXPECT_EQ(scan(100), 9);
+
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
+  rocksdb::get_perf_context()->Reset();
+  for (int i = 1; i < 300; i += 2) EXPECT_EQ(scan(i), 0);
+  const uint64_t skipped = rocksdb::get_perf_context()->bloom_sst_miss_count;
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  // 150 absent keys, 3 files each: nearly every file skipped (10 bits per
+  // key: about 1% false positives).
+  EXPECT_GE(skipped, 400u);
+
+  int64_t entries = 0;
+  ASSERT_TRUE(backend.ForEachKey(id, KeyGroupRange{0, 127}, [&](const StateKeyView&) { ++entries; }).ok());
+  EXPECT_EQ(entries, 150 * 9);
 }
 
 TEST(KeyGroupsTest, RangesPartitionAllKeyGroupsContiguously) {
