@@ -165,6 +165,7 @@ rocksdb::ColumnFamilyOptions KeyedStateBackend::CfOptions(const StateSlot& slot)
         std::make_shared<StateKeyPrefixTransform>());
     cf.prefix_extractor = *kPrefix;
   }
+  if (options_.universal_compaction) cf.compaction_style = rocksdb::kCompactionStyleUniversal;
   cf.merge_operator = slot.merge_operator;
   cf.compaction_filter_factory = slot.filter_factory;
   return cf;

@@ -92,6 +92,12 @@ struct KeyedStateBackendOptions {
   // SST files kept open (index and filter blocks are in the block cache
   // either way). Default 256.
   int max_open_files = 256;
+  // RocksDB's universal compaction (size-tiered: new files merge with each
+  // other, seldom with the old large ones) instead of leveled. Leveled
+  // rewrites all of level 1 whenever level 0 fills, since keyed state's keys
+  // spread over the whole key space, and an incremental checkpoint then
+  // uploads it all again. Either opens the other's files. Default true.
+  bool universal_compaction = true;
 };
 
 // Counters of the write-back cache (all zero when it is off).

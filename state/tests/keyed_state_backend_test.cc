@@ -88,6 +88,67 @@ TEST(KeyedStateBackendTest, MapScansOfAbsentKeysSkipSstFilesAndScansAcrossKeysSe
   EXPECT_EQ(entries, 150 * 9);
 }
 
+// A state directory whose files sit in levels below 0 (leveled compaction,
+// the default before universal) opens with universal compaction and the
+// other way round: a restore of an older snapshot, or of a newer one.
+TEST(KeyedStateBackendTest, ReopensStateWrittenWithTheOtherCompactionStyle) {
+  for (const bool first_universal : {false, true}) {
+    SCOPED_TRACE(first_universal ? "universal, then leveled" : "leveled, then universal");
+    const std::string path = TempDir(first_universal ? "ksb-style-u" : "ksb-style-l");
+    auto key = [](int i) { return "k" + std::to_string(i); };
+    auto group = [&](int i) { return KeyGroupForHash(HashKeyBytes(key(i)), 128); };
+    {
+      auto opened = KeyedStateBackend::Open({.path = path, .universal_compaction = first_universal});
+      ASSERT_TRUE(opened.ok()) << opened.status();
+      KeyedStateBackend& backend = **opened;
+      auto map = backend.GetMapState(MapStateDescriptor{.name = "m"});
+      ASSERT_TRUE(map.ok()) << map.status();
+      for (int round = 0; round < 3; ++round) {
+        for (int i = 0; i < 200; ++i) {
+          backend.SetCurrentKey(group(i), key(i));
+          ASSERT_TRUE((*map)->Put("", "u" + std::to_string(round), "v" + std::to_string(i)).ok());
+        }
+        ASSERT_TRUE(backend.db()->Flush(rocksdb::FlushOptions(), backend.column_family((*map)->id())).ok());
+      }
+      // Everything into one file below level 0.
+      rocksdb::CompactRangeOptions compact;
+      compact.change_level = true;
+      compact.target_level = 3;
+      ASSERT_TRUE(backend.db()->CompactRange(compact, backend.column_family((*map)->id()), nullptr, nullptr).ok());
+      std::string at_level;
+      ASSERT_TRUE(backend.db()->GetProperty(backend.column_family((*map)->id()), "rocksdb.num-files-at-level3",
+                                            &at_level));
+      ASSERT_EQ(at_level, "1");
+    }
+    auto opened = KeyedStateBackend::Open({.path = path, .wipe_on_open = false, .universal_compaction = !first_universal});
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    KeyedStateBackend& backend = **opened;
+    auto map = backend.GetMapState(MapStateDescriptor{.name = "m"});
+    ASSERT_TRUE(map.ok()) << map.status();
+    for (int i = 0; i < 200; i += 7) {
+      backend.SetCurrentKey(group(i), key(i));
+      std::vector<std::string> got;
+      ASSERT_TRUE((*map)->ForEachInRange("", "", "", [&](std::string_view k, std::string_view v) {
+        got.push_back(std::string(k) + "=" + std::string(v));
+        return true;
+      }).ok());
+      const std::string v = "v" + std::to_string(i);
+      EXPECT_EQ(got, (std::vector<std::string>{"u0=" + v, "u1=" + v, "u2=" + v}));
+    }
+    // Writes and a compaction in the new style work on the old files.
+    backend.SetCurrentKey(group(1), key(1));
+    ASSERT_TRUE((*map)->Put("", "u3", "new").ok());
+    ASSERT_TRUE(backend.db()->Flush(rocksdb::FlushOptions(), backend.column_family((*map)->id())).ok());
+    ASSERT_TRUE(backend.db()
+                    ->CompactRange(rocksdb::CompactRangeOptions(), backend.column_family((*map)->id()), nullptr,
+                                   nullptr)
+                    .ok());
+    int64_t entries = 0;
+    ASSERT_TRUE(backend.ForEachKey((*map)->id(), KeyGroupRange{0, 127}, [&](const StateKeyView&) { ++entries; }).ok());
+    EXPECT_EQ(entries, 601);
+  }
+}
+
 TEST(KeyGroupsTest, RangesPartitionAllKeyGroupsContiguously) {
   for (int maxp : {1, 7, 128, 1000}) {
     for (int p = 1; p <= std::min(maxp, 9); ++p) {
