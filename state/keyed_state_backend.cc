@@ -113,9 +113,11 @@ rocksdb::Env* UnsyncedEnv() {
 
 constexpr int kMaxStates = 1 << 16;  // the state id takes 2 bytes in cache keys
 
-std::shared_ptr<rocksdb::TableFactory> MakeTableFactory(const StateResources& resources) {
+}  // namespace
+
+std::shared_ptr<rocksdb::TableFactory> MakeStateTableFactory(std::shared_ptr<rocksdb::Cache> block_cache) {
   rocksdb::BlockBasedTableOptions table;
-  table.block_cache = resources.block_cache();
+  table.block_cache = std::move(block_cache);
   // Index and filter blocks live in the block cache (high-priority pool), so
   // their memory counts against the budget; partitioned, so only the top
   // level is pinned and the partitions are cached like data blocks.
@@ -134,6 +136,8 @@ std::shared_ptr<rocksdb::TableFactory> MakeTableFactory(const StateResources& re
 // so a scan of one key's entries (MapState::ForEachInRange, the interval
 // join's probe) skips the files that have none. Most of q3's probes find
 // nothing, and each one sought into every level-0 file (docs/benchmarks.md).
+namespace {
+
 class StateKeyPrefixTransform final : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "vstream.StateKeyPrefix.1"; }
@@ -147,6 +151,17 @@ class StateKeyPrefixTransform final : public rocksdb::SliceTransform {
 
 }  // namespace
 
+bool IsKeyedStateColumnFamily(std::string_view name) {
+  return !name.empty() && name != rocksdb::kDefaultColumnFamilyName && !name.starts_with(kTimerStatePrefix);
+}
+
+std::shared_ptr<const rocksdb::SliceTransform> StatePrefixExtractor(std::string_view name) {
+  if (!IsKeyedStateColumnFamily(name)) return nullptr;
+  static const auto* const kPrefix =
+      new std::shared_ptr<const rocksdb::SliceTransform>(std::make_shared<StateKeyPrefixTransform>());
+  return *kPrefix;
+}
+
 rocksdb::ColumnFamilyOptions KeyedStateBackend::CfOptions(const StateSlot& slot) const {
   rocksdb::ColumnFamilyOptions cf;
   cf.write_buffer_size = options_.write_buffer_bytes;
@@ -157,15 +172,14 @@ rocksdb::ColumnFamilyOptions KeyedStateBackend::CfOptions(const StateSlot& slot)
   // in the memtable skips the skiplist search.
   cf.memtable_prefix_bloom_size_ratio = 0.02;
   cf.memtable_whole_key_filtering = true;
-  // Keyed states' column families (not timer queues', keyed by time, nor
-  // the empty default one) filter on each key's prefix too. Iterators that
-  // cross keys set total_order_seek.
-  if (!slot.name.empty() && !slot.name.starts_with(kTimerStatePrefix)) {
-    static const auto* const kPrefix = new std::shared_ptr<const rocksdb::SliceTransform>(
-        std::make_shared<StateKeyPrefixTransform>());
-    cf.prefix_extractor = *kPrefix;
+  // Keyed states' column families (not timer queues', keyed by time and
+  // deleted from in order, nor the empty default one) filter on each key's
+  // prefix too (iterators that cross keys set total_order_seek), and
+  // compact universally.
+  cf.prefix_extractor = StatePrefixExtractor(slot.name);
+  if (options_.universal_compaction && IsKeyedStateColumnFamily(slot.name)) {
+    cf.compaction_style = rocksdb::kCompactionStyleUniversal;
   }
-  if (options_.universal_compaction) cf.compaction_style = rocksdb::kCompactionStyleUniversal;
   cf.merge_operator = slot.merge_operator;
   cf.compaction_filter_factory = slot.filter_factory;
   return cf;
@@ -187,7 +201,7 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Open(
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", options.path, ": ", ec.message()));
 
   std::unique_ptr<KeyedStateBackend> backend(
-      new KeyedStateBackend(options, resources, MakeTableFactory(*resources)));
+      new KeyedStateBackend(options, resources, MakeStateTableFactory(resources->block_cache())));
 
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;

@@ -50,6 +50,12 @@
 #include "state/state_resources.h"
 #include "state/value_state.h"
 
+namespace rocksdb {
+class Cache;
+class SliceTransform;
+class TableFactory;
+}  // namespace rocksdb
+
 namespace vstream {
 
 class CacheReservation;
@@ -61,6 +67,20 @@ class WriteBackCache;
 // with it, so a restore at another parallelism (state_snapshot.h) knows each
 // column family's key layout from its name alone.
 inline constexpr std::string_view kTimerStatePrefix = "timers/";
+
+// Whether the column family `name` holds keyed state (state_key.h's layout):
+// neither a timer queue's nor RocksDB's default one.
+bool IsKeyedStateColumnFamily(std::string_view name);
+// The SST format of every state column family: partitioned index and bloom
+// filters (10 bits per key) whose blocks live in `block_cache` (null: a
+// private one, for writers that only build files).
+std::shared_ptr<rocksdb::TableFactory> MakeStateTableFactory(std::shared_ptr<rocksdb::Cache> block_cache);
+// The prefix extractor of the column family `name`: each key's
+// [key group][varint n][key] (StateKeyPrefixSize) for keyed state, so that
+// bloom filters hold it and a scan of one key skips the files without it;
+// null for others. A restore at another parallelism writes its files with
+// the same format and extractor, so they filter as the backend's own.
+std::shared_ptr<const rocksdb::SliceTransform> StatePrefixExtractor(std::string_view name);
 
 struct KeyedStateBackendOptions {
   // Directory of the RocksDB instance; created if missing. Required.

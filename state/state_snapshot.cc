@@ -316,6 +316,7 @@ class SnapshotReader {
     for (const std::string& name : names_) {
       rocksdb::ColumnFamilyOptions cf;
       cf.merge_operator = capture_;
+      cf.prefix_extractor = StatePrefixExtractor(name);  // as the files were written
       descriptors.emplace_back(name, cf);
     }
     return FromRocksStatus(rocksdb::DB::OpenForReadOnly(options, dir, descriptors, &cfs_, &db_),
@@ -350,7 +351,8 @@ class RestoreWriter {
     options.create_if_missing = true;
     options.error_if_exists = true;
     write_options_.disableWAL = true;  // flushed before Close
-    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors{{rocksdb::kDefaultColumnFamilyName, CfOptions()}};
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors{
+        {rocksdb::kDefaultColumnFamilyName, CfOptions(rocksdb::kDefaultColumnFamilyName)}};
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     RETURN_IF_ERROR(FromRocksStatus(rocksdb::DB::Open(options, dir, descriptors, &handles, &db_),
                                     absl::StrCat("create the restored state in ", dir)));
@@ -361,7 +363,7 @@ class RestoreWriter {
   absl::StatusOr<rocksdb::ColumnFamilyHandle*> ColumnFamily(const std::string& name) {
     if (auto it = cfs_.find(name); it != cfs_.end()) return it->second;
     rocksdb::ColumnFamilyHandle* cf = nullptr;
-    RETURN_IF_ERROR(FromRocksStatus(db_->CreateColumnFamily(CfOptions(), name, &cf),
+    RETURN_IF_ERROR(FromRocksStatus(db_->CreateColumnFamily(CfOptions(name), name, &cf),
                                     absl::StrCat("create column family '", name, "'")));
     cfs_[name] = cf;
     return cf;
@@ -399,8 +401,14 @@ class RestoreWriter {
   uint64_t operands() const { return operands_; }
 
  private:
-  static rocksdb::ColumnFamilyOptions CfOptions() {
+  // The backend's SST format and prefix extractor (keyed_state_backend.h),
+  // so the files a redistribution writes filter as the backend's own: they
+  // are the oldest run after the restore, rewritten only by a full
+  // compaction.
+  rocksdb::ColumnFamilyOptions CfOptions(const std::string& name) const {
     rocksdb::ColumnFamilyOptions cf;
+    cf.table_factory = table_factory_;
+    cf.prefix_extractor = StatePrefixExtractor(name);
     cf.merge_operator = std::make_shared<KeepOperands>();
     // A compaction would merge operands down to their base: never here.
     cf.disable_auto_compactions = true;
@@ -417,6 +425,7 @@ class RestoreWriter {
   rocksdb::DB* db_ = nullptr;
   std::map<std::string, rocksdb::ColumnFamilyHandle*> cfs_;
   rocksdb::WriteOptions write_options_;
+  const std::shared_ptr<rocksdb::TableFactory> table_factory_ = MakeStateTableFactory(nullptr);
   rocksdb::WriteBatch batch_;
   uint64_t entries_ = 0;
   uint64_t operands_ = 0;
@@ -437,7 +446,7 @@ absl::Status CopyColumnFamily(SnapshotReader& from, size_t i, KeyGroupRange rang
   rocksdb::ReadOptions ro;
   ro.fill_cache = false;
   ro.verify_checksums = true;
-  ro.total_order_seek = true;  // across keys (the prefix filter is per key)
+  ro.total_order_seek = true;  // across keys: the prefix filters are per key
   // Keyed state (and the default column family, which the backend leaves
   // empty): the key group is the first 2 bytes, the range one scan.
   std::string lower, upper;

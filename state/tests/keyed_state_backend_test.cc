@@ -49,6 +49,8 @@ TEST(KeyedStateBackendTest, MapScansOfAbsentKeysSkipSstFilesAndScansAcrossKeysSe
   auto map = backend.GetMapState(MapStateDescriptor{.name = "m"});
   ASSERT_TRUE(map.ok()) << map.status();
   const StateId id = (*map)->id();
+  // No compaction may merge the three files below.
+  ASSERT_TRUE(backend.db()->SetOptions(backend.column_family(id), {{"disable_auto_compactions", "true"}}).ok());
   auto key = [](int i) { return "k" + std::to_string(i); };
   auto group = [&](int i) { return KeyGroupForHash(HashKeyBytes(key(i)), 128); };
   // Three SST files, each with three entries of every even key below 300.
@@ -61,6 +63,9 @@ TEST(KeyedStateBackendTest, MapScansOfAbsentKeysSkipSstFilesAndScansAcrossKeysSe
     }
     ASSERT_TRUE(backend.db()->Flush(rocksdb::FlushOptions(), backend.column_family(id)).ok());
   }
+  std::string files;
+  ASSERT_TRUE(backend.db()->GetProperty(backend.column_family(id), "rocksdb.num-files-at-level0", &files));
+  ASSERT_EQ(files, "3");
   auto scan = [&](int i) {
     backend.SetCurrentKey(group(i), key(i));
     int n = 0;
@@ -86,6 +91,8 @@ TEST(KeyedStateBackendTest, MapScansOfAbsentKeysSkipSstFilesAndScansAcrossKeysSe
   int64_t entries = 0;
   ASSERT_TRUE(backend.ForEachKey(id, KeyGroupRange{0, 127}, [&](const StateKeyView&) { ++entries; }).ok());
   EXPECT_EQ(entries, 150 * 9);
+  opened->reset();
+  std::filesystem::remove_all(TempDir("ksb-prefix"));
 }
 
 // A state directory whose files sit in levels below 0 (leveled compaction,
@@ -103,6 +110,8 @@ TEST(KeyedStateBackendTest, ReopensStateWrittenWithTheOtherCompactionStyle) {
       KeyedStateBackend& backend = **opened;
       auto map = backend.GetMapState(MapStateDescriptor{.name = "m"});
       ASSERT_TRUE(map.ok()) << map.status();
+      ASSERT_EQ(backend.db()->GetOptions(backend.column_family((*map)->id())).compaction_style,
+                first_universal ? rocksdb::kCompactionStyleUniversal : rocksdb::kCompactionStyleLevel);
       for (int round = 0; round < 3; ++round) {
         for (int i = 0; i < 200; ++i) {
           backend.SetCurrentKey(group(i), key(i));
@@ -125,6 +134,8 @@ TEST(KeyedStateBackendTest, ReopensStateWrittenWithTheOtherCompactionStyle) {
     KeyedStateBackend& backend = **opened;
     auto map = backend.GetMapState(MapStateDescriptor{.name = "m"});
     ASSERT_TRUE(map.ok()) << map.status();
+    ASSERT_EQ(backend.db()->GetOptions(backend.column_family((*map)->id())).compaction_style,
+              first_universal ? rocksdb::kCompactionStyleLevel : rocksdb::kCompactionStyleUniversal);
     for (int i = 0; i < 200; i += 7) {
       backend.SetCurrentKey(group(i), key(i));
       std::vector<std::string> got;
@@ -146,6 +157,8 @@ TEST(KeyedStateBackendTest, ReopensStateWrittenWithTheOtherCompactionStyle) {
     int64_t entries = 0;
     ASSERT_TRUE(backend.ForEachKey((*map)->id(), KeyGroupRange{0, 127}, [&](const StateKeyView&) { ++entries; }).ok());
     EXPECT_EQ(entries, 601);
+    opened->reset();
+    std::filesystem::remove_all(path);
   }
 }
 
