@@ -131,13 +131,13 @@ std::shared_ptr<rocksdb::TableFactory> MakeStateTableFactory(std::shared_ptr<roc
   return std::shared_ptr<rocksdb::TableFactory>(rocksdb::NewBlockBasedTableFactory(table));
 }
 
+namespace {
+
 // [key group][varint n][key] of a keyed state's RocksDB key (state_key.h):
 // the SST files' and memtables' bloom filters also hold each key's prefix,
 // so a scan of one key's entries (MapState::ForEachInRange, the interval
 // join's probe) skips the files that have none. Most of q3's probes find
 // nothing, and each one sought into every level-0 file (docs/benchmarks.md).
-namespace {
-
 class StateKeyPrefixTransform final : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "vstream.StateKeyPrefix.1"; }

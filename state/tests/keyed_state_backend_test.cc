@@ -38,50 +38,80 @@ TEST(KeyedStateBackendTest, PutGetDeletePerStateAndKeyGroup) {
   EXPECT_TRUE(absl::IsNotFound((*backend)->Get(*a, 7, "key", &v)));
 }
 
+// A backend with one map state "m", its column family in the compaction
+// style the options ask for.
+struct OpenedMap {
+  std::unique_ptr<KeyedStateBackend> backend;
+  MapState* map = nullptr;  // null if anything failed
+  rocksdb::ColumnFamilyHandle* cf = nullptr;
+};
+OpenedMap OpenMap(const KeyedStateBackendOptions& options) {
+  OpenedMap o;
+  auto backend = KeyedStateBackend::Open(options);
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  if (!backend.ok()) return o;
+  o.backend = std::move(*backend);
+  auto map = o.backend->GetMapState(MapStateDescriptor{.name = "m"});
+  EXPECT_TRUE(map.ok()) << map.status();
+  if (!map.ok()) return o;
+  o.cf = o.backend->column_family((*map)->id());
+  EXPECT_EQ(o.backend->db()->GetOptions(o.cf).compaction_style,
+            options.universal_compaction ? rocksdb::kCompactionStyleUniversal : rocksdb::kCompactionStyleLevel);
+  o.map = *map;
+  return o;
+}
+
+// Map state tests' keys "k<i>", with their key groups of 128.
+void SetMapKey(KeyedStateBackend& backend, int i) {
+  const std::string key = "k" + std::to_string(i);
+  backend.SetCurrentKey(KeyGroupForHash(HashKeyBytes(key), 128), key);
+}
+
+// The current key's entries, as "user key=value" in user key order.
+std::vector<std::string> MapEntries(MapState& map) {
+  std::vector<std::string> got;
+  EXPECT_TRUE(map.ForEachInRange("", "", "", [&](std::string_view k, std::string_view v) {
+    got.push_back(std::string(k) + "=" + std::string(v));
+    return true;
+  }).ok());
+  return got;
+}
+
 // A MapState's scan of one key asks each SST file's prefix filter for
 // [key group][key] first: a key with no entries reads no file. Keys that
 // are byte prefixes of each other ("k1", "k10") stay apart (the length
 // prefix), and scans across keys (ForEachKey) still see every entry.
 TEST(KeyedStateBackendTest, MapScansOfAbsentKeysSkipSstFilesAndScansAcrossKeysSeeAll) {
-  auto opened = KeyedStateBackend::Open({.path = TempDir("ksb-prefix")});
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  KeyedStateBackend& backend = **opened;
-  auto map = backend.GetMapState(MapStateDescriptor{.name = "m"});
-  ASSERT_TRUE(map.ok()) << map.status();
-  const StateId id = (*map)->id();
+  OpenedMap opened = OpenMap({.path = TempDir("ksb-prefix")});
+  ASSERT_NE(opened.map, nullptr);
+  KeyedStateBackend& backend = *opened.backend;
+  MapState& map = *opened.map;
   // No compaction may merge the three files below.
-  ASSERT_TRUE(backend.db()->SetOptions(backend.column_family(id), {{"disable_auto_compactions", "true"}}).ok());
-  auto key = [](int i) { return "k" + std::to_string(i); };
-  auto group = [&](int i) { return KeyGroupForHash(HashKeyBytes(key(i)), 128); };
+  ASSERT_TRUE(backend.db()->SetOptions(opened.cf, {{"disable_auto_compactions", "true"}}).ok());
   // Three SST files, each with three entries of every even key below 300.
   for (int file = 0; file < 3; ++file) {
     for (int i = 0; i < 300; i += 2) {
-      backend.SetCurrentKey(group(i), key(i));
+      SetMapKey(backend, i);
       for (int e = 0; e < 3; ++e) {
-        ASSERT_TRUE((*map)->Put("", "u" + std::to_string(file * 3 + e), "v").ok());
+        ASSERT_TRUE(map.Put("", "u" + std::to_string(file * 3 + e), "v").ok());
       }
     }
-    ASSERT_TRUE(backend.db()->Flush(rocksdb::FlushOptions(), backend.column_family(id)).ok());
+    ASSERT_TRUE(backend.db()->Flush(rocksdb::FlushOptions(), opened.cf).ok());
   }
   std::string files;
-  ASSERT_TRUE(backend.db()->GetProperty(backend.column_family(id), "rocksdb.num-files-at-level0", &files));
+  ASSERT_TRUE(backend.db()->GetProperty(opened.cf, "rocksdb.num-files-at-level0", &files));
   ASSERT_EQ(files, "3");
   auto scan = [&](int i) {
-    backend.SetCurrentKey(group(i), key(i));
-    int n = 0;
-    EXPECT_TRUE((*map)->ForEachInRange("", "", "", [&](std::string_view, std::string_view) {
-      ++n;
-      return true;
-    }).ok());
-    return n;
+    SetMapKey(backend, i);
+    return MapEntries(map).size();
   };
-  EXPECT_EQ(scan(10), 9);   // "k10": its own 9 entries, not "k100".."k108"'s
-  EXPECT_EQ(scan(1), 0);    // "k1": odd, absent, though "k10" starts with it
-  EXPECT_EQ(scan(100), 9);
+  EXPECT_EQ(scan(10), 9u);   // "k10": its own 9 entries, not "k100".."k108"'s
+  EXPECT_EQ(scan(1), 0u);    // "k1": odd, absent, though "k10" starts with it
+  EXPECT_EQ(scan(100), 9u);
 
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
   rocksdb::get_perf_context()->Reset();
-  for (int i = 1; i < 300; i += 2) EXPECT_EQ(scan(i), 0);
+  for (int i = 1; i < 300; i += 2) EXPECT_EQ(scan(i), 0u);
   const uint64_t skipped = rocksdb::get_perf_context()->bloom_sst_miss_count;
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
   // 150 absent keys, 3 files each: nearly every file skipped (10 bits per
@@ -89,9 +119,9 @@ TEST(KeyedStateBackendTest, MapScansOfAbsentKeysSkipSstFilesAndScansAcrossKeysSe
   EXPECT_GE(skipped, 400u);
 
   int64_t entries = 0;
-  ASSERT_TRUE(backend.ForEachKey(id, KeyGroupRange{0, 127}, [&](const StateKeyView&) { ++entries; }).ok());
+  ASSERT_TRUE(backend.ForEachKey(map.id(), KeyGroupRange{0, 127}, [&](const StateKeyView&) { ++entries; }).ok());
   EXPECT_EQ(entries, 150 * 9);
-  opened->reset();
+  opened.backend.reset();
   std::filesystem::remove_all(TempDir("ksb-prefix"));
 }
 
@@ -102,62 +132,46 @@ TEST(KeyedStateBackendTest, ReopensStateWrittenWithTheOtherCompactionStyle) {
   for (const bool first_universal : {false, true}) {
     SCOPED_TRACE(first_universal ? "universal, then leveled" : "leveled, then universal");
     const std::string path = TempDir(first_universal ? "ksb-style-u" : "ksb-style-l");
-    auto key = [](int i) { return "k" + std::to_string(i); };
-    auto group = [&](int i) { return KeyGroupForHash(HashKeyBytes(key(i)), 128); };
     {
-      auto opened = KeyedStateBackend::Open({.path = path, .universal_compaction = first_universal});
-      ASSERT_TRUE(opened.ok()) << opened.status();
-      KeyedStateBackend& backend = **opened;
-      auto map = backend.GetMapState(MapStateDescriptor{.name = "m"});
-      ASSERT_TRUE(map.ok()) << map.status();
-      ASSERT_EQ(backend.db()->GetOptions(backend.column_family((*map)->id())).compaction_style,
-                first_universal ? rocksdb::kCompactionStyleUniversal : rocksdb::kCompactionStyleLevel);
+      OpenedMap first = OpenMap({.path = path, .universal_compaction = first_universal});
+      ASSERT_NE(first.map, nullptr);
+      KeyedStateBackend& backend = *first.backend;
+      rocksdb::ColumnFamilyHandle* cf = first.cf;
       for (int round = 0; round < 3; ++round) {
         for (int i = 0; i < 200; ++i) {
-          backend.SetCurrentKey(group(i), key(i));
-          ASSERT_TRUE((*map)->Put("", "u" + std::to_string(round), "v" + std::to_string(i)).ok());
+          SetMapKey(backend, i);
+          ASSERT_TRUE(first.map->Put("", "u" + std::to_string(round), "v" + std::to_string(i)).ok());
         }
-        ASSERT_TRUE(backend.db()->Flush(rocksdb::FlushOptions(), backend.column_family((*map)->id())).ok());
+        ASSERT_TRUE(backend.db()->Flush(rocksdb::FlushOptions(), cf).ok());
       }
       // Everything into one file below level 0.
       rocksdb::CompactRangeOptions compact;
       compact.change_level = true;
       compact.target_level = 3;
-      ASSERT_TRUE(backend.db()->CompactRange(compact, backend.column_family((*map)->id()), nullptr, nullptr).ok());
+      ASSERT_TRUE(backend.db()->CompactRange(compact, cf, nullptr, nullptr).ok());
       std::string at_level;
-      ASSERT_TRUE(backend.db()->GetProperty(backend.column_family((*map)->id()), "rocksdb.num-files-at-level3",
-                                            &at_level));
+      ASSERT_TRUE(backend.db()->GetProperty(cf, "rocksdb.num-files-at-level3", &at_level));
       ASSERT_EQ(at_level, "1");
     }
-    auto opened = KeyedStateBackend::Open({.path = path, .wipe_on_open = false, .universal_compaction = !first_universal});
-    ASSERT_TRUE(opened.ok()) << opened.status();
-    KeyedStateBackend& backend = **opened;
-    auto map = backend.GetMapState(MapStateDescriptor{.name = "m"});
-    ASSERT_TRUE(map.ok()) << map.status();
-    ASSERT_EQ(backend.db()->GetOptions(backend.column_family((*map)->id())).compaction_style,
-              first_universal ? rocksdb::kCompactionStyleLevel : rocksdb::kCompactionStyleUniversal);
+    OpenedMap reopened = OpenMap({.path = path, .wipe_on_open = false, .universal_compaction = !first_universal});
+    ASSERT_NE(reopened.map, nullptr);
+    KeyedStateBackend& backend = *reopened.backend;
+    rocksdb::ColumnFamilyHandle* cf = reopened.cf;
     for (int i = 0; i < 200; i += 7) {
-      backend.SetCurrentKey(group(i), key(i));
-      std::vector<std::string> got;
-      ASSERT_TRUE((*map)->ForEachInRange("", "", "", [&](std::string_view k, std::string_view v) {
-        got.push_back(std::string(k) + "=" + std::string(v));
-        return true;
-      }).ok());
+      SetMapKey(backend, i);
       const std::string v = "v" + std::to_string(i);
-      EXPECT_EQ(got, (std::vector<std::string>{"u0=" + v, "u1=" + v, "u2=" + v}));
+      EXPECT_EQ(MapEntries(*reopened.map), (std::vector<std::string>{"u0=" + v, "u1=" + v, "u2=" + v}));
     }
     // Writes and a compaction in the new style work on the old files.
-    backend.SetCurrentKey(group(1), key(1));
-    ASSERT_TRUE((*map)->Put("", "u3", "new").ok());
-    ASSERT_TRUE(backend.db()->Flush(rocksdb::FlushOptions(), backend.column_family((*map)->id())).ok());
-    ASSERT_TRUE(backend.db()
-                    ->CompactRange(rocksdb::CompactRangeOptions(), backend.column_family((*map)->id()), nullptr,
-                                   nullptr)
-                    .ok());
+    SetMapKey(backend, 1);
+    ASSERT_TRUE(reopened.map->Put("", "u3", "new").ok());
+    ASSERT_TRUE(backend.db()->Flush(rocksdb::FlushOptions(), cf).ok());
+    ASSERT_TRUE(backend.db()->CompactRange(rocksdb::CompactRangeOptions(), cf, nullptr, nullptr).ok());
     int64_t entries = 0;
-    ASSERT_TRUE(backend.ForEachKey((*map)->id(), KeyGroupRange{0, 127}, [&](const StateKeyView&) { ++entries; }).ok());
+    ASSERT_TRUE(
+        backend.ForEachKey(reopened.map->id(), KeyGroupRange{0, 127}, [&](const StateKeyView&) { ++entries; }).ok());
     EXPECT_EQ(entries, 601);
-    opened->reset();
+    reopened.backend.reset();
     std::filesystem::remove_all(path);
   }
 }
