@@ -12,13 +12,21 @@
 // keys is read back and checked against counts kept in memory. The VmHWM
 // column is the process's peak resident set so far.
 //
+// timers mode: a tumbling window's timers over `--timer_keys` keys, as the
+// window operator keeps them ([key group][key][window start][kind]): each
+// round adds one timer per key for the next window, then pops the previous
+// window's (two windows are open while the watermark trails event time), for
+// `--timer_rounds` rounds, all in memory. Reports the adds and the pops per
+// timer, and the slowest pop (a window operator's task does nothing else
+// meanwhile).
+//
 // rss mode: one update of each of `--rss_keys` distinct keys (in a scrambled
 // order) through `--rss_method`, then the peak resident set size of the
 // process (VmHWM) against the budget.
 //
-//   state_bench [--mode=update|rss|all] [--keys=N] [--updates=N] [--rss_keys=N]
+//   state_bench [--mode=update|rss|timers|all] [--keys=N] [--updates=N] [--rss_keys=N]
 //               [--budget_mb=N] [--cache_mb=N] [--methods=rmw,cache,merge]
-//               [--rss_method=rmw|cache|merge] [--dir=PATH]
+//               [--rss_method=rmw|cache|merge] [--timer_keys=N] [--timer_rounds=N] [--dir=PATH]
 
 #include <chrono>
 #include <cstdint>
@@ -34,6 +42,8 @@
 #include <vector>
 
 #include "state/keyed_state_backend.h"
+#include "state/state_key.h"
+#include "state/timer_queue.h"
 
 namespace vstream {
 namespace {
@@ -45,6 +55,8 @@ struct Flags {
   int64_t rss_keys = 20'000'000;
   int64_t budget_mb = 256;
   int64_t cache_mb = 64;
+  int64_t timer_keys = 40'000;
+  int64_t timer_rounds = 20;
   std::string methods = "rmw,cache,merge";
   std::string rss_method = "cache";
   std::string dir = "/tmp/vstream-state-bench";
@@ -59,7 +71,8 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     const std::string value(arg.substr(eq + 1));
     std::map<std::string, int64_t*> ints = {{"keys", &f->keys},         {"updates", &f->updates},
                                             {"rss_keys", &f->rss_keys}, {"budget_mb", &f->budget_mb},
-                                            {"cache_mb", &f->cache_mb}};
+                                            {"cache_mb", &f->cache_mb},         {"timer_keys", &f->timer_keys},
+                                            {"timer_rounds", &f->timer_rounds}};
     std::map<std::string, std::string*> strings = {{"mode", &f->mode},
                                                    {"methods", &f->methods},
                                                    {"rss_method", &f->rss_method},
@@ -72,7 +85,8 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
       return false;
     }
   }
-  return f->keys > 0 && f->updates >= 0 && f->rss_keys > 0 && f->budget_mb > 0;
+  return f->keys > 0 && f->updates >= 0 && f->rss_keys > 0 && f->budget_mb > 0 && f->timer_keys > 0 &&
+         f->timer_rounds > 0;
 }
 
 // A status that must be OK; the benchmark stops otherwise.
@@ -265,6 +279,62 @@ void RunUpdates(const Flags& f) {
   }
 }
 
+void RunTimers(const Flags& f) {
+  auto backend = OpenBackend(f, "timers");
+  auto queue = Check(TimerQueue::Create(*backend, "window_timers"), "timer queue");
+  constexpr int64_t kWindowMs = 300'000;
+  std::vector<std::string> keys;  // a key group and a patient id and code, as the clinical window's
+  for (int64_t k = 0; k < f.timer_keys; ++k) {
+    std::string key;
+    AppendKeyGroupBytes(static_cast<int>(Scramble(static_cast<uint64_t>(k)) % kDefaultMaxParallelism), &key);
+    key.append("PAT-" + std::to_string(100000 + k / 8) + "|8867-" + std::to_string(k % 8));
+    keys.push_back(std::move(key));
+  }
+  std::string payload;
+  auto add_round = [&](int64_t round) {
+    const int64_t start = round * kWindowMs;
+    for (const std::string& key : keys) {
+      payload.assign(key);
+      AppendOrderedTime(start, &payload);
+      payload.push_back('\1');
+      Check(queue->Add(start + kWindowMs - 1, payload), "add");
+    }
+  };
+  add_round(0);
+  double add_s = 0, pop_s = 0, worst_pop_s = 0;
+  int64_t popped = 0;
+  uint64_t checksum = 0;
+  for (int64_t round = 1; round <= f.timer_rounds; ++round) {
+    auto start = std::chrono::steady_clock::now();
+    add_round(round);
+    add_s += Seconds(start);
+    start = std::chrono::steady_clock::now();
+    const size_t n = Check(queue->PopUpTo(round * kWindowMs - 1, [&](int64_t t, std::string_view p) {
+      checksum += static_cast<uint64_t>(t) + p.size();
+    }), "pop");
+    const double s = Seconds(start);
+    pop_s += s;
+    worst_pop_s = std::max(worst_pop_s, s);
+    popped += static_cast<int64_t>(n);
+  }
+  const double timers = static_cast<double>(f.timer_keys * f.timer_rounds);
+  std::printf("\nwindow timers: %lld keys, %lld rounds (each adds the next window's timers, then pops the "
+              "last window's)\n\n", static_cast<long long>(f.timer_keys), static_cast<long long>(f.timer_rounds));
+  std::printf("%-10s %14s %12s %16s\n", "", "timers", "ns/timer", "slowest round ms");
+  std::printf("%-10s %14.0f %12.0f %16s\n", "add", timers, add_s * 1e9 / timers, "-");
+  std::printf("%-10s %14lld %12.0f %16.1f\n", "pop", static_cast<long long>(popped), pop_s * 1e9 / timers,
+              worst_pop_s * 1e3);
+  if (popped != f.timer_keys * f.timer_rounds || checksum == 0) {
+    std::fprintf(stderr, "popped %lld timers, expected %lld\n", static_cast<long long>(popped),
+                 static_cast<long long>(f.timer_keys * f.timer_rounds));
+    std::exit(1);
+  }
+  std::fflush(stdout);
+  queue.reset();
+  backend.reset();
+  std::filesystem::remove_all(f.dir + "/timers");
+}
+
 void RunRss(const Flags& f) {
   const int64_t baseline_kb = ProcStatusKb("VmRSS");
   auto backend = OpenBackend(f, "rss");
@@ -305,12 +375,13 @@ int main(int argc, char** argv) {
   vstream::Flags flags;
   if (!vstream::ParseFlags(argc, argv, &flags)) {
     std::fprintf(stderr,
-                 "usage: state_bench [--mode=update|rss|all] [--keys=N] [--updates=N] "
+                 "usage: state_bench [--mode=update|rss|timers|all] [--keys=N] [--updates=N] "
                  "[--rss_keys=N] [--budget_mb=N] [--cache_mb=N] [--methods=rmw,cache,merge] "
-                 "[--rss_method=rmw|cache|merge] [--dir=PATH]\n");
+                 "[--rss_method=rmw|cache|merge] [--timer_keys=N] [--timer_rounds=N] [--dir=PATH]\n");
     return 2;
   }
   if (flags.mode == "update" || flags.mode == "all") vstream::RunUpdates(flags);
+  if (flags.mode == "timers" || flags.mode == "all") vstream::RunTimers(flags);
   if (flags.mode == "rss" || flags.mode == "all") vstream::RunRss(flags);
   return 0;
 }

@@ -1,6 +1,7 @@
 #include "state/timer_queue.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
@@ -104,54 +105,84 @@ absl::Status TimerQueue::Spill() {
   return FromRocks(db_->Write(wo, &batch), "write");
 }
 
-absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to,
-                                           const std::function<void(int64_t, std::string_view)>& fn) {
+absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to, const std::function<void(int64_t, std::string_view)>& fn,
+                                           size_t max) {
   due_.clear();
-  // In memory: the due ones are the set's head.
-  while (!memory_.empty() && memory_.begin()->time <= up_to) {
-    auto node = memory_.extract(memory_.begin());
-    due_.push_back(std::move(node.value()));
+  if (max == 0) return 0;
+  // In memory: the due ones are the set's head. Copied out and erased as a
+  // range (a leaf at a time): one extract per timer rebalanced the tree each
+  // time (541 ns a timer against 66, bench/state_bench --mode=timers).
+  auto mem_end = memory_.begin();
+  while (mem_end != memory_.end() && mem_end->time <= up_to && due_.size() < max) due_.push_back(*mem_end++);
+  if (min_time_ > up_to) {  // nothing due on disk: the set's order, sorted and unique
+    memory_.erase(memory_.begin(), mem_end);
+    return Deliver(fn);
   }
-  if (min_time_ > up_to) return Deliver(fn, /*merge=*/false);  // the set's order: sorted, unique
-  rocksdb::WriteBatch deletes;
-  // Every timer is at or after min_time_; the ones before it were popped and
-  // are tombstones now. Seeking past them (not SeekToFirst) keeps a pop from
-  // wading through every timer ever deleted.
+  const size_t from_memory = due_.size();
+  // On disk: up to `max` due ones too, in order. Every timer is at or after
+  // min_time_; the ones before it were popped and are tombstones now.
+  // Seeking past them (not SeekToFirst) keeps a pop from wading through
+  // every timer ever deleted.
   std::string from;
   AppendOrderedTime(min_time_, &from);
-  min_time_ = INT64_MAX;
+  int64_t next_on_disk = INT64_MAX;  // the first on-disk time not read
+  disk_due_.clear();
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
     for (it->Seek(from); it->Valid(); it->Next()) {
       const rocksdb::Slice k = it->key();
       if (k.size() < 8) continue;
       const int64_t time = ReadOrderedTime(k.data());
-      if (time > up_to) {
-        min_time_ = time;
+      if (time > up_to || disk_due_.size() == max) {
+        next_on_disk = time;
         break;
       }
-      due_.emplace_back(time, std::string_view(k.data() + 8, k.size() - 8));
-      deletes.Delete(cf_, k);
+      disk_due_.emplace_back(time, std::string_view(k.data() + 8, k.size() - 8));
     }
     if (absl::Status s = FromRocks(it->status(), "scan"); !s.ok()) return s;
+  }
+  // Memory and disk may both hold a timer: merged in order, once each, and
+  // the first `max` popped. The popped ones are a head of each.
+  due_.insert(due_.end(), disk_due_.begin(), disk_due_.end());
+  std::inplace_merge(due_.begin(), due_.begin() + static_cast<std::ptrdiff_t>(from_memory), due_.end());
+  due_.erase(std::unique(due_.begin(), due_.end()), due_.end());
+  if (due_.size() > max) due_.resize(max);
+  if (due_.empty()) {
+    min_time_ = next_on_disk;
+    return 0;
+  }
+  const MemoryTimer& last = due_.back();
+  while (mem_end != memory_.begin() && last < *std::prev(mem_end)) --mem_end;
+  memory_.erase(memory_.begin(), mem_end);
+  rocksdb::WriteBatch deletes;
+  min_time_ = next_on_disk;
+  for (const MemoryTimer& t : disk_due_) {
+    if (last < t) {  // read, not popped: still the earliest on disk
+      min_time_ = t.time;
+      break;
+    }
+    from.clear();
+    AppendOrderedTime(t.time, &from);
+    from.append(t.payload.view());
+    deletes.Delete(cf_, from);
   }
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
   if (absl::Status s = FromRocks(db_->Write(wo, &deletes), "delete"); !s.ok()) return s;
-  return Deliver(fn, /*merge=*/true);
+  return Deliver(fn);
 }
 
-size_t TimerQueue::Deliver(const std::function<void(int64_t, std::string_view)>& fn, bool merge) {
-  if (merge) {
-    // Memory and disk may both hold a timer: merge in order, once each.
-    std::sort(due_.begin(), due_.end());
-    due_.erase(std::unique(due_.begin(), due_.end()), due_.end());
-  }
+size_t TimerQueue::Deliver(const std::function<void(int64_t, std::string_view)>& fn) {
   // Move out first: fn may Add, and a nested PopUpTo must not see due_.
   std::vector<MemoryTimer> due;
   due.swap(due_);
   for (const MemoryTimer& timer : due) fn(timer.time, timer.payload.view());
-  return due.size();
+  const size_t n = due.size();
+  // Back for the next pop, with its capacity (unless a nested pop took
+  // due_'s place).
+  due.clear();
+  if (due_.capacity() == 0) due_.swap(due);
+  return n;
 }
 
 }  // namespace vstream

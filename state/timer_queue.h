@@ -22,6 +22,7 @@
 //
 // Thread-compatible: used by one task thread.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -79,10 +80,12 @@ class TimerQueue {
   // to the backend's snapshot delta (KeyedStateBackend::DirtyCacheEntries),
   // which restores put into the column family (unless kRebuiltOnRestore).
   absl::Status Persist() { return Spill(); }
-  // Removes every timer with time <= up_to, then calls fn for each, in
-  // (time, payload) order. fn may Add timers; those due too are popped by
-  // the next call. Returns how many were popped.
-  absl::StatusOr<size_t> PopUpTo(int64_t up_to, const std::function<void(int64_t, std::string_view)>& fn);
+  // Removes the first `max` timers with time <= up_to (all of them by
+  // default), then calls fn for each, in (time, payload) order. fn may Add
+  // timers; those due too are popped by the next call. Returns how many were
+  // popped: fewer than `max` when no more are due.
+  absl::StatusOr<size_t> PopUpTo(int64_t up_to, const std::function<void(int64_t, std::string_view)>& fn,
+                                 size_t max = SIZE_MAX);
   // Calls fn(time, payload) for each timer in the column family (spilled
   // there, or put there by a restore), in (time, payload) order; not the
   // ones held in memory. For an owner rebuilding its timers on restore.
@@ -99,9 +102,8 @@ class TimerQueue {
   absl::Status Spill();
   // Sets min_time_ from the earliest timer on disk.
   absl::Status LoadMinTime();
-  // Calls fn on due_; merge: due_ holds timers from disk too, to be sorted
-  // and deduplicated first.
-  size_t Deliver(const std::function<void(int64_t, std::string_view)>& fn, bool merge);
+  // Calls fn on due_ (sorted, unique).
+  size_t Deliver(const std::function<void(int64_t, std::string_view)>& fn);
 
   // Registered with the backend; expires with the queue.
   std::shared_ptr<const KeyedStateBackend::SnapshotDeltaFn> snapshot_delta_;
@@ -128,6 +130,7 @@ class TimerQueue {
   // restore).
   int64_t min_time_ = INT64_MIN;
   std::vector<MemoryTimer> due_;
+  std::vector<MemoryTimer> disk_due_;  // PopUpTo's due timers read from disk
   MemoryTimer remove_key_;  // reused by Remove
   std::string disk_key_;                        // reused by Remove
 };

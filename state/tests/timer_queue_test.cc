@@ -20,21 +20,41 @@ std::string P(std::string_view rest) {
   return p;
 }
 
-class TimerQueueTest : public ::testing::TestWithParam<size_t> {};
+// Each test gets a backend in its own directory and a queue with the
+// parameter's memory limit (q_, after SetUp).
+class TimerQueueTest : public ::testing::TestWithParam<size_t> {
+ protected:
+  void SetUp() override {
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::temp_directory_path() /
+           ("vstream-timers-" + std::to_string(::getpid()) + "-" + std::to_string(test->line()) + "-" +
+            std::to_string(GetParam()));
+    auto backend = KeyedStateBackend::Open({.path = dir_.string()});
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backend_ = std::move(*backend);
+    auto timers = TimerQueue::Create(*backend_, "timers", GetParam());
+    ASSERT_TRUE(timers.ok()) << timers.status();
+    timers_ = std::move(*timers);
+    q_ = timers_.get();
+  }
+  void TearDown() override {
+    timers_.reset();
+    backend_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<KeyedStateBackend> backend_;
+  std::unique_ptr<TimerQueue> timers_;
+  TimerQueue* q_ = nullptr;
+};
 
 // Memory limits: 0 spills every timer to RocksDB at once, 3 mixes memory and
 // disk, 100000 keeps everything in memory.
 INSTANTIATE_TEST_SUITE_P(MemoryLimits, TimerQueueTest, ::testing::Values(0, 3, 100000));
 
 TEST_P(TimerQueueTest, PopsDueTimersInTimeOrderOnceEach) {
-  const auto dir = std::filesystem::temp_directory_path() / ("vstream-timers-" + std::to_string(::getpid()) + "-" + std::to_string(GetParam()));
-  KeyedStateBackendOptions options;
-  options.path = dir.string();
-  auto backend = KeyedStateBackend::Open(options);
-  ASSERT_TRUE(backend.ok()) << backend.status();
-  auto timers = TimerQueue::Create(**backend, "timers", GetParam());
-  ASSERT_TRUE(timers.ok()) << timers.status();
-  TimerQueue& q = **timers;
+  TimerQueue& q = *q_;
   std::vector<std::pair<int64_t, std::string>> popped;
   auto collect = [&](int64_t t, std::string_view p) { popped.emplace_back(t, std::string(p)); };
 
@@ -62,19 +82,57 @@ TEST_P(TimerQueueTest, PopsDueTimersInTimeOrderOnceEach) {
   size_t total = 0;
   for (int64_t wm = 1000; wm < 1600; wm += 7) total += *q.PopUpTo(wm, [](int64_t, std::string_view) {});
   EXPECT_EQ(total, 5000u);
-  std::filesystem::remove_all(dir);
+}
+
+// Pops of at most `max` timers (a window firing in slices) give the order a
+// single pop gives, each timer once, whether the timers are in memory, on
+// disk or both (one timer in both), and leave the rest queued: timers added
+// between slices, later ones popped only when due.
+TEST_P(TimerQueueTest, BoundedPopsTakeTheDueTimersInOrderAndLeaveTheRest) {
+  TimerQueue& q = *q_;
+  std::vector<std::pair<int64_t, std::string>> expected;
+  for (int i = 0; i < 40; ++i) {
+    const int64_t t = 100 + (i * 7) % 20;  // out of order, several per time
+    ASSERT_TRUE(q.Add(t, P("k" + std::to_string(i))).ok());
+    expected.emplace_back(t, P("k" + std::to_string(i)));
+  }
+  // With limit 3 the 40 went to disk; these three stay in memory: one of
+  // them is on disk too, and the slice of the first pop takes one of the
+  // others and leaves the other, and a timer from disk between them.
+  ASSERT_TRUE(q.Add(100, P("k0")).ok());
+  ASSERT_TRUE(q.Add(100, P("m1")).ok());
+  ASSERT_TRUE(q.Add(102, P("m2")).ok());
+  expected.emplace_back(100, P("m1"));
+  expected.emplace_back(102, P("m2"));
+  std::sort(expected.begin(), expected.end());
+  std::vector<std::pair<int64_t, std::string>> popped;
+  auto collect = [&](int64_t t, std::string_view p) { popped.emplace_back(t, std::string(p)); };
+  EXPECT_EQ(*q.PopUpTo(1000, collect, 0), 0u);
+  size_t pops = 0;
+  for (;;) {
+    auto n = q.PopUpTo(109, collect, 3);
+    ASSERT_TRUE(n.ok()) << n.status();
+    ASSERT_LE(*n, 3u);
+    ++pops;
+    // Between slices: a timer due later than the watermark popped to.
+    ASSERT_TRUE(q.Add(500 + static_cast<int64_t>(pops), P("later")).ok());
+    if (*n < 3) break;
+  }
+  const auto due_end = std::find_if(expected.begin(), expected.end(), [](const auto& e) { return e.first > 109; });
+  using Timers = std::vector<std::pair<int64_t, std::string>>;
+  EXPECT_EQ(popped, Timers(expected.begin(), due_end));
+  EXPECT_EQ(pops, popped.size() / 3 + 1);
+  popped.clear();
+  auto n = q.PopUpTo(499, collect, 7);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 7u);
+  EXPECT_EQ(*q.PopUpTo(499, collect), static_cast<size_t>(expected.end() - due_end) - 7);
+  EXPECT_EQ(popped, Timers(due_end, expected.end()));
+  EXPECT_EQ(*q.PopUpTo(INT64_MAX, [](int64_t, std::string_view) {}), pops);
 }
 
 TEST_P(TimerQueueTest, RemovedTimersDoNotFireWhereverTheyAre) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("vstream-timers-remove-" + std::to_string(::getpid()) + "-" + std::to_string(GetParam()));
-  KeyedStateBackendOptions options;
-  options.path = dir.string();
-  auto backend = KeyedStateBackend::Open(options);
-  ASSERT_TRUE(backend.ok()) << backend.status();
-  auto timers = TimerQueue::Create(**backend, "timers", GetParam());
-  ASSERT_TRUE(timers.ok()) << timers.status();
-  TimerQueue& q = **timers;
+  TimerQueue& q = *q_;
   // With limit 0 and 3 the first timers are spilled to RocksDB before the
   // later ones are added, so removals hit both memory and disk.
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(q.Add(100 + i, P("k" + std::to_string(i))).ok());
@@ -92,7 +150,6 @@ TEST_P(TimerQueueTest, RemovedTimersDoNotFireWhereverTheyAre) {
   // Removing an already fired timer is a no-op, and the queue is empty.
   ASSERT_TRUE(q.Remove(101, P("k1")).ok());
   EXPECT_EQ(*q.PopUpTo(INT64_MAX, [](int64_t, std::string_view) {}), 0u);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
