@@ -48,9 +48,9 @@ class WindowOperator : public StreamOperator {
   KeyedStateBackend* keyed_state() override { return backend_.get(); }
   bool wants_processing_time() const override { return spec_.processing_time(); }
   // An event-time window whose timers follow from its state
-  // (TimersFollowFromState) fires in slices of kFireSlice windows: the
-  // watermark's due timers are taken from the queue at once and fired a
-  // slice per call, and the watermark goes on after the last. Between
+  // (TimersFollowFromState) fires in slices of kFireSlice windows: each
+  // call pops a slice of the watermark's due timers from the queue and
+  // fires them, and the watermark goes on after the last. Between
   // slices the task takes input, so a window firing 40,000 results no
   // longer stops taking its input for 140-160 ms and blocks its producer
   // (and every other output of that producer). Records that come meanwhile
@@ -95,9 +95,6 @@ class WindowOperator : public StreamOperator {
   void AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t fire_time);
   void AddToSession(const Row& row, int64_t t);
   void FireTimers(int64_t up_to);
-  // Fires up to `max` of the taken timers, from fire_next_ on. True when
-  // none is left.
-  bool FireTaken(size_t max);
   void ForwardWatermark(int64_t watermark);
   // Fires what the held watermark is due, at once, and passes it on.
   void FireHeld();
@@ -144,21 +141,10 @@ class WindowOperator : public StreamOperator {
   std::unique_ptr<TimerQueue> timers_;
   std::string timer_payload_;
   int64_t watermark_ = INT64_MIN;
-  // The watermark to pass on once the taken timers have fired; INT64_MIN:
+  // The watermark to pass on once its due timers have fired; INT64_MIN:
   // none held.
   int64_t held_watermark_ = INT64_MIN;
-  // Timers taken from the queue, not fired yet: their payloads back to back
-  // in taken_bytes_ (reused: no allocation per timer).
-  struct Taken {
-    int64_t time;
-    size_t offset;
-    size_t size;
-  };
-  std::vector<Taken> taken_;
-  std::string taken_bytes_;
-  size_t fire_next_ = 0;
-  int64_t taken_up_to_ = INT64_MIN;  // the watermark taken_ was popped up to
-  Timer fire_timer_;  // reused by FireTaken
+  Timer fire_timer_;  // reused by DoPendingWork
   Output* late_output_ = nullptr;
   RowBatch out_;
   RowBatch late_;
