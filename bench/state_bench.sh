@@ -8,10 +8,13 @@
 #                              cache (cache), an associative merge (merge)
 #   state_bench --mode=rss     one update of each of RSS_KEYS distinct keys;
 #                              peak RSS (VmHWM) against the memory budget
+#   state_bench --mode=timers  a tumbling window's timers over TIMER_KEYS keys:
+#                              add the next window's, pop the last window's
 #   db_bench fillrandom,updaterandom   KEYS keys, then KEYS Get+Put updates
 #
 #   bench/state_bench.sh      environment: KEYS (1000000), UPDATES (5000000),
 #                             RSS_KEYS (20000000), BUDGET_MB (256), CACHE_MB (64),
+#                             TIMER_KEYS (40000),
 #                             BUILD (build): the build directory with bin/state_bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,7 @@ UPDATES=${UPDATES:-5000000}
 RSS_KEYS=${RSS_KEYS:-20000000}
 BUDGET_MB=${BUDGET_MB:-256}
 CACHE_MB=${CACHE_MB:-64}
+TIMER_KEYS=${TIMER_KEYS:-40000}
 BIN=$BUILD/bin/state_bench
 if [ ! -x "$BIN" ]; then
   echo "no $BIN: build it first (cmake --build $BUILD --target state_bench)" >&2
@@ -45,6 +49,7 @@ echo "== state_bench: vstream KeyedStateBackend"
 # A process of its own, so that VmHWM is this mode's peak alone.
 "$BIN" --mode=rss --rss_keys="$RSS_KEYS" --budget_mb="$BUDGET_MB" --cache_mb="$CACHE_MB" \
   --rss_method=cache --dir="$DIR/state"
+"$BIN" --mode=timers --timer_keys="$TIMER_KEYS" --dir="$DIR/state"
 
 echo
 echo "== db_bench (RocksDB $(dpkg-query -W -f='${Version}' librocksdb-dev 2>/dev/null || echo '?')):" \

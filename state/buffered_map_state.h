@@ -59,7 +59,7 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/btree_map.h"
+#include "common/wide_btree.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -185,7 +185,7 @@ class BufferedMapState {
   size_t chunk_bytes_;  // of a new chunk: smaller for small limits
   bool may_be_on_disk_;
   size_t disk_count_ = 0;  // entries put in the column family and not removed since
-  absl::btree_map<Key, ValueRef> memory_;
+  WideBtreeMap<Key, ValueRef> memory_;
   std::deque<Chunk> chunks_;  // chunk sequence number first_chunk_ + i
   uint64_t first_chunk_ = 0;
   // Snapshots whose copy may still read chunks up to pinned_through_, and

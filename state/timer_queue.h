@@ -29,7 +29,7 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/container/btree_set.h"
+#include "common/wide_btree.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/inline_bytes.h"
@@ -124,7 +124,7 @@ class TimerQueue {
   };
 
   size_t memory_limit_;
-  absl::btree_set<MemoryTimer> memory_;
+  WideBtreeSet<MemoryTimer> memory_;
   // No on-disk timer is earlier than this; INT64_MAX: none on disk. Create
   // sets it from the column family (timers may be on disk from before, a
   // restore).
