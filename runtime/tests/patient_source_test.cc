@@ -44,12 +44,14 @@ class RowsOutput : public Output {
   }
   void Finish() override {}
   void PushWatermark(int64_t) override {}
+  void PushLatencyMarker(int64_t created_us) override { markers.push_back(created_us); }
   std::vector<std::string> Texts() const {
     std::vector<std::string> out;
     for (const Row& r : rows) out.push_back(RowText(r));
     return out;
   }
   std::vector<Row> rows;
+  std::vector<int64_t> markers;
   int batches = 0;
 };
 
@@ -594,8 +596,13 @@ TEST(PatientSourceTest, PacedSourceEmitsNoSetBeforeItIsDue) {
   src->Produce();
   EXPECT_EQ(sets(), 2u);
   clock.Advance(250);  // 350 ms: sets 2 and 3
+  // A latency marker sent with them counts from when set 2 was due, 150 ms
+  // before (as a rate-limited source's marker does).
+  src->set_latency_marker(1'000'000);
   src->Produce();
   EXPECT_EQ(sets(), 4u);
+  src->SendLatencyMarker();
+  EXPECT_EQ(out.markers, std::vector<int64_t>{1'000'000 - 150'000});
   clock.Advance(10'000);  // 10.35 s: sets up to 103
   while (sets() < 104) ASSERT_EQ(src->Produce(), SourceStatus::kMoreAvailable);
   src->Produce();
