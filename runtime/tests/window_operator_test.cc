@@ -80,11 +80,16 @@ class WindowOperatorTest : public ::testing::Test {
     op_->set_output(&out_);
     op_->set_late_output(&late_);
     OperatorContext ctx;
-    ctx.state_dir = (std::filesystem::temp_directory_path() /
-                     ("vstream-window-" + std::to_string(::getpid()) + "-" +
-                      ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-                        .string();
+    ctx.state_dir = state_dir_ = (std::filesystem::temp_directory_path() /
+                                  ("vstream-window-" + std::to_string(::getpid()) + "-" +
+                                   ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+                                     .string();
     ASSERT_TRUE(op_->Open(ctx).ok());
+  }
+  // The operator closes its backend first; its directory goes with it.
+  void TearDown() override {
+    op_.reset();
+    if (!state_dir_.empty()) std::filesystem::remove_all(state_dir_);
   }
   void Records(std::vector<std::tuple<std::string, int64_t, int64_t>> rows) {
     RowBatch batch(3);
@@ -102,6 +107,7 @@ class WindowOperatorTest : public ::testing::Test {
   Collect out_{kOutput};
   Collect late_{kInput};
   std::unique_ptr<WindowOperator> op_;
+  std::string state_dir_;
 };
 
 TEST_F(WindowOperatorTest, TumblingFiresWhenTheWatermarkPassesTheEnd) {
