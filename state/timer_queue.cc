@@ -64,6 +64,7 @@ absl::Status TimerQueue::LoadMinTime() {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
   it->SeekToFirst();
   min_time_ = INT64_MAX;
+  disk_from_.clear();
   if (it->Valid() && it->key().size() >= 8) min_time_ = ReadOrderedTime(it->key().data());
   return FromRocks(it->status(), "scan");
 }
@@ -98,6 +99,7 @@ absl::Status TimerQueue::Spill() {
     batch.Put(cf_, rocksdb::Slice(key.data(), key.size()), rocksdb::Slice());
     min_time_ = std::min(min_time_, time);
   });
+  disk_from_.clear();  // the spilled timers may come before it
   spdlog::info("timer queue {}: {} timers spilled from memory to RocksDB", cf_->GetName(), memory_.size());
   memory_.clear();
   rocksdb::WriteOptions wo;
@@ -120,12 +122,15 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to, const std::function<vo
   }
   const size_t from_memory = due_.size();
   // On disk: up to `max` due ones too, in order. Every timer is at or after
-  // min_time_; the ones before it were popped and are tombstones now.
-  // Seeking past them (not SeekToFirst) keeps a pop from wading through
-  // every timer ever deleted.
-  std::string from;
-  AppendOrderedTime(min_time_, &from);
+  // disk_from_ (or min_time_); the ones before it were popped and are
+  // tombstones now. Seeking past them (not SeekToFirst) keeps a pop from
+  // wading through every timer ever deleted; the whole key, not only the
+  // time, keeps slices of a window's timers (all of one time) from wading
+  // through the ones the earlier slices deleted.
+  std::string from = disk_from_;
+  if (from.empty()) AppendOrderedTime(min_time_, &from);
   int64_t next_on_disk = INT64_MAX;  // the first on-disk time not read
+  std::string next_key;              // and its key
   disk_due_.clear();
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
@@ -135,6 +140,7 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to, const std::function<vo
       const int64_t time = ReadOrderedTime(k.data());
       if (time > up_to || disk_due_.size() == max) {
         next_on_disk = time;
+        next_key.assign(k.data(), k.size());
         break;
       }
       disk_due_.emplace_back(time, std::string_view(k.data() + 8, k.size() - 8));
@@ -149,6 +155,7 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to, const std::function<vo
   if (due_.size() > max) due_.resize(max);
   if (due_.empty()) {
     min_time_ = next_on_disk;
+    disk_from_ = std::move(next_key);
     return 0;
   }
   const MemoryTimer& last = due_.back();
@@ -156,16 +163,20 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to, const std::function<vo
   memory_.erase(memory_.begin(), mem_end);
   rocksdb::WriteBatch deletes;
   min_time_ = next_on_disk;
+  disk_from_ = std::move(next_key);
   for (const MemoryTimer& t : disk_due_) {
-    if (last < t) {  // read, not popped: still the earliest on disk
-      min_time_ = t.time;
-      break;
-    }
     from.clear();
     AppendOrderedTime(t.time, &from);
     from.append(t.payload.view());
+    if (last < t) {  // read, not popped: still the earliest on disk
+      min_time_ = t.time;
+      disk_from_ = from;
+      break;
+    }
     deletes.Delete(cf_, from);
   }
+  // A pop of many spilled timers does not keep its copies.
+  if (disk_due_.capacity() > kKeptCapacity) std::vector<MemoryTimer>().swap(disk_due_);
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
   if (absl::Status s = FromRocks(db_->Write(wo, &deletes), "delete"); !s.ok()) return s;
@@ -179,9 +190,9 @@ size_t TimerQueue::Deliver(const std::function<void(int64_t, std::string_view)>&
   for (const MemoryTimer& timer : due) fn(timer.time, timer.payload.view());
   const size_t n = due.size();
   // Back for the next pop, with its capacity (unless a nested pop took
-  // due_'s place).
+  // due_'s place, or it is larger than a pop of a slice needs).
   due.clear();
-  if (due_.capacity() == 0) due_.swap(due);
+  if (due_.capacity() == 0 && due.capacity() <= kKeptCapacity) due_.swap(due);
   return n;
 }
 

@@ -131,6 +131,11 @@ class TimerQueue {
   int64_t min_time_ = INT64_MIN;
   std::vector<MemoryTimer> due_;
   std::vector<MemoryTimer> disk_due_;  // PopUpTo's due timers read from disk
+  // The RocksDB key no on-disk timer comes before (all before it were
+  // popped); empty: min_time_ is the bound.
+  std::string disk_from_;
+  // Pops keep their vectors' capacity up to this many timers (4 MiB).
+  static constexpr size_t kKeptCapacity = 65'536;
   MemoryTimer remove_key_;  // reused by Remove
   std::string disk_key_;                        // reused by Remove
 };
