@@ -59,11 +59,11 @@
 #include <utility>
 #include <vector>
 
-#include "common/wide_btree.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/inline_bytes.h"
+#include "common/wide_btree.h"
 #include "state/keyed_state_backend.h"
 #include "state/map_state.h"
 

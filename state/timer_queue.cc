@@ -34,13 +34,17 @@ absl::StatusOr<std::unique_ptr<TimerQueue>> TimerQueue::Create(KeyedStateBackend
   return queue;
 }
 
+void TimerQueue::DiskKey(int64_t time, std::string_view payload, std::string* out) {
+  out->clear();
+  AppendOrderedTime(time, out);
+  out->append(payload);
+}
+
 template <typename Fn>
 void TimerQueue::ForEachInMemory(Fn&& fn) const {
   std::string key;
   for (const MemoryTimer& timer : memory_) {
-    key.clear();
-    AppendOrderedTime(timer.time, &key);
-    key.append(timer.payload.view());
+    DiskKey(timer.time, timer.payload.view(), &key);
     fn(timer.time, std::string_view(key));
   }
 }
@@ -65,7 +69,7 @@ absl::Status TimerQueue::LoadMinTime() {
   it->SeekToFirst();
   min_time_ = INT64_MAX;
   disk_from_.clear();
-  if (it->Valid() && it->key().size() >= 8) min_time_ = ReadOrderedTime(it->key().data());
+  if (it->Valid() && it->key().size() >= kTimeBytes) min_time_ = ReadOrderedTime(it->key().data());
   return FromRocks(it->status(), "scan");
 }
 
@@ -84,9 +88,7 @@ absl::Status TimerQueue::Remove(int64_t time, std::string_view payload) {
   remove_key_.payload.assign(payload);
   memory_.erase(remove_key_);
   if (time < min_time_) return absl::OkStatus();  // never spilled
-  disk_key_.clear();
-  AppendOrderedTime(time, &disk_key_);
-  disk_key_.append(payload);
+  DiskKey(time, payload, &disk_key_);
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
   return FromRocks(db_->Delete(wo, cf_, disk_key_), "delete");
@@ -136,14 +138,14 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to, const std::function<vo
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
     for (it->Seek(from); it->Valid(); it->Next()) {
       const rocksdb::Slice k = it->key();
-      if (k.size() < 8) continue;
+      if (k.size() < kTimeBytes) continue;
       const int64_t time = ReadOrderedTime(k.data());
       if (time > up_to || disk_due_.size() == max) {
         next_on_disk = time;
         next_key.assign(k.data(), k.size());
         break;
       }
-      disk_due_.emplace_back(time, std::string_view(k.data() + 8, k.size() - 8));
+      disk_due_.emplace_back(time, std::string_view(k.data() + kTimeBytes, k.size() - kTimeBytes));
     }
     if (absl::Status s = FromRocks(it->status(), "scan"); !s.ok()) return s;
   }
@@ -165,9 +167,7 @@ absl::StatusOr<size_t> TimerQueue::PopUpTo(int64_t up_to, const std::function<vo
   min_time_ = next_on_disk;
   disk_from_ = std::move(next_key);
   for (const MemoryTimer& t : disk_due_) {
-    from.clear();
-    AppendOrderedTime(t.time, &from);
-    from.append(t.payload.view());
+    DiskKey(t.time, t.payload.view(), &from);
     if (last < t) {  // read, not popped: still the earliest on disk
       min_time_ = t.time;
       disk_from_ = from;

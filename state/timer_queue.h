@@ -29,10 +29,10 @@
 #include <string_view>
 #include <vector>
 
-#include "common/wide_btree.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/inline_bytes.h"
+#include "common/wide_btree.h"
 #include "state/keyed_state_backend.h"
 
 namespace rocksdb {
@@ -94,6 +94,8 @@ class TimerQueue {
  private:
   TimerQueue(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, size_t memory_limit)
       : db_(db), cf_(cf), memory_limit_(memory_limit) {}
+  // The RocksDB key of a timer: [time: 8][payload].
+  static void DiskKey(int64_t time, std::string_view payload, std::string* out);
   // The in-memory timers as puts into the column family.
   void AppendInMemory(CacheDelta* delta) const;
   // Calls fn(time, RocksDB key) for each in-memory timer, in time order.
