@@ -19,15 +19,6 @@ namespace vstream::testing {
 
 namespace fs = std::filesystem;
 
-bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return cond();
-}
-
 TempDir::TempDir(const std::string& tag) {
   std::string templ = (fs::temp_directory_path() / ("vstream-" + tag + "-XXXXXX")).string();
   char* made = mkdtemp(templ.data());

@@ -12,10 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "common/wait_for.h"
+
 namespace vstream::testing {
 
-// Polls cond every 20 ms until it holds or the timeout passes.
-bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
+using vstream::WaitFor;  // polls every 20 ms
 
 // A fresh temporary directory, removed by the destructor.
 class TempDir {

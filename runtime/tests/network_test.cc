@@ -2,6 +2,7 @@
 #include <thread>
 
 #include "grpcpp/grpcpp.h"
+#include "common/wait_for.h"
 #include "gtest/gtest.h"
 #include "runtime/network/data_exchange_service.h"
 #include "runtime/network/input_gate.h"
@@ -14,15 +15,8 @@ namespace vstream {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr std::chrono::milliseconds kPoll(2);  // WaitFor's poll interval here
 
-bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return cond();
-}
 
 Schema TestSchema() {
   return Schema({{"id", FieldType::kInt},
@@ -78,11 +72,11 @@ TEST(ResultSubpartitionTest, ProducerBlocksWhenFullUntilTheReaderPolls) {
       ++added;
     }
   });
-  ASSERT_TRUE(WaitFor([&] { return added == 2; }, std::chrono::seconds(5)));
-  EXPECT_FALSE(WaitFor([&] { return added == 3; }, std::chrono::milliseconds(200)))
+  ASSERT_TRUE(WaitFor([&] { return added == 2; }, std::chrono::seconds(5), kPoll));
+  EXPECT_FALSE(WaitFor([&] { return added == 3; }, std::chrono::milliseconds(200), kPoll))
       << "the third buffer must wait for room";
   ASSERT_TRUE(sub.Poll().has_value());
-  EXPECT_TRUE(WaitFor([&] { return added == 3; }, std::chrono::seconds(5)));
+  EXPECT_TRUE(WaitFor([&] { return added == 3; }, std::chrono::seconds(5), kPoll));
   producer.join();
 }
 
@@ -170,7 +164,7 @@ TEST(ResultSubpartitionTest, ABlockedProducerTurnsItsBarrierUnalignedAtTheDeadli
   ASSERT_TRUE(sub.Add(Buffer(2)));
   // Full: this Add waits for the reader, but the deadline passes meanwhile.
   std::thread producer([&] { EXPECT_TRUE(sub.Add(Buffer(3))); });
-  ASSERT_TRUE(WaitFor([&] { return sub.PollPriority().has_value(); }, std::chrono::seconds(5)))
+  ASSERT_TRUE(WaitFor([&] { return sub.PollPriority().has_value(); }, std::chrono::seconds(5), kPoll))
       << "the barrier did not turn unaligned while its producer was blocked";
   producer.join();  // the barrier's place is free
   EXPECT_TRUE(sub.SettleBarrier(9, deadline, &overtaken));
@@ -488,8 +482,8 @@ TEST_F(RemoteChannelTest, ProducerStopsAtQueuePlusCreditWhileTheConsumerIsIdle) 
     p->subpartition(0).Finish();
   });
   // 3 credits let 3 buffers cross; 2 more wait in the queue; the 6th blocks.
-  ASSERT_TRUE(WaitFor([&] { return added == 5; }, std::chrono::seconds(5)));
-  EXPECT_FALSE(WaitFor([&] { return added > 5; }, std::chrono::milliseconds(300)));
+  ASSERT_TRUE(WaitFor([&] { return added == 5; }, std::chrono::seconds(5), kPoll));
+  EXPECT_FALSE(WaitFor([&] { return added > 5; }, std::chrono::milliseconds(300), kPoll));
   // Consuming returns credit and the rest flows.
   int received = 0;
   NetworkBuffer buf;
@@ -516,11 +510,11 @@ TEST_F(RemoteChannelTest, AnUnalignedBarrierOvertakesWithoutCreditAndCountsWhatI
   // 2 credits: two buffers cross and wait at the consumer; two more fill
   // the producer's queue.
   for (int i = 1; i <= 4; ++i) ASSERT_TRUE(sub.Add(Buffer(i)));
-  ASSERT_TRUE(WaitFor([&] { return sub.queued() == 2; }, std::chrono::seconds(5)));
+  ASSERT_TRUE(WaitFor([&] { return sub.queued() == 2; }, std::chrono::seconds(5), kPoll));
   std::vector<NetworkBuffer> overtaken;
   ASSERT_TRUE(sub.AddBarrier(Barrier(3, {.unaligned = true}), &overtaken));
   EXPECT_EQ(overtaken.size(), 2u) << "buffers 3 and 4, at the producer";
-  ASSERT_TRUE(WaitFor([&] { return gate->priority_pending(); }, std::chrono::seconds(5)))
+  ASSERT_TRUE(WaitFor([&] { return gate->priority_pending(); }, std::chrono::seconds(5), kPoll))
       << "the barrier must cross without credit";
   std::vector<std::pair<int, NetworkBuffer>> events;
   gate->TakePriorityEvents(&events);

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/wait_for.h"
 #include "gtest/gtest.h"
 #include "state/checkpoint_storage.h"
 #include "state/key_groups.h"
@@ -331,10 +332,7 @@ TEST(BufferedMapStateTest, AnEntryOlderThanTwoSnapshotsSettlesIntoRocksDb) {
     o.backend->db()->GetIntProperty(cf, "rocksdb.num-entries-imm-mem-tables", &immutable);
     return active + immutable;
   };
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (memtable_entries() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitFor([&] { return memtable_entries() == 0; }, std::chrono::seconds(10), std::chrono::milliseconds(5));
   EXPECT_EQ(memtable_entries(), 0u) << "settled entries still in the memtable after 10 s";
   EXPECT_EQ(Range(*o.buffer, 60, 0, 2000), want) << "memory and disk merged, in order";
   const uint64_t settled = o.buffer->settled();
