@@ -30,6 +30,8 @@ absl::StatusOr<std::unique_ptr<BufferedMapState>> BufferedMapState::Create(Keyed
   return state;
 }
 
+BufferedMapState::~BufferedMapState() = default;
+
 BufferedMapState::BufferedMapState(KeyedStateBackend& backend, MapState* disk, rocksdb::ColumnFamilyHandle* cf,
                                    bool restored, size_t memory_limit)
     : backend_(backend),
@@ -181,7 +183,9 @@ absl::Status BufferedMapState::Settle(size_t max_entries) {
   settle_chunk_ = seq;
   settle_offset_ = offset;
   if (settling_.empty()) return FlushIfSettled();
-  rocksdb::WriteBatch batch;
+  if (settle_batch_ == nullptr) settle_batch_ = std::make_unique<rocksdb::WriteBatch>();
+  rocksdb::WriteBatch& batch = *settle_batch_;
+  batch.Clear();
   for (const auto& [key, ref] : settling_) {
     const std::string_view value = ValueOf(ref);
     batch.Put(cf_, rocksdb::Slice(key.data(), key.size()), rocksdb::Slice(value.data(), value.size()));
