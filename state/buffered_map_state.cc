@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
@@ -137,12 +138,19 @@ absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::str
     it->second = Store(key_, value);
     Release(key_, old);
   }
-  if (first_chunk_ < settle_below_) RETURN_IF_ERROR(Settle(kSettlePerPut));
-  if (bytes_ > memory_limit_) return Spill();
+  if (bytes_ > memory_limit_) {
+    if (spilled_ == 0) {
+      spdlog::info("buffered map state {}: {} entries reached the memory limit of {} KiB; the oldest spill to "
+                   "RocksDB from now on",
+                   cf_name_, memory_.size(), memory_limit_ >> 10);
+    }
+    return Settle(kSpillPerPut, /*over_limit=*/true);
+  }
+  if (first_chunk_ < settle_below_) return Settle(kSettlePerPut);
   return absl::OkStatus();
 }
 
-absl::Status BufferedMapState::Settle(size_t max_entries) {
+absl::Status BufferedMapState::Settle(size_t max_entries, bool over_limit) {
   // Collect first, write, then let go: the chunks (and the views into them)
   // stay until the entries are released, and a failed write loses nothing.
   settling_.clear();
@@ -151,8 +159,9 @@ absl::Status BufferedMapState::Settle(size_t max_entries) {
   size_t offset = settle_chunk_ >= first_chunk_ ? settle_offset_ : 0;
   // A bounded walk per call (dead records count too); never the chunk
   // being filled.
-  for (size_t examined = 0; settling_.size() < max_entries && examined < 64 * max_entries &&
-                            seq < settle_below_ && seq + 1 < first_chunk_ + chunks_.size();) {
+  const uint64_t below = over_limit ? std::numeric_limits<uint64_t>::max() : settle_below_;
+  for (size_t examined = 0; settling_.size() < max_entries && examined < 64 * max_entries && seq < below &&
+                            seq + 1 < first_chunk_ + chunks_.size();) {
     const Chunk& c = chunks_[seq - first_chunk_];
     if (offset >= c.used) {
       ++seq;
@@ -195,7 +204,7 @@ absl::Status BufferedMapState::Settle(size_t max_entries) {
   const rocksdb::Status s = backend_.db()->Write(wo, &batch);
   if (!s.ok()) return absl::InternalError(absl::StrCat("buffered map state ", cf_name_, ": settle: ", s.ToString()));
   disk_count_ += settling_.size();
-  settled_ += settling_.size();
+  (over_limit ? spilled_ : settled_) += settling_.size();
   may_be_on_disk_ = true;
   for (const auto& [key, ref] : settling_) {
     lookup_.assign(key);
@@ -203,7 +212,9 @@ absl::Status BufferedMapState::Settle(size_t max_entries) {
     bytes_ -= EntryBytes(key);
     Release(key, ref);  // may free chunks: key is not used after
   }
-  settled_unflushed_ = true;
+  // Spilled entries reach the disk when their memtable fills: a spill
+  // finishes no round of settling (though it may pass the end of one).
+  if (!over_limit) settled_unflushed_ = true;
   return FlushIfSettled();
 }
 

@@ -17,11 +17,13 @@
 //     but for keys over kInlineKeyBytes.
 //   - The memory counted is the map's slots and long keys plus every chunk
 //     not yet freed (dead bytes in them included; not chunks freed while a
-//     snapshot's copy still holds them). Beyond `memory_limit`
-//     every in-memory entry is written to the column family (one
-//     WriteBatch, as TimerQueue spills) and memory starts over. Reads then
-//     see both, merged in key order, until the spilled (or restored)
-//     entries are all removed; then they skip RocksDB again.
+//     snapshot's copy still holds them). Beyond `memory_limit` each Put
+//     spills the oldest entries to the column family (kSpillPerPut of them,
+//     as settling below does, but without waiting for snapshots), so the
+//     front chunks are freed; memory stays near the limit, and no Put
+//     writes much (spilling all 32 MiB at once held q3's join 100+ ms).
+//     Reads then see both, merged in key order, until the spilled (or
+//     restored) entries are all removed; then they skip RocksDB again.
 //   - Settling: an entry still in memory two snapshots after it came (in a
 //     chunk older than the previous snapshot) is written to the column
 //     family, two per Put (kSettlePerPut: a steady stream settles one
@@ -99,13 +101,15 @@ class BufferedMapState {
   absl::Status ForEachInRange(int key_group, std::string_view key, std::string_view from, std::string_view to,
                               absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn);
 
-  // Writes every in-memory entry to the column family.
+  // Writes every in-memory entry to the column family at once.
   absl::Status Spill();
   // Writes up to max_entries of the entries that qualify for settling
-  // (above) to the column family, oldest first. Put calls it.
-  absl::Status Settle(size_t max_entries);
-  // Entries settled so far.
+  // (above; with over_limit, of any entry but those of the chunk being
+  // filled) to the column family, oldest first. Put calls it.
+  absl::Status Settle(size_t max_entries, bool over_limit = false);
+  // Entries settled so far, and spilled over the limit (by Put) so far.
   uint64_t settled() const { return settled_; }
+  uint64_t spilled() const { return spilled_; }
   // Whether entries settled since the last background flush of the column
   // family (one when a round of settling is done).
   bool settled_unflushed() const { return settled_unflushed_; }
@@ -127,6 +131,9 @@ class BufferedMapState {
   // record, and its p99 latency at a checkpoint a second was 34-121 ms; at
   // 2, 11-14 ms.
   static constexpr size_t kSettlePerPut = 2;
+  // Over the limit: the chunks are freed from the front, a chunk (up to
+  // kChunkBytes) at a time, so a Put may spill until the front one is.
+  static constexpr size_t kSpillPerPut = 8;
 
   // Once a round of settling is done, asks RocksDB to flush the column
   // family in the background.
@@ -209,6 +216,7 @@ class BufferedMapState {
   uint64_t settle_chunk_ = 0;
   size_t settle_offset_ = 0;
   uint64_t settled_ = 0;
+  uint64_t spilled_ = 0;
   bool settled_unflushed_ = false;
   std::vector<std::pair<std::string_view, ValueRef>> settling_;  // scratch
   std::unique_ptr<rocksdb::WriteBatch> settle_batch_;             // reused

@@ -279,6 +279,54 @@ TEST(BufferedMapStateTest, ASnapshotCopiedLaterHoldsWhatWasLiveWhenItWasTaken) {
   EXPECT_EQ(Range(*o.buffer, 60, 0, 1000), want3) << "the live state, on disk after the spill";
 }
 
+// Over the limit, each Put spills a few of the oldest entries (not all of
+// memory at once: 32 MiB held q3's join 100+ ms), so memory stays near the
+// limit; a snapshot taken before, copied after, still holds what was live
+// when it was taken.
+TEST(BufferedMapStateTest, OverTheLimitEachPutSpillsAFewOfTheOldest) {
+  TestingStateDir root("buffered-map-spill-few");
+  std::shared_ptr<CheckpointStorage> shared = OpenStorage(root);
+  ASSERT_NE(shared, nullptr);
+  IncrementalSnapshotter snap(shared, "job-op-0-a");
+  auto value = [](int t) { return std::string(100, 'a' + t % 26) + std::to_string(t); };
+  // 256 KiB: chunks of 16 KiB, about 120 entries each.
+  constexpr size_t kLimit = size_t{256} << 10;
+  Opened o = Open(root.path() + "/db", false, kLimit);
+  std::vector<std::string> before, all;
+  for (int t = 0; t < 1000; ++t) {
+    ASSERT_TRUE(o.buffer->Put(KeyGroup(60), Key(60), UserKey(t), value(t)).ok());
+    before.push_back(Entry(t, value(t)));
+  }
+  ASSERT_FALSE(o.buffer->may_be_on_disk()) << "under the limit";
+  all = before;
+  auto local = TakeLocalSnapshot(*o.backend, 1, root.path() + "/local-1", kAll);
+  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_EQ(local->cache_delta_later.size(), 1u) << "copied later";
+  uint64_t most_per_put = 0;
+  size_t most_bytes = 0;
+  for (int t = 1000; t < 5000; ++t) {
+    const uint64_t spilled = o.buffer->spilled();
+    ASSERT_TRUE(o.buffer->Put(KeyGroup(60), Key(60), UserKey(t), value(t)).ok());
+    all.push_back(Entry(t, value(t)));
+    most_per_put = std::max(most_per_put, o.buffer->spilled() - spilled);
+    most_bytes = std::max(most_bytes, o.buffer->memory_bytes());
+  }
+  EXPECT_GT(o.buffer->spilled(), 2000u) << "4,000 entries past the limit";
+  EXPECT_LE(most_per_put, 8u) << "a Put spilled more than a few entries";
+  // The limit, the chunk being filled, and the slots of the front chunk
+  // being spilled.
+  EXPECT_LE(most_bytes, kLimit + (size_t{32} << 10)) << "memory grew past the limit";
+  EXPECT_EQ(EntriesOnDisk(*o.backend, o.disk->id()), static_cast<int64_t>(o.buffer->spilled()));
+  EXPECT_EQ(o.buffer->spilled() + o.buffer->memory_entries(), 5000u);
+  EXPECT_EQ(Range(*o.buffer, 60, 0, 5000), all) << "memory and disk merged, in order";
+  // The snapshot's copy runs now, after the spills freed its chunks here.
+  auto handle = snap.Upload(*local, "chk-1/op-0");
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  ASSERT_TRUE(RestoreKeyedState(*shared, *handle, kAll, root.path() + "/restored").ok());
+  Opened r = Open(root.path() + "/restored", true, BufferedMapState::kDefaultMemoryLimit);
+  EXPECT_EQ(Range(*r.buffer, 60, 0, 5000), before);
+}
+
 // An entry still in memory two snapshots after it came settles into RocksDB
 // (a few per Put): the snapshot after that carries it in RocksDB's files,
 // not in its delta, and a restore finds every entry either way.
@@ -314,7 +362,7 @@ TEST(BufferedMapStateTest, AnEntryOlderThanTwoSnapshotsSettlesIntoRocksDb) {
   EXPECT_EQ(o.buffer->settled(), 0u) << "in one snapshot only";
   EXPECT_FALSE(o.buffer->may_be_on_disk());
   EXPECT_EQ(snapshot(2).first, 1000u);
-  put(1000, 1500);  // each Put settles up to 8 of the first 500
+  put(1000, 1500);  // each Put settles up to 2 of the first 500
   // The first 64 KiB chunk's (about 300): the next one took entries after
   // the first snapshot too.
   EXPECT_GE(o.buffer->settled(), 250u);
