@@ -20,13 +20,21 @@
 // timer, and the slowest pop (a window operator's task does nothing else
 // meanwhile).
 //
+// scans mode: an interval join's probe of its other side's entries on disk
+// (q3's join does one per record): `--scan_keys` keys with one map entry
+// each, written in `--scan_files` flushes (files, as checkpoints leave them),
+// then `--scans` rounds of one MapState::ForEachInRange of a random key
+// (half of them absent) and one Put of a new key (a join's record is put as
+// it is probed for). Reports ns per round.
+//
 // rss mode: one update of each of `--rss_keys` distinct keys (in a scrambled
 // order) through `--rss_method`, then the peak resident set size of the
 // process (VmHWM) against the budget.
 //
-//   state_bench [--mode=update|rss|timers|all] [--keys=N] [--updates=N] [--rss_keys=N]
+//   state_bench [--mode=update|rss|timers|scans|all] [--keys=N] [--updates=N] [--rss_keys=N]
 //               [--budget_mb=N] [--cache_mb=N] [--methods=rmw,cache,merge]
-//               [--rss_method=rmw|cache|merge] [--timer_keys=N] [--timer_rounds=N] [--dir=PATH]
+//               [--rss_method=rmw|cache|merge] [--timer_keys=N] [--timer_rounds=N]
+//               [--scan_keys=N] [--scan_files=N] [--scans=N] [--dir=PATH]
 
 #include <chrono>
 #include <cstdint>
@@ -41,6 +49,7 @@
 #include <string_view>
 #include <vector>
 
+#include "rocksdb/db.h"
 #include "state/keyed_state_backend.h"
 #include "state/state_key.h"
 #include "state/timer_queue.h"
@@ -57,6 +66,9 @@ struct Flags {
   int64_t cache_mb = 64;
   int64_t timer_keys = 40'000;
   int64_t timer_rounds = 20;
+  int64_t scan_keys = 400'000;
+  int64_t scan_files = 8;
+  int64_t scans = 1'000'000;
   std::string methods = "rmw,cache,merge";
   std::string rss_method = "cache";
   std::string dir = "/tmp/vstream-state-bench";
@@ -72,7 +84,8 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     std::map<std::string, int64_t*> ints = {{"keys", &f->keys},         {"updates", &f->updates},
                                             {"rss_keys", &f->rss_keys}, {"budget_mb", &f->budget_mb},
                                             {"cache_mb", &f->cache_mb},         {"timer_keys", &f->timer_keys},
-                                            {"timer_rounds", &f->timer_rounds}};
+                                            {"timer_rounds", &f->timer_rounds}, {"scan_keys", &f->scan_keys},
+                                            {"scan_files", &f->scan_files},     {"scans", &f->scans}};
     std::map<std::string, std::string*> strings = {{"mode", &f->mode},
                                                    {"methods", &f->methods},
                                                    {"rss_method", &f->rss_method},
@@ -86,7 +99,7 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     }
   }
   return f->keys > 0 && f->updates >= 0 && f->rss_keys > 0 && f->budget_mb > 0 && f->timer_keys > 0 &&
-         f->timer_rounds > 0;
+         f->timer_rounds > 0 && f->scan_keys > 0 && f->scan_files > 0 && f->scans > 0;
 }
 
 // A status that must be OK; the benchmark stops otherwise.
@@ -335,6 +348,56 @@ void RunTimers(const Flags& f) {
   std::filesystem::remove_all(f.dir + "/timers");
 }
 
+void RunScans(const Flags& f) {
+  auto backend = OpenBackend(f, "scans");
+  MapState* side = Check(backend->GetMapState({.name = "side"}), "register");
+  rocksdb::ColumnFamilyHandle* cf = backend->column_family(side->id());
+  char key[8];
+  const std::string value(40, 'v');  // q3's projected person: name, city, state
+  auto put = [&](uint64_t k) {
+    EncodeKey(Scramble(k), key);
+    const std::string_view view(key, sizeof(key));
+    backend->SetCurrentKey(KeyGroupForHash(HashKeyBytes(view), kDefaultMaxParallelism), view);
+    Check(side->Put("", view, value), "put");  // the user key: a join's time and sequence number
+  };
+  const int64_t per_file = f.scan_keys / f.scan_files;
+  for (int64_t file = 0; file < f.scan_files; ++file) {
+    for (int64_t k = file * per_file; k < (file + 1) * per_file; ++k) put(static_cast<uint64_t>(k));
+    const rocksdb::Status s = backend->db()->Flush(rocksdb::FlushOptions(), cf);
+    if (!s.ok()) Check(absl::InternalError(s.ToString()), "flush");
+  }
+  const int64_t stored = per_file * f.scan_files;
+  Rng rng{0x9e3779b97f4a7c15ull};
+  int64_t found = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < f.scans; ++i) {
+    // Keys 0..2*stored: the upper half was never put (until the puts below reach it).
+    EncodeKey(Scramble(rng.Next() % static_cast<uint64_t>(2 * stored)), key);
+    const std::string_view view(key, sizeof(key));
+    backend->SetCurrentKey(KeyGroupForHash(HashKeyBytes(view), kDefaultMaxParallelism), view);
+    Check(side->ForEachInRange("", "", "", [&](std::string_view, std::string_view) {
+      ++found;
+      return true;
+    }), "scan");
+    put(static_cast<uint64_t>(2 * stored + i));
+  }
+  const double secs = Seconds(start);
+  std::printf("\njoin probes: %lld keys in %lld files, then %lld rounds of a scan of a random key (half absent) "
+              "and a put\n\n", static_cast<long long>(stored), static_cast<long long>(f.scan_files),
+              static_cast<long long>(f.scans));
+  std::printf("%-10s %14s %12s %12s\n", "", "rounds", "ns/round", "found");
+  std::printf("%-10s %14lld %12.0f %12lld\n", "scan+put", static_cast<long long>(f.scans), secs * 1e9 / f.scans,
+              static_cast<long long>(found));
+  if (found < f.scans / 4 || found > f.scans * 3 / 4) {
+    std::fprintf(stderr, "found %lld of %lld scanned keys, expected about half\n", static_cast<long long>(found),
+                 static_cast<long long>(f.scans));
+    std::exit(1);
+  }
+  std::fflush(stdout);
+  backend.reset();
+  std::filesystem::remove_all(f.dir + "/scans");
+}
+
 void RunRss(const Flags& f) {
   const int64_t baseline_kb = ProcStatusKb("VmRSS");
   auto backend = OpenBackend(f, "rss");
@@ -375,13 +438,15 @@ int main(int argc, char** argv) {
   vstream::Flags flags;
   if (!vstream::ParseFlags(argc, argv, &flags)) {
     std::fprintf(stderr,
-                 "usage: state_bench [--mode=update|rss|timers|all] [--keys=N] [--updates=N] "
+                 "usage: state_bench [--mode=update|rss|timers|scans|all] [--keys=N] [--updates=N] "
                  "[--rss_keys=N] [--budget_mb=N] [--cache_mb=N] [--methods=rmw,cache,merge] "
-                 "[--rss_method=rmw|cache|merge] [--timer_keys=N] [--timer_rounds=N] [--dir=PATH]\n");
+                 "[--rss_method=rmw|cache|merge] [--timer_keys=N] [--timer_rounds=N] [--scan_keys=N] "
+                 "[--scan_files=N] [--scans=N] [--dir=PATH]\n");
     return 2;
   }
   if (flags.mode == "update" || flags.mode == "all") vstream::RunUpdates(flags);
   if (flags.mode == "timers" || flags.mode == "all") vstream::RunTimers(flags);
+  if (flags.mode == "scans" || flags.mode == "all") vstream::RunScans(flags);
   if (flags.mode == "rss" || flags.mode == "all") vstream::RunRss(flags);
   return 0;
 }

@@ -10,6 +10,8 @@
 #                              peak RSS (VmHWM) against the memory budget
 #   state_bench --mode=timers  a tumbling window's timers over TIMER_KEYS keys:
 #                              add the next window's, pop the last window's
+#   state_bench --mode=scans   an interval join's probes of its other side's
+#                              entries on disk: a map scan and a put per round
 #   db_bench fillrandom,updaterandom   KEYS keys, then KEYS Get+Put updates
 #
 #   bench/state_bench.sh      environment: KEYS (1000000), UPDATES (5000000),
@@ -50,6 +52,7 @@ echo "== state_bench: vstream KeyedStateBackend"
 "$BIN" --mode=rss --rss_keys="$RSS_KEYS" --budget_mb="$BUDGET_MB" --cache_mb="$CACHE_MB" \
   --rss_method=cache --dir="$DIR/state"
 "$BIN" --mode=timers --timer_keys="$TIMER_KEYS" --dir="$DIR/state"
+"$BIN" --mode=scans --dir="$DIR/state"
 
 echo
 echo "== db_bench (RocksDB $(dpkg-query -W -f='${Version}' librocksdb-dev 2>/dev/null || echo '?')):" \

@@ -306,6 +306,7 @@ KeyedStateBackend::~KeyedStateBackend() {
   ctx_.cache = nullptr;
   cache_.reset();
   if (db_ == nullptr) return;
+  ReleaseScans();  // no iterator may outlive the DB
   for (auto* slots : {&states_, &pending_}) {
     for (auto& slot : *slots) {
       if (slot->cf != nullptr) db_->DestroyColumnFamilyHandle(slot->cf);
@@ -436,6 +437,9 @@ absl::StatusOr<ValueState*> KeyedStateBackend::GetTimerState(const std::string& 
 }
 
 CacheDelta KeyedStateBackend::DirtyCacheEntries(std::vector<LaterDelta>* later) {
+  // Before the checkpoint's flush, so that the flushed memtable is freed
+  // (and no scan pins more than an interval's).
+  ReleaseScans();
   CacheDelta delta(last_delta_bytes_ + last_delta_bytes_ / 8);
   if (cache_ != nullptr) cache_->AppendDirty(&delta, later);
   for (const auto& weak : snapshot_deltas_) {
@@ -443,6 +447,14 @@ CacheDelta KeyedStateBackend::DirtyCacheEntries(std::vector<LaterDelta>* later) 
   }
   last_delta_bytes_ = delta.bytes();
   return delta;
+}
+
+void KeyedStateBackend::ReleaseScans() {
+  for (const auto& slot : states_) {
+    if (slot->handle != nullptr && slot->handle->kind() == StateKind::kMap) {
+      static_cast<MapState*>(slot->handle.get())->ReleaseScan();
+    }
+  }
 }
 
 void KeyedStateBackend::AddSnapshotDelta(const std::shared_ptr<const SnapshotDeltaFn>& fn) {

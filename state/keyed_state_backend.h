@@ -228,6 +228,9 @@ class KeyedStateBackend {
                                    std::shared_ptr<const StateBehavior> behavior,
                                    bool write_back_cache, bool timer_state = false);
   absl::StatusOr<ValueState*> LegacyValueState(StateId state);
+  // Map states let go of the iterators they keep between scans
+  // (MapState::ReleaseScan).
+  void ReleaseScans();
 
   KeyedStateBackendOptions options_;
   // Shared by every backend of the TaskManager (see StateResources).

@@ -3,11 +3,17 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "rocksdb/db.h"
+#include "rocksdb/iterator.h"
 #include "rocksdb/write_batch.h"
 #include "state/state_key.h"
 #include "state/state_value_format.h"
 
 namespace vstream {
+
+MapState::~MapState() = default;
+
+void MapState::ReleaseScan() { scan_.reset(); }
 
 void MapState::ComposeEntryKey(std::string_view ns, std::string_view user_key) {
   ComposeKey(ns);
@@ -53,13 +59,21 @@ absl::Status MapState::ForEachInRange(
   key_.append(from.data(), from.size());
   const rocksdb::Slice seek = rocks_key();
   const rocksdb::Slice prefix(seek.data(), prefix_size);
+  // No iterate_upper_bound (the kept iterator serves every range): one
+  // key's entries end the prefix (the prefix filter applies), `to` is
+  // checked below.
   const rocksdb::Slice upper(upper_bound_);
-  rocksdb::ReadOptions ro = ctx_.read_options;
-  if (!upper_bound_.empty()) ro.iterate_upper_bound = &upper;
-  ro.prefix_same_as_start = true;  // one key's entries: the prefix filter applies
+  const bool bounded = !to.empty();
+  if (scan_ != nullptr && !scan_->Refresh().ok()) scan_.reset();
+  if (scan_ == nullptr) {
+    rocksdb::ReadOptions ro = ctx_.read_options;
+    ro.prefix_same_as_start = true;
+    scan_.reset(ctx_.db->NewIterator(ro, cf_));
+  }
+  rocksdb::Iterator* it = scan_.get();
   const int64_t now = NowIfTimed();
-  std::unique_ptr<rocksdb::Iterator> it(ctx_.db->NewIterator(ro, cf_));
-  for (it->Seek(seek); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+  for (it->Seek(seek); it->Valid() && it->key().starts_with(prefix) && (!bounded || it->key().compare(upper) < 0);
+       it->Next()) {
     std::string_view value(it->value().data(), it->value().size());
     if (behavior_->timed()) {
       int64_t write_ms = 0;
@@ -71,7 +85,11 @@ absl::Status MapState::ForEachInRange(
     const rocksdb::Slice raw_key = it->key();
     if (!fn(std::string_view(raw_key.data() + prefix_size, raw_key.size() - prefix_size), value)) break;
   }
-  if (!it->status().ok()) return FromRocksStatus(it->status(), absl::StrCat("scan map state '", name_, "'"));
+  if (!it->status().ok()) {
+    absl::Status s = FromRocksStatus(it->status(), absl::StrCat("scan map state '", name_, "'"));
+    scan_.reset();  // the next scan starts afresh
+    return s;
+  }
   return absl::OkStatus();
 }
 

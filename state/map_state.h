@@ -8,11 +8,16 @@
 // Thread-compatible: used by the backend's task thread only.
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "absl/functional/function_ref.h"
 #include "state/keyed_state.h"
+
+namespace rocksdb {
+class Iterator;
+}  // namespace rocksdb
 
 namespace vstream {
 
@@ -39,6 +44,12 @@ class MapState final : public KeyedState {
   absl::StatusOr<bool> IsEmpty(std::string_view ns);
   // Removes every entry of the current key in `ns` (one WriteBatch).
   absl::Status Clear(std::string_view ns);
+  // Lets go of the iterator ForEachInRange keeps between calls, and of the
+  // memtables and files it holds on to. The backend calls it at every
+  // snapshot.
+  void ReleaseScan();
+
+  ~MapState() override;
 
  private:
   friend class KeyedStateBackend;
@@ -50,6 +61,12 @@ class MapState final : public KeyedState {
                     const std::function<bool(std::string_view user_key, std::string_view value)>& fn);
 
   std::string upper_bound_;
+  // ForEachInRange's iterator, refreshed before each call: a refresh while
+  // no flush or compaction changed the column family's files only moves it
+  // to the latest sequence number, where a new iterator is built over every
+  // memtable and file (q3's join probes its other side's on-disk entries
+  // for each record).
+  std::unique_ptr<rocksdb::Iterator> scan_;
 };
 
 }  // namespace vstream

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 #include "state/keyed_state_backend.h"
 #include "state/tests/testing_state.h"
 
@@ -186,6 +187,39 @@ TEST(MapStateTest, ForEachInRangeReadsOneUserKeyRangeInOrder) {
   EXPECT_TRUE(range("f", "").empty());
   backend->SetCurrentKey(4, "p2");
   EXPECT_TRUE(range("", "").empty());
+}
+
+// ForEachInRange keeps its iterator between calls (refreshed): each scan
+// sees every write before it, in the memtable or flushed, and none after.
+TEST(MapStateTest, EachScanSeesTheWritesBeforeIt) {
+  TestingStateDir dir("map-state-rescan");
+  auto backend = OpenBackend(dir.path());
+  MapState* buffer = *backend->GetMapState({.name = "buffer"});
+  backend->SetCurrentKey(4, "p1");
+  auto scan = [&] {
+    std::vector<std::string> seen;
+    EXPECT_TRUE(buffer->ForEachInRange("", "", "", [&](std::string_view k, std::string_view) {
+      seen.emplace_back(k);
+      return true;
+    }).ok());
+    return seen;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_TRUE(scan().empty());
+  ASSERT_TRUE(buffer->Put("", "b", "1").ok());
+  EXPECT_EQ(scan(), (V{"b"}));  // written after the last scan, in the memtable
+  rocksdb::ColumnFamilyHandle* cf = backend->column_family(buffer->id());
+  ASSERT_TRUE(backend->db()->Flush(rocksdb::FlushOptions(), cf).ok());
+  ASSERT_TRUE(buffer->Put("", "a", "2").ok());
+  EXPECT_EQ(scan(), (V{"a", "b"}));  // one in a file now, one in the memtable
+  ASSERT_TRUE(buffer->Remove("", "b").ok());
+  ASSERT_TRUE(buffer->Put("", "c", "3").ok());
+  EXPECT_EQ(scan(), (V{"a", "c"}));
+  buffer->ReleaseScan();
+  ASSERT_TRUE(buffer->Put("", "d", "4").ok());
+  EXPECT_EQ(scan(), (V{"a", "c", "d"}));
+  backend->SetCurrentKey(4, "p2");  // another key: another prefix
+  EXPECT_TRUE(scan().empty());
 }
 
 TEST(ReducingStateTest, ReadModifyWriteAndMergeAgree) {
