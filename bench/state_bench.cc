@@ -22,7 +22,8 @@
 //
 // scans mode: an interval join's probe of its other side's entries on disk
 // (q3's join does one per record): `--scan_keys` keys with one map entry
-// each, written in `--scan_files` flushes (files, as checkpoints leave them),
+// each, written in `--scan_files` flushes (as checkpoints flush; universal
+// compaction may merge the files meanwhile),
 // then `--scans` rounds of one MapState::ForEachInRange of a random key
 // (half of them absent) and one Put of a new key (a join's record is put as
 // it is probed for). Reports ns per round.
@@ -99,7 +100,7 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     }
   }
   return f->keys > 0 && f->updates >= 0 && f->rss_keys > 0 && f->budget_mb > 0 && f->timer_keys > 0 &&
-         f->timer_rounds > 0 && f->scan_keys > 0 && f->scan_files > 0 && f->scans > 0;
+         f->timer_rounds > 0 && f->scan_files > 0 && f->scan_keys >= f->scan_files && f->scans > 0;
 }
 
 // A status that must be OK; the benchmark stops otherwise.
@@ -289,6 +290,10 @@ void RunUpdates(const Flags& f) {
     std::fflush(stdout);
     backend.reset();
     std::filesystem::remove_all(f.dir + "/" + method);
+    if (bad != 0) {
+      std::fprintf(stderr, "%s: %d sampled counts wrong\n", method.c_str(), bad);
+      std::exit(1);
+    }
   }
 }
 
@@ -358,7 +363,7 @@ void RunScans(const Flags& f) {
     EncodeKey(Scramble(k), key);
     const std::string_view view(key, sizeof(key));
     backend->SetCurrentKey(KeyGroupForHash(HashKeyBytes(view), kDefaultMaxParallelism), view);
-    Check(side->Put("", view, value), "put");  // the user key: a join's time and sequence number
+    Check(side->Put("", view, value), "put");  // one entry per key
   };
   const int64_t per_file = f.scan_keys / f.scan_files;
   for (int64_t file = 0; file < f.scan_files; ++file) {
@@ -371,7 +376,8 @@ void RunScans(const Flags& f) {
   int64_t found = 0;
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < f.scans; ++i) {
-    // Keys 0..2*stored: the upper half was never put (until the puts below reach it).
+    // Keys 0..2*stored: the upper half was never put (the puts below put
+    // keys above both halves).
     EncodeKey(Scramble(rng.Next() % static_cast<uint64_t>(2 * stored)), key);
     const std::string_view view(key, sizeof(key));
     backend->SetCurrentKey(KeyGroupForHash(HashKeyBytes(view), kDefaultMaxParallelism), view);
@@ -388,7 +394,7 @@ void RunScans(const Flags& f) {
   std::printf("%-10s %14s %12s %12s\n", "", "rounds", "ns/round", "found");
   std::printf("%-10s %14lld %12.0f %12lld\n", "scan+put", static_cast<long long>(f.scans), secs * 1e9 / f.scans,
               static_cast<long long>(found));
-  if (found < f.scans / 4 || found > f.scans * 3 / 4) {
+  if (f.scans >= 100 && (found < f.scans / 4 || found > f.scans * 3 / 4)) {
     std::fprintf(stderr, "found %lld of %lld scanned keys, expected about half\n", static_cast<long long>(found),
                  static_cast<long long>(f.scans));
     std::exit(1);
@@ -446,7 +452,7 @@ int main(int argc, char** argv) {
   }
   if (flags.mode == "update" || flags.mode == "all") vstream::RunUpdates(flags);
   if (flags.mode == "timers" || flags.mode == "all") vstream::RunTimers(flags);
-  if (flags.mode == "scans" || flags.mode == "all") vstream::RunScans(flags);
   if (flags.mode == "rss" || flags.mode == "all") vstream::RunRss(flags);
+  if (flags.mode == "scans" || flags.mode == "all") vstream::RunScans(flags);
   return 0;
 }

@@ -831,10 +831,17 @@ bool StreamTask::DoPendingWork() {
 }
 
 void StreamTask::OnTick() {
+  const int64_t now = MonotonicMillis();
+  if (now >= next_scan_release_ms_) {
+    next_scan_release_ms_ = now + 1000;
+    for (auto& op : operators_) {
+      if (KeyedStateBackend* state = op->keyed_state()) state->ReleaseScans();
+    }
+  }
   if (!wants_processing_time_) return;
-  const int64_t now = NowMillis();
+  const int64_t wall = NowMillis();
   for (auto& op : operators_) {
-    if (op->wants_processing_time()) op->OnProcessingTime(now);
+    if (op->wants_processing_time()) op->OnProcessingTime(wall);
   }
 }
 

@@ -133,6 +133,12 @@ class StreamTask {
   // A slice of the work operators left pending (StreamOperator::
   // DoPendingWork); true if some is still pending.
   bool DoPendingWork();
+  int64_t next_scan_release_ms_ = 0;
+  // At every buffer timeout: processing-time timers, and once a second the
+  // map states' kept scan iterators let go (MapState::ReleaseScan), so that
+  // one scanned once (a broadcast join's Open) or no longer (a join whose
+  // entries all left RocksDB) pins no memtable or file for longer, with
+  // checkpoints or without.
   void OnTick();
   // Watermark alignment: publishes the source's watermark; true (after a
   // short wait) while it is above the group's bound, so the task reads

@@ -139,7 +139,8 @@ absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::str
     Release(key_, old);
   }
   if (bytes_ > memory_limit_) {
-    if (spilled_ == 0) {
+    if (!limit_logged_) {
+      limit_logged_ = true;
       spdlog::info("buffered map state {}: {} entries reached the memory limit of {} KiB; the oldest spill to "
                    "RocksDB from now on",
                    cf_name_, memory_.size(), memory_limit_ >> 10);

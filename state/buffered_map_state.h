@@ -101,7 +101,8 @@ class BufferedMapState {
   absl::Status ForEachInRange(int key_group, std::string_view key, std::string_view from, std::string_view to,
                               absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn);
 
-  // Writes every in-memory entry to the column family at once.
+  // Writes every in-memory entry to the column family at once (Put spills
+  // a few at a time instead; tests use this).
   absl::Status Spill();
   // Writes up to max_entries of the entries that qualify for settling
   // (above; with over_limit, of any entry but those of the chunk being
@@ -131,8 +132,8 @@ class BufferedMapState {
   // record, and its p99 latency at a checkpoint a second was 34-121 ms; at
   // 2, 11-14 ms.
   static constexpr size_t kSettlePerPut = 2;
-  // Over the limit: the chunks are freed from the front, a chunk (up to
-  // kChunkBytes) at a time, so a Put may spill until the front one is.
+  // Over the limit: memory is freed a chunk (up to kChunkBytes) at a time,
+  // from the front, so Puts go on spilling until the front chunk is freed.
   static constexpr size_t kSpillPerPut = 8;
 
   // Once a round of settling is done, asks RocksDB to flush the column
@@ -217,6 +218,7 @@ class BufferedMapState {
   size_t settle_offset_ = 0;
   uint64_t settled_ = 0;
   uint64_t spilled_ = 0;
+  bool limit_logged_ = false;
   bool settled_unflushed_ = false;
   std::vector<std::pair<std::string_view, ValueRef>> settling_;  // scratch
   std::unique_ptr<rocksdb::WriteBatch> settle_batch_;             // reused

@@ -167,11 +167,15 @@ class KeyedStateBackend {
   // Writes every dirty entry of the write-back cache to RocksDB, in
   // WriteBatches.
   absl::Status Flush();
+  // Map states let go of the iterators they keep between scans
+  // (MapState::ReleaseScan): at every snapshot (DirtyCacheEntries), on
+  // close, and when the task's ticks ask (once a second).
+  void ReleaseScans();
   // What a snapshot keeps beside the RocksDB checkpoint instead of writing
   // it into RocksDB first (state/cache_delta.h): the dirty entries of the
   // write-back cache (they stay dirty) and what every registered
   // contributor appends (a TimerQueue's in-memory timers, a
-  // BufferedMapState's entries).
+  // BufferedMapState's entries). Releases the map states' kept scans first.
   //
   // A contributor may leave part of its records for later: the work that
   // copies them goes to `later`, to run off the task thread (a snapshot's
@@ -228,9 +232,6 @@ class KeyedStateBackend {
                                    std::shared_ptr<const StateBehavior> behavior,
                                    bool write_back_cache, bool timer_state = false);
   absl::StatusOr<ValueState*> LegacyValueState(StateId state);
-  // Map states let go of the iterators they keep between scans
-  // (MapState::ReleaseScan).
-  void ReleaseScans();
 
   KeyedStateBackendOptions options_;
   // Shared by every backend of the TaskManager (see StateResources).

@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
@@ -49,31 +50,45 @@ absl::Status MapState::ForEachInRange(
     absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn) {
   ComposeKey(ns);
   const size_t prefix_size = key_.size() - 2;  // rocks_key() leaves out the state id
-  // Upper bound: prefix + to, or the prefix's successor (built in place: no allocation).
-  upper_bound_.assign(key_.data() + 2, prefix_size);
-  if (!to.empty()) {
-    upper_bound_.append(to.data(), to.size());
-  } else {
-    ToPrefixSuccessor(&upper_bound_);
+  // fn may use this MapState (a process function's ForEach may Get, or
+  // scan again): key_ is only the seek target, and the prefix and bound
+  // the loop checks are copies, the members' for the outermost scan (no
+  // allocation once grown), a nested scan's own.
+  const bool outer = !scanning_;
+  std::string nested_prefix, nested_upper;
+  std::string& prefix_bytes = outer ? scan_prefix_ : nested_prefix;
+  std::string& upper_bytes = outer ? upper_bound_ : nested_upper;
+  prefix_bytes.assign(key_.data() + 2, prefix_size);
+  // No iterate_upper_bound (the kept iterator serves every range): the end
+  // of the prefix ends one key's entries (the prefix filter applies), and
+  // prefix + `to` is checked below.
+  const bool bounded = !to.empty();
+  if (bounded) {
+    upper_bytes.assign(prefix_bytes);
+    upper_bytes.append(to.data(), to.size());
   }
   key_.append(from.data(), from.size());
-  const rocksdb::Slice seek = rocks_key();
-  const rocksdb::Slice prefix(seek.data(), prefix_size);
-  // No iterate_upper_bound (the kept iterator serves every range): one
-  // key's entries end the prefix (the prefix filter applies), `to` is
-  // checked below.
-  const rocksdb::Slice upper(upper_bound_);
-  const bool bounded = !to.empty();
-  if (scan_ != nullptr && !scan_->Refresh().ok()) scan_.reset();
-  if (scan_ == nullptr) {
-    rocksdb::ReadOptions ro = ctx_.read_options;
-    ro.prefix_same_as_start = true;
-    scan_.reset(ctx_.db->NewIterator(ro, cf_));
+  const rocksdb::Slice prefix(prefix_bytes);
+  const rocksdb::Slice upper(upper_bytes);
+  rocksdb::ReadOptions ro = ctx_.read_options;
+  ro.prefix_same_as_start = true;
+  // A nested scan gets an iterator of its own: the kept one is the outer
+  // scan's.
+  std::unique_ptr<rocksdb::Iterator> nested;
+  if (outer) {
+    if (scan_ != nullptr && !scan_->Refresh().ok()) scan_.reset();
+    if (scan_ == nullptr) scan_.reset(ctx_.db->NewIterator(ro, cf_));
+  } else {
+    nested.reset(ctx_.db->NewIterator(ro, cf_));
   }
-  rocksdb::Iterator* it = scan_.get();
+  rocksdb::Iterator* it = outer ? scan_.get() : nested.get();
+  scanning_ = true;
+  absl::Cleanup done = [&] {
+    if (outer) scanning_ = false;
+  };
   const int64_t now = NowIfTimed();
-  for (it->Seek(seek); it->Valid() && it->key().starts_with(prefix) && (!bounded || it->key().compare(upper) < 0);
-       it->Next()) {
+  for (it->Seek(rocks_key()); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (bounded && it->key().compare(upper) >= 0) break;
     std::string_view value(it->value().data(), it->value().size());
     if (behavior_->timed()) {
       int64_t write_ms = 0;
@@ -87,7 +102,7 @@ absl::Status MapState::ForEachInRange(
   }
   if (!it->status().ok()) {
     absl::Status s = FromRocksStatus(it->status(), absl::StrCat("scan map state '", name_, "'"));
-    scan_.reset();  // the next scan starts afresh
+    if (outer) scan_.reset();  // the next scan starts afresh
     return s;
   }
   return absl::OkStatus();

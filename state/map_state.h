@@ -28,7 +28,7 @@ class MapState final : public KeyedState {
                                   std::string* value);
   absl::Status Remove(std::string_view ns, std::string_view user_key);
   // Calls `fn` on each live entry in user-key byte order; the views are valid
-  // during the call.
+  // during the call, and `fn` may use this MapState.
   absl::Status ForEach(std::string_view ns,
                        const std::function<void(std::string_view user_key,
                                                 std::string_view value)>& fn);
@@ -37,7 +37,8 @@ class MapState final : public KeyedState {
   // One RocksDB seek to `from`: with order-preserving user keys (e.g.
   // big-endian times) this reads exactly a range, without visiting the
   // entries (or deleted entries) before it. The views are valid during the
-  // call; `fn` must not use this MapState.
+  // call; `fn` may use this MapState (a scan within gets an iterator of its
+  // own).
   absl::Status ForEachInRange(std::string_view ns, std::string_view from, std::string_view to,
                               absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn);
   // Whether the map of the current key in `ns` has no live entry.
@@ -60,13 +61,16 @@ class MapState final : public KeyedState {
   absl::Status Scan(std::string_view ns,
                     const std::function<bool(std::string_view user_key, std::string_view value)>& fn);
 
-  std::string upper_bound_;
+  std::string scan_prefix_;  // the outermost scan's: [key group][key][namespace]
+  std::string upper_bound_;  // and its prefix + `to`
   // ForEachInRange's iterator, refreshed before each call: a refresh while
-  // no flush or compaction changed the column family's files only moves it
-  // to the latest sequence number, where a new iterator is built over every
+  // the column family's memtables and files are those it was built over
+  // (no memtable switch, flush or compaction since) only moves it to the
+  // latest sequence number, whereas a new iterator is built over every
   // memtable and file (q3's join probes its other side's on-disk entries
   // for each record).
   std::unique_ptr<rocksdb::Iterator> scan_;
+  bool scanning_ = false;  // scan_ is in use (a scan's fn is running)
 };
 
 }  // namespace vstream

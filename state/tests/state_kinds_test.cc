@@ -220,6 +220,20 @@ TEST(MapStateTest, EachScanSeesTheWritesBeforeIt) {
   EXPECT_EQ(scan(), (V{"a", "c", "d"}));
   backend->SetCurrentKey(4, "p2");  // another key: another prefix
   EXPECT_TRUE(scan().empty());
+  // A scan from within a scan's fn gets an iterator of its own: the outer
+  // one goes on where it was.
+  backend->SetCurrentKey(4, "p1");
+  std::vector<std::string> outer, inner;
+  ASSERT_TRUE(buffer->ForEach("", [&](std::string_view k, std::string_view) {
+    outer.emplace_back(k);
+    inner = scan();
+    EXPECT_FALSE(*buffer->IsEmpty(""));
+    std::string v;  // a longer user key than any scan's: the state's key buffer grows
+    EXPECT_EQ(*buffer->Get("", std::string(200, 'z'), &v), StateLookup::kAbsent);
+  }).ok());
+  EXPECT_EQ(outer, (V{"a", "c", "d"}));
+  EXPECT_EQ(inner, (V{"a", "c", "d"}));
+  EXPECT_EQ(scan(), (V{"a", "c", "d"})) << "the kept iterator serves scans again";
 }
 
 TEST(ReducingStateTest, ReadModifyWriteAndMergeAgree) {
