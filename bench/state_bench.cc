@@ -171,6 +171,14 @@ AggregateFunction CountFunction() {
   return f;
 }
 
+// Makes the 8-byte encoding of k (in buf) the backend's current key.
+std::string_view SetBenchKey(KeyedStateBackend& backend, uint64_t k, char (&buf)[8]) {
+  EncodeKey(k, buf);
+  const std::string_view key(buf, sizeof(buf));
+  backend.SetCurrentKey(KeyGroupForHash(HashKeyBytes(key), kDefaultMaxParallelism), key);
+  return key;
+}
+
 // One way of updating a key's count.
 class Updater {
  public:
@@ -205,11 +213,7 @@ class Updater {
   }
 
  private:
-  void SetKey(uint64_t k) {
-    EncodeKey(k, key_);
-    const std::string_view key(key_, sizeof(key_));
-    backend_.SetCurrentKey(KeyGroupForHash(HashKeyBytes(key), kDefaultMaxParallelism), key);
-  }
+  void SetKey(uint64_t k) { SetBenchKey(backend_, k, key_); }
 
   KeyedStateBackend& backend_;
   ValueState* value_ = nullptr;
@@ -360,9 +364,7 @@ void RunScans(const Flags& f) {
   char key[8];
   const std::string value(40, 'v');  // q3's projected person: name, city, state
   auto put = [&](uint64_t k) {
-    EncodeKey(Scramble(k), key);
-    const std::string_view view(key, sizeof(key));
-    backend->SetCurrentKey(KeyGroupForHash(HashKeyBytes(view), kDefaultMaxParallelism), view);
+    const std::string_view view = SetBenchKey(*backend, Scramble(k), key);
     Check(side->Put("", view, value), "put");  // one entry per key
   };
   const int64_t per_file = f.scan_keys / f.scan_files;
@@ -378,9 +380,7 @@ void RunScans(const Flags& f) {
   for (int64_t i = 0; i < f.scans; ++i) {
     // Keys 0..2*stored: the upper half was never put (the puts below put
     // keys above both halves).
-    EncodeKey(Scramble(rng.Next() % static_cast<uint64_t>(2 * stored)), key);
-    const std::string_view view(key, sizeof(key));
-    backend->SetCurrentKey(KeyGroupForHash(HashKeyBytes(view), kDefaultMaxParallelism), view);
+    SetBenchKey(*backend, Scramble(rng.Next() % static_cast<uint64_t>(2 * stored)), key);
     Check(side->ForEachInRange("", "", "", [&](std::string_view, std::string_view) {
       ++found;
       return true;

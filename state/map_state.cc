@@ -70,16 +70,19 @@ absl::Status MapState::ForEachInRange(
   key_.append(from.data(), from.size());
   const rocksdb::Slice prefix(prefix_bytes);
   const rocksdb::Slice upper(upper_bytes);
-  rocksdb::ReadOptions ro = ctx_.read_options;
-  ro.prefix_same_as_start = true;
+  auto new_iterator = [&] {
+    rocksdb::ReadOptions ro = ctx_.read_options;
+    ro.prefix_same_as_start = true;
+    return ctx_.db->NewIterator(ro, cf_);
+  };
   // A nested scan gets an iterator of its own: the kept one is the outer
   // scan's.
   std::unique_ptr<rocksdb::Iterator> nested;
   if (outer) {
     if (scan_ != nullptr && !scan_->Refresh().ok()) scan_.reset();
-    if (scan_ == nullptr) scan_.reset(ctx_.db->NewIterator(ro, cf_));
+    if (scan_ == nullptr) scan_.reset(new_iterator());
   } else {
-    nested.reset(ctx_.db->NewIterator(ro, cf_));
+    nested.reset(new_iterator());
   }
   rocksdb::Iterator* it = outer ? scan_.get() : nested.get();
   scanning_ = true;

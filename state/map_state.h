@@ -47,7 +47,7 @@ class MapState final : public KeyedState {
   absl::Status Clear(std::string_view ns);
   // Lets go of the iterator ForEachInRange keeps between calls, and of the
   // memtables and files it holds on to. The backend calls it at every
-  // snapshot.
+  // snapshot, once a second (the task's ticks) and on close.
   void ReleaseScan();
 
   ~MapState() override;
