@@ -35,6 +35,13 @@ enum class StateLookup {
   kAbsent,  // no value: never written, cleared, or expired
 };
 
+// What a read-modify-write's function did to the value it was given.
+enum class StateChange {
+  kNone,     // nothing: the value is neither written nor marked dirty
+  kChanged,  // changed in place: store it
+  kCleared,  // clear the value
+};
+
 // Internal: what the handles of one backend share. Owned by the backend.
 struct StateContext {
   rocksdb::DB* db = nullptr;

@@ -324,6 +324,15 @@ void KeyedStateBackend::SetCurrentKey(int key_group, std::string_view serialized
   AppendStateKeyPrefix(key_group, serialized_key, &ctx_.current_key);
 }
 
+bool KeyedStateBackend::HasState(std::string_view name) const {
+  for (const auto* slots : {&states_, &pending_}) {
+    for (const auto& slot : *slots) {
+      if (slot->name == name) return true;
+    }
+  }
+  return false;
+}
+
 template <typename Handle>
 absl::StatusOr<Handle*> KeyedStateBackend::Register(const std::string& name,
                                                     std::shared_ptr<const StateBehavior> behavior,
@@ -580,6 +589,14 @@ absl::Status KeyedStateBackend::Update(StateId state, int key_group, std::string
   legacy_key_.clear();
   AppendStateKeyPrefix(key_group, key, &legacy_key_);
   return vs->UpdateAt(legacy_key_, "", fn);
+}
+
+absl::Status KeyedStateBackend::Modify(StateId state, int key_group, std::string_view key,
+                                      absl::FunctionRef<StateChange(bool present, std::string* value)> fn) {
+  ASSIGN_OR_RETURN(ValueState * vs, LegacyValueState(state));
+  legacy_key_.clear();
+  AppendStateKeyPrefix(key_group, key, &legacy_key_);
+  return vs->ModifyAt(legacy_key_, "", fn);
 }
 
 absl::Status KeyedStateBackend::Delete(StateId state, int key_group, std::string_view key) {

@@ -211,11 +211,18 @@ class KeyedStateBackend {
   // state updates): fn gets whether a value is present and changes it in place.
   absl::Status Update(StateId state, int key_group, std::string_view key,
                       absl::FunctionRef<void(bool present, std::string* value)> fn);
+  // The same, where fn says whether it changed the value, cleared it, or
+  // neither (then nothing is written).
+  absl::Status Modify(StateId state, int key_group, std::string_view key,
+                      absl::FunctionRef<StateChange(bool present, std::string* value)> fn);
 
   const std::string& path() const { return options_.path; }
   const StateResources& resources() const { return *resources_; }
   StateCacheStats cache_stats() const;
   int num_states() const { return static_cast<int>(states_.size()); }
+  // Whether a state of this name is registered, or was restored from disk
+  // and not registered yet.
+  bool HasState(std::string_view name) const;
 
   // The RocksDB instance and a state's column family, for snapshots and tests.
   rocksdb::DB* db() { return db_; }

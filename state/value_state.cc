@@ -38,24 +38,51 @@ absl::Status ValueState::ClearAt(std::string_view key_prefix, std::string_view n
 
 absl::Status ValueState::UpdateAt(std::string_view key_prefix, std::string_view ns,
                                   absl::FunctionRef<void(bool present, std::string* value)> fn) {
+  return ModifyAt(key_prefix, ns, [&](bool present, std::string* value) {
+    fn(present, value);
+    return StateChange::kChanged;
+  });
+}
+
+absl::Status ValueState::ModifyAt(std::string_view key_prefix, std::string_view ns,
+                                  absl::FunctionRef<StateChange(bool present, std::string* value)> fn) {
   ComposeKey(key_prefix, ns);
   const int64_t now = NowIfTimed();
   if (cached_) {
     absl::StatusOr<WriteBackCache::Entry*> e = ctx_.cache->Acquire(
         cf_, cache_key(), behavior_->timed(), WriteBackCache::OnMiss::kLoad);
     if (!e.ok()) return e.status();
-    const bool present = (*e)->present && !Expired((*e)->write_ms, now);
-    if (!present) (*e)->value.clear();
-    fn(present, &(*e)->value);
-    (*e)->present = true;
-    (*e)->write_ms = now;
-    return ctx_.cache->MarkDirty(*e);
+    WriteBackCache::Entry& entry = **e;
+    const bool present = entry.present && !Expired(entry.write_ms, now);
+    if (!present) entry.value.clear();
+    switch (fn(present, &entry.value)) {
+      case StateChange::kNone:
+        // An expired value cleared above reads as absent still (its write
+        // time is unchanged).
+        return absl::OkStatus();
+      case StateChange::kChanged:
+        entry.present = true;
+        entry.write_ms = now;
+        break;
+      case StateChange::kCleared:
+        entry.value.clear();
+        entry.present = false;
+        break;
+    }
+    return ctx_.cache->MarkDirty(&entry);
   }
   update_buf_.clear();
   absl::StatusOr<StateLookup> r = GetComposed(&update_buf_);
   if (!r.ok()) return r.status();
-  fn(*r == StateLookup::kFound, &update_buf_);
-  return PutComposed(update_buf_);
+  switch (fn(*r == StateLookup::kFound, &update_buf_)) {
+    case StateChange::kNone:
+      return absl::OkStatus();
+    case StateChange::kChanged:
+      return PutComposed(update_buf_);
+    case StateChange::kCleared:
+      return ClearComposed();
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<StateLookup> ValueState::GetComposed(std::string* value) {

@@ -39,12 +39,16 @@ class ValueState final : public KeyedState {
   // present and the value to change in place; the result is stored.
   absl::Status UpdateAt(std::string_view key_prefix, std::string_view ns,
                         absl::FunctionRef<void(bool present, std::string* value)> fn);
+  // The same, where fn says whether it changed or cleared the value (or
+  // neither: then nothing is written, and the value is not marked dirty).
+  absl::Status ModifyAt(std::string_view key_prefix, std::string_view ns,
+                        absl::FunctionRef<StateChange(bool present, std::string* value)> fn);
 
   absl::StatusOr<StateLookup> GetComposed(std::string* value);
   absl::Status PutComposed(std::string_view value);
   absl::Status ClearComposed();
 
-  std::string update_buf_;  // UpdateAt without the cache
+  std::string update_buf_;  // ModifyAt without the cache
 };
 
 }  // namespace vstream

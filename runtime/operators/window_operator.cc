@@ -64,13 +64,69 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   if (!accs.ok()) return accs.status();
   accs_ = std::move(*accs);
   max_parallelism_ = ctx.max_parallelism;
-  RETURN_IF_ERROR(OpenKeyedValueState(ctx, "window", &backend_, &acc_state_));
+  RETURN_IF_ERROR(
+      OpenKeyedValueState(ctx, kind_ == Kind::kSliding ? "window_panes" : "window", &backend_, &acc_state_));
   const bool rebuilt = TimersFollowFromState();
   ASSIGN_OR_RETURN(timers_, TimerQueue::Create(*backend_, "window_timers", TimerQueue::kDefaultMemoryLimit,
                                                rebuilt ? TimerQueue::kRebuiltOnRestore : TimerQueue::kSnapshotted));
   // Whatever the spec's allowed lateness now: the snapshot may be of one
   // that left its timers out.
   if (kind_ == Kind::kTumbling && ctx.restored) RETURN_IF_ERROR(RebuildFireTimers());
+  if (kind_ == Kind::kSliding && ctx.restored) RETURN_IF_ERROR(MigratePanes());
+  return absl::OkStatus();
+}
+
+absl::Status WindowOperator::MigratePanes() {
+  if (!backend_->HasState("window")) return absl::OkStatus();
+  ValueStateDescriptor descriptor;
+  descriptor.name = "window";
+  descriptor.write_back_cache = true;
+  ASSIGN_OR_RETURN(ValueState * old_state, backend_->GetValueState(descriptor));
+  const StateId old = old_state->id();
+  // The old key is NamespacedKey's: [key][pane start: 8].
+  struct OldPane {
+    int key_group;
+    std::string key;
+  };
+  std::vector<OldPane> entries;
+  RETURN_IF_ERROR(backend_->ForEachKey(old, {0, kMaxKeyGroups - 1}, [&](const StateKeyView& k) {
+    if (k.key.size() < kNamespaceBytes) return Fail(absl::DataLossError("window: corrupt state key"));
+    entries.push_back({k.key_group, std::string(k.key)});
+  }));
+  RETURN_IF_ERROR(status_);
+  std::string acc;
+  for (const OldPane& e : entries) {
+    absl::Status s = backend_->Get(old, e.key_group, e.key, &acc);
+    if (absl::IsNotFound(s)) continue;
+    RETURN_IF_ERROR(s);
+    const std::string_view key(e.key.data(), e.key.size() - kNamespaceBytes);
+    const int64_t pane = ReadOrderedTime(e.key.data() + key.size());
+    pane_bytes_.clear();
+    AppendOrderedTime(pane, &pane_bytes_);
+    AppendVarint32(static_cast<uint32_t>(acc.size()), &pane_bytes_);
+    pane_bytes_.append(acc);
+    bool corrupt = false;
+    RETURN_IF_ERROR(backend_->Update(acc_state_, e.key_group, key, [&](bool, std::string* value) {
+      if (!ParsePanes(*value, &panes_)) {
+        corrupt = true;
+        return;
+      }
+      size_t at = value->size();
+      for (const PaneRef& p : panes_) {
+        if (p.start > pane) {
+          at = p.begin;
+          break;
+        }
+      }
+      value->insert(at, pane_bytes_);
+    }));
+    if (corrupt) return absl::DataLossError("window: corrupt panes");
+    RETURN_IF_ERROR(backend_->Delete(old, e.key_group, e.key));
+  }
+  if (!entries.empty()) {
+    spdlog::info("window: {} panes of a snapshot from before per-key panes moved into state 'window_panes'",
+                 entries.size());
+  }
   return absl::OkStatus();
 }
 
@@ -152,7 +208,7 @@ void WindowOperator::ProcessRecord(const Row& row, int64_t t) {
       const int64_t pane = AlignDown(t, pane_);
       const int64_t last_start = AlignDown(pane, spec_.slide_ms());
       if (SatAdd(SatAdd(last_start, spec_.size_ms() - 1), lateness) <= watermark_) return Late(row);
-      AddToWindow(row, t, pane, 0);
+      AddToPanes(row, t, pane);
       break;
     }
     case Kind::kSession:
@@ -165,7 +221,7 @@ void WindowOperator::AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t 
   const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
   const std::string& nk = NamespacedKey(key_, ns);
   bool fresh = false;
-  const bool correction = kind_ == Kind::kTumbling && max_ts <= watermark_;
+  const bool correction = max_ts <= watermark_;
   absl::Status s = backend_->Update(acc_state_, key_group, nk, [&](bool present, std::string* value) {
     fresh = !present;
     accs_->Add(row, t, value);
@@ -174,29 +230,99 @@ void WindowOperator::AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t 
   if (!s.ok()) return Fail(s);
   const int64_t lateness = spec_.allowed_lateness_ms();
 
-  if (kind_ == Kind::kTumbling) {
-    if (max_ts <= watermark_) {
-      // A late record within the allowed lateness: emit the corrected window.
-      EmitResult(key_, ns, max_ts + 1, value_);
-      AddTimer({SatAdd(max_ts, lateness), key_, ns, kCleanup, key_group});
-    } else if (fresh) {
-      // One timer per window and key, registered with its first record.
-      AddTimer({max_ts, key_, ns, kFire, key_group});
-    }
-    return;
+  if (max_ts <= watermark_) {
+    // A late record within the allowed lateness: emit the corrected window.
+    EmitResult(key_, ns, max_ts + 1, value_);
+    AddTimer({SatAdd(max_ts, lateness), key_, ns, kCleanup, key_group});
+  } else if (fresh) {
+    // One timer per window and key, registered with its first record.
+    AddTimer({max_ts, key_, ns, kFire, key_group});
   }
-  // Sliding: the pane belongs to the windows starting in
-  // [pane + pane_size - size, pane], on multiples of the slide.
+}
+
+bool WindowOperator::ParsePanes(std::string_view value, std::vector<PaneRef>* panes) {
+  panes->clear();
+  std::string_view rest = value;
+  while (!rest.empty()) {
+    PaneRef p;
+    p.begin = value.size() - rest.size();
+    if (rest.size() < kNamespaceBytes) return false;
+    p.start = ReadOrderedTime(rest.data());
+    rest.remove_prefix(kNamespaceBytes);
+    uint32_t n = 0;
+    if (!ReadVarint32(&rest, &n) || n > rest.size()) return false;
+    p.acc = value.size() - rest.size();
+    p.end = p.acc + n;
+    rest.remove_prefix(n);
+    panes->push_back(p);
+  }
+  return true;
+}
+
+void WindowOperator::AddToPanes(const Row& row, int64_t t, int64_t pane) {
+  const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+  bool fresh = false, corrupt = false;
+  other_panes_.clear();
+  absl::Status s = backend_->Update(acc_state_, key_group, key_, [&](bool, std::string* value) {
+    if (!ParsePanes(*value, &panes_)) {
+      corrupt = true;
+      return;
+    }
+    size_t at = value->size();  // where a new pane goes
+    for (const PaneRef& p : panes_) {
+      if (p.start == pane) {
+        const size_t n = p.end - p.acc;
+        acc_.assign(*value, p.acc, n);
+        accs_->Add(row, t, &acc_);
+        if (acc_.size() == n) {
+          value->replace(p.acc, n, acc_);
+        } else {
+          pane_bytes_.clear();
+          AppendVarint32(static_cast<uint32_t>(acc_.size()), &pane_bytes_);
+          pane_bytes_.append(acc_);
+          value->replace(p.begin + kNamespaceBytes, p.end - p.begin - kNamespaceBytes, pane_bytes_);
+        }
+        return;
+      }
+      if (p.start > pane && at == value->size()) at = p.begin;
+      other_panes_.push_back(p.start);
+    }
+    fresh = true;
+    acc_.clear();
+    accs_->Add(row, t, &acc_);
+    pane_bytes_.clear();
+    AppendOrderedTime(pane, &pane_bytes_);
+    AppendVarint32(static_cast<uint32_t>(acc_.size()), &pane_bytes_);
+    pane_bytes_.append(acc_);
+    value->insert(at, pane_bytes_);
+  });
+  if (!s.ok()) return Fail(s);
+  if (corrupt) return Fail(absl::DataLossError("window: corrupt panes"));
+  // The pane belongs to the windows starting in [pane + pane_size - size,
+  // pane], on multiples of the slide. Every window holding one of the key's
+  // panes has its timers from that pane's first record, so a new pane adds
+  // timers only for the windows none of the others is in. Processing-time
+  // windows add them all: their timers fire before the time has passed for
+  // every record of that millisecond.
   const int64_t size = spec_.size_ms(), slide = spec_.slide_ms();
-  const int64_t first_start = -AlignDown(-(ns + pane_ - size), slide);  // ceil to slide
-  const int64_t last_start = AlignDown(ns, slide);
+  const int64_t lateness = spec_.allowed_lateness_ms();
+  const int64_t first_start = -AlignDown(-(pane + pane_ - size), slide);  // ceil to slide
+  const int64_t last_start = AlignDown(pane, slide);
   const std::string key = key_;
   for (int64_t start = first_start; start <= last_start; start += slide) {
     const int64_t window_max = SatAdd(start, size - 1);
-    if (window_max <= watermark_) {
-      if (SatAdd(window_max, lateness) > watermark_) FireSlidingWindow(key, key_group, start);
-    } else if (fresh) {
-      AddTimer({window_max, key, start, kFire, key_group});
+    const bool timed = fresh && (spec_.processing_time() ||
+                                 std::none_of(other_panes_.begin(), other_panes_.end(), [&](int64_t p) {
+                                   return p >= start && p <= window_max;
+                                 }));
+    if (window_max > watermark_) {
+      if (timed) AddTimer({window_max, key, start, kFire, key_group});
+    } else if (SatAdd(window_max, lateness) > watermark_) {
+      // Fired, within its allowed lateness: emit the corrected window. A
+      // window that only now has a pane of this key gets the cleanup a
+      // fire would have added.
+      FirePanes(key, key_group, start, true, INT64_MIN);
+      if (timed) AddTimer({SatAdd(window_max, lateness), key, start, kCleanup, key_group});
     }
   }
 }
@@ -272,17 +398,32 @@ void WindowOperator::AddToSession(const Row& row, int64_t t) {
   }
 }
 
-void WindowOperator::FireSlidingWindow(const std::string& key, int key_group, int64_t start) {
+void WindowOperator::FirePanes(const std::string& key, int key_group, int64_t start, bool emit,
+                               int64_t drop_before) {
+  const int64_t end = SatAdd(start, spec_.size_ms());
+  bool any = false, corrupt = false;
   merged_.clear();
-  bool any = false;
-  for (int64_t pane = start; pane < start + spec_.size_ms(); pane += pane_) {
-    absl::Status s = backend_->Get(acc_state_, key_group, NamespacedKey(key, pane), &value_);
-    if (absl::IsNotFound(s)) continue;
-    if (!s.ok()) return Fail(s);
-    accs_->Merge(value_, &merged_);
-    any = true;
-  }
-  if (any) EmitResult(key, start, start + spec_.size_ms(), merged_);
+  absl::Status s = backend_->Modify(acc_state_, key_group, key, [&](bool present, std::string* value) {
+    if (!present) return StateChange::kNone;
+    if (!ParsePanes(*value, &panes_)) {
+      corrupt = true;
+      return StateChange::kNone;
+    }
+    size_t dropped = 0;  // bytes of the panes before drop_before
+    for (const PaneRef& p : panes_) {
+      if (p.start < drop_before) dropped = p.end;
+      if (!emit || p.start < start || p.start >= end) continue;
+      accs_->Merge(std::string_view(*value).substr(p.acc, p.end - p.acc), &merged_);
+      any = true;
+    }
+    if (dropped == 0) return StateChange::kNone;
+    if (dropped == value->size()) return StateChange::kCleared;
+    value->erase(0, dropped);
+    return StateChange::kChanged;
+  });
+  if (!s.ok()) return Fail(s);
+  if (corrupt) return Fail(absl::DataLossError("window: corrupt panes"));
+  if (any) EmitResult(key, start, end, merged_);
 }
 
 void WindowOperator::TimerPayload(const Timer& t, std::string* out) {
@@ -383,18 +524,12 @@ void WindowOperator::OnTimer(const Timer& timer) {
       break;
     }
     case Kind::kSliding: {
-      if (timer.kind == kFire) {
-        FireSlidingWindow(timer.key, timer.key_group, timer.ns);
-        if (lateness > 0 && !spec_.processing_time()) {
-          AddTimer({SatAdd(timer.time, lateness), timer.key, timer.ns, kCleanup, timer.key_group});
-          break;
-        }
-      }
-      // The panes whose last window is this one are no longer needed.
-      for (int64_t pane = timer.ns; pane < timer.ns + spec_.slide_ms(); pane += pane_) {
-        absl::Status s = backend_->Delete(acc_state_, timer.key_group, NamespacedKey(timer.key, pane));
-        if (!s.ok()) return Fail(s);
-      }
+      // Fired and kept for its allowed lateness, or done with: then the
+      // panes whose last window this is are no longer needed.
+      const bool fire = timer.kind == kFire;
+      const bool keep = fire && lateness > 0 && !spec_.processing_time();
+      FirePanes(timer.key, timer.key_group, timer.ns, fire, keep ? INT64_MIN : SatAdd(timer.ns, spec_.slide_ms()));
+      if (keep) AddTimer({SatAdd(timer.time, lateness), timer.key, timer.ns, kCleanup, timer.key_group});
       break;
     }
     case Kind::kSession: {

@@ -9,7 +9,9 @@
 // - Tumbling: one accumulator per (key, window).
 // - Sliding: no per-window copies. A record updates one pane of
 //   gcd(size, slide); a window's result merges its size/pane panes when it
-//   fires (Flink's "slicing").
+//   fires (Flink's "slicing"). A key's live panes are one state entry, so
+//   a record reads and writes one entry, and a window's fire reads one and
+//   drops the panes no later window needs in the same step.
 // - Session: per key a list of sessions [start, end) with accumulators;
 //   a record opens [t, t + gap) and merges every session it touches.
 // A window fires when the watermark reaches window_end - 1. With
@@ -92,14 +94,33 @@ class WindowOperator : public StreamOperator {
   };
 
   void ProcessRecord(const Row& row, int64_t t);
+  // Tumbling windows: adds the record to (key, window ns).
   void AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t fire_time);
   void AddToSession(const Row& row, int64_t t);
   void FireTimers(int64_t up_to);
   void ForwardWatermark(int64_t watermark);
   // Fires what the held watermark is due, at once, and passes it on.
   void FireHeld();
-  void FireWindow(const std::string& key, int key_group, int64_t start, int64_t end);
-  void FireSlidingWindow(const std::string& key, int key_group, int64_t start);
+  // Sliding windows keep a key's live panes in one state entry (state
+  // "window_panes"), in ascending order of their start:
+  //   [pane start: kNamespaceBytes, AppendOrderedTime][acc size: varint32][acc]
+  // A pane's bytes in that value: [begin, acc) its start and size, [acc, end)
+  // its accumulator.
+  struct PaneRef {
+    int64_t start;
+    size_t begin;
+    size_t acc;
+    size_t end;
+  };
+  static bool ParsePanes(std::string_view value, std::vector<PaneRef>* panes);
+  void AddToPanes(const Row& row, int64_t t, int64_t pane);
+  // Merges the key's panes in window [start, start + size) and emits the
+  // result if emit and the key has any there; drops the panes that start
+  // before drop_before (INT64_MIN: none).
+  void FirePanes(const std::string& key, int key_group, int64_t start, bool emit, int64_t drop_before);
+  // A restored snapshot of the layout before "window_panes" (an entry per key
+  // and pane, in state "window"): its panes move into the key's entry.
+  absl::Status MigratePanes();
   void EmitResult(const std::string& key, int64_t start, int64_t end, std::string_view acc);
   void Late(const Row& row);
   bool LoadSessions(int key_group, const std::string& key, std::vector<Session>* sessions);
@@ -152,6 +173,10 @@ class WindowOperator : public StreamOperator {
   std::string ns_key_;
   std::string value_;
   std::string merged_;
+  std::vector<PaneRef> panes_;
+  std::vector<int64_t> other_panes_;  // AddToPanes: the key's panes besides the record's
+  std::string acc_;                   // AddToPanes: the record's pane's accumulator
+  std::string pane_bytes_;            // AddToPanes: its encoding
   Row key_row_;
 };
 

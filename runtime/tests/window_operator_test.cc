@@ -5,8 +5,11 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/network/buffer.h"
+#include "runtime/row_codec.h"
 #include "state/cache_delta.h"
 #include "state/checkpoint_storage.h"
+#include "state/key_groups.h"
+#include "state/state_key.h"
 #include "state/state_snapshot.h"
 
 namespace vstream {
@@ -145,6 +148,56 @@ TEST_F(WindowOperatorTest, SlidingMergesPanesIntoEachWindow) {
   op_->PushWatermark(kMaxWatermark);
   // Windows [-5,5) [0,10) [5,15) [10,20).
   EXPECT_EQ(out_.rows, (std::vector<std::string>{"a,-5,5,1,1", "a,0,10,2,6", "a,5,15,2,11", "a,10,20,1,11"}));
+}
+
+// The keys with state in the window's state `name`.
+std::vector<std::string> StateKeys(KeyedStateBackend& backend, const std::string& name) {
+  ValueStateDescriptor descriptor;
+  descriptor.name = name;
+  descriptor.write_back_cache = true;
+  auto state = backend.GetValueState(descriptor);
+  EXPECT_TRUE(state.ok()) << state.status();
+  std::vector<std::string> keys;
+  if (!state.ok()) return keys;
+  EXPECT_TRUE(backend
+                  .ForEachKey((*state)->id(), {0, 127},
+                              [&](const StateKeyView& k) { keys.emplace_back(k.key); })
+                  .ok());
+  return keys;
+}
+
+// A key's panes are one entry: a fired window's corrections within the
+// allowed lateness read it, and the cleanups drop its panes until none is
+// left. A pane that only a late record opened, in windows that have all
+// fired, is dropped by the cleanup it adds.
+TEST_F(WindowOperatorTest, SlidingPanesAreDroppedOnceNoWindowNeedsThem) {
+  Start(Spec("sliding", 10, 5, 5));
+  Records({{"a", 1, 1}});
+  op_->PushWatermark(9);  // [-5,5) and [0,10) fire
+  EXPECT_EQ(out_.rows, (std::vector<std::string>{"a,-5,5,1,1", "a,0,10,1,1"}));
+  Records({{"a", 6, 6}});  // [0,10) within its lateness: corrected; [5,15) still open
+  Records({{"b", 2, 3}});  // b's first pane: only [0,10) takes it, as a correction
+  EXPECT_EQ(out_.rows, (std::vector<std::string>{"a,-5,5,1,1", "a,0,10,1,1", "a,0,10,2,6", "b,0,10,1,3"}));
+  EXPECT_EQ(StateKeys(*op_->keyed_state(), "window_panes").size(), 2u);
+  op_->PushWatermark(14);  // [0,10) cleaned up (panes before 5 go: b's entry), [5,15) fires
+  EXPECT_EQ(out_.rows.back(), "a,5,15,1,6");
+  EXPECT_EQ(StateKeys(*op_->keyed_state(), "window_panes").size(), 1u);
+  op_->PushWatermark(19);  // [5,15) cleaned up: a's last pane goes
+  EXPECT_TRUE(StateKeys(*op_->keyed_state(), "window_panes").empty());
+  EXPECT_EQ(out_.rows.size(), 5u);
+  EXPECT_TRUE(late_.rows.empty());
+}
+
+// Records in any order of their panes (the pane of an earlier one comes
+// after a later one's in the entry): each window merges exactly its panes.
+TEST_F(WindowOperatorTest, SlidingPanesOfOneKeyInAnyOrder) {
+  Start(Spec("sliding", 6, 2, 0));
+  Records({{"a", 5, 5}, {"a", 1, 1}, {"a", 3, 3}, {"a", 4, 4}, {"a", 0, 7}});
+  op_->PushWatermark(kMaxWatermark);
+  // Panes [0,2): 2 records, hi 7; [2,4): 1, hi 3; [4,6): 2, hi 5.
+  EXPECT_EQ(out_.rows, (std::vector<std::string>{"a,-4,2,2,7", "a,-2,4,3,7", "a,0,6,5,7", "a,2,8,3,5",
+                                                 "a,4,10,2,5"}));
+  EXPECT_TRUE(StateKeys(*op_->keyed_state(), "window_panes").empty());
 }
 
 TEST_F(WindowOperatorTest, SessionsMergeWhenARecordBridgesTheGap) {
@@ -356,6 +409,67 @@ TEST(WindowRestoreTest, ManyDueWindowsFireInSlicesAndASnapshotBetweenThemMissesN
   restored.PushWatermark(kMaxWatermark);
   EXPECT_FALSE(restored.has_pending_work());
   EXPECT_EQ(out2.watermarks.back(), kMaxWatermark);
+}
+
+// A sliding window's snapshot from before per-key panes (an entry per key
+// and pane in state "window", and its timers) restores: the panes move into
+// one entry per key, and every window fires as it would have.
+TEST(WindowRestoreTest, ASlidingWindowsSnapshotOfAnEntryPerPaneRestores) {
+  Checkpoints checkpoints("old-panes");
+  const proto::WindowSpec spec = Spec("sliding", 10, 5, 0);
+  proto::KeyedStateHandle handle;
+  {
+    OperatorContext ctx = checkpoints.Fresh();
+    std::unique_ptr<KeyedStateBackend> backend;
+    StateId state = 0;
+    ASSERT_TRUE(OpenKeyedValueState(ctx, "window", &backend, &state).ok());
+    auto timers = TimerQueue::Create(*backend, "window_timers");
+    ASSERT_TRUE(timers.ok()) << timers.status();
+    std::vector<proto::AggregateCall> calls(spec.aggregates().begin(), spec.aggregates().end());
+    auto accs = AccumulatorSet::Create(calls, kInput);
+    ASSERT_TRUE(accs.ok()) << accs.status();
+    // As that layout wrote them: [key][pane start] -> accumulator; a timer
+    // [key group][key][window start][kind] at each window's end - 1.
+    RowBatch batch(3);
+    for (auto [k, ts, v] : std::vector<std::tuple<std::string, int64_t, int64_t>>{
+             {"a", 1, 1}, {"a", 6, 6}, {"a", 8, 2}, {"b", 7, 3}}) {
+      Row& r = batch.Append();
+      r[0].SetString(k);
+      r[1].SetInt(ts);
+      r[2].SetInt(v);
+      std::string key;
+      EncodeKey(kInput, r, {0}, &key);
+      const int key_group = KeyGroupForHash(HashKeyBytes(key), 128);
+      const int64_t pane = ts - ts % 5;
+      std::string ns_key = key, acc;
+      AppendOrderedTime(pane, &ns_key);
+      absl::Status got = backend->Get(state, key_group, ns_key, &acc);
+      ASSERT_TRUE(got.ok() || absl::IsNotFound(got)) << got;
+      (*accs)->Add(r, ts, &acc);
+      ASSERT_TRUE(backend->Put(state, key_group, ns_key, acc).ok());
+      for (int64_t start : {pane - 5, pane}) {
+        std::string payload;
+        AppendKeyGroupBytes(key_group, &payload);
+        payload += key;
+        AppendOrderedTime(start, &payload);
+        payload.push_back(0);  // fire
+        ASSERT_TRUE((*timers)->Add(start + 9, payload).ok());
+      }
+    }
+    handle = checkpoints.Take(*backend, 1);
+  }
+  OperatorCounters counters;
+  WindowOperator op(counters, kInput, spec);
+  Collect out(kOutput);
+  op.set_output(&out);
+  ASSERT_TRUE(op.Open(checkpoints.Restore(handle, "restored")).ok());
+  EXPECT_TRUE(StateKeys(*op.keyed_state(), "window").empty()) << "moved out of the old state";
+  EXPECT_EQ(StateKeys(*op.keyed_state(), "window_panes").size(), 2u);
+  op.PushWatermark(kMaxWatermark);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_THAT(out.rows, ::testing::UnorderedElementsAre("a,-5,5,1,1", "a,0,10,3,6", "a,5,15,2,6", "b,0,10,1,3",
+                                                        "b,5,15,1,3"));
+  EXPECT_TRUE(StateKeys(*op.keyed_state(), "window_panes").empty());
 }
 
 }  // namespace
