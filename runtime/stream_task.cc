@@ -633,6 +633,23 @@ bool StreamTask::OutputsHaveRoom(std::chrono::milliseconds max_wait) {
   return true;
 }
 
+void StreamTask::AwaitConsumers() {
+  const auto deadline = std::chrono::steady_clock::now() + kConsumersWait;
+  for (auto& p : partitions_) {
+    for (int i = 0; i < p->num_subpartitions(); ++i) {
+      while (!p->subpartition(i).WaitForReader(std::chrono::milliseconds(5))) {
+        if (cancelled_) return;
+        if (std::chrono::steady_clock::now() >= deadline) {
+          spdlog::warn("task {}: no consumer read subpartition {} of {} in {} s; going on without waiting",
+                       tdd_.task_id(), i, p->id(), kConsumersWait.count());
+          return;
+        }
+        ProcessCheckpointRequests();
+      }
+    }
+  }
+}
+
 void StreamTask::AwaitOutputRoom(const Carry* carry) {
   // Short waits: a checkpoint trigger or an unaligned barrier is taken
   // within one of them.
@@ -850,6 +867,7 @@ absl::Status StreamTask::Run() {
   const auto timeout = std::chrono::milliseconds(buffer_timeout_ms_);
   auto next_flush = Clock::now() + timeout;
   StreamOperator* head = operators_[0].get();
+  AwaitConsumers();
 
   if (!gate_) {
     auto* source = dynamic_cast<SourceOperator*>(head);

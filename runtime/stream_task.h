@@ -118,6 +118,15 @@ class StreamTask {
   void OnBarrierBuffer(int channel, const NetworkBuffer& barrier);
   // Whether every output has room for a buffer, waiting up to max_wait each.
   bool OutputsHaveRoom(std::chrono::milliseconds max_wait);
+  // Before the task reads its inputs or its source: waits until every
+  // consumer subtask has attached to its outputs (kConsumersWait at most),
+  // taking checkpoint requests meanwhile. A task attaches to its inputs
+  // only after this, so a source starts once every task downstream of it
+  // runs: its first records and latency markers no longer wait in queues
+  // while the tasks downstream are still deployed (a paced source would
+  // also fall behind its schedule, and date its markers back).
+  void AwaitConsumers();
+  static constexpr std::chrono::seconds kConsumersWait{60};
   // With unaligned checkpoints: waits until the outputs have room, taking
   // checkpoint triggers (a source: carry null) or unaligned barriers (in a
   // buffer whose unprocessed rest is *carry) meanwhile.

@@ -163,6 +163,10 @@ void ResultSubpartition::SetListener(Listener listener) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     notify_ = 0;  // told now, or no one to tell
+    if (listener_ && !attached_) {
+      attached_ = true;
+      not_full_.notify_all();  // a producer in WaitForReader
+    }
     available = !queue_.empty();
     priority = available && queue_.front().kind == BufferKind::kBarrier && queue_.front().unaligned;
   }
@@ -179,6 +183,11 @@ void ResultSubpartition::Release() {
 bool ResultSubpartition::WaitForRoom(std::chrono::milliseconds max_wait) {
   std::unique_lock<std::mutex> lock(mu_);
   return not_full_.wait_for(lock, max_wait, [&] { return released_ || queue_.size() < capacity_; });
+}
+
+bool ResultSubpartition::WaitForReader(std::chrono::milliseconds max_wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return not_full_.wait_for(lock, max_wait, [&] { return released_ || attached_; });
 }
 
 size_t ResultSubpartition::queued() const {

@@ -77,6 +77,10 @@ class ResultSubpartition {
   // Producer: waits up to max_wait for room for a records buffer (Add would
   // not block); true if there is room (or the partition was released).
   bool WaitForRoom(std::chrono::milliseconds max_wait);
+  // Producer: waits up to max_wait for a reader to have attached (a first
+  // SetListener with a listener); true if one has (or the partition was
+  // released).
+  bool WaitForReader(std::chrono::milliseconds max_wait);
 
  private:
   bool AddBarrierLocked(NetworkBuffer barrier, std::vector<NetworkBuffer>* overtaken);
@@ -108,6 +112,7 @@ class ResultSubpartition {
   } timed_;
   std::function<void()> on_consumed_;
   bool released_ = false;
+  bool attached_ = false;  // a reader has set a listener (guarded by mu_)
 };
 
 class ResultPartition {

@@ -90,6 +90,26 @@ TEST(ResultSubpartitionTest, ReleaseUnblocksAProducer) {
   EXPECT_EQ(result, 0);
 }
 
+// A producer can wait for its reader (StreamTask::AwaitConsumers): not
+// there until one sets a listener, then for good; a release ends the wait.
+TEST(ResultSubpartitionTest, WaitForReaderReturnsOnceAReaderAttached) {
+  ResultSubpartition sub(1);
+  EXPECT_FALSE(sub.WaitForReader(std::chrono::milliseconds(1)));
+  std::atomic<int> result{-1};
+  std::thread producer([&] { result = sub.WaitForReader(std::chrono::seconds(30)) ? 1 : 0; });
+  sub.SetListener([](bool) {});
+  producer.join();
+  EXPECT_EQ(result, 1);
+  sub.SetListener(nullptr);
+  EXPECT_TRUE(sub.WaitForReader(std::chrono::milliseconds(0))) << "attached once is enough";
+
+  ResultSubpartition released(1);
+  std::thread waiter([&] { result = released.WaitForReader(std::chrono::seconds(30)) ? 1 : 0; });
+  released.Release();
+  waiter.join();
+  EXPECT_EQ(result, 1);
+}
+
 NetworkBuffer Barrier(int64_t id, const BarrierOptions& options) {
   NetworkBuffer b;
   b.kind = BufferKind::kBarrier;
