@@ -644,7 +644,6 @@ void StreamTask::AwaitConsumers() {
                        tdd_.task_id(), i, p->id(), kConsumersWait.count());
           return;
         }
-        ProcessCheckpointRequests();
       }
     }
   }

@@ -119,8 +119,10 @@ class StreamTask {
   // Whether every output has room for a buffer, waiting up to max_wait each.
   bool OutputsHaveRoom(std::chrono::milliseconds max_wait);
   // Before the task reads its inputs or its source: waits until every
-  // consumer subtask has attached to its outputs (kConsumersWait at most),
-  // taking checkpoint requests meanwhile. A task attaches to its inputs
+  // consumer subtask has attached to its outputs (kConsumersWait at most).
+  // Checkpoint triggers wait too: a restored task's in-flight records are
+  // replayed after this, and a snapshot must not come before them. A task
+  // attaches to its inputs
   // only after this, so a source starts once every task downstream of it
   // runs: its first records and latency markers no longer wait in queues
   // while the tasks downstream are still deployed (a paced source would

@@ -37,7 +37,7 @@ enum class StateLookup {
 
 // What a read-modify-write's function did to the value it was given.
 enum class StateChange {
-  kNone,     // nothing: the value is neither written nor marked dirty
+  kNone,     // nothing (fn left the value as it was): not written, not marked dirty
   kChanged,  // changed in place: store it
   kCleared,  // clear the value
 };

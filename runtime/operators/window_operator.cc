@@ -72,7 +72,10 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   // Whatever the spec's allowed lateness now: the snapshot may be of one
   // that left its timers out.
   if (kind_ == Kind::kTumbling && ctx.restored) RETURN_IF_ERROR(RebuildFireTimers());
-  if (kind_ == Kind::kSliding && ctx.restored) RETURN_IF_ERROR(MigratePanes());
+  if (kind_ == Kind::kSliding && ctx.restored) {
+    RETURN_IF_ERROR(MigratePanes());
+    awaiting_restored_watermark_ = true;
+  }
   return absl::OkStatus();
 }
 
@@ -262,7 +265,8 @@ bool WindowOperator::ParsePanes(std::string_view value, std::vector<PaneRef>* pa
 void WindowOperator::AddToPanes(const Row& row, int64_t t, int64_t pane) {
   const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
   bool fresh = false, corrupt = false;
-  other_panes_.clear();
+  // The key's nearest other panes before and after the record's.
+  int64_t prev = INT64_MIN, next = INT64_MAX;
   absl::Status s = backend_->Update(acc_state_, key_group, key_, [&](bool, std::string* value) {
     if (!ParsePanes(*value, &panes_)) {
       corrupt = true;
@@ -270,22 +274,27 @@ void WindowOperator::AddToPanes(const Row& row, int64_t t, int64_t pane) {
     }
     size_t at = value->size();  // where a new pane goes
     for (const PaneRef& p : panes_) {
-      if (p.start == pane) {
-        const size_t n = p.end - p.acc;
-        acc_.assign(*value, p.acc, n);
-        accs_->Add(row, t, &acc_);
-        if (acc_.size() == n) {
-          value->replace(p.acc, n, acc_);
-        } else {
-          pane_bytes_.clear();
-          AppendVarint32(static_cast<uint32_t>(acc_.size()), &pane_bytes_);
-          pane_bytes_.append(acc_);
-          value->replace(p.begin + kNamespaceBytes, p.end - p.begin - kNamespaceBytes, pane_bytes_);
-        }
-        return;
+      if (p.start < pane) {
+        prev = p.start;
+        continue;
       }
-      if (p.start > pane && at == value->size()) at = p.begin;
-      other_panes_.push_back(p.start);
+      if (p.start > pane) {
+        next = p.start;
+        at = p.begin;
+        break;
+      }
+      const size_t n = p.end - p.acc;
+      acc_.assign(*value, p.acc, n);
+      accs_->Add(row, t, &acc_);
+      if (acc_.size() == n) {
+        value->replace(p.acc, n, acc_);
+      } else {
+        pane_bytes_.clear();
+        AppendVarint32(static_cast<uint32_t>(acc_.size()), &pane_bytes_);
+        pane_bytes_.append(acc_);
+        value->replace(p.begin + kNamespaceBytes, p.end - p.begin - kNamespaceBytes, pane_bytes_);
+      }
+      return;
     }
     fresh = true;
     acc_.clear();
@@ -299,30 +308,30 @@ void WindowOperator::AddToPanes(const Row& row, int64_t t, int64_t pane) {
   if (!s.ok()) return Fail(s);
   if (corrupt) return Fail(absl::DataLossError("window: corrupt panes"));
   // The pane belongs to the windows starting in [pane + pane_size - size,
-  // pane], on multiples of the slide. Every window holding one of the key's
-  // panes has its timers from that pane's first record, so a new pane adds
-  // timers only for the windows none of the others is in. Processing-time
-  // windows add them all: their timers fire before the time has passed for
-  // every record of that millisecond.
+  // pane], on multiples of the slide. A window that holds another of the
+  // key's panes got its timers with the first record of that pane, so a new
+  // pane adds timers only for the windows no other pane is in: with the
+  // panes in order, those the nearest ones before and after are not in.
+  // Processing-time windows add them all (their timers fire before the
+  // millisecond is over for every record of it), and so does a window
+  // restored from a snapshot until its first watermark: the watermark is
+  // not in the snapshot, so windows that are due or fired still look open.
+  const bool all_timed = spec_.processing_time() || awaiting_restored_watermark_;
   const int64_t size = spec_.size_ms(), slide = spec_.slide_ms();
   const int64_t lateness = spec_.allowed_lateness_ms();
   const int64_t first_start = -AlignDown(-(pane + pane_ - size), slide);  // ceil to slide
   const int64_t last_start = AlignDown(pane, slide);
-  const std::string key = key_;
   for (int64_t start = first_start; start <= last_start; start += slide) {
     const int64_t window_max = SatAdd(start, size - 1);
-    const bool timed = fresh && (spec_.processing_time() ||
-                                 std::none_of(other_panes_.begin(), other_panes_.end(), [&](int64_t p) {
-                                   return p >= start && p <= window_max;
-                                 }));
+    const bool timed = fresh && (all_timed || (prev < start && next > window_max));
     if (window_max > watermark_) {
-      if (timed) AddTimer({window_max, key, start, kFire, key_group});
+      if (timed) AddTimer({window_max, key_, start, kFire, key_group});
     } else if (SatAdd(window_max, lateness) > watermark_) {
       // Fired, within its allowed lateness: emit the corrected window. A
       // window that only now has a pane of this key gets the cleanup a
       // fire would have added.
-      FirePanes(key, key_group, start, true, INT64_MIN);
-      if (timed) AddTimer({SatAdd(window_max, lateness), key, start, kCleanup, key_group});
+      FirePanes(key_, key_group, start, true, INT64_MIN);
+      if (timed) AddTimer({SatAdd(window_max, lateness), key_, start, kCleanup, key_group});
     }
   }
 }
@@ -582,6 +591,7 @@ void WindowOperator::FlushOut() {
 
 void WindowOperator::PushWatermark(int64_t watermark) {
   if (watermark <= watermark_) return;
+  awaiting_restored_watermark_ = false;
   if (spec_.processing_time()) return ForwardWatermark(watermark);
   watermark_ = watermark;
   held_watermark_ = watermark;  // a later one replaces an earlier one still held

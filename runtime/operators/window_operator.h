@@ -11,7 +11,8 @@
 //   gcd(size, slide); a window's result merges its size/pane panes when it
 //   fires (Flink's "slicing"). A key's live panes are one state entry, so
 //   a record reads and writes one entry, and a window's fire reads one and
-//   drops the panes no later window needs in the same step.
+//   (without allowed lateness) drops the panes no later window needs in
+//   the same step; with allowed lateness the window's cleanup drops them.
 // - Session: per key a list of sessions [start, end) with accumulators;
 //   a record opens [t, t + gap) and merges every session it touches.
 // A window fires when the watermark reaches window_end - 1. With
@@ -174,9 +175,10 @@ class WindowOperator : public StreamOperator {
   std::string value_;
   std::string merged_;
   std::vector<PaneRef> panes_;
-  std::vector<int64_t> other_panes_;  // AddToPanes: the key's panes besides the record's
-  std::string acc_;                   // AddToPanes: the record's pane's accumulator
-  std::string pane_bytes_;            // AddToPanes: its encoding
+  std::string acc_;         // AddToPanes: the record's pane's accumulator
+  std::string pane_bytes_;  // AddToPanes, MigratePanes: a pane's encoding
+  // Sliding: restored, and no watermark since (AddToPanes).
+  bool awaiting_restored_watermark_ = false;
   Row key_row_;
 };
 

@@ -411,6 +411,41 @@ TEST(WindowRestoreTest, ManyDueWindowsFireInSlicesAndASnapshotBetweenThemMissesN
   EXPECT_EQ(out2.watermarks.back(), kMaxWatermark);
 }
 
+// The watermark is not in a snapshot: until the first one after a restore,
+// a new pane gets timers for all its windows, also those another pane of
+// the key is in (whose timers may have fired before the snapshot), so a
+// record for a fired window within its allowed lateness still corrects it.
+TEST(WindowRestoreTest, ANewPaneAfterARestoreCorrectsAWindowThatHadFired) {
+  Checkpoints checkpoints("restored-pane");
+  const proto::WindowSpec spec = Spec("sliding", 10, 5, 10);
+  proto::KeyedStateHandle handle;
+  {
+    OperatorCounters counters;
+    WindowOperator op(counters, kInput, spec);
+    Collect out(kOutput);
+    op.set_output(&out);
+    ASSERT_TRUE(op.Open(checkpoints.Fresh()).ok());
+    RowBatch batch = Rows(1, {1});
+    op.Push(batch);
+    op.PushWatermark(9);  // [-5,5) and [0,10) fire, kept for their lateness
+    ASSERT_EQ(out.rows, (std::vector<std::string>{"k0,-5,5,1,0", "k0,0,10,1,0"}));
+    handle = checkpoints.Take(*op.keyed_state(), 1);
+  }
+  OperatorCounters counters;
+  WindowOperator op(counters, kInput, spec);
+  Collect out(kOutput);
+  op.set_output(&out);
+  ASSERT_TRUE(op.Open(checkpoints.Restore(handle, "restored")).ok());
+  RowBatch batch = Rows(1, {6});
+  op.Push(batch);
+  op.PushWatermark(14);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_THAT(out.rows, ::testing::ElementsAre("k0,0,10,2,0", "k0,5,15,1,0"));
+  op.PushWatermark(kMaxWatermark);
+  EXPECT_EQ(out.rows.size(), 2u);
+  EXPECT_TRUE(StateKeys(*op.keyed_state(), "window_panes").empty());
+}
+
 // A sliding window's snapshot from before per-key panes (an entry per key
 // and pane in state "window", and its timers) restores: the panes move into
 // one entry per key, and every window fires as it would have.
