@@ -585,10 +585,10 @@ absl::Status KeyedStateBackend::Put(StateId state, int key_group, std::string_vi
 
 absl::Status KeyedStateBackend::Update(StateId state, int key_group, std::string_view key,
                                       absl::FunctionRef<void(bool present, std::string* value)> fn) {
-  ASSIGN_OR_RETURN(ValueState * vs, LegacyValueState(state));
-  legacy_key_.clear();
-  AppendStateKeyPrefix(key_group, key, &legacy_key_);
-  return vs->UpdateAt(legacy_key_, "", fn);
+  return Modify(state, key_group, key, [&](bool present, std::string* value) {
+    fn(present, value);
+    return StateChange::kChanged;
+  });
 }
 
 absl::Status KeyedStateBackend::Modify(StateId state, int key_group, std::string_view key,

@@ -36,14 +36,6 @@ absl::Status ValueState::ClearAt(std::string_view key_prefix, std::string_view n
   return ClearComposed();
 }
 
-absl::Status ValueState::UpdateAt(std::string_view key_prefix, std::string_view ns,
-                                  absl::FunctionRef<void(bool present, std::string* value)> fn) {
-  return ModifyAt(key_prefix, ns, [&](bool present, std::string* value) {
-    fn(present, value);
-    return StateChange::kChanged;
-  });
-}
-
 absl::Status ValueState::ModifyAt(std::string_view key_prefix, std::string_view ns,
                                   absl::FunctionRef<StateChange(bool present, std::string* value)> fn) {
   ComposeKey(key_prefix, ns);

@@ -36,11 +36,9 @@ class ValueState final : public KeyedState {
   absl::Status PutAt(std::string_view key_prefix, std::string_view ns, std::string_view value);
   absl::Status ClearAt(std::string_view key_prefix, std::string_view ns);
   // Read-modify-write with one cache lookup: fn gets whether a value is
-  // present and the value to change in place; the result is stored.
-  absl::Status UpdateAt(std::string_view key_prefix, std::string_view ns,
-                        absl::FunctionRef<void(bool present, std::string* value)> fn);
-  // The same, where fn says whether it changed or cleared the value (or
-  // neither: then nothing is written, and the value is not marked dirty).
+  // present and the value to change in place, and says whether it changed
+  // it, cleared it, or neither (then nothing is written, and the value is
+  // not marked dirty).
   absl::Status ModifyAt(std::string_view key_prefix, std::string_view ns,
                         absl::FunctionRef<StateChange(bool present, std::string* value)> fn);
 
