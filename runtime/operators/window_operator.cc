@@ -104,10 +104,7 @@ absl::Status WindowOperator::MigratePanes() {
     RETURN_IF_ERROR(s);
     const std::string_view key(e.key.data(), e.key.size() - kNamespaceBytes);
     const int64_t pane = ReadOrderedTime(e.key.data() + key.size());
-    pane_bytes_.clear();
-    AppendOrderedTime(pane, &pane_bytes_);
-    AppendVarint32(static_cast<uint32_t>(acc.size()), &pane_bytes_);
-    pane_bytes_.append(acc);
+    EncodePane(pane, acc, &pane_bytes_);
     bool corrupt = false;
     RETURN_IF_ERROR(backend_->Update(acc_state_, e.key_group, key, [&](bool, std::string* value) {
       if (!ParsePanes(*value, &panes_)) {
@@ -243,6 +240,13 @@ void WindowOperator::AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t 
   }
 }
 
+void WindowOperator::EncodePane(int64_t start, std::string_view acc, std::string* out) {
+  out->clear();
+  AppendOrderedTime(start, out);
+  AppendVarint32(static_cast<uint32_t>(acc.size()), out);
+  out->append(acc);
+}
+
 bool WindowOperator::ParsePanes(std::string_view value, std::vector<PaneRef>* panes) {
   panes->clear();
   std::string_view rest = value;
@@ -289,20 +293,15 @@ void WindowOperator::AddToPanes(const Row& row, int64_t t, int64_t pane) {
       if (acc_.size() == n) {
         value->replace(p.acc, n, acc_);
       } else {
-        pane_bytes_.clear();
-        AppendVarint32(static_cast<uint32_t>(acc_.size()), &pane_bytes_);
-        pane_bytes_.append(acc_);
-        value->replace(p.begin + kNamespaceBytes, p.end - p.begin - kNamespaceBytes, pane_bytes_);
+        EncodePane(pane, acc_, &pane_bytes_);
+        value->replace(p.begin, p.end - p.begin, pane_bytes_);
       }
       return;
     }
     fresh = true;
     acc_.clear();
     accs_->Add(row, t, &acc_);
-    pane_bytes_.clear();
-    AppendOrderedTime(pane, &pane_bytes_);
-    AppendVarint32(static_cast<uint32_t>(acc_.size()), &pane_bytes_);
-    pane_bytes_.append(acc_);
+    EncodePane(pane, acc_, &pane_bytes_);
     value->insert(at, pane_bytes_);
   });
   if (!s.ok()) return Fail(s);

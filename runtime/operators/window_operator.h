@@ -114,6 +114,8 @@ class WindowOperator : public StreamOperator {
     size_t end;
   };
   static bool ParsePanes(std::string_view value, std::vector<PaneRef>* panes);
+  // One pane's bytes, as above, in *out.
+  static void EncodePane(int64_t start, std::string_view acc, std::string* out);
   void AddToPanes(const Row& row, int64_t t, int64_t pane);
   // Merges the key's panes in window [start, start + size) and emits the
   // result if emit and the key has any there; drops the panes that start
