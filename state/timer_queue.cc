@@ -78,7 +78,7 @@ absl::Status TimerQueue::Add(int64_t time, std::string_view payload) {
     return absl::InvalidArgumentError("timer payload without its key group");
   }
   memory_.emplace(time, payload);
-  if (memory_.size() > memory_limit_) return Spill();
+  if (memory_.size() > memory_limit_) return SpillLatest(std::max(memory_.size() - memory_limit_, kSpillBatch));
   return absl::OkStatus();
 }
 
@@ -94,16 +94,28 @@ absl::Status TimerQueue::Remove(int64_t time, std::string_view payload) {
   return FromRocks(db_->Delete(wo, cf_, disk_key_), "delete");
 }
 
-absl::Status TimerQueue::Spill() {
-  if (memory_.empty()) return absl::OkStatus();
+absl::Status TimerQueue::SpillLatest(size_t n) {
+  if (memory_.empty() || n == 0) return absl::OkStatus();
+  auto first = memory_.end();
+  for (size_t i = 0; i < n && first != memory_.begin(); ++i) --first;
+  if (!limit_logged_ && memory_limit_ > 0 && n < memory_.size()) {
+    spdlog::info("timer queue {}: {} timers reached the memory limit; the latest spill to RocksDB from now on",
+                 cf_->GetName(), memory_.size());
+    limit_logged_ = true;
+  }
   rocksdb::WriteBatch batch;
-  ForEachInMemory([&](int64_t time, std::string_view key) {
-    batch.Put(cf_, rocksdb::Slice(key.data(), key.size()), rocksdb::Slice());
-    min_time_ = std::min(min_time_, time);
-  });
-  disk_from_.clear();  // the spilled timers may come before it
-  spdlog::info("timer queue {}: {} timers spilled from memory to RocksDB", cf_->GetName(), memory_.size());
-  memory_.clear();
+  std::string key;
+  for (auto it = first; it != memory_.end(); ++it) {
+    DiskKey(it->time, it->payload.view(), &key);
+    batch.Put(cf_, key, rocksdb::Slice());
+  }
+  // The spilled timers may come before the bounds of the on-disk ones.
+  min_time_ = std::min(min_time_, first->time);
+  if (!disk_from_.empty()) {
+    DiskKey(first->time, first->payload.view(), &key);
+    if (key < disk_from_) disk_from_ = key;
+  }
+  memory_.erase(first, memory_.end());
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;  // checkpoints, not the WAL, make state durable
   return FromRocks(db_->Write(wo, &batch), "write");

@@ -1,9 +1,11 @@
 #pragma once
 // Timers held in the state backend: an ordered queue of (time, payload)
 // entries. Up to `memory_limit` of them live in an in-memory ordered set;
-// beyond that the set is spilled to their own RocksDB column family, keyed by
-// [time: 8 bytes big-endian, sign-flipped][payload], so RocksDB's order is
-// time order. So a job with few open windows never touches RocksDB for
+// beyond that the latest ones are spilled to their own RocksDB column family,
+// keyed by [time: 8 bytes big-endian, sign-flipped][payload], so RocksDB's
+// order is time order. Spilled kSpillBatch at a time, the latest first: the
+// earliest, due soonest, stay in memory, and no Add writes much (spilling
+// all 250,000 at once held Nexmark q3's join 150-190 ms). So a job with few open windows never touches RocksDB for
 // timers, and one with millions keeps them on disk. A pop merges both in
 // (time, payload) order, each timer once. A lower bound of the earliest
 // on-disk time lets a watermark that fires nothing skip RocksDB entirely.
@@ -79,13 +81,15 @@ class TimerQueue {
   // from memory). Snapshots need not: the queue appends its in-memory timers
   // to the backend's snapshot delta (KeyedStateBackend::DirtyCacheEntries),
   // which restores put into the column family (unless kRebuiltOnRestore).
-  absl::Status Persist() { return Spill(); }
+  absl::Status Persist() { return SpillLatest(memory_.size()); }
   // Removes the first `max` timers with time <= up_to (all of them by
   // default), then calls fn for each, in (time, payload) order. fn may Add
   // timers; those due too are popped by the next call. Returns how many were
   // popped: fewer than `max` when no more are due.
   absl::StatusOr<size_t> PopUpTo(int64_t up_to, const std::function<void(int64_t, std::string_view)>& fn,
                                  size_t max = SIZE_MAX);
+  // Timers held in memory (the rest are in the column family).
+  size_t memory_timers() const { return memory_.size(); }
   // Calls fn(time, payload) for each timer in the column family (spilled
   // there, or put there by a restore), in (time, payload) order; not the
   // ones held in memory. For an owner rebuilding its timers on restore.
@@ -101,7 +105,11 @@ class TimerQueue {
   // Calls fn(time, RocksDB key) for each in-memory timer, in time order.
   template <typename Fn>
   void ForEachInMemory(Fn&& fn) const;
-  absl::Status Spill();
+  // Writes the latest n timers held in memory to the column family and
+  // drops them from memory.
+  absl::Status SpillLatest(size_t n);
+  // Timers spilled at once over the limit: about 0.2 ms of RocksDB writes.
+  static constexpr size_t kSpillBatch = 256;
   // Sets min_time_ from the earliest timer on disk.
   absl::Status LoadMinTime();
   // Calls fn on due_ (sorted, unique).
@@ -126,6 +134,7 @@ class TimerQueue {
   };
 
   size_t memory_limit_;
+  bool limit_logged_ = false;
   WideBtreeSet<MemoryTimer> memory_;
   // No on-disk timer is earlier than this; INT64_MAX: none on disk. Create
   // sets it from the column family (timers may be on disk from before, a

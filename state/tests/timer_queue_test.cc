@@ -228,6 +228,42 @@ TEST(TimerQueuePersistTest, PersistedTimersSurviveAReopen) {
 namespace vstream {
 namespace {
 
+// Over its memory limit a queue spills its latest timers, a batch at a time:
+// the earliest, due first, stay in memory and pop without RocksDB, and what
+// is in memory stays near the limit (it spilled everything at once before).
+TEST(TimerQueueSpillTest, TheEarliestTimersStayInMemoryOverTheLimit) {
+  const auto dir = std::filesystem::temp_directory_path() / ("vstream-timers-spill-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto backend = KeyedStateBackend::Open({.path = dir.string()});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  constexpr size_t kLimit = 1000;
+  auto timers = TimerQueue::Create(**backend, "timers", kLimit);
+  ASSERT_TRUE(timers.ok()) << timers.status();
+  TimerQueue& q = **timers;
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE(q.Add(i, P("t")).ok());
+    ASSERT_LE(q.memory_timers(), kLimit) << "after " << i;
+  }
+  EXPECT_GE(q.memory_timers(), kLimit / 2);
+  // The first 500 were never spilled: they pop from memory.
+  const size_t in_memory = q.memory_timers();
+  std::vector<int64_t> popped;
+  auto collect = [&](int64_t t, std::string_view) { popped.push_back(t); };
+  ASSERT_TRUE(q.PopUpTo(499, collect).ok());
+  EXPECT_EQ(q.memory_timers(), in_memory - 500);
+  // Timers re-added before the spilled ones, and the rest from disk, in order.
+  ASSERT_TRUE(q.Add(400, P("t")).ok());
+  ASSERT_TRUE(q.Add(2500, P("t")).ok());  // also on disk: once
+  ASSERT_TRUE(q.PopUpTo(INT64_MAX, collect).ok());
+  std::vector<int64_t> expected;
+  for (int i = 0; i < 500; ++i) expected.push_back(i);
+  expected.push_back(400);
+  for (int i = 500; i < 3000; ++i) expected.push_back(i);
+  EXPECT_EQ(popped, expected);
+  backend->reset();
+  std::filesystem::remove_all(dir);
+}
+
 // A timer queue's column family is recognisable by its name (a restore at
 // another parallelism depends on it), and its payloads carry a key group.
 TEST(TimerQueueNamingTest, ColumnFamilyIsPrefixedAndThePrefixIsReserved) {
