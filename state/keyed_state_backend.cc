@@ -538,6 +538,7 @@ StateCacheStats KeyedStateBackend::cache_stats() const {
   out.capacity_bytes = cache_->capacity_bytes();
   out.bytes = cache_->bytes();
   out.entries = cache_->entries();
+  out.table_capacity = cache_->table_capacity();
   out.hits = s.hits;
   out.misses = s.misses;
   out.evicted = s.evicted;

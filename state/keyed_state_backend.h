@@ -125,6 +125,7 @@ struct StateCacheStats {
   size_t capacity_bytes = 0;
   size_t bytes = 0;
   size_t entries = 0;
+  size_t table_capacity = 0;  // slots of the cache's hash table
   uint64_t hits = 0;
   uint64_t misses = 0;
   uint64_t evicted = 0;

@@ -5,7 +5,7 @@
 //
 // Reads hit the cache; a miss reads RocksDB once and keeps the value (or its
 // absence). Writes only change the cached entry. When the cache grows past
-// its capacity, an eighth of it is evicted, chosen by CLOCK (second chance:
+// its capacity, a 256th of it is evicted, chosen by CLOCK (second chance:
 // a hit sets the entry's `referenced` bit, and the eviction hand passes over
 // referenced entries once, clearing the bit), and the dirty ones reach
 // RocksDB in one WriteBatch; Flush() writes every dirty entry. CLOCK, not an
@@ -154,6 +154,8 @@ class WriteBackCache {
   size_t capacity_bytes() const { return capacity_; }
   size_t bytes() const { return bytes_; }
   size_t entries() const { return map_.size(); }
+  // Entries the hash table holds before it grows (and rehashes).
+  size_t table_capacity() const { return map_.capacity(); }
   const Stats& stats() const { return stats_; }
 
  private:

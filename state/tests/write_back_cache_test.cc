@@ -59,6 +59,26 @@ TEST(WriteBackCacheTest, MissReadsRocksDBOnceThenHits) {
   EXPECT_EQ(backend->cache_stats().misses, 2u);
 }
 
+// The hash table is sized for a full cache when the cache is made: filling
+// the cache never rehashes its keys (a stall on the task thread).
+TEST(WriteBackCacheTest, TheTableNeverGrowsAsTheCacheFills) {
+  TestingStateDir dir("wbc-table");
+  constexpr size_t kCacheBytes = 256 << 10;
+  auto backend = OpenWithCache(dir.path(), kCacheBytes);
+  AggregatingState* sum = *backend->GetAggregatingState(
+      {.name = "sum", .function = SumFunction(), .write_back_cache = true});
+  const size_t slots = backend->cache_stats().table_capacity;
+  ASSERT_GT(slots, 0u);
+  for (int i = 0; i < 20000; ++i) {  // far more than fit
+    backend->SetCurrentKey(i % 128, "k" + std::to_string(i));
+    ASSERT_TRUE(sum->Add("", EncodeI64(i)).ok());
+  }
+  const StateCacheStats stats = backend->cache_stats();
+  EXPECT_GT(stats.evicted, 0u);  // the cache was full
+  EXPECT_GT(stats.entries, slots / 4);
+  EXPECT_EQ(stats.table_capacity, slots);
+}
+
 TEST(WriteBackCacheTest, EvictionWritesDirtyEntriesThroughInBatches) {
   TestingStateDir dir("wbc-evict");
   constexpr size_t kCacheBytes = 64 << 10;
