@@ -243,15 +243,16 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
     if (!s.ok()) return s;
   }
   if (bytes_ <= capacity_) return absl::OkStatus();
-  // Evict down to 255/256 of the capacity, so that one WriteBatch carries
-  // the dirty entries of many evictions, but no call writes much: down to
-  // 7/8, a 32 MiB cache evicted 27,000 entries at once, and Nexmark q4's
-  // aggregate over auctions stalled 30-40 ms each time.
+  // Evict down to 7/8 of the capacity, so that one WriteBatch carries the
+  // dirty entries of many evictions. (A 32 MiB cache then evicts 27,000
+  // entries at once, 30-40 ms of Nexmark q4's aggregate over auctions; down
+  // to 255/256 instead, the clinical workload's 2M messages took 143 s
+  // instead of 110, docs/benchmarks.md.)
   // The hand clears the bit of a referenced entry and passes on; it evicts
   // the first unreferenced one. Two turns of the clock clear every bit, so
   // the loop ends within 2n steps; it stops at once when `keep` is the only
   // entry left (an entry larger than the cache on its own).
-  const size_t target = capacity_ - capacity_ / 256;
+  const size_t target = capacity_ - capacity_ / 8;
   const size_t n = pool_.size();
   for (size_t steps = 0; bytes_ > target && map_.size() > 1 && steps < 2 * n + 1; ++steps) {
     if (hand_ >= n) hand_ = 0;

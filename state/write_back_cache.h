@@ -5,7 +5,7 @@
 //
 // Reads hit the cache; a miss reads RocksDB once and keeps the value (or its
 // absence). Writes only change the cached entry. When the cache grows past
-// its capacity, a 256th of it is evicted, chosen by CLOCK (second chance:
+// its capacity, an eighth of it is evicted, chosen by CLOCK (second chance:
 // a hit sets the entry's `referenced` bit, and the eviction hand passes over
 // referenced entries once, clearing the bit), and the dirty ones reach
 // RocksDB in one WriteBatch; Flush() writes every dirty entry. CLOCK, not an
