@@ -103,17 +103,16 @@ absl::Status TimerQueue::SpillLatest(size_t n) {
                  cf_->GetName(), memory_.size());
     limit_logged_ = true;
   }
-  rocksdb::WriteBatch batch;
+  // The spilled timers may come before the bounds of the on-disk ones; the
+  // first of them is the earliest.
   std::string key;
+  DiskKey(first->time, first->payload.view(), &key);
+  min_time_ = std::min(min_time_, first->time);
+  if (!disk_from_.empty() && key < disk_from_) disk_from_ = key;
+  rocksdb::WriteBatch batch;
   for (auto it = first; it != memory_.end(); ++it) {
     DiskKey(it->time, it->payload.view(), &key);
     batch.Put(cf_, key, rocksdb::Slice());
-  }
-  // The spilled timers may come before the bounds of the on-disk ones.
-  min_time_ = std::min(min_time_, first->time);
-  if (!disk_from_.empty()) {
-    DiskKey(first->time, first->payload.view(), &key);
-    if (key < disk_from_) disk_from_ = key;
   }
   memory_.erase(first, memory_.end());
   rocksdb::WriteOptions wo;
