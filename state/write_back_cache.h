@@ -229,13 +229,16 @@ class WriteBackCache {
   // cold_next_ the next one Settle looks at: it writes the entries not
   // changed since the AppendDirty before (dirty_epoch < epoch_ - 1), moves
   // the ones still dirty back to dirty_ and drops the rest. Settle runs
-  // every kSettleEvery Acquire calls and looks at settle_chunk_ slots.
+  // every settle_every_ (at least kSettleEvery) Acquire calls and looks at
+  // settle_chunk_ slots.
   static constexpr uint32_t kSettleEvery = 16;
+  static constexpr size_t kMinSettleChunk = 16;
   static constexpr size_t kMaxSettleChunk = 256;
   uint32_t epoch_ = 1;
   std::vector<uint32_t> cold_;
   size_t cold_next_ = 0;
   size_t settle_chunk_ = 0;
+  uint32_t settle_every_ = kSettleEvery;
   uint32_t until_settle_ = kSettleEvery;
   uint64_t acquires_ = 0;  // Acquire calls since the last AppendDirty
   std::vector<rocksdb::ColumnFamilyHandle*> settled_cfs_;  // to flush once settled
