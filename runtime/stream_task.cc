@@ -485,6 +485,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
         gate_.get());
   }
   for (const auto& op : operators_) wants_processing_time_ = wants_processing_time_ || op->wants_processing_time();
+  if (!tdd.checkpoint_storage().empty()) checkpoint_interval_ms_ = graph.checkpointing().interval_ms();
   responsive_ = !tdd.checkpoint_storage().empty() && graph.checkpointing().mode() != proto::AT_LEAST_ONCE &&
                 (graph.checkpointing().unaligned() || graph.checkpointing().aligned_timeout_ms() > 0);
   return absl::OkStatus();
@@ -582,7 +583,12 @@ void StreamTask::PerformCheckpoint(int64_t checkpoint_id, int64_t alignment_ms, 
     // barrier, as the records it follows do.
     if (auto* source = dynamic_cast<SourceOperator*>(operators_[0].get())) source->EmitPendingWatermark();
   }
-  if (checkpoints_) checkpoints_->Snapshot(checkpoint_id, alignment_ms, collect);
+  if (checkpoints_) {
+    checkpoints_->Snapshot(checkpoint_id, alignment_ms, collect);
+    if (checkpoint_interval_ms_ > 0) {
+      preflush_at_ms_ = MonotonicMillis() + checkpoint_interval_ms_ - checkpoint_interval_ms_ / 8;
+    }
+  }
   if (collect && forward.unaligned && carry_ != nullptr && carry_->num_records > 0) {
     // Taken in the middle of a buffer: its rest is after the snapshot,
     // before its channel's barrier.
@@ -854,10 +860,24 @@ void StreamTask::OnTick() {
       if (KeyedStateBackend* state = op->keyed_state()) state->ReleaseScans();
     }
   }
+  if (preflush_at_ms_ != 0 && now >= preflush_at_ms_) {
+    preflush_at_ms_ = 0;
+    Preflush();
+  }
   if (!wants_processing_time_) return;
   const int64_t wall = NowMillis();
   for (auto& op : operators_) {
     if (op->wants_processing_time()) op->OnProcessingTime(wall);
+  }
+}
+
+void StreamTask::Preflush() {
+  for (auto& op : operators_) {
+    KeyedStateBackend* state = op->keyed_state();
+    if (state == nullptr) continue;
+    // A failure here fails the next snapshot, which reports it.
+    absl::StatusOr<bool> started = state->FlushMemtablesInBackground(kPreflushMinBytes);
+    if (!started.ok()) spdlog::warn("task {}: {}", tdd_.task_id(), started.status().ToString());
   }
 }
 

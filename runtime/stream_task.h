@@ -145,6 +145,15 @@ class StreamTask {
   // DoPendingWork); true if some is still pending.
   bool DoPendingWork();
   int64_t next_scan_release_ms_ = 0;
+  // The keyed backends' memtables are flushed in the background an eighth
+  // of the checkpoint interval before the next checkpoint is due
+  // (KeyedStateBackend::FlushMemtablesInBackground), so that the snapshot's
+  // own flush, on this thread, has only the last eighth's writes.
+  // preflush_at_ms_: when (MonotonicMillis), 0: not scheduled.
+  static constexpr uint64_t kPreflushMinBytes = uint64_t{512} << 10;
+  int64_t checkpoint_interval_ms_ = 0;
+  int64_t preflush_at_ms_ = 0;
+  void Preflush();
   // At every buffer timeout: processing-time timers, and once a second the
   // map states' kept scan iterators let go (MapState::ReleaseScan), so that
   // one scanned once (a broadcast join's Open) or no longer (a join whose

@@ -520,6 +520,33 @@ absl::Status KeyedStateBackend::ForEachKey(StateId state, KeyGroupRange range,
   return FromRocksStatus(it->status(), absl::StrCat("scan state '", slot.name, "'"));
 }
 
+uint64_t KeyedStateBackend::ActiveMemtableBytes() const {
+  uint64_t total = 0;
+  for (const auto& state : states_) {
+    uint64_t bytes = 0;
+    if (db_->GetIntProperty(state->cf, rocksdb::DB::Properties::kCurSizeActiveMemTable, &bytes)) total += bytes;
+  }
+  return total;
+}
+
+absl::StatusOr<bool> KeyedStateBackend::FlushMemtablesInBackground(uint64_t min_bytes) {
+  // Only the large ones: a small memtable flushes quickly in the snapshot,
+  // and each flush is one more L0 file to compact and upload.
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs;
+  for (const auto& state : states_) {
+    uint64_t bytes = 0;
+    if (db_->GetIntProperty(state->cf, rocksdb::DB::Properties::kCurSizeActiveMemTable, &bytes) && bytes >= min_bytes) {
+      cfs.push_back(state->cf);
+    }
+  }
+  if (cfs.empty()) return false;
+  rocksdb::FlushOptions flush;
+  flush.wait = false;
+  flush.allow_write_stall = true;
+  RETURN_IF_ERROR(FromRocksStatus(db_->Flush(flush, cfs), "flush memtables in the background"));
+  return true;
+}
+
 absl::Status KeyedStateBackend::CompactState(StateId state) {
   if (state < 0 || state >= num_states()) {
     return absl::InvalidArgumentError(absl::StrCat("no state with id ", state));

@@ -301,7 +301,8 @@ void WriteBackCache::AppendDirty(CacheDelta* delta, std::vector<std::function<vo
   const uint64_t rounds = span / kSettleEvery;
   settle_chunk_ = std::clamp<size_t>((cold_.size() + rounds - 1) / rounds, kMinSettleChunk, kMaxSettleChunk);
   const uint64_t calls = std::max<uint64_t>(1, (cold_.size() + settle_chunk_ - 1) / settle_chunk_);
-  settle_every_ = static_cast<uint32_t>(std::clamp<uint64_t>(span / calls, kSettleEvery, std::numeric_limits<uint32_t>::max()));
+  settle_every_ =
+      static_cast<uint32_t>(std::clamp<uint64_t>(span / calls, kSettleEvery, std::numeric_limits<uint32_t>::max()));
   acquires_ = 0;
   until_settle_ = settle_every_;
   if (later == nullptr) {
