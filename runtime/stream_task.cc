@@ -876,7 +876,7 @@ void StreamTask::Preflush() {
     KeyedStateBackend* state = op->keyed_state();
     if (state == nullptr) continue;
     // A failure here fails the next snapshot, which reports it.
-    absl::StatusOr<bool> started = state->FlushMemtablesInBackground(kPreflushMinBytes);
+    absl::StatusOr<bool> started = state->FlushMemtablesInBackground(kPreflushMinEntries);
     if (!started.ok()) spdlog::warn("task {}: {}", tdd_.task_id(), started.status().ToString());
   }
 }

@@ -150,7 +150,7 @@ class StreamTask {
   // (KeyedStateBackend::FlushMemtablesInBackground), so that the snapshot's
   // own flush, on this thread, has only the last eighth's writes.
   // preflush_at_ms_: when (MonotonicMillis), 0: not scheduled.
-  static constexpr uint64_t kPreflushMinBytes = uint64_t{512} << 10;
+  static constexpr uint64_t kPreflushMinEntries = 4096;
   int64_t checkpoint_interval_ms_ = 0;
   int64_t preflush_at_ms_ = 0;
   void Preflush();

@@ -520,24 +520,21 @@ absl::Status KeyedStateBackend::ForEachKey(StateId state, KeyGroupRange range,
   return FromRocksStatus(it->status(), absl::StrCat("scan state '", slot.name, "'"));
 }
 
-uint64_t KeyedStateBackend::ActiveMemtableBytes() const {
-  uint64_t total = 0;
-  for (const auto& state : states_) {
-    uint64_t bytes = 0;
-    if (db_->GetIntProperty(state->cf, rocksdb::DB::Properties::kCurSizeActiveMemTable, &bytes)) total += bytes;
-  }
-  return total;
-}
-
-absl::StatusOr<bool> KeyedStateBackend::FlushMemtablesInBackground(uint64_t min_bytes) {
+absl::StatusOr<bool> KeyedStateBackend::FlushMemtablesInBackground(uint64_t min_entries) {
   // Only the large ones: a small memtable flushes quickly in the snapshot,
-  // and each flush is one more L0 file to compact and upload.
+  // and each flush is one more L0 file to compact and upload. (By entries:
+  // the active memtable's size property counts the arena blocks allocated,
+  // 1.3 MiB once a few KB are written.) Not one whose previous memtable is
+  // still being flushed (a settling round's): a second would stop writes
+  // until the first is done.
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
   for (const auto& state : states_) {
-    uint64_t bytes = 0;
-    if (db_->GetIntProperty(state->cf, rocksdb::DB::Properties::kCurSizeActiveMemTable, &bytes) && bytes >= min_bytes) {
-      cfs.push_back(state->cf);
+    uint64_t entries = 0, immutable = 0;
+    if (!db_->GetIntProperty(state->cf, rocksdb::DB::Properties::kNumEntriesActiveMemTable, &entries) ||
+        !db_->GetIntProperty(state->cf, rocksdb::DB::Properties::kNumImmutableMemTable, &immutable)) {
+      continue;
     }
+    if (entries >= min_entries && immutable == 0) cfs.push_back(state->cf);
   }
   if (cfs.empty()) return false;
   rocksdb::FlushOptions flush;

@@ -181,39 +181,41 @@ TEST(KeyedStateBackendTest, ReopensStateWrittenWithTheOtherCompactionStyle) {
 // A task flushes its backends' large memtables in the background shortly
 // before a checkpoint is due, so that the snapshot's flush on the task
 // thread has little left: only the column families holding at least the
-// given bytes, without waiting, and their data stays readable.
+// given number of entries, without waiting, and their data stays readable.
 TEST(KeyedStateBackendTest, FlushesOnlyLargeMemtablesInTheBackground) {
   auto opened = KeyedStateBackend::Open({.path = TempDir("ksb-preflush")});
   ASSERT_TRUE(opened.ok()) << opened.status();
   KeyedStateBackend& backend = **opened;
   const StateId large = *backend.RegisterState("large");
   const StateId small = *backend.RegisterState("small");
-  const std::string value(1000, 'v');
-  for (int i = 0; i < 2000; ++i) ASSERT_TRUE(backend.Put(large, i % 128, "k" + std::to_string(i), value).ok());
-  ASSERT_TRUE(backend.Put(small, 1, "k", "v").ok());
-  auto active = [&](StateId id) {
-    uint64_t bytes = 0;
+  for (int i = 0; i < 20'000; ++i) ASSERT_TRUE(backend.Put(large, i % 128, "k" + std::to_string(i), "value").ok());
+  // 10 KB: past what the memtable's allocated-size property tells apart.
+  for (int i = 0; i < 1'000; ++i) ASSERT_TRUE(backend.Put(small, i % 128, "k" + std::to_string(i), "v").ok());
+  auto entries = [&](StateId id) {
+    uint64_t n = 0;
     EXPECT_TRUE(backend.db()->GetIntProperty(backend.column_family(id),
-                                             rocksdb::DB::Properties::kCurSizeActiveMemTable, &bytes));
-    return bytes;
+                                             rocksdb::DB::Properties::kNumEntriesActiveMemTable, &n));
+    return n;
   };
   auto files = [&](StateId id) {
     rocksdb::ColumnFamilyMetaData meta;
     backend.db()->GetColumnFamilyMetaData(backend.column_family(id), &meta);
     return meta.file_count;
   };
-  ASSERT_GE(active(large), uint64_t{1} << 20);
-  EXPECT_EQ(backend.ActiveMemtableBytes(), active(large) + active(small));
-  EXPECT_EQ(*backend.FlushMemtablesInBackground(uint64_t{8} << 20), false) << "nothing that large";
-  EXPECT_EQ(files(large), 0u);
-  ASSERT_EQ(*backend.FlushMemtablesInBackground(uint64_t{1} << 20), true);
+  absl::StatusOr<bool> none = backend.FlushMemtablesInBackground(50'000);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(*none) << "no memtable that large";
+  EXPECT_EQ(entries(large), 20'000u);
+  absl::StatusOr<bool> started = backend.FlushMemtablesInBackground(10'000);
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_TRUE(*started);
+  EXPECT_EQ(entries(large), 0u) << "a new memtable at once";
   EXPECT_TRUE(WaitFor([&] { return files(large) == 1; }, std::chrono::seconds(10))) << "flushed to an SST";
-  EXPECT_LT(active(large), uint64_t{64} << 10);
   EXPECT_EQ(files(small), 0u) << "a small memtable stays";
-  EXPECT_GT(active(small), 0u);
+  EXPECT_EQ(entries(small), 1'000u);
   std::string got;
   ASSERT_TRUE(backend.Get(large, 7, "k7", &got).ok());
-  EXPECT_EQ(got, value);
+  EXPECT_EQ(got, "value");
 }
 
 TEST(KeyGroupsTest, RangesPartitionAllKeyGroupsContiguously) {

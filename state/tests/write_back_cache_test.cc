@@ -249,8 +249,8 @@ TEST(WriteBackCacheTest, EntriesUnchangedForAWholeIntervalSettleIntoRocksDB) {
 }
 
 // Settling spreads over about half of the next interval's Acquire calls
-// (judged by the last interval's), a WriteBatch of at least 16 entries now
-// and then, instead of one entry per call from the start: q4's aggregate
+// (judged by the last interval's), 16 or more listed slots (one WriteBatch)
+// now and then, instead of one slot per call from the start: q4's aggregate
 // over auctions settled its 9,000 cold entries in the first 150 ms after
 // each 1 s checkpoint, and its latency rose with it.
 TEST(WriteBackCacheTest, SettlingSpreadsOverHalfTheNextInterval) {
