@@ -244,16 +244,18 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
     if (!s.ok()) return s;
   }
   if (bytes_ <= capacity_) return absl::OkStatus();
-  // Evict down to 7/8 of the capacity, so that one WriteBatch carries the
-  // dirty entries of many evictions. (A 32 MiB cache then evicts 27,000
-  // entries at once, 30-40 ms of Nexmark q4's aggregate over auctions; down
-  // to 255/256 instead, the clinical workload's 2M messages took 143 s
-  // instead of 110, docs/benchmarks.md.)
+  // Evict down to 255/256 of the capacity: a few hundred entries of a
+  // 32 MiB cache, their dirty ones in one WriteBatch, so that no Acquire
+  // holds the task long. (An eighth, 27,000 entries at once, held Nexmark
+  // q4's aggregate over auctions 70-150 ms at the first eviction: its p99
+  // at 356,000 events/s without checkpoints 17-19 ms, with a 256th 10.5-11;
+  // the clinical workload's 2M messages were no slower, docs/benchmarks.md.)
   // The hand clears the bit of a referenced entry and passes on; it evicts
   // the first unreferenced one. Two turns of the clock clear every bit, so
   // the loop ends within 2n steps; it stops at once when `keep` is the only
   // entry left (an entry larger than the cache on its own).
-  const size_t target = capacity_ - capacity_ / 8;
+  const size_t target =
+      capacity_ - std::min(capacity_ / 8, std::max(capacity_ / kEvictFraction, kMinEvictBytes));
   const size_t n = pool_.size();
   for (size_t steps = 0; bytes_ > target && map_.size() > 1 && steps < 2 * n + 1; ++steps) {
     if (hand_ >= n) hand_ = 0;

@@ -5,7 +5,7 @@
 //
 // Reads hit the cache; a miss reads RocksDB once and keeps the value (or its
 // absence). Writes only change the cached entry. When the cache grows past
-// its capacity, an eighth of it is evicted, chosen by CLOCK (second chance:
+// its capacity, a 256th of it is evicted, chosen by CLOCK (second chance:
 // a hit sets the entry's `referenced` bit, and the eviction hand passes over
 // referenced entries once, clearing the bit), and the dirty ones reach
 // RocksDB in one WriteBatch; Flush() writes every dirty entry. CLOCK, not an
@@ -73,6 +73,12 @@ class WriteBackCache {
   // comparison then reads the entry it returns anyway instead of a string
   // elsewhere on the heap (one cache miss less per record).
   static constexpr size_t kInlineKeyBytes = 40;
+
+  // Over its capacity the cache evicts down to capacity - capacity /
+  // kEvictFraction (at least kMinEvictBytes, at most an eighth): a little at
+  // a time, so that no single Acquire holds the task long.
+  static constexpr size_t kEvictFraction = 256;
+  static constexpr size_t kMinEvictBytes = 4 << 10;
 
   struct Entry {
     // The state's value without the TTL write time. Callers may change
@@ -158,13 +164,14 @@ class WriteBackCache {
   size_t table_capacity() const { return map_.capacity(); }
   const Stats& stats() const { return stats_; }
 
+  // Bytes charged per entry beyond its key and value: the entry and its
+  // hash-table slot.
+  static constexpr size_t kEntryOverhead = sizeof(Entry) + 32;
+
  private:
   struct KeyHash {
     size_t operator()(std::string_view s) const;
   };
-  // Bytes charged per entry beyond its key and value: the entry and its
-  // hash-table slot.
-  static constexpr size_t kEntryOverhead = sizeof(Entry) + 32;
   // Flush writes a batch each time it holds this many bytes.
   static constexpr size_t kFlushBatchBytes = size_t{4} << 20;
 

@@ -1,6 +1,7 @@
 // The write-back cache of hot keys: reads see the backend's own writes,
 // eviction writes dirty entries through in batches, Flush persists all.
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <thread>
@@ -9,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "state/keyed_state_backend.h"
 #include "state/tests/testing_state.h"
+#include "state/write_back_cache.h"
 
 namespace vstream {
 namespace {
@@ -77,6 +79,30 @@ TEST(WriteBackCacheTest, TheTableNeverGrowsAsTheCacheFills) {
   EXPECT_GT(stats.evicted, 0u);  // the cache was full
   EXPECT_GT(stats.entries, slots / 4);
   EXPECT_EQ(stats.table_capacity, slots);
+}
+
+// Eviction makes room a little at a time: a 256th of the cache, not an
+// eighth (which in a 4 MiB cache is some 3,000 entries in one call).
+TEST(WriteBackCacheTest, EvictionMakesRoomALittleAtATime) {
+  TestingStateDir dir("wbc-evict-small");
+  constexpr size_t kCacheBytes = 4 << 20;
+  auto backend = OpenWithCache(dir.path(), kCacheBytes);
+  AggregatingState* sum = *backend->GetAggregatingState(
+      {.name = "sum", .function = SumFunction(), .write_back_cache = true});
+  uint64_t most = 0;
+  uint64_t calls_that_evicted = 0;
+  for (int i = 0; i < 60000; ++i) {  // some 2.5 times what fits
+    backend->SetCurrentKey(i % 128, "k" + std::to_string(i));
+    const uint64_t before = backend->cache_stats().evicted;
+    ASSERT_TRUE(sum->Add("", EncodeI64(i)).ok());
+    const uint64_t evicted = backend->cache_stats().evicted - before;
+    most = std::max(most, evicted);
+    if (evicted > 0) ++calls_that_evicted;
+  }
+  // Each entry is charged at least kEntryOverhead bytes.
+  EXPECT_GT(calls_that_evicted, 0u);
+  EXPECT_LE(most, kCacheBytes / WriteBackCache::kEvictFraction / WriteBackCache::kEntryOverhead + 1);
+  EXPECT_LE(backend->cache_stats().bytes, kCacheBytes);
 }
 
 TEST(WriteBackCacheTest, EvictionWritesDirtyEntriesThroughInBatches) {
