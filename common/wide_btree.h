@@ -3,7 +3,7 @@
 // absl::btree_set aim at 256-byte nodes; with slots of 56-72 bytes (keys
 // of up to 40 bytes held inline, so that comparisons follow no pointer)
 // that is absl's minimum of 4 slots a node, and a tree of 1.5 million
-// entries (an interval join's buffered records) about 11 levels deep: a
+// entries (an operator's timers) about 11 levels deep: a
 // cache miss a level on every insert and lookup. kWideBtreeNodeBytes nodes
 // hold 4 times as many slots, so the trees are about half as deep.
 //

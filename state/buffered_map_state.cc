@@ -10,6 +10,7 @@
 #include "spdlog/spdlog.h"
 #include "common/status_macros.h"
 #include "state/cache_delta.h"
+#include "state/key_groups.h"
 #include "state/state_key.h"
 
 namespace vstream {
@@ -57,14 +58,111 @@ absl::Status BufferedMapState::CountDisk() {
 }
 
 size_t BufferedMapState::EntryBytes(std::string_view key) {
-  // The B-tree slot (with node slack) and a key too long to live in it.
-  return sizeof(std::pair<const Key, ValueRef>) + 16 + (key.size() > kInlineKeyBytes ? key.size() : 0);
+  // Its slot, a share of its run's prefix and of the table, and a key too
+  // long to live inline.
+  return sizeof(Slot) + 40 + (key.size() > kInlineKeyBytes + kInlineUserKeyBytes ? key.size() : 0);
+}
+
+size_t BufferedMapState::PrefixHash::operator()(std::string_view s) const { return HashKeyBytes(s); }
+
+size_t BufferedMapState::PrefixSize(std::string_view key) {
+  StateKeyView parts;
+  if (!DecodeStateKey(key, &parts)) return std::string_view::npos;
+  return key.size() - parts.user_key.size();
+}
+
+size_t BufferedMapState::LowerBound(const Run& run, std::string_view user_key) {
+  auto it = std::lower_bound(run.slots.begin() + run.front, run.slots.end(), user_key,
+                             [](const Slot& s, std::string_view k) { return s.user_key.view() < k; });
+  return static_cast<size_t>(it - run.slots.begin());
+}
+
+BufferedMapState::ValueRef* BufferedMapState::Find(std::string_view prefix, std::string_view user_key,
+                                                   uint32_t* run, size_t* slot) {
+  auto it = by_prefix_.find(prefix);
+  if (it == by_prefix_.end()) return nullptr;
+  Run& r = runs_[it->second];
+  // Removes take the oldest entry mostly: the front.
+  size_t i = r.front;
+  if (r.slots[i].user_key.view() != user_key) {
+    i = LowerBound(r, user_key);
+    if (i == r.slots.size() || r.slots[i].user_key.view() != user_key) return nullptr;
+  }
+  *run = it->second;
+  *slot = i;
+  return &r.slots[i].ref;
+}
+
+std::pair<BufferedMapState::ValueRef*, bool> BufferedMapState::Emplace(std::string_view prefix,
+                                                                       std::string_view user_key) {
+  auto it = by_prefix_.find(prefix);
+  if (it == by_prefix_.end()) {
+    uint32_t index;
+    if (free_runs_.empty()) {
+      index = static_cast<uint32_t>(runs_.size());
+      runs_.emplace_back();
+    } else {
+      index = free_runs_.back();
+      free_runs_.pop_back();
+    }
+    Run& r = runs_[index];
+    r.prefix.assign(prefix);
+    it = by_prefix_.emplace(r.prefix.view(), index).first;
+  }
+  Run& r = runs_[it->second];
+  // Puts come in about user key (time) order: at the back mostly.
+  size_t i = r.slots.size();
+  if (i > r.front && !(r.slots[i - 1].user_key.view() < user_key)) {
+    i = LowerBound(r, user_key);
+    if (i < r.slots.size() && r.slots[i].user_key.view() == user_key) return {&r.slots[i].ref, false};
+  }
+  ++memory_entries_;
+  if (i == r.front && r.front > 0) {  // before the front: into the slot the last removal left
+    i = --r.front;
+  } else if (i == r.slots.size()) {
+    r.slots.emplace_back();
+  } else {
+    r.slots.emplace(r.slots.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  r.slots[i].user_key.assign(user_key);
+  return {&r.slots[i].ref, true};
+}
+
+void BufferedMapState::EraseAt(uint32_t run, size_t slot) {
+  Run& r = runs_[run];
+  --memory_entries_;
+  if (slot == r.front) {
+    ++r.front;
+  } else {
+    r.slots.erase(r.slots.begin() + static_cast<std::ptrdiff_t>(slot));
+  }
+  if (r.front == r.slots.size()) {  // empty: the run is free for another prefix
+    by_prefix_.erase(r.prefix.view());
+    r.slots.clear();
+    r.front = 0;
+    free_runs_.push_back(run);
+  } else if (r.front >= 64 && r.front * 2 >= r.slots.size()) {  // half of it dead: move the rest down
+    r.slots.erase(r.slots.begin(), r.slots.begin() + r.front);
+    r.front = 0;
+  }
+}
+
+void BufferedMapState::ClearMemory() {
+  by_prefix_.clear();
+  free_runs_.clear();
+  for (uint32_t i = 0; i < runs_.size(); ++i) {
+    runs_[i].slots.clear();
+    runs_[i].front = 0;
+    free_runs_.push_back(i);
+  }
+  memory_entries_ = 0;
 }
 
 void BufferedMapState::ComposeKey(int key_group, std::string_view key, std::string_view user_key) {
   key_.clear();
   AppendStateKeyPrefix(key_group, key, &key_);
   AppendStateNamespace("", &key_);
+  prefix_size_ = key_.size();
   key_.append(user_key.data(), user_key.size());
 }
 
@@ -128,14 +226,13 @@ bool BufferedMapState::ReleasePins() {
 absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::string_view user_key,
                                    std::string_view value) {
   ComposeKey(key_group, key, user_key);
-  lookup_.assign(key_);
-  auto [it, fresh] = memory_.try_emplace(lookup_);
+  auto [ref, fresh] = Emplace(std::string_view(key_).substr(0, prefix_size_), user_key);
   if (fresh) {
-    it->second = Store(key_, value);
+    *ref = Store(key_, value);
     bytes_ += EntryBytes(key_);
   } else {
-    const ValueRef old = it->second;
-    it->second = Store(key_, value);
+    const ValueRef old = *ref;
+    *ref = Store(key_, value);
     Release(key_, old);
   }
   if (bytes_ > memory_limit_) {
@@ -143,7 +240,7 @@ absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::str
       limit_logged_ = true;
       spdlog::info("buffered map state {}: {} entries reached the memory limit of {} KiB; the oldest spill to "
                    "RocksDB from now on",
-                   cf_name_, memory_.size(), memory_limit_ >> 10);
+                   cf_name_, memory_entries_, memory_limit_ >> 10);
     }
     return Settle(kSpillPerPut, /*over_limit=*/true);
   }
@@ -185,10 +282,13 @@ absl::Status BufferedMapState::Settle(size_t max_entries, bool over_limit) {
     if (marked_dead) continue;
     // Live if the map still points here (not removed while a snapshot's
     // copy read the chunk, nor replaced).
-    lookup_.assign(key);
-    auto it = memory_.find(lookup_);
-    if (it == memory_.end() || it->second.chunk != seq || it->second.offset != value_offset) continue;
-    settling_.emplace_back(key, it->second);
+    const size_t prefix = PrefixSize(key);
+    if (prefix == std::string_view::npos) continue;
+    uint32_t run = 0;
+    size_t slot = 0;
+    const ValueRef* ref = Find(key.substr(0, prefix), key.substr(prefix), &run, &slot);
+    if (ref == nullptr || ref->chunk != seq || ref->offset != value_offset) continue;
+    settling_.emplace_back(key, *ref);
   }
   settle_chunk_ = seq;
   settle_offset_ = offset;
@@ -208,8 +308,10 @@ absl::Status BufferedMapState::Settle(size_t max_entries, bool over_limit) {
   (over_limit ? spilled_ : settled_) += settling_.size();
   may_be_on_disk_ = true;
   for (const auto& [key, ref] : settling_) {
-    lookup_.assign(key);
-    memory_.erase(lookup_);
+    const size_t prefix = PrefixSize(key);
+    uint32_t run = 0;
+    size_t slot = 0;
+    if (Find(key.substr(0, prefix), key.substr(prefix), &run, &slot) != nullptr) EraseAt(run, slot);
     bytes_ -= EntryBytes(key);
     Release(key, ref);  // may free chunks: key is not used after
   }
@@ -234,12 +336,12 @@ absl::Status BufferedMapState::FlushIfSettled() {
 
 absl::Status BufferedMapState::Remove(int key_group, std::string_view key, std::string_view user_key) {
   ComposeKey(key_group, key, user_key);
-  lookup_.assign(key_);
-  auto it = memory_.find(lookup_);
-  if (it != memory_.end()) {
+  uint32_t run = 0;
+  size_t slot = 0;
+  if (const ValueRef* found = Find(std::string_view(key_).substr(0, prefix_size_), user_key, &run, &slot)) {
     // Put once (the contract): an entry in memory was never spilled.
-    const ValueRef ref = it->second;
-    memory_.erase(it);
+    const ValueRef ref = *found;
+    EraseAt(run, slot);
     Release(key_, ref);
     bytes_ -= EntryBytes(key_);
     return absl::OkStatus();
@@ -259,20 +361,15 @@ absl::Status BufferedMapState::ForEachInRange(
     int key_group, std::string_view key, std::string_view from, std::string_view to,
     absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn) {
   ComposeKey(key_group, key, "");
-  const size_t prefix_size = key_.size();
-  upper_.assign(key_);
-  if (!to.empty()) {
-    upper_.append(to.data(), to.size());
-  } else {
-    ToPrefixSuccessor(&upper_);  // past every user key
-  }
-  key_.append(from.data(), from.size());
-  lookup_.assign(key_);
-  auto it = memory_.lower_bound(lookup_);
-  auto in_range = [&] { return it != memory_.end() && (upper_.empty() || it->first.view() < std::string_view(upper_)); };
+  auto found = by_prefix_.find(std::string_view(key_));
+  const Run* run = found == by_prefix_.end() ? nullptr : &runs_[found->second];
+  size_t i = run == nullptr ? 0 : LowerBound(*run, from);
+  auto in_range = [&] {
+    return run != nullptr && i < run->slots.size() && (to.empty() || run->slots[i].user_key.view() < to);
+  };
   if (!may_be_on_disk_) {
-    for (; in_range(); ++it) {
-      if (!fn(it->first.view().substr(prefix_size), ValueOf(it->second))) break;
+    for (; in_range(); ++i) {
+      if (!fn(run->slots[i].user_key.view(), ValueOf(run->slots[i].ref))) break;
     }
     return absl::OkStatus();
   }
@@ -291,36 +388,40 @@ absl::Status BufferedMapState::ForEachInRange(
   if (!s.ok()) return s;
   size_t d = 0;
   while (d < n || in_range()) {
-    const bool take_disk = d < n && (!in_range() || std::string_view(disk_entries_[d].first) <
-                                                        it->first.view().substr(prefix_size));
+    const bool take_disk =
+        d < n && (!in_range() || std::string_view(disk_entries_[d].first) < run->slots[i].user_key.view());
     if (take_disk) {
       if (!fn(disk_entries_[d].first, disk_entries_[d].second)) break;
       ++d;
     } else {
-      if (!fn(it->first.view().substr(prefix_size), ValueOf(it->second))) break;
-      ++it;
+      if (!fn(run->slots[i].user_key.view(), ValueOf(run->slots[i].ref))) break;
+      ++i;
     }
   }
   return absl::OkStatus();
 }
 
 absl::Status BufferedMapState::Spill() {
-  if (memory_.empty()) return absl::OkStatus();
+  if (memory_entries_ == 0) return absl::OkStatus();
   rocksdb::WriteBatch batch;
-  for (const auto& [key, ref] : memory_) {
-    const std::string_view k = key.view();
-    const std::string_view v = ValueOf(ref);
-    batch.Put(cf_, rocksdb::Slice(k.data(), k.size()), rocksdb::Slice(v.data(), v.size()));
+  for (const auto& [prefix, index] : by_prefix_) {
+    const Run& run = runs_[index];
+    for (size_t i = run.front; i < run.slots.size(); ++i) {
+      key_.assign(prefix);
+      key_.append(run.slots[i].user_key.view());
+      const std::string_view v = ValueOf(run.slots[i].ref);
+      batch.Put(cf_, rocksdb::Slice(key_.data(), key_.size()), rocksdb::Slice(v.data(), v.size()));
+    }
   }
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;  // checkpoints, not the WAL, make state durable
   const rocksdb::Status s = backend_.db()->Write(wo, &batch);
   if (!s.ok()) return absl::InternalError(absl::StrCat("buffered map state ", cf_name_, ": spill: ", s.ToString()));
   spdlog::info("buffered map state {}: {} entries ({} MiB) spilled from memory to RocksDB", cf_name_,
-               memory_.size(), bytes_ >> 20);
-  disk_count_ += memory_.size();
+               memory_entries_, bytes_ >> 20);
+  disk_count_ += memory_entries_;
   may_be_on_disk_ = true;
-  memory_.clear();
+  ClearMemory();
   // Sequence numbers go on: a running snapshot's copy may still read the
   // old chunks (its references keep them), and none of them needs a mark.
   first_chunk_ += chunks_.size();

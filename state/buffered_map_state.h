@@ -6,8 +6,15 @@
 // memtable insert, no tombstone, no flush and no compaction (those were
 // 70% of Nexmark q7's CPU, docs/benchmarks.md).
 //
-//   - Entries live in an ordered in-memory map keyed by the entry's whole
-//     RocksDB key ([key group][key][namespace][user key], state_key.h).
+//   - Entries live in memory in runs, one per prefix of their RocksDB key
+//     ([key group][key][namespace], state_key.h), each in user key order,
+//     found through a hash table of the prefixes. An interval join's
+//     records come about in time order and leave in it, so a Put appends to
+//     its run and a Remove takes its run's front: one hash lookup, where a
+//     B-tree over the whole keys took a cache miss and a key comparison per
+//     level (Nexmark q7's join spent 60% of its thread in the B-tree and
+//     memcmp; 10M events unpaced took 16.4-16.8 s instead of 17.8-18.5,
+//     docs/benchmarks.md).
 //     Each entry also sits in append-only chunks, key and value, as the put
 //     record of a snapshot's CACHE-DELTA (cache_delta.h); a removed or
 //     replaced one is marked dead there (or listed, while a snapshot's copy
@@ -62,11 +69,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/inline_bytes.h"
-#include "common/wide_btree.h"
 #include "state/keyed_state_backend.h"
 #include "state/map_state.h"
 
@@ -115,7 +122,7 @@ class BufferedMapState {
   // family (one when a round of settling is done).
   bool settled_unflushed() const { return settled_unflushed_; }
 
-  size_t memory_entries() const { return memory_.size(); }
+  size_t memory_entries() const { return memory_entries_; }
   // The memory counted against the limit (above).
   size_t memory_bytes() const { return bytes_; }
   // Whether the column family may hold entries (spilled or restored).
@@ -125,6 +132,8 @@ class BufferedMapState {
 
  private:
   static constexpr size_t kInlineKeyBytes = 40;
+  // An interval join's user keys: an 8-byte time and an 8-byte sequence.
+  static constexpr size_t kInlineUserKeyBytes = 16;
   static constexpr size_t kChunkBytes = size_t{256} << 10;  // at most
   static constexpr char kDeadRecord = 'X';  // in place of a record's 'P'
   // Twice the rate entries come: at 8, q3's join (every entry settles) took
@@ -169,6 +178,21 @@ class BufferedMapState {
     std::atomic<bool> released{false};
   };
   using Key = InlineBytes<kInlineKeyBytes>;
+  using UserKey = InlineBytes<kInlineUserKeyBytes>;
+  struct Slot {
+    UserKey user_key;
+    ValueRef ref;
+  };
+  // The entries of one prefix: slots [front, size) are live, in user key
+  // order. An emptied run keeps its vector's capacity for the next prefix.
+  struct Run {
+    Key prefix;
+    std::vector<Slot> slots;
+    uint32_t front = 0;
+  };
+  struct PrefixHash {
+    size_t operator()(std::string_view s) const;
+  };
 
   BufferedMapState(KeyedStateBackend& backend, MapState* disk, rocksdb::ColumnFamilyHandle* cf, bool restored,
                    size_t memory_limit);
@@ -191,6 +215,18 @@ class BufferedMapState {
   absl::Status CountDisk();
   // What an entry costs beyond its value.
   static size_t EntryBytes(std::string_view key);
+  // The length of a whole key's prefix ([key group][key][namespace]);
+  // npos if the key is malformed.
+  static size_t PrefixSize(std::string_view key);
+  // The in-memory index. Find: the entry's ref, or null (then *run and
+  // *slot are unset). Emplace: the entry's ref and whether it is new (a
+  // new one's ref is to be set). EraseAt: removes slot `slot` of run `run`.
+  ValueRef* Find(std::string_view prefix, std::string_view user_key, uint32_t* run, size_t* slot);
+  std::pair<ValueRef*, bool> Emplace(std::string_view prefix, std::string_view user_key);
+  void EraseAt(uint32_t run, size_t slot);
+  // The first live slot of `run` whose user key is not below user_key.
+  static size_t LowerBound(const Run& run, std::string_view user_key);
+  void ClearMemory();
 
   KeyedStateBackend& backend_;
   MapState* disk_;
@@ -200,7 +236,10 @@ class BufferedMapState {
   size_t chunk_bytes_;  // of a new chunk: smaller for small limits
   bool may_be_on_disk_;
   size_t disk_count_ = 0;  // entries put in the column family and not removed since
-  WideBtreeMap<Key, ValueRef> memory_;
+  std::deque<Run> runs_;               // stable: by_prefix_'s keys view their prefixes
+  std::vector<uint32_t> free_runs_;    // indexes of emptied runs
+  absl::flat_hash_map<std::string_view, uint32_t, PrefixHash> by_prefix_;
+  size_t memory_entries_ = 0;
   std::deque<Chunk> chunks_;  // chunk sequence number first_chunk_ + i
   uint64_t first_chunk_ = 0;
   // Snapshots whose copy may still read chunks up to pinned_through_, and
@@ -225,8 +264,7 @@ class BufferedMapState {
   std::shared_ptr<const KeyedStateBackend::SnapshotDeltaFn> snapshot_delta_;
   // Scratch, reused.
   std::string key_;
-  std::string upper_;
-  Key lookup_;
+  size_t prefix_size_ = 0;  // of key_ (ComposeKey)
   std::vector<std::pair<std::string, std::string>> disk_entries_;  // a range's spilled entries
 };
 

@@ -1,6 +1,9 @@
 #include "state/buffered_map_state.h"
 
 #include <chrono>
+#include <iterator>
+#include <map>
+#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -392,6 +395,66 @@ TEST(BufferedMapStateTest, AnEntryOlderThanTwoSnapshotsSettlesIntoRocksDb) {
   // A settled entry is removed from disk.
   ASSERT_TRUE(o.buffer->Remove(KeyGroup(60), Key(60), UserKey(0)).ok());
   EXPECT_EQ(Range(*o.buffer, 60, 0, 1), std::vector<std::string>{});
+}
+
+// Puts in and out of order, replacements, removes of the oldest, the
+// newest and ones between, and range reads, checked against a std::map
+// after every step; with a small limit, so that spilled entries are read
+// and removed too.
+TEST(BufferedMapStateTest, ReadsAgreeWithAnOrderedMapWhateverTheOrderOfPutsAndRemoves) {
+  for (const size_t limit : {size_t{64} << 20, size_t{16} << 10}) {
+    TestingStateDir dir("bms-model");
+    Opened o = Open(dir.path(), false, limit);
+    std::map<std::pair<int, std::string>, std::string> model;
+    std::mt19937 rng(7);
+    for (int step = 0; step < 20000; ++step) {
+      const int k = static_cast<int>(rng() % 8);
+      // Mostly increasing times, some from the past.
+      const int t = step / 4 - static_cast<int>(rng() % 3 == 0 ? rng() % 50 : 0);
+      const int op = static_cast<int>(rng() % 10);
+      if (op < 6) {
+        const std::string v = "v" + std::to_string(step);
+        auto it = model.find({k, UserKey(t)});
+        // A key on disk must not be put again (the contract): replace only in-memory-sized runs.
+        if (it != model.end() && limit < (size_t{1} << 20)) continue;
+        ASSERT_TRUE(o.buffer->Put(KeyGroup(k), Key(k), UserKey(t), v).ok());
+        model[{k, UserKey(t)}] = v;
+      } else {
+        // The oldest of the key, its newest, or any.
+        auto lo = model.lower_bound({k, ""});
+        auto hi = model.lower_bound({k + 1, ""});
+        if (lo == hi) continue;
+        auto victim = lo;
+        if (op == 8) victim = std::prev(hi);
+        if (op == 9) std::advance(victim, static_cast<std::ptrdiff_t>(rng() % std::distance(lo, hi)));
+        ASSERT_TRUE(o.buffer->Remove(KeyGroup(k), Key(k), victim->first.second).ok());
+        model.erase(victim);
+      }
+      if (step % 97 == 0) {
+        const int from = t - 40;
+        const int to = t + 1;
+        std::vector<std::string> want;
+        for (auto it = model.lower_bound({k, UserKey(from)}); it != model.end() && it->first.first == k &&
+                                                                it->first.second < UserKey(to);
+             ++it) {
+          want.push_back(it->first.second + "=" + it->second);
+        }
+        ASSERT_EQ(Range(*o.buffer, k, from, to), want) << "step " << step << " limit " << limit;
+      }
+    }
+    for (int k = 0; k < 8; ++k) {
+      std::vector<std::string> want;
+      for (auto it = model.lower_bound({k, ""}); it != model.end() && it->first.first == k; ++it) {
+        want.push_back(it->first.second + "=" + it->second);
+      }
+      ASSERT_EQ(Range(*o.buffer, k, -1000, 1 << 20), want) << "limit " << limit;
+    }
+    if (limit > (size_t{1} << 20)) {
+      EXPECT_EQ(o.buffer->memory_entries(), model.size());
+    } else {
+      EXPECT_GT(o.buffer->spilled(), 0u);
+    }
+  }
 }
 
 TEST(BufferedMapStateTest, RefusesAMapStateWithTtl) {
