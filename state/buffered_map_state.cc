@@ -58,9 +58,9 @@ absl::Status BufferedMapState::CountDisk() {
 }
 
 size_t BufferedMapState::EntryBytes(std::string_view key) {
-  // Its slot, a share of its run's prefix and of the table, and a key too
-  // long to live inline.
-  return sizeof(Slot) + 40 + (key.size() > kInlineKeyBytes + kInlineUserKeyBytes ? key.size() : 0);
+  // Its slot (with a vector's slack) and a key too long to live inline;
+  // runs are counted apart (kRunBytes).
+  return sizeof(Slot) + 16 + (key.size() > kInlineKeyBytes + kInlineUserKeyBytes ? key.size() : 0);
 }
 
 size_t BufferedMapState::PrefixHash::operator()(std::string_view s) const { return HashKeyBytes(s); }
@@ -108,6 +108,7 @@ std::pair<BufferedMapState::ValueRef*, bool> BufferedMapState::Emplace(std::stri
     Run& r = runs_[index];
     r.prefix.assign(prefix);
     it = by_prefix_.emplace(r.prefix.view(), index).first;
+    bytes_ += kRunBytes;
   }
   Run& r = runs_[it->second];
   // Puts come in about user key (time) order: at the back mostly.
@@ -141,6 +142,7 @@ void BufferedMapState::EraseAt(uint32_t run, size_t slot) {
     r.slots.clear();
     r.front = 0;
     free_runs_.push_back(run);
+    bytes_ -= kRunBytes;
   } else if (r.front >= 64 && r.front * 2 >= r.slots.size()) {  // half of it dead: move the rest down
     r.slots.erase(r.slots.begin(), r.slots.begin() + r.front);
     r.front = 0;

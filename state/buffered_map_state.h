@@ -190,6 +190,8 @@ class BufferedMapState {
     std::vector<Slot> slots;
     uint32_t front = 0;
   };
+  // What a run costs: itself and its table slot (with the table's slack).
+  static constexpr size_t kRunBytes = sizeof(Run) + 32;
   struct PrefixHash {
     size_t operator()(std::string_view s) const;
   };
