@@ -190,6 +190,8 @@ class BufferedMapState {
     std::vector<Slot> slots;
     uint32_t front = 0;
   };
+  // An emptied run keeps its vector for the next prefix up to this capacity.
+  static constexpr size_t kKeptRunSlots = 2;
   // What a run costs: itself and its table slot (with the table's slack).
   static constexpr size_t kRunBytes = sizeof(Run) + 32;
   struct PrefixHash {
