@@ -21,8 +21,9 @@
 //     reads its chunk). A chunk is freed once it and every
 //     chunk before it hold no live entry, which for entries that leave in
 //     about the order they came (a join's) is soon. No allocation per entry
-//     but for keys over kInlineKeyBytes.
-//   - The memory counted is the map's slots and long keys plus every chunk
+//     but for keys over kInlineKeyBytes and a run growing past the slots it
+//     kept from an earlier key (kKeptRunSlots).
+//   - The memory counted is the runs, their slots and long keys plus every chunk
 //     not yet freed (dead bytes in them included; not chunks freed while a
 //     snapshot's copy still holds them). Beyond `memory_limit` each Put
 //     spills the oldest entries to the column family (kSpillPerPut of them,
