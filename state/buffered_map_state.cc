@@ -57,10 +57,13 @@ absl::Status BufferedMapState::CountDisk() {
   return absl::OkStatus();
 }
 
-size_t BufferedMapState::EntryBytes(std::string_view key) {
-  // Its slot (with a vector's slack) and a key too long to live inline;
-  // runs are counted apart (kRunBytes).
-  return sizeof(Slot) + 16 + (key.size() > kInlineKeyBytes + kInlineUserKeyBytes ? key.size() : 0);
+size_t BufferedMapState::EntryBytes(std::string_view key, size_t prefix_size) {
+  // Its slot (with a vector's slack) and the parts of its key too long to
+  // live inline (a long prefix once per run, but counted per entry); runs
+  // are counted apart (kRunBytes).
+  const size_t user_key_size = key.size() - prefix_size;
+  return sizeof(Slot) + 16 + (prefix_size > kInlineKeyBytes ? prefix_size : 0) +
+         (user_key_size > kInlineUserKeyBytes ? user_key_size : 0);
 }
 
 size_t BufferedMapState::PrefixHash::operator()(std::string_view s) const { return HashKeyBytes(s); }
@@ -139,12 +142,7 @@ void BufferedMapState::EraseAt(uint32_t run, size_t slot) {
   }
   if (r.front == r.slots.size()) {  // empty: the run is free for another prefix
     by_prefix_.erase(r.prefix.view());
-    if (r.slots.capacity() > kKeptRunSlots) {
-      std::vector<Slot>().swap(r.slots);  // a long run's memory goes back
-    } else {
-      r.slots.clear();
-    }
-    r.front = 0;
+    ReleaseSlots(r);
     free_runs_.push_back(run);
     bytes_ -= kRunBytes;
   } else if (r.front * 2 >= r.slots.size()) {
@@ -155,12 +153,20 @@ void BufferedMapState::EraseAt(uint32_t run, size_t slot) {
   }
 }
 
+void BufferedMapState::ReleaseSlots(Run& run) {
+  if (run.slots.capacity() > kKeptRunSlots) {
+    std::vector<Slot>().swap(run.slots);  // a long run's memory goes back
+  } else {
+    run.slots.clear();
+  }
+  run.front = 0;
+}
+
 void BufferedMapState::ClearMemory() {
   by_prefix_.clear();
   free_runs_.clear();
   for (uint32_t i = 0; i < runs_.size(); ++i) {
-    runs_[i].slots.clear();
-    runs_[i].front = 0;
+    ReleaseSlots(runs_[i]);
     free_runs_.push_back(i);
   }
   memory_entries_ = 0;
@@ -237,7 +243,7 @@ absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::str
   auto [ref, fresh] = Emplace(std::string_view(key_).substr(0, prefix_size_), user_key);
   if (fresh) {
     *ref = Store(key_, value);
-    bytes_ += EntryBytes(key_);
+    bytes_ += EntryBytes(key_, prefix_size_);
   } else {
     const ValueRef old = *ref;
     *ref = Store(key_, value);
@@ -320,7 +326,7 @@ absl::Status BufferedMapState::Settle(size_t max_entries, bool over_limit) {
     uint32_t run = 0;
     size_t slot = 0;
     if (Find(key.substr(0, prefix), key.substr(prefix), &run, &slot) != nullptr) EraseAt(run, slot);
-    bytes_ -= EntryBytes(key);
+    bytes_ -= EntryBytes(key, prefix);
     Release(key, ref);  // may free chunks: key is not used after
   }
   // Spilled entries reach the disk when their memtable fills: a spill
@@ -351,7 +357,7 @@ absl::Status BufferedMapState::Remove(int key_group, std::string_view key, std::
     const ValueRef ref = *found;
     EraseAt(run, slot);
     Release(key_, ref);
-    bytes_ -= EntryBytes(key_);
+    bytes_ -= EntryBytes(key_, prefix_size_);
     return absl::OkStatus();
   }
   if (!may_be_on_disk_) return absl::OkStatus();

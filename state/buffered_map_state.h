@@ -1,6 +1,6 @@
 #pragma once
-// BufferedMapState: a MapState's entries held in memory, in RocksDB's key
-// order, in front of the MapState's column family. For short-lived state
+// BufferedMapState: a MapState's entries held in memory, each key's in
+// user key order, in front of the MapState's column family. For short-lived state
 // (an interval join's records, kept for seconds of event time): an entry put
 // and removed between two checkpoints never reaches RocksDB, so it costs no
 // memtable insert, no tombstone, no flush and no compaction (those were
@@ -185,7 +185,8 @@ class BufferedMapState {
     ValueRef ref;
   };
   // The entries of one prefix: slots [front, size) are live, in user key
-  // order. An emptied run keeps its vector's capacity for the next prefix.
+  // order. An emptied run keeps its vector for the next prefix (up to
+  // kKeptRunSlots of capacity).
   struct Run {
     Key prefix;
     std::vector<Slot> slots;
@@ -218,8 +219,9 @@ class BufferedMapState {
                             const std::vector<RecordPos>& dead_too, CacheDelta* delta);
   // Counts the entries in the column family; sets may_be_on_disk_.
   absl::Status CountDisk();
-  // What an entry costs beyond its value.
-  static size_t EntryBytes(std::string_view key);
+  // What an entry costs beyond its value (key: the whole key, of which the
+  // first prefix_size bytes are the prefix).
+  static size_t EntryBytes(std::string_view key, size_t prefix_size);
   // The length of a whole key's prefix ([key group][key][namespace]);
   // npos if the key is malformed.
   static size_t PrefixSize(std::string_view key);
@@ -231,7 +233,10 @@ class BufferedMapState {
   void EraseAt(uint32_t run, size_t slot);
   // The first live slot of `run` whose user key is not below user_key.
   static size_t LowerBound(const Run& run, std::string_view user_key);
+  // Frees every run, as Spill leaves none in memory.
   void ClearMemory();
+  // Empties run `run`'s slots, keeping up to kKeptRunSlots of capacity.
+  void ReleaseSlots(Run& run);
 
   KeyedStateBackend& backend_;
   MapState* disk_;

@@ -400,25 +400,50 @@ TEST(BufferedMapStateTest, AnEntryOlderThanTwoSnapshotsSettlesIntoRocksDb) {
 // Puts in and out of order, replacements, removes of the oldest, the
 // newest and ones between, and range reads, checked against a std::map
 // after every step; with a small limit, so that spilled entries are read
-// and removed too.
+// and removed too. Odd keys are long, and their user keys too (both past
+// what lives inline).
 TEST(BufferedMapStateTest, ReadsAgreeWithAnOrderedMapWhateverTheOrderOfPutsAndRemoves) {
+  const auto key = [](int k) { return k % 2 == 0 ? Key(k) : Key(k) + std::string(60, 'x'); };
+  const auto user_key = [](int k, int t) { return k % 2 == 0 ? UserKey(t) : UserKey(t) + "-and-a-long-suffix"; };
   for (const size_t limit : {size_t{64} << 20, size_t{16} << 10}) {
     TestingStateDir dir("bms-model");
     Opened o = Open(dir.path(), false, limit);
+    const size_t empty_bytes = o.buffer->memory_bytes();
     std::map<std::pair<int, std::string>, std::string> model;
+    // The entries of k in [from, to), as Range gives them.
+    const auto range = [&](int k, const std::string& from, const std::string& to) {
+      std::vector<std::string> got;
+      const int kg = KeyGroupForHash(HashKeyBytes(key(k)), 128);
+      EXPECT_TRUE(o.buffer
+                      ->ForEachInRange(kg, key(k), from, to,
+                                       [&](std::string_view uk, std::string_view v) {
+                                         got.push_back(std::string(uk) + "=" + std::string(v));
+                                         return true;
+                                       })
+                      .ok());
+      return got;
+    };
+    const auto want = [&](int k, const std::string& from, const std::string& to) {
+      std::vector<std::string> w;
+      for (auto it = model.lower_bound({k, from}); it != model.end() && it->first.first == k; ++it) {
+        if (!to.empty() && it->first.second >= to) break;
+        w.push_back(it->first.second + "=" + it->second);
+      }
+      return w;
+    };
     std::mt19937 rng(7);
     for (int step = 0; step < 20000; ++step) {
       const int k = static_cast<int>(rng() % 8);
+      const int kg = KeyGroupForHash(HashKeyBytes(key(k)), 128);
       // Mostly increasing times, some from the past.
-      const int t = step / 4 - static_cast<int>(rng() % 3 == 0 ? rng() % 50 : 0);
+      const int t = 1000 + step / 4 - static_cast<int>(rng() % 3 == 0 ? rng() % 50 : 0);
       const int op = static_cast<int>(rng() % 10);
       if (op < 6) {
         const std::string v = "v" + std::to_string(step);
-        auto it = model.find({k, UserKey(t)});
-        // A key on disk must not be put again (the contract): replace only in-memory-sized runs.
-        if (it != model.end() && limit < (size_t{1} << 20)) continue;
-        ASSERT_TRUE(o.buffer->Put(KeyGroup(k), Key(k), UserKey(t), v).ok());
-        model[{k, UserKey(t)}] = v;
+        // A key that may be on disk must not be put again (the contract).
+        if (model.count({k, user_key(k, t)}) != 0 && limit < (size_t{1} << 20)) continue;
+        ASSERT_TRUE(o.buffer->Put(kg, key(k), user_key(k, t), v).ok());
+        model[{k, user_key(k, t)}] = v;
       } else {
         // The oldest of the key, its newest, or any.
         auto lo = model.lower_bound({k, ""});
@@ -427,33 +452,29 @@ TEST(BufferedMapStateTest, ReadsAgreeWithAnOrderedMapWhateverTheOrderOfPutsAndRe
         auto victim = lo;
         if (op == 8) victim = std::prev(hi);
         if (op == 9) std::advance(victim, static_cast<std::ptrdiff_t>(rng() % std::distance(lo, hi)));
-        ASSERT_TRUE(o.buffer->Remove(KeyGroup(k), Key(k), victim->first.second).ok());
+        ASSERT_TRUE(o.buffer->Remove(kg, key(k), victim->first.second).ok());
         model.erase(victim);
       }
       if (step % 97 == 0) {
-        const int from = t - 40;
-        const int to = t + 1;
-        std::vector<std::string> want;
-        for (auto it = model.lower_bound({k, UserKey(from)}); it != model.end() && it->first.first == k &&
-                                                                it->first.second < UserKey(to);
-             ++it) {
-          want.push_back(it->first.second + "=" + it->second);
-        }
-        ASSERT_EQ(Range(*o.buffer, k, from, to), want) << "step " << step << " limit " << limit;
+        ASSERT_EQ(range(k, user_key(k, t - 40), user_key(k, t + 1)), want(k, user_key(k, t - 40), user_key(k, t + 1)))
+            << "step " << step << " limit " << limit;
       }
     }
-    for (int k = 0; k < 8; ++k) {
-      std::vector<std::string> want;
-      for (auto it = model.lower_bound({k, ""}); it != model.end() && it->first.first == k; ++it) {
-        want.push_back(it->first.second + "=" + it->second);
-      }
-      ASSERT_EQ(Range(*o.buffer, k, -1000, 1 << 20), want) << "limit " << limit;
-    }
+    for (int k = 0; k < 8; ++k) ASSERT_EQ(range(k, "", ""), want(k, "", "")) << "limit " << limit;
     if (limit > (size_t{1} << 20)) {
       EXPECT_EQ(o.buffer->memory_entries(), model.size());
     } else {
       EXPECT_GT(o.buffer->spilled(), 0u);
     }
+    // Removing everything leaves no entry, and no memory counted but the
+    // chunk being filled.
+    for (const auto& [k_uk, v] : model) {
+      const int k = k_uk.first;
+      ASSERT_TRUE(o.buffer->Remove(KeyGroupForHash(HashKeyBytes(key(k)), 128), key(k), k_uk.second).ok());
+    }
+    for (int k = 0; k < 8; ++k) EXPECT_TRUE(range(k, "", "").empty()) << k;
+    EXPECT_EQ(o.buffer->memory_entries(), 0u);
+    EXPECT_LE(o.buffer->memory_bytes(), empty_bytes + (size_t{256} << 10));
   }
 }
 
