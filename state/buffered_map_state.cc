@@ -340,10 +340,7 @@ absl::Status BufferedMapState::FlushIfSettled() {
   // This round is done: out of the memtable now, in the background, not
   // by the next snapshot's RocksDB checkpoint while the task waits.
   settled_unflushed_ = false;
-  rocksdb::FlushOptions flush;
-  flush.wait = false;
-  flush.allow_write_stall = true;
-  const rocksdb::Status s = backend_.db()->Flush(flush, cf_);
+  const rocksdb::Status s = FlushInBackground(*backend_.db(), {cf_});
   if (!s.ok()) return absl::InternalError(absl::StrCat("buffered map state ", cf_name_, ": flush: ", s.ToString()));
   return absl::OkStatus();
 }

@@ -537,11 +537,15 @@ absl::StatusOr<bool> KeyedStateBackend::FlushMemtablesInBackground(uint64_t min_
     if (entries >= min_entries && immutable == 0) cfs.push_back(state->cf);
   }
   if (cfs.empty()) return false;
+  RETURN_IF_ERROR(FromRocksStatus(FlushInBackground(*db_, cfs), "flush memtables in the background"));
+  return true;
+}
+
+rocksdb::Status FlushInBackground(rocksdb::DB& db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs) {
   rocksdb::FlushOptions flush;
   flush.wait = false;
   flush.allow_write_stall = true;
-  RETURN_IF_ERROR(FromRocksStatus(db_->Flush(flush, cfs), "flush memtables in the background"));
-  return true;
+  return db.Flush(flush, cfs);
 }
 
 absl::Status KeyedStateBackend::CompactState(StateId state) {

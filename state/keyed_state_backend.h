@@ -267,4 +267,10 @@ class KeyedStateBackend {
   std::string legacy_key_;  // reused by Get/Put/Delete by StateId
 };
 
+// Starts a flush of the column families' memtables on RocksDB's flush
+// thread, without waiting for it (nor for a write stall to clear). Settling
+// and the preflush (FlushMemtablesInBackground) move memtables out ahead of
+// a snapshot, whose RocksDB checkpoint would flush them on the task thread.
+rocksdb::Status FlushInBackground(rocksdb::DB& db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs);
+
 }  // namespace vstream

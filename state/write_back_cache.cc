@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "state/key_groups.h"
+#include "state/keyed_state_backend.h"
 #include "state/state_value_format.h"
 
 namespace vstream {
@@ -361,10 +362,7 @@ absl::Status WriteBackCache::Settle() {
   if (cold_next_ == cold_.size() && !settled_cfs_.empty()) {
     // Out of the memtables before the next snapshot, whose RocksDB
     // checkpoint would otherwise flush them while the task waits.
-    rocksdb::FlushOptions flush;
-    flush.wait = false;
-    flush.allow_write_stall = true;
-    rocksdb::Status s = db_.Flush(flush, settled_cfs_);
+    rocksdb::Status s = FlushInBackground(db_, settled_cfs_);
     settled_cfs_.clear();
     if (!s.ok()) return absl::InternalError(absl::StrCat("state cache settle: flush: ", s.ToString()));
   }
