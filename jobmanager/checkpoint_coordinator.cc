@@ -285,6 +285,7 @@ absl::StatusOr<std::string> CheckpointCoordinator::WriteSavepoint(const proto::C
       std::filesystem::temp_directory_path() / absl::StrCat("vstream-savepoint-", options_.job_id, "-", name);
   for (const proto::OperatorSnapshot& op : metadata.operators()) {
     for (const proto::StateFile& f : op.keyed().files()) {
+      if (IsInlineStateFile(f)) continue;  // in the metadata
       RETURN_IF_ERROR(storage_->Download(f.path(), tmp.string()));
       absl::Status s = target->Upload(tmp.string(), f.path());
       std::filesystem::remove(tmp, ec);
@@ -377,7 +378,7 @@ void CheckpointCoordinator::ReceiveAcknowledge(const proto::AcknowledgeCheckpoin
     for (const proto::StateFile& f : op.keyed().files()) {
       if (f.shared()) {
         if (p.shared.insert(f.path()).second) refs_[f.path()]++;
-      } else if (!absl::StartsWith(f.path(), chk_prefix)) {
+      } else if (!IsInlineStateFile(f) && !absl::StartsWith(f.path(), chk_prefix)) {
         p.private_elsewhere.push_back(f.path());
       }
     }
@@ -425,7 +426,7 @@ void CheckpointCoordinator::DiscardLateAcknowledge(const proto::AcknowledgeCheck
       any = true;
       if (f.shared()) {
         if (refs_.count(f.path()) == 0) discard_later_.insert(f.path());
-      } else if (!absl::StartsWith(f.path(), ChkDir(id) + "/")) {
+      } else if (!IsInlineStateFile(f) && !absl::StartsWith(f.path(), ChkDir(id) + "/")) {
         DeleteQuietly(f.path(), id);
       }
     }

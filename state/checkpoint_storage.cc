@@ -90,6 +90,8 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::Status Delete(const std::string& path) override {
+    // Everything, checkpoints and shared files alike, is under the root.
+    if (path.empty()) return absl::InvalidArgumentError("refusing to delete the root of checkpoint storage");
     std::error_code ec;
     fs::remove_all(Resolve(path), ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot delete ", Resolve(path).string(), ": ", ec.message()));

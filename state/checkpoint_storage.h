@@ -21,8 +21,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "proto/checkpoint.pb.h"
 
 namespace vstream {
+
+// A state file whose bytes travel in its handle (proto::StateFile::data,
+// state/state_snapshot.h) has no path in checkpoint storage: nothing to
+// copy, download or delete.
+inline bool IsInlineStateFile(const proto::StateFile& f) { return f.path().empty(); }
 
 class CheckpointStorage {
  public:
@@ -41,7 +47,8 @@ class CheckpointStorage {
   virtual absl::StatusOr<std::string> Read(const std::string& path) = 0;
   // NotFound if there is nothing at `path`.
   virtual absl::Status Exists(const std::string& path) = 0;
-  // Deletes a file, or a directory with everything in it. Missing: OK.
+  // Deletes a file, or a directory with everything in it. Missing: OK. The
+  // root (an empty path): InvalidArgument.
   virtual absl::Status Delete(const std::string& path) = 0;
   // Names directly under `dir` (files and directories); empty if none.
   virtual absl::StatusOr<std::vector<std::string>> List(const std::string& dir) = 0;

@@ -25,6 +25,22 @@ namespace fs = std::filesystem;
 
 bool IsSst(const std::string& name) { return name.size() > 4 && name.compare(name.size() - 4, 4, ".sst") == 0; }
 
+absl::Status ReadLocalFile(const fs::path& file, std::string* out) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return absl::InternalError(absl::StrCat("cannot open ", file.string()));
+  out->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (in.bad()) return absl::InternalError(absl::StrCat("cannot read ", file.string()));
+  return absl::OkStatus();
+}
+
+absl::Status WriteLocalFile(const std::string& file, std::string_view data) {
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", file));
+  return absl::OkStatus();
+}
+
 // Removes a directory tree when it goes out of scope.
 class RemoveOnExit {
  public:
@@ -164,6 +180,13 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
       }
       f->set_path(absl::StrCat("shared/", instance_id_, "-", name));
       uploaded[name] = *f;
+    } else if (f->size() <= kInlineStateFileBytes) {
+      RETURN_IF_ERROR(ReadLocalFile(file, f->mutable_data()));
+      if (f->data().size() != f->size()) {
+        return absl::InternalError(absl::StrCat(file.string(), " changed while it was read"));
+      }
+      copied += f->size();
+      continue;
     } else {
       f->set_path(absl::StrCat(private_dir, "/", name));
     }
@@ -176,8 +199,12 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
     proto::StateFile* f = handle.add_files();
     f->set_name(CacheDelta::kFileName);
     f->set_size(cache_delta.size());
-    f->set_path(absl::StrCat(private_dir, "/", CacheDelta::kFileName));
-    RETURN_IF_ERROR(storage_->Write(f->path(), cache_delta));
+    if (cache_delta.size() <= kInlineStateFileBytes) {
+      f->set_data(cache_delta);
+    } else {
+      f->set_path(absl::StrCat(private_dir, "/", CacheDelta::kFileName));
+      RETURN_IF_ERROR(storage_->Write(f->path(), cache_delta));
+    }
     copied += f->size();
   }
   if (bytes_uploaded != nullptr) *bytes_uploaded = copied;
@@ -226,6 +253,14 @@ absl::Status DownloadFiles(CheckpointStorage& storage, const proto::KeyedStateHa
       return absl::DataLossError(absl::StrCat("state handle names a bad file '", f.name(), "'"));
     }
     const std::string local = (fs::path(dir) / f.name()).string();
+    if (IsInlineStateFile(f)) {
+      if (f.data().size() != f.size()) {
+        return absl::DataLossError(absl::StrCat("inline state file ", f.name(), " has ", f.data().size(),
+                                                " bytes, the snapshot recorded ", f.size()));
+      }
+      RETURN_IF_ERROR(WriteLocalFile(local, f.data()));
+      continue;
+    }
     if (absl::Status s = storage.Download(f.path(), local); !s.ok()) return s;
     const uintmax_t size = fs::file_size(local, ec);
     if (ec || size != f.size()) {

@@ -15,8 +15,9 @@
 //       writes those entries to CACHE-DELTA in the checkpoint's private
 //       directory, straight from memory. Once per LocalSnapshot.
 //       SST files are immutable: one a completed checkpoint already holds is
-//       referenced, not uploaded again; new ones go to shared/; MANIFEST,
-//       CURRENT and OPTIONS go to the checkpoint's private directory.
+//       referenced, not uploaded again; new ones go to shared/. MANIFEST,
+//       CURRENT, OPTIONS and CACHE-DELTA go to the checkpoint's private
+//       directory, or, up to kInlineStateFileBytes, into the handle itself.
 //   when the checkpoint completes:
 //     snapshotter.OnCheckpointComplete(7);  // its SSTs may be referenced now
 //
@@ -68,6 +69,14 @@
 #include "state/keyed_state_backend.h"
 
 namespace vstream {
+
+// A private state file of at most this many bytes travels inline in its
+// handle (proto::StateFile::data) instead of as a file in checkpoint
+// storage; Flink's state.storage.fs.memory-threshold, 20 KB by default.
+// RocksDB's OPTIONS file of an operator with a few states is 11-20 KB.
+// IsInlineStateFile (checkpoint_storage.h) tells them apart.
+inline constexpr uint64_t kInlineStateFileBytes = uint64_t{32} << 10;
+
 
 struct LocalSnapshot {
   int64_t checkpoint_id = 0;

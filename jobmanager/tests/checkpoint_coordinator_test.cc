@@ -153,11 +153,16 @@ class CheckpointCoordinatorTest : public ::testing::Test {
     op->set_subtask_index(task.back() - '0');
     op->set_operator_state("pos");
     for (const std::string& f : files) {
-      ASSERT_TRUE(storage_->Write(f, "data").ok());
       proto::StateFile* sf = op->mutable_keyed()->add_files();
+      sf->set_size(4);
+      if (f.rfind("inline:", 0) == 0) {  // its bytes in the handle, no path
+        sf->set_name(f.substr(7));
+        sf->set_data("data");
+        continue;
+      }
+      ASSERT_TRUE(storage_->Write(f, "data").ok());
       sf->set_name(fs::path(f).filename().string());
       sf->set_path(f);
-      sf->set_size(4);
       sf->set_shared(f.rfind("shared/", 0) == 0);
     }
     ack.mutable_stats()->set_bytes_total(bytes);
@@ -500,6 +505,44 @@ TEST_F(CheckpointCoordinatorTest, AcknowledgementsOfUnknownOrAbortedCheckpointsA
   EXPECT_FALSE(Exists("shared/src-1-000009.sst"));
   EXPECT_FALSE(Exists("chk-1"));
   EXPECT_EQ(coordinator_->latest_completed().value, 0);
+}
+
+// Inline state files (small private files whose bytes travel in the handle,
+// state/state_snapshot.h) have no path: they go into _metadata as they are,
+// and completing, aborting or discarding a checkpoint deletes nothing for
+// them.
+TEST_F(CheckpointCoordinatorTest, InlineStateFilesTravelInTheMetadataAndAreNeverDeleted) {
+  spec_.set_timeout_ms(5000);
+  Build();
+  RunAll();
+  timers_.Advance(1000);
+  Ack("src-0", 1, {"shared/src-0-000001.sst", "inline:MANIFEST-000001"});
+  for (size_t i = 1; i < AllTasks().size(); ++i) Ack(AllTasks()[i], 1, {"inline:CURRENT"});
+  ASSERT_EQ(coordinator_->latest_completed().value, 1);
+  auto bytes = storage_->Read("chk-1/_metadata");
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  proto::CheckpointMetadata m;
+  ASSERT_TRUE(m.ParseFromString(*bytes));
+  int inline_files = 0;
+  for (const auto& op : m.operators()) {
+    for (const auto& f : op.keyed().files()) {
+      if (!f.path().empty()) continue;
+      ++inline_files;
+      EXPECT_EQ(f.data(), "data") << f.name();
+    }
+  }
+  EXPECT_EQ(inline_files, 5);
+
+  // Checkpoint 2 times out with inline files acknowledged, and a late
+  // acknowledgement of it comes in: only chk-2 goes.
+  timers_.Advance(1000);
+  Ack("src-0", 2, {"shared/src-0-000001.sst", "inline:MANIFEST-000002"});
+  timers_.Advance(5000);
+  EXPECT_EQ(gateway_.Notified(2, false), AllTasks());
+  Ack("src-1", 2, {"inline:CURRENT"});
+  EXPECT_TRUE(Exists("chk-1/_metadata"));
+  EXPECT_TRUE(Exists("shared/src-0-000001.sst")) << "checkpoint 1 refers to it";
+  EXPECT_EQ(coordinator_->latest_completed().value, 1);
 }
 
 TEST_F(CheckpointCoordinatorTest, AbortedSharedFilesWaitWhileAnotherCheckpointIsPending) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -115,6 +116,82 @@ TEST_F(StateSnapshotTest, RestoreSeesExactlyTheStateAtTheSnapshot) {
   }
   EXPECT_FALSE(fs::exists(root_ + "/restored/" + CacheDelta::kFileName)) << "applied on open, then removed";
   EXPECT_TRUE(absl::IsNotFound(restored->Get(restored_state, KeyGroup(5000), Key(5000), &v)));
+}
+
+// Small private files (MANIFEST, CURRENT, OPTIONS, a small CACHE-DELTA)
+// travel in the handle, not as files in storage; a large CACHE-DELTA and the
+// SSTs are files. Both restore.
+TEST_F(StateSnapshotTest, SmallFilesTravelInTheHandle) {
+  StateId state;
+  auto backend = OpenBackend("db", true, &state);
+  IncrementalSnapshotter snap(storage_, "job-op-0-a");
+  WriteKeys(*backend, state, 0, 5000, "v1");
+  ASSERT_TRUE(backend->Flush().ok());
+  WriteKeys(*backend, state, 0, 10, "small");  // a CACHE-DELTA of 10 entries
+  auto small = Snapshot(*backend, snap, 1, /*through_rocksdb=*/false);
+  ASSERT_TRUE(small.ok()) << small.status();
+  std::set<std::string> inlined;
+  for (const auto& f : small->files()) {
+    if (f.shared()) {
+      EXPECT_FALSE(IsInlineStateFile(f)) << f.name();
+      EXPECT_TRUE(storage_->Exists(f.path()).ok()) << f.path();
+      continue;
+    }
+    ASSERT_TRUE(IsInlineStateFile(f)) << f.name() << " (" << f.size() << " bytes) is a file: " << f.path();
+    EXPECT_EQ(f.data().size(), f.size()) << f.name();
+    inlined.insert(f.name().substr(0, f.name().find('-')));
+  }
+  EXPECT_EQ(inlined, (std::set<std::string>{"CACHE", "CURRENT", "MANIFEST", "OPTIONS"}));
+  auto listed = storage_->List("chk-1");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_TRUE(listed->empty()) << "nothing private was written: " << listed->front();
+
+  // Over kInlineStateFileBytes of dirty entries: CACHE-DELTA is a file.
+  WriteKeys(*backend, state, 0, 2000, "large");
+  auto large = Snapshot(*backend, snap, 2, /*through_rocksdb=*/false);
+  ASSERT_TRUE(large.ok()) << large.status();
+  bool delta_file = false;
+  for (const auto& f : large->files()) {
+    if (f.name() != CacheDelta::kFileName) continue;
+    ASSERT_GT(f.size(), kInlineStateFileBytes);
+    EXPECT_FALSE(IsInlineStateFile(f));
+    EXPECT_TRUE(f.data().empty());
+    delta_file = storage_->Exists(f.path()).ok();
+  }
+  EXPECT_TRUE(delta_file) << "a large CACHE-DELTA is a file in storage";
+
+  for (const auto& [handle, tag, n, name] :
+       {std::tuple{&*small, "small", 10, "restored-small"}, std::tuple{&*large, "large", 2000, "restored-large"}}) {
+    ASSERT_TRUE(RestoreKeyedState(*storage_, *handle, kAll, root_ + "/" + name).ok()) << name;
+    StateId restored_state;
+    auto restored = OpenBackend(name, false, &restored_state);
+    std::string v;
+    for (int i = 0; i < 5000; ++i) {
+      ASSERT_TRUE(restored->Get(restored_state, KeyGroup(i), Key(i), &v).ok()) << name << " " << i;
+      ASSERT_EQ(v, (i < n ? std::string(tag) + "-" : "v1-") + std::to_string(i)) << name;
+    }
+  }
+}
+
+// An inline file whose bytes do not match its recorded size is a corrupt
+// handle: DataLoss, not a database opened from a truncated MANIFEST.
+TEST_F(StateSnapshotTest, AnInlineFileOfTheWrongSizeIsDataLoss) {
+  StateId state;
+  auto backend = OpenBackend("db", true, &state);
+  IncrementalSnapshotter snap(storage_, "job-op-0-a");
+  WriteKeys(*backend, state, 0, 100, "v1");
+  auto handle = Snapshot(*backend, snap, 1);
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  bool cut = false;
+  for (auto& f : *handle->mutable_files()) {
+    if (!IsInlineStateFile(f) || f.name().rfind("MANIFEST", 0) != 0) continue;
+    f.mutable_data()->pop_back();
+    cut = true;
+  }
+  ASSERT_TRUE(cut) << "the MANIFEST travels inline";
+  absl::Status s = RestoreKeyedState(*storage_, *handle, kAll, root_ + "/restored");
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_NE(s.message().find("MANIFEST"), std::string::npos) << s;
 }
 
 // Write-back cache settling (state/write_back_cache.h): entries unchanged
@@ -579,6 +656,8 @@ TEST(CheckpointStorageTest, WritesAreWholeAndListed) {
   EXPECT_TRUE(absl::IsNotFound((*storage)->Exists("chk-1/_metadata")));
   EXPECT_TRUE(absl::IsNotFound((*storage)->Read("chk-1/_metadata").status()));
   EXPECT_TRUE((*storage)->Delete("chk-1").ok()) << "deleting what is gone is fine";
+  EXPECT_TRUE(absl::IsInvalidArgument((*storage)->Delete(""))) << "never the whole storage";
+  EXPECT_TRUE((*storage)->Exists("chk-2/_metadata").ok());
   EXPECT_TRUE(absl::IsInvalidArgument(CheckpointStorage::Open("s3://bucket/x").status()));
   EXPECT_TRUE(absl::IsInvalidArgument(CheckpointStorage::Open("relative/dir").status()));
   fs::remove_all(root);
