@@ -23,24 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool IsSst(const std::string& name) { return name.size() > 4 && name.compare(name.size() - 4, 4, ".sst") == 0; }
-
-absl::Status ReadLocalFile(const fs::path& file, std::string* out) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return absl::InternalError(absl::StrCat("cannot open ", file.string()));
-  out->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  if (in.bad()) return absl::InternalError(absl::StrCat("cannot read ", file.string()));
-  return absl::OkStatus();
-}
-
-absl::Status WriteLocalFile(const std::string& file, std::string_view data) {
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-  out.close();
-  if (!out) return absl::InternalError(absl::StrCat("cannot write ", file));
-  return absl::OkStatus();
-}
-
 // Removes a directory tree when it goes out of scope.
 class RemoveOnExit {
  public:
@@ -63,18 +45,21 @@ absl::Status WriteWholeFile(const std::string& path, std::string_view bytes) {
   return absl::OkStatus();
 }
 
-// A RocksDB checkpoint in `dir` (which must not exist) as
-// rocksdb::Checkpoint makes one: memtables flushed, the live SST files
-// hard-linked, MANIFEST copied up to its live size, CURRENT written from the
-// contents RocksDB gives, the rest copied. Unlike rocksdb::Checkpoint it
-// syncs nothing: the directory only lives until the upload has copied it to
-// checkpoint storage, and a restore never reads it. (rocksdb::Checkpoint
-// syncs every copied file and the directory; on a disk busy with other
-// tasks' uploads those syncs held the task thread for 0.2-0.6 s.)
-absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir) {
+// A RocksDB checkpoint as rocksdb::Checkpoint makes one (memtables flushed,
+// the live SST files hard-linked, MANIFEST up to its live size, CURRENT from
+// the contents RocksDB gives, the rest whole), except that only the SSTs go
+// to `dir` (created for the first; it must not exist): the other files, a
+// few KB, are read into `in_memory` (name, bytes), since the upload sends
+// them inline or writes them straight from memory. Creating each file on
+// the task thread cost an inode (ext4 looks past recently deleted ones) and
+// later an unlink. Nothing is synced: the directory only lives until the
+// upload has copied it to checkpoint storage, and a restore never reads it.
+// (rocksdb::Checkpoint syncs every copied file and the directory; on a disk
+// busy with other tasks' uploads those syncs held the task thread for
+// 0.2-0.6 s.)
+absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir,
+                                   std::vector<std::pair<std::string, std::string>>* in_memory) {
   std::error_code ec;
-  fs::create_directory(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("state snapshot: cannot create ", dir, ": ", ec.message()));
   // Files RocksDB would delete meanwhile (after a compaction) stay until the
   // links and copies are made.
   RETURN_IF_ERROR(FromRocksStatus(db.DisableFileDeletions(), "state snapshot: disable file deletions"));
@@ -83,35 +68,37 @@ absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir) {
     options.wal_size_for_flush = 0;  // always flush: with the WAL off, that persists the memtables
     std::vector<rocksdb::LiveFileStorageInfo> files;
     RETURN_IF_ERROR(FromRocksStatus(db.GetLiveFilesStorageInfo(options, &files), "state snapshot: list live files"));
+    bool made_dir = false;
     for (const rocksdb::LiveFileStorageInfo& f : files) {
       const fs::path from = fs::path(f.directory) / f.relative_filename;
-      const fs::path to = fs::path(dir) / f.relative_filename;
       if (!f.replacement_contents.empty()) {  // CURRENT, as of the listing
-        RETURN_IF_ERROR(WriteWholeFile(to.string(), f.replacement_contents));
+        in_memory->emplace_back(f.relative_filename, f.replacement_contents);
         continue;
       }
-      if (!f.trim_to_size) {
+      if (f.file_type == rocksdb::kTableFile) {
+        if (!made_dir) {
+          fs::create_directory(dir, ec);
+          if (ec) return absl::InternalError(absl::StrCat("state snapshot: cannot create ", dir, ": ", ec.message()));
+          made_dir = true;
+        }
+        const fs::path to = fs::path(dir) / f.relative_filename;
         fs::create_hard_link(from, to, ec);
         if (!ec) continue;
-        ec.clear();  // another file system: copy instead
+        // Another file system: copy instead.
+        fs::copy_file(from, to, ec);
+        if (ec) return absl::InternalError(absl::StrCat("state snapshot: cannot copy ", from.string(), ": ", ec.message()));
+        continue;
       }
       // Only the first `size` bytes belong to this checkpoint (a MANIFEST
       // grows while the database runs).
       std::ifstream in(from, std::ios::binary);
-      std::ofstream out(to, std::ios::binary | std::ios::trunc);
-      std::vector<char> buffer(64 << 10);
-      uint64_t left = f.size;
-      while (left > 0 && in) {
-        const auto n = static_cast<std::streamsize>(std::min<uint64_t>(left, buffer.size()));
-        in.read(buffer.data(), n);
-        out.write(buffer.data(), in.gcount());
-        left -= static_cast<uint64_t>(in.gcount());
+      std::string bytes(f.size, '\0');
+      in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      if (static_cast<uint64_t>(in.gcount()) != f.size) {
+        return absl::InternalError(
+            absl::StrCat("state snapshot: cannot read ", from.string(), " (", f.size, " bytes)"));
       }
-      out.close();
-      if (left > 0 || !out) {
-        return absl::InternalError(absl::StrCat("state snapshot: cannot copy ", from.string(), " (", f.size,
-                                                " bytes) to ", to.string()));
-      }
+      in_memory->emplace_back(f.relative_filename, std::move(bytes));
     }
     return absl::OkStatus();
   }();
@@ -128,7 +115,7 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
   // go to CACHE-DELTA beside the checkpoint (state/cache_delta.h).
   LocalSnapshot local;
   local.cache_delta = backend.DirtyCacheEntries(&local.cache_delta_later);
-  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir));
+  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir, &local.files_in_memory));
   local.checkpoint_id = checkpoint_id;
   local.dir = dir;
   local.range = range;
@@ -150,7 +137,7 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
                                                                        uint64_t* bytes_uploaded) {
   uint64_t copied = 0;
   RemoveOnExit cleanup(local.dir);
-  const std::string cache_delta = local.FinishCacheDelta();
+  std::string cache_delta = local.FinishCacheDelta();
   FileMap confirmed;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -163,49 +150,42 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
   size_t reused = 0;
   std::error_code ec;
   std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(local.dir, ec)) files.push_back(entry.path());
-  if (ec) return absl::InternalError(absl::StrCat("cannot list ", local.dir, ": ", ec.message()));
+  if (fs::exists(local.dir, ec)) {  // not made for a snapshot without SSTs
+    for (const auto& entry : fs::directory_iterator(local.dir, ec)) files.push_back(entry.path());
+    if (ec) return absl::InternalError(absl::StrCat("cannot list ", local.dir, ": ", ec.message()));
+  }
   std::sort(files.begin(), files.end());
   for (const fs::path& file : files) {
     const std::string name = file.filename().string();
     proto::StateFile* f = handle.add_files();
     f->set_name(name);
     f->set_size(fs::file_size(file, ec));
-    if (IsSst(name)) {
-      f->set_shared(true);
-      if (auto it = confirmed.find(name); it != confirmed.end() && it->second.size() == f->size()) {
-        f->set_path(it->second.path());
-        ++reused;
-        continue;
-      }
-      f->set_path(absl::StrCat("shared/", instance_id_, "-", name));
-      uploaded[name] = *f;
-    } else if (f->size() <= kInlineStateFileBytes) {
-      RETURN_IF_ERROR(ReadLocalFile(file, f->mutable_data()));
-      if (f->data().size() != f->size()) {
-        return absl::InternalError(absl::StrCat(file.string(), " changed while it was read"));
-      }
-      copied += f->size();
+    f->set_shared(true);
+    if (auto it = confirmed.find(name); it != confirmed.end() && it->second.size() == f->size()) {
+      f->set_path(it->second.path());
+      ++reused;
       continue;
-    } else {
-      f->set_path(absl::StrCat(private_dir, "/", name));
     }
+    f->set_path(absl::StrCat("shared/", instance_id_, "-", name));
+    uploaded[name] = *f;
     if (absl::Status s = storage_->Upload(file.string(), f->path()); !s.ok()) return s;
     copied += f->size();
   }
-  if (!cache_delta.empty()) {
-    // Straight from memory to checkpoint storage: a local copy would only
-    // be written, read back and deleted.
+  // The small files, and CACHE-DELTA, straight from memory: inline up to
+  // kInlineStateFileBytes, else a file in the private directory (a local
+  // copy would only be written, read back and deleted).
+  if (!cache_delta.empty()) local.files_in_memory.emplace_back(CacheDelta::kFileName, std::move(cache_delta));
+  for (auto& [name, bytes] : local.files_in_memory) {
     proto::StateFile* f = handle.add_files();
-    f->set_name(CacheDelta::kFileName);
-    f->set_size(cache_delta.size());
-    if (cache_delta.size() <= kInlineStateFileBytes) {
-      f->set_data(cache_delta);
-    } else {
-      f->set_path(absl::StrCat(private_dir, "/", CacheDelta::kFileName));
-      RETURN_IF_ERROR(storage_->Write(f->path(), cache_delta));
-    }
+    f->set_name(name);
+    f->set_size(bytes.size());
     copied += f->size();
+    if (bytes.size() <= kInlineStateFileBytes) {
+      f->set_data(std::move(bytes));
+      continue;
+    }
+    f->set_path(absl::StrCat(private_dir, "/", name));
+    RETURN_IF_ERROR(storage_->Write(f->path(), bytes));
   }
   if (bytes_uploaded != nullptr) *bytes_uploaded = copied;
   std::lock_guard<std::mutex> lock(mu_);
@@ -258,7 +238,7 @@ absl::Status DownloadFiles(CheckpointStorage& storage, const proto::KeyedStateHa
         return absl::DataLossError(absl::StrCat("inline state file ", f.name(), " has ", f.data().size(),
                                                 " bytes, the snapshot recorded ", f.size()));
       }
-      RETURN_IF_ERROR(WriteLocalFile(local, f.data()));
+      RETURN_IF_ERROR(WriteWholeFile(local, f.data()));
       continue;
     }
     if (absl::Status s = storage.Download(f.path(), local); !s.ok()) return s;

@@ -4,8 +4,9 @@
 //
 //   synchronous (task thread, between batches):
 //     LocalSnapshot local = TakeLocalSnapshot(backend, id, dir, range);
-//       a RocksDB checkpoint in `dir` (memtables flushed, live SST files
-//       hard-linked, no copy), and the write-back cache's dirty entries
+//       a RocksDB checkpoint (memtables flushed, live SST files hard-linked
+//       into `dir`, no copy; MANIFEST, CURRENT and OPTIONS read into
+//       memory), and the write-back cache's dirty entries
 //       serialized (state/cache_delta.h); the cache is not flushed. What
 //       a contributor leaves for later (KeyedStateBackend::LaterDelta: a
 //       BufferedMapState's records) is only referenced.
@@ -59,6 +60,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -80,7 +82,10 @@ inline constexpr uint64_t kInlineStateFileBytes = uint64_t{32} << 10;
 
 struct LocalSnapshot {
   int64_t checkpoint_id = 0;
-  std::string dir;  // a RocksDB checkpoint: hard links and small copied files
+  std::string dir;  // the RocksDB checkpoint's SST files, hard-linked (made for the first)
+  // Its other files (CURRENT, MANIFEST to its live size, OPTIONS): name and
+  // bytes, a few KB.
+  std::vector<std::pair<std::string, std::string>> files_in_memory;
   KeyGroupRange range{0, 0};
   // CACHE-DELTA's records so far, and the work that appends the rest
   // (KeyedStateBackend::DirtyCacheEntries): Upload finishes it and writes it
