@@ -6,12 +6,16 @@
 #include <cstdio>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
+
 namespace vstream {
 
 namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 }  // namespace
+
+void DisableMutexDeadlockDetection() { absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore); }
 
 int ExitWithError(const std::string& process, const absl::Status& status, int exit_code) {
   std::fprintf(stderr, "%s: %s\n", process.c_str(), std::string(status.message()).c_str());

@@ -12,6 +12,7 @@
 int main(int argc, char** argv) {
   using namespace vstream;
   RetainFreedMemory();
+  DisableMutexDeadlockDetection();
   const std::string self = "vstream-jobmanager";
   auto flags = ParseFlags(argc, argv, 1,
                           {"rpc-port", "data-dir", "config", "host", "log-level", "heartbeat-timeout-ms"},

@@ -14,6 +14,7 @@ namespace vstream {
 
 int TaskManagerMain(int argc, char** argv) {
   RetainFreedMemory();
+  DisableMutexDeadlockDetection();
   const std::string self = "vstream-taskmanager";
   auto flags = ParseFlags(argc, argv, 1,
                           {"jobmanager", "rpc-port", "slots", "data-dir", "config", "host", "log-level",
