@@ -26,7 +26,8 @@
 //
 // Checkpoint storage (one directory per job; see state/checkpoint_storage.h):
 //   chk-<n>/_metadata   the CheckpointMetadata of completed checkpoint n
-//   chk-<n>/...         n's private files (MANIFEST, CURRENT, ...)
+//   chk-<n>/...         n's private files over 32 KiB (CACHE-DELTA, ...); smaller
+//                       ones are inline in the handles (StateFile.data)
 //   shared/...          SST files, each referenced by one or more checkpoints
 //
 // A shared file (StateFile.shared) is counted once per retained completed

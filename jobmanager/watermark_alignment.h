@@ -11,8 +11,10 @@
 // windows and join buffers that a slow one holds open.
 //
 // Until every subtask of the group has read its first record, for at most
-// kStartupGraceMs, the others stop after their first batch: else the first
-// to start would run free until the last one reports. (A source that never
+// kStartupGraceMs, the others get no bound above the minimum: else the first
+// to start would run free until the last one reports. (The source task
+// itself allows max_drift past its own first watermark meanwhile:
+// StreamTask::AlignmentPauses.) (A source that never
 // reads a record, an empty file, holds its group back for the grace only.)
 //
 // Left out of the lowest: idle and finished subtasks (active = false), and

@@ -38,8 +38,9 @@ struct AlignedSource {
   std::atomic<bool> idle{false};
   std::atomic<bool> done{false};   // the task ended: reported inactive, then dropped
   // Written by the reporter: the highest watermark the source may reach.
-  // Until the first answer, none above the minimum: the source reads one
-  // batch, then waits for the JobManager (registering wakes the reporter).
+  // Until the first answer, none above the minimum: the task then allows
+  // max_drift past the source's first watermark (StreamTask::AlignmentPauses)
+  // while the reporter asks the JobManager (registering wakes it).
   std::atomic<int64_t> max_watermark{INT64_MIN};
 };
 

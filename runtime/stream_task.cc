@@ -827,7 +827,20 @@ bool StreamTask::AlignmentPauses(const SourceOperator& source) {
   const int64_t watermark = source.current_watermark();
   aligned_->watermark.store(watermark, std::memory_order_relaxed);
   aligned_->idle.store(source.idle(), std::memory_order_relaxed);
-  if (watermark <= aligned_->max_watermark.load(std::memory_order_relaxed)) {
+  if (start_watermark_ == kMinWatermark) start_watermark_ = watermark;
+  // Up to max_drift past where this subtask started, whatever the group's
+  // bound says yet. Until every subtask of the group has read its first
+  // record, the JobManager bounds them all at their first batch
+  // (jobmanager/watermark_alignment.h): a report or two of standing still
+  // at the start, which a paced source made up as a backlog (q4: 33 ms, and
+  // its first 300 ms of records late). The drift allowed is alignment's own.
+  int64_t bound = aligned_->max_watermark.load(std::memory_order_relaxed);
+  if (start_watermark_ != kMinWatermark) {
+    int64_t from_start;
+    if (__builtin_add_overflow(start_watermark_, aligned_->max_drift_ms, &from_start)) from_start = INT64_MAX;
+    bound = std::max(bound, from_start);
+  }
+  if (watermark <= bound) {
     if (alignment_paused_since_ns_ != 0) {
       alignment_paused_ns_ += MonotonicNanos() - alignment_paused_since_ns_;
       alignment_paused_since_ns_ = 0;

@@ -221,6 +221,9 @@ class StreamTask {
   std::shared_ptr<AlignedSource> aligned_;
   int64_t alignment_paused_ns_ = 0;        // paused so far
   int64_t alignment_paused_since_ns_ = 0;  // 0: not paused
+  // The source's first watermark (after its first batch, or as restored):
+  // it may read up to max_drift past it before the group's bound says so.
+  int64_t start_watermark_ = kMinWatermark;
 };
 
 }  // namespace vstream

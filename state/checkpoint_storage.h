@@ -7,7 +7,7 @@
 // Paths are relative to the storage root, with '/' separators:
 //
 //   shared/<backend instance>-000012.sst     SST files, referenced by many checkpoints
-//   chk-7/<vertex>-<subtask>/MANIFEST-000005  a checkpoint's private files
+//   chk-7/<vertex>-<subtask>/CACHE-DELTA      a checkpoint's private files (the small ones are inline)
 //   chk-7/_metadata                           written last, atomically
 //
 // Every write is atomic: a file appears whole under its name or not at all.

@@ -48,8 +48,9 @@ absl::Status WriteWholeFile(const std::string& path, std::string_view bytes) {
 // A RocksDB checkpoint as rocksdb::Checkpoint makes one (memtables flushed,
 // the live SST files hard-linked, MANIFEST up to its live size, CURRENT from
 // the contents RocksDB gives, the rest whole), except that only the SSTs go
-// to `dir` (created for the first; it must not exist): the other files, a
-// few KB, are read into `in_memory` (name, bytes), since the upload sends
+// to `dir` (created for the first; it must not exist): the other files (KBs;
+// the MANIFEST up to about 1 MiB, max_manifest_file_size in
+// keyed_state_backend.cc) are read into `in_memory` (name, bytes), since the upload sends
 // them inline or writes them straight from memory. Creating each file on
 // the task thread cost an inode (ext4 looks past recently deleted ones) and
 // later an unlink. Nothing is synced: the directory only lives until the
@@ -57,7 +58,7 @@ absl::Status WriteWholeFile(const std::string& path, std::string_view bytes) {
 // (rocksdb::Checkpoint syncs every copied file and the directory; on a disk
 // busy with other tasks' uploads those syncs held the task thread for
 // 0.2-0.6 s.)
-absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir,
+absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir, bool* made_dir,
                                    std::vector<std::pair<std::string, std::string>>* in_memory) {
   std::error_code ec;
   // Files RocksDB would delete meanwhile (after a compaction) stay until the
@@ -68,7 +69,6 @@ absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir,
     options.wal_size_for_flush = 0;  // always flush: with the WAL off, that persists the memtables
     std::vector<rocksdb::LiveFileStorageInfo> files;
     RETURN_IF_ERROR(FromRocksStatus(db.GetLiveFilesStorageInfo(options, &files), "state snapshot: list live files"));
-    bool made_dir = false;
     for (const rocksdb::LiveFileStorageInfo& f : files) {
       const fs::path from = fs::path(f.directory) / f.relative_filename;
       if (!f.replacement_contents.empty()) {  // CURRENT, as of the listing
@@ -76,10 +76,10 @@ absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir,
         continue;
       }
       if (f.file_type == rocksdb::kTableFile) {
-        if (!made_dir) {
+        if (!*made_dir) {
           fs::create_directory(dir, ec);
           if (ec) return absl::InternalError(absl::StrCat("state snapshot: cannot create ", dir, ": ", ec.message()));
-          made_dir = true;
+          *made_dir = true;
         }
         const fs::path to = fs::path(dir) / f.relative_filename;
         fs::create_hard_link(from, to, ec);
@@ -115,7 +115,7 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
   // go to CACHE-DELTA beside the checkpoint (state/cache_delta.h).
   LocalSnapshot local;
   local.cache_delta = backend.DirtyCacheEntries(&local.cache_delta_later);
-  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir, &local.files_in_memory));
+  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir, &local.made_dir, &local.files_in_memory));
   local.checkpoint_id = checkpoint_id;
   local.dir = dir;
   local.range = range;
@@ -150,7 +150,7 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
   size_t reused = 0;
   std::error_code ec;
   std::vector<fs::path> files;
-  if (fs::exists(local.dir, ec)) {  // not made for a snapshot without SSTs
+  if (local.made_dir) {  // not for a snapshot without SSTs
     for (const auto& entry : fs::directory_iterator(local.dir, ec)) files.push_back(entry.path());
     if (ec) return absl::InternalError(absl::StrCat("cannot list ", local.dir, ": ", ec.message()));
   }

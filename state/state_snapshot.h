@@ -82,14 +82,16 @@ inline constexpr uint64_t kInlineStateFileBytes = uint64_t{32} << 10;
 
 struct LocalSnapshot {
   int64_t checkpoint_id = 0;
-  std::string dir;  // the RocksDB checkpoint's SST files, hard-linked (made for the first)
-  // Its other files (CURRENT, MANIFEST to its live size, OPTIONS): name and
-  // bytes, a few KB.
+  std::string dir;       // the RocksDB checkpoint's SST files, hard-linked
+  bool made_dir = false;  // dir exists: made for the first SST
+  // Its other files (CURRENT, MANIFEST to its live size, at most about
+  // 1 MiB, OPTIONS): name and bytes.
   std::vector<std::pair<std::string, std::string>> files_in_memory;
   KeyGroupRange range{0, 0};
   // CACHE-DELTA's records so far, and the work that appends the rest
-  // (KeyedStateBackend::DirtyCacheEntries): Upload finishes it and writes it
-  // to checkpoint storage beside the files of `dir`, off the task thread.
+  // (KeyedStateBackend::DirtyCacheEntries): Upload finishes it and sends it
+  // with files_in_memory (inline or into the private directory), off the
+  // task thread.
   CacheDelta cache_delta;
   std::vector<KeyedStateBackend::LaterDelta> cache_delta_later;
   // Runs cache_delta_later (and then drops it) and returns CACHE-DELTA's

@@ -455,5 +455,48 @@ sinks:
   EXPECT_NE(cluster.taskmanager(0).Stderr().find("for watermark alignment (group 'feeds'"), std::string::npos);
 }
 
+// At the start the group's bound is not known until every subtask has read
+// its first record and the next report has gone round (update_interval: 3 s
+// here). Meanwhile each source reads up to max_drift past its own first
+// watermark: two sources of 20,000 rows (20 s of event time, under the
+// 100 s drift) read to the end without standing still for a report. (They
+// stopped after their first batch until the next report, about 3 s.)
+TEST(WatermarkAlignmentTest, SourcesReadWithinTheDriftOfTheirStartBeforeTheGroupIsKnown) {
+  TestCluster cluster(1, 4);
+  TempDir data("alignment-start");
+  WriteFile(data.File("job.yaml"), R"(name: aligned-start
+parallelism: 1
+sources:
+  - name: a
+    connector: generator
+    count: 20000
+    schema: {ts: timestamp, v: int}
+    fields: {ts: {kind: sequence, min: 1700000000000}}
+    event_time: {field: ts, alignment: {group: feeds, max_drift: 100s, update_interval: 3s}}
+  - name: b
+    connector: generator
+    count: 20000
+    schema: {ts: timestamp, v: int}
+    fields: {ts: {kind: sequence, min: 1700000000000}}
+    event_time: {field: ts, alignment: {group: feeds, max_drift: 100s, update_interval: 3s}}
+operators:
+  - {name: both, type: union, inputs: [a, b]}
+sinks:
+  - {name: out, connector: blackhole, input: both}
+)");
+  CommandResult r = cluster.Vstream({"submit", data.File("job.yaml"), "--wait"}, std::chrono::seconds(60));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string log = cluster.taskmanager(0).Stderr();
+  int sources = 0;
+  for (size_t at = log.find(" ms for watermark alignment"); at != std::string::npos;
+       at = log.find(" ms for watermark alignment", at + 1)) {
+    const size_t start = log.rfind("paused ", at) + 7;
+    const int64_t paused_ms = std::stoll(log.substr(start, at - start));
+    EXPECT_LT(paused_ms, 1000) << "a source stood still for a report: " << log.substr(start - 7, at - start + 40);
+    ++sources;
+  }
+  EXPECT_EQ(sources, 2) << log;
+}
+
 }  // namespace
 }  // namespace vstream::testing
