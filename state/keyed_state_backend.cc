@@ -209,9 +209,9 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Open(
   db_options.max_open_files = options.max_open_files;
   db_options.max_background_jobs = options.max_background_jobs;
   // Every snapshot copies the MANIFEST up to its live size, which grows by
-  // each flush and compaction (a checkpoint a second: a few per second)
-  // until RocksDB starts a new one: at its default, 1 GiB, the copy would
-  // grow with the job's uptime. A new MANIFEST begins with the live state.
+  // each flush and compaction until RocksDB starts a new one: at its
+  // default, 1 GiB, the copy would grow with the job's uptime. A new
+  // MANIFEST begins with the live state.
   db_options.max_manifest_file_size = uint64_t{1} << 20;
   db_options.write_buffer_manager = resources->write_buffer_manager();
   db_options.env = UnsyncedEnv();
