@@ -30,6 +30,9 @@ struct JobBuilder::Stream {
   std::string side_output;  // empty: the main output
   Schema schema;
   int time_index;  // the event-time field in schema, -1: none
+  // Non-empty: the stream is partitioned by the hash of these fields at its
+  // vertex's parallelism (MarkPartitioned).
+  std::vector<int> partitioned_by = {};
 };
 
 // One input of a vertex: an edge, once Build() knows the parallelism.
@@ -37,7 +40,7 @@ struct JobBuilder::Input {
   int stream;        // index into streams_
   int target_input;  // 0: the only, left or main input; 1: right or broadcast
   Partition partition;
-  std::vector<int> key_fields;  // non-empty: a HASH edge on these fields of the stream
+  std::vector<int> key_fields;  // non-empty: a HASH edge on these fields of the stream (FORWARD if partitioned so)
 };
 
 // A vertex as defined; parallelism and edges are resolved by Build().
@@ -68,6 +71,13 @@ bool IsValidName(std::string_view name) {
     if (!ok) return false;
   }
   return true;
+}
+
+// 0, 1, ..., n - 1.
+std::vector<int> LeadingFields(size_t n) {
+  std::vector<int> fields(n);
+  for (size_t i = 0; i < n; ++i) fields[i] = static_cast<int>(i);
+  return fields;
 }
 
 bool IsNumeric(FieldType t) { return t == FieldType::kInt || t == FieldType::kDouble; }
@@ -543,6 +553,21 @@ StreamRef JobBuilder::AddVertex(std::string_view kind, std::string_view name,
   if (output == nullptr) return StreamRef();
   streams_.push_back(Stream{std::string(name), id, "", *output, output_time_index});
   return StreamRef(std::string(name));
+}
+
+void JobBuilder::MarkPartitioned(int input, const std::vector<int>& key_fields, const std::vector<int>& output_fields) {
+  if (error_ || streams_.empty() || key_fields.empty() || output_fields.size() != key_fields.size()) return;
+  Stream& out = streams_.back();
+  const Schema& in = streams_[input].schema;
+  for (size_t i = 0; i < key_fields.size(); ++i) {
+    const int f = output_fields[i];
+    // The hash is of the encoded values: the same only for the same types.
+    if (f < 0 || static_cast<size_t>(f) >= out.schema.size() ||
+        out.schema.field(f).type != in.field(key_fields[i]).type) {
+      return;
+    }
+  }
+  out.partitioned_by = output_fields;
 }
 
 const Schema* JobBuilder::StreamSchema(std::string_view name) const {
@@ -1155,9 +1180,11 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
   spec->set_changelog(aggregate.changelog);
   spec->set_retract_field(aggregate.retract_field);
   // A running aggregate's rows are updates, not events: no event time.
-  return AddVertex("aggregate", name, std::move(op),
-                   {Input{in, 0, Partition::kAuto, std::move(key_fields)}}, &output, -1,
-                   options.parallelism);
+  StreamRef out =
+      AddVertex("aggregate", name, std::move(op), {Input{in, 0, Partition::kAuto, key_fields}}, &output, -1,
+                options.parallelism);
+  MarkPartitioned(in, key_fields, LeadingFields(key_fields.size()));  // its output starts with the key
+  return out;
 }
 
 StreamRef JobBuilder::Process(std::string_view name, const StreamRef& input,
@@ -1260,8 +1287,9 @@ StreamRef JobBuilder::Process(std::string_view name, const StreamRef& input,
   spec->set_time_field_index(input_time);
   spec->set_declared_output_schema(process.output_schema.has_value());
   StreamRef out =
-      AddVertex(kKind, name, std::move(op), {Input{in, 0, Partition::kAuto, std::move(key_fields)}},
-                &output, output_time, options.parallelism);
+      AddVertex(kKind, name, std::move(op), {Input{in, 0, Partition::kAuto, key_fields}}, &output, output_time,
+                options.parallelism);
+  if (computed) MarkPartitioned(in, key_fields, computed->key_fields);
   if (!process.dead_letter.empty()) {
     streams_.push_back(Stream{process.dead_letter, vertices_.back().proto.id(), kDeadLetterOutput,
                               DeadLetterSchema(), -1});
@@ -1391,9 +1419,9 @@ StreamRef JobBuilder::Window(std::string_view name, const StreamRef& input,
   spec->set_late_output(window.late_output);
   spec->set_processing_time(processing);
   spec->set_time_field_index(processing ? -1 : input_time);
-  StreamRef out = AddVertex("window", name, std::move(op),
-                            {Input{in, 0, Partition::kAuto, std::move(key_fields)}}, &output,
+  StreamRef out = AddVertex("window", name, std::move(op), {Input{in, 0, Partition::kAuto, key_fields}}, &output,
                             output_time, options.parallelism);
+  MarkPartitioned(in, key_fields, LeadingFields(key_fields.size()));  // its output starts with the key
   if (!window.late_output.empty()) {
     streams_.push_back(Stream{window.late_output, vertices_.back().proto.id(), kLateOutput,
                               input_schema, input_time});
@@ -1780,6 +1808,12 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
       edge->set_side_output(stream.side_output);
       edge->set_target_input(in.target_input);
       if (!in.key_fields.empty()) {
+        if (in.key_fields == stream.partitioned_by && producer_p == p) {
+          // Partitioned by this key at this parallelism already: each record
+          // is at the subtask its key's hash would send it to.
+          edge->set_partitioning(proto::FORWARD);
+          continue;
+        }
         edge->set_partitioning(proto::HASH);
         for (int k : in.key_fields) edge->add_key_fields(k);
         continue;

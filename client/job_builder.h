@@ -664,6 +664,15 @@ class JobBuilder {
   StreamRef AddVertex(std::string_view kind, std::string_view name, proto::OperatorSpec op,
                       std::vector<Input> inputs, const Schema* output, int output_time_index,
                       int parallelism);
+  // Partitioned streams: the main output just added (streams_.back()) of a
+  // vertex keyed by `key_fields` of its input is partitioned as that input
+  // was routed to it, by the key's hash, when each row holds the key in
+  // `output_fields` (same order, same types). Build() then gives a consumer
+  // keyed by exactly those fields at the same parallelism a FORWARD edge
+  // (chained) instead of a hash exchange, as Flink's
+  // reinterpretAsKeyedStream does by hand; keyed operators check every
+  // record's key group (OwnedKeyGroups).
+  void MarkPartitioned(int input, const std::vector<int>& key_fields, const std::vector<int>& output_fields);
 
   std::string job_name_;
   int parallelism_ = 1;

@@ -26,6 +26,8 @@ inline int SubtaskForKeyGroup(int key_group, int max_parallelism, int parallelis
 struct KeyGroupRange {
   int start;  // inclusive
   int end;    // inclusive
+
+  bool Contains(int key_group) const { return key_group >= start && key_group <= end; }
 };
 
 // The key groups owned by one subtask.

@@ -177,6 +177,36 @@ TEST_F(JobBuilderTest, EdgesFollowParallelismPartitionAndKeyBy) {
   EXPECT_EQ(graph->vertices(2).parallelism(), 2);
 }
 
+// Partitioned streams: an aggregate's output (its key fields first) is
+// already at the subtask its key's hash picks, so a consumer keyed by the
+// same fields at the same parallelism reads it over a FORWARD edge (chained);
+// any other key, order or parallelism, or a stream that went through another
+// vertex, is a hash exchange.
+TEST_F(JobBuilderTest, AStreamPartitionedByAKeyIsReadByTheSameKeyWithoutAnExchange) {
+  JobBuilder b("j");
+  b.SetParallelism(2);
+  b.FileSource("vitals", vitals_, "csv", VitalsSchema());
+  b.Aggregate("per_patient", "vitals", {"patient_id", "hr"}, {{"n", "count(*)"}});       // 0: hash
+  b.Aggregate("same_key", "per_patient", {"patient_id", "hr"}, {{"m", "max(n)"}});       // 1: forward
+  b.Aggregate("key_reordered", "per_patient", {"hr", "patient_id"}, {{"m", "max(n)"}});  // 2: hash
+  b.Aggregate("key_part", "per_patient", {"patient_id"}, {{"m", "max(n)"}});             // 3: hash
+  b.Aggregate("wider", "per_patient", {"patient_id", "hr"}, {{"m", "max(n)"}}, Parallel(3));  // 4: hash
+  b.Filter("kept", "per_patient", "n > 1");                                              // 5: forward
+  b.Aggregate("after_filter", "kept", {"patient_id", "hr"}, {{"m", "max(n)"}});          // 6: hash
+  b.Aggregate("again", "same_key", {"patient_id", "hr"}, {{"c", "count(*)"}});           // 7: forward
+  b.Sink("out", "again", SinkOptions::Blackhole());                                      // 8: forward
+  absl::StatusOr<proto::JobGraph> graph = b.Build();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  ASSERT_EQ(graph->edges_size(), 9);
+  const proto::Partitioning expected[] = {proto::HASH, proto::FORWARD, proto::HASH,    proto::HASH,   proto::HASH,
+                                          proto::FORWARD, proto::HASH, proto::FORWARD, proto::FORWARD};
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_EQ(graph->edges(i).partitioning(), expected[i]) << "edge " << i << " to "
+                                                           << graph->vertices(graph->edges(i).target()).name();
+  }
+  EXPECT_TRUE(graph->edges(1).key_fields().empty());
+}
+
 TEST_F(JobBuilderTest, JobSettingsMayComeAfterTheVertices) {
   JobBuilder b("j");
   b.FileSource("vitals", vitals_, "csv", VitalsSchema());

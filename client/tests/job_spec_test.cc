@@ -565,6 +565,12 @@ TEST_F(JobSpecTest, TheBedsideNews2ExampleCompilesAsWritten) {
     EXPECT_GE(scores.IndexOf(field), 0) << field;
   }
   EXPECT_EQ(graph->vertices(3).op().sink().path(), "/data/out/scores");
+  // The dedup is partitioned per patient and passes its records on as they
+  // are: news2, per patient too, reads it without an exchange (chained).
+  ASSERT_EQ(graph->edges_size(), 3);
+  EXPECT_EQ(graph->edges(0).partitioning(), proto::HASH);
+  EXPECT_EQ(graph->edges(1).partitioning(), proto::FORWARD);
+  EXPECT_EQ(graph->edges(1).target(), 2);
 }
 
 TEST_F(JobSpecTest, MllpSourceListensOnAPortAndMakesHl7Rows) {

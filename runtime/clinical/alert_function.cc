@@ -65,7 +65,7 @@ class Alert final : public KeyedProcessFunction {
       return absl::InvalidArgumentError("the input has no event time (score rows have observed_at)");
     }
     ProcessOutputSchema out;
-    for (int k : input.key_fields) out.schema.Add(input.schema.field(k).name, input.schema.field(k).type);
+    out.AddKeyFields(input);
     out.schema.Add("alert_id", FieldType::kString);
     out.schema.Add("alert_at", FieldType::kTimestamp);
     out.time_index = static_cast<int>(out.schema.size()) - 1;

@@ -37,7 +37,8 @@ class Dedup final : public KeyedProcessFunction {
                                                         input.schema.DebugString()));
       }
     }
-    return ProcessOutputSchema{input.schema, input.time_index};
+    // A record goes out as it came in: its key fields are the key's.
+    return ProcessOutputSchema{input.schema, input.time_index, input.key_fields};
   }
 
   absl::Status Open(ProcessSetup& setup) override {

@@ -141,7 +141,7 @@ class EarlyWarning final : public KeyedProcessFunction {
     RETURN_IF_ERROR(need("unit", FieldType::kString, false).status());
     RETURN_IF_ERROR(need("status", FieldType::kString, false).status());
     ProcessOutputSchema out;
-    for (int k : input.key_fields) out.schema.Add(input.schema.field(k).name, input.schema.field(k).type);
+    out.AddKeyFields(input);
     out.schema.Add("message_id", FieldType::kString);
     out.schema.Add("observed_at", FieldType::kTimestamp);
     out.time_index = static_cast<int>(out.schema.size()) - 1;

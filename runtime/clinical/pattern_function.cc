@@ -202,8 +202,8 @@ class Pattern final : public KeyedProcessFunction {
                                                          "rename it in a map first"));
         }
       }
-      out.schema.Add(f.name, f.type);
     }
+    out.AddKeyFields(input);
     out.schema.Add("pattern", FieldType::kString);
     out.schema.Add("matched_at", FieldType::kTimestamp);
     out.time_index = static_cast<int>(out.schema.size()) - 1;

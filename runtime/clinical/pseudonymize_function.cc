@@ -125,6 +125,7 @@ class Pseudonymize final : public KeyedProcessFunction {
                                    " || ''); the input has ", input.schema.DebugString()));
       }
     }
+    // No key fields declared: a pseudonymized key field no longer holds the key.
     return ProcessOutputSchema{input.schema, input.time_index};
   }
 

@@ -631,7 +631,8 @@ class ScoreModelFunction final : public KeyedProcessFunction {
   absl::StatusOr<ProcessOutputSchema> OutputSchema(const ProcessInput& input) const override {
     const absl::Status checked = model_->CheckInput(input.schema);
     if (!checked.ok()) return ProcessParams::Error("model", std::string(checked.message()));
-    ProcessOutputSchema out{input.schema, input.time_index};
+    // The input's fields, then the score's: its key fields are the key's.
+    ProcessOutputSchema out{input.schema, input.time_index, input.key_fields};
     out.schema.Add(model_->output(), FieldType::kDouble);
     if (threshold_) {
       const std::string high = HighName();

@@ -41,6 +41,7 @@ absl::Status AggregateOperator::Open(const OperatorContext& ctx) {
   before_.resize(calls_.size());
   after_.resize(calls_.size());
   max_parallelism_ = ctx.max_parallelism;
+  owned_key_groups_.Init(ctx, "aggregate");
   return OpenKeyedValueState(ctx, "acc", &backend_, &acc_state_, ctx.state_ttl_ms);
 }
 
@@ -54,6 +55,10 @@ void AggregateOperator::Push(RowBatch& batch) {
     key_.clear();
     EncodeKey(input_, in, key_fields_, &key_);
     const int kg = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+    if (!owned_key_groups_.Owns(kg)) {
+      status_ = owned_key_groups_.Foreign(kg);
+      break;
+    }
     Row& row = out_.Append();
     absl::Status s = backend_->Update(acc_state_, kg, key_, [&](bool, std::string* value) {
       accs_->Add(in, arrival_++, value);
@@ -114,6 +119,10 @@ void AggregateOperator::PushUpdating(RowBatch& batch) {
     key_.clear();
     EncodeKey(input_, in, key_fields_, &key_);
     const int kg = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+    if (!owned_key_groups_.Owns(kg)) {
+      status_ = owned_key_groups_.Foreign(kg);
+      break;
+    }
     bool had = false;  // the key had a row before this record
     bool has = false;  // and after it
     absl::Status s = backend_->Update(acc_state_, kg, key_, [&](bool present, std::string* value) {

@@ -56,6 +56,7 @@ class AggregateOperator : public StreamOperator {
   Row after_;
   std::unique_ptr<AccumulatorSet> accs_;
   int max_parallelism_ = 128;
+  OwnedKeyGroups owned_key_groups_;
   std::unique_ptr<KeyedStateBackend> backend_;
   StateId acc_state_ = 0;
   int64_t arrival_ = 0;  // orders first/last

@@ -69,8 +69,8 @@ class NoDataAlert final : public KeyedProcessFunction {
         return absl::InvalidArgumentError(absl::StrCat(
             "key field '", f.name, "' would clash with the output's own field of that name; rename it in a map first"));
       }
-      out.schema.Add(f.name, f.type);
     }
+    out.AddKeyFields(input);
     out.schema.Add("last_ts", FieldType::kTimestamp);
     out.schema.Add("alert_ts", FieldType::kTimestamp);
     out.time_index = static_cast<int>(out.schema.size()) - 1;

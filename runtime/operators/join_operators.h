@@ -116,6 +116,7 @@ class IntervalJoinOperator : public StreamOperator {
   int time_index_[2];
   int64_t lower_, upper_;
   int max_parallelism_ = kDefaultMaxParallelism;
+  OwnedKeyGroups owned_key_groups_;
   std::unique_ptr<KeyedStateBackend> backend_;
   std::unique_ptr<BufferedMapState> buffers_[2];
   size_t buffer_memory_limit_ = BufferedMapState::kDefaultMemoryLimit;

@@ -1,6 +1,24 @@
 #include "runtime/operators/operator.h"
 
+#include "absl/strings/str_cat.h"
+#include "common/absl_compat.h"
+
 namespace vstream {
+
+void OwnedKeyGroups::Init(const OperatorContext& ctx, std::string_view kind) {
+  range_ = KeyGroupRangeForSubtask(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
+  who_ = absl::StrCat(AV(kind), " '", ctx.vertex_name, "' subtask ", ctx.subtask_index);
+  max_parallelism_ = ctx.max_parallelism;
+  parallelism_ = ctx.parallelism;
+}
+
+absl::Status OwnedKeyGroups::Foreign(int key_group) const {
+  // Key groups only: never the key, which may identify a patient.
+  return absl::InternalError(absl::StrCat(
+      who_, " (key groups ", range_.start, "-", range_.end, " of ", max_parallelism_, ") got a record of key group ",
+      key_group, ", which subtask ", SubtaskForKeyGroup(key_group, max_parallelism_, parallelism_),
+      " owns: its input is not partitioned by its key as the job graph says (a bug; please report it)"));
+}
 
 absl::StatusOr<std::unique_ptr<KeyedStateBackend>> OpenKeyedStateBackend(const OperatorContext& ctx) {
   KeyedStateBackendOptions options;

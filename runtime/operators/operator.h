@@ -11,6 +11,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,6 +19,7 @@
 #include "common/latency_histogram.h"
 #include "common/time_util.h"
 #include "runtime/types.h"
+#include "state/key_groups.h"
 #include "state/keyed_state_backend.h"
 #include "state/state_clock.h"
 #include "state/state_resources.h"
@@ -92,6 +94,26 @@ struct OperatorContext {
   // must outlive the operator. Default null: the system clock. Tests pass a
   // ManualStateClock.
   const StateClock* clock = nullptr;
+};
+
+// The key groups a keyed operator's subtask owns. Each record reaches the
+// subtask that owns its key's group: over a HASH edge by routing, over a
+// FORWARD edge because its producer's output was already partitioned by the
+// same key at the same parallelism (JobBuilder, "Partitioned streams"). A
+// keyed operator checks each record's group with Owns() and fails with
+// Foreign() on a record of another subtask's: its state would sit where no
+// restore or rescale of that key looks for it.
+class OwnedKeyGroups {
+ public:
+  void Init(const OperatorContext& ctx, std::string_view kind);
+  bool Owns(int key_group) const { return range_.Contains(key_group); }
+  absl::Status Foreign(int key_group) const;
+
+ private:
+  KeyGroupRange range_{0, -1};
+  std::string who_;
+  int max_parallelism_ = 1;
+  int parallelism_ = 1;
 };
 
 // Opens an operator subtask's RocksDB keyed state (under ctx.state_dir, in

@@ -95,10 +95,30 @@ struct ProcessInput {
 
 // The stream a function produces.
 struct ProcessOutputSchema {
+  ProcessOutputSchema() = default;
+  ProcessOutputSchema(Schema schema_, int time_index_, std::vector<int> key_fields_ = {})
+      : schema(std::move(schema_)), time_index(time_index_), key_fields(std::move(key_fields_)) {}
+
   Schema schema;
   // Index in `schema` of the output's event-time field; -1: none (the stream
   // then has no event time downstream).
   int time_index = -1;
+  // Indexes in `schema` of fields that hold, in every row the function
+  // emits, the current key's values of ProcessInput::key_fields, in key
+  // order (with the same types); empty: none known. A consumer keyed by
+  // these fields at the same parallelism then reads the output over a
+  // FORWARD edge, chained, instead of a hash exchange (JobBuilder,
+  // "Partitioned streams"); the consumer checks every record's key group.
+  std::vector<int> key_fields;
+
+  // Adds the input's key fields to the schema, as a function whose rows
+  // start with the current key (ctx.key_row()) has them, and declares them.
+  void AddKeyFields(const ProcessInput& input) {
+    for (int k : input.key_fields) {
+      key_fields.push_back(static_cast<int>(schema.size()));
+      schema.Add(input.schema.field(k).name, input.schema.field(k).type);
+    }
+  }
 };
 
 // Handed to KeyedProcessFunction::Open: declares the function's keyed

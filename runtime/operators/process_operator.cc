@@ -143,6 +143,7 @@ absl::Status ProcessOperator::Open(const OperatorContext& ctx) {
   }
 
   max_parallelism_ = ctx.max_parallelism;
+  owned_key_groups_.Init(ctx, "process operator");
   clock_ = ctx.clock != nullptr ? ctx.clock : &StateClock::System();
   ASSIGN_OR_RETURN(backend_, OpenKeyedStateBackend(ctx));
   ASSIGN_OR_RETURN(event_timers_, TimerQueue::Create(*backend_, "__event_timers"));
@@ -166,6 +167,10 @@ void ProcessOperator::Push(RowBatch& batch) {
     key_.clear();
     EncodeKey(input_, row, process_input_.key_fields, &key_);
     const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+    if (!owned_key_groups_.Owns(key_group)) {
+      Fail(owned_key_groups_.Foreign(key_group));
+      break;
+    }
     backend_->SetCurrentKey(key_group, key_);
     ctx_.key_ = key_;
     ctx_.key_group_ = key_group;

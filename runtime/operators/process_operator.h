@@ -94,6 +94,7 @@ class ProcessOperator : public StreamOperator {
   Schema key_schema_;
   OperatorContext op_ctx_;
   int max_parallelism_ = 128;
+  OwnedKeyGroups owned_key_groups_;
   const StateClock* clock_ = nullptr;
   // Declared before the function: the function's state handles point into
   // the backend, so the function goes first on destruction.

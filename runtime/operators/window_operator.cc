@@ -64,6 +64,7 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   if (!accs.ok()) return accs.status();
   accs_ = std::move(*accs);
   max_parallelism_ = ctx.max_parallelism;
+  owned_key_groups_.Init(ctx, "window");
   RETURN_IF_ERROR(
       OpenKeyedValueState(ctx, kind_ == Kind::kSliding ? "window_panes" : "window", &backend_, &acc_state_));
   const bool rebuilt = TimersFollowFromState();
@@ -195,30 +196,31 @@ void WindowOperator::Push(RowBatch& batch) {
 void WindowOperator::ProcessRecord(const Row& row, int64_t t) {
   key_.clear();
   EncodeKey(input_, row, key_fields_, &key_);
+  const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+  if (!owned_key_groups_.Owns(key_group)) return Fail(owned_key_groups_.Foreign(key_group));
   const int64_t lateness = spec_.allowed_lateness_ms();
   switch (kind_) {
     case Kind::kTumbling: {
       const int64_t start = AlignDown(t, spec_.size_ms());
       const int64_t max_ts = SatAdd(start, spec_.size_ms() - 1);
       if (SatAdd(max_ts, lateness) <= watermark_) return Late(row);
-      AddToWindow(row, t, start, max_ts);
+      AddToWindow(key_group, row, t, start, max_ts);
       break;
     }
     case Kind::kSliding: {
       const int64_t pane = AlignDown(t, pane_);
       const int64_t last_start = AlignDown(pane, spec_.slide_ms());
       if (SatAdd(SatAdd(last_start, spec_.size_ms() - 1), lateness) <= watermark_) return Late(row);
-      AddToPanes(row, t, pane);
+      AddToPanes(key_group, row, t, pane);
       break;
     }
     case Kind::kSession:
-      AddToSession(row, t);
+      AddToSession(key_group, row, t);
       break;
   }
 }
 
-void WindowOperator::AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t max_ts) {
-  const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+void WindowOperator::AddToWindow(int key_group, const Row& row, int64_t t, int64_t ns, int64_t max_ts) {
   const std::string& nk = NamespacedKey(key_, ns);
   bool fresh = false;
   const bool correction = max_ts <= watermark_;
@@ -266,8 +268,7 @@ bool WindowOperator::ParsePanes(std::string_view value, std::vector<PaneRef>* pa
   return true;
 }
 
-void WindowOperator::AddToPanes(const Row& row, int64_t t, int64_t pane) {
-  const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+void WindowOperator::AddToPanes(int key_group, const Row& row, int64_t t, int64_t pane) {
   bool fresh = false, corrupt = false;
   // The key's nearest other panes before and after the record's.
   int64_t prev = INT64_MIN, next = INT64_MAX;
@@ -376,8 +377,7 @@ void WindowOperator::StoreSessions(int key_group, const std::string& key, const 
   if (!s.ok()) Fail(s);
 }
 
-void WindowOperator::AddToSession(const Row& row, int64_t t) {
-  const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+void WindowOperator::AddToSession(int key_group, const Row& row, int64_t t) {
   std::vector<Session> sessions;
   if (!LoadSessions(key_group, key_, &sessions)) return;
   Session merged{t, SatAdd(t, spec_.gap_ms()), std::string()};

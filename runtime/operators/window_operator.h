@@ -96,8 +96,8 @@ class WindowOperator : public StreamOperator {
 
   void ProcessRecord(const Row& row, int64_t t);
   // Tumbling windows: adds the record to (key, window ns).
-  void AddToWindow(const Row& row, int64_t t, int64_t ns, int64_t fire_time);
-  void AddToSession(const Row& row, int64_t t);
+  void AddToWindow(int key_group, const Row& row, int64_t t, int64_t ns, int64_t fire_time);
+  void AddToSession(int key_group, const Row& row, int64_t t);
   void FireTimers(int64_t up_to);
   void ForwardWatermark(int64_t watermark);
   // Fires what the held watermark is due, at once, and passes it on.
@@ -116,7 +116,7 @@ class WindowOperator : public StreamOperator {
   static bool ParsePanes(std::string_view value, std::vector<PaneRef>* panes);
   // One pane's bytes, as above, in *out.
   static void EncodePane(int64_t start, std::string_view acc, std::string* out);
-  void AddToPanes(const Row& row, int64_t t, int64_t pane);
+  void AddToPanes(int key_group, const Row& row, int64_t t, int64_t pane);
   // Merges the key's panes in window [start, start + size) and emits the
   // result if emit and the key has any there; drops the panes that start
   // before drop_before (INT64_MIN: none).
@@ -160,6 +160,7 @@ class WindowOperator : public StreamOperator {
   Schema key_schema_;
   std::unique_ptr<AccumulatorSet> accs_;
   int max_parallelism_ = 128;
+  OwnedKeyGroups owned_key_groups_;
   std::unique_ptr<KeyedStateBackend> backend_;
   StateId acc_state_ = 0;
   std::unique_ptr<TimerQueue> timers_;

@@ -6,10 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/dead_letter.h"
 #include "runtime/network/buffer.h"
 #include "runtime/operators/process_function_registry.h"
+#include "runtime/row_codec.h"
+#include "state/key_groups.h"
 
 namespace vstream {
 namespace {
@@ -152,6 +155,8 @@ class ProcessOperatorTest : public ::testing::Test {
     dirs_ = {ctx.state_dir, ctx.data_dir};
     ctx.state_ttl_ms = state_ttl_ms;
     ctx.clock = &clock_;
+    ctx.parallelism = parallelism_;
+    ctx.subtask_index = subtask_;
     absl::Status s = op_->Open(ctx);
     ASSERT_TRUE(s.ok()) << s;
   }
@@ -188,6 +193,8 @@ class ProcessOperatorTest : public ::testing::Test {
     for (const std::string& dir : dirs_) fs::remove_all(dir);
   }
 
+  int parallelism_ = 1;
+  int subtask_ = 0;
   std::vector<std::string> dirs_;
   OperatorCounters counters_;
   ManualStateClock clock_{1'000'000};
@@ -195,6 +202,47 @@ class ProcessOperatorTest : public ::testing::Test {
   Collect dead_{DeadLetterSchema()};
   std::unique_ptr<ProcessOperator> op_;
 };
+
+// Over a FORWARD edge planned for a stream partitioned by the key, a record
+// of another subtask's key group would mean a wrong plan: the operator fails
+// rather than keep the key's state where no restore looks for it, and the
+// error names key groups, never the key (a patient identifier).
+TEST_F(ProcessOperatorTest, ARecordOfAnotherSubtasksKeyGroupFailsTheOperatorWithoutNamingTheKey) {
+  parallelism_ = 2;
+  subtask_ = 0;  // key groups 0-63 of 128
+  StartScripted();
+  std::string mine, theirs;
+  int theirs_group = -1;
+  for (int i = 0; mine.empty() || theirs.empty(); ++i) {
+    const std::string k = absl::StrCat("patient-", i);
+    Row row(kInput.size());
+    row[0].SetString(k);
+    std::string encoded;
+    EncodeKey(kInput, row, {0}, &encoded);
+    const int group = KeyGroupForHash(HashKeyBytes(encoded), kDefaultMaxParallelism);
+    if (group < 64) {
+      mine = k;
+    } else {
+      theirs = k;
+      theirs_group = group;
+    }
+  }
+  Records({{mine, 1, "count", 0}});
+  RowBatch batch(kInput.size());
+  Row& r = batch.Append();
+  r[0].SetString(theirs);
+  r[1].SetInt(2);
+  r[2].SetString("count");
+  r[3].SetInt(0);
+  op_->Push(batch);
+  ASSERT_FALSE(op_->status().ok());
+  const std::string message(op_->status().message());
+  EXPECT_THAT(message, ::testing::HasSubstr(absl::StrCat("process operator 'proc' subtask 0 (key groups 0-63 of 128) "
+                                                         "got a record of key group ",
+                                                         theirs_group, ", which subtask 1 owns")));
+  EXPECT_THAT(message, ::testing::Not(::testing::HasSubstr(theirs)));
+  EXPECT_EQ(out_->rows, (std::vector<std::string>{mine + ",count,1,1"}));  // not counted
+}
 
 TEST_F(ProcessOperatorTest, StateIsKeptPerKey) {
   StartScripted();
