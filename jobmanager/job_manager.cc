@@ -412,20 +412,7 @@ absl::StatusOr<proto::CheckpointMetadata> JobManager::ReadSavepoint(const std::s
                                                      "' does not have (it has ", graph.vertices_size(), ")"));
     }
   }
-  // In-flight records belong to channels between particular subtasks: an
-  // unaligned checkpoint restores at its own parallelism only.
-  const std::map<int, int> subtasks = SubtasksPerVertex(metadata);
-  const bool in_flight = std::any_of(metadata.operators().begin(), metadata.operators().end(),
-                                     [](const proto::OperatorSnapshot& op) { return !op.channel_state().empty(); });
-  for (const auto& [vertex, n] : in_flight ? subtasks : std::map<int, int>{}) {
-    const int parallelism = std::max(1, graph.vertices(vertex).parallelism());
-    if (n != parallelism) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          uri, " is an unaligned checkpoint (it holds in-flight records), which restores only at the parallelism it "
-          "was taken at: operator '", graph.vertices(vertex).name(), "' had ", n, " subtask(s), the job has ",
-          parallelism, ". Take a savepoint (always aligned) to rescale"));
-    }
-  }
+  RETURN_IF_ERROR(CheckInFlightRecordsFit(metadata, graph, uri));
   return metadata;
 }
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/absl_compat.h"
 #include "common/latency_histogram.h"
 #include "common/time_util.h"
 #include "spdlog/spdlog.h"
@@ -45,23 +46,53 @@ JobMaster::JobMaster(std::string job_id, proto::JobGraph graph, int64_t submitte
 
 JobMaster::~JobMaster() = default;
 
+int ChainedTo(const proto::JobGraph& graph, int vertex) {
+  int inputs = 0, producer = -1;
+  for (const auto& e : graph.edges()) {
+    if (e.target() != vertex) continue;
+    ++inputs;
+    if (e.partitioning() == proto::FORWARD && e.side_output().empty() &&
+        graph.vertices(e.source()).parallelism() == graph.vertices(vertex).parallelism()) {
+      producer = e.source();
+    }
+  }
+  return inputs == 1 ? producer : -1;
+}
+
+absl::Status CheckInFlightRecordsFit(const proto::CheckpointMetadata& metadata, const proto::JobGraph& graph,
+                                     std::string_view uri) {
+  const bool in_flight = std::any_of(metadata.operators().begin(), metadata.operators().end(),
+                                     [](const proto::OperatorSnapshot& op) { return !op.channel_state().empty(); });
+  if (!in_flight) return absl::OkStatus();
+  for (const auto& [vertex, n] : SubtasksPerVertex(metadata)) {
+    const int parallelism = std::max(1, graph.vertices(vertex).parallelism());
+    if (n != parallelism) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          AV(uri), " is an unaligned checkpoint (it holds in-flight records), which restores only at the parallelism "
+          "it was taken at: operator '", graph.vertices(vertex).name(), "' had ", n, " subtask(s), the job has ",
+          parallelism, ". Take a savepoint (always aligned) to rescale"));
+    }
+  }
+  for (const proto::OperatorSnapshot& op : metadata.operators()) {
+    if (op.channel_state().empty()) continue;
+    if (const int producer = ChainedTo(graph, op.vertex_id()); producer >= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          AV(uri), " is an unaligned checkpoint whose in-flight records went to operator '",
+          graph.vertices(op.vertex_id()).name(), "' over the network, but this job chains it behind '",
+          graph.vertices(producer).name(),
+          "', so they have no channel to go back into. Take a savepoint (always aligned) of the job as it was "
+          "to change how it is partitioned or chained"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void JobMaster::BuildChains() {
   const int n = graph_.vertices_size();
-  std::vector<int> in_edges(n, 0);
-  for (const auto& e : graph_.edges()) in_edges[e.target()]++;
   chain_of_vertex_.assign(n, -1);
   for (int v = 0; v < n; ++v) {
     int joined = -1;
-    if (in_edges[v] == 1) {
-      for (const auto& e : graph_.edges()) {
-        if (e.target() != v) continue;
-        const int u = e.source();
-        if (e.partitioning() == proto::FORWARD && e.side_output().empty() &&
-            graph_.vertices(u).parallelism() == graph_.vertices(v).parallelism() && chain_of_vertex_[u] >= 0) {
-          joined = chain_of_vertex_[u];
-        }
-      }
-    }
+    if (const int u = ChainedTo(graph_, v); u >= 0 && chain_of_vertex_[u] >= 0) joined = chain_of_vertex_[u];
     if (joined < 0) {
       joined = static_cast<int>(chains_.size());
       chains_.emplace_back();

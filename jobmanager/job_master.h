@@ -37,6 +37,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "jobmanager/checkpoint_coordinator.h"
@@ -58,6 +59,19 @@ class TaskManagerGateway {
   virtual void Cancel(const std::string& address, const std::string& task_id,
                       std::function<void(const std::string& error)> done) = 0;
 };
+
+// The vertex whose chain `vertex` joins: its only input, over a FORWARD
+// edge from a main output of equal parallelism; -1: it heads a chain.
+int ChainedTo(const proto::JobGraph& graph, int vertex);
+
+// Whether an unaligned checkpoint's in-flight records (at `uri`) have
+// somewhere to go in `graph`: they belong to channels between particular
+// subtasks of particular chain heads, so they restore only at the
+// parallelism they were taken at and only into vertices that still head
+// their chains (one now chained behind its input has no channels). OK for
+// an aligned checkpoint or savepoint.
+absl::Status CheckInFlightRecordsFit(const proto::CheckpointMetadata& metadata, const proto::JobGraph& graph,
+                                     std::string_view uri);
 
 struct ExecutionVertex {
   std::string task_id;

@@ -117,6 +117,44 @@ TEST(JobMasterTest, ChainsEveryForwardConsumerOfAVertexIntoATree) {
   EXPECT_EQ(jm.chains()[1], (std::vector<int>{3, 4}));  // the join has two inputs: it heads a chain
 }
 
+// An unaligned checkpoint's in-flight records go back into the channels
+// they were taken from: into the head of a chain, at the same parallelism.
+// Into a job that now chains that vertex behind its input (say, its hash
+// edge became FORWARD) they have nowhere to go: refused, not dropped.
+TEST(JobMasterTest, InFlightRecordsRestoreOnlyIntoAChainHeadAtTheirParallelism) {
+  proto::CheckpointMetadata metadata;
+  for (int subtask = 0; subtask < 2; ++subtask) {
+    for (int vertex = 0; vertex < 3; ++vertex) {
+      proto::OperatorSnapshot* op = metadata.add_operators();
+      op->set_vertex_id(vertex);
+      op->set_subtask_index(subtask);
+      if (vertex == 2) op->set_channel_state("chk-3/in-flight");  // the sink, behind the hash edge
+    }
+  }
+  EXPECT_TRUE(CheckInFlightRecordsFit(metadata, ThreeVertexGraph(2), "/ck/chk-3").ok());
+  EXPECT_EQ(ChainedTo(ThreeVertexGraph(2), 1), 0);
+  EXPECT_EQ(ChainedTo(ThreeVertexGraph(2), 2), -1);
+
+  absl::Status rescaled = CheckInFlightRecordsFit(metadata, ThreeVertexGraph(3), "/ck/chk-3");
+  EXPECT_EQ(rescaled.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(rescaled.message()), ::testing::HasSubstr("restores only at the parallelism"));
+
+  proto::JobGraph chained = ThreeVertexGraph(2);
+  chained.mutable_edges(1)->set_partitioning(proto::FORWARD);
+  chained.mutable_edges(1)->clear_key_fields();
+  EXPECT_EQ(ChainedTo(chained, 2), 1);
+  absl::Status moved = CheckInFlightRecordsFit(metadata, chained, "/ck/chk-3");
+  EXPECT_EQ(moved.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(moved.message()),
+              ::testing::HasSubstr("/ck/chk-3 is an unaligned checkpoint whose in-flight records went to operator "
+                                   "'sink' over the network, but this job chains it behind 'filter'"));
+
+  // Aligned (no in-flight records): anything goes.
+  for (proto::OperatorSnapshot& op : *metadata.mutable_operators()) op.clear_channel_state();
+  EXPECT_TRUE(CheckInFlightRecordsFit(metadata, chained, "/ck/chk-3").ok());
+  EXPECT_TRUE(CheckInFlightRecordsFit(metadata, ThreeVertexGraph(3), "/ck/chk-3").ok());
+}
+
 TEST(JobMasterTest, WaitsForSlotsWithAClearMessageThenDeploysSpreadOut) {
   ResourceManager rm;
   TestingGateway gw;
