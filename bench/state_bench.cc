@@ -28,11 +28,18 @@
 // (half of them absent) and one Put of a new key (a join's record is put as
 // it is probed for). Reports ns per round.
 //
+// dedup mode: the clinical dedup's state (a MapState per patient of the
+// message ids seen): `--dedup_rounds` rounds of a Get of a new map key of one
+// of `--dedup_keys` keys and a Put of it, with the memtables flushed every
+// `--dedup_flush` rounds (as a checkpoint a second flushes them). Nearly
+// every Get misses: its cost is the memtables' and files' filters. Reports
+// ns per round.
+//
 // rss mode: one update of each of `--rss_keys` distinct keys (in a scrambled
 // order) through `--rss_method`, then the peak resident set size of the
 // process (VmHWM) against the budget.
 //
-//   state_bench [--mode=update|rss|timers|scans|all] [--keys=N] [--updates=N] [--rss_keys=N]
+//   state_bench [--mode=update|rss|timers|scans|dedup|all] [--keys=N] [--updates=N] [--rss_keys=N]
 //               [--budget_mb=N] [--cache_mb=N] [--methods=rmw,cache,merge]
 //               [--rss_method=rmw|cache|merge] [--timer_keys=N] [--timer_rounds=N]
 //               [--scan_keys=N] [--scan_files=N] [--scans=N] [--dir=PATH]
@@ -70,6 +77,9 @@ struct Flags {
   int64_t scan_keys = 400'000;
   int64_t scan_files = 8;
   int64_t scans = 1'000'000;
+  int64_t dedup_keys = 5'000;
+  int64_t dedup_rounds = 2'000'000;
+  int64_t dedup_flush = 30'000;
   std::string methods = "rmw,cache,merge";
   std::string rss_method = "cache";
   std::string dir = "/tmp/vstream-state-bench";
@@ -86,7 +96,9 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
                                             {"rss_keys", &f->rss_keys}, {"budget_mb", &f->budget_mb},
                                             {"cache_mb", &f->cache_mb},         {"timer_keys", &f->timer_keys},
                                             {"timer_rounds", &f->timer_rounds}, {"scan_keys", &f->scan_keys},
-                                            {"scan_files", &f->scan_files},     {"scans", &f->scans}};
+                                            {"scan_files", &f->scan_files},     {"scans", &f->scans},
+                                            {"dedup_keys", &f->dedup_keys},     {"dedup_rounds", &f->dedup_rounds},
+                                            {"dedup_flush", &f->dedup_flush}};
     std::map<std::string, std::string*> strings = {{"mode", &f->mode},
                                                    {"methods", &f->methods},
                                                    {"rss_method", &f->rss_method},
@@ -100,7 +112,8 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     }
   }
   return f->keys > 0 && f->updates >= 0 && f->rss_keys > 0 && f->budget_mb > 0 && f->timer_keys > 0 &&
-         f->timer_rounds > 0 && f->scan_files > 0 && f->scan_keys >= f->scan_files && f->scans > 0;
+         f->timer_rounds > 0 && f->scan_files > 0 && f->scan_keys >= f->scan_files && f->scans > 0 &&
+         f->dedup_keys > 0 && f->dedup_rounds > 0 && f->dedup_flush > 0;
 }
 
 // A status that must be OK; the benchmark stops otherwise.
@@ -404,6 +417,49 @@ void RunScans(const Flags& f) {
   std::filesystem::remove_all(f.dir + "/scans");
 }
 
+void RunDedup(const Flags& f) {
+  auto backend = OpenBackend(f, "dedup");
+  MapState* seen = Check(backend->GetMapState({.name = "seen"}), "register");
+  rocksdb::ColumnFamilyHandle* cf = backend->column_family(seen->id());
+  char key[8];
+  char id[16];
+  std::string value;
+  Rng rng{0x2545f4914f6cdd1dull};
+  int64_t found = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < f.dedup_rounds; ++i) {
+    SetBenchKey(*backend, Scramble(rng.Next() % static_cast<uint64_t>(f.dedup_keys)), key);
+    EncodeKey(Scramble(static_cast<uint64_t>(i)), id);  // a message id and set id: new
+    EncodeKey(static_cast<uint64_t>(i), id + 8);
+    const std::string_view map_key(id, sizeof(id));
+    if (Check(seen->Get("", map_key, &value), "get") == StateLookup::kFound) {
+      ++found;
+      continue;
+    }
+    Check(seen->Put("", map_key, ""), "put");
+    if ((i + 1) % f.dedup_flush == 0) {
+      rocksdb::FlushOptions flush;
+      flush.wait = false;  // in the background, as the checkpoints' flushes go
+      const rocksdb::Status s = backend->db()->Flush(flush, cf);
+      if (!s.ok()) Check(absl::InternalError(s.ToString()), "flush");
+    }
+  }
+  const double secs = Seconds(start);
+  std::printf("\ndedup: %lld rounds of a get of a new map key of one of %lld keys and its put, flushed every %lld\n\n",
+              static_cast<long long>(f.dedup_rounds), static_cast<long long>(f.dedup_keys),
+              static_cast<long long>(f.dedup_flush));
+  std::printf("%-10s %14s %12s %12s\n", "", "rounds", "ns/round", "found");
+  std::printf("%-10s %14lld %12.0f %12lld\n", "get+put", static_cast<long long>(f.dedup_rounds),
+              secs * 1e9 / f.dedup_rounds, static_cast<long long>(found));
+  if (found != 0) {
+    std::fprintf(stderr, "found %lld keys that were never put\n", static_cast<long long>(found));
+    std::exit(1);
+  }
+  std::fflush(stdout);
+  backend.reset();
+  std::filesystem::remove_all(f.dir + "/dedup");
+}
+
 void RunRss(const Flags& f) {
   const int64_t baseline_kb = ProcStatusKb("VmRSS");
   auto backend = OpenBackend(f, "rss");
@@ -444,15 +500,16 @@ int main(int argc, char** argv) {
   vstream::Flags flags;
   if (!vstream::ParseFlags(argc, argv, &flags)) {
     std::fprintf(stderr,
-                 "usage: state_bench [--mode=update|rss|timers|scans|all] [--keys=N] [--updates=N] "
+                 "usage: state_bench [--mode=update|rss|timers|scans|dedup|all] [--keys=N] [--updates=N] "
                  "[--rss_keys=N] [--budget_mb=N] [--cache_mb=N] [--methods=rmw,cache,merge] "
                  "[--rss_method=rmw|cache|merge] [--timer_keys=N] [--timer_rounds=N] [--scan_keys=N] "
-                 "[--scan_files=N] [--scans=N] [--dir=PATH]\n");
+                 "[--scan_files=N] [--scans=N] [--dedup_keys=N] [--dedup_rounds=N] [--dedup_flush=N] [--dir=PATH]\n");
     return 2;
   }
   if (flags.mode == "update" || flags.mode == "all") vstream::RunUpdates(flags);
   if (flags.mode == "timers" || flags.mode == "all") vstream::RunTimers(flags);
   if (flags.mode == "rss" || flags.mode == "all") vstream::RunRss(flags);
   if (flags.mode == "scans" || flags.mode == "all") vstream::RunScans(flags);
+  if (flags.mode == "dedup" || flags.mode == "all") vstream::RunDedup(flags);
   return 0;
 }

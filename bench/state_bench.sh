@@ -12,6 +12,9 @@
 #                              add the next window's, pop the last window's
 #   state_bench --mode=scans   an interval join's probes of its other side's
 #                              entries on disk: a map scan and a put per round
+#   state_bench --mode=dedup   the clinical dedup's state: a Get (a miss) and a
+#                              Put of a new map key per round, flushed as
+#                              checkpoints flush
 #   db_bench fillrandom,updaterandom   KEYS keys, then KEYS Get+Put updates
 #
 #   bench/state_bench.sh      environment: KEYS (1000000), UPDATES (5000000),
@@ -53,6 +56,7 @@ echo "== state_bench: vstream KeyedStateBackend"
   --rss_method=cache --dir="$DIR/state"
 "$BIN" --mode=timers --timer_keys="$TIMER_KEYS" --dir="$DIR/state"
 "$BIN" --mode=scans --dir="$DIR/state"
+"$BIN" --mode=dedup --dir="$DIR/state"
 
 echo
 echo "== db_bench (RocksDB $(dpkg-query -W -f='${Version}' librocksdb-dev 2>/dev/null || echo '?')):" \
