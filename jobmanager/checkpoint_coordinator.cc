@@ -452,6 +452,7 @@ void CheckpointCoordinator::Complete(CheckpointId id) {
   m.set_checkpoint_id(id.value);
   m.set_timestamp_ms(p.triggered_at_ms);
   m.set_completed_at_ms(now);
+  m.set_channel_layout(options_.channel_layout);
   for (size_t i : p.finished) {
     for (int v : tasks_[i].task.vertices) {
       proto::OperatorSnapshot finished;

@@ -119,6 +119,8 @@ struct CheckpointCoordinatorOptions {
   // Checkpoints listed in the job status, in progress or ended, newest
   // last. Default 5.
   int status_checkpoints = 5;
+  // ChannelLayout of the job graph, recorded in every checkpoint's metadata.
+  std::string channel_layout;
 };
 
 // What TriggerCheckpoint() did. Only kTriggered starts a checkpoint.

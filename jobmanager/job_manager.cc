@@ -538,6 +538,7 @@ absl::StatusOr<std::unique_ptr<CheckpointCoordinator>> JobManager::CreateCheckpo
   CheckpointCoordinatorOptions options;
   options.job_id = job_id;
   options.spec = spec;
+  options.channel_layout = ChannelLayout(graph);
   auto store = std::make_unique<CompletedCheckpointStore>(
       (fs::path(options_.data_dir) / "jobs" / job_id / "checkpoints.pb").string());
   auto coordinator = CheckpointCoordinator::Create(std::move(options), std::move(*storage), std::move(store),

@@ -59,6 +59,19 @@ int ChainedTo(const proto::JobGraph& graph, int vertex) {
   return inputs == 1 ? producer : -1;
 }
 
+std::string ChannelLayout(const proto::JobGraph& graph) {
+  std::string layout;
+  for (const proto::JobEdge& e : graph.edges()) {
+    absl::StrAppend(&layout, e.source(), ">", e.target(), e.side_output().empty() ? "" : "/", e.side_output(), ":",
+                    e.target_input(), ":", proto::Partitioning_Name(e.partitioning()), ":");
+    for (int k : e.key_fields()) absl::StrAppend(&layout, k, ",");
+    absl::StrAppend(&layout, ":", std::max(1, graph.vertices(e.source()).parallelism()), ":",
+                    std::max(1, graph.vertices(e.target()).parallelism()),
+                    e.side_output().empty() && ChainedTo(graph, e.target()) == e.source() ? ":chained" : "", ";");
+  }
+  return layout;
+}
+
 absl::Status CheckInFlightRecordsFit(const proto::CheckpointMetadata& metadata, const proto::JobGraph& graph,
                                      std::string_view uri) {
   const bool in_flight = std::any_of(metadata.operators().begin(), metadata.operators().end(),
@@ -72,6 +85,12 @@ absl::Status CheckInFlightRecordsFit(const proto::CheckpointMetadata& metadata, 
           "it was taken at: operator '", graph.vertices(vertex).name(), "' had ", n, " subtask(s), the job has ",
           parallelism, ". Take a savepoint (always aligned) to rescale"));
     }
+  }
+  if (!metadata.channel_layout().empty() && metadata.channel_layout() != ChannelLayout(graph)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        AV(uri), " is an unaligned checkpoint (it holds in-flight records), which restores only into a job whose "
+        "network channels are those it was taken with, and job '", graph.name(), "' partitions or chains its "
+        "operators differently. Take a savepoint (always aligned) of the job as it was to change it"));
   }
   for (const proto::OperatorSnapshot& op : metadata.operators()) {
     if (op.channel_state().empty()) continue;

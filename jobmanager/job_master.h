@@ -64,12 +64,19 @@ class TaskManagerGateway {
 // edge from a main output of equal parallelism; -1: it heads a chain.
 int ChainedTo(const proto::JobGraph& graph, int vertex);
 
+// The network channels of `graph`, as text: every edge in order with its
+// partitioning, key fields, both parallelisms and whether it is chained. A
+// task stores the records in flight on its channels by their positions
+// among its chain's inputs and outputs, which this fixes.
+std::string ChannelLayout(const proto::JobGraph& graph);
+
 // Whether an unaligned checkpoint's in-flight records (at `uri`) have
 // somewhere to go in `graph`: they belong to channels between particular
-// subtasks of particular chain heads, so they restore only at the
-// parallelism they were taken at and only into vertices that still head
-// their chains (one now chained behind its input has no channels). OK for
-// an aligned checkpoint or savepoint.
+// subtasks of particular chains, so they restore only at the parallelism
+// they were taken at, only into a graph of the same ChannelLayout (when the
+// checkpoint recorded one) and only into vertices that still head their
+// chains (one now chained behind its input has no channels). OK for an
+// aligned checkpoint or savepoint.
 absl::Status CheckInFlightRecordsFit(const proto::CheckpointMetadata& metadata, const proto::JobGraph& graph,
                                      std::string_view uri);
 

@@ -113,6 +113,7 @@ class CheckpointCoordinatorTest : public ::testing::Test {
     CheckpointCoordinatorOptions options;
     options.job_id = "job";
     options.spec = spec_;
+    options.channel_layout = "0>1:0:HASH:0,:2:2;";
     auto c = CheckpointCoordinator::Create(std::move(options), std::move(*storage),
                                            std::make_unique<CompletedCheckpointStore>(StorePath()), gateway_,
                                            timers_);
@@ -246,6 +247,7 @@ TEST_F(CheckpointCoordinatorTest, CompletesOnlyAfterEveryTaskAcknowledged) {
   EXPECT_EQ(m.checkpoint_id(), 1);
   EXPECT_EQ(m.timestamp_ms(), triggered_at);
   EXPECT_EQ(m.completed_at_ms(), triggered_at + 250);
+  EXPECT_EQ(m.channel_layout(), "0>1:0:HASH:0,:2:2;");
   ASSERT_EQ(m.operators_size(), 5);
   for (int i = 1; i < m.operators_size(); ++i) {
     EXPECT_LT(std::make_pair(m.operators(i - 1).vertex_id(), m.operators(i - 1).subtask_index()),

@@ -149,8 +149,24 @@ TEST(JobMasterTest, InFlightRecordsRestoreOnlyIntoAChainHeadAtTheirParallelism) 
               ::testing::HasSubstr("/ck/chk-3 is an unaligned checkpoint whose in-flight records went to operator "
                                    "'sink' over the network, but this job chains it behind 'filter'"));
 
+  // A checkpoint that recorded its channel layout restores only into the
+  // same: here the sink still heads its chain, but its producer's side
+  // changed (the source's forward edge became a hash exchange, so the
+  // filter's chain and the positions of the outputs moved).
+  metadata.set_channel_layout(ChannelLayout(ThreeVertexGraph(2)));
+  EXPECT_TRUE(CheckInFlightRecordsFit(metadata, ThreeVertexGraph(2), "/ck/chk-3").ok());
+  proto::JobGraph producer_changed = ThreeVertexGraph(2);
+  producer_changed.mutable_edges(0)->set_partitioning(proto::HASH);
+  producer_changed.mutable_edges(0)->add_key_fields(0);
+  EXPECT_EQ(ChainedTo(producer_changed, 2), -1);
+  absl::Status changed = CheckInFlightRecordsFit(metadata, producer_changed, "/ck/chk-3");
+  EXPECT_EQ(changed.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(changed.message()),
+              ::testing::HasSubstr("restores only into a job whose network channels are those it was taken with"));
+
   // Aligned (no in-flight records): anything goes.
   for (proto::OperatorSnapshot& op : *metadata.mutable_operators()) op.clear_channel_state();
+  EXPECT_TRUE(CheckInFlightRecordsFit(metadata, producer_changed, "/ck/chk-3").ok());
   EXPECT_TRUE(CheckInFlightRecordsFit(metadata, chained, "/ck/chk-3").ok());
   EXPECT_TRUE(CheckInFlightRecordsFit(metadata, ThreeVertexGraph(3), "/ck/chk-3").ok());
 }

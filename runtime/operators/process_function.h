@@ -96,8 +96,8 @@ struct ProcessInput {
 // The stream a function produces.
 struct ProcessOutputSchema {
   ProcessOutputSchema() = default;
-  ProcessOutputSchema(Schema schema_, int time_index_, std::vector<int> key_fields_ = {})
-      : schema(std::move(schema_)), time_index(time_index_), key_fields(std::move(key_fields_)) {}
+  ProcessOutputSchema(Schema output, int output_time_index, std::vector<int> output_key_fields = {})
+      : schema(std::move(output)), time_index(output_time_index), key_fields(std::move(output_key_fields)) {}
 
   Schema schema;
   // Index in `schema` of the output's event-time field; -1: none (the stream
