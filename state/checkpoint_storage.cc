@@ -23,6 +23,24 @@ absl::Status IoError(std::string_view what, const fs::path& path, int err) {
   return absl::InternalError(absl::StrCat(AV(what), " ", path.string(), ": ", std::strerror(err)));
 }
 
+// Paths are relative to the storage's root and stay under it: restores and
+// deletes take them from metadata read back from storage, and a corrupt or
+// crafted one ("/etc/x", "../../x") must not reach a file elsewhere.
+absl::Status CheckUnderRoot(const std::string& path) {
+  const fs::path p(path);
+  if (p.is_absolute()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint storage path '", path, "' is absolute; paths are relative to the storage's root"));
+  }
+  for (const fs::path& part : p) {
+    if (part == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint storage path '", path, "' has a '..': paths stay under the storage's root"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Writes `data` (or the contents of `from`) to a temporary file beside
 // `target`, syncs it and renames it into place.
 class FileCheckpointStorage : public CheckpointStorage {
@@ -43,6 +61,7 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::Status Download(const std::string& path, const std::string& local_file) override {
+    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
     const fs::path from = Resolve(path);
     std::error_code ec;
     fs::copy_file(from, local_file, fs::copy_options::overwrite_existing, ec);
@@ -75,6 +94,7 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::StatusOr<std::string> Read(const std::string& path) override {
+    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
     const fs::path from = Resolve(path);
     std::ifstream in(from, std::ios::binary);
     if (!in) return absl::NotFoundError(absl::StrCat("no ", from.string(), " in checkpoint storage"));
@@ -84,6 +104,7 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::Status Exists(const std::string& path) override {
+    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
     std::error_code ec;
     if (fs::exists(Resolve(path), ec)) return absl::OkStatus();
     return absl::NotFoundError(absl::StrCat("no ", Resolve(path).string(), " in checkpoint storage"));
@@ -92,6 +113,7 @@ class FileCheckpointStorage : public CheckpointStorage {
   absl::Status Delete(const std::string& path) override {
     // Everything, checkpoints and shared files alike, is under the root.
     if (path.empty()) return absl::InvalidArgumentError("refusing to delete the root of checkpoint storage");
+    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
     std::error_code ec;
     fs::remove_all(Resolve(path), ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot delete ", Resolve(path).string(), ": ", ec.message()));
@@ -99,6 +121,7 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::StatusOr<std::vector<std::string>> List(const std::string& dir) override {
+    if (absl::Status s = CheckUnderRoot(dir); !s.ok()) return s;
     std::vector<std::string> names;
     std::error_code ec;
     fs::directory_iterator it(Resolve(dir), ec);
@@ -119,6 +142,7 @@ class FileCheckpointStorage : public CheckpointStorage {
 
   // The target of `path`, its directory created, and a temporary name beside it.
   absl::Status Prepare(const std::string& path, fs::path* target, fs::path* tmp) {
+    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
     *target = Resolve(path);
     std::error_code ec;
     fs::create_directories(target->parent_path(), ec);

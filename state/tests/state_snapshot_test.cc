@@ -657,6 +657,23 @@ TEST(CheckpointStorageTest, WritesAreWholeAndListed) {
   EXPECT_TRUE(absl::IsNotFound((*storage)->Read("chk-1/_metadata").status()));
   EXPECT_TRUE((*storage)->Delete("chk-1").ok()) << "deleting what is gone is fine";
   EXPECT_TRUE(absl::IsInvalidArgument((*storage)->Delete(""))) << "never the whole storage";
+  // Paths from metadata never leave the root: absolute or with "..".
+  const std::string outside = TempDir("checkpoint-storage-outside");
+  fs::create_directories(outside);
+  ASSERT_TRUE(CheckpointStorage::Open(outside).ok());
+  ASSERT_TRUE((*CheckpointStorage::Open(outside))->Write("victim", "keep").ok());
+  const std::string victim = (fs::path(outside) / "victim").string();
+  const std::string relative_victim = (fs::path("..") / fs::path(outside).filename() / "victim").string();
+  for (const std::string& path : {victim, relative_victim, std::string("chk-2/../../x")}) {
+    EXPECT_TRUE(absl::IsInvalidArgument((*storage)->Delete(path))) << path;
+    EXPECT_TRUE(absl::IsInvalidArgument((*storage)->Read(path).status())) << path;
+    EXPECT_TRUE(absl::IsInvalidArgument((*storage)->Exists(path))) << path;
+    EXPECT_TRUE(absl::IsInvalidArgument((*storage)->Write(path, "x"))) << path;
+    EXPECT_TRUE(absl::IsInvalidArgument((*storage)->Download(path, root + "/copy"))) << path;
+    EXPECT_TRUE(absl::IsInvalidArgument((*storage)->List(path).status())) << path;
+  }
+  EXPECT_TRUE(fs::exists(victim)) << "a path outside the root deleted a file there";
+  fs::remove_all(outside);
   EXPECT_TRUE((*storage)->Exists("chk-2/_metadata").ok());
   EXPECT_TRUE(absl::IsInvalidArgument(CheckpointStorage::Open("s3://bucket/x").status()));
   EXPECT_TRUE(absl::IsInvalidArgument(CheckpointStorage::Open("relative/dir").status()));
