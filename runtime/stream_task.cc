@@ -835,11 +835,7 @@ bool StreamTask::AlignmentPauses(const SourceOperator& source) {
   // at the start, which a paced source made up as a backlog (q4: 33 ms, and
   // its first 300 ms of records late). The drift allowed is alignment's own.
   int64_t bound = aligned_->max_watermark.load(std::memory_order_relaxed);
-  if (start_watermark_ != kMinWatermark) {
-    int64_t from_start;
-    if (__builtin_add_overflow(start_watermark_, aligned_->max_drift_ms, &from_start)) from_start = INT64_MAX;
-    bound = std::max(bound, from_start);
-  }
+  if (start_watermark_ != kMinWatermark) bound = std::max(bound, SatAdd(start_watermark_, aligned_->max_drift_ms));
   if (watermark <= bound) {
     if (alignment_paused_since_ns_ != 0) {
       alignment_paused_ns_ += MonotonicNanos() - alignment_paused_since_ns_;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "runtime/clinical/early_warning_function.h"
 
 namespace vstream {
@@ -58,12 +59,6 @@ constexpr size_t kEntryBytes = 20;
 // The names of the output's own fields, which a key field may not take.
 constexpr std::string_view kOutputFields[] = {"pattern",  "value", "from_value", "matched_at",
                                               "first_at", "count", "message_id"};
-
-int64_t SatAdd(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
-  return r;
-}
 
 std::string FormatDuration(int64_t ms) {
   if (ms % 3'600'000 == 0) return absl::StrCat(ms / 3'600'000, "h");

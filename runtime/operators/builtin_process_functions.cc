@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "runtime/clinical/alert_function.h"
 #include "runtime/clinical/dedup_function.h"
 #include "runtime/clinical/early_warning_function.h"
@@ -16,13 +17,6 @@
 namespace vstream {
 
 namespace {
-
-// Saturating a + b for timer arithmetic near the ends of time.
-int64_t SatAdd(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
-  return r;
-}
 
 constexpr char kNoData[] = "no_data";
 constexpr char kNoDataWallClock[] = "no_data_wall_clock";

@@ -26,12 +26,6 @@ absl::Status ResolveKeys(const Schema& schema, const google::protobuf::RepeatedP
   return absl::OkStatus();
 }
 
-inline int64_t SatAdd(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
-  return r;
-}
-
 // 8 bytes big-endian (a map key's sequence number; times: AppendOrderedTime).
 inline void AppendBigEndian(uint64_t u, std::string* out) {
   for (int b = 7; b >= 0; --b) out->push_back(static_cast<char>((u >> (8 * b)) & 0xff));

@@ -25,13 +25,6 @@ inline int64_t FloorDiv(int64_t a, int64_t b) {
 
 inline int64_t AlignDown(int64_t t, int64_t unit) { return FloorDiv(t, unit) * unit; }
 
-// Saturating a + b for timer arithmetic near the ends of time.
-inline int64_t SatAdd(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
-  return r;
-}
-
 }  // namespace
 
 WindowOperator::WindowOperator(OperatorCounters& counters, Schema input, const proto::WindowSpec& spec)
