@@ -61,8 +61,8 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::Status Download(const std::string& path, const std::string& local_file) override {
-    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
-    const fs::path from = Resolve(path);
+    fs::path from;
+    if (absl::Status s = Resolve(path, &from); !s.ok()) return s;
     std::error_code ec;
     fs::copy_file(from, local_file, fs::copy_options::overwrite_existing, ec);
     if (ec) {
@@ -94,8 +94,8 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::StatusOr<std::string> Read(const std::string& path) override {
-    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
-    const fs::path from = Resolve(path);
+    fs::path from;
+    if (absl::Status s = Resolve(path, &from); !s.ok()) return s;
     std::ifstream in(from, std::ios::binary);
     if (!in) return absl::NotFoundError(absl::StrCat("no ", from.string(), " in checkpoint storage"));
     std::ostringstream buf;
@@ -104,30 +104,33 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::Status Exists(const std::string& path) override {
-    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
+    fs::path target;
+    if (absl::Status s = Resolve(path, &target); !s.ok()) return s;
     std::error_code ec;
-    if (fs::exists(Resolve(path), ec)) return absl::OkStatus();
-    return absl::NotFoundError(absl::StrCat("no ", Resolve(path).string(), " in checkpoint storage"));
+    if (fs::exists(target, ec)) return absl::OkStatus();
+    return absl::NotFoundError(absl::StrCat("no ", target.string(), " in checkpoint storage"));
   }
 
   absl::Status Delete(const std::string& path) override {
     // Everything, checkpoints and shared files alike, is under the root.
     if (path.empty()) return absl::InvalidArgumentError("refusing to delete the root of checkpoint storage");
-    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
+    fs::path target;
+    if (absl::Status s = Resolve(path, &target); !s.ok()) return s;
     std::error_code ec;
-    fs::remove_all(Resolve(path), ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot delete ", Resolve(path).string(), ": ", ec.message()));
+    fs::remove_all(target, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot delete ", target.string(), ": ", ec.message()));
     return absl::OkStatus();
   }
 
   absl::StatusOr<std::vector<std::string>> List(const std::string& dir) override {
-    if (absl::Status s = CheckUnderRoot(dir); !s.ok()) return s;
+    fs::path from;
+    if (absl::Status s = Resolve(dir, &from); !s.ok()) return s;
     std::vector<std::string> names;
     std::error_code ec;
-    fs::directory_iterator it(Resolve(dir), ec);
+    fs::directory_iterator it(from, ec);
     if (ec) {
       if (ec == std::errc::no_such_file_or_directory) return names;
-      return absl::InternalError(absl::StrCat("cannot list ", Resolve(dir).string(), ": ", ec.message()));
+      return absl::InternalError(absl::StrCat("cannot list ", from.string(), ": ", ec.message()));
     }
     for (const auto& entry : it) {
       const std::string name = entry.path().filename().string();
@@ -138,12 +141,16 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
  private:
-  fs::path Resolve(const std::string& path) const { return path.empty() ? root_ : root_ / path; }
+  // The file or directory `path` names under the root (empty: the root).
+  absl::Status Resolve(const std::string& path, fs::path* out) const {
+    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
+    *out = path.empty() ? root_ : root_ / path;
+    return absl::OkStatus();
+  }
 
   // The target of `path`, its directory created, and a temporary name beside it.
   absl::Status Prepare(const std::string& path, fs::path* target, fs::path* tmp) {
-    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
-    *target = Resolve(path);
+    if (absl::Status s = Resolve(path, target); !s.ok()) return s;
     std::error_code ec;
     fs::create_directories(target->parent_path(), ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot create ", target->parent_path().string(), ": ", ec.message()));
