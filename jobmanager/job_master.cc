@@ -86,12 +86,15 @@ absl::Status CheckInFlightRecordsFit(const proto::CheckpointMetadata& metadata, 
           parallelism, ". Take a savepoint (always aligned) to rescale"));
     }
   }
-  if (!metadata.channel_layout().empty() && metadata.channel_layout() != ChannelLayout(graph)) {
+  if (!metadata.channel_layout().empty()) {
+    if (metadata.channel_layout() == ChannelLayout(graph)) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat(
         AV(uri), " is an unaligned checkpoint (it holds in-flight records), which restores only into a job whose "
         "network channels are those it was taken with, and job '", graph.name(), "' partitions or chains its "
         "operators differently. Take a savepoint (always aligned) of the job as it was to change it"));
   }
+  // Taken before checkpoints recorded their layout: at least every vertex
+  // with in-flight records must still head its chain.
   for (const proto::OperatorSnapshot& op : metadata.operators()) {
     if (op.channel_state().empty()) continue;
     if (const int producer = ChainedTo(graph, op.vertex_id()); producer >= 0) {

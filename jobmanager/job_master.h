@@ -73,10 +73,10 @@ std::string ChannelLayout(const proto::JobGraph& graph);
 // Whether an unaligned checkpoint's in-flight records (at `uri`) have
 // somewhere to go in `graph`: they belong to channels between particular
 // subtasks of particular chains, so they restore only at the parallelism
-// they were taken at, only into a graph of the same ChannelLayout (when the
-// checkpoint recorded one) and only into vertices that still head their
-// chains (one now chained behind its input has no channels). OK for an
-// aligned checkpoint or savepoint.
+// they were taken at, and only into a graph of the same ChannelLayout; a
+// checkpoint that recorded none (taken before layouts were recorded) only
+// into vertices that still head their chains (one now chained behind its
+// input has no channels). OK for an aligned checkpoint or savepoint.
 absl::Status CheckInFlightRecordsFit(const proto::CheckpointMetadata& metadata, const proto::JobGraph& graph,
                                      std::string_view uri);
 
