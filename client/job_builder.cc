@@ -41,6 +41,9 @@ struct JobBuilder::Input {
   int target_input;  // 0: the only, left or main input; 1: right or broadcast
   Partition partition;
   std::vector<int> key_fields;  // non-empty: a HASH edge on these fields of the stream (FORWARD if partitioned so)
+  // Non-empty: the only fields of the stream the vertex reads (ascending),
+  // all a HASH edge carries (JobEdge.projection); see ReadsOnly.
+  std::vector<int> reads = {};
 };
 
 // A vertex as defined; parallelism and edges are resolved by Build().
@@ -71,6 +74,34 @@ bool IsValidName(std::string_view name) {
     if (!ok) return false;
   }
   return true;
+}
+
+// The fields a keyed vertex reads of its input of `width` fields, for
+// Input::reads: ascending, each once; empty if that is every field (nothing
+// to leave out).
+std::vector<int> ReadsOnly(std::vector<int> fields, size_t width) {
+  std::sort(fields.begin(), fields.end());
+  fields.erase(std::unique(fields.begin(), fields.end()), fields.end());
+  if (fields.size() >= width) fields.clear();
+  return fields;
+}
+
+// Makes a HASH edge carry only the fields of `schema` (its source's output)
+// that its target reads, and compiles the target against them: its input
+// schema, and a window's time field index. Its spec names every other field
+// it uses (key_by, aggregate arguments, retract_field), which the projected
+// schema still has.
+void Project(const Schema& schema, const std::vector<int>& reads, proto::JobEdge* edge, proto::JobVertex* target) {
+  Schema projected;
+  for (int f : reads) {
+    edge->add_projection(f);
+    projected.Add(schema.field(f).name, schema.field(f).type);
+  }
+  *target->mutable_input_schema() = projected.ToProto();
+  if (target->op().has_window() && target->op().window().time_field_index() >= 0) {
+    const auto at = std::find(reads.begin(), reads.end(), target->op().window().time_field_index());
+    target->mutable_op()->mutable_window()->set_time_field_index(static_cast<int>(at - reads.begin()));
+  }
 }
 
 // 0, 1, ..., n - 1.
@@ -1049,7 +1080,7 @@ StreamRef JobBuilder::Union(std::string_view name, const std::vector<StreamRef>&
 bool JobBuilder::CheckAggregateCalls(
     std::string_view kind, std::string_view name, const std::vector<NamedExpr>& aggregates,
     const Schema& input_schema, std::string_view clash_note, Schema* output,
-    google::protobuf::RepeatedPtrField<proto::AggregateCall>* calls) {
+    google::protobuf::RepeatedPtrField<proto::AggregateCall>* calls, std::vector<int>* fields_read) {
   const std::string who = Describe(kind, name);
   if (aggregates.empty()) {
     return Fail(name, "aggregates", -1, absl::StrCat(who, ": aggregates names no aggregate"));
@@ -1085,6 +1116,7 @@ bool JobBuilder::CheckAggregateCalls(
         return Fail(name, "aggregates", index, absl::StrCat(where, arg.status().message()),
                     call->arg_offset + offset);
       }
+      fields_read->insert(fields_read->end(), arg->fields().begin(), arg->fields().end());
       std::string expected;
       if (!AggregateResultType(call->func, arg->type(), &result, &expected)) {
         return Fail(name, "aggregates", index,
@@ -1163,10 +1195,12 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
   proto::OperatorSpec op;
   proto::AggregateSpec* spec = op.mutable_aggregate();
   for (const std::string& k : key_by) spec->add_key_by(k);
+  std::vector<int> reads = key_fields;
   if (!CheckAggregateCalls("aggregate", name, aggregate.aggregates, input_schema, "", &output,
-                           spec->mutable_aggregates())) {
+                           spec->mutable_aggregates(), &reads)) {
     return {};
   }
+  if (!aggregate.retract_field.empty()) reads.push_back(input_schema.IndexOf(aggregate.retract_field));
   if (aggregate.changelog) {
     if (output.IndexOf("retract") >= 0) {
       Fail(name, "changelog", -1,
@@ -1181,8 +1215,9 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
   spec->set_retract_field(aggregate.retract_field);
   // A running aggregate's rows are updates, not events: no event time.
   StreamRef out =
-      AddVertex("aggregate", name, std::move(op), {Input{in, 0, Partition::kAuto, key_fields}}, &output, -1,
-                options.parallelism);
+      AddVertex("aggregate", name, std::move(op),
+                {Input{in, 0, Partition::kAuto, key_fields, ReadsOnly(std::move(reads), input_schema.size())}},
+                &output, -1, options.parallelism);
   MarkPartitioned(in, key_fields, LeadingFields(key_fields.size()));  // its output starts with the key
   return out;
 }
@@ -1404,12 +1439,16 @@ StreamRef JobBuilder::Window(std::string_view name, const StreamRef& input,
   const int output_time = static_cast<int>(output.size()) - 1;  // window_end
   proto::OperatorSpec op;
   proto::WindowSpec* spec = op.mutable_window();
+  std::vector<int> reads = key_fields;
   if (!CheckAggregateCalls("window", name, window.aggregates, input_schema,
                            " (a window's output is its key fields, window_start, window_end, "
                            "then its aggregates)",
-                           &output, spec->mutable_aggregates())) {
+                           &output, spec->mutable_aggregates(), &reads)) {
     return {};
   }
+  if (!processing) reads.push_back(input_time);
+  // Late records go to late_output whole.
+  if (!window.late_output.empty()) reads.clear();
   for (const std::string& k : window.key_by) spec->add_key_by(k);
   spec->set_kind(kind_name);
   spec->set_size_ms(window.size_ms);
@@ -1419,8 +1458,9 @@ StreamRef JobBuilder::Window(std::string_view name, const StreamRef& input,
   spec->set_late_output(window.late_output);
   spec->set_processing_time(processing);
   spec->set_time_field_index(processing ? -1 : input_time);
-  StreamRef out = AddVertex("window", name, std::move(op), {Input{in, 0, Partition::kAuto, key_fields}}, &output,
-                            output_time, options.parallelism);
+  StreamRef out = AddVertex("window", name, std::move(op),
+                            {Input{in, 0, Partition::kAuto, key_fields, ReadsOnly(std::move(reads), input_schema.size())}},
+                            &output, output_time, options.parallelism);
   MarkPartitioned(in, key_fields, LeadingFields(key_fields.size()));  // its output starts with the key
   if (!window.late_output.empty()) {
     streams_.push_back(Stream{window.late_output, vertices_.back().proto.id(), kLateOutput,
@@ -1816,6 +1856,7 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
         }
         edge->set_partitioning(proto::HASH);
         for (int k : in.key_fields) edge->add_key_fields(k);
+        if (!in.reads.empty()) Project(stream.schema, in.reads, edge, pv);
         continue;
       }
       switch (in.partition) {

@@ -621,12 +621,14 @@ class JobBuilder {
   bool CheckEventTime(std::string_view name, const Schema& schema,
                       const std::optional<EventTime>& event_time, int* time_index);
   // Type-checks aggregate calls over `input_schema`, appends their result
-  // fields to *output and their protos to *calls. `clash_note` explains
-  // what else the output holds, for a name used twice.
+  // fields to *output, their protos to *calls and the input fields their
+  // arguments read to *fields_read. `clash_note` explains what else the
+  // output holds, for a name used twice.
   bool CheckAggregateCalls(std::string_view kind, std::string_view name,
                            const std::vector<NamedExpr>& aggregates, const Schema& input_schema,
                            std::string_view clash_note, Schema* output,
-                           google::protobuf::RepeatedPtrField<proto::AggregateCall>* calls);
+                           google::protobuf::RepeatedPtrField<proto::AggregateCall>* calls,
+                           std::vector<int>* fields_read);
   // Resolves the keys of a two-input join: key_by (same names on both
   // sides) or first_key/second_key, named first_field/second_field in the
   // spec. `roles` name the inputs in messages ("left", "right").

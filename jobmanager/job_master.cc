@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/absl_compat.h"
 #include "common/latency_histogram.h"
 #include "common/time_util.h"
@@ -65,6 +66,7 @@ std::string ChannelLayout(const proto::JobGraph& graph) {
     absl::StrAppend(&layout, e.source(), ">", e.target(), e.side_output().empty() ? "" : "/", e.side_output(), ":",
                     e.target_input(), ":", proto::Partitioning_Name(e.partitioning()), ":");
     for (int k : e.key_fields()) absl::StrAppend(&layout, k, ",");
+    if (e.projection_size() > 0) absl::StrAppend(&layout, "=", absl::StrJoin(e.projection(), ","));
     absl::StrAppend(&layout, ":", std::max(1, graph.vertices(e.source()).parallelism()), ":",
                     std::max(1, graph.vertices(e.target()).parallelism()),
                     e.side_output().empty() && ChainedTo(graph, e.target()) == e.source() ? ":chained" : "", ";");

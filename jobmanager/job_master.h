@@ -65,9 +65,10 @@ class TaskManagerGateway {
 int ChainedTo(const proto::JobGraph& graph, int vertex);
 
 // The network channels of `graph`, as text: every edge in order with its
-// partitioning, key fields, both parallelisms and whether it is chained. A
-// task stores the records in flight on its channels by their positions
-// among its chain's inputs and outputs, which this fixes.
+// partitioning, key fields, projection (which fields its records are
+// encoded with), both parallelisms and whether it is chained. A task stores
+// the records in flight on its channels by their positions among its
+// chain's inputs and outputs, which this fixes.
 std::string ChannelLayout(const proto::JobGraph& graph);
 
 // Whether an unaligned checkpoint's in-flight records (at `uri`) have

@@ -254,9 +254,16 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
                     : edge.side_output() == kLateOutput     ? Schema::FromProto(vertex(edge.source()).input_schema())
                                                             : Schema::FromProto(vertex(edge.source()).output_schema());
     std::vector<int> keys(edge.key_fields().begin(), edge.key_fields().end());
+    std::vector<int> projection(edge.projection().begin(), edge.projection().end());
+    for (int f : projection) {
+      if (f < 0 || static_cast<size_t>(f) >= schema.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("edge ", edge.source(), " -> ", edge.target(), ": projected field ",
+                                                       f, " is not a field of ", schema.DebugString()));
+      }
+    }
     emitters_.push_back(std::make_unique<EmitterOutput>(std::make_unique<RecordEmitter>(
         partition, std::move(schema), ModeOf(edge.partitioning()), std::move(keys),
-        graph.max_parallelism() > 0 ? graph.max_parallelism() : 128, tdd.subtask_index())));
+        graph.max_parallelism() > 0 ? graph.max_parallelism() : 128, tdd.subtask_index(), std::move(projection))));
     auto key = std::make_pair(edge.source(), edge.side_output());
     if (!outs.count(key)) {
       auto fan = std::make_unique<FanOutOutput>();

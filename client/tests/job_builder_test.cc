@@ -519,6 +519,52 @@ std::string SchemaOf(const proto::Schema& schema) {
   return Schema::FromProto(schema).DebugString();
 }
 
+TEST_F(JobBuilderTest, AHashEdgeCarriesOnlyTheFieldsItsWindowOrAggregateReads) {
+  JobBuilder b("j");
+  b.SetParallelism(2);
+  StreamRef vitals = b.FileSource("vitals", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts")));
+  // patient_id (key), ts (time), hr: not spo2 or rr.
+  b.Window("hr_max", vitals, WindowOptions::Tumbling({"patient_id"}, 60000, {{"hr_max", "max(hr)"}}));
+  // Late records go whole to late_output: every field.
+  WindowOptions late = WindowOptions::Tumbling({"patient_id"}, 60000, {{"n", "count(*)"}});
+  late.late_output = "late";
+  b.Window("with_late", vitals, late);
+  // An argument's fields, not the time: rr, spo2, patient_id.
+  b.Aggregate("ratio", vitals, {"patient_id"}, {{"r", "sum(rr * 100 / spo2)"}});
+  // Reads every field: nothing to leave out.
+  b.Aggregate("all", vitals, {"patient_id"}, {{"n", "count(ts)"}, {"s", "sum(hr + spo2 + rr)"}});
+  // Partitioned by its key already: a forward edge, chained, unprojected.
+  b.Aggregate("again", "ratio", {"patient_id"}, {{"m", "max(r)"}});
+  for (const char* out : {"hr_max", "with_late", "all", "again", "late"}) {
+    b.Sink(absl::StrCat(out, "_out"), out, SinkOptions::Blackhole());
+  }
+  absl::StatusOr<proto::JobGraph> graph = b.Build();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  auto edge_to = [&](std::string_view name) -> const proto::JobEdge& {
+    for (const proto::JobEdge& e : graph->edges()) {
+      if (graph->vertices(e.target()).name() == name) return e;
+    }
+    ADD_FAILURE() << "no edge to " << name;
+    return graph->edges(0);
+  };
+  const proto::JobVertex& hr_max = graph->vertices(1);
+  EXPECT_THAT(edge_to("hr_max").projection(), ::testing::ElementsAre(0, 1, 2));
+  EXPECT_EQ(SchemaOf(hr_max.input_schema()), "{patient_id: string, ts: timestamp, hr: int}");
+  EXPECT_EQ(hr_max.op().window().time_field_index(), 1);
+  EXPECT_THAT(edge_to("hr_max").key_fields(), ::testing::ElementsAre(0));  // of the source's output
+
+  EXPECT_EQ(edge_to("with_late").projection_size(), 0);
+  EXPECT_EQ(SchemaOf(graph->vertices(2).input_schema()), VitalsSchema().DebugString());
+
+  EXPECT_THAT(edge_to("ratio").projection(), ::testing::ElementsAre(0, 3, 4));
+  EXPECT_EQ(SchemaOf(graph->vertices(3).input_schema()), "{patient_id: string, spo2: int, rr: int}");
+
+  EXPECT_EQ(edge_to("all").projection_size(), 0);
+  EXPECT_EQ(edge_to("again").partitioning(), proto::FORWARD);
+  EXPECT_EQ(edge_to("again").projection_size(), 0);
+  EXPECT_EQ(SchemaOf(graph->vertices(5).input_schema()), SchemaOf(graph->vertices(3).output_schema()));
+}
+
 TEST_F(JobBuilderTest, BuildsTheSameEventTimeGraphAsTheYamlSpec) {
   const std::string labs = (dir_ / "labs.csv").string();
   const std::string wards = (dir_ / "wards.csv").string();

@@ -332,7 +332,10 @@ TEST_F(JobSpecTest, ExampleCompilesToVerticesEdgesAndSchemas) {
   EXPECT_EQ(agg.op().aggregate().aggregates(1).arg(), "hr");
   EXPECT_EQ(agg.op().aggregate().aggregates(2).func(), "sum");
   EXPECT_EQ(agg.op().aggregate().aggregates(2).arg(), "CASE WHEN tachycardic THEN 1 ELSE 0 END");
-  EXPECT_EQ(Schema::FromProto(agg.input_schema()).DebugString(), flagged.DebugString());
+  // It reads patient_id, hr and tachycardic of `flagged`, all its hash edge carries.
+  EXPECT_EQ(Schema::FromProto(agg.input_schema()).DebugString(),
+            Schema({{"patient_id", FieldType::kString}, {"hr", FieldType::kInt}, {"tachycardic", FieldType::kBool}})
+                .DebugString());
   EXPECT_EQ(Schema::FromProto(agg.output_schema()).DebugString(), totals.DebugString());
 
   const proto::JobVertex& sink = graph->vertices(4);
@@ -354,6 +357,8 @@ TEST_F(JobSpecTest, ExampleCompilesToVerticesEdgesAndSchemas) {
     EXPECT_EQ(e.side_output(), "");
   }
   EXPECT_THAT(graph->edges(2).key_fields(), ::testing::ElementsAre(0));
+  EXPECT_THAT(graph->edges(2).projection(), ::testing::ElementsAre(0, 2, 3));
+  for (int i : {0, 1, 3}) EXPECT_EQ(graph->edges(i).projection_size(), 0) << "edge " << i;
 }
 
 TEST_F(JobSpecTest, CompileJobSpecFileResolvesPathsAgainstTheFile) {

@@ -163,6 +163,11 @@ TEST(JobMasterTest, InFlightRecordsRestoreOnlyIntoAChainHeadAtTheirParallelism) 
   EXPECT_EQ(changed.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(changed.message()),
               ::testing::HasSubstr("restores only into a job whose network channels are those it was taken with"));
+  // The same edges, but the hash edge now carries fewer fields (the sink's
+  // in-flight records were encoded with all of them): refused too.
+  proto::JobGraph projected = ThreeVertexGraph(2);
+  projected.mutable_edges(1)->add_projection(0);
+  EXPECT_EQ(CheckInFlightRecordsFit(metadata, projected, "/ck/chk-3").code(), absl::StatusCode::kInvalidArgument);
 
   // Aligned (no in-flight records): anything goes.
   for (proto::OperatorSnapshot& op : *metadata.mutable_operators()) op.clear_channel_state();

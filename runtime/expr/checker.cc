@@ -153,6 +153,7 @@ absl::StatusOr<Operand> CheckField(CompileContext& ctx, const std::string& name,
     }
     return ctx.Error(offset, std::move(message));
   }
+  ctx.fields_read.push_back(index);
   Operand o;
   o.type = ToVType(ctx.schema.field(index).type);
   o.node = MakeFieldRef(static_cast<size_t>(index), o.type);

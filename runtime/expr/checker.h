@@ -39,6 +39,7 @@ struct CompileContext {
   std::string_view text;
   const Schema& schema;
   size_t error_offset = 0;
+  std::vector<int> fields_read;  // every field reference, in the order met
 };
 
 // A checked, typed subexpression.

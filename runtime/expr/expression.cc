@@ -1,5 +1,6 @@
 #include "runtime/expr/expression.h"
 
+#include <algorithm>
 #include <functional>
 #include <utility>
 
@@ -14,8 +15,8 @@
 
 namespace vstream {
 
-Expression::Expression(std::unique_ptr<ExprNode> root, FieldType type, std::string text)
-    : root_(std::move(root)), type_(type), text_(std::move(text)) {}
+Expression::Expression(std::unique_ptr<ExprNode> root, FieldType type, std::string text, std::vector<int> fields)
+    : root_(std::move(root)), type_(type), text_(std::move(text)), fields_(std::move(fields)) {}
 Expression::~Expression() = default;
 Expression::Expression(Expression&&) noexcept = default;
 Expression& Expression::operator=(Expression&&) noexcept = default;
@@ -29,7 +30,10 @@ absl::StatusOr<Expression> Expression::Compile(std::string_view text, const Sche
     return root.status();
   }
   const FieldType type = ToFieldType(root->type);
-  return Expression(std::move(root->node), type, std::string(text));
+  std::vector<int>& fields = ctx.fields_read;
+  std::sort(fields.begin(), fields.end());
+  fields.erase(std::unique(fields.begin(), fields.end()), fields.end());
+  return Expression(std::move(root->node), type, std::string(text), std::move(fields));
 }
 
 void Expression::Eval(const Row& row, Datum* out) const {

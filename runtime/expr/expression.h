@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "runtime/types.h"
@@ -47,6 +48,8 @@ class Expression {
 
   FieldType type() const { return type_; }
   const std::string& text() const { return text_; }
+  // The input fields it reads (indexes, ascending, each once).
+  const std::vector<int>& fields() const { return fields_; }
 
   // Evaluates against one row of the input schema.
   void Eval(const Row& row, Datum* out) const;
@@ -54,10 +57,11 @@ class Expression {
   bool EvalPredicate(const Row& row) const;
 
  private:
-  Expression(std::unique_ptr<ExprNode> root, FieldType type, std::string text);
+  Expression(std::unique_ptr<ExprNode> root, FieldType type, std::string text, std::vector<int> fields);
   std::unique_ptr<ExprNode> root_;
   FieldType type_;
   std::string text_;
+  std::vector<int> fields_;
 };
 
 // An aggregate call as written in a job spec: "count(*)", "max(hr)",

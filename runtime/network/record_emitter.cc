@@ -7,11 +7,12 @@ namespace vstream {
 
 RecordEmitter::RecordEmitter(std::shared_ptr<ResultPartition> partition, Schema schema,
                              PartitionMode mode, std::vector<int> key_fields, int max_parallelism,
-                             int subtask_index)
+                             int subtask_index, std::vector<int> projection)
     : partition_(std::move(partition)),
       schema_(std::move(schema)),
       mode_(mode),
       key_fields_(std::move(key_fields)),
+      projection_(std::move(projection)),
       max_parallelism_(max_parallelism),
       num_targets_(partition_->num_subpartitions()),
       next_target_(subtask_index % std::max(1, num_targets_)),
@@ -30,7 +31,11 @@ bool RecordEmitter::SendBuffer(int target) {
 
 inline bool RecordEmitter::Append(int target, const Row& row) {
   NetworkBuffer& b = building_[target];
-  EncodeRow(schema_, row, &b.data);
+  if (projection_.empty()) {
+    EncodeRow(schema_, row, &b.data);
+  } else {
+    EncodeKey(schema_, row, projection_, &b.data);  // the same format, those fields alone
+  }
   ++b.num_records;
   if (b.data.size() >= kNetworkBufferBytes) return SendBuffer(target);
   return true;

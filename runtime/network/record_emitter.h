@@ -19,8 +19,12 @@ enum class PartitionMode { kForward, kHash, kRebalance, kBroadcast };
 
 class RecordEmitter {
  public:
+  // key_fields index `schema`, the producer's output. projection:
+  // non-empty, the fields of it (indexes) each record is encoded with
+  // (JobEdge.projection); empty, every field.
   RecordEmitter(std::shared_ptr<ResultPartition> partition, Schema schema, PartitionMode mode,
-                std::vector<int> key_fields, int max_parallelism, int subtask_index);
+                std::vector<int> key_fields, int max_parallelism, int subtask_index,
+                std::vector<int> projection = {});
 
   // Serializes the batch. Returns false if the partition was released
   // (the job is being cancelled).
@@ -68,6 +72,7 @@ class RecordEmitter {
   Schema schema_;
   PartitionMode mode_;
   std::vector<int> key_fields_;
+  std::vector<int> projection_;
   int max_parallelism_;
   int num_targets_;
   int next_target_;

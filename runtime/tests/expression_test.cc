@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/time_util.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/types.h"
 
@@ -193,6 +194,22 @@ TEST(ExpressionTest, FieldReferences) {
       {"`end` * 2", "int 6"},
       {"`hr`", "int 80"},
   });
+}
+
+TEST(ExpressionTest, ListsTheFieldsItReadsOnceEachInSchemaOrder) {
+  const Schema& schema = TestSchema();
+  auto fields_of = [&](const char* text) {
+    auto expr = Expression::Compile(text, schema);
+    EXPECT_TRUE(expr.ok()) << text << ": " << expr.status();
+    std::vector<std::string> names;
+    if (expr.ok()) {
+      for (int f : expr->fields()) names.push_back(schema.field(f).name);
+    }
+    return names;
+  };
+  EXPECT_THAT(fields_of("spo2 * 2 + hr - hr"), ::testing::ElementsAre("hr", "spo2"));
+  EXPECT_THAT(fields_of("CASE WHEN flag THEN length(name) ELSE 0 END"), ::testing::ElementsAre("flag", "name"));
+  EXPECT_THAT(fields_of("1 + 2"), ::testing::IsEmpty());
 }
 
 TEST(ExpressionTest, Arithmetic) {

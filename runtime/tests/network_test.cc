@@ -331,6 +331,49 @@ TEST(RecordEmitterTest, HashSendsEachKeyToTheSubtaskOwningItsKeyGroup) {
   EXPECT_EQ(total, 1000);
 }
 
+TEST(RecordEmitterTest, AProjectedEdgeEncodesItsFieldsAloneAndHashesTheWholeRowsKey) {
+  Schema s({{"note", FieldType::kString}, {"k", FieldType::kString}, {"skipped", FieldType::kDouble}, {"v", FieldType::kInt}});
+  const Schema projected({{"k", FieldType::kString}, {"v", FieldType::kInt}});
+  auto partition = std::make_shared<ResultPartition>("p", 2, 1000);
+  RecordEmitter emitter(partition, s, PartitionMode::kHash, {1}, 128, 0, /*projection=*/{1, 3});
+  RowBatch batch(4);
+  for (int i = 0; i < 100; ++i) {
+    Row& r = batch.Append();
+    r[0].SetString(std::string(200, 'x'));
+    r[1].SetString("patient-" + std::to_string(i % 13));
+    r[2].SetDouble(0.5);
+    if (i % 10 == 0) {
+      r[3].is_null = true;
+    } else {
+      r[3].SetInt(i);
+    }
+  }
+  ASSERT_TRUE(emitter.Emit(batch));
+  ASSERT_TRUE(emitter.Finish());
+  int total = 0;
+  for (int t = 0; t < 2; ++t) {
+    while (auto b = partition->subpartition(t).Poll()) {
+      if (b->end_of_partition) break;
+      EXPECT_LT(b->data.size(), 100u * 30) << "the 200-byte note must not be sent";
+      size_t pos = 0;
+      Row row;
+      for (int i = 0; i < b->num_records; ++i) {
+        ASSERT_TRUE(DecodeRow(projected, b->data, &pos, &row));
+        const int v = row[1].is_null ? -1 : static_cast<int>(row[1].i);
+        if (v >= 0) {
+          EXPECT_EQ(row[0].s, "patient-" + std::to_string(v % 13));
+        }
+        std::string key;
+        EncodeKey(projected, row, {0}, &key);
+        EXPECT_EQ(SubtaskForKeyGroup(KeyGroupForHash(HashKeyBytes(key), 128), 128, 2), t);
+        ++total;
+      }
+      EXPECT_EQ(pos, b->data.size());
+    }
+  }
+  EXPECT_EQ(total, 100);
+}
+
 // A real gRPC server on loopback serves a partition to a RemoteInputChannel.
 class RemoteChannelTest : public ::testing::Test {
  protected:
