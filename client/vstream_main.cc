@@ -8,6 +8,8 @@
 //   vstream status JOB_ID                   vertices, parallelism, states, records,
 //                                           checkpoints
 //   vstream cancel JOB_ID
+//   vstream plan JOB.yaml [--parallelism N] print the tasks and exchanges the
+//                                           spec compiles to; starts nothing
 //   vstream local JOB.yaml [--taskmanagers N] [--slots S]
 //                                           run a whole cluster in this process
 //   vstream send-hl7 HOST:PORT FILE...      send HL7 v2 files' messages over MLLP
@@ -27,8 +29,10 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -39,6 +43,8 @@
 #include "runtime/network/mllp_client.h"
 #include "common/logging.h"
 #include "jobmanager/job_manager.h"
+#include "jobmanager/job_master.h"
+#include "runtime/stream_task.h"
 #include "taskmanager/task_manager.h"
 
 namespace vstream {
@@ -60,6 +66,10 @@ constexpr char kUsage[] =
     "  status JOB_ID                show a job's vertices, states, record counts and\n"
     "                               checkpoints\n"
     "  cancel JOB_ID                cancel a job\n"
+    "  plan JOB.yaml [--parallelism N]\n"
+    "                               print what the spec compiles to: its tasks (chained\n"
+    "                               operators) and the exchanges between them, with the\n"
+    "                               fields each sends; submits nothing\n"
     "  local JOB.yaml [--taskmanagers N] [--slots S]\n"
     "                               run the job on a JobManager and N TaskManagers inside\n"
     "                               this process (default N=2, S=enough for the job)\n"
@@ -116,19 +126,92 @@ int WaitForJob(ClusterClient& client, const std::string& job_id) {
   }
 }
 
-int Submit(const ParsedFlags& flags, const std::string& address) {
-  if (flags.positional.size() != 2) {
-    return Fail("usage: vstream submit JOB.yaml [--wait] [--from-savepoint PATH] [--parallelism N]", 2);
-  }
+// The spec of flags.positional[1], at --parallelism if given; an exit code
+// (2) in *code on a bad flag or spec.
+std::optional<proto::JobGraph> CompileSpec(const ParsedFlags& flags, int* code) {
+  *code = 2;
   int parallelism = 0;
   if (auto p = flags.Get("parallelism")) {
     parallelism = std::atoi(p->c_str());
     if (parallelism < 1 || std::to_string(parallelism) != *p) {
-      return Fail(absl::StrCat("--parallelism must be a whole number of at least 1, got '", *p, "'"), 2);
+      Fail(absl::StrCat("--parallelism must be a whole number of at least 1, got '", *p, "'"), 2);
+      return std::nullopt;
     }
   }
   auto graph = CompileJobSpecFile(flags.positional[1], parallelism);
-  if (!graph.ok()) return Fail(Msg(graph.status()), 2);
+  if (!graph.ok()) {
+    Fail(Msg(graph.status()), 2);
+    return std::nullopt;
+  }
+  *code = 0;
+  return std::move(*graph);
+}
+
+// Tasks (chains, as the JobMaster forms them: ChainedTo) and every edge that
+// is not chained, with its partitioning and the fields it sends.
+std::string FormatJobPlan(const proto::JobGraph& graph) {
+  const int n = graph.vertices_size();
+  std::vector<int> head(n);
+  for (int v = 0; v < n; ++v) {
+    const int up = ChainedTo(graph, v);
+    head[v] = up >= 0 ? head[up] : v;  // a producer comes before its consumers
+  }
+  std::string out;
+  int tasks = 0;
+  for (int v = 0; v < n; ++v) tasks += head[v] == v;
+  absl::StrAppend(&out, "Job ", graph.name(), ": ", n, " operators in ", tasks, " tasks, max parallelism ",
+                  graph.max_parallelism(), "\n\nTASK  PARALLELISM  OPERATORS (chained: records passed by call, not sent)\n");
+  int task = 0;
+  for (int v = 0; v < n; ++v) {
+    if (head[v] != v) continue;
+    std::string members;
+    for (int w = v; w < n; ++w) {
+      if (head[w] == v) absl::StrAppend(&members, members.empty() ? "" : ", ", graph.vertices(w).name());
+    }
+    absl::StrAppend(&out, absl::StrFormat("%4d  %11d  %s\n", ++task, graph.vertices(v).parallelism(), members));
+  }
+  absl::StrAppend(&out, "\nEXCHANGE  (from -> to: partitioning [key]; fields sent)\n");
+  for (const proto::JobEdge& e : graph.edges()) {
+    if (e.side_output().empty() && ChainedTo(graph, e.target()) == e.source()) continue;
+    const Schema schema = EmittedSchema(graph, e);
+    std::string line = absl::StrCat(graph.vertices(e.source()).name(),
+                                    e.side_output().empty() ? "" : absl::StrCat(" (", e.side_output(), ")"), " -> ",
+                                    graph.vertices(e.target()).name(), ": ");
+    std::string partitioning = absl::AsciiStrToLower(proto::Partitioning_Name(e.partitioning()));
+    absl::StrAppend(&line, partitioning);
+    if (e.key_fields_size() > 0) {
+      std::string keys;
+      for (int k : e.key_fields()) absl::StrAppend(&keys, keys.empty() ? "" : ", ", schema.field(k).name);
+      absl::StrAppend(&line, " [", keys, "]");
+    }
+    if (e.projection_size() > 0) {
+      std::string fields;
+      for (int f : e.projection()) absl::StrAppend(&fields, fields.empty() ? "" : ", ", schema.field(f).name);
+      absl::StrAppend(&line, "; ", e.projection_size(), " of ", schema.size(), " fields: ", fields);
+    } else {
+      absl::StrAppend(&line, "; all ", schema.size(), " fields");
+    }
+    absl::StrAppend(&out, "  ", line, "\n");
+  }
+  return out;
+}
+
+int Plan(const ParsedFlags& flags) {
+  if (flags.positional.size() != 2) return Fail("usage: vstream plan JOB.yaml [--parallelism N]", 2);
+  int code = 0;
+  std::optional<proto::JobGraph> graph = CompileSpec(flags, &code);
+  if (!graph) return code;
+  std::printf("%s", FormatJobPlan(*graph).c_str());
+  return 0;
+}
+
+int Submit(const ParsedFlags& flags, const std::string& address) {
+  if (flags.positional.size() != 2) {
+    return Fail("usage: vstream submit JOB.yaml [--wait] [--from-savepoint PATH] [--parallelism N]", 2);
+  }
+  int code = 0;
+  std::optional<proto::JobGraph> graph = CompileSpec(flags, &code);
+  if (!graph) return code;
   ClusterClient client(address);
   auto id = client.Submit(*graph, flags.Get("from-savepoint").value_or(""));
   if (!id.ok()) return Fail(Msg(id.status()));
@@ -322,9 +405,10 @@ int Main(int argc, char** argv) {
   if (command == "savepoint") return Savepoint(*flags, address, /*stop=*/false);
   if (command == "stop") return Savepoint(*flags, address, /*stop=*/true);
   if (command == "local") return Local(*flags);
+  if (command == "plan") return Plan(*flags);
   if (command == "send-hl7") return SendHl7(*flags);
   return Fail(absl::StrCat("unknown command '", command,
-                           "', expected one of submit, jobs, status, cancel, savepoint, stop, local, send-hl7"),
+                           "', expected one of submit, plan, jobs, status, cancel, savepoint, stop, local, send-hl7"),
               2);
 }
 

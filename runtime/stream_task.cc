@@ -248,11 +248,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
         [pm = env.partitions](const std::string& id) { pm->Unregister(id); });
     env.partitions->Register(partition);
     partitions_.push_back(partition);
-    // A side output carries dead letters (their own schema) or late records
-    // (the window's input schema); the main output its vertex's schema.
-    Schema schema = edge.side_output() == kDeadLetterOutput ? DeadLetterSchema()
-                    : edge.side_output() == kLateOutput     ? Schema::FromProto(vertex(edge.source()).input_schema())
-                                                            : Schema::FromProto(vertex(edge.source()).output_schema());
+    Schema schema = EmittedSchema(graph, edge);
     std::vector<int> keys(edge.key_fields().begin(), edge.key_fields().end());
     std::vector<int> projection(edge.projection().begin(), edge.projection().end());
     for (int f : projection) {
@@ -1064,6 +1060,13 @@ absl::Status StreamTask::Run() {
   if (checkpoints_) checkpoints_->WaitForUploads(cancelled_);
   if (cancelled_) return absl::CancelledError("task cancelled");
   return absl::OkStatus();
+}
+
+Schema EmittedSchema(const proto::JobGraph& graph, const proto::JobEdge& edge) {
+  const proto::JobVertex& source = graph.vertices(edge.source());
+  if (edge.side_output() == kDeadLetterOutput) return DeadLetterSchema();
+  if (edge.side_output() == kLateOutput) return Schema::FromProto(source.input_schema());
+  return Schema::FromProto(source.output_schema());
 }
 
 std::string StreamTask::StateDir(const std::string& data_dir, const proto::TaskDeploymentDescriptor& tdd,

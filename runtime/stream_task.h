@@ -45,6 +45,11 @@
 
 namespace vstream {
 
+// The schema of the records `edge`'s source emits on it, before any
+// projection: dead letters their own, a window's late records its input's,
+// a main output its vertex's output schema.
+Schema EmittedSchema(const proto::JobGraph& graph, const proto::JobEdge& edge);
+
 struct StreamTaskEnv {
   PartitionManager* partitions = nullptr;
   ChannelCache* channels = nullptr;

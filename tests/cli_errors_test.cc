@@ -122,5 +122,27 @@ TEST_F(CliErrorsTest, UnknownCommandAndMissingFile) {
   EXPECT_NE(r.err.find("absent.yaml"), std::string::npos) << r.err;
 }
 
+// `vstream plan` compiles a spec and prints its tasks and exchanges without
+// a JobManager; a bad spec is the same one-line error as for submit.
+TEST_F(CliErrorsTest, PlanPrintsTasksAndExchangesOrTheSpecError) {
+  CommandResult r = RunCommand({BinPath("vstream"), "plan", std::string(VSTREAM_SOURCE_DIR) +
+                                                               "/examples/icu-early-warning.yaml", "--parallelism", "3"},
+                               dir_.path(), std::chrono::seconds(30));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // The dedup and everything keyed by patient behind it run in one task.
+  EXPECT_NE(r.out.find("            3  unique, news2, qsofa,"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  ward -> unique: hash [patient_id]; all 19 fields\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  unique -> vitals_5min: hash [patient_id, code]; 4 of 19 fields: patient_id, code, value, "
+                       "observed_at\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("unique -> news2"), std::string::npos) << "chained, not an exchange: " << r.out;
+
+  const std::string path = dir_.File("job.yaml");
+  WriteFile(path, absl::StrReplaceAll(absl::StrReplaceAll(kGood, {{"$DIR", dir_.path()}}), {{"type: filter", "type: fliter"}}));
+  ExpectSpecError(RunCommand({BinPath("vstream"), "plan", path}, dir_.path(), std::chrono::seconds(30)), 10, 11,
+                  "unknown operator type 'fliter'");
+}
+
 }  // namespace
 }  // namespace vstream::testing
