@@ -126,10 +126,9 @@ int WaitForJob(ClusterClient& client, const std::string& job_id) {
   }
 }
 
-// The spec of flags.positional[1], at --parallelism if given; an exit code
-// (2) in *code on a bad flag or spec.
-std::optional<proto::JobGraph> CompileSpec(const ParsedFlags& flags, int* code) {
-  *code = 2;
+// The spec of flags.positional[1], at --parallelism if given; nothing (the
+// error printed, exit code 2) on a bad flag or spec.
+std::optional<proto::JobGraph> CompileSpec(const ParsedFlags& flags) {
   int parallelism = 0;
   if (auto p = flags.Get("parallelism")) {
     parallelism = std::atoi(p->c_str());
@@ -143,8 +142,15 @@ std::optional<proto::JobGraph> CompileSpec(const ParsedFlags& flags, int* code) 
     Fail(Msg(graph.status()), 2);
     return std::nullopt;
   }
-  *code = 0;
   return std::move(*graph);
+}
+
+// "a, b, c": the names of `fields` (indexes) of `schema`.
+template <typename Indexes>
+std::string FieldNames(const Schema& schema, const Indexes& fields) {
+  std::string names;
+  for (int f : fields) absl::StrAppend(&names, names.empty() ? "" : ", ", schema.field(f).name);
+  return names;
 }
 
 // Tasks (chains, as the JobMaster forms them: ChainedTo) and every edge that
@@ -177,17 +183,11 @@ std::string FormatJobPlan(const proto::JobGraph& graph) {
     std::string line = absl::StrCat(graph.vertices(e.source()).name(),
                                     e.side_output().empty() ? "" : absl::StrCat(" (", e.side_output(), ")"), " -> ",
                                     graph.vertices(e.target()).name(), ": ");
-    std::string partitioning = absl::AsciiStrToLower(proto::Partitioning_Name(e.partitioning()));
-    absl::StrAppend(&line, partitioning);
-    if (e.key_fields_size() > 0) {
-      std::string keys;
-      for (int k : e.key_fields()) absl::StrAppend(&keys, keys.empty() ? "" : ", ", schema.field(k).name);
-      absl::StrAppend(&line, " [", keys, "]");
-    }
+    absl::StrAppend(&line, absl::AsciiStrToLower(proto::Partitioning_Name(e.partitioning())));
+    if (e.key_fields_size() > 0) absl::StrAppend(&line, " [", FieldNames(schema, e.key_fields()), "]");
     if (e.projection_size() > 0) {
-      std::string fields;
-      for (int f : e.projection()) absl::StrAppend(&fields, fields.empty() ? "" : ", ", schema.field(f).name);
-      absl::StrAppend(&line, "; ", e.projection_size(), " of ", schema.size(), " fields: ", fields);
+      absl::StrAppend(&line, "; ", e.projection_size(), " of ", schema.size(),
+                      " fields: ", FieldNames(schema, e.projection()));
     } else {
       absl::StrAppend(&line, "; all ", schema.size(), " fields");
     }
@@ -198,9 +198,8 @@ std::string FormatJobPlan(const proto::JobGraph& graph) {
 
 int Plan(const ParsedFlags& flags) {
   if (flags.positional.size() != 2) return Fail("usage: vstream plan JOB.yaml [--parallelism N]", 2);
-  int code = 0;
-  std::optional<proto::JobGraph> graph = CompileSpec(flags, &code);
-  if (!graph) return code;
+  std::optional<proto::JobGraph> graph = CompileSpec(flags);
+  if (!graph) return 2;
   std::printf("%s", FormatJobPlan(*graph).c_str());
   return 0;
 }
@@ -209,9 +208,8 @@ int Submit(const ParsedFlags& flags, const std::string& address) {
   if (flags.positional.size() != 2) {
     return Fail("usage: vstream submit JOB.yaml [--wait] [--from-savepoint PATH] [--parallelism N]", 2);
   }
-  int code = 0;
-  std::optional<proto::JobGraph> graph = CompileSpec(flags, &code);
-  if (!graph) return code;
+  std::optional<proto::JobGraph> graph = CompileSpec(flags);
+  if (!graph) return 2;
   ClusterClient client(address);
   auto id = client.Submit(*graph, flags.Get("from-savepoint").value_or(""));
   if (!id.ok()) return Fail(Msg(id.status()));

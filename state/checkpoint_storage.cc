@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
+#include "common/status_macros.h"
 
 namespace vstream {
 namespace {
@@ -61,8 +62,7 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::Status Download(const std::string& path, const std::string& local_file) override {
-    fs::path from;
-    if (absl::Status s = Resolve(path, &from); !s.ok()) return s;
+    ASSIGN_OR_RETURN(const fs::path from, Resolve(path));
     std::error_code ec;
     fs::copy_file(from, local_file, fs::copy_options::overwrite_existing, ec);
     if (ec) {
@@ -94,8 +94,7 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::StatusOr<std::string> Read(const std::string& path) override {
-    fs::path from;
-    if (absl::Status s = Resolve(path, &from); !s.ok()) return s;
+    ASSIGN_OR_RETURN(const fs::path from, Resolve(path));
     std::ifstream in(from, std::ios::binary);
     if (!in) return absl::NotFoundError(absl::StrCat("no ", from.string(), " in checkpoint storage"));
     std::ostringstream buf;
@@ -104,8 +103,7 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::Status Exists(const std::string& path) override {
-    fs::path target;
-    if (absl::Status s = Resolve(path, &target); !s.ok()) return s;
+    ASSIGN_OR_RETURN(const fs::path target, Resolve(path));
     std::error_code ec;
     if (fs::exists(target, ec)) return absl::OkStatus();
     return absl::NotFoundError(absl::StrCat("no ", target.string(), " in checkpoint storage"));
@@ -114,8 +112,7 @@ class FileCheckpointStorage : public CheckpointStorage {
   absl::Status Delete(const std::string& path) override {
     // Everything, checkpoints and shared files alike, is under the root.
     if (path.empty()) return absl::InvalidArgumentError("refusing to delete the root of checkpoint storage");
-    fs::path target;
-    if (absl::Status s = Resolve(path, &target); !s.ok()) return s;
+    ASSIGN_OR_RETURN(const fs::path target, Resolve(path));
     std::error_code ec;
     fs::remove_all(target, ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot delete ", target.string(), ": ", ec.message()));
@@ -123,8 +120,7 @@ class FileCheckpointStorage : public CheckpointStorage {
   }
 
   absl::StatusOr<std::vector<std::string>> List(const std::string& dir) override {
-    fs::path from;
-    if (absl::Status s = Resolve(dir, &from); !s.ok()) return s;
+    ASSIGN_OR_RETURN(const fs::path from, Resolve(dir));
     std::vector<std::string> names;
     std::error_code ec;
     fs::directory_iterator it(from, ec);
@@ -142,15 +138,14 @@ class FileCheckpointStorage : public CheckpointStorage {
 
  private:
   // The file or directory `path` names under the root (empty: the root).
-  absl::Status Resolve(const std::string& path, fs::path* out) const {
-    if (absl::Status s = CheckUnderRoot(path); !s.ok()) return s;
-    *out = path.empty() ? root_ : root_ / path;
-    return absl::OkStatus();
+  absl::StatusOr<fs::path> Resolve(const std::string& path) const {
+    RETURN_IF_ERROR(CheckUnderRoot(path));
+    return path.empty() ? root_ : root_ / path;
   }
 
   // The target of `path`, its directory created, and a temporary name beside it.
   absl::Status Prepare(const std::string& path, fs::path* target, fs::path* tmp) {
-    if (absl::Status s = Resolve(path, target); !s.ok()) return s;
+    ASSIGN_OR_RETURN(*target, Resolve(path));
     std::error_code ec;
     fs::create_directories(target->parent_path(), ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot create ", target->parent_path().string(), ": ", ec.message()));
