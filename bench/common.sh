@@ -34,16 +34,37 @@ tms_cpu_ticks() {
 # Peak resident memory of a process so far (VmHWM), in MiB.
 peak_rss_mb() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
+# The CPUs this shell may use, one per line.
+allowed_cpus() {
+  local part
+  for part in $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status | tr ',' ' '); do
+    seq "${part%-*}" "${part#*-}"
+  done
+}
+
+# TaskManager i gets `--cpuset` of the i-th allowed CPU (wrapping around)
+# when there are at least as many CPUs as TaskManagers, unless
+# PIN_TASKMANAGERS=0: a TaskManager's threads then wake each other on one
+# CPU (docs/operations.md, docs/benchmarks.md).
+taskmanager_cpusets() {  # TASKMANAGERS: prints one cpuset per TaskManager, or nothing
+  local n=$1 cpus
+  [ "${PIN_TASKMANAGERS:-1}" = 0 ] && return 0
+  mapfile -t cpus < <(allowed_cpus)
+  [ "${#cpus[@]}" -ge "$n" ] || return 0
+  for ((i = 0; i < n; i++)); do echo "${cpus[$i]}"; done
+}
+
 start_cluster() {  # SLOTS [TASKMANAGERS (2)] [more TaskManager flags...]
-  local slots=$1 n=${2:-2}
+  local slots=$1 n=${2:-2} cpusets
   shift; [ $# -gt 0 ] && shift
+  mapfile -t cpusets < <(taskmanager_cpusets "$n")
   $BIN/vstream-jobmanager --rpc-port 0 --data-dir "$DIR/jm" > "$DIR/jm.out" 2> "$DIR/jm.log" &
   pids+=($!)
   JM=$(await_address "$DIR/jm.out" JobManager)
   TMS=()
   for ((i = 0; i < n; i++)); do
-    $BIN/vstream-taskmanager --jobmanager "$JM" --rpc-port 0 --slots "$slots" --data-dir "$DIR/tm$i" "$@" \
-      > "$DIR/tm$i.out" 2> "$DIR/tm$i.log" &
+    $BIN/vstream-taskmanager --jobmanager "$JM" --rpc-port 0 --slots "$slots" --data-dir "$DIR/tm$i" \
+      ${cpusets[$i]:+--cpuset "${cpusets[$i]}"} "$@" > "$DIR/tm$i.out" 2> "$DIR/tm$i.log" &
     pids+=($!); TMS+=($!)
     await_address "$DIR/tm$i.out" TaskManager > /dev/null
   done
@@ -95,6 +116,17 @@ bench_header() {  # COMMAND...
   echo "revision  $(git rev-parse --short HEAD)$dirty"
   echo "binaries  $BIN, built $(date -r "$BIN/vstream-taskmanager" '+%Y-%m-%d %H:%M:%S' 2> /dev/null || echo '?')"
   echo "command   $*"
+}
+
+# The header line of how start_cluster pins TASKMANAGERS TaskManagers.
+cpuset_line() {  # TASKMANAGERS
+  local cpusets
+  cpusets=$(taskmanager_cpusets "$1" | paste -sd, -)
+  if [ -n "$cpusets" ]; then
+    echo "cpusets   TaskManager i on the i-th of CPUs $cpusets (--cpuset; PIN_TASKMANAGERS=0 for none)"
+  else
+    echo "cpusets   none (PIN_TASKMANAGERS=0, or fewer CPUs than TaskManagers)"
+  fi
 }
 
 # Median of the numbers on stdin, one per line; nothing for none.

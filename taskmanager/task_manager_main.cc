@@ -2,12 +2,16 @@
 
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "common/cpu_set.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/process_config.h"
 #include "common/process_main.h"
 #include "common/process_memory.h"
+#include "spdlog/spdlog.h"
 #include "taskmanager/task_manager.h"
 
 namespace vstream {
@@ -18,22 +22,33 @@ int TaskManagerMain(int argc, char** argv) {
   const std::string self = "vstream-taskmanager";
   auto flags = ParseFlags(argc, argv, 1,
                           {"jobmanager", "rpc-port", "slots", "data-dir", "config", "host", "log-level",
-                           "state-memory-mb", "memory-mb"},
+                           "state-memory-mb", "memory-mb", "cpuset"},
                           {"help"});
   if (!flags.ok()) return ExitWithError(self, flags.status(), 2);
   if (flags->Has("help")) {
     std::printf(
         "usage: vstream-taskmanager --jobmanager HOST:PORT --data-dir DIR [--rpc-port PORT] [--slots N]\n"
         "                           [--host ADDRESS] [--memory-mb MB] [--state-memory-mb MB]\n"
-        "                           [--config FILE] [--log-level LEVEL]\n"
+        "                           [--cpuset CPUS] [--config FILE] [--log-level LEVEL]\n"
         "  --memory-mb        the whole process's memory (default 640)\n"
         "  --state-memory-mb  of it, keyed state: RocksDB caches and write buffers\n"
-        "                     (default 40%% of --memory-mb)\n");
+        "                     (default 40%% of --memory-mb)\n"
+        "  --cpuset           run every thread on these CPUs only, e.g. 0 or 2-3 or 0,2\n"
+        "                     (default: all the process may use)\n");
     return 0;
   }
   auto config = LoadProcessConfig(*flags, "taskmanager");
   if (!config.ok()) return ExitWithError(self, config.status(), 2);
+  // Before any thread starts, so that every one inherits it.
+  std::vector<int> cpus;
+  if (auto c = config->Get("cpuset"); !c.empty()) {
+    auto parsed = ParseCpuSet(c);
+    if (!parsed.ok()) return ExitWithError(self, parsed.status(), 2);
+    if (absl::Status s = ConfineToCpus(*parsed); !s.ok()) return ExitWithError(self, s, 2);
+    cpus = *std::move(parsed);
+  }
   InitLogging("taskmanager", config->Get("log-level"));
+  if (!cpus.empty()) spdlog::info("confined to CPUs {} (--cpuset)", FormatCpuSet(cpus));
   TaskManagerOptions options;
   options.jobmanager_address = config->Get("jobmanager");
   options.data_dir = config->Get("data-dir");

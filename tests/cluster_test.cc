@@ -7,10 +7,12 @@
 #include <random>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "client/cluster_client.h"
+#include "common/cpu_set.h"
 #include "common/time_util.h"
 #include "gtest/gtest.h"
 #include "tests/test_cluster.h"
@@ -171,6 +173,53 @@ TEST(ClusterTest, ExampleJobOnTwoTaskManagersMatchesIndependentCount) {
 
   CommandResult jobs = cluster.Vstream({"jobs"}, std::chrono::seconds(30));
   EXPECT_NE(jobs.out.find(job_id), std::string::npos);
+}
+
+// --cpuset: every thread of the TaskManager (tasks, network, RocksDB, gRPC)
+// runs on the CPU given, and the job's result is the same; a malformed set
+// or a CPU the process may not use is refused at start with exit code 2.
+TEST(ClusterTest, ATaskManagerWithACpusetRunsEveryThreadThereAndRefusesABadOne) {
+  const std::vector<int> allowed = AllowedCpus();
+  ASSERT_FALSE(allowed.empty());
+  const std::string cpu = std::to_string(allowed.back());
+  TestCluster cluster(0, 1);
+  Subprocess tm({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(), "--rpc-port", "0",
+                 "--slots", "4", "--data-dir", cluster.dir() + "/pinned", "--cpuset", cpu},
+                cluster.dir(), "pinned");
+  ASSERT_TRUE(WaitFor([&] { return tm.Stderr().find("registered with JobManager") != std::string::npos; },
+                      std::chrono::seconds(30)))
+      << tm.Stderr();
+  EXPECT_NE(tm.Stderr().find("confined to CPUs " + cpu + " (--cpuset)"), std::string::npos) << tm.Stderr();
+
+  TempDir data("data");
+  const Input in = WriteVitals(data.File("vitals.csv"), 50'000, 100);
+  WriteFile(data.File("job.yaml"), ExampleJob(data.File("vitals.csv"), data.File("out")));
+  CommandResult r = cluster.Vstream({"submit", data.File("job.yaml"), "--wait"}, std::chrono::minutes(2));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ExpectTotals(in, data.File("out"));
+
+  int threads = 0;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(tm.pid()) + "/task")) {
+    const std::string status = ReadFile(task.path().string() + "/status");
+    const auto at = status.find("Cpus_allowed_list:");
+    ASSERT_NE(at, std::string::npos) << status;
+    const auto end = status.find('\n', at);
+    EXPECT_EQ(std::string(absl::StripAsciiWhitespace(status.substr(at + 18, end - at - 18))), cpu)
+        << task.path() << ": " << ReadFile(task.path().string() + "/comm");
+    ++threads;
+  }
+  EXPECT_GT(threads, 5);  // tasks, network, RocksDB, gRPC
+
+  for (const auto& [cpuset, says] : std::vector<std::pair<std::string, std::string>>{
+           {"1-0", "range '1-0' ends before it starts"},
+           {"x", "'x' is not a CPU number or range"},
+           {std::to_string(allowed.back() + 1), "is not one this process may use"}}) {
+    CommandResult bad = RunCommand({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(),
+                                    "--data-dir", cluster.dir() + "/refused", "--cpuset", cpuset},
+                                   cluster.dir(), std::chrono::seconds(30));
+    EXPECT_EQ(bad.exit_code, 2) << cpuset << ": " << bad.err;
+    EXPECT_NE(bad.err.find(says), std::string::npos) << cpuset << ": " << bad.err;
+  }
 }
 
 // Latency markers cross the network (a key_by edge between the TaskManagers)

@@ -1,7 +1,10 @@
 #include <atomic>
 #include <cstdlib>
 #include <limits>
+#include <thread>
+#include <vector>
 
+#include "common/cpu_set.h"
 #include "common/crc32c.h"
 #include "common/executor.h"
 #include "common/flags.h"
@@ -168,6 +171,40 @@ TEST(ProcessMainTest, MutexLockOrderIsNotTrackedOnceDeadlockDetectionIsOff) {
   }
   EXPECT_TRUE(a.TryLock());
   a.Unlock();
+}
+
+
+TEST(CpuSetTest, ParsesNumbersAndRangesAndSaysWhatIsWrong) {
+  EXPECT_EQ(*ParseCpuSet("0"), (std::vector<int>{0}));
+  EXPECT_EQ(*ParseCpuSet("4-6,1,5"), (std::vector<int>{1, 4, 5, 6}));
+  EXPECT_EQ(FormatCpuSet({0, 1, 2, 3, 6, 8, 9}), "0-3,6,8-9");
+  EXPECT_EQ(FormatCpuSet(*ParseCpuSet("2,0-1")), "0-2");
+  for (const char* bad : {"", "a", "1,", "-1", "3-1", "1-2-3", " 1", "+1", "0-", "99999"}) {
+    absl::StatusOr<std::vector<int>> r = ParseCpuSet(bad);
+    ASSERT_FALSE(r.ok()) << "'" << bad << "'";
+    EXPECT_NE(r.status().message().find("expected CPU numbers and ranges"), std::string::npos) << r.status();
+  }
+  EXPECT_NE(ParseCpuSet("3-1").status().message().find("ends before it starts"), std::string::npos);
+}
+
+// On a thread of its own, so that the test process keeps its CPUs.
+TEST(CpuSetTest, ConfinesTheThreadAndTheThreadsItStartsToAllowedCpusOnly) {
+  const std::vector<int> allowed = AllowedCpus();
+  ASSERT_FALSE(allowed.empty());
+  std::vector<int> seen_by_child;
+  absl::Status confined, refused;
+  std::thread([&] {
+    confined = ConfineToCpus({allowed.back()});
+    std::thread([&] { seen_by_child = AllowedCpus(); }).join();
+    refused = ConfineToCpus({allowed.back() + 1});  // no longer allowed here
+  }).join();
+  ASSERT_TRUE(confined.ok()) << confined;
+  EXPECT_EQ(seen_by_child, (std::vector<int>{allowed.back()}));
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("is not one this process may use (" + std::to_string(allowed.back()) + ")"),
+            std::string::npos)
+      << refused;
+  EXPECT_EQ(AllowedCpus(), allowed);
 }
 
 }  // namespace

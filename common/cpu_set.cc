@@ -1,0 +1,100 @@
+#include "common/cpu_set.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/absl_compat.h"
+
+namespace vstream {
+
+namespace {
+
+absl::Status CpuSetError(std::string_view text, std::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("cpuset '", AV(text), "': ", AV(why),
+                                                 " (expected CPU numbers and ranges, e.g. 0 or 2-3 or 0,2,4-7)"));
+}
+
+// A whole decimal number, digits only.
+bool ParseCpu(std::string_view s, int* out) {
+  if (s.empty()) return false;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && end == s.data() + s.size() && s.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<int>> ParseCpuSet(std::string_view text) {
+  std::vector<int> cpus;
+  if (text.empty()) return CpuSetError(text, "empty");
+  size_t pos = 0;
+  while (true) {
+    const size_t comma = text.find(',', pos);
+    const std::string_view part = text.substr(pos, comma == std::string_view::npos ? text.npos : comma - pos);
+    const size_t dash = part.find('-');
+    int first = 0, last = 0;
+    if (!ParseCpu(part.substr(0, dash), &first) ||
+        (dash != std::string_view::npos && !ParseCpu(part.substr(dash + 1), &last))) {
+      return CpuSetError(text, absl::StrCat("'", AV(part), "' is not a CPU number or range"));
+    }
+    if (dash == std::string_view::npos) last = first;
+    if (last < first) return CpuSetError(text, absl::StrCat("range '", AV(part), "' ends before it starts"));
+    if (last >= CPU_SETSIZE) return CpuSetError(text, absl::StrCat("CPU ", last, " is beyond ", CPU_SETSIZE - 1));
+    for (int c = first; c <= last; ++c) cpus.push_back(c);
+    if (comma == std::string_view::npos) break;
+    pos = comma + 1;
+  }
+  std::sort(cpus.begin(), cpus.end());
+  cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
+  return cpus;
+}
+
+std::string FormatCpuSet(const std::vector<int>& cpus) {
+  std::string out;
+  for (size_t i = 0; i < cpus.size();) {
+    size_t j = i;
+    while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1) ++j;
+    if (!out.empty()) out += ',';
+    absl::StrAppend(&out, cpus[i]);
+    if (j > i) absl::StrAppend(&out, "-", cpus[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
+std::vector<int> AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+absl::Status ConfineToCpus(const std::vector<int>& cpus) {
+  const std::vector<int> allowed = AllowedCpus();
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : cpus) {
+    if (!std::binary_search(allowed.begin(), allowed.end(), c)) {
+      return absl::InvalidArgumentError(absl::StrCat("cpuset ", FormatCpuSet(cpus), ": CPU ", c,
+                                                     " is not one this process may use (",
+                                                     FormatCpuSet(allowed), ")"));
+    }
+    CPU_SET(c, &set);
+  }
+  if (cpus.empty()) return absl::InvalidArgumentError("cpuset: no CPU");
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+    return absl::InternalError(absl::StrCat("cpuset ", FormatCpuSet(cpus), ": sched_setaffinity: ",
+                                            std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace vstream

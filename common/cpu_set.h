@@ -1,0 +1,31 @@
+#pragma once
+// CPU sets for `--cpuset` (docs/operations.md): a process confined to some
+// of the machine's CPUs, as Redpanda's and Seastar's --cpuset. A
+// TaskManager's task, network and RocksDB threads wake each other thousands
+// of times a second; on one CPU a wake-up needs no inter-processor
+// interrupt and the threads share their caches (docs/benchmarks.md has
+// the measurements).
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace vstream {
+
+// "0", "2-3", "0,2,4-7": CPU numbers and inclusive ranges, comma-separated
+// (as taskset -c and cgroups' cpuset.cpus). Sorted, without repeats.
+absl::StatusOr<std::vector<int>> ParseCpuSet(std::string_view text);
+// The inverse: ranges where they save room ("0-3,6").
+std::string FormatCpuSet(const std::vector<int>& cpus);
+// The CPUs the calling thread may run on (its affinity, which a container
+// or taskset may have narrowed).
+std::vector<int> AllowedCpus();
+// Confines the calling thread, and so every thread it starts afterwards, to
+// `cpus`, which must all be allowed (AllowedCpus). Call it before starting
+// threads.
+absl::Status ConfineToCpus(const std::vector<int>& cpus);
+
+}  // namespace vstream
