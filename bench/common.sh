@@ -42,16 +42,18 @@ allowed_cpus() {
   done
 }
 
-# TaskManager i gets `--cpuset` of the i-th allowed CPU (wrapping around)
-# when there are at least as many CPUs as TaskManagers, unless
-# PIN_TASKMANAGERS=0: a TaskManager's threads then wake each other on one
-# CPU (docs/operations.md, docs/benchmarks.md).
+# TaskManager i gets `--cpuset` of its share of the allowed CPUs (with 2
+# CPUs and 2 TaskManagers one each; one TaskManager gets them all) when
+# there are at least as many CPUs as TaskManagers, unless
+# PIN_TASKMANAGERS=0: a TaskManager's threads then wake each other on its
+# own CPUs (docs/operations.md, docs/benchmarks.md).
 taskmanager_cpusets() {  # TASKMANAGERS: prints one cpuset per TaskManager, or nothing
-  local n=$1 cpus
+  local n=$1 cpus i k
   [ "${PIN_TASKMANAGERS:-1}" = 0 ] && return 0
   mapfile -t cpus < <(allowed_cpus)
   [ "${#cpus[@]}" -ge "$n" ] || return 0
-  for ((i = 0; i < n; i++)); do echo "${cpus[$i]}"; done
+  k=$((${#cpus[@]} / n))
+  for ((i = 0; i < n; i++)); do echo "${cpus[@]:$((i * k)):$k}" | tr ' ' ','; done
 }
 
 start_cluster() {  # SLOTS [TASKMANAGERS (2)] [more TaskManager flags...]
@@ -121,9 +123,9 @@ bench_header() {  # COMMAND...
 # The header line of how start_cluster pins TASKMANAGERS TaskManagers.
 cpuset_line() {  # TASKMANAGERS
   local cpusets
-  cpusets=$(taskmanager_cpusets "$1" | paste -sd, -)
+  cpusets=$(taskmanager_cpusets "$1" | paste -sd' ' -)
   if [ -n "$cpusets" ]; then
-    echo "cpusets   TaskManager i on the i-th of CPUs $cpusets (--cpuset; PIN_TASKMANAGERS=0 for none)"
+    echo "cpusets   TaskManagers on CPUs $cpusets in turn (--cpuset; PIN_TASKMANAGERS=0 for none)"
   else
     echo "cpusets   none (PIN_TASKMANAGERS=0, or fewer CPUs than TaskManagers)"
   fi

@@ -18,6 +18,8 @@ class ProcessConfig {
   std::string Get(const std::string& key) const;
   // The value as an int, default if unset, error if not an int.
   absl::StatusOr<int> GetInt(const std::string& key, int default_value) const;
+  // Whether the key was given at all (an empty value counts).
+  bool Has(const std::string& key) const { return values_.count(key) != 0; }
   void Set(const std::string& key, std::string value) { values_[key] = std::move(value); }
 
  private:

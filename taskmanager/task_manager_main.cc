@@ -41,14 +41,14 @@ int TaskManagerMain(int argc, char** argv) {
   if (!config.ok()) return ExitWithError(self, config.status(), 2);
   // Before any thread starts, so that every one inherits it.
   std::vector<int> cpus;
-  if (auto c = config->Get("cpuset"); !c.empty()) {
-    auto parsed = ParseCpuSet(c);
+  if (config->Has("cpuset")) {  // an empty value is an error, not "all CPUs"
+    auto parsed = ParseCpuSet(config->Get("cpuset"));
     if (!parsed.ok()) return ExitWithError(self, parsed.status(), 2);
     if (absl::Status s = ConfineToCpus(*parsed); !s.ok()) return ExitWithError(self, s, 2);
     cpus = *std::move(parsed);
   }
   InitLogging("taskmanager", config->Get("log-level"));
-  if (!cpus.empty()) spdlog::info("confined to CPUs {} (--cpuset)", FormatCpuSet(cpus));
+  if (!cpus.empty()) spdlog::info("confined to CPUs {} (cpuset)", FormatCpuSet(cpus));
   TaskManagerOptions options;
   options.jobmanager_address = config->Get("jobmanager");
   options.data_dir = config->Get("data-dir");

@@ -189,7 +189,7 @@ TEST(ClusterTest, ATaskManagerWithACpusetRunsEveryThreadThereAndRefusesABadOne) 
   ASSERT_TRUE(WaitFor([&] { return tm.Stderr().find("registered with JobManager") != std::string::npos; },
                       std::chrono::seconds(30)))
       << tm.Stderr();
-  EXPECT_NE(tm.Stderr().find("confined to CPUs " + cpu + " (--cpuset)"), std::string::npos) << tm.Stderr();
+  EXPECT_NE(tm.Stderr().find("confined to CPUs " + cpu + " (cpuset)"), std::string::npos) << tm.Stderr();
 
   TempDir data("data");
   const Input in = WriteVitals(data.File("vitals.csv"), 50'000, 100);
@@ -198,9 +198,12 @@ TEST(ClusterTest, ATaskManagerWithACpusetRunsEveryThreadThereAndRefusesABadOne) 
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   ExpectTotals(in, data.File("out"));
 
+  // Threads of the finished job may be exiting meanwhile: one gone (its
+  // status unreadable) is skipped.
   int threads = 0;
   for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(tm.pid()) + "/task")) {
     const std::string status = ReadFile(task.path().string() + "/status");
+    if (status.empty()) continue;
     const auto at = status.find("Cpus_allowed_list:");
     ASSERT_NE(at, std::string::npos) << status;
     const auto end = status.find('\n', at);
@@ -208,11 +211,12 @@ TEST(ClusterTest, ATaskManagerWithACpusetRunsEveryThreadThereAndRefusesABadOne) 
         << task.path() << ": " << ReadFile(task.path().string() + "/comm");
     ++threads;
   }
-  EXPECT_GT(threads, 5);  // tasks, network, RocksDB, gRPC
+  EXPECT_GT(threads, 3);  // network, RocksDB, gRPC, main at least
 
   for (const auto& [cpuset, says] : std::vector<std::pair<std::string, std::string>>{
            {"1-0", "range '1-0' ends before it starts"},
            {"x", "'x' is not a CPU number or range"},
+           {"", "cpuset '': empty"},
            {std::to_string(allowed.back() + 1), "is not one this process may use"}}) {
     CommandResult bad = RunCommand({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(),
                                     "--data-dir", cluster.dir() + "/refused", "--cpuset", cpuset},
