@@ -78,6 +78,7 @@ std::vector<int> AllowedCpus() {
 }
 
 absl::Status ConfineToCpus(const std::vector<int>& cpus) {
+  if (cpus.empty()) return absl::InvalidArgumentError("cpuset: no CPU");
   const std::vector<int> allowed = AllowedCpus();
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -89,7 +90,6 @@ absl::Status ConfineToCpus(const std::vector<int>& cpus) {
     }
     CPU_SET(c, &set);
   }
-  if (cpus.empty()) return absl::InvalidArgumentError("cpuset: no CPU");
   if (sched_setaffinity(0, sizeof(set), &set) != 0) {
     return absl::InternalError(absl::StrCat("cpuset ", FormatCpuSet(cpus), ": sched_setaffinity: ",
                                             std::strerror(errno)));

@@ -173,7 +173,6 @@ TEST(ProcessMainTest, MutexLockOrderIsNotTrackedOnceDeadlockDetectionIsOff) {
   a.Unlock();
 }
 
-
 TEST(CpuSetTest, ParsesNumbersAndRangesAndSaysWhatIsWrong) {
   EXPECT_EQ(*ParseCpuSet("0"), (std::vector<int>{0}));
   EXPECT_EQ(*ParseCpuSet("4-6,1,5"), (std::vector<int>{1, 4, 5, 6}));
