@@ -35,15 +35,28 @@
 // every Get misses: its cost is the memtables' and files' filters. Reports
 // ns per round.
 //
+// join mode: an interval join's buffer (BufferedMapState, in memory) as
+// Nexmark q4's join fills it: `--join_records` bids over `--join_keys`
+// auctions (a tenth of them hot, taking nine tenths of the bids), from
+// `--join_inputs` source subtasks, each in time order, read in turns of
+// `--join_batch` records (a network buffer each) and `--join_lag_ms` apart
+// in time; each bid probes its auction (ForEachInRange of the other side's
+// buffer, one entry per key) and is put, and every 1,000 bids a tenth of
+// the keys lose their entries older than 10 s before the slowest input,
+// front first, as the join's cleanup timers do.
+// Reports ns per bid and the puts that went into the middle of a run;
+// `--join_lanes=1` keeps each key's entries in one ordered run.
+//
 // rss mode: one update of each of `--rss_keys` distinct keys (in a scrambled
 // order) through `--rss_method`, then the peak resident set size of the
 // process (VmHWM) against the budget.
 //
-//   state_bench [--mode=update|rss|timers|scans|dedup|all] [--keys=N] [--updates=N] [--rss_keys=N]
+//   state_bench [--mode=update|rss|timers|scans|dedup|join|all] [--keys=N] [--updates=N] [--rss_keys=N]
 //               [--budget_mb=N] [--cache_mb=N] [--methods=rmw,cache,merge]
 //               [--rss_method=rmw|cache|merge] [--timer_keys=N] [--timer_rounds=N]
 //               [--scan_keys=N] [--scan_files=N] [--scans=N] [--dir=PATH]
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -58,6 +71,7 @@
 #include <vector>
 
 #include "rocksdb/db.h"
+#include "state/buffered_map_state.h"
 #include "state/keyed_state_backend.h"
 #include "state/state_key.h"
 #include "state/timer_queue.h"
@@ -80,6 +94,12 @@ struct Flags {
   int64_t dedup_keys = 5'000;
   int64_t dedup_rounds = 2'000'000;
   int64_t dedup_flush = 30'000;
+  int64_t join_records = 4'000'000;
+  int64_t join_keys = 10'000;
+  int64_t join_inputs = 2;
+  int64_t join_batch = 512;
+  int64_t join_lag_ms = 20;
+  int64_t join_lanes = BufferedMapState::kLanes;
   std::string methods = "rmw,cache,merge";
   std::string rss_method = "cache";
   std::string dir = "/tmp/vstream-state-bench";
@@ -98,7 +118,10 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
                                             {"timer_rounds", &f->timer_rounds}, {"scan_keys", &f->scan_keys},
                                             {"scan_files", &f->scan_files},     {"scans", &f->scans},
                                             {"dedup_keys", &f->dedup_keys},     {"dedup_rounds", &f->dedup_rounds},
-                                            {"dedup_flush", &f->dedup_flush}};
+                                            {"dedup_flush", &f->dedup_flush},   {"join_records", &f->join_records},
+                                            {"join_keys", &f->join_keys},       {"join_inputs", &f->join_inputs},
+                                            {"join_batch", &f->join_batch},     {"join_lag_ms", &f->join_lag_ms},
+                                            {"join_lanes", &f->join_lanes}};
     std::map<std::string, std::string*> strings = {{"mode", &f->mode},
                                                    {"methods", &f->methods},
                                                    {"rss_method", &f->rss_method},
@@ -113,7 +136,8 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
   }
   return f->keys > 0 && f->updates >= 0 && f->rss_keys > 0 && f->budget_mb > 0 && f->timer_keys > 0 &&
          f->timer_rounds > 0 && f->scan_files > 0 && f->scan_keys >= f->scan_files && f->scans > 0 &&
-         f->dedup_keys > 0 && f->dedup_rounds > 0 && f->dedup_flush > 0;
+         f->dedup_keys > 0 && f->dedup_rounds > 0 && f->dedup_flush > 0 && f->join_records > 0 && f->join_keys >= 10 &&
+         f->join_inputs > 0 && f->join_batch > 0 && f->join_lag_ms >= 0;
 }
 
 // A status that must be OK; the benchmark stops otherwise.
@@ -460,6 +484,98 @@ void RunDedup(const Flags& f) {
   std::filesystem::remove_all(f.dir + "/dedup");
 }
 
+void RunJoin(const Flags& f) {
+  auto backend = OpenBackend(f, "join");
+  MapState* disk = Check(backend->GetMapState({.name = "bids"}), "register");
+  std::unique_ptr<BufferedMapState> buffer = Check(
+      BufferedMapState::Create(*backend, disk, false, size_t{512} << 20, static_cast<int>(f.join_lanes)), "buffer");
+  MapState* auction_disk = Check(backend->GetMapState({.name = "auctions"}), "register");
+  std::unique_ptr<BufferedMapState> auctions =
+      Check(BufferedMapState::Create(*backend, auction_disk, false), "auctions");
+  constexpr int64_t kWindowMs = 10'000;
+  constexpr int64_t kStepUs = 100;  // each input's bids are 100 us apart in event time
+  const int64_t hot = f.join_keys / 10;
+  std::vector<int64_t> next_us(static_cast<size_t>(f.join_inputs));
+  for (int64_t i = 0; i < f.join_inputs; ++i) {
+    next_us[static_cast<size_t>(i)] = kWindowMs * 1000 - i * f.join_lag_ms * 1000;
+  }
+  Rng rng{0x9e3779b97f4a7c15ull};
+  char key[8];
+  std::string user_key, from, to, value(48, 'b');
+  std::vector<std::string> expired;
+  uint64_t sequence = 0;
+  int64_t matched = 0, removed = 0;
+  const auto encode_time = [](int64_t ms, std::string* out) {
+    out->clear();
+    for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>((static_cast<uint64_t>(ms) >> (8 * i)) & 0xff));
+  };
+  for (int64_t a = 0; a < f.join_keys; ++a) {  // every auction opened at time 1 s
+    const std::string_view k = SetBenchKey(*backend, Scramble(static_cast<uint64_t>(a)), key);
+    encode_time(1000, &user_key);
+    user_key.append(8, '\0');
+    Check(auctions->Put(KeyGroupForHash(HashKeyBytes(k), kDefaultMaxParallelism), k, user_key, value), "auction");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t done = 0; done < f.join_records;) {
+    for (int64_t in = 0; in < f.join_inputs && done < f.join_records; ++in) {
+      int64_t& t_us = next_us[static_cast<size_t>(in)];
+      for (int64_t b = 0; b < f.join_batch && done < f.join_records; ++b, ++done, t_us += kStepUs) {
+        const uint64_t r = rng.Next();
+        const uint64_t auction = (r >> 8) % static_cast<uint64_t>(r % 10 != 0 ? hot : f.join_keys);
+        const std::string_view k = SetBenchKey(*backend, Scramble(auction), key);
+        const int kg = KeyGroupForHash(HashKeyBytes(k), kDefaultMaxParallelism);
+        const int64_t t_ms = t_us / 1000;
+        // The probe of the other side (the auction: one entry per key).
+        encode_time(0, &from);
+        encode_time(t_ms + 1, &to);
+        Check(auctions->ForEachInRange(kg, k, from, to, [&](std::string_view, std::string_view) {
+          ++matched;
+          return true;
+        }), "probe");
+        encode_time(t_ms, &user_key);
+        for (int i = 7; i >= 0; --i) user_key.push_back(static_cast<char>((sequence >> (8 * i)) & 0xff));
+        ++sequence;
+        Check(buffer->Put(kg, k, user_key, value, /*new_key=*/true), "put");
+        if (done % 1000 == 999) {
+          // Cleanup: every key's entries older than the window behind the slowest input.
+          const int64_t slowest_ms = *std::min_element(next_us.begin(), next_us.end()) / 1000;
+          encode_time(slowest_ms - kWindowMs, &to);
+          for (uint64_t a = (done / 1000) % 10; a < static_cast<uint64_t>(f.join_keys); a += 10) {
+            const std::string_view ck = SetBenchKey(*backend, Scramble(a), key);
+            const int ckg = KeyGroupForHash(HashKeyBytes(ck), kDefaultMaxParallelism);
+            expired.clear();
+            Check(buffer->ForEachInRange(ckg, ck, "", to, [&](std::string_view uk, std::string_view) {
+              expired.emplace_back(uk);
+              return true;
+            }), "scan");
+            for (const std::string& e : expired) Check(buffer->Remove(ckg, ck, e), "remove");
+            removed += static_cast<int64_t>(expired.size());
+          }
+        }
+      }
+    }
+  }
+  const double secs = Seconds(start);
+  std::printf("\njoin: %lld bids over %lld keys (a tenth hot), %lld inputs %lld ms apart in batches of %lld\n\n",
+              static_cast<long long>(f.join_records), static_cast<long long>(f.join_keys),
+              static_cast<long long>(f.join_inputs), static_cast<long long>(f.join_lag_ms),
+              static_cast<long long>(f.join_batch));
+  std::printf("%-10s %14s %12s %14s %14s %12s\n", "", "bids", "ns/bid", "mid-run puts", "matches", "removed");
+  std::printf("%-10s %14lld %12.0f %14llu %14lld %12lld\n", "probe+put", static_cast<long long>(f.join_records),
+              secs * 1e9 / static_cast<double>(f.join_records), static_cast<unsigned long long>(buffer->inserts()),
+              static_cast<long long>(matched), static_cast<long long>(removed));
+  std::fflush(stdout);
+  if (matched != f.join_records) {
+    std::fprintf(stderr, "%lld bids found their auction, of %lld\n", static_cast<long long>(matched),
+                 static_cast<long long>(f.join_records));
+    std::exit(1);
+  }
+  buffer.reset();
+  auctions.reset();
+  backend.reset();
+  std::filesystem::remove_all(f.dir + "/join");
+}
+
 void RunRss(const Flags& f) {
   const int64_t baseline_kb = ProcStatusKb("VmRSS");
   auto backend = OpenBackend(f, "rss");
@@ -500,10 +616,12 @@ int main(int argc, char** argv) {
   vstream::Flags flags;
   if (!vstream::ParseFlags(argc, argv, &flags)) {
     std::fprintf(stderr,
-                 "usage: state_bench [--mode=update|rss|timers|scans|dedup|all] [--keys=N] [--updates=N] "
+                 "usage: state_bench [--mode=update|rss|timers|scans|dedup|join|all] [--keys=N] [--updates=N] "
                  "[--rss_keys=N] [--budget_mb=N] [--cache_mb=N] [--methods=rmw,cache,merge] "
                  "[--rss_method=rmw|cache|merge] [--timer_keys=N] [--timer_rounds=N] [--scan_keys=N] "
-                 "[--scan_files=N] [--scans=N] [--dedup_keys=N] [--dedup_rounds=N] [--dedup_flush=N] [--dir=PATH]\n");
+                 "[--scan_files=N] [--scans=N] [--dedup_keys=N] [--dedup_rounds=N] [--dedup_flush=N] "
+                 "[--join_records=N] [--join_keys=N] [--join_inputs=N] [--join_batch=N] [--join_lag_ms=N] "
+                 "[--join_lanes=N] [--dir=PATH]\n");
     return 2;
   }
   if (flags.mode == "update" || flags.mode == "all") vstream::RunUpdates(flags);
@@ -511,5 +629,6 @@ int main(int argc, char** argv) {
   if (flags.mode == "rss" || flags.mode == "all") vstream::RunRss(flags);
   if (flags.mode == "scans" || flags.mode == "all") vstream::RunScans(flags);
   if (flags.mode == "dedup" || flags.mode == "all") vstream::RunDedup(flags);
+  if (flags.mode == "join" || flags.mode == "all") vstream::RunJoin(flags);
   return 0;
 }

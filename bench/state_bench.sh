@@ -15,6 +15,9 @@
 #   state_bench --mode=dedup   the clinical dedup's state: a Get (a miss) and a
 #                              Put of a new map key per round, flushed as
 #                              checkpoints flush
+#   state_bench --mode=join    an interval join's in-memory buffer as q4's
+#                              join fills it from two interleaved inputs, with
+#                              two lanes per key and with one
 #   db_bench fillrandom,updaterandom   KEYS keys, then KEYS Get+Put updates
 #
 #   bench/state_bench.sh      environment: KEYS (1000000), UPDATES (5000000),
@@ -57,6 +60,9 @@ echo "== state_bench: vstream KeyedStateBackend"
 "$BIN" --mode=timers --timer_keys="$TIMER_KEYS" --dir="$DIR/state"
 "$BIN" --mode=scans --dir="$DIR/state"
 "$BIN" --mode=dedup --dir="$DIR/state"
+for lanes in 2 1; do
+  "$BIN" --mode=join --join_keys=1000 --join_lag_ms=200 --join_lanes=$lanes --dir="$DIR/state"
+done
 
 echo
 echo "== db_bench (RocksDB $(dpkg-query -W -f='${Version}' librocksdb-dev 2>/dev/null || echo '?')):" \

@@ -1,6 +1,7 @@
 #include "state/buffered_map_state.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <limits>
 
@@ -17,13 +18,16 @@ namespace vstream {
 
 absl::StatusOr<std::unique_ptr<BufferedMapState>> BufferedMapState::Create(KeyedStateBackend& backend,
                                                                            MapState* disk, bool restored,
-                                                                           size_t memory_limit) {
+                                                                           size_t memory_limit, int lanes) {
   rocksdb::ColumnFamilyHandle* cf = backend.column_family(disk->id());
   if (cf == nullptr) return absl::InvalidArgumentError("buffered map state: the map state has no column family");
   if (disk->ttl_ms() != 0) {
     return absl::InvalidArgumentError("buffered map state: only for a map state without TTL");
   }
-  std::unique_ptr<BufferedMapState> state(new BufferedMapState(backend, disk, cf, restored, memory_limit));
+  if (lanes < 1 || lanes > kLanes) {
+    return absl::InvalidArgumentError(absl::StrCat("buffered map state: lanes must be 1 to ", kLanes, ", got ", lanes));
+  }
+  std::unique_ptr<BufferedMapState> state(new BufferedMapState(backend, disk, cf, restored, memory_limit, lanes));
   if (restored) RETURN_IF_ERROR(state->CountDisk());
   BufferedMapState* s = state.get();
   state->snapshot_delta_ = std::make_shared<const KeyedStateBackend::SnapshotDeltaFn>(
@@ -35,12 +39,13 @@ absl::StatusOr<std::unique_ptr<BufferedMapState>> BufferedMapState::Create(Keyed
 BufferedMapState::~BufferedMapState() = default;
 
 BufferedMapState::BufferedMapState(KeyedStateBackend& backend, MapState* disk, rocksdb::ColumnFamilyHandle* cf,
-                                   bool restored, size_t memory_limit)
+                                   bool restored, size_t memory_limit, int lanes)
     : backend_(backend),
       disk_(disk),
       cf_(cf),
       cf_name_(cf->GetName()),
       memory_limit_(memory_limit),
+      lanes_(lanes),
       chunk_bytes_(std::clamp(memory_limit / 16, size_t{256}, kChunkBytes)),
       may_be_on_disk_(restored) {}
 
@@ -74,30 +79,60 @@ size_t BufferedMapState::PrefixSize(std::string_view key) {
   return key.size() - parts.user_key.size();
 }
 
-size_t BufferedMapState::LowerBound(const Run& run, std::string_view user_key) {
-  auto it = std::lower_bound(run.slots.begin() + run.front, run.slots.end(), user_key,
-                             [](const Slot& s, std::string_view k) { return s.user_key.view() < k; });
-  return static_cast<size_t>(it - run.slots.begin());
+namespace {
+
+uint64_t LoadBigEndian64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof(v));
+  if constexpr (std::endian::native == std::endian::little) v = __builtin_bswap64(v);
+  return v;
+}
+
+}  // namespace
+
+bool BufferedMapState::Less(std::string_view a, std::string_view b) {
+  static_assert(kInlineUserKeyBytes == 16);
+  if (a.size() == kInlineUserKeyBytes && b.size() == kInlineUserKeyBytes) {
+    const uint64_t a0 = LoadBigEndian64(a.data()), b0 = LoadBigEndian64(b.data());
+    if (a0 != b0) return a0 < b0;
+    return LoadBigEndian64(a.data() + 8) < LoadBigEndian64(b.data() + 8);
+  }
+  return a < b;
+}
+
+size_t BufferedMapState::LowerBound(const Lane& lane, std::string_view user_key) {
+  auto it = std::lower_bound(lane.slots.begin() + lane.front, lane.slots.end(), user_key,
+                             [](const Slot& s, std::string_view k) { return Less(s.user_key.view(), k); });
+  return static_cast<size_t>(it - lane.slots.begin());
 }
 
 BufferedMapState::ValueRef* BufferedMapState::Find(std::string_view prefix, std::string_view user_key,
-                                                   uint32_t* run, size_t* slot) {
+                                                   Where* where) {
   auto it = by_prefix_.find(prefix);
   if (it == by_prefix_.end()) return nullptr;
   Run& r = runs_[it->second];
-  // Removes take the oldest entry mostly: the front.
-  size_t i = r.front;
-  if (r.slots[i].user_key.view() != user_key) {
-    i = LowerBound(r, user_key);
-    if (i == r.slots.size() || r.slots[i].user_key.view() != user_key) return nullptr;
+  // Removes take the oldest entry mostly: a lane's front.
+  for (int l = 0; l < kLanes; ++l) {
+    Lane& lane = r.lanes[l];
+    if (!lane.empty() && lane.slots[lane.front].user_key.view() == user_key) {
+      *where = Where{it->second, l, lane.front};
+      return &lane.slots[lane.front].ref;
+    }
   }
-  *run = it->second;
-  *slot = i;
-  return &r.slots[i].ref;
+  for (int l = 0; l < kLanes; ++l) {
+    Lane& lane = r.lanes[l];
+    if (lane.empty() || Less(lane.back(), user_key)) continue;
+    const size_t i = LowerBound(lane, user_key);
+    if (i < lane.slots.size() && lane.slots[i].user_key.view() == user_key) {
+      *where = Where{it->second, l, i};
+      return &lane.slots[i].ref;
+    }
+  }
+  return nullptr;
 }
 
 std::pair<BufferedMapState::ValueRef*, bool> BufferedMapState::Emplace(std::string_view prefix,
-                                                                       std::string_view user_key) {
+                                                                       std::string_view user_key, bool new_key) {
   auto it = by_prefix_.find(prefix);
   if (it == by_prefix_.end()) {
     uint32_t index;
@@ -114,59 +149,95 @@ std::pair<BufferedMapState::ValueRef*, bool> BufferedMapState::Emplace(std::stri
     bytes_ += kRunBytes;
   }
   Run& r = runs_[it->second];
-  // Puts come in about user key (time) order: at the back mostly.
-  size_t i = r.slots.size();
-  if (i > r.front && !(r.slots[i - 1].user_key.view() < user_key)) {
-    i = LowerBound(r, user_key);
-    if (i < r.slots.size() && r.slots[i].user_key.view() == user_key) return {&r.slots[i].ref, false};
+  // Puts come in about user key (time) order: appended to the lane whose
+  // last key is the highest below this one (an empty lane's is lowest).
+  int append = -1;
+  for (int l = 0; l < lanes_; ++l) {
+    const Lane& lane = r.lanes[l];
+    if (!lane.empty() && !Less(lane.back(), user_key)) continue;
+    if (append < 0 || (!lane.empty() && (r.lanes[append].empty() || Less(r.lanes[append].back(), lane.back())))) {
+      append = l;
+    }
+  }
+  if (!new_key) {
+    // A replacement is in a lane whose last key is not below this one.
+    Where where;
+    if (ValueRef* found = Find(prefix, user_key, &where)) return {found, false};
   }
   ++memory_entries_;
-  if (i == r.front && r.front > 0) {  // before the front: into the slot the last removal left
-    i = --r.front;
-  } else if (i == r.slots.size()) {
-    r.slots.emplace_back();
+  Lane* lane;
+  size_t i;
+  if (append >= 0) {
+    lane = &r.lanes[append];
+    if (lane->empty()) {
+      lane->slots.clear();
+      lane->front = 0;
+    }
+    i = lane->slots.size();
+    lane->slots.emplace_back();
   } else {
-    r.slots.emplace(r.slots.begin() + static_cast<std::ptrdiff_t>(i));
+    // Below every lane's last: into the lane where the fewest move.
+    lane = &r.lanes[0];
+    i = LowerBound(*lane, user_key);
+    for (int l = 1; l < lanes_; ++l) {
+      const size_t at = LowerBound(r.lanes[l], user_key);
+      if (r.lanes[l].slots.size() - at < lane->slots.size() - i) {
+        lane = &r.lanes[l];
+        i = at;
+      }
+    }
+    ++inserts_;
+    if (i == lane->front && lane->front > 0) {  // before the front: into the slot the last removal left
+      i = --lane->front;
+    } else {
+      lane->slots.emplace(lane->slots.begin() + static_cast<std::ptrdiff_t>(i));
+    }
   }
-  r.slots[i].user_key.assign(user_key);
-  return {&r.slots[i].ref, true};
+  lane->slots[i].user_key.assign(user_key);
+  return {&lane->slots[i].ref, true};
 }
 
-void BufferedMapState::EraseAt(uint32_t run, size_t slot) {
-  Run& r = runs_[run];
+void BufferedMapState::EraseAt(const Where& where) {
+  Run& r = runs_[where.run];
+  Lane& lane = r.lanes[where.lane];
   --memory_entries_;
-  if (slot == r.front) {
-    ++r.front;
+  if (where.slot == lane.front) {
+    ++lane.front;
   } else {
-    r.slots.erase(r.slots.begin() + static_cast<std::ptrdiff_t>(slot));
+    lane.slots.erase(lane.slots.begin() + static_cast<std::ptrdiff_t>(where.slot));
   }
-  if (r.front == r.slots.size()) {  // empty: the run is free for another prefix
-    by_prefix_.erase(r.prefix.view());
-    ReleaseSlots(r);
-    free_runs_.push_back(run);
-    bytes_ -= kRunBytes;
-  } else if (r.front * 2 >= r.slots.size()) {
+  if (lane.empty()) {
+    lane.slots.clear();
+    lane.front = 0;
+    if (std::all_of(std::begin(r.lanes), std::end(r.lanes), [](const Lane& l) { return l.empty(); })) {
+      // Empty: the run is free for another prefix.
+      by_prefix_.erase(r.prefix.view());
+      for (Lane& l : r.lanes) ReleaseSlots(l);
+      free_runs_.push_back(where.run);
+      bytes_ -= kRunBytes;
+    }
+  } else if (lane.front * 2 >= lane.slots.size()) {
     // Half of it dead: the rest moves down (a move per remove at most, amortized). Waiting for more dead slots
     // grew the vectors of keys that always have an entry to the wait's size: q7's 52,000 runs to 3 KB each.
-    r.slots.erase(r.slots.begin(), r.slots.begin() + r.front);
-    r.front = 0;
+    lane.slots.erase(lane.slots.begin(), lane.slots.begin() + lane.front);
+    lane.front = 0;
   }
 }
 
-void BufferedMapState::ReleaseSlots(Run& run) {
-  if (run.slots.capacity() > kKeptRunSlots) {
-    std::vector<Slot>().swap(run.slots);  // a long run's memory goes back
+void BufferedMapState::ReleaseSlots(Lane& lane) {
+  if (lane.slots.capacity() > kKeptRunSlots) {
+    std::vector<Slot>().swap(lane.slots);  // a long lane's memory goes back
   } else {
-    run.slots.clear();
+    lane.slots.clear();
   }
-  run.front = 0;
+  lane.front = 0;
 }
 
 void BufferedMapState::ClearMemory() {
   by_prefix_.clear();
   free_runs_.clear();
   for (uint32_t i = 0; i < runs_.size(); ++i) {
-    ReleaseSlots(runs_[i]);
+    for (Lane& l : runs_[i].lanes) ReleaseSlots(l);
     free_runs_.push_back(i);
   }
   memory_entries_ = 0;
@@ -238,9 +309,9 @@ bool BufferedMapState::ReleasePins() {
 }
 
 absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::string_view user_key,
-                                   std::string_view value) {
+                                   std::string_view value, bool new_key) {
   ComposeKey(key_group, key, user_key);
-  auto [ref, fresh] = Emplace(std::string_view(key_).substr(0, prefix_size_), user_key);
+  auto [ref, fresh] = Emplace(std::string_view(key_).substr(0, prefix_size_), user_key, new_key);
   if (fresh) {
     *ref = Store(key_, value);
     bytes_ += EntryBytes(key_, prefix_size_);
@@ -298,9 +369,8 @@ absl::Status BufferedMapState::Settle(size_t max_entries, bool over_limit) {
     // copy read the chunk, nor replaced).
     const size_t prefix = PrefixSize(key);
     if (prefix == std::string_view::npos) continue;
-    uint32_t run = 0;
-    size_t slot = 0;
-    const ValueRef* ref = Find(key.substr(0, prefix), key.substr(prefix), &run, &slot);
+    Where where;
+    const ValueRef* ref = Find(key.substr(0, prefix), key.substr(prefix), &where);
     if (ref == nullptr || ref->chunk != seq || ref->offset != value_offset) continue;
     settling_.emplace_back(key, *ref);
   }
@@ -323,9 +393,8 @@ absl::Status BufferedMapState::Settle(size_t max_entries, bool over_limit) {
   may_be_on_disk_ = true;
   for (const auto& [key, ref] : settling_) {
     const size_t prefix = PrefixSize(key);
-    uint32_t run = 0;
-    size_t slot = 0;
-    if (Find(key.substr(0, prefix), key.substr(prefix), &run, &slot) != nullptr) EraseAt(run, slot);
+    Where where;
+    if (Find(key.substr(0, prefix), key.substr(prefix), &where) != nullptr) EraseAt(where);
     bytes_ -= EntryBytes(key, prefix);
     Release(key, ref);  // may free chunks: key is not used after
   }
@@ -347,12 +416,11 @@ absl::Status BufferedMapState::FlushIfSettled() {
 
 absl::Status BufferedMapState::Remove(int key_group, std::string_view key, std::string_view user_key) {
   ComposeKey(key_group, key, user_key);
-  uint32_t run = 0;
-  size_t slot = 0;
-  if (const ValueRef* found = Find(std::string_view(key_).substr(0, prefix_size_), user_key, &run, &slot)) {
+  Where where;
+  if (const ValueRef* found = Find(std::string_view(key_).substr(0, prefix_size_), user_key, &where)) {
     // Put once (the contract): an entry in memory was never spilled.
     const ValueRef ref = *found;
-    EraseAt(run, slot);
+    EraseAt(where);
     Release(key_, ref);
     bytes_ -= EntryBytes(key_, prefix_size_);
     return absl::OkStatus();
@@ -374,13 +442,31 @@ absl::Status BufferedMapState::ForEachInRange(
   ComposeKey(key_group, key, "");
   auto found = by_prefix_.find(std::string_view(key_));
   const Run* run = found == by_prefix_.end() ? nullptr : &runs_[found->second];
-  size_t i = run == nullptr ? 0 : LowerBound(*run, from);
-  auto in_range = [&] {
-    return run != nullptr && i < run->slots.size() && (to.empty() || run->slots[i].user_key.view() < to);
+  // The lanes merged: pos[l] is lane l's next slot; `lane` holds the next
+  // entry in memory in user key order below `to` (-1: none left).
+  size_t pos[kLanes] = {};
+  int lane = -1;
+  const auto next = [&] {
+    lane = -1;
+    if (run == nullptr) return;
+    for (int l = 0; l < kLanes; ++l) {
+      const Lane& ln = run->lanes[l];
+      if (pos[l] >= ln.slots.size()) continue;
+      const std::string_view k = ln.slots[pos[l]].user_key.view();
+      if (!to.empty() && !Less(k, to)) continue;
+      if (lane < 0 || Less(k, run->lanes[lane].slots[pos[lane]].user_key.view())) lane = l;
+    }
   };
+  const auto slot = [&]() -> const Slot& { return run->lanes[lane].slots[pos[lane]]; };
+  if (run != nullptr) {
+    for (int l = 0; l < kLanes; ++l) pos[l] = LowerBound(run->lanes[l], from);
+  }
+  next();
   if (!may_be_on_disk_) {
-    for (; in_range(); ++i) {
-      if (!fn(run->slots[i].user_key.view(), ValueOf(run->slots[i].ref))) break;
+    while (lane >= 0) {
+      if (!fn(slot().user_key.view(), ValueOf(slot().ref))) break;
+      ++pos[lane];
+      next();
     }
     return absl::OkStatus();
   }
@@ -398,15 +484,15 @@ absl::Status BufferedMapState::ForEachInRange(
   });
   if (!s.ok()) return s;
   size_t d = 0;
-  while (d < n || in_range()) {
-    const bool take_disk =
-        d < n && (!in_range() || std::string_view(disk_entries_[d].first) < run->slots[i].user_key.view());
+  while (d < n || lane >= 0) {
+    const bool take_disk = d < n && (lane < 0 || Less(disk_entries_[d].first, slot().user_key.view()));
     if (take_disk) {
       if (!fn(disk_entries_[d].first, disk_entries_[d].second)) break;
       ++d;
     } else {
-      if (!fn(run->slots[i].user_key.view(), ValueOf(run->slots[i].ref))) break;
-      ++i;
+      if (!fn(slot().user_key.view(), ValueOf(slot().ref))) break;
+      ++pos[lane];
+      next();
     }
   }
   return absl::OkStatus();
@@ -416,12 +502,13 @@ absl::Status BufferedMapState::Spill() {
   if (memory_entries_ == 0) return absl::OkStatus();
   rocksdb::WriteBatch batch;
   for (const auto& [prefix, index] : by_prefix_) {
-    const Run& run = runs_[index];
-    for (size_t i = run.front; i < run.slots.size(); ++i) {
-      key_.assign(prefix);
-      key_.append(run.slots[i].user_key.view());
-      const std::string_view v = ValueOf(run.slots[i].ref);
-      batch.Put(cf_, rocksdb::Slice(key_.data(), key_.size()), rocksdb::Slice(v.data(), v.size()));
+    for (const Lane& lane : runs_[index].lanes) {
+      for (size_t i = lane.front; i < lane.slots.size(); ++i) {
+        key_.assign(prefix);
+        key_.append(lane.slots[i].user_key.view());
+        const std::string_view v = ValueOf(lane.slots[i].ref);
+        batch.Put(cf_, rocksdb::Slice(key_.data(), key_.size()), rocksdb::Slice(v.data(), v.size()));
+      }
     }
   }
   rocksdb::WriteOptions wo;

@@ -7,14 +7,22 @@
 // 70% of Nexmark q7's CPU, docs/benchmarks.md).
 //
 //   - Entries live in memory in runs, one per prefix of their RocksDB key
-//     ([key group][key][namespace], state_key.h), each in user key order,
-//     found through a hash table of the prefixes. An interval join's
-//     records come about in time order and leave in it, so a Put appends to
-//     its run and a Remove takes its run's front: one hash lookup, where a
-//     B-tree over the whole keys took a cache miss and a key comparison per
-//     level (Nexmark q7's join spent 60% of its thread in the B-tree and
-//     memcmp; 10M events unpaced took 16.4-16.8 s instead of 17.8-18.5,
-//     docs/benchmarks.md).
+//     ([key group][key][namespace], state_key.h), found through a hash
+//     table of the prefixes. An interval join's records come about in time
+//     order and leave in it, so a Put appends to its run and a Remove takes
+//     its run's front: one hash lookup, where a B-tree over the whole keys
+//     took a cache miss and a key comparison per level (Nexmark q7's join
+//     spent 60% of its thread in the B-tree and memcmp; 10M events unpaced
+//     took 16.4-16.8 s instead of 17.8-18.5, docs/benchmarks.md).
+//     A run is kLanes lanes, each in user key order: a Put appends to the
+//     lane with the highest last key below its own, so that records of two
+//     inputs, each in time order but interleaved (a join subtask reading two
+//     source subtasks, a little apart in time), are two appends, not an
+//     insert into the middle of one ordered run that moves every later
+//     record (Nexmark q4's join spent ~45% of its thread on that,
+//     docs/benchmarks.md). Only a key below every lane's last is inserted
+//     (into the lane where that moves the fewest). Reads merge the lanes;
+//     a Remove looks at each lane's front first.
 //     Each entry also sits in append-only chunks, key and value, as the put
 //     record of a snapshot's CACHE-DELTA (cache_delta.h); a removed or
 //     replaced one is marked dead there (or listed, while a snapshot's copy
@@ -88,17 +96,24 @@ namespace vstream {
 class BufferedMapState {
  public:
   static constexpr size_t kDefaultMemoryLimit = size_t{32} << 20;
+  static constexpr int kLanes = 2;
 
   // `disk` is a MapState of `backend` without TTL. restored: the column
-  // family may hold entries (a restore); otherwise it starts empty.
+  // family may hold entries (a restore); otherwise it starts empty. lanes:
+  // how many a run appends to (1..kLanes; 1 is one ordered run, for
+  // comparisons).
   static absl::StatusOr<std::unique_ptr<BufferedMapState>> Create(KeyedStateBackend& backend, MapState* disk,
                                                                   bool restored,
-                                                                  size_t memory_limit = kDefaultMemoryLimit);
+                                                                  size_t memory_limit = kDefaultMemoryLimit,
+                                                                  int lanes = kLanes);
   ~BufferedMapState();
 
   // Adds the entry user_key of (key group, key), or replaces it while it is
-  // in memory (a key on disk must not be put again).
-  absl::Status Put(int key_group, std::string_view key, std::string_view user_key, std::string_view value);
+  // in memory (a key on disk must not be put again). new_key: the caller
+  // knows there is no entry user_key (an interval join's user keys carry a
+  // fresh sequence number), so none is looked for.
+  absl::Status Put(int key_group, std::string_view key, std::string_view user_key, std::string_view value,
+                   bool new_key = false);
   // Removes it, if there is one.
   absl::Status Remove(int key_group, std::string_view key, std::string_view user_key);
   // Calls fn(user_key, value) for the entries of (key group, key) with
@@ -119,6 +134,9 @@ class BufferedMapState {
   // Entries settled so far, and spilled over the limit (by Put) so far.
   uint64_t settled() const { return settled_; }
   uint64_t spilled() const { return spilled_; }
+  // Puts that went into the middle of a lane (below every lane's last key)
+  // so far, moving the lane's later entries.
+  uint64_t inserts() const { return inserts_; }
   // Whether entries settled since the last background flush of the column
   // family (one when a round of settling is done).
   bool settled_unflushed() const { return settled_unflushed_; }
@@ -184,15 +202,27 @@ class BufferedMapState {
     UserKey user_key;
     ValueRef ref;
   };
-  // The entries of one prefix: slots [front, size) are live, in user key
-  // order. An emptied run keeps its vector for the next prefix (up to
-  // kKeptRunSlots of capacity).
-  struct Run {
-    Key prefix;
+  // Entries of one prefix in user key order: slots [front, size) are live.
+  struct Lane {
     std::vector<Slot> slots;
     uint32_t front = 0;
+    bool empty() const { return front == slots.size(); }
+    std::string_view back() const { return slots.back().user_key.view(); }
   };
-  // An emptied run keeps its vector for the next prefix up to this capacity.
+  // The entries of one prefix, in kLanes lanes (above). An emptied run
+  // keeps its lanes' vectors for the next prefix (up to kKeptRunSlots of
+  // capacity each).
+  struct Run {
+    Key prefix;
+    Lane lanes[kLanes];
+  };
+  // Where an entry is: run, lane, slot.
+  struct Where {
+    uint32_t run = 0;
+    int lane = 0;
+    size_t slot = 0;
+  };
+  // An emptied lane keeps its vector for the next prefix up to this capacity.
   static constexpr size_t kKeptRunSlots = 2;
   // What a run costs: itself and its table slot (with the table's slack).
   static constexpr size_t kRunBytes = sizeof(Run) + 32;
@@ -201,7 +231,7 @@ class BufferedMapState {
   };
 
   BufferedMapState(KeyedStateBackend& backend, MapState* disk, rocksdb::ColumnFamilyHandle* cf, bool restored,
-                   size_t memory_limit);
+                   size_t memory_limit, int lanes);
   void ComposeKey(int key_group, std::string_view key, std::string_view user_key);
   std::string_view ValueOf(const ValueRef& ref) const;
   // Appends the put record of (key, value) to the chunks.
@@ -225,24 +255,28 @@ class BufferedMapState {
   // The length of a whole key's prefix ([key group][key][namespace]);
   // npos if the key is malformed.
   static size_t PrefixSize(std::string_view key);
-  // The in-memory index. Find: the entry's ref, or null (then *run and
-  // *slot are unset). Emplace: the entry's ref and whether it is new (a
-  // new one's ref is to be set). EraseAt: removes slot `slot` of run `run`.
-  ValueRef* Find(std::string_view prefix, std::string_view user_key, uint32_t* run, size_t* slot);
-  std::pair<ValueRef*, bool> Emplace(std::string_view prefix, std::string_view user_key);
-  void EraseAt(uint32_t run, size_t slot);
-  // The first live slot of `run` whose user key is not below user_key.
-  static size_t LowerBound(const Run& run, std::string_view user_key);
+  // The in-memory index. Find: the entry's ref, or null (then *where is
+  // unset). Emplace: the entry's ref and whether it is new (a new one's ref
+  // is to be set); new_key as Put's. EraseAt: removes the entry at `where`.
+  ValueRef* Find(std::string_view prefix, std::string_view user_key, Where* where);
+  std::pair<ValueRef*, bool> Emplace(std::string_view prefix, std::string_view user_key, bool new_key);
+  void EraseAt(const Where& where);
+  // User key order. Interval joins' keys (16 bytes) compare as two
+  // big-endian words, not through memcmp.
+  static bool Less(std::string_view a, std::string_view b);
+  // The first live slot of `lane` whose user key is not below user_key.
+  static size_t LowerBound(const Lane& lane, std::string_view user_key);
   // Frees every run, as Spill leaves none in memory.
   void ClearMemory();
-  // Empties run `run`'s slots, keeping up to kKeptRunSlots of capacity.
-  void ReleaseSlots(Run& run);
+  // Empties lane's slots, keeping up to kKeptRunSlots of capacity.
+  static void ReleaseSlots(Lane& lane);
 
   KeyedStateBackend& backend_;
   MapState* disk_;
   rocksdb::ColumnFamilyHandle* cf_;
   std::string cf_name_;
   size_t memory_limit_;
+  int lanes_;  // Puts append to lanes [0, lanes_)
   size_t chunk_bytes_;  // of a new chunk: smaller for small limits
   bool may_be_on_disk_;
   size_t disk_count_ = 0;  // entries put in the column family and not removed since
@@ -267,6 +301,7 @@ class BufferedMapState {
   size_t settle_offset_ = 0;
   uint64_t settled_ = 0;
   uint64_t spilled_ = 0;
+  uint64_t inserts_ = 0;
   bool limit_logged_ = false;
   bool settled_unflushed_ = false;
   std::vector<std::pair<std::string_view, ValueRef>> settling_;  // scratch

@@ -181,7 +181,7 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
   AppendBigEndian(next_sequence_++, &map_key_);
   value_.clear();
   EncodeRow(schemas_[side], row, &value_);
-  s = buffers_[side]->Put(key_group, key_, map_key_, value_);
+  s = buffers_[side]->Put(key_group, key_, map_key_, value_, /*new_key=*/true);
   if (!s.ok()) return Fail(s);
   s = AddCleanupTimer(key_group, side, key_, cleanup);  // once per key, side and granularity
   if (!s.ok()) return Fail(s);

@@ -1,5 +1,6 @@
 #include "state/buffered_map_state.h"
 
+#include <algorithm>
 #include <chrono>
 #include <iterator>
 #include <map>
@@ -478,6 +479,95 @@ TEST(BufferedMapStateTest, ReadsAgreeWithAnOrderedMapWhateverTheOrderOfPutsAndRe
   }
 }
 
+// An interval join's user keys: 8 bytes of time, 8 of sequence number, both
+// big-endian (bytes over 0x7f included: the order is unsigned).
+std::string JoinKey(uint64_t time, uint64_t seq) {
+  std::string k;
+  for (uint64_t v : {time, seq}) {
+    for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+  return k;
+}
+
+// A join subtask reads its inputs' subtasks in turns of a buffer each, each
+// in time order but apart in time: with as many lanes as inputs, every Put
+// appends; with fewer, some go into the middle. Either way reads, removes of
+// the oldest and ranges agree with an ordered map.
+TEST(BufferedMapStateTest, InterleavedOrderedInputsAppendToLanesAndReadInOrder) {
+  struct Case {
+    int inputs;
+    int lanes;
+    bool mid_run_puts;
+  };
+  for (const Case c : {Case{2, 2, false}, Case{2, 1, true}, Case{3, 2, true}, Case{1, 2, false}}) {
+    SCOPED_TRACE(testing::Message() << c.inputs << " inputs, " << c.lanes << " lanes");
+    TestingStateDir dir("bms-lanes");
+    auto backend = KeyedStateBackend::Open({.path = dir.path()});
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    auto disk = (*backend)->GetMapState(MapStateDescriptor{.name = "buffer"});
+    ASSERT_TRUE(disk.ok()) << disk.status();
+    auto created = BufferedMapState::Create(**backend, *disk, false, size_t{64} << 20, c.lanes);
+    ASSERT_TRUE(created.ok()) << created.status();
+    BufferedMapState& buffer = **created;
+    std::map<std::pair<int, std::string>, std::string> model;
+    const auto read = [&](int k, const std::string& from, const std::string& to) {
+      std::vector<std::string> got;
+      EXPECT_TRUE(buffer
+                      .ForEachInRange(KeyGroup(k), Key(k), from, to,
+                                      [&](std::string_view uk, std::string_view v) {
+                                        got.push_back(std::string(uk) + "=" + std::string(v));
+                                        return true;
+                                      })
+                      .ok());
+      return got;
+    };
+    const auto want = [&](int k, const std::string& from, const std::string& to) {
+      std::vector<std::string> w;
+      for (auto it = model.lower_bound({k, from}); it != model.end() && it->first.first == k; ++it) {
+        if (!to.empty() && it->first.second >= to) break;
+        w.push_back(it->first.second + "=" + it->second);
+      }
+      return w;
+    };
+    // Times from just below 2^63 (0x7f.. bytes) to past it (0x80..).
+    const uint64_t base = (uint64_t{1} << 63) - 3000;
+    std::vector<uint64_t> next(static_cast<size_t>(c.inputs));
+    for (int in = 0; in < c.inputs; ++in) next[static_cast<size_t>(in)] = base - static_cast<uint64_t>(in) * 45;
+    uint64_t seq = 0;
+    for (int turn = 0; turn < 600; ++turn) {
+      const int in = turn % c.inputs;
+      for (int r = 0; r < 7; ++r) {
+        const uint64_t t = next[static_cast<size_t>(in)] += 3;
+        const int k = static_cast<int>((t / 3 + static_cast<uint64_t>(in)) % 4);
+        const std::string uk = JoinKey(t, seq++);
+        const std::string v = "v" + std::to_string(seq);
+        ASSERT_TRUE(buffer.Put(KeyGroup(k), Key(k), uk, v, /*new_key=*/true).ok());
+        model[{k, uk}] = v;
+      }
+      if (turn % 10 == 9) {
+        // The join's cleanup: every key's entries before a time, oldest first.
+        const std::string cutoff = JoinKey(*std::min_element(next.begin(), next.end()) - 300, 0);
+        for (int k = 0; k < 4; ++k) {
+          for (const std::string& e : read(k, "", cutoff)) {
+            const std::string uk = e.substr(0, 16);
+            ASSERT_TRUE(buffer.Remove(KeyGroup(k), Key(k), uk).ok());
+            model.erase({k, uk});
+          }
+        }
+      }
+      if (turn % 37 == 0) {
+        const std::string from = JoinKey(next[0] - 200, 0), to = JoinKey(next[0] - 50, 0);
+        for (int k = 0; k < 4; ++k) ASSERT_EQ(read(k, from, to), want(k, from, to)) << "turn " << turn;
+      }
+    }
+    for (int k = 0; k < 4; ++k) ASSERT_EQ(read(k, "", ""), want(k, "", "")) << k;
+    EXPECT_EQ(buffer.memory_entries(), model.size());
+    EXPECT_GT(model.size(), 100u);
+    EXPECT_EQ(buffer.inserts() > 0, c.mid_run_puts) << buffer.inserts();
+    EXPECT_EQ(EntriesOnDisk(**backend, (*disk)->id()), 0);
+  }
+}
+
 TEST(BufferedMapStateTest, RefusesAMapStateWithTtl) {
   TestingStateDir dir("buffered-map-ttl");
   auto backend = KeyedStateBackend::Open({.path = dir.path()});
@@ -485,6 +575,13 @@ TEST(BufferedMapStateTest, RefusesAMapStateWithTtl) {
   auto disk = (*backend)->GetMapState(MapStateDescriptor{.name = "timed", .ttl_ms = 1000});
   ASSERT_TRUE(disk.ok()) << disk.status();
   EXPECT_FALSE(BufferedMapState::Create(**backend, *disk, false).ok());
+  auto untimed = (*backend)->GetMapState(MapStateDescriptor{.name = "untimed"});
+  ASSERT_TRUE(untimed.ok()) << untimed.status();
+  for (const int lanes : {0, BufferedMapState::kLanes + 1}) {
+    auto refused = BufferedMapState::Create(**backend, *untimed, false, BufferedMapState::kDefaultMemoryLimit, lanes);
+    ASSERT_FALSE(refused.ok()) << lanes;
+    EXPECT_NE(refused.status().message().find("lanes must be 1 to 2"), std::string::npos) << refused.status();
+  }
 }
 
 }  // namespace
