@@ -44,7 +44,7 @@
 // buffer, one entry per key) and is put, and every 1,000 bids a tenth of
 // the keys lose their entries older than 10 s before the slowest input,
 // front first, as the join's cleanup timers do.
-// Reports ns per bid and the puts that went into the middle of a run;
+// Reports ns per bid and the mid-run puts (those that did not append);
 // `--join_lanes=1` keeps each key's entries in one ordered run.
 //
 // rss mode: one update of each of `--rss_keys` distinct keys (in a scrambled

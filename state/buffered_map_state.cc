@@ -91,8 +91,8 @@ uint64_t LoadBigEndian64(const char* p) {
 }  // namespace
 
 bool BufferedMapState::Less(std::string_view a, std::string_view b) {
-  static_assert(kInlineUserKeyBytes == 16);
-  if (a.size() == kInlineUserKeyBytes && b.size() == kInlineUserKeyBytes) {
+  constexpr size_t kTwoWords = 16;
+  if (a.size() == kTwoWords && b.size() == kTwoWords) {
     const uint64_t a0 = LoadBigEndian64(a.data()), b0 = LoadBigEndian64(b.data());
     if (a0 != b0) return a0 < b0;
     return LoadBigEndian64(a.data() + 8) < LoadBigEndian64(b.data() + 8);
@@ -176,12 +176,16 @@ std::pair<BufferedMapState::ValueRef*, bool> BufferedMapState::Emplace(std::stri
     i = lane->slots.size();
     lane->slots.emplace_back();
   } else {
-    // Below every lane's last: into the lane where the fewest move.
+    // Below every lane's last: into the lane where the fewest move (none
+    // into the free slot before a lane's front).
+    const auto moves = [](const Lane& ln, size_t at) {
+      return at == ln.front && ln.front > 0 ? size_t{0} : ln.slots.size() - at;
+    };
     lane = &r.lanes[0];
     i = LowerBound(*lane, user_key);
     for (int l = 1; l < lanes_; ++l) {
       const size_t at = LowerBound(r.lanes[l], user_key);
-      if (r.lanes[l].slots.size() - at < lane->slots.size() - i) {
+      if (moves(r.lanes[l], at) < moves(*lane, i)) {
         lane = &r.lanes[l];
         i = at;
       }
@@ -207,12 +211,10 @@ void BufferedMapState::EraseAt(const Where& where) {
     lane.slots.erase(lane.slots.begin() + static_cast<std::ptrdiff_t>(where.slot));
   }
   if (lane.empty()) {
-    lane.slots.clear();
-    lane.front = 0;
+    ReleaseSlots(lane);
     if (std::all_of(std::begin(r.lanes), std::end(r.lanes), [](const Lane& l) { return l.empty(); })) {
       // Empty: the run is free for another prefix.
       by_prefix_.erase(r.prefix.view());
-      for (Lane& l : r.lanes) ReleaseSlots(l);
       free_runs_.push_back(where.run);
       bytes_ -= kRunBytes;
     }

@@ -1,6 +1,6 @@
 #pragma once
 // BufferedMapState: a MapState's entries held in memory, each key's in
-// user key order, in front of the MapState's column family. For short-lived state
+// lanes in user key order, in front of the MapState's column family. For short-lived state
 // (an interval join's records, kept for seconds of event time): an entry put
 // and removed between two checkpoints never reaches RocksDB, so it costs no
 // memtable insert, no tombstone, no flush and no compaction (those were
@@ -9,8 +9,8 @@
 //   - Entries live in memory in runs, one per prefix of their RocksDB key
 //     ([key group][key][namespace], state_key.h), found through a hash
 //     table of the prefixes. An interval join's records come about in time
-//     order and leave in it, so a Put appends to its run and a Remove takes
-//     its run's front: one hash lookup, where a B-tree over the whole keys
+//     order and leave in it, so a Put appends to a lane of its run and a
+//     Remove takes a lane's front: one hash lookup, where a B-tree over the whole keys
 //     took a cache miss and a key comparison per level (Nexmark q7's join
 //     spent 60% of its thread in the B-tree and memcmp; 10M events unpaced
 //     took 16.4-16.8 s instead of 17.8-18.5, docs/benchmarks.md).
@@ -19,8 +19,8 @@
 //     inputs, each in time order but interleaved (a join subtask reading two
 //     source subtasks, a little apart in time), are two appends, not an
 //     insert into the middle of one ordered run that moves every later
-//     record (Nexmark q4's join spent ~45% of its thread on that,
-//     docs/benchmarks.md). Only a key below every lane's last is inserted
+//     record (in a Nexmark q4 profile the join's Emplace and LowerBound were
+//     a quarter of its thread, docs/benchmarks.md). Only a key below every lane's last is inserted
 //     (into the lane where that moves the fewest). Reads merge the lanes;
 //     a Remove looks at each lane's front first.
 //     Each entry also sits in append-only chunks, key and value, as the put
@@ -29,8 +29,8 @@
 //     reads its chunk). A chunk is freed once it and every
 //     chunk before it hold no live entry, which for entries that leave in
 //     about the order they came (a join's) is soon. No allocation per entry
-//     but for keys over kInlineKeyBytes and a run growing past the slots it
-//     kept from an earlier key (kKeptRunSlots).
+//     but for keys over kInlineKeyBytes and a lane growing past the slots it
+//     kept (kKeptRunSlots; an emptied lane gives back a longer vector).
 //   - The memory counted is the runs, their slots and long keys plus every chunk
 //     not yet freed (dead bytes in them included; not chunks freed while a
 //     snapshot's copy still holds them). Beyond `memory_limit` each Put
@@ -134,8 +134,9 @@ class BufferedMapState {
   // Entries settled so far, and spilled over the limit (by Put) so far.
   uint64_t settled() const { return settled_; }
   uint64_t spilled() const { return spilled_; }
-  // Puts that went into the middle of a lane (below every lane's last key)
-  // so far, moving the lane's later entries.
+  // Puts so far that did not append (their key was below every lane's
+  // last): inserted into a lane, moving its later entries (none when the
+  // slot before the lane's front was free).
   uint64_t inserts() const { return inserts_; }
   // Whether entries settled since the last background flush of the column
   // family (one when a round of settling is done).
@@ -209,9 +210,9 @@ class BufferedMapState {
     bool empty() const { return front == slots.size(); }
     std::string_view back() const { return slots.back().user_key.view(); }
   };
-  // The entries of one prefix, in kLanes lanes (above). An emptied run
-  // keeps its lanes' vectors for the next prefix (up to kKeptRunSlots of
-  // capacity each).
+  // The entries of one prefix, in kLanes lanes (above). An emptied lane
+  // keeps its vector (up to kKeptRunSlots of capacity), for its run's next
+  // entries or the next prefix's.
   struct Run {
     Key prefix;
     Lane lanes[kLanes];
@@ -222,7 +223,7 @@ class BufferedMapState {
     int lane = 0;
     size_t slot = 0;
   };
-  // An emptied lane keeps its vector for the next prefix up to this capacity.
+  // An emptied lane keeps its vector up to this capacity.
   static constexpr size_t kKeptRunSlots = 2;
   // What a run costs: itself and its table slot (with the table's slack).
   static constexpr size_t kRunBytes = sizeof(Run) + 32;

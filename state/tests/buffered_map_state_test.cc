@@ -491,22 +491,27 @@ std::string JoinKey(uint64_t time, uint64_t seq) {
 
 // A join subtask reads its inputs' subtasks in turns of a buffer each, each
 // in time order but apart in time: with as many lanes as inputs, every Put
-// appends; with fewer, some go into the middle. Either way reads, removes of
-// the oldest and ranges agree with an ordered map.
+// appends; with fewer, some go into the middle. Either way reads (whole,
+// ranges, stopped early), removes of the oldest and of any entry, and
+// replacements agree with an ordered map; with a small limit, with the
+// spilled entries merged in too.
 TEST(BufferedMapStateTest, InterleavedOrderedInputsAppendToLanesAndReadInOrder) {
   struct Case {
     int inputs;
     int lanes;
     bool mid_run_puts;
+    size_t limit;
   };
-  for (const Case c : {Case{2, 2, false}, Case{2, 1, true}, Case{3, 2, true}, Case{1, 2, false}}) {
-    SCOPED_TRACE(testing::Message() << c.inputs << " inputs, " << c.lanes << " lanes");
+  constexpr size_t kBig = size_t{64} << 20, kSmall = size_t{16} << 10;
+  for (const Case c : {Case{2, 2, false, kBig}, Case{2, 1, true, kBig}, Case{3, 2, true, kBig}, Case{1, 2, false, kBig},
+                       Case{2, 2, false, kSmall}}) {
+    SCOPED_TRACE(testing::Message() << c.inputs << " inputs, " << c.lanes << " lanes, limit " << c.limit);
     TestingStateDir dir("bms-lanes");
     auto backend = KeyedStateBackend::Open({.path = dir.path()});
     ASSERT_TRUE(backend.ok()) << backend.status();
     auto disk = (*backend)->GetMapState(MapStateDescriptor{.name = "buffer"});
     ASSERT_TRUE(disk.ok()) << disk.status();
-    auto created = BufferedMapState::Create(**backend, *disk, false, size_t{64} << 20, c.lanes);
+    auto created = BufferedMapState::Create(**backend, *disk, false, c.limit, c.lanes);
     ASSERT_TRUE(created.ok()) << created.status();
     BufferedMapState& buffer = **created;
     std::map<std::pair<int, std::string>, std::string> model;
@@ -534,11 +539,12 @@ TEST(BufferedMapStateTest, InterleavedOrderedInputsAppendToLanesAndReadInOrder) 
     std::vector<uint64_t> next(static_cast<size_t>(c.inputs));
     for (int in = 0; in < c.inputs; ++in) next[static_cast<size_t>(in)] = base - static_cast<uint64_t>(in) * 45;
     uint64_t seq = 0;
+    std::mt19937 rng(11);
     for (int turn = 0; turn < 600; ++turn) {
       const int in = turn % c.inputs;
       for (int r = 0; r < 7; ++r) {
         const uint64_t t = next[static_cast<size_t>(in)] += 3;
-        const int k = static_cast<int>((t / 3 + static_cast<uint64_t>(in)) % 4);
+        const int k = static_cast<int>((t / 3) % 4);  // inputs meet at equal times: the sequence orders them
         const std::string uk = JoinKey(t, seq++);
         const std::string v = "v" + std::to_string(seq);
         ASSERT_TRUE(buffer.Put(KeyGroup(k), Key(k), uk, v, /*new_key=*/true).ok());
@@ -555,16 +561,50 @@ TEST(BufferedMapStateTest, InterleavedOrderedInputsAppendToLanesAndReadInOrder) 
           }
         }
       }
+      if (turn % 13 == 5) {
+        // Any entry of a key: removed, or (all in memory) replaced.
+        const int k = static_cast<int>(rng() % 4);
+        auto lo = model.lower_bound({k, ""});
+        const auto n = std::distance(lo, model.lower_bound({k + 1, ""}));
+        if (n > 0) {
+          std::advance(lo, static_cast<std::ptrdiff_t>(rng() % static_cast<uint64_t>(n)));
+          const std::string uk = lo->first.second;
+          if (c.limit == kBig && rng() % 2 == 0) {
+            ASSERT_TRUE(buffer.Put(KeyGroup(k), Key(k), uk, "replaced").ok());
+            lo->second = "replaced";
+          } else {
+            ASSERT_TRUE(buffer.Remove(KeyGroup(k), Key(k), uk).ok());
+            model.erase(lo);
+          }
+        }
+      }
       if (turn % 37 == 0) {
         const std::string from = JoinKey(next[0] - 200, 0), to = JoinKey(next[0] - 50, 0);
         for (int k = 0; k < 4; ++k) ASSERT_EQ(read(k, from, to), want(k, from, to)) << "turn " << turn;
+        // Stopped after three.
+        std::vector<std::string> first;
+        ASSERT_TRUE(buffer
+                        .ForEachInRange(KeyGroup(1), Key(1), "", "",
+                                        [&](std::string_view uk, std::string_view v) {
+                                          first.push_back(std::string(uk) + "=" + std::string(v));
+                                          return first.size() < 3;
+                                        })
+                        .ok());
+        std::vector<std::string> all = want(1, "", "");
+        all.resize(std::min<size_t>(all.size(), 3));
+        ASSERT_EQ(first, all) << "turn " << turn;
       }
     }
     for (int k = 0; k < 4; ++k) ASSERT_EQ(read(k, "", ""), want(k, "", "")) << k;
-    EXPECT_EQ(buffer.memory_entries(), model.size());
     EXPECT_GT(model.size(), 100u);
     EXPECT_EQ(buffer.inserts() > 0, c.mid_run_puts) << buffer.inserts();
-    EXPECT_EQ(EntriesOnDisk(**backend, (*disk)->id()), 0);
+    if (c.limit == kBig) {
+      EXPECT_EQ(buffer.memory_entries(), model.size());
+      EXPECT_EQ(EntriesOnDisk(**backend, (*disk)->id()), 0);
+    } else {
+      EXPECT_GT(buffer.spilled(), 0u);
+      EXPECT_GT(EntriesOnDisk(**backend, (*disk)->id()), 0);
+    }
   }
 }
 
