@@ -71,6 +71,33 @@ int64_t EntriesOnDisk(KeyedStateBackend& backend, StateId id) {
 
 std::string Entry(int t, const std::string& v) { return UserKey(t) + "=" + v; }
 
+// What the model tests check the state against: (key index, user key) -> value.
+using Model = std::map<std::pair<int, std::string>, std::string>;
+
+// The entries of `key` with user keys in [from, to) (to "": no upper end), as
+// "user key=value", in the order ForEachInRange gives them.
+std::vector<std::string> ReadRange(BufferedMapState& b, const std::string& key, const std::string& from,
+                                   const std::string& to) {
+  std::vector<std::string> got;
+  const absl::Status s = b.ForEachInRange(KeyGroupForHash(HashKeyBytes(key), 128), key, from, to,
+                                          [&](std::string_view uk, std::string_view v) {
+                                            got.push_back(std::string(uk) + "=" + std::string(v));
+                                            return true;
+                                          });
+  EXPECT_TRUE(s.ok()) << s;
+  return got;
+}
+
+// The same from the model, for key index k.
+std::vector<std::string> ModelRange(const Model& model, int k, const std::string& from, const std::string& to) {
+  std::vector<std::string> w;
+  for (auto it = model.lower_bound({k, from}); it != model.end() && it->first.first == k; ++it) {
+    if (!to.empty() && it->first.second >= to) break;
+    w.push_back(it->first.second + "=" + it->second);
+  }
+  return w;
+}
+
 // Checkpoint storage under root (null if it cannot be opened).
 std::shared_ptr<CheckpointStorage> OpenStorage(const TestingStateDir& root) {
   auto storage = CheckpointStorage::Open("file://" + root.path() + "/storage");
@@ -410,27 +437,12 @@ TEST(BufferedMapStateTest, ReadsAgreeWithAnOrderedMapWhateverTheOrderOfPutsAndRe
     TestingStateDir dir("bms-model");
     Opened o = Open(dir.path(), false, limit);
     const size_t empty_bytes = o.buffer->memory_bytes();
-    std::map<std::pair<int, std::string>, std::string> model;
-    // The entries of k in [from, to), as Range gives them.
+    Model model;
     const auto range = [&](int k, const std::string& from, const std::string& to) {
-      std::vector<std::string> got;
-      const int kg = KeyGroupForHash(HashKeyBytes(key(k)), 128);
-      EXPECT_TRUE(o.buffer
-                      ->ForEachInRange(kg, key(k), from, to,
-                                       [&](std::string_view uk, std::string_view v) {
-                                         got.push_back(std::string(uk) + "=" + std::string(v));
-                                         return true;
-                                       })
-                      .ok());
-      return got;
+      return ReadRange(*o.buffer, key(k), from, to);
     };
     const auto want = [&](int k, const std::string& from, const std::string& to) {
-      std::vector<std::string> w;
-      for (auto it = model.lower_bound({k, from}); it != model.end() && it->first.first == k; ++it) {
-        if (!to.empty() && it->first.second >= to) break;
-        w.push_back(it->first.second + "=" + it->second);
-      }
-      return w;
+      return ModelRange(model, k, from, to);
     };
     std::mt19937 rng(7);
     for (int step = 0; step < 20000; ++step) {
@@ -514,25 +526,12 @@ TEST(BufferedMapStateTest, InterleavedOrderedInputsAppendToLanesAndReadInOrder) 
     auto created = BufferedMapState::Create(**backend, *disk, false, c.limit, c.lanes);
     ASSERT_TRUE(created.ok()) << created.status();
     BufferedMapState& buffer = **created;
-    std::map<std::pair<int, std::string>, std::string> model;
+    Model model;
     const auto read = [&](int k, const std::string& from, const std::string& to) {
-      std::vector<std::string> got;
-      EXPECT_TRUE(buffer
-                      .ForEachInRange(KeyGroup(k), Key(k), from, to,
-                                      [&](std::string_view uk, std::string_view v) {
-                                        got.push_back(std::string(uk) + "=" + std::string(v));
-                                        return true;
-                                      })
-                      .ok());
-      return got;
+      return ReadRange(buffer, Key(k), from, to);
     };
     const auto want = [&](int k, const std::string& from, const std::string& to) {
-      std::vector<std::string> w;
-      for (auto it = model.lower_bound({k, from}); it != model.end() && it->first.first == k; ++it) {
-        if (!to.empty() && it->first.second >= to) break;
-        w.push_back(it->first.second + "=" + it->second);
-      }
-      return w;
+      return ModelRange(model, k, from, to);
     };
     // Times from just below 2^63 (0x7f.. bytes) to past it (0x80..).
     const uint64_t base = (uint64_t{1} << 63) - 3000;
