@@ -903,6 +903,7 @@ absl::Status StreamTask::Run() {
   if (!gate_) {
     auto* source = dynamic_cast<SourceOperator*>(head);
     if (!source) return absl::InternalError("a task without inputs must start with a source");
+    source->set_latency_marker_interval(latency_marker_interval_us_);
     RETURN_IF_ERROR(ReplayChannelState(nullptr));
     // A source that had finished when the checkpoint restored from was
     // taken produces nothing more.
@@ -919,27 +920,16 @@ absl::Status StreamTask::Run() {
       const bool pending = DoPendingWork();
       RETURN_IF_ERROR(CheckOperators());
       if (!pending && (!aligned_ || !AlignmentPauses(*source))) {
-        // A latency marker stamped now follows the first batch this call
-        // makes (SourceOperator::EmitBatch); if it makes none (a paced
-        // source that waited), the marker is dropped and the next call
-        // tries again. A paced source dates the marker back to when its
-        // records were due (RateLimiter::granted_lag_ns).
-        int64_t stamped_us = 0;
-        if (latency_marker_interval_us_ > 0) {
-          const int64_t now_us = NowMicros();
-          if (now_us >= next_latency_marker_us_) {
-            stamped_us = now_us;
-            source->set_latency_marker(now_us);
-          }
-        }
+        // Latency markers due go out after the call's first batch
+        // (SourceOperator::ArmLatencyMarker, DateLatencyMarker).
+        if (latency_marker_interval_us_ > 0) source->ArmLatencyMarker(NowMicros());
+        // A paced source makes what is due before the flush (RateLimiter).
+        source->set_flush_deadline_ns(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(next_flush.time_since_epoch()).count());
         const int64_t produced_before = counters_[0]->records_out.load(std::memory_order_relaxed);
         st = source->Produce();
         const int64_t produced = counters_[0]->records_out.load(std::memory_order_relaxed) - produced_before;
-        if (stamped_us > 0) {
-          if (source->latency_marker() != 0 && produced > 0) source->SendLatencyMarker();
-          if (source->latency_marker() == 0) next_latency_marker_us_ = stamped_us + latency_marker_interval_us_;
-          source->set_latency_marker(0);
-        }
+        if (produced > 0) source->SendLatencyMarkers();
         // A throttled sink chained into the source task paces the source.
         Throttle(static_cast<size_t>(produced));
         RETURN_IF_ERROR(CheckOperators());

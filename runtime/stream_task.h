@@ -216,10 +216,9 @@ class StreamTask {
   bool replaying_ = false;  // ReplayChannelState runs
   int64_t buffer_timeout_ms_ = 5;
   // Latency markers (the job's latency_markers; 0: off): a source task
-  // makes one this often, between two Produce calls; a task with inputs
-  // passes on those that ride on its input buffers.
+  // makes one about this often (SourceOperator::ArmLatencyMarker); a task
+  // with inputs passes on those that ride on its input buffers.
   int64_t latency_marker_interval_us_ = 0;
-  int64_t next_latency_marker_us_ = 0;
   PartitionManager* partition_manager_ = nullptr;
   std::unique_ptr<RateLimiter> sink_limiter_;
   // Watermark alignment of a source task; null: not aligned.

@@ -715,44 +715,53 @@ SourceStatus PatientSource::Produce() {
     return SourceStatus::kEnd;
   }
   const bool paced = options_.speed > 0;
-  double elapsed_ms = 0;  // simulated, since the anchor
-  if (paced) {
-    const int64_t now = ClockNanos();
-    if (!anchored_) {
-      anchored_ = true;
-      anchor_ns_ = now;
-      anchor_sim_ms_ = SlotTime(next_);
-      // Numbers only: bench/alert_latency.sh computes when each set was due
-      // from them (set n is due at wall + (SlotTime(n) - simulated) / speed).
-      spdlog::info("source '{}' subtask {}: paced: start_ms={} simulated_ms={} wall_ms={} speed={}", ctx_.vertex_name,
-                   ctx_.subtask_index, start_, anchor_sim_ms_, ClockMillis(), options_.speed);
-    }
-    elapsed_ms = static_cast<double>(now - anchor_ns_) / 1e6 * options_.speed;
+  if (paced && !anchored_) {
+    anchored_ = true;
+    anchor_ns_ = ClockNanos();
+    anchor_sim_ms_ = SlotTime(next_);
+    // Numbers only: bench/alert_latency.sh computes when each set was due
+    // from them (set n is due at wall + (SlotTime(n) - simulated) / speed).
+    spdlog::info("source '{}' subtask {}: paced: start_ms={} simulated_ms={} wall_ms={} speed={}", ctx_.vertex_name,
+                 ctx_.subtask_index, start_, anchor_sim_ms_, ClockMillis(), options_.speed);
   }
+  // The flush deadline is on the steady clock: not for a test's clock.
+  const int64_t deadline_ns = ctx_.clock == nullptr ? flush_deadline_ns() : 0;
+  // Wall ns at which slot n is due.
+  const auto due_ns = [this](int64_t n) {
+    return anchor_ns_ + static_cast<int64_t>(static_cast<double>(SlotTime(n) - anchor_sim_ms_) / options_.speed * 1e6);
+  };
   size_t slots = 0;
-  // How long the first set this call makes has been due: a latency marker
-  // sent with the batch counts from then, as a rate-limited source's does.
-  const double first_due_ms = static_cast<double>(SlotTime(next_) - anchor_sim_ms_);
-  while (slots < kSetsPerBatch && !batch_.full() && !Done()) {
-    if (paced && static_cast<double>(SlotTime(next_) - anchor_sim_ms_) > elapsed_ms) break;
-    EmitSlot(next_);
-    if (!status_.ok()) return SourceStatus::kEnd;
-    next_ += step_;
-    ++slots;
+  int64_t now = paced ? ClockNanos() : 0;
+  const int64_t called = now;
+  // How long the first set this call makes has been due, and the last: a
+  // latency marker sent with the batch is dated by them, as a rate-limited
+  // source's is (SourceOperator::DateLatencyMarker).
+  const int64_t first = next_;
+  for (int pass = 0; pass < 2 && slots == 0; ++pass) {
+    if (paced && pass > 0) now = ClockNanos();
+    while (slots < kSetsPerBatch && !batch_.full() && !Done()) {
+      if (paced && due_ns(next_) > now) break;
+      EmitSlot(next_);
+      if (!status_.ok()) return SourceStatus::kEnd;
+      next_ += step_;
+      ++slots;
+    }
+    if (!paced || slots > 0 || pass == 1 || Done()) break;
+    // Nothing due. Sets made now would wait in the output buffer for its
+    // flush anyway: wait for the flush deadline, unless kPaceStepSlots slots
+    // come due first (or, past it, for the next set, but at least
+    // kMinPaceWaitUs, so that a wakeup makes a few sets rather than one: at
+    // 4,700 sets a second a subtask woke every 213 us), at most 5 ms, so that
+    // the task stays responsive to checkpoints; then make what is due.
+    int64_t wake = due_ns(next_ + step_ * (kPaceStepSlots - 1));
+    if (deadline_ns != 0 && now < deadline_ns) {
+      wake = std::min(wake, deadline_ns);
+    } else {
+      wake = std::max(due_ns(next_), now + kMinPaceWaitUs * 1000);
+    }
+    std::this_thread::sleep_for(std::chrono::nanoseconds(std::clamp<int64_t>(wake - now, 50'000, 5'000'000)));
   }
-  if (paced && slots > 0 && elapsed_ms > first_due_ms) {
-    BackdateLatencyMarker(static_cast<int64_t>((elapsed_ms - first_due_ms) / options_.speed * 1e6));
-  }
-  if (paced && slots == 0) {
-    // Nothing due: wait for the next slot, but at least kMinPaceWaitUs, so
-    // that a wakeup makes a few sets rather than one (at 4,700 sets a
-    // second a subtask woke every 213 us), and at most 5 ms, so that the
-    // task stays responsive to checkpoints.
-    const double wait_ms =
-        (static_cast<double>(SlotTime(next_) - anchor_sim_ms_) - elapsed_ms) / options_.speed;
-    std::this_thread::sleep_for(
-        std::chrono::microseconds(std::clamp<int64_t>(static_cast<int64_t>(wait_ms * 1000), kMinPaceWaitUs, 5000)));
-  }
+  if (paced && slots > 0) DateLatencyMarker(called - due_ns(first), called - due_ns(next_ - step_));
   EmitBatch(batch_);
   if (Done()) {
     LogSummary();

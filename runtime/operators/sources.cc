@@ -23,25 +23,37 @@ RateLimiter::RateLimiter(double rate, std::function<int64_t()> clock_ns)
 
 int64_t RateLimiter::Now() const { return clock_ns_ ? clock_ns_() : MonotonicNanos(); }
 
-size_t RateLimiter::Acquire(size_t max) {
+int64_t RateLimiter::Due(int64_t now_ns) const {
+  // Record i (from 0) is due at i / rate seconds.
+  return static_cast<int64_t>(static_cast<double>(now_ns - start_ns_) / 1e9 * rate_) + 1 - granted_;
+}
+
+int64_t RateLimiter::DueAt(int64_t index) const {
+  return start_ns_ + static_cast<int64_t>(static_cast<double>(index) / rate_ * 1e9);
+}
+
+size_t RateLimiter::Acquire(size_t max, int64_t deadline_ns) {
   if (rate_ <= 0 || max == 0) return max;
-  const int64_t now = Now();
+  const int64_t called = Now();
+  int64_t now = called;
   if (!started_) {
     started_ = true;
     start_ns_ = now;
   }
-  const double elapsed_s = static_cast<double>(now - start_ns_) / 1e9;
-  // Record i (from 0) is due at i / rate seconds.
-  const int64_t due = static_cast<int64_t>(elapsed_s * rate_) + 1 - granted_;
   const int64_t step = std::min<int64_t>(step_, static_cast<int64_t>(max));
-  if (due < step) {
-    const double wait_s = static_cast<double>(granted_ + step - 1) / rate_ - elapsed_s;
-    std::this_thread::sleep_for(
-        std::chrono::microseconds(std::clamp<int64_t>(static_cast<int64_t>(wait_s * 1e6), 50, 5000)));
-    return 0;
+  const auto past_deadline = [deadline_ns](int64_t t) { return deadline_ns != 0 && t >= deadline_ns; };
+  int64_t due = Due(now);
+  if (due < step && !(due > 0 && past_deadline(now))) {
+    int64_t wake = DueAt(granted_ + (past_deadline(now) ? 1 : step) - 1);
+    if (deadline_ns != 0 && !past_deadline(now)) wake = std::min(wake, deadline_ns);
+    std::this_thread::sleep_for(std::chrono::nanoseconds(std::clamp<int64_t>(wake - now, 50'000, 5'000'000)));
+    now = Now();
+    due = Due(now);
+    if (due < step && !(due > 0 && past_deadline(now))) return 0;
   }
   const int64_t n = std::min<int64_t>(due, static_cast<int64_t>(max));
-  lag_ns_ = std::max<int64_t>(0, static_cast<int64_t>((elapsed_s - static_cast<double>(granted_) / rate_) * 1e9));
+  lag_ns_ = called - DueAt(granted_);
+  last_lag_ns_ = called - DueAt(granted_ + n - 1);
   granted_ += n;
   return static_cast<size_t>(n);
 }
@@ -58,7 +70,7 @@ void SourceOperator::PushWatermark(int64_t watermark) {
 void SourceOperator::EmitBatch(RowBatch& batch) {
   if (!has_event_time_) {
     Emit(batch);
-    if (!batch.empty()) SendLatencyMarker();
+    if (!batch.empty()) SendLatencyMarkers();
     return;
   }
   const int64_t now = NowMillis();
@@ -81,7 +93,7 @@ void SourceOperator::EmitBatch(RowBatch& batch) {
   }
   Emit(batch);
   // Before the watermark, which sends the records' buffers on.
-  SendLatencyMarker();
+  SendLatencyMarkers();
   if (max_timestamp_ == kMinWatermark) return;
   const int64_t bound = event_time_.max_out_of_orderness_ms();
   // Saturating: max - bound - 1 without overflow.
@@ -203,8 +215,8 @@ SourceStatus GeneratorSource::Produce() {
   if (count >= 0 && next_ >= count) return SourceStatus::kEnd;
   size_t want = RowBatch::kDefaultCapacity;
   if (count >= 0) want = std::min<int64_t>(want, (count - next_ + step_ - 1) / step_);
-  want = limiter_->Acquire(want);
-  if (want > 0) BackdateLatencyMarker(limiter_->granted_lag_ns());
+  want = limiter_->Acquire(want, flush_deadline_ns());
+  if (want > 0) DateLatencyMarker(limiter_->granted_lag_ns(), limiter_->granted_last_lag_ns());
   batch_.Clear();
   for (size_t i = 0; i < want; ++i) {
     Fill(next_, &batch_.Append());
@@ -379,7 +391,8 @@ void FileSource::DeadLetter(std::string_view line, const absl::Status& reason) {
 }
 
 SourceStatus FileSource::Produce() {
-  size_t want = limiter_->Acquire(RowBatch::kDefaultCapacity);
+  size_t want = limiter_->Acquire(RowBatch::kDefaultCapacity, flush_deadline_ns());
+  if (want > 0) DateLatencyMarker(limiter_->granted_lag_ns(), limiter_->granted_last_lag_ns());
   batch_.Clear();
   bool end = false;
   for (size_t i = 0; i < want; ++i) {

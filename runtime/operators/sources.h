@@ -27,30 +27,46 @@ namespace vstream {
 enum class SourceStatus { kMoreAvailable, kEnd };
 
 // Paces a source to a rate (records/s); 0 = unlimited. From the first
-// Acquire, at most 1 + t * rate records in the first t seconds. Records are
-// granted in steps of kStepSeconds' worth, at least one and at most
-// kMaxStep: a source paced to 57,000 records/s wakes 2,000 times a second
-// for 28 records, not 20,000 times for 3 (the task's wake-ups and 3-row
-// batches cost q4 a tenth of its CPU, docs/benchmarks.md); a fast one waits
-// no longer than for kMaxStep records. granted_lag_ns() says how long the
-// first record of the last grant waited: latency markers are dated back by
-// it, so that the wait (and any backlog of a source behind its pace)
-// counts as latency. Thread-compatible: one task thread.
+// Acquire, at most 1 + t * rate records in the first t seconds.
+//
+// Records made wait in the task's output buffer until it is flushed (every
+// buffer timeout) or full, so making each the moment it is due buys no
+// latency, only wake-ups: in steps of 64 records a source paced to 471,000
+// records/s woke 3,300 times a second, and every wake-up also preempted the
+// task working beside it on the CPU (docs/benchmarks.md). So a paced source
+// is granted records in steps of kStepSeconds' worth (at least one, at most
+// kMaxStep: a network buffer holds several hundred small records, and a
+// full one is sent at once), and, once the caller's deadline -- its output's
+// next flush -- has passed, whatever is due, so that it leaves with that
+// flush. Until then it sleeps (at least 50 us, at most 5 ms, so that the task
+// stays responsive). granted_lag_ns() and granted_last_lag_ns() say how long
+// before the call the first and the last record of a grant were due: latency
+// markers are dated by them (SourceOperator::DateLatencyMarker), so that the
+// wait, and any backlog of a source behind its pace, counts as latency.
+// Thread-compatible: one task thread.
 class RateLimiter {
  public:
-  static constexpr double kStepSeconds = 0.0005;
-  static constexpr int64_t kMaxStep = 64;
+  static constexpr double kStepSeconds = 0.001;
+  static constexpr int64_t kMaxStep = 512;
   // clock_ns: a monotonic clock in ns (tests pass a manual one).
   explicit RateLimiter(double rate, std::function<int64_t()> clock_ns = nullptr);
-  // How many records may be produced now (at most max). None (fewer than a
-  // step due): it sleeps until the step is due, at least 50 us and at most
-  // 5 ms, so that the task stays responsive.
-  size_t Acquire(size_t max);
-  // For the last Acquire that granted records: how long ago the first was due.
+  // How many records may be produced now (at most max): a step once due, or,
+  // once deadline_ns (on the clock above; 0: none) has passed, any due. None
+  // yet: it sleeps until a step is due or the deadline, whichever is first
+  // (past the deadline: until a record is due), and looks again; 0 if still
+  // none.
+  size_t Acquire(size_t max, int64_t deadline_ns = 0);
+  // For the last Acquire that granted records: how long before it was called
+  // the first and the last of them were due (negative: due while it slept).
   int64_t granted_lag_ns() const { return lag_ns_; }
+  int64_t granted_last_lag_ns() const { return last_lag_ns_; }
 
  private:
   int64_t Now() const;
+  // Records due at now_ns, not yet granted.
+  int64_t Due(int64_t now_ns) const;
+  // When record index (from 0) is due.
+  int64_t DueAt(int64_t index) const;
 
   double rate_;
   int64_t step_;
@@ -59,6 +75,7 @@ class RateLimiter {
   int64_t start_ns_ = 0;
   int64_t granted_ = 0;
   int64_t lag_ns_ = 0;
+  int64_t last_lag_ns_ = 0;
 };
 
 class SourceOperator : public StreamOperator {
@@ -70,21 +87,55 @@ class SourceOperator : public StreamOperator {
   void PushWatermark(int64_t watermark) override;
   // Side output for dead letters; null if the job declares none.
   void set_dead_letter_output(Output* out) { dead_letter_output_ = out; }
-  // A latency marker stamped at `created_us` goes out right after the next
-  // non-empty batch (before its watermark); 0: none. SendLatencyMarker
-  // sends a pending one now.
-  void set_latency_marker(int64_t created_us) { latency_marker_us_ = created_us; }
-  int64_t latency_marker() const { return latency_marker_us_; }
-  // A paced source's records waited lag_ns for their turn (RateLimiter):
-  // the marker for them is that much older.
-  void BackdateLatencyMarker(int64_t lag_ns) {
-    if (latency_marker_us_ != 0) latency_marker_us_ -= lag_ns / 1000;
+  // Latency markers (the job's latency_markers; 0: none): about one per
+  // interval, 0.5 to 1.5 intervals apart, so that the times they sample do
+  // not lock to the phase of the task's flushes.
+  static constexpr int kMaxLatencyMarkersPerCall = 4;
+  void set_latency_marker_interval(int64_t interval_us) { marker_interval_us_ = interval_us; }
+  // Called by the task before each Produce, with the wall clock. Markers go
+  // out right after the call's first non-empty batch (before its
+  // watermark): an unpaced source's once its time has come, stamped now; a
+  // paced source's as DateLatencyMarker says. If the call makes none (a paced
+  // source that waited), the next call tries again.
+  void ArmLatencyMarker(int64_t now_us) {
+    markers_ = 0;
+    marker_now_us_ = now_us;
+    if (marker_interval_us_ <= 0) return;
+    if (next_marker_us_ == 0) next_marker_us_ = now_us;
+    if (now_us >= next_marker_us_) {
+      marker_us_[markers_++] = now_us;
+      marker_next_after_send_us_ = now_us + NextMarkerGap();
+    }
   }
-  void SendLatencyMarker() {
-    if (latency_marker_us_ == 0) return;
-    output_->PushLatencyMarker(latency_marker_us_);
-    latency_marker_us_ = 0;
+  // A paced source's batch holds records due from first_lag_ns to
+  // last_lag_ns before the task's now_us (RateLimiter; negative: after,
+  // while the source slept). A marker stands for the record due at its time
+  // and goes out with the batch that holds it, dated to when it was due (if
+  // that record went out before, unmarked, to when the batch's first was);
+  // sampling by due time, not by when the source woke (each flush period),
+  // keeps the markers a fair sample of the records' wait for the flush.
+  void DateLatencyMarker(int64_t first_lag_ns, int64_t last_lag_ns) {
+    if (marker_interval_us_ <= 0 || marker_now_us_ == 0) return;
+    const int64_t oldest = marker_now_us_ - first_lag_ns / 1000;
+    const int64_t newest = std::max(oldest, marker_now_us_ - last_lag_ns / 1000);
+    markers_ = 0;
+    int64_t next = next_marker_us_;
+    for (; next <= newest; next += NextMarkerGap()) {
+      if (markers_ < kMaxLatencyMarkersPerCall) marker_us_[markers_++] = std::max(next, oldest);
+    }
+    marker_next_after_send_us_ = next;
   }
+  // Sends the armed markers now (EmitBatch does after a non-empty batch).
+  void SendLatencyMarkers() {
+    if (markers_ == 0) return;
+    for (int i = 0; i < markers_; ++i) output_->PushLatencyMarker(marker_us_[i]);
+    markers_ = 0;
+    next_marker_us_ = marker_next_after_send_us_;
+  }
+  // The steady clock's time (MonotonicNanos) of the task's next flush of its
+  // outputs; 0: none. A paced source makes what is due by then (RateLimiter).
+  void set_flush_deadline_ns(int64_t deadline_ns) { flush_deadline_ns_ = deadline_ns; }
+  int64_t flush_deadline_ns() const { return flush_deadline_ns_; }
   // Makes the source assign event time from a field and emit watermarks:
   // max timestamp seen - max_out_of_orderness - 1, after a batch if
   // watermark_interval has passed since the last one, else at the next
@@ -126,7 +177,20 @@ class SourceOperator : public StreamOperator {
   int64_t emitted_watermark_ = kMinWatermark;
   int64_t pending_watermark_ = kMinWatermark;  // computed, not yet emitted
   int64_t watermark_sent_ms_ = INT64_MIN / 2;  // steady clock; the first is due at once
-  int64_t latency_marker_us_ = 0;
+  int64_t NextMarkerGap() {
+    marker_jitter_ ^= marker_jitter_ << 13;
+    marker_jitter_ ^= marker_jitter_ >> 7;
+    marker_jitter_ ^= marker_jitter_ << 17;
+    return marker_interval_us_ / 2 + static_cast<int64_t>(marker_jitter_ % static_cast<uint64_t>(marker_interval_us_));
+  }
+  int64_t marker_interval_us_ = 0;
+  int64_t next_marker_us_ = 0;  // the wall clock; 0: not yet set
+  int64_t marker_now_us_ = 0;
+  int64_t marker_next_after_send_us_ = 0;
+  uint64_t marker_jitter_ = 0x9e3779b97f4a7c15ull;
+  int markers_ = 0;  // armed, in marker_us_
+  int64_t marker_us_[kMaxLatencyMarkersPerCall] = {};
+  int64_t flush_deadline_ns_ = 0;
   int64_t last_record_ms_ = 0;
   bool idle_ = false;
 };

@@ -252,37 +252,151 @@ std::multiset<std::string> Generate(int parallelism, int64_t count) {
   return all;
 }
 
-TEST(RateLimiterTest, GrantsInStepsAndSaysHowLongTheFirstRecordWaited) {
-  // 100,000 records/s: record i is due at i * 10 us; granted in steps of 50
-  // (0.5 ms).
+TEST(RateLimiterTest, GrantsInStepsAndSaysHowLongTheFirstAndLastRecordWaited) {
+  // 100,000 records/s: record i is due at i * 10 us; granted in steps of 100
+  // (1 ms).
   int64_t now_ns = 1'000'000'000;
   RateLimiter limiter(100'000, [&now_ns] { return now_ns; });
   EXPECT_EQ(limiter.Acquire(1024), 0u) << "record 0 is due at once, but not a whole step";
-  now_ns += 485'000;  // records 0..48 due
+  now_ns += 985'000;  // records 0..98 due
   EXPECT_EQ(limiter.Acquire(1024), 0u);
-  now_ns += 10'000;  // 0.495 ms: records 0..49, a step
-  EXPECT_EQ(limiter.Acquire(1024), 50u);
-  EXPECT_NEAR(limiter.granted_lag_ns(), 495'000, 1'000) << "record 0 was due at the start";
+  now_ns += 10'000;  // 0.995 ms: records 0..99, a step
+  EXPECT_EQ(limiter.Acquire(1024), 100u);
+  EXPECT_NEAR(limiter.granted_lag_ns(), 995'000, 1'000) << "record 0 was due at the start";
+  EXPECT_NEAR(limiter.granted_last_lag_ns(), 5'000, 1'000) << "record 99 was due at 0.99 ms";
   EXPECT_EQ(limiter.Acquire(1024), 0u);
-  now_ns += 20'000'000;  // 20.495 ms: records 50..2049 due
+  // Fewer than a step: not before the deadline; once it has passed, all due.
+  now_ns += 500'000;  // 1.495 ms: records 100..149 due
+  EXPECT_EQ(limiter.Acquire(1024, now_ns + 1'000'000), 0u);
+  EXPECT_EQ(limiter.Acquire(1024, now_ns), 50u);
+  EXPECT_NEAR(limiter.granted_lag_ns(), 495'000, 1'000) << "record 100 was due at 1 ms";
+  EXPECT_NEAR(limiter.granted_last_lag_ns(), 5'000, 1'000);
+  EXPECT_EQ(limiter.Acquire(1024, now_ns), 0u) << "past the deadline, but none due";
+  now_ns += 20'000'000;  // 21.495 ms: records 150..2149 due
   EXPECT_EQ(limiter.Acquire(1024), 1024u) << "no more than asked for";
-  EXPECT_NEAR(limiter.granted_lag_ns(), 19'995'000, 1'000) << "record 50 was due at 0.5 ms";
+  EXPECT_NEAR(limiter.granted_lag_ns(), 19'995'000, 1'000) << "record 150 was due at 1.5 ms";
+  EXPECT_NEAR(limiter.granted_last_lag_ns(), 9'765'000, 1'000) << "record 1173 was due at 11.73 ms";
   EXPECT_EQ(limiter.Acquire(1024), 976u) << "the rest of what is due";
-  EXPECT_NEAR(limiter.granted_lag_ns(), 9'755'000, 1'000) << "record 1074 was due at 10.74 ms";
   EXPECT_EQ(limiter.Acquire(1024), 0u);
   // A caller that wants fewer than a step gets them as soon as they are due.
-  now_ns += 10'000;  // 20.505 ms: record 2050
+  now_ns += 10'000;  // 21.505 ms: record 2150
   EXPECT_EQ(limiter.Acquire(1), 1u);
   EXPECT_EQ(limiter.Acquire(1), 0u);
-  // A fast source's step is kMaxStep records: 1,000,000/s waits 63 us, not 0.5 ms.
+  // A fast source's step is kMaxStep records: 1,000,000/s waits 0.51 ms, not 1.
   now_ns = 0;
   RateLimiter fast(1'000'000, [&now_ns] { return now_ns; });
   EXPECT_EQ(fast.Acquire(1024), 0u);
-  now_ns = 63'500;
+  now_ns = RateLimiter::kMaxStep * 1'000 - 500;
   EXPECT_EQ(fast.Acquire(1024), static_cast<size_t>(RateLimiter::kMaxStep));
   // Unpaced: whatever is asked for.
   RateLimiter unlimited(0);
   EXPECT_EQ(unlimited.Acquire(7), 7u);
+}
+
+TEST(RateLimiterTest, SleepsUntilTheDeadlineAndThenGrantsWhatIsDue) {
+  // Each reading of the clock is 2 ms after the last, as if the limiter's
+  // sleep took that long: the reading after the sleep is past the deadline.
+  int64_t now_ns = 0;
+  RateLimiter limiter(100'000, [&now_ns] { return now_ns += 2'000'000; });
+  // Called at 2 ms (the start; record 0 due): it sleeps until the deadline,
+  // 0.5 ms later (not until the step, 1 ms later), reads 4 ms, and grants
+  // records 0..200, due from when it was called to 2 ms after.
+  EXPECT_EQ(limiter.Acquire(1024, 2'500'000), 201u);
+  EXPECT_NEAR(limiter.granted_lag_ns(), 0, 1'000);
+  EXPECT_NEAR(limiter.granted_last_lag_ns(), -2'000'000, 1'000);
+  // Without a deadline: a step (100) once due. Called at 6 ms (records
+  // 201..400 due): at once.
+  EXPECT_EQ(limiter.Acquire(1024), 200u);
+  EXPECT_NEAR(limiter.granted_lag_ns(), 1'990'000, 1'000) << "record 201 was due at 2.01 ms";
+}
+
+// A paced source whose Produce makes one row with the lags the test sets.
+class LaggedSource : public SourceOperator {
+ public:
+  using SourceOperator::SourceOperator;
+  SourceStatus Produce() override {
+    RowBatch batch(1);
+    if (rows > 0) {
+      DateLatencyMarker(first_lag_ns, last_lag_ns);
+      for (int i = 0; i < rows; ++i) batch.Append()[0].SetInt(i);
+    }
+    EmitBatch(batch);
+    return SourceStatus::kMoreAvailable;
+  }
+  int rows = 1;
+  int64_t first_lag_ns = 0;
+  int64_t last_lag_ns = 0;
+};
+
+class MarkerOutput : public Output {
+ public:
+  void Push(RowBatch&) override {}
+  void Finish() override {}
+  void PushWatermark(int64_t) override {}
+  void PushLatencyMarker(int64_t created_us) override { markers.push_back(created_us); }
+  std::vector<int64_t> markers;
+};
+
+TEST(SourceOperatorTest, PacedMarkersSampleRecordsByTheirDueTime) {
+  // A paced source granted 5 ms of records at each flush, 10,000 times: the
+  // records of grant k were due from 5k to 5k + 5 ms (after a 1 s start),
+  // and it is called 0.2 ms after the last of them. A marker every 10 ms on
+  // average goes with the grant that holds its time, dated to it: markers
+  // dated to when the source woke, or to a grant's first record, would all
+  // sit at one end of their grants.
+  OperatorCounters counters;
+  LaggedSource src(counters);
+  MarkerOutput out;
+  src.set_output(&out);
+  src.set_latency_marker_interval(10'000);
+  constexpr int kGrants = 10'000;
+  constexpr int64_t kStart = 1'000'000'000;
+  double position_sum = 0;
+  size_t before = 0;
+  for (int k = 0; k < kGrants; ++k) {
+    const int64_t first_due = kStart + 5'000 * k;
+    const int64_t last_due = first_due + 4'999;
+    const int64_t now = last_due + 200;
+    src.first_lag_ns = (now - first_due) * 1000;
+    src.last_lag_ns = (now - last_due) * 1000;
+    src.rows = k % 100 == 99 ? 0 : 1;  // a call that made nothing now and then
+    src.ArmLatencyMarker(now);
+    src.Produce();
+    for (size_t i = before; i < out.markers.size(); ++i) {
+      ASSERT_LE(out.markers[i], last_due) << "grant " << k;
+      if (k > 0 && (k - 1) % 100 != 99) {
+        ASSERT_GE(out.markers[i], first_due) << "grant " << k;
+      }
+      position_sum += static_cast<double>(std::max(out.markers[i], first_due) - first_due) / 5'000.0;
+    }
+    if (src.rows == 0) {
+      EXPECT_EQ(out.markers.size(), before) << "no batch, no marker";
+    }
+    before = out.markers.size();
+  }
+  // 50 s of due time: about 5,000 markers, spread evenly over the grants.
+  EXPECT_NEAR(static_cast<double>(out.markers.size()), 5'000.0, 250.0);
+  EXPECT_NEAR(position_sum / static_cast<double>(out.markers.size()), 0.5, 0.05);
+  EXPECT_TRUE(std::is_sorted(out.markers.begin(), out.markers.end()));
+
+  // Unpaced (no DateLatencyMarker): stamped when the call is made, once due.
+  LaggedSource unpaced(counters);
+  MarkerOutput unpaced_out;
+  unpaced.set_output(&unpaced_out);
+  unpaced.set_latency_marker_interval(10'000);
+  unpaced.rows = 0;
+  for (int64_t now = 1'000'000; now < 2'000'000; now += 1'000) {
+    unpaced.ArmLatencyMarker(now);
+    unpaced.Produce();
+    unpaced.SendLatencyMarkers();  // as the task does after a call that made rows
+  }
+  ASSERT_GE(unpaced_out.markers.size(), 60u);
+  ASSERT_LE(unpaced_out.markers.size(), 200u);
+  EXPECT_EQ(unpaced_out.markers[0], 1'000'000);
+  for (size_t i = 1; i < unpaced_out.markers.size(); ++i) {
+    EXPECT_GE(unpaced_out.markers[i] - unpaced_out.markers[i - 1], 5'000);
+    EXPECT_LE(unpaced_out.markers[i] - unpaced_out.markers[i - 1], 16'000);
+  }
 }
 
 TEST(GeneratorSourceTest, OutputDoesNotDependOnParallelism) {

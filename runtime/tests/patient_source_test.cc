@@ -596,12 +596,16 @@ TEST(PatientSourceTest, PacedSourceEmitsNoSetBeforeItIsDue) {
   src->Produce();
   EXPECT_EQ(sets(), 2u);
   clock.Advance(250);  // 350 ms: sets 2 and 3
-  // A latency marker sent with them counts from when set 2 was due, 150 ms
-  // before (as a rate-limited source's marker does).
-  src->set_latency_marker(1'000'000);
+  // A latency marker scheduled for 150 ms (the wall clock is 1 s at 350
+  // ms), after set 1 went out, goes with the next sets, dated to when the
+  // first of them, set 2, was due, 150 ms before (as a rate-limited source's
+  // marker does); the next is 0.5 to 1.5 s later, not yet.
+  src->set_latency_marker_interval(1'000'000);
+  src->ArmLatencyMarker(800'000);
+  src->ArmLatencyMarker(1'000'000);
   src->Produce();
   EXPECT_EQ(sets(), 4u);
-  src->SendLatencyMarker();
+  src->SendLatencyMarkers();
   EXPECT_EQ(out.markers, std::vector<int64_t>{1'000'000 - 150'000});
   clock.Advance(10'000);  // 10.35 s: sets up to 103
   while (sets() < 104) ASSERT_EQ(src->Produce(), SourceStatus::kMoreAvailable);
