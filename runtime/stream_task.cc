@@ -903,7 +903,7 @@ absl::Status StreamTask::Run() {
   if (!gate_) {
     auto* source = dynamic_cast<SourceOperator*>(head);
     if (!source) return absl::InternalError("a task without inputs must start with a source");
-    source->set_latency_marker_interval(latency_marker_interval_us_);
+    source->set_latency_marker_interval(latency_marker_interval_us_, static_cast<uint64_t>(tdd_.subtask_index()));
     RETURN_IF_ERROR(ReplayChannelState(nullptr));
     // A source that had finished when the checkpoint restored from was
     // taken produces nothing more.

@@ -10,9 +10,10 @@
 // timeout passes, whichever comes first.
 //
 // Latency markers (Flink's, made better): with the job's latency_markers
-// interval, a source task stamps a marker with the wall clock before a
-// Produce call that makes records, and sends it right after the first batch
-// (before its watermark); it travels the operator chain like a record batch
+// interval, a source task arms a marker on a jittered schedule before a
+// Produce call (SourceOperator::ArmLatencyMarker; a paced source dates it to
+// when the record it samples was due, DateLatencyMarker), and sends it right
+// after the first batch (before its watermark); it travels the operator chain like a record batch
 // (Output::PushLatencyMarker) and, at a network output, rides on the
 // buffer being filled for one subpartition (RecordEmitter::MarkLatency), so
 // it waits for the buffer timeout, credits and backpressure as records do,

@@ -90,10 +90,10 @@
 // Pacing (rate r > 0): from the first Produce after Open or a restore, a
 // subtask emits at most 1 + t * r / p events in the first t seconds (ctx.clock
 // when set, else a monotonic clock), in steps of a millisecond's worth (at
-// most 512) and at the task's flush whatever is due (RateLimiter), sleeping at
-// most 5 ms at a time until then; a restore
-// resumes at the pace without catching up. Event time does not depend on the
-// pace. rate 0: as fast as possible.
+// most 512) and, at the task's flush, whatever is due (RateLimiter; not with
+// ctx.clock, whose time is not the flush's), sleeping at most 5 ms at a time
+// until then; a restore resumes at the pace without catching up. Event time
+// does not depend on the pace. rate 0: as fast as possible.
 //
 // Hot path: rows are written into the reused batch (strings keep their
 // capacity); no allocation per event once warm, no lock, no protobuf.

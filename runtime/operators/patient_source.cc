@@ -730,15 +730,34 @@ SourceStatus PatientSource::Produce() {
   const auto due_ns = [this](int64_t n) {
     return anchor_ns_ + static_cast<int64_t>(static_cast<double>(SlotTime(n) - anchor_sim_ms_) / options_.speed * 1e6);
   };
+  // Sets made before the flush deadline would only wait in the output
+  // buffer for it: with the deadline ahead, sets are made once
+  // kPaceStepSlots are due; past it (or without one), any that are due.
+  const auto ready = [&](int64_t t) {
+    if (due_ns(next_) > t) return false;
+    if (deadline_ns == 0 || t >= deadline_ns) return true;
+    return due_ns(next_ + step_ * (kPaceStepSlots - 1)) <= t;
+  };
+  const int64_t called = paced ? ClockNanos() : 0;
+  int64_t now = called;
+  if (paced && !ready(now) && !(deadline_ns != 0 && now >= deadline_ns)) {
+    // Wait for the step or the deadline, whichever comes first (without a
+    // deadline for the next set, but at least kMinPaceWaitUs, so that a
+    // wakeup makes a few sets rather than one: at 4,700 sets a second a
+    // subtask woke every 213 us), at most 5 ms, so that the task stays
+    // responsive to checkpoints; then make what may be made. Past the
+    // deadline with nothing due it returns at once: the task flushes.
+    const int64_t wake = deadline_ns != 0 ? std::min(due_ns(next_ + step_ * (kPaceStepSlots - 1)), deadline_ns)
+                                          : std::max(due_ns(next_), now + kMinPaceWaitUs * 1000);
+    std::this_thread::sleep_for(std::chrono::nanoseconds(std::clamp<int64_t>(wake - now, 50'000, 5'000'000)));
+    now = ClockNanos();
+  }
   size_t slots = 0;
-  int64_t now = paced ? ClockNanos() : 0;
-  const int64_t called = now;
   // How long the first set this call makes has been due, and the last: a
   // latency marker sent with the batch is dated by them, as a rate-limited
   // source's is (SourceOperator::DateLatencyMarker).
   const int64_t first = next_;
-  for (int pass = 0; pass < 2 && slots == 0; ++pass) {
-    if (paced && pass > 0) now = ClockNanos();
+  if (!paced || ready(now)) {
     while (slots < kSetsPerBatch && !batch_.full() && !Done()) {
       if (paced && due_ns(next_) > now) break;
       EmitSlot(next_);
@@ -746,20 +765,6 @@ SourceStatus PatientSource::Produce() {
       next_ += step_;
       ++slots;
     }
-    if (!paced || slots > 0 || pass == 1 || Done()) break;
-    // Nothing due. Sets made now would wait in the output buffer for its
-    // flush anyway: wait for the flush deadline, unless kPaceStepSlots slots
-    // come due first (or, past it, for the next set, but at least
-    // kMinPaceWaitUs, so that a wakeup makes a few sets rather than one: at
-    // 4,700 sets a second a subtask woke every 213 us), at most 5 ms, so that
-    // the task stays responsive to checkpoints; then make what is due.
-    int64_t wake = due_ns(next_ + step_ * (kPaceStepSlots - 1));
-    if (deadline_ns != 0 && now < deadline_ns) {
-      wake = std::min(wake, deadline_ns);
-    } else {
-      wake = std::max(due_ns(next_), now + kMinPaceWaitUs * 1000);
-    }
-    std::this_thread::sleep_for(std::chrono::nanoseconds(std::clamp<int64_t>(wake - now, 50'000, 5'000'000)));
   }
   if (paced && slots > 0) DateLatencyMarker(called - due_ns(first), called - due_ns(next_ - step_));
   EmitBatch(batch_);

@@ -187,8 +187,9 @@ class PatientSource : public SourceOperator {
   // their duplicates); a batch also ends once it holds
   // RowBatch::kDefaultCapacity rows.
   static constexpr size_t kSetsPerBatch = 256;
-  // The shortest wait of a paced source with nothing due past its flush
-  // deadline, and the slots it waits for before one (Produce).
+  // The shortest wait of a paced source with nothing due and no flush
+  // deadline (a test's clock), and the slots it waits for before one
+  // (Produce).
   static constexpr int64_t kMinPaceWaitUs = 1000;
   static constexpr int64_t kPaceStepSlots = 64;
   // How much later a duplicate is received than the original.

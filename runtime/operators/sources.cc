@@ -24,8 +24,9 @@ RateLimiter::RateLimiter(double rate, std::function<int64_t()> clock_ns)
 int64_t RateLimiter::Now() const { return clock_ns_ ? clock_ns_() : MonotonicNanos(); }
 
 int64_t RateLimiter::Due(int64_t now_ns) const {
-  // Record i (from 0) is due at i / rate seconds.
-  return static_cast<int64_t>(static_cast<double>(now_ns - start_ns_) / 1e9 * rate_) + 1 - granted_;
+  // Record i (from 0) is due at i / rate seconds (the 1e-6: record i is due
+  // at DueAt(i), whatever the rounding of i / rate).
+  return static_cast<int64_t>(static_cast<double>(now_ns - start_ns_) / 1e9 * rate_ + 1e-6) + 1 - granted_;
 }
 
 int64_t RateLimiter::DueAt(int64_t index) const {
@@ -44,8 +45,9 @@ size_t RateLimiter::Acquire(size_t max, int64_t deadline_ns) {
   const auto past_deadline = [deadline_ns](int64_t t) { return deadline_ns != 0 && t >= deadline_ns; };
   int64_t due = Due(now);
   if (due < step && !(due > 0 && past_deadline(now))) {
-    int64_t wake = DueAt(granted_ + (past_deadline(now) ? 1 : step) - 1);
-    if (deadline_ns != 0 && !past_deadline(now)) wake = std::min(wake, deadline_ns);
+    if (past_deadline(now)) return 0;
+    int64_t wake = DueAt(granted_ + step - 1);
+    if (deadline_ns != 0) wake = std::min(wake, deadline_ns);
     std::this_thread::sleep_for(std::chrono::nanoseconds(std::clamp<int64_t>(wake - now, 50'000, 5'000'000)));
     now = Now();
     due = Due(now);
@@ -216,7 +218,7 @@ SourceStatus GeneratorSource::Produce() {
   size_t want = RowBatch::kDefaultCapacity;
   if (count >= 0) want = std::min<int64_t>(want, (count - next_ + step_ - 1) / step_);
   want = limiter_->Acquire(want, flush_deadline_ns());
-  if (want > 0) DateLatencyMarker(limiter_->granted_lag_ns(), limiter_->granted_last_lag_ns());
+  if (want > 0 && limiter_->paced()) DateLatencyMarker(limiter_->granted_lag_ns(), limiter_->granted_last_lag_ns());
   batch_.Clear();
   for (size_t i = 0; i < want; ++i) {
     Fill(next_, &batch_.Append());
@@ -392,7 +394,7 @@ void FileSource::DeadLetter(std::string_view line, const absl::Status& reason) {
 
 SourceStatus FileSource::Produce() {
   size_t want = limiter_->Acquire(RowBatch::kDefaultCapacity, flush_deadline_ns());
-  if (want > 0) DateLatencyMarker(limiter_->granted_lag_ns(), limiter_->granted_last_lag_ns());
+  if (want > 0 && limiter_->paced()) DateLatencyMarker(limiter_->granted_lag_ns(), limiter_->granted_last_lag_ns());
   batch_.Clear();
   bool end = false;
   for (size_t i = 0; i < want; ++i) {

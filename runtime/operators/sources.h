@@ -10,6 +10,7 @@
 //   that start in byte range [i*size/p, (i+1)*size/p). Malformed lines become
 //   dead letters (runtime/dead_letter.h) and the job goes on.
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -52,14 +53,16 @@ class RateLimiter {
   explicit RateLimiter(double rate, std::function<int64_t()> clock_ns = nullptr);
   // How many records may be produced now (at most max): a step once due, or,
   // once deadline_ns (on the clock above; 0: none) has passed, any due. None
-  // yet: it sleeps until a step is due or the deadline, whichever is first
-  // (past the deadline: until a record is due), and looks again; 0 if still
-  // none.
+  // yet: it sleeps until a step is due or the deadline, whichever is first,
+  // and looks again; 0 if still none. Past the deadline with none due: 0 at
+  // once, so that the caller flushes without waiting (and calls again with
+  // the next deadline).
   size_t Acquire(size_t max, int64_t deadline_ns = 0);
   // For the last Acquire that granted records: how long before it was called
   // the first and the last of them were due (negative: due while it slept).
   int64_t granted_lag_ns() const { return lag_ns_; }
   int64_t granted_last_lag_ns() const { return last_lag_ns_; }
+  bool paced() const { return rate_ > 0; }
 
  private:
   int64_t Now() const;
@@ -89,47 +92,47 @@ class SourceOperator : public StreamOperator {
   void set_dead_letter_output(Output* out) { dead_letter_output_ = out; }
   // Latency markers (the job's latency_markers; 0: none): about one per
   // interval, 0.5 to 1.5 intervals apart, so that the times they sample do
-  // not lock to the phase of the task's flushes.
-  static constexpr int kMaxLatencyMarkersPerCall = 4;
-  void set_latency_marker_interval(int64_t interval_us) { marker_interval_us_ = interval_us; }
-  // Called by the task before each Produce, with the wall clock. Markers go
-  // out right after the call's first non-empty batch (before its
+  // not lock to the phase of the task's flushes. seed: the subtask's, so
+  // that subtasks do not sample the same moments.
+  void set_latency_marker_interval(int64_t interval_us, uint64_t seed = 0) {
+    marker_interval_us_ = interval_us;
+    marker_jitter_ = 0x9e3779b97f4a7c15ull ^ (seed * 0xbf58476d1ce4e5b9ull);
+    if (marker_jitter_ == 0) marker_jitter_ = 1;
+  }
+  // Called by the task before each Produce, with the wall clock. A marker
+  // goes out right after the call's first non-empty batch (before its
   // watermark): an unpaced source's once its time has come, stamped now; a
-  // paced source's as DateLatencyMarker says. If the call makes none (a paced
-  // source that waited), the next call tries again.
+  // paced source's as DateLatencyMarker says. If the call makes none (a
+  // paced source that waited), the next call tries again. One a call at
+  // most: a network output keeps one per buffer (RecordEmitter::MarkLatency).
   void ArmLatencyMarker(int64_t now_us) {
-    markers_ = 0;
+    armed_ = false;
     marker_now_us_ = now_us;
     if (marker_interval_us_ <= 0) return;
     if (next_marker_us_ == 0) next_marker_us_ = now_us;
-    if (now_us >= next_marker_us_) {
-      marker_us_[markers_++] = now_us;
-      marker_next_after_send_us_ = now_us + NextMarkerGap();
-    }
+    if (now_us >= next_marker_us_) Arm(now_us, now_us);
   }
   // A paced source's batch holds records due from first_lag_ns to
   // last_lag_ns before the task's now_us (RateLimiter; negative: after,
-  // while the source slept). A marker stands for the record due at its time
-  // and goes out with the batch that holds it, dated to when it was due (if
-  // that record went out before, unmarked, to when the batch's first was);
-  // sampling by due time, not by when the source woke (each flush period),
-  // keeps the markers a fair sample of the records' wait for the flush.
+  // while the source slept). The marker stands for the record due at its
+  // time and goes out with the batch that holds it, dated to when it was due
+  // (if that record went out before, unmarked, to when the batch's first
+  // was); not yet if it comes later. Sampling by due time, not by when the
+  // source woke (each flush period), keeps the markers a fair sample of the
+  // records' wait for the flush.
   void DateLatencyMarker(int64_t first_lag_ns, int64_t last_lag_ns) {
     if (marker_interval_us_ <= 0 || marker_now_us_ == 0) return;
     const int64_t oldest = marker_now_us_ - first_lag_ns / 1000;
     const int64_t newest = std::max(oldest, marker_now_us_ - last_lag_ns / 1000);
-    markers_ = 0;
-    int64_t next = next_marker_us_;
-    for (; next <= newest; next += NextMarkerGap()) {
-      if (markers_ < kMaxLatencyMarkersPerCall) marker_us_[markers_++] = std::max(next, oldest);
-    }
-    marker_next_after_send_us_ = next;
+    armed_ = false;
+    const int64_t at = std::max(next_marker_us_, oldest);
+    if (at <= newest) Arm(at, newest);
   }
-  // Sends the armed markers now (EmitBatch does after a non-empty batch).
+  // Sends the armed marker now (EmitBatch does after a non-empty batch).
   void SendLatencyMarkers() {
-    if (markers_ == 0) return;
-    for (int i = 0; i < markers_; ++i) output_->PushLatencyMarker(marker_us_[i]);
-    markers_ = 0;
+    if (!armed_) return;
+    output_->PushLatencyMarker(marker_us_);
+    armed_ = false;
     next_marker_us_ = marker_next_after_send_us_;
   }
   // The steady clock's time (MonotonicNanos) of the task's next flush of its
@@ -177,19 +180,28 @@ class SourceOperator : public StreamOperator {
   int64_t emitted_watermark_ = kMinWatermark;
   int64_t pending_watermark_ = kMinWatermark;  // computed, not yet emitted
   int64_t watermark_sent_ms_ = INT64_MIN / 2;  // steady clock; the first is due at once
-  int64_t NextMarkerGap() {
-    marker_jitter_ ^= marker_jitter_ << 13;
-    marker_jitter_ ^= marker_jitter_ >> 7;
-    marker_jitter_ ^= marker_jitter_ << 17;
-    return marker_interval_us_ / 2 + static_cast<int64_t>(marker_jitter_ % static_cast<uint64_t>(marker_interval_us_));
+  // Arms a marker dated at_us; the next is due a jittered gap later, past
+  // not_before_us (sample times that fall in the same batch are skipped).
+  void Arm(int64_t at_us, int64_t not_before_us) {
+    armed_ = true;
+    marker_us_ = at_us;
+    int64_t next = at_us;
+    do {
+      marker_jitter_ ^= marker_jitter_ << 13;
+      marker_jitter_ ^= marker_jitter_ >> 7;
+      marker_jitter_ ^= marker_jitter_ << 17;
+      const auto jitter = static_cast<int64_t>(marker_jitter_ % static_cast<uint64_t>(marker_interval_us_));
+      next += std::max<int64_t>(1, marker_interval_us_ / 2 + jitter);
+    } while (next <= not_before_us);
+    marker_next_after_send_us_ = next;
   }
   int64_t marker_interval_us_ = 0;
   int64_t next_marker_us_ = 0;  // the wall clock; 0: not yet set
   int64_t marker_now_us_ = 0;
   int64_t marker_next_after_send_us_ = 0;
   uint64_t marker_jitter_ = 0x9e3779b97f4a7c15ull;
-  int markers_ = 0;  // armed, in marker_us_
-  int64_t marker_us_[kMaxLatencyMarkersPerCall] = {};
+  bool armed_ = false;
+  int64_t marker_us_ = 0;
   int64_t flush_deadline_ns_ = 0;
   int64_t last_record_ms_ = 0;
   bool idle_ = false;

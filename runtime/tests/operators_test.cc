@@ -294,20 +294,37 @@ TEST(RateLimiterTest, GrantsInStepsAndSaysHowLongTheFirstAndLastRecordWaited) {
 }
 
 TEST(RateLimiterTest, SleepsUntilTheDeadlineAndThenGrantsWhatIsDue) {
-  // Each reading of the clock is 2 ms after the last, as if the limiter's
+  // Each reading of the clock is 0.6 ms after the last, as if the limiter's
   // sleep took that long: the reading after the sleep is past the deadline.
   int64_t now_ns = 0;
-  RateLimiter limiter(100'000, [&now_ns] { return now_ns += 2'000'000; });
-  // Called at 2 ms (the start; record 0 due): it sleeps until the deadline,
-  // 0.5 ms later (not until the step, 1 ms later), reads 4 ms, and grants
-  // records 0..200, due from when it was called to 2 ms after.
-  EXPECT_EQ(limiter.Acquire(1024, 2'500'000), 201u);
+  int reads = 0;
+  RateLimiter limiter(100'000, [&] {
+    ++reads;
+    return now_ns += 600'000;
+  });
+  // Called at 0.6 ms (the start; record 0 due): it sleeps until the
+  // deadline, 0.3 ms later (not until the step, 1 ms later), reads 1.2 ms,
+  // and grants records 0..60 (fewer than a step: for the deadline), due from
+  // when it was called to 0.6 ms after.
+  EXPECT_EQ(limiter.Acquire(1024, 900'000), 61u);
+  EXPECT_EQ(reads, 2);
   EXPECT_NEAR(limiter.granted_lag_ns(), 0, 1'000);
-  EXPECT_NEAR(limiter.granted_last_lag_ns(), -2'000'000, 1'000);
-  // Without a deadline: a step (100) once due. Called at 6 ms (records
-  // 201..400 due): at once.
-  EXPECT_EQ(limiter.Acquire(1024), 200u);
-  EXPECT_NEAR(limiter.granted_lag_ns(), 1'990'000, 1'000) << "record 201 was due at 2.01 ms";
+  EXPECT_NEAR(limiter.granted_last_lag_ns(), -600'000, 1'000);
+  // Without a deadline, the same sleep grants a step once due. Called at 1.8
+  // ms (records 61..120 due, not a step), reads 2.4 ms: records 61..180.
+  EXPECT_EQ(limiter.Acquire(1024), 120u);
+  EXPECT_EQ(reads, 4);
+  EXPECT_NEAR(limiter.granted_lag_ns(), 590'000, 1'000) << "record 61 was due at 1.21 ms (0.61 ms after the start)";
+  EXPECT_NEAR(limiter.granted_last_lag_ns(), -600'000, 1'000) << "record 180 was due at 2.4 ms";
+  // Past the deadline with none due: nothing, at once (the caller flushes).
+  RateLimiter slow(100, [&] {
+    ++reads;
+    return now_ns += 600'000;
+  });
+  EXPECT_EQ(slow.Acquire(1024, 1), 1u) << "record 0, due at once, past the deadline";
+  reads = 0;
+  EXPECT_EQ(slow.Acquire(1024, 1), 0u) << "record 1 is due 10 ms later";
+  EXPECT_EQ(reads, 1) << "no sleep, no second look";
 }
 
 // A paced source whose Produce makes one row with the lags the test sets.
@@ -379,6 +396,21 @@ TEST(SourceOperatorTest, PacedMarkersSampleRecordsByTheirDueTime) {
   EXPECT_NEAR(position_sum / static_cast<double>(out.markers.size()), 0.5, 0.05);
   EXPECT_TRUE(std::is_sorted(out.markers.begin(), out.markers.end()));
 
+  // A source that made nothing for 2 s (its markers' times passed unsent)
+  // sends one marker with its next batch, dated to the batch's first record.
+  const size_t sent = out.markers.size();
+  const int64_t stalled = kStart + 5'000 * kGrants + 2'000'000;
+  src.rows = 0;
+  src.ArmLatencyMarker(stalled - 1'000'000);
+  src.Produce();
+  src.rows = 1;
+  src.first_lag_ns = 1'000'000'000;  // records due from 1 s before
+  src.last_lag_ns = 0;
+  src.ArmLatencyMarker(stalled);
+  src.Produce();
+  ASSERT_EQ(out.markers.size(), sent + 1);
+  EXPECT_EQ(out.markers.back(), stalled - 1'000'000);
+
   // Unpaced (no DateLatencyMarker): stamped when the call is made, once due.
   LaggedSource unpaced(counters);
   MarkerOutput unpaced_out;
@@ -390,6 +422,7 @@ TEST(SourceOperatorTest, PacedMarkersSampleRecordsByTheirDueTime) {
     unpaced.Produce();
     unpaced.SendLatencyMarkers();  // as the task does after a call that made rows
   }
+
   ASSERT_GE(unpaced_out.markers.size(), 60u);
   ASSERT_LE(unpaced_out.markers.size(), 200u);
   EXPECT_EQ(unpaced_out.markers[0], 1'000'000);
@@ -397,6 +430,13 @@ TEST(SourceOperatorTest, PacedMarkersSampleRecordsByTheirDueTime) {
     EXPECT_GE(unpaced_out.markers[i] - unpaced_out.markers[i - 1], 5'000);
     EXPECT_LE(unpaced_out.markers[i] - unpaced_out.markers[i - 1], 16'000);
   }
+  // After a stall of a second, one marker, not one for each interval missed.
+  const size_t before_stall = unpaced_out.markers.size();
+  unpaced.ArmLatencyMarker(3'000'000);
+  unpaced.SendLatencyMarkers();
+  unpaced.ArmLatencyMarker(3'001'000);
+  unpaced.SendLatencyMarkers();
+  EXPECT_EQ(unpaced_out.markers.size(), before_stall + 1);
 }
 
 TEST(GeneratorSourceTest, OutputDoesNotDependOnParallelism) {
