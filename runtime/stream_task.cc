@@ -929,7 +929,7 @@ absl::Status StreamTask::Run() {
         const int64_t produced_before = counters_[0]->records_out.load(std::memory_order_relaxed);
         st = source->Produce();
         const int64_t produced = counters_[0]->records_out.load(std::memory_order_relaxed) - produced_before;
-        if (produced > 0) source->SendLatencyMarkers();
+        if (produced > 0) source->SendLatencyMarker();
         // A throttled sink chained into the source task paces the source.
         Throttle(static_cast<size_t>(produced));
         RETURN_IF_ERROR(CheckOperators());

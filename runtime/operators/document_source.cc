@@ -153,8 +153,7 @@ void DocumentFileSource::DeadLetter(int line, std::string_view reason, std::stri
 
 SourceStatus DocumentFileSource::Produce() {
   batch_.Clear();
-  size_t want = limiter_->Acquire(kMessagesPerBatch, flush_deadline_ns());
-  if (want > 0 && limiter_->paced()) DateLatencyMarker(limiter_->granted_lag_ns(), limiter_->granted_last_lag_ns());
+  size_t want = AcquirePaced(*limiter_, kMessagesPerBatch);
   const int64_t now = ctx_.clock != nullptr ? ctx_.clock->NowMillis() : NowMillis();
   while (want > 0 && file_ < files_.size() && !batch_.full()) {
     if (!loaded_) {

@@ -400,9 +400,7 @@ SourceStatus NexmarkSource::Produce() {
   want = std::min(want, (last_event_ - next_) / step_ + 1);
   if (limiter_) {
     // The flush deadline is on the steady clock: not for a test's clock.
-    const int64_t deadline = ctx_.clock == nullptr ? flush_deadline_ns() : 0;
-    want = static_cast<int64_t>(limiter_->Acquire(static_cast<size_t>(want), deadline));
-    if (want > 0) DateLatencyMarker(limiter_->granted_lag_ns(), limiter_->granted_last_lag_ns());
+    want = static_cast<int64_t>(AcquirePaced(*limiter_, static_cast<size_t>(want), ctx_.clock == nullptr));
   }
   for (int64_t i = 0; i < want; ++i) {
     Fill(next_, batch_.Append());

@@ -72,7 +72,7 @@ void SourceOperator::PushWatermark(int64_t watermark) {
 void SourceOperator::EmitBatch(RowBatch& batch) {
   if (!has_event_time_) {
     Emit(batch);
-    if (!batch.empty()) SendLatencyMarkers();
+    if (!batch.empty()) SendLatencyMarker();
     return;
   }
   const int64_t now = NowMillis();
@@ -95,7 +95,7 @@ void SourceOperator::EmitBatch(RowBatch& batch) {
   }
   Emit(batch);
   // Before the watermark, which sends the records' buffers on.
-  SendLatencyMarkers();
+  SendLatencyMarker();
   if (max_timestamp_ == kMinWatermark) return;
   const int64_t bound = event_time_.max_out_of_orderness_ms();
   // Saturating: max - bound - 1 without overflow.
@@ -217,8 +217,7 @@ SourceStatus GeneratorSource::Produce() {
   if (count >= 0 && next_ >= count) return SourceStatus::kEnd;
   size_t want = RowBatch::kDefaultCapacity;
   if (count >= 0) want = std::min<int64_t>(want, (count - next_ + step_ - 1) / step_);
-  want = limiter_->Acquire(want, flush_deadline_ns());
-  if (want > 0 && limiter_->paced()) DateLatencyMarker(limiter_->granted_lag_ns(), limiter_->granted_last_lag_ns());
+  want = AcquirePaced(*limiter_, want);
   batch_.Clear();
   for (size_t i = 0; i < want; ++i) {
     Fill(next_, &batch_.Append());
@@ -393,8 +392,7 @@ void FileSource::DeadLetter(std::string_view line, const absl::Status& reason) {
 }
 
 SourceStatus FileSource::Produce() {
-  size_t want = limiter_->Acquire(RowBatch::kDefaultCapacity, flush_deadline_ns());
-  if (want > 0 && limiter_->paced()) DateLatencyMarker(limiter_->granted_lag_ns(), limiter_->granted_last_lag_ns());
+  size_t want = AcquirePaced(*limiter_, RowBatch::kDefaultCapacity);
   batch_.Clear();
   bool end = false;
   for (size_t i = 0; i < want; ++i) {

@@ -129,11 +129,19 @@ class SourceOperator : public StreamOperator {
     if (at <= newest) Arm(at, newest);
   }
   // Sends the armed marker now (EmitBatch does after a non-empty batch).
-  void SendLatencyMarkers() {
+  void SendLatencyMarker() {
     if (!armed_) return;
     output_->PushLatencyMarker(marker_us_);
     armed_ = false;
     next_marker_us_ = marker_next_after_send_us_;
+  }
+  // Records the limiter grants now, at most max, by the task's flush deadline
+  // (with_deadline false: a test's clock, whose time is not the deadline's);
+  // a paced grant dates the latency marker.
+  size_t AcquirePaced(RateLimiter& limiter, size_t max, bool with_deadline = true) {
+    const size_t n = limiter.Acquire(max, with_deadline ? flush_deadline_ns_ : 0);
+    if (n > 0 && limiter.paced()) DateLatencyMarker(limiter.granted_lag_ns(), limiter.granted_last_lag_ns());
+    return n;
   }
   // The steady clock's time (MonotonicNanos) of the task's next flush of its
   // outputs; 0: none. A paced source makes what is due by then (RateLimiter).

@@ -420,7 +420,7 @@ TEST(SourceOperatorTest, PacedMarkersSampleRecordsByTheirDueTime) {
   for (int64_t now = 1'000'000; now < 2'000'000; now += 1'000) {
     unpaced.ArmLatencyMarker(now);
     unpaced.Produce();
-    unpaced.SendLatencyMarkers();  // as the task does after a call that made rows
+    unpaced.SendLatencyMarker();  // as the task does after a call that made rows
   }
 
   ASSERT_GE(unpaced_out.markers.size(), 60u);
@@ -433,9 +433,9 @@ TEST(SourceOperatorTest, PacedMarkersSampleRecordsByTheirDueTime) {
   // After a stall of a second, one marker, not one for each interval missed.
   const size_t before_stall = unpaced_out.markers.size();
   unpaced.ArmLatencyMarker(3'000'000);
-  unpaced.SendLatencyMarkers();
+  unpaced.SendLatencyMarker();
   unpaced.ArmLatencyMarker(3'001'000);
-  unpaced.SendLatencyMarkers();
+  unpaced.SendLatencyMarker();
   EXPECT_EQ(unpaced_out.markers.size(), before_stall + 1);
 }
 

@@ -605,7 +605,7 @@ TEST(PatientSourceTest, PacedSourceEmitsNoSetBeforeItIsDue) {
   src->ArmLatencyMarker(1'000'000);
   src->Produce();
   EXPECT_EQ(sets(), 4u);
-  src->SendLatencyMarkers();
+  src->SendLatencyMarker();
   EXPECT_EQ(out.markers, std::vector<int64_t>{1'000'000 - 150'000});
   clock.Advance(10'000);  // 10.35 s: sets up to 103
   while (sets() < 104) ASSERT_EQ(src->Produce(), SourceStatus::kMoreAvailable);
