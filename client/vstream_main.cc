@@ -178,7 +178,7 @@ std::string FormatJobPlan(const proto::JobGraph& graph) {
   }
   absl::StrAppend(&out, "\nEXCHANGE  (from -> to: partitioning [key]; fields sent)\n");
   for (const proto::JobEdge& e : graph.edges()) {
-    if (e.side_output().empty() && ChainedTo(graph, e.target()) == e.source()) continue;
+    if (IsChainedEdge(graph, e)) continue;
     const Schema schema = EmittedSchema(graph, e);
     std::string line = absl::StrCat(graph.vertices(e.source()).name(),
                                     e.side_output().empty() ? "" : absl::StrCat(" (", e.side_output(), ")"), " -> ",

@@ -47,17 +47,53 @@ JobMaster::JobMaster(std::string job_id, proto::JobGraph graph, int64_t submitte
 
 JobMaster::~JobMaster() = default;
 
+namespace {
+
+// An edge a consumer may be chained behind: FORWARD, from a main output, at
+// the consumer's parallelism.
+bool ChainableEdge(const proto::JobGraph& graph, const proto::JobEdge& e) {
+  return e.partitioning() == proto::FORWARD && e.side_output().empty() &&
+         graph.vertices(e.source()).parallelism() == graph.vertices(e.target()).parallelism();
+}
+
+int ChainHead(const proto::JobGraph& graph, int vertex) {
+  for (int up = ChainedTo(graph, vertex); up >= 0; up = ChainedTo(graph, vertex)) vertex = up;
+  return vertex;
+}
+
+}  // namespace
+
 int ChainedTo(const proto::JobGraph& graph, int vertex) {
   int inputs = 0, producer = -1;
+  bool all_chainable = true;
   for (const auto& e : graph.edges()) {
     if (e.target() != vertex) continue;
     ++inputs;
-    if (e.partitioning() == proto::FORWARD && e.side_output().empty() &&
-        graph.vertices(e.source()).parallelism() == graph.vertices(vertex).parallelism()) {
+    if (!ChainableEdge(graph, e)) {
+      all_chainable = false;
+    } else if (producer < 0) {
       producer = e.source();
     }
   }
-  return inputs == 1 ? producer : -1;
+  if (inputs == 1) return producer;
+  // A union of branches of one task (two patterns over one stream, as in
+  // the clinical workload) merges them by call and joins their chain: as in
+  // Flink, where a union is no operator at all, it costs no exchange. Its
+  // inputs come before it (vertices are in topological order), so the
+  // recursion ends.
+  if (inputs < 2 || !all_chainable || !graph.vertices(vertex).op().has_union_()) return -1;
+  const int head = ChainHead(graph, producer);
+  for (const auto& e : graph.edges()) {
+    if (e.target() == vertex && ChainHead(graph, e.source()) != head) return -1;
+  }
+  return producer;
+}
+
+bool IsChainedEdge(const proto::JobGraph& graph, const proto::JobEdge& edge) {
+  if (!edge.side_output().empty()) return false;
+  const int up = ChainedTo(graph, edge.target());
+  // A chained union's every input edge is chained (ChainedTo names the first).
+  return up == edge.source() || (up >= 0 && graph.vertices(edge.target()).op().has_union_());
 }
 
 std::string ChannelLayout(const proto::JobGraph& graph) {
@@ -69,7 +105,7 @@ std::string ChannelLayout(const proto::JobGraph& graph) {
     if (e.projection_size() > 0) absl::StrAppend(&layout, "=", absl::StrJoin(e.projection(), ","));
     absl::StrAppend(&layout, ":", std::max(1, graph.vertices(e.source()).parallelism()), ":",
                     std::max(1, graph.vertices(e.target()).parallelism()),
-                    e.side_output().empty() && ChainedTo(graph, e.target()) == e.source() ? ":chained" : "", ";");
+                    IsChainedEdge(graph, e) ? ":chained" : "", ";");
   }
   return layout;
 }

@@ -61,8 +61,12 @@ class TaskManagerGateway {
 };
 
 // The vertex whose chain `vertex` joins: its only input, over a FORWARD
-// edge from a main output of equal parallelism; -1: it heads a chain.
+// edge from a main output of equal parallelism; or, for a union whose every
+// input is such an edge from an operator of one chain (branches of one task
+// merged again), its first input; -1: it heads a chain.
 int ChainedTo(const proto::JobGraph& graph, int vertex);
+// Whether `edge` passes records by call inside a chain (not over the network).
+bool IsChainedEdge(const proto::JobGraph& graph, const proto::JobEdge& edge);
 
 // The network channels of `graph`, as text: every edge in order with its
 // partitioning, key fields, projection (which fields its records are

@@ -151,7 +151,7 @@ absl::StatusOr<std::unique_ptr<StreamOperator>> CreateOperator(const proto::JobV
       return std::make_unique<MapOperator>(counters, std::move(exprs));
     }
     case proto::OperatorSpec::kUnion:
-      return std::make_unique<PassThroughOperator>(counters);
+      return std::make_unique<UnionOperator>(counters);
     case proto::OperatorSpec::kAggregate: {
       std::vector<int> keys;
       for (const auto& k : op.aggregate().key_by()) {
@@ -270,18 +270,36 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
   }
   fanouts_.push_back(std::make_unique<NullOutput>());
   Output* null_out = fanouts_.back().get();
-  // Each operator's main output: the operators chained to it (a chain is a
-  // tree: each but the head has one input, an operator before it) and the
-  // network edges leaving it.
-  std::vector<std::vector<StreamOperator*>> chained(operators_.size());
+  // Each operator's main output: the operators chained to it and the
+  // network edges leaving it. Each operator but the head has one input, an
+  // operator before it, except a union of branches of the chain, which
+  // takes each through an input of its own (UnionOperator).
   std::map<int, size_t> index_of;  // vertex id -> chain index
   for (int i = 0; i < tdd.chain_size(); ++i) index_of[tdd.chain(i)] = i;
+  std::vector<std::pair<size_t, size_t>> links;  // (from, to) chain indexes
+  std::vector<int> chained_inputs(operators_.size(), 0);
   for (const auto& edge : graph.edges()) {
     auto from = index_of.find(edge.source());
     auto to = index_of.find(edge.target());
     if (from == index_of.end() || to == index_of.end()) continue;
     if (to->second <= from->second || to->second == 0) return absl::InternalError("a chain out of order");
-    chained[from->second].push_back(operators_[to->second].get());
+    links.emplace_back(from->second, to->second);
+    ++chained_inputs[to->second];
+  }
+  // Per operator, the Outputs of the operators chained to it.
+  std::vector<std::vector<std::pair<StreamOperator*, Output*>>> chained(operators_.size());
+  for (const auto& [from, to] : links) {
+    StreamOperator* op = operators_[to].get();
+    Output* input = op;
+    if (chained_inputs[to] > 1) {
+      auto* u = dynamic_cast<UnionOperator*>(op);
+      if (u == nullptr) {
+        return absl::InternalError(absl::StrCat("operator '", vertex(tdd.chain(to)).name(), "' has ",
+                                                chained_inputs[to], " inputs in its chain; only a union may"));
+      }
+      input = u->AddChainedInput();
+    }
+    chained[from].emplace_back(op, input);
   }
   for (size_t i = 0; i < operators_.size(); ++i) {
     auto net = outs.find({tdd.chain(i), ""});
@@ -289,11 +307,11 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     if (chained[i].empty()) {
       operators_[i]->set_output(network != nullptr ? network : null_out);
     } else if (chained[i].size() == 1 && network == nullptr) {
-      operators_[i]->set_output(chained[i][0]);
+      operators_[i]->set_output(chained[i][0].second);
     } else {
       auto fan = std::make_unique<ChainFanOutOutput>();
       if (network != nullptr) fan->AddReader(network);
-      for (StreamOperator* op : chained[i]) fan->AddOperator(op);
+      for (const auto& [op, input] : chained[i]) fan->AddOperator(op, input);
       operators_[i]->set_output(fan.get());
       fanouts_.push_back(std::move(fan));
     }

@@ -232,11 +232,14 @@ class FanOutOutput : public Output {
 class ChainFanOutOutput : public Output {
  public:
   void AddReader(Output* out) { readers_.push_back(out); }
-  void AddOperator(StreamOperator* op) {
+  // `input`: the Output op reads this through (one of a union's chained
+  // inputs); null: op itself.
+  void AddOperator(StreamOperator* op, Output* input = nullptr) {
+    if (input == nullptr) input = op;
     if (op->ShareInput()) {
-      readers_.push_back(op);
+      readers_.push_back(input);
     } else {
-      operators_.push_back(op);
+      operators_.push_back(input);
     }
   }
   void Push(RowBatch& batch) override {
