@@ -137,6 +137,9 @@ TEST_F(CliErrorsTest, PlanPrintsTasksAndExchangesOrTheSpecError) {
             std::string::npos)
       << r.out;
   EXPECT_EQ(r.out.find("unique -> news2"), std::string::npos) << "chained, not an exchange: " << r.out;
+  // The union of the two patterns joins their task.
+  EXPECT_NE(r.out.find("desaturation, heart_rate_rise, patterns,"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("-> patterns"), std::string::npos) << "chained, not an exchange: " << r.out;
 
   const std::string path = dir_.File("job.yaml");
   WriteFile(path, absl::StrReplaceAll(absl::StrReplaceAll(kGood, {{"$DIR", dir_.path()}}), {{"type: filter", "type: fliter"}}));

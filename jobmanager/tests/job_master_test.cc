@@ -117,6 +117,61 @@ TEST(JobMasterTest, ChainsEveryForwardConsumerOfAVertexIntoATree) {
   EXPECT_EQ(jm.chains()[1], (std::vector<int>{3, 4}));  // the join has two inputs: it heads a chain
 }
 
+// A union of two branches of one chain (the clinical workload's two
+// patterns over the deduplicated stream) joins that chain, both its input
+// edges chained; a union of two sources' streams, or one behind a hash
+// edge, heads a chain of its own.
+TEST(JobMasterTest, ChainsAUnionOfBranchesOfOneChainIntoIt) {
+  auto graph = [](bool two_sources, proto::Partitioning into_union) {
+    proto::JobGraph g;
+    g.set_name("t");
+    g.set_max_parallelism(128);
+    for (const char* name : {"src", "other", "left", "right", "both", "sink"}) {
+      auto* v = g.add_vertices();
+      v->set_id(g.vertices_size() - 1);
+      v->set_name(name);
+      v->set_parallelism(2);
+      if (std::string_view(name) == "both") v->mutable_op()->mutable_union_();
+    }
+    auto edge = [&](int from, int to, proto::Partitioning p) {
+      auto* e = g.add_edges();
+      e->set_source(from);
+      e->set_target(to);
+      e->set_partitioning(p);
+      if (p == proto::HASH) e->add_key_fields(0);
+    };
+    edge(0, 2, proto::FORWARD);
+    edge(two_sources ? 1 : 0, 3, proto::FORWARD);
+    edge(2, 4, into_union);
+    edge(3, 4, proto::FORWARD);
+    edge(4, 5, proto::HASH);
+    return g;
+  };
+  const proto::JobGraph branches = graph(false, proto::FORWARD);
+  EXPECT_EQ(ChainedTo(branches, 4), 2);
+  EXPECT_TRUE(IsChainedEdge(branches, branches.edges(2)));
+  EXPECT_TRUE(IsChainedEdge(branches, branches.edges(3)));
+  EXPECT_FALSE(IsChainedEdge(branches, branches.edges(4)));
+  ResourceManager rm;
+  TestingGateway gw;
+  JobMaster jm("job", branches, 0, rm, gw, nullptr);
+  ASSERT_EQ(jm.chains().size(), 3u);
+  EXPECT_EQ(jm.chains()[0], (std::vector<int>{0, 2, 3, 4}));
+  EXPECT_EQ(jm.chains()[1], (std::vector<int>{1}));
+  EXPECT_EQ(jm.chains()[2], (std::vector<int>{5}));
+
+  const proto::JobGraph sources = graph(true, proto::FORWARD);
+  EXPECT_EQ(ChainedTo(sources, 4), -1);
+  EXPECT_FALSE(IsChainedEdge(sources, sources.edges(2)));
+  EXPECT_FALSE(IsChainedEdge(sources, sources.edges(3)));
+  const proto::JobGraph hashed = graph(false, proto::HASH);
+  EXPECT_EQ(ChainedTo(hashed, 4), -1);
+  EXPECT_FALSE(IsChainedEdge(hashed, hashed.edges(3)));
+  // The channel layout an unaligned checkpoint records says so too.
+  EXPECT_THAT(ChannelLayout(branches), ::testing::HasSubstr("2>4:0:FORWARD::2:2:chained;3>4:0:FORWARD::2:2:chained;"));
+  EXPECT_THAT(ChannelLayout(sources), ::testing::HasSubstr("2>4:0:FORWARD::2:2;3>4:0:FORWARD::2:2;"));
+}
+
 // An unaligned checkpoint's in-flight records go back into the channels
 // they were taken from: into the head of a chain, at the same parallelism.
 // Into a job that now chains that vertex behind its input (say, its hash

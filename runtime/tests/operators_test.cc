@@ -741,5 +741,60 @@ TEST(ChainFanOutOutputTest, EveryConsumerGetsTheWholeBatch) {
   }
 }
 
+// A union chained behind two branches of its task merges them as its
+// task's gate would merge two channels: every record, the least watermark
+// of the inputs not idle (a branch may hold its watermark back), idle once
+// both are, every latency marker, and one Finish after both inputs'.
+TEST(UnionOperatorTest, ChainedInputsMergeLikeAGate) {
+  struct Out : Output {
+    void Push(RowBatch& batch) override { rows += static_cast<int>(batch.size()); }
+    void Finish() override { ++finishes; }
+    void PushWatermark(int64_t watermark) override { watermarks.push_back(watermark); }
+    void PushIdle() override { ++idles; }
+    void PushLatencyMarker(int64_t) override { ++markers; }
+    int rows = 0, finishes = 0, idles = 0, markers = 0;
+    std::vector<int64_t> watermarks;
+  } out;
+  OperatorCounters counters;
+  UnionOperator both(counters);
+  Output* a = both.AddChainedInput();
+  Output* b = both.AddChainedInput();
+  both.set_output(&out);
+  auto push = [](Output* in, int n) {
+    RowBatch batch(1);
+    for (int i = 0; i < n; ++i) batch.Append()[0].SetInt(i);
+    in->Push(batch);
+  };
+  push(a, 2);
+  push(b, 3);
+  EXPECT_EQ(out.rows, 5);
+  EXPECT_EQ(counters.records_in.load(), 5);
+  EXPECT_EQ(counters.records_out.load(), 5);
+
+  a->PushWatermark(100);
+  EXPECT_TRUE(out.watermarks.empty()) << "b holds it back";
+  b->PushWatermark(50);
+  b->PushWatermark(120);
+  EXPECT_EQ(out.watermarks, (std::vector<int64_t>{50, 100}));
+  a->PushLatencyMarker(7);
+  b->PushLatencyMarker(7);
+  EXPECT_EQ(out.markers, 2);
+
+  a->PushIdle();  // left out: b's 120 is the least
+  EXPECT_EQ(out.watermarks.back(), 120);
+  EXPECT_EQ(out.idles, 0);
+  b->PushIdle();
+  EXPECT_EQ(out.idles, 1);
+  push(a, 1);  // active again
+  a->PushWatermark(130);
+  EXPECT_EQ(out.watermarks.back(), 130);
+
+  a->Finish();
+  EXPECT_EQ(out.finishes, 0);
+  b->Finish();
+  EXPECT_EQ(out.finishes, 1);
+  EXPECT_EQ(out.rows, 6);
+}
+
 }  // namespace
 }  // namespace vstream
