@@ -56,14 +56,8 @@ bool ChainableEdge(const proto::JobGraph& graph, const proto::JobEdge& e) {
          graph.vertices(e.source()).parallelism() == graph.vertices(e.target()).parallelism();
 }
 
-int ChainHead(const proto::JobGraph& graph, int vertex) {
-  for (int up = ChainedTo(graph, vertex); up >= 0; up = ChainedTo(graph, vertex)) vertex = up;
-  return vertex;
-}
-
-}  // namespace
-
-int ChainedTo(const proto::JobGraph& graph, int vertex) {
+// ChainedTo, given the chain head of every vertex before `vertex`.
+int ChainedToGivenHeads(const proto::JobGraph& graph, int vertex, const std::vector<int>& head) {
   int inputs = 0, producer = -1;
   bool all_chainable = true;
   for (const auto& e : graph.edges()) {
@@ -78,15 +72,27 @@ int ChainedTo(const proto::JobGraph& graph, int vertex) {
   if (inputs == 1) return producer;
   // A union of branches of one task (two patterns over one stream, as in
   // the clinical workload) merges them by call and joins their chain: as in
-  // Flink, where a union is no operator at all, it costs no exchange. Its
-  // inputs come before it (vertices are in topological order), so the
-  // recursion ends.
+  // Flink, where a union is no operator at all, it costs no exchange.
   if (inputs < 2 || !all_chainable || !graph.vertices(vertex).op().has_union_()) return -1;
-  const int head = ChainHead(graph, producer);
   for (const auto& e : graph.edges()) {
-    if (e.target() == vertex && ChainHead(graph, e.source()) != head) return -1;
+    if (e.target() != vertex) continue;
+    // Inputs come first (JobManager::Submit checks); any other union heads a chain.
+    if (e.source() >= vertex || head[e.source()] != head[producer]) return -1;
   }
   return producer;
+}
+
+}  // namespace
+
+int ChainedTo(const proto::JobGraph& graph, int vertex) {
+  // The heads of the vertices before it, in order: linear in the vertices,
+  // where following each union's inputs up again would not be.
+  std::vector<int> head(static_cast<size_t>(std::max(0, vertex)));
+  for (int v = 0; v < vertex; ++v) {
+    const int up = ChainedToGivenHeads(graph, v, head);
+    head[v] = up >= 0 && up < v ? head[up] : v;
+  }
+  return ChainedToGivenHeads(graph, vertex, head);
 }
 
 bool IsChainedEdge(const proto::JobGraph& graph, const proto::JobEdge& edge) {

@@ -20,10 +20,11 @@
 // latest completed checkpoint (none: from scratch).
 //
 // Chaining: vertex B joins its producer A's chain when the edge A->B is a
-// forward edge of equal parallelism and B has no other input. A chain is a
-// tree (a source read by two filters is one task, as in Flink); its vertex
-// list is in topological order, head first. Chained operators call each
-// other directly in one task.
+// forward edge of equal parallelism and B has no other input, or when B is
+// a union whose inputs are all such edges from one chain (ChainedTo). A
+// chain is a tree (a source read by two filters is one task, as in Flink)
+// but for such unions; its vertex list is in topological order, head first.
+// Chained operators call each other directly in one task.
 //
 // Checkpoints: a job with checkpointing on has a CheckpointCoordinator,
 // which the JobMaster owns and keeps informed: the tasks and their slots

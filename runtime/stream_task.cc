@@ -413,8 +413,17 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
       }
     }
     if (restored == nullptr || !restored->finished()) finished_on_restore_ = false;
+    if (i == 0 && restored != nullptr && restored->finished()) head_finished_on_restore_ = true;
     if (restored != nullptr && !restored->channel_state().empty()) {
       // An unaligned checkpoint's in-flight records (on the head's snapshot).
+      if (i != 0) {
+        // Taken when the operator headed a task of its own (by a version
+        // that did not chain it): its channels are gone.
+        return absl::InvalidArgumentError(absl::StrCat(
+            "operator '", v.name(), "': checkpoint ", tdd.restore().checkpoint_id(),
+            " holds in-flight records for it from the network, but it is chained into the task of '",
+            vertex(tdd.chain(0)).name(), "' now; restore from a savepoint (always aligned) or an aligned checkpoint"));
+      }
       if (!storage_) return absl::InvalidArgumentError("a restore without checkpoint storage");
       if (!tdd.restore().storage().empty() && !restore_storage_) {
         ASSIGN_OR_RETURN(restore_storage_, CheckpointStorage::Open(tdd.restore().storage()));
@@ -925,7 +934,9 @@ absl::Status StreamTask::Run() {
     RETURN_IF_ERROR(ReplayChannelState(nullptr));
     // A source that had finished when the checkpoint restored from was
     // taken produces nothing more.
-    while (!cancelled_ && !finished_on_restore_) {
+    // Its own snapshot decides (a checkpoint of an earlier chaining may hold
+    // a finished source beside an unfinished union of its branches).
+    while (!cancelled_ && !head_finished_on_restore_) {
       // Produce only with room at the outputs, so that a checkpoint trigger
       // is not held up behind a blocked emit.
       if (responsive_) AwaitOutputRoom(nullptr);

@@ -193,6 +193,7 @@ class StreamTask {
   std::atomic<bool> has_requests_{false};
   std::atomic<bool> input_ended_{false};
   bool finished_on_restore_ = true;      // every operator's restored snapshot says finished
+  bool head_finished_on_restore_ = false;  // the head's restored snapshot says finished
   bool needs_final_checkpoint_ = false;  // an operator needs one
   int64_t final_checkpoint_ = 0;         // taken after the end of input; 0: none yet
   bool final_committed_ = false;         // ... and completed

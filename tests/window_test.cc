@@ -326,6 +326,66 @@ TEST(WindowTest, ManyWindowsDueAtOnceFireOnceEachInSlices) {
   EXPECT_TRUE(ReadLines(data.File("late")).empty());
 }
 
+// A union of two branches of one task (two filters over one source) runs
+// in that task (`vstream plan`), and the window behind it gets every record
+// of both branches, each window once, none late.
+constexpr char kUnionJob[] = R"yaml(name: branches
+parallelism: 1
+sources:
+  - name: readings
+    connector: file
+    path: $DIR/readings.csv
+    format: csv
+    schema: {key: string, ts: timestamp, v: int}
+    event_time: {field: ts, max_out_of_orderness: 0s, watermark_interval: 0s}
+operators:
+  - {name: even, type: filter, input: readings, where: "v % 2 = 0"}
+  - {name: thirds, type: filter, input: readings, where: "v % 3 = 0"}
+  - {name: both, type: union, inputs: [even, thirds]}
+  - name: counts
+    type: window
+    input: both
+    key_by: [key]
+    window: {kind: tumbling, size: 1m}
+    late_output: counts_late
+    aggregates: {n: "count(*)"}
+sinks:
+  - {name: out, connector: file, input: counts, path: $DIR/counts, format: csv}
+  - {name: late, connector: file, input: counts_late, path: $DIR/late, format: csv}
+)yaml";
+
+TEST(WindowTest, AUnionOfBranchesOfOneTaskRunsInItAndLosesNothing) {
+  constexpr int kKeys = 10;
+  constexpr int kRows = 30'000;  // 5 minutes, 10 ms apart
+  TestCluster cluster(1, 2);
+  TempDir data("union-branches");
+  std::string csv = "key,ts,v\n";
+  std::map<std::string, int> expected;  // "key,start" -> rows of both branches
+  for (int i = 0; i < kRows; ++i) {
+    const int64_t ts = int64_t{i} * 10;
+    const std::string key = absl::StrCat("K", i % kKeys);
+    absl::StrAppend(&csv, key, ",", FormatTimestamp(ts), ",", i, "\n");
+    expected[absl::StrCat(key, ",", FormatTimestamp(ts / kMinute * kMinute))] += (i % 2 == 0) + (i % 3 == 0);
+  }
+  WriteFile(data.File("readings.csv"), csv);
+  WriteFile(data.File("job.yaml"), absl::StrReplaceAll(kUnionJob, {{"$DIR", data.path()}}));
+  CommandResult plan = cluster.Vstream({"plan", data.File("job.yaml")}, std::chrono::seconds(30));
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  EXPECT_NE(plan.out.find("readings, even, thirds, both\n"), std::string::npos) << plan.out;
+  CommandResult r = cluster.Vstream({"submit", data.File("job.yaml"), "--wait"}, std::chrono::minutes(5));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::map<std::string, int> got;
+  for (const std::string& line : ReadLines(data.File("counts"))) {
+    std::vector<std::string> f = absl::StrSplit(line, ',');
+    ASSERT_EQ(f.size(), 4u) << line;
+    const std::string window = f[0] + "," + f[1];
+    EXPECT_EQ(got.count(window), 0u) << "window came out twice: " << line;
+    got[window] = std::stoi(f[3]);
+  }
+  EXPECT_EQ(got, expected);
+  EXPECT_TRUE(ReadLines(data.File("late")).empty());
+}
+
 constexpr char kJoinJob[] = R"yaml(name: join
 parallelism: 2
 sources:
