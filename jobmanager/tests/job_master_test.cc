@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <initializer_list>
 #include <map>
 #include <set>
 
@@ -51,6 +52,28 @@ class TestingGateway : public TaskManagerGateway {
   std::vector<std::string> cancelled;
 };
 
+// A graph of the named vertices (ids in order), each at parallelism 2, and
+// AddEdge's edges (a hash edge keyed by field 0).
+proto::JobGraph VerticesGraph(std::initializer_list<const char*> names) {
+  proto::JobGraph g;
+  g.set_name("t");
+  g.set_max_parallelism(128);
+  for (const char* name : names) {
+    auto* v = g.add_vertices();
+    v->set_id(g.vertices_size() - 1);
+    v->set_name(name);
+    v->set_parallelism(2);
+  }
+  return g;
+}
+void AddEdge(proto::JobGraph& g, int from, int to, proto::Partitioning p) {
+  auto* e = g.add_edges();
+  e->set_source(from);
+  e->set_target(to);
+  e->set_partitioning(p);
+  if (p == proto::HASH) e->add_key_fields(0);
+}
+
 // source(p) -forward-> filter(p) -hash-> sink(p)
 proto::JobGraph ThreeVertexGraph(int p) {
   proto::JobGraph g;
@@ -88,27 +111,12 @@ TEST(JobMasterTest, ChainsForwardEdgesOfEqualParallelism) {
 // Flink chains it), not a source task that ships every record to two
 // filter tasks; the filters' hash edges to a join leave it.
 TEST(JobMasterTest, ChainsEveryForwardConsumerOfAVertexIntoATree) {
-  proto::JobGraph g;
-  g.set_name("t");
-  g.set_max_parallelism(128);
-  for (const char* name : {"src", "left", "right", "join", "sink"}) {
-    auto* v = g.add_vertices();
-    v->set_id(g.vertices_size() - 1);
-    v->set_name(name);
-    v->set_parallelism(2);
-  }
-  auto edge = [&](int from, int to, proto::Partitioning p) {
-    auto* e = g.add_edges();
-    e->set_source(from);
-    e->set_target(to);
-    e->set_partitioning(p);
-    if (p == proto::HASH) e->add_key_fields(0);
-  };
-  edge(0, 1, proto::FORWARD);
-  edge(0, 2, proto::FORWARD);
-  edge(1, 3, proto::HASH);
-  edge(2, 3, proto::HASH);
-  edge(3, 4, proto::FORWARD);
+  proto::JobGraph g = VerticesGraph({"src", "left", "right", "join", "sink"});
+  AddEdge(g, 0, 1, proto::FORWARD);
+  AddEdge(g, 0, 2, proto::FORWARD);
+  AddEdge(g, 1, 3, proto::HASH);
+  AddEdge(g, 2, 3, proto::HASH);
+  AddEdge(g, 3, 4, proto::FORWARD);
   ResourceManager rm;
   TestingGateway gw;
   JobMaster jm("job", g, 0, rm, gw, nullptr);
@@ -123,28 +131,13 @@ TEST(JobMasterTest, ChainsEveryForwardConsumerOfAVertexIntoATree) {
 // edge, heads a chain of its own.
 TEST(JobMasterTest, ChainsAUnionOfBranchesOfOneChainIntoIt) {
   auto graph = [](bool two_sources, proto::Partitioning into_union) {
-    proto::JobGraph g;
-    g.set_name("t");
-    g.set_max_parallelism(128);
-    for (const char* name : {"src", "other", "left", "right", "both", "sink"}) {
-      auto* v = g.add_vertices();
-      v->set_id(g.vertices_size() - 1);
-      v->set_name(name);
-      v->set_parallelism(2);
-      if (std::string_view(name) == "both") v->mutable_op()->mutable_union_();
-    }
-    auto edge = [&](int from, int to, proto::Partitioning p) {
-      auto* e = g.add_edges();
-      e->set_source(from);
-      e->set_target(to);
-      e->set_partitioning(p);
-      if (p == proto::HASH) e->add_key_fields(0);
-    };
-    edge(0, 2, proto::FORWARD);
-    edge(two_sources ? 1 : 0, 3, proto::FORWARD);
-    edge(2, 4, into_union);
-    edge(3, 4, proto::FORWARD);
-    edge(4, 5, proto::HASH);
+    proto::JobGraph g = VerticesGraph({"src", "other", "left", "right", "both", "sink"});
+    g.mutable_vertices(4)->mutable_op()->mutable_union_();
+    AddEdge(g, 0, 2, proto::FORWARD);
+    AddEdge(g, two_sources ? 1 : 0, 3, proto::FORWARD);
+    AddEdge(g, 2, 4, into_union);
+    AddEdge(g, 3, 4, proto::FORWARD);
+    AddEdge(g, 4, 5, proto::HASH);
     return g;
   };
   const proto::JobGraph branches = graph(false, proto::FORWARD);
