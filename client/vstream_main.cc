@@ -157,9 +157,10 @@ std::string FieldNames(const Schema& schema, const Indexes& fields) {
 // is not chained, with its partitioning and the fields it sends.
 std::string FormatJobPlan(const proto::JobGraph& graph) {
   const int n = graph.vertices_size();
+  const std::vector<int> producers = ChainProducers(graph);
   std::vector<int> head(n);
   for (int v = 0; v < n; ++v) {
-    const int up = ChainedTo(graph, v);
+    const int up = producers[v];
     head[v] = up >= 0 ? head[up] : v;  // a producer comes before its consumers
   }
   std::string out;
@@ -178,7 +179,7 @@ std::string FormatJobPlan(const proto::JobGraph& graph) {
   }
   absl::StrAppend(&out, "\nEXCHANGE  (from -> to: partitioning [key]; fields sent)\n");
   for (const proto::JobEdge& e : graph.edges()) {
-    if (IsChainedEdge(graph, e)) continue;
+    if (IsChainedEdge(graph, e, producers)) continue;
     const Schema schema = EmittedSchema(graph, e);
     std::string line = absl::StrCat(graph.vertices(e.source()).name(),
                                     e.side_output().empty() ? "" : absl::StrCat(" (", e.side_output(), ")"), " -> ",

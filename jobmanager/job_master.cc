@@ -84,26 +84,35 @@ int ChainedToGivenHeads(const proto::JobGraph& graph, int vertex, const std::vec
 
 }  // namespace
 
-int ChainedTo(const proto::JobGraph& graph, int vertex) {
-  // The heads of the vertices before it, in order: linear in the vertices,
-  // where following each union's inputs up again would not be.
-  std::vector<int> head(static_cast<size_t>(std::max(0, vertex)));
-  for (int v = 0; v < vertex; ++v) {
-    const int up = ChainedToGivenHeads(graph, v, head);
-    head[v] = up >= 0 && up < v ? head[up] : v;
+std::vector<int> ChainProducers(const proto::JobGraph& graph) {
+  // In vertex order, each vertex's chain head known before its consumers
+  // ask: linear in the vertices, where following each union's inputs up
+  // again would not be.
+  const int n = graph.vertices_size();
+  std::vector<int> producer(n), head(n);
+  for (int v = 0; v < n; ++v) {
+    producer[v] = ChainedToGivenHeads(graph, v, head);
+    head[v] = producer[v] >= 0 && producer[v] < v ? head[producer[v]] : v;
   }
-  return ChainedToGivenHeads(graph, vertex, head);
+  return producer;
 }
 
-bool IsChainedEdge(const proto::JobGraph& graph, const proto::JobEdge& edge) {
+int ChainedTo(const proto::JobGraph& graph, int vertex) { return ChainProducers(graph)[vertex]; }
+
+bool IsChainedEdge(const proto::JobGraph& graph, const proto::JobEdge& edge, const std::vector<int>& producers) {
   if (!edge.side_output().empty()) return false;
-  const int up = ChainedTo(graph, edge.target());
+  const int up = producers[edge.target()];
   // A chained union's every input edge is chained (ChainedTo names the first).
   return up == edge.source() || (up >= 0 && graph.vertices(edge.target()).op().has_union_());
 }
 
+bool IsChainedEdge(const proto::JobGraph& graph, const proto::JobEdge& edge) {
+  return IsChainedEdge(graph, edge, ChainProducers(graph));
+}
+
 std::string ChannelLayout(const proto::JobGraph& graph) {
   std::string layout;
+  const std::vector<int> producers = ChainProducers(graph);
   for (const proto::JobEdge& e : graph.edges()) {
     absl::StrAppend(&layout, e.source(), ">", e.target(), e.side_output().empty() ? "" : "/", e.side_output(), ":",
                     e.target_input(), ":", proto::Partitioning_Name(e.partitioning()), ":");
@@ -111,7 +120,7 @@ std::string ChannelLayout(const proto::JobGraph& graph) {
     if (e.projection_size() > 0) absl::StrAppend(&layout, "=", absl::StrJoin(e.projection(), ","));
     absl::StrAppend(&layout, ":", std::max(1, graph.vertices(e.source()).parallelism()), ":",
                     std::max(1, graph.vertices(e.target()).parallelism()),
-                    IsChainedEdge(graph, e) ? ":chained" : "", ";");
+                    IsChainedEdge(graph, e, producers) ? ":chained" : "", ";");
   }
   return layout;
 }
@@ -156,9 +165,10 @@ absl::Status CheckInFlightRecordsFit(const proto::CheckpointMetadata& metadata, 
 void JobMaster::BuildChains() {
   const int n = graph_.vertices_size();
   chain_of_vertex_.assign(n, -1);
+  const std::vector<int> producers = ChainProducers(graph_);
   for (int v = 0; v < n; ++v) {
     int joined = -1;
-    if (const int u = ChainedTo(graph_, v); u >= 0 && chain_of_vertex_[u] >= 0) joined = chain_of_vertex_[u];
+    if (const int u = producers[v]; u >= 0 && chain_of_vertex_[u] >= 0) joined = chain_of_vertex_[u];
     if (joined < 0) {
       joined = static_cast<int>(chains_.size());
       chains_.emplace_back();

@@ -66,7 +66,11 @@ class TaskManagerGateway {
 // input is such an edge from an operator of one chain (branches of one task
 // merged again), its first input; -1: it heads a chain.
 int ChainedTo(const proto::JobGraph& graph, int vertex);
-// Whether `edge` passes records by call inside a chain (not over the network).
+// ChainedTo of every vertex, in one pass over the graph.
+std::vector<int> ChainProducers(const proto::JobGraph& graph);
+// Whether `edge` passes records by call inside a chain (not over the network);
+// producers: ChainProducers(graph), for callers that ask of many edges.
+bool IsChainedEdge(const proto::JobGraph& graph, const proto::JobEdge& edge, const std::vector<int>& producers);
 bool IsChainedEdge(const proto::JobGraph& graph, const proto::JobEdge& edge);
 
 // The network channels of `graph`, as text: every edge in order with its
