@@ -1,11 +1,14 @@
 #include "common/cpu_set.h"
 
 #include <sched.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
@@ -95,6 +98,32 @@ absl::Status ConfineToCpus(const std::vector<int>& cpus) {
                                             std::strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+absl::Status LowerThreadPriority() {
+  // PRIO_PROCESS with 0 is the calling thread on Linux.
+  if (setpriority(PRIO_PROCESS, 0, kBackgroundNice) != 0) {
+    return absl::InternalError(absl::StrCat("setpriority(", kBackgroundNice, "): ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<int> NiceOfThreads(int pid, std::string_view name_prefix) {
+  std::vector<int> nices;
+  std::error_code ec;
+  const std::string dir = pid == 0 ? "/proc/self/task" : absl::StrCat("/proc/", pid, "/task");
+  for (const auto& task : std::filesystem::directory_iterator(dir, ec)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (!std::getline(comm, name) || !name.starts_with(name_prefix)) continue;
+    int tid = 0;
+    const std::string t = task.path().filename().string();
+    if (std::from_chars(t.data(), t.data() + t.size(), tid).ec != std::errc()) continue;
+    errno = 0;
+    const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+    if (errno == 0) nices.push_back(nice);
+  }
+  return nices;
 }
 
 }  // namespace vstream

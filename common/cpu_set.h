@@ -28,4 +28,16 @@ std::vector<int> AllowedCpus();
 // threads.
 absl::Status ConfineToCpus(const std::vector<int>& cpus);
 
+// The nice value of background threads (`--background-priority low`): the
+// least share of a busy CPU CFS gives, without SCHED_IDLE's starvation.
+inline constexpr int kBackgroundNice = 19;
+// Lowers the calling thread (only it: Linux applies setpriority to one
+// thread) to kBackgroundNice. One way: an unprivileged thread cannot raise
+// its priority again, so call it on a thread that only does background work.
+absl::Status LowerThreadPriority();
+// The nice value of each thread of process `pid` (0: this one) whose name
+// (as /proc shows it, cut to 15 characters) starts with `name_prefix`.
+// Threads that end meanwhile are left out.
+std::vector<int> NiceOfThreads(int pid, std::string_view name_prefix);
+
 }  // namespace vstream

@@ -388,7 +388,8 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
       ASSIGN_OR_RETURN(std::unique_ptr<CheckpointStorage> storage, CheckpointStorage::Open(tdd.checkpoint_storage()));
       storage_ = std::move(storage);
       checkpoints_ = std::make_unique<TaskCheckpoints>(tdd.job_id(), tdd.task_id(), tdd.subtask_index(), key_groups,
-                                                       storage_, env.checkpoint_responder, env.snapshot_uploads);
+                                                       storage_, env.checkpoint_responder, env.snapshot_uploads,
+                                                       env.snapshot_copies);
     }
     // On a restore, this operator's part of the checkpoint: keyed state goes
     // into its state dir before it opens, its own state after. At another

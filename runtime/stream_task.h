@@ -62,8 +62,11 @@ struct StreamTaskEnv {
   std::shared_ptr<StateResources> state_resources;  // the TaskManager's state memory
   // Checkpoints (both required when the task has checkpoint storage): how
   // acknowledgements reach the JobManager, and the thread that uploads.
+  // snapshot_copies (optional): the thread that first copies what the
+  // snapshots left for later (runtime/task_checkpoints.h).
   CheckpointResponder* checkpoint_responder = nullptr;
   Executor* snapshot_uploads = nullptr;
+  Executor* snapshot_copies = nullptr;
   // Where a source task under watermark alignment registers; null: no
   // alignment (the source never pauses).
   AlignedSourceRegistry* aligned_sources = nullptr;

@@ -26,14 +26,15 @@ struct PendingOperator {
 
 TaskCheckpoints::TaskCheckpoints(std::string job_id, std::string task_id, int subtask_index,
                                  KeyGroupRange key_groups, std::shared_ptr<CheckpointStorage> storage,
-                                 CheckpointResponder* responder, Executor* uploads)
+                                 CheckpointResponder* responder, Executor* uploads, Executor* copies)
     : job_id_(std::move(job_id)),
       task_id_(std::move(task_id)),
       subtask_index_(subtask_index),
       key_groups_(key_groups),
       storage_(std::move(storage)),
       responder_(responder),
-      uploads_(uploads) {}
+      uploads_(uploads),
+      copies_(copies == uploads ? nullptr : copies) {}
 
 void TaskCheckpoints::AddOperator(int vertex_id, StreamOperator* op, const std::string& state_dir) {
   Op o{vertex_id, op, state_dir + "-snapshots", nullptr};
@@ -81,6 +82,7 @@ struct TaskCheckpoints::Upload {
   bool unaligned = false;
   std::string channel_state;  // serialized; empty: none
   std::string channel_state_path;
+  std::chrono::steady_clock::time_point async_start{};  // set when the async part starts
 };
 
 void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms, bool channel_state_pending) {
@@ -164,8 +166,8 @@ void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
     std::lock_guard<std::mutex> lock(in_flight_->mu);
     in_flight_->count++;
   }
-  uploads_->Post([upload, job_id = job_id_, task_id = task_id_, storage = storage_, responder = responder_,
-                  in_flight = in_flight_] {
+  auto async_part = [upload, job_id = job_id_, task_id = task_id_, storage = storage_, responder = responder_,
+                     in_flight = in_flight_] {
     struct Done {
       InFlight& f;
       ~Done() {
@@ -175,7 +177,9 @@ void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
       }
     } done{*in_flight};
     const int64_t checkpoint_id = upload->checkpoint_id;
-    const auto async_start = std::chrono::steady_clock::now();
+    if (upload->async_start == std::chrono::steady_clock::time_point{}) {
+      upload->async_start = std::chrono::steady_clock::now();
+    }
     auto decline = [&](const std::string& reason) { SendDecline(responder, job_id, task_id, checkpoint_id, reason); };
     proto::AcknowledgeCheckpointRequest ack;
     ack.set_job_id(job_id);
@@ -210,12 +214,21 @@ void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
     proto::CheckpointTaskStats* stats = ack.mutable_stats();
     stats->set_alignment_ms(upload->alignment_ms);
     stats->set_sync_ms(upload->sync_ms);
-    stats->set_async_ms(MillisSince(async_start));
+    stats->set_async_ms(MillisSince(upload->async_start));
     stats->set_bytes_uploaded(static_cast<int64_t>(uploaded));
     stats->set_bytes_total(static_cast<int64_t>(total));
     stats->set_unaligned(upload->unaligned);
     stats->set_channel_state_bytes(static_cast<int64_t>(upload->channel_state.size()));
     responder->Acknowledge(ack);
+  };
+  if (copies_ == nullptr) {
+    uploads_->Post(std::move(async_part));
+    return;
+  }
+  copies_->Post([upload, uploads = uploads_, async_part = std::move(async_part)]() mutable {
+    upload->async_start = std::chrono::steady_clock::now();
+    for (PendingOperator& p : upload->ops) p.local.CopyLater();
+    uploads->Post(std::move(async_part));
   });
 }
 

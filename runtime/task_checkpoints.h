@@ -7,8 +7,12 @@
 //     each operator's small state (a source's position) is copied, and each
 //     keyed backend makes a local RocksDB checkpoint (hard links; state/
 //     state_snapshot.h); then the task sends barrier n on.
-//   async, on the TaskManager's upload thread, while the task goes on:
-//     the local checkpoints are uploaded incrementally to checkpoint
+//   async, while the task goes on: first, on the TaskManager's copy thread
+//     (at the tasks' priority), what the snapshots left for later is copied
+//     (write-back cache entries: a task that changes one the copy holds
+//     waits for it); then, on its upload thread (which may run at a lower
+//     priority, `--background-priority`, so that it takes idle CPU, not the
+//     tasks'), the local checkpoints are uploaded incrementally to checkpoint
 //     storage, and the JobManager gets an AcknowledgeCheckpoint with the
 //     handles (or a DeclineCheckpoint with the reason).
 //   when the JobManager says n completed:
@@ -47,11 +51,12 @@ class CheckpointResponder {
 
 class TaskCheckpoints {
  public:
-  // storage: where snapshots go; responder and uploads must outlive the
-  // async parts this object posts.
+  // storage: where snapshots go; responder, uploads and copies must outlive
+  // the async parts this object posts. copies: null, or uploads: the copies
+  // run on the upload thread.
   TaskCheckpoints(std::string job_id, std::string task_id, int subtask_index, KeyGroupRange key_groups,
                   std::shared_ptr<CheckpointStorage> storage, CheckpointResponder* responder,
-                  Executor* uploads);
+                  Executor* uploads, Executor* copies = nullptr);
 
   // Registers an operator of the chain (head first) with its state dir.
   void AddOperator(int vertex_id, StreamOperator* op, const std::string& state_dir);
@@ -111,6 +116,7 @@ class TaskCheckpoints {
   std::shared_ptr<CheckpointStorage> storage_;
   CheckpointResponder* const responder_;
   Executor* const uploads_;
+  Executor* const copies_;  // runs the copies, then posts the rest to uploads_; null: none
   std::vector<Op> ops_;
   bool finished_ = false;  // MarkFinished
   std::shared_ptr<InFlight> in_flight_ = std::make_shared<InFlight>();

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
+#include "common/cpu_set.h"
 #include "common/status_macros.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
@@ -114,6 +115,12 @@ rocksdb::Env* UnsyncedEnv() {
 constexpr int kMaxStates = 1 << 16;  // the state id takes 2 bytes in cache keys
 
 }  // namespace
+
+absl::Status LowerCompactionPriority() {
+  static_assert(kBackgroundNice == 19, "RocksDB's CpuPriority::kLow is nice 19");
+  return FromRocksStatus(UnsyncedEnv()->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kLow),
+                         "lower the compaction threads' priority");
+}
 
 std::shared_ptr<rocksdb::TableFactory> MakeStateTableFactory(std::shared_ptr<rocksdb::Cache> block_cache) {
   rocksdb::BlockBasedTableOptions table;

@@ -75,6 +75,11 @@ bool IsKeyedStateColumnFamily(std::string_view name);
 // filters (10 bits per key) whose blocks live in `block_cache` (null: a
 // private one, for writers that only build files).
 std::shared_ptr<rocksdb::TableFactory> MakeStateTableFactory(std::shared_ptr<rocksdb::Cache> block_cache);
+
+// Every backend's compactions in this process (RocksDB's LOW pool) from now
+// on run at nice kBackgroundNice (common/cpu_set.h). Flushes (the HIGH pool,
+// which a snapshot's RocksDB checkpoint waits for) keep their priority.
+absl::Status LowerCompactionPriority();
 // The prefix extractor of the column family `name`: each key's
 // [key group][varint n][key] (StateKeyPrefixSize) for keyed state, so that
 // bloom filters hold it and a scan of one key skips the files without it;

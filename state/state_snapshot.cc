@@ -122,9 +122,13 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
   return local;
 }
 
-std::string LocalSnapshot::FinishCacheDelta() {
+void LocalSnapshot::CopyLater() {
   for (const KeyedStateBackend::LaterDelta& fn : cache_delta_later) fn(&cache_delta);
   cache_delta_later.clear();
+}
+
+std::string LocalSnapshot::FinishCacheDelta() {
+  CopyLater();
   if (cache_delta.empty()) return std::string();
   return std::move(cache_delta).Finish();
 }

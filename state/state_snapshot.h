@@ -94,8 +94,12 @@ struct LocalSnapshot {
   // task thread.
   CacheDelta cache_delta;
   std::vector<KeyedStateBackend::LaterDelta> cache_delta_later;
-  // Runs cache_delta_later (and then drops it) and returns CACHE-DELTA's
-  // bytes; empty: no records.
+  // Runs cache_delta_later (and then drops it): the copies the task thread
+  // may wait for (a write-back cache entry it changes while the copy holds
+  // it), so a TaskManager runs them on a thread of the tasks' priority
+  // (runtime/task_checkpoints.h). Once; later calls do nothing.
+  void CopyLater();
+  // CopyLater, then CACHE-DELTA's bytes; empty: no records.
   std::string FinishCacheDelta();
 };
 

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/cpu_set.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -155,6 +156,13 @@ absl::Status TaskManager::Init() {
       grpc::CreateChannel(options_.jobmanager_address, grpc::InsecureChannelCredentials()));
   checkpoint_responder_ = std::make_unique<Responder>(jobmanager_.get());
   snapshot_uploads_ = std::make_unique<Executor>("snapshot-uploads");
+  snapshot_copies_ = std::make_unique<Executor>("snapshot-copies");
+  if (options_.low_priority_background) {
+    snapshot_uploads_->Post([] {
+      if (absl::Status s = LowerThreadPriority(); !s.ok()) spdlog::warn("snapshot uploads: {}", s.ToString());
+    });
+    if (absl::Status s = LowerCompactionPriority(); !s.ok()) spdlog::warn("RocksDB compactions: {}", s.ToString());
+  }
   spdlog::info("TaskManager {} listening on {} with {} slots", resource_id_, address_, options_.slots);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   alignment_thread_ = std::thread([this] { AlignmentLoop(); });
@@ -187,6 +195,7 @@ void TaskManager::Stop() {
   for (auto& [id, task] : tasks) {
     if (task->thread.joinable()) task->thread.join();
   }
+  snapshot_copies_.reset();  // drops copies not yet started (a running one may still post its upload)
   snapshot_uploads_.reset();  // drops uploads not yet started
   // Closes their input channels (cancelling the streams not at their end)
   // while the network thread still runs.
@@ -492,6 +501,7 @@ void TaskManager::RunTask(Task* task) {
   env.state_resources = state_resources_;
   env.checkpoint_responder = checkpoint_responder_.get();
   env.snapshot_uploads = snapshot_uploads_.get();
+  env.snapshot_copies = snapshot_copies_.get();
   env.aligned_sources = &aligned_sources_;
   auto created = StreamTask::Create(task->tdd, env);
   absl::Status result;

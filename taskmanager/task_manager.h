@@ -57,6 +57,11 @@ struct TaskManagerOptions {
   // is logged as a warning. 0: no budget. Default 640 MiB.
   int64_t memory_bytes = int64_t{640} << 20;
   static constexpr int64_t kFrameworkMemoryBytes = int64_t{96} << 20;
+  // Checkpoint uploads and RocksDB compactions at nice 19 (kBackgroundNice),
+  // so that they take the CPU the tasks leave, not the tasks' share of it:
+  // `--background-priority low`. Flushes (which a snapshot waits for) and
+  // the copies a task may wait for stay at the tasks' priority. Default true.
+  bool low_priority_background = true;
 };
 
 class TaskManager {
@@ -115,6 +120,7 @@ class TaskManager {
   std::unique_ptr<Responder> checkpoint_responder_;  // RPCs to the JobManager
   // Uploads snapshots while tasks go on; stopped before the responder goes.
   std::unique_ptr<Executor> snapshot_uploads_;
+  std::unique_ptr<Executor> snapshot_copies_;  // stopped before snapshot_uploads_, to which it posts
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/cpu_set.h"
 #include "common/flags.h"
 #include "common/logging.h"
@@ -22,19 +23,22 @@ int TaskManagerMain(int argc, char** argv) {
   const std::string self = "vstream-taskmanager";
   auto flags = ParseFlags(argc, argv, 1,
                           {"jobmanager", "rpc-port", "slots", "data-dir", "config", "host", "log-level",
-                           "state-memory-mb", "memory-mb", "cpuset"},
+                           "state-memory-mb", "memory-mb", "cpuset", "background-priority"},
                           {"help"});
   if (!flags.ok()) return ExitWithError(self, flags.status(), 2);
   if (flags->Has("help")) {
     std::printf(
         "usage: vstream-taskmanager --jobmanager HOST:PORT --data-dir DIR [--rpc-port PORT] [--slots N]\n"
         "                           [--host ADDRESS] [--memory-mb MB] [--state-memory-mb MB]\n"
-        "                           [--cpuset CPUS] [--config FILE] [--log-level LEVEL]\n"
+        "                           [--cpuset CPUS] [--background-priority low|normal]\n"
+        "                           [--config FILE] [--log-level LEVEL]\n"
         "  --memory-mb        the whole process's memory (default 640)\n"
         "  --state-memory-mb  of it, keyed state: RocksDB caches and write buffers\n"
         "                     (default 40%% of --memory-mb)\n"
         "  --cpuset           run every thread on these CPUs only, e.g. 0 or 2-3 or 0,2\n"
-        "                     (default: all the process may use)\n");
+        "                     (default: all the process may use)\n"
+        "  --background-priority  low: checkpoint uploads and RocksDB compactions at nice 19,\n"
+        "                     on the CPU the tasks leave (default); normal: as the tasks\n");
     return 0;
   }
   auto config = LoadProcessConfig(*flags, "taskmanager");
@@ -66,6 +70,14 @@ int TaskManagerMain(int argc, char** argv) {
   if (!state_mb.ok() || *state_mb < 16) {
     return ExitWithError(self, absl::InvalidArgumentError("--state-memory-mb needs a whole number of at least 16"), 2);
   }
+  const std::string background = config->Get("background-priority");
+  if (!background.empty() && background != "low" && background != "normal") {
+    return ExitWithError(self,
+                         absl::InvalidArgumentError(absl::StrCat("--background-priority: expected low or normal, got '",
+                                                                 background, "'")),
+                         2);
+  }
+  options.low_priority_background = background != "normal";
   options.rpc_port = *port;
   options.slots = *slots;
   options.state_memory_bytes = int64_t{*state_mb} << 20;

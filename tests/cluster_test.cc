@@ -2,6 +2,8 @@
 // TaskManagers as separate processes), through the real CLI, checked record
 // for record against counts computed independently from the input.
 
+#include <sys/resource.h>
+
 #include <filesystem>
 #include <map>
 #include <random>
@@ -224,6 +226,38 @@ TEST(ClusterTest, ATaskManagerWithACpusetRunsEveryThreadThereAndRefusesABadOne) 
     EXPECT_EQ(bad.exit_code, 2) << cpuset << ": " << bad.err;
     EXPECT_NE(bad.err.find(says), std::string::npos) << cpuset << ": " << bad.err;
   }
+}
+
+// By default a TaskManager uploads snapshots on a thread at nice 19, so
+// that uploads take the CPU its tasks leave; the copies a task may wait for
+// run on a thread of the tasks' priority. `--background-priority normal`
+// keeps every thread at the tasks' priority; anything else is refused.
+TEST(ClusterTest, ATaskManagerUploadsSnapshotsAtLowPriorityUnlessToldNot) {
+  const int base = getpriority(PRIO_PROCESS, 0);  // the test may run under `nice`
+  TestCluster cluster(0, 1);
+  Subprocess low({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(), "--rpc-port", "0",
+                  "--data-dir", cluster.dir() + "/low"},
+                 cluster.dir(), "low");
+  Subprocess normal({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(), "--rpc-port", "0",
+                     "--data-dir", cluster.dir() + "/normal", "--background-priority", "normal"},
+                    cluster.dir(), "normal");
+  for (Subprocess* tm : {&low, &normal}) {
+    ASSERT_TRUE(WaitFor([&] { return tm->Stderr().find("registered with JobManager") != std::string::npos; },
+                        std::chrono::seconds(30)))
+        << tm->Stderr();
+  }
+  EXPECT_TRUE(WaitFor([&] { return NiceOfThreads(low.pid(), "snapshot-uploa") == std::vector<int>{19}; },
+                      std::chrono::seconds(10)))
+      << "the upload thread of the default TaskManager is not at nice 19";
+  EXPECT_EQ(NiceOfThreads(low.pid(), "snapshot-copie"), std::vector<int>{base});
+  EXPECT_EQ(NiceOfThreads(normal.pid(), "snapshot-uploa"), std::vector<int>{base});
+  EXPECT_EQ(NiceOfThreads(normal.pid(), "snapshot-copie"), std::vector<int>{base});
+
+  CommandResult bad = RunCommand({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(),
+                                  "--data-dir", cluster.dir() + "/refused", "--background-priority", "high"},
+                                 cluster.dir(), std::chrono::seconds(30));
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("--background-priority: expected low or normal, got 'high'"), std::string::npos) << bad.err;
 }
 
 // Latency markers cross the network (a key_by edge between the TaskManagers)

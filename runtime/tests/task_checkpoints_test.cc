@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "runtime/operators/aggregate_operator.h"
@@ -66,6 +67,29 @@ class TaskCheckpointsTest : public ::testing::Test {
     ASSERT_TRUE(op.status().ok()) << op.status();
   }
 
+  // A running count per key ("k", then "n"), opened on `state_dir`
+  // (restored: a restored one), its rows to `out`.
+  std::unique_ptr<AggregateOperator> OpenCount(OperatorCounters& counters, Output& out, const std::string& state_dir,
+                                               bool restored = false) {
+    proto::AggregateCall count;
+    count.set_name("n");
+    count.set_func("count");
+    auto op = std::make_unique<AggregateOperator>(counters, in_, std::vector<int>{0},
+                                                  std::vector<proto::AggregateCall>{count});
+    op->set_output(&out);
+    OperatorContext ctx;
+    ctx.job_id = "job";
+    ctx.vertex_id = 3;
+    ctx.state_dir = state_dir;
+    ctx.restored = restored;
+    if (absl::Status s = op->Open(ctx); !s.ok()) {
+      ADD_FAILURE() << s;
+      return nullptr;
+    }
+    return op;
+  }
+
+  const Schema in_{{{"k", FieldType::kString}}};
   std::string root_;
   std::shared_ptr<CheckpointStorage> storage_;
 };
@@ -89,24 +113,17 @@ class LastRow : public Output {
 };
 
 TEST_F(TaskCheckpointsTest, SnapshotsKeyedStateUploadsItAndAcknowledges) {
-  Schema in({{"k", FieldType::kString}});
-  proto::AggregateCall count;
-  count.set_name("n");
-  count.set_func("count");
   OperatorCounters counters;
-  AggregateOperator op(counters, in, {0}, {count});
   NullOutput out;
-  op.set_output(&out);
-  OperatorContext ctx;
-  ctx.job_id = "job";
-  ctx.vertex_id = 3;
-  ctx.state_dir = root_ + "/state/3-0";
-  ASSERT_TRUE(op.Open(ctx).ok());
+  const std::string state_dir = root_ + "/state/3-0";
+  std::unique_ptr<AggregateOperator> counting = OpenCount(counters, out, state_dir);
+  ASSERT_NE(counting, nullptr);
+  AggregateOperator& op = *counting;
 
   FakeResponder responder;
   Executor uploads("test-uploads");
   TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads);
-  checkpoints.AddOperator(3, &op, ctx.state_dir);
+  checkpoints.AddOperator(3, &op, state_dir);
 
   Push(op, 0, 5000, 1000);
   checkpoints.Snapshot(1, 7);
@@ -141,14 +158,10 @@ TEST_F(TaskCheckpointsTest, SnapshotsKeyedStateUploadsItAndAcknowledges) {
   // had 5 records at checkpoint 1.
   {
     OperatorCounters counters2;
-    AggregateOperator again(counters2, in, {0}, {count});
     LastRow last;
-    again.set_output(&last);
-    OperatorContext ctx2 = ctx;
-    ctx2.state_dir = restored;
-    ctx2.restored = true;
-    ASSERT_TRUE(again.Open(ctx2).ok());
-    Push(again, 0, 1, 1000);
+    std::unique_ptr<AggregateOperator> again = OpenCount(counters2, last, restored, /*restored=*/true);
+    ASSERT_NE(again, nullptr);
+    Push(*again, 0, 1, 1000);
     EXPECT_EQ(last.count, 6);
   }
 
@@ -163,6 +176,62 @@ TEST_F(TaskCheckpointsTest, SnapshotsKeyedStateUploadsItAndAcknowledges) {
   for (const auto& f : ack->operators(0).keyed().files()) delta = delta || f.name() == CacheDelta::kFileName;
   EXPECT_TRUE(delta);
   EXPECT_LE(ack->stats().bytes_uploaded(), ack->stats().bytes_total());
+}
+
+// With a copy thread, the copies a snapshot left for later run there, and
+// only then the upload on the upload thread: held up (as a low-priority
+// thread is on a busy CPU), it holds up neither the copies nor the task,
+// and the checkpoint holds the state of its barrier, not the changes made
+// while its upload waited.
+TEST_F(TaskCheckpointsTest, CopiesOnTheCopyThreadWhileTheUploadWaits) {
+  OperatorCounters counters;
+  NullOutput out;
+  const std::string state_dir = root_ + "/state/3-0";
+  std::unique_ptr<AggregateOperator> counting = OpenCount(counters, out, state_dir);
+  ASSERT_NE(counting, nullptr);
+  AggregateOperator& op = *counting;
+
+  FakeResponder responder;
+  Executor uploads("test-uploads");
+  Executor copies("test-copies");
+  TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads, &copies);
+  checkpoints.AddOperator(3, &op, state_dir);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  uploads.Post([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return release; });
+  });
+  // Checkpoint 1 holds 5 of each of the 1000 keys; the acknowledgement waits
+  // for the upload thread.
+  Push(op, 0, 5000, 1000);
+  checkpoints.Snapshot(1, 0);
+  const std::thread::id copy_thread = copies.Call([] { return std::this_thread::get_id(); });
+  EXPECT_NE(copy_thread, std::this_thread::get_id());
+  // The copies have run (the call came after them); the task changes every
+  // key again while the upload still waits.
+  Push(op, 5000, 5000, 1000);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  auto ack = responder.WaitForAck(1);
+  ASSERT_TRUE(ack.has_value()) << "no acknowledgement of checkpoint 1";
+  ASSERT_EQ(ack->operators_size(), 1);
+
+  const std::string restored = root_ + "/restored";
+  ASSERT_TRUE(RestoreKeyedState(*storage_, ack->operators(0).keyed(), {0, 127}, restored).ok());
+  OperatorCounters counters2;
+  LastRow last;
+  std::unique_ptr<AggregateOperator> again = OpenCount(counters2, last, restored, /*restored=*/true);
+  ASSERT_NE(again, nullptr);
+  for (int k = 0; k < 1000; k += 111) {
+    Push(*again, k, 1, 1000);
+    EXPECT_EQ(last.count, 6) << "key " << k << ": 5 at checkpoint 1, then this one";
+  }
 }
 
 }  // namespace

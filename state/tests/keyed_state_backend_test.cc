@@ -1,7 +1,11 @@
 #include "state/keyed_state_backend.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <filesystem>
 
+#include "common/cpu_set.h"
 #include "common/wait_for.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
@@ -243,6 +247,32 @@ TEST(KeyGroupsTest, HashSpreadsKeysOverKeyGroups) {
     EXPECT_GT(c, 50);
     EXPECT_LT(c, 160);
   }
+}
+
+// LowerCompactionPriority: compactions (RocksDB's LOW pool, threads
+// "rocksdb:low") run at nice kBackgroundNice from their next job on;
+// flushes (the HIGH pool, which a snapshot waits for) and the calling
+// thread keep their priority.
+TEST(KeyedStateBackendTest, CompactionsRunAtLowPriorityOnceLowered) {
+  const int base = getpriority(PRIO_PROCESS, 0);  // the test may run under `nice`
+  ASSERT_TRUE(LowerCompactionPriority().ok());
+  auto backend = KeyedStateBackend::Open({.path = TempDir("ksb-nice")});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto id = (*backend)->RegisterState("a");
+  ASSERT_TRUE(id.ok());
+  rocksdb::ColumnFamilyHandle* cf = (*backend)->column_family(*id);
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE((*backend)->Put(*id, i % 128, "k" + std::to_string(i), "v").ok());
+    ASSERT_TRUE((*backend)->db()->Flush(rocksdb::FlushOptions(), cf).ok());
+  }
+  // A manual compaction runs on a LOW thread while this one waits.
+  ASSERT_TRUE((*backend)->db()->CompactRange(rocksdb::CompactRangeOptions(), cf, nullptr, nullptr).ok());
+  const std::vector<int> low = NiceOfThreads(0, "rocksdb:low");
+  ASSERT_FALSE(low.empty()) << "no compaction thread";
+  EXPECT_TRUE(std::find(low.begin(), low.end(), kBackgroundNice) != low.end())
+      << "no compaction thread at nice " << kBackgroundNice;
+  for (int nice : NiceOfThreads(0, "rocksdb:high")) EXPECT_EQ(nice, base) << "a flush thread";
+  EXPECT_EQ(getpriority(PRIO_PROCESS, 0), base);
 }
 
 }  // namespace
