@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -47,7 +46,11 @@ void WriteBackCache::CaptureEntry(Capture& c, Entry& e, CacheDelta* into) {
       // Captured (by this snapshot, or a later one that finished it first),
       // unless the other thread is copying it right now.
       if (seen != (epoch | kClaimed)) return;
-      if (spins > 64) std::this_thread::yield();
+      // The other thread copies it now. After a few spins, sleep until it
+      // is done (not yield: a snapshot thread at a lower priority, preempted
+      // while it holds the entry, would not get the CPU back from a task
+      // that yields to it, and the task would spin for its time slice).
+      if (spins > 64) e.captured.wait(seen, std::memory_order_acquire);
       seen = e.captured.load(std::memory_order_acquire);
       continue;
     }
@@ -60,6 +63,7 @@ void WriteBackCache::CaptureEntry(Capture& c, Entry& e, CacheDelta* into) {
   // claims the entry first).
   if (e.dirty && e.dirty_epoch < epoch) AppendEntry(e, into);
   e.captured.store(epoch, std::memory_order_release);
+  e.captured.notify_all();  // a load when no thread waits
 }
 
 void WriteBackCache::AppendEntry(const Entry& e, CacheDelta* delta) {

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/cpu_set.h"
 #include "gtest/gtest.h"
 #include "state/keyed_state_backend.h"
 #include "state/tests/testing_state.h"
@@ -324,8 +325,12 @@ std::map<std::string, std::string> DeltaEntries(CacheDelta delta) {
 // the task thread changed meanwhile, and whenever the copy runs: before,
 // during or after the changes, or after the cache is gone.
 TEST(WriteBackCacheTest, ASnapshotCopiedLaterHasTheEntriesOfItsTime) {
-  enum class When { kAfterChanges, kDuringChanges, kAfterTheCacheIsGone };
-  for (When when : {When::kAfterChanges, When::kDuringChanges, When::kAfterTheCacheIsGone}) {
+  // kDuringChangesAtLowPriority: the copy runs at nice 19, as a
+  // TaskManager's snapshot thread may (`--background-priority`), so that it
+  // is often preempted holding an entry the task then waits for.
+  enum class When { kAfterChanges, kDuringChanges, kDuringChangesAtLowPriority, kAfterTheCacheIsGone };
+  for (When when : {When::kAfterChanges, When::kDuringChanges, When::kDuringChangesAtLowPriority,
+                    When::kAfterTheCacheIsGone}) {
     SCOPED_TRACE(static_cast<int>(when));
     TestingStateDir dir("wbc-later");
     auto backend = OpenWithCache(dir.path(), 8 << 20);
@@ -364,6 +369,15 @@ TEST(WriteBackCacheTest, ASnapshotCopiedLaterHasTheEntriesOfItsTime) {
         break;
       case When::kDuringChanges: {
         std::thread copy([&] { later[0](&delta); });
+        change();
+        copy.join();
+        break;
+      }
+      case When::kDuringChangesAtLowPriority: {
+        std::thread copy([&] {
+          EXPECT_TRUE(LowerThreadPriority().ok());
+          later[0](&delta);
+        });
         change();
         copy.join();
         break;
