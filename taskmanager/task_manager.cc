@@ -162,6 +162,7 @@ absl::Status TaskManager::Init() {
       if (absl::Status s = LowerThreadPriority(); !s.ok()) spdlog::warn("snapshot uploads: {}", s.ToString());
     });
     if (absl::Status s = LowerCompactionPriority(); !s.ok()) spdlog::warn("RocksDB compactions: {}", s.ToString());
+    spdlog::info("checkpoint uploads and RocksDB compactions at nice {} (--background-priority low)", kBackgroundNice);
   }
   spdlog::info("TaskManager {} listening on {} with {} slots", resource_id_, address_, options_.slots);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });

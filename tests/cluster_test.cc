@@ -250,6 +250,9 @@ TEST(ClusterTest, ATaskManagerUploadsSnapshotsAtLowPriorityUnlessToldNot) {
                       std::chrono::seconds(10)))
       << "the upload thread of the default TaskManager is not at nice 19";
   EXPECT_EQ(NiceOfThreads(low.pid(), "snapshot-copie"), std::vector<int>{base});
+  EXPECT_NE(low.Stderr().find("checkpoint uploads and RocksDB compactions at nice 19"), std::string::npos)
+      << low.Stderr();
+  EXPECT_EQ(normal.Stderr().find("at nice 19"), std::string::npos) << normal.Stderr();
   EXPECT_EQ(NiceOfThreads(normal.pid(), "snapshot-uploa"), std::vector<int>{base});
   EXPECT_EQ(NiceOfThreads(normal.pid(), "snapshot-copie"), std::vector<int>{base});
 
