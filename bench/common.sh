@@ -110,6 +110,55 @@ run_job() {
   sed -n '/^VERTEX/,$p' "$DIR/status.txt"
 }
 
+# The job spec of bench/workloads/$1.yaml with COUNT=$2, checkpoints every
+# $3 (none: no checkpoints), and, if $4 > 0, paced at $4 events/s with
+# latency markers every 10 ms. Written to $DIR; prints its path.
+make_spec() {
+  local w=$1 count=$2 interval=$3 rate=$4 out=$DIR/$1.yaml pace=""
+  # The generator and nexmark sources pace by `rate`; the patients source
+  # by `speed` (below).
+  if [ "$rate" -gt 0 ] && ! grep -q '^    speed: 0$' "bench/workloads/$w.yaml"; then pace="\n    rate: $rate"; fi
+  sed "s/^    count: COUNT$/    count: $count$pace/" "bench/workloads/$w.yaml" > "$out"
+  grep -q '^parallelism: 2$' "$out" || { echo "bench/workloads/$w.yaml: no top-level 'parallelism: 2' line" >&2; exit 2; }
+  if [ "$interval" != none ]; then
+    sed -i "s/^parallelism: 2$/parallelism: 2\ncheckpointing: {interval: $interval, mode: exactly_once}/" "$out"
+  fi
+  grep -q "^    count: $count$" "$out" || { echo "bench/workloads/$w.yaml: no source with 'count: COUNT'" >&2; exit 2; }
+  if [ "$rate" -gt 0 ]; then
+    sed -i "s/^parallelism: 2$/parallelism: 2\nlatency_markers: 10ms/" "$out"
+    if grep -q '^    speed: 0$' "$out"; then
+      # The patients source paces by simulated time: sets/s = patients * speed / interval.
+      local patients interval_s
+      patients=$(sed -n 's/^    patients: \([0-9]*\)$/\1/p' "$out")
+      interval_s=$(sed -n 's/^    interval: \([0-9]*\)m$/\1/p' "$out")
+      [ -n "$patients" ] && [ -n "$interval_s" ] || { echo "$w: cannot pace (patients, interval in minutes)" >&2; exit 2; }
+      sed -i "s/^    speed: 0$/    speed: $(awk -v r="$rate" -v p="$patients" -v i="$interval_s" 'BEGIN { printf "%.4f", r * i * 60 / p }')/" "$out"
+    fi
+  fi
+  echo "$out"
+}
+
+# p50 / p99 / p99.9 of the latency markers in `vstream status` output $1:
+# for each quantile the largest over the job's sinks.
+worst_latency() {
+  awk '/^LATENCY/ { on = 1; getline; next } on && NF == 6 {
+      for (i = 3; i <= 5; i++) if ($i + 0 > worst[i]) worst[i] = $i + 0; n += 1
+    } on && NF == 0 { on = 0 }
+    END { if (n) printf "%.2f / %.2f / %.2f", worst[3], worst[4], worst[5]; else printf "no markers" }' "$1"
+}
+
+# "N (MEDIAN ms, MEDIAN MiB)" of the completed checkpoints in checkpoint_log
+# output $1; "0" for none.
+checkpoint_summary() {
+  local n
+  n=$(awk '$2 == "COMPLETED"' "$1" | wc -l)
+  if [ "$n" -gt 0 ]; then
+    n+=" ($(awk '$2 == "COMPLETED" {print $4}' "$1" | median) ms,"
+    n+=" $(awk '$2 == "COMPLETED" {printf "%.2f\n", $5 / 1048576}' "$1" | median) MiB)"
+  fi
+  echo "$n"
+}
+
 # The revision and the command, printed first so that results can go into
 # docs/benchmarks.md as they are.
 bench_header() {  # COMMAND...
