@@ -33,6 +33,7 @@ after=$(cluster_cpu_ticks)
 grep -q '^State: FINISHED' "$DIR/status.txt" || { echo "$spec: the job did not finish" >&2; cat "$DIR/status.txt" >&2; exit 1; }
 checkpoint_log "$(cat "$DIR/submit.out")" > "$DIR/checkpoints"
 cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')
-echo "$w at $rate events/s, $secs s, checkpoints $interval: p50 / p99 / p99.9 ms $(worst_latency "$DIR/status.txt");" \
+echo "$w at $rate events/s, $secs s, checkpoints $interval:" \
+  "p50 / p99 / p99.9 ms $(worst_latency "$DIR/status.txt");" \
   "CPU $cpu s; checkpoints $(checkpoint_summary "$DIR/checkpoints")"
 if [ -n "${VERBOSE:-}" ]; then sed -n '/^LATENCY/,/^$/p' "$DIR/status.txt"; fi

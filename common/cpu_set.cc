@@ -112,7 +112,8 @@ std::vector<int> NiceOfThreads(int pid, std::string_view name_prefix) {
   std::vector<int> nices;
   std::error_code ec;
   const std::string dir = pid == 0 ? "/proc/self/task" : absl::StrCat("/proc/", pid, "/task");
-  for (const auto& task : std::filesystem::directory_iterator(dir, ec)) {
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::filesystem::directory_entry& task = *it;
     std::ifstream comm(task.path() / "comm");
     std::string name;
     if (!std::getline(comm, name) || !name.starts_with(name_prefix)) continue;

@@ -82,7 +82,9 @@ struct TaskCheckpoints::Upload {
   bool unaligned = false;
   std::string channel_state;  // serialized; empty: none
   std::string channel_state_path;
-  std::chrono::steady_clock::time_point async_start{};  // set when the async part starts
+  // Posted (the sync part's end): async_ms counts the waits for the copy
+  // and upload threads too.
+  std::chrono::steady_clock::time_point async_start{};
 };
 
 void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms, bool channel_state_pending) {
@@ -162,6 +164,7 @@ void TaskCheckpoints::DropWaiting() {
 }
 
 void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
+  upload->async_start = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> lock(in_flight_->mu);
     in_flight_->count++;
@@ -177,9 +180,6 @@ void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
       }
     } done{*in_flight};
     const int64_t checkpoint_id = upload->checkpoint_id;
-    if (upload->async_start == std::chrono::steady_clock::time_point{}) {
-      upload->async_start = std::chrono::steady_clock::now();
-    }
     auto decline = [&](const std::string& reason) { SendDecline(responder, job_id, task_id, checkpoint_id, reason); };
     proto::AcknowledgeCheckpointRequest ack;
     ack.set_job_id(job_id);
@@ -226,7 +226,6 @@ void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
     return;
   }
   copies_->Post([upload, uploads = uploads_, async_part = std::move(async_part)]() mutable {
-    upload->async_start = std::chrono::steady_clock::now();
     for (PendingOperator& p : upload->ops) p.local.CopyLater();
     uploads->Post(std::move(async_part));
   });

@@ -298,7 +298,7 @@ void BufferedMapState::Release(std::string_view key, const ValueRef& ref) {
 }
 
 bool BufferedMapState::ReleasePins() {
-  // Copies run in the order their snapshots were taken (one upload thread):
+  // Copies run in the order their snapshots were taken (one copy thread per TaskManager):
   // while the oldest runs, so may the others.
   while (!pins_.empty() && pins_.front()->released.load(std::memory_order_acquire)) pins_.pop_front();
   if (!pins_.empty()) return false;

@@ -118,7 +118,8 @@ constexpr int kMaxStates = 1 << 16;  // the state id takes 2 bytes in cache keys
 
 absl::Status LowerCompactionPriority() {
   static_assert(kBackgroundNice == 19, "RocksDB's CpuPriority::kLow is nice 19");
-  return FromRocksStatus(UnsyncedEnv()->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kLow),
+  rocksdb::Env* env = UnsyncedEnv();
+  return FromRocksStatus(env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kLow),
                          "lower the compaction threads' priority");
 }
 

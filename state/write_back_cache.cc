@@ -28,6 +28,10 @@ WriteBackCache::WriteBackCache(rocksdb::DB& db, const rocksdb::WriteOptions& wri
 }
 
 WriteBackCache::~WriteBackCache() {
+  for (const std::shared_ptr<Capture>& c : overtaken_) {
+    std::lock_guard<std::mutex> lock(c->mu);  // every entry is in copied_first already
+    c->detached = true;
+  }
   if (capture_ == nullptr) return;
   // The copy may run after the cache is gone: it then appends only
   // copied_first, which gets every entry it has not copied yet.
@@ -95,6 +99,10 @@ void WriteBackCache::FinishCapture() {
   if (c->done.load(std::memory_order_acquire)) return;
   // Snapshots overlap: the previous copy has not run (or not to the end).
   for (Entry* e : c->entries) CaptureEntry(*c, *e, &c->copied_first);
+  // Its copy may still run, and look at the entries (finding each
+  // captured): until it has, the destructor must detach it.
+  std::erase_if(overtaken_, [](const std::shared_ptr<Capture>& o) { return o->done.load(std::memory_order_acquire); });
+  overtaken_.push_back(std::move(c));
 }
 
 void WriteBackCache::Recharge(Entry& e) {

@@ -252,6 +252,10 @@ class WriteBackCache {
 
   // The snapshot whose copy may still run (see Snapshots); null when none.
   std::shared_ptr<Capture> capture_;
+  // Captures a later snapshot finished on the task thread (FinishCapture)
+  // whose copies may still run: they must not touch the entries once the
+  // cache is gone, so the destructor detaches them too.
+  std::vector<std::shared_ptr<Capture>> overtaken_;
 };
 
 }  // namespace vstream

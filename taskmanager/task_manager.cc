@@ -158,11 +158,15 @@ absl::Status TaskManager::Init() {
   snapshot_uploads_ = std::make_unique<Executor>("snapshot-uploads");
   snapshot_copies_ = std::make_unique<Executor>("snapshot-copies");
   if (options_.low_priority_background) {
-    snapshot_uploads_->Post([] {
+    snapshot_uploads_->Call([] {
       if (absl::Status s = LowerThreadPriority(); !s.ok()) spdlog::warn("snapshot uploads: {}", s.ToString());
     });
-    if (absl::Status s = LowerCompactionPriority(); !s.ok()) spdlog::warn("RocksDB compactions: {}", s.ToString());
-    spdlog::info("checkpoint uploads and RocksDB compactions at nice {} (--background-priority low)", kBackgroundNice);
+    if (absl::Status s = LowerCompactionPriority(); !s.ok()) {
+      spdlog::warn("RocksDB compactions: {}", s.ToString());
+    } else {
+      spdlog::info("checkpoint uploads and RocksDB compactions at nice {} (--background-priority low)",
+                   kBackgroundNice);
+    }
   }
   spdlog::info("TaskManager {} listening on {} with {} slots", resource_id_, address_, options_.slots);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });

@@ -70,14 +70,14 @@ int TaskManagerMain(int argc, char** argv) {
   if (!state_mb.ok() || *state_mb < 16) {
     return ExitWithError(self, absl::InvalidArgumentError("--state-memory-mb needs a whole number of at least 16"), 2);
   }
-  const std::string background = config->Get("background-priority");
-  if (!background.empty() && background != "low" && background != "normal") {
+  const std::string background = config->Has("background-priority") ? config->Get("background-priority") : "low";
+  if (background != "low" && background != "normal") {
     return ExitWithError(self,
                          absl::InvalidArgumentError(absl::StrCat("--background-priority: expected low or normal, got '",
                                                                  background, "'")),
                          2);
   }
-  options.low_priority_background = background != "normal";
+  options.low_priority_background = background == "low";
   options.rpc_port = *port;
   options.slots = *slots;
   options.state_memory_bytes = int64_t{*state_mb} << 20;

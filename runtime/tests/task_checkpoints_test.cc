@@ -179,10 +179,11 @@ TEST_F(TaskCheckpointsTest, SnapshotsKeyedStateUploadsItAndAcknowledges) {
 }
 
 // With a copy thread, the copies a snapshot left for later run there, and
-// only then the upload on the upload thread: held up (as a low-priority
-// thread is on a busy CPU), it holds up neither the copies nor the task,
-// and the checkpoint holds the state of its barrier, not the changes made
-// while its upload waited.
+// only then the upload on the upload thread: an upload held up (as a
+// low-priority thread is on a busy CPU) holds up neither the copy thread
+// (it answers a call while the upload waits) nor the task, and the
+// checkpoint holds the state of its barrier, not the changes made while
+// its upload waited.
 TEST_F(TaskCheckpointsTest, CopiesOnTheCopyThreadWhileTheUploadWaits) {
   OperatorCounters counters;
   NullOutput out;

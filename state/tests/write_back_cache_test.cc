@@ -320,14 +320,14 @@ std::map<std::string, std::string> DeltaEntries(CacheDelta delta) {
   return entries;
 }
 
-// A snapshot whose copy of the cache runs later (on the checkpoint's upload
+// A snapshot whose copy of the cache runs later (on the TaskManager's copy
 // thread) has every entry as it was when the snapshot was taken, whatever
 // the task thread changed meanwhile, and whenever the copy runs: before,
 // during or after the changes, or after the cache is gone.
 TEST(WriteBackCacheTest, ASnapshotCopiedLaterHasTheEntriesOfItsTime) {
-  // kDuringChangesAtLowPriority: the copy runs at nice 19, as a
-  // TaskManager's snapshot thread may (`--background-priority`), so that it
-  // is often preempted holding an entry the task then waits for.
+  // kDuringChangesAtLowPriority: the copy runs at nice 19, so that it is
+  // often preempted holding an entry the task then waits for (a TaskManager
+  // copies at the tasks' priority; this makes the waits common).
   enum class When { kAfterChanges, kDuringChanges, kDuringChangesAtLowPriority, kAfterTheCacheIsGone };
   for (When when : {When::kAfterChanges, When::kDuringChanges, When::kDuringChangesAtLowPriority,
                     When::kAfterTheCacheIsGone}) {
@@ -398,6 +398,35 @@ TEST(WriteBackCacheTest, ASnapshotCopiedLaterHasTheEntriesOfItsTime) {
     EXPECT_EQ(next.at(StateKey(2, "k0")), "<deleted>");
     EXPECT_EQ(next.at(StateKey(4, "new1")), "new");
   }
+}
+
+// Two snapshots before the first one's copy ran (the second finishes it on
+// the task thread), then the cache is gone (the task was cancelled): the
+// first copy, run last, has the entries of its time and touches no entry.
+TEST(WriteBackCacheTest, ASnapshotCopyOvertakenByTheNextAndRunAfterTheCacheIsGone) {
+  TestingStateDir dir("wbc-overtaken");
+  auto backend = OpenWithCache(dir.path(), 8 << 20);
+  ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
+  auto put = [&](const std::string& key, const std::string& value) {
+    backend->SetCurrentKey(3, key);
+    ASSERT_TRUE(v->Put("", value).ok());
+  };
+  for (int i = 0; i < 1000; ++i) put("k" + std::to_string(i), "first");
+  std::vector<KeyedStateBackend::LaterDelta> first;
+  CacheDelta first_delta = backend->DirtyCacheEntries(&first);
+  for (int i = 0; i < 1000; i += 2) put("k" + std::to_string(i), "second");
+  std::vector<KeyedStateBackend::LaterDelta> second;
+  CacheDelta second_delta = backend->DirtyCacheEntries(&second);
+  backend.reset();
+  ASSERT_EQ(first.size(), 1u);
+  first[0](&first_delta);
+  const std::map<std::string, std::string> entries = DeltaEntries(std::move(first_delta));
+  EXPECT_EQ(entries.size(), 1000u);
+  EXPECT_EQ(entries.at(StateKey(3, "k0")), "first");
+  EXPECT_EQ(entries.at(StateKey(3, "k1")), "first");
+  for (const auto& fn : second) fn(&second_delta);
+  const std::map<std::string, std::string> next = DeltaEntries(std::move(second_delta));
+  EXPECT_EQ(next.at(StateKey(3, "k0")), "second");
 }
 
 // A snapshot whose copy never runs (the checkpoint was declined) leaves the
