@@ -174,8 +174,12 @@ void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
     struct Done {
       InFlight& f;
       ~Done() {
-        std::lock_guard<std::mutex> lock(f.mu);
-        f.count--;
+        {
+          // Held for the decrement only: this thread may run at nice 19, and
+          // the task thread takes the lock to post.
+          std::lock_guard<std::mutex> lock(f.mu);
+          f.count--;
+        }
         f.cv.notify_all();
       }
     } done{*in_flight};

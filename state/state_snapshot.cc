@@ -142,7 +142,7 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
   uint64_t copied = 0;
   RemoveOnExit cleanup(local.dir);
   std::string cache_delta = local.FinishCacheDelta();
-  FileMap confirmed;
+  std::shared_ptr<const FileMap> confirmed;
   {
     std::lock_guard<std::mutex> lock(mu_);
     confirmed = confirmed_;
@@ -150,7 +150,7 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
   proto::KeyedStateHandle handle;
   handle.set_key_group_start(local.range.start);
   handle.set_key_group_end(local.range.end);
-  FileMap uploaded;
+  FileMap held;  // every SST of this snapshot, uploaded or referenced
   size_t reused = 0;
   std::error_code ec;
   std::vector<fs::path> files;
@@ -165,13 +165,14 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
     f->set_name(name);
     f->set_size(fs::file_size(file, ec));
     f->set_shared(true);
-    if (auto it = confirmed.find(name); it != confirmed.end() && it->second.size() == f->size()) {
+    if (auto it = confirmed->find(name); it != confirmed->end() && it->second.size() == f->size()) {
       f->set_path(it->second.path());
+      held[name] = *f;
       ++reused;
       continue;
     }
     f->set_path(absl::StrCat("shared/", instance_id_, "-", name));
-    uploaded[name] = *f;
+    held[name] = *f;
     if (absl::Status s = storage_->Upload(file.string(), f->path()); !s.ok()) return s;
     copied += f->size();
   }
@@ -193,7 +194,7 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
   }
   if (bytes_uploaded != nullptr) *bytes_uploaded = copied;
   std::lock_guard<std::mutex> lock(mu_);
-  pending_[local.checkpoint_id] = std::move(uploaded);
+  pending_[local.checkpoint_id] = std::move(held);
   last_reused_ = reused;
   last_uploaded_ = handle.files_size() - reused;
   return handle;
@@ -203,15 +204,22 @@ void IncrementalSnapshotter::OnCheckpointComplete(int64_t checkpoint_id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = pending_.find(checkpoint_id);
   if (it == pending_.end()) return;
-  confirmed_.merge(it->second);
+  confirmed_ = std::make_shared<const FileMap>(std::move(it->second));
   pending_.erase(pending_.begin(), std::next(it));
 }
 
 void IncrementalSnapshotter::AddRestored(const proto::KeyedStateHandle& handle) {
   std::lock_guard<std::mutex> lock(mu_);
+  auto files = std::make_shared<FileMap>(*confirmed_);
   for (const proto::StateFile& f : handle.files()) {
-    if (f.shared()) confirmed_[f.name()] = f;
+    if (f.shared()) (*files)[f.name()] = f;
   }
+  confirmed_ = std::move(files);
+}
+
+size_t IncrementalSnapshotter::confirmed_files() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return confirmed_->size();
 }
 
 size_t IncrementalSnapshotter::last_reused() const {

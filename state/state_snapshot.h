@@ -121,8 +121,10 @@ class IncrementalSnapshotter {
   absl::StatusOr<proto::KeyedStateHandle> Upload(LocalSnapshot& local, const std::string& private_dir,
                                                  uint64_t* bytes_uploaded = nullptr);
 
-  // Checkpoint `checkpoint_id` completed: the SSTs it uploaded may be
-  // referenced by later checkpoints. Earlier pending uploads are dropped.
+  // Checkpoint `checkpoint_id` completed: the SSTs it holds (uploaded or
+  // referenced) may be referenced by later checkpoints, and no others (an
+  // SST RocksDB deleted never comes back, so the set stays the size of the
+  // live one). Earlier pending uploads are dropped.
   void OnCheckpointComplete(int64_t checkpoint_id);
 
   // The backend was restored from `handle`: its SSTs are in storage.
@@ -132,15 +134,19 @@ class IncrementalSnapshotter {
   // checkpoint statistics).
   size_t last_reused() const;
   size_t last_uploaded() const;
+  // SST files later uploads may reference (for tests).
+  size_t confirmed_files() const;
 
  private:
   using FileMap = std::map<std::string, proto::StateFile>;  // by local name
 
   const std::shared_ptr<CheckpointStorage> storage_;
   const std::string instance_id_;
-  mutable std::mutex mu_;
-  FileMap confirmed_;                   // SSTs of completed checkpoints
-  std::map<int64_t, FileMap> pending_;  // SSTs of checkpoints not yet complete
+  mutable std::mutex mu_;  // held only to read or swap these (an upload may run at a low priority)
+  // The SSTs of the latest completed checkpoint (and of a restored one):
+  // replaced whole, never changed, so an upload reads it without the lock.
+  std::shared_ptr<const FileMap> confirmed_ = std::make_shared<const FileMap>();
+  std::map<int64_t, FileMap> pending_;  // the SSTs of each checkpoint not yet complete
   size_t last_reused_ = 0;
   size_t last_uploaded_ = 0;
 };

@@ -269,6 +269,35 @@ TEST_F(StateSnapshotTest, LaterCheckpointsReferenceSstFilesOfCompletedOnes) {
   EXPECT_EQ(v, "v1-20005");
 }
 
+// The files later uploads may reference are those of the latest completed
+// checkpoint: once a compaction has merged earlier files, they are gone
+// from it (the set does not grow with the job's uptime), and the next
+// checkpoint still references what it can.
+TEST_F(StateSnapshotTest, OnlyTheLatestCompletedCheckpointsFilesAreReferencedLater) {
+  StateId state;
+  auto backend = OpenBackend("db", true, &state);
+  IncrementalSnapshotter snap(storage_, "job-op-0-a");
+  for (int id = 1; id <= 3; ++id) {  // fewer files than start a compaction (4)
+    WriteKeys(*backend, state, id * 1000, 1000, "v1");
+    ASSERT_TRUE(Snapshot(*backend, snap, id).ok());
+    snap.OnCheckpointComplete(id);
+  }
+  EXPECT_EQ(snap.confirmed_files(), 3u) << "a file per flush";
+  ASSERT_TRUE(backend->db()->CompactRange(rocksdb::CompactRangeOptions(), backend->column_family(state), nullptr,
+                                          nullptr).ok());
+  auto compacted = Snapshot(*backend, snap, 4);
+  ASSERT_TRUE(compacted.ok()) << compacted.status();
+  EXPECT_EQ(snap.last_reused(), 0u) << "the compaction's output is new";
+  snap.OnCheckpointComplete(4);
+  size_t ssts = 0;
+  for (const auto& f : compacted->files()) ssts += f.shared() ? 1 : 0;
+  EXPECT_EQ(snap.confirmed_files(), ssts);
+  EXPECT_LT(snap.confirmed_files(), 3u);
+  WriteKeys(*backend, state, 9000, 10, "v1");
+  ASSERT_TRUE(Snapshot(*backend, snap, 5).ok());
+  EXPECT_EQ(snap.last_reused(), ssts) << "checkpoint 4's files are referenced by checkpoint 5";
+}
+
 TEST_F(StateSnapshotTest, FilesOfAnUncompletedCheckpointAreNotReferenced) {
   StateId state;
   auto backend = OpenBackend("db", true, &state);
