@@ -165,14 +165,14 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
     f->set_name(name);
     f->set_size(fs::file_size(file, ec));
     f->set_shared(true);
-    if (auto it = confirmed->find(name); it != confirmed->end() && it->second.size() == f->size()) {
-      f->set_path(it->second.path());
-      held[name] = *f;
+    auto it = confirmed->find(name);
+    const bool reuse = it != confirmed->end() && it->second.size() == f->size();
+    f->set_path(reuse ? it->second.path() : absl::StrCat("shared/", instance_id_, "-", name));
+    held[name] = *f;
+    if (reuse) {
       ++reused;
       continue;
     }
-    f->set_path(absl::StrCat("shared/", instance_id_, "-", name));
-    held[name] = *f;
     if (absl::Status s = storage_->Upload(file.string(), f->path()); !s.ok()) return s;
     copied += f->size();
   }
