@@ -1,5 +1,6 @@
 #include "state/keyed_state_backend.h"
 
+#include <algorithm>
 #include <map>
 
 #include <fstream>
@@ -421,7 +422,18 @@ absl::StatusOr<MapState*> KeyedStateBackend::GetMapState(const MapStateDescripto
   auto b = std::make_shared<StateBehavior>();
   b->kind = StateKind::kMap;
   b->ttl_ms = d.ttl_ms;
-  return Register<MapState>(d.name, std::move(b), /*write_back_cache=*/false);
+  if (d.filter_recent_keys && d.ttl_ms <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("map state '", d.name, "': a filter of recent keys needs a ttl"));
+  }
+  // Reopened from disk (restored): its entries were not written through the
+  // handle, so the filter starts from a scan of them.
+  const bool restored =
+      std::any_of(pending_.begin(), pending_.end(), [&](const auto& slot) { return slot->name == d.name; });
+  absl::StatusOr<MapState*> state = Register<MapState>(d.name, std::move(b), /*write_back_cache=*/false);
+  if (state.ok() && d.filter_recent_keys) {
+    RETURN_IF_ERROR((*state)->FilterRecentKeys(restored, d.recent_keys_filter_max_bytes));
+  }
+  return state;
 }
 
 absl::StatusOr<ReducingState*> KeyedStateBackend::GetReducingState(

@@ -21,16 +21,49 @@ void MapState::ComposeEntryKey(std::string_view ns, std::string_view user_key) {
   key_.append(user_key.data(), user_key.size());
 }
 
+absl::Status MapState::FilterRecentKeys(bool restored, size_t max_bytes) {
+  if (!behavior_->timed()) {
+    return absl::InvalidArgumentError(absl::StrCat("map state '", name_, "': a filter of recent keys needs a ttl"));
+  }
+  if (recent_keys_ != nullptr) return absl::OkStatus();
+  auto filter = std::make_unique<RecentKeysFilter>(name_, behavior_->ttl_ms, max_bytes);
+  if (restored) {
+    rocksdb::ReadOptions ro = ctx_.read_options;
+    ro.total_order_seek = true;  // every key (the prefix filter is per key)
+    std::unique_ptr<rocksdb::Iterator> it(ctx_.db->NewIterator(ro, cf_));
+    const int64_t now = NowIfTimed();
+    for (it->SeekToFirst(); it->Valid() && filter->on(); it->Next()) {
+      std::string_view value(it->value().data(), it->value().size());
+      int64_t write_ms = 0;
+      if (!SplitTimedValue(value, &write_ms, &value)) {
+        return absl::DataLossError(absl::StrCat("map state '", name_, "': value shorter than its TTL header"));
+      }
+      if (Expired(write_ms, now)) continue;
+      filter->Add(HashKeyBytes(std::string_view(it->key().data(), it->key().size())), write_ms);
+    }
+    if (!it->status().ok()) return FromRocksStatus(it->status(), absl::StrCat("scan map state '", name_, "'"));
+  }
+  recent_keys_ = std::move(filter);
+  return absl::OkStatus();
+}
+
 absl::Status MapState::Put(std::string_view ns, std::string_view user_key, std::string_view value) {
   ComposeEntryKey(ns, user_key);
-  return PutStored(StoredForm(value, NowIfTimed()));
+  const int64_t now = NowIfTimed();
+  if (recent_keys_ != nullptr) recent_keys_->Add(EntryHash(), now);
+  return PutStored(StoredForm(value, now));
 }
 
 absl::StatusOr<StateLookup> MapState::Get(std::string_view ns, std::string_view user_key,
                                           std::string* value) {
   ComposeEntryKey(ns, user_key);
+  const int64_t now = NowIfTimed();
+  if (recent_keys_ != nullptr && !recent_keys_->MayContain(EntryHash(), now)) {
+    ++filtered_reads_;
+    return StateLookup::kAbsent;
+  }
   std::string_view payload;
-  absl::StatusOr<StateLookup> r = ReadPayload(NowIfTimed(), &payload);
+  absl::StatusOr<StateLookup> r = ReadPayload(now, &payload);
   if (r.ok() && *r == StateLookup::kFound) value->assign(payload.data(), payload.size());
   return r;
 }

@@ -3,7 +3,8 @@
 // Flink's MapState. Each map entry is its own RocksDB entry,
 // [key group][key][namespace][user key], so entries are read and written one
 // by one and the entries of one key and namespace are one prefix scan. With a
-// TTL, entries expire one by one.
+// TTL, entries expire one by one; a filter of the recent keys may then answer
+// reads of entries never written without RocksDB (filter_recent_keys).
 //
 // Thread-compatible: used by the backend's task thread only.
 
@@ -13,7 +14,9 @@
 #include <string_view>
 
 #include "absl/functional/function_ref.h"
+#include "state/key_groups.h"
 #include "state/keyed_state.h"
+#include "state/recent_keys_filter.h"
 
 namespace rocksdb {
 class Iterator;
@@ -49,6 +52,11 @@ class MapState final : public KeyedState {
   // memtables and files it holds on to. The backend calls it at every
   // snapshot, once a second (the task's ticks) and on close.
   void ReleaseScan();
+  // The filter of recent keys (MapStateDescriptor::filter_recent_keys); null
+  // when off. For tests and diagnostics.
+  const RecentKeysFilter* recent_keys() const { return recent_keys_.get(); }
+  // Reads the filter answered (absent) without RocksDB.
+  int64_t filtered_reads() const { return filtered_reads_; }
 
   ~MapState() override;
 
@@ -57,6 +65,13 @@ class MapState final : public KeyedState {
   using KeyedState::KeyedState;
 
   void ComposeEntryKey(std::string_view ns, std::string_view user_key);
+  // Turns the filter of recent keys on; a restored state first adds every
+  // live entry on disk to it (one scan of the column family).
+  absl::Status FilterRecentKeys(bool restored, size_t max_bytes);
+  uint64_t EntryHash() const {
+    const rocksdb::Slice k = rocks_key();
+    return HashKeyBytes(std::string_view(k.data(), k.size()));
+  }
   // Scans the entries of the current key in `ns`; `fn` returns false to stop.
   absl::Status Scan(std::string_view ns,
                     const std::function<bool(std::string_view user_key, std::string_view value)>& fn);
@@ -71,6 +86,8 @@ class MapState final : public KeyedState {
   // for each record).
   std::unique_ptr<rocksdb::Iterator> scan_;
   bool scanning_ = false;  // scan_ is in use (a scan's fn is running)
+  std::unique_ptr<RecentKeysFilter> recent_keys_;
+  int64_t filtered_reads_ = 0;
 };
 
 }  // namespace vstream

@@ -67,6 +67,15 @@ struct MapStateDescriptor {
   std::string name;
   // Time to live of each map entry in milliseconds. Default 0 (none).
   int64_t ttl_ms = 0;
+  // For a map whose reads are mostly of entries never written (dedup's
+  // "seen"): an in-memory filter of the entries written within the ttl
+  // (state/recent_keys_filter.h) answers most such reads without RocksDB.
+  // Requires ttl_ms > 0. About 1.3 bytes per entry written within one ttl,
+  // outside the state memory budget; over recent_keys_filter_max_bytes the
+  // filter turns off (a warning in the log). A restore adds every restored
+  // entry to it. Default false.
+  bool filter_recent_keys = false;
+  size_t recent_keys_filter_max_bytes = size_t{64} << 20;
 };
 
 struct ReducingStateDescriptor {

@@ -10,9 +10,11 @@
 // downstream); the dedup key is `key` (default: the key_by fields). State
 // per key_by key: a map from dedup key to nothing, each entry with a time to
 // live of `ttl` from its write, on the TaskManager's state clock (processing
-// time), so memory is bounded by the keys of one ttl. The first record of a
-// dedup key wins; a repeat does not extend the window. Output: the input's
-// schema and event time.
+// time), so memory is bounded by the keys of one ttl; an in-memory filter of
+// the keys written within the ttl (MapStateDescriptor::filter_recent_keys,
+// about 1.3 bytes a key) spares most new keys a RocksDB read. The first
+// record of a dedup key wins; a repeat does not extend the window. Output:
+// the input's schema and event time.
 //
 // Parameters: ttl (duration, required); key (field names, comma-separated;
 // optional).

@@ -6,6 +6,7 @@
 
 #include "gtest/gtest.h"
 #include "state/keyed_state_backend.h"
+#include "state/recent_keys_filter.h"
 #include "state/tests/testing_state.h"
 
 namespace vstream {
@@ -145,6 +146,119 @@ TEST_F(StateTtlTest, AggregateRestartsAfterExpiryOnEveryPath) {
   for (AggregatingState* s : {rmw, merge, cached}) {
     EXPECT_TRUE(RawGet(*backend_, s->id(), StateKey(4, "k")).empty()) << s->name();
   }
+}
+
+// A map with a filter of recent keys: reads of entries never written are
+// answered without RocksDB (all but the filter's ~1% false positives), reads
+// of written ones find them, and expiry drops the filter's memory with the
+// entries.
+TEST_F(StateTtlTest, AFilterOfRecentKeysAnswersNewKeysAndForgetsExpiredOnes) {
+  MapState* m = *backend_->GetMapState({.name = "seen", .ttl_ms = 1000, .filter_recent_keys = true});
+  ASSERT_NE(m->recent_keys(), nullptr);
+  constexpr int kKeys = 2000;
+  auto key = [](int i) { return "patient-" + std::to_string(i % 50); };
+  for (int i = 0; i < kKeys; ++i) {
+    backend_->SetCurrentKey(i % 128, key(i));
+    ASSERT_TRUE(m->Put("", "msg-" + std::to_string(i), "").ok());
+  }
+  std::string got;
+  for (int i = 0; i < kKeys; ++i) {
+    backend_->SetCurrentKey(i % 128, key(i));
+    ASSERT_EQ(*m->Get("", "msg-" + std::to_string(i), &got), StateLookup::kFound) << i;
+  }
+  EXPECT_EQ(m->filtered_reads(), 0);
+  for (int i = 0; i < kKeys; ++i) {
+    backend_->SetCurrentKey(i % 128, key(i));
+    ASSERT_EQ(*m->Get("", "other-" + std::to_string(i), &got), StateLookup::kAbsent) << i;
+  }
+  EXPECT_GE(m->filtered_reads(), kKeys * 95 / 100);
+  EXPECT_GT(m->recent_keys()->bytes(), 0u);
+
+  clock_.Advance(1000);  // every entry expired
+  backend_->SetCurrentKey(0, key(0));
+  EXPECT_EQ(*m->Get("", "msg-0", &got), StateLookup::kAbsent);
+  clock_.Advance(1000);  // and every bucket of the filter with them
+  EXPECT_EQ(*m->Get("", "msg-0", &got), StateLookup::kAbsent);
+  EXPECT_EQ(m->recent_keys()->parts(), 0u);
+  EXPECT_EQ(m->recent_keys()->bytes(), 0u);
+  ASSERT_TRUE(m->Put("", "msg-0", "again").ok());
+  ASSERT_EQ(*m->Get("", "msg-0", &got), StateLookup::kFound);
+  EXPECT_EQ(got, "again");
+}
+
+// Reopened from disk (as after a restore), the filter starts with every live
+// entry there: none of them reads as absent, the expired ones do, and new
+// keys are filtered.
+TEST(StateTtlFilterTest, AReopenedMapsFilterHoldsItsLiveEntries) {
+  TestingStateDir dir("state-ttl-filter");
+  ManualStateClock clock(1'000'000);
+  const MapStateDescriptor seen{.name = "seen", .ttl_ms = 1000, .filter_recent_keys = true};
+  {
+    auto backend = KeyedStateBackend::Open({.path = dir.path(), .clock = &clock});
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    MapState* m = *(*backend)->GetMapState(seen);
+    for (int i = 0; i < 300; ++i) {
+      if (i == 100) clock.Advance(600);
+      (*backend)->SetCurrentKey(i % 7, "p");
+      ASSERT_TRUE(m->Put("", "msg-" + std::to_string(i), "").ok());
+    }
+  }
+  clock.Advance(500);  // the first 100 expired, the rest 500 ms old
+  auto backend = KeyedStateBackend::Open({.path = dir.path(), .wipe_on_open = false, .clock = &clock});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  MapState* m = *(*backend)->GetMapState(seen);
+  ASSERT_NE(m->recent_keys(), nullptr);
+  std::string got;
+  for (int i = 0; i < 300; ++i) {
+    (*backend)->SetCurrentKey(i % 7, "p");
+    EXPECT_EQ(*m->Get("", "msg-" + std::to_string(i), &got), i < 100 ? StateLookup::kAbsent : StateLookup::kFound)
+        << i;
+  }
+  const int64_t before = m->filtered_reads();
+  for (int i = 0; i < 300; ++i) {
+    (*backend)->SetCurrentKey(i % 7, "p");
+    EXPECT_EQ(*m->Get("", "new-" + std::to_string(i), &got), StateLookup::kAbsent);
+  }
+  EXPECT_GE(m->filtered_reads() - before, 280);
+}
+
+// Over its memory limit the filter turns off: every read goes to RocksDB,
+// and finds what was written. Without a ttl there is no filter.
+TEST_F(StateTtlTest, AFilterOverItsLimitTurnsOffAndReadsStillFindEverything) {
+  MapState* m = *backend_->GetMapState(
+      {.name = "seen", .ttl_ms = 1000, .filter_recent_keys = true, .recent_keys_filter_max_bytes = 1024});
+  backend_->SetCurrentKey(1, "p");
+  ASSERT_TRUE(m->Put("", "a", "1").ok());
+  EXPECT_FALSE(m->recent_keys()->on());
+  EXPECT_EQ(m->recent_keys()->bytes(), 0u);
+  std::string got;
+  ASSERT_EQ(*m->Get("", "a", &got), StateLookup::kFound);
+  EXPECT_EQ(*m->Get("", "b", &got), StateLookup::kAbsent);
+  EXPECT_EQ(m->filtered_reads(), 0);
+
+  auto untimed = backend_->GetMapState({.name = "forever", .filter_recent_keys = true});
+  ASSERT_FALSE(untimed.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(untimed.status())) << untimed.status();
+  EXPECT_NE(untimed.status().message().find("needs a ttl"), std::string::npos) << untimed.status();
+}
+
+// The filter alone: no key added is ever missed, also past a full filter
+// (a bucket's next is twice the size), and about 1% of keys never added
+// pass.
+TEST(RecentKeysFilterTest, NoAddedKeyIsMissedAndFewOthersPass) {
+  RecentKeysFilter filter("test", 1000, size_t{64} << 20);
+  const size_t n = 3 * RecentKeysFilter::kMinKeys;
+  for (size_t i = 0; i < n; ++i) filter.Add(HashKeyBytes("k" + std::to_string(i)), 10);
+  EXPECT_EQ(filter.parts(), 2u);
+  for (size_t i = 0; i < n; ++i) ASSERT_TRUE(filter.MayContain(HashKeyBytes("k" + std::to_string(i)), 20)) << i;
+  size_t passed = 0;
+  for (size_t i = 0; i < 100000; ++i) passed += filter.MayContain(HashKeyBytes("x" + std::to_string(i)), 20);
+  EXPECT_LT(passed, 3000u);
+  // Buckets are ttl/4 wide: a key written at 10 (expired at 1010) is kept
+  // until its bucket's last write time, 249, has expired.
+  EXPECT_TRUE(filter.MayContain(HashKeyBytes("k0"), 1248));
+  EXPECT_FALSE(filter.MayContain(HashKeyBytes("k0"), 1249));
+  EXPECT_EQ(filter.bytes(), 0u);
 }
 
 }  // namespace
