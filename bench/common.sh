@@ -25,6 +25,11 @@ await_address() {  # file, what
   echo "$2 did not start" >&2; return 1
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time the hypervisor gave other guests while this one's vCPUs wanted it
+# (steal, /proc/stat), all CPUs, in ticks: a run with seconds of it ran on a
+# slower machine than its neighbours (docs/benchmarks.md, "Machine").
+steal_ticks() { awk '$1 == "cpu" { print $9 + 0 }' /proc/stat; }
+stolen_s() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'; }  # TICKS
 tms_cpu_ticks() {
   local t=0 p
   for p in "${TMS[@]}"; do t=$((t + $(cpu_ticks "$p"))); done

@@ -4,8 +4,9 @@
 # latency markers every 10 ms, checkpoints every CHECKPOINTS), on a fresh
 # JobManager and 2 TaskManagers (2 slots each, on a CPU each as bench/run
 # starts them), for SECS seconds of events. Prints one line: the worst
-# sink's p50 / p99 / p99.9, the cluster's CPU seconds and the checkpoints;
-# VERBOSE=1 adds each sink's. For A/B comparisons: run the two sides in
+# sink's p50 / p99 / p99.9, the cluster's CPU seconds, the checkpoints and
+# the CPU seconds the hypervisor stole meanwhile (steal_ticks); VERBOSE=1
+# adds each sink's. For A/B comparisons: run the two sides in
 # turn, several times (docs/benchmarks.md).
 #
 #   bench/latency.sh WORKLOAD RATE [SECS (20)] [CHECKPOINTS (1s, or none)]
@@ -28,12 +29,14 @@ spec=$(make_spec "$w" $((rate * secs)) "$interval" "$rate")
 # shellcheck disable=SC2086  # TASKMANAGER_FLAGS is a list of flags
 start_cluster 2 2 ${TASKMANAGER_FLAGS:-}
 before=$(cluster_cpu_ticks)
+steal_before=$(steal_ticks)
 $BIN/vstream submit "$spec" --wait --jobmanager "$JM" > "$DIR/submit.out" 2> "$DIR/status.txt" || true
 after=$(cluster_cpu_ticks)
+stolen=$(stolen_s $(($(steal_ticks) - steal_before)))
 grep -q '^State: FINISHED' "$DIR/status.txt" || { echo "$spec: the job did not finish" >&2; cat "$DIR/status.txt" >&2; exit 1; }
 checkpoint_log "$(cat "$DIR/submit.out")" > "$DIR/checkpoints"
 cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')
 echo "$w at $rate events/s, $secs s, checkpoints $interval:" \
   "p50 / p99 / p99.9 ms $(worst_latency "$DIR/status.txt");" \
-  "CPU $cpu s; checkpoints $(checkpoint_summary "$DIR/checkpoints")"
+  "CPU $cpu s; checkpoints $(checkpoint_summary "$DIR/checkpoints"); stolen $stolen s"
 if [ -n "${VERBOSE:-}" ]; then sed -n '/^LATENCY/,/^$/p' "$DIR/status.txt"; fi
