@@ -320,6 +320,9 @@ KeyedStateBackend::~KeyedStateBackend() {
   ctx_.cache = nullptr;
   cache_.reset();
   if (db_ == nullptr) return;
+  if (absl::Status s = WriteHeldPuts(); !s.ok()) {
+    spdlog::warn("state backend {}: writing held puts on close failed: {}", options_.path, s.ToString());
+  }
   ReleaseScans();  // no iterator may outlive the DB
   for (auto* slots : {&states_, &pending_}) {
     for (auto& slot : *slots) {
@@ -491,12 +494,22 @@ void KeyedStateBackend::ReleaseScans() {
   }
 }
 
+absl::Status KeyedStateBackend::WriteHeldPuts() {
+  for (const auto& slot : states_) {
+    if (slot->handle != nullptr && slot->handle->kind() == StateKind::kMap) {
+      RETURN_IF_ERROR(static_cast<MapState*>(slot->handle.get())->WriteHeldPuts());
+    }
+  }
+  return absl::OkStatus();
+}
+
 void KeyedStateBackend::AddSnapshotDelta(const std::shared_ptr<const SnapshotDeltaFn>& fn) {
   std::erase_if(snapshot_deltas_, [](const auto& weak) { return weak.expired(); });
   snapshot_deltas_.push_back(fn);
 }
 
 absl::Status KeyedStateBackend::Flush() {
+  RETURN_IF_ERROR(WriteHeldPuts());
   return cache_ != nullptr ? cache_->Flush() : absl::OkStatus();
 }
 
@@ -552,6 +565,7 @@ absl::StatusOr<bool> KeyedStateBackend::FlushMemtablesInBackground(uint64_t min_
   // 1.3 MiB once a few KB are written.) Not one whose previous memtable is
   // still being flushed (a settling round's): a second would stop writes
   // until the first is done.
+  RETURN_IF_ERROR(WriteHeldPuts());
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
   for (const auto& state : states_) {
     uint64_t entries = 0, immutable = 0;

@@ -170,8 +170,8 @@ class KeyedStateBackend {
   // may not start with kTimerStatePrefix (InvalidArgument).
   absl::StatusOr<ValueState*> GetTimerState(const std::string& queue_name);
 
-  // Writes every dirty entry of the write-back cache to RocksDB, in
-  // WriteBatches.
+  // Writes every dirty entry of the write-back cache, and the map states'
+  // held Puts, to RocksDB, in WriteBatches.
   absl::Status Flush();
   // Starts a flush of the memtables of the column families whose active
   // memtable holds at least `min_entries` (puts, deletes and merges) and no
@@ -187,6 +187,10 @@ class KeyedStateBackend {
   // (MapState::ReleaseScan): at every snapshot (DirtyCacheEntries), on
   // close, and when the task's ticks ask (once a second).
   void ReleaseScans();
+  // Writes the Puts map states hold back (MapState::WriteHeldPuts) to
+  // RocksDB. Before a snapshot (TakeLocalSnapshot), in Flush, ForEachKey,
+  // FlushMemtablesInBackground and CompactState, and on close.
+  absl::Status WriteHeldPuts();
   // What a snapshot keeps beside the RocksDB checkpoint instead of writing
   // it into RocksDB first (state/cache_delta.h): the dirty entries of the
   // write-back cache (they stay dirty) and what every registered

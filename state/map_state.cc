@@ -4,6 +4,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/write_batch.h"
@@ -47,11 +48,21 @@ absl::Status MapState::FilterRecentKeys(bool restored, size_t max_bytes) {
   return absl::OkStatus();
 }
 
+absl::Status MapState::WriteHeldPuts() {
+  if (held_.Count() == 0) return absl::OkStatus();
+  const rocksdb::Status s = ctx_.db->Write(ctx_.write_options, &held_);
+  held_.Clear();
+  return FromRocksStatus(s, absl::StrCat("write state '", name_, "'"));
+}
+
 absl::Status MapState::Put(std::string_view ns, std::string_view user_key, std::string_view value) {
   ComposeEntryKey(ns, user_key);
   const int64_t now = NowIfTimed();
-  if (recent_keys_ != nullptr) recent_keys_->Add(EntryHash(), now);
-  return PutStored(StoredForm(value, now));
+  if (recent_keys_ == nullptr) return PutStored(StoredForm(value, now));
+  recent_keys_->Add(EntryHash(), now);
+  const rocksdb::Status s = held_.Put(cf_, rocks_key(), StoredForm(value, now));
+  if (!s.ok()) return FromRocksStatus(s, absl::StrCat("write state '", name_, "'"));
+  return held_.Count() >= kMaxHeldPuts ? WriteHeldPuts() : absl::OkStatus();
 }
 
 absl::StatusOr<StateLookup> MapState::Get(std::string_view ns, std::string_view user_key,
@@ -62,6 +73,7 @@ absl::StatusOr<StateLookup> MapState::Get(std::string_view ns, std::string_view 
     ++filtered_reads_;
     return StateLookup::kAbsent;
   }
+  RETURN_IF_ERROR(WriteHeldPuts());
   std::string_view payload;
   absl::StatusOr<StateLookup> r = ReadPayload(now, &payload);
   if (r.ok() && *r == StateLookup::kFound) value->assign(payload.data(), payload.size());
@@ -69,6 +81,7 @@ absl::StatusOr<StateLookup> MapState::Get(std::string_view ns, std::string_view 
 }
 
 absl::Status MapState::Remove(std::string_view ns, std::string_view user_key) {
+  RETURN_IF_ERROR(WriteHeldPuts());  // a held Put of the entry goes first
   ComposeEntryKey(ns, user_key);
   return DeleteStored();
 }
@@ -81,6 +94,7 @@ absl::Status MapState::Scan(std::string_view ns,
 absl::Status MapState::ForEachInRange(
     std::string_view ns, std::string_view from, std::string_view to,
     absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn) {
+  RETURN_IF_ERROR(WriteHeldPuts());
   ComposeKey(ns);
   const size_t prefix_size = key_.size() - 2;  // rocks_key() leaves out the state id
   // fn may use this MapState (a process function's ForEach may Get, or
@@ -164,6 +178,7 @@ absl::StatusOr<bool> MapState::IsEmpty(std::string_view ns) {
 }
 
 absl::Status MapState::Clear(std::string_view ns) {
+  RETURN_IF_ERROR(WriteHeldPuts());
   rocksdb::WriteBatch batch;
   // Expired entries go too: Scan skips them, so delete by raw range instead.
   ComposeKey(ns);

@@ -65,6 +65,7 @@ void RecentKeysFilter::Add(uint64_t hash, int64_t write_ms) {
     break;
   }
   if (part == nullptr) {
+    DropExpired(write_ms);  // the clock has been at write_ms: a map only written to frees memory too
     // A bucket's first filter holds as many keys as the last made; another
     // for a full one twice as many.
     const size_t capacity = full_capacity > 0 ? 2 * full_capacity : std::max(kMinKeys, last_capacity_);

@@ -114,6 +114,7 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
   // The write-back cache is not pushed through RocksDB: its dirty entries
   // go to CACHE-DELTA beside the checkpoint (state/cache_delta.h).
   LocalSnapshot local;
+  RETURN_IF_ERROR(backend.WriteHeldPuts());  // into the memtables the checkpoint flushes
   local.cache_delta = backend.DirtyCacheEntries(&local.cache_delta_later);
   RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir, &local.made_dir, &local.files_in_memory));
   local.checkpoint_id = checkpoint_id;

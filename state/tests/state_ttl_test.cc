@@ -7,6 +7,8 @@
 #include "gtest/gtest.h"
 #include "state/keyed_state_backend.h"
 #include "state/recent_keys_filter.h"
+#include "state/checkpoint_storage.h"
+#include "state/state_snapshot.h"
 #include "state/tests/testing_state.h"
 
 namespace vstream {
@@ -146,6 +148,58 @@ TEST_F(StateTtlTest, AggregateRestartsAfterExpiryOnEveryPath) {
   for (AggregatingState* s : {rmw, merge, cached}) {
     EXPECT_TRUE(RawGet(*backend_, s->id(), StateKey(4, "k")).empty()) << s->name();
   }
+}
+
+// With the filter, Puts are held and written in batches: before a Get the
+// filter lets through, a Remove, a scan and a snapshot, and once
+// kMaxHeldPuts gathered.
+TEST_F(StateTtlTest, HeldPutsReachRocksDbBeforeReadsRemovesScansAndSnapshots) {
+  MapState* m = *backend_->GetMapState({.name = "seen", .ttl_ms = 1000, .filter_recent_keys = true});
+  backend_->SetCurrentKey(1, "p");
+  ASSERT_TRUE(m->Put("", "a", "1").ok());
+  ASSERT_TRUE(m->Put("", "b", "2").ok());
+  EXPECT_TRUE(RawGet(*backend_, m->id(), StateKey(1, "p", "", "a")).empty()) << "held";
+  std::vector<std::string> keys;
+  ASSERT_TRUE(m->ForEach("", [&](std::string_view k, std::string_view) { keys.emplace_back(k); }).ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "b"}));
+  ASSERT_TRUE(m->Put("", "c", "3").ok());
+  ASSERT_TRUE(m->Remove("", "c").ok());  // after its Put, not before
+  std::string got;
+  EXPECT_EQ(*m->Get("", "c", &got), StateLookup::kAbsent);
+  ASSERT_TRUE(m->Put("", "d", "4").ok());
+  ASSERT_TRUE(m->Put("", "d", "5").ok());
+  EXPECT_TRUE(RawGet(*backend_, m->id(), StateKey(1, "p", "", "d")).empty()) << "held";
+
+  TestingStateDir root("state-ttl-held-snapshot");
+  auto storage = CheckpointStorage::Open("file://" + root.sub("storage"));
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  std::shared_ptr<CheckpointStorage> shared = std::move(*storage);
+  IncrementalSnapshotter snap(shared, "held");
+  auto local = TakeLocalSnapshot(*backend_, 1, root.sub("local-1"), {0, 127});
+  ASSERT_TRUE(local.ok()) << local.status();
+  auto handle = snap.Upload(*local, "chk-1/op-0");
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  ASSERT_TRUE(RestoreKeyedState(*shared, *handle, {0, 127}, root.sub("restored")).ok());
+  {
+    auto restored = KeyedStateBackend::Open({.path = root.sub("restored"), .wipe_on_open = false, .clock = &clock_});
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    MapState* r = *(*restored)->GetMapState({.name = "seen", .ttl_ms = 1000, .filter_recent_keys = true});
+    (*restored)->SetCurrentKey(1, "p");
+    keys.clear();
+    std::vector<std::string> values;
+    ASSERT_TRUE(r->ForEach("", [&](std::string_view k, std::string_view v) {
+      keys.emplace_back(k);
+      values.emplace_back(v);
+    }).ok());
+    EXPECT_EQ(keys, (std::vector<std::string>{"a", "b", "d"}));
+    EXPECT_EQ(values, (std::vector<std::string>{"1", "2", "5"}));
+  }
+
+  backend_->SetCurrentKey(2, "q");
+  for (uint32_t i = 0; i < MapState::kMaxHeldPuts; ++i) {
+    ASSERT_TRUE(m->Put("", "k" + std::to_string(i), "").ok());
+  }
+  EXPECT_FALSE(RawGet(*backend_, m->id(), StateKey(2, "q", "", "k0")).empty()) << "a full batch is written";
 }
 
 // A map with a filter of recent keys: reads of entries never written are
