@@ -428,10 +428,10 @@ absl::StatusOr<MapState*> KeyedStateBackend::GetMapState(const MapStateDescripto
   if (d.filter_recent_keys && d.ttl_ms <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("map state '", d.name, "': a filter of recent keys needs a ttl"));
   }
-  // Reopened from disk (restored): its entries were not written through the
-  // handle, so the filter starts from a scan of them.
-  const bool restored =
-      std::any_of(pending_.begin(), pending_.end(), [&](const auto& slot) { return slot->name == d.name; });
+  // Reopened from disk (restored), or registered before without the filter:
+  // its entries were not all written through a filter, so it starts from a
+  // scan of them.
+  const bool restored = HasState(d.name);
   absl::StatusOr<MapState*> state = Register<MapState>(d.name, std::move(b), /*write_back_cache=*/false);
   if (state.ok() && d.filter_recent_keys) {
     RETURN_IF_ERROR((*state)->FilterRecentKeys(restored, d.recent_keys_filter_max_bytes));

@@ -40,7 +40,7 @@ absl::Status MapState::FilterRecentKeys(bool restored, size_t max_bytes) {
         return absl::DataLossError(absl::StrCat("map state '", name_, "': value shorter than its TTL header"));
       }
       if (Expired(write_ms, now)) continue;
-      filter->Add(HashKeyBytes(std::string_view(it->key().data(), it->key().size())), write_ms);
+      filter->Add(HashKeyBytes(std::string_view(it->key().data(), it->key().size())), write_ms, now);
     }
     if (!it->status().ok()) return FromRocksStatus(it->status(), absl::StrCat("scan map state '", name_, "'"));
   }
@@ -51,15 +51,19 @@ absl::Status MapState::FilterRecentKeys(bool restored, size_t max_bytes) {
 absl::Status MapState::WriteHeldPuts() {
   if (held_.Count() == 0) return absl::OkStatus();
   const rocksdb::Status s = ctx_.db->Write(ctx_.write_options, &held_);
+  // Kept on a failure: Puts that returned OK are not lost, a later call
+  // writes them again (all Puts: again is harmless), and a snapshot fails
+  // until one does.
+  if (!s.ok()) return FromRocksStatus(s, absl::StrCat("write state '", name_, "'"));
   held_.Clear();
-  return FromRocksStatus(s, absl::StrCat("write state '", name_, "'"));
+  return absl::OkStatus();
 }
 
 absl::Status MapState::Put(std::string_view ns, std::string_view user_key, std::string_view value) {
   ComposeEntryKey(ns, user_key);
   const int64_t now = NowIfTimed();
   if (recent_keys_ == nullptr) return PutStored(StoredForm(value, now));
-  recent_keys_->Add(EntryHash(), now);
+  recent_keys_->Add(EntryHash(), now, now);
   const rocksdb::Status s = held_.Put(cf_, rocks_key(), StoredForm(value, now));
   if (!s.ok()) return FromRocksStatus(s, absl::StrCat("write state '", name_, "'"));
   return held_.Count() >= kMaxHeldPuts ? WriteHeldPuts() : absl::OkStatus();

@@ -52,7 +52,7 @@ bool RecentKeysFilter::Test(const Part& p, uint64_t hash) {
   return true;
 }
 
-void RecentKeysFilter::Add(uint64_t hash, int64_t write_ms) {
+void RecentKeysFilter::Add(uint64_t hash, int64_t write_ms, int64_t now_ms) {
   if (!on_) return;
   const int64_t bucket = Bucket(write_ms);
   // The bucket's newest filter (the last made), if it has room.
@@ -65,7 +65,7 @@ void RecentKeysFilter::Add(uint64_t hash, int64_t write_ms) {
     break;
   }
   if (part == nullptr) {
-    DropExpired(write_ms);  // the clock has been at write_ms: a map only written to frees memory too
+    DropExpired(now_ms);  // a map only written to frees memory too
     // A bucket's first filter holds as many keys as the last made; another
     // for a full one twice as many.
     const size_t capacity = full_capacity > 0 ? 2 * full_capacity : std::max(kMinKeys, last_capacity_);

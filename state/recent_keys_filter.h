@@ -16,7 +16,10 @@
 //
 // A false "may contain" costs the caller a read; a wrong "absent" would lose
 // data: Add every key written, with its write time, before MayContain may be
-// asked about it (a restored state: every entry on disk first).
+// asked about it (a restored state: every entry on disk first). A clock that
+// steps back by more than a bucket may find a bucket dropped whose entries
+// RocksDB still returns (until a compaction drops them): as reads of entries
+// expired before the step, which compactions drop either way.
 //
 // Thread-compatible: used by the state's task thread.
 
@@ -33,8 +36,11 @@ class RecentKeysFilter {
   // ttl_ms > 0: the state's time to live. name: the state's, for the log.
   RecentKeysFilter(std::string name, int64_t ttl_ms, size_t max_bytes);
 
-  // Key `hash` (HashKeyBytes, key_groups.h) written at write_ms (on the state's clock).
-  void Add(uint64_t hash, int64_t write_ms);
+  // Key `hash` (HashKeyBytes, key_groups.h) written at write_ms, added at
+  // now_ms (on the state's clock). A restore adds its entries with their
+  // write times, which may be later than now (another TaskManager's clock
+  // ahead of this one's): only now_ms decides what has expired.
+  void Add(uint64_t hash, int64_t write_ms, int64_t now_ms);
   // False: no key of this hash was written within the ttl before now_ms.
   // Drops the buckets expired by now_ms.
   bool MayContain(uint64_t hash, int64_t now_ms);

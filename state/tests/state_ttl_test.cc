@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "state/checkpoint_storage.h"
 #include "state/keyed_state_backend.h"
 #include "state/recent_keys_filter.h"
-#include "state/checkpoint_storage.h"
 #include "state/state_snapshot.h"
 #include "state/tests/testing_state.h"
 
@@ -268,12 +268,56 @@ TEST(StateTtlFilterTest, AReopenedMapsFilterHoldsItsLiveEntries) {
     EXPECT_EQ(*m->Get("", "msg-" + std::to_string(i), &got), i < 100 ? StateLookup::kAbsent : StateLookup::kFound)
         << i;
   }
+  // Registered again (the same handle): no second scan, the same answers.
+  EXPECT_EQ(*(*backend)->GetMapState(seen), m);
   const int64_t before = m->filtered_reads();
   for (int i = 0; i < 300; ++i) {
     (*backend)->SetCurrentKey(i % 7, "p");
     EXPECT_EQ(*m->Get("", "new-" + std::to_string(i), &got), StateLookup::kAbsent);
   }
   EXPECT_GE(m->filtered_reads() - before, 280);
+}
+
+// Entries written on a clock ahead of the restoring TaskManager's: their
+// later write times do not make the filter drop the buckets of entries that
+// are live by its own clock.
+TEST(StateTtlFilterTest, EntriesFromAClockAheadKeepTheOthersLive) {
+  TestingStateDir dir("state-ttl-filter-ahead");
+  ManualStateClock clock(9'100);
+  const MapStateDescriptor seen{.name = "seen", .ttl_ms = 1000, .filter_recent_keys = true};
+  {
+    auto backend = KeyedStateBackend::Open({.path = dir.path(), .clock = &clock});
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    MapState* m = *(*backend)->GetMapState(seen);
+    (*backend)->SetCurrentKey(1, "p");
+    ASSERT_TRUE(m->Put("", "a", "").ok());  // written at 9,100: live until 10,100
+    clock.Set(10'300);
+    ASSERT_TRUE(m->Put("", "b", "").ok());  // sorts after "a", the scan adds it later
+  }
+  clock.Set(10'000);  // this TaskManager's clock is behind
+  auto backend = KeyedStateBackend::Open({.path = dir.path(), .wipe_on_open = false, .clock = &clock});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  MapState* m = *(*backend)->GetMapState(seen);
+  (*backend)->SetCurrentKey(1, "p");
+  clock.Set(10'050);
+  std::string got;
+  EXPECT_EQ(*m->Get("", "a", &got), StateLookup::kFound);
+  EXPECT_EQ(*m->Get("", "b", &got), StateLookup::kFound);
+}
+
+// A map registered without the filter and then with it: the filter starts
+// from the entries already there.
+TEST_F(StateTtlTest, AFilterAddedToARegisteredMapStartsFromItsEntries) {
+  MapState* m = *backend_->GetMapState({.name = "seen", .ttl_ms = 1000});
+  backend_->SetCurrentKey(1, "p");
+  ASSERT_TRUE(m->Put("", "a", "1").ok());
+  MapState* filtered = *backend_->GetMapState({.name = "seen", .ttl_ms = 1000, .filter_recent_keys = true});
+  ASSERT_EQ(filtered, m);
+  ASSERT_NE(m->recent_keys(), nullptr);
+  std::string got;
+  EXPECT_EQ(*m->Get("", "a", &got), StateLookup::kFound);
+  EXPECT_EQ(*m->Get("", "b", &got), StateLookup::kAbsent);
+  EXPECT_EQ(m->filtered_reads(), 1);
 }
 
 // Over its memory limit the filter turns off: every read goes to RocksDB,
@@ -302,7 +346,7 @@ TEST_F(StateTtlTest, AFilterOverItsLimitTurnsOffAndReadsStillFindEverything) {
 TEST(RecentKeysFilterTest, NoAddedKeyIsMissedAndFewOthersPass) {
   RecentKeysFilter filter("test", 1000, size_t{64} << 20);
   const size_t n = 3 * RecentKeysFilter::kMinKeys;
-  for (size_t i = 0; i < n; ++i) filter.Add(HashKeyBytes("k" + std::to_string(i)), 10);
+  for (size_t i = 0; i < n; ++i) filter.Add(HashKeyBytes("k" + std::to_string(i)), 10, 10);
   EXPECT_EQ(filter.parts(), 2u);
   for (size_t i = 0; i < n; ++i) ASSERT_TRUE(filter.MayContain(HashKeyBytes("k" + std::to_string(i)), 20)) << i;
   size_t passed = 0;
