@@ -450,14 +450,19 @@ void RunDedup(const Flags& f, bool filter) {
   char key[8];
   char id[16];
   std::string value;
+  const std::string_view map_key(id, sizeof(id));
+  // Round i's key (of random draw r) as the current key, its new message id
+  // and set id in map_key.
+  auto round = [&](int64_t i, uint64_t r) {
+    SetBenchKey(*backend, Scramble(r % static_cast<uint64_t>(f.dedup_keys)), key);
+    EncodeKey(Scramble(static_cast<uint64_t>(i)), id);
+    EncodeKey(static_cast<uint64_t>(i), id + 8);
+  };
   Rng rng{0x2545f4914f6cdd1dull};
   int64_t found = 0;
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < f.dedup_rounds; ++i) {
-    SetBenchKey(*backend, Scramble(rng.Next() % static_cast<uint64_t>(f.dedup_keys)), key);
-    EncodeKey(Scramble(static_cast<uint64_t>(i)), id);  // a message id and set id: new
-    EncodeKey(static_cast<uint64_t>(i), id + 8);
-    const std::string_view map_key(id, sizeof(id));
+    round(i, rng.Next());
     if (Check(seen->Get("", map_key, &value), "get") == StateLookup::kFound) {
       ++found;
       continue;
@@ -477,12 +482,10 @@ void RunDedup(const Flags& f, bool filter) {
   int64_t missed = 0;
   const int64_t last = f.dedup_rounds - 10'000;
   for (int64_t i = 0; i < f.dedup_rounds; ++i) {
-    const uint64_t k = again.Next();
+    const uint64_t r = again.Next();
     if (i % 100 != 0 && i < last) continue;
-    SetBenchKey(*backend, Scramble(k % static_cast<uint64_t>(f.dedup_keys)), key);
-    EncodeKey(Scramble(static_cast<uint64_t>(i)), id);
-    EncodeKey(static_cast<uint64_t>(i), id + 8);
-    if (Check(seen->Get("", std::string_view(id, sizeof(id)), &value), "get") != StateLookup::kFound) ++missed;
+    round(i, r);
+    if (Check(seen->Get("", map_key, &value), "get") != StateLookup::kFound) ++missed;
   }
   if (missed != 0) {
     std::fprintf(stderr, "%lld keys that were put not found again\n", static_cast<long long>(missed));

@@ -23,9 +23,6 @@ void MapState::ComposeEntryKey(std::string_view ns, std::string_view user_key) {
 }
 
 absl::Status MapState::FilterRecentKeys(bool restored, size_t max_bytes) {
-  if (!behavior_->timed()) {
-    return absl::InvalidArgumentError(absl::StrCat("map state '", name_, "': a filter of recent keys needs a ttl"));
-  }
   if (recent_keys_ != nullptr) return absl::OkStatus();
   auto filter = std::make_unique<RecentKeysFilter>(name_, behavior_->ttl_ms, max_bytes);
   if (restored) {

@@ -73,8 +73,9 @@ class MapState final : public KeyedState {
   using KeyedState::KeyedState;
 
   void ComposeEntryKey(std::string_view ns, std::string_view user_key);
-  // Turns the filter of recent keys on; a restored state first adds every
-  // live entry on disk to it (one scan of the column family).
+  // Turns the filter of recent keys on (a timed state: the backend checks);
+  // a restored state first adds every live entry on disk to it (one scan of
+  // the column family).
   absl::Status FilterRecentKeys(bool restored, size_t max_bytes);
   uint64_t EntryHash() const {
     const rocksdb::Slice k = rocks_key();

@@ -29,11 +29,15 @@ void RecentKeysFilter::DropExpired(int64_t now_ms) {
 
 // One block (cache line) per key, picked by the hash's high bits remixed;
 // the 6 bits in it by 9-bit slices of its low 54.
-void RecentKeysFilter::Set(Part& p, uint64_t hash) {
+size_t RecentKeysFilter::BlockWord(const Part& p, uint64_t hash) {
   const size_t blocks = p.words.size() / kBlockWords;
   const auto block = static_cast<size_t>(
       (static_cast<unsigned __int128>(hash * 0x9e3779b97f4a7c15ull) * blocks) >> 64);
-  uint64_t* w = p.words.data() + block * kBlockWords;
+  return block * kBlockWords;
+}
+
+void RecentKeysFilter::Set(Part& p, uint64_t hash) {
+  uint64_t* w = p.words.data() + BlockWord(p, hash);
   for (int i = 0; i < kProbes; ++i) {
     const unsigned bit = (hash >> (9 * i)) & 511;
     w[bit >> 6] |= uint64_t{1} << (bit & 63);
@@ -41,10 +45,7 @@ void RecentKeysFilter::Set(Part& p, uint64_t hash) {
 }
 
 bool RecentKeysFilter::Test(const Part& p, uint64_t hash) {
-  const size_t blocks = p.words.size() / kBlockWords;
-  const auto block = static_cast<size_t>(
-      (static_cast<unsigned __int128>(hash * 0x9e3779b97f4a7c15ull) * blocks) >> 64);
-  const uint64_t* w = p.words.data() + block * kBlockWords;
+  const uint64_t* w = p.words.data() + BlockWord(p, hash);
   for (int i = 0; i < kProbes; ++i) {
     const unsigned bit = (hash >> (9 * i)) & 511;
     if ((w[bit >> 6] & (uint64_t{1} << (bit & 63))) == 0) return false;

@@ -69,6 +69,8 @@ class RecentKeysFilter {
   // The last write time bucket b may hold has expired at now_ms.
   bool Expired(int64_t bucket, int64_t now_ms) const;
   void DropExpired(int64_t now_ms);
+  // The first word of the key's block in p.words.
+  static size_t BlockWord(const Part& p, uint64_t hash);
   static void Set(Part& p, uint64_t hash);
   static bool Test(const Part& p, uint64_t hash);
   void TurnOff(size_t wanted_bytes);
