@@ -586,6 +586,40 @@ StreamRef JobBuilder::AddVertex(std::string_view kind, std::string_view name,
   return StreamRef(std::string(name));
 }
 
+StreamRef JobBuilder::AddKeyedVertex(std::string_view kind, std::string_view name, proto::OperatorSpec op,
+                                     int input, const std::vector<int>& key_fields, std::vector<int> reads,
+                                     const Schema& output, int output_time_index, int parallelism,
+                                     const std::vector<int>& output_key_fields) {
+  // The key's first fields, if the input is partitioned by them and the key
+  // has more: records of one value of them are all at one subtask already.
+  const std::vector<int>& by = streams_[input].partitioned_by;
+  const bool grouped =
+      !by.empty() && by.size() < key_fields.size() && std::equal(by.begin(), by.end(), key_fields.begin());
+  const std::vector<int> group_fields = grouped ? by : key_fields;
+  StreamRef out = AddVertex(kind, name, std::move(op),
+                            {Input{input, 0, Partition::kAuto, group_fields,
+                                   ReadsOnly(std::move(reads), streams_[input].schema.size())}},
+                            &output, output_time_index, parallelism);
+  if (grouped) vertices_.back().proto.set_key_group_fields(static_cast<int>(by.size()));
+  if (output_key_fields.size() == key_fields.size()) {
+    MarkPartitioned(input, group_fields,
+                    std::vector<int>(output_key_fields.begin(), output_key_fields.begin() + group_fields.size()));
+  }
+  return out;
+}
+
+bool JobBuilder::Partitioned(int stream, const std::vector<int>& parallelism) const {
+  const Stream& s = streams_[stream];
+  if (s.partitioned_by.empty()) return false;
+  const Vertex& v = vertices_[s.vertex];
+  if (v.kind != "union") return true;
+  // Its inputs are read forward when they have its parallelism (Union sets
+  // partitioned_by only for kAuto inputs).
+  return std::all_of(v.inputs.begin(), v.inputs.end(), [&](const Input& in) {
+    return parallelism[streams_[in.stream].vertex] == parallelism[s.vertex] && Partitioned(in.stream, parallelism);
+  });
+}
+
 void JobBuilder::MarkPartitioned(int input, const std::vector<int>& key_fields, const std::vector<int>& output_fields) {
   if (error_ || streams_.empty() || key_fields.empty() || output_fields.size() != key_fields.size()) return;
   Stream& out = streams_.back();
@@ -1073,8 +1107,16 @@ StreamRef JobBuilder::Union(std::string_view name, const std::vector<StreamRef>&
   op.mutable_union_();
   std::vector<Input> union_inputs;
   for (int s : in) union_inputs.push_back(Input{s, 0, options.partition, key_fields});
-  return AddVertex("union", name, std::move(op), std::move(union_inputs), &schema,
-                   streams_[in[0]].time_index, options.parallelism);
+  StreamRef out = AddVertex("union", name, std::move(op), std::move(union_inputs), &schema,
+                            streams_[in[0]].time_index, options.parallelism);
+  // Partitioned streams: a union of streams partitioned alike, read forward,
+  // is partitioned as they are (Build() checks the parallelism: Partitioned).
+  const std::vector<int>& by = streams_[in[0]].partitioned_by;
+  const bool alike = std::all_of(in.begin(), in.end(), [&](int s) { return streams_[s].partitioned_by == by; });
+  if (!error_ && alike && options.partition == Partition::kAuto && key_fields.empty()) {
+    streams_.back().partitioned_by = by;
+  }
+  return out;
 }
 
 bool JobBuilder::CheckAggregateCalls(
@@ -1214,12 +1256,9 @@ StreamRef JobBuilder::Aggregate(std::string_view name, const StreamRef& input,
   spec->set_changelog(aggregate.changelog);
   spec->set_retract_field(aggregate.retract_field);
   // A running aggregate's rows are updates, not events: no event time.
-  StreamRef out =
-      AddVertex("aggregate", name, std::move(op),
-                {Input{in, 0, Partition::kAuto, key_fields, ReadsOnly(std::move(reads), input_schema.size())}},
-                &output, -1, options.parallelism);
-  MarkPartitioned(in, key_fields, LeadingFields(key_fields.size()));  // its output starts with the key
-  return out;
+  // Its output starts with the key.
+  return AddKeyedVertex("aggregate", name, std::move(op), in, key_fields, std::move(reads), output, -1,
+                        options.parallelism, LeadingFields(key_fields.size()));
 }
 
 StreamRef JobBuilder::Process(std::string_view name, const StreamRef& input,
@@ -1321,10 +1360,9 @@ StreamRef JobBuilder::Process(std::string_view name, const StreamRef& input,
   spec->set_state_ttl_ms(process.state_ttl_ms);
   spec->set_time_field_index(input_time);
   spec->set_declared_output_schema(process.output_schema.has_value());
-  StreamRef out =
-      AddVertex(kKind, name, std::move(op), {Input{in, 0, Partition::kAuto, key_fields}}, &output, output_time,
-                options.parallelism);
-  if (computed) MarkPartitioned(in, key_fields, computed->key_fields);
+  // It reads every field of its input.
+  StreamRef out = AddKeyedVertex(kKind, name, std::move(op), in, key_fields, {}, output, output_time,
+                                 options.parallelism, computed ? computed->key_fields : std::vector<int>{});
   if (!process.dead_letter.empty()) {
     streams_.push_back(Stream{process.dead_letter, vertices_.back().proto.id(), kDeadLetterOutput,
                               DeadLetterSchema(), -1});
@@ -1458,10 +1496,9 @@ StreamRef JobBuilder::Window(std::string_view name, const StreamRef& input,
   spec->set_late_output(window.late_output);
   spec->set_processing_time(processing);
   spec->set_time_field_index(processing ? -1 : input_time);
-  StreamRef out = AddVertex("window", name, std::move(op),
-                            {Input{in, 0, Partition::kAuto, key_fields, ReadsOnly(std::move(reads), input_schema.size())}},
-                            &output, output_time, options.parallelism);
-  MarkPartitioned(in, key_fields, LeadingFields(key_fields.size()));  // its output starts with the key
+  // Its output starts with the key.
+  StreamRef out = AddKeyedVertex("window", name, std::move(op), in, key_fields, std::move(reads), output,
+                                 output_time, options.parallelism, LeadingFields(key_fields.size()));
   if (!window.late_output.empty()) {
     streams_.push_back(Stream{window.late_output, vertices_.back().proto.id(), kLateOutput,
                               input_schema, input_time});
@@ -1848,7 +1885,7 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
       edge->set_side_output(stream.side_output);
       edge->set_target_input(in.target_input);
       if (!in.key_fields.empty()) {
-        if (in.key_fields == stream.partitioned_by && producer_p == p) {
+        if (in.key_fields == stream.partitioned_by && producer_p == p && Partitioned(in.stream, parallelism)) {
           // Partitioned by this key at this parallelism already: each record
           // is at the subtask its key's hash would send it to.
           edge->set_partitioning(proto::FORWARD);

@@ -666,15 +666,26 @@ class JobBuilder {
   StreamRef AddVertex(std::string_view kind, std::string_view name, proto::OperatorSpec op,
                       std::vector<Input> inputs, const Schema* output, int output_time_index,
                       int parallelism);
+  // Adds a vertex keyed by `key_fields` of stream `input` (AddVertex), which
+  // reads `reads` of it (Input::reads), whose output holds the key in
+  // `output_key_fields` (empty: unknown). Partitioned streams: when the input
+  // is partitioned (MarkPartitioned) by the key or by its first fields, the
+  // vertex groups its records by those (JobVertex.key_group_fields), its
+  // edge keys on them, and Build() makes it a FORWARD edge (chained) at the
+  // producer's parallelism, as Flink's reinterpretAsKeyedStream does by hand.
+  StreamRef AddKeyedVertex(std::string_view kind, std::string_view name, proto::OperatorSpec op, int input,
+                           const std::vector<int>& key_fields, std::vector<int> reads, const Schema& output,
+                           int output_time_index, int parallelism, const std::vector<int>& output_key_fields);
   // Partitioned streams: the main output just added (streams_.back()) of a
-  // vertex keyed by `key_fields` of its input is partitioned as that input
-  // was routed to it, by the key's hash, when each row holds the key in
-  // `output_fields` (same order, same types). Build() then gives a consumer
-  // keyed by exactly those fields at the same parallelism a FORWARD edge
-  // (chained) instead of a hash exchange, as Flink's
-  // reinterpretAsKeyedStream does by hand; keyed operators check every
+  // vertex whose records reached it by the hash of `key_fields` of its input
+  // is partitioned the same way when each row holds those fields in
+  // `output_fields` (same order, same types). Keyed operators check every
   // record's key group (OwnedKeyGroups).
   void MarkPartitioned(int input, const std::vector<int>& key_fields, const std::vector<int>& output_fields);
+  // Whether `stream` is partitioned as its partitioned_by says, given each
+  // vertex's `parallelism` (by id, up to the stream's vertex): a union's
+  // output only if each of its inputs is and has the union's parallelism.
+  bool Partitioned(int stream, const std::vector<int>& parallelism) const;
 
   std::string job_name_;
   int parallelism_ = 1;

@@ -22,6 +22,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -36,6 +37,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "client/cluster_client.h"
 #include "client/job_spec.h"
 #include "common/flags.h"
@@ -193,6 +195,18 @@ std::string FormatJobPlan(const proto::JobGraph& graph) {
       absl::StrAppend(&line, "; all ", schema.size(), " fields");
     }
     absl::StrAppend(&out, "  ", line, "\n");
+  }
+  std::string grouped;
+  for (const proto::JobVertex& v : graph.vertices()) {
+    if (v.key_group_fields() <= 0) continue;
+    const auto& key = KeyBy(v);
+    absl::StrAppendFormat(&grouped, "  %s: key [%s] grouped by [%s]\n", v.name(), absl::StrJoin(key, ", "),
+                          absl::StrJoin(key.begin(), key.begin() + std::min(v.key_group_fields(), key.size()), ", "));
+  }
+  if (!grouped.empty()) {
+    absl::StrAppend(&out,
+                    "\nGROUPED  (keyed by more fields than the input is partitioned by: key groups from those alone)\n",
+                    grouped);
   }
   return out;
 }

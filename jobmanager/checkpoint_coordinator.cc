@@ -453,6 +453,7 @@ void CheckpointCoordinator::Complete(CheckpointId id) {
   m.set_timestamp_ms(p.triggered_at_ms);
   m.set_completed_at_ms(now);
   m.set_channel_layout(options_.channel_layout);
+  m.mutable_key_group_fields()->insert(options_.key_group_fields.begin(), options_.key_group_fields.end());
   for (size_t i : p.finished) {
     for (int v : tasks_[i].task.vertices) {
       proto::OperatorSnapshot finished;

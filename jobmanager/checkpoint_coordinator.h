@@ -121,6 +121,8 @@ struct CheckpointCoordinatorOptions {
   int status_checkpoints = 5;
   // ChannelLayout of the job graph, recorded in every checkpoint's metadata.
   std::string channel_layout;
+  // KeyGroupFields of the job graph, recorded likewise.
+  std::map<int, int> key_group_fields;
 };
 
 // What TriggerCheckpoint() did. Only kTriggered starts a checkpoint.

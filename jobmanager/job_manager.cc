@@ -413,6 +413,7 @@ absl::StatusOr<proto::CheckpointMetadata> JobManager::ReadSavepoint(const std::s
     }
   }
   RETURN_IF_ERROR(CheckInFlightRecordsFit(metadata, graph, uri));
+  RETURN_IF_ERROR(CheckKeyGroupingFits(metadata, graph, uri));
   return metadata;
 }
 
@@ -539,6 +540,7 @@ absl::StatusOr<std::unique_ptr<CheckpointCoordinator>> JobManager::CreateCheckpo
   options.job_id = job_id;
   options.spec = spec;
   options.channel_layout = ChannelLayout(graph);
+  options.key_group_fields = KeyGroupFields(graph);
   auto store = std::make_unique<CompletedCheckpointStore>(
       (fs::path(options_.data_dir) / "jobs" / job_id / "checkpoints.pb").string());
   auto coordinator = CheckpointCoordinator::Create(std::move(options), std::move(*storage), std::move(store),

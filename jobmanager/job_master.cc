@@ -162,6 +162,53 @@ absl::Status CheckInFlightRecordsFit(const proto::CheckpointMetadata& metadata, 
   return absl::OkStatus();
 }
 
+std::map<int, int> KeyGroupFields(const proto::JobGraph& graph) {
+  std::map<int, int> fields;
+  for (const proto::JobVertex& v : graph.vertices()) {
+    if (v.key_group_fields() != 0) fields[v.id()] = v.key_group_fields();
+  }
+  return fields;
+}
+
+namespace {
+
+// How a vertex of `key_by` groups its keys, for CheckKeyGroupingFits's message.
+std::string Grouping(const google::protobuf::RepeatedPtrField<std::string>& key_by, int fields) {
+  if (fields <= 0 || fields >= key_by.size()) {
+    return absl::StrCat("all its key fields [", absl::StrJoin(key_by, ", "), "]");
+  }
+  return absl::StrCat("the first ", fields, " of its key fields [",
+                      absl::StrJoin(key_by.begin(), key_by.begin() + fields, ", "), "]");
+}
+
+}  // namespace
+
+const google::protobuf::RepeatedPtrField<std::string>& KeyBy(const proto::JobVertex& v) {
+  static const google::protobuf::RepeatedPtrField<std::string> kNone;
+  if (v.op().has_window()) return v.op().window().key_by();
+  if (v.op().has_aggregate()) return v.op().aggregate().key_by();
+  if (v.op().has_process()) return v.op().process().key_by();
+  return kNone;
+}
+
+absl::Status CheckKeyGroupingFits(const proto::CheckpointMetadata& metadata, const proto::JobGraph& graph,
+                                  std::string_view uri) {
+  for (const proto::OperatorSnapshot& op : metadata.operators()) {
+    if (!op.has_keyed()) continue;
+    const proto::JobVertex& v = graph.vertices(op.vertex_id());
+    const auto it = metadata.key_group_fields().find(op.vertex_id());
+    const int taken = it == metadata.key_group_fields().end() ? 0 : it->second;
+    if (taken == v.key_group_fields()) continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        AV(uri), " holds the state of operator '", v.name(), "' grouped (key groups, subtasks) by ",
+        Grouping(KeyBy(v), taken), ", but job '", graph.name(), "' groups its records by ",
+        Grouping(KeyBy(v), v.key_group_fields()),
+        ", since its input is partitioned so or no longer is (docs/job-spec.md, \"Partitioned streams\"): no "
+        "record would find its key's state. Restore it into the job as it was partitioned when it was taken"));
+  }
+  return absl::OkStatus();
+}
+
 void JobMaster::BuildChains() {
   const int n = graph_.vertices_size();
   chain_of_vertex_.assign(n, -1);

@@ -90,6 +90,23 @@ std::string ChannelLayout(const proto::JobGraph& graph);
 absl::Status CheckInFlightRecordsFit(const proto::CheckpointMetadata& metadata, const proto::JobGraph& graph,
                                      std::string_view uri);
 
+// The key_by of a keyed vertex (window, aggregate, process); empty for others.
+const google::protobuf::RepeatedPtrField<std::string>& KeyBy(const proto::JobVertex& v);
+
+// Vertex id -> JobVertex.key_group_fields of each vertex of `graph` whose key
+// groups come from only the first key fields (not 0), as a checkpoint's
+// metadata records them.
+std::map<int, int> KeyGroupFields(const proto::JobGraph& graph);
+
+// Whether each keyed state in the checkpoint or savepoint at `uri` is grouped
+// (key group, subtask) as its vertex in `graph` groups its records: a state
+// grouped by all its key fields restored into a vertex that groups by the
+// first of them (or the other way round) would sit in key groups no record
+// of its key reaches. The job's partitioning decides (docs/job-spec.md,
+// "Partitioned streams").
+absl::Status CheckKeyGroupingFits(const proto::CheckpointMetadata& metadata, const proto::JobGraph& graph,
+                                  std::string_view uri);
+
 struct ExecutionVertex {
   std::string task_id;
   int chain = 0;

@@ -372,6 +372,7 @@ absl::Status StreamTask::Build(const proto::TaskDeploymentDescriptor& tdd, const
     ctx.subtask_index = tdd.subtask_index();
     ctx.parallelism = tdd.parallelism();
     ctx.max_parallelism = graph.max_parallelism() > 0 ? graph.max_parallelism() : 128;
+    ctx.key_group_fields = v.key_group_fields();
     ctx.data_dir = env.data_dir;
     ctx.state_resources = env.state_resources;
     if (v.op().has_aggregate()) ctx.state_ttl_ms = v.op().aggregate().state_ttl_ms();

@@ -129,13 +129,18 @@ TEST_F(CliErrorsTest, PlanPrintsTasksAndExchangesOrTheSpecError) {
                                                                "/examples/icu-early-warning.yaml", "--parallelism", "3"},
                                dir_.path(), std::chrono::seconds(30));
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  // The dedup and everything keyed by patient behind it run in one task.
+  // The dedup and everything keyed by patient behind it run in one task,
+  // behind the source's exchange, the only one.
   EXPECT_NE(r.out.find("            3  unique, news2, qsofa,"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("  ward -> unique: hash [patient_id]; all 19 fields\n"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("  unique -> vitals_5min: hash [patient_id, code]; 4 of 19 fields: patient_id, code, value, "
-                       "observed_at\n"),
+  // Keyed by patient and more: grouped by patient, in that task too.
+  EXPECT_NE(r.out.find("\nGROUPED  (keyed by more fields than the input is partitioned by: key groups from those "
+                       "alone)\n  pattern_alerts: key [patient_id, pattern] grouped by [patient_id]\n"
+                       "  vitals_5min: key [patient_id, code] grouped by [patient_id]\n"),
             std::string::npos)
       << r.out;
+  EXPECT_EQ(r.out.find("-> vitals_5min"), std::string::npos) << "chained, not an exchange: " << r.out;
+  EXPECT_EQ(r.out.find("-> pattern_alerts"), std::string::npos) << "chained, not an exchange: " << r.out;
   EXPECT_EQ(r.out.find("unique -> news2"), std::string::npos) << "chained, not an exchange: " << r.out;
   // The union of the two patterns joins their task.
   EXPECT_NE(r.out.find("desaturation, heart_rate_rise, patterns,"), std::string::npos) << r.out;

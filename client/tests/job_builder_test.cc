@@ -519,6 +519,23 @@ std::string SchemaOf(const proto::Schema& schema) {
   return Schema::FromProto(schema).DebugString();
 }
 
+// The first edge into the vertex `name` of `graph`.
+const proto::JobEdge& EdgeTo(const proto::JobGraph& graph, std::string_view name) {
+  for (const proto::JobEdge& e : graph.edges()) {
+    if (graph.vertices(e.target()).name() == name) return e;
+  }
+  ADD_FAILURE() << "no edge to " << name;
+  return graph.edges(0);
+}
+
+const proto::JobVertex& VertexNamed(const proto::JobGraph& graph, std::string_view name) {
+  for (const proto::JobVertex& v : graph.vertices()) {
+    if (v.name() == name) return v;
+  }
+  ADD_FAILURE() << "no vertex " << name;
+  return graph.vertices(0);
+}
+
 TEST_F(JobBuilderTest, AHashEdgeCarriesOnlyTheFieldsItsWindowOrAggregateReads) {
   JobBuilder b("j");
   b.SetParallelism(2);
@@ -540,13 +557,7 @@ TEST_F(JobBuilderTest, AHashEdgeCarriesOnlyTheFieldsItsWindowOrAggregateReads) {
   }
   absl::StatusOr<proto::JobGraph> graph = b.Build();
   ASSERT_TRUE(graph.ok()) << graph.status();
-  auto edge_to = [&](std::string_view name) -> const proto::JobEdge& {
-    for (const proto::JobEdge& e : graph->edges()) {
-      if (graph->vertices(e.target()).name() == name) return e;
-    }
-    ADD_FAILURE() << "no edge to " << name;
-    return graph->edges(0);
-  };
+  auto edge_to = [&](std::string_view name) -> const proto::JobEdge& { return EdgeTo(*graph, name); };
   const proto::JobVertex& hr_max = graph->vertices(1);
   EXPECT_THAT(edge_to("hr_max").projection(), ::testing::ElementsAre(0, 1, 2));
   EXPECT_EQ(SchemaOf(hr_max.input_schema()), "{patient_id: string, ts: timestamp, hr: int}");
@@ -563,6 +574,54 @@ TEST_F(JobBuilderTest, AHashEdgeCarriesOnlyTheFieldsItsWindowOrAggregateReads) {
   EXPECT_EQ(edge_to("again").partitioning(), proto::FORWARD);
   EXPECT_EQ(edge_to("again").projection_size(), 0);
   EXPECT_EQ(SchemaOf(graph->vertices(5).input_schema()), SchemaOf(graph->vertices(3).output_schema()));
+}
+
+// Partitioned streams: a key that starts with the fields its input is
+// partitioned by, and has more, is grouped (key group, subtask) by those
+// alone whatever the parallelism: at its input's it is chained, at another
+// hash-exchanged on them; its output is partitioned by them in turn. A key
+// that does not start with them is exchanged on the whole key.
+TEST_F(JobBuilderTest, AKeyStartingWithItsInputsPartitioningIsGroupedByItAndChained) {
+  JobBuilder b("j");
+  b.SetParallelism(2);
+  b.FileSource("vitals", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts")));
+  // Output: patient_id, window_start, window_end, n.
+  b.Window("per_minute", "vitals", WindowOptions::Tumbling({"patient_id"}, 60000, {{"n", "count(*)"}}));
+  b.Aggregate("per_window", "per_minute", {"patient_id", "window_start"}, {{"m", "max(n)"}});
+  b.Aggregate("again", "per_window", {"patient_id", "window_start"}, {{"c", "count(*)"}});
+  b.Aggregate("reordered", "per_minute", {"window_start", "patient_id"}, {{"m", "max(n)"}});
+  b.Aggregate("wider", "per_minute", {"patient_id", "window_start"}, {{"m", "max(n)"}}, Parallel(3));
+  // A union of streams partitioned alike, read forward, is partitioned so.
+  b.Aggregate("per_window_min", "per_minute", {"patient_id", "window_start"}, {{"m", "min(n)"}});
+  b.Union("both", {"per_window", "per_window_min"});
+  b.Aggregate("after_union", "both", {"patient_id", "window_start"}, {{"c", "count(*)"}});
+  b.Union("both_wide", {"per_window", "per_window_min"}, Parallel(3));
+  b.Aggregate("after_wide_union", "both_wide", {"patient_id", "window_start"}, {{"c", "count(*)"}}, Parallel(3));
+  for (const char* out : {"again", "reordered", "wider", "after_union", "after_wide_union"}) {
+    b.Sink(absl::StrCat(out, "_out"), out, SinkOptions::Blackhole());
+  }
+  absl::StatusOr<proto::JobGraph> graph = b.Build();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  auto vertex = [&](std::string_view name) -> const proto::JobVertex& { return VertexNamed(*graph, name); };
+  auto edge_to = [&](std::string_view name) -> const proto::JobEdge& { return EdgeTo(*graph, name); };
+  EXPECT_EQ(vertex("per_minute").key_group_fields(), 0);
+  for (const char* grouped : {"per_window", "again"}) {
+    EXPECT_EQ(edge_to(grouped).partitioning(), proto::FORWARD) << grouped;
+    EXPECT_EQ(vertex(grouped).key_group_fields(), 1) << grouped;
+  }
+  EXPECT_EQ(edge_to("reordered").partitioning(), proto::HASH);
+  EXPECT_THAT(edge_to("reordered").key_fields(), ::testing::ElementsAre(1, 0));
+  EXPECT_EQ(vertex("reordered").key_group_fields(), 0);
+  EXPECT_EQ(edge_to("wider").partitioning(), proto::HASH);
+  EXPECT_THAT(edge_to("wider").key_fields(), ::testing::ElementsAre(0));  // patient_id alone
+  EXPECT_EQ(vertex("wider").key_group_fields(), 1);
+  EXPECT_THAT(edge_to("wider").projection(), ::testing::ElementsAre(0, 1, 3));  // still the whole key and n
+  EXPECT_EQ(edge_to("after_union").partitioning(), proto::FORWARD);
+  EXPECT_EQ(vertex("after_union").key_group_fields(), 1);
+  EXPECT_EQ(edge_to("both_wide").partitioning(), proto::REBALANCE);
+  EXPECT_EQ(edge_to("after_wide_union").partitioning(), proto::HASH);  // the union is not partitioned
+  EXPECT_THAT(edge_to("after_wide_union").key_fields(), ::testing::ElementsAre(0));
+  EXPECT_EQ(vertex("after_wide_union").key_group_fields(), 1);
 }
 
 TEST_F(JobBuilderTest, BuildsTheSameEventTimeGraphAsTheYamlSpec) {

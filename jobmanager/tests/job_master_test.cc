@@ -224,6 +224,43 @@ TEST(JobMasterTest, InFlightRecordsRestoreOnlyIntoAChainHeadAtTheirParallelism) 
   EXPECT_TRUE(CheckInFlightRecordsFit(metadata, ThreeVertexGraph(3), "/ck/chk-3").ok());
 }
 
+// A keyed state sits in the key groups of its vertex's grouping when it was
+// taken: it restores only into a vertex grouped the same way, whatever the
+// parallelism; checkpoints that did not record it grouped by every key field.
+TEST(JobMasterTest, KeyedStateRestoresOnlyIntoAVertexThatGroupsItsKeysTheSameWay) {
+  proto::JobGraph grouped = ThreeVertexGraph(2);
+  proto::JobVertex& alerts = *grouped.mutable_vertices(2);
+  alerts.set_name("pattern_alerts");
+  alerts.mutable_op()->mutable_process()->add_key_by("patient_id");
+  alerts.mutable_op()->mutable_process()->add_key_by("pattern");
+  alerts.set_key_group_fields(1);
+  EXPECT_THAT(KeyGroupFields(grouped), ::testing::ElementsAre(::testing::Pair(2, 1)));
+  proto::JobGraph by_all = grouped;
+  by_all.mutable_vertices(2)->set_key_group_fields(0);
+  EXPECT_TRUE(KeyGroupFields(by_all).empty());
+
+  proto::CheckpointMetadata metadata;  // as recorded before key_group_fields was
+  proto::OperatorSnapshot* op = metadata.add_operators();
+  op->set_vertex_id(2);
+  op->mutable_keyed();
+  metadata.add_operators()->set_vertex_id(1);  // no keyed state: any grouping
+  EXPECT_TRUE(CheckKeyGroupingFits(metadata, by_all, "/sp/savepoint-1").ok());
+  absl::Status s = CheckKeyGroupingFits(metadata, grouped, "/sp/savepoint-1");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("/sp/savepoint-1 holds the state of operator 'pattern_alerts' "
+                                                "grouped (key groups, subtasks) by all its key fields [patient_id, "
+                                                "pattern], but job 't' groups its records by the first 1 of its "
+                                                "key fields [patient_id]"));
+
+  (*metadata.mutable_key_group_fields())[2] = 1;
+  EXPECT_TRUE(CheckKeyGroupingFits(metadata, grouped, "/sp/savepoint-1").ok());
+  grouped.mutable_vertices(2)->set_parallelism(3);  // rescaled: the same key groups
+  EXPECT_TRUE(CheckKeyGroupingFits(metadata, grouped, "/sp/savepoint-1").ok());
+  s = CheckKeyGroupingFits(metadata, by_all, "/sp/savepoint-1");
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("by the first 1 of its key fields [patient_id], but job 't' groups "
+                                                "its records by all its key fields [patient_id, pattern]"));
+}
+
 TEST(JobMasterTest, WaitsForSlotsWithAClearMessageThenDeploysSpreadOut) {
   ResourceManager rm;
   TestingGateway gw;

@@ -1,6 +1,7 @@
 #include "runtime/operators/aggregate_operator.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "runtime/row_codec.h"
 #include "state/key_groups.h"
 
@@ -40,8 +41,7 @@ absl::Status AggregateOperator::Open(const OperatorContext& ctx) {
   }
   before_.resize(calls_.size());
   after_.resize(calls_.size());
-  max_parallelism_ = ctx.max_parallelism;
-  owned_key_groups_.Init(ctx, "aggregate");
+  RETURN_IF_ERROR(owned_key_groups_.Init(ctx, "aggregate", key_fields_));
   return OpenKeyedValueState(ctx, "acc", &backend_, &acc_state_, ctx.state_ttl_ms);
 }
 
@@ -54,7 +54,7 @@ void AggregateOperator::Push(RowBatch& batch) {
     const Row& in = batch[i];
     key_.clear();
     EncodeKey(input_, in, key_fields_, &key_);
-    const int kg = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+    const int kg = owned_key_groups_.KeyGroupOf(input_, in, key_);
     if (!owned_key_groups_.Owns(kg)) {
       status_ = owned_key_groups_.Foreign(kg);
       break;
@@ -118,7 +118,7 @@ void AggregateOperator::PushUpdating(RowBatch& batch) {
     const bool retract = retract_field_ >= 0 && !in[retract_field_].is_null && in[retract_field_].i != 0;
     key_.clear();
     EncodeKey(input_, in, key_fields_, &key_);
-    const int kg = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+    const int kg = owned_key_groups_.KeyGroupOf(input_, in, key_);
     if (!owned_key_groups_.Owns(kg)) {
       status_ = owned_key_groups_.Foreign(kg);
       break;

@@ -55,7 +55,6 @@ class AggregateOperator : public StreamOperator {
   Row before_;  // updating: the key's aggregates before the record, then after
   Row after_;
   std::unique_ptr<AccumulatorSet> accs_;
-  int max_parallelism_ = 128;
   OwnedKeyGroups owned_key_groups_;
   std::unique_ptr<KeyedStateBackend> backend_;
   StateId acc_state_ = 0;

@@ -74,8 +74,7 @@ absl::Status IntervalJoinOperator::Open(const OperatorContext& ctx) {
     }
   }
   if (lower_ > upper_) return absl::InvalidArgumentError("interval join: lower bound above upper bound");
-  max_parallelism_ = ctx.max_parallelism;
-  owned_key_groups_.Init(ctx, "join");
+  RETURN_IF_ERROR(owned_key_groups_.Init(ctx, "join"));
   if (ctx.restored) next_sequence_ = static_cast<uint64_t>(NowMillis()) << 20;
   ASSIGN_OR_RETURN(backend_, OpenKeyedStateBackend(ctx));
   for (int side = 0; side < 2; ++side) {
@@ -143,7 +142,7 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
   const int other = 1 - side;
   key_.clear();
   EncodeKey(schemas_[side], row, keys_[side], &key_);
-  const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+  const int key_group = owned_key_groups_.KeyGroupOf(schemas_[side], row, key_);
   if (!owned_key_groups_.Owns(key_group)) return Fail(owned_key_groups_.Foreign(key_group));
 
   // Partners on the other side: a left record at tl wants right records in

@@ -115,7 +115,6 @@ class IntervalJoinOperator : public StreamOperator {
   std::vector<int> keys_[2];
   int time_index_[2];
   int64_t lower_, upper_;
-  int max_parallelism_ = kDefaultMaxParallelism;
   OwnedKeyGroups owned_key_groups_;
   std::unique_ptr<KeyedStateBackend> backend_;
   std::unique_ptr<BufferedMapState> buffers_[2];

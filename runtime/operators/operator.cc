@@ -2,14 +2,31 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
+#include "runtime/row_codec.h"
 
 namespace vstream {
 
-void OwnedKeyGroups::Init(const OperatorContext& ctx, std::string_view kind) {
+absl::Status OwnedKeyGroups::Init(const OperatorContext& ctx, std::string_view kind,
+                                  const std::vector<int>& key_fields) {
   range_ = KeyGroupRangeForSubtask(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
   who_ = absl::StrCat(AV(kind), " '", ctx.vertex_name, "' subtask ", ctx.subtask_index);
   max_parallelism_ = ctx.max_parallelism;
   parallelism_ = ctx.parallelism;
+  group_fields_.clear();
+  if (ctx.key_group_fields == 0) return absl::OkStatus();
+  if (ctx.key_group_fields < 0 || static_cast<size_t>(ctx.key_group_fields) >= key_fields.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(who_, ": cannot group its records by the first ",
+                                                   ctx.key_group_fields, " of its ", key_fields.size(),
+                                                   " key fields (a bug in the job graph; please report it)"));
+  }
+  group_fields_.assign(key_fields.begin(), key_fields.begin() + ctx.key_group_fields);
+  return absl::OkStatus();
+}
+
+int OwnedKeyGroups::KeyGroupOfFields(const Schema& schema, const Row& row) {
+  group_key_.clear();
+  EncodeKey(schema, row, group_fields_, &group_key_);  // as the HASH edge routed it (RecordEmitter)
+  return KeyGroupForHash(HashKeyBytes(group_key_), max_parallelism_);
 }
 
 absl::Status OwnedKeyGroups::Foreign(int key_group) const {

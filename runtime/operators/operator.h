@@ -94,26 +94,42 @@ struct OperatorContext {
   // must outlive the operator. Default null: the system clock. Tests pass a
   // ManualStateClock.
   const StateClock* clock = nullptr;
+  // A keyed operator's records are grouped (key group, subtask) by the hash
+  // of its first this many key fields (JobVertex.key_group_fields); 0: all.
+  int key_group_fields = 0;
 };
 
 // The key groups a keyed operator's subtask owns. Each record reaches the
 // subtask that owns its key's group: over a HASH edge by routing, over a
 // FORWARD edge because its producer's output was already partitioned by the
-// same key at the same parallelism (JobBuilder, "Partitioned streams"). A
-// keyed operator checks each record's group with Owns() and fails with
+// same key at the same parallelism (JobBuilder, "Partitioned streams"). The
+// group is of the hash of the key, or of its first ctx.key_group_fields
+// fields when the input is partitioned by those alone. A keyed operator takes
+// each record's group from KeyGroupOf(), checks it with Owns() and fails with
 // Foreign() on a record of another subtask's: its state would sit where no
 // restore or rescale of that key looks for it.
 class OwnedKeyGroups {
  public:
-  void Init(const OperatorContext& ctx, std::string_view kind);
+  // `key_fields`: the operator's key fields (indexes into its input schema),
+  // needed when ctx.key_group_fields is not 0.
+  absl::Status Init(const OperatorContext& ctx, std::string_view kind, const std::vector<int>& key_fields = {});
+  // The key group of `row` (of `schema`), whose key fields encode to `key`.
+  int KeyGroupOf(const Schema& schema, const Row& row, std::string_view key) {
+    if (group_fields_.empty()) return KeyGroupForHash(HashKeyBytes(key), max_parallelism_);
+    return KeyGroupOfFields(schema, row);
+  }
   bool Owns(int key_group) const { return range_.Contains(key_group); }
   absl::Status Foreign(int key_group) const;
 
  private:
+  int KeyGroupOfFields(const Schema& schema, const Row& row);
+
   KeyGroupRange range_{0, -1};
   std::string who_;
   int max_parallelism_ = 1;
   int parallelism_ = 1;
+  std::vector<int> group_fields_;  // empty: the whole key
+  std::string group_key_;          // scratch: group_fields_ encoded
 };
 
 // Opens an operator subtask's RocksDB keyed state (under ctx.state_dir, in

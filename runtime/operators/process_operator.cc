@@ -142,8 +142,7 @@ absl::Status ProcessOperator::Open(const OperatorContext& ctx) {
                      output_schema_.DebugString()));
   }
 
-  max_parallelism_ = ctx.max_parallelism;
-  owned_key_groups_.Init(ctx, "process operator");
+  RETURN_IF_ERROR(owned_key_groups_.Init(ctx, "process operator", process_input_.key_fields));
   clock_ = ctx.clock != nullptr ? ctx.clock : &StateClock::System();
   ASSIGN_OR_RETURN(backend_, OpenKeyedStateBackend(ctx));
   ASSIGN_OR_RETURN(event_timers_, TimerQueue::Create(*backend_, "__event_timers"));
@@ -166,7 +165,7 @@ void ProcessOperator::Push(RowBatch& batch) {
     const Row& row = batch[i];
     key_.clear();
     EncodeKey(input_, row, process_input_.key_fields, &key_);
-    const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+    const int key_group = owned_key_groups_.KeyGroupOf(input_, row, key_);
     if (!owned_key_groups_.Owns(key_group)) {
       Fail(owned_key_groups_.Foreign(key_group));
       break;

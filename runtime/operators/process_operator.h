@@ -93,7 +93,6 @@ class ProcessOperator : public StreamOperator {
   ProcessInput process_input_;
   Schema key_schema_;
   OperatorContext op_ctx_;
-  int max_parallelism_ = 128;
   OwnedKeyGroups owned_key_groups_;
   const StateClock* clock_ = nullptr;
   // Declared before the function: the function's state handles point into

@@ -56,8 +56,7 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   auto accs = AccumulatorSet::Create(calls, input_);
   if (!accs.ok()) return accs.status();
   accs_ = std::move(*accs);
-  max_parallelism_ = ctx.max_parallelism;
-  owned_key_groups_.Init(ctx, "window");
+  RETURN_IF_ERROR(owned_key_groups_.Init(ctx, "window", key_fields_));
   RETURN_IF_ERROR(
       OpenKeyedValueState(ctx, kind_ == Kind::kSliding ? "window_panes" : "window", &backend_, &acc_state_));
   const bool rebuilt = TimersFollowFromState();
@@ -189,7 +188,7 @@ void WindowOperator::Push(RowBatch& batch) {
 void WindowOperator::ProcessRecord(const Row& row, int64_t t) {
   key_.clear();
   EncodeKey(input_, row, key_fields_, &key_);
-  const int key_group = KeyGroupForHash(HashKeyBytes(key_), max_parallelism_);
+  const int key_group = owned_key_groups_.KeyGroupOf(input_, row, key_);
   if (!owned_key_groups_.Owns(key_group)) return Fail(owned_key_groups_.Foreign(key_group));
   const int64_t lateness = spec_.allowed_lateness_ms();
   switch (kind_) {

@@ -159,7 +159,6 @@ class WindowOperator : public StreamOperator {
   std::vector<int> key_fields_;
   Schema key_schema_;
   std::unique_ptr<AccumulatorSet> accs_;
-  int max_parallelism_ = 128;
   OwnedKeyGroups owned_key_groups_;
   std::unique_ptr<KeyedStateBackend> backend_;
   StateId acc_state_ = 0;

@@ -8,6 +8,7 @@
 #include "runtime/network/input_gate.h"
 #include "runtime/network/record_emitter.h"
 #include "runtime/network/result_partition.h"
+#include "runtime/operators/operator.h"
 #include "runtime/row_codec.h"
 #include "state/key_groups.h"
 
@@ -329,6 +330,58 @@ TEST(RecordEmitterTest, HashSendsEachKeyToTheSubtaskOwningItsKeyGroup) {
     }
   }
   EXPECT_EQ(total, 1000);
+}
+
+// Partitioned streams: an operator keyed by [k, code] whose input is
+// partitioned by k alone groups its records by k (key_group_fields 1): a hash
+// edge on k, at any parallelism, sends each record to the subtask that owns
+// the group the operator takes from it, though the whole key's group is often
+// another subtask's.
+TEST(RecordEmitterTest, AKeyGroupedByItsFirstFieldReachesTheSubtaskOwningThatGroup) {
+  Schema s({{"k", FieldType::kString}, {"code", FieldType::kString}, {"v", FieldType::kInt}});
+  auto partition = std::make_shared<ResultPartition>("p", 3, 1000);
+  RecordEmitter emitter(partition, s, PartitionMode::kHash, {0}, 128, 0);
+  RowBatch batch(3);
+  for (int i = 0; i < 1000; ++i) {
+    Row& r = batch.Append();
+    r[0].SetString("patient-" + std::to_string(i % 97));
+    r[1].SetString("code-" + std::to_string(i % 7));
+    r[2].SetInt(i);
+  }
+  ASSERT_TRUE(emitter.Emit(batch));
+  ASSERT_TRUE(emitter.Finish());
+  int total = 0, whole_key_elsewhere = 0;
+  for (int t = 0; t < 3; ++t) {
+    OperatorContext ctx;
+    ctx.vertex_name = "per_code";
+    ctx.parallelism = 3;
+    ctx.subtask_index = t;
+    ctx.key_group_fields = 1;
+    OwnedKeyGroups owned;
+    ASSERT_TRUE(owned.Init(ctx, "window", {0, 1}).ok());
+    while (auto b = partition->subpartition(t).Poll()) {
+      if (b->end_of_partition) break;
+      size_t pos = 0;
+      Row row;
+      for (int i = 0; i < b->num_records; ++i) {
+        ASSERT_TRUE(DecodeRow(s, b->data, &pos, &row));
+        std::string key;
+        EncodeKey(s, row, {0, 1}, &key);
+        EXPECT_TRUE(owned.Owns(owned.KeyGroupOf(s, row, key))) << row[0].s << " at subtask " << t;
+        whole_key_elsewhere += !owned.Owns(KeyGroupForHash(HashKeyBytes(key), 128));
+        ++total;
+      }
+    }
+  }
+  EXPECT_EQ(total, 1000);
+  EXPECT_GT(whole_key_elsewhere, 300);  // about two thirds
+
+  OperatorContext ctx;
+  ctx.key_group_fields = 2;  // not fewer than the key has: a bad graph
+  OwnedKeyGroups owned;
+  EXPECT_EQ(owned.Init(ctx, "window", {0, 1}).code(), absl::StatusCode::kInvalidArgument);
+  ctx.key_group_fields = 0;
+  EXPECT_TRUE(owned.Init(ctx, "window", {0, 1}).ok());
 }
 
 TEST(RecordEmitterTest, AProjectedEdgeEncodesItsFieldsAloneAndHashesTheWholeRowsKey) {
