@@ -30,9 +30,10 @@ struct JobBuilder::Stream {
   std::string side_output;  // empty: the main output
   Schema schema;
   int time_index;  // the event-time field in schema, -1: none
-  // Non-empty: the stream is partitioned by the hash of these fields at its
-  // vertex's parallelism (MarkPartitioned).
-  std::vector<int> partitioned_by = {};
+  // Each: fields the stream is partitioned by the hash of at its vertex's
+  // parallelism (MarkPartitioned); more than one when they hold equal values
+  // (the two keys of a join).
+  std::vector<std::vector<int>> partitioned_by = {};
 };
 
 // One input of a vertex: an edge, once Build() knows the parallelism.
@@ -590,17 +591,25 @@ StreamRef JobBuilder::AddKeyedVertex(std::string_view kind, std::string_view nam
                                      int input, const std::vector<int>& key_fields, std::vector<int> reads,
                                      const Schema& output, int output_time_index, int parallelism,
                                      const std::vector<int>& output_key_fields) {
-  // The key's first fields, if the input is partitioned by them and the key
-  // has more: records of one value of them are all at one subtask already.
-  const std::vector<int>& by = streams_[input].partitioned_by;
-  const bool grouped =
-      !by.empty() && by.size() < key_fields.size() && std::equal(by.begin(), by.end(), key_fields.begin());
-  const std::vector<int> group_fields = grouped ? by : key_fields;
+  // The key's first fields (the most of them), if the input is partitioned
+  // by them and not by the whole key: records of one value of them are all at
+  // one subtask already.
+  const std::vector<std::vector<int>>& partitionings = streams_[input].partitioned_by;
+  size_t grouped = 0;
+  if (std::find(partitionings.begin(), partitionings.end(), key_fields) == partitionings.end()) {
+    for (const std::vector<int>& by : partitionings) {
+      if (by.size() < key_fields.size() && std::equal(by.begin(), by.end(), key_fields.begin())) {
+        grouped = std::max(grouped, by.size());
+      }
+    }
+  }
+  const std::vector<int> group_fields =
+      grouped > 0 ? std::vector<int>(key_fields.begin(), key_fields.begin() + grouped) : key_fields;
   StreamRef out = AddVertex(kind, name, std::move(op),
                             {Input{input, 0, Partition::kAuto, group_fields,
                                    ReadsOnly(std::move(reads), streams_[input].schema.size())}},
                             &output, output_time_index, parallelism);
-  if (grouped) vertices_.back().proto.set_key_group_fields(static_cast<int>(by.size()));
+  if (grouped > 0) vertices_.back().proto.set_key_group_fields(static_cast<int>(grouped));
   if (output_key_fields.size() == key_fields.size()) {
     MarkPartitioned(input, group_fields,
                     std::vector<int>(output_key_fields.begin(), output_key_fields.begin() + group_fields.size()));
@@ -612,9 +621,9 @@ bool JobBuilder::Partitioned(int stream, const std::vector<int>& parallelism) co
   const Stream& s = streams_[stream];
   if (s.partitioned_by.empty()) return false;
   const Vertex& v = vertices_[s.vertex];
-  if (v.kind != "union") return true;
-  // Its inputs are read forward when they have its parallelism (Union sets
-  // partitioned_by only for kAuto inputs).
+  if (v.kind != "union" && v.kind != "filter") return true;
+  // Its inputs are read forward when they have its parallelism (Union and
+  // Filter pass partitioned_by on only for kAuto inputs).
   return std::all_of(v.inputs.begin(), v.inputs.end(), [&](const Input& in) {
     return parallelism[streams_[in.stream].vertex] == parallelism[s.vertex] && Partitioned(in.stream, parallelism);
   });
@@ -632,7 +641,9 @@ void JobBuilder::MarkPartitioned(int input, const std::vector<int>& key_fields, 
       return;
     }
   }
-  out.partitioned_by = output_fields;
+  if (std::find(out.partitioned_by.begin(), out.partitioned_by.end(), output_fields) == out.partitioned_by.end()) {
+    out.partitioned_by.push_back(output_fields);
+  }
 }
 
 const Schema* JobBuilder::StreamSchema(std::string_view name) const {
@@ -983,9 +994,13 @@ StreamRef JobBuilder::Filter(std::string_view name, const StreamRef& input, std:
   if (!CheckVertexOptions("filter", name, options, input_schema, &key_fields)) return {};
   proto::OperatorSpec op;
   op.mutable_filter()->set_where(std::string(where));
-  return AddVertex("filter", name, std::move(op),
-                   {Input{in, 0, options.partition, std::move(key_fields)}}, &input_schema,
-                   streams_[in].time_index, options.parallelism);
+  const bool forward = options.partition == Partition::kAuto && key_fields.empty();
+  StreamRef out = AddVertex("filter", name, std::move(op), {Input{in, 0, options.partition, std::move(key_fields)}},
+                            &input_schema, streams_[in].time_index, options.parallelism);
+  // Partitioned streams: what it passes on stays where it was, when it reads
+  // its input forward (Build() checks the parallelism: Partitioned).
+  if (forward) streams_.back().partitioned_by = streams_[in].partitioned_by;
+  return out;
 }
 
 StreamRef JobBuilder::Map(std::string_view name, const StreamRef& input,
@@ -1111,7 +1126,7 @@ StreamRef JobBuilder::Union(std::string_view name, const std::vector<StreamRef>&
                             streams_[in[0]].time_index, options.parallelism);
   // Partitioned streams: a union of streams partitioned alike, read forward,
   // is partitioned as they are (Build() checks the parallelism: Partitioned).
-  const std::vector<int>& by = streams_[in[0]].partitioned_by;
+  const std::vector<std::vector<int>>& by = streams_[in[0]].partitioned_by;
   const bool alike = std::all_of(in.begin(), in.end(), [&](int s) { return streams_[s].partitioned_by == by; });
   if (!error_ && alike && options.partition == Partition::kAuto && key_fields.empty()) {
     streams_.back().partitioned_by = by;
@@ -1638,10 +1653,17 @@ StreamRef JobBuilder::IntervalJoin(std::string_view name, const StreamRef& left,
   spec->set_left_time_index(ls.time_index);
   spec->set_right_time_index(rs.time_index);
   const int output_time = ls.time_index;
-  return AddVertex(kKind, name, std::move(op),
-                   {Input{l, 0, Partition::kAuto, std::move(left_fields)},
-                    Input{r, 1, Partition::kAuto, std::move(right_fields)}},
-                   &output, output_time, options.parallelism);
+  const int left_width = static_cast<int>(ls.schema.size());  // ls dangles once AddVertex adds a stream
+  StreamRef out = AddVertex(kKind, name, std::move(op),
+                            {Input{l, 0, Partition::kAuto, left_fields}, Input{r, 1, Partition::kAuto, right_fields}},
+                            &output, output_time, options.parallelism);
+  // Partitioned streams: each output row is where its key's hash put both
+  // sides, and holds the key twice, as the left fields (first) and the right.
+  std::vector<int> right_output_fields;
+  for (int k : right_fields) right_output_fields.push_back(left_width + k);
+  MarkPartitioned(l, left_fields, left_fields);
+  MarkPartitioned(r, right_fields, right_output_fields);
+  return out;
 }
 
 StreamRef JobBuilder::BroadcastJoin(std::string_view name, const StreamRef& input,
@@ -1885,7 +1907,9 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
       edge->set_side_output(stream.side_output);
       edge->set_target_input(in.target_input);
       if (!in.key_fields.empty()) {
-        if (in.key_fields == stream.partitioned_by && producer_p == p && Partitioned(in.stream, parallelism)) {
+        const auto& partitionings = stream.partitioned_by;
+        if (std::find(partitionings.begin(), partitionings.end(), in.key_fields) != partitionings.end() &&
+            producer_p == p && Partitioned(in.stream, parallelism)) {
           // Partitioned by this key at this parallelism already: each record
           // is at the subtask its key's hash would send it to.
           edge->set_partitioning(proto::FORWARD);

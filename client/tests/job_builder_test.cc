@@ -180,8 +180,8 @@ TEST_F(JobBuilderTest, EdgesFollowParallelismPartitionAndKeyBy) {
 // Partitioned streams: an aggregate's output (its key fields first) is
 // already at the subtask its key's hash picks, so a consumer keyed by the
 // same fields at the same parallelism reads it over a FORWARD edge (chained);
-// any other key, order or parallelism, or a stream that went through another
-// vertex, is a hash exchange.
+// any other key, order or parallelism is a hash exchange. A filter passes the
+// partitioning on.
 TEST_F(JobBuilderTest, AStreamPartitionedByAKeyIsReadByTheSameKeyWithoutAnExchange) {
   JobBuilder b("j");
   b.SetParallelism(2);
@@ -192,14 +192,14 @@ TEST_F(JobBuilderTest, AStreamPartitionedByAKeyIsReadByTheSameKeyWithoutAnExchan
   b.Aggregate("key_part", "per_patient", {"patient_id"}, {{"m", "max(n)"}});             // 3: hash
   b.Aggregate("wider", "per_patient", {"patient_id", "hr"}, {{"m", "max(n)"}}, Parallel(3));  // 4: hash
   b.Filter("kept", "per_patient", "n > 1");                                              // 5: forward
-  b.Aggregate("after_filter", "kept", {"patient_id", "hr"}, {{"m", "max(n)"}});          // 6: hash
+  b.Aggregate("after_filter", "kept", {"patient_id", "hr"}, {{"m", "max(n)"}});          // 6: forward
   b.Aggregate("again", "same_key", {"patient_id", "hr"}, {{"c", "count(*)"}});           // 7: forward
   b.Sink("out", "again", SinkOptions::Blackhole());                                      // 8: forward
   absl::StatusOr<proto::JobGraph> graph = b.Build();
   ASSERT_TRUE(graph.ok()) << graph.status();
   ASSERT_EQ(graph->edges_size(), 9);
   const proto::Partitioning expected[] = {proto::HASH, proto::FORWARD, proto::HASH,    proto::HASH,   proto::HASH,
-                                          proto::FORWARD, proto::HASH, proto::FORWARD, proto::FORWARD};
+                                          proto::FORWARD, proto::FORWARD, proto::FORWARD, proto::FORWARD};
   for (int i = 0; i < 9; ++i) {
     EXPECT_EQ(graph->edges(i).partitioning(), expected[i]) << "edge " << i << " to "
                                                            << graph->vertices(graph->edges(i).target()).name();
@@ -622,6 +622,34 @@ TEST_F(JobBuilderTest, AKeyStartingWithItsInputsPartitioningIsGroupedByItAndChai
   EXPECT_EQ(edge_to("after_wide_union").partitioning(), proto::HASH);  // the union is not partitioned
   EXPECT_THAT(edge_to("after_wide_union").key_fields(), ::testing::ElementsAre(0));
   EXPECT_EQ(vertex("after_wide_union").key_group_fields(), 1);
+}
+
+// An interval join's output is partitioned by its key both as the left
+// fields and as the right ones (equal values); a filter passes that on.
+TEST_F(JobBuilderTest, AJoinsOutputIsPartitionedByEitherSidesKey) {
+  JobBuilder b("j");
+  b.SetParallelism(2);
+  b.FileSource("a", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts")));
+  b.FileSource("c", vitals_, "csv", VitalsSchema(), WithEventTime(TimeField("ts")));
+  // Output: the five fields of a, then c_patient_id, c_ts, c_hr, c_spo2, c_rr.
+  b.IntervalJoin("joined", "a", "c", IntervalJoinOptions::On({"patient_id"}, -1000, 0));
+  b.Filter("kept", "joined", "hr > c_hr");
+  b.Aggregate("per_left_key", "kept", {"patient_id"}, {{"n", "count(*)"}});
+  b.Aggregate("per_right_key", "kept", {"c_patient_id", "c_hr"}, {{"n", "count(*)"}});
+  b.Aggregate("per_other_key", "kept", {"hr", "c_patient_id"}, {{"n", "count(*)"}});
+  for (const char* out : {"per_left_key", "per_right_key", "per_other_key"}) {
+    b.Sink(absl::StrCat(out, "_out"), out, SinkOptions::Blackhole());
+  }
+  absl::StatusOr<proto::JobGraph> graph = b.Build();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(EdgeTo(*graph, "joined").partitioning(), proto::HASH);
+  EXPECT_EQ(EdgeTo(*graph, "kept").partitioning(), proto::FORWARD);
+  EXPECT_EQ(EdgeTo(*graph, "per_left_key").partitioning(), proto::FORWARD);
+  EXPECT_EQ(VertexNamed(*graph, "per_left_key").key_group_fields(), 0);
+  EXPECT_EQ(EdgeTo(*graph, "per_right_key").partitioning(), proto::FORWARD);
+  EXPECT_EQ(VertexNamed(*graph, "per_right_key").key_group_fields(), 1);
+  EXPECT_EQ(EdgeTo(*graph, "per_other_key").partitioning(), proto::HASH);
+  EXPECT_EQ(VertexNamed(*graph, "per_other_key").key_group_fields(), 0);
 }
 
 TEST_F(JobBuilderTest, BuildsTheSameEventTimeGraphAsTheYamlSpec) {
