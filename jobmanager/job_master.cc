@@ -193,6 +193,8 @@ const google::protobuf::RepeatedPtrField<std::string>& KeyBy(const proto::JobVer
 
 absl::Status CheckKeyGroupingFits(const proto::CheckpointMetadata& metadata, const proto::JobGraph& graph,
                                   std::string_view uri) {
+  // A count of key fields suffices: the grouping fields are always the key's
+  // first ones, and state under another key_by is another state anyway.
   for (const proto::OperatorSnapshot& op : metadata.operators()) {
     if (!op.has_keyed()) continue;
     const proto::JobVertex& v = graph.vertices(op.vertex_id());
