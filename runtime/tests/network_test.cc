@@ -302,6 +302,29 @@ TEST(InputGateTest, BlockedChannelIsHeldBackUntilUnblocked) {
   gate.Close();
 }
 
+// Calls fn(subtask, row) for every record `partition` holds, in each
+// subpartition's order, decoded with `schema`; returns how many there were.
+template <typename Fn>
+int ForEachSentRecord(ResultPartition& partition, const Schema& schema, Fn fn) {
+  int total = 0;
+  for (int t = 0; t < partition.num_subpartitions(); ++t) {
+    while (auto b = partition.subpartition(t).Poll()) {
+      if (b->end_of_partition) break;
+      size_t pos = 0;
+      Row row;
+      for (int i = 0; i < b->num_records; ++i) {
+        if (!DecodeRow(schema, b->data, &pos, &row)) {
+          ADD_FAILURE() << "subpartition " << t << ": record " << i << " does not decode";
+          return total;
+        }
+        fn(t, row);
+        ++total;
+      }
+    }
+  }
+  return total;
+}
+
 TEST(RecordEmitterTest, HashSendsEachKeyToTheSubtaskOwningItsKeyGroup) {
   Schema s({{"k", FieldType::kString}, {"v", FieldType::kInt}});
   auto partition = std::make_shared<ResultPartition>("p", 3, 1000);
@@ -314,21 +337,11 @@ TEST(RecordEmitterTest, HashSendsEachKeyToTheSubtaskOwningItsKeyGroup) {
   }
   ASSERT_TRUE(emitter.Emit(batch));
   ASSERT_TRUE(emitter.Finish());
-  int total = 0;
-  for (int t = 0; t < 3; ++t) {
-    while (auto b = partition->subpartition(t).Poll()) {
-      if (b->end_of_partition) break;
-      size_t pos = 0;
-      Row row;
-      for (int i = 0; i < b->num_records; ++i) {
-        ASSERT_TRUE(DecodeRow(s, b->data, &pos, &row));
-        std::string key;
-        EncodeKey(s, row, {0}, &key);
-        EXPECT_EQ(SubtaskForKeyGroup(KeyGroupForHash(HashKeyBytes(key), 128), 128, 3), t);
-        ++total;
-      }
-    }
-  }
+  const int total = ForEachSentRecord(*partition, s, [&](int t, const Row& row) {
+    std::string key;
+    EncodeKey(s, row, {0}, &key);
+    EXPECT_EQ(SubtaskForKeyGroup(KeyGroupForHash(HashKeyBytes(key), 128), 128, 3), t);
+  });
   EXPECT_EQ(total, 1000);
 }
 
@@ -350,38 +363,31 @@ TEST(RecordEmitterTest, AKeyGroupedByItsFirstFieldReachesTheSubtaskOwningThatGro
   }
   ASSERT_TRUE(emitter.Emit(batch));
   ASSERT_TRUE(emitter.Finish());
-  int total = 0, whole_key_elsewhere = 0;
+  OwnedKeyGroups owned[3];
   for (int t = 0; t < 3; ++t) {
     OperatorContext ctx;
     ctx.vertex_name = "per_code";
     ctx.parallelism = 3;
     ctx.subtask_index = t;
     ctx.key_group_fields = 1;
-    OwnedKeyGroups owned;
-    ASSERT_TRUE(owned.Init(ctx, "window", {0, 1}).ok());
-    while (auto b = partition->subpartition(t).Poll()) {
-      if (b->end_of_partition) break;
-      size_t pos = 0;
-      Row row;
-      for (int i = 0; i < b->num_records; ++i) {
-        ASSERT_TRUE(DecodeRow(s, b->data, &pos, &row));
-        std::string key;
-        EncodeKey(s, row, {0, 1}, &key);
-        EXPECT_TRUE(owned.Owns(owned.KeyGroupOf(s, row, key))) << row[0].s << " at subtask " << t;
-        whole_key_elsewhere += !owned.Owns(KeyGroupForHash(HashKeyBytes(key), 128));
-        ++total;
-      }
-    }
+    ASSERT_TRUE(owned[t].Init(ctx, "window", {0, 1}).ok());
   }
+  int whole_key_elsewhere = 0;
+  const int total = ForEachSentRecord(*partition, s, [&](int t, const Row& row) {
+    std::string key;
+    EncodeKey(s, row, {0, 1}, &key);
+    EXPECT_TRUE(owned[t].Owns(owned[t].KeyGroupOf(s, row, key))) << row[0].s << " at subtask " << t;
+    whole_key_elsewhere += !owned[t].Owns(KeyGroupForHash(HashKeyBytes(key), 128));
+  });
   EXPECT_EQ(total, 1000);
   EXPECT_GT(whole_key_elsewhere, 300);  // about two thirds
 
   OperatorContext ctx;
   ctx.key_group_fields = 2;  // not fewer than the key has: a bad graph
-  OwnedKeyGroups owned;
-  EXPECT_EQ(owned.Init(ctx, "window", {0, 1}).code(), absl::StatusCode::kInvalidArgument);
+  OwnedKeyGroups bad;
+  EXPECT_EQ(bad.Init(ctx, "window", {0, 1}).code(), absl::StatusCode::kInvalidArgument);
   ctx.key_group_fields = 0;
-  EXPECT_TRUE(owned.Init(ctx, "window", {0, 1}).ok());
+  EXPECT_TRUE(bad.Init(ctx, "window", {0, 1}).ok());
 }
 
 TEST(RecordEmitterTest, AProjectedEdgeEncodesItsFieldsAloneAndHashesTheWholeRowsKey) {
