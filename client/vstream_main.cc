@@ -22,7 +22,6 @@
 
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -37,7 +36,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "client/cluster_client.h"
 #include "client/job_spec.h"
 #include "common/flags.h"
@@ -199,9 +197,8 @@ std::string FormatJobPlan(const proto::JobGraph& graph) {
   std::string grouped;
   for (const proto::JobVertex& v : graph.vertices()) {
     if (v.key_group_fields() <= 0) continue;
-    const auto& key = KeyBy(v);
-    absl::StrAppendFormat(&grouped, "  %s: key [%s] grouped by [%s]\n", v.name(), absl::StrJoin(key, ", "),
-                          absl::StrJoin(key.begin(), key.begin() + std::min(v.key_group_fields(), key.size()), ", "));
+    absl::StrAppendFormat(&grouped, "  %s: key [%s] grouped by [%s]\n", v.name(), KeyByNames(v, 0),
+                          KeyByNames(v, v.key_group_fields()));
   }
   if (!grouped.empty()) {
     absl::StrAppend(&out,

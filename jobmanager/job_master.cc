@@ -172,17 +172,7 @@ std::map<int, int> KeyGroupFields(const proto::JobGraph& graph) {
 
 namespace {
 
-// How a vertex of `key_by` groups its keys, for CheckKeyGroupingFits's message.
-std::string Grouping(const google::protobuf::RepeatedPtrField<std::string>& key_by, int fields) {
-  if (fields <= 0 || fields >= key_by.size()) {
-    return absl::StrCat("all its key fields [", absl::StrJoin(key_by, ", "), "]");
-  }
-  return absl::StrCat("the first ", fields, " of its key fields [",
-                      absl::StrJoin(key_by.begin(), key_by.begin() + fields, ", "), "]");
-}
-
-}  // namespace
-
+// The key_by of a keyed vertex (window, aggregate, process); empty for others.
 const google::protobuf::RepeatedPtrField<std::string>& KeyBy(const proto::JobVertex& v) {
   static const google::protobuf::RepeatedPtrField<std::string> kNone;
   if (v.op().has_window()) return v.op().window().key_by();
@@ -190,6 +180,25 @@ const google::protobuf::RepeatedPtrField<std::string>& KeyBy(const proto::JobVer
   if (v.op().has_process()) return v.op().process().key_by();
   return kNone;
 }
+
+}  // namespace
+
+std::string KeyByNames(const proto::JobVertex& v, int fields) {
+  const auto& key_by = KeyBy(v);
+  const int n = fields > 0 && fields < key_by.size() ? fields : key_by.size();
+  return absl::StrJoin(key_by.begin(), key_by.begin() + n, ", ");
+}
+
+namespace {
+
+// How `v` groups its keys when grouped by its first `fields` key fields (0:
+// all), for CheckKeyGroupingFits's message.
+std::string Grouping(const proto::JobVertex& v, int fields) {
+  if (fields <= 0 || fields >= KeyBy(v).size()) return absl::StrCat("all its key fields [", KeyByNames(v, 0), "]");
+  return absl::StrCat("the first ", fields, " of its key fields [", KeyByNames(v, fields), "]");
+}
+
+}  // namespace
 
 absl::Status CheckKeyGroupingFits(const proto::CheckpointMetadata& metadata, const proto::JobGraph& graph,
                                   std::string_view uri) {
@@ -203,8 +212,8 @@ absl::Status CheckKeyGroupingFits(const proto::CheckpointMetadata& metadata, con
     if (taken == v.key_group_fields()) continue;
     return absl::InvalidArgumentError(absl::StrCat(
         AV(uri), " holds the state of operator '", v.name(), "' grouped (key groups, subtasks) by ",
-        Grouping(KeyBy(v), taken), ", but job '", graph.name(), "' groups its records by ",
-        Grouping(KeyBy(v), v.key_group_fields()),
+        Grouping(v, taken), ", but job '", graph.name(), "' groups its records by ",
+        Grouping(v, v.key_group_fields()),
         ", since its input is partitioned so or no longer is (docs/job-spec.md, \"Partitioned streams\"): no "
         "record would find its key's state. Restore it into the job as it was partitioned when it was taken"));
   }

@@ -90,8 +90,9 @@ std::string ChannelLayout(const proto::JobGraph& graph);
 absl::Status CheckInFlightRecordsFit(const proto::CheckpointMetadata& metadata, const proto::JobGraph& graph,
                                      std::string_view uri);
 
-// The key_by of a keyed vertex (window, aggregate, process); empty for others.
-const google::protobuf::RepeatedPtrField<std::string>& KeyBy(const proto::JobVertex& v);
+// "a, b": the first `fields` of the key_by of keyed vertex `v` (window,
+// aggregate, process; all of them if 0), as a message names them.
+std::string KeyByNames(const proto::JobVertex& v, int fields);
 
 // Vertex id -> JobVertex.key_group_fields of each vertex of `graph` whose key
 // groups come from only the first key fields (not 0), as a checkpoint's
