@@ -898,7 +898,13 @@ void StreamTask::OnTick() {
   if (now >= next_scan_release_ms_) {
     next_scan_release_ms_ = now + 1000;
     for (auto& op : operators_) {
-      if (KeyedStateBackend* state = op->keyed_state()) state->ReleaseScans();
+      KeyedStateBackend* state = op->keyed_state();
+      if (state == nullptr) continue;
+      state->ReleaseScans();
+      // A failure here fails the next snapshot, which reports it.
+      if (absl::Status s = state->MaintainStateLog(); !s.ok()) {
+        spdlog::warn("task {}: {}", tdd_.task_id(), s.ToString());
+      }
     }
   }
   if (preflush_at_ms_ != 0 && now >= preflush_at_ms_) {

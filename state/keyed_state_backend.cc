@@ -253,36 +253,49 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Open(
   backend->default_cf_ = handles[0];
   for (size_t i = 1; i < handles.size(); ++i) backend->pending_[i - 1]->cf = handles[i];
 
-  // A restored snapshot's write-back cache entries, newer than the rest.
-  const std::string delta_path = (std::filesystem::path(options.path) / CacheDelta::kFileName).string();
-  if (!options.wipe_on_open && std::filesystem::exists(delta_path, ec)) {
-    std::string bytes;
-    {
-      std::ifstream in(delta_path, std::ios::binary);
-      bytes.assign(std::istreambuf_iterator<char>(in), {});
-      if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", delta_path));
-    }
+  // A restored snapshot's state log segments, then its write-back cache
+  // entries: newer than the rest, in this order (SnapshotDeltaFiles).
+  const std::vector<std::string> delta_paths =
+      options.wipe_on_open ? std::vector<std::string>() : SnapshotDeltaFiles(options.path);
+  if (!delta_paths.empty()) {
     std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> by_name;
     by_name[rocksdb::kDefaultColumnFamilyName] = backend->default_cf_;
     for (const auto& slot : backend->pending_) by_name[slot->name] = slot->cf;
     rocksdb::WriteBatch batch;
-    absl::Status parsed = CacheDelta::Parse(
-        bytes, [&](std::string_view cf_name, std::string_view key, const std::string_view* value) -> absl::Status {
-          auto it = by_name.find(cf_name);
-          if (it == by_name.end()) {
-            return absl::DataLossError(absl::StrCat("the cache delta names an unknown column family '",
-                                                    std::string(cf_name), "'"));
-          }
-          const rocksdb::Slice k(key.data(), key.size());
-          rocksdb::Status s = value != nullptr ? batch.Put(it->second, k, rocksdb::Slice(value->data(), value->size()))
-                                               : batch.Delete(it->second, k);
-          return FromRocksStatus(s, "cache delta");
-        });
-    if (!parsed.ok()) return absl::Status(parsed.code(), absl::StrCat(delta_path, ": ", parsed.message()));
+    for (const std::string& path : delta_paths) {
+      std::string bytes;
+      {
+        std::ifstream in(path, std::ios::binary);
+        bytes.assign(std::istreambuf_iterator<char>(in), {});
+        if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
+      }
+      absl::Status parsed = CacheDelta::Parse(
+          bytes, [&](std::string_view cf_name, std::string_view key, const std::string_view* value) -> absl::Status {
+            auto it = by_name.find(cf_name);
+            if (it == by_name.end()) {
+              return absl::DataLossError(
+                  absl::StrCat("it names an unknown column family '", std::string(cf_name), "'"));
+            }
+            const rocksdb::Slice k(key.data(), key.size());
+            rocksdb::Status s = value != nullptr
+                                    ? batch.Put(it->second, k, rocksdb::Slice(value->data(), value->size()))
+                                    : batch.Delete(it->second, k);
+            return FromRocksStatus(s, "snapshot delta");
+          });
+      if (!parsed.ok()) return absl::Status(parsed.code(), absl::StrCat(path, ": ", parsed.message()));
+    }
     rocksdb::WriteOptions wo;
     wo.disableWAL = true;
-    RETURN_IF_ERROR(FromRocksStatus(backend->db_->Write(wo, &batch), "apply the cache delta"));
-    std::filesystem::remove(delta_path, ec);
+    RETURN_IF_ERROR(FromRocksStatus(backend->db_->Write(wo, &batch), "apply the snapshot's deltas"));
+    // A logged state's writes must be in SST files before its log starts
+    // again (its snapshots do not flush it); the cache delta's reach them
+    // with the next snapshot.
+    if (!delta_paths.back().ends_with(CacheDelta::kFileName) || delta_paths.size() > 1) {
+      std::vector<rocksdb::ColumnFamilyHandle*> all;
+      for (const auto& [name, cf] : by_name) all.push_back(cf);
+      RETURN_IF_ERROR(FromRocksStatus(backend->db_->Flush(rocksdb::FlushOptions(), all), "flush the state log"));
+    }
+    for (const std::string& path : delta_paths) std::filesystem::remove(path, ec);
   }
 
   backend->ctx_.db = backend->db_;
@@ -434,7 +447,22 @@ absl::StatusOr<MapState*> KeyedStateBackend::GetMapState(const MapStateDescripto
   const bool restored = HasState(d.name);
   absl::StatusOr<MapState*> state = Register<MapState>(d.name, std::move(b), /*write_back_cache=*/false);
   if (state.ok() && d.filter_recent_keys) {
-    RETURN_IF_ERROR((*state)->FilterRecentKeys(restored, d.recent_keys_filter_max_bytes));
+    MapState* map = *state;
+    RETURN_IF_ERROR(map->FilterRecentKeys(restored, d.recent_keys_filter_max_bytes));
+    if (!map->logged()) {
+      // Its log starts empty: what RocksDB holds of it in memtables (a
+      // restore's) goes to SST files first.
+      rocksdb::ColumnFamilyHandle* cf = column_family(map->id());
+      uint64_t entries = 0, immutable = 0;
+      if (!db_->GetIntProperty(cf, rocksdb::DB::Properties::kNumEntriesActiveMemTable, &entries) ||
+          !db_->GetIntProperty(cf, rocksdb::DB::Properties::kNumImmutableMemTable, &immutable) ||
+          entries + immutable > 0) {
+        RETURN_IF_ERROR(FromRocksStatus(db_->Flush(rocksdb::FlushOptions(), cf),
+                                        absl::StrCat("flush map state '", d.name, "'")));
+      }
+      map->LogWrites(&state_log_);
+      logged_cfs_.push_back(cf);
+    }
   }
   return state;
 }
@@ -492,6 +520,54 @@ void KeyedStateBackend::ReleaseScans() {
       static_cast<MapState*>(slot->handle.get())->ReleaseScan();
     }
   }
+}
+
+const std::vector<StateLog::Segment>& KeyedStateBackend::SealStateLog() {
+  DropFlushedSegments();
+  state_log_.Seal();
+  return state_log_.segments();
+}
+
+std::vector<rocksdb::ColumnFamilyHandle*> KeyedStateBackend::UnloggedColumnFamilies() const {
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs{default_cf_};
+  for (const auto* slots : {&states_, &pending_}) {
+    for (const auto& slot : *slots) {
+      if (std::find(logged_cfs_.begin(), logged_cfs_.end(), slot->cf) == logged_cfs_.end()) cfs.push_back(slot->cf);
+    }
+  }
+  return cfs;
+}
+
+bool KeyedStateBackend::LoggedMemtablesFlushed() const {
+  for (rocksdb::ColumnFamilyHandle* cf : logged_cfs_) {
+    uint64_t immutable = 0;
+    if (!db_->GetIntProperty(cf, rocksdb::DB::Properties::kNumImmutableMemTable, &immutable) || immutable > 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void KeyedStateBackend::DropFlushedSegments() {
+  // The flush switched the memtables when it started: once no immutable
+  // one is left, the writes before it are in SST files (a later switch,
+  // RocksDB's own, only delays this).
+  if (flushing_segments_ == 0 || !LoggedMemtablesFlushed()) return;
+  state_log_.DropFirst(flushing_segments_);
+  flushing_segments_ = 0;
+}
+
+absl::Status KeyedStateBackend::MaintainStateLog() {
+  if (logged_cfs_.empty()) return absl::OkStatus();
+  DropFlushedSegments();
+  if (flushing_segments_ > 0 || state_log_.bytes() < state_log_flush_bytes() || !LoggedMemtablesFlushed()) {
+    return absl::OkStatus();
+  }
+  // Every logged write must be in the memtables the flush takes.
+  RETURN_IF_ERROR(WriteHeldPuts());
+  state_log_.Seal();
+  flushing_segments_ = state_log_.segments().size();
+  return FromRocksStatus(FlushInBackground(*db_, logged_cfs_), "flush the logged states");
 }
 
 absl::Status KeyedStateBackend::WriteHeldPuts() {
@@ -568,6 +644,7 @@ absl::StatusOr<bool> KeyedStateBackend::FlushMemtablesInBackground(uint64_t min_
   RETURN_IF_ERROR(WriteHeldPuts());
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
   for (const auto& state : states_) {
+    if (std::find(logged_cfs_.begin(), logged_cfs_.end(), state->cf) != logged_cfs_.end()) continue;  // logged
     uint64_t entries = 0, immutable = 0;
     if (!db_->GetIntProperty(state->cf, rocksdb::DB::Properties::kNumEntriesActiveMemTable, &entries) ||
         !db_->GetIntProperty(state->cf, rocksdb::DB::Properties::kNumImmutableMemTable, &immutable)) {

@@ -47,6 +47,7 @@
 #include "state/state_clock.h"
 #include "state/state_descriptor.h"
 #include "state/state_key.h"
+#include "state/state_log.h"
 #include "state/state_resources.h"
 #include "state/value_state.h"
 
@@ -210,6 +211,24 @@ class KeyedStateBackend {
   using SnapshotDeltaFn = std::function<void(CacheDelta*, std::vector<LaterDelta>* later)>;
   void AddSnapshotDelta(const std::shared_ptr<const SnapshotDeltaFn>& fn);
 
+  // The state log (state/state_log.h): every write to the logged column
+  // families (map states with a filter of recent keys) since RocksDB last
+  // flushed them. A snapshot holds its segments instead of flushing those
+  // memtables:
+  //   SealStateLog: the segments the snapshot holds (after WriteHeldPuts),
+  //     sealing the writes since the last one;
+  //   UnloggedColumnFamilies: the column families the snapshot flushes;
+  //   MaintainStateLog: after the snapshot, and once a second from the
+  //     task's ticks: forgets the segments a finished flush holds, and once
+  //     the log reaches state_log_flush_bytes() starts a flush of the logged
+  //     column families in the background (the segments then go once it is
+  //     done).
+  const std::vector<StateLog::Segment>& SealStateLog();
+  std::vector<rocksdb::ColumnFamilyHandle*> UnloggedColumnFamilies() const;
+  absl::Status MaintainStateLog();
+  size_t state_log_bytes() const { return state_log_.bytes(); }
+  size_t state_log_flush_bytes() const { return options_.write_buffer_bytes / 2; }
+
   // Calls `fn` on every live entry of `state` whose key group lies in
   // `range`, in key order (a MapState key and namespace once per map entry).
   // Flushes the write-back cache first. The views are valid during the call.
@@ -274,6 +293,16 @@ class KeyedStateBackend {
   size_t last_delta_bytes_ = 0;  // the size of the last DirtyCacheEntries(), to reserve for the next
   StateContext ctx_;
   std::string legacy_key_;  // reused by Get/Put/Delete by StateId
+  StateLog state_log_;
+  std::vector<rocksdb::ColumnFamilyHandle*> logged_cfs_;
+  // The first this many segments are in SST files once the flush
+  // MaintainStateLog started is done (0: none started).
+  size_t flushing_segments_ = 0;
+  // Forgets the segments of a finished flush (flushing_segments_).
+  void DropFlushedSegments();
+  // Whether RocksDB flushed every immutable memtable of the logged column
+  // families (false if it cannot tell).
+  bool LoggedMemtablesFlushed() const;
 };
 
 // Starts a flush of the column families' memtables on RocksDB's flush

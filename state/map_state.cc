@@ -13,6 +13,26 @@
 
 namespace vstream {
 
+namespace {
+
+std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
+
+// Logs the deletes of a written batch (Clear's).
+class LogDeletes final : public rocksdb::WriteBatch::Handler {
+ public:
+  LogDeletes(StateLog& log, std::string_view cf) : log_(log), cf_(cf) {}
+  rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice& key) override {
+    log_.AddDelete(cf_, View(key));
+    return rocksdb::Status::OK();
+  }
+
+ private:
+  StateLog& log_;
+  std::string_view cf_;
+};
+
+}  // namespace
+
 MapState::~MapState() = default;
 
 void MapState::ReleaseScan() { scan_.reset(); }
@@ -61,8 +81,10 @@ absl::Status MapState::Put(std::string_view ns, std::string_view user_key, std::
   const int64_t now = NowIfTimed();
   if (recent_keys_ == nullptr) return PutStored(StoredForm(value, now));
   recent_keys_->Add(EntryHash(), now, now);
-  const rocksdb::Status s = held_.Put(cf_, rocks_key(), StoredForm(value, now));
+  const rocksdb::Slice stored = StoredForm(value, now);
+  const rocksdb::Status s = held_.Put(cf_, rocks_key(), stored);
   if (!s.ok()) return FromRocksStatus(s, absl::StrCat("write state '", name_, "'"));
+  if (log_ != nullptr) log_->AddPut(name_, View(rocks_key()), View(stored));
   return held_.Count() >= kMaxHeldPuts ? WriteHeldPuts() : absl::OkStatus();
 }
 
@@ -84,7 +106,9 @@ absl::StatusOr<StateLookup> MapState::Get(std::string_view ns, std::string_view 
 absl::Status MapState::Remove(std::string_view ns, std::string_view user_key) {
   RETURN_IF_ERROR(WriteHeldPuts());  // a held Put of the entry goes first
   ComposeEntryKey(ns, user_key);
-  return DeleteStored();
+  RETURN_IF_ERROR(DeleteStored());
+  if (log_ != nullptr) log_->AddDelete(name_, View(rocks_key()));
+  return absl::OkStatus();
 }
 
 absl::Status MapState::Scan(std::string_view ns,
@@ -193,8 +217,13 @@ absl::Status MapState::Clear(std::string_view ns) {
   if (!it->status().ok()) return FromRocksStatus(it->status(), absl::StrCat("scan map state '", name_, "'"));
   it.reset();
   if (batch.Count() == 0) return absl::OkStatus();
-  return FromRocksStatus(ctx_.db->Write(ctx_.write_options, &batch),
-                         absl::StrCat("clear map state '", name_, "'"));
+  RETURN_IF_ERROR(FromRocksStatus(ctx_.db->Write(ctx_.write_options, &batch),
+                                  absl::StrCat("clear map state '", name_, "'")));
+  if (log_ != nullptr) {
+    LogDeletes logged(*log_, name_);
+    RETURN_IF_ERROR(FromRocksStatus(batch.Iterate(&logged), absl::StrCat("log clearing map state '", name_, "'")));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace vstream

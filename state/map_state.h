@@ -17,6 +17,7 @@
 #include "state/key_groups.h"
 #include "state/keyed_state.h"
 #include "state/recent_keys_filter.h"
+#include "state/state_log.h"
 
 namespace rocksdb {
 class Iterator;
@@ -62,7 +63,8 @@ class MapState final : public KeyedState {
   // task's CPU), and before anything else of this state reaches RocksDB: a
   // Get the filter lets through, Remove, a scan, Clear; the backend writes
   // them before a snapshot, a flush or a scan of its own, and on close
-  // (KeyedStateBackend::WriteHeldPuts).
+  // (KeyedStateBackend::WriteHeldPuts). Such a state also logs every write
+  // (state/state_log.h), so that snapshots need not flush its memtables.
   absl::Status WriteHeldPuts();
   static constexpr uint32_t kMaxHeldPuts = 256;
 
@@ -77,6 +79,10 @@ class MapState final : public KeyedState {
   // a restored state first adds every live entry on disk to it (one scan of
   // the column family).
   absl::Status FilterRecentKeys(bool restored, size_t max_bytes);
+  // From now on every write also goes to `log` (the backend's), which must
+  // outlive this state.
+  void LogWrites(StateLog* log) { log_ = log; }
+  bool logged() const { return log_ != nullptr; }
   uint64_t EntryHash() const {
     const rocksdb::Slice k = rocks_key();
     return HashKeyBytes(std::string_view(k.data(), k.size()));
@@ -98,6 +104,7 @@ class MapState final : public KeyedState {
   std::unique_ptr<RecentKeysFilter> recent_keys_;
   int64_t filtered_reads_ = 0;
   rocksdb::WriteBatch held_;  // Puts not written yet (with the filter only)
+  StateLog* log_ = nullptr;   // null: not logged
 };
 
 }  // namespace vstream

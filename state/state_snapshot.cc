@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <limits>
 
 #include <algorithm>
 #include <filesystem>
@@ -45,8 +46,9 @@ absl::Status WriteWholeFile(const std::string& path, std::string_view bytes) {
   return absl::OkStatus();
 }
 
-// A RocksDB checkpoint as rocksdb::Checkpoint makes one (memtables flushed,
-// the live SST files hard-linked, MANIFEST up to its live size, CURRENT from
+// A RocksDB checkpoint as rocksdb::Checkpoint makes one (the memtables of
+// `flush` flushed, the others left to the state log, the live SST files
+// hard-linked, MANIFEST up to its live size, CURRENT from
 // the contents RocksDB gives, the rest whole), except that only the SSTs go
 // to `dir` (created for the first; it must not exist): the other files (KBs;
 // the MANIFEST up to about 1 MiB, max_manifest_file_size in
@@ -58,15 +60,19 @@ absl::Status WriteWholeFile(const std::string& path, std::string_view bytes) {
 // (rocksdb::Checkpoint syncs every copied file and the directory; on a disk
 // busy with other tasks' uploads those syncs held the task thread for
 // 0.2-0.6 s.)
-absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir, bool* made_dir,
+absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::vector<rocksdb::ColumnFamilyHandle*>& flush,
+                                   const std::string& dir, bool* made_dir,
                                    std::vector<std::pair<std::string, std::string>>* in_memory) {
   std::error_code ec;
+  // With the WAL off, a flush is what persists a memtable. (The task thread
+  // is the only writer: nothing lands between the flush and the listing.)
+  RETURN_IF_ERROR(FromRocksStatus(db.Flush(rocksdb::FlushOptions(), flush), "state snapshot: flush"));
   // Files RocksDB would delete meanwhile (after a compaction) stay until the
   // links and copies are made.
   RETURN_IF_ERROR(FromRocksStatus(db.DisableFileDeletions(), "state snapshot: disable file deletions"));
   absl::Status status = [&]() -> absl::Status {
     rocksdb::LiveFilesStorageInfoOptions options;
-    options.wal_size_for_flush = 0;  // always flush: with the WAL off, that persists the memtables
+    options.wal_size_for_flush = std::numeric_limits<uint64_t>::max();  // never flush (done above)
     std::vector<rocksdb::LiveFileStorageInfo> files;
     RETURN_IF_ERROR(FromRocksStatus(db.GetLiveFilesStorageInfo(options, &files), "state snapshot: list live files"));
     for (const rocksdb::LiveFileStorageInfo& f : files) {
@@ -113,10 +119,15 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
                                                 const std::string& dir, KeyGroupRange range) {
   // The write-back cache is not pushed through RocksDB: its dirty entries
   // go to CACHE-DELTA beside the checkpoint (state/cache_delta.h).
+  // Nor are the logged states' memtables flushed: the snapshot holds the
+  // segments of their log (state/state_log.h).
   LocalSnapshot local;
   RETURN_IF_ERROR(backend.WriteHeldPuts());  // into the memtables the checkpoint flushes
   local.cache_delta = backend.DirtyCacheEntries(&local.cache_delta_later);
-  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir, &local.made_dir, &local.files_in_memory));
+  local.state_log = backend.SealStateLog();
+  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), backend.UnloggedColumnFamilies(), dir, &local.made_dir,
+                                        &local.files_in_memory));
+  RETURN_IF_ERROR(backend.MaintainStateLog());  // after the listing: the snapshot does not wait for its flush
   local.checkpoint_id = checkpoint_id;
   local.dir = dir;
   local.range = range;
@@ -177,6 +188,21 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
     if (absl::Status s = storage_->Upload(file.string(), f->path()); !s.ok()) return s;
     copied += f->size();
   }
+  // The state log's segments: shared, referenced as SSTs are once a
+  // completed checkpoint holds them.
+  for (const StateLog::Segment& segment : local.state_log) {
+    proto::StateFile* f = handle.add_files();
+    f->set_name(segment.name);
+    f->set_size(segment.bytes->size());
+    f->set_shared(true);
+    auto it = confirmed->find(segment.name);
+    const bool reuse = it != confirmed->end() && it->second.size() == f->size();
+    f->set_path(reuse ? it->second.path() : absl::StrCat("shared/", instance_id_, "-", segment.name));
+    held[segment.name] = *f;
+    if (reuse) continue;
+    RETURN_IF_ERROR(storage_->Write(f->path(), *segment.bytes));
+    copied += f->size();
+  }
   // The small files, and CACHE-DELTA, straight from memory: inline up to
   // kInlineStateFileBytes, else a file in the private directory (a local
   // copy would only be written, read back and deleted).
@@ -213,7 +239,9 @@ void IncrementalSnapshotter::AddRestored(const proto::KeyedStateHandle& handle) 
   std::lock_guard<std::mutex> lock(mu_);
   auto files = std::make_shared<FileMap>(*confirmed_);
   for (const proto::StateFile& f : handle.files()) {
-    if (f.shared()) (*files)[f.name()] = f;
+    // Not the state log's segments: the restore flushed what they hold,
+    // and this instance's own segments start again at the same names.
+    if (f.shared() && !StateLog::IsSegmentFile(f.name())) (*files)[f.name()] = f;
   }
   confirmed_ = std::move(files);
 }
@@ -518,12 +546,10 @@ absl::Status CopyColumnFamily(SnapshotReader& from, size_t i, KeyGroupRange rang
 // snapshot into `to`.
 absl::Status CopySnapshotDb(const std::string& dir, KeyGroupRange range, RestoreWriter& to);
 
-// Applies the snapshot's write-back cache entries (newer than its RocksDB
-// content) of key groups `range` to `to`.
-absl::Status ApplyCacheDelta(const std::string& dir, KeyGroupRange range, RestoreWriter& to) {
-  const std::string path = (fs::path(dir) / CacheDelta::kFileName).string();
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return absl::OkStatus();
+// Applies the entries of key groups `range` of one of the snapshot's
+// deltas (its state log segments and write-back cache entries, newer than
+// its RocksDB content: SnapshotDeltaFiles) to `to`.
+absl::Status ApplyDelta(const std::string& path, KeyGroupRange range, RestoreWriter& to) {
   std::string bytes;
   {
     std::ifstream in(path, std::ios::binary);
@@ -535,13 +561,13 @@ absl::Status ApplyCacheDelta(const std::string& dir, KeyGroupRange range, Restor
     int key_group = 0;
     if (IsTimerColumnFamily(std::string(cf_name))) {
       if (key.size() < TimerQueue::kTimeBytes + TimerQueue::kKeyGroupBytes) {
-        return absl::DataLossError("cache delta: a malformed timer");
+        return absl::DataLossError("a malformed timer");
       }
       const char* kg = key.data() + TimerQueue::kTimeBytes;
       key_group = (static_cast<uint8_t>(kg[0]) << 8) | static_cast<uint8_t>(kg[1]);
     } else {
       StateKeyView view;
-      if (!DecodeStateKey(key, &view)) return absl::DataLossError("cache delta: a malformed state key");
+      if (!DecodeStateKey(key, &view)) return absl::DataLossError("a malformed state key");
       key_group = view.key_group;
     }
     if (key_group < range.start || key_group > range.end) return absl::OkStatus();
@@ -554,7 +580,11 @@ absl::Status ApplyCacheDelta(const std::string& dir, KeyGroupRange range, Restor
 absl::Status CopySnapshot(const std::string& dir, KeyGroupRange range, RestoreWriter& to) {
   absl::Status copied = CopySnapshotDb(dir, range, to);
   if (!copied.ok()) return copied;
-  return ApplyCacheDelta(dir, range, to);
+  for (const std::string& path : SnapshotDeltaFiles(dir)) {
+    absl::Status s = ApplyDelta(path, range, to);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(fs::path(path).filename().string(), ": ", s.message()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CopySnapshotDb(const std::string& dir, KeyGroupRange range, RestoreWriter& to) {

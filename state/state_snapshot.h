@@ -94,6 +94,9 @@ struct LocalSnapshot {
   // task thread.
   CacheDelta cache_delta;
   std::vector<KeyedStateBackend::LaterDelta> cache_delta_later;
+  // The state log's segments (KeyedStateBackend::SealStateLog): what the
+  // logged states' memtables hold, which the checkpoint does not flush.
+  std::vector<StateLog::Segment> state_log;
   // Runs cache_delta_later (and then drops it): the copies the task thread
   // may wait for (a write-back cache entry it changes while the copy holds
   // it), so a TaskManager runs them on a thread of the tasks' priority

@@ -1,11 +1,15 @@
 #include "state/cache_delta.h"
 
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "state/state_log.h"
+#include "state/tests/testing_state.h"
 
 namespace vstream {
 namespace {
@@ -105,6 +109,74 @@ TEST(CacheDeltaTest, AnErrorFromTheCallbackStopsTheParse) {
   });
   EXPECT_EQ(calls, 1);
   EXPECT_TRUE(absl::IsInternal(s));
+}
+
+// The state log's segments: sealed in write order, named so that they sort
+// so, each a delta of its own.
+TEST(StateLogTest, SegmentsAreSealedInOrderAndForgottenFromTheFront) {
+  StateLog log;
+  log.Seal();
+  EXPECT_TRUE(log.segments().empty()) << "nothing to seal";
+  EXPECT_EQ(log.bytes(), 0u);
+  for (int s = 0; s < 12; ++s) {
+    log.AddPut("seen", "k" + std::to_string(s), "v");
+    if (s % 3 == 0) log.AddDelete("seen", "k" + std::to_string(s));
+    log.Seal();
+  }
+  ASSERT_EQ(log.segments().size(), 12u);
+  size_t bytes = 0;
+  for (size_t i = 0; i < log.segments().size(); ++i) {
+    const StateLog::Segment& segment = log.segments()[i];
+    EXPECT_TRUE(StateLog::IsSegmentFile(segment.name)) << segment.name;
+    if (i > 0) {
+      EXPECT_LT(log.segments()[i - 1].name, segment.name);
+    }
+    bytes += segment.bytes->size();
+    std::vector<Record> got;
+    ASSERT_TRUE(ParseAll(*segment.bytes, &got).ok());
+    std::vector<Record> want{{"seen", "k" + std::to_string(i), true, "v"}};
+    if (i % 3 == 0) want.push_back({"seen", "k" + std::to_string(i), false, ""});
+    EXPECT_EQ(got, want);
+  }
+  EXPECT_EQ(log.bytes(), bytes);
+  const std::string third = log.segments()[2].name;
+  const size_t log_bytes_of_first_two = log.segments()[0].bytes->size() + log.segments()[1].bytes->size();
+  log.DropFirst(2);
+  ASSERT_EQ(log.segments().size(), 10u);
+  EXPECT_EQ(log.segments()[0].name, third);
+  EXPECT_EQ(log.bytes(), bytes - log_bytes_of_first_two);
+  log.AddPut("seen", "later", "v");
+  EXPECT_GT(log.bytes(), bytes - log_bytes_of_first_two) << "unsealed writes count too";
+  log.DropFirst(100);
+  EXPECT_TRUE(log.segments().empty());
+  log.Seal();
+  ASSERT_EQ(log.segments().size(), 1u);
+  EXPECT_GT(log.segments()[0].name, third) << "numbers are never reused";
+  EXPECT_FALSE(StateLog::IsSegmentFile("STATE-LOG-12"));
+  EXPECT_FALSE(StateLog::IsSegmentFile("STATE-LOG-00000000x1"));
+  EXPECT_FALSE(StateLog::IsSegmentFile("CACHE-DELTA"));
+}
+
+TEST(StateLogTest, ARestoreAppliesTheSegmentsInOrderThenTheCacheDelta) {
+  TestingStateDir dir("state-log");
+  std::filesystem::create_directories(dir.path());
+  StateLog log;
+  for (int s = 0; s < 11; ++s) {  // past 10: the order is numeric, not by digit count
+    log.AddPut("seen", "k", std::to_string(s));
+    log.Seal();
+  }
+  std::vector<std::string> want;
+  for (const StateLog::Segment& segment : log.segments()) {
+    want.push_back(dir.sub(segment.name));
+    std::ofstream(want.back(), std::ios::binary) << *segment.bytes;
+  }
+  std::ofstream(dir.sub(CacheDelta::kFileName)) << "x";
+  std::ofstream(dir.sub("000012.sst")) << "x";
+  std::ofstream(dir.sub("STATE-LOG-1")) << "x";
+  want.push_back(dir.sub(CacheDelta::kFileName));
+  // Listed in another order than written: the names decide.
+  EXPECT_EQ(SnapshotDeltaFiles(dir.path()), want);
+  EXPECT_TRUE(SnapshotDeltaFiles(dir.sub("missing")).empty());
 }
 
 }  // namespace

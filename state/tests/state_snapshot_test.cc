@@ -3,11 +3,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -18,6 +20,7 @@
 #include "state/key_groups.h"
 #include "state/keyed_state_backend.h"
 #include "state/state_clock.h"
+#include "state/state_log.h"
 #include "state/tests/testing_state.h"
 #include "state/timer_queue.h"
 
@@ -333,6 +336,99 @@ TEST_F(StateSnapshotTest, RestoredSstFilesAreReferencedByTheNextCheckpoint) {
   EXPECT_GE(snap2.last_reused(), 1u);
 }
 
+// A logged state (a map with a filter of recent keys: state/state_log.h)
+// is not flushed by snapshots: they hold its log's segments, each uploaded
+// once and referenced by later checkpoints, until the log is large enough
+// to flush; the flush (in the background) then ends them.
+TEST_F(StateSnapshotTest, ALoggedStateIsFlushedOnlyOnceItsLogIsLarge) {
+  auto opened = KeyedStateBackend::Open({.path = root_ + "/db", .write_buffer_bytes = size_t{1} << 20});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  KeyedStateBackend& backend = **opened;
+  auto seen = backend.GetMapState({.name = "seen", .ttl_ms = 3600000, .filter_recent_keys = true});
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  rocksdb::ColumnFamilyHandle* cf = backend.column_family((*seen)->id());
+  auto sst_files = [&] {
+    rocksdb::ColumnFamilyMetaData meta;
+    backend.db()->GetColumnFamilyMetaData(cf, &meta);
+    return meta.file_count;
+  };
+  int written = 0;
+  auto write = [&](int n) {
+    for (int end = written + n; written < end; ++written) {
+      backend.SetCurrentKey(KeyGroup(written), Key(written));
+      ASSERT_TRUE((*seen)->Put("", "message", std::to_string(written)).ok());
+    }
+  };
+  auto segments = [](const proto::KeyedStateHandle& h) {
+    std::map<std::string, std::string> out;  // name -> path
+    for (const proto::StateFile& f : h.files()) {
+      if (StateLog::IsSegmentFile(f.name())) out[f.name()] = f.path();
+    }
+    return out;
+  };
+  IncrementalSnapshotter snap(storage_, "job-op-0-a");
+
+  ASSERT_NO_FATAL_FAILURE(write(1000));
+  auto first = Snapshot(backend, snap, 1, /*through_rocksdb=*/false);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(segments(*first).size(), 1u);
+  EXPECT_EQ(sst_files(), 0u) << "the snapshot did not flush the logged state";
+  snap.OnCheckpointComplete(1);
+  ASSERT_NO_FATAL_FAILURE(write(1000));
+  auto second = Snapshot(backend, snap, 2, /*through_rocksdb=*/false);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(segments(*second).size(), 2u);
+  const auto& [name, path] = *segments(*first).begin();
+  EXPECT_EQ(segments(*second).at(name), path) << "checkpoint 1's segment is referenced, not uploaded again";
+  EXPECT_EQ(sst_files(), 0u);
+  snap.OnCheckpointComplete(2);
+
+  // Past state_log_flush_bytes, the snapshot starts a flush; once it is
+  // done the segments before it go.
+  while (backend.state_log_bytes() < backend.state_log_flush_bytes()) ASSERT_NO_FATAL_FAILURE(write(1000));
+  auto third = Snapshot(backend, snap, 3, /*through_rocksdb=*/false);
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_GE(segments(*third).size(), 3u);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (backend.state_log_bytes() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_TRUE(backend.MaintainStateLog().ok());
+  }
+  ASSERT_EQ(backend.state_log_bytes(), 0u) << "the flush did not end the log within 30 s";
+  EXPECT_GE(sst_files(), 1u);
+  snap.OnCheckpointComplete(3);
+  ASSERT_NO_FATAL_FAILURE(write(10));
+  auto fourth = Snapshot(backend, snap, 4, /*through_rocksdb=*/false);
+  ASSERT_TRUE(fourth.ok()) << fourth.status();
+  const auto last = segments(*fourth);
+  ASSERT_EQ(last.size(), 1u) << "only the writes since the flush";
+  EXPECT_EQ(segments(*third).count(last.begin()->first), 0u);
+
+  // Each checkpoint restores to exactly its writes.
+  const std::vector<std::pair<const proto::KeyedStateHandle*, int>> checkpoints{{&*second, 2000}, {&*fourth, written}};
+  for (const auto& [handle, count] : checkpoints) {
+    const std::string dir = root_ + "/restored-" + std::to_string(count);
+    ASSERT_TRUE(RestoreKeyedState(*storage_, *handle, kAll, dir).ok());
+    auto restored = KeyedStateBackend::Open({.path = dir, .wipe_on_open = false});
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    auto restored_seen = (*restored)->GetMapState({.name = "seen", .ttl_ms = 3600000, .filter_recent_keys = true});
+    ASSERT_TRUE(restored_seen.ok()) << restored_seen.status();
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      EXPECT_FALSE(StateLog::IsSegmentFile(entry.path().filename().string())) << "applied on open, then removed";
+    }
+    std::string v;
+    for (int i = 0; i <= written; ++i) {
+      (*restored)->SetCurrentKey(KeyGroup(i), Key(i));
+      auto r = (*restored_seen)->Get("", "message", &v);
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_EQ(*r, i < count ? StateLookup::kFound : StateLookup::kAbsent) << i << " of " << count;
+      if (i < count) {
+        ASSERT_EQ(v, std::to_string(i));
+      }
+    }
+  }
+}
+
 TEST_F(StateSnapshotTest, RestoreChecksHandlesAndFiles) {
   StateId state;
   auto backend = OpenBackend("db", true, &state);
@@ -424,6 +520,7 @@ struct OperatorStates {
   StateId values = 0;
   ValueState* ttl_values = nullptr;
   MapState* map = nullptr;
+  MapState* seen = nullptr;  // with a filter of recent keys: logged (state/state_log.h)
   ListState* list = nullptr;
   AggregatingState* sum = nullptr;
   std::unique_ptr<TimerQueue> timers;
@@ -439,6 +536,9 @@ void DeclareStates(KeyedStateBackend& backend, OperatorStates* out) {
   auto map = backend.GetMapState({.name = "map"});
   ASSERT_TRUE(map.ok()) << map.status();
   out->map = *map;
+  auto seen = backend.GetMapState({.name = "seen", .ttl_ms = kTtlMs, .filter_recent_keys = true});
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  out->seen = *seen;
   auto list = backend.GetListState({.name = "list"});
   ASSERT_TRUE(list.ok()) << list.status();
   out->list = *list;
@@ -484,6 +584,9 @@ class RescaleRestoreTest : public StateSnapshotTest {
         ASSERT_TRUE(states.ttl_values->Put("", "ttl-" + std::to_string(i)).ok());
         ASSERT_TRUE(states.map->Put("w" + std::to_string(i % 7), "a", "map-a-" + std::to_string(i)).ok());
         ASSERT_TRUE(states.map->Put("w" + std::to_string(i % 7), "b", "map-b-" + std::to_string(i)).ok());
+        ASSERT_TRUE(states.seen->Put("", "m" + std::to_string(i), "seen-" + std::to_string(i)).ok());
+        ASSERT_TRUE(states.seen->Put("", "gone", "x").ok());
+        ASSERT_TRUE(states.seen->Remove("", "gone").ok());
         ASSERT_TRUE((*backend)->Put(states.values, KeyGroup(i), Key(i), "v-" + std::to_string(i)).ok());
         ASSERT_TRUE(states.timers->Add(100 + i % 50, TimerPayload(i)).ok());
         ASSERT_TRUE(states.timers->Add(5000 + i, TimerPayload(i)).ok());
@@ -506,6 +609,13 @@ class RescaleRestoreTest : public StateSnapshotTest {
       ASSERT_TRUE(local.ok()) << local.status();
       auto handle = snap.Upload(*local, "chk-1/op-" + std::to_string(sub));
       ASSERT_TRUE(handle.ok()) << handle.status();
+      // The logged state is in the snapshot's state log only: no SST of it.
+      int segments = 0;
+      for (const proto::StateFile& f : handle->files()) segments += StateLog::IsSegmentFile(f.name()) ? 1 : 0;
+      EXPECT_EQ(segments, 1);
+      rocksdb::ColumnFamilyMetaData seen_files;
+      (*backend)->db()->GetColumnFamilyMetaData((*backend)->column_family(states.seen->id()), &seen_files);
+      EXPECT_EQ(seen_files.file_count, 0u);
       handles_.push_back(*handle);
     }
   }
@@ -542,6 +652,8 @@ class RescaleRestoreTest : public StateSnapshotTest {
         auto no_map = states.map->IsEmpty("w" + std::to_string(i % 7));
         files_skipped += rocksdb::get_perf_context()->bloom_sst_miss_count;
         ASSERT_TRUE(no_map.ok() && *no_map) << i;
+        auto not_seen = states.seen->IsEmpty("");
+        ASSERT_TRUE(not_seen.ok() && *not_seen) << i;
         std::vector<std::string> list;
         auto in_list = states.list->Get("", &list);
         ASSERT_TRUE(in_list.ok());
@@ -562,6 +674,11 @@ class RescaleRestoreTest : public StateSnapshotTest {
       r = states.map->Get("w" + std::to_string(i % 7), "b", &v);
       ASSERT_TRUE(r.ok() && *r == StateLookup::kFound) << i;
       ASSERT_EQ(v, "map-b-" + n);
+      r = states.seen->Get("", "m" + n, &v);
+      ASSERT_TRUE(r.ok() && *r == StateLookup::kFound) << i;
+      ASSERT_EQ(v, "seen-" + n);
+      r = states.seen->Get("", "gone", &v);
+      ASSERT_TRUE(r.ok() && *r == StateLookup::kAbsent) << i << ": the log's delete applies after its put";
       std::vector<std::string> list;
       r = states.list->Get("", &list);
       ASSERT_TRUE(r.ok() && *r == StateLookup::kFound) << i;
