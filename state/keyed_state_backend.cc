@@ -1,6 +1,7 @@
 #include "state/keyed_state_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 
 #include <fstream>
@@ -117,6 +118,36 @@ constexpr int kMaxStates = 1 << 16;  // the state id takes 2 bytes in cache keys
 
 }  // namespace
 
+// RocksDB schedules a flush in its compactions' pool (LOW) instead of the
+// flushes' (HIGH) when the latter has no threads, as this Env says while
+// `in_compaction_pool` is set. A backend sets it while it holds a logged
+// state (state/state_log.h), except while a snapshot flushes the others
+// (FlushUnloggedStates): the flush of the log, a burst of CPU no snapshot
+// waits for (the clinical dedup's 8 MiB took a few hundred ms), then runs
+// at the compactions' priority (nice 19 with LowerCompactionPriority)
+// instead of taking the task's CPU. (A thread's priority cannot be raised
+// back without privileges, so the pool is chosen per flush rather than the
+// thread lowered.)
+class FlushPoolEnv final : public rocksdb::EnvWrapper {
+ public:
+  explicit FlushPoolEnv(rocksdb::Env* target) : EnvWrapper(target) {
+    // The target's, not a clock and file system of this Env's own (Env's
+    // constructor makes them): RocksDB keeps the clock in objects shared by
+    // every instance (the block cache's statistics collector), which would
+    // outlive this one.
+    system_clock_ = target->GetSystemClock();
+    file_system_ = target->GetFileSystem();
+  }
+  static const char* kClassName() { return "VstreamFlushPoolEnv"; }
+  const char* Name() const override { return kClassName(); }
+  int GetBackgroundThreads(Priority pri) override {
+    if (pri == Priority::HIGH && in_compaction_pool.load(std::memory_order_relaxed)) return 0;
+    return target()->GetBackgroundThreads(pri);
+  }
+
+  std::atomic<bool> in_compaction_pool{false};
+};
+
 absl::Status LowerCompactionPriority() {
   static_assert(kBackgroundNice == 19, "RocksDB's CpuPriority::kLow is nice 19");
   rocksdb::Env* env = UnsyncedEnv();
@@ -223,7 +254,8 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Open(
   // MANIFEST begins with the live state.
   db_options.max_manifest_file_size = uint64_t{1} << 20;
   db_options.write_buffer_manager = resources->write_buffer_manager();
-  db_options.env = UnsyncedEnv();
+  backend->env_ = std::make_unique<FlushPoolEnv>(UnsyncedEnv());
+  db_options.env = backend->env_.get();
 
   // Column families already on disk must all be opened; they stay unbound
   // (automatic compactions off) until a state registers their name.
@@ -417,7 +449,20 @@ absl::StatusOr<Handle*> KeyedStateBackend::Register(const std::string& name,
                             write_back_cache && cache_ != nullptr);
   slot->handle.reset(handle);
   states_.push_back(std::move(slot));
+  UpdateFlushPool();
   return handle;
+}
+
+void KeyedStateBackend::UpdateFlushPool() {
+  env_->in_compaction_pool.store(!logged_cfs_.empty(), std::memory_order_relaxed);
+}
+
+absl::Status KeyedStateBackend::FlushUnloggedStates() {
+  // In the flushes' pool: the task waits for these.
+  env_->in_compaction_pool.store(false, std::memory_order_relaxed);
+  const rocksdb::Status s = db_->Flush(rocksdb::FlushOptions(), UnloggedColumnFamilies());
+  UpdateFlushPool();
+  return FromRocksStatus(s, "state snapshot: flush");
 }
 
 absl::StatusOr<ValueState*> KeyedStateBackend::GetValueState(const ValueStateDescriptor& d) {
@@ -462,6 +507,7 @@ absl::StatusOr<MapState*> KeyedStateBackend::GetMapState(const MapStateDescripto
       }
       map->LogWrites(&state_log_);
       logged_cfs_.push_back(cf);
+      UpdateFlushPool();
     }
   }
   return state;

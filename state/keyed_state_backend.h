@@ -60,6 +60,7 @@ class TableFactory;
 namespace vstream {
 
 class CacheReservation;
+class FlushPoolEnv;
 class WriteBackCache;
 
 // Timer queues (state/timer_queue.h) keep their timers in a column family
@@ -79,7 +80,9 @@ std::shared_ptr<rocksdb::TableFactory> MakeStateTableFactory(std::shared_ptr<roc
 
 // Every backend's compactions in this process (RocksDB's LOW pool) from now
 // on run at nice kBackgroundNice (common/cpu_set.h). Flushes (the HIGH pool,
-// which a snapshot's RocksDB checkpoint waits for) keep their priority.
+// which a snapshot's RocksDB checkpoint waits for) keep their priority,
+// except those of a backend with logged states (state/state_log.h), which
+// no snapshot waits for: they run in the LOW pool.
 absl::Status LowerCompactionPriority();
 // The prefix extractor of the column family `name`: each key's
 // [key group][varint n][key] (StateKeyPrefixSize) for keyed state, so that
@@ -217,14 +220,14 @@ class KeyedStateBackend {
   // memtables:
   //   SealStateLog: the segments the snapshot holds (after WriteHeldPuts),
   //     sealing the writes since the last one;
-  //   UnloggedColumnFamilies: the column families the snapshot flushes;
+  //   FlushUnloggedStates: flushes the others' memtables (the task waits);
   //   MaintainStateLog: after the snapshot, and once a second from the
   //     task's ticks: forgets the segments a finished flush holds, and once
   //     the log reaches state_log_flush_bytes() starts a flush of the logged
   //     column families in the background (the segments then go once it is
   //     done).
   const std::vector<StateLog::Segment>& SealStateLog();
-  std::vector<rocksdb::ColumnFamilyHandle*> UnloggedColumnFamilies() const;
+  absl::Status FlushUnloggedStates();
   absl::Status MaintainStateLog();
   size_t state_log_bytes() const { return state_log_.bytes(); }
   size_t state_log_flush_bytes() const { return options_.write_buffer_bytes / 2; }
@@ -303,6 +306,11 @@ class KeyedStateBackend {
   // Whether RocksDB flushed every immutable memtable of the logged column
   // families (false if it cannot tell).
   bool LoggedMemtablesFlushed() const;
+  // The instance's Env: RocksDB's, with its flushes in the compactions'
+  // pool while every state is logged (UpdateFlushPool).
+  std::unique_ptr<FlushPoolEnv> env_;
+  void UpdateFlushPool();
+  std::vector<rocksdb::ColumnFamilyHandle*> UnloggedColumnFamilies() const;
 };
 
 // Starts a flush of the column families' memtables on RocksDB's flush

@@ -46,9 +46,9 @@ absl::Status WriteWholeFile(const std::string& path, std::string_view bytes) {
   return absl::OkStatus();
 }
 
-// A RocksDB checkpoint as rocksdb::Checkpoint makes one (the memtables of
-// `flush` flushed, the others left to the state log, the live SST files
-// hard-linked, MANIFEST up to its live size, CURRENT from
+// A RocksDB checkpoint as rocksdb::Checkpoint makes one (except that it
+// does not flush: the caller did, KeyedStateBackend::FlushUnloggedStates;
+// the live SST files hard-linked, MANIFEST up to its live size, CURRENT from
 // the contents RocksDB gives, the rest whole), except that only the SSTs go
 // to `dir` (created for the first; it must not exist): the other files (KBs;
 // the MANIFEST up to about 1 MiB, max_manifest_file_size in
@@ -60,19 +60,15 @@ absl::Status WriteWholeFile(const std::string& path, std::string_view bytes) {
 // (rocksdb::Checkpoint syncs every copied file and the directory; on a disk
 // busy with other tasks' uploads those syncs held the task thread for
 // 0.2-0.6 s.)
-absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::vector<rocksdb::ColumnFamilyHandle*>& flush,
-                                   const std::string& dir, bool* made_dir,
+absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir, bool* made_dir,
                                    std::vector<std::pair<std::string, std::string>>* in_memory) {
   std::error_code ec;
-  // With the WAL off, a flush is what persists a memtable. (The task thread
-  // is the only writer: nothing lands between the flush and the listing.)
-  RETURN_IF_ERROR(FromRocksStatus(db.Flush(rocksdb::FlushOptions(), flush), "state snapshot: flush"));
   // Files RocksDB would delete meanwhile (after a compaction) stay until the
   // links and copies are made.
   RETURN_IF_ERROR(FromRocksStatus(db.DisableFileDeletions(), "state snapshot: disable file deletions"));
   absl::Status status = [&]() -> absl::Status {
     rocksdb::LiveFilesStorageInfoOptions options;
-    options.wal_size_for_flush = std::numeric_limits<uint64_t>::max();  // never flush (done above)
+    options.wal_size_for_flush = std::numeric_limits<uint64_t>::max();  // never flush (done before)
     std::vector<rocksdb::LiveFileStorageInfo> files;
     RETURN_IF_ERROR(FromRocksStatus(db.GetLiveFilesStorageInfo(options, &files), "state snapshot: list live files"));
     for (const rocksdb::LiveFileStorageInfo& f : files) {
@@ -125,8 +121,10 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
   RETURN_IF_ERROR(backend.WriteHeldPuts());  // into the memtables the checkpoint flushes
   local.cache_delta = backend.DirtyCacheEntries(&local.cache_delta_later);
   local.state_log = backend.SealStateLog();
-  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), backend.UnloggedColumnFamilies(), dir, &local.made_dir,
-                                        &local.files_in_memory));
+  // With the WAL off, a flush is what persists a memtable. (The task thread
+  // is the only writer: nothing lands between the flush and the listing.)
+  RETURN_IF_ERROR(backend.FlushUnloggedStates());
+  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir, &local.made_dir, &local.files_in_memory));
   RETURN_IF_ERROR(backend.MaintainStateLog());  // after the listing: the snapshot does not wait for its flush
   local.checkpoint_id = checkpoint_id;
   local.dir = dir;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "common/cpu_set.h"
 #include "common/wait_for.h"
@@ -273,6 +274,35 @@ TEST(KeyedStateBackendTest, CompactionsRunAtLowPriorityOnceLowered) {
       << "no compaction thread at nice " << kBackgroundNice;
   for (int nice : NiceOfThreads(0, "rocksdb:high")) EXPECT_EQ(nice, base) << "a flush thread";
   EXPECT_EQ(getpriority(PRIO_PROCESS, 0), base);
+}
+
+// The instances of a TaskManager share one block cache, and RocksDB keeps
+// objects of the first instance's in it (its statistics collector keeps
+// that instance's clock): closing that instance must leave them usable.
+TEST(KeyedStateBackendTest, ClosingOneInstanceLeavesTheOthersSharingItsCacheWhole) {
+  auto resources = StateResources::Create(StateMemoryBudget());
+  ASSERT_TRUE(resources.ok()) << resources.status();
+  std::unique_ptr<KeyedStateBackend> backends[2];
+  for (int b = 0; b < 2; ++b) {
+    auto opened = KeyedStateBackend::Open({.path = TempDir("ksb-shared-" + std::to_string(b)),
+                                           .resources = *resources});
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    backends[b] = std::move(*opened);
+    auto seen = backends[b]->GetMapState({.name = "seen", .ttl_ms = 3600000, .filter_recent_keys = true});
+    ASSERT_TRUE(seen.ok()) << seen.status();
+    auto id = backends[b]->RegisterState("values");
+    ASSERT_TRUE(id.ok()) << id.status();
+    for (int i = 0; i < 1000; ++i) ASSERT_TRUE(backends[b]->Put(*id, i % 128, "k" + std::to_string(i), "v").ok());
+    ASSERT_TRUE(backends[b]->db()->Flush(rocksdb::FlushOptions(), backends[b]->column_family(*id)).ok());
+    std::string v;
+    ASSERT_TRUE(backends[b]->Get(*id, 7, "k7", &v).ok());  // blocks into the shared cache
+    std::map<std::string, std::string> stats;
+    ASSERT_TRUE(backends[b]->db()->GetMapProperty(rocksdb::DB::Properties::kBlockCacheEntryStats, &stats));
+  }
+  backends[0].reset();
+  std::map<std::string, std::string> stats;
+  ASSERT_TRUE(backends[1]->db()->GetMapProperty(rocksdb::DB::Properties::kBlockCacheEntryStats, &stats));
+  EXPECT_FALSE(stats.empty());
 }
 
 }  // namespace
