@@ -28,7 +28,8 @@
 //   chk-<n>/_metadata   the CheckpointMetadata of completed checkpoint n
 //   chk-<n>/...         n's private files over 32 KiB (CACHE-DELTA, ...); smaller
 //                       ones are inline in the handles (StateFile.data)
-//   shared/...          SST files, each referenced by one or more checkpoints
+//   shared/...          SST files and state log segments, each referenced by one
+//                       or more checkpoints
 //
 // A shared file (StateFile.shared) is counted once per retained completed
 // checkpoint and per pending checkpoint whose acknowledgements refer to it,

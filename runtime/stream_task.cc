@@ -901,7 +901,8 @@ void StreamTask::OnTick() {
       KeyedStateBackend* state = op->keyed_state();
       if (state == nullptr) continue;
       state->ReleaseScans();
-      // A failure here fails the next snapshot, which reports it.
+      // A failure (a flush refused while writes are stopped) keeps the log
+      // whole; the next tick tries again.
       if (absl::Status s = state->MaintainStateLog(); !s.ok()) {
         spdlog::warn("task {}: {}", tdd_.task_id(), s.ToString());
       }

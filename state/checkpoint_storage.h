@@ -7,6 +7,7 @@
 // Paths are relative to the storage root, with '/' separators:
 //
 //   shared/<backend instance>-000012.sst     SST files, referenced by many checkpoints
+//   shared/<backend instance>-STATE-LOG-0000000003   state log segments (state/state_log.h), likewise
 //   chk-7/<vertex>-<subtask>/CACHE-DELTA      a checkpoint's private files (the small ones are inline)
 //   chk-7/_metadata                           written last, atomically
 //

@@ -120,14 +120,15 @@ constexpr int kMaxStates = 1 << 16;  // the state id takes 2 bytes in cache keys
 
 // RocksDB schedules a flush in its compactions' pool (LOW) instead of the
 // flushes' (HIGH) when the latter has no threads, as this Env says while
-// `in_compaction_pool` is set. A backend sets it while it holds a logged
-// state (state/state_log.h), except while a snapshot flushes the others
-// (FlushUnloggedStates): the flush of the log, a burst of CPU no snapshot
-// waits for (the clinical dedup's 8 MiB took a few hundred ms), then runs
-// at the compactions' priority (nice 19 with LowerCompactionPriority)
-// instead of taking the task's CPU. (A thread's priority cannot be raised
-// back without privileges, so the pool is chosen per flush rather than the
-// thread lowered.)
+// `in_compaction_pool` is set: only while MaintainStateLog asks for the
+// flush of the state log (state/state_log.h), which no snapshot waits for.
+// That flush, a burst of CPU (the clinical dedup's 8 MiB took a few hundred
+// ms), then runs at the compactions' priority (nice 19 with
+// LowerCompactionPriority) instead of taking the task's CPU. A flush RocksDB
+// schedules later (while a compaction of the instance holds its one
+// background slot) goes to the flush threads. (A thread's priority cannot be
+// raised back without privileges, so the pool is chosen per flush rather
+// than the thread lowered.)
 class FlushPoolEnv final : public rocksdb::EnvWrapper {
  public:
   explicit FlushPoolEnv(rocksdb::Env* target) : EnvWrapper(target) {
@@ -287,8 +288,10 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Open(
 
   // A restored snapshot's state log segments, then its write-back cache
   // entries: newer than the rest, in this order (SnapshotDeltaFiles).
-  const std::vector<std::string> delta_paths =
-      options.wipe_on_open ? std::vector<std::string>() : SnapshotDeltaFiles(options.path);
+  std::vector<std::string> delta_paths;
+  if (!options.wipe_on_open) {
+    ASSIGN_OR_RETURN(delta_paths, SnapshotDeltaFiles(options.path));
+  }
   if (!delta_paths.empty()) {
     std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> by_name;
     by_name[rocksdb::kDefaultColumnFamilyName] = backend->default_cf_;
@@ -322,7 +325,8 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Open(
     // A logged state's writes must be in SST files before its log starts
     // again (its snapshots do not flush it); the cache delta's reach them
     // with the next snapshot.
-    if (!delta_paths.back().ends_with(CacheDelta::kFileName) || delta_paths.size() > 1) {
+    const bool logged = delta_paths.size() > 1 || !delta_paths.back().ends_with(CacheDelta::kFileName);
+    if (logged) {
       std::vector<rocksdb::ColumnFamilyHandle*> all;
       for (const auto& [name, cf] : by_name) all.push_back(cf);
       RETURN_IF_ERROR(FromRocksStatus(backend->db_->Flush(rocksdb::FlushOptions(), all), "flush the state log"));
@@ -449,20 +453,11 @@ absl::StatusOr<Handle*> KeyedStateBackend::Register(const std::string& name,
                             write_back_cache && cache_ != nullptr);
   slot->handle.reset(handle);
   states_.push_back(std::move(slot));
-  UpdateFlushPool();
   return handle;
 }
 
-void KeyedStateBackend::UpdateFlushPool() {
-  env_->in_compaction_pool.store(!logged_cfs_.empty(), std::memory_order_relaxed);
-}
-
 absl::Status KeyedStateBackend::FlushUnloggedStates() {
-  // In the flushes' pool: the task waits for these.
-  env_->in_compaction_pool.store(false, std::memory_order_relaxed);
-  const rocksdb::Status s = db_->Flush(rocksdb::FlushOptions(), UnloggedColumnFamilies());
-  UpdateFlushPool();
-  return FromRocksStatus(s, "state snapshot: flush");
+  return FromRocksStatus(db_->Flush(rocksdb::FlushOptions(), UnloggedColumnFamilies()), "state snapshot: flush");
 }
 
 absl::StatusOr<ValueState*> KeyedStateBackend::GetValueState(const ValueStateDescriptor& d) {
@@ -507,7 +502,6 @@ absl::StatusOr<MapState*> KeyedStateBackend::GetMapState(const MapStateDescripto
       }
       map->LogWrites(&state_log_);
       logged_cfs_.push_back(cf);
-      UpdateFlushPool();
     }
   }
   return state;
@@ -612,8 +606,13 @@ absl::Status KeyedStateBackend::MaintainStateLog() {
   // Every logged write must be in the memtables the flush takes.
   RETURN_IF_ERROR(WriteHeldPuts());
   state_log_.Seal();
-  flushing_segments_ = state_log_.segments().size();
-  return FromRocksStatus(FlushInBackground(*db_, logged_cfs_), "flush the logged states");
+  env_->in_compaction_pool.store(true, std::memory_order_relaxed);
+  const rocksdb::Status s = FlushInBackground(*db_, logged_cfs_);
+  env_->in_compaction_pool.store(false, std::memory_order_relaxed);
+  // Only a flush that started (switched the memtables) takes the segments
+  // with it; one refused (TryAgain while writes are stopped) leaves them.
+  if (s.ok()) flushing_segments_ = state_log_.segments().size();
+  return FromRocksStatus(s, "flush the logged states");
 }
 
 absl::Status KeyedStateBackend::WriteHeldPuts() {

@@ -81,8 +81,8 @@ std::shared_ptr<rocksdb::TableFactory> MakeStateTableFactory(std::shared_ptr<roc
 // Every backend's compactions in this process (RocksDB's LOW pool) from now
 // on run at nice kBackgroundNice (common/cpu_set.h). Flushes (the HIGH pool,
 // which a snapshot's RocksDB checkpoint waits for) keep their priority,
-// except those of a backend with logged states (state/state_log.h), which
-// no snapshot waits for: they run in the LOW pool.
+// except the state log's (state/state_log.h), which no snapshot waits for:
+// they run in the LOW pool.
 absl::Status LowerCompactionPriority();
 // The prefix extractor of the column family `name`: each key's
 // [key group][varint n][key] (StateKeyPrefixSize) for keyed state, so that
@@ -306,10 +306,9 @@ class KeyedStateBackend {
   // Whether RocksDB flushed every immutable memtable of the logged column
   // families (false if it cannot tell).
   bool LoggedMemtablesFlushed() const;
-  // The instance's Env: RocksDB's, with its flushes in the compactions'
-  // pool while every state is logged (UpdateFlushPool).
+  // The instance's Env: RocksDB's, with the state log's flushes in the
+  // compactions' pool.
   std::unique_ptr<FlushPoolEnv> env_;
-  void UpdateFlushPool();
   std::vector<rocksdb::ColumnFamilyHandle*> UnloggedColumnFamilies() const;
 };
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace vstream {
@@ -34,12 +35,14 @@ bool StateLog::IsSegmentFile(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [](char c) { return absl::ascii_isdigit(c); });
 }
 
-std::vector<std::string> SnapshotDeltaFiles(const std::string& dir) {
+absl::StatusOr<std::vector<std::string>> SnapshotDeltaFiles(const std::string& dir) {
   std::vector<std::string> paths;
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (StateLog::IsSegmentFile(entry.path().filename().string())) paths.push_back(entry.path().string());
+  std::filesystem::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    if (StateLog::IsSegmentFile(it->path().filename().string())) paths.push_back(it->path().string());
   }
+  if (ec) return absl::DataLossError(absl::StrCat("cannot list ", dir, ": ", ec.message()));
   std::sort(paths.begin(), paths.end());  // fixed-width numbers in one directory: write order
   const std::filesystem::path delta = std::filesystem::path(dir) / CacheDelta::kFileName;
   if (std::filesystem::exists(delta, ec)) paths.push_back(delta.string());

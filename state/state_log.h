@@ -10,7 +10,8 @@
 // subtask in 20 s, docs/benchmarks.md); with the log, the column family is
 // flushed once its log reaches KeyedStateBackend's limit.
 //
-// A segment is sealed at each snapshot (and when the log is trimmed) and
+// A segment is sealed at each snapshot (and when KeyedStateBackend's
+// MaintainStateLog starts a flush) and
 // never changes: a checkpoint uploads the segments earlier ones did not,
 // and references the others, as it does SST files. Segments are files
 // named kFilePrefix + a 10-digit sequence number (so names sort in write
@@ -29,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "state/cache_delta.h"
 
 namespace vstream {
@@ -69,7 +71,7 @@ class StateLog {
 // The files a restore applies on top of a snapshot's SST files in `dir`, in
 // this order: its state log segments in write order, then its CACHE-DELTA
 // (the write-back cache's entries, state/cache_delta.h). Paths; only those
-// present.
-std::vector<std::string> SnapshotDeltaFiles(const std::string& dir);
+// present. DataLoss if the directory cannot be listed.
+absl::StatusOr<std::vector<std::string>> SnapshotDeltaFiles(const std::string& dir);
 
 }  // namespace vstream

@@ -46,9 +46,9 @@ absl::Status WriteWholeFile(const std::string& path, std::string_view bytes) {
   return absl::OkStatus();
 }
 
-// A RocksDB checkpoint as rocksdb::Checkpoint makes one (except that it
-// does not flush: the caller did, KeyedStateBackend::FlushUnloggedStates;
-// the live SST files hard-linked, MANIFEST up to its live size, CURRENT from
+// A RocksDB checkpoint as rocksdb::Checkpoint makes one, without its flush
+// (the caller flushed the memtables the snapshot does not hold otherwise:
+// KeyedStateBackend::FlushUnloggedStates): the live SST files hard-linked, MANIFEST up to its live size, CURRENT from
 // the contents RocksDB gives, the rest whole), except that only the SSTs go
 // to `dir` (created for the first; it must not exist): the other files (KBs;
 // the MANIFEST up to about 1 MiB, max_manifest_file_size in
@@ -118,14 +118,19 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
   // Nor are the logged states' memtables flushed: the snapshot holds the
   // segments of their log (state/state_log.h).
   LocalSnapshot local;
-  RETURN_IF_ERROR(backend.WriteHeldPuts());  // into the memtables the checkpoint flushes
+  RETURN_IF_ERROR(backend.WriteHeldPuts());  // into RocksDB, so that the files listed and the log agree
   local.cache_delta = backend.DirtyCacheEntries(&local.cache_delta_later);
   local.state_log = backend.SealStateLog();
   // With the WAL off, a flush is what persists a memtable. (The task thread
   // is the only writer: nothing lands between the flush and the listing.)
   RETURN_IF_ERROR(backend.FlushUnloggedStates());
   RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir, &local.made_dir, &local.files_in_memory));
-  RETURN_IF_ERROR(backend.MaintainStateLog());  // after the listing: the snapshot does not wait for its flush
+  // After the listing: the snapshot does not wait for the log's flush. A
+  // flush refused keeps the log whole (the next tick tries again), and this
+  // snapshot is complete either way.
+  if (absl::Status s = backend.MaintainStateLog(); !s.ok()) {
+    spdlog::warn("state backend {}: {}", backend.path(), s.ToString());
+  }
   local.checkpoint_id = checkpoint_id;
   local.dir = dir;
   local.range = range;
@@ -578,7 +583,8 @@ absl::Status ApplyDelta(const std::string& path, KeyGroupRange range, RestoreWri
 absl::Status CopySnapshot(const std::string& dir, KeyGroupRange range, RestoreWriter& to) {
   absl::Status copied = CopySnapshotDb(dir, range, to);
   if (!copied.ok()) return copied;
-  for (const std::string& path : SnapshotDeltaFiles(dir)) {
+  ASSIGN_OR_RETURN(std::vector<std::string> deltas, SnapshotDeltaFiles(dir));
+  for (const std::string& path : deltas) {
     absl::Status s = ApplyDelta(path, range, to);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat(fs::path(path).filename().string(), ": ", s.message()));
   }

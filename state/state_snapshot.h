@@ -4,9 +4,10 @@
 //
 //   synchronous (task thread, between batches):
 //     LocalSnapshot local = TakeLocalSnapshot(backend, id, dir, range);
-//       a RocksDB checkpoint (memtables flushed, live SST files hard-linked
-//       into `dir`, no copy; MANIFEST, CURRENT and OPTIONS read into
-//       memory), and the write-back cache's dirty entries
+//       a RocksDB checkpoint (memtables flushed but the logged states',
+//       whose state log segments it holds instead, state/state_log.h; live
+//       SST files hard-linked into `dir`, no copy; MANIFEST, CURRENT and
+//       OPTIONS read into memory), and the write-back cache's dirty entries
 //       serialized (state/cache_delta.h); the cache is not flushed. What
 //       a contributor leaves for later (KeyedStateBackend::LaterDelta: a
 //       BufferedMapState's records) is only referenced.
@@ -15,14 +16,15 @@
 //       copies what was left for later (first), uploads the files, and
 //       writes those entries to CACHE-DELTA in the checkpoint's private
 //       directory, straight from memory. Once per LocalSnapshot.
-//       SST files are immutable: one a completed checkpoint already holds is
-//       referenced, not uploaded again; new ones go to shared/. MANIFEST,
+//       SST files and log segments are immutable: one a completed
+//       checkpoint already holds is referenced, not uploaded again; new ones
+//       go to shared/. MANIFEST,
 //       CURRENT, OPTIONS and CACHE-DELTA go to the checkpoint's private
 //       directory, or, up to kInlineStateFileBytes, into the handle itself.
 //   when the checkpoint completes:
-//     snapshotter.OnCheckpointComplete(7);  // its SSTs may be referenced now
+//     snapshotter.OnCheckpointComplete(7);  // its shared files may be referenced now
 //
-// Only SSTs of completed checkpoints are referenced, so an aborted checkpoint
+// Only shared files of completed checkpoints are referenced, so an aborted checkpoint
 // (whose files the coordinator deletes) is never referenced by a later one.
 //
 // Restore: RestoreKeyedState fills an empty directory, which
