@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -118,9 +120,17 @@ std::string CacheDelta::Finish() && {
   return std::move(body_);
 }
 
-absl::Status CacheDelta::Parse(std::string_view bytes,
-                               const std::function<absl::Status(std::string_view, std::string_view,
-                                                                const std::string_view*)>& fn) {
+absl::Status CacheDelta::ParseFile(const std::string& path, const RecordFn& fn) {
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+    if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
+  }
+  return Parse(bytes, fn);
+}
+
+absl::Status CacheDelta::Parse(std::string_view bytes, const RecordFn& fn) {
   bool v1 = false;
   if (bytes.substr(0, kMagicV1.size()) == kMagicV1) {
     v1 = true;

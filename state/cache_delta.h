@@ -62,9 +62,12 @@ class CacheDelta {
 
   // Calls put(cf, key, value) or del(cf, key) per record, in order.
   // DataLoss for malformed bytes (nothing is applied past the error).
-  static absl::Status Parse(std::string_view bytes,
-                            const std::function<absl::Status(std::string_view cf, std::string_view key,
-                                                             const std::string_view* value)>& fn);
+  using RecordFn =
+      std::function<absl::Status(std::string_view cf, std::string_view key, const std::string_view* value)>;
+  static absl::Status Parse(std::string_view bytes, const RecordFn& fn);
+  // Parse of the whole file `path` (a restore's CACHE-DELTA or state log
+  // segment); DataLoss if it cannot be read.
+  static absl::Status ParseFile(const std::string& path, const RecordFn& fn);
 
  private:
   void SetColumnFamily(std::string_view cf);

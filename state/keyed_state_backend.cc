@@ -298,14 +298,8 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Open(
     for (const auto& slot : backend->pending_) by_name[slot->name] = slot->cf;
     rocksdb::WriteBatch batch;
     for (const std::string& path : delta_paths) {
-      std::string bytes;
-      {
-        std::ifstream in(path, std::ios::binary);
-        bytes.assign(std::istreambuf_iterator<char>(in), {});
-        if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
-      }
-      absl::Status parsed = CacheDelta::Parse(
-          bytes, [&](std::string_view cf_name, std::string_view key, const std::string_view* value) -> absl::Status {
+      absl::Status parsed = CacheDelta::ParseFile(
+          path, [&](std::string_view cf_name, std::string_view key, const std::string_view* value) -> absl::Status {
             auto it = by_name.find(cf_name);
             if (it == by_name.end()) {
               return absl::DataLossError(
@@ -572,7 +566,7 @@ std::vector<rocksdb::ColumnFamilyHandle*> KeyedStateBackend::UnloggedColumnFamil
   std::vector<rocksdb::ColumnFamilyHandle*> cfs{default_cf_};
   for (const auto* slots : {&states_, &pending_}) {
     for (const auto& slot : *slots) {
-      if (std::find(logged_cfs_.begin(), logged_cfs_.end(), slot->cf) == logged_cfs_.end()) cfs.push_back(slot->cf);
+      if (!IsLogged(slot->cf)) cfs.push_back(slot->cf);
     }
   }
   return cfs;
@@ -689,7 +683,7 @@ absl::StatusOr<bool> KeyedStateBackend::FlushMemtablesInBackground(uint64_t min_
   RETURN_IF_ERROR(WriteHeldPuts());
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
   for (const auto& state : states_) {
-    if (std::find(logged_cfs_.begin(), logged_cfs_.end(), state->cf) != logged_cfs_.end()) continue;  // logged
+    if (IsLogged(state->cf)) continue;  // its snapshots do not flush it
     uint64_t entries = 0, immutable = 0;
     if (!db_->GetIntProperty(state->cf, rocksdb::DB::Properties::kNumEntriesActiveMemTable, &entries) ||
         !db_->GetIntProperty(state->cf, rocksdb::DB::Properties::kNumImmutableMemTable, &immutable)) {

@@ -27,6 +27,7 @@
 // Thread-compatible: owned and used by one task thread. RocksDB's background
 // threads run the states' merge operators and TTL compaction filters.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -310,6 +311,9 @@ class KeyedStateBackend {
   // compactions' pool.
   std::unique_ptr<FlushPoolEnv> env_;
   std::vector<rocksdb::ColumnFamilyHandle*> UnloggedColumnFamilies() const;
+  bool IsLogged(rocksdb::ColumnFamilyHandle* cf) const {
+    return std::find(logged_cfs_.begin(), logged_cfs_.end(), cf) != logged_cfs_.end();
+  }
 };
 
 // Starts a flush of the column families' memtables on RocksDB's flush

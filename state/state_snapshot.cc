@@ -174,37 +174,34 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
     if (ec) return absl::InternalError(absl::StrCat("cannot list ", local.dir, ": ", ec.message()));
   }
   std::sort(files.begin(), files.end());
-  for (const fs::path& file : files) {
-    const std::string name = file.filename().string();
+  // A shared file of this snapshot (an SST or a log segment): the one a
+  // completed checkpoint holds under its name and size is referenced (null
+  // returned); otherwise a new one in shared/, to upload.
+  auto add_shared = [&](const std::string& name, uint64_t size) -> const proto::StateFile* {
     proto::StateFile* f = handle.add_files();
     f->set_name(name);
-    f->set_size(fs::file_size(file, ec));
+    f->set_size(size);
     f->set_shared(true);
     auto it = confirmed->find(name);
-    const bool reuse = it != confirmed->end() && it->second.size() == f->size();
+    const bool reuse = it != confirmed->end() && it->second.size() == size;
     f->set_path(reuse ? it->second.path() : absl::StrCat("shared/", instance_id_, "-", name));
     held[name] = *f;
-    if (reuse) {
+    if (!reuse) copied += size;
+    return reuse ? nullptr : f;
+  };
+  for (const fs::path& file : files) {
+    const proto::StateFile* f = add_shared(file.filename().string(), fs::file_size(file, ec));
+    if (f == nullptr) {
       ++reused;
       continue;
     }
-    if (absl::Status s = storage_->Upload(file.string(), f->path()); !s.ok()) return s;
-    copied += f->size();
+    RETURN_IF_ERROR(storage_->Upload(file.string(), f->path()));
   }
   // The state log's segments: shared, referenced as SSTs are once a
   // completed checkpoint holds them.
   for (const StateLog::Segment& segment : local.state_log) {
-    proto::StateFile* f = handle.add_files();
-    f->set_name(segment.name);
-    f->set_size(segment.bytes->size());
-    f->set_shared(true);
-    auto it = confirmed->find(segment.name);
-    const bool reuse = it != confirmed->end() && it->second.size() == f->size();
-    f->set_path(reuse ? it->second.path() : absl::StrCat("shared/", instance_id_, "-", segment.name));
-    held[segment.name] = *f;
-    if (reuse) continue;
-    RETURN_IF_ERROR(storage_->Write(f->path(), *segment.bytes));
-    copied += f->size();
+    const proto::StateFile* f = add_shared(segment.name, segment.bytes->size());
+    if (f != nullptr) RETURN_IF_ERROR(storage_->Write(f->path(), *segment.bytes));
   }
   // The small files, and CACHE-DELTA, straight from memory: inline up to
   // kInlineStateFileBytes, else a file in the private directory (a local
@@ -553,14 +550,8 @@ absl::Status CopySnapshotDb(const std::string& dir, KeyGroupRange range, Restore
 // deltas (its state log segments and write-back cache entries, newer than
 // its RocksDB content: SnapshotDeltaFiles) to `to`.
 absl::Status ApplyDelta(const std::string& path, KeyGroupRange range, RestoreWriter& to) {
-  std::string bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-    if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
-  }
-  return CacheDelta::Parse(bytes, [&](std::string_view cf_name, std::string_view key,
-                                      const std::string_view* value) -> absl::Status {
+  return CacheDelta::ParseFile(path, [&](std::string_view cf_name, std::string_view key,
+                                         const std::string_view* value) -> absl::Status {
     int key_group = 0;
     if (IsTimerColumnFamily(std::string(cf_name))) {
       if (key.size() < TimerQueue::kTimeBytes + TimerQueue::kKeyGroupBytes) {
