@@ -9,11 +9,11 @@
 #include <map>
 #include <set>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <vector>
 
 #include "absl/strings/str_split.h"
+#include "common/wait_for.h"
 #include "gtest/gtest.h"
 #include "rocksdb/perf_context.h"
 #include "rocksdb/perf_level.h"
@@ -391,11 +391,12 @@ TEST_F(StateSnapshotTest, ALoggedStateIsFlushedOnlyOnceItsLogIsLarge) {
   auto third = Snapshot(backend, snap, 3, /*through_rocksdb=*/false);
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_GE(segments(*third).size(), 3u);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (backend.state_log_bytes() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    ASSERT_TRUE(backend.MaintainStateLog().ok());
-  }
+  absl::Status maintained;
+  WaitFor([&] {
+    maintained = backend.MaintainStateLog();
+    return !maintained.ok() || backend.state_log_bytes() == 0;
+  }, std::chrono::seconds(30));
+  ASSERT_TRUE(maintained.ok()) << maintained;
   ASSERT_EQ(backend.state_log_bytes(), 0u) << "the flush did not end the log within 30 s";
   EXPECT_GE(sst_files(), 1u);
   // No snapshot waited for that flush: it ran with the compactions, on a
