@@ -47,14 +47,33 @@ BufferedMapState::BufferedMapState(KeyedStateBackend& backend, MapState* disk, r
       memory_limit_(memory_limit),
       lanes_(lanes),
       chunk_bytes_(std::clamp(memory_limit / 16, size_t{256}, kChunkBytes)),
-      may_be_on_disk_(restored) {}
+      may_be_on_disk_(restored),
+      disk_prefixes_(NewDiskFilter()) {}
+
+std::unique_ptr<RecentKeysFilter> BufferedMapState::NewDiskFilter() const {
+  // A first filter of at most a 64th of the limit, so that small limits
+  // (tests) have one too.
+  const size_t first_keys = std::min(RecentKeysFilter::kMinKeys, memory_limit_ / 64);
+  return std::make_unique<RecentKeysFilter>(cf_name_, RecentKeysFilter::kNoExpiry, memory_limit_ / 4, first_keys);
+}
+
+bool BufferedMapState::MayBeOnDisk(int key_group, std::string_view key) {
+  ComposeKey(key_group, key, "");
+  return PrefixMayBeOnDisk(key_);
+}
 
 absl::Status BufferedMapState::CountDisk() {
   disk_count_ = 0;
+  disk_prefixes_ = NewDiskFilter();
   rocksdb::ReadOptions ro;
   ro.total_order_seek = true;  // every key
   std::unique_ptr<rocksdb::Iterator> it(backend_.db()->NewIterator(ro, cf_));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) ++disk_count_;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    ++disk_count_;
+    const std::string_view key(it->key().data(), it->key().size());
+    // A malformed key (none has a prefix a read would seek) is left out.
+    if (const size_t prefix = PrefixSize(key); prefix != std::string_view::npos) AddOnDisk(key.substr(0, prefix));
+  }
   if (!it->status().ok()) {
     return absl::InternalError(absl::StrCat("buffered map state ", cf_name_, ": scan: ", it->status().ToString()));
   }
@@ -322,7 +341,7 @@ absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::str
     *ref = Store(key_, value);
     Release(key_, old);
   }
-  if (bytes_ > memory_limit_) {
+  if (memory_bytes() > memory_limit_) {
     if (!limit_logged_) {
       limit_logged_ = true;
       spdlog::info("buffered map state {}: {} entries reached the memory limit of {} KiB; the oldest spill to "
@@ -384,6 +403,7 @@ absl::Status BufferedMapState::Settle(size_t max_entries, bool over_limit) {
   batch.Clear();
   for (const auto& [key, ref] : settling_) {
     const std::string_view value = ValueOf(ref);
+    AddOnDisk(key.substr(0, PrefixSize(key)));
     batch.Put(cf_, rocksdb::Slice(key.data(), key.size()), rocksdb::Slice(value.data(), value.size()));
   }
   rocksdb::WriteOptions wo;
@@ -427,7 +447,7 @@ absl::Status BufferedMapState::Remove(int key_group, std::string_view key, std::
     bytes_ -= EntryBytes(key_, prefix_size_);
     return absl::OkStatus();
   }
-  if (!may_be_on_disk_) return absl::OkStatus();
+  if (!PrefixMayBeOnDisk(std::string_view(key_).substr(0, prefix_size_))) return absl::OkStatus();
   backend_.SetCurrentKey(key_group, key);
   RETURN_IF_ERROR(disk_->Remove("", user_key));
   // Once the spilled and restored entries are all gone, reads skip RocksDB
@@ -464,7 +484,7 @@ absl::Status BufferedMapState::ForEachInRange(
     for (int l = 0; l < kLanes; ++l) pos[l] = LowerBound(run->lanes[l], from);
   }
   next();
-  if (!may_be_on_disk_) {
+  if (!PrefixMayBeOnDisk(key_)) {
     while (lane >= 0) {
       if (!fn(slot().user_key.view(), ValueOf(slot().ref))) break;
       ++pos[lane];
@@ -476,6 +496,7 @@ absl::Status BufferedMapState::ForEachInRange(
   // in one place only). The disk's are copied out first; this path is for
   // state past the memory limit, or just restored.
   size_t n = 0;
+  ++disk_reads_;
   backend_.SetCurrentKey(key_group, key);
   absl::Status s = disk_->ForEachInRange("", from, to, [&](std::string_view k, std::string_view v) {
     if (n == disk_entries_.size()) disk_entries_.emplace_back();
@@ -504,6 +525,7 @@ absl::Status BufferedMapState::Spill() {
   if (memory_entries_ == 0) return absl::OkStatus();
   rocksdb::WriteBatch batch;
   for (const auto& [prefix, index] : by_prefix_) {
+    AddOnDisk(prefix);
     for (const Lane& lane : runs_[index].lanes) {
       for (size_t i = lane.front; i < lane.slots.size(); ++i) {
         key_.assign(prefix);

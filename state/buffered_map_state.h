@@ -40,6 +40,14 @@
 //     writes much (spilling all 32 MiB at once held q3's join 100+ ms).
 //     Reads then see both, merged in key order, until the spilled (or
 //     restored) entries are all removed; then they skip RocksDB again.
+//     Meanwhile a bloom filter of the prefixes written to the column family
+//     (RecentKeysFilter without expiry; a restore's scan adds the restored
+//     ones) lets a read of a prefix that never reached RocksDB skip it: q3's
+//     join keeps every record, so from the first settled entry on each
+//     probe, mostly of a new seller, sought through every level-0 file
+//     (at a checkpoint a second that was 2.4 of its 3.7 CPU s in 19 s,
+//     docs/benchmarks.md). The filter counts against the memory limit; past
+//     a quarter of it, it turns itself off and every read looks on disk.
 //   - Settling: an entry still in memory two snapshots after it came (in a
 //     chunk older than the previous snapshot) is written to the column
 //     family, two per Put (kSettlePerPut: a steady stream settles one
@@ -83,8 +91,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/inline_bytes.h"
+#include "state/key_groups.h"
 #include "state/keyed_state_backend.h"
 #include "state/map_state.h"
+#include "state/recent_keys_filter.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -144,9 +154,16 @@ class BufferedMapState {
 
   size_t memory_entries() const { return memory_entries_; }
   // The memory counted against the limit (above).
-  size_t memory_bytes() const { return bytes_; }
+  size_t memory_bytes() const { return bytes_ + disk_prefixes_->bytes(); }
   // Whether the column family may hold entries (spilled or restored).
   bool may_be_on_disk() const { return may_be_on_disk_; }
+  // Whether entries of (key group, key) may be in the column family (false:
+  // reads of it skip RocksDB).
+  bool MayBeOnDisk(int key_group, std::string_view key);
+  // ForEachInRange calls that read the column family.
+  uint64_t disk_reads() const { return disk_reads_; }
+  // Bytes of the filter of prefixes on disk (counted in memory_bytes()).
+  size_t disk_filter_bytes() const { return disk_prefixes_->bytes(); }
   // The MapState's id (its column family).
   StateId disk_id() const { return disk_->id(); }
 
@@ -248,8 +265,16 @@ class BufferedMapState {
   // in `dead_too` (sorted).
   static void AppendRecords(std::string_view cf, const std::vector<FrozenChunk>& chunks,
                             const std::vector<RecordPos>& dead_too, CacheDelta* delta);
-  // Counts the entries in the column family; sets may_be_on_disk_.
+  // Counts the entries in the column family and adds their prefixes to a
+  // new filter; sets may_be_on_disk_.
   absl::Status CountDisk();
+  // Whether the prefix (a whole key's first PrefixSize bytes) may be in the
+  // column family; AddOnDisk: it is about to be.
+  bool PrefixMayBeOnDisk(std::string_view prefix) {
+    return may_be_on_disk_ && disk_prefixes_->MayContain(HashKeyBytes(prefix), 0);
+  }
+  void AddOnDisk(std::string_view prefix) { disk_prefixes_->Add(HashKeyBytes(prefix), 0, 0); }
+  std::unique_ptr<RecentKeysFilter> NewDiskFilter() const;
   // What an entry costs beyond its value (key: the whole key, of which the
   // first prefix_size bytes are the prefix).
   static size_t EntryBytes(std::string_view key, size_t prefix_size);
@@ -281,6 +306,7 @@ class BufferedMapState {
   size_t chunk_bytes_;  // of a new chunk: smaller for small limits
   bool may_be_on_disk_;
   size_t disk_count_ = 0;  // entries put in the column family and not removed since
+  std::unique_ptr<RecentKeysFilter> disk_prefixes_;  // of the entries put there (above)
   std::deque<Run> runs_;               // stable: by_prefix_'s keys view their prefixes
   std::vector<uint32_t> free_runs_;    // indexes of emptied runs
   absl::flat_hash_map<std::string_view, uint32_t, PrefixHash> by_prefix_;
@@ -303,6 +329,7 @@ class BufferedMapState {
   uint64_t settled_ = 0;
   uint64_t spilled_ = 0;
   uint64_t inserts_ = 0;
+  uint64_t disk_reads_ = 0;
   bool limit_logged_ = false;
   bool settled_unflushed_ = false;
   std::vector<std::pair<std::string_view, ValueRef>> settling_;  // scratch

@@ -6,8 +6,12 @@
 
 namespace vstream {
 
-RecentKeysFilter::RecentKeysFilter(std::string name, int64_t ttl_ms, size_t max_bytes)
-    : name_(std::move(name)), ttl_ms_(ttl_ms), span_ms_(std::max<int64_t>(ttl_ms / 4, 1)), max_bytes_(max_bytes) {}
+RecentKeysFilter::RecentKeysFilter(std::string name, int64_t ttl_ms, size_t max_bytes, size_t first_keys)
+    : name_(std::move(name)),
+      ttl_ms_(ttl_ms),
+      span_ms_(std::max<int64_t>(ttl_ms / 4, 1)),
+      max_bytes_(max_bytes),
+      last_capacity_(std::max<size_t>(first_keys, 64)) {}
 
 int64_t RecentKeysFilter::Bucket(int64_t ms) const {
   const int64_t q = ms / span_ms_;
@@ -69,7 +73,7 @@ void RecentKeysFilter::Add(uint64_t hash, int64_t write_ms, int64_t now_ms) {
     DropExpired(now_ms);  // a map only written to frees memory too
     // A bucket's first filter holds as many keys as the last made; another
     // for a full one twice as many.
-    const size_t capacity = full_capacity > 0 ? 2 * full_capacity : std::max(kMinKeys, last_capacity_);
+    const size_t capacity = full_capacity > 0 ? 2 * full_capacity : last_capacity_;
     const size_t blocks = (capacity * kBitsPerKey + 511) / 512;
     const size_t part_bytes = blocks * kBlockWords * sizeof(uint64_t);
     if (bytes_ + part_bytes > max_bytes_) return TurnOff(bytes_ + part_bytes);
@@ -93,7 +97,7 @@ bool RecentKeysFilter::MayContain(uint64_t hash, int64_t now_ms) {
 
 void RecentKeysFilter::TurnOff(size_t wanted_bytes) {
   spdlog::warn(
-      "state '{}': its filter of recent keys would take {} bytes, over its limit of {}: off from now on (every read "
+      "state '{}': its key filter would take {} bytes, over its limit of {}: off from now on (every read "
       "goes to RocksDB)",
       name_, wanted_bytes, max_bytes_);
   on_ = false;

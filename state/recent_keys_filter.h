@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,8 +34,12 @@ namespace vstream {
 
 class RecentKeysFilter {
  public:
-  // ttl_ms > 0: the state's time to live. name: the state's, for the log.
-  RecentKeysFilter(std::string name, int64_t ttl_ms, size_t max_bytes);
+  // ttl_ms > 0: the state's time to live; kNoExpiry: keys are never
+  // dropped (BufferedMapState's filter of the prefixes it wrote to RocksDB;
+  // add and ask with any time, e.g. 0). name: the state's, for the log.
+  // first_keys: the capacity of the first filter made (a small max_bytes
+  // wants a smaller one than kMinKeys).
+  RecentKeysFilter(std::string name, int64_t ttl_ms, size_t max_bytes, size_t first_keys = kMinKeys);
 
   // Key `hash` (HashKeyBytes, key_groups.h) written at write_ms, added at
   // now_ms (on the state's clock). A restore adds its entries with their
@@ -51,7 +56,9 @@ class RecentKeysFilter {
   // Filters held (one or more per bucket); for tests.
   size_t parts() const { return parts_.size(); }
 
-  // Keys per filter of a new bucket's first, at least.
+  static constexpr int64_t kNoExpiry = std::numeric_limits<int64_t>::max();
+
+  // Keys per filter of a new bucket's first, at least (by default).
   static constexpr size_t kMinKeys = size_t{1} << 16;
   static constexpr size_t kBitsPerKey = 10;
 
@@ -81,7 +88,7 @@ class RecentKeysFilter {
   const size_t max_bytes_;
   std::vector<Part> parts_;
   size_t bytes_ = 0;
-  size_t last_capacity_ = kMinKeys;  // of the latest part made
+  size_t last_capacity_;  // of the latest part made (at first first_keys)
   bool on_ = true;
 };
 

@@ -425,6 +425,63 @@ TEST(BufferedMapStateTest, AnEntryOlderThanTwoSnapshotsSettlesIntoRocksDb) {
   EXPECT_EQ(Range(*o.buffer, 60, 0, 1), std::vector<std::string>{});
 }
 
+// Reads of a key none of whose entries reached RocksDB skip it, also once
+// other keys' entries did: a filter of the prefixes written there (a
+// restore's scan fills it again). q3's join keeps every record and probes
+// mostly new sellers. Past its share of the limit the filter is off and
+// every read looks on disk.
+TEST(BufferedMapStateTest, ReadsLookInRocksDbOnlyForKeysWithEntriesThere) {
+  TestingStateDir root("buffered-map-filter");
+  std::shared_ptr<CheckpointStorage> shared = OpenStorage(root);
+  ASSERT_NE(shared, nullptr);
+  IncrementalSnapshotter snap(shared, "job-op-0-a");
+  const std::vector<std::string> on_disk{Entry(1, "on disk")}, in_memory{Entry(1, "in memory")};
+  proto::KeyedStateHandle handle;
+  {
+    Opened o = Open(root.path() + "/db", false, size_t{1} << 20);
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(o.buffer->Put(KeyGroup(i), Key(i), UserKey(1), "on disk").ok());
+    ASSERT_TRUE(o.buffer->Spill().ok());
+    for (int i = 1000; i < 2000; ++i) ASSERT_TRUE(o.buffer->Put(KeyGroup(i), Key(i), UserKey(1), "in memory").ok());
+    ASSERT_TRUE(o.buffer->may_be_on_disk());
+    EXPECT_GT(o.buffer->disk_filter_bytes(), 0u);
+    for (int i = 0; i < 100; ++i) EXPECT_TRUE(o.buffer->MayBeOnDisk(KeyGroup(i), Key(i))) << i;
+    uint64_t reads = o.buffer->disk_reads();
+    for (int i = 1000; i < 2000; ++i) EXPECT_EQ(Range(*o.buffer, i, 0, 10), in_memory) << i;
+    const uint64_t false_positives = o.buffer->disk_reads() - reads;
+    EXPECT_LT(false_positives, 50u) << "of 1,000 keys only in memory (about 1% expected)";
+    reads = o.buffer->disk_reads();
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(Range(*o.buffer, i, 0, 10), on_disk) << i;
+    EXPECT_EQ(o.buffer->disk_reads() - reads, 100u);
+    // Removing an entry of a key only in memory, and one on disk.
+    ASSERT_TRUE(o.buffer->Remove(KeyGroup(1000), Key(1000), UserKey(1)).ok());
+    ASSERT_TRUE(o.buffer->Remove(KeyGroup(0), Key(0), UserKey(1)).ok());
+    EXPECT_TRUE(Range(*o.buffer, 0, 0, 10).empty());
+    EXPECT_EQ(EntriesOnDisk(*o.backend, o.disk->id()), 99);
+    auto local = TakeLocalSnapshot(*o.backend, 1, root.path() + "/local-1", kAll);
+    ASSERT_TRUE(local.ok()) << local.status();
+    auto uploaded = snap.Upload(*local, "chk-1/op-0");
+    ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+    handle = *uploaded;
+  }
+  // Restored: every entry is on disk, and its key in the filter.
+  ASSERT_TRUE(RestoreKeyedState(*shared, handle, kAll, root.path() + "/restored").ok());
+  Opened r = Open(root.path() + "/restored", true, BufferedMapState::kDefaultMemoryLimit);
+  for (int i = 1; i < 100; ++i) EXPECT_TRUE(r.buffer->MayBeOnDisk(KeyGroup(i), Key(i))) << i;
+  for (int i = 1001; i < 2000; ++i) EXPECT_TRUE(r.buffer->MayBeOnDisk(KeyGroup(i), Key(i))) << i;
+  EXPECT_EQ(Range(*r.buffer, 1500, 0, 10), in_memory);
+  int never_written = 0;
+  for (int i = 5000; i < 6000; ++i) never_written += r.buffer->MayBeOnDisk(KeyGroup(i), Key(i)) ? 1 : 0;
+  EXPECT_LT(never_written, 50) << "of 1,000 keys never written";
+  // A 4 KiB limit leaves the filter 1 KiB: past it, every key may be on disk.
+  TestingStateDir small("buffered-map-filter-off");
+  Opened o = Open(small.path(), false, size_t{4} << 10);
+  for (int i = 0; i < 2000; ++i) ASSERT_TRUE(o.buffer->Put(KeyGroup(i), Key(i), UserKey(1), "spilled").ok());
+  EXPECT_GT(o.buffer->spilled(), 1000u);
+  EXPECT_EQ(o.buffer->disk_filter_bytes(), 0u);
+  EXPECT_TRUE(o.buffer->MayBeOnDisk(KeyGroup(9999), Key(9999)));
+  for (int i = 0; i < 2000; i += 7) EXPECT_EQ(Range(*o.buffer, i, 0, 10), std::vector<std::string>{Entry(1, "spilled")});
+}
+
 // Puts in and out of order, replacements, removes of the oldest, the
 // newest and ones between, and range reads, checked against a std::map
 // after every step; with a small limit, so that spilled entries are read
