@@ -356,8 +356,8 @@ absl::Status WriteBackCache::Settle() {
       e.listed = false;
       continue;
     }
-    // Changed in the last interval or since: stays listed.
-    if (e.dirty_epoch + 1 >= epoch_) {
+    // Changed in the last kColdIntervals or since: stays listed.
+    if (e.dirty_epoch + kColdIntervals >= epoch_) {
       dirty_.push_back(i);
       continue;
     }

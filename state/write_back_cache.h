@@ -33,13 +33,19 @@
 // would be copied into every snapshot for as long as it stays cached: the
 // snapshots, and the time they hold the task, grow with the state. So after
 // each AppendDirty, the next Acquire calls walk the dirty entries it took
-// and write the ones that did not change since the AppendDirty before
-// (cold) to RocksDB a few at a time, spread over about half of the interval
-// between snapshots
+// and write the ones that did not change in the kColdIntervals whole
+// intervals before it (cold) to RocksDB a few at a time, spread over about
+// half of the interval between snapshots
 // (judged by the Acquire calls of the last one), then ask RocksDB to flush
 // its memtables in the background. The next snapshot leaves them out: they
 // are in RocksDB's checkpoint. An entry that changes in every interval
-// (an open window) is never written this way.
+// (an open window) is never written this way. Two intervals, not one: a
+// window quiet only while the watermark catches up with its end (the
+// clinical workload's 5-minute windows: 1.4 s at a checkpoint a second) is
+// deleted before it would settle; settled, it cost a RocksDB write, a
+// tombstone, their flushes and compactions, and the evictions of the
+// tombstones' entries (p99 at the half rate 52-80 ms against 19-27 ms,
+// docs/benchmarks.md); a cold entry rides in one more snapshot.
 //
 // Thread-compatible: owned and used by the backend's task thread; a
 // snapshot's copy reads the entries it listed on another thread, each only
@@ -234,10 +240,12 @@ class WriteBackCache {
   // Settling: epoch_ counts AppendDirty calls; cold_ is the list of slots
   // the last one took (the dirty ones then, and some no longer dirty),
   // cold_next_ the next one Settle looks at: it writes the entries not
-  // changed since the AppendDirty before (dirty_epoch < epoch_ - 1), moves
+  // changed in the kColdIntervals before (dirty_epoch + kColdIntervals <
+  // epoch_), moves
   // the ones still dirty back to dirty_ and drops the rest. Settle runs
   // every settle_every_ (at least kSettleEvery) Acquire calls and looks at
   // settle_chunk_ slots.
+  static constexpr uint32_t kColdIntervals = 2;
   static constexpr uint32_t kSettleEvery = 16;
   static constexpr size_t kMinSettleChunk = 16;
   static constexpr size_t kMaxSettleChunk = 256;

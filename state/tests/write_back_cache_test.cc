@@ -237,7 +237,7 @@ TEST(WriteBackCacheTest, ClearedEntriesRocksDBNeverHeldLeaveTheCache) {
 // to RocksDB during the next interval, so that the snapshots after carry
 // only what changes (q4's closed auctions, written once, were copied into
 // every snapshot).
-TEST(WriteBackCacheTest, EntriesUnchangedForAWholeIntervalSettleIntoRocksDB) {
+TEST(WriteBackCacheTest, EntriesUnchangedForTwoWholeIntervalsSettleIntoRocksDB) {
   TestingStateDir dir("wbc-settle");
   auto backend = OpenWithCache(dir.path(), 8 << 20);
   ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
@@ -257,8 +257,10 @@ TEST(WriteBackCacheTest, EntriesUnchangedForAWholeIntervalSettleIntoRocksDB) {
   EXPECT_EQ(backend->DirtyCacheEntries().records(), size_t{kCold + kHot}) << "snapshot 1: everything is new";
   touch_hot(100);
   EXPECT_EQ(backend->DirtyCacheEntries().records(), size_t{kCold + kHot}) << "snapshot 2: the cold ones still ride";
-  EXPECT_EQ(backend->cache_stats().written_on_settle, 0u) << "nothing was cold before snapshot 2";
-  put("cold5", "changed");  // changed after snapshot 2: not cold any more
+  touch_hot(100);
+  EXPECT_EQ(backend->DirtyCacheEntries().records(), size_t{kCold + kHot}) << "snapshot 3: quiet for one interval";
+  EXPECT_EQ(backend->cache_stats().written_on_settle, 0u) << "nothing was cold for two intervals before snapshot 3";
+  put("cold5", "changed");  // changed after snapshot 3: not cold any more
   touch_hot(100);
   const StateCacheStats stats = backend->cache_stats();
   EXPECT_EQ(stats.written_on_settle, uint64_t{kCold - 1});
@@ -266,8 +268,8 @@ TEST(WriteBackCacheTest, EntriesUnchangedForAWholeIntervalSettleIntoRocksDB) {
   backend->SetCurrentKey(group("cold7"), "cold7");
   EXPECT_EQ(RawGet(*backend, v->id(), StateKey(group("cold7"), "cold7")), "c7") << "in RocksDB now";
   EXPECT_TRUE(RawGet(*backend, v->id(), StateKey(group("cold5"), "cold5")).empty())
-      << "changed after snapshot 2: still only in the cache";
-  EXPECT_EQ(backend->DirtyCacheEntries().records(), size_t{kHot + 1}) << "snapshot 3: the hot ones and cold5";
+      << "changed after snapshot 3: still only in the cache";
+  EXPECT_EQ(backend->DirtyCacheEntries().records(), size_t{kHot + 1}) << "snapshot 4: the hot ones and cold5";
   // Settled entries stay cached, readable, clean.
   std::string got;
   ASSERT_EQ(*v->Get("", &got), StateLookup::kFound);
@@ -297,6 +299,9 @@ TEST(WriteBackCacheTest, SettlingSpreadsOverHalfTheNextInterval) {
   for (int c = 0; c < kCold; ++c) put("cold" + std::to_string(c));
   backend->DirtyCacheEntries();
   touch_hot(10'000);  // an interval of 100,000 calls
+  backend->DirtyCacheEntries();
+  touch_hot(10'000);  // the cold ones quiet for two
+  EXPECT_EQ(backend->cache_stats().written_on_settle, 0u);
   backend->DirtyCacheEntries();
   touch_hot(1'000);  // a tenth of it
   const uint64_t early = backend->cache_stats().written_on_settle;
