@@ -19,6 +19,7 @@
 #include "runtime/operators/patient_source.h"
 #include "runtime/operators/sources.h"
 #include "runtime/operators/window_operator.h"
+#include "runtime/pending_work_pacer.h"
 #include "runtime/row_codec.h"
 #include "common/time_util.h"
 #include "spdlog/spdlog.h"
@@ -883,6 +884,13 @@ bool StreamTask::AlignmentPauses(const SourceOperator& source) {
   return true;
 }
 
+bool StreamTask::HasPendingWork() const {
+  for (const auto& op : operators_) {
+    if (op->has_pending_work()) return true;
+  }
+  return false;
+}
+
 bool StreamTask::DoPendingWork() {
   bool pending = false;
   for (auto& op : operators_) {
@@ -994,18 +1002,25 @@ absl::Status StreamTask::Run() {
     NetworkBuffer buffer;
     int channel = 0;
     bool done = false;
+    PendingWorkPacer pacer;
     RETURN_IF_ERROR(ReplayChannelState(batches));
     while (!done && !cancelled_) {
       ProcessCheckpointRequests();
       if (responsive_) gate_->ConvertOverdueBarriers(NowMillis());
       if (barriers_->deadline_ms() > 0) OnCheckpointBarriers(barriers_->CheckTimeout(NowMillis()));
       MaybeFinishChannelState();
-      // Work left pending by an operator: a slice of it, then whatever
-      // input is there, without waiting for more.
-      const bool pending = DoPendingWork();
-      RETURN_IF_ERROR(CheckOperators());
+      // Work left pending by an operator (a window firing in slices) goes
+      // on between buffers of input, input first (PendingWorkPacer), and the
+      // input is not waited for meanwhile.
+      bool pending = HasPendingWork();
+      if (pending && pacer.SliceNow()) {
+        pending = DoPendingWork();
+        pacer.OnSlice();
+        RETURN_IF_ERROR(CheckOperators());
+      }
       switch (gate_->Next(pending ? Clock::now() : next_flush, &buffer, &channel)) {
         case GateResult::kBuffer: {
+          pacer.OnBuffer();
           if (buffer.kind == BufferKind::kWatermark) {
             PushWatermark(valve_->OnWatermark(channel, buffer.watermark));
             RETURN_IF_ERROR(CheckOperators());
@@ -1047,6 +1062,7 @@ absl::Status StreamTask::Run() {
           RETURN_IF_ERROR(CheckOperators());
           break;
         case GateResult::kTimeout:
+          pacer.OnNoInput();
           break;
         case GateResult::kEnd:
           done = true;

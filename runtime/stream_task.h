@@ -153,6 +153,7 @@ class StreamTask {
   // A slice of the work operators left pending (StreamOperator::
   // DoPendingWork); true if some is still pending.
   bool DoPendingWork();
+  bool HasPendingWork() const;
   int64_t next_scan_release_ms_ = 0;
   // The keyed backends' memtables are flushed in the background an eighth
   // of the checkpoint interval before the next checkpoint is due
