@@ -63,20 +63,25 @@ bool BufferedMapState::MayBeOnDisk(int key_group, std::string_view key) {
 }
 
 absl::Status BufferedMapState::CountDisk() {
-  disk_count_ = 0;
-  disk_prefixes_ = NewDiskFilter();
+  // Into a new filter, kept only once the scan is whole.
+  size_t count = 0;
+  std::unique_ptr<RecentKeysFilter> filter = NewDiskFilter();
   rocksdb::ReadOptions ro;
   ro.total_order_seek = true;  // every key
   std::unique_ptr<rocksdb::Iterator> it(backend_.db()->NewIterator(ro, cf_));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    ++disk_count_;
+    ++count;
     const std::string_view key(it->key().data(), it->key().size());
     // A malformed key (none has a prefix a read would seek) is left out.
-    if (const size_t prefix = PrefixSize(key); prefix != std::string_view::npos) AddOnDisk(key.substr(0, prefix));
+    if (const size_t prefix = PrefixSize(key); prefix != std::string_view::npos) {
+      AddPrefix(*filter, key.substr(0, prefix));
+    }
   }
   if (!it->status().ok()) {
     return absl::InternalError(absl::StrCat("buffered map state ", cf_name_, ": scan: ", it->status().ToString()));
   }
+  disk_count_ = count;
+  disk_prefixes_ = std::move(filter);
   may_be_on_disk_ = disk_count_ > 0;
   return absl::OkStatus();
 }

@@ -400,6 +400,10 @@ TEST(BufferedMapStateTest, AnEntryOlderThanTwoSnapshotsSettlesIntoRocksDb) {
   EXPECT_LE(o.buffer->settled(), 500u) << "only what was in the first snapshot";
   EXPECT_TRUE(o.buffer->may_be_on_disk());
   EXPECT_EQ(EntriesOnDisk(*o.backend, o.disk->id()), static_cast<int64_t>(o.buffer->settled()));
+  EXPECT_TRUE(o.buffer->MayBeOnDisk(KeyGroup(60), Key(60))) << "settled entries' key is in the filter";
+  int others = 0;
+  for (int i = 100; i < 200; ++i) others += o.buffer->MayBeOnDisk(KeyGroup(i), Key(i)) ? 1 : 0;
+  EXPECT_LT(others, 5) << "keys never written";
   // The round is done: the column family was flushed in the background, so
   // the next snapshot's RocksDB checkpoint has no memtable to flush.
   EXPECT_FALSE(o.buffer->settled_unflushed());
@@ -457,11 +461,27 @@ TEST(BufferedMapStateTest, ReadsLookInRocksDbOnlyForKeysWithEntriesThere) {
     ASSERT_TRUE(o.buffer->Remove(KeyGroup(0), Key(0), UserKey(1)).ok());
     EXPECT_TRUE(Range(*o.buffer, 0, 0, 10).empty());
     EXPECT_EQ(EntriesOnDisk(*o.backend, o.disk->id()), 99);
+    // Removes of keys never written skip RocksDB, and leave the count of
+    // entries on disk whole: it reaches 0 only with the last of them.
+    for (int i = 3000; i < 3100; ++i) ASSERT_TRUE(o.buffer->Remove(KeyGroup(i), Key(i), UserKey(1)).ok());
+    EXPECT_EQ(EntriesOnDisk(*o.backend, o.disk->id()), 99);
     auto local = TakeLocalSnapshot(*o.backend, 1, root.path() + "/local-1", kAll);
     ASSERT_TRUE(local.ok()) << local.status();
     auto uploaded = snap.Upload(*local, "chk-1/op-0");
     ASSERT_TRUE(uploaded.ok()) << uploaded.status();
     handle = *uploaded;
+    for (int i = 1; i < 99; ++i) ASSERT_TRUE(o.buffer->Remove(KeyGroup(i), Key(i), UserKey(1)).ok());
+    EXPECT_TRUE(o.buffer->may_be_on_disk()) << "one entry left on disk";
+    ASSERT_TRUE(o.buffer->Remove(KeyGroup(99), Key(99), UserKey(1)).ok());
+    EXPECT_FALSE(o.buffer->may_be_on_disk()) << "the count was exact";
+    // Confirmed empty: a new filter, holding only what reaches the disk next.
+    EXPECT_EQ(o.buffer->disk_filter_bytes(), 0u);
+    ASSERT_TRUE(o.buffer->Put(KeyGroup(4000), Key(4000), UserKey(1), "on disk").ok());
+    ASSERT_TRUE(o.buffer->Spill().ok());
+    EXPECT_TRUE(o.buffer->MayBeOnDisk(KeyGroup(4000), Key(4000)));
+    int old_keys = 0;
+    for (int i = 0; i < 100; ++i) old_keys += o.buffer->MayBeOnDisk(KeyGroup(i), Key(i)) ? 1 : 0;
+    EXPECT_LT(old_keys, 5) << "the keys once on disk are out of the new filter";
   }
   // Restored: every entry is on disk, and its key in the filter.
   ASSERT_TRUE(RestoreKeyedState(*shared, handle, kAll, root.path() + "/restored").ok());

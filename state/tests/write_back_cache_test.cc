@@ -233,8 +233,9 @@ TEST(WriteBackCacheTest, ClearedEntriesRocksDBNeverHeldLeaveTheCache) {
   EXPECT_TRUE(RawGet(*backend, sum->id(), StateKey(3, "flushed")).empty());
 }
 
-// Settling: an entry that did not change between two snapshots is written
-// to RocksDB during the next interval, so that the snapshots after carry
+// Settling: an entry that did not change for two intervals between
+// snapshots is written to RocksDB during the next one (a window quiet only
+// until it fires is not), so that the snapshots after carry
 // only what changes (q4's closed auctions, written once, were copied into
 // every snapshot).
 TEST(WriteBackCacheTest, EntriesUnchangedForTwoWholeIntervalsSettleIntoRocksDB) {
