@@ -1013,6 +1013,7 @@ absl::Status StreamTask::Run() {
       // on between buffers of input, input first (PendingWorkPacer), and the
       // input is not waited for meanwhile.
       bool pending = HasPendingWork();
+      pacer.OnPending(pending, pending ? MonotonicMillis() : 0);
       if (pending && pacer.SliceNow()) {
         pending = DoPendingWork();
         pacer.OnSlice();

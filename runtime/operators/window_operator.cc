@@ -585,8 +585,14 @@ void WindowOperator::PushWatermark(int64_t watermark) {
   awaiting_restored_watermark_ = false;
   if (spec_.processing_time()) return ForwardWatermark(watermark);
   watermark_ = watermark;
+  const bool firing = held_watermark_ != INT64_MIN;
   held_watermark_ = watermark;  // a later one replaces an earlier one still held
-  if (FiresInSlices() && watermark != kMaxWatermark) return DoPendingWork();
+  if (FiresInSlices() && watermark != kMaxWatermark) {
+    // The first slice now (a watermark with nothing due passes on at once);
+    // while a fire goes on, the task paces its slices (PendingWorkPacer).
+    if (!firing) DoPendingWork();
+    return;
+  }
   FireHeld();
 }
 

@@ -7,6 +7,7 @@ namespace {
 
 TEST(PendingWorkPacerTest, InputComesFirstAndPendingWorkMovesOnUnderLoad) {
   PendingWorkPacer pacer;
+  pacer.OnPending(true, 1000);
   EXPECT_TRUE(pacer.SliceNow()) << "nothing seen yet: the input is idle";
   pacer.OnSlice();
   // Input keeps coming: a slice every kBuffersPerSlice buffers.
@@ -27,6 +28,30 @@ TEST(PendingWorkPacerTest, InputComesFirstAndPendingWorkMovesOnUnderLoad) {
   EXPECT_TRUE(pacer.SliceNow()) << "no input waits: a slice at once";
   pacer.OnSlice();
   EXPECT_TRUE(pacer.SliceNow()) << "still none: slices back to back";
+}
+
+TEST(PendingWorkPacerTest, WorkPendingTooLongGetsASliceAtEveryLook) {
+  PendingWorkPacer pacer;
+  int64_t now = 5000;
+  pacer.OnPending(true, now);
+  pacer.OnSlice();
+  pacer.OnBuffer();
+  EXPECT_FALSE(pacer.SliceNow());
+  now += PendingWorkPacer::kMaxLagMs - 1;
+  pacer.OnPending(true, now);
+  EXPECT_FALSE(pacer.SliceNow()) << "pending for less than kMaxLagMs: input first";
+  now += 1;
+  pacer.OnPending(true, now);
+  for (int b = 0; b < 3; ++b) {
+    EXPECT_TRUE(pacer.SliceNow()) << "buffer " << b;
+    pacer.OnSlice();
+    pacer.OnBuffer();
+  }
+  // Done, then a new fire: input first again.
+  pacer.OnPending(false, now);
+  now += 10;
+  pacer.OnPending(true, now);
+  EXPECT_FALSE(pacer.SliceNow());
 }
 
 }  // namespace
