@@ -408,7 +408,6 @@ absl::Status BufferedMapState::Settle(size_t max_entries, bool over_limit) {
   batch.Clear();
   for (const auto& [key, ref] : settling_) {
     const std::string_view value = ValueOf(ref);
-    AddOnDisk(key.substr(0, PrefixSize(key)));
     batch.Put(cf_, rocksdb::Slice(key.data(), key.size()), rocksdb::Slice(value.data(), value.size()));
   }
   rocksdb::WriteOptions wo;
@@ -420,6 +419,7 @@ absl::Status BufferedMapState::Settle(size_t max_entries, bool over_limit) {
   may_be_on_disk_ = true;
   for (const auto& [key, ref] : settling_) {
     const size_t prefix = PrefixSize(key);
+    AddOnDisk(key.substr(0, prefix));
     Where where;
     if (Find(key.substr(0, prefix), key.substr(prefix), &where) != nullptr) EraseAt(where);
     bytes_ -= EntryBytes(key, prefix);

@@ -269,7 +269,7 @@ class BufferedMapState {
   // new filter; sets may_be_on_disk_.
   absl::Status CountDisk();
   // Whether the prefix (a whole key's first PrefixSize bytes) may be in the
-  // column family; AddOnDisk: it is about to be.
+  // column family; AddOnDisk: it is there now (added before a read can ask).
   bool PrefixMayBeOnDisk(std::string_view prefix) {
     return may_be_on_disk_ && disk_prefixes_->MayContain(HashKeyBytes(prefix), 0);
   }

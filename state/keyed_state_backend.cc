@@ -2,11 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <map>
-
-#include <fstream>
-
 #include <filesystem>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"

@@ -499,7 +499,9 @@ TEST(BufferedMapStateTest, ReadsLookInRocksDbOnlyForKeysWithEntriesThere) {
   EXPECT_GT(o.buffer->spilled(), 1000u);
   EXPECT_EQ(o.buffer->disk_filter_bytes(), 0u);
   EXPECT_TRUE(o.buffer->MayBeOnDisk(KeyGroup(9999), Key(9999)));
-  for (int i = 0; i < 2000; i += 7) EXPECT_EQ(Range(*o.buffer, i, 0, 10), std::vector<std::string>{Entry(1, "spilled")});
+  for (int i = 0; i < 2000; i += 7) {
+    EXPECT_EQ(Range(*o.buffer, i, 0, 10), std::vector<std::string>{Entry(1, "spilled")}) << i;
+  }
 }
 
 // Puts in and out of order, replacements, removes of the oldest, the
