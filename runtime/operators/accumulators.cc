@@ -339,6 +339,27 @@ class AccumulatorSet::Impl {
 
   const std::vector<FieldType>& result_types() const { return types_; }
 
+  bool ExactUnderRegrouping() const {
+    for (const Call& call : calls_) {
+      switch (call.func) {
+        case Func::kCount:
+        case Func::kFirst:
+        case Func::kLast:
+          break;
+        case Func::kSum:
+        case Func::kAvg:
+        case Func::kMin:
+        case Func::kMax:
+          if (call.arg_type == FieldType::kDouble) return false;
+          break;
+        case Func::kStddev:
+        case Func::kPercentile:
+          return false;
+      }
+    }
+    return true;
+  }
+
   void Add(const Row& row, int64_t event_time_ms, std::string* state) {
     EvalArgs(row);
     if (!AddTo(event_time_ms, state)) {
@@ -806,6 +827,8 @@ bool AccumulatorSet::Retractable(std::string_view func) {
   const std::string f = absl::AsciiStrToLower(std::string(func));
   return f == "count" || f == "sum" || f == "avg";
 }
+
+bool AccumulatorSet::ExactUnderRegrouping() const { return impl_->ExactUnderRegrouping(); }
 
 void AccumulatorSet::Merge(std::string_view other, std::string* state) {
   impl_->Merge(other, state);

@@ -53,6 +53,13 @@ class AccumulatorSet {
   static bool Retractable(std::string_view func);
   // Folds `other` into *state, as if all of other's records had been added.
   void Merge(std::string_view other, std::string* state);
+  // Whether adding records to separate states and merging those gives the
+  // same results as adding them all to one, in order, for any grouping: true
+  // for count, int sum and avg, min and max of non-double values, first and
+  // last; false if any call is a double sum or avg (rounding depends on the
+  // grouping), a double min or max (NaN compares false both ways), stddev
+  // or percentile.
+  bool ExactUnderRegrouping() const;
   // Writes one field per call into row[first_field ...]. Nulls as SQL:
   // count of nothing is 0; every other aggregate of no non-null value is null.
   // stddev is the population standard deviation. percentile is accurate to

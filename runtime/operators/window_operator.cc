@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -56,6 +57,8 @@ absl::Status WindowOperator::Open(const OperatorContext& ctx) {
   auto accs = AccumulatorSet::Create(calls, input_);
   if (!accs.ok()) return accs.status();
   accs_ = std::move(*accs);
+  combine_ = kind_ != Kind::kSession && !spec_.processing_time() && spec_.allowed_lateness_ms() == 0 &&
+             accs_->ExactUnderRegrouping();
   RETURN_IF_ERROR(owned_key_groups_.Init(ctx, "window", key_fields_));
   RETURN_IF_ERROR(
       OpenKeyedValueState(ctx, kind_ == Kind::kSliding ? "window_panes" : "window", &backend_, &acc_state_));
@@ -170,6 +173,11 @@ const std::string& WindowOperator::NamespacedKey(const std::string& key, int64_t
 void WindowOperator::Push(RowBatch& batch) {
   const size_t n = batch.size();
   CountIn(n);
+  if (combine_ && n > 1) {
+    PushCombined(batch);
+    FlushOut();
+    return;
+  }
   const int tf = spec_.time_field_index();
   const int64_t now = spec_.processing_time() ? NowMillis() : 0;
   for (size_t i = 0; i < n && status_.ok(); ++i) {
@@ -185,6 +193,91 @@ void WindowOperator::Push(RowBatch& batch) {
   FlushOut();
 }
 
+void WindowOperator::PushCombined(const RowBatch& batch) {
+  // First each record's key, key group and namespace (late ones go now),
+  // then its group, then one state update per group.
+  const int tf = spec_.time_field_index();
+  combine_keys_.clear();
+  combine_records_.clear();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Row& row = batch[i];
+    if (row[tf].is_null) {
+      Late(row);  // no event time: it cannot belong to any window
+      continue;
+    }
+    const int64_t t = row[tf].i;
+    key_.clear();
+    EncodeKey(input_, row, key_fields_, &key_);
+    const int key_group = owned_key_groups_.KeyGroupOf(input_, row, key_);
+    if (!owned_key_groups_.Owns(key_group)) return Fail(owned_key_groups_.Foreign(key_group));
+    // Without allowed lateness (combine_): late once the window (the last
+    // window of the pane) has fired.
+    int64_t ns = 0, last_max = 0;
+    if (kind_ == Kind::kTumbling) {
+      ns = AlignDown(t, spec_.size_ms());
+      last_max = SatAdd(ns, spec_.size_ms() - 1);
+    } else {
+      ns = AlignDown(t, pane_);
+      last_max = SatAdd(AlignDown(ns, spec_.slide_ms()), spec_.size_ms() - 1);
+    }
+    if (last_max <= watermark_) {
+      Late(row);
+      continue;
+    }
+    combine_records_.push_back({static_cast<uint32_t>(combine_keys_.size()), static_cast<uint32_t>(key_.size()),
+                                key_group, ns, t, static_cast<uint32_t>(i)});
+    combine_keys_.append(key_);
+  }
+  // Open addressing over group numbers (+1; 0: empty), at most half full.
+  size_t slots = 16;
+  while (slots < 2 * combine_records_.size()) slots *= 2;
+  combine_slots_.assign(slots, 0);
+  num_groups_ = 0;
+  for (const CombineRecord& r : combine_records_) {
+    const std::string_view key(combine_keys_.data() + r.key_offset, r.key_size);
+    size_t at = absl::HashOf(key, r.ns) & (slots - 1);
+    uint32_t g = 0;
+    while (true) {
+      const uint32_t s = combine_slots_[at];
+      if (s == 0) {
+        if (combine_groups_.size() == num_groups_) combine_groups_.emplace_back();
+        CombineGroup& fresh = combine_groups_[num_groups_];
+        fresh.first = &r;
+        fresh.acc.clear();
+        g = static_cast<uint32_t>(num_groups_++);
+        combine_slots_[at] = g + 1;
+        break;
+      }
+      const CombineRecord& f = *combine_groups_[s - 1].first;
+      if (f.ns == r.ns && std::string_view(combine_keys_.data() + f.key_offset, f.key_size) == key) {
+        g = s - 1;
+        break;
+      }
+      at = (at + 1) & (slots - 1);
+    }
+    accs_->Add(batch[r.row], r.t, &combine_groups_[g].acc);
+  }
+  for (size_t g = 0; g < num_groups_ && status_.ok(); ++g) {
+    const CombineGroup& group = combine_groups_[g];
+    const CombineRecord& r = *group.first;
+    key_.assign(combine_keys_.data() + r.key_offset, r.key_size);
+    const Fold fold{nullptr, 0, &group.acc};
+    if (kind_ == Kind::kTumbling) {
+      AddToWindow(r.key_group, fold, r.ns, SatAdd(r.ns, spec_.size_ms() - 1));
+    } else {
+      AddToPanes(r.key_group, fold, r.ns);
+    }
+  }
+}
+
+void WindowOperator::FoldInto(const Fold& fold, std::string* state) {
+  if (fold.acc != nullptr) {
+    accs_->Merge(*fold.acc, state);
+  } else {
+    accs_->Add(*fold.row, fold.t, state);
+  }
+}
+
 void WindowOperator::ProcessRecord(const Row& row, int64_t t) {
   key_.clear();
   EncodeKey(input_, row, key_fields_, &key_);
@@ -196,14 +289,14 @@ void WindowOperator::ProcessRecord(const Row& row, int64_t t) {
       const int64_t start = AlignDown(t, spec_.size_ms());
       const int64_t max_ts = SatAdd(start, spec_.size_ms() - 1);
       if (SatAdd(max_ts, lateness) <= watermark_) return Late(row);
-      AddToWindow(key_group, row, t, start, max_ts);
+      AddToWindow(key_group, Fold{&row, t, nullptr}, start, max_ts);
       break;
     }
     case Kind::kSliding: {
       const int64_t pane = AlignDown(t, pane_);
       const int64_t last_start = AlignDown(pane, spec_.slide_ms());
       if (SatAdd(SatAdd(last_start, spec_.size_ms() - 1), lateness) <= watermark_) return Late(row);
-      AddToPanes(key_group, row, t, pane);
+      AddToPanes(key_group, Fold{&row, t, nullptr}, pane);
       break;
     }
     case Kind::kSession:
@@ -212,13 +305,13 @@ void WindowOperator::ProcessRecord(const Row& row, int64_t t) {
   }
 }
 
-void WindowOperator::AddToWindow(int key_group, const Row& row, int64_t t, int64_t ns, int64_t max_ts) {
+void WindowOperator::AddToWindow(int key_group, const Fold& fold, int64_t ns, int64_t max_ts) {
   const std::string& nk = NamespacedKey(key_, ns);
   bool fresh = false;
   const bool correction = max_ts <= watermark_;
   absl::Status s = backend_->Update(acc_state_, key_group, nk, [&](bool present, std::string* value) {
     fresh = !present;
-    accs_->Add(row, t, value);
+    FoldInto(fold, value);
     if (correction) value_.assign(*value);  // emitted below
   });
   if (!s.ok()) return Fail(s);
@@ -260,7 +353,7 @@ bool WindowOperator::ParsePanes(std::string_view value, std::vector<PaneRef>* pa
   return true;
 }
 
-void WindowOperator::AddToPanes(int key_group, const Row& row, int64_t t, int64_t pane) {
+void WindowOperator::AddToPanes(int key_group, const Fold& fold, int64_t pane) {
   bool fresh = false, corrupt = false;
   // The key's nearest other panes before and after the record's.
   int64_t prev = INT64_MIN, next = INT64_MAX;
@@ -282,7 +375,7 @@ void WindowOperator::AddToPanes(int key_group, const Row& row, int64_t t, int64_
       }
       const size_t n = p.end - p.acc;
       acc_.assign(*value, p.acc, n);
-      accs_->Add(row, t, &acc_);
+      FoldInto(fold, &acc_);
       if (acc_.size() == n) {
         value->replace(p.acc, n, acc_);
       } else {
@@ -293,7 +386,7 @@ void WindowOperator::AddToPanes(int key_group, const Row& row, int64_t t, int64_
     }
     fresh = true;
     acc_.clear();
-    accs_->Add(row, t, &acc_);
+    FoldInto(fold, &acc_);
     EncodePane(pane, acc_, &pane_bytes_);
     value->insert(at, pane_bytes_);
   });

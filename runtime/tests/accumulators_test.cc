@@ -141,6 +141,30 @@ TEST(AccumulatorSetTest, ResultTypesFollowTheFunctions) {
                                     FieldType::kDouble, FieldType::kDouble, FieldType::kInt}));
 }
 
+TEST(AccumulatorSetTest, ExactUnderRegroupingOnlyWhereEveryGroupingGivesTheSameResult) {
+  const Schema schema({{"i", FieldType::kInt}, {"d", FieldType::kDouble}, {"s", FieldType::kString}});
+  const auto exact = [&](const std::string& func, const std::string& arg) {
+    std::vector<proto::AggregateCall> calls(2);
+    calls[0].set_func("count");
+    calls[1].set_func(func);
+    calls[1].set_arg(arg);
+    if (func == "percentile") calls[1].set_param(0.5);
+    auto set = AccumulatorSet::Create(calls, schema);
+    EXPECT_TRUE(set.ok()) << set.status();
+    return set.ok() && (*set)->ExactUnderRegrouping();
+  };
+  for (const char* func : {"count", "sum", "avg", "min", "max", "first", "last"}) {
+    EXPECT_TRUE(exact(func, "i")) << func;
+  }
+  EXPECT_TRUE(exact("min", "s"));
+  EXPECT_TRUE(exact("last", "d"));
+  EXPECT_TRUE(exact("count", "d"));
+  for (const char* func : {"sum", "avg", "min", "max", "stddev", "percentile"}) {
+    EXPECT_FALSE(exact(func, "d")) << func;
+  }
+  EXPECT_FALSE(exact("stddev", "i"));
+}
+
 TEST(AccumulatorSetTest, CountStarCountsRecordsCountSkipsNulls) {
   TestingAccumulators acc({MakeCall("all", "count", ""), MakeCall("star", "count", " * "),
                            MakeCall("v", "count", "v"), MakeCall("s", "count", "s"),

@@ -1,5 +1,6 @@
 #include "runtime/operators/window_operator.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "gmock/gmock.h"
@@ -198,6 +199,88 @@ TEST_F(WindowOperatorTest, SlidingPanesOfOneKeyInAnyOrder) {
   EXPECT_EQ(out_.rows, (std::vector<std::string>{"a,-4,2,2,7", "a,-2,4,3,7", "a,0,6,5,7", "a,2,8,3,5",
                                                  "a,4,10,2,5"}));
   EXPECT_TRUE(StateKeys(*op_->keyed_state(), "window_panes").empty());
+}
+
+// A batch's records of one key and window (or pane) are added to an
+// accumulator of their own and merged into the state once (PushCombined):
+// the results, the late records and the state are those of a record at a
+// time, for every aggregate that allows it, with ties of first and last.
+TEST(WindowCombineTest, ABatchAtOnceGivesWhatARecordAtATimeGives) {
+  for (const std::string kind : {"tumbling", "sliding"}) {
+    SCOPED_TRACE(kind);
+    proto::WindowSpec spec = Spec(kind, 10, kind == "sliding" ? 5 : 0, 0);
+    spec.clear_aggregates();
+    for (const std::string func : {"count", "sum", "min", "max", "first", "last", "avg"}) {
+      auto* call = spec.add_aggregates();
+      call->set_name(func);
+      call->set_func(func);
+      if (func != "count") call->set_arg("v");
+    }
+    Schema out_schema({{"k", FieldType::kString}, {"window_start", FieldType::kTimestamp},
+                       {"window_end", FieldType::kTimestamp}});
+    for (const std::string func : {"count", "sum", "min", "max", "first", "last"}) {
+      out_schema.Add(func, FieldType::kInt);
+    }
+    out_schema.Add("avg", FieldType::kDouble);
+    // Records over 3 keys and 60 ms, a few times each (ties for first and
+    // last), with an event time missing and records behind the watermark.
+    std::vector<std::tuple<std::string, int64_t, int64_t, bool>> records;  // k, ts, v, ts null
+    uint64_t x = 12345;
+    for (int i = 0; i < 600; ++i) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      const int64_t ts = static_cast<int64_t>((x >> 33) % 20) + (i / 100) * 8;
+      records.emplace_back(std::string(1, static_cast<char>('a' + (x >> 20) % 3)), ts,
+                           static_cast<int64_t>((x >> 40) % 1000) - 500, i % 97 == 5);
+    }
+    std::vector<std::vector<std::string>> outs, lates;
+    for (const size_t batch_size : {size_t{1}, size_t{64}}) {
+      OperatorCounters counters;
+      Collect out(out_schema), late(kInput);
+      const std::string dir = (std::filesystem::temp_directory_path() /
+                               ("vstream-window-combine-" + std::to_string(::getpid()) + "-" + kind + "-" +
+                                std::to_string(batch_size)))
+                                  .string();
+      {
+        WindowOperator op(counters, kInput, spec);
+        op.set_output(&out);
+        op.set_late_output(&late);
+        OperatorContext ctx;
+        ctx.state_dir = dir;
+        ASSERT_TRUE(op.Open(ctx).ok());
+        RowBatch batch(3);
+        for (size_t i = 0; i < records.size(); ++i) {
+          const auto& [k, ts, v, null_ts] = records[i];
+          Row& r = batch.Append();
+          r[0].SetString(k);
+          r[1].SetInt(ts);
+          if (null_ts) r[1].SetNull();
+          r[2].SetInt(v);
+          // Watermarks in between, after the records before them, so later
+          // records are late for windows that fired.
+          const bool watermark = i % 100 == 99;
+          if (batch.size() == batch_size || watermark || i + 1 == records.size()) {
+            op.Push(batch);
+            batch.Clear();
+          }
+          if (watermark) op.PushWatermark(static_cast<int64_t>(i / 100) * 8 + 14);
+          ASSERT_TRUE(op.status().ok()) << op.status();
+        }
+        op.PushWatermark(kMaxWatermark);
+        ASSERT_TRUE(op.status().ok()) << op.status();
+      }
+      std::filesystem::remove_all(dir);
+      outs.push_back(out.rows);
+      lates.push_back(late.rows);
+    }
+    EXPECT_GT(outs[0].size(), 15u);
+    EXPECT_GT(std::count_if(lates[0].begin(), lates[0].end(),
+                            [](const std::string& r) { return r.find(",null,") == std::string::npos; }),
+              0)
+        << "records behind the watermark";
+    EXPECT_GT(lates[0].size(), 6u) << "and those without a time";
+    EXPECT_EQ(outs[1], outs[0]);
+    EXPECT_EQ(lates[1], lates[0]);
+  }
 }
 
 TEST_F(WindowOperatorTest, SessionsMergeWhenARecordBridgesTheGap) {
