@@ -195,7 +195,9 @@ void WindowOperator::Push(RowBatch& batch) {
 
 void WindowOperator::PushCombined(const RowBatch& batch) {
   // First each record's key, key group and namespace (late ones go now),
-  // then its group, then one state update per group.
+  // then its group, then one state update per group. After a failure
+  // nothing more, as a record at a time.
+  if (!status_.ok()) return;
   const int tf = spec_.time_field_index();
   combine_keys_.clear();
   combine_records_.clear();
@@ -243,6 +245,7 @@ void WindowOperator::PushCombined(const RowBatch& batch) {
         if (combine_groups_.size() == num_groups_) combine_groups_.emplace_back();
         CombineGroup& fresh = combine_groups_[num_groups_];
         fresh.first = &r;
+        fresh.records = 0;
         fresh.acc.clear();
         g = static_cast<uint32_t>(num_groups_++);
         combine_slots_[at] = g + 1;
@@ -255,13 +258,20 @@ void WindowOperator::PushCombined(const RowBatch& batch) {
       }
       at = (at + 1) & (slots - 1);
     }
-    accs_->Add(batch[r.row], r.t, &combine_groups_[g].acc);
+    // A group of one record folds the record itself into the state (no
+    // accumulator and merge): the first one's goes in once a second comes.
+    CombineGroup& group = combine_groups_[g];
+    if (++group.records == 2) accs_->Add(batch[group.first->row], group.first->t, &group.acc);
+    if (group.records >= 2) {
+      accs_->Add(batch[r.row], r.t, &group.acc);
+      ++records_combined_;
+    }
   }
   for (size_t g = 0; g < num_groups_ && status_.ok(); ++g) {
     const CombineGroup& group = combine_groups_[g];
     const CombineRecord& r = *group.first;
     key_.assign(combine_keys_.data() + r.key_offset, r.key_size);
-    const Fold fold{nullptr, 0, &group.acc};
+    const Fold fold = group.records == 1 ? Fold{&batch[r.row], r.t, nullptr} : Fold{nullptr, 0, &group.acc};
     if (kind_ == Kind::kTumbling) {
       AddToWindow(r.key_group, fold, r.ns, SatAdd(r.ns, spec_.size_ms() - 1));
     } else {

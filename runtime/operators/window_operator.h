@@ -50,6 +50,9 @@ class WindowOperator : public StreamOperator {
   void Finish() override;
   KeyedStateBackend* keyed_state() override { return backend_.get(); }
   bool wants_processing_time() const override { return spec_.processing_time(); }
+  // Records that went into the state with another of their batch's, in one
+  // update (PushCombined).
+  int64_t records_combined() const { return records_combined_; }
   // An event-time window whose timers follow from its state
   // (TimersFollowFromState) fires in slices of kFireSlice windows: each
   // call pops a slice of the watermark's due timers from the queue and
@@ -211,13 +214,15 @@ class WindowOperator : public StreamOperator {
   };
   struct CombineGroup {
     const CombineRecord* first = nullptr;  // its key, key group and ns
-    std::string acc;
+    uint32_t records = 0;
+    std::string acc;  // its records', once it has two
   };
   std::string combine_keys_;
   std::vector<CombineRecord> combine_records_;
   std::vector<CombineGroup> combine_groups_;  // the first num_groups_ in use
   size_t num_groups_ = 0;
   std::vector<uint32_t> combine_slots_;
+  int64_t records_combined_ = 0;  // folded into another's state update
   Row key_row_;
 };
 
