@@ -50,8 +50,9 @@ class WindowOperator : public StreamOperator {
   void Finish() override;
   KeyedStateBackend* keyed_state() override { return backend_.get(); }
   bool wants_processing_time() const override { return spec_.processing_time(); }
-  // Records that went into the state with another of their batch's, in one
-  // update (PushCombined).
+  // Records that went into the state in the update of an earlier record of
+  // their batch, same key and window or pane (PushCombined): state updates
+  // saved.
   int64_t records_combined() const { return records_combined_; }
   // An event-time window whose timers follow from its state
   // (TimersFollowFromState) fires in slices of kFireSlice windows: each
@@ -222,7 +223,7 @@ class WindowOperator : public StreamOperator {
   std::vector<CombineGroup> combine_groups_;  // the first num_groups_ in use
   size_t num_groups_ = 0;
   std::vector<uint32_t> combine_slots_;
-  int64_t records_combined_ = 0;  // folded into another's state update
+  int64_t records_combined_ = 0;  // records_combined()
   Row key_row_;
 };
 
