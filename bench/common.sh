@@ -30,6 +30,17 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # slower machine than its neighbours (docs/benchmarks.md, "Machine").
 steal_ticks() { awk '$1 == "cpu" { print $9 + 0 }' /proc/stat; }
 stolen_s() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'; }  # TICKS
+# Microseconds in which some task waited on RESOURCE (io, memory) so far:
+# the kernel's pressure stall information; "-" without it.
+pressure_us() {
+  awk '$1 == "some" { sub("total=", "", $5); print $5; found = 1; exit } END { if (!found) print "-" }' \
+    "/proc/pressure/$1" 2>/dev/null || echo -
+}
+# Milliseconds between two pressure_us readings; "-" if either is.
+stall_ms() {
+  if [ "$1" = - ] || [ "$2" = - ]; then echo -; return; fi
+  awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) / 1000 }'
+}
 tms_cpu_ticks() {
   local t=0 p
   for p in "${TMS[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
