@@ -208,21 +208,10 @@ void WindowOperator::PushCombined(const RowBatch& batch) {
       continue;
     }
     const int64_t t = row[tf].i;
-    key_.clear();
-    EncodeKey(input_, row, key_fields_, &key_);
-    const int key_group = owned_key_groups_.KeyGroupOf(input_, row, key_);
-    if (!owned_key_groups_.Owns(key_group)) return Fail(owned_key_groups_.Foreign(key_group));
-    // Without allowed lateness (combine_): late once the window (the last
-    // window of the pane) has fired.
-    int64_t ns = 0, last_max = 0;
-    if (kind_ == Kind::kTumbling) {
-      ns = AlignDown(t, spec_.size_ms());
-      last_max = SatAdd(ns, spec_.size_ms() - 1);
-    } else {
-      ns = AlignDown(t, pane_);
-      last_max = SatAdd(AlignDown(ns, spec_.slide_ms()), spec_.size_ms() - 1);
-    }
-    if (last_max <= watermark_) {
+    const int key_group = KeyRecord(row);
+    if (key_group < 0) return;
+    int64_t ns = 0;
+    if (!PlaceRecord(t, &ns)) {
       Late(row);
       continue;
     }
@@ -271,12 +260,8 @@ void WindowOperator::PushCombined(const RowBatch& batch) {
     const CombineGroup& group = combine_groups_[g];
     const CombineRecord& r = *group.first;
     key_.assign(combine_keys_.data() + r.key_offset, r.key_size);
-    const Fold fold = group.records == 1 ? Fold{&batch[r.row], r.t, nullptr} : Fold{nullptr, 0, &group.acc};
-    if (kind_ == Kind::kTumbling) {
-      AddToWindow(r.key_group, fold, r.ns, SatAdd(r.ns, spec_.size_ms() - 1));
-    } else {
-      AddToPanes(r.key_group, fold, r.ns);
-    }
+    AddTo(r.key_group, group.records == 1 ? Fold{&batch[r.row], r.t, nullptr} : Fold{nullptr, 0, &group.acc},
+          r.ns);
   }
 }
 
@@ -288,31 +273,45 @@ void WindowOperator::FoldInto(const Fold& fold, std::string* state) {
   }
 }
 
-void WindowOperator::ProcessRecord(const Row& row, int64_t t) {
+int WindowOperator::KeyRecord(const Row& row) {
   key_.clear();
   EncodeKey(input_, row, key_fields_, &key_);
   const int key_group = owned_key_groups_.KeyGroupOf(input_, row, key_);
-  if (!owned_key_groups_.Owns(key_group)) return Fail(owned_key_groups_.Foreign(key_group));
-  const int64_t lateness = spec_.allowed_lateness_ms();
-  switch (kind_) {
-    case Kind::kTumbling: {
-      const int64_t start = AlignDown(t, spec_.size_ms());
-      const int64_t max_ts = SatAdd(start, spec_.size_ms() - 1);
-      if (SatAdd(max_ts, lateness) <= watermark_) return Late(row);
-      AddToWindow(key_group, Fold{&row, t, nullptr}, start, max_ts);
-      break;
-    }
-    case Kind::kSliding: {
-      const int64_t pane = AlignDown(t, pane_);
-      const int64_t last_start = AlignDown(pane, spec_.slide_ms());
-      if (SatAdd(SatAdd(last_start, spec_.size_ms() - 1), lateness) <= watermark_) return Late(row);
-      AddToPanes(key_group, Fold{&row, t, nullptr}, pane);
-      break;
-    }
-    case Kind::kSession:
-      AddToSession(key_group, row, t);
-      break;
+  if (!owned_key_groups_.Owns(key_group)) {
+    Fail(owned_key_groups_.Foreign(key_group));
+    return -1;
   }
+  return key_group;
+}
+
+bool WindowOperator::PlaceRecord(int64_t t, int64_t* ns) const {
+  // Late once the last window it is in is past its allowed lateness.
+  int64_t last_max = 0;
+  if (kind_ == Kind::kTumbling) {
+    *ns = AlignDown(t, spec_.size_ms());
+    last_max = SatAdd(*ns, spec_.size_ms() - 1);
+  } else {
+    *ns = AlignDown(t, pane_);
+    last_max = SatAdd(AlignDown(*ns, spec_.slide_ms()), spec_.size_ms() - 1);
+  }
+  return SatAdd(last_max, spec_.allowed_lateness_ms()) > watermark_;
+}
+
+void WindowOperator::AddTo(int key_group, const Fold& fold, int64_t ns) {
+  if (kind_ == Kind::kTumbling) {
+    AddToWindow(key_group, fold, ns, SatAdd(ns, spec_.size_ms() - 1));
+  } else {
+    AddToPanes(key_group, fold, ns);
+  }
+}
+
+void WindowOperator::ProcessRecord(const Row& row, int64_t t) {
+  const int key_group = KeyRecord(row);
+  if (key_group < 0) return;
+  if (kind_ == Kind::kSession) return AddToSession(key_group, row, t);
+  int64_t ns = 0;
+  if (!PlaceRecord(t, &ns)) return Late(row);
+  AddTo(key_group, Fold{&row, t, nullptr}, ns);
 }
 
 void WindowOperator::AddToWindow(int key_group, const Fold& fold, int64_t ns, int64_t max_ts) {

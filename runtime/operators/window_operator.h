@@ -107,6 +107,14 @@ class WindowOperator : public StreamOperator {
   };
   void FoldInto(const Fold& fold, std::string* state);
   void ProcessRecord(const Row& row, int64_t t);
+  // The record's key in key_ and its key group; -1 (and failed) if this
+  // subtask does not own it.
+  int KeyRecord(const Row& row);
+  // Tumbling and sliding: the namespace a record at t adds to (its window's
+  // start, its pane's); false if it is late for every window it is in.
+  bool PlaceRecord(int64_t t, int64_t* ns) const;
+  // Tumbling and sliding: folds into key_'s window or pane ns.
+  void AddTo(int key_group, const Fold& fold, int64_t ns);
   // A batch a state update per key and window (tumbling) or pane (sliding):
   // its records of one go into an accumulator of their own first, in
   // order, which is then merged into the state. Only for event-time
