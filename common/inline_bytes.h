@@ -9,6 +9,7 @@
 //
 // Copyable and movable; ordered and compared as its bytes.
 
+#include <bit>
 #include <compare>
 #include <cstdint>
 #include <cstring>
@@ -22,7 +23,13 @@ class InlineBytes {
  public:
   InlineBytes() = default;
   explicit InlineBytes(std::string_view bytes) { assign(bytes); }
-  InlineBytes(const InlineBytes& other) { assign(other.view()); }
+  InlineBytes(const InlineBytes& other) {
+    if (other.size_ <= N) {
+      CopyInline(other);
+    } else {
+      assign(other.view());
+    }
+  }
   InlineBytes& operator=(const InlineBytes& other) {
     if (this != &other) assign(other.view());
     return *this;
@@ -30,10 +37,10 @@ class InlineBytes {
   InlineBytes(InlineBytes&& other) noexcept { *this = std::move(other); }
   InlineBytes& operator=(InlineBytes&& other) noexcept {
     if (this == &other) return *this;
-    size_ = other.size_;
     if (other.size_ <= N) {
-      std::memcpy(inline_, other.inline_, other.size_);
+      CopyInline(other);
     } else {
+      size_ = other.size_;
       heap_ = std::move(other.heap_);
       heap_capacity_ = other.heap_capacity_;
       other.heap_capacity_ = 0;
@@ -70,14 +77,34 @@ class InlineBytes {
   size_t heap_bytes() const { return heap_capacity_; }
 
   friend bool operator==(const InlineBytes& a, const InlineBytes& b) { return a.view() == b.view(); }
+  // As their bytes (memcmp's order), the first 8 as one number: B-trees of
+  // timers and keys compare at every level, and most pairs differ there.
   friend std::strong_ordering operator<=>(const InlineBytes& a, const InlineBytes& b) {
+    if (a.size_ >= 8 && b.size_ >= 8) {
+      const uint64_t x = LoadBigEndian64(a.data()), y = LoadBigEndian64(b.data());
+      if (x != y) return x <=> y;
+    }
     return a.view() <=> b.view();
   }
 
  private:
+  static uint64_t LoadBigEndian64(const char* p) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    if constexpr (std::endian::native == std::endian::little) v = __builtin_bswap64(v);
+    return v;
+  }
+  // Takes an inline value's bytes: all N, a fixed-size copy (a few moves),
+  // rather than size_ of them (a call to memcpy); containers move their
+  // elements on every insert into the middle of a node.
+  void CopyInline(const InlineBytes& other) {
+    std::memcpy(inline_, other.inline_, N);
+    size_ = other.size_;
+  }
+
   uint32_t size_ = 0;
   uint32_t heap_capacity_ = 0;
-  char inline_[N];
+  char inline_[N] = {};  // all N copied when inline (CopyInline)
   std::unique_ptr<char[]> heap_;
 };
 

@@ -43,17 +43,73 @@ inline char* WriteVarint(uint64_t v, char* p) {
   return p;
 }
 
+// Writes a non-null field's value at p, as DecodeRow reads it; the caller
+// has room for FieldBound bytes.
+inline char* WriteField(FieldType type, const Datum& d, char* p) {
+  switch (type) {
+    case FieldType::kInt:
+    case FieldType::kTimestamp:
+      return WriteVarint(ZigZag(d.i), p);
+    case FieldType::kDouble:
+      std::memcpy(p, &d.d, 8);
+      return p + 8;
+    case FieldType::kBool:
+      *p++ = d.i ? 1 : 0;
+      return p;
+    case FieldType::kString:
+      p = WriteVarint(d.s.size(), p);
+      std::memcpy(p, d.s.data(), d.s.size());
+      return p + d.s.size();
+  }
+  return p;
+}
+
+// At most the bytes WriteField writes for a non-null field.
+inline size_t FieldBound(FieldType type, const Datum& d) { return type == FieldType::kString ? 10 + d.s.size() : 10; }
+
+// A row or key up to this many bytes (most keys, and most rows a network
+// edge sends) is encoded in one pass on the stack and appended at once.
+constexpr size_t kStackRowBytes = 256;
+
+// Encodes into a buffer on the stack, in one pass; false (and nothing
+// appended) if the row may not fit in it. Keys are encoded for every record
+// at least twice (the edge's partitioning, the keyed operator's state), and
+// a second pass and two resizes of `out` (one zero-filling the bound) were
+// most of their cost (docs/benchmarks.md, "Keys encoded in one pass").
+template <typename FieldIndexes>
+bool EncodeFieldsOnStack(const Schema& schema, const Row& row, const FieldIndexes& idx, size_t n,
+                         std::string* out) {
+  if (n > 64) return false;
+  const size_t bitmap_len = (n + 7) / 8;
+  char buf[kStackRowBytes];
+  char* p = buf + bitmap_len;
+  uint64_t nulls = 0;  // the bitmap, written once the fields are
+  for (size_t k = 0; k < n; ++k) {
+    const Datum& d = row[idx(k)];
+    if (d.is_null) {
+      nulls |= uint64_t{1} << k;
+      continue;
+    }
+    const FieldType type = schema.field(idx(k)).type;
+    if (FieldBound(type, d) > static_cast<size_t>(buf + kStackRowBytes - p)) return false;
+    p = WriteField(type, d, p);
+  }
+  for (size_t i = 0; i < bitmap_len; ++i) buf[i] = static_cast<char>(nulls >> (8 * i));
+  out->append(buf, static_cast<size_t>(p - buf));
+  return true;
+}
+
 // Encodes into room reserved up front (an upper bound), then trims: one
 // resize per row instead of one append per field.
 template <typename FieldIndexes>
 void EncodeFields(const Schema& schema, const Row& row, const FieldIndexes& idx, size_t n,
                   std::string* out) {
+  if (EncodeFieldsOnStack(schema, row, idx, n, out)) return;
   const size_t bitmap_len = (n + 7) / 8;
   size_t bound = bitmap_len;
   for (size_t k = 0; k < n; ++k) {
     const Datum& d = row[idx(k)];
-    if (d.is_null) continue;
-    bound += schema.field(idx(k)).type == FieldType::kString ? 10 + d.s.size() : 10;
+    if (!d.is_null) bound += FieldBound(schema.field(idx(k)).type, d);
   }
   const size_t start = out->size();
   out->resize(start + bound);
@@ -66,24 +122,7 @@ void EncodeFields(const Schema& schema, const Row& row, const FieldIndexes& idx,
       base[k / 8] |= static_cast<char>(1 << (k % 8));
       continue;
     }
-    switch (schema.field(idx(k)).type) {
-      case FieldType::kInt:
-      case FieldType::kTimestamp:
-        p = WriteVarint(ZigZag(d.i), p);
-        break;
-      case FieldType::kDouble:
-        std::memcpy(p, &d.d, 8);
-        p += 8;
-        break;
-      case FieldType::kBool:
-        *p++ = d.i ? 1 : 0;
-        break;
-      case FieldType::kString:
-        p = WriteVarint(d.s.size(), p);
-        std::memcpy(p, d.s.data(), d.s.size());
-        p += d.s.size();
-        break;
-    }
+    p = WriteField(schema.field(idx(k)).type, d, p);
   }
   out->resize(static_cast<size_t>(p - out->data()));
 }

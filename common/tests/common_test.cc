@@ -1,6 +1,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <limits>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -107,6 +108,35 @@ TEST(InlineBytesTest, HoldsShortAndLongBytesAlike) {
   EXPECT_LT(Bytes("aaaaaaaab"), Bytes("ab"));
   EXPECT_EQ(Bytes(longer), Bytes(longer));
   EXPECT_NE(Bytes(longer), Bytes(exact));
+}
+
+TEST(InlineBytesTest, OrdersAsTheirBytesAndCopiesKeepThem) {
+  // The comparison reads the first 8 bytes as one number: it must agree
+  // with memcmp's order (bytes unsigned, a prefix first) for every length
+  // around 8 and for bytes with the high bit set, inline or on the heap.
+  using Bytes = InlineBytes<12>;
+  std::vector<std::string> all;
+  uint64_t seed = 42;
+  auto next = [&] { return seed = seed * 6364136223846793005ull + 1442695040888963407ull; };
+  const char alphabet[] = {'\x00', '\x01', 'a', 'b', '\x7f', '\x80', '\xfe', '\xff'};
+  for (int i = 0; i < 400; ++i) {
+    std::string s(next() % 20, '\0');
+    for (char& c : s) c = alphabet[next() % sizeof(alphabet)];
+    all.push_back(s);
+    if (s.size() > 1) all.push_back(s.substr(0, s.size() - 1));  // a prefix of another
+  }
+  for (const std::string& a : all) {
+    for (const std::string& b : all) {
+      const Bytes x(a), y(b);
+      ASSERT_EQ(x <=> y, std::string_view(a) <=> std::string_view(b)) << a.size() << " " << b.size();
+    }
+    Bytes copy(Bytes{a});
+    Bytes moved(std::move(copy));
+    EXPECT_EQ(moved.view(), a);
+    Bytes assigned;
+    assigned = moved;
+    EXPECT_EQ(assigned.view(), a);
+  }
 }
 
 TEST(LatencyHistogramTest, BucketsCoverEveryValueWithinTheirRelativeWidth) {

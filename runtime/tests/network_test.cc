@@ -64,6 +64,65 @@ TEST(RowCodecTest, RoundTripsEveryTypeAndNull) {
   }
 }
 
+// Rows and keys that fit on the stack are encoded in one pass, the rest
+// (long strings, over 64 fields) in two: the bytes must be the same format.
+TEST(RowCodecTest, ShortAndLongRowsRoundTripAlike) {
+  Schema s = TestSchema();
+  for (size_t len : {size_t{0}, size_t{10}, size_t{200}, size_t{240}, size_t{300}, size_t{5000}}) {
+    Row in(5);
+    in[0].SetInt(INT64_MIN);
+    in[1].SetString(std::string(len, '\xab'));
+    in[2].SetNull();
+    in[3].SetBool(false);
+    in[4].SetInt(1764000000123);
+    std::string bytes = "prefix";
+    EncodeRow(s, in, &bytes);
+    Row out;
+    size_t pos = 6;
+    ASSERT_TRUE(DecodeRow(s, bytes, &pos, &out)) << len;
+    EXPECT_EQ(pos, bytes.size()) << len;
+    EXPECT_EQ(out[0].i, INT64_MIN);
+    EXPECT_EQ(out[1].s, in[1].s);
+    EXPECT_TRUE(out[2].is_null);
+    EXPECT_FALSE(out[3].is_null);
+    EXPECT_EQ(out[3].i, 0);
+    EXPECT_EQ(out[4].i, 1764000000123);
+    // A key of some fields is the same bytes as a row of just them.
+    std::string key, row_of_key;
+    EncodeKey(s, in, {4, 1}, &key);
+    Schema key_schema({{"ts", FieldType::kTimestamp}, {"name", FieldType::kString}});
+    Row key_row(2);
+    key_row[0] = in[4];
+    key_row[1] = in[1];
+    EncodeRow(key_schema, key_row, &row_of_key);
+    EXPECT_EQ(key, row_of_key) << len;
+  }
+  // 70 fields: more than the one-pass bitmap holds; every 3rd null.
+  std::vector<Field> fields;
+  for (int i = 0; i < 70; ++i) fields.push_back({"f" + std::to_string(i), FieldType::kInt});
+  Schema wide(fields);
+  Row in(70);
+  for (int i = 0; i < 70; ++i) {
+    if (i % 3 == 0) {
+      in[i].SetNull();
+    } else {
+      in[i].SetInt(i * 1000003);
+    }
+  }
+  std::string bytes;
+  EncodeRow(wide, in, &bytes);
+  Row out;
+  size_t pos = 0;
+  ASSERT_TRUE(DecodeRow(wide, bytes, &pos, &out));
+  EXPECT_EQ(pos, bytes.size());
+  for (int i = 0; i < 70; ++i) {
+    EXPECT_EQ(out[i].is_null, i % 3 == 0) << i;
+    if (i % 3 != 0) {
+      EXPECT_EQ(out[i].i, i * 1000003) << i;
+    }
+  }
+}
+
 TEST(ResultSubpartitionTest, ProducerBlocksWhenFullUntilTheReaderPolls) {
   ResultSubpartition sub(2);
   std::atomic<int> added{0};
