@@ -125,6 +125,7 @@ void IntervalJoinOperator::EmitPair(const Row& left, const Row& right) {
 void IntervalJoinOperator::PushInput(int input, RowBatch& batch) {
   const int side = input == 1 ? 1 : 0;
   CountIn(batch.size());
+  empty_probe_valid_ = false;  // the other side may have records since
   for (size_t i = 0; i < batch.size() && status_.ok(); ++i) {
     const Row& row = batch[i];
     const Datum& t = row[time_index_[side]];
@@ -150,27 +151,37 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
   // [tr - upper, tr - lower]. One range scan of map keys [lo, hi + 1).
   const int64_t lo = side == 0 ? SatAdd(t, lower_) : SatAdd(t, -upper_);
   const int64_t hi = side == 0 ? SatAdd(t, upper_) : SatAdd(t, -lower_);
-  range_from_.clear();
-  AppendOrderedTime(lo, &range_from_);
-  range_to_.clear();
-  if (hi != INT64_MAX) AppendOrderedTime(hi + 1, &range_to_);  // else: to the end
-  bool corrupt = false;
-  absl::Status s = buffers_[other]->ForEachInRange(
-      key_group, key_, range_from_, range_to_, [&](std::string_view, std::string_view value) {
-        size_t pos = 0;
-        if (!DecodeRow(schemas_[other], value, &pos, &partner_)) {
-          corrupt = true;
-          return false;
-        }
-        if (side == 0) {
-          EmitPair(row, partner_);
-        } else {
-          EmitPair(partner_, row);
-        }
-        return true;
-      });
-  if (!s.ok()) return Fail(s);
-  if (corrupt) return Fail(absl::DataLossError("interval join: corrupt buffered row"));
+  absl::Status s;
+  if (!empty_probe_valid_ || lo < empty_probe_lo_ || hi > empty_probe_hi_ || key_ != empty_probe_key_) {
+    range_from_.clear();
+    AppendOrderedTime(lo, &range_from_);
+    range_to_.clear();
+    if (hi != INT64_MAX) AppendOrderedTime(hi + 1, &range_to_);  // else: to the end
+    bool corrupt = false, found = false;
+    s = buffers_[other]->ForEachInRange(key_group, key_, range_from_, range_to_,
+                                        [&](std::string_view, std::string_view value) {
+                                          found = true;
+                                          size_t pos = 0;
+                                          if (!DecodeRow(schemas_[other], value, &pos, &partner_)) {
+                                            corrupt = true;
+                                            return false;
+                                          }
+                                          if (side == 0) {
+                                            EmitPair(row, partner_);
+                                          } else {
+                                            EmitPair(partner_, row);
+                                          }
+                                          return true;
+                                        });
+    if (!s.ok()) return Fail(s);
+    if (corrupt) return Fail(absl::DataLossError("interval join: corrupt buffered row"));
+    if (!found) {
+      empty_probe_valid_ = true;
+      empty_probe_key_ = key_;
+      empty_probe_lo_ = lo;
+      empty_probe_hi_ = hi;
+    }
+  }
 
   // Keep the record until no later partner can arrive.
   const int64_t cleanup = side == 0 ? SatAdd(t, upper_) : SatAdd(t, -lower_);
@@ -187,11 +198,23 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t) {
 }
 
 absl::Status IntervalJoinOperator::AddCleanupTimer(int key_group, int side, std::string_view key, int64_t cleanup) {
+  // The timer added last, again (the queue would keep one of the two). It
+  // is still queued: it fires once the watermark reaches its due time, and
+  // from then on no record has a cleanup time it covers (PushWatermark
+  // forgets it anyway).
+  const int64_t due = CleanupDue(cleanup);
+  if (last_timer_valid_ && due == last_timer_due_ && side == last_timer_side_ && key == last_timer_key_) {
+    return absl::OkStatus();
+  }
+  last_timer_valid_ = true;
+  last_timer_due_ = due;
+  last_timer_side_ = side;
+  last_timer_key_.assign(key);
   timer_payload_.clear();
   AppendKeyGroupBytes(key_group, &timer_payload_);
   timer_payload_.push_back(static_cast<char>(kCoarseTimer + side));
   timer_payload_.append(key);
-  return timers_->Add(CleanupDue(cleanup), timer_payload_);
+  return timers_->Add(due, timer_payload_);
 }
 
 int64_t IntervalJoinOperator::CleanupDue(int64_t cleanup) {
@@ -248,6 +271,7 @@ void IntervalJoinOperator::FireCleanupTimers(int64_t up_to) {
 void IntervalJoinOperator::PushWatermark(int64_t watermark) {
   if (watermark <= watermark_) return;
   watermark_ = watermark;
+  last_timer_valid_ = false;
   // A left record can still meet right records up to tl + upper; a right
   // record left records down to tr - lower. Their timers are due at those
   // times: drop the records no later record can meet. The end of input's

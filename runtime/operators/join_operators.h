@@ -135,6 +135,19 @@ class IntervalJoinOperator : public StreamOperator {
   std::string timer_payload_;
   std::string expired_;  // map keys to remove, kMapKeySize each
   Row partner_;
+  // A probe of the other side that found nothing: (key, [lo, hi]). The
+  // records after it in the same batch (which only adds to its own side)
+  // with that key and a range within it skip the probe, as they skip the
+  // cleanup timer added last. A window's results all have its key and
+  // time: q5's join gets them 3,000 at once, and the partner (the
+  // window's maximum) comes after them (docs/benchmarks.md).
+  bool empty_probe_valid_ = false;
+  std::string empty_probe_key_;
+  int64_t empty_probe_lo_ = 0, empty_probe_hi_ = 0;
+  bool last_timer_valid_ = false;
+  int last_timer_side_ = 0;
+  int64_t last_timer_due_ = 0;
+  std::string last_timer_key_;
 };
 
 class BroadcastJoinOperator : public StreamOperator {

@@ -135,6 +135,46 @@ TEST(IntervalJoinOperatorTest, JoinsWithinTheIntervalOncePerPair) {
   EXPECT_EQ(*op.BufferedRecords(1), 0);
 }
 
+// A batch's records of one key and time probe the other side once when it
+// has nothing for them (a window's results: q5's join), and skip the
+// cleanup timer the first added; every pair is still emitted, whichever
+// side comes first and in whichever batch, and every record is cleaned up.
+TEST(IntervalJoinOperatorTest, RecordsOfOneKeyAndTimeInABatchMeetTheirPartnersAlike) {
+  TestingContext ctx;
+  OperatorCounters counters;
+  IntervalJoinOperator op(counters, KeyAndTime(), KeyAndTime(), KeyAndTimeSpec(2000, 2000));
+  Collect out(Schema({{"k", FieldType::kString}, {"ts", FieldType::kInt}, {"k_r", FieldType::kString},
+                      {"ts_r", FieldType::kInt}}));
+  op.set_output(&out);
+  ASSERT_TRUE(op.Open(ctx.ctx()).ok());
+  auto push = [&](int input, std::vector<std::pair<std::string, int64_t>> rows) {
+    RowBatch b(2);
+    for (auto& [k, ts] : rows) {
+      Row& r = b.Append();
+      r[0].SetString(k);
+      r[1].SetInt(ts);
+    }
+    op.PushInput(input, b);
+    ASSERT_TRUE(op.status().ok()) << op.status();
+  };
+  // Nothing on the right yet: three records of one key and time, then the
+  // same key at another time, which a record on the right waits for.
+  push(1, {{"u", 5000}});
+  push(0, {{"u", 1000}, {"u", 3000}, {"u", 1000}, {"v", 1000}, {"v", 1000}, {"v", 1000}});
+  EXPECT_EQ(out.rows, (std::vector<std::string>{"u,3000,u,5000"}));
+  out.rows.clear();
+  push(1, {{"v", 3000}});  // meets all three
+  EXPECT_EQ(out.rows, (std::vector<std::string>(3, "v,1000,v,3000")));
+  out.rows.clear();
+  push(0, {{"v", 1000}, {"v", 1000}, {"v", 1500}});  // the right side has one now: a new batch probes again
+  EXPECT_EQ(out.rows, (std::vector<std::string>(2, "v,1000,v,3000")));
+  EXPECT_EQ(*op.BufferedRecords(0), 9);
+  EXPECT_EQ(*op.BufferedRecords(1), 2);
+  op.PushWatermark(10'000);
+  EXPECT_EQ(*op.BufferedRecords(0), 0);
+  EXPECT_EQ(*op.BufferedRecords(1), 0);
+}
+
 // Cleanup times that saturate at INT64_MAX (a left record near the end of
 // time with upper > 0, a right one with lower < 0) do not overflow; the end
 // of input's watermark (INT64_MAX) leaves the buffers alone: nothing can
