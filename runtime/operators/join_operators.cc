@@ -206,15 +206,16 @@ absl::Status IntervalJoinOperator::AddCleanupTimer(int key_group, int side, std:
   if (last_timer_valid_ && due == last_timer_due_ && side == last_timer_side_ && key == last_timer_key_) {
     return absl::OkStatus();
   }
-  last_timer_valid_ = true;
-  last_timer_due_ = due;
-  last_timer_side_ = side;
-  last_timer_key_.assign(key);
   timer_payload_.clear();
   AppendKeyGroupBytes(key_group, &timer_payload_);
   timer_payload_.push_back(static_cast<char>(kCoarseTimer + side));
   timer_payload_.append(key);
-  return timers_->Add(due, timer_payload_);
+  absl::Status s = timers_->Add(due, timer_payload_);
+  last_timer_valid_ = s.ok();
+  last_timer_due_ = due;
+  last_timer_side_ = side;
+  last_timer_key_.assign(key);
+  return s;
 }
 
 int64_t IntervalJoinOperator::CleanupDue(int64_t cleanup) {

@@ -144,6 +144,9 @@ class IntervalJoinOperator : public StreamOperator {
   bool empty_probe_valid_ = false;
   std::string empty_probe_key_;
   int64_t empty_probe_lo_ = 0, empty_probe_hi_ = 0;
+  // Valid while that timer is queued: the queue loses timers only to
+  // FireCleanupTimers (from PushWatermark, which clears this); anything
+  // else that pops or removes timers must clear it too.
   bool last_timer_valid_ = false;
   int last_timer_side_ = 0;
   int64_t last_timer_due_ = 0;

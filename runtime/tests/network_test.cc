@@ -97,7 +97,31 @@ TEST(RowCodecTest, ShortAndLongRowsRoundTripAlike) {
     EncodeRow(key_schema, key_row, &row_of_key);
     EXPECT_EQ(key, row_of_key) << len;
   }
-  // 70 fields: more than the one-pass bitmap holds; every 3rd null.
+  // 64 fields, the last null (the bitmap's top bit), in one pass; 70, more
+  // than the one-pass bitmap holds, in two; every 3rd null.
+  for (int n : {8, 64}) {
+    std::vector<Field> f;
+    for (int i = 0; i < n; ++i) f.push_back({"f" + std::to_string(i), FieldType::kInt});
+    Schema schema(f);
+    Row row(n);
+    for (int i = 0; i < n; ++i) {
+      if (i % 3 == 0 || i == n - 1) {
+        row[i].SetNull();
+      } else {
+        row[i].SetInt(-i);
+      }
+    }
+    std::string encoded;
+    EncodeRow(schema, row, &encoded);
+    ASSERT_EQ(static_cast<uint8_t>(encoded[n / 8 - 1]) & 0x80, 0x80) << n;
+    Row decoded;
+    size_t at = 0;
+    ASSERT_TRUE(DecodeRow(schema, encoded, &at, &decoded)) << n;
+    EXPECT_EQ(at, encoded.size()) << n;
+    for (int i = 0; i < n; ++i) {
+      EXPECT_EQ(decoded[i].is_null, i % 3 == 0 || i == n - 1) << n << " " << i;
+    }
+  }
   std::vector<Field> fields;
   for (int i = 0; i < 70; ++i) fields.push_back({"f" + std::to_string(i), FieldType::kInt});
   Schema wide(fields);
