@@ -93,6 +93,18 @@ proto::IntervalJoinSpec KeyAndTimeSpec(int64_t lower, int64_t upper) {
   return spec;
 }
 
+// Pushes one batch of {k, ts} rows into input 0 (left) or 1 (right).
+void PushKeysAndTimes(IntervalJoinOperator& op, int input, const std::vector<std::pair<std::string, int64_t>>& rows) {
+  RowBatch b(2);
+  for (const auto& [k, ts] : rows) {
+    Row& r = b.Append();
+    r[0].SetString(k);
+    r[1].SetInt(ts);
+  }
+  op.PushInput(input, b);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+}
+
 TEST(IntervalJoinOperatorTest, JoinsWithinTheIntervalOncePerPair) {
   Schema left({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}});
   Schema right({{"k", FieldType::kString}, {"ts", FieldType::kTimestamp}});
@@ -110,15 +122,8 @@ TEST(IntervalJoinOperatorTest, JoinsWithinTheIntervalOncePerPair) {
                       {"ts2", FieldType::kInt}}));
   op.set_output(&out);
   ASSERT_TRUE(op.Open(ctx.ctx()).ok());
-  auto push = [&](int input, std::vector<std::pair<std::string, int64_t>> rows) {
-    RowBatch b(2);
-    for (auto& [k, ts] : rows) {
-      Row& r = b.Append();
-      r[0].SetString(k);
-      r[1].SetInt(ts);
-    }
-    op.PushInput(input, b);
-    ASSERT_TRUE(op.status().ok()) << op.status();
+  auto push = [&](int input, const std::vector<std::pair<std::string, int64_t>>& rows) {
+    PushKeysAndTimes(op, input, rows);
   };
   push(1, {{"a", 95}, {"a", 85}, {"b", 100}});
   push(0, {{"a", 100}, {"a", 105}});  // 100 meets 95 (not 85); 105 meets 95
@@ -147,15 +152,8 @@ TEST(IntervalJoinOperatorTest, RecordsOfOneKeyAndTimeInABatchMeetTheirPartnersAl
                       {"ts_r", FieldType::kInt}}));
   op.set_output(&out);
   ASSERT_TRUE(op.Open(ctx.ctx()).ok());
-  auto push = [&](int input, std::vector<std::pair<std::string, int64_t>> rows) {
-    RowBatch b(2);
-    for (auto& [k, ts] : rows) {
-      Row& r = b.Append();
-      r[0].SetString(k);
-      r[1].SetInt(ts);
-    }
-    op.PushInput(input, b);
-    ASSERT_TRUE(op.status().ok()) << op.status();
+  auto push = [&](int input, const std::vector<std::pair<std::string, int64_t>>& rows) {
+    PushKeysAndTimes(op, input, rows);
   };
   // Nothing on the right yet: three records of one key and time, then the
   // same key at another time, which a record on the right waits for.
