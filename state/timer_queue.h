@@ -135,13 +135,12 @@ class TimerQueue {
     friend auto operator<=>(const MemoryTimer&, const MemoryTimer&) = default;
   };
 
-  // MemoryTimer's order as one three-way comparison (absl's B-tree then
-  // searches a node with one comparison a step and stops at an equal one,
-  // where std::less took two).
+  // MemoryTimer's own order (operator<=>) as absl's three-way comparison:
+  // absl's B-tree then searches a node with one comparison a step and stops
+  // at an equal one, where std::less took two.
   struct MemoryTimerOrder {
     absl::weak_ordering operator()(const MemoryTimer& a, const MemoryTimer& b) const {
-      if (a.time != b.time) return a.time < b.time ? absl::weak_ordering::less : absl::weak_ordering::greater;
-      const std::strong_ordering c = a.payload <=> b.payload;
+      const std::strong_ordering c = a <=> b;
       if (c == 0) return absl::weak_ordering::equivalent;
       return c < 0 ? absl::weak_ordering::less : absl::weak_ordering::greater;
     }
