@@ -5,11 +5,16 @@
 namespace vstream {
 
 void AppendVarint32(uint32_t v, std::string* out) {
+  // Into a buffer, then one append: a push_back a byte checked the
+  // capacity each time (these build every state key and timer).
+  char buf[5];
+  size_t n = 0;
   while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    buf[n++] = static_cast<char>((v & 0x7f) | 0x80);
     v >>= 7;
   }
-  out->push_back(static_cast<char>(v));
+  buf[n++] = static_cast<char>(v);
+  out->append(buf, n);
 }
 
 bool ReadVarint32(std::string_view* in, uint32_t* v) {
@@ -45,13 +50,15 @@ void ToPrefixSuccessor(std::string* prefix) {
 
 void AppendKeyGroupBytes(int key_group, std::string* out) {
   assert(key_group >= 0 && key_group < kMaxKeyGroups && "key group out of range");
-  out->push_back(static_cast<char>((key_group >> 8) & 0xff));
-  out->push_back(static_cast<char>(key_group & 0xff));
+  const char bytes[2] = {static_cast<char>((key_group >> 8) & 0xff), static_cast<char>(key_group & 0xff)};
+  out->append(bytes, 2);
 }
 
 void AppendOrderedTime(int64_t time, std::string* out) {
   const uint64_t u = static_cast<uint64_t>(time) ^ (1ull << 63);
-  for (int b = 7; b >= 0; --b) out->push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+  char bytes[8];
+  for (int b = 0; b < 8; ++b) bytes[b] = static_cast<char>((u >> (8 * (7 - b))) & 0xff);
+  out->append(bytes, 8);
 }
 
 int64_t ReadOrderedTime(const char* p) {

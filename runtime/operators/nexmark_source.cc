@@ -567,17 +567,28 @@ void NexmarkSource::FillBid(int64_t n, uint64_t key, int64_t time, Row& row) {
   if (channels.Below(2) > 0) {
     const int64_t hot = channels.Below(kHotChannelCount);
     channel.append(kHotChannels[hot]);
-    AppendChannelUrl(kNexmarkChannels + hot, &url);
+    url.append(ChannelUrl(kNexmarkChannels + hot));
   } else {
     const int64_t k = channels.Below(kNexmarkChannels);
     channel.append("channel-");
     AppendNumber(k, 1, &channel);
-    AppendChannelUrl(k, &url);
+    url.append(ChannelUrl(k));
   }
 
   row[kNxBidDateTime].SetInt(time);
   Draws extra(key, kSaltExtra);
   extra.AppendExtra(4 * kNumberBytes, options_.avg_bid_byte_size, &Text(row[kNxBidExtra]));
+}
+
+std::string_view NexmarkSource::ChannelUrl(int64_t k) {
+  if (url_refs_.empty()) url_refs_.resize(kNexmarkChannels + kHotChannelCount);
+  UrlRef& ref = url_refs_[static_cast<size_t>(k)];
+  if (ref.size == 0) {  // no url is empty
+    ref.offset = static_cast<uint32_t>(urls_.size());
+    AppendChannelUrl(k, &urls_);
+    ref.size = static_cast<uint32_t>(urls_.size() - ref.offset);
+  }
+  return std::string_view(urls_).substr(ref.offset, ref.size);
 }
 
 void NexmarkSource::AppendChannelUrl(int64_t k, std::string* out) const {

@@ -108,6 +108,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "proto/jobgraph.pb.h"
@@ -256,6 +257,10 @@ class NexmarkSource : public SourceOperator {
   // Appends the url of a channel: k in [0, kNexmarkChannels), or
   // kNexmarkChannels + i for hot channel i.
   void AppendChannelUrl(int64_t k, std::string* out) const;
+  // The same url, made once per channel and kept (the reference keeps its
+  // channels' urls in a cache too): making it was a tenth of q5's
+  // instructions (docs/benchmarks.md, "Channel urls made once").
+  std::string_view ChannelUrl(int64_t k);
   void ResetPace();
   void LogStart();
   void LogSummary();
@@ -265,6 +270,14 @@ class NexmarkSource : public SourceOperator {
   OperatorContext ctx_;
   uint64_t seed_key_ = 0;  // of the events
   uint64_t url_key_ = 0;   // of the channels' urls
+  // ChannelUrl's: the urls made so far, one after another in urls_, and
+  // where each channel's is (size 0: not made yet).
+  struct UrlRef {
+    uint32_t offset = 0;
+    uint32_t size = 0;
+  };
+  std::vector<UrlRef> url_refs_;
+  std::string urls_;
   int64_t next_ = 0;       // this subtask's next event
   int64_t step_ = 1;
   int64_t last_event_ = 0;  // the last event before year 10000
