@@ -133,6 +133,31 @@ void EncodeRow(const Schema& schema, const Row& row, std::string* out) {
   EncodeFields(schema, row, [](size_t k) { return k; }, schema.size(), out);
 }
 
+bool SameKey(const Schema& schema, const Row& a, const Row& b, const std::vector<int>& key_fields) {
+  for (const int f : key_fields) {
+    const Datum& x = a[f];
+    const Datum& y = b[f];
+    if (x.is_null != y.is_null) return false;
+    if (x.is_null) continue;
+    switch (schema.field(f).type) {
+      case FieldType::kInt:
+      case FieldType::kTimestamp:
+        if (x.i != y.i) return false;
+        break;
+      case FieldType::kBool:
+        if ((x.i != 0) != (y.i != 0)) return false;
+        break;
+      case FieldType::kDouble:  // the bytes, as encoded (0.0 and -0.0 differ)
+        if (std::memcmp(&x.d, &y.d, sizeof(double)) != 0) return false;
+        break;
+      case FieldType::kString:
+        if (x.s != y.s) return false;
+        break;
+    }
+  }
+  return true;
+}
+
 void EncodeKey(const Schema& schema, const Row& row, const std::vector<int>& key_fields,
                std::string* out) {
   EncodeFields(schema, row, [&](size_t k) { return static_cast<size_t>(key_fields[k]); },

@@ -28,6 +28,11 @@ bool DecodeRow(const Schema& schema, std::string_view data, size_t* pos, Row* ro
 void EncodeKey(const Schema& schema, const Row& row, const std::vector<int>& key_fields,
                std::string* out);
 
+// Whether EncodeKey writes the same bytes for rows a and b, without encoding
+// either: a run of rows of one key (a window's results, all with its
+// bounds) then needs its key encoded and hashed once.
+bool SameKey(const Schema& schema, const Row& a, const Row& b, const std::vector<int>& key_fields);
+
 void PutVarint64(uint64_t v, std::string* out);
 bool GetVarint64(std::string_view data, size_t* pos, uint64_t* v);
 

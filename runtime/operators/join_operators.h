@@ -96,7 +96,9 @@ class IntervalJoinOperator : public StreamOperator {
   static int64_t CleanupDue(int64_t cleanup);
 
  private:
-  void ProcessRecord(int side, const Row& row, int64_t t);
+  // keyed: the record of the batch processed before (key_ and key_group_
+  // are its key), or null.
+  void ProcessRecord(int side, const Row& row, int64_t t, const Row* keyed);
   void EmitPair(const Row& left, const Row& right);
   void FireCleanupTimers(int64_t up_to);
   // After a restore: the cleanup timers of the restored records.
@@ -128,6 +130,7 @@ class IntervalJoinOperator : public StreamOperator {
   RowBatch out_;
   // Reused per record: no allocation once they have grown.
   std::string key_;
+  int key_group_ = 0;  // of key_
   std::string map_key_;
   std::string range_from_;
   std::string range_to_;
