@@ -111,6 +111,48 @@ TEST(RowCodecTest, SameKeyIsTheSameEncodedKey) {
   }
 }
 
+TEST(RowCodecTest, VarintsOfEveryLengthAreTheBytesOfOneAtATime) {
+  // Ints of every bit length (2^k - 1, 2^k, negatives), each encoded as
+  // PutVarint64 writes it a byte at a time, and decoded back with 0 or 20
+  // bytes after it (fewer than 8 left: the byte-at-a-time path).
+  Schema s({{"v", FieldType::kInt}, {"name", FieldType::kString}});
+  std::vector<int64_t> values = {0, 1, -1, 63, 64, -64, -65, INT64_MAX, INT64_MIN, 1764000000123, -1764000000123};
+  for (int k = 1; k < 63; ++k) {
+    const int64_t p = int64_t{1} << k;
+    for (int64_t v : {p - 1, p, p + 1, -p, -p - 1}) values.push_back(v);
+  }
+  for (const int64_t v : values) {
+    for (const size_t len : {size_t{0}, size_t{1}, size_t{200}, size_t{20000}}) {
+      Row in(2);
+      in[0].SetInt(v);
+      in[1].SetString(std::string(len, 'q'));
+      std::string bytes;
+      EncodeRow(s, in, &bytes);
+      const uint64_t zigzag = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+      std::string expected(1, '\0');  // the null bitmap
+      PutVarint64(zigzag, &expected);
+      PutVarint64(len, &expected);
+      expected.append(len, 'q');
+      ASSERT_EQ(bytes, expected) << v << " " << len;
+      for (const size_t tail : {size_t{0}, size_t{20}}) {
+        const std::string data = bytes + std::string(tail, '\xff');
+        Row out;
+        size_t pos = 0;
+        ASSERT_TRUE(DecodeRow(s, data, &pos, &out)) << v;
+        EXPECT_EQ(pos, bytes.size()) << v;
+        EXPECT_EQ(out[0].i, v) << len << " " << tail;
+        EXPECT_EQ(out[1].s.size(), len) << v;
+      }
+      // Cut short anywhere: an error, never a read past the end.
+      for (size_t cut = 0; cut < std::min<size_t>(bytes.size(), 12); ++cut) {
+        Row out;
+        size_t pos = 0;
+        EXPECT_FALSE(DecodeRow(s, std::string_view(bytes).substr(0, cut), &pos, &out)) << v << " " << cut;
+      }
+    }
+  }
+}
+
 TEST(RowCodecTest, ShortAndLongRowsRoundTripAlike) {
   Schema s = TestSchema();
   for (size_t len : {size_t{0}, size_t{10}, size_t{200}, size_t{240}, size_t{300}, size_t{5000}}) {
