@@ -463,6 +463,53 @@ absl::Status BufferedMapState::Remove(int key_group, std::string_view key, std::
   return absl::OkStatus();
 }
 
+absl::Status BufferedMapState::RemoveBelow(int key_group, std::string_view key, std::string_view to) {
+  ComposeKey(key_group, key, "");
+  if (auto found = by_prefix_.find(std::string_view(key_)); found != by_prefix_.end()) {
+    const uint32_t run_index = found->second;
+    Run& r = runs_[run_index];
+    for (Lane& lane : r.lanes) {
+      // A lane is in user key order: the entries below `to` are its front.
+      const size_t end = to.empty() ? lane.slots.size() : LowerBound(lane, to);
+      for (size_t i = lane.front; i < end; ++i) {
+        key_.resize(prefix_size_);  // the whole key, for its size
+        key_.append(lane.slots[i].user_key.view());
+        Release(key_, lane.slots[i].ref);
+        bytes_ -= EntryBytes(key_, prefix_size_);
+      }
+      memory_entries_ -= end - lane.front;
+      lane.front = static_cast<uint32_t>(end);
+      if (lane.empty()) {
+        ReleaseSlots(lane);
+      } else if (lane.front * 2 >= lane.slots.size()) {
+        lane.slots.erase(lane.slots.begin(), lane.slots.begin() + lane.front);  // as EraseAt
+        lane.front = 0;
+      }
+    }
+    if (std::all_of(std::begin(r.lanes), std::end(r.lanes), [](const Lane& l) { return l.empty(); })) {
+      by_prefix_.erase(r.prefix.view());
+      free_runs_.push_back(run_index);
+      bytes_ -= kRunBytes;
+    }
+    key_.resize(prefix_size_);
+  }
+  if (!PrefixMayBeOnDisk(std::string_view(key_).substr(0, prefix_size_))) return absl::OkStatus();
+  // Spilled or restored ones (none is in memory now): one at a time.
+  std::string on_disk;  // user keys, each after its varint length
+  RETURN_IF_ERROR(ForEachInRange(key_group, key, "", to, [&](std::string_view user_key, std::string_view) {
+    AppendVarint32(static_cast<uint32_t>(user_key.size()), &on_disk);
+    on_disk.append(user_key);
+    return true;
+  }));
+  std::string_view rest = on_disk;
+  uint32_t n = 0;
+  while (ReadVarint32(&rest, &n)) {
+    RETURN_IF_ERROR(Remove(key_group, key, rest.substr(0, n)));
+    rest.remove_prefix(n);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status BufferedMapState::ForEachInRange(
     int key_group, std::string_view key, std::string_view from, std::string_view to,
     absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn) {

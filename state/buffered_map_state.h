@@ -126,6 +126,11 @@ class BufferedMapState {
                    bool new_key = false);
   // Removes it, if there is one.
   absl::Status Remove(int key_group, std::string_view key, std::string_view user_key);
+  // Removes the entries of (key group, key) with user_key < to (to "":
+  // all). Those in memory are the fronts of the run's lanes, removed
+  // together (an interval join's cleanup of a key's expired records: one
+  // Remove each was a hash lookup and a search each).
+  absl::Status RemoveBelow(int key_group, std::string_view key, std::string_view to);
   // Calls fn(user_key, value) for the entries of (key group, key) with
   // from <= user_key < to (to "": no upper end), in user key order
   // (in-memory and spilled ones merged), until fn returns false. The views

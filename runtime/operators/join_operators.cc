@@ -241,23 +241,7 @@ void IntervalJoinOperator::RemoveExpired(int key_group, int side, std::string_vi
   // A saturated last takes them all (no last + 1). Timers at INT64_MAX never
   // fire: the end of input's watermark fires none (PushWatermark).
   if (last != INT64_MAX) AppendOrderedTime(last + 1, &range_to_);
-  expired_.clear();
-  bool corrupt = false;
-  absl::Status s = buffers_[side]->ForEachInRange(key_group, key, "", range_to_,
-                                                 [&](std::string_view user_key, std::string_view) {
-                                                   if (user_key.size() != kMapKeySize) {
-                                                     corrupt = true;
-                                                     return false;
-                                                   }
-                                                   expired_.append(user_key);
-                                                   return true;
-                                                 });
-  if (!s.ok()) return Fail(s);
-  if (corrupt) return Fail(absl::DataLossError("interval join: corrupt buffered record key"));
-  for (size_t at = 0; at < expired_.size(); at += kMapKeySize) {
-    s = buffers_[side]->Remove(key_group, key, std::string_view(expired_).substr(at, kMapKeySize));
-    if (!s.ok()) return Fail(s);
-  }
+  if (absl::Status s = buffers_[side]->RemoveBelow(key_group, key, range_to_); !s.ok()) Fail(s);
 }
 
 void IntervalJoinOperator::FireCleanupTimers(int64_t up_to) {

@@ -136,7 +136,6 @@ class IntervalJoinOperator : public StreamOperator {
   std::string range_to_;
   std::string value_;
   std::string timer_payload_;
-  std::string expired_;  // map keys to remove, kMapKeySize each
   Row partner_;
   // A probe of the other side that found nothing: (key, [lo, hi]). The
   // records after it in the same batch (which only adds to its own side)

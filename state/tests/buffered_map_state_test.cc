@@ -536,6 +536,11 @@ TEST(BufferedMapStateTest, ReadsAgreeWithAnOrderedMapWhateverTheOrderOfPutsAndRe
         if (model.count({k, user_key(k, t)}) != 0 && limit < (size_t{1} << 20)) continue;
         ASSERT_TRUE(o.buffer->Put(kg, key(k), user_key(k, t), v).ok());
         model[{k, user_key(k, t)}] = v;
+      } else if (op == 7) {
+        // Every entry of the key below a time (an interval join's cleanup).
+        const std::string to = user_key(k, t - 20);
+        ASSERT_TRUE(o.buffer->RemoveBelow(kg, key(k), to).ok());
+        model.erase(model.lower_bound({k, ""}), model.lower_bound({k, to}));
       } else {
         // The oldest of the key, its newest, or any.
         auto lo = model.lower_bound({k, ""});
@@ -558,11 +563,15 @@ TEST(BufferedMapStateTest, ReadsAgreeWithAnOrderedMapWhateverTheOrderOfPutsAndRe
     } else {
       EXPECT_GT(o.buffer->spilled(), 0u);
     }
-    // Removing everything leaves no entry, and no memory counted but the
-    // chunk being filled.
+    // Removing everything (half the keys an entry at a time, half at once)
+    // leaves no entry, and no memory counted but the chunk being filled.
     for (const auto& [k_uk, v] : model) {
       const int k = k_uk.first;
+      if (k >= 4) continue;
       ASSERT_TRUE(o.buffer->Remove(KeyGroupForHash(HashKeyBytes(key(k)), 128), key(k), k_uk.second).ok());
+    }
+    for (int k = 4; k < 8; ++k) {
+      ASSERT_TRUE(o.buffer->RemoveBelow(KeyGroupForHash(HashKeyBytes(key(k)), 128), key(k), "").ok());
     }
     for (int k = 0; k < 8; ++k) EXPECT_TRUE(range(k, "", "").empty()) << k;
     EXPECT_EQ(o.buffer->memory_entries(), 0u);
