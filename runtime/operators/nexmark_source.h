@@ -259,7 +259,8 @@ class NexmarkSource : public SourceOperator {
   void AppendChannelUrl(int64_t k, std::string* out) const;
   // The same url, made once per channel and kept (the reference keeps its
   // channels' urls in a cache too): making it was a tenth of q5's
-  // instructions (docs/benchmarks.md, "Channel urls made once").
+  // instructions (docs/benchmarks.md, "Fewer instructions per event"). The
+  // view is valid until the next call.
   std::string_view ChannelUrl(int64_t k);
   void ResetPace();
   void LogStart();
