@@ -157,22 +157,28 @@ BufferedMapState::ValueRef* BufferedMapState::Find(std::string_view prefix, std:
 
 std::pair<BufferedMapState::ValueRef*, bool> BufferedMapState::Emplace(std::string_view prefix,
                                                                        std::string_view user_key, bool new_key) {
-  auto it = by_prefix_.find(prefix);
-  if (it == by_prefix_.end()) {
-    uint32_t index;
-    if (free_runs_.empty()) {
-      index = static_cast<uint32_t>(runs_.size());
-      runs_.emplace_back();
-    } else {
-      index = free_runs_.back();
-      free_runs_.pop_back();
+  // The run of the last Emplace, if this is its prefix and no run was freed
+  // since (a run in use keeps its prefix).
+  if (emplaced_at_frees_ != runs_freed_ || runs_[emplaced_run_].prefix.view() != prefix) {
+    auto it = by_prefix_.find(prefix);
+    if (it == by_prefix_.end()) {
+      uint32_t index;
+      if (free_runs_.empty()) {
+        index = static_cast<uint32_t>(runs_.size());
+        runs_.emplace_back();
+      } else {
+        index = free_runs_.back();
+        free_runs_.pop_back();
+      }
+      Run& r = runs_[index];
+      r.prefix.assign(prefix);
+      it = by_prefix_.emplace(r.prefix.view(), index).first;
+      bytes_ += kRunBytes;
     }
-    Run& r = runs_[index];
-    r.prefix.assign(prefix);
-    it = by_prefix_.emplace(r.prefix.view(), index).first;
-    bytes_ += kRunBytes;
+    emplaced_run_ = it->second;
+    emplaced_at_frees_ = runs_freed_;
   }
-  Run& r = runs_[it->second];
+  Run& r = runs_[emplaced_run_];
   // Puts come in about user key (time) order: appended to the lane whose
   // last key is the highest below this one (an empty lane's is lowest).
   int append = -1;
@@ -240,6 +246,7 @@ void BufferedMapState::EraseAt(const Where& where) {
       // Empty: the run is free for another prefix.
       by_prefix_.erase(r.prefix.view());
       free_runs_.push_back(where.run);
+      ++runs_freed_;
       bytes_ -= kRunBytes;
     }
   } else if (lane.front * 2 >= lane.slots.size()) {
@@ -262,6 +269,7 @@ void BufferedMapState::ReleaseSlots(Lane& lane) {
 void BufferedMapState::ClearMemory() {
   by_prefix_.clear();
   free_runs_.clear();
+  ++runs_freed_;
   for (uint32_t i = 0; i < runs_.size(); ++i) {
     for (Lane& l : runs_[i].lanes) ReleaseSlots(l);
     free_runs_.push_back(i);
@@ -270,10 +278,16 @@ void BufferedMapState::ClearMemory() {
 }
 
 void BufferedMapState::ComposeKey(int key_group, std::string_view key, std::string_view user_key) {
-  key_.clear();
-  AppendStateKeyPrefix(key_group, key, &key_);
-  AppendStateNamespace("", &key_);
-  prefix_size_ = key_.size();
+  if (key_group == composed_group_ && key == composed_key_) {
+    key_.resize(prefix_size_);
+  } else {
+    key_.clear();
+    AppendStateKeyPrefix(key_group, key, &key_);
+    AppendStateNamespace("", &key_);
+    prefix_size_ = key_.size();
+    composed_group_ = key_group;
+    composed_key_.assign(key.data(), key.size());
+  }
   key_.append(user_key.data(), user_key.size());
 }
 
@@ -489,6 +503,7 @@ absl::Status BufferedMapState::RemoveBelow(int key_group, std::string_view key, 
     if (std::all_of(std::begin(r.lanes), std::end(r.lanes), [](const Lane& l) { return l.empty(); })) {
       by_prefix_.erase(r.prefix.view());
       free_runs_.push_back(run_index);
+      ++runs_freed_;
       bytes_ -= kRunBytes;
     }
     key_.resize(prefix_size_);
@@ -580,6 +595,7 @@ absl::Status BufferedMapState::Spill() {
     AddOnDisk(prefix);
     for (const Lane& lane : runs_[index].lanes) {
       for (size_t i = lane.front; i < lane.slots.size(); ++i) {
+        composed_group_ = -1;  // key_ is not ComposeKey's
         key_.assign(prefix);
         key_.append(lane.slots[i].user_key.view());
         const std::string_view v = ValueOf(lane.slots[i].ref);

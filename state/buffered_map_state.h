@@ -349,6 +349,18 @@ class BufferedMapState {
   // Scratch, reused.
   std::string key_;
   size_t prefix_size_ = 0;  // of key_ (ComposeKey)
+  // The (key group, key) whose prefix key_ starts with (composed_group_ -1:
+  // none): a run of one key's calls (a window's results, 3,000 with one
+  // key in q5) changes only the user key. Anything else that writes key_
+  // clears it.
+  int composed_group_ = -1;
+  std::string composed_key_;
+  // The run the last Emplace found or made, while no run has been freed
+  // since (runs_freed_ counts frees): the next Put of its prefix skips the
+  // hash table.
+  uint32_t emplaced_run_ = 0;
+  uint64_t emplaced_at_frees_ = UINT64_MAX;
+  uint64_t runs_freed_ = 0;
   std::vector<std::pair<std::string, std::string>> disk_entries_;  // a range's spilled entries
 };
 
