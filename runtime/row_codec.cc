@@ -16,7 +16,11 @@ void PutVarint64(uint64_t v, std::string* out) {
   out->append(buf, n);
 }
 
-bool GetVarint64(std::string_view data, size_t* pos, uint64_t* v) {
+namespace {
+
+// GetVarint64 a byte at a time (fewer than 8 bytes left, or a varint longer
+// than 8).
+bool GetVarint64Bytewise(std::string_view data, size_t* pos, uint64_t* v) {
   uint64_t result = 0;
   for (int shift = 0; shift <= 63 && *pos < data.size(); shift += 7) {
     uint8_t byte = static_cast<uint8_t>(data[(*pos)++]);
@@ -29,12 +33,44 @@ bool GetVarint64(std::string_view data, size_t* pos, uint64_t* v) {
   return false;
 }
 
+static_assert(std::endian::native == std::endian::little, "the word-at-a-time varints below load little-endian");
+
+// GetVarint64, inline here for DecodeRow: a word at a time when 8 bytes are
+// left to load and the varint ends within them (the inverse of
+// WriteVarint's spreading).
+inline bool ReadVarint(std::string_view data, size_t* pos, uint64_t* v) {
+  if (*pos + 8 <= data.size()) {
+    uint64_t w;
+    std::memcpy(&w, data.data() + *pos, 8);
+    if ((w & 0x80) == 0) {
+      *v = w & 0x7f;
+      *pos += 1;
+      return true;
+    }
+    const uint64_t stops = ~w & 0x8080808080808080ull;
+    if (stops != 0) {
+      const int len = std::countr_zero(stops) / 8 + 1;  // 2..8
+      if (len < 8) w &= (uint64_t{1} << (8 * len)) - 1;
+      uint64_t x = w & 0x7f7f7f7f7f7f7f7full;
+      x = (x & 0x007f007f007f007full) | ((x & 0x7f007f007f007f00ull) >> 1);  // 14-bit groups
+      x = (x & 0x00003fff00003fffull) | ((x & 0x3fff00003fff0000ull) >> 2);  // 28-bit
+      x = (x & 0x000000000fffffffull) | ((x & 0x0fffffff00000000ull) >> 4);  // 56-bit
+      *v = x;
+      *pos += static_cast<size_t>(len);
+      return true;
+    }
+  }
+  return GetVarint64Bytewise(data, pos, v);
+}
+
+}  // namespace
+
+bool GetVarint64(std::string_view data, size_t* pos, uint64_t* v) { return ReadVarint(data, pos, v); }
+
 namespace {
 
 inline uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
 inline int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
-
-static_assert(std::endian::native == std::endian::little, "the word-at-a-time varints below load little-endian");
 
 // Writes the varint of v at p; returns the end. The caller has room for 10
 // bytes. A value of 2 to 8 bytes (timestamps: 6) is spread into its 7-bit
@@ -60,33 +96,6 @@ inline char* WriteVarint(uint64_t v, char* p) {
   }
   *p++ = static_cast<char>(v);
   return p;
-}
-
-// GetVarint64, a word at a time when 8 bytes are left to load and the
-// varint ends within them (the inverse of WriteVarint's spreading).
-inline bool ReadVarint(std::string_view data, size_t* pos, uint64_t* v) {
-  if (*pos + 8 <= data.size()) {
-    uint64_t w;
-    std::memcpy(&w, data.data() + *pos, 8);
-    if ((w & 0x80) == 0) {
-      *v = w & 0x7f;
-      *pos += 1;
-      return true;
-    }
-    const uint64_t stops = ~w & 0x8080808080808080ull;
-    if (stops != 0) {
-      const int len = std::countr_zero(stops) / 8 + 1;  // 2..8
-      if (len < 8) w &= (uint64_t{1} << (8 * len)) - 1;
-      uint64_t x = w & 0x7f7f7f7f7f7f7f7full;
-      x = (x & 0x007f007f007f007full) | ((x & 0x7f007f007f007f00ull) >> 1);  // 14-bit groups
-      x = (x & 0x00003fff00003fffull) | ((x & 0x3fff00003fff0000ull) >> 2);  // 28-bit
-      x = (x & 0x000000000fffffffull) | ((x & 0x0fffffff00000000ull) >> 4);  // 56-bit
-      *v = x;
-      *pos += static_cast<size_t>(len);
-      return true;
-    }
-  }
-  return GetVarint64(data, pos, v);
 }
 
 // Writes a non-null field's value at p, as DecodeRow reads it; the caller

@@ -240,21 +240,29 @@ void BufferedMapState::EraseAt(const Where& where) {
   } else {
     lane.slots.erase(lane.slots.begin() + static_cast<std::ptrdiff_t>(where.slot));
   }
+  TidyLane(lane);
+  if (lane.empty()) FreeRunIfEmpty(where.run);
+}
+
+void BufferedMapState::TidyLane(Lane& lane) {
   if (lane.empty()) {
     ReleaseSlots(lane);
-    if (std::all_of(std::begin(r.lanes), std::end(r.lanes), [](const Lane& l) { return l.empty(); })) {
-      // Empty: the run is free for another prefix.
-      by_prefix_.erase(r.prefix.view());
-      free_runs_.push_back(where.run);
-      ++runs_freed_;
-      bytes_ -= kRunBytes;
-    }
   } else if (lane.front * 2 >= lane.slots.size()) {
     // Half of it dead: the rest moves down (a move per remove at most, amortized). Waiting for more dead slots
     // grew the vectors of keys that always have an entry to the wait's size: q7's 52,000 runs to 3 KB each.
     lane.slots.erase(lane.slots.begin(), lane.slots.begin() + lane.front);
     lane.front = 0;
   }
+}
+
+void BufferedMapState::FreeRunIfEmpty(uint32_t run) {
+  Run& r = runs_[run];
+  if (!std::all_of(std::begin(r.lanes), std::end(r.lanes), [](const Lane& l) { return l.empty(); })) return;
+  // Empty: the run is free for another prefix.
+  by_prefix_.erase(r.prefix.view());
+  free_runs_.push_back(run);
+  ++runs_freed_;
+  bytes_ -= kRunBytes;
 }
 
 void BufferedMapState::ReleaseSlots(Lane& lane) {
@@ -493,35 +501,19 @@ absl::Status BufferedMapState::RemoveBelow(int key_group, std::string_view key, 
       }
       memory_entries_ -= end - lane.front;
       lane.front = static_cast<uint32_t>(end);
-      if (lane.empty()) {
-        ReleaseSlots(lane);
-      } else if (lane.front * 2 >= lane.slots.size()) {
-        lane.slots.erase(lane.slots.begin(), lane.slots.begin() + lane.front);  // as EraseAt
-        lane.front = 0;
-      }
+      TidyLane(lane);
     }
-    if (std::all_of(std::begin(r.lanes), std::end(r.lanes), [](const Lane& l) { return l.empty(); })) {
-      by_prefix_.erase(r.prefix.view());
-      free_runs_.push_back(run_index);
-      ++runs_freed_;
-      bytes_ -= kRunBytes;
-    }
+    FreeRunIfEmpty(run_index);
     key_.resize(prefix_size_);
   }
   if (!PrefixMayBeOnDisk(std::string_view(key_).substr(0, prefix_size_))) return absl::OkStatus();
   // Spilled or restored ones (none is in memory now): one at a time.
-  std::string on_disk;  // user keys, each after its varint length
+  std::vector<std::string> on_disk;
   RETURN_IF_ERROR(ForEachInRange(key_group, key, "", to, [&](std::string_view user_key, std::string_view) {
-    AppendVarint32(static_cast<uint32_t>(user_key.size()), &on_disk);
-    on_disk.append(user_key);
+    on_disk.emplace_back(user_key);
     return true;
   }));
-  std::string_view rest = on_disk;
-  uint32_t n = 0;
-  while (ReadVarint32(&rest, &n)) {
-    RETURN_IF_ERROR(Remove(key_group, key, rest.substr(0, n)));
-    rest.remove_prefix(n);
-  }
+  for (const std::string& user_key : on_disk) RETURN_IF_ERROR(Remove(key_group, key, user_key));
   return absl::OkStatus();
 }
 
@@ -591,11 +583,11 @@ absl::Status BufferedMapState::ForEachInRange(
 absl::Status BufferedMapState::Spill() {
   if (memory_entries_ == 0) return absl::OkStatus();
   rocksdb::WriteBatch batch;
+  composed_group_ = -1;  // key_ is not ComposeKey's below
   for (const auto& [prefix, index] : by_prefix_) {
     AddOnDisk(prefix);
     for (const Lane& lane : runs_[index].lanes) {
       for (size_t i = lane.front; i < lane.slots.size(); ++i) {
-        composed_group_ = -1;  // key_ is not ComposeKey's
         key_.assign(prefix);
         key_.append(lane.slots[i].user_key.view());
         const std::string_view v = ValueOf(lane.slots[i].ref);

@@ -298,6 +298,11 @@ class BufferedMapState {
   ValueRef* Find(std::string_view prefix, std::string_view user_key, Where* where);
   std::pair<ValueRef*, bool> Emplace(std::string_view prefix, std::string_view user_key, bool new_key);
   void EraseAt(const Where& where);
+  // After entries left a lane: an emptied one gives back its slots, one
+  // half dead moves its live slots down.
+  static void TidyLane(Lane& lane);
+  // Frees a run none of whose lanes holds an entry.
+  void FreeRunIfEmpty(uint32_t run);
   // User key order. Interval joins' keys (16 bytes) compare as two
   // big-endian words, not through memcmp.
   static bool Less(std::string_view a, std::string_view b);

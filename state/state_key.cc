@@ -54,11 +54,14 @@ void AppendKeyGroupBytes(int key_group, std::string* out) {
   out->append(bytes, 2);
 }
 
-void AppendOrderedTime(int64_t time, std::string* out) {
-  const uint64_t u = static_cast<uint64_t>(time) ^ (1ull << 63);
+void AppendBigEndian64(uint64_t v, std::string* out) {
   char bytes[8];
-  for (int b = 0; b < 8; ++b) bytes[b] = static_cast<char>((u >> (8 * (7 - b))) & 0xff);
+  for (int b = 0; b < 8; ++b) bytes[b] = static_cast<char>((v >> (8 * (7 - b))) & 0xff);
   out->append(bytes, 8);
+}
+
+void AppendOrderedTime(int64_t time, std::string* out) {
+  AppendBigEndian64(static_cast<uint64_t>(time) ^ (1ull << 63), out);
 }
 
 int64_t ReadOrderedTime(const char* p) {

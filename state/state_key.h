@@ -29,6 +29,9 @@ void AppendStateKeyPrefix(int key_group, std::string_view key, std::string* out)
 void AppendStateNamespace(std::string_view ns, std::string* out);
 // Appends the 2 bytes of the first RocksDB key of a key group.
 void AppendKeyGroupBytes(int key_group, std::string* out);
+// 8 bytes big-endian (byte order is numeric order; an interval join's
+// sequence numbers).
+void AppendBigEndian64(uint64_t v, std::string* out);
 // A time as 8 bytes big-endian with the sign bit flipped, so that byte
 // order is time order (timer keys, interval join map keys), and back.
 void AppendOrderedTime(int64_t time, std::string* out);

@@ -26,11 +26,6 @@ absl::Status ResolveKeys(const Schema& schema, const google::protobuf::RepeatedP
   return absl::OkStatus();
 }
 
-// 8 bytes big-endian (a map key's sequence number; times: AppendOrderedTime).
-inline void AppendBigEndian(uint64_t u, std::string* out) {
-  for (int b = 7; b >= 0; --b) out->push_back(static_cast<char>((u >> (8 * b)) & 0xff));
-}
-
 absl::StatusOr<MapState*> DeclareMapState(KeyedStateBackend& backend, const char* name) {
   MapStateDescriptor descriptor;
   descriptor.name = name;
@@ -195,7 +190,7 @@ void IntervalJoinOperator::ProcessRecord(int side, const Row& row, int64_t t, co
   if (cleanup <= watermark_) return;
   map_key_.clear();
   AppendOrderedTime(t, &map_key_);
-  AppendBigEndian(next_sequence_++, &map_key_);
+  AppendBigEndian64(next_sequence_++, &map_key_);
   value_.clear();
   EncodeRow(schemas_[side], row, &value_);
   s = buffers_[side]->Put(key_group, key_, map_key_, value_, /*new_key=*/true);
