@@ -74,17 +74,35 @@ class Schema {
 
 // A reusable batch of rows of one width. Clear() keeps the rows (and their
 // string capacity) for the next batch.
+//
+// A batch is full() at capacity() rows: as many as fit in kTargetBytes of
+// Datums, at least kMinCapacity, at most kDefaultCapacity. A batch is
+// filled by one operator and read by the next while it is still in the
+// core's cache; 1,024 rows of a Nexmark event (27 fields, 1.5 KB of Datums)
+// were 1.5 MB, as large as the core's L2, and every task sharing the core
+// evicted them (docs/benchmarks.md, "Batches that fit in the cache").
 class RowBatch {
  public:
   static constexpr size_t kDefaultCapacity = 1024;
+  static constexpr size_t kMinCapacity = 64;
+  static constexpr size_t kTargetBytes = 192 * 1024;
 
-  explicit RowBatch(size_t width = 0) : width_(width) {}
+  explicit RowBatch(size_t width = 0) : width_(width), capacity_(CapacityFor(width)) {}
+
+  static constexpr size_t CapacityFor(size_t width) {
+    const size_t rows = width == 0 ? kDefaultCapacity : kTargetBytes / (width * sizeof(Datum));
+    return rows < kMinCapacity ? kMinCapacity : (rows > kDefaultCapacity ? kDefaultCapacity : rows);
+  }
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
-  bool full() const { return size_ >= kDefaultCapacity; }
+  size_t capacity() const { return capacity_; }
+  bool full() const { return size_ >= capacity_; }
   size_t width() const { return width_; }
-  void set_width(size_t width) { width_ = width; }
+  void set_width(size_t width) {
+    width_ = width;
+    capacity_ = CapacityFor(width);
+  }
 
   Row& operator[](size_t i) { return rows_[i]; }
   const Row& operator[](size_t i) const { return rows_[i]; }
@@ -104,6 +122,7 @@ class RowBatch {
   std::vector<Row> rows_;
   size_t size_ = 0;
   size_t width_;
+  size_t capacity_;
 };
 
 // "null", "42", "3.5", "text", "true", ISO timestamp: for debugging and tests.

@@ -425,11 +425,10 @@ SourceStatus NexmarkSource::Produce() {
     // The flush deadline is on the steady clock: not for a test's clock.
     want = static_cast<int64_t>(AcquirePaced(*limiter_, static_cast<size_t>(want), ctx_.clock == nullptr));
   }
-  for (int64_t i = 0; i < want; ++i) {
-    Fill(next_, batch_.Append());
+  EmitRows(batch_, static_cast<size_t>(want), [this](Row& row) {
+    Fill(next_, row);
     next_ += step_;
-  }
-  EmitBatch(batch_);
+  });
   if (Done()) {
     LogSummary();
     return SourceStatus::kEnd;

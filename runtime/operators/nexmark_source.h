@@ -237,7 +237,8 @@ class NexmarkSource : public SourceOperator {
   // Checks the options and the schema: InvalidArgument says what is wrong.
   absl::Status Open(const OperatorContext& ctx) override;
   // Emits up to RowBatch::kDefaultCapacity events (fewer when paced or at
-  // the end of a bounded source).
+  // the end of a bounded source), in batches of the batch's capacity
+  // (SourceOperator::EmitRows).
   SourceStatus Produce() override;
   std::string SnapshotOperatorState(int64_t) override;
   absl::Status RestoreOperatorState(std::string_view state) override;

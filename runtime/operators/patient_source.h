@@ -184,8 +184,8 @@ class PatientSource : public SourceOperator {
   absl::Status RestoreOperatorState(std::string_view state) override;
 
   // Slots per Produce call, at most (each slot carries up to two sets and
-  // their duplicates); a batch also ends once it holds
-  // RowBatch::kDefaultCapacity rows.
+  // their duplicates); a batch also ends once it is full
+  // (RowBatch::capacity).
   static constexpr size_t kSetsPerBatch = 256;
   // The shortest wait of a paced source with nothing due and no flush
   // deadline (a test's clock), and the slots it waits for before one

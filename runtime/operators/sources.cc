@@ -69,10 +69,10 @@ void SourceOperator::PushWatermark(int64_t watermark) {
   if (dead_letter_output_) dead_letter_output_->PushWatermark(watermark);
 }
 
-void SourceOperator::EmitBatch(RowBatch& batch) {
+void SourceOperator::EmitBatch(RowBatch& batch, bool more) {
   if (!has_event_time_) {
     Emit(batch);
-    if (!batch.empty()) SendLatencyMarker();
+    if (!batch.empty() && !more) SendLatencyMarker();
     return;
   }
   const int64_t now = NowMillis();
@@ -94,6 +94,7 @@ void SourceOperator::EmitBatch(RowBatch& batch) {
     if (!d.is_null && d.i > max_timestamp_) max_timestamp_ = d.i;
   }
   Emit(batch);
+  if (more) return;
   // Before the watermark, which sends the records' buffers on.
   SendLatencyMarker();
   if (max_timestamp_ == kMinWatermark) return;
@@ -218,12 +219,10 @@ SourceStatus GeneratorSource::Produce() {
   size_t want = RowBatch::kDefaultCapacity;
   if (count >= 0) want = std::min<int64_t>(want, (count - next_ + step_ - 1) / step_);
   want = AcquirePaced(*limiter_, want);
-  batch_.Clear();
-  for (size_t i = 0; i < want; ++i) {
-    Fill(next_, &batch_.Append());
+  EmitRows(batch_, want, [this](Row& row) {
+    Fill(next_, &row);
     next_ += step_;
-  }
-  EmitBatch(batch_);
+  });
   return (count >= 0 && next_ >= count) ? SourceStatus::kEnd : SourceStatus::kMoreAvailable;
 }
 

@@ -177,7 +177,22 @@ class SourceOperator : public StreamOperator {
 
  protected:
   // Emits a batch, then the watermark if it advanced and is due (or idleness).
-  void EmitBatch(RowBatch& batch);
+  // more: the call emits more batches after this one (EmitRows): the latency
+  // marker and the watermark wait for its last.
+  void EmitBatch(RowBatch& batch, bool more = false);
+  // Makes and emits n records, fill(row) making each, in batches of the
+  // batch's capacity (RowBatch::capacity: a grant of 1,024 wide records is
+  // several batches that stay in the cache); n == 0 emits the empty batch.
+  template <typename Fill>
+  void EmitRows(RowBatch& batch, size_t n, Fill&& fill) {
+    do {
+      batch.Clear();
+      const size_t k = std::min(n, batch.capacity());
+      for (size_t i = 0; i < k; ++i) fill(batch.Append());
+      n -= k;
+      EmitBatch(batch, n > 0);
+    } while (n > 0);
+  }
 
   Output* dead_letter_output_ = nullptr;
 

@@ -252,6 +252,22 @@ std::multiset<std::string> Generate(int parallelism, int64_t count) {
   return all;
 }
 
+TEST(RowBatchTest, IsFullAtAsManyRowsAsFitInItsTargetBytes) {
+  // Narrow rows: the most a batch takes; a Nexmark event's 27 fields: fewer.
+  EXPECT_EQ(RowBatch::CapacityFor(2), RowBatch::kDefaultCapacity);
+  EXPECT_EQ(RowBatch::CapacityFor(27), RowBatch::kTargetBytes / (27 * sizeof(Datum)));
+  EXPECT_LT(RowBatch::CapacityFor(27), 256u);
+  EXPECT_EQ(RowBatch::CapacityFor(100'000), RowBatch::kMinCapacity);
+  RowBatch batch(2);
+  while (!batch.full()) batch.Append();
+  EXPECT_EQ(batch.size(), RowBatch::kDefaultCapacity);
+  batch.Clear();
+  batch.set_width(27);
+  while (!batch.full()) ASSERT_EQ(batch.Append().size(), 27u);
+  EXPECT_EQ(batch.size(), batch.capacity());
+  EXPECT_EQ(batch.capacity(), RowBatch::CapacityFor(27));
+}
+
 TEST(RateLimiterTest, GrantsInStepsAndSaysHowLongTheFirstAndLastRecordWaited) {
   // 100,000 records/s: record i is due at i * 10 us; granted in steps of 100
   // (1 ms).
