@@ -6,6 +6,7 @@
 // allocates: a Datum's string keeps its capacity when the row is refilled.
 // Operators process whole batches (batch-at-a-time), not single records.
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -90,8 +91,8 @@ class RowBatch {
   explicit RowBatch(size_t width = 0) : width_(width), capacity_(CapacityFor(width)) {}
 
   static constexpr size_t CapacityFor(size_t width) {
-    const size_t rows = width == 0 ? kDefaultCapacity : kTargetBytes / (width * sizeof(Datum));
-    return rows < kMinCapacity ? kMinCapacity : (rows > kDefaultCapacity ? kDefaultCapacity : rows);
+    return width == 0 ? kDefaultCapacity
+                      : std::clamp(kTargetBytes / (width * sizeof(Datum)), kMinCapacity, kDefaultCapacity);
   }
 
   size_t size() const { return size_; }

@@ -409,7 +409,6 @@ bool NexmarkSource::Done() const {
 }
 
 SourceStatus NexmarkSource::Produce() {
-  batch_.Clear();
   if (!announced_) {
     announced_ = true;
     LogStart();
