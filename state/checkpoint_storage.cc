@@ -13,18 +13,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
-#include "common/background_pacer.h"
 #include "common/status_macros.h"
 
 namespace vstream {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Write writes this much at a time, pausing between on a paced (upload)
-// thread (common/background_pacer.h): copying a few MiB into the page cache
-// at once held the CPU for milliseconds.
-constexpr size_t kWritePiece = size_t{1} << 20;
 
 absl::Status IoError(std::string_view what, const fs::path& path, int err) {
   return absl::InternalError(absl::StrCat(AV(what), " ", path.string(), ": ", std::strerror(err)));
@@ -85,10 +79,8 @@ class FileCheckpointStorage : public CheckpointStorage {
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return IoError("cannot create", tmp, errno);
     size_t done = 0;
-    BackgroundPacer pacer;  // on the upload thread, pieces of kWritePiece bytes
     while (done < data.size()) {
-      if (done > 0) pacer.Pause();
-      const ssize_t n = ::write(fd, data.data() + done, std::min(data.size() - done, kWritePiece));
+      const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
       if (n < 0) {
         if (errno == EINTR) continue;
         const int err = errno;

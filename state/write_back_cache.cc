@@ -4,7 +4,6 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "common/background_pacer.h"
 #include "common/status_macros.h"
 #include "state/key_groups.h"
 #include "state/keyed_state_backend.h"
@@ -336,11 +335,9 @@ void WriteBackCache::AppendDirty(CacheDelta* delta, std::vector<std::function<vo
       // so that the misses overlap.
       constexpr size_t kPrefetchAhead = 8;
       const std::vector<Entry*>& entries = capture->entries;
-      BackgroundPacer pacer;  // on the copy thread, pieces of kCopyPiece entries
       for (size_t k = 0; k < entries.size(); ++k) {
         if (k + kPrefetchAhead < entries.size()) __builtin_prefetch(entries[k + kPrefetchAhead]);
         CaptureEntry(*capture, *entries[k], d);
-        if ((k + 1) % kCopyPiece == 0 && k + 1 < entries.size()) pacer.Pause();
       }
     }
     // Every entry is captured now, so the task thread adds no more.

@@ -180,9 +180,6 @@ class WriteBackCache {
   };
   // Flush writes a batch each time it holds this many bytes.
   static constexpr size_t kFlushBatchBytes = size_t{4} << 20;
-  // A snapshot's copy, on a paced thread (common/background_pacer.h), pauses
-  // after each this many entries (about 0.1-0.5 ms of copying).
-  static constexpr size_t kCopyPiece = 1024;
 
   // A snapshot's copy of the entries dirty when it was taken (epoch), by
   // whichever thread claims each first.

@@ -7,7 +7,6 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "common/background_pacer.h"
 #include "common/cpu_set.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
@@ -161,14 +160,11 @@ absl::Status TaskManager::Init() {
   if (options_.low_priority_background) {
     snapshot_uploads_->Call([] {
       if (absl::Status s = LowerThreadPriority(); !s.ok()) spdlog::warn("snapshot uploads: {}", s.ToString());
-      PaceThisThread();
     });
-    snapshot_copies_->Call([] { PaceThisThread(); });
     if (absl::Status s = LowerCompactionPriority(); !s.ok()) {
       spdlog::warn("RocksDB compactions: {}", s.ToString());
     } else {
-      spdlog::info("checkpoint uploads and RocksDB compactions at nice {}, uploads and cache copies paced "
-                   "(--background-priority low)",
+      spdlog::info("checkpoint uploads and RocksDB compactions at nice {} (--background-priority low)",
                    kBackgroundNice);
     }
   }

@@ -1,12 +1,10 @@
 #include <atomic>
-#include <chrono>
 #include <cstdlib>
 #include <limits>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "common/background_pacer.h"
 #include "common/cpu_set.h"
 #include "common/crc32c.h"
 #include "common/executor.h"
@@ -236,34 +234,6 @@ TEST(CpuSetTest, ConfinesTheThreadAndTheThreadsItStartsToAllowedCpusOnly) {
             std::string::npos)
       << refused;
   EXPECT_EQ(AllowedCpus(), allowed);
-}
-
-// A paced thread sleeps kBackgroundPauseFactor times its piece between two
-// pieces; any other thread (a task's) never sleeps in Pause.
-TEST(BackgroundPacerTest, OnlyAPacedThreadPausesAndForItsShareOfThePiece) {
-  using Clock = std::chrono::steady_clock;
-  constexpr auto kPiece = std::chrono::milliseconds(40);
-  auto busy = [](Clock::duration d) {
-    const Clock::time_point end = Clock::now() + d;
-    while (Clock::now() < end) {
-    }
-  };
-  auto pause_after_piece = [&] {
-    BackgroundPacer pacer;
-    busy(kPiece);
-    const Clock::time_point start = Clock::now();
-    pacer.Pause();
-    return Clock::now() - start;
-  };
-  std::thread([&] {
-    EXPECT_FALSE(ThisThreadIsPaced());
-    // Without pacing Pause does not sleep: far below the 120 ms it would.
-    EXPECT_LT(pause_after_piece(), kPiece * kBackgroundPauseFactor / 2);
-    PaceThisThread();
-    EXPECT_TRUE(ThisThreadIsPaced());
-    EXPECT_GE(pause_after_piece(), kPiece * kBackgroundPauseFactor);
-  }).join();
-  EXPECT_FALSE(ThisThreadIsPaced()) << "pacing is per thread";
 }
 
 }  // namespace

@@ -7,7 +7,6 @@
 #include <thread>
 #include <vector>
 
-#include "common/background_pacer.h"
 #include "common/cpu_set.h"
 #include "gtest/gtest.h"
 #include "state/keyed_state_backend.h"
@@ -335,18 +334,9 @@ TEST(WriteBackCacheTest, ASnapshotCopiedLaterHasTheEntriesOfItsTime) {
   // kDuringChangesAtLowPriority: the copy runs at nice 19, so that it is
   // often preempted holding an entry the task then waits for (a TaskManager
   // copies at the tasks' priority; this makes the waits common).
-  // kDuringChangesPaced: on a paced thread, as a TaskManager's copy thread
-  // (common/background_pacer.h): it pauses between pieces of entries while
-  // the task copies the ones it changes meanwhile.
-  enum class When {
-    kAfterChanges,
-    kDuringChanges,
-    kDuringChangesAtLowPriority,
-    kDuringChangesPaced,
-    kAfterTheCacheIsGone
-  };
+  enum class When { kAfterChanges, kDuringChanges, kDuringChangesAtLowPriority, kAfterTheCacheIsGone };
   for (When when : {When::kAfterChanges, When::kDuringChanges, When::kDuringChangesAtLowPriority,
-                    When::kDuringChangesPaced, When::kAfterTheCacheIsGone}) {
+                    When::kAfterTheCacheIsGone}) {
     SCOPED_TRACE(static_cast<int>(when));
     TestingStateDir dir("wbc-later");
     auto backend = OpenWithCache(dir.path(), 8 << 20);
@@ -392,15 +382,6 @@ TEST(WriteBackCacheTest, ASnapshotCopiedLaterHasTheEntriesOfItsTime) {
       case When::kDuringChangesAtLowPriority: {
         std::thread copy([&] {
           EXPECT_TRUE(LowerThreadPriority().ok());
-          later[0](&delta);
-        });
-        change();
-        copy.join();
-        break;
-      }
-      case When::kDuringChangesPaced: {
-        std::thread copy([&] {
-          PaceThisThread();
           later[0](&delta);
         });
         change();
