@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 
 #include "common/cpu_set.h"
@@ -221,6 +223,30 @@ TEST(KeyedStateBackendTest, FlushesOnlyLargeMemtablesInTheBackground) {
   std::string got;
   ASSERT_TRUE(backend.Get(large, 7, "k7", &got).ok());
   EXPECT_EQ(got, "value");
+}
+
+// RocksDB's LOG holds warnings and errors only unless asked for more: a
+// flush's events (written on the thread that asks for the flush, a task
+// snapshotting) are in it at INFO only.
+TEST(KeyedStateBackendTest, TheRocksDbLogHoldsWarningsOnlyByDefault) {
+  for (const bool info : {false, true}) {
+    SCOPED_TRACE(info ? "INFO" : "default");
+    const std::string path = TempDir(info ? "ksb-log-info" : "ksb-log");
+    KeyedStateBackendOptions options{.path = path};
+    if (info) options.info_log_level = rocksdb::InfoLogLevel::INFO_LEVEL;
+    auto opened = KeyedStateBackend::Open(options);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    KeyedStateBackend& backend = **opened;
+    auto state = backend.RegisterState("values", /*write_back_cache=*/false);
+    ASSERT_TRUE(state.ok()) << state.status();
+    ASSERT_TRUE(backend.Put(*state, 3, "key", "value").ok());
+    ASSERT_TRUE(backend.db()->Flush(rocksdb::FlushOptions(), backend.column_family(*state)).ok());
+    std::ifstream log(path + "/LOG");
+    const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text.find("\"event\": \"flush_started\"") != std::string::npos, info) << text.size() << " bytes";
+    opened->reset();
+    std::filesystem::remove_all(path);
+  }
 }
 
 TEST(KeyGroupsTest, RangesPartitionAllKeyGroupsContiguously) {

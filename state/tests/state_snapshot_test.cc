@@ -347,7 +347,10 @@ TEST_F(StateSnapshotTest, RestoredSstFilesAreReferencedByTheNextCheckpoint) {
 // to flush; the flush (in the background) then ends them.
 TEST_F(StateSnapshotTest, ALoggedStateIsFlushedOnlyOnceItsLogIsLarge) {
   // The log (1 MiB at most) reaches its limit before the memtable fills.
-  auto opened = KeyedStateBackend::Open({.path = root_ + "/db", .write_buffer_bytes = size_t{2} << 20});
+  // RocksDB's LOG at INFO: the flush's events say which thread ran it.
+  auto opened = KeyedStateBackend::Open({.path = root_ + "/db",
+                                         .write_buffer_bytes = size_t{2} << 20,
+                                         .info_log_level = rocksdb::InfoLogLevel::INFO_LEVEL});
   ASSERT_TRUE(opened.ok()) << opened.status();
   KeyedStateBackend& backend = **opened;
   auto seen = backend.GetMapState({.name = "seen", .ttl_ms = 3600000, .filter_recent_keys = true});
