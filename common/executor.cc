@@ -43,19 +43,24 @@ void Executor::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     auto now = std::chrono::steady_clock::now();
+    // A function runs, and is destroyed, without the lock: what it holds
+    // (a checkpoint upload's buffers, megabytes to unmap) is freed while
+    // other threads Post, on a thread that may run at nice 19.
     if (!timers_.empty() && timers_.begin()->first <= now) {
-      auto fn = std::move(timers_.begin()->second);
+      std::function<void()> fn = std::move(timers_.begin()->second);
       timers_.erase(timers_.begin());
       lock.unlock();
       fn();
+      fn = nullptr;
       lock.lock();
       continue;
     }
     if (!queue_.empty()) {
-      auto fn = std::move(queue_.front());
+      std::function<void()> fn = std::move(queue_.front());
       queue_.pop_front();
       lock.unlock();
       fn();
+      fn = nullptr;
       lock.lock();
       continue;
     }

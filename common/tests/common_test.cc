@@ -1,6 +1,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <limits>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "common/latency_histogram.h"
 #include "common/process_main.h"
 #include "common/time_util.h"
+#include "common/wait_for.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 
@@ -51,6 +53,33 @@ TEST(ExecutorTest, CallRunsOnExecutorThreadInOrder) {
   EXPECT_TRUE(on_thread);
   ASSERT_EQ(seen.size(), 100u);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(seen[i], i);
+}
+
+// A function is destroyed without the executor's lock: while what it held
+// is being freed (here: until released), other threads still Post.
+TEST(ExecutorTest, AFunctionIsDestroyedWithoutTheLockPostTakes) {
+  Executor ex("test");
+  std::atomic<bool> destroying{false}, release{false}, posted{false};
+  struct SlowToFree {
+    SlowToFree(std::atomic<bool>* d, std::atomic<bool>* r) : destroying(d), release(r) {}
+    std::atomic<bool>* destroying;
+    std::atomic<bool>* release;
+    ~SlowToFree() {
+      destroying->store(true);
+      while (!release->load()) std::this_thread::yield();
+    }
+  };
+  auto held = std::make_shared<SlowToFree>(&destroying, &release);
+  ex.Post([held = std::move(held)] {});
+  ASSERT_TRUE(WaitFor([&] { return destroying.load(); }, std::chrono::seconds(10)));
+  std::thread poster([&] {
+    ex.Post([] {});
+    posted.store(true);
+  });
+  EXPECT_TRUE(WaitFor([&] { return posted.load(); }, std::chrono::seconds(10)))
+      << "Post waited for the previous function's destruction";
+  release.store(true);
+  poster.join();
 }
 
 TEST(FlagsTest, ParsesValuesBoolsAndPositionals) {
