@@ -42,22 +42,19 @@ void Executor::Run() {
   pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
-    auto now = std::chrono::steady_clock::now();
-    // A function runs, and is destroyed, without the lock: what it holds
-    // (a checkpoint upload's buffers, megabytes to unmap) is freed while
-    // other threads Post, on a thread that may run at nice 19.
+    const auto now = std::chrono::steady_clock::now();
+    std::function<void()> fn;
     if (!timers_.empty() && timers_.begin()->first <= now) {
-      std::function<void()> fn = std::move(timers_.begin()->second);
+      fn = std::move(timers_.begin()->second);
       timers_.erase(timers_.begin());
-      lock.unlock();
-      fn();
-      fn = nullptr;
-      lock.lock();
-      continue;
-    }
-    if (!queue_.empty()) {
-      std::function<void()> fn = std::move(queue_.front());
+    } else if (!queue_.empty()) {
+      fn = std::move(queue_.front());
       queue_.pop_front();
+    }
+    if (fn) {
+      // Run, and destroyed, without the lock: what it holds (a checkpoint
+      // upload's buffers, megabytes to unmap) is freed while other threads
+      // Post, on a thread that may run at nice 19.
       lock.unlock();
       fn();
       fn = nullptr;

@@ -252,8 +252,8 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Open(
   // MANIFEST begins with the live state.
   db_options.max_manifest_file_size = uint64_t{1} << 20;
   db_options.info_log_level = options.info_log_level;
-  db_options.max_log_file_size = KeyedStateBackendOptions::kMaxInfoLogBytes;
-  db_options.keep_log_file_num = KeyedStateBackendOptions::kKeepInfoLogFiles;
+  db_options.max_log_file_size = size_t{4} << 20;  // rotated, 2 kept: bounded at any level
+  db_options.keep_log_file_num = 2;
   db_options.write_buffer_manager = resources->write_buffer_manager();
   backend->env_ = std::make_unique<FlushPoolEnv>(UnsyncedEnv());
   db_options.env = backend->env_.get();

@@ -129,16 +129,14 @@ struct KeyedStateBackendOptions {
   // spread over the whole key space, and an incremental checkpoint then
   // uploads it all again. Either opens the other's files. Default true.
   bool universal_compaction = true;
-  // What RocksDB writes to the instance's LOG file, which rotates at
-  // kMaxInfoLogBytes (kKeepInfoLogFiles kept). Default: warnings and errors
+  // What RocksDB writes to the instance's LOG file, which rotates at 4 MiB
+  // (2 files kept). Default: warnings and errors
   // (and the options it opened with), as Flink's RocksDB backend kept only
   // the header by default (1.10-1.13). At INFO every flush, compaction and
   // snapshot logged there, and with a checkpoint a second the clinical
   // workload's nine instances per TaskManager wrote about 45 KB/s (about
   // 4 GB a day), with no limit. Tests that read its events ask for INFO.
   rocksdb::InfoLogLevel info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
-  static constexpr size_t kMaxInfoLogBytes = size_t{4} << 20;
-  static constexpr size_t kKeepInfoLogFiles = 2;
 };
 
 // Counters of the write-back cache (all zero when it is off).
