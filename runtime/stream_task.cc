@@ -888,7 +888,7 @@ bool StreamTask::HasPendingWork() const {
   for (const auto& op : operators_) {
     if (op->has_pending_work()) return true;
   }
-  return false;
+  return checkpoints_ != nullptr && checkpoints_->copy_pending();
 }
 
 bool StreamTask::DoPendingWork() {
@@ -897,6 +897,10 @@ bool StreamTask::DoPendingWork() {
     if (!op->has_pending_work()) continue;
     op->DoPendingWork();
     pending = pending || op->has_pending_work();
+  }
+  if (checkpoints_ != nullptr && checkpoints_->copy_pending()) {
+    checkpoints_->CopySlice(TaskCheckpoints::kCopySliceEntries);
+    pending = pending || checkpoints_->copy_pending();
   }
   return pending;
 }
@@ -1004,6 +1008,9 @@ absl::Status StreamTask::Run() {
     bool done = false;
     PendingWorkPacer pacer;
     RETURN_IF_ERROR(ReplayChannelState(batches));
+    // A snapshot's copies run here, in slices when the input has run dry,
+    // as pending work does (TaskCheckpoints::set_copy_in_slices).
+    if (checkpoints_) checkpoints_->set_copy_in_slices(true);
     while (!done && !cancelled_) {
       ProcessCheckpointRequests();
       if (responsive_) gate_->ConvertOverdueBarriers(NowMillis());
@@ -1080,6 +1087,7 @@ absl::Status StreamTask::Run() {
       }
     }
   }
+  if (checkpoints_) checkpoints_->set_copy_in_slices(false);
   if (cancelled_) {
     // Notifications that came before the cancellation still count (stop
     // with savepoint: sinks publish what the savepoint covers).

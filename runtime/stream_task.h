@@ -151,7 +151,8 @@ class StreamTask {
   // sink), waits until a checkpoint taken after the end completes.
   absl::Status AwaitFinalCheckpoint();
   // A slice of the work operators left pending (StreamOperator::
-  // DoPendingWork); true if some is still pending.
+  // DoPendingWork) and of a snapshot's copy (TaskCheckpoints::CopySlice);
+  // true if some is still pending.
   bool DoPendingWork();
   bool HasPendingWork() const;
   int64_t next_scan_release_ms_ = 0;

@@ -89,6 +89,7 @@ struct TaskCheckpoints::Upload {
 
 void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms, bool channel_state_pending) {
   if (waiting_) AbandonChannelState(waiting_->checkpoint_id, "a newer checkpoint started first");
+  CopySlice(SIZE_MAX);  // the previous snapshot's copy, if it is not done yet
   const auto sync_start = std::chrono::steady_clock::now();
   auto upload = std::make_shared<Upload>();
   upload->checkpoint_id = checkpoint_id;
@@ -225,6 +226,13 @@ void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
     stats->set_channel_state_bytes(static_cast<int64_t>(upload->channel_state.size()));
     responder->Acknowledge(ack);
   };
+  if (copy_in_slices_) {
+    CopySlice(SIZE_MAX);
+    copying_ = std::move(upload);
+    copying_op_ = 0;
+    after_copy_ = std::move(async_part);
+    return;
+  }
   if (copies_ == nullptr) {
     uploads_->Post(std::move(async_part));
     return;
@@ -235,7 +243,24 @@ void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
   });
 }
 
+void TaskCheckpoints::CopySlice(size_t entries) {
+  if (copying_ == nullptr) return;
+  size_t budget = entries;
+  for (; copying_op_ < copying_->ops.size(); ++copying_op_) {
+    if (budget == 0 || !copying_->ops[copying_op_].local.CopySome(&budget)) return;
+  }
+  copying_.reset();
+  uploads_->Post(std::move(after_copy_));
+  after_copy_ = nullptr;
+}
+
+void TaskCheckpoints::set_copy_in_slices(bool on) {
+  copy_in_slices_ = on;
+  if (!copy_in_slices_) CopySlice(SIZE_MAX);
+}
+
 void TaskCheckpoints::WaitForUploads(const std::atomic<bool>& cancelled) {
+  CopySlice(SIZE_MAX);
   std::unique_lock<std::mutex> lock(in_flight_->mu);
   while (in_flight_->count > 0 && !cancelled.load()) {
     in_flight_->cv.wait_for(lock, std::chrono::milliseconds(50));

@@ -7,10 +7,13 @@
 //     each operator's small state (a source's position) is copied, and each
 //     keyed backend makes a local RocksDB checkpoint (hard links; state/
 //     state_snapshot.h); then the task sends barrier n on.
-//   async, while the task goes on: first, on the TaskManager's copy thread
-//     (at the tasks' priority), what the snapshots left for later is copied
-//     (write-back cache entries: a task that changes one the copy holds
-//     waits for it); then, on its upload thread (which may run at a lower
+//   async, while the task goes on: first, what the snapshots left for
+//     later is copied (write-back cache entries; the task copies an entry
+//     itself before it changes one not copied yet): by a task with input on
+//     its own thread, in slices between its batches once it has caught up
+//     with its input (set_copy_in_slices), otherwise on the TaskManager's
+//     copy thread (at the tasks' priority: a task that changes an entry the
+//     copy holds waits for it); then, on its upload thread (which may run at a lower
 //     priority, `--background-priority`, so that it takes idle CPU, not the
 //     tasks'), the local checkpoints are uploaded incrementally to checkpoint
 //     storage, and the JobManager gets an AcknowledgeCheckpoint with the
@@ -25,6 +28,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <memory>
 #include <string>
@@ -90,6 +94,24 @@ class TaskCheckpoints {
   // the way), or until `cancelled`.
   void WaitForUploads(const std::atomic<bool>& cancelled);
 
+  // Copies on the task thread. While on, what a snapshot left for later
+  // (LocalSnapshot::CopyLater) is copied by CopySlice calls, which the task
+  // makes as it does its operators' pending work: between batches of its
+  // input, once it has caught up with it (runtime/pending_work_pacer.h).
+  // The upload is posted after the last slice. Off (the default): the copy
+  // thread copies at once. Turning it off, a new snapshot, and
+  // WaitForUploads finish a copy under way first. On the copy thread,
+  // clinical's 80,000 window accumulators per subtask were copied in the
+  // 10-20 ms after the sync part, on the CPU the task needed to catch up
+  // with the input the sync part held (docs/benchmarks.md).
+  void set_copy_in_slices(bool on);
+  bool copy_pending() const { return copying_ != nullptr; }
+  // Copies up to `entries` more records of the pending copy; after the
+  // last, posts the upload.
+  void CopySlice(size_t entries);
+  // About 0.2 ms of copying scattered write-back cache entries.
+  static constexpr size_t kCopySliceEntries = 2048;
+
  private:
   struct Op {
     int vertex_id;
@@ -121,6 +143,12 @@ class TaskCheckpoints {
   bool finished_ = false;  // MarkFinished
   std::shared_ptr<InFlight> in_flight_ = std::make_shared<InFlight>();
   std::shared_ptr<Upload> waiting_;  // the snapshot waiting for its channel state
+  bool copy_in_slices_ = false;
+  // The snapshot being copied in slices, the operator it is at, and its
+  // async part (posted to uploads_ once the copy is done).
+  std::shared_ptr<Upload> copying_;
+  size_t copying_op_ = 0;
+  std::function<void()> after_copy_;
 };
 
 }  // namespace vstream

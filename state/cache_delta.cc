@@ -160,4 +160,11 @@ absl::Status CacheDelta::Parse(std::string_view bytes, const RecordFn& fn) {
   return absl::OkStatus();
 }
 
+bool LaterDelta::Copy(CacheDelta* delta, size_t* budget) {
+  if (step_ == nullptr) return true;
+  if (!step_(delta, budget)) return false;
+  step_ = nullptr;
+  return true;
+}
+
 }  // namespace vstream

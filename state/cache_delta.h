@@ -21,10 +21,12 @@
 //
 // Thread-compatible.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 
@@ -76,6 +78,31 @@ class CacheDelta {
   std::string cf_;    // the column family the records are in now
   bool cf_set_ = false;
   size_t records_ = 0;
+};
+
+// Records a contributor left for later (KeyedStateBackend::DirtyCacheEntries):
+// the work that appends them to a snapshot's delta, all at once or a part at
+// a time, so that a task thread can do it between batches of its input
+// (runtime/task_checkpoints.h). The contributor keeps what those records
+// are until the work is done or destroyed.
+class LaterDelta {
+ public:
+  // Appends up to *budget more records to the delta, counting *budget down
+  // (at least by one per call); true once every record is appended.
+  using Step = std::function<bool(CacheDelta* delta, size_t* budget)>;
+  explicit LaterDelta(Step step) : step_(std::move(step)) {}
+  // A step of at most *budget records. Once done, the work is dropped (and
+  // the contributor freed of it); later calls return true.
+  bool Copy(CacheDelta* delta, size_t* budget);
+  // Every record left.
+  void operator()(CacheDelta* delta) {
+    size_t unlimited = SIZE_MAX;
+    Copy(delta, &unlimited);
+  }
+  bool done() const { return step_ == nullptr; }
+
+ private:
+  Step step_;
 };
 
 }  // namespace vstream

@@ -212,12 +212,12 @@ class KeyedStateBackend {
   // BufferedMapState's entries). Releases the map states' kept scans first.
   //
   // A contributor may leave part of its records for later: the work that
-  // copies them goes to `later`, to run off the task thread (a snapshot's
-  // asynchronous part, IncrementalSnapshotter::Upload) and append them to
-  // the same delta. The contributor keeps what those records are now until
-  // the function has run or been destroyed. Without `later` everything is
-  // appended now.
-  using LaterDelta = std::function<void(CacheDelta*)>;
+  // copies them goes to `later` (state/cache_delta.h), to run after the
+  // snapshot's synchronous part, in steps between the task's batches or
+  // on another thread (runtime/task_checkpoints.h), and append them to the
+  // same delta. The contributor keeps what those records are now until the
+  // work is done or destroyed. Without `later` everything is appended now.
+  using LaterDelta = vstream::LaterDelta;
   CacheDelta DirtyCacheEntries(std::vector<LaterDelta>* later = nullptr);
   // Calls `*fn` in every later DirtyCacheEntries() for as long as the
   // contributor keeps `fn` alive; either may outlive the other.

@@ -138,8 +138,17 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
 }
 
 void LocalSnapshot::CopyLater() {
-  for (const KeyedStateBackend::LaterDelta& fn : cache_delta_later) fn(&cache_delta);
-  cache_delta_later.clear();
+  size_t unlimited = SIZE_MAX;
+  CopySome(&unlimited);
+}
+
+bool LocalSnapshot::CopySome(size_t* budget) {
+  for (LaterDelta& later : cache_delta_later) {
+    if (!later.Copy(&cache_delta, budget)) return false;
+    if (*budget == 0) break;
+  }
+  std::erase_if(cache_delta_later, [](const LaterDelta& later) { return later.done(); });
+  return cache_delta_later.empty();
 }
 
 std::string LocalSnapshot::FinishCacheDelta() {

@@ -100,10 +100,14 @@ struct LocalSnapshot {
   // logged states' memtables hold, which the checkpoint does not flush.
   std::vector<StateLog::Segment> state_log;
   // Runs cache_delta_later (and then drops it): the copies the task thread
-  // may wait for (a write-back cache entry it changes while the copy holds
-  // it), so a TaskManager runs them on a thread of the tasks' priority
-  // (runtime/task_checkpoints.h). Once; later calls do nothing.
+  // may wait for (a write-back cache entry it changes while another thread
+  // copies it). A TaskManager runs them on the task thread, a step at a
+  // time between its batches (runtime/task_checkpoints.h). Once; later
+  // calls do nothing.
   void CopyLater();
+  // A step of CopyLater: up to *budget records (counted down); true once
+  // every one is copied.
+  bool CopySome(size_t* budget);
   // CopyLater, then CACHE-DELTA's bytes; empty: no records.
   std::string FinishCacheDelta();
 };

@@ -290,7 +290,7 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
   return WriteBatch();
 }
 
-void WriteBackCache::AppendDirty(CacheDelta* delta, std::vector<std::function<void(CacheDelta*)>>* later) {
+void WriteBackCache::AppendDirty(CacheDelta* delta, std::vector<LaterDelta>* later) {
   FinishCapture();
   // Every listed slot (each dirty entry, and some no longer dirty): the
   // ones Settle has not looked at, and the ones marked or kept since.
@@ -328,20 +328,26 @@ void WriteBackCache::AppendDirty(CacheDelta* delta, std::vector<std::function<vo
   capture_ = capture;
   // Done when the function is destroyed, run or not.
   std::shared_ptr<void> done(nullptr, [capture](void*) { capture->done.store(true, std::memory_order_release); });
-  later->push_back([capture, done = std::move(done)](CacheDelta* d) {
+  later->emplace_back([capture, done = std::move(done)](CacheDelta* d, size_t* budget) {
     std::lock_guard<std::mutex> lock(capture->mu);
+    const std::vector<Entry*>& entries = capture->entries;
     if (!capture->detached) {
       // Entries are scattered over the pool: each is fetched a few ahead,
       // so that the misses overlap.
       constexpr size_t kPrefetchAhead = 8;
-      const std::vector<Entry*>& entries = capture->entries;
-      for (size_t k = 0; k < entries.size(); ++k) {
+      const size_t begin = capture->next;
+      const size_t end = begin + std::min(std::max<size_t>(*budget, 1), entries.size() - begin);
+      for (size_t k = begin; k < end; ++k) {
         if (k + kPrefetchAhead < entries.size()) __builtin_prefetch(entries[k + kPrefetchAhead]);
         CaptureEntry(*capture, *entries[k], d);
       }
+      capture->next = end;
+      *budget -= std::min(*budget, end - begin);
+      if (end < entries.size()) return false;
     }
     // Every entry is captured now, so the task thread adds no more.
     d->Append(capture->copied_first);
+    return true;
   });
 }
 

@@ -18,15 +18,17 @@
 // The cache's bytes are charged to the TaskManager's shared block cache
 // through a CacheReservation, so they count against the state budget.
 //
-// Snapshots copy the dirty entries off the task thread. AppendDirty only
-// lists them (the entries' addresses; the pool keeps them in place) and
-// leaves a function that copies them, which the checkpoint's asynchronous
-// part runs (state/state_snapshot.h, LaterDelta). Until it has copied an
-// entry, the task thread copies the entry itself before changing it (copy
-// on write): each entry's `captured` word says which snapshot has it, and
-// whichever thread claims it first copies it. (Copied on the task thread,
-// the clinical workload's 80,000 window accumulators held it 29-166 ms per
-// checkpoint.)
+// Snapshots copy the dirty entries after the synchronous part. AppendDirty
+// only lists them (the entries' addresses; the pool keeps them in place)
+// and leaves the work that copies them, a step of some entries at a time
+// (LaterDelta, state/cache_delta.h), which the checkpoint's asynchronous
+// part runs: on another thread, or on the task thread between batches of
+// its input (runtime/task_checkpoints.h). Until it has copied an entry, the
+// task thread copies the entry itself before changing it (copy on write):
+// each entry's `captured` word says which snapshot has it, and whichever
+// thread claims it first copies it. (Copied at once in the synchronous
+// part, the clinical workload's 80,000 window accumulators held the task
+// 29-166 ms per checkpoint.)
 //
 // Settling. A snapshot carries every dirty entry (AppendDirty), so an entry
 // written once and never again (q4's highest bid of an auction that closed)
@@ -158,10 +160,10 @@ class WriteBackCache {
   // RocksDB: the entries stay dirty and cached. For snapshots, which then
   // need not push the cache through RocksDB (memtable, L0 files,
   // compaction, and a tombstone for every window that fires later).
-  // With `later`, the entries are copied by the function it pushes there,
-  // on any thread, as they were now (see Snapshots, above); it may outlive
-  // the cache. Also starts settling the cold ones (see Settling, above).
-  void AppendDirty(CacheDelta* delta, std::vector<std::function<void(CacheDelta*)>>* later = nullptr);
+  // With `later`, the entries are copied by the work it pushes there, in
+  // steps, on any thread, as they were now (see Snapshots, above); it may
+  // outlive the cache. Also starts settling the cold ones (see Settling, above).
+  void AppendDirty(CacheDelta* delta, std::vector<LaterDelta>* later = nullptr);
 
   size_t capacity_bytes() const { return capacity_; }
   size_t bytes() const { return bytes_; }
@@ -186,6 +188,7 @@ class WriteBackCache {
   struct Capture {
     uint32_t epoch = 0;
     std::vector<Entry*> entries;
+    size_t next = 0;  // the copy's progress through `entries` (under mu)
     // Entries the task thread copied (before changing them); the copy
     // appends them once it has seen every entry captured.
     CacheDelta copied_first;

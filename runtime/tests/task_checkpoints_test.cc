@@ -27,6 +27,10 @@ class FakeResponder : public CheckpointResponder {
     declines_.push_back(decline);
     cv_.notify_all();
   }
+  size_t acks() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return acks_.size();
+  }
   // Waits (up to 30 s) for the ack of `id`.
   std::optional<proto::AcknowledgeCheckpointRequest> WaitForAck(int64_t id) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -89,6 +93,10 @@ class TaskCheckpointsTest : public ::testing::Test {
     return op;
   }
 
+  // Restores the one operator of checkpoint `ack` and expects each of the
+  // 1000 keys it tries to count `count` + 1 with one more row.
+  void ExpectRestoredCounts(const proto::AcknowledgeCheckpointRequest& ack, int64_t count);
+
   const Schema in_{{{"k", FieldType::kString}}};
   std::string root_;
   std::shared_ptr<CheckpointStorage> storage_;
@@ -111,6 +119,21 @@ class LastRow : public Output {
   void PushWatermark(int64_t) override {}
   int64_t count = -1;
 };
+
+void TaskCheckpointsTest::ExpectRestoredCounts(const proto::AcknowledgeCheckpointRequest& ack, int64_t count) {
+  ASSERT_EQ(ack.operators_size(), 1);
+  const std::string restored = root_ + "/restored-" + std::to_string(ack.checkpoint_id());
+  ASSERT_TRUE(RestoreKeyedState(*storage_, ack.operators(0).keyed(), {0, 127}, restored).ok());
+  OperatorCounters counters;
+  LastRow last;
+  std::unique_ptr<AggregateOperator> again = OpenCount(counters, last, restored, /*restored=*/true);
+  ASSERT_NE(again, nullptr);
+  for (int k = 0; k < 1000; k += 37) {
+    Push(*again, k, 1, 1000);
+    EXPECT_EQ(last.count, count + 1) << "key " << k << ": " << count << " at checkpoint " << ack.checkpoint_id()
+                                     << ", then this one";
+  }
+}
 
 TEST_F(TaskCheckpointsTest, SnapshotsKeyedStateUploadsItAndAcknowledges) {
   OperatorCounters counters;
@@ -221,18 +244,90 @@ TEST_F(TaskCheckpointsTest, CopiesOnTheCopyThreadWhileTheUploadWaits) {
   cv.notify_all();
   auto ack = responder.WaitForAck(1);
   ASSERT_TRUE(ack.has_value()) << "no acknowledgement of checkpoint 1";
-  ASSERT_EQ(ack->operators_size(), 1);
+  ExpectRestoredCounts(*ack, 5);
+}
 
-  const std::string restored = root_ + "/restored";
-  ASSERT_TRUE(RestoreKeyedState(*storage_, ack->operators(0).keyed(), {0, 127}, restored).ok());
-  OperatorCounters counters2;
-  LastRow last;
-  std::unique_ptr<AggregateOperator> again = OpenCount(counters2, last, restored, /*restored=*/true);
-  ASSERT_NE(again, nullptr);
-  for (int k = 0; k < 1000; k += 111) {
-    Push(*again, k, 1, 1000);
-    EXPECT_EQ(last.count, 6) << "key " << k << ": 5 at checkpoint 1, then this one";
+// Copied in slices on the task thread: the snapshot's copy waits for
+// CopySlice calls (the task's, between batches of its input), the upload
+// only after the last one, and the checkpoint holds the state of its
+// barrier though the task changed every key between the slices. The copy
+// thread copies nothing.
+TEST_F(TaskCheckpointsTest, CopiesInSlicesOnTheTaskThread) {
+  OperatorCounters counters;
+  NullOutput out;
+  const std::string state_dir = root_ + "/state/3-0";
+  std::unique_ptr<AggregateOperator> counting = OpenCount(counters, out, state_dir);
+  ASSERT_NE(counting, nullptr);
+  AggregateOperator& op = *counting;
+
+  FakeResponder responder;
+  Executor uploads("test-uploads");
+  Executor copies("test-copies");
+  TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads, &copies);
+  checkpoints.AddOperator(3, &op, state_dir);
+  checkpoints.set_copy_in_slices(true);
+
+  // Checkpoint 1 holds 5 of each of the 1000 keys (1000 cache entries).
+  Push(op, 0, 5000, 1000);
+  checkpoints.Snapshot(1, 0);
+  ASSERT_TRUE(checkpoints.copy_pending());
+  // Half the keys change before any slice: the task copies those itself.
+  Push(op, 5000, 500, 1000);
+  int slices = 0;
+  while (checkpoints.copy_pending()) {
+    // Nothing is posted before the last slice.
+    EXPECT_EQ(uploads.Call([&] { return responder.acks(); }), 0u) << "after " << slices << " slices";
+    checkpoints.CopySlice(100);
+    ++slices;
+    Push(op, 5500 + slices, 1, 1000);  // and the task goes on between slices
+    ASSERT_LE(slices, 1000) << "the copy does not end";
   }
+  EXPECT_EQ(slices, 10) << "1000 entries, 100 a slice";
+  // The rest of the keys change after the copy.
+  Push(op, 6000, 1000, 1000);
+  auto ack = responder.WaitForAck(1);
+  ASSERT_TRUE(ack.has_value()) << "no acknowledgement of checkpoint 1";
+  ExpectRestoredCounts(*ack, 5);
+}
+
+// A copy still under way when the next snapshot is taken, or when the task
+// ends (WaitForUploads), or when copying in slices is turned off, is
+// finished there: every checkpoint is acknowledged.
+TEST_F(TaskCheckpointsTest, ACopyInSlicesIsFinishedByTheNextSnapshotAndAtTheEnd) {
+  OperatorCounters counters;
+  NullOutput out;
+  const std::string state_dir = root_ + "/state/3-0";
+  std::unique_ptr<AggregateOperator> counting = OpenCount(counters, out, state_dir);
+  ASSERT_NE(counting, nullptr);
+  AggregateOperator& op = *counting;
+
+  FakeResponder responder;
+  Executor uploads("test-uploads");
+  TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads, &uploads);
+  checkpoints.AddOperator(3, &op, state_dir);
+  checkpoints.set_copy_in_slices(true);
+  for (int id = 1; id <= 2; ++id) {
+    Push(op, id * 1000, 1000, 1000);
+    checkpoints.Snapshot(id, 0);
+    EXPECT_TRUE(checkpoints.copy_pending()) << "checkpoint " << id;
+  }
+  EXPECT_TRUE(responder.WaitForAck(1).has_value()) << "checkpoint 2's snapshot did not finish 1's copy";
+  std::atomic<bool> cancelled{false};
+  checkpoints.WaitForUploads(cancelled);
+  EXPECT_FALSE(checkpoints.copy_pending());
+  EXPECT_TRUE(responder.WaitForAck(2).has_value()) << "WaitForUploads did not finish checkpoint 2's copy";
+
+  Push(op, 3000, 1000, 1000);
+  checkpoints.Snapshot(3, 0);
+  EXPECT_TRUE(checkpoints.copy_pending());
+  checkpoints.set_copy_in_slices(false);
+  EXPECT_FALSE(checkpoints.copy_pending());
+  EXPECT_TRUE(responder.WaitForAck(3).has_value());
+  // Off, the copy runs at once (here on the upload thread).
+  Push(op, 4000, 1000, 1000);
+  checkpoints.Snapshot(4, 0);
+  EXPECT_FALSE(checkpoints.copy_pending());
+  EXPECT_TRUE(responder.WaitForAck(4).has_value());
 }
 
 }  // namespace

@@ -380,7 +380,7 @@ TEST(BufferedMapStateTest, AnEntryOlderThanTwoSnapshotsSettlesIntoRocksDb) {
     auto local = TakeLocalSnapshot(*o.backend, id, root.path() + "/local-" + std::to_string(id), kAll);
     EXPECT_TRUE(local.ok()) << local.status();
     // The copies Upload would run, run first to count what they add.
-    for (const auto& fn : local->cache_delta_later) fn(&local->cache_delta);
+    for (auto& fn : local->cache_delta_later) fn(&local->cache_delta);
     local->cache_delta_later.clear();
     const size_t records = local->cache_delta.records();
     auto handle = snap.Upload(*local, "chk-" + std::to_string(id) + "/op-0");

@@ -327,16 +327,23 @@ std::map<std::string, std::string> DeltaEntries(CacheDelta delta) {
 }
 
 // A snapshot whose copy of the cache runs later (on the TaskManager's copy
-// thread) has every entry as it was when the snapshot was taken, whatever
-// the task thread changed meanwhile, and whenever the copy runs: before,
-// during or after the changes, or after the cache is gone.
+// thread, or in steps on the task thread) has every entry as it was when the
+// snapshot was taken, whatever the task thread changed meanwhile, and
+// whenever the copy runs: before, during or after the changes, in steps
+// around them, or after the cache is gone.
 TEST(WriteBackCacheTest, ASnapshotCopiedLaterHasTheEntriesOfItsTime) {
   // kDuringChangesAtLowPriority: the copy runs at nice 19, so that it is
   // often preempted holding an entry the task then waits for (a TaskManager
   // copies at the tasks' priority; this makes the waits common).
-  enum class When { kAfterChanges, kDuringChanges, kDuringChangesAtLowPriority, kAfterTheCacheIsGone };
+  enum class When {
+    kAfterChanges,
+    kDuringChanges,
+    kDuringChangesAtLowPriority,
+    kAfterTheCacheIsGone,
+    kInStepsAroundChanges,
+  };
   for (When when : {When::kAfterChanges, When::kDuringChanges, When::kDuringChangesAtLowPriority,
-                    When::kAfterTheCacheIsGone}) {
+                    When::kAfterTheCacheIsGone, When::kInStepsAroundChanges}) {
     SCOPED_TRACE(static_cast<int>(when));
     TestingStateDir dir("wbc-later");
     auto backend = OpenWithCache(dir.path(), 8 << 20);
@@ -388,6 +395,24 @@ TEST(WriteBackCacheTest, ASnapshotCopiedLaterHasTheEntriesOfItsTime) {
         copy.join();
         break;
       }
+      case When::kInStepsAroundChanges: {
+        // A step before the changes, the rest after, on the same thread
+        // (a task copying between batches of its input).
+        size_t budget = 1000;
+        EXPECT_FALSE(later[0].Copy(&delta, &budget));
+        EXPECT_EQ(budget, 0u) << "a step copies what its budget allows";
+        change();
+        int steps = 1;
+        for (;;) {
+          ++steps;
+          budget = 3000;
+          if (later[0].Copy(&delta, &budget)) break;
+          ASSERT_EQ(budget, 0u);
+        }
+        EXPECT_EQ(steps, 1 + (kKeys - 1000 + 2999) / 3000);
+        EXPECT_TRUE(later[0].done());
+        break;
+      }
       case When::kAfterTheCacheIsGone:
         change();
         backend.reset();
@@ -430,7 +455,7 @@ TEST(WriteBackCacheTest, ASnapshotCopyOvertakenByTheNextAndRunAfterTheCacheIsGon
   EXPECT_EQ(entries.size(), 1000u);
   EXPECT_EQ(entries.at(StateKey(3, "k0")), "first");
   EXPECT_EQ(entries.at(StateKey(3, "k1")), "first");
-  for (const auto& fn : second) fn(&second_delta);
+  for (auto& fn : second) fn(&second_delta);
   const std::map<std::string, std::string> next = DeltaEntries(std::move(second_delta));
   EXPECT_EQ(next.at(StateKey(3, "k0")), "second");
 }
