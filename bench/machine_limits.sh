@@ -7,6 +7,11 @@
 #                        key space, updates/s
 #   memcpy_gib_s         $BIN/memcpy_bench (bench/memcpy_bench.cc): memcpy of
 #                        a 256 MiB buffer, GiB copied/s
+#   wakeup_late_p99_ms, wakeup_late_p999_ms, wakeup_late_max_ms
+#                        $BIN/wakeup_bench (bench/wakeup_bench.cc): how late
+#                        a thread per CPU, sleeping to 1 ms ticks, woke: the
+#                        floor under every latency figure (a virtual
+#                        machine's vCPU pauses show here)
 # Prints one line per limit, `limit NAME VALUE`, or `limit NAME unavailable
 # (WHY)` when a tool is missing or fails; exits 0 either way, so that a
 # harness (bench/run) can print it beside its results.
@@ -88,6 +93,20 @@ memcpy_bandwidth() {
   if [ -n "$gib" ]; then limit $name "$gib"; else limit $name "unavailable (memcpy_bench failed)"; fi
 }
 
+wakeup_lateness() {
+  local names="wakeup_late_p99_ms wakeup_late_p999_ms wakeup_late_max_ms" out n v
+  if [ ! -x "$BIN/wakeup_bench" ]; then
+    for n in $names; do limit "$n" "unavailable (no $BIN/wakeup_bench: build first (./deploy/build.sh))"; done
+    return
+  fi
+  out=$("$BIN/wakeup_bench" "$SECS") || true
+  for n in $names; do
+    v=$(awk -v n="$n" '$1 == n { print $2 }' <<< "$out")
+    if [ -n "$v" ]; then limit "$n" "$v"; else limit "$n" "unavailable (wakeup_bench failed)"; fi
+  done
+}
+
 loopback_tcp
 rocksdb_updates
 memcpy_bandwidth
+wakeup_lateness
