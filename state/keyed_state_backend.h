@@ -237,11 +237,6 @@ class KeyedStateBackend {
   //     column families in the background (the segments then go once it is
   //     done).
   const std::vector<StateLog::Segment>& SealStateLog();
-  // The RocksDB files other than SSTs (MANIFEST, OPTIONS) the last
-  // snapshot read, by name, as it read them: the next one reads only what
-  // a MANIFEST grew by since (TakeLocalSnapshot).
-  using FileBytes = std::vector<std::pair<std::string, std::string>>;
-  FileBytes& snapshot_files_read() { return snapshot_files_read_; }
   absl::Status FlushUnloggedStates();
   absl::Status MaintainStateLog();
   size_t state_log_bytes() const { return state_log_.bytes(); }
@@ -312,7 +307,6 @@ class KeyedStateBackend {
   StateContext ctx_;
   std::string legacy_key_;  // reused by Get/Put/Delete by StateId
   StateLog state_log_;
-  FileBytes snapshot_files_read_;
   std::vector<rocksdb::ColumnFamilyHandle*> logged_cfs_;
   // The first this many segments are in SST files once the flush
   // MaintainStateLog started is done (0: none started).

@@ -59,15 +59,9 @@ absl::Status WriteWholeFile(const std::string& path, std::string_view bytes) {
 // upload has copied it to checkpoint storage, and a restore never reads it.
 // (rocksdb::Checkpoint syncs every copied file and the directory; on a disk
 // busy with other tasks' uploads those syncs held the task thread for
-// 0.2-0.6 s.) `read_before`: the other files as the last checkpoint read
-// them (KeyedStateBackend::snapshot_files_read), replaced by this one's: a
-// MANIFEST only grows and OPTIONS never changes, so only the bytes past
-// what it held are read (the nine operators of the clinical job spent
-// 20-150 us each opening and reading their two files, docs/benchmarks.md).
+// 0.2-0.6 s.)
 absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir, bool* made_dir,
-                                   std::vector<std::pair<std::string, std::string>>* in_memory,
-                                   KeyedStateBackend::FileBytes* read_before) {
-  KeyedStateBackend::FileBytes read_now;
+                                   std::vector<std::pair<std::string, std::string>>* in_memory) {
   std::error_code ec;
   // Files RocksDB would delete meanwhile (after a compaction) stay until the
   // links and copies are made.
@@ -99,29 +93,19 @@ absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir, bool
       }
       // Only the first `size` bytes belong to this checkpoint (a MANIFEST
       // grows while the database runs).
-      std::string bytes;
-      auto before = std::find_if(read_before->begin(), read_before->end(),
-                                 [&](const auto& file) { return file.first == f.relative_filename; });
-      if (before != read_before->end() && before->second.size() <= f.size) bytes = std::move(before->second);
-      if (const size_t have = bytes.size(); have < f.size) {
-        bytes.resize(f.size);
-        std::ifstream in(from, std::ios::binary);
-        in.seekg(static_cast<std::streamoff>(have));
-        in.read(bytes.data() + have, static_cast<std::streamsize>(f.size - have));
-        if (static_cast<uint64_t>(in.gcount()) != f.size - have) {
-          return absl::InternalError(
-              absl::StrCat("state snapshot: cannot read ", from.string(), " (", f.size, " bytes)"));
-        }
+      std::ifstream in(from, std::ios::binary);
+      std::string bytes(f.size, '\0');
+      in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      if (static_cast<uint64_t>(in.gcount()) != f.size) {
+        return absl::InternalError(
+            absl::StrCat("state snapshot: cannot read ", from.string(), " (", f.size, " bytes)"));
       }
-      read_now.emplace_back(f.relative_filename, bytes);
       in_memory->emplace_back(f.relative_filename, std::move(bytes));
     }
     return absl::OkStatus();
   }();
   rocksdb::Status enabled = db.EnableFileDeletions(/*force=*/false);
   if (status.ok()) status = FromRocksStatus(enabled, "state snapshot: enable file deletions");
-  // After a failure the next snapshot reads every file whole.
-  *read_before = status.ok() ? std::move(read_now) : KeyedStateBackend::FileBytes();
   return status;
 }
 
@@ -140,8 +124,7 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
   // With the WAL off, a flush is what persists a memtable. (The task thread
   // is the only writer: nothing lands between the flush and the listing.)
   RETURN_IF_ERROR(backend.FlushUnloggedStates());
-  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir, &local.made_dir, &local.files_in_memory,
-                                        &backend.snapshot_files_read()));
+  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir, &local.made_dir, &local.files_in_memory));
   // After the listing: the snapshot does not wait for the log's flush. A
   // flush refused keeps the log whole (the next tick tries again), and this
   // snapshot is complete either way.

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -121,46 +120,6 @@ TEST_F(StateSnapshotTest, RestoreSeesExactlyTheStateAtTheSnapshot) {
   }
   EXPECT_FALSE(fs::exists(root_ + "/restored/" + CacheDelta::kFileName)) << "applied on open, then removed";
   EXPECT_TRUE(absl::IsNotFound(restored->Get(restored_state, KeyGroup(5000), Key(5000), &v)));
-}
-
-// A snapshot reads of MANIFEST only what it grew by since the last one
-// (and OPTIONS not again): the bytes it holds are still the file's first
-// `size` bytes, after flushes that grew it, and a restore from the last of
-// several sees its state.
-TEST_F(StateSnapshotTest, ALaterSnapshotReadsOnlyWhatTheManifestGrewBy) {
-  StateId state;
-  auto backend = OpenBackend("db", true, &state);
-  IncrementalSnapshotter snap(storage_, "job-op-0-a");
-  for (int id = 1; id <= 4; ++id) {
-    WriteKeys(*backend, state, 0, 1000 * id, "v" + std::to_string(id));
-    ASSERT_TRUE(backend->Flush().ok());  // a new SST: the MANIFEST grows
-    const std::string dir = root_ + "/local-" + std::to_string(id);
-    auto local = TakeLocalSnapshot(*backend, id, dir, kAll);
-    ASSERT_TRUE(local.ok()) << local.status();
-    int manifests = 0;
-    for (const auto& [name, bytes] : local->files_in_memory) {
-      if (name == "CURRENT") continue;
-      std::ifstream in(root_ + "/db/" + name, std::ios::binary);
-      std::string now((std::istreambuf_iterator<char>(in)), {});
-      ASSERT_GE(now.size(), bytes.size()) << name;
-      EXPECT_EQ(now.substr(0, bytes.size()), bytes) << name << " in snapshot " << id;
-      manifests += name.rfind("MANIFEST-", 0) == 0;
-    }
-    EXPECT_EQ(manifests, 1);
-    EXPECT_EQ(backend->snapshot_files_read().size(), local->files_in_memory.size() - 1) << "all but CURRENT kept";
-    auto handle = snap.Upload(*local, "chk-" + std::to_string(id) + "/op-0");
-    ASSERT_TRUE(handle.ok()) << handle.status();
-    snap.OnCheckpointComplete(id);
-    if (id < 4) continue;
-    ASSERT_TRUE(RestoreKeyedState(*storage_, *handle, kAll, root_ + "/restored").ok());
-    StateId restored_state;
-    auto restored = OpenBackend("restored", false, &restored_state);
-    std::string v;
-    for (int i = 0; i < 4000; i += 97) {
-      ASSERT_TRUE(restored->Get(restored_state, KeyGroup(i), Key(i), &v).ok()) << i;
-      EXPECT_EQ(v, "v4-" + std::to_string(i));
-    }
-  }
 }
 
 // Small private files (MANIFEST, CURRENT, OPTIONS, a small CACHE-DELTA)
