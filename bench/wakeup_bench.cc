@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -30,7 +31,8 @@ using Clock = std::chrono::steady_clock;
 // Sleeps to each 1 ms tick until `end`; each wakeup's lateness in µs.
 std::vector<double> Wakeups(Clock::time_point end) {
   std::vector<double> late;
-  late.reserve(static_cast<size_t>(std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now()).count()) + 1);
+  const auto ticks = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now()).count();
+  late.reserve(static_cast<size_t>(std::max<int64_t>(ticks, 0)) + 1);
   for (Clock::time_point tick = Clock::now() + std::chrono::milliseconds(1); tick < end;
        tick += std::chrono::milliseconds(1)) {
     std::this_thread::sleep_until(tick);
