@@ -330,11 +330,11 @@ void WriteBackCache::AppendDirty(CacheDelta* delta, std::vector<LaterDelta>* lat
   std::shared_ptr<void> done(nullptr, [capture](void*) { capture->done.store(true, std::memory_order_release); });
   later->emplace_back([capture, done = std::move(done)](CacheDelta* d, size_t* budget) {
     std::lock_guard<std::mutex> lock(capture->mu);
-    const std::vector<Entry*>& entries = capture->entries;
     if (!capture->detached) {
       // Entries are scattered over the pool: each is fetched a few ahead,
       // so that the misses overlap.
       constexpr size_t kPrefetchAhead = 8;
+      const std::vector<Entry*>& entries = capture->entries;
       const size_t begin = capture->next;
       const size_t end = begin + std::min(std::max<size_t>(*budget, 1), entries.size() - begin);
       for (size_t k = begin; k < end; ++k) {

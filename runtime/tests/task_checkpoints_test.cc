@@ -51,6 +51,24 @@ class FakeResponder : public CheckpointResponder {
   std::vector<proto::DeclineCheckpointRequest> declines_;
 };
 
+class NullOutput : public Output {
+ public:
+  void Push(RowBatch&) override {}
+  void Finish() override {}
+  void PushWatermark(int64_t) override {}
+};
+
+// Keeps the count field of the last row pushed.
+class LastRow : public Output {
+ public:
+  void Push(RowBatch& batch) override {
+    if (!batch.empty()) count = batch[batch.size() - 1][1].i;
+  }
+  void Finish() override {}
+  void PushWatermark(int64_t) override {}
+  int64_t count = -1;
+};
+
 class TaskCheckpointsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -61,7 +79,10 @@ class TaskCheckpointsTest : public ::testing::Test {
     ASSERT_TRUE(storage.ok());
     storage_ = std::move(*storage);
   }
-  void TearDown() override { fs::remove_all(root_); }
+  void TearDown() override {
+    counting_.reset();  // closes its RocksDB before the directory goes
+    fs::remove_all(root_);
+  }
 
   // Pushes `n` rows over `keys` keys into the running count.
   void Push(AggregateOperator& op, int first, int n, int keys) {
@@ -97,27 +118,20 @@ class TaskCheckpointsTest : public ::testing::Test {
   // 1000 keys it tries to count `count` + 1 with one more row.
   void ExpectRestoredCounts(const proto::AcknowledgeCheckpointRequest& ack, int64_t count);
 
+  // The running count a test checkpoints, on StateDir(), its rows dropped:
+  // *counting_ once this returned true.
+  bool OpenCounting() {
+    counting_ = OpenCount(counting_counters_, dropped_, StateDir());
+    return counting_ != nullptr;
+  }
+  std::string StateDir() const { return root_ + "/state/3-0"; }
+
   const Schema in_{{{"k", FieldType::kString}}};
   std::string root_;
   std::shared_ptr<CheckpointStorage> storage_;
-};
-
-class NullOutput : public Output {
- public:
-  void Push(RowBatch&) override {}
-  void Finish() override {}
-  void PushWatermark(int64_t) override {}
-};
-
-// Keeps the count field of the last row pushed.
-class LastRow : public Output {
- public:
-  void Push(RowBatch& batch) override {
-    if (!batch.empty()) count = batch[batch.size() - 1][1].i;
-  }
-  void Finish() override {}
-  void PushWatermark(int64_t) override {}
-  int64_t count = -1;
+  OperatorCounters counting_counters_;
+  NullOutput dropped_;
+  std::unique_ptr<AggregateOperator> counting_;
 };
 
 void TaskCheckpointsTest::ExpectRestoredCounts(const proto::AcknowledgeCheckpointRequest& ack, int64_t count) {
@@ -136,17 +150,13 @@ void TaskCheckpointsTest::ExpectRestoredCounts(const proto::AcknowledgeCheckpoin
 }
 
 TEST_F(TaskCheckpointsTest, SnapshotsKeyedStateUploadsItAndAcknowledges) {
-  OperatorCounters counters;
-  NullOutput out;
-  const std::string state_dir = root_ + "/state/3-0";
-  std::unique_ptr<AggregateOperator> counting = OpenCount(counters, out, state_dir);
-  ASSERT_NE(counting, nullptr);
-  AggregateOperator& op = *counting;
+  ASSERT_TRUE(OpenCounting());
+  AggregateOperator& op = *counting_;
 
   FakeResponder responder;
   Executor uploads("test-uploads");
   TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads);
-  checkpoints.AddOperator(3, &op, state_dir);
+  checkpoints.AddOperator(3, &op, StateDir());
 
   Push(op, 0, 5000, 1000);
   checkpoints.Snapshot(1, 7);
@@ -208,18 +218,14 @@ TEST_F(TaskCheckpointsTest, SnapshotsKeyedStateUploadsItAndAcknowledges) {
 // checkpoint holds the state of its barrier, not the changes made while
 // its upload waited.
 TEST_F(TaskCheckpointsTest, CopiesOnTheCopyThreadWhileTheUploadWaits) {
-  OperatorCounters counters;
-  NullOutput out;
-  const std::string state_dir = root_ + "/state/3-0";
-  std::unique_ptr<AggregateOperator> counting = OpenCount(counters, out, state_dir);
-  ASSERT_NE(counting, nullptr);
-  AggregateOperator& op = *counting;
+  ASSERT_TRUE(OpenCounting());
+  AggregateOperator& op = *counting_;
 
   FakeResponder responder;
   Executor uploads("test-uploads");
   Executor copies("test-copies");
   TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads, &copies);
-  checkpoints.AddOperator(3, &op, state_dir);
+  checkpoints.AddOperator(3, &op, StateDir());
 
   std::mutex mu;
   std::condition_variable cv;
@@ -253,18 +259,14 @@ TEST_F(TaskCheckpointsTest, CopiesOnTheCopyThreadWhileTheUploadWaits) {
 // barrier though the task changed every key between the slices. The copy
 // thread copies nothing.
 TEST_F(TaskCheckpointsTest, CopiesInSlicesOnTheTaskThread) {
-  OperatorCounters counters;
-  NullOutput out;
-  const std::string state_dir = root_ + "/state/3-0";
-  std::unique_ptr<AggregateOperator> counting = OpenCount(counters, out, state_dir);
-  ASSERT_NE(counting, nullptr);
-  AggregateOperator& op = *counting;
+  ASSERT_TRUE(OpenCounting());
+  AggregateOperator& op = *counting_;
 
   FakeResponder responder;
   Executor uploads("test-uploads");
   Executor copies("test-copies");
   TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads, &copies);
-  checkpoints.AddOperator(3, &op, state_dir);
+  checkpoints.AddOperator(3, &op, StateDir());
   checkpoints.set_copy_in_slices(true);
 
   // Checkpoint 1 holds 5 of each of the 1000 keys (1000 cache entries).
@@ -294,17 +296,13 @@ TEST_F(TaskCheckpointsTest, CopiesInSlicesOnTheTaskThread) {
 // ends (WaitForUploads), or when copying in slices is turned off, is
 // finished there: every checkpoint is acknowledged.
 TEST_F(TaskCheckpointsTest, ACopyInSlicesIsFinishedByTheNextSnapshotAndAtTheEnd) {
-  OperatorCounters counters;
-  NullOutput out;
-  const std::string state_dir = root_ + "/state/3-0";
-  std::unique_ptr<AggregateOperator> counting = OpenCount(counters, out, state_dir);
-  ASSERT_NE(counting, nullptr);
-  AggregateOperator& op = *counting;
+  ASSERT_TRUE(OpenCounting());
+  AggregateOperator& op = *counting_;
 
   FakeResponder responder;
   Executor uploads("test-uploads");
   TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads, &uploads);
-  checkpoints.AddOperator(3, &op, state_dir);
+  checkpoints.AddOperator(3, &op, StateDir());
   checkpoints.set_copy_in_slices(true);
   for (int id = 1; id <= 2; ++id) {
     Push(op, id * 1000, 1000, 1000);
