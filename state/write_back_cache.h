@@ -68,6 +68,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/inline_bytes.h"
+#include "common/process_memory.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "state/cache_delta.h"
@@ -232,7 +233,12 @@ class WriteBackCache {
   // dirty. A snapshot copies these, not the whole pool (with settling, most
   // of a large cache is clean).
   std::vector<uint32_t> dirty_;
-  absl::flat_hash_map<std::string_view, uint32_t, KeyHash> map_;  // views of Entry::key()
+  // Views of Entry::key(). Sized for a full cache when the cache is made
+  // (it never rehashes), and faulted in then: its first keys land all over
+  // it, and each touched a page for the first time (a page fault each).
+  absl::flat_hash_map<std::string_view, uint32_t, KeyHash, std::equal_to<std::string_view>,
+                      PrefaultingAllocator<std::pair<const std::string_view, uint32_t>>>
+      map_;
   size_t hand_ = 0;  // the CLOCK hand: the pool index eviction looks at next
   size_t bytes_ = 0;
 

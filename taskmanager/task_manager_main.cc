@@ -23,14 +23,14 @@ int TaskManagerMain(int argc, char** argv) {
   const std::string self = "vstream-taskmanager";
   auto flags = ParseFlags(argc, argv, 1,
                           {"jobmanager", "rpc-port", "slots", "data-dir", "config", "host", "log-level",
-                           "state-memory-mb", "memory-mb", "cpuset", "background-priority"},
+                           "state-memory-mb", "memory-mb", "cpuset", "background-priority", "huge-pages"},
                           {"help"});
   if (!flags.ok()) return ExitWithError(self, flags.status(), 2);
   if (flags->Has("help")) {
     std::printf(
         "usage: vstream-taskmanager --jobmanager HOST:PORT --data-dir DIR [--rpc-port PORT] [--slots N]\n"
         "                           [--host ADDRESS] [--memory-mb MB] [--state-memory-mb MB]\n"
-        "                           [--cpuset CPUS] [--background-priority low|normal]\n"
+        "                           [--cpuset CPUS] [--background-priority low|normal] [--huge-pages on|off]\n"
         "                           [--config FILE] [--log-level LEVEL]\n"
         "  --memory-mb        the whole process's memory (default 640)\n"
         "  --state-memory-mb  of it, keyed state: RocksDB caches and write buffers\n"
@@ -38,11 +38,22 @@ int TaskManagerMain(int argc, char** argv) {
         "  --cpuset           run every thread on these CPUs only, e.g. 0 or 2-3 or 0,2\n"
         "                     (default: all the process may use)\n"
         "  --background-priority  low: checkpoint uploads and RocksDB compactions at nice 19,\n"
-        "                     on the CPU the tasks leave (default); normal: as the tasks\n");
+        "                     on the CPU the tasks leave (default); normal: as the tasks\n"
+        "  --huge-pages       on: the heap on transparent huge pages, where the machine has\n"
+        "                     them (default; the TaskManager re-executes itself with\n"
+        "                     GLIBC_TUNABLES set); off: on the kernel's 4 KiB pages\n");
     return 0;
   }
   auto config = LoadProcessConfig(*flags, "taskmanager");
   if (!config.ok()) return ExitWithError(self, config.status(), 2);
+  const std::string huge_pages = config->Has("huge-pages") ? config->Get("huge-pages") : "on";
+  if (huge_pages != "on" && huge_pages != "off") {
+    return ExitWithError(
+        self, absl::InvalidArgumentError(absl::StrCat("--huge-pages: expected on or off, got '", huge_pages, "'")), 2);
+  }
+  // Before any thread starts: it may replace this process.
+  const std::string heap_pages =
+      huge_pages == "on" ? PutHeapOnHugePages(argv) : "heap on 4 KiB pages (--huge-pages off)";
   // Before any thread starts, so that every one inherits it.
   std::vector<int> cpus;
   if (config->Has("cpuset")) {  // an empty value is an error, not "all CPUs"
@@ -53,6 +64,7 @@ int TaskManagerMain(int argc, char** argv) {
   }
   InitLogging("taskmanager", config->Get("log-level"));
   if (!cpus.empty()) spdlog::info("confined to CPUs {} (cpuset)", FormatCpuSet(cpus));
+  spdlog::info("{}", heap_pages);
   TaskManagerOptions options;
   options.jobmanager_address = config->Get("jobmanager");
   options.data_dir = config->Get("data-dir");

@@ -270,6 +270,49 @@ TEST(ClusterTest, ATaskManagerUploadsSnapshotsAtLowPriorityUnlessToldNot) {
   }
 }
 
+// By default a TaskManager puts its heap on transparent huge pages where the
+// kernel has them: it re-executes itself (the same process) with glibc's
+// tunables set, and says so. `--huge-pages off` keeps 4 KiB pages; anything
+// else is refused.
+TEST(ClusterTest, ATaskManagerPutsItsHeapOnHugePagesUnlessToldNot) {
+  if (const char* t = std::getenv("GLIBC_TUNABLES"); t != nullptr && std::string(t).find("hugetlb") != std::string::npos) {
+    GTEST_SKIP() << "GLIBC_TUNABLES chooses the heap's pages for every process here: " << t;
+  }
+  const std::string thp = ReadFile("/sys/kernel/mm/transparent_hugepage/enabled");
+  const bool machine_has_them = thp.find("[always]") != std::string::npos || thp.find("[madvise]") != std::string::npos;
+  TestCluster cluster(0, 1);
+  Subprocess on({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(), "--rpc-port", "0",
+                 "--data-dir", cluster.dir() + "/on"},
+                cluster.dir(), "on");
+  Subprocess off({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(), "--rpc-port", "0",
+                  "--data-dir", cluster.dir() + "/off", "--huge-pages", "off"},
+                 cluster.dir(), "off");
+  for (Subprocess* tm : {&on, &off}) {
+    ASSERT_TRUE(WaitFor([&] { return tm->Stderr().find("registered with JobManager") != std::string::npos; },
+                        std::chrono::seconds(30)))
+        << tm->Stderr();
+  }
+  // The environment the process image was started with, NUL-separated.
+  auto environment = [](const Subprocess& tm) { return ReadFile("/proc/" + std::to_string(tm.pid()) + "/environ"); };
+  if (machine_has_them) {
+    EXPECT_NE(on.Stderr().find("heap on transparent huge pages (GLIBC_TUNABLES glibc.malloc.hugetlb=1:"
+                               "glibc.malloc.top_pad=67108864)"),
+              std::string::npos)
+        << on.Stderr();
+    EXPECT_NE(environment(on).find("GLIBC_TUNABLES=glibc.malloc.hugetlb=1"), std::string::npos);
+  } else {
+    EXPECT_NE(on.Stderr().find("heap on 4 KiB pages: "), std::string::npos) << thp << on.Stderr();
+  }
+  EXPECT_NE(off.Stderr().find("heap on 4 KiB pages (--huge-pages off)"), std::string::npos) << off.Stderr();
+  EXPECT_EQ(environment(off).find("glibc.malloc.hugetlb"), std::string::npos);
+
+  CommandResult bad = RunCommand({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(),
+                                  "--data-dir", cluster.dir() + "/refused", "--huge-pages", "yes"},
+                                 cluster.dir(), std::chrono::seconds(30));
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("--huge-pages: expected on or off, got 'yes'"), std::string::npos) << bad.err;
+}
+
 // Latency markers cross the network (a key_by edge between the TaskManagers)
 // with the records, and the sink's status reports how many arrived and their
 // age. No speed is asserted: that is bench/run's business.

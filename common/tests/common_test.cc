@@ -1,3 +1,6 @@
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <limits>
@@ -13,8 +16,10 @@
 #include "common/inline_bytes.h"
 #include "common/latency_histogram.h"
 #include "common/process_main.h"
+#include "common/process_memory.h"
 #include "common/time_util.h"
 #include "common/wait_for.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 
@@ -263,6 +268,66 @@ TEST(CpuSetTest, ConfinesTheThreadAndTheThreadsItStartsToAllowedCpusOnly) {
             std::string::npos)
       << refused;
   EXPECT_EQ(AllowedCpus(), allowed);
+}
+
+// Pages of `p` resident now, by mincore.
+size_t ResidentPages(void* p, size_t pages) {
+  std::vector<unsigned char> in(pages);
+  EXPECT_EQ(::mincore(p, pages * ::sysconf(_SC_PAGESIZE), in.data()), 0);
+  size_t n = 0;
+  for (unsigned char c : in) n += c & 1;
+  return n;
+}
+
+TEST(ProcessMemoryTest, PrefaultPagesFaultsInTheWholePagesOfARangeAndKeepsItsBytes) {
+  const size_t page = ::sysconf(_SC_PAGESIZE);
+  constexpr size_t kPages = 64;
+  char* p = static_cast<char*>(::mmap(nullptr, kPages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(p, MAP_FAILED);
+  EXPECT_EQ(ResidentPages(p, kPages), 0u);
+  p[page] = 'x';  // page 1 was written already
+  // From the middle of page 0 to the middle of the last page: only the
+  // whole pages between, 1 to kPages - 2.
+  ASSERT_TRUE(PrefaultPages(p + page / 2, (kPages - 1) * page));
+  std::vector<unsigned char> in(kPages);
+  ASSERT_EQ(::mincore(p, kPages * page, in.data()), 0);
+  EXPECT_EQ(in[0] & 1, 0);
+  EXPECT_EQ(in[kPages - 1] & 1, 0);
+  EXPECT_EQ(ResidentPages(p + page, kPages - 2), kPages - 2);
+  EXPECT_EQ(p[page], 'x');
+  EXPECT_EQ(p[2 * page], 0);
+  EXPECT_TRUE(PrefaultPages(p, page / 2));  // no whole page: nothing to do
+  ::munmap(p, kPages * page);
+}
+
+// A hash table on the allocator is resident once reserved: its first
+// inserts fault no page in.
+TEST(ProcessMemoryTest, APrefaultingAllocatorsLargeAllocationsAreResidentWhenMade) {
+  using Map = absl::flat_hash_map<uint64_t, uint64_t, absl::Hash<uint64_t>, std::equal_to<uint64_t>,
+                                  PrefaultingAllocator<std::pair<const uint64_t, uint64_t>>>;
+  const int64_t before = ResidentBytes();
+  ASSERT_GT(before, 0);
+  Map map;
+  map.reserve(1 << 20);  // 16 bytes a slot: some 32 MiB
+  const int64_t grown = ResidentBytes() - before;
+  EXPECT_GT(grown, int64_t{16} << 20) << "the table's pages were not faulted in";
+  map[1] = 2;
+  EXPECT_EQ(map.at(1), 2u);
+}
+
+TEST(ProcessMemoryTest, HugePageTunablesAreAddedOnceAndOnlyWhereTheKernelHasThem) {
+  const std::string ours(kHugePageTunables);
+  EXPECT_EQ(HugePageTunables(nullptr, "always [madvise] never\n"), ours);
+  EXPECT_EQ(HugePageTunables(nullptr, "[always] madvise never\n"), ours);
+  EXPECT_EQ(HugePageTunables("glibc.malloc.arena_max=2", "always [madvise] never\n"),
+            "glibc.malloc.arena_max=2:" + ours);
+  // Already there: this process re-executed with them, or its user set
+  // glibc's choice of pages.
+  EXPECT_EQ(HugePageTunables(ours.c_str(), "always [madvise] never\n"), std::nullopt);
+  EXPECT_EQ(HugePageTunables("glibc.malloc.hugetlb=0", "always [madvise] never\n"), std::nullopt);
+  // No THP here.
+  EXPECT_EQ(HugePageTunables(nullptr, "always madvise [never]\n"), std::nullopt);
+  EXPECT_EQ(HugePageTunables(nullptr, ""), std::nullopt);
 }
 
 }  // namespace
