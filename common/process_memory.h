@@ -57,7 +57,8 @@ struct PrefaultingAllocator {
 
 // The heap on transparent huge pages (THP). The first touch of every page is
 // a page fault: on the benchmark VM about 10 us per 4 KiB page, against
-// 0.2 us per 4 KiB inside a 2 MiB huge page (docs/benchmarks.md). A
+// 2-5 us per 4 KiB inside a 2 MiB huge page, one fault for all of it
+// (docs/benchmarks.md). A
 // TaskManager touches new memory all the time: its write-back caches' hash
 // tables and entries as keys come (a clinical TaskManager faulted 20,000
 // pages in its first second), the snapshot copies' and state logs' deltas
