@@ -155,12 +155,16 @@ make_spec() {
 }
 
 # p50 / p99 / p99.9 of the latency markers in `vstream status` output $1:
-# for each quantile the largest over the job's sinks.
+# for each quantile the largest over the job's sinks, then the bucket the
+# largest p99 lies in ("p99 within LOW-HIGH" ms: each quantile is its
+# histogram bucket's midpoint, and the bucket says which side of a target
+# the true p99 may be).
 worst_latency() {
-  awk '/^LATENCY/ { on = 1; getline; next } on && NF == 6 {
-      for (i = 3; i <= 5; i++) if ($i + 0 > worst[i]) worst[i] = $i + 0; n += 1
+  awk '/^LATENCY/ { on = 1; getline; next } on && NF == 7 {
+      for (i = 3; i <= 5; i++) if ($i + 0 > worst[i]) { worst[i] = $i + 0; if (i == 4) within = $7 }
+      n += 1
     } on && NF == 0 { on = 0 }
-    END { if (n) printf "%.2f / %.2f / %.2f", worst[3], worst[4], worst[5]; else printf "no markers" }' "$1"
+    END { if (n) printf "%.2f / %.2f / %.2f (p99 within %s)", worst[3], worst[4], worst[5], within; else printf "no markers" }' "$1"
 }
 
 # "N (MEDIAN ms, MEDIAN MiB)" of the completed checkpoints in checkpoint_log

@@ -17,6 +17,8 @@
 #include <atomic>
 #include <bit>
 #include <cstdint>
+#include <limits>
+#include <utility>
 #include <vector>
 
 namespace vstream {
@@ -42,6 +44,14 @@ inline int64_t LowerBound(int index) {
   const int e = (index - kSub) / kSub + kSubBits;
   const int sub = (index - kSub) % kSub;
   return (int64_t{1} << e) + (static_cast<int64_t>(sub) << (e - kSubBits));
+}
+
+// The smallest and the largest value of the bucket that holds `us`: what a
+// quantile reported as that bucket's representative may really be.
+inline std::pair<int64_t, int64_t> BucketBounds(int64_t us) {
+  const int index = IndexOf(us);
+  if (index == kCount - 1) return {LowerBound(index), std::numeric_limits<int64_t>::max()};
+  return {LowerBound(index), LowerBound(index + 1) - 1};
 }
 
 // A value that stands for bucket `index`: its midpoint.

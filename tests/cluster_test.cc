@@ -348,12 +348,13 @@ sinks:
   ASSERT_EQ(st.exit_code, 0) << st.err;
   const size_t header = st.out.find("LATENCY (source to sink, latency markers)");
   ASSERT_NE(header, std::string::npos) << st.out;
-  // The sink's row: name, markers, p50, p99, p99.9, max (ms).
+  // The sink's row: name, markers, p50, p99, p99.9, max (ms), and the bucket
+  // the p99 lies in ("LOW-HIGH" ms).
   const size_t row = st.out.find("\ndrop ", header);
   ASSERT_NE(row, std::string::npos) << st.out;
   std::vector<std::string> cols = absl::StrSplit(st.out.substr(row + 1, st.out.find('\n', row + 1) - row - 1), ' ',
                                                  absl::SkipEmpty());
-  ASSERT_EQ(cols.size(), 6u) << st.out;
+  ASSERT_EQ(cols.size(), 7u) << st.out;
   // About 2 s of producing at one marker per 10 ms per source subtask.
   EXPECT_GE(std::stoll(absl::StrReplaceAll(cols[1], {{",", ""}})), 50) << st.out;
   const double p50 = std::stod(cols[2]), p99 = std::stod(cols[3]), p999 = std::stod(cols[4]), max = std::stod(cols[5]);
@@ -361,6 +362,12 @@ sinks:
   EXPECT_LE(p50, p99);
   EXPECT_LE(p99, p999);
   EXPECT_LE(p999, max);
+  const std::vector<std::string> within = absl::StrSplit(cols[6], '-');
+  ASSERT_EQ(within.size(), 2u) << st.out;
+  const double low = std::stod(within[0]), high = std::stod(within[1]);
+  EXPECT_LE(low, p99) << st.out;
+  EXPECT_GE(high, p99) << st.out;
+  EXPECT_LE(high - low, p99 / 16 + 0.001) << st.out;  // 16 buckets per power of two
   // Sources and the window are not sinks: no latency rows for them.
   EXPECT_EQ(st.out.find("\ncounts ", header), std::string::npos) << st.out;
 }

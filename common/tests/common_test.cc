@@ -211,6 +211,23 @@ TEST(LatencyHistogramTest, QuantilesOfMergedCountsAreWithinABucket) {
   EXPECT_TRUE(LatencyHistogram().empty());
 }
 
+// A quantile is shown as its bucket's midpoint; the bucket's bounds say how
+// far the true value may be from it: a p99 shown as 9.984 ms may be over 10.
+TEST(LatencyHistogramTest, BucketBoundsHoldTheRepresentativeOfEveryBucket) {
+  namespace lb = latency_buckets;
+  for (int i = 0; i + 1 < lb::kCount; i += 7) {
+    const int64_t rep = lb::Representative(i);
+    const auto [low, high] = lb::BucketBounds(rep);
+    EXPECT_EQ(low, lb::LowerBound(i)) << i;
+    EXPECT_EQ(high, lb::LowerBound(i + 1) - 1) << i;
+    EXPECT_LE(low, rep);
+    EXPECT_LE(rep, high);
+  }
+  EXPECT_EQ(lb::BucketBounds(7), std::make_pair(int64_t{7}, int64_t{7}));  // exact below 16 us
+  EXPECT_EQ(lb::BucketBounds(9984), std::make_pair(int64_t{9728}, int64_t{10239}));
+  EXPECT_EQ(lb::Representative(lb::IndexOf(9984)), 9983);
+}
+
 TEST(Crc32cTest, MatchesTheStandardCheckValues) {
   // RFC 3720 B.4 and the usual "123456789" check value.
   EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
