@@ -185,13 +185,9 @@ TEST(ClusterTest, ATaskManagerWithACpusetRunsEveryThreadThereAndRefusesABadOne) 
   ASSERT_FALSE(allowed.empty());
   const std::string cpu = std::to_string(allowed.back());
   TestCluster cluster(0, 1);
-  Subprocess tm({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(), "--rpc-port", "0",
-                 "--slots", "4", "--data-dir", cluster.dir() + "/pinned", "--cpuset", cpu},
-                cluster.dir(), "pinned");
-  ASSERT_TRUE(WaitFor([&] { return tm.Stderr().find("registered with JobManager") != std::string::npos; },
-                      std::chrono::seconds(30)))
-      << tm.Stderr();
-  EXPECT_NE(tm.Stderr().find("confined to CPUs " + cpu + " (cpuset)"), std::string::npos) << tm.Stderr();
+  std::unique_ptr<Subprocess> tm = cluster.StartTaskManagerWith("pinned", {"--slots", "4", "--cpuset", cpu});
+  ASSERT_TRUE(Registered(*tm)) << tm->Stderr();
+  EXPECT_NE(tm->Stderr().find("confined to CPUs " + cpu + " (cpuset)"), std::string::npos) << tm->Stderr();
 
   TempDir data("data");
   const Input in = WriteVitals(data.File("vitals.csv"), 50'000, 100);
@@ -203,7 +199,7 @@ TEST(ClusterTest, ATaskManagerWithACpusetRunsEveryThreadThereAndRefusesABadOne) 
   // Threads of the finished job may be exiting meanwhile: one gone (its
   // status unreadable) is skipped.
   int threads = 0;
-  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(tm.pid()) + "/task")) {
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(tm->pid()) + "/task")) {
     const std::string status = ReadFile(task.path().string() + "/status");
     if (status.empty()) continue;
     const auto at = status.find("Cpus_allowed_list:");
@@ -235,29 +231,21 @@ TEST(ClusterTest, ATaskManagerWithACpusetRunsEveryThreadThereAndRefusesABadOne) 
 TEST(ClusterTest, ATaskManagerUploadsSnapshotsAtLowPriorityUnlessToldNot) {
   const int base = getpriority(PRIO_PROCESS, 0);  // the test may run under `nice`
   TestCluster cluster(0, 1);
-  Subprocess low({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(), "--rpc-port", "0",
-                  "--data-dir", cluster.dir() + "/low"},
-                 cluster.dir(), "low");
-  Subprocess normal({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(), "--rpc-port", "0",
-                     "--data-dir", cluster.dir() + "/normal", "--background-priority", "normal"},
-                    cluster.dir(), "normal");
-  for (Subprocess* tm : {&low, &normal}) {
-    ASSERT_TRUE(WaitFor([&] { return tm->Stderr().find("registered with JobManager") != std::string::npos; },
-                        std::chrono::seconds(30)))
-        << tm->Stderr();
-  }
-  EXPECT_TRUE(WaitFor([&] { return NiceOfThreads(low.pid(), "snapshot-uploa") == std::vector<int>{19}; },
+  std::unique_ptr<Subprocess> low = cluster.StartTaskManagerWith("low", {});
+  std::unique_ptr<Subprocess> normal = cluster.StartTaskManagerWith("normal", {"--background-priority", "normal"});
+  for (Subprocess* tm : {low.get(), normal.get()}) ASSERT_TRUE(Registered(*tm)) << tm->Stderr();
+  EXPECT_TRUE(WaitFor([&] { return NiceOfThreads(low->pid(), "snapshot-uploa") == std::vector<int>{19}; },
                       std::chrono::seconds(10)))
       << "the upload thread of the default TaskManager is not at nice 19";
   // Each thread names itself when it starts.
-  EXPECT_TRUE(WaitFor([&] { return NiceOfThreads(low.pid(), "snapshot-copie") == std::vector<int>{base}; },
+  EXPECT_TRUE(WaitFor([&] { return NiceOfThreads(low->pid(), "snapshot-copie") == std::vector<int>{base}; },
                       std::chrono::seconds(10)));
-  EXPECT_NE(low.Stderr().find("checkpoint uploads and RocksDB compactions at nice 19"), std::string::npos)
-      << low.Stderr();
-  EXPECT_EQ(normal.Stderr().find("at nice 19"), std::string::npos) << normal.Stderr();
-  EXPECT_TRUE(WaitFor([&] { return NiceOfThreads(normal.pid(), "snapshot-uploa") == std::vector<int>{base}; },
+  EXPECT_NE(low->Stderr().find("checkpoint uploads and RocksDB compactions at nice 19"), std::string::npos)
+      << low->Stderr();
+  EXPECT_EQ(normal->Stderr().find("at nice 19"), std::string::npos) << normal->Stderr();
+  EXPECT_TRUE(WaitFor([&] { return NiceOfThreads(normal->pid(), "snapshot-uploa") == std::vector<int>{base}; },
                       std::chrono::seconds(10)));
-  EXPECT_TRUE(WaitFor([&] { return NiceOfThreads(normal.pid(), "snapshot-copie") == std::vector<int>{base}; },
+  EXPECT_TRUE(WaitFor([&] { return NiceOfThreads(normal->pid(), "snapshot-copie") == std::vector<int>{base}; },
                       std::chrono::seconds(10)));
 
   for (const std::string value : {"high", ""}) {
@@ -284,30 +272,22 @@ TEST(ClusterTest, ATaskManagerPutsItsHeapOnHugePagesUnlessToldNot) {
   const std::string thp = ReadFile("/sys/kernel/mm/transparent_hugepage/enabled");
   const bool machine_has_them = thp.find("[always]") != std::string::npos || thp.find("[madvise]") != std::string::npos;
   TestCluster cluster(0, 1);
-  Subprocess on({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(), "--rpc-port", "0",
-                 "--data-dir", cluster.dir() + "/on"},
-                cluster.dir(), "on");
-  Subprocess off({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(), "--rpc-port", "0",
-                  "--data-dir", cluster.dir() + "/off", "--huge-pages", "off"},
-                 cluster.dir(), "off");
-  for (Subprocess* tm : {&on, &off}) {
-    ASSERT_TRUE(WaitFor([&] { return tm->Stderr().find("registered with JobManager") != std::string::npos; },
-                        std::chrono::seconds(30)))
-        << tm->Stderr();
-  }
+  std::unique_ptr<Subprocess> on = cluster.StartTaskManagerWith("on", {});
+  std::unique_ptr<Subprocess> off = cluster.StartTaskManagerWith("off", {"--huge-pages", "off"});
+  for (Subprocess* tm : {on.get(), off.get()}) ASSERT_TRUE(Registered(*tm)) << tm->Stderr();
   // The environment the process image was started with, NUL-separated.
   auto environment = [](const Subprocess& tm) { return ReadFile("/proc/" + std::to_string(tm.pid()) + "/environ"); };
   if (machine_has_them) {
-    EXPECT_NE(on.Stderr().find("heap on transparent huge pages (GLIBC_TUNABLES glibc.malloc.hugetlb=1:"
+    EXPECT_NE(on->Stderr().find("heap on transparent huge pages (GLIBC_TUNABLES glibc.malloc.hugetlb=1:"
                                "glibc.malloc.top_pad=67108864)"),
               std::string::npos)
-        << on.Stderr();
-    EXPECT_NE(environment(on).find("GLIBC_TUNABLES=glibc.malloc.hugetlb=1"), std::string::npos);
+        << on->Stderr();
+    EXPECT_NE(environment(*on).find("GLIBC_TUNABLES=glibc.malloc.hugetlb=1"), std::string::npos);
   } else {
-    EXPECT_NE(on.Stderr().find("heap on 4 KiB pages: "), std::string::npos) << thp << on.Stderr();
+    EXPECT_NE(on->Stderr().find("heap on 4 KiB pages: "), std::string::npos) << thp << on->Stderr();
   }
-  EXPECT_NE(off.Stderr().find("heap on 4 KiB pages (--huge-pages off)"), std::string::npos) << off.Stderr();
-  EXPECT_EQ(environment(off).find("glibc.malloc.hugetlb"), std::string::npos);
+  EXPECT_NE(off->Stderr().find("heap on 4 KiB pages (--huge-pages off)"), std::string::npos) << off->Stderr();
+  EXPECT_EQ(environment(*off).find("glibc.malloc.hugetlb"), std::string::npos);
 
   CommandResult bad = RunCommand({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(),
                                   "--data-dir", cluster.dir() + "/refused", "--huge-pages", "yes"},

@@ -143,16 +143,21 @@ TestCluster::TestCluster(int taskmanagers, int slots, const std::string& taskman
     return;
   }
   for (int i = 0; i < taskmanagers; ++i) tms_.push_back(StartTaskManager(i, "taskmanager" + std::to_string(i)));
-  // Registered when every TaskManager logged its registration.
-  bool ok = WaitFor(
-      [&] {
-        for (auto& tm : tms_) {
-          if (tm->Stderr().find("registered with JobManager") == std::string::npos) return false;
-        }
-        return true;
-      },
-      std::chrono::seconds(30));
+  bool ok = true;
+  for (auto& tm : tms_) ok = Registered(*tm) && ok;
   if (!ok) ADD_FAILURE() << "TaskManagers did not register";
+}
+
+bool Registered(const Subprocess& tm, std::chrono::milliseconds timeout) {
+  return WaitFor([&] { return tm.Stderr().find("registered with JobManager") != std::string::npos; }, timeout);
+}
+
+std::unique_ptr<Subprocess> TestCluster::StartTaskManagerWith(const std::string& name,
+                                                              const std::vector<std::string>& flags) {
+  std::vector<std::string> argv{BinPath(taskmanager_binary_), "--jobmanager", jm_address_, "--rpc-port", "0",
+                                "--data-dir", dir_.File(name)};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return std::make_unique<Subprocess>(std::move(argv), dir_.path(), name);
 }
 
 std::unique_ptr<Subprocess> TestCluster::StartTaskManager(int i, const std::string& log_name) {
@@ -168,8 +173,7 @@ bool TestCluster::RestartTaskManager(int i) {
     tms_[i]->Wait(std::chrono::seconds(10));
   }
   tms_[i] = StartTaskManager(i, "taskmanager" + std::to_string(i) + "-r" + std::to_string(++restarts_));
-  return WaitFor([&] { return tms_[i]->Stderr().find("registered with JobManager") != std::string::npos; },
-                 std::chrono::seconds(30));
+  return Registered(*tms_[i]);
 }
 
 bool TestCluster::RestartJobManager() {

@@ -71,6 +71,9 @@ CommandResult RunCommand(std::vector<std::string> argv, const std::string& log_d
                          std::chrono::milliseconds timeout,
                          const std::map<std::string, std::string>& env = {});
 
+// Waits until TaskManager `tm` logged its registration with the JobManager.
+bool Registered(const Subprocess& tm, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 class TestCluster {
  public:
   // Starts a JobManager and `taskmanagers` TaskManagers with `slots` each,
@@ -87,6 +90,11 @@ class TestCluster {
   int num_taskmanagers() const { return static_cast<int>(tms_.size()); }
   // Runs `vstream ARGS... --jobmanager <this cluster>`.
   CommandResult Vstream(std::vector<std::string> args, std::chrono::milliseconds timeout);
+
+  // Starts one more TaskManager on this cluster, logging as `name` into a
+  // data dir of its own (dir()/name), with more flags (e.g. {"--cpuset",
+  // "0"}). Wait for it with Registered.
+  std::unique_ptr<Subprocess> StartTaskManagerWith(const std::string& name, const std::vector<std::string>& flags);
 
   // Starts TaskManager i again (killing it first if it runs) on its data
   // dir, and waits until it registered. False if it did not.
