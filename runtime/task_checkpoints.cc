@@ -117,7 +117,9 @@ void TaskCheckpoints::Snapshot(int64_t checkpoint_id, int64_t alignment_ms, bool
       std::filesystem::create_directories(o.snapshot_root, ec);
       const std::string dir = (std::filesystem::path(o.snapshot_root) / absl::StrCat("chk-", checkpoint_id)).string();
       std::filesystem::remove_all(dir, ec);
-      absl::StatusOr<LocalSnapshot> local = TakeLocalSnapshot(*o.op->keyed_state(), checkpoint_id, dir, key_groups_);
+      // Copying in slices, the files are linked in the first (LocalSnapshot::CopySome).
+      absl::StatusOr<LocalSnapshot> local =
+          TakeLocalSnapshot(*o.op->keyed_state(), checkpoint_id, dir, key_groups_, /*link_later=*/copy_in_slices_);
       if (!local.ok()) {
         Decline(checkpoint_id, std::string(local.status().message()));
         return;

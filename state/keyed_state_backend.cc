@@ -374,9 +374,34 @@ KeyedStateBackend::~KeyedStateBackend() {
     }
   }
   if (default_cf_ != nullptr) db_->DestroyColumnFamilyHandle(default_cf_);
+  if (deletion_gate_ != nullptr) {
+    std::lock_guard<std::mutex> lock(deletion_gate_->mu);
+    deletion_gate_->db = nullptr;
+  }
   rocksdb::Status s = db_->Close();
   if (!s.ok()) spdlog::warn("state backend {}: close failed: {}", options_.path, s.ToString());
   delete db_;
+}
+
+void FileDeletionHold::Release() {
+  if (gate_ == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(gate_->mu);
+    if (gate_->db != nullptr) {
+      rocksdb::Status s = gate_->db->EnableFileDeletions(/*force=*/false);
+      if (!s.ok()) spdlog::warn("state backend: enabling file deletions again failed: {}", s.ToString());
+    }
+  }
+  gate_.reset();
+}
+
+absl::StatusOr<FileDeletionHold> KeyedStateBackend::HoldFileDeletions() {
+  if (deletion_gate_ == nullptr) {
+    deletion_gate_ = std::make_shared<FileDeletionHold::Gate>();
+    deletion_gate_->db = db_;
+  }
+  RETURN_IF_ERROR(FromRocksStatus(db_->DisableFileDeletions(), "state snapshot: disable file deletions"));
+  return FileDeletionHold(deletion_gate_);
 }
 
 void KeyedStateBackend::SetCurrentKey(int key_group, std::string_view serialized_key) {

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -153,6 +154,39 @@ struct StateCacheStats {
   uint64_t written_on_settle = 0;  // cold dirty entries written between snapshots
   uint64_t dropped = 0;  // cleared entries RocksDB never held, removed at once
   uint64_t batches = 0;
+};
+
+// Keeps a backend's RocksDB from deleting files (DisableFileDeletions)
+// until released or destroyed (EnableFileDeletions; holds nest). A snapshot
+// lists the live files in its sync part and links them later
+// (state/state_snapshot.h): the hold keeps them until then. Releasing after
+// the backend closed does nothing. Movable; Release is thread-safe, and
+// runs on the thread that calls it (the task thread, in a TaskManager:
+// EnableFileDeletions takes the DB mutex, which a task must never wait for
+// behind a background thread).
+class FileDeletionHold {
+ public:
+  FileDeletionHold() = default;
+  FileDeletionHold(FileDeletionHold&& other) noexcept = default;
+  FileDeletionHold& operator=(FileDeletionHold&& other) noexcept {
+    if (this != &other) {
+      Release();
+      gate_ = std::move(other.gate_);
+    }
+    return *this;
+  }
+  ~FileDeletionHold() { Release(); }
+  void Release();
+  bool held() const { return gate_ != nullptr; }
+
+ private:
+  friend class KeyedStateBackend;
+  struct Gate {
+    std::mutex mu;
+    rocksdb::DB* db = nullptr;  // guarded by mu; null once the backend closes
+  };
+  explicit FileDeletionHold(std::shared_ptr<Gate> gate) : gate_(std::move(gate)) {}
+  std::shared_ptr<Gate> gate_;
 };
 
 class KeyedStateBackend {
@@ -278,6 +312,8 @@ class KeyedStateBackend {
 
   // The RocksDB instance and a state's column family, for snapshots and tests.
   rocksdb::DB* db() { return db_; }
+  // Disables RocksDB's file deletions until the hold is released.
+  absl::StatusOr<FileDeletionHold> HoldFileDeletions();
   rocksdb::ColumnFamilyHandle* column_family(StateId state);
 
  private:
@@ -297,6 +333,7 @@ class KeyedStateBackend {
   std::shared_ptr<StateResources> resources_;
   std::shared_ptr<rocksdb::TableFactory> table_factory_;  // RocksDB takes it shared
   rocksdb::DB* db_ = nullptr;
+  std::shared_ptr<FileDeletionHold::Gate> deletion_gate_;  // closed before db_ is
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
   std::vector<std::unique_ptr<StateSlot>> states_;   // by StateId
   std::vector<std::unique_ptr<StateSlot>> pending_;  // reopened, not yet registered

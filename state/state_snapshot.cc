@@ -2,7 +2,6 @@
 
 #include <fstream>
 #include <iterator>
-#include <limits>
 
 #include <algorithm>
 #include <filesystem>
@@ -46,73 +45,29 @@ absl::Status WriteWholeFile(const std::string& path, std::string_view bytes) {
   return absl::OkStatus();
 }
 
-// A RocksDB checkpoint as rocksdb::Checkpoint makes one, without its flush
-// (the caller flushed the memtables the snapshot does not hold otherwise:
-// KeyedStateBackend::FlushUnloggedStates): the live SST files hard-linked, MANIFEST up to its live size, CURRENT from
-// the contents RocksDB gives, the rest whole), except that only the SSTs go
-// to `dir` (created for the first; it must not exist): the other files (KBs;
-// the MANIFEST up to about 1 MiB, max_manifest_file_size in
-// keyed_state_backend.cc) are read into `in_memory` (name, bytes), since the upload sends
-// them inline or writes them straight from memory. Creating each file on
-// the task thread cost an inode (ext4 looks past recently deleted ones) and
-// later an unlink. Nothing is synced: the directory only lives until the
-// upload has copied it to checkpoint storage, and a restore never reads it.
-// (rocksdb::Checkpoint syncs every copied file and the directory; on a disk
-// busy with other tasks' uploads those syncs held the task thread for
-// 0.2-0.6 s.)
-absl::Status CheckpointWithoutSync(rocksdb::DB& db, const std::string& dir, bool* made_dir,
-                                   std::vector<std::pair<std::string, std::string>>* in_memory) {
-  std::error_code ec;
-  // Files RocksDB would delete meanwhile (after a compaction) stay until the
-  // links and copies are made.
-  RETURN_IF_ERROR(FromRocksStatus(db.DisableFileDeletions(), "state snapshot: disable file deletions"));
-  absl::Status status = [&]() -> absl::Status {
-    rocksdb::LiveFilesStorageInfoOptions options;
-    options.wal_size_for_flush = std::numeric_limits<uint64_t>::max();  // never flush (done before)
-    std::vector<rocksdb::LiveFileStorageInfo> files;
-    RETURN_IF_ERROR(FromRocksStatus(db.GetLiveFilesStorageInfo(options, &files), "state snapshot: list live files"));
-    for (const rocksdb::LiveFileStorageInfo& f : files) {
-      const fs::path from = fs::path(f.directory) / f.relative_filename;
-      if (!f.replacement_contents.empty()) {  // CURRENT, as of the listing
-        in_memory->emplace_back(f.relative_filename, f.replacement_contents);
-        continue;
-      }
-      if (f.file_type == rocksdb::kTableFile) {
-        if (!*made_dir) {
-          fs::create_directory(dir, ec);
-          if (ec) return absl::InternalError(absl::StrCat("state snapshot: cannot create ", dir, ": ", ec.message()));
-          *made_dir = true;
-        }
-        const fs::path to = fs::path(dir) / f.relative_filename;
-        fs::create_hard_link(from, to, ec);
-        if (!ec) continue;
-        // Another file system: copy instead.
-        fs::copy_file(from, to, ec);
-        if (ec) return absl::InternalError(absl::StrCat("state snapshot: cannot copy ", from.string(), ": ", ec.message()));
-        continue;
-      }
-      // Only the first `size` bytes belong to this checkpoint (a MANIFEST
-      // grows while the database runs).
-      std::ifstream in(from, std::ios::binary);
-      std::string bytes(f.size, '\0');
-      in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-      if (static_cast<uint64_t>(in.gcount()) != f.size) {
-        return absl::InternalError(
-            absl::StrCat("state snapshot: cannot read ", from.string(), " (", f.size, " bytes)"));
-      }
-      in_memory->emplace_back(f.relative_filename, std::move(bytes));
-    }
-    return absl::OkStatus();
-  }();
-  rocksdb::Status enabled = db.EnableFileDeletions(/*force=*/false);
-  if (status.ok()) status = FromRocksStatus(enabled, "state snapshot: enable file deletions");
-  return status;
+// The sync part of a RocksDB checkpoint as rocksdb::Checkpoint makes one,
+// without its flush (the caller flushed the memtables the snapshot does not
+// hold otherwise: KeyedStateBackend::FlushUnloggedStates) and without the
+// WAL (every write skips it): the live files' names and the MANIFEST's
+// size, under the DB mutex, with file deletions held off until the files
+// are linked (LocalSnapshot::LinkFiles). GetLiveFilesStorageInfo, which
+// lists the WAL directory too (and may wait for a purge), took 65-275 µs
+// per operator on the task thread, and the links and reads after it as
+// long again (docs/benchmarks.md).
+absl::StatusOr<LocalSnapshot::Listing> ListLiveFiles(KeyedStateBackend& backend) {
+  LocalSnapshot::Listing listing;
+  ASSIGN_OR_RETURN(listing.hold, backend.HoldFileDeletions());
+  RETURN_IF_ERROR(FromRocksStatus(backend.db()->GetLiveFiles(listing.files, &listing.manifest_size,
+                                                             /*flush_memtable=*/false),
+                                  "state snapshot: list live files"));
+  listing.db_dir = backend.db()->GetName();
+  return listing;
 }
 
 }  // namespace
 
 absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int64_t checkpoint_id,
-                                                const std::string& dir, KeyGroupRange range) {
+                                                const std::string& dir, KeyGroupRange range, bool link_later) {
   // The write-back cache is not pushed through RocksDB: its dirty entries
   // go to CACHE-DELTA beside the checkpoint (state/cache_delta.h).
   // Nor are the logged states' memtables flushed: the snapshot holds the
@@ -124,7 +79,9 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
   // With the WAL off, a flush is what persists a memtable. (The task thread
   // is the only writer: nothing lands between the flush and the listing.)
   RETURN_IF_ERROR(backend.FlushUnloggedStates());
-  RETURN_IF_ERROR(CheckpointWithoutSync(*backend.db(), dir, &local.made_dir, &local.files_in_memory));
+  ASSIGN_OR_RETURN(local.unlinked, ListLiveFiles(backend));
+  local.dir = dir;
+  if (!link_later) RETURN_IF_ERROR(local.LinkFiles());
   // After the listing: the snapshot does not wait for the log's flush. A
   // flush refused keeps the log whole (the next tick tries again), and this
   // snapshot is complete either way.
@@ -132,9 +89,67 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
     spdlog::warn("state backend {}: {}", backend.path(), s.ToString());
   }
   local.checkpoint_id = checkpoint_id;
-  local.dir = dir;
   local.range = range;
   return local;
+}
+
+absl::Status LocalSnapshot::LinkFiles() {
+  if (!unlinked) return absl::OkStatus();
+  Listing listing = std::move(*unlinked);
+  unlinked.reset();
+  std::error_code ec;
+  std::string manifest;
+  for (std::string name : listing.files) {
+    if (!name.empty() && name.front() == '/') name.erase(0, 1);
+    const fs::path from = fs::path(listing.db_dir) / name;
+    if (name.ends_with(".sst")) {
+      if (!made_dir) {
+        fs::create_directory(dir, ec);
+        if (ec) return absl::InternalError(absl::StrCat("state snapshot: cannot create ", dir, ": ", ec.message()));
+        made_dir = true;
+      }
+      const fs::path to = fs::path(dir) / name;
+      fs::create_hard_link(from, to, ec);
+      if (!ec) continue;
+      // Another file system: copy instead.
+      fs::copy_file(from, to, ec);
+      if (ec) {
+        return absl::InternalError(absl::StrCat("state snapshot: cannot copy ", from.string(), ": ", ec.message()));
+      }
+      continue;
+    }
+    // The other files (KBs; a MANIFEST up to about 1 MiB,
+    // max_manifest_file_size in keyed_state_backend.cc) are read into
+    // memory: the upload sends them inline or writes them from there. (A
+    // local copy cost an inode, ext4 looking past recently deleted ones, and
+    // later an unlink; rocksdb::Checkpoint also syncs each, which on a disk
+    // busy with other tasks' uploads held the task thread 0.2-0.6 s.)
+    // CURRENT is written below from the MANIFEST listed (RocksDB may have
+    // replaced it since).
+    if (name == "CURRENT") continue;
+    // Only the first bytes of a MANIFEST belong to this checkpoint (it
+    // grows while the database runs); the rest (OPTIONS) are whole.
+    uint64_t size = listing.manifest_size;
+    if (name.starts_with("MANIFEST-")) {
+      manifest = name;
+    } else {
+      size = fs::file_size(from, ec);
+      if (ec) {
+        return absl::InternalError(absl::StrCat("state snapshot: cannot read ", from.string(), ": ", ec.message()));
+      }
+    }
+    std::ifstream in(from, std::ios::binary);
+    std::string bytes(size, '\0');
+    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (static_cast<uint64_t>(in.gcount()) != size) {
+      return absl::InternalError(absl::StrCat("state snapshot: cannot read ", from.string(), " (", size, " bytes)"));
+    }
+    files_in_memory.emplace_back(std::move(name), std::move(bytes));
+  }
+  if (manifest.empty()) return absl::InternalError("state snapshot: RocksDB listed no MANIFEST");
+  files_in_memory.emplace_back("CURRENT", manifest + "\n");
+  listing.hold.Release();
+  return absl::OkStatus();
 }
 
 void LocalSnapshot::CopyLater() {
@@ -143,6 +158,11 @@ void LocalSnapshot::CopyLater() {
 }
 
 bool LocalSnapshot::CopySome(size_t* budget) {
+  if (unlinked) {
+    link_status = LinkFiles();
+    *budget -= std::min(*budget, kLinkBudget);
+    if (*budget == 0) return cache_delta_later.empty();
+  }
   for (LaterDelta& later : cache_delta_later) {
     if (!later.Copy(&cache_delta, budget)) return false;
     if (*budget == 0) break;
@@ -166,6 +186,7 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
   uint64_t copied = 0;
   RemoveOnExit cleanup(local.dir);
   std::string cache_delta = local.FinishCacheDelta();
+  RETURN_IF_ERROR(local.link_status);
   std::shared_ptr<const FileMap> confirmed;
   {
     std::lock_guard<std::mutex> lock(mu_);

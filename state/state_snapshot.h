@@ -5,12 +5,14 @@
 //   synchronous (task thread, between batches):
 //     LocalSnapshot local = TakeLocalSnapshot(backend, id, dir, range);
 //       a RocksDB checkpoint (memtables flushed but the logged states',
-//       whose state log segments it holds instead, state/state_log.h; live
-//       SST files hard-linked into `dir`, no copy; MANIFEST, CURRENT and
-//       OPTIONS read into memory), and the write-back cache's dirty entries
-//       serialized (state/cache_delta.h); the cache is not flushed. What
-//       a contributor leaves for later (KeyedStateBackend::LaterDelta: a
-//       BufferedMapState's records) is only referenced.
+//       whose state log segments it holds instead, state/state_log.h; the
+//       live files listed, file deletions held off), and the write-back
+//       cache's dirty entries serialized (state/cache_delta.h); the cache is
+//       not flushed. What a contributor leaves for later
+//       (KeyedStateBackend::LaterDelta: a BufferedMapState's records) is
+//       only referenced. Then, or later on the same thread (link_later:
+//       LinkFiles, between batches), the live SST files hard-linked into
+//       `dir`, no copy, and MANIFEST, CURRENT and OPTIONS read into memory.
 //   asynchronous (a snapshot thread; processing goes on):
 //     KeyedStateHandle h = snapshotter.Upload(local, "chk-7/window-0");
 //       copies what was left for later (first), uploads the files, and
@@ -61,6 +63,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -89,6 +92,26 @@ struct LocalSnapshot {
   // Its other files (CURRENT, MANIFEST to its live size, at most about
   // 1 MiB, OPTIONS): name and bytes.
   std::vector<std::pair<std::string, std::string>> files_in_memory;
+  // The RocksDB checkpoint's files as the sync part listed them
+  // (DB::GetLiveFiles: names relative to db_dir, the MANIFEST's size then),
+  // kept from deletion by `hold` until LinkFiles links and reads them.
+  struct Listing {
+    std::string db_dir;
+    std::vector<std::string> files;
+    uint64_t manifest_size = 0;
+    FileDeletionHold hold;
+  };
+  std::optional<Listing> unlinked;  // empty once linked
+  absl::Status link_status;         // LinkFiles' result; Upload returns it
+  // Hard-links the listed SST files into `dir` (made for the first),
+  // reads the others into files_in_memory, and releases the hold. Once;
+  // CopySome and CopyLater do it first. Nothing is synced: `dir` only lives
+  // until the upload has copied it, and a restore never reads it.
+  absl::Status LinkFiles();
+  // What linking counts for in a CopySome budget: about as long as a
+  // TaskManager's slice of copying (60-250 µs with the hold's release, for
+  // the clinical workload's operators).
+  static constexpr size_t kLinkBudget = 2048;
   KeyGroupRange range{0, 0};
   // CACHE-DELTA's records so far, and the work that appends the rest
   // (KeyedStateBackend::DirtyCacheEntries): Upload finishes it and sends it
@@ -99,22 +122,27 @@ struct LocalSnapshot {
   // The state log's segments (KeyedStateBackend::SealStateLog): what the
   // logged states' memtables hold, which the checkpoint does not flush.
   std::vector<StateLog::Segment> state_log;
-  // Runs cache_delta_later (and then drops it): the copies the task thread
+  // Links the files if they are not yet (LinkFiles), then runs
+  // cache_delta_later (and drops it): the copies the task thread
   // may wait for (a write-back cache entry it changes while another thread
   // copies it). A TaskManager runs them on the task thread, a step at a
   // time between its batches (runtime/task_checkpoints.h). Once; later
   // calls do nothing.
   void CopyLater();
-  // A step of CopyLater: up to *budget records (counted down); true once
-  // every one is copied.
+  // A step of CopyLater: up to *budget records (counted down; the link
+  // counts kLinkBudget); true once every one is copied.
   bool CopySome(size_t* budget);
   // CopyLater, then CACHE-DELTA's bytes; empty: no records.
   std::string FinishCacheDelta();
 };
 
-// The synchronous part. `dir` must not exist; its parent must.
+// The synchronous part. `dir` must not exist; its parent must. With
+// `link_later` the RocksDB checkpoint's files are only listed (a hold keeps
+// them): the caller links them later on the same thread (LinkFiles,
+// CopySome), before the upload.
 absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int64_t checkpoint_id,
-                                                const std::string& dir, KeyGroupRange range);
+                                                const std::string& dir, KeyGroupRange range,
+                                                bool link_later = false);
 
 class IncrementalSnapshotter {
  public:

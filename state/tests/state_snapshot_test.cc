@@ -306,6 +306,74 @@ TEST_F(StateSnapshotTest, OnlyTheLatestCompletedCheckpointsFilesAreReferencedLat
   EXPECT_EQ(snap.last_reused(), ssts) << "checkpoint 4's files are referenced by checkpoint 5";
 }
 
+// A snapshot that lists its files in the sync part and links them later
+// (a TaskManager's task, between batches): the files listed outlive a
+// compaction meanwhile, the restore sees the state at the snapshot, and
+// RocksDB deletes them once the link released its hold.
+TEST_F(StateSnapshotTest, FilesListedAndLinkedLaterOutliveACompactionMeanwhile) {
+  StateId state;
+  auto backend = OpenBackend("db", true, &state);
+  IncrementalSnapshotter snap(storage_, "job-op-0-a");
+  for (int i = 0; i < 3; ++i) {  // three SSTs, fewer than start a compaction (4)
+    WriteKeys(*backend, state, i * 1000, 1000, "v1");
+    ASSERT_TRUE(backend->Flush().ok());
+    ASSERT_TRUE(backend->db()->Flush(rocksdb::FlushOptions(), backend->column_family(state)).ok());
+  }
+  auto local = TakeLocalSnapshot(*backend, 1, root_ + "/local-1", kAll, /*link_later=*/true);
+  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_TRUE(local->unlinked.has_value());
+  EXPECT_FALSE(fs::exists(root_ + "/local-1")) << "nothing linked yet";
+  std::vector<fs::path> listed;
+  for (const std::string& f : local->unlinked->files) {
+    if (f.ends_with(".sst")) listed.push_back(fs::path(root_) / "db" / f.substr(1));
+  }
+  ASSERT_EQ(listed.size(), 3u);
+  // After the snapshot: more writes, and a compaction that makes the
+  // listed files obsolete.
+  WriteKeys(*backend, state, 0, 100, "v2");
+  ASSERT_TRUE(backend->Flush().ok());
+  ASSERT_TRUE(backend->db()->CompactRange(rocksdb::CompactRangeOptions(), backend->column_family(state), nullptr,
+                                          nullptr).ok());
+  for (const fs::path& f : listed) EXPECT_TRUE(fs::exists(f)) << f << " is held until linked";
+  size_t budget = 10;  // less than the link counts: the link alone
+  local->CopySome(&budget);
+  EXPECT_EQ(budget, 0u);
+  EXPECT_FALSE(local->unlinked.has_value());
+  ASSERT_TRUE(local->link_status.ok()) << local->link_status;
+  EXPECT_TRUE(WaitFor([&] { return std::none_of(listed.begin(), listed.end(), [](const fs::path& f) {
+                        return fs::exists(f);
+                      }); }, std::chrono::seconds(10)))
+      << "once linked, the obsolete files are RocksDB's to delete";
+  auto handle = snap.Upload(*local, "chk-1/op-0");
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  ASSERT_TRUE(RestoreKeyedState(*storage_, *handle, kAll, root_ + "/restored").ok());
+  StateId restored_state;
+  auto restored = OpenBackend("restored", false, &restored_state);
+  std::string v;
+  for (int i : {0, 99, 100, 2999}) {
+    ASSERT_TRUE(restored->Get(restored_state, KeyGroup(i), Key(i), &v).ok()) << i;
+    EXPECT_EQ(v, "v1-" + std::to_string(i)) << "the state at the snapshot, not the writes after it";
+  }
+  EXPECT_TRUE(absl::IsNotFound(restored->Get(restored_state, KeyGroup(3000), Key(3000), &v)));
+}
+
+// A snapshot dropped before its link (a declined checkpoint), even after its
+// backend closed, lets go of its hold without touching the closed RocksDB.
+TEST_F(StateSnapshotTest, AnUnlinkedSnapshotOutlivingItsBackendReleasesNothing) {
+  StateId state;
+  auto backend = OpenBackend("db", true, &state);
+  WriteKeys(*backend, state, 0, 100, "v1");
+  auto first = TakeLocalSnapshot(*backend, 1, root_ + "/local-1", kAll, /*link_later=*/true);
+  ASSERT_TRUE(first.ok()) << first.status();
+  { LocalSnapshot dropped = std::move(*first); }  // released on the open backend
+  auto second = TakeLocalSnapshot(*backend, 2, root_ + "/local-2", kAll, /*link_later=*/true);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(second->unlinked->hold.held());
+  backend.reset();
+  second->unlinked->hold.Release();
+  EXPECT_FALSE(second->unlinked->hold.held());
+}
+
 TEST_F(StateSnapshotTest, FilesOfAnUncompletedCheckpointAreNotReferenced) {
   StateId state;
   auto backend = OpenBackend("db", true, &state);
