@@ -157,8 +157,8 @@ void TaskCheckpoints::AbandonChannelState(int64_t checkpoint_id, const std::stri
 }
 
 void TaskCheckpoints::DropWaiting() {
-  // Its local RocksDB checkpoints (hard links) go; an upload would have
-  // removed them.
+  // Its local RocksDB checkpoints (hard links, if made) go, and their holds
+  // on file deletions; an upload would have removed them.
   std::error_code ec;
   for (const PendingOperator& p : waiting_->ops) {
     if (!p.local.dir.empty()) std::filesystem::remove_all(p.local.dir, ec);
@@ -234,6 +234,12 @@ void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
     copying_op_ = 0;
     after_copy_ = std::move(async_part);
     return;
+  }
+  // Not in slices (any more: a snapshot that waited for its channel state
+  // past the end of the input): the files are linked here, on the task
+  // thread, not by the copy or upload thread (FileDeletionHold).
+  for (PendingOperator& p : upload->ops) {
+    if (p.local.unlinked) p.local.link_status = p.local.LinkFiles();
   }
   if (copies_ == nullptr) {
     uploads_->Post(std::move(async_part));

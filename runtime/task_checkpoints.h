@@ -5,9 +5,12 @@
 //   sync, on the task thread, when the task has seen exactly the records
 //   before barrier n (a source when triggered, others when aligned):
 //     each operator's small state (a source's position) is copied, and each
-//     keyed backend makes a local RocksDB checkpoint (hard links; state/
-//     state_snapshot.h); then the task sends barrier n on.
-//   async, while the task goes on: first, what the snapshots left for
+//     keyed backend lists the files of a RocksDB checkpoint, holding off
+//     their deletion (state/state_snapshot.h); then the task sends barrier
+//     n on.
+//   async, while the task goes on: first, the listed files are hard-linked
+//     (a task with input does it in its first slice, below; otherwise the
+//     sync part, or Post, on the task thread), and what the snapshots left for
 //     later is copied (write-back cache entries; the task copies an entry
 //     itself before it changes one not copied yet): by a task with input on
 //     its own thread, in slices between its batches once it has caught up

@@ -161,9 +161,10 @@ struct StateCacheStats {
 // lists the live files in its sync part and links them later
 // (state/state_snapshot.h): the hold keeps them until then. Releasing after
 // the backend closed does nothing. Movable; Release is thread-safe, and
-// runs on the thread that calls it (the task thread, in a TaskManager:
-// EnableFileDeletions takes the DB mutex, which a task must never wait for
-// behind a background thread).
+// runs on the thread that calls it: in a TaskManager the task thread once
+// the files are linked (EnableFileDeletions takes the DB mutex, which a task
+// must not wait for behind a background thread at nice 19), or whichever
+// thread drops a snapshot never linked (a declined or abandoned one).
 class FileDeletionHold {
  public:
   FileDeletionHold() = default;

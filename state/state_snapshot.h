@@ -10,9 +10,10 @@
 //       cache's dirty entries serialized (state/cache_delta.h); the cache is
 //       not flushed. What a contributor leaves for later
 //       (KeyedStateBackend::LaterDelta: a BufferedMapState's records) is
-//       only referenced. Then, or later on the same thread (link_later:
-//       LinkFiles, between batches), the live SST files hard-linked into
-//       `dir`, no copy, and MANIFEST, CURRENT and OPTIONS read into memory.
+//       only referenced. Then, or later (link_later: LinkFiles, which a
+//       TaskManager runs on the task thread, between batches, before it
+//       posts the upload), the live SST files hard-linked into `dir`, no
+//       copy, and MANIFEST, CURRENT and OPTIONS read into memory.
 //   asynchronous (a snapshot thread; processing goes on):
 //     KeyedStateHandle h = snapshotter.Upload(local, "chk-7/window-0");
 //       copies what was left for later (first), uploads the files, and
@@ -138,8 +139,8 @@ struct LocalSnapshot {
 
 // The synchronous part. `dir` must not exist; its parent must. With
 // `link_later` the RocksDB checkpoint's files are only listed (a hold keeps
-// them): the caller links them later on the same thread (LinkFiles,
-// CopySome), before the upload.
+// them): the caller links them later (LinkFiles, CopySome), before the
+// upload; else Upload does, on its own thread.
 absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int64_t checkpoint_id,
                                                 const std::string& dir, KeyGroupRange range,
                                                 bool link_later = false);

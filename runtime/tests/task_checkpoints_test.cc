@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 #include "runtime/operators/aggregate_operator.h"
 
 namespace vstream {
@@ -326,6 +327,35 @@ TEST_F(TaskCheckpointsTest, ACopyInSlicesIsFinishedByTheNextSnapshotAndAtTheEnd)
   checkpoints.Snapshot(4, 0);
   EXPECT_FALSE(checkpoints.copy_pending());
   EXPECT_TRUE(responder.WaitForAck(4).has_value());
+}
+
+// A snapshot taken while copying in slices that waits for its channel state
+// until after slicing is off (the input ended meanwhile) has its RocksDB
+// files linked when it is posted, on this thread: RocksDB deletes files
+// again before the upload, and the upload holds the state at the snapshot.
+TEST_F(TaskCheckpointsTest, ASnapshotWaitingForItsChannelStatePastTheSlicesIsLinkedWhenPosted) {
+  ASSERT_TRUE(OpenCounting());
+  AggregateOperator& op = *counting_;
+  FakeResponder responder;
+  Executor uploads("test-uploads");
+  TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads, &uploads);
+  checkpoints.AddOperator(3, &op, StateDir());
+  checkpoints.set_copy_in_slices(true);
+  Push(op, 0, 5000, 1000);
+  checkpoints.Snapshot(1, 0, /*channel_state_pending=*/true);
+  auto deletions_enabled = [&] {
+    uint64_t enabled = 2;
+    EXPECT_TRUE(op.keyed_state()->db()->GetIntProperty(rocksdb::DB::Properties::kIsFileDeletionsEnabled, &enabled));
+    return enabled;
+  };
+  EXPECT_EQ(deletions_enabled(), 0u) << "listed, not linked";
+  checkpoints.set_copy_in_slices(false);
+  checkpoints.SetChannelState(1, ChannelState(), /*unaligned=*/false);
+  EXPECT_EQ(deletions_enabled(), 1u) << "linked when posted, on the task thread";
+  Push(op, 5000, 1000, 1000);
+  auto ack = responder.WaitForAck(1);
+  ASSERT_TRUE(ack.has_value()) << "no acknowledgement of checkpoint 1";
+  ExpectRestoredCounts(*ack, 5);
 }
 
 }  // namespace
