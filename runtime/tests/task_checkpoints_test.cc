@@ -126,6 +126,22 @@ class TaskCheckpointsTest : public ::testing::Test {
     return counting_ != nullptr;
   }
   std::string StateDir() const { return root_ + "/state/3-0"; }
+  // OpenCounting's operator, checkpointed with copies in slices and one
+  // executor for copies and uploads; null if it did not open.
+  struct InSlices {
+    FakeResponder responder;
+    Executor uploads{"test-uploads"};
+    std::unique_ptr<TaskCheckpoints> checkpoints;
+  };
+  std::unique_ptr<InSlices> CountingInSlices() {
+    if (!OpenCounting()) return nullptr;
+    auto t = std::make_unique<InSlices>();
+    t->checkpoints = std::make_unique<TaskCheckpoints>("job", "job/0/0/0", 0, KeyGroupRange{0, 127}, storage_,
+                                                       &t->responder, &t->uploads, &t->uploads);
+    t->checkpoints->AddOperator(3, counting_.get(), StateDir());
+    t->checkpoints->set_copy_in_slices(true);
+    return t;
+  }
 
   const Schema in_{{{"k", FieldType::kString}}};
   std::string root_;
@@ -297,14 +313,11 @@ TEST_F(TaskCheckpointsTest, CopiesInSlicesOnTheTaskThread) {
 // ends (WaitForUploads), or when copying in slices is turned off, is
 // finished there: every checkpoint is acknowledged.
 TEST_F(TaskCheckpointsTest, ACopyInSlicesIsFinishedByTheNextSnapshotAndAtTheEnd) {
-  ASSERT_TRUE(OpenCounting());
+  std::unique_ptr<InSlices> t = CountingInSlices();
+  ASSERT_NE(t, nullptr);
   AggregateOperator& op = *counting_;
-
-  FakeResponder responder;
-  Executor uploads("test-uploads");
-  TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads, &uploads);
-  checkpoints.AddOperator(3, &op, StateDir());
-  checkpoints.set_copy_in_slices(true);
+  FakeResponder& responder = t->responder;
+  TaskCheckpoints& checkpoints = *t->checkpoints;
   for (int id = 1; id <= 2; ++id) {
     Push(op, id * 1000, 1000, 1000);
     checkpoints.Snapshot(id, 0);
@@ -334,13 +347,10 @@ TEST_F(TaskCheckpointsTest, ACopyInSlicesIsFinishedByTheNextSnapshotAndAtTheEnd)
 // files linked when it is posted, on this thread: RocksDB deletes files
 // again before the upload, and the upload holds the state at the snapshot.
 TEST_F(TaskCheckpointsTest, ASnapshotWaitingForItsChannelStatePastTheSlicesIsLinkedWhenPosted) {
-  ASSERT_TRUE(OpenCounting());
+  std::unique_ptr<InSlices> t = CountingInSlices();
+  ASSERT_NE(t, nullptr);
   AggregateOperator& op = *counting_;
-  FakeResponder responder;
-  Executor uploads("test-uploads");
-  TaskCheckpoints checkpoints("job", "job/0/0/0", 0, {0, 127}, storage_, &responder, &uploads, &uploads);
-  checkpoints.AddOperator(3, &op, StateDir());
-  checkpoints.set_copy_in_slices(true);
+  TaskCheckpoints& checkpoints = *t->checkpoints;
   Push(op, 0, 5000, 1000);
   checkpoints.Snapshot(1, 0, /*channel_state_pending=*/true);
   auto deletions_enabled = [&] {
@@ -353,7 +363,7 @@ TEST_F(TaskCheckpointsTest, ASnapshotWaitingForItsChannelStatePastTheSlicesIsLin
   checkpoints.SetChannelState(1, ChannelState(), /*unaligned=*/false);
   EXPECT_EQ(deletions_enabled(), 1u) << "linked when posted, on the task thread";
   Push(op, 5000, 1000, 1000);
-  auto ack = responder.WaitForAck(1);
+  auto ack = t->responder.WaitForAck(1);
   ASSERT_TRUE(ack.has_value()) << "no acknowledgement of checkpoint 1";
   ExpectRestoredCounts(*ack, 5);
 }
