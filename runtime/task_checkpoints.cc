@@ -239,7 +239,7 @@ void TaskCheckpoints::Post(std::shared_ptr<Upload> upload) {
   // past the end of the input): the files are linked here, on the task
   // thread, not by the copy or upload thread (FileDeletionHold).
   for (PendingOperator& p : upload->ops) {
-    if (p.local.unlinked) p.local.link_status = p.local.LinkFiles();
+    p.local.LinkFiles().IgnoreError();  // recorded in link_status
   }
   if (copies_ == nullptr) {
     uploads_->Post(std::move(async_part));

@@ -94,9 +94,15 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
 }
 
 absl::Status LocalSnapshot::LinkFiles() {
-  if (!unlinked) return absl::OkStatus();
+  if (!unlinked) return link_status;
   Listing listing = std::move(*unlinked);
   unlinked.reset();
+  link_status = LinkListed(listing);
+  listing.hold.Release();
+  return link_status;
+}
+
+absl::Status LocalSnapshot::LinkListed(const Listing& listing) {
   std::error_code ec;
   std::string manifest;
   for (std::string name : listing.files) {
@@ -148,7 +154,6 @@ absl::Status LocalSnapshot::LinkFiles() {
   }
   if (manifest.empty()) return absl::InternalError("state snapshot: RocksDB listed no MANIFEST");
   files_in_memory.emplace_back("CURRENT", manifest + "\n");
-  listing.hold.Release();
   return absl::OkStatus();
 }
 
@@ -159,7 +164,7 @@ void LocalSnapshot::CopyLater() {
 
 bool LocalSnapshot::CopySome(size_t* budget) {
   if (unlinked) {
-    link_status = LinkFiles();
+    LinkFiles().IgnoreError();  // recorded in link_status, which Upload returns
     *budget -= std::min(*budget, kLinkBudget);
     if (*budget == 0) return cache_delta_later.empty();
   }

@@ -105,14 +105,16 @@ struct LocalSnapshot {
   std::optional<Listing> unlinked;  // empty once linked
   absl::Status link_status;         // LinkFiles' result; Upload returns it
   // Hard-links the listed SST files into `dir` (made for the first),
-  // reads the others into files_in_memory, and releases the hold. Once;
-  // CopySome and CopyLater do it first. Nothing is synced: `dir` only lives
-  // until the upload has copied it, and a restore never reads it.
+  // reads the others into files_in_memory, releases the hold and records
+  // the result in link_status (returned). Once; CopySome and CopyLater do
+  // it first. Nothing is synced: `dir` only lives until the upload has
+  // copied it, and a restore never reads it.
   absl::Status LinkFiles();
   // What linking counts for in a CopySome budget: about as long as a
   // TaskManager's slice of copying (60-250 µs with the hold's release, for
   // the clinical workload's operators).
   static constexpr size_t kLinkBudget = 2048;
+  absl::Status LinkListed(const Listing& listing);  // LinkFiles' links and reads
   KeyGroupRange range{0, 0};
   // CACHE-DELTA's records so far, and the work that appends the rest
   // (KeyedStateBackend::DirtyCacheEntries): Upload finishes it and sends it
@@ -139,8 +141,9 @@ struct LocalSnapshot {
 
 // The synchronous part. `dir` must not exist; its parent must. With
 // `link_later` the RocksDB checkpoint's files are only listed (a hold keeps
-// them): the caller links them later (LinkFiles, CopySome), before the
-// upload; else Upload does, on its own thread.
+// them): the caller links them later (LinkFiles, CopySome) before the
+// upload, or else Upload does, on its own thread. Without it they are
+// linked here.
 absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int64_t checkpoint_id,
                                                 const std::string& dir, KeyGroupRange range,
                                                 bool link_later = false);

@@ -154,17 +154,20 @@ bool Registered(const Subprocess& tm, std::chrono::milliseconds timeout) {
 
 std::unique_ptr<Subprocess> TestCluster::StartTaskManagerWith(const std::string& name,
                                                               const std::vector<std::string>& flags) {
-  std::vector<std::string> argv{BinPath(taskmanager_binary_), "--jobmanager", jm_address_, "--rpc-port", "0",
-                                "--data-dir", dir_.File(name)};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  return std::make_unique<Subprocess>(std::move(argv), dir_.path(), name);
+  return StartTaskManagerProcess(name, name, flags);
 }
 
 std::unique_ptr<Subprocess> TestCluster::StartTaskManager(int i, const std::string& log_name) {
-  return std::make_unique<Subprocess>(
-      std::vector<std::string>{BinPath(taskmanager_binary_), "--jobmanager", jm_address_, "--rpc-port", "0",
-                               "--slots", std::to_string(slots_), "--data-dir", dir_.File("tm" + std::to_string(i))},
-      dir_.path(), log_name);
+  return StartTaskManagerProcess("tm" + std::to_string(i), log_name, {"--slots", std::to_string(slots_)});
+}
+
+std::unique_ptr<Subprocess> TestCluster::StartTaskManagerProcess(const std::string& data_dir,
+                                                                 const std::string& log_name,
+                                                                 const std::vector<std::string>& flags) {
+  std::vector<std::string> argv{BinPath(taskmanager_binary_), "--jobmanager", jm_address_, "--rpc-port", "0",
+                                "--data-dir", dir_.File(data_dir)};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return std::make_unique<Subprocess>(std::move(argv), dir_.path(), log_name);
 }
 
 bool TestCluster::RestartTaskManager(int i) {

@@ -105,6 +105,9 @@ class TestCluster {
 
  private:
   std::unique_ptr<Subprocess> StartTaskManager(int i, const std::string& log_name);
+  // A TaskManager on data dir dir()/data_dir, logging as log_name, with more flags.
+  std::unique_ptr<Subprocess> StartTaskManagerProcess(const std::string& data_dir, const std::string& log_name,
+                                                      const std::vector<std::string>& flags);
 
   TempDir dir_;
   int slots_;
