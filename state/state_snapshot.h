@@ -114,7 +114,6 @@ struct LocalSnapshot {
   // TaskManager's slice of copying (60-250 µs with the hold's release, for
   // the clinical workload's operators).
   static constexpr size_t kLinkBudget = 2048;
-  absl::Status LinkListed(const Listing& listing);  // LinkFiles' links and reads
   KeyGroupRange range{0, 0};
   // CACHE-DELTA's records so far, and the work that appends the rest
   // (KeyedStateBackend::DirtyCacheEntries): Upload finishes it and sends it
@@ -137,6 +136,9 @@ struct LocalSnapshot {
   bool CopySome(size_t* budget);
   // CopyLater, then CACHE-DELTA's bytes; empty: no records.
   std::string FinishCacheDelta();
+
+ private:
+  absl::Status LinkListed(const Listing& listing);  // LinkFiles' links and reads
 };
 
 // The synchronous part. `dir` must not exist; its parent must. With

@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "gtest/gtest.h"
-#include "rocksdb/db.h"
 #include "runtime/operators/aggregate_operator.h"
+#include "state/tests/testing_state.h"
 
 namespace vstream {
 namespace {
@@ -353,15 +353,10 @@ TEST_F(TaskCheckpointsTest, ASnapshotWaitingForItsChannelStatePastTheSlicesIsLin
   TaskCheckpoints& checkpoints = *t->checkpoints;
   Push(op, 0, 5000, 1000);
   checkpoints.Snapshot(1, 0, /*channel_state_pending=*/true);
-  auto deletions_enabled = [&] {
-    uint64_t enabled = 2;
-    EXPECT_TRUE(op.keyed_state()->db()->GetIntProperty(rocksdb::DB::Properties::kIsFileDeletionsEnabled, &enabled));
-    return enabled;
-  };
-  EXPECT_EQ(deletions_enabled(), 0u) << "listed, not linked";
+  EXPECT_EQ(FileDeletionsEnabled(*op.keyed_state()), 0u) << "listed, not linked";
   checkpoints.set_copy_in_slices(false);
   checkpoints.SetChannelState(1, ChannelState(), /*unaligned=*/false);
-  EXPECT_EQ(deletions_enabled(), 1u) << "linked when posted, on the task thread";
+  EXPECT_EQ(FileDeletionsEnabled(*op.keyed_state()), 1u) << "linked when posted, on the task thread";
   Push(op, 5000, 1000, 1000);
   auto ack = t->responder.WaitForAck(1);
   ASSERT_TRUE(ack.has_value()) << "no acknowledgement of checkpoint 1";

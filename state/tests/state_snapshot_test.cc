@@ -340,9 +340,7 @@ TEST_F(StateSnapshotTest, FilesListedAndLinkedLaterOutliveACompactionMeanwhile) 
   EXPECT_EQ(budget, 0u);
   EXPECT_FALSE(local->unlinked.has_value());
   ASSERT_TRUE(local->link_status.ok()) << local->link_status;
-  uint64_t enabled = 0;
-  ASSERT_TRUE(backend->db()->GetIntProperty(rocksdb::DB::Properties::kIsFileDeletionsEnabled, &enabled));
-  EXPECT_EQ(enabled, 1u) << "the link released the hold";
+  EXPECT_EQ(FileDeletionsEnabled(*backend), 1u) << "the link released the hold";
   EXPECT_TRUE(WaitFor([&] { return std::none_of(listed.begin(), listed.end(), [](const fs::path& f) {
                         return fs::exists(f);
                       }); }, std::chrono::seconds(10)))
@@ -366,17 +364,12 @@ TEST_F(StateSnapshotTest, AnUnlinkedSnapshotOutlivingItsBackendReleasesNothing) 
   StateId state;
   auto backend = OpenBackend("db", true, &state);
   WriteKeys(*backend, state, 0, 100, "v1");
-  auto deletions_enabled = [&] {
-    uint64_t enabled = 2;
-    EXPECT_TRUE(backend->db()->GetIntProperty(rocksdb::DB::Properties::kIsFileDeletionsEnabled, &enabled));
-    return enabled;
-  };
-  EXPECT_EQ(deletions_enabled(), 1u);
+  EXPECT_EQ(FileDeletionsEnabled(*backend), 1u);
   auto first = TakeLocalSnapshot(*backend, 1, root_ + "/local-1", kAll, /*link_later=*/true);
   ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_EQ(deletions_enabled(), 0u) << "held until linked";
+  EXPECT_EQ(FileDeletionsEnabled(*backend), 0u) << "held until linked";
   { LocalSnapshot dropped = std::move(*first); }  // released on the open backend
-  EXPECT_EQ(deletions_enabled(), 1u) << "a snapshot dropped unlinked lets go of its hold";
+  EXPECT_EQ(FileDeletionsEnabled(*backend), 1u) << "a snapshot dropped unlinked lets go of its hold";
   auto second = TakeLocalSnapshot(*backend, 2, root_ + "/local-2", kAll, /*link_later=*/true);
   ASSERT_TRUE(second.ok()) << second.status();
   ASSERT_TRUE(second->unlinked->hold.held());

@@ -1,5 +1,6 @@
 #pragma once
-// Helpers shared by the state/ tests: scratch directories and a few folding
+// Helpers shared by the state/ tests (and runtime/'s snapshot tests):
+// scratch directories, RocksDB's file-deletion hold, and a few folding
 // functions over 8-byte integers.
 
 #include <unistd.h>
@@ -36,6 +37,15 @@ class TestingStateDir {
  private:
   std::string path_;
 };
+
+// RocksDB's rocksdb.is-file-deletions-enabled for the backend: 1 when it
+// may delete files, 0 while a FileDeletionHold (a snapshot listed, not yet
+// linked) holds them; 2 if the property cannot be read.
+inline uint64_t FileDeletionsEnabled(KeyedStateBackend& backend) {
+  uint64_t enabled = 2;
+  if (!backend.db()->GetIntProperty(rocksdb::DB::Properties::kIsFileDeletionsEnabled, &enabled)) return 2;
+  return enabled;
+}
 
 inline std::string EncodeI64(int64_t v) {
   std::string s(8, '\0');
