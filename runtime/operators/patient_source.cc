@@ -733,9 +733,11 @@ SourceStatus PatientSource::Produce() {
   // Sets made before the flush deadline would only wait in the output
   // buffer for it: with the deadline ahead, sets are made once
   // kPaceStepSlots are due; past it (or without one), any that are due.
+  // Behind (the last call's batch filled with sets still due), any that are
+  // due at once, as RateLimiter grants a full batch.
   const auto ready = [&](int64_t t) {
     if (due_ns(next_) > t) return false;
-    if (deadline_ns == 0 || t >= deadline_ns) return true;
+    if (behind_ || deadline_ns == 0 || t >= deadline_ns) return true;
     return due_ns(next_ + step_ * (kPaceStepSlots - 1)) <= t;
   };
   const int64_t called = paced ? ClockNanos() : 0;
@@ -766,6 +768,7 @@ SourceStatus PatientSource::Produce() {
       ++slots;
     }
   }
+  behind_ = paced && slots > 0 && !Done() && due_ns(next_) <= now;
   if (paced && slots > 0) DateLatencyMarker(called - due_ns(first), called - due_ns(next_ - step_));
   EmitBatch(batch_);
   if (Done()) {

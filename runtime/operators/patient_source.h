@@ -188,8 +188,8 @@ class PatientSource : public SourceOperator {
   // (RowBatch::capacity).
   static constexpr size_t kSetsPerBatch = 256;
   // The shortest wait of a paced source with nothing due and no flush
-  // deadline (a test's clock), and the slots it waits for before one
-  // (Produce).
+  // deadline (a test's clock), and the slots it waits for before the flush
+  // deadline unless it is behind (Produce).
   static constexpr int64_t kMinPaceWaitUs = 1000;
   static constexpr int64_t kPaceStepSlots = 64;
   // How much later a duplicate is received than the original.
@@ -230,6 +230,13 @@ class PatientSource : public SourceOperator {
   bool anchored_ = false;
   int64_t anchor_ns_ = 0;
   int64_t anchor_sim_ms_ = 0;
+  // The last call stopped at a full batch (or kSetsPerBatch) with sets still
+  // due: the next makes them without waiting for kPaceStepSlots more or the
+  // flush deadline. (Waiting, a call made one batch per flush period: a
+  // RowBatch holds 23 sets, the periods were 2.3 ms apart at a 2 ms
+  // buffer_timeout, about 10,000 sets a second per subtask; a faster pace
+  // fell behind by up to kPaceStepSlots sets, docs/benchmarks.md.)
+  bool behind_ = false;
   std::string id_prefix_;  // "SIM<seed>-"
   std::string id_;         // of the set being emitted
   std::string patient_;

@@ -651,6 +651,40 @@ TEST(PatientSourceTest, RealTimePacingFollowsTheWallClock) {
   EXPECT_GE(elapsed, std::chrono::milliseconds(300)) << "set 3 is due 300 ms after set 0";
 }
 
+TEST(PatientSourceTest, PacedSourceBehindMakesTheRestAtOnce) {
+  // 1,000 patients at 60x: a set every millisecond of the clock, 8 rows
+  // each (no value left out). With the flush deadline far ahead, the source
+  // waits for kPaceStepSlots sets, then makes what fits in its batch; the
+  // sets still due then go in the next call, without waiting for
+  // kPaceStepSlots more (or the deadline): waiting, a source whose pace
+  // needs more than a batch per flush period falls ever further behind.
+  const size_t sets_per_batch = RowBatch::CapacityFor(Hl7ObservationSchema().size()) / 8 + 1;
+  ASSERT_LT(sets_per_batch, static_cast<size_t>(PatientSource::kPaceStepSlots) / 2)
+      << "the test needs a batch that holds fewer sets than kPaceStepSlots";
+  PatientOptions o = Ward(1000, -1);
+  o.speed = 60;
+  OperatorCounters counters;
+  PatientSource src(counters, Hl7ObservationSchema(), proto::SourceSpec(), o);
+  RowsOutput out;
+  src.set_output(&out);
+  ASSERT_TRUE(src.Open(Context(0, 1)).ok());
+  const auto begin = std::chrono::steady_clock::now();
+  src.set_flush_deadline_ns(
+      std::chrono::duration_cast<std::chrono::nanoseconds>((begin + std::chrono::hours(1)).time_since_epoch()).count());
+  // The first sets come once kPaceStepSlots are due (about 64 ms).
+  while (out.rows.empty()) {
+    ASSERT_EQ(src.Produce(), SourceStatus::kMoreAvailable);
+    ASSERT_LT(std::chrono::steady_clock::now(), begin + std::chrono::seconds(30));
+  }
+  const size_t first = SetsOf(out.rows).size();
+  ASSERT_GE(first, 2u);
+  EXPECT_LE(first, sets_per_batch) << "one batch";
+  // At least kPaceStepSlots - first sets are due now: the next call makes
+  // a batch of them at once.
+  ASSERT_EQ(src.Produce(), SourceStatus::kMoreAvailable);
+  EXPECT_GT(SetsOf(out.rows).size(), first) << "a source behind its pace makes the sets due without waiting";
+}
+
 // ---------------------------------------------------------------- logs
 
 TEST(PatientSourceTest, LogsCountsButNoPatientIdentifier) {
