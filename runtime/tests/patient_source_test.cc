@@ -634,20 +634,28 @@ TEST(PatientSourceTest, PacedSourceEmitsNoSetBeforeItIsDue) {
   EXPECT_EQ(sets(), 2u);
 }
 
+// A source on the real clock (no ctx.clock), with its output.
+struct RealTimeWard {
+  explicit RealTimeWard(const PatientOptions& options)
+      : src(counters, Hl7ObservationSchema(), proto::SourceSpec(), options) {
+    src.set_output(&out);
+  }
+  OperatorCounters counters;
+  PatientSource src;
+  RowsOutput out;
+};
+
 TEST(PatientSourceTest, RealTimePacingFollowsTheWallClock) {
   // One patient, a set per simulated minute at 600x: one every 100 ms.
   PatientOptions o = Ward(1, 4);
   o.speed = 600;
-  OperatorCounters counters;
-  PatientSource src(counters, Hl7ObservationSchema(), proto::SourceSpec(), o);
-  RowsOutput out;
-  src.set_output(&out);
-  ASSERT_TRUE(src.Open(Context(0, 1)).ok());
+  RealTimeWard w(o);
+  ASSERT_TRUE(w.src.Open(Context(0, 1)).ok());
   const auto begin = std::chrono::steady_clock::now();
   const auto deadline = begin + std::chrono::seconds(30);
-  while (src.Produce() != SourceStatus::kEnd) ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+  while (w.src.Produce() != SourceStatus::kEnd) ASSERT_LT(std::chrono::steady_clock::now(), deadline);
   const auto elapsed = std::chrono::steady_clock::now() - begin;
-  EXPECT_EQ(SetsOf(out.rows).size(), 4u);
+  EXPECT_EQ(SetsOf(w.out.rows).size(), 4u);
   EXPECT_GE(elapsed, std::chrono::milliseconds(300)) << "set 3 is due 300 ms after set 0";
 }
 
@@ -657,32 +665,30 @@ TEST(PatientSourceTest, PacedSourceBehindMakesTheRestAtOnce) {
   // waits for kPaceStepSlots sets, then makes what fits in its batch; the
   // sets still due then go in the next call, without waiting for
   // kPaceStepSlots more (or the deadline): waiting, a source whose pace
-  // needs more than a batch per flush period falls ever further behind.
+  // needs more than a batch per flush period falls behind by up to
+  // kPaceStepSlots sets.
   const size_t sets_per_batch = RowBatch::CapacityFor(Hl7ObservationSchema().size()) / 8 + 1;
   ASSERT_LT(sets_per_batch, static_cast<size_t>(PatientSource::kPaceStepSlots) / 2)
       << "the test needs a batch that holds fewer sets than kPaceStepSlots";
   PatientOptions o = Ward(1000, -1);
   o.speed = 60;
-  OperatorCounters counters;
-  PatientSource src(counters, Hl7ObservationSchema(), proto::SourceSpec(), o);
-  RowsOutput out;
-  src.set_output(&out);
-  ASSERT_TRUE(src.Open(Context(0, 1)).ok());
+  RealTimeWard w(o);
+  ASSERT_TRUE(w.src.Open(Context(0, 1)).ok());
   const auto begin = std::chrono::steady_clock::now();
-  src.set_flush_deadline_ns(
+  w.src.set_flush_deadline_ns(
       std::chrono::duration_cast<std::chrono::nanoseconds>((begin + std::chrono::hours(1)).time_since_epoch()).count());
   // The first sets come once kPaceStepSlots are due (about 64 ms).
-  while (out.rows.empty()) {
-    ASSERT_EQ(src.Produce(), SourceStatus::kMoreAvailable);
+  while (w.out.rows.empty()) {
+    ASSERT_EQ(w.src.Produce(), SourceStatus::kMoreAvailable);
     ASSERT_LT(std::chrono::steady_clock::now(), begin + std::chrono::seconds(30));
   }
-  const size_t first = SetsOf(out.rows).size();
+  const size_t first = SetsOf(w.out.rows).size();
   ASSERT_GE(first, 2u);
   EXPECT_LE(first, sets_per_batch) << "one batch";
   // At least kPaceStepSlots - first sets are due now: the next call makes
   // a batch of them at once.
-  ASSERT_EQ(src.Produce(), SourceStatus::kMoreAvailable);
-  EXPECT_GT(SetsOf(out.rows).size(), first) << "a source behind its pace makes the sets due without waiting";
+  ASSERT_EQ(w.src.Produce(), SourceStatus::kMoreAvailable);
+  EXPECT_GT(SetsOf(w.out.rows).size(), first) << "a source behind its pace makes the sets due without waiting";
 }
 
 // ---------------------------------------------------------------- logs
