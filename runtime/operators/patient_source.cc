@@ -409,6 +409,7 @@ absl::Status PatientSource::Open(const OperatorContext& ctx) {
   if (start_ == 0) start_ = ClockMillis() / 1000 * 1000;
   max_tick_ = (kMaxTimeMs - start_) / options_.interval_ms - 1;
   anchored_ = false;
+  behind_ = false;
   return absl::OkStatus();
 }
 
@@ -448,6 +449,7 @@ absl::Status PatientSource::RestoreOperatorState(std::string_view state) {
   start_ = start;
   max_tick_ = (kMaxTimeMs - start_) / options_.interval_ms - 1;
   anchored_ = false;
+  behind_ = false;
   return absl::OkStatus();
 }
 
@@ -734,7 +736,8 @@ SourceStatus PatientSource::Produce() {
   // buffer for it: with the deadline ahead, sets are made once
   // kPaceStepSlots are due; past it (or without one), any that are due.
   // Behind (the last call's batch filled with sets still due), any that are
-  // due at once, as RateLimiter grants a full batch.
+  // due at once, as RateLimiter grants what is due once a step (at most a
+  // batch) is.
   const auto ready = [&](int64_t t) {
     if (due_ns(next_) > t) return false;
     if (behind_ || deadline_ns == 0 || t >= deadline_ns) return true;
