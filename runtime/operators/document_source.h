@@ -55,7 +55,8 @@ class DocumentFileSource : public SourceOperator {
   std::string SnapshotOperatorState(int64_t) override;
   absl::Status RestoreOperatorState(std::string_view state) override;
 
-  // Documents per Produce call, at most (one batch).
+  // Documents per Produce call, at most: one batch unpaced; paced
+  // (max_rate), what the rate limiter grants, in as many batches as it takes.
   static constexpr size_t kMessagesPerBatch = 256;
 
  private:

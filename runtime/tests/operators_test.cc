@@ -593,16 +593,22 @@ std::string Hl7Messages(int first, int messages, bool batch) {
   return out;
 }
 
+// A file source of HL7 v2 messages at `path` (a file or a directory).
+proto::SourceSpec Hl7FileSpec(const std::string& path) {
+  proto::SourceSpec spec;
+  spec.set_connector("file");
+  spec.set_path(path);
+  spec.set_format("hl7v2");
+  return spec;
+}
+
 TEST(SourceRestoreTest, DocumentFileSourceResumesWhereTheSnapshotWas) {
   const std::string dir = TempPath("hl7-in");
   fs::create_directories(dir);
   std::ofstream(dir + "/a.hl7") << Hl7Messages(0, 1000, false);
   std::ofstream(dir + "/b.hl7") << Hl7Messages(1000, 1000, true);
   std::ofstream(dir + "/.hidden") << "not HL7";
-  proto::SourceSpec spec;
-  spec.set_connector("file");
-  spec.set_path(dir);
-  spec.set_format("hl7v2");
+  proto::SourceSpec spec = Hl7FileSpec(dir);
   const ManualStateClock clock(1709300000000);
   const Schema s = Hl7ObservationSchema();
   static_assert(DocumentFileSource::kMessagesPerBatch == 256);
@@ -615,10 +621,7 @@ TEST(DocumentFileSourceTest, ARestoreIntoAChangedDirectoryFailsInsteadOfSkipping
   const std::string dir = TempPath("hl7-changed");
   fs::create_directories(dir);
   std::ofstream(dir + "/b.hl7") << Hl7Messages(0, 600, false);
-  proto::SourceSpec spec;
-  spec.set_connector("file");
-  spec.set_path(dir);
-  spec.set_format("hl7v2");
+  proto::SourceSpec spec = Hl7FileSpec(dir);
   const Schema s = Hl7ObservationSchema();
   std::string position;
   {
@@ -647,10 +650,7 @@ TEST(DocumentFileSourceTest, EveryMessageBecomesRowsOrADeadLetterWithItsLine) {
   fs::create_directories(dir);
   std::ofstream(dir + "/in.hl7") << "EVN|A04\rPID|1\r" << Hl7Messages(0, 200, false)
                                   << "MSH|^~\\&|A|B|C|D|2024||ACK^R01|K1|P|2.5\rMSA|AA|M1\r";
-  proto::SourceSpec spec;
-  spec.set_connector("file");
-  spec.set_path(dir + "/in.hl7");
-  spec.set_format("hl7v2");
+  proto::SourceSpec spec = Hl7FileSpec(dir + "/in.hl7");
   OperatorCounters counters;
   const Schema s = Hl7ObservationSchema();
   DocumentFileSource src(counters, s, spec);
@@ -679,6 +679,39 @@ TEST(DocumentFileSourceTest, EveryMessageBecomesRowsOrADeadLetterWithItsLine) {
   EXPECT_EQ(out.rows[0], "M1,1,null,ORU^R01,WARD7,P1,HOSP,8867-4,LN,HR,NM,61,61,/min,F,2024-03-01T15:00:00.000Z,null,"
                          "2024-03-01T13:33:20.000Z,false");
   EXPECT_EQ(out.rows[2].substr(out.rows[2].rfind(',')), ",true") << "the message's last OBX";
+}
+
+TEST(DocumentFileSourceTest, PacedSourceMakesItsWholeGrantInBatches) {
+  // max_rate 1,000 messages/s on the context's clock: 200 ms later, 200
+  // messages are due and granted. A batch holds about 61 of these 3-OBX
+  // messages; the rest of the grant goes in more batches of the same call,
+  // not nowhere (the limiter counts it as made, so the source would run
+  // below its max_rate).
+  const std::string dir = TempPath("hl7-paced");
+  fs::create_directories(dir);
+  std::ofstream(dir + "/in.hl7") << Hl7Messages(0, 1000, false);
+  proto::SourceSpec spec = Hl7FileSpec(dir + "/in.hl7");
+  spec.set_max_rate(1000);
+  OperatorCounters counters;
+  const Schema s = Hl7ObservationSchema();
+  ASSERT_LT(RowBatch::CapacityFor(s.size()), 200u * 3) << "the test needs a grant larger than a batch";
+  DocumentFileSource src(counters, s, spec);
+  CollectingOutput out(s);
+  CollectingOutput dead(DeadLetterSchema());
+  src.set_output(&out);
+  src.set_dead_letter_output(&dead);
+  ManualStateClock clock(1709300000000);
+  OperatorContext ctx = Context(0, 1, "hl7");
+  ctx.clock = &clock;
+  ASSERT_TRUE(src.Open(ctx).ok());
+  ASSERT_EQ(src.Produce(), SourceStatus::kMoreAvailable);  // message 0, due at once
+  clock.Advance(200);
+  ASSERT_EQ(src.Produce(), SourceStatus::kMoreAvailable);  // messages 1-200
+  // Messages 0, 97 and 194 have a bad heart rate: 198 x 3 rows.
+  EXPECT_EQ(out.rows.size(), 594u);
+  EXPECT_EQ(dead.rows.size(), 3u);
+  ASSERT_EQ(src.Produce(), SourceStatus::kMoreAvailable);  // none due yet
+  EXPECT_EQ(out.rows.size(), 594u) << "no message before it is due";
 }
 
 TEST(SourceRestoreTest, GeneratorRejectsAnotherSubtasksPosition) {
