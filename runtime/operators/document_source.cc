@@ -4,7 +4,6 @@
 #include <charconv>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iterator>
 #include <utility>
 
@@ -41,9 +40,7 @@ absl::Status DocumentFileSource::Open(const OperatorContext& ctx) {
   ctx_ = ctx;
   dead_letters_.Open(ctx);
   dead_letters_.set_output(dead_letter_output_);
-  std::function<int64_t()> clock;  // MonotonicNanos
-  if (ctx_.clock != nullptr) clock = [c = ctx_.clock] { return c->NowMillis() * 1'000'000; };
-  limiter_ = std::make_unique<RateLimiter>(spec_.max_rate(), std::move(clock));
+  limiter_ = std::make_unique<RateLimiter>(spec_.max_rate(), ctx_.clock);
   const Schema& rows = fhir_ ? fhir_extractor_.schema() : extractor_.schema();
   if (schema_.DebugString() != rows.DebugString()) {
     return absl::InvalidArgumentError(absl::StrCat("source '", ctx.vertex_name, "': a ", spec_.format(),

@@ -348,9 +348,7 @@ NexmarkSource::NexmarkSource(OperatorCounters& counters, Schema schema, const pr
 void NexmarkSource::ResetPace() {
   limiter_.reset();
   if (options_.rate <= 0) return;
-  std::function<int64_t()> clock;  // MonotonicNanos
-  if (ctx_.clock != nullptr) clock = [c = ctx_.clock] { return c->NowMillis() * 1'000'000; };
-  limiter_ = std::make_unique<RateLimiter>(options_.rate / ctx_.parallelism, std::move(clock));
+  limiter_ = std::make_unique<RateLimiter>(options_.rate / ctx_.parallelism, ctx_.clock);
 }
 
 absl::Status NexmarkSource::Open(const OperatorContext& ctx) {

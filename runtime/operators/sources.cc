@@ -21,6 +21,10 @@ RateLimiter::RateLimiter(double rate, std::function<int64_t()> clock_ns)
       step_(static_cast<int64_t>(std::clamp(rate * kStepSeconds, 1.0, static_cast<double>(kMaxStep)))),
       clock_ns_(std::move(clock_ns)) {}
 
+RateLimiter::RateLimiter(double rate, const StateClock* clock)
+    : RateLimiter(rate, clock == nullptr ? std::function<int64_t()>()
+                                         : [clock] { return clock->NowMillis() * 1'000'000; }) {}
+
 int64_t RateLimiter::Now() const { return clock_ns_ ? clock_ns_() : MonotonicNanos(); }
 
 int64_t RateLimiter::Due(int64_t now_ns) const {

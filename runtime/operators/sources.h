@@ -22,6 +22,7 @@
 #include "runtime/network/buffer.h"
 #include "runtime/operators/dead_letters.h"
 #include "runtime/operators/operator.h"
+#include "state/state_clock.h"
 
 namespace vstream {
 
@@ -51,6 +52,9 @@ class RateLimiter {
   static constexpr int64_t kMaxStep = 512;
   // clock_ns: a monotonic clock in ns (tests pass a manual one).
   explicit RateLimiter(double rate, std::function<int64_t()> clock_ns = nullptr);
+  // Paced by `clock` (an operator context's; a test's manual one), or by
+  // the monotonic clock when it is null.
+  RateLimiter(double rate, const StateClock* clock);
   // How many records may be produced now (at most max): a step once due, or,
   // once deadline_ns (on the clock above; 0: none) has passed, any due. None
   // yet: it sleeps until a step is due or the deadline, whichever is first,
