@@ -45,6 +45,12 @@ struct JobBuilder::Input {
   // Non-empty: the only fields of the stream the vertex reads (ascending),
   // all a HASH edge carries (JobEdge.projection); see ReadsOnly.
   std::vector<int> reads = {};
+  // For projection pushdown (FieldsRead), set by filters and maps, whose
+  // edges are not projected: the fields their expressions read, and for a
+  // filter also what its readers read (its output is the stream's rows).
+  // Unset, the vertex reads `reads`, or every field if that is empty.
+  std::optional<std::vector<int>> expr_reads = std::nullopt;
+  bool passes_rows = false;
 };
 
 // A vertex as defined; parallelism and edges are resolved by Build().
@@ -646,6 +652,31 @@ void JobBuilder::MarkPartitioned(int input, const std::vector<int>& key_fields, 
   }
 }
 
+std::vector<std::vector<bool>> JobBuilder::FieldsRead() const {
+  std::vector<std::vector<bool>> read(streams_.size());
+  for (size_t s = 0; s < streams_.size(); ++s) read[s].assign(streams_[s].schema.size(), false);
+  // Streams are defined before their readers: backwards, a filter's readers
+  // come before the filter.
+  for (auto v = vertices_.rbegin(); v != vertices_.rend(); ++v) {
+    for (const Input& in : v->inputs) {
+      std::vector<bool>& fields = read[in.stream];
+      for (int f : in.key_fields) fields[f] = true;
+      const std::vector<int>& listed = in.expr_reads ? *in.expr_reads : in.reads;
+      if (!in.expr_reads && in.reads.empty()) {
+        fields.assign(fields.size(), true);
+        continue;
+      }
+      for (int f : listed) fields[f] = true;
+      if (!in.passes_rows) continue;
+      for (size_t s = 0; s < streams_.size(); ++s) {
+        if (streams_[s].vertex != v->proto.id() || !streams_[s].side_output.empty()) continue;
+        for (size_t f = 0; f < fields.size(); ++f) fields[f] = fields[f] || read[s][f];
+      }
+    }
+  }
+  return read;
+}
+
 const Schema* JobBuilder::StreamSchema(std::string_view name) const {
   for (const Stream& s : streams_) {
     if (s.name == name) return &s.schema;
@@ -995,7 +1026,8 @@ StreamRef JobBuilder::Filter(std::string_view name, const StreamRef& input, std:
   proto::OperatorSpec op;
   op.mutable_filter()->set_where(std::string(where));
   const bool forward = options.partition == Partition::kAuto && key_fields.empty();
-  StreamRef out = AddVertex("filter", name, std::move(op), {Input{in, 0, options.partition, std::move(key_fields)}},
+  StreamRef out = AddVertex("filter", name, std::move(op),
+                            {Input{in, 0, options.partition, std::move(key_fields), {}, expr->fields(), true}},
                             &input_schema, streams_[in].time_index, options.parallelism);
   // Partitioned streams: what it passes on stays where it was, when it reads
   // its input forward (Build() checks the parallelism: Partitioned).
@@ -1017,6 +1049,7 @@ StreamRef JobBuilder::Map(std::string_view name, const StreamRef& input,
   }
   Schema output;
   proto::OperatorSpec op;
+  std::vector<int> expr_reads;
   // The event time survives a map that copies the field as it is.
   const int input_time = streams_[in].time_index;
   int time_index = -1;
@@ -1043,6 +1076,7 @@ StreamRef JobBuilder::Map(std::string_view name, const StreamRef& input,
       time_index = static_cast<int>(output.size());
     }
     output.Add(p.name, expr->type());
+    expr_reads.insert(expr_reads.end(), expr->fields().begin(), expr->fields().end());
     proto::Projection* proj = op.mutable_map()->add_select();
     proj->set_name(p.name);
     proj->set_expr(p.expr);
@@ -1050,8 +1084,8 @@ StreamRef JobBuilder::Map(std::string_view name, const StreamRef& input,
   std::vector<int> key_fields;
   if (!CheckVertexOptions("map", name, options, input_schema, &key_fields)) return {};
   return AddVertex("map", name, std::move(op),
-                   {Input{in, 0, options.partition, std::move(key_fields)}}, &output, time_index,
-                   options.parallelism);
+                   {Input{in, 0, options.partition, std::move(key_fields), {}, std::move(expr_reads)}}, &output,
+                   time_index, options.parallelism);
 }
 
 StreamRef JobBuilder::Union(std::string_view name, const std::vector<StreamRef>& inputs,
@@ -1882,6 +1916,7 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
   ckpt->set_unaligned(checkpointing_.unaligned);
   ckpt->set_aligned_timeout_ms(checkpointing_.unaligned ? 0 : checkpointing_.aligned_timeout_ms);
   ckpt->set_storage(checkpointing_.storage);
+  const std::vector<std::vector<bool>> fields_read = FieldsRead();
   std::vector<int> parallelism;
   for (const Vertex& v : vertices_) {
     const std::string& name = v.proto.name();
@@ -1897,6 +1932,18 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
     *pv = v.proto;
     pv->set_parallelism(p);
     pv->set_max_parallelism(max_parallelism_);
+    // Projection pushdown, for the connectors that support it.
+    if (projection_pushdown_ && pv->op().has_source() && pv->op().source().connector() == "nexmark") {
+      for (size_t s = 0; s < streams_.size(); ++s) {
+        if (streams_[s].vertex != v.proto.id() || !streams_[s].side_output.empty()) continue;
+        std::vector<bool> fields = fields_read[s];
+        if (streams_[s].time_index >= 0) fields[streams_[s].time_index] = true;  // for its watermarks
+        if (std::find(fields.begin(), fields.end(), false) == fields.end()) continue;
+        for (size_t f = 0; f < fields.size(); ++f) {
+          if (fields[f]) pv->mutable_op()->mutable_source()->add_reads(static_cast<int>(f));
+        }
+      }
+    }
 
     for (const Input& in : v.inputs) {
       const Stream& stream = streams_[in.stream];

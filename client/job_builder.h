@@ -507,6 +507,15 @@ class JobBuilder {
   // Every source subtask sends a latency marker this often; sinks report
   // the markers' ages (vstream status). Default 0: no markers.
   void SetLatencyMarkerIntervalMs(int64_t ms);
+  // Projection pushdown, as Flink's planner does for a source that
+  // SupportsProjectionPushDown: Build() tells each source which of its
+  // fields the job reads (SourceSpec.reads), and a connector that supports
+  // it (nexmark) leaves the others null instead of making them. A field
+  // counts as read when a filter's where, a map's select, a key, an
+  // aggregate's or window's arguments or event time name it, or when any
+  // other vertex (a sink, a union, a join, a process function) reads the
+  // stream at all; a filter passes on what its readers read. Default true.
+  void SetProjectionPushdown(bool enabled) { projection_pushdown_ = enabled; }
   // Periodic checkpoints. Default: none (CheckpointingOptions{}).
   void SetCheckpointing(const CheckpointingOptions& checkpointing);
   // What the JobManager does when a task fails (restart: in job specs).
@@ -686,12 +695,16 @@ class JobBuilder {
   // vertex's `parallelism` (by id, up to the stream's vertex): a union's
   // output only if each of its inputs is and has the union's parallelism.
   bool Partitioned(int stream, const std::vector<int>& parallelism) const;
+  // Projection pushdown: per stream (as streams_), which of its fields some
+  // vertex reads (SetProjectionPushdown).
+  std::vector<std::vector<bool>> FieldsRead() const;
 
   std::string job_name_;
   int parallelism_ = 1;
   int max_parallelism_;
   int64_t buffer_timeout_ms_ = 5;
   int64_t latency_marker_interval_ms_ = 0;
+  bool projection_pushdown_ = true;
   CheckpointingOptions checkpointing_;
   proto::RestartSpec restart_;
   std::vector<Stream> streams_;   // in definition order

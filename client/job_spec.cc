@@ -65,8 +65,8 @@ constexpr char kOperatorTypes[] =
     "pattern, pseudonymize, score_model";
 
 const std::vector<std::string_view> kTopLevelFields = {
-    "name",    "parallelism", "max_parallelism", "buffer_timeout", "latency_markers",
-    "checkpointing", "restart", "sources", "operators", "sinks"};
+    "name",    "parallelism", "max_parallelism", "buffer_timeout",      "latency_markers",
+    "checkpointing", "restart", "sources", "operators", "sinks", "projection_pushdown"};
 
 // Compiles one spec. Not reusable: one instance per spec.
 class SpecCompiler {
@@ -528,6 +528,10 @@ class SpecCompiler {
     if (const Entry* e = top_.Find("latency_markers")) {
       ASSIGN_OR_RETURN(int64_t ms, DurationMs(*e));
       builder_->SetLatencyMarkerIntervalMs(ms);
+    }
+    if (const Entry* e = top_.Find("projection_pushdown")) {
+      ASSIGN_OR_RETURN(bool enabled, Bool(*e));
+      builder_->SetProjectionPushdown(enabled);
     }
     if (const Entry* e = top_.Find("checkpointing")) {
       ASSIGN_OR_RETURN(CheckpointingOptions checkpointing, ParseCheckpointing(*e));

@@ -194,6 +194,17 @@ std::string FormatJobPlan(const proto::JobGraph& graph) {
     }
     absl::StrAppend(&out, "  ", line, "\n");
   }
+  std::string projected;
+  for (const proto::JobVertex& v : graph.vertices()) {
+    if (!v.op().has_source() || v.op().source().reads_size() == 0) continue;
+    const Schema schema = Schema::FromProto(v.output_schema());
+    absl::StrAppendFormat(&projected, "  %s: %d of %d fields: %s\n", v.name(), v.op().source().reads_size(),
+                          schema.size(), FieldNames(schema, v.op().source().reads()));
+  }
+  if (!projected.empty()) {
+    absl::StrAppend(&out, "\nPROJECTED SOURCES  (make only the fields the job reads; the others are null)\n",
+                    projected);
+  }
   std::string grouped;
   for (const proto::JobVertex& v : graph.vertices()) {
     if (v.key_group_fields() <= 0) continue;

@@ -145,6 +145,19 @@ TEST_F(CliErrorsTest, PlanPrintsTasksAndExchangesOrTheSpecError) {
   // The union of the two patterns joins their task.
   EXPECT_NE(r.out.find("desaturation, heart_rate_rise, patterns,"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("-> patterns"), std::string::npos) << "chained, not an exchange: " << r.out;
+  EXPECT_EQ(r.out.find("PROJECTED SOURCES"), std::string::npos) << "no nexmark source: " << r.out;
+
+  // Nexmark q3 reads nothing of a bid but its type and time.
+  const std::string q3 = dir_.File("q3.yaml");
+  WriteFile(q3, absl::StrReplaceAll(ReadFile(std::string(VSTREAM_SOURCE_DIR) + "/bench/workloads/q3.yaml"),
+                                    {{"count: COUNT", "count: 1000"}}));
+  r = RunCommand({BinPath("vstream"), "plan", q3}, dir_.path(), std::chrono::seconds(30));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\nPROJECTED SOURCES  (make only the fields the job reads; the others are null)\n"
+                       "  events: 9 of 27 fields: event_type, person_id, person_name, person_city, person_state, "
+                       "auction_id, auction_seller, auction_category, date_time\n"),
+            std::string::npos)
+      << r.out;
 
   const std::string path = dir_.File("job.yaml");
   WriteFile(path, absl::StrReplaceAll(absl::StrReplaceAll(kGood, {{"$DIR", dir_.path()}}), {{"type: filter", "type: fliter"}}));

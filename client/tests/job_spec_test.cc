@@ -507,6 +507,7 @@ TEST_F(JobSpecTest, NexmarkSourceHasTheFixedSchemaAndItsOptions) {
   EXPECT_EQ(src.nexmark().num_in_flight_auctions(), 100);
   EXPECT_EQ(src.event_time().field_index(), kNxDateTime);
   EXPECT_EQ(Schema::FromProto(graph->vertices(0).output_schema()).DebugString(), NexmarkSchema().DebugString());
+  EXPECT_EQ(src.reads_size(), 0);  // the sink reads every field
 
   ExpectError(Replace(kNexmarkSpec, "event_rate: 1000", "event_rate: 0"), 8, 17, "event_rate must lie in");
   ExpectError(Replace(kNexmarkSpec, "hot_auction_ratio: 3", "hot_auction_ratio: 0"), 10, 24, "hot_auction_ratio");
@@ -514,6 +515,76 @@ TEST_F(JobSpecTest, NexmarkSourceHasTheFixedSchemaAndItsOptions) {
   ExpectError(Replace(kNexmarkSpec, "count: 1000", "count: -5"), 5, 12, "count must be >= 0");
   ExpectError(Replace(kNexmarkSpec, "    seed: 9\n", "    schema: {a: int}\n"), 7, 5,
               "unknown field 'schema' in source 'events'");
+}
+
+// Projection pushdown: a filter reads its where and passes on what its
+// readers read; a map reads its select; a window its key, time and
+// arguments.
+constexpr char kPushdownSpec[] = R"yaml(name: pushdown
+parallelism: 2
+sources:
+  - name: events
+    connector: nexmark
+    count: 1000
+    event_time: {field: date_time}
+operators:
+  - name: people
+    type: filter
+    input: events
+    where: "event_type = 0 AND person_state = 'OR'"
+  - name: person
+    type: map
+    input: people
+    select: {id: person_id, name: person_name}
+  - name: bids
+    type: filter
+    input: events
+    where: "event_type = 2"
+  - name: big
+    type: filter
+    input: bids
+    where: "bid_price > 1000"
+  - name: counts
+    type: window
+    input: big
+    key_by: [bid_auction]
+    window: {kind: tumbling, size: 10s}
+    aggregates: {num: "count(*)"}
+sinks:
+  - name: people_out
+    connector: blackhole
+    input: person
+  - name: counts_out
+    connector: blackhole
+    input: counts
+)yaml";
+
+TEST_F(JobSpecTest, ANexmarkSourceMakesOnlyTheFieldsTheJobReads) {
+  absl::StatusOr<proto::JobGraph> graph = Compile(kPushdownSpec);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_THAT(graph->vertices(0).op().source().reads(),
+              ::testing::ElementsAre(kNxEventType, kNxPersonId, kNxPersonName, kNxPersonState, kNxBidAuction, kNxBidPrice,
+                          kNxDateTime));
+
+  // Without a where on date_time it is still made: it is the event time.
+  graph = Compile(Replace(kPushdownSpec, "    event_time: {field: date_time}\n", ""));
+  ASSERT_FALSE(graph.ok());  // the window needs event time
+  graph = Compile(Replace(Replace(kPushdownSpec, "    aggregates:", "    time: processing\n    aggregates:"),
+                          "    event_time: {field: date_time}\n", ""));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_THAT(graph->vertices(0).op().source().reads(),
+              ::testing::ElementsAre(kNxEventType, kNxPersonId, kNxPersonName, kNxPersonState, kNxBidAuction, kNxBidPrice));
+
+  // A sink of the filter reads its rows whole.
+  graph = Compile(Replace(kPushdownSpec, "    input: person\n", "    input: people\n"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->vertices(0).op().source().reads_size(), 0);
+
+  graph = Compile(Replace(kPushdownSpec, "parallelism: 2\n", "parallelism: 2\nprojection_pushdown: false\n"));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(graph->vertices(0).op().source().reads_size(), 0);
+  ExpectError(Replace(kPushdownSpec, "parallelism: 2\n", "parallelism: 2\nprojection_pushdown: yes\n"), 3, 22,
+              "expected true or false for 'projection_pushdown'");
 }
 
 constexpr char kMllpSpec[] = R"yaml(name: bedside-news2

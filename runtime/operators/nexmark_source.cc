@@ -336,11 +336,12 @@ int64_t NexmarkOptions::DateTimeOf(int64_t n) const {
 
 // ---------------------------------------------------------------- source
 
-NexmarkSource::NexmarkSource(OperatorCounters& counters, Schema schema, const proto::SourceSpec& /*spec*/,
+NexmarkSource::NexmarkSource(OperatorCounters& counters, Schema schema, const proto::SourceSpec& spec,
                              const NexmarkOptions& options)
     : SourceOperator(counters),
       schema_(std::move(schema)),
       options_(options),
+      spec_reads_(spec.reads().begin(), spec.reads().end()),
       seed_key_(Mix(options.seed ^ 0x4e65786d61726bull)),  // "Nexmark"
       url_key_(Mix(seed_key_ ^ kSaltUrls)),
       batch_(schema_.size()) {}
@@ -360,6 +361,23 @@ absl::Status NexmarkSource::Open(const OperatorContext& ctx) {
   if (schema_.DebugString() != events.DebugString()) {
     return absl::InvalidArgumentError(absl::StrCat("source '", ctx.vertex_name, "': a nexmark source has the schema ",
                                                    events.DebugString(), ", not ", schema_.DebugString()));
+  }
+  reads_.reset();
+  for (int f : spec_reads_) {
+    if (f < 0 || f >= kNxFieldCount) {
+      return absl::InvalidArgumentError(absl::StrCat("source '", ctx.vertex_name, "': reads field ", f,
+                                                     ", but a nexmark event has fields 0..", kNxFieldCount - 1));
+    }
+    reads_.set(static_cast<size_t>(f));
+  }
+  if (spec_reads_.empty()) reads_.set();
+  makes_ = reads_;
+  // An extra's length depends on the lengths of the other strings.
+  if (reads_[kNxPersonExtra]) {
+    for (int f : {kNxPersonName, kNxPersonEmail, kNxPersonCreditCard, kNxPersonCity, kNxPersonState}) makes_.set(f);
+  }
+  if (reads_[kNxAuctionExtra]) {
+    for (int f : {kNxAuctionItemName, kNxAuctionDescription}) makes_.set(f);
   }
   next_ = ctx.subtask_index;
   step_ = ctx.parallelism;
@@ -459,6 +477,13 @@ void NexmarkSource::Fill(int64_t n, Row& row) {
   }
 }
 
+void NexmarkSource::NullUnread(Row& row, int first, int last) const {
+  if (makes_ == reads_) return;
+  for (int f = first; f <= last; ++f) {
+    if (!reads_[static_cast<size_t>(f)]) row[f].is_null = true;
+  }
+}
+
 int64_t NexmarkSource::NextPersonId(int64_t n, Draws& draws) const {
   // One of the last num_active_people people, or of the kNexmarkIdLead
   // still to come.
@@ -476,127 +501,210 @@ int64_t NexmarkSource::NextAuctionId(int64_t n, Draws& draws) const {
 }
 
 void NexmarkSource::FillPerson(int64_t n, uint64_t key, int64_t time, Row& row) {
-  row[kNxPersonId].SetInt(kNexmarkFirstPersonId + LastPersonId(n));
+  MakeInt(row, kNxPersonId, kNexmarkFirstPersonId + LastPersonId(n));
   int64_t size = kNumberBytes;
 
-  std::string& name = Text(row[kNxPersonName]);
-  Draws names(key, kSaltName);
-  name.append(kFirstNames[names.Below(CountOf(kFirstNames))]);
-  name.push_back(' ');
-  name.append(kLastNames[names.Below(CountOf(kLastNames))]);
-  size += static_cast<int64_t>(name.size());
-
-  std::string& email = Text(row[kNxPersonEmail]);
-  Draws emails(key, kSaltEmail);
-  emails.AppendWords(7, ' ', &email);
-  email.push_back('@');
-  emails.AppendWords(5, ' ', &email);
-  email.append(".com");
-  size += static_cast<int64_t>(email.size());
-
-  std::string& card = Text(row[kNxPersonCreditCard]);
-  Draws cards(key, kSaltCreditCard);
-  for (int i = 0; i < 4; ++i) {
-    if (i > 0) card.push_back(' ');
-    AppendNumber(cards.Below(10000), 4, &card);
+  if (Makes(kNxPersonName)) {
+    std::string& name = Text(row[kNxPersonName]);
+    Draws names(key, kSaltName);
+    name.append(kFirstNames[names.Below(CountOf(kFirstNames))]);
+    name.push_back(' ');
+    name.append(kLastNames[names.Below(CountOf(kLastNames))]);
+    size += static_cast<int64_t>(name.size());
+  } else {
+    row[kNxPersonName].is_null = true;
   }
-  size += static_cast<int64_t>(card.size());
 
-  Draws cities(key, kSaltCity);
-  const std::string_view city = kCities[cities.Below(CountOf(kCities))];
-  row[kNxPersonCity].SetString(city);
-  Draws states(key, kSaltState);
-  const std::string_view state = kStates[states.Below(CountOf(kStates))];
-  row[kNxPersonState].SetString(state);
-  size += static_cast<int64_t>(city.size() + state.size());
+  if (Makes(kNxPersonEmail)) {
+    std::string& email = Text(row[kNxPersonEmail]);
+    Draws emails(key, kSaltEmail);
+    emails.AppendWords(7, ' ', &email);
+    email.push_back('@');
+    emails.AppendWords(5, ' ', &email);
+    email.append(".com");
+    size += static_cast<int64_t>(email.size());
+  } else {
+    row[kNxPersonEmail].is_null = true;
+  }
 
-  row[kNxPersonDateTime].SetInt(time);
-  Draws extra(key, kSaltExtra);
-  extra.AppendExtra(size, options_.avg_person_byte_size, &Text(row[kNxPersonExtra]));
+  if (Makes(kNxPersonCreditCard)) {
+    std::string& card = Text(row[kNxPersonCreditCard]);
+    Draws cards(key, kSaltCreditCard);
+    for (int i = 0; i < 4; ++i) {
+      if (i > 0) card.push_back(' ');
+      AppendNumber(cards.Below(10000), 4, &card);
+    }
+    size += static_cast<int64_t>(card.size());
+  } else {
+    row[kNxPersonCreditCard].is_null = true;
+  }
+
+  if (Makes(kNxPersonCity)) {
+    Draws cities(key, kSaltCity);
+    const std::string_view city = kCities[cities.Below(CountOf(kCities))];
+    row[kNxPersonCity].SetString(city);
+    size += static_cast<int64_t>(city.size());
+  } else {
+    row[kNxPersonCity].is_null = true;
+  }
+  if (Makes(kNxPersonState)) {
+    Draws states(key, kSaltState);
+    const std::string_view state = kStates[states.Below(CountOf(kStates))];
+    row[kNxPersonState].SetString(state);
+    size += static_cast<int64_t>(state.size());
+  } else {
+    row[kNxPersonState].is_null = true;
+  }
+
+  MakeInt(row, kNxPersonDateTime, time);
+  if (Makes(kNxPersonExtra)) {
+    Draws extra(key, kSaltExtra);
+    extra.AppendExtra(size, options_.avg_person_byte_size, &Text(row[kNxPersonExtra]));
+  } else {
+    row[kNxPersonExtra].is_null = true;
+  }
+  NullUnread(row, kNxPersonId, kNxPersonExtra);
 }
 
 void NexmarkSource::FillAuction(int64_t n, uint64_t key, int64_t time, Row& row) {
-  row[kNxAuctionId].SetInt(kNexmarkFirstAuctionId + LastAuctionId(n));
+  MakeInt(row, kNxAuctionId, kNexmarkFirstAuctionId + LastAuctionId(n));
 
-  Draws sellers(key, kSaltSeller);
-  int64_t seller = 0;
-  if (sellers.Below(static_cast<uint64_t>(options_.hot_sellers_ratio)) > 0) {
-    seller = LastPersonId(n) / kNexmarkHotBlock * kNexmarkHotBlock;  // the hot seller
+  if (Makes(kNxAuctionSeller)) {
+    Draws sellers(key, kSaltSeller);
+    int64_t seller = 0;
+    if (sellers.Below(static_cast<uint64_t>(options_.hot_sellers_ratio)) > 0) {
+      seller = LastPersonId(n) / kNexmarkHotBlock * kNexmarkHotBlock;  // the hot seller
+    } else {
+      seller = NextPersonId(n, sellers);
+    }
+    row[kNxAuctionSeller].SetInt(kNexmarkFirstPersonId + seller);
   } else {
-    seller = NextPersonId(n, sellers);
+    row[kNxAuctionSeller].is_null = true;
   }
-  row[kNxAuctionSeller].SetInt(kNexmarkFirstPersonId + seller);
 
-  Draws categories(key, kSaltCategory);
-  row[kNxAuctionCategory].SetInt(kNexmarkFirstCategoryId + categories.Below(kNexmarkNumCategories));
+  if (Makes(kNxAuctionCategory)) {
+    Draws categories(key, kSaltCategory);
+    row[kNxAuctionCategory].SetInt(kNexmarkFirstCategoryId + categories.Below(kNexmarkNumCategories));
+  } else {
+    row[kNxAuctionCategory].is_null = true;
+  }
 
-  Draws initial_bids(key, kSaltInitialBid);
-  const int64_t initial_bid = initial_bids.Price();
-  row[kNxAuctionInitialBid].SetInt(initial_bid);
-  Draws reserves(key, kSaltReserve);
-  row[kNxAuctionReserve].SetInt(initial_bid + reserves.Price());
+  if (Makes(kNxAuctionInitialBid) || Makes(kNxAuctionReserve)) {
+    Draws initial_bids(key, kSaltInitialBid);
+    const int64_t initial_bid = initial_bids.Price();
+    MakeInt(row, kNxAuctionInitialBid, initial_bid);
+    Draws reserves(key, kSaltReserve);
+    MakeInt(row, kNxAuctionReserve, initial_bid + reserves.Price());
+  } else {
+    row[kNxAuctionInitialBid].is_null = true;
+    row[kNxAuctionReserve].is_null = true;
+  }
 
-  // An auction lasts on average as long as it takes num_in_flight_auctions
-  // more auctions to open (nextAuctionLengthMs).
-  const int64_t horizon_events =
-      options_.num_in_flight_auctions * kNexmarkProportionDenominator / kNexmarkAuctionProportion;
-  const int64_t horizon_ms = options_.DateTimeOf(n + horizon_events) - time;
-  Draws expiries(key, kSaltExpires);
-  row[kNxAuctionDateTime].SetInt(time);
-  row[kNxAuctionExpires].SetInt(time + 1 + expiries.BelowLong(std::max<int64_t>(horizon_ms * 2, 1)));
+  MakeInt(row, kNxAuctionDateTime, time);
+  if (Makes(kNxAuctionExpires)) {
+    // An auction lasts on average as long as it takes num_in_flight_auctions
+    // more auctions to open (nextAuctionLengthMs).
+    const int64_t horizon_events =
+        options_.num_in_flight_auctions * kNexmarkProportionDenominator / kNexmarkAuctionProportion;
+    const int64_t horizon_ms = options_.DateTimeOf(n + horizon_events) - time;
+    Draws expiries(key, kSaltExpires);
+    row[kNxAuctionExpires].SetInt(time + 1 + expiries.BelowLong(std::max<int64_t>(horizon_ms * 2, 1)));
+  } else {
+    row[kNxAuctionExpires].is_null = true;
+  }
 
-  std::string& item_name = Text(row[kNxAuctionItemName]);
-  Draws item_names(key, kSaltItemName);
-  item_names.AppendWords(20, ' ', &item_name);
-  std::string& description = Text(row[kNxAuctionDescription]);
-  Draws descriptions(key, kSaltDescription);
-  descriptions.AppendWords(100, ' ', &description);
+  int64_t size = kNumberBytes + 5 * kNumberBytes;
+  if (Makes(kNxAuctionItemName)) {
+    std::string& item_name = Text(row[kNxAuctionItemName]);
+    Draws item_names(key, kSaltItemName);
+    item_names.AppendWords(20, ' ', &item_name);
+    size += static_cast<int64_t>(item_name.size());
+  } else {
+    row[kNxAuctionItemName].is_null = true;
+  }
+  if (Makes(kNxAuctionDescription)) {
+    std::string& description = Text(row[kNxAuctionDescription]);
+    Draws descriptions(key, kSaltDescription);
+    descriptions.AppendWords(100, ' ', &description);
+    size += static_cast<int64_t>(description.size());
+  } else {
+    row[kNxAuctionDescription].is_null = true;
+  }
 
-  const int64_t size = kNumberBytes + static_cast<int64_t>(item_name.size() + description.size()) + 5 * kNumberBytes;
-  Draws extra(key, kSaltExtra);
-  extra.AppendExtra(size, options_.avg_auction_byte_size, &Text(row[kNxAuctionExtra]));
+  if (Makes(kNxAuctionExtra)) {
+    Draws extra(key, kSaltExtra);
+    extra.AppendExtra(size, options_.avg_auction_byte_size, &Text(row[kNxAuctionExtra]));
+  } else {
+    row[kNxAuctionExtra].is_null = true;
+  }
+  NullUnread(row, kNxAuctionId, kNxAuctionExtra);
 }
 
 void NexmarkSource::FillBid(int64_t n, uint64_t key, int64_t time, Row& row) {
-  Draws auctions(key, kSaltAuction);
-  int64_t auction = 0;
-  if (auctions.Below(static_cast<uint64_t>(options_.hot_auction_ratio)) > 0) {
-    auction = LastAuctionId(n) / kNexmarkHotBlock * kNexmarkHotBlock;  // the hot auction
+  if (Makes(kNxBidAuction)) {
+    Draws auctions(key, kSaltAuction);
+    int64_t auction = 0;
+    if (auctions.Below(static_cast<uint64_t>(options_.hot_auction_ratio)) > 0) {
+      auction = LastAuctionId(n) / kNexmarkHotBlock * kNexmarkHotBlock;  // the hot auction
+    } else {
+      auction = NextAuctionId(n, auctions);
+    }
+    row[kNxBidAuction].SetInt(kNexmarkFirstAuctionId + auction);
   } else {
-    auction = NextAuctionId(n, auctions);
-  }
-  row[kNxBidAuction].SetInt(kNexmarkFirstAuctionId + auction);
-
-  Draws bidders(key, kSaltBidder);
-  int64_t bidder = 0;
-  if (bidders.Below(static_cast<uint64_t>(options_.hot_bidders_ratio)) > 0) {
-    // The second person of the block, so that hot bidders are no hot sellers.
-    bidder = LastPersonId(n) / kNexmarkHotBlock * kNexmarkHotBlock + 1;
-  } else {
-    bidder = NextPersonId(n, bidders);
-  }
-  row[kNxBidBidder].SetInt(kNexmarkFirstPersonId + bidder);
-
-  Draws prices(key, kSaltPrice);
-  row[kNxBidPrice].SetInt(prices.Price());
-
-  Draws channels(key, kSaltChannel);
-  std::string& channel = Text(row[kNxBidChannel]);
-  std::string& url = Text(row[kNxBidUrl]);
-  if (channels.Below(2) > 0) {
-    const int64_t hot = channels.Below(kHotChannelCount);
-    channel.append(kHotChannels[hot]);
-    url.append(ChannelUrl(kNexmarkChannels + hot));
-  } else {
-    const int64_t k = channels.Below(kNexmarkChannels);
-    channel.append("channel-");
-    AppendNumber(k, 1, &channel);
-    url.append(ChannelUrl(k));
+    row[kNxBidAuction].is_null = true;
   }
 
-  row[kNxBidDateTime].SetInt(time);
-  Draws extra(key, kSaltExtra);
-  extra.AppendExtra(4 * kNumberBytes, options_.avg_bid_byte_size, &Text(row[kNxBidExtra]));
+  if (Makes(kNxBidBidder)) {
+    Draws bidders(key, kSaltBidder);
+    int64_t bidder = 0;
+    if (bidders.Below(static_cast<uint64_t>(options_.hot_bidders_ratio)) > 0) {
+      // The second person of the block, so that hot bidders are no hot sellers.
+      bidder = LastPersonId(n) / kNexmarkHotBlock * kNexmarkHotBlock + 1;
+    } else {
+      bidder = NextPersonId(n, bidders);
+    }
+    row[kNxBidBidder].SetInt(kNexmarkFirstPersonId + bidder);
+  } else {
+    row[kNxBidBidder].is_null = true;
+  }
+
+  if (Makes(kNxBidPrice)) {
+    Draws prices(key, kSaltPrice);
+    row[kNxBidPrice].SetInt(prices.Price());
+  } else {
+    row[kNxBidPrice].is_null = true;
+  }
+
+  const bool channel = Makes(kNxBidChannel);
+  const bool url = Makes(kNxBidUrl);
+  if (channel || url) {
+    // One draw decides both.
+    Draws channels(key, kSaltChannel);
+    int64_t k = 0;
+    if (channels.Below(2) > 0) {
+      const int64_t hot = channels.Below(kHotChannelCount);
+      if (channel) Text(row[kNxBidChannel]).append(kHotChannels[hot]);
+      k = kNexmarkChannels + hot;
+    } else {
+      k = channels.Below(kNexmarkChannels);
+      if (channel) {
+        std::string& name = Text(row[kNxBidChannel]);
+        name.append("channel-");
+        AppendNumber(k, 1, &name);
+      }
+    }
+    if (url) Text(row[kNxBidUrl]).append(ChannelUrl(k));
+  }
+  if (!channel) row[kNxBidChannel].is_null = true;
+  if (!url) row[kNxBidUrl].is_null = true;
+
+  MakeInt(row, kNxBidDateTime, time);
+  if (Makes(kNxBidExtra)) {
+    Draws extra(key, kSaltExtra);
+    extra.AppendExtra(4 * kNumberBytes, options_.avg_bid_byte_size, &Text(row[kNxBidExtra]));
+  } else {
+    row[kNxBidExtra].is_null = true;
+  }
 }
 
 std::string_view NexmarkSource::ChannelUrl(int64_t k) {
