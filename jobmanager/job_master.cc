@@ -122,6 +122,13 @@ std::string ChannelLayout(const proto::JobGraph& graph) {
                     std::max(1, graph.vertices(e.target()).parallelism()),
                     IsChainedEdge(graph, e, producers) ? ":chained" : "", ";");
   }
+  // A projected source's rows, in flight as they are, hold nulls for the
+  // fields it did not make.
+  for (const proto::JobVertex& v : graph.vertices()) {
+    if (v.op().has_source() && v.op().source().reads_size() > 0) {
+      absl::StrAppend(&layout, v.id(), " reads ", absl::StrJoin(v.op().source().reads(), ","), ";");
+    }
+  }
   return layout;
 }
 

@@ -75,7 +75,8 @@ bool IsChainedEdge(const proto::JobGraph& graph, const proto::JobEdge& edge);
 
 // The network channels of `graph`, as text: every edge in order with its
 // partitioning, key fields, projection (which fields its records are
-// encoded with), both parallelisms and whether it is chained. A task stores
+// encoded with), both parallelisms and whether it is chained, and the fields
+// each projected source makes (SourceSpec.reads). A task stores
 // the records in flight on its channels by their positions among its
 // chain's inputs and outputs, which this fixes.
 std::string ChannelLayout(const proto::JobGraph& graph);

@@ -216,6 +216,12 @@ TEST(JobMasterTest, InFlightRecordsRestoreOnlyIntoAChainHeadAtTheirParallelism) 
   proto::JobGraph projected = ThreeVertexGraph(2);
   projected.mutable_edges(1)->add_projection(0);
   EXPECT_EQ(CheckInFlightRecordsFit(metadata, projected, "/ck/chk-3").code(), absl::StatusCode::kInvalidArgument);
+  // The same edges, but the source makes fewer fields (projection pushdown):
+  // in-flight rows of the old job may lack a field the new one reads.
+  proto::JobGraph pushed = ThreeVertexGraph(2);
+  pushed.mutable_vertices(0)->mutable_op()->mutable_source()->add_reads(0);
+  EXPECT_THAT(ChannelLayout(pushed), ::testing::EndsWith(";0 reads 0;"));
+  EXPECT_EQ(CheckInFlightRecordsFit(metadata, pushed, "/ck/chk-3").code(), absl::StatusCode::kInvalidArgument);
 
   // Aligned (no in-flight records): anything goes.
   for (proto::OperatorSnapshot& op : *metadata.mutable_operators()) op.clear_channel_state();

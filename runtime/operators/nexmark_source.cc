@@ -455,8 +455,8 @@ void NexmarkSource::Fill(int64_t n, Row& row) {
   const int64_t time = options_.DateTimeOf(n);
   const uint64_t key = Mix(seed_key_ ^ static_cast<uint64_t>(n));
   const NexmarkEventType type = NexmarkOptions::TypeOf(n);
-  row[kNxEventType].SetInt(static_cast<int64_t>(type));
-  row[kNxDateTime].SetInt(time);
+  MakeInt(row, kNxEventType, static_cast<int64_t>(type));
+  MakeInt(row, kNxDateTime, time);
   switch (type) {
     case NexmarkEventType::kPerson:
       FillPerson(n, key, time, row);

@@ -97,9 +97,9 @@
 //
 // Projection pushdown (SourceSpec.reads, set by the job builder): a field no
 // vertex of the job reads is left null and not made (the `extra` padding,
-// every bid field when only people and auctions are read, ...); event_type
-// and date_time are always made. The fields that are made have the values
-// they have without it: each is drawn from its own stream. The reference's
+// every bid field when only people and auctions are read, ...). The fields
+// that are made have the values they have without it: each is drawn from its
+// own stream. The reference's
 // source (nexmark/nexmark's NexmarkTableSource) makes every field.
 //
 // Hot path: rows are written into the reused batch (strings keep their
