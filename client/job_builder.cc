@@ -1933,7 +1933,8 @@ absl::StatusOr<proto::JobGraph> JobBuilder::Build() {
     pv->set_parallelism(p);
     pv->set_max_parallelism(max_parallelism_);
     // Projection pushdown, for the connectors that support it.
-    if (projection_pushdown_ && pv->op().has_source() && pv->op().source().connector() == "nexmark") {
+    if (projection_pushdown_ && pv->op().has_source() &&
+        (pv->op().source().connector() == "nexmark" || pv->op().source().connector() == "generator")) {
       for (size_t s = 0; s < streams_.size(); ++s) {
         if (streams_[s].vertex != v.proto.id() || !streams_[s].side_output.empty()) continue;
         std::vector<bool> fields = fields_read[s];

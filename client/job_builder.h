@@ -508,13 +508,14 @@ class JobBuilder {
   // the markers' ages (vstream status). Default 0: no markers.
   void SetLatencyMarkerIntervalMs(int64_t ms);
   // Projection pushdown, as Flink's planner does for a source that
-  // SupportsProjectionPushDown: Build() tells each source which of its
-  // fields the job reads (SourceSpec.reads), and a connector that supports
-  // it (nexmark) leaves the others null instead of making them. A field
-  // counts as read when a filter's where, a map's select, a key, an
-  // aggregate's or window's arguments or event time name it, or when any
-  // other vertex (a sink, a union, a join, a process function) reads the
-  // stream at all; a filter passes on what its readers read. Default true.
+  // SupportsProjectionPushDown: Build() tells each source that supports it
+  // (nexmark, generator) which of its fields the job reads
+  // (SourceSpec.reads), and the source leaves the others null instead of
+  // making them. A field counts as read when a filter's where, a map's
+  // select, a key, an aggregate's or window's arguments or event time name
+  // it, or when any other vertex (a sink, a union, a join, a process
+  // function) reads the stream at all; a filter passes on what its readers
+  // read. Default true.
   void SetProjectionPushdown(bool enabled) { projection_pushdown_ = enabled; }
   // Periodic checkpoints. Default: none (CheckpointingOptions{}).
   void SetCheckpointing(const CheckpointingOptions& checkpointing);

@@ -154,6 +154,14 @@ GeneratorSource::GeneratorSource(OperatorCounters& counters, Schema schema,
 }
 
 absl::Status GeneratorSource::Open(const OperatorContext& ctx) {
+  reads_.assign(fields_.size(), spec_.reads().empty());
+  for (int f : spec_.reads()) {
+    if (f < 0 || static_cast<size_t>(f) >= fields_.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("source '", ctx.vertex_name, "': reads field ", f,
+                                                     ", but its records have fields 0..", fields_.size() - 1));
+    }
+    reads_[static_cast<size_t>(f)] = true;
+  }
   next_ = ctx.subtask_index;
   step_ = ctx.parallelism;
   limiter_ = std::make_unique<RateLimiter>(spec_.rate() / ctx.parallelism);
@@ -162,9 +170,13 @@ absl::Status GeneratorSource::Open(const OperatorContext& ctx) {
 
 void GeneratorSource::Fill(int64_t n, Row* row) {
   for (size_t f = 0; f < fields_.size(); ++f) {
+    Datum& d = (*row)[f];
+    if (!reads_[f]) {  // projection pushdown: no vertex reads it
+      d.is_null = true;
+      continue;
+    }
     const proto::GeneratorField& g = fields_[f];
     const FieldType type = schema_.field(f).type;
-    Datum& d = (*row)[f];
     const uint64_t h = Mix(spec_.seed() * 0x100000001b3ull ^ Mix(static_cast<uint64_t>(n) * 131 + f));
     const Kind kind = kinds_[f];
     if (kind == Kind::kSequence) {

@@ -251,6 +251,7 @@ class GeneratorSource : public SourceOperator {
   enum class Kind { kSequence, kUniform, kKey, kConstant };
   std::vector<proto::GeneratorField> fields_;  // one per schema field
   std::vector<Kind> kinds_;                    // fields_[i].kind(), parsed once
+  std::vector<bool> reads_;                    // made, else null (SourceSpec.reads)
   int64_t next_ = 0;                           // next global record index
   int64_t step_ = 1;
   std::unique_ptr<RateLimiter> limiter_;

@@ -2,6 +2,8 @@
 #include <fstream>
 #include <set>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "runtime/dead_letter.h"
 #include "runtime/operators/aggregate_operator.h"
@@ -232,22 +234,30 @@ TEST(AggregateOperatorTest, ARetractingAggregateDeletesAKeyWhoseRowsWereAllTaken
   EXPECT_NE(opened.message().find("max cannot take a retracted row back out"), std::string_view::npos) << opened;
 }
 
-std::multiset<std::string> Generate(int parallelism, int64_t count) {
+// Subtask `subtask` of `parallelism`'s rows, in order; `reads`: the
+// projection pushed into it (empty: every field).
+std::vector<std::string> GenerateRows(int subtask, int parallelism, int64_t count, const std::vector<int>& reads = {}) {
   Schema s({{"id", FieldType::kInt}, {"p", FieldType::kString}, {"x", FieldType::kDouble}});
   proto::SourceSpec spec;
   spec.set_connector("generator");
   spec.set_count(count);
   spec.set_seed(9);
+  for (int f : reads) spec.add_reads(f);
+  OperatorCounters counters;
+  GeneratorSource src(counters, s, spec);
+  CollectingOutput out(s);
+  src.set_output(&out);
+  EXPECT_TRUE(src.Open(Context(subtask, parallelism, "gen")).ok());
+  while (src.Produce() != SourceStatus::kEnd) {
+  }
+  return std::move(out.rows);
+}
+
+std::multiset<std::string> Generate(int parallelism, int64_t count) {
   std::multiset<std::string> all;
   for (int i = 0; i < parallelism; ++i) {
-    OperatorCounters counters;
-    GeneratorSource src(counters, s, spec);
-    CollectingOutput out(s);
-    src.set_output(&out);
-    EXPECT_TRUE(src.Open(Context(i, parallelism, "gen")).ok());
-    while (src.Produce() != SourceStatus::kEnd) {
-    }
-    all.insert(out.rows.begin(), out.rows.end());
+    const std::vector<std::string> rows = GenerateRows(i, parallelism, count);
+    all.insert(rows.begin(), rows.end());
   }
   return all;
 }
@@ -461,6 +471,31 @@ TEST(GeneratorSourceTest, OutputDoesNotDependOnParallelism) {
   EXPECT_EQ(one.size(), 5000u);
   EXPECT_EQ(one, three);
   EXPECT_NE(one, Generate(1, 4999));
+}
+
+// Projection pushdown (SourceSpec.reads): the fields no vertex reads are
+// null; the others are what they are without it.
+TEST(GeneratorSourceTest, ProjectionLeavesUnreadFieldsNullAndReadOnesAsTheyAre) {
+  const std::vector<std::string> whole = GenerateRows(0, 1, 1000);
+  const std::vector<std::string> projected = GenerateRows(0, 1, 1000, {0, 2});
+  ASSERT_EQ(projected.size(), whole.size());
+  for (size_t n = 0; n < whole.size(); ++n) {
+    const std::vector<std::string> all = absl::StrSplit(whole[n], ',');
+    ASSERT_EQ(all.size(), 3u);
+    EXPECT_NE(all[1], "null");
+    ASSERT_EQ(projected[n], absl::StrCat(all[0], ",null,", all[2])) << n;
+  }
+
+  Schema s({{"id", FieldType::kInt}});
+  proto::SourceSpec spec;
+  spec.set_connector("generator");
+  spec.add_reads(1);
+  OperatorCounters counters;
+  GeneratorSource src(counters, s, spec);
+  const absl::Status opened = src.Open(Context(0, 1, "gen"));
+  EXPECT_TRUE(absl::IsInvalidArgument(opened)) << opened;
+  EXPECT_NE(opened.message().find("reads field 1, but its records have fields 0..0"), std::string_view::npos)
+      << opened;
 }
 
 TEST(FileSourceTest, SubtasksReadEveryLineExactlyOnceAndDeadLetterTheBadOnes) {
