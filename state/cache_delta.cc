@@ -36,6 +36,25 @@ CacheDelta::CacheDelta(size_t reserve_bytes) {
   body_.append(kMagic);
 }
 
+CacheDelta::CacheDelta(std::string buffer, size_t reserve_bytes) : body_(std::move(buffer)) {
+  body_.clear();
+  body_.reserve(std::max(reserve_bytes, kMagic.size() + kEnd.size()));
+  body_.append(kMagic);
+}
+
+std::string DeltaBuffers::Take() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::move(kept_);
+}
+
+void DeltaBuffers::Give(std::string buffer) {
+  if (buffer.capacity() > kMaxBytes) return;
+  buffer.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (buffer.capacity() > kept_.capacity()) kept_.swap(buffer);
+  // The smaller one is freed here, outside the task thread's way.
+}
+
 void CacheDelta::SetColumnFamily(std::string_view cf) {
   if (cf_set_ && cf == cf_) return;
   body_.push_back('F');

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,6 +40,9 @@ class CacheDelta {
   // `reserve_bytes`: room for the file's bytes, so that a delta as large as
   // the last one grows without reallocating.
   explicit CacheDelta(size_t reserve_bytes = 0);
+  // The same, writing into `buffer` (cleared; its capacity kept): a buffer
+  // a DeltaBuffers kept from an earlier snapshot.
+  CacheDelta(std::string buffer, size_t reserve_bytes);
 
   // value = value_prefix + value.
   void AddPut(std::string_view cf, std::string_view key, std::string_view value_prefix, std::string_view value);
@@ -78,6 +82,31 @@ class CacheDelta {
   std::string cf_;    // the column family the records are in now
   bool cf_set_ = false;
   size_t records_ = 0;
+};
+
+// The buffer of a snapshot's CACHE-DELTA, kept for the next snapshot once
+// the upload has written it (IncrementalSnapshotter::Upload). A new buffer
+// for every snapshot was new memory for the task thread at every checkpoint
+// trigger: pages the kernel zeroes on first touch (a 2 MiB huge page at a
+// time, the heap being on them), and copies as the string grew past the
+// synchronous part's records, which is all the reservation knew of
+// (docs/benchmarks.md, "The snapshot's CACHE-DELTA buffer kept"). At most
+// one buffer of at most kMaxBytes is kept: memory outside the state budget,
+// the size of the last delta.
+//
+// Thread-safe: the task thread takes, an upload thread gives back.
+class DeltaBuffers {
+ public:
+  static constexpr size_t kMaxBytes = size_t{64} << 20;
+  // The buffer kept (empty, with its capacity), or an empty string.
+  std::string Take();
+  // `buffer` is written out: kept for the next Take() if its capacity is
+  // larger than the one kept's and at most kMaxBytes, else freed.
+  void Give(std::string buffer);
+
+ private:
+  std::mutex mu_;
+  std::string kept_;
 };
 
 // Records a contributor left for later (KeyedStateBackend::DirtyCacheEntries):

@@ -564,7 +564,7 @@ CacheDelta KeyedStateBackend::DirtyCacheEntries(std::vector<LaterDelta>* later) 
   // Before the checkpoint's flush, so that the flushed memtable is freed
   // (and no scan pins more than an interval's).
   ReleaseScans();
-  CacheDelta delta(last_delta_bytes_ + last_delta_bytes_ / 8);
+  CacheDelta delta(delta_buffers_->Take(), last_delta_bytes_ + last_delta_bytes_ / 8);
   if (cache_ != nullptr) cache_->AppendDirty(&delta, later);
   for (const auto& weak : snapshot_deltas_) {
     if (std::shared_ptr<const SnapshotDeltaFn> fn = weak.lock()) (*fn)(&delta, later);

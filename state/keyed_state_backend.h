@@ -254,6 +254,9 @@ class KeyedStateBackend {
   // work is done or destroyed. Without `later` everything is appended now.
   using LaterDelta = vstream::LaterDelta;
   CacheDelta DirtyCacheEntries(std::vector<LaterDelta>* later = nullptr);
+  // The buffer DirtyCacheEntries() writes into, kept from one snapshot to
+  // the next: whoever is done with a delta's bytes gives them back here.
+  const std::shared_ptr<DeltaBuffers>& delta_buffers() const { return delta_buffers_; }
   // Calls `*fn` in every later DirtyCacheEntries() for as long as the
   // contributor keeps `fn` alive; either may outlive the other.
   using SnapshotDeltaFn = std::function<void(CacheDelta*, std::vector<LaterDelta>* later)>;
@@ -341,6 +344,7 @@ class KeyedStateBackend {
   std::unique_ptr<CacheReservation> cache_reservation_;
   std::unique_ptr<WriteBackCache> cache_;
   std::vector<std::weak_ptr<const SnapshotDeltaFn>> snapshot_deltas_;
+  std::shared_ptr<DeltaBuffers> delta_buffers_ = std::make_shared<DeltaBuffers>();
   size_t last_delta_bytes_ = 0;  // the size of the last DirtyCacheEntries(), to reserve for the next
   StateContext ctx_;
   std::string legacy_key_;  // reused by Get/Put/Delete by StateId

@@ -75,6 +75,7 @@ absl::StatusOr<LocalSnapshot> TakeLocalSnapshot(KeyedStateBackend& backend, int6
   LocalSnapshot local;
   RETURN_IF_ERROR(backend.WriteHeldPuts());  // into RocksDB, so that the files listed and the log agree
   local.cache_delta = backend.DirtyCacheEntries(&local.cache_delta_later);
+  local.delta_buffers = backend.delta_buffers();
   local.state_log = backend.SealStateLog();
   // With the WAL off, a flush is what persists a memtable. (The task thread
   // is the only writer: nothing lands between the flush and the listing.)
@@ -178,8 +179,9 @@ bool LocalSnapshot::CopySome(size_t* budget) {
 
 std::string LocalSnapshot::FinishCacheDelta() {
   CopyLater();
-  if (cache_delta.empty()) return std::string();
-  return std::move(cache_delta).Finish();
+  if (!cache_delta.empty()) return std::move(cache_delta).Finish();
+  if (delta_buffers != nullptr) delta_buffers->Give(std::move(cache_delta).Finish());
+  return std::string();
 }
 
 IncrementalSnapshotter::IncrementalSnapshotter(std::shared_ptr<CheckpointStorage> storage, std::string instance_id)
@@ -241,18 +243,24 @@ absl::StatusOr<proto::KeyedStateHandle> IncrementalSnapshotter::Upload(LocalSnap
   // The small files, and CACHE-DELTA, straight from memory: inline up to
   // kInlineStateFileBytes, else a file in the private directory (a local
   // copy would only be written, read back and deleted).
-  if (!cache_delta.empty()) local.files_in_memory.emplace_back(CacheDelta::kFileName, std::move(cache_delta));
-  for (auto& [name, bytes] : local.files_in_memory) {
+  auto add_in_memory = [&](const std::string& name, std::string& bytes) -> absl::Status {
     proto::StateFile* f = handle.add_files();
     f->set_name(name);
     f->set_size(bytes.size());
     copied += f->size();
     if (bytes.size() <= kInlineStateFileBytes) {
       f->set_data(std::move(bytes));
-      continue;
+      return absl::OkStatus();
     }
     f->set_path(absl::StrCat(private_dir, "/", name));
-    RETURN_IF_ERROR(storage_->Write(f->path(), bytes));
+    return storage_->Write(f->path(), bytes);
+  };
+  for (auto& [name, bytes] : local.files_in_memory) RETURN_IF_ERROR(add_in_memory(name, bytes));
+  if (!cache_delta.empty()) {
+    RETURN_IF_ERROR(add_in_memory(CacheDelta::kFileName, cache_delta));
+    // Written (or moved into the handle, inline): the buffer serves the
+    // next snapshot (DeltaBuffers).
+    if (local.delta_buffers != nullptr) local.delta_buffers->Give(std::move(cache_delta));
   }
   if (bytes_uploaded != nullptr) *bytes_uploaded = copied;
   std::lock_guard<std::mutex> lock(mu_);

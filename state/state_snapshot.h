@@ -121,6 +121,8 @@ struct LocalSnapshot {
   // task thread.
   CacheDelta cache_delta;
   std::vector<KeyedStateBackend::LaterDelta> cache_delta_later;
+  // Where cache_delta's buffer goes once written (the backend's).
+  std::shared_ptr<DeltaBuffers> delta_buffers;
   // The state log's segments (KeyedStateBackend::SealStateLog): what the
   // logged states' memtables hold, which the checkpoint does not flush.
   std::vector<StateLog::Segment> state_log;

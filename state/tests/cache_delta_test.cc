@@ -43,6 +43,39 @@ TEST(CacheDeltaTest, RoundTripsPutsAndDeletesInOrder) {
   EXPECT_EQ(got, want);
 }
 
+// A delta written into a buffer an earlier one used: none of the earlier
+// bytes show, and the buffer's memory is what it writes into.
+TEST(CacheDeltaTest, ABufferKeptFromAnEarlierDeltaIsWrittenAfreshInPlace) {
+  DeltaBuffers buffers;
+  EXPECT_EQ(buffers.Take().capacity(), std::string().capacity()) << "nothing kept yet";
+  CacheDelta first;
+  for (int i = 0; i < 1000; ++i) first.AddPut("values", "key-" + std::to_string(i), "", std::string(100, 'x'));
+  std::string bytes = std::move(first).Finish();
+  const size_t capacity = bytes.capacity();
+  const char* memory = bytes.data();
+  buffers.Give(std::move(bytes));
+  buffers.Give(std::string(10, 'y'));  // smaller: freed, the larger stays
+  std::string kept = buffers.Take();
+  EXPECT_TRUE(kept.empty());
+  EXPECT_EQ(kept.capacity(), capacity);
+  EXPECT_EQ(buffers.Take().capacity(), std::string().capacity()) << "taken: nothing kept until given back";
+
+  CacheDelta second(std::move(kept), 0);
+  second.AddPut("values", "k", "", "v");
+  second.AddDelete("timed", "gone");
+  std::string again = std::move(second).Finish();
+  EXPECT_EQ(again.data(), memory) << "written into the kept buffer, not a new one";
+  std::vector<Record> got;
+  ASSERT_TRUE(ParseAll(again, &got).ok());
+  const std::vector<Record> want = {{"values", "k", true, "v"}, {"timed", "gone", false, ""}};
+  EXPECT_EQ(got, want);
+
+  std::string huge;
+  huge.reserve(DeltaBuffers::kMaxBytes + 1);
+  buffers.Give(std::move(huge));
+  EXPECT_EQ(buffers.Take().capacity(), std::string().capacity()) << "over kMaxBytes: freed, not kept";
+}
+
 TEST(CacheDeltaTest, NamesEachColumnFamilyOncePerRun) {
   CacheDelta delta;
   for (int i = 0; i < 100; ++i) delta.AddPut("timers/window_timers", "k" + std::to_string(i), "", "");

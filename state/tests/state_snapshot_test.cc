@@ -202,6 +202,41 @@ TEST_F(StateSnapshotTest, AnInlineFileOfTheWrongSizeIsDataLoss) {
 // for two intervals between snapshots are written to RocksDB during the
 // next one and leave the later snapshots' CACHE-DELTA; the RocksDB
 // checkpoint has them.
+// The CACHE-DELTA buffer an upload has written serves the next snapshot
+// (DeltaBuffers): its memory is reused, and the next snapshot restores
+// exactly its own state, none of the earlier delta's.
+TEST_F(StateSnapshotTest, TheNextSnapshotWritesItsCacheDeltaIntoTheLastOnesBuffer) {
+  StateId state;
+  auto backend = OpenBackend("db", true, &state);
+  IncrementalSnapshotter snap(storage_, "job-op-0-a");
+  WriteKeys(*backend, state, 0, 3000, "v1");  // about 50 KB of delta: a file, not inline
+  auto first = Snapshot(*backend, snap, 1, /*through_rocksdb=*/false);
+  ASSERT_TRUE(first.ok()) << first.status();
+  std::string kept = backend->delta_buffers()->Take();
+  ASSERT_GT(kept.capacity(), kInlineStateFileBytes) << "the upload gave the delta's buffer back";
+  const char* memory = kept.data();
+  backend->delta_buffers()->Give(std::move(kept));
+
+  WriteKeys(*backend, state, 0, 100, "v2");
+  ASSERT_TRUE(backend->Delete(state, KeyGroup(100), Key(100)).ok());
+  auto second = Snapshot(*backend, snap, 2, /*through_rocksdb=*/false);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(backend->delta_buffers()->Take().data(), memory) << "the second delta was written into the first's";
+
+  ASSERT_TRUE(RestoreKeyedState(*storage_, *second, kAll, root_ + "/restored").ok());
+  StateId restored_state;
+  auto restored = OpenBackend("restored", false, &restored_state);
+  std::string v;
+  for (int i = 0; i < 3000; ++i) {
+    if (i == 100) {
+      EXPECT_TRUE(absl::IsNotFound(restored->Get(restored_state, KeyGroup(i), Key(i), &v)));
+      continue;
+    }
+    ASSERT_TRUE(restored->Get(restored_state, KeyGroup(i), Key(i), &v).ok()) << i;
+    ASSERT_EQ(v, (i < 100 ? "v2-" : "v1-") + std::to_string(i));
+  }
+}
+
 TEST_F(StateSnapshotTest, SettledCacheEntriesAreInTheNextSnapshot) {
   StateId state;
   auto backend = OpenBackend("db", true, &state);
