@@ -377,7 +377,10 @@ absl::Status BufferedMapState::Put(int key_group, std::string_view key, std::str
     }
     return Settle(kSpillPerPut, /*over_limit=*/true);
   }
-  if (first_chunk_ < settle_below_) return Settle(kSettlePerPut);
+  if (first_chunk_ < settle_below_ && ++puts_since_settle_ >= kSettleEveryPuts) {
+    puts_since_settle_ = 0;
+    return Settle(kSettlePerRound);
+  }
   return absl::OkStatus();
 }
 

@@ -50,8 +50,9 @@
 //     a quarter of it, it turns itself off and every read looks on disk.
 //   - Settling: an entry still in memory two snapshots after it came (in a
 //     chunk older than the previous snapshot) is written to the column
-//     family, two per Put (kSettlePerPut: a steady stream settles one
-//     interval's entries in half the next), and leaves memory. A
+//     family, five every fourth Put (kSettlePerRound, kSettleEveryPuts: a
+//     steady stream settles one interval's entries in four fifths of the
+//     next), and leaves memory. A
 //     long-lived entry (q3's join keeps every record) is then in two
 //     snapshots' deltas and afterwards in RocksDB's incremental ones, not
 //     copied into every snapshot; short-lived ones (a join's for seconds)
@@ -178,11 +179,15 @@ class BufferedMapState {
   static constexpr size_t kInlineUserKeyBytes = 16;
   static constexpr size_t kChunkBytes = size_t{256} << 10;  // at most
   static constexpr char kDeadRecord = 'X';  // in place of a record's 'P'
-  // Twice the rate entries come: at 8, q3's join (every entry settles) took
-  // a second's entries in the first eighth of the next, 8 RocksDB puts per
-  // record, and its p99 latency at a checkpoint a second was 34-121 ms; at
-  // 2, 11-14 ms.
-  static constexpr size_t kSettlePerPut = 2;
+  // 1.25 times the rate entries come. At 8 per Put, q3's join (every entry
+  // settles) took a second's entries in the first eighth of the next, 8
+  // RocksDB puts per record, and its p99 latency at a checkpoint a second
+  // was 34-121 ms; at 2 per Put, 11-14 ms, and the join busy for the first
+  // 450 ms after each checkpoint. At 5 every 4 Puts (in one write) the
+  // work is spread over 800 ms: q3's p99 at 5M events/s was lower in 9 of
+  // 10 pairs (docs/benchmarks.md, "Settling spread over the interval").
+  static constexpr size_t kSettlePerRound = 5;
+  static constexpr int kSettleEveryPuts = 4;
   // Over the limit: memory is freed a chunk (up to kChunkBytes) at a time,
   // from the front, so Puts go on spilling until the front chunk is freed.
   static constexpr size_t kSpillPerPut = 8;
@@ -343,6 +348,7 @@ class BufferedMapState {
   uint64_t settle_chunk_ = 0;
   size_t settle_offset_ = 0;
   uint64_t settled_ = 0;
+  int puts_since_settle_ = 0;  // Puts since the last round of settling
   uint64_t spilled_ = 0;
   uint64_t inserts_ = 0;
   uint64_t disk_reads_ = 0;

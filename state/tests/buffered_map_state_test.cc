@@ -393,7 +393,7 @@ TEST(BufferedMapStateTest, AnEntryOlderThanTwoSnapshotsSettlesIntoRocksDb) {
   EXPECT_EQ(o.buffer->settled(), 0u) << "in one snapshot only";
   EXPECT_FALSE(o.buffer->may_be_on_disk());
   EXPECT_EQ(snapshot(2).first, 1000u);
-  put(1000, 1500);  // each Put settles up to 2 of the first 500
+  put(1000, 1500);  // every fourth Put settles up to 5 of the first 500
   // The first 64 KiB chunk's (about 300): the next one took entries after
   // the first snapshot too.
   EXPECT_GE(o.buffer->settled(), 250u);
