@@ -185,7 +185,8 @@ class BufferedMapState {
   // was 34-121 ms; at 2 per Put, 11-14 ms, and the join busy for the first
   // 450 ms after each checkpoint. At 5 every 4 Puts (in one write) the
   // work is spread over 800 ms: q3's p99 at 5M events/s was lower in 9 of
-  // 10 pairs (docs/benchmarks.md, "Settling spread over the interval").
+  // 10 pairs (docs/benchmarks.md, "The buffered map state's settling
+  // spread over the interval").
   static constexpr size_t kSettlePerRound = 5;
   static constexpr int kSettleEveryPuts = 4;
   // Over the limit: memory is freed a chunk (up to kChunkBytes) at a time,
