@@ -92,7 +92,7 @@ class CacheDelta {
 // synchronous part's records, which is all the reservation knew of
 // (docs/benchmarks.md, "The snapshot's CACHE-DELTA buffer kept"). At most
 // one buffer of at most kMaxBytes is kept: memory outside the state budget,
-// the size of the last delta.
+// as large as the largest delta so far (it does not shrink).
 //
 // Thread-safe: the task thread takes, an upload thread gives back.
 class DeltaBuffers {
