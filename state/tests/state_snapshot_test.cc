@@ -198,10 +198,6 @@ TEST_F(StateSnapshotTest, AnInlineFileOfTheWrongSizeIsDataLoss) {
   EXPECT_NE(s.message().find("MANIFEST"), std::string::npos) << s;
 }
 
-// Write-back cache settling (state/write_back_cache.h): entries unchanged
-// for two intervals between snapshots are written to RocksDB during the
-// next one and leave the later snapshots' CACHE-DELTA; the RocksDB
-// checkpoint has them.
 // The CACHE-DELTA buffer an upload has written serves the next snapshot
 // (DeltaBuffers): its memory is reused, and the next snapshot restores
 // exactly its own state, none of the earlier delta's.
@@ -237,6 +233,10 @@ TEST_F(StateSnapshotTest, TheNextSnapshotWritesItsCacheDeltaIntoTheLastOnesBuffe
   }
 }
 
+// Write-back cache settling (state/write_back_cache.h): entries unchanged
+// for two intervals between snapshots are written to RocksDB during the
+// next one and leave the later snapshots' CACHE-DELTA; the RocksDB
+// checkpoint has them.
 TEST_F(StateSnapshotTest, SettledCacheEntriesAreInTheNextSnapshot) {
   StateId state;
   auto backend = OpenBackend("db", true, &state);
