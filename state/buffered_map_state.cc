@@ -74,7 +74,7 @@ absl::Status BufferedMapState::CountDisk() {
     const std::string_view key(it->key().data(), it->key().size());
     // A malformed key (none has a prefix a read would seek) is left out.
     if (const size_t prefix = PrefixSize(key); prefix != std::string_view::npos) {
-      AddPrefix(*filter, key.substr(0, prefix));
+      filter->AddKey(key.substr(0, prefix));
     }
   }
   if (!it->status().ok()) {

@@ -281,16 +281,10 @@ class BufferedMapState {
   absl::Status CountDisk();
   // Whether the prefix (a whole key's first PrefixSize bytes) may be in the
   // column family; AddOnDisk: it is there now (added before a read can ask).
-  bool PrefixMayBeOnDisk(std::string_view prefix) {
-    return may_be_on_disk_ && disk_prefixes_->MayContain(HashKeyBytes(prefix), 0);
-  }
-  // (A prefix already in it is not added again: the filter's capacity is
-  // of prefixes, and q3's sellers put many auctions.)
-  void AddOnDisk(std::string_view prefix) { AddPrefix(*disk_prefixes_, prefix); }
-  static void AddPrefix(RecentKeysFilter& filter, std::string_view prefix) {
-    const uint64_t hash = HashKeyBytes(prefix);
-    if (!filter.MayContain(hash, 0)) filter.Add(hash, 0, 0);
-  }
+  bool PrefixMayBeOnDisk(std::string_view prefix) { return may_be_on_disk_ && disk_prefixes_->MayContainKey(prefix); }
+  // (A prefix already in it is not added again, RecentKeysFilter::AddKey:
+  // q3's sellers put many auctions.)
+  void AddOnDisk(std::string_view prefix) { disk_prefixes_->AddKey(prefix); }
   std::unique_ptr<RecentKeysFilter> NewDiskFilter() const;
   // What an entry costs beyond its value (key: the whole key, of which the
   // first prefix_size bytes are the prefix).

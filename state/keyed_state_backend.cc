@@ -21,6 +21,7 @@
 #include "rocksdb/write_buffer_manager.h"
 #include "spdlog/spdlog.h"
 #include "state/cache_reservation.h"
+#include "state/recent_keys_filter.h"
 #include "state/state_merge_operator.h"
 #include "state/state_value_format.h"
 #include "state/write_back_cache.h"
@@ -468,11 +469,38 @@ absl::StatusOr<Handle*> KeyedStateBackend::Register(const std::string& name,
     if (!s.ok()) return FromRocksStatus(s, absl::StrCat("create state '", name, "'"));
   }
   const auto id = static_cast<StateId>(states_.size());
+  if (write_back_cache && cache_ != nullptr) RETURN_IF_ERROR(FilterCachedKeys(id, name, slot->cf, reopened));
   auto* handle = new Handle(ctx_, id, name, slot->cf, std::move(behavior),
                             write_back_cache && cache_ != nullptr);
   slot->handle.reset(handle);
   states_.push_back(std::move(slot));
   return handle;
+}
+
+absl::Status KeyedStateBackend::FilterCachedKeys(StateId id, const std::string& name,
+                                                 rocksdb::ColumnFamilyHandle* cf, bool reopened) {
+  // A first part of at most capacity / 64 keys, as BufferedMapState's, so
+  // that small caches (tests) have one too.
+  auto filter = std::make_unique<RecentKeysFilter>(
+      name, RecentKeysFilter::kNoExpiry, cache_->written_keys_filter_max_bytes(),
+      std::min(RecentKeysFilter::kMinKeys, cache_->capacity_bytes() / 64));
+  if (reopened) {
+    // Restored: every key on disk first, as the cache keys them ([state
+    // id][RocksDB key]). Past the filter's limit it turns itself off, and
+    // the scan stops: every miss then reads RocksDB.
+    std::string cache_key;
+    rocksdb::ReadOptions ro;
+    ro.total_order_seek = true;  // every key
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf));
+    for (it->SeekToFirst(); it->Valid() && filter->on(); it->Next()) {
+      cache_key.assign({static_cast<char>((id >> 8) & 0xff), static_cast<char>(id & 0xff)});
+      cache_key.append(it->key().data(), it->key().size());
+      filter->AddKey(cache_key);
+    }
+    RETURN_IF_ERROR(FromRocksStatus(it->status(), absl::StrCat("scan the keys of state '", name, "'")));
+  }
+  cache_->FilterWrittenKeys(id, std::move(filter));
+  return absl::OkStatus();
 }
 
 absl::Status KeyedStateBackend::FlushUnloggedStates() {
@@ -754,6 +782,7 @@ StateCacheStats KeyedStateBackend::cache_stats() const {
   out.written_on_flush = s.written_on_flush;
   out.written_on_settle = s.written_on_settle;
   out.dropped = s.dropped;
+  out.loads_skipped = s.loads_skipped;
   out.batches = s.batches;
   return out;
 }

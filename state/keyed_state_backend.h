@@ -154,6 +154,7 @@ struct StateCacheStats {
   uint64_t written_on_settle = 0;  // cold dirty entries written between snapshots
   uint64_t dropped = 0;  // cleared entries RocksDB never held, removed at once
   uint64_t batches = 0;
+  uint64_t loads_skipped = 0;  // misses on keys never written to RocksDB, answered without a read
 };
 
 // Keeps a backend's RocksDB from deleting files (DisableFileDeletions)
@@ -331,6 +332,10 @@ class KeyedStateBackend {
                                    std::shared_ptr<const StateBehavior> behavior,
                                    bool write_back_cache, bool timer_state = false);
   absl::StatusOr<ValueState*> LegacyValueState(StateId state);
+  // Gives the write-back cache a filter of the keys a cached state wrote to
+  // RocksDB (WriteBackCache::FilterWrittenKeys); `reopened`: restored, its
+  // keys scanned into the filter first.
+  absl::Status FilterCachedKeys(StateId id, const std::string& name, rocksdb::ColumnFamilyHandle* cf, bool reopened);
 
   KeyedStateBackendOptions options_;
   // Shared by every backend of the TaskManager (see StateResources).

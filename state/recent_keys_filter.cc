@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "spdlog/spdlog.h"
+#include "state/key_groups.h"
 
 namespace vstream {
 
@@ -94,6 +95,13 @@ bool RecentKeysFilter::MayContain(uint64_t hash, int64_t now_ms) {
   }
   return false;
 }
+
+void RecentKeysFilter::AddKey(std::string_view key) {
+  const uint64_t hash = HashKeyBytes(key);
+  if (!MayContain(hash, 0)) Add(hash, 0, 0);
+}
+
+bool RecentKeysFilter::MayContainKey(std::string_view key) { return MayContain(HashKeyBytes(key), 0); }
 
 void RecentKeysFilter::TurnOff(size_t wanted_bytes) {
   spdlog::warn(

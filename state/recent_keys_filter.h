@@ -50,6 +50,12 @@ class RecentKeysFilter {
   // Drops the buckets expired by now_ms.
   bool MayContain(uint64_t hash, int64_t now_ms);
 
+  // For a filter without expiry, by key: AddKey adds HashKeyBytes(key)
+  // unless the filter may hold it already (its capacity is counted in keys
+  // added: a key put many times takes room once).
+  void AddKey(std::string_view key);
+  bool MayContainKey(std::string_view key);
+
   bool on() const { return on_; }
   // Bytes of the filters held.
   size_t bytes() const { return bytes_; }

@@ -159,7 +159,14 @@ absl::StatusOr<WriteBackCache::Entry*> WriteBackCache::Acquire(rocksdb::ColumnFa
   if (on_miss == OnMiss::kLoad) {
     const std::string_view key = e.key();
     const rocksdb::Slice rocks_key(key.data() + 2, key.size() - 2);
-    rocksdb::Status s = db_.Get(read_options_, cf, rocks_key, &e.value);
+    RecentKeysFilter* written = WrittenKeys(key);
+    rocksdb::Status s;
+    if (written != nullptr && !written->MayContainKey(key)) {
+      ++stats_.loads_skipped;
+      s = rocksdb::Status::NotFound();
+    } else {
+      s = db_.Get(read_options_, cf, rocks_key, &e.value);
+    }
     if (s.ok()) {
       e.present = true;
       if (timed) {
@@ -223,6 +230,7 @@ void WriteBackCache::AddToBatch(Entry& e) {
   const bool was_stored = e.stored;
   // A failed write fails the backend, so the entry may count as written now.
   e.stored = e.present;
+  if (e.present) NoteWritten(key);
   if (!e.present) {
     if (was_stored) batch_.Delete(e.cf, rocks_key);
   } else if (e.timed) {
@@ -234,6 +242,30 @@ void WriteBackCache::AddToBatch(Entry& e) {
   } else {
     batch_.Put(e.cf, rocks_key, e.value);
   }
+}
+
+void WriteBackCache::FilterWrittenKeys(int state_id, std::unique_ptr<RecentKeysFilter> filter) {
+  const auto id = static_cast<size_t>(state_id);
+  if (id >= written_keys_.size()) written_keys_.resize(id + 1);
+  std::unique_ptr<RecentKeysFilter>& slot = written_keys_[id];
+  if (slot != nullptr) bytes_ -= slot->bytes();
+  slot = filter != nullptr && filter->on() ? std::move(filter) : nullptr;
+  if (slot != nullptr) bytes_ += slot->bytes();
+}
+
+void WriteBackCache::NoteWritten(std::string_view cache_key) {
+  RecentKeysFilter* filter = WrittenKeys(cache_key);
+  if (filter == nullptr) return;
+  const size_t before = filter->bytes();
+  filter->AddKey(cache_key);
+  bytes_ = bytes_ - before + filter->bytes();
+  if (!filter->on()) written_keys_[StateOf(cache_key)].reset();
+}
+
+size_t WriteBackCache::written_keys_filter_bytes() const {
+  size_t bytes = 0;
+  for (const auto& filter : written_keys_) bytes += filter != nullptr ? filter->bytes() : 0;
+  return bytes;
 }
 
 absl::Status WriteBackCache::WriteBatch() {
@@ -270,10 +302,14 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
   // the first unreferenced one. Two turns of the clock clear every bit, so
   // the loop ends within 2n steps; it stops at once when `keep` is the only
   // entry left (an entry larger than the cache on its own).
-  const size_t target =
-      capacity_ - std::min(capacity_ / 8, std::max(capacity_ / kEvictFraction, kMinEvictBytes));
+  // At most a step of entries a call: a filter of written keys that grows
+  // by a part at once (here too, as an evicted entry is written) is made
+  // room for over the calls that follow.
+  const size_t step = std::min(capacity_ / 8, std::max(capacity_ / kEvictFraction, kMinEvictBytes));
+  const size_t to_free = std::min(bytes_ - (capacity_ - step), step);
   const size_t n = pool_.size();
-  for (size_t steps = 0; bytes_ > target && map_.size() > 1 && steps < 2 * n + 1; ++steps) {
+  size_t freed = 0;
+  for (size_t steps = 0; freed < to_free && map_.size() > 1 && steps < 2 * n + 1; ++steps) {
     if (hand_ >= n) hand_ = 0;
     const uint32_t i = static_cast<uint32_t>(hand_++);
     Entry& e = pool_[i];
@@ -287,6 +323,7 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
       AddToBatch(e);
       ++stats_.written_on_evict;
     }
+    freed += e.charged;
     Remove(i);
     ++stats_.evicted;
   }

@@ -49,6 +49,17 @@
 // tombstones' entries (p99 at the half rate 52-80 ms against 19-27 ms,
 // docs/benchmarks.md); a cold entry rides in one more snapshot.
 //
+// Reads of new keys. A miss reads RocksDB, and a key never written there is
+// sought through the memtables and every level-0 file's filter: q4's
+// aggregate over auctions, whose every auction is a new key, spent a tenth of
+// its join task's CPU in those Gets at half rate with a checkpoint a second
+// (each checkpoint flushes a level-0 file; docs/benchmarks.md). So a state
+// may have a filter of the keys written to RocksDB (FilterWrittenKeys: a
+// RecentKeysFilter without expiry, every put the cache writes added to it);
+// a miss on a key it has never seen starts absent without a read. The
+// filter's bytes count as the cache's own (entries are evicted to make
+// room); past its limit it turns itself off, and every miss reads again.
+//
 // Thread-compatible: owned and used by the backend's task thread; a
 // snapshot's copy reads the entries it listed on another thread, each only
 // once it has claimed it (above).
@@ -73,6 +84,7 @@
 #include "rocksdb/write_batch.h"
 #include "state/cache_delta.h"
 #include "state/cache_reservation.h"
+#include "state/recent_keys_filter.h"
 
 namespace vstream {
 
@@ -132,6 +144,7 @@ class WriteBackCache {
     uint64_t written_on_settle = 0;  // cold dirty entries written (see Settling)
     uint64_t dropped = 0;            // cleared entries RocksDB never held, removed
     uint64_t batches = 0;            // WriteBatches written
+    uint64_t loads_skipped = 0;      // misses a filter of written keys answered (no RocksDB read)
   };
 
   // `db` must outlive the cache; `reservation` may be null (no charging).
@@ -155,6 +168,19 @@ class WriteBackCache {
 
   // Writes every dirty entry to RocksDB; entries stay cached, clean.
   absl::Status Flush();
+
+  // From now on, misses of the state `state_id` (the first two bytes of its
+  // cache keys) on keys `filter` has never seen start absent without reading
+  // RocksDB (see Reads of new keys, above), and every put the cache writes
+  // of that state is added to `filter`. `filter` must already hold every key
+  // the state's column family holds: none for a new state, a scan's for a
+  // restored one (RecentKeysFilter::AddKey of each cache key). Every write
+  // of the state must go through the cache from now on.
+  void FilterWrittenKeys(int state_id, std::unique_ptr<RecentKeysFilter> filter);
+  // The largest a filter of written keys should grow: a quarter of the cache.
+  size_t written_keys_filter_max_bytes() const { return capacity_ / 4; }
+  // Bytes of the filters of written keys (counted in bytes()).
+  size_t written_keys_filter_bytes() const;
 
   // Appends every dirty entry, as a put or delete of its RocksDB key in its
   // column family, to `delta` (state/cache_delta.h), without writing
@@ -215,6 +241,18 @@ class WriteBackCache {
   void Remove(uint32_t i);
   void Recharge(Entry& e);
   void AddToBatch(Entry& e);
+  // The filter of written keys of the state whose cache key this is, or null.
+  RecentKeysFilter* WrittenKeys(std::string_view cache_key) const {
+    const size_t id = StateOf(cache_key);
+    return id < written_keys_.size() ? written_keys_[id].get() : nullptr;
+  }
+  // The state id a cache key begins with.
+  static size_t StateOf(std::string_view cache_key) {
+    return (static_cast<size_t>(static_cast<uint8_t>(cache_key[0])) << 8) | static_cast<uint8_t>(cache_key[1]);
+  }
+  // Adds a put's key to its state's filter, if it has one (recharging the
+  // filter's growth; one that turned itself off is dropped).
+  void NoteWritten(std::string_view cache_key);
   absl::Status WriteBatch();
   absl::Status EvictIfNeeded(uint32_t keep);
   // Writes the next few cold entries (see Settling).
@@ -241,6 +279,9 @@ class WriteBackCache {
       map_;
   size_t hand_ = 0;  // the CLOCK hand: the pool index eviction looks at next
   size_t bytes_ = 0;
+
+  // By state id; null: no filter (every miss reads RocksDB).
+  std::vector<std::unique_ptr<RecentKeysFilter>> written_keys_;
 
   rocksdb::WriteBatch batch_;
   std::vector<uint32_t> batched_;  // entries in batch_, marked clean once it is written

@@ -43,23 +43,87 @@ TEST(WriteBackCacheTest, ReadYourWritesWithoutTouchingRocksDB) {
 
 TEST(WriteBackCacheTest, MissReadsRocksDBOnceThenHits) {
   TestingStateDir dir("wbc-miss");
-  auto backend = OpenWithCache(dir.path(), 1 << 20);
-  ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
-  backend->SetCurrentKey(1, "k");
-  const std::string raw_key = StateKey(1, "k");
-  ASSERT_TRUE(backend->db()->Put(rocksdb::WriteOptions(), backend->column_family(v->id()), raw_key,
-                                 "from rocksdb").ok());
+  {
+    auto backend = OpenWithCache(dir.path(), 1 << 20);
+    ValueState* v = *backend->GetValueState({.name = "v", .write_back_cache = true});
+    backend->SetCurrentKey(1, "k");
+    ASSERT_TRUE(v->Put("", "from rocksdb").ok());
+  }  // written back at close
+  auto backend = KeyedStateBackend::Open({.path = dir.path(), .wipe_on_open = false, .write_back_cache_bytes = 1 << 20});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  ValueState* v = *(*backend)->GetValueState({.name = "v", .write_back_cache = true});
+  (*backend)->SetCurrentKey(1, "k");
   std::string got;
   ASSERT_EQ(*v->Get("", &got), StateLookup::kFound);
   EXPECT_EQ(got, "from rocksdb");
   ASSERT_EQ(*v->Get("", &got), StateLookup::kFound);
-  EXPECT_EQ(backend->cache_stats().misses, 1u);
-  EXPECT_EQ(backend->cache_stats().hits, 1u);
-  // Absence is cached too.
-  backend->SetCurrentKey(1, "none");
+  EXPECT_EQ((*backend)->cache_stats().misses, 1u);
+  EXPECT_EQ((*backend)->cache_stats().hits, 1u);
+  EXPECT_EQ((*backend)->cache_stats().loads_skipped, 0u) << "the restored key was scanned into the filter";
+  // Absence is cached too; a key the state never wrote is not read at all.
+  (*backend)->SetCurrentKey(1, "none");
   EXPECT_EQ(*v->Get("", &got), StateLookup::kAbsent);
   EXPECT_EQ(*v->Get("", &got), StateLookup::kAbsent);
-  EXPECT_EQ(backend->cache_stats().misses, 2u);
+  EXPECT_EQ((*backend)->cache_stats().misses, 2u);
+  EXPECT_EQ((*backend)->cache_stats().loads_skipped, 1u);
+}
+
+// A miss on a key the state never wrote to RocksDB starts absent without a
+// read (a filter of the keys written, every put of an eviction or flush
+// added to it); keys that were written are read back, evicted or not.
+TEST(WriteBackCacheTest, MissesOnKeysNeverWrittenSkipRocksDB) {
+  TestingStateDir dir("wbc-new-keys");
+  auto backend = OpenWithCache(dir.path(), 256 << 10);
+  AggregatingState* sum = *backend->GetAggregatingState(
+      {.name = "sum", .function = SumFunction(), .write_back_cache = true});
+  constexpr int kKeys = 20000;  // far more than fit: most are evicted, written back
+  for (int i = 0; i < kKeys; ++i) {
+    backend->SetCurrentKey(i % 128, "k" + std::to_string(i));
+    ASSERT_TRUE(sum->Add("", EncodeI64(i)).ok());
+  }
+  StateCacheStats stats = backend->cache_stats();
+  ASSERT_GT(stats.written_on_evict, uint64_t{kKeys / 2});
+  // Every new key skipped its read but the filter's false positives (about
+  // 1% of the keys written before it).
+  EXPECT_GT(stats.loads_skipped, uint64_t{kKeys} * 97 / 100);
+  EXPECT_LE(stats.loads_skipped, uint64_t{kKeys});
+  EXPECT_LE(stats.bytes, size_t{256} << 10);
+  for (int i = 0; i < kKeys; ++i) {  // each again: evicted ones come back from RocksDB
+    backend->SetCurrentKey(i % 128, "k" + std::to_string(i));
+    ASSERT_TRUE(sum->Add("", EncodeI64(1)).ok());
+  }
+  for (int i = 0; i < kKeys; i += 997) {
+    backend->SetCurrentKey(i % 128, "k" + std::to_string(i));
+    std::string got;
+    ASSERT_EQ(*sum->Get("", &got), StateLookup::kFound);
+    EXPECT_EQ(DecodeI64(got), i + 1) << i;
+  }
+  EXPECT_EQ(backend->cache_stats().loads_skipped, stats.loads_skipped) << "every key was written by now";
+}
+
+// A filter past its limit turns itself off: every miss reads RocksDB again,
+// and nothing is lost.
+TEST(WriteBackCacheTest, AFilterOfWrittenKeysPastItsLimitTurnsOff) {
+  TestingStateDir dir("wbc-filter-off");
+  auto backend = OpenWithCache(dir.path(), 64 << 10);  // a filter of at most 16 KiB: some 13,000 keys
+  AggregatingState* sum = *backend->GetAggregatingState(
+      {.name = "sum", .function = SumFunction(), .write_back_cache = true});
+  constexpr int kKeys = 40000;
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < kKeys; ++i) {
+      backend->SetCurrentKey(i % 128, "k" + std::to_string(i));
+      ASSERT_TRUE(sum->Add("", EncodeI64(i)).ok());
+    }
+  }
+  const StateCacheStats stats = backend->cache_stats();
+  EXPECT_LT(stats.loads_skipped, uint64_t{kKeys}) << "the filter turned off before the last new keys";
+  EXPECT_LE(stats.bytes, size_t{64} << 10);
+  for (int i = 0; i < kKeys; i += 331) {
+    backend->SetCurrentKey(i % 128, "k" + std::to_string(i));
+    std::string got;
+    ASSERT_EQ(*sum->Get("", &got), StateLookup::kFound);
+    EXPECT_EQ(DecodeI64(got), 2 * i) << i;
+  }
 }
 
 // The hash table is sized for a full cache when the cache is made: filling
@@ -100,9 +164,12 @@ TEST(WriteBackCacheTest, EvictionMakesRoomALittleAtATime) {
     most = std::max(most, evicted);
     if (evicted > 0) ++calls_that_evicted;
   }
-  // Each entry is charged at least kEntryOverhead bytes.
+  // Each entry is charged at least kEntryOverhead bytes. An Add may evict
+  // twice (its read's Acquire, its MarkDirty), a 256th each: the filter of
+  // written keys grows by a part at once (80 KiB here at the first
+  // eviction's writes), and is made room for over the Adds that follow.
   EXPECT_GT(calls_that_evicted, 0u);
-  EXPECT_LE(most, kCacheBytes / WriteBackCache::kEvictFraction / WriteBackCache::kEntryOverhead + 1);
+  EXPECT_LE(most, 2 * (kCacheBytes / WriteBackCache::kEvictFraction / WriteBackCache::kEntryOverhead + 1));
   EXPECT_LE(backend->cache_stats().bytes, kCacheBytes);
 }
 
