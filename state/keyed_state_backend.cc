@@ -355,9 +355,11 @@ KeyedStateBackend::~KeyedStateBackend() {
   if (cache_ != nullptr) {
     const WriteBackCache::Stats& st = cache_->stats();
     spdlog::info("state backend {}: write-back cache of {} MiB held {} entries ({} MiB); {} hits, {} misses, "
-                 "{} evicted ({} written back), {} cleared and dropped, {} written by flushes, {} settled",
+                 "{} evicted ({} written back), {} cleared and dropped, {} written by flushes, {} settled; "
+                 "{} misses on keys never written read nothing",
                  options_.path, cache_->capacity_bytes() >> 20, cache_->entries(), cache_->bytes() >> 20, st.hits,
-                 st.misses, st.evicted, st.written_on_evict, st.dropped, st.written_on_flush, st.written_on_settle);
+                 st.misses, st.evicted, st.written_on_evict, st.dropped, st.written_on_flush, st.written_on_settle,
+                 st.loads_skipped);
     absl::Status s = cache_->Flush();
     if (!s.ok()) spdlog::warn("state backend {}: write-back on close failed: {}", options_.path, s.ToString());
   }
@@ -487,7 +489,16 @@ absl::Status KeyedStateBackend::FilterCachedKeys(StateId id, const std::string& 
   if (reopened) {
     // Restored: every key on disk first, as the cache keys them ([state
     // id][RocksDB key]). Past the filter's limit it turns itself off, and
-    // the scan stops: every miss then reads RocksDB.
+    // the scan stops: every miss then reads RocksDB. A state RocksDB
+    // estimates at more keys than half of what the limit holds gets no
+    // filter and no scan (its parts double: the last may not fit).
+    uint64_t estimate = 0;
+    const uint64_t most = cache_->written_keys_filter_max_bytes() * 8 / RecentKeysFilter::kBitsPerKey / 2;
+    if (db_->GetIntProperty(cf, rocksdb::DB::Properties::kEstimateNumKeys, &estimate) && estimate > most) {
+      spdlog::info("state '{}': restored with about {} keys, more than its filter of written keys holds; "
+                   "every cache miss reads RocksDB", name, estimate);
+      return absl::OkStatus();
+    }
     std::string cache_key;
     rocksdb::ReadOptions ro;
     ro.total_order_seek = true;  // every key

@@ -49,7 +49,8 @@ TEST(WriteBackCacheTest, MissReadsRocksDBOnceThenHits) {
     backend->SetCurrentKey(1, "k");
     ASSERT_TRUE(v->Put("", "from rocksdb").ok());
   }  // written back at close
-  auto backend = KeyedStateBackend::Open({.path = dir.path(), .wipe_on_open = false, .write_back_cache_bytes = 1 << 20});
+  auto backend =
+      KeyedStateBackend::Open({.path = dir.path(), .wipe_on_open = false, .write_back_cache_bytes = 1 << 20});
   ASSERT_TRUE(backend.ok()) << backend.status();
   ValueState* v = *(*backend)->GetValueState({.name = "v", .write_back_cache = true});
   (*backend)->SetCurrentKey(1, "k");
@@ -124,6 +125,38 @@ TEST(WriteBackCacheTest, AFilterOfWrittenKeysPastItsLimitTurnsOff) {
     ASSERT_EQ(*sum->Get("", &got), StateLookup::kFound);
     EXPECT_EQ(DecodeI64(got), 2 * i) << i;
   }
+}
+
+// A restored state with more keys than its filter could hold gets none:
+// no scan of them at registration, and every miss reads RocksDB.
+TEST(WriteBackCacheTest, ARestoredStateTooLargeForAFilterReadsEveryMiss) {
+  TestingStateDir dir("wbc-restored-large");
+  constexpr size_t kCacheBytes = 64 << 10;  // a filter of at most 16 KiB: some 13,000 keys
+  constexpr int kKeys = 30000;
+  {
+    auto backend = OpenWithCache(dir.path(), kCacheBytes);
+    AggregatingState* sum = *backend->GetAggregatingState(
+        {.name = "sum", .function = SumFunction(), .write_back_cache = true});
+    for (int i = 0; i < kKeys; ++i) {
+      backend->SetCurrentKey(i % 128, "k" + std::to_string(i));
+      ASSERT_TRUE(sum->Add("", EncodeI64(i)).ok());
+    }
+  }
+  auto backend =
+      KeyedStateBackend::Open({.path = dir.path(), .wipe_on_open = false, .write_back_cache_bytes = kCacheBytes});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  AggregatingState* sum = *(*backend)->GetAggregatingState(
+      {.name = "sum", .function = SumFunction(), .write_back_cache = true});
+  for (int i = 0; i < 100; ++i) {
+    (*backend)->SetCurrentKey(i % 128, "new" + std::to_string(i));
+    std::string got;
+    ASSERT_EQ(*sum->Get("", &got), StateLookup::kAbsent);
+  }
+  (*backend)->SetCurrentKey(5, "k5");
+  std::string got;
+  ASSERT_EQ(*sum->Get("", &got), StateLookup::kFound);
+  EXPECT_EQ(DecodeI64(got), 5);
+  EXPECT_EQ((*backend)->cache_stats().loads_skipped, 0u);
 }
 
 // The hash table is sized for a full cache when the cache is made: filling
