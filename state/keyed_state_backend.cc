@@ -471,7 +471,7 @@ absl::StatusOr<Handle*> KeyedStateBackend::Register(const std::string& name,
     if (!s.ok()) return FromRocksStatus(s, absl::StrCat("create state '", name, "'"));
   }
   const auto id = static_cast<StateId>(states_.size());
-  if (write_back_cache && cache_ != nullptr) RETURN_IF_ERROR(FilterCachedKeys(id, name, slot->cf, reopened));
+  if (write_back_cache && cache_ != nullptr) FilterCachedKeys(id, name, slot->cf, reopened);
   auto* handle = new Handle(ctx_, id, name, slot->cf, std::move(behavior),
                             write_back_cache && cache_ != nullptr);
   slot->handle.reset(handle);
@@ -479,8 +479,8 @@ absl::StatusOr<Handle*> KeyedStateBackend::Register(const std::string& name,
   return handle;
 }
 
-absl::Status KeyedStateBackend::FilterCachedKeys(StateId id, const std::string& name,
-                                                 rocksdb::ColumnFamilyHandle* cf, bool reopened) {
+void KeyedStateBackend::FilterCachedKeys(StateId id, const std::string& name, rocksdb::ColumnFamilyHandle* cf,
+                                         bool reopened) {
   // A first part of at most capacity / 64 keys, as BufferedMapState's, so
   // that small caches (tests) have one too.
   auto filter = std::make_unique<RecentKeysFilter>(
@@ -491,27 +491,32 @@ absl::Status KeyedStateBackend::FilterCachedKeys(StateId id, const std::string& 
     // id][RocksDB key]). Past the filter's limit it turns itself off, and
     // the scan stops: every miss then reads RocksDB. A state RocksDB
     // estimates at more keys than half of what the limit holds gets no
-    // filter and no scan (its parts double: the last may not fit).
+    // filter and no scan (its parts double: the last may not fit); nor does
+    // one whose scan fails.
     uint64_t estimate = 0;
     const uint64_t most = cache_->written_keys_filter_max_bytes() * 8 / RecentKeysFilter::kBitsPerKey / 2;
     if (db_->GetIntProperty(cf, rocksdb::DB::Properties::kEstimateNumKeys, &estimate) && estimate > most) {
       spdlog::info("state '{}': restored with about {} keys, more than its filter of written keys holds; "
                    "every cache miss reads RocksDB", name, estimate);
-      return absl::OkStatus();
+      return cache_->FilterWrittenKeys(id, nullptr);
     }
     std::string cache_key;
     rocksdb::ReadOptions ro;
     ro.total_order_seek = true;  // every key
+    ro.fill_cache = false;       // one pass: the hot blocks stay cached
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf));
     for (it->SeekToFirst(); it->Valid() && filter->on(); it->Next()) {
       cache_key.assign({static_cast<char>((id >> 8) & 0xff), static_cast<char>(id & 0xff)});
       cache_key.append(it->key().data(), it->key().size());
       filter->AddKey(cache_key);
     }
-    RETURN_IF_ERROR(FromRocksStatus(it->status(), absl::StrCat("scan the keys of state '", name, "'")));
+    if (!it->status().ok()) {
+      spdlog::warn("state '{}': scanning its restored keys failed ({}); every cache miss reads RocksDB", name,
+                   it->status().ToString());
+      return cache_->FilterWrittenKeys(id, nullptr);
+    }
   }
   cache_->FilterWrittenKeys(id, std::move(filter));
-  return absl::OkStatus();
 }
 
 absl::Status KeyedStateBackend::FlushUnloggedStates() {

@@ -334,8 +334,9 @@ class KeyedStateBackend {
   absl::StatusOr<ValueState*> LegacyValueState(StateId state);
   // Gives the write-back cache a filter of the keys a cached state wrote to
   // RocksDB (WriteBackCache::FilterWrittenKeys); `reopened`: restored, its
-  // keys scanned into the filter first.
-  absl::Status FilterCachedKeys(StateId id, const std::string& name, rocksdb::ColumnFamilyHandle* cf, bool reopened);
+  // keys scanned into the filter first (none if they do not fit, or the
+  // scan fails).
+  void FilterCachedKeys(StateId id, const std::string& name, rocksdb::ColumnFamilyHandle* cf, bool reopened);
 
   KeyedStateBackendOptions options_;
   // Shared by every backend of the TaskManager (see StateResources).

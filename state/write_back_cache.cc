@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "spdlog/spdlog.h"
 #include "state/key_groups.h"
 #include "state/keyed_state_backend.h"
 #include "state/state_value_format.h"
@@ -248,9 +249,15 @@ void WriteBackCache::FilterWrittenKeys(int state_id, std::unique_ptr<RecentKeysF
   const auto id = static_cast<size_t>(state_id);
   if (id >= written_keys_.size()) written_keys_.resize(id + 1);
   std::unique_ptr<RecentKeysFilter>& slot = written_keys_[id];
-  if (slot != nullptr) bytes_ -= slot->bytes();
+  if (slot != nullptr) {
+    bytes_ -= slot->bytes();
+    filter_bytes_ -= slot->bytes();
+  }
   slot = filter != nullptr && filter->on() ? std::move(filter) : nullptr;
-  if (slot != nullptr) bytes_ += slot->bytes();
+  if (slot != nullptr) {
+    bytes_ += slot->bytes();
+    filter_bytes_ += slot->bytes();
+  }
 }
 
 void WriteBackCache::NoteWritten(std::string_view cache_key) {
@@ -259,13 +266,14 @@ void WriteBackCache::NoteWritten(std::string_view cache_key) {
   const size_t before = filter->bytes();
   filter->AddKey(cache_key);
   bytes_ = bytes_ - before + filter->bytes();
-  if (!filter->on()) written_keys_[StateOf(cache_key)].reset();
-}
-
-size_t WriteBackCache::written_keys_filter_bytes() const {
-  size_t bytes = 0;
-  for (const auto& filter : written_keys_) bytes += filter != nullptr ? filter->bytes() : 0;
-  return bytes;
+  filter_bytes_ = filter_bytes_ - before + filter->bytes();
+  if (filter->on() && filter_bytes_ <= written_keys_filter_max_bytes()) return;
+  if (filter->on()) {
+    spdlog::warn("state cache: the filters of written keys would take {} bytes, over a quarter of the cache ({}): "
+                 "the one that grew is dropped, and its state's cache misses read RocksDB",
+                 filter_bytes_, written_keys_filter_max_bytes());
+  }
+  FilterWrittenKeys(static_cast<int>(StateOf(cache_key)), nullptr);
 }
 
 absl::Status WriteBackCache::WriteBatch() {
@@ -292,7 +300,7 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
     if (!s.ok()) return s;
   }
   if (bytes_ <= capacity_) return absl::OkStatus();
-  // Evict down to 255/256 of the capacity: a few hundred entries of a
+  // Evict a 256th of the capacity: a few hundred entries of a
   // 32 MiB cache, their dirty ones in one WriteBatch, so that no Acquire
   // holds the task long. (An eighth, 27,000 entries at once, held Nexmark
   // q4's aggregate over auctions 70-150 ms at the first eviction: its p99
@@ -306,10 +314,9 @@ absl::Status WriteBackCache::EvictIfNeeded(uint32_t keep) {
   // by a part at once (here too, as an evicted entry is written) is made
   // room for over the calls that follow.
   const size_t step = std::min(capacity_ / 8, std::max(capacity_ / kEvictFraction, kMinEvictBytes));
-  const size_t to_free = std::min(bytes_ - (capacity_ - step), step);
   const size_t n = pool_.size();
   size_t freed = 0;
-  for (size_t steps = 0; freed < to_free && map_.size() > 1 && steps < 2 * n + 1; ++steps) {
+  for (size_t steps = 0; freed < step && map_.size() > 1 && steps < 2 * n + 1; ++steps) {
     if (hand_ >= n) hand_ = 0;
     const uint32_t i = static_cast<uint32_t>(hand_++);
     Entry& e = pool_[i];

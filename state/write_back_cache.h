@@ -58,7 +58,8 @@
 // RecentKeysFilter without expiry, every put the cache writes added to it);
 // a miss on a key it has never seen starts absent without a read. The
 // filter's bytes count as the cache's own (entries are evicted to make
-// room); past its limit it turns itself off, and every miss reads again.
+// room); past a quarter of the cache, all of a cache's filters together, the
+// one that grew is dropped (logged), and its state's misses read again.
 //
 // Thread-compatible: owned and used by the backend's task thread; a
 // snapshot's copy reads the entries it listed on another thread, each only
@@ -95,9 +96,9 @@ class WriteBackCache {
   // elsewhere on the heap (one cache miss less per record).
   static constexpr size_t kInlineKeyBytes = 40;
 
-  // Over its capacity the cache evicts down to capacity - capacity /
-  // kEvictFraction (at least kMinEvictBytes, at most an eighth): a little at
-  // a time, so that no single Acquire holds the task long.
+  // Over its capacity the cache evicts a step of capacity / kEvictFraction
+  // (at least kMinEvictBytes, at most an eighth) per call: a little at a
+  // time, so that no single Acquire holds the task long.
   static constexpr size_t kEvictFraction = 256;
   static constexpr size_t kMinEvictBytes = 4 << 10;
 
@@ -177,10 +178,11 @@ class WriteBackCache {
   // restored one (RecentKeysFilter::AddKey of each cache key). Every write
   // of the state must go through the cache from now on.
   void FilterWrittenKeys(int state_id, std::unique_ptr<RecentKeysFilter> filter);
-  // The largest a filter of written keys should grow: a quarter of the cache.
+  // The most the filters of written keys may take, together: a quarter of
+  // the cache.
   size_t written_keys_filter_max_bytes() const { return capacity_ / 4; }
   // Bytes of the filters of written keys (counted in bytes()).
-  size_t written_keys_filter_bytes() const;
+  size_t written_keys_filter_bytes() const { return filter_bytes_; }
 
   // Appends every dirty entry, as a put or delete of its RocksDB key in its
   // column family, to `delta` (state/cache_delta.h), without writing
@@ -282,6 +284,7 @@ class WriteBackCache {
 
   // By state id; null: no filter (every miss reads RocksDB).
   std::vector<std::unique_ptr<RecentKeysFilter>> written_keys_;
+  size_t filter_bytes_ = 0;  // of all of them
 
   rocksdb::WriteBatch batch_;
   std::vector<uint32_t> batched_;  // entries in batch_, marked clean once it is written

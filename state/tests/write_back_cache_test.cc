@@ -106,7 +106,9 @@ TEST(WriteBackCacheTest, MissesOnKeysNeverWrittenSkipRocksDB) {
 // and nothing is lost.
 TEST(WriteBackCacheTest, AFilterOfWrittenKeysPastItsLimitTurnsOff) {
   TestingStateDir dir("wbc-filter-off");
-  auto backend = OpenWithCache(dir.path(), 64 << 10);  // a filter of at most 16 KiB: some 13,000 keys
+  // Filters of at most 16 KiB: parts of 1,024, 2,048 and 4,096 keys (1.25
+  // bytes each) fit, the next part of 8,192 does not.
+  auto backend = OpenWithCache(dir.path(), 64 << 10);
   AggregatingState* sum = *backend->GetAggregatingState(
       {.name = "sum", .function = SumFunction(), .write_back_cache = true});
   constexpr int kKeys = 40000;
@@ -117,7 +119,10 @@ TEST(WriteBackCacheTest, AFilterOfWrittenKeysPastItsLimitTurnsOff) {
     }
   }
   const StateCacheStats stats = backend->cache_stats();
-  EXPECT_LT(stats.loads_skipped, uint64_t{kKeys}) << "the filter turned off before the last new keys";
+  // The first 7,168 keys written (and those in the cache meanwhile) skipped
+  // their reads but for false positives; none after.
+  EXPECT_GT(stats.loads_skipped, 7168u * 97 / 100);
+  EXPECT_LE(stats.loads_skipped, 7168u + (64 << 10) / WriteBackCache::kEntryOverhead) << "the filter turned off";
   EXPECT_LE(stats.bytes, size_t{64} << 10);
   for (int i = 0; i < kKeys; i += 331) {
     backend->SetCurrentKey(i % 128, "k" + std::to_string(i));
@@ -127,11 +132,46 @@ TEST(WriteBackCacheTest, AFilterOfWrittenKeysPastItsLimitTurnsOff) {
   }
 }
 
+// The filters of all the cache's states share one limit, a quarter of the
+// cache: the one whose growth would pass it is dropped, the others stay.
+TEST(WriteBackCacheTest, FiltersOfWrittenKeysShareOneLimit) {
+  TestingStateDir dir("wbc-filters-shared");
+  auto backend = OpenWithCache(dir.path(), 64 << 10);  // filters of 16 KiB in all
+  AggregatingState* a = *backend->GetAggregatingState(
+      {.name = "a", .function = SumFunction(), .write_back_cache = true});
+  AggregatingState* b = *backend->GetAggregatingState(
+      {.name = "b", .function = SumFunction(), .write_back_cache = true});
+  // Each state's keys take parts of 1,024, 2,048 and 4,096 keys (8,960
+  // bytes); both would be over 16 KiB. `a` has its three first.
+  constexpr int kKeys = 6000;
+  for (AggregatingState* state : {a, b}) {
+    for (int i = 0; i < kKeys; ++i) {
+      backend->SetCurrentKey(i % 128, "k" + std::to_string(i));
+      ASSERT_TRUE(state->Add("", EncodeI64(i)).ok());
+    }
+  }
+  const StateCacheStats stats = backend->cache_stats();
+  EXPECT_LE(stats.bytes, size_t{64} << 10);
+  // `a`'s new keys all skipped their reads (but for false positives); `b`'s
+  // only until its third part would have passed the limit: 3,072 keys
+  // written, and those in the cache meanwhile.
+  EXPECT_GT(stats.loads_skipped, uint64_t{kKeys} * 97 / 100 + 3072 * 97 / 100);
+  EXPECT_LE(stats.loads_skipped, uint64_t{kKeys} + 3072 + (64 << 10) / WriteBackCache::kEntryOverhead);
+  for (AggregatingState* state : {a, b}) {
+    for (int i = 0; i < kKeys; i += 97) {
+      backend->SetCurrentKey(i % 128, "k" + std::to_string(i));
+      std::string got;
+      ASSERT_EQ(*state->Get("", &got), StateLookup::kFound);
+      EXPECT_EQ(DecodeI64(got), i);
+    }
+  }
+}
+
 // A restored state with more keys than its filter could hold gets none:
 // no scan of them at registration, and every miss reads RocksDB.
 TEST(WriteBackCacheTest, ARestoredStateTooLargeForAFilterReadsEveryMiss) {
   TestingStateDir dir("wbc-restored-large");
-  constexpr size_t kCacheBytes = 64 << 10;  // a filter of at most 16 KiB: some 13,000 keys
+  constexpr size_t kCacheBytes = 64 << 10;  // filters of at most 16 KiB: some 6,500 keys estimated
   constexpr int kKeys = 30000;
   {
     auto backend = OpenWithCache(dir.path(), kCacheBytes);
