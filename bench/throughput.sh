@@ -34,6 +34,8 @@ stolen=$(stolen_s $(($(steal_ticks) - steal_before)))
 grep -q '^State: FINISHED' "$DIR/status.txt" || { echo "$spec: the job did not finish" >&2; cat "$DIR/status.txt" >&2; exit 1; }
 checkpoint_log "$(cat "$DIR/submit.out")" > "$DIR/checkpoints"
 secs=$(sed -n 's/.*(\([0-9.]*\) s since submission).*/\1/p' "$DIR/status.txt")
+# The status shows tenths of a second: a shorter job counts as a twentieth.
+secs=$(awk -v s="${secs:-0}" 'BEGIN { print (s > 0 ? s : 0.05) }')
 awk -v w="$w" -v n="$events" -v s="$secs" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
   -v ck="$(checkpoint_summary "$DIR/checkpoints")" -v i="$interval" -v st="$stolen" 'BEGIN {
   printf "%s, %d events, checkpoints %s: %.0f events/s (%.2f s); CPU %.2f s; checkpoints %s; stolen %s s\n",
