@@ -106,6 +106,25 @@ cluster_cpu_ticks() {
   echo "$t"
 }
 
+# run_spec SPEC: on a fresh cluster of 2 TaskManagers of 2 slots (with
+# TASKMANAGER_FLAGS), submits SPEC and waits for it; exits unless it
+# finished. Leaves the job's status in $DIR/status.txt, its checkpoints in
+# $DIR/checkpoints, the cluster's CPU seconds in CPU_S and the seconds
+# stolen meanwhile in STOLEN_S (bench/latency.sh, bench/throughput.sh).
+run_spec() {
+  local before after steal_before
+  # shellcheck disable=SC2086  # TASKMANAGER_FLAGS is a list of flags
+  start_cluster 2 2 ${TASKMANAGER_FLAGS:-}
+  before=$(cluster_cpu_ticks)
+  steal_before=$(steal_ticks)
+  $BIN/vstream submit "$1" --wait --jobmanager "$JM" > "$DIR/submit.out" 2> "$DIR/status.txt" || true
+  after=$(cluster_cpu_ticks)
+  STOLEN_S=$(stolen_s $(($(steal_ticks) - steal_before)))
+  grep -q '^State: FINISHED' "$DIR/status.txt" || { echo "$1: the job did not finish" >&2; cat "$DIR/status.txt" >&2; exit 1; }
+  checkpoint_log "$(cat "$DIR/submit.out")" > "$DIR/checkpoints"
+  CPU_S=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')
+}
+
 # run_job JOB.yaml RECORDS: prints records/s and CPU figures.
 run_job() {
   local before after secs hz

@@ -26,17 +26,8 @@ cd "$(dirname "$0")/.."
 source bench/common.sh
 bench_start
 spec=$(make_spec "$w" $((rate * secs)) "$interval" "$rate")
-# shellcheck disable=SC2086  # TASKMANAGER_FLAGS is a list of flags
-start_cluster 2 2 ${TASKMANAGER_FLAGS:-}
-before=$(cluster_cpu_ticks)
-steal_before=$(steal_ticks)
-$BIN/vstream submit "$spec" --wait --jobmanager "$JM" > "$DIR/submit.out" 2> "$DIR/status.txt" || true
-after=$(cluster_cpu_ticks)
-stolen=$(stolen_s $(($(steal_ticks) - steal_before)))
-grep -q '^State: FINISHED' "$DIR/status.txt" || { echo "$spec: the job did not finish" >&2; cat "$DIR/status.txt" >&2; exit 1; }
-checkpoint_log "$(cat "$DIR/submit.out")" > "$DIR/checkpoints"
-cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')
+run_spec "$spec"
 echo "$w at $rate events/s, $secs s, checkpoints $interval:" \
   "p50 / p99 / p99.9 ms $(worst_latency "$DIR/status.txt");" \
-  "CPU $cpu s; checkpoints $(checkpoint_summary "$DIR/checkpoints"); stolen $stolen s"
+  "CPU $CPU_S s; checkpoints $(checkpoint_summary "$DIR/checkpoints"); stolen $STOLEN_S s"
 if [ -n "${VERBOSE:-}" ]; then sed -n '/^LATENCY/,/^$/p' "$DIR/status.txt"; fi

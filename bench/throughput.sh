@@ -24,20 +24,11 @@ cd "$(dirname "$0")/.."
 source bench/common.sh
 bench_start
 spec=$(make_spec "$w" "$events" "$interval" 0)
-# shellcheck disable=SC2086  # TASKMANAGER_FLAGS is a list of flags
-start_cluster 2 2 ${TASKMANAGER_FLAGS:-}
-before=$(cluster_cpu_ticks)
-steal_before=$(steal_ticks)
-$BIN/vstream submit "$spec" --wait --jobmanager "$JM" > "$DIR/submit.out" 2> "$DIR/status.txt" || true
-after=$(cluster_cpu_ticks)
-stolen=$(stolen_s $(($(steal_ticks) - steal_before)))
-grep -q '^State: FINISHED' "$DIR/status.txt" || { echo "$spec: the job did not finish" >&2; cat "$DIR/status.txt" >&2; exit 1; }
-checkpoint_log "$(cat "$DIR/submit.out")" > "$DIR/checkpoints"
+run_spec "$spec"
 secs=$(sed -n 's/.*(\([0-9.]*\) s since submission).*/\1/p' "$DIR/status.txt")
 # The status shows tenths of a second: a shorter job counts as a twentieth.
 secs=$(awk -v s="${secs:-0}" 'BEGIN { print (s > 0 ? s : 0.05) }')
-awk -v w="$w" -v n="$events" -v s="$secs" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
-  -v ck="$(checkpoint_summary "$DIR/checkpoints")" -v i="$interval" -v st="$stolen" 'BEGIN {
-  printf "%s, %d events, checkpoints %s: %.0f events/s (%.2f s); CPU %.2f s; checkpoints %s; stolen %s s\n",
-         w, n, i, n / s, s, t / hz, ck, st
+awk -v w="$w" -v n="$events" -v s="$secs" -v i="$interval" 'BEGIN {
+  printf "%s, %d events, checkpoints %s: %.0f events/s (%.2f s);", w, n, i, n / s, s
 }'
+echo " CPU $CPU_S s; checkpoints $(checkpoint_summary "$DIR/checkpoints"); stolen $STOLEN_S s"

@@ -231,10 +231,12 @@ void WriteBackCache::AddToBatch(Entry& e) {
   const bool was_stored = e.stored;
   // A failed write fails the backend, so the entry may count as written now.
   e.stored = e.present;
-  if (e.present) NoteWritten(key);
   if (!e.present) {
     if (was_stored) batch_.Delete(e.cf, rocks_key);
-  } else if (e.timed) {
+    return;
+  }
+  NoteWritten(key);
+  if (e.timed) {
     char header[kWriteTimeBytes];
     EncodeWriteTime(e.write_ms, header);
     const rocksdb::Slice parts[2] = {rocksdb::Slice(header, kWriteTimeBytes),
