@@ -29,6 +29,24 @@ bool ParseCpu(std::string_view s, int* out) {
   return ec == std::errc() && end == s.data() + s.size() && s.find_first_not_of("0123456789") == std::string_view::npos;
 }
 
+// f(tid) for each thread of process `pid` (0: this one) whose name starts
+// with `name_prefix`.
+template <typename F>
+void ForEachThread(int pid, std::string_view name_prefix, F f) {
+  std::error_code ec;
+  const std::string dir = pid == 0 ? "/proc/self/task" : absl::StrCat("/proc/", pid, "/task");
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::filesystem::directory_entry& task = *it;
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (!std::getline(comm, name) || !name.starts_with(name_prefix)) continue;
+    int tid = 0;
+    const std::string t = task.path().filename().string();
+    if (std::from_chars(t.data(), t.data() + t.size(), tid).ec != std::errc()) continue;
+    f(tid);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<int>> ParseCpuSet(std::string_view text) {
@@ -110,21 +128,30 @@ absl::Status LowerThreadPriority() {
 
 std::vector<int> NiceOfThreads(int pid, std::string_view name_prefix) {
   std::vector<int> nices;
-  std::error_code ec;
-  const std::string dir = pid == 0 ? "/proc/self/task" : absl::StrCat("/proc/", pid, "/task");
-  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::filesystem::directory_entry& task = *it;
-    std::ifstream comm(task.path() / "comm");
-    std::string name;
-    if (!std::getline(comm, name) || !name.starts_with(name_prefix)) continue;
-    int tid = 0;
-    const std::string t = task.path().filename().string();
-    if (std::from_chars(t.data(), t.data() + t.size(), tid).ec != std::errc()) continue;
+  ForEachThread(pid, name_prefix, [&](int tid) {
     errno = 0;
     const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
     if (errno == 0) nices.push_back(nice);
-  }
+  });
   return nices;
+}
+
+absl::Status UseBatchScheduling() {
+  const sched_param param{};  // priority 0, the only one SCHED_BATCH has
+  // 0 is the calling thread.
+  if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) {
+    return absl::InternalError(absl::StrCat("sched_setscheduler(SCHED_BATCH): ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<int> SchedulingPolicyOfThreads(int pid, std::string_view name_prefix) {
+  std::vector<int> policies;
+  ForEachThread(pid, name_prefix, [&](int tid) {
+    const int policy = sched_getscheduler(tid);
+    if (policy >= 0) policies.push_back(policy);
+  });
+  return policies;
 }
 
 }  // namespace vstream

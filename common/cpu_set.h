@@ -40,4 +40,18 @@ absl::Status LowerThreadPriority();
 // Threads that end meanwhile are left out.
 std::vector<int> NiceOfThreads(int pid, std::string_view name_prefix);
 
+// Puts the calling thread, and so every thread it starts afterwards, under
+// SCHED_BATCH (`--scheduling batch`): a thread that wakes does not preempt
+// the one running on its CPU, it waits until that one blocks or its slice
+// ends. A TaskManager's threads wake each other thousands of times a second
+// (a buffer for a task, a write for the network thread); under SCHED_OTHER
+// each wake-up preempted the thread working on the CPU (docs/benchmarks.md,
+// "Task threads under SCHED_BATCH"). Nice values apply as before. Call it
+// before starting threads; needs no privilege.
+absl::Status UseBatchScheduling();
+// The scheduling policy (SCHED_OTHER, SCHED_BATCH, ...) of each thread of
+// process `pid` (0: this one) whose name starts with `name_prefix`, as
+// NiceOfThreads.
+std::vector<int> SchedulingPolicyOfThreads(int pid, std::string_view name_prefix);
+
 }  // namespace vstream

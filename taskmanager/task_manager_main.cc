@@ -23,7 +23,8 @@ int TaskManagerMain(int argc, char** argv) {
   const std::string self = "vstream-taskmanager";
   auto flags = ParseFlags(argc, argv, 1,
                           {"jobmanager", "rpc-port", "slots", "data-dir", "config", "host", "log-level",
-                           "state-memory-mb", "memory-mb", "cpuset", "background-priority", "huge-pages"},
+                           "state-memory-mb", "memory-mb", "cpuset", "background-priority", "huge-pages",
+                           "scheduling"},
                           {"help"});
   if (!flags.ok()) return ExitWithError(self, flags.status(), 2);
   if (flags->Has("help")) {
@@ -31,7 +32,7 @@ int TaskManagerMain(int argc, char** argv) {
         "usage: vstream-taskmanager --jobmanager HOST:PORT --data-dir DIR [--rpc-port PORT] [--slots N]\n"
         "                           [--host ADDRESS] [--memory-mb MB] [--state-memory-mb MB]\n"
         "                           [--cpuset CPUS] [--background-priority low|normal] [--huge-pages on|off]\n"
-        "                           [--config FILE] [--log-level LEVEL]\n"
+        "                           [--scheduling batch|normal] [--config FILE] [--log-level LEVEL]\n"
         "  --memory-mb        the whole process's memory (default 640)\n"
         "  --state-memory-mb  of it, keyed state: RocksDB caches and write buffers\n"
         "                     (default 40%% of --memory-mb)\n"
@@ -39,6 +40,8 @@ int TaskManagerMain(int argc, char** argv) {
         "                     (default: all the process may use)\n"
         "  --background-priority  low: checkpoint uploads and RocksDB compactions at nice 19,\n"
         "                     on the CPU the tasks leave (default); normal: as the tasks\n"
+        "  --scheduling       batch: every thread under SCHED_BATCH, so that a thread waking\n"
+        "                     does not preempt the one working (default); normal: SCHED_OTHER\n"
         "  --huge-pages       on: the heap on transparent huge pages, where the machine has\n"
         "                     them (default; the TaskManager re-executes itself with\n"
         "                     GLIBC_TUNABLES set); off: on the kernel's 4 KiB pages\n");
@@ -62,9 +65,23 @@ int TaskManagerMain(int argc, char** argv) {
     if (absl::Status s = ConfineToCpus(*parsed); !s.ok()) return ExitWithError(self, s, 2);
     cpus = *std::move(parsed);
   }
+  const std::string scheduling = config->Has("scheduling") ? config->Get("scheduling") : "batch";
+  if (scheduling != "batch" && scheduling != "normal") {
+    return ExitWithError(
+        self, absl::InvalidArgumentError(absl::StrCat("--scheduling: expected batch or normal, got '", scheduling, "'")),
+        2);
+  }
+  // Before any thread starts, so that every one inherits it; a refusal
+  // leaves the threads under SCHED_OTHER, as `normal` does.
+  absl::Status batch = scheduling == "batch" ? UseBatchScheduling() : absl::OkStatus();
   InitLogging("taskmanager", config->Get("log-level"));
   if (!cpus.empty()) spdlog::info("confined to CPUs {} (cpuset)", FormatCpuSet(cpus));
   spdlog::info("{}", heap_pages);
+  if (!batch.ok()) {
+    spdlog::warn("threads stay under SCHED_OTHER: {}", batch.ToString());
+  } else if (scheduling == "batch") {
+    spdlog::info("threads under SCHED_BATCH (--scheduling batch)");
+  }
   TaskManagerOptions options;
   options.jobmanager_address = config->Get("jobmanager");
   options.data_dir = config->Get("data-dir");

@@ -2,8 +2,10 @@
 // TaskManagers as separate processes), through the real CLI, checked record
 // for record against counts computed independently from the input.
 
+#include <sched.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -254,6 +256,38 @@ TEST(ClusterTest, ATaskManagerUploadsSnapshotsAtLowPriorityUnlessToldNot) {
                                    cluster.dir(), std::chrono::seconds(30));
     EXPECT_EQ(bad.exit_code, 2) << bad.err;
     EXPECT_NE(bad.err.find("--background-priority: expected low or normal, got '" + value + "'"), std::string::npos)
+        << bad.err;
+  }
+}
+
+// By default every thread of a TaskManager runs under SCHED_BATCH (a thread
+// that wakes does not preempt the one working): the policy is set before
+// any thread starts, so the threads started later -- the network thread,
+// gRPC's, the tasks' -- inherit it. `--scheduling normal` leaves them under
+// SCHED_OTHER; anything else is refused.
+TEST(ClusterTest, ATaskManagerRunsItsThreadsUnderBatchSchedulingUnlessToldNot) {
+  TestCluster cluster(0, 1);
+  std::unique_ptr<Subprocess> batch = cluster.StartTaskManagerWith("batch", {});
+  std::unique_ptr<Subprocess> normal = cluster.StartTaskManagerWith("normal", {"--scheduling", "normal"});
+  for (Subprocess* tm : {batch.get(), normal.get()}) ASSERT_TRUE(Registered(*tm)) << tm->Stderr();
+  for (const auto& [tm, policy] : {std::pair{batch.get(), SCHED_BATCH}, std::pair{normal.get(), SCHED_OTHER}}) {
+    const std::vector<int> network = SchedulingPolicyOfThreads(tm->pid(), "network");
+    EXPECT_EQ(network, std::vector<int>{policy}) << "the network thread";
+    const std::vector<int> all = SchedulingPolicyOfThreads(tm->pid(), "");
+    EXPECT_GT(all.size(), 3u);
+    EXPECT_EQ(std::count(all.begin(), all.end(), policy), static_cast<std::ptrdiff_t>(all.size()))
+        << "every thread";
+  }
+  EXPECT_NE(batch->Stderr().find("threads under SCHED_BATCH (--scheduling batch)"), std::string::npos)
+      << batch->Stderr();
+  EXPECT_EQ(normal->Stderr().find("SCHED_BATCH"), std::string::npos) << normal->Stderr();
+
+  for (const std::string value : {"fifo", ""}) {
+    CommandResult bad = RunCommand({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(),
+                                    "--data-dir", cluster.dir() + "/refused", "--scheduling", value},
+                                   cluster.dir(), std::chrono::seconds(30));
+    EXPECT_EQ(bad.exit_code, 2) << bad.err;
+    EXPECT_NE(bad.err.find("--scheduling: expected batch or normal, got '" + value + "'"), std::string::npos)
         << bad.err;
   }
 }
