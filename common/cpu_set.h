@@ -45,9 +45,10 @@ std::vector<int> NiceOfThreads(int pid, std::string_view name_prefix);
 // the one running on its CPU, it waits until that one blocks or its slice
 // ends. A TaskManager's threads wake each other thousands of times a second
 // (a buffer for a task, a write for the network thread); under SCHED_OTHER
-// each wake-up preempted the thread working on the CPU (docs/benchmarks.md,
-// "Task threads under SCHED_BATCH"). Nice values apply as before. Call it
-// before starting threads; needs no privilege.
+// most wake-ups on a busy CPU preempted the thread working there
+// (docs/benchmarks.md, "Every TaskManager thread under SCHED_BATCH"). Nice
+// values apply as before. Call it before starting threads; needs no
+// privilege.
 absl::Status UseBatchScheduling();
 // The scheduling policy (SCHED_OTHER, SCHED_BATCH, ...) of each thread of
 // process `pid` (0: this one) whose name starts with `name_prefix`, as

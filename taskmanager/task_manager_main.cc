@@ -67,9 +67,10 @@ int TaskManagerMain(int argc, char** argv) {
   }
   const std::string scheduling = config->Has("scheduling") ? config->Get("scheduling") : "batch";
   if (scheduling != "batch" && scheduling != "normal") {
-    return ExitWithError(
-        self, absl::InvalidArgumentError(absl::StrCat("--scheduling: expected batch or normal, got '", scheduling, "'")),
-        2);
+    return ExitWithError(self,
+                         absl::InvalidArgumentError(
+                             absl::StrCat("--scheduling: expected batch or normal, got '", scheduling, "'")),
+                         2);
   }
   // Before any thread starts, so that every one inherits it; a refusal
   // leaves the threads under SCHED_OTHER, as `normal` does.
