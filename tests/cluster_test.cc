@@ -179,6 +179,17 @@ TEST(ClusterTest, ExampleJobOnTwoTaskManagersMatchesIndependentCount) {
   EXPECT_NE(jobs.out.find(job_id), std::string::npos);
 }
 
+// A TaskManager started with `--FLAG VALUE` exits at once, with exit code 2
+// and `says` on stderr.
+void ExpectTaskManagerRefuses(TestCluster& cluster, const std::string& flag, const std::string& value,
+                              const std::string& says) {
+  CommandResult bad = RunCommand({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(),
+                                  "--data-dir", cluster.dir() + "/refused", "--" + flag, value},
+                                 cluster.dir(), std::chrono::seconds(30));
+  EXPECT_EQ(bad.exit_code, 2) << "--" << flag << " '" << value << "': " << bad.err;
+  EXPECT_NE(bad.err.find(says), std::string::npos) << "--" << flag << " '" << value << "': " << bad.err;
+}
+
 // --cpuset: every thread of the TaskManager (tasks, network, RocksDB, gRPC)
 // runs on the CPU given, and the job's result is the same; a malformed set
 // or a CPU the process may not use is refused at start with exit code 2.
@@ -218,11 +229,7 @@ TEST(ClusterTest, ATaskManagerWithACpusetRunsEveryThreadThereAndRefusesABadOne) 
            {"x", "'x' is not a CPU number or range"},
            {"", "cpuset '': empty"},
            {std::to_string(allowed.back() + 1), "is not one this process may use"}}) {
-    CommandResult bad = RunCommand({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(),
-                                    "--data-dir", cluster.dir() + "/refused", "--cpuset", cpuset},
-                                   cluster.dir(), std::chrono::seconds(30));
-    EXPECT_EQ(bad.exit_code, 2) << cpuset << ": " << bad.err;
-    EXPECT_NE(bad.err.find(says), std::string::npos) << cpuset << ": " << bad.err;
+    ExpectTaskManagerRefuses(cluster, "cpuset", cpuset, says);
   }
 }
 
@@ -251,12 +258,8 @@ TEST(ClusterTest, ATaskManagerUploadsSnapshotsAtLowPriorityUnlessToldNot) {
                       std::chrono::seconds(10)));
 
   for (const std::string value : {"high", ""}) {
-    CommandResult bad = RunCommand({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(),
-                                    "--data-dir", cluster.dir() + "/refused", "--background-priority", value},
-                                   cluster.dir(), std::chrono::seconds(30));
-    EXPECT_EQ(bad.exit_code, 2) << bad.err;
-    EXPECT_NE(bad.err.find("--background-priority: expected low or normal, got '" + value + "'"), std::string::npos)
-        << bad.err;
+    ExpectTaskManagerRefuses(cluster, "background-priority", value,
+                             "--background-priority: expected low or normal, got '" + value + "'");
   }
 }
 
@@ -283,12 +286,8 @@ TEST(ClusterTest, ATaskManagerRunsItsThreadsUnderBatchSchedulingUnlessToldNot) {
   EXPECT_EQ(normal->Stderr().find("SCHED_BATCH"), std::string::npos) << normal->Stderr();
 
   for (const std::string value : {"fifo", ""}) {
-    CommandResult bad = RunCommand({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(),
-                                    "--data-dir", cluster.dir() + "/refused", "--scheduling", value},
-                                   cluster.dir(), std::chrono::seconds(30));
-    EXPECT_EQ(bad.exit_code, 2) << bad.err;
-    EXPECT_NE(bad.err.find("--scheduling: expected batch or normal, got '" + value + "'"), std::string::npos)
-        << bad.err;
+    ExpectTaskManagerRefuses(cluster, "scheduling", value,
+                             "--scheduling: expected batch or normal, got '" + value + "'");
   }
 }
 
@@ -323,11 +322,7 @@ TEST(ClusterTest, ATaskManagerPutsItsHeapOnHugePagesUnlessToldNot) {
   EXPECT_NE(off->Stderr().find("heap on 4 KiB pages (--huge-pages off)"), std::string::npos) << off->Stderr();
   EXPECT_EQ(environment(*off).find("glibc.malloc.hugetlb"), std::string::npos);
 
-  CommandResult bad = RunCommand({BinPath("vstream-taskmanager"), "--jobmanager", cluster.jobmanager_address(),
-                                  "--data-dir", cluster.dir() + "/refused", "--huge-pages", "yes"},
-                                 cluster.dir(), std::chrono::seconds(30));
-  EXPECT_EQ(bad.exit_code, 2) << bad.err;
-  EXPECT_NE(bad.err.find("--huge-pages: expected on or off, got 'yes'"), std::string::npos) << bad.err;
+  ExpectTaskManagerRefuses(cluster, "huge-pages", "yes", "--huge-pages: expected on or off, got 'yes'");
 }
 
 // Latency markers cross the network (a key_by edge between the TaskManagers)
