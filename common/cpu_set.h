@@ -47,8 +47,9 @@ std::vector<int> NiceOfThreads(int pid, std::string_view name_prefix);
 // (a buffer for a task, a write for the network thread); under SCHED_OTHER
 // most wake-ups on a busy CPU preempted the thread working there
 // (docs/benchmarks.md, "Every TaskManager thread under SCHED_BATCH"). Nice
-// values apply as before. Call it before starting threads; needs no
-// privilege.
+// values apply as before. Call it before starting threads; from
+// SCHED_OTHER it needs no privilege (from SCHED_IDLE, say, it may be
+// refused).
 absl::Status UseBatchScheduling();
 // The scheduling policy (SCHED_OTHER, SCHED_BATCH, ...) of each thread of
 // process `pid` (0: this one) whose name starts with `name_prefix`, as

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/cpu_set.h"
 #include "common/flags.h"
@@ -41,7 +42,8 @@ int TaskManagerMain(int argc, char** argv) {
         "  --background-priority  low: checkpoint uploads and RocksDB compactions at nice 19,\n"
         "                     on the CPU the tasks leave (default); normal: as the tasks\n"
         "  --scheduling       batch: every thread under SCHED_BATCH, so that a thread waking\n"
-        "                     does not preempt the one working (default); normal: SCHED_OTHER\n"
+        "                     does not preempt the one working (default); normal: the policy\n"
+        "                     the TaskManager was started with (SCHED_OTHER unless chosen)\n"
         "  --huge-pages       on: the heap on transparent huge pages, where the machine has\n"
         "                     them (default; the TaskManager re-executes itself with\n"
         "                     GLIBC_TUNABLES set); off: on the kernel's 4 KiB pages\n");
@@ -73,13 +75,14 @@ int TaskManagerMain(int argc, char** argv) {
                          2);
   }
   // Before any thread starts, so that every one inherits it; a refusal
-  // leaves the threads under SCHED_OTHER, as `normal` does.
+  // leaves the threads under the policy the process started with, as
+  // `normal` does.
   absl::Status batch = scheduling == "batch" ? UseBatchScheduling() : absl::OkStatus();
   InitLogging("taskmanager", config->Get("log-level"));
   if (!cpus.empty()) spdlog::info("confined to CPUs {} (cpuset)", FormatCpuSet(cpus));
   spdlog::info("{}", heap_pages);
   if (!batch.ok()) {
-    spdlog::warn("threads stay under SCHED_OTHER: {}", batch.ToString());
+    spdlog::warn("threads keep the scheduling policy the TaskManager started with: {}", batch.ToString());
   } else if (scheduling == "batch") {
     spdlog::info("threads under SCHED_BATCH (--scheduling batch)");
   }
