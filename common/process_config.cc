@@ -27,6 +27,16 @@ absl::StatusOr<int> ProcessConfig::GetInt(const std::string& key, int default_va
   return out;
 }
 
+absl::StatusOr<std::string> ProcessConfig::GetChoice(const std::string& key, const std::string& first,
+                                                     const std::string& second) const {
+  if (!Has(key)) return first;
+  std::string v = Get(key);
+  if (v != first && v != second) {
+    return absl::InvalidArgumentError(absl::StrCat("--", key, ": expected ", first, " or ", second, ", got '", v, "'"));
+  }
+  return v;
+}
+
 absl::StatusOr<ProcessConfig> LoadProcessConfig(const ParsedFlags& flags, const std::string& process) {
   ProcessConfig config;
   if (auto file = flags.Get("config")) {

@@ -18,6 +18,10 @@ class ProcessConfig {
   std::string Get(const std::string& key) const;
   // The value as an int, default if unset, error if not an int.
   absl::StatusOr<int> GetInt(const std::string& key, int default_value) const;
+  // A setting of two choices: `first` if unset (an empty value is set), else
+  // `first` or `second`; anything else is an error naming the flag and both.
+  absl::StatusOr<std::string> GetChoice(const std::string& key, const std::string& first,
+                                        const std::string& second) const;
   // Whether the key was given at all (an empty value counts).
   bool Has(const std::string& key) const { return values_.count(key) != 0; }
   void Set(const std::string& key, std::string value) { values_[key] = std::move(value); }

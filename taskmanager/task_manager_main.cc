@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "common/cpu_set.h"
 #include "common/flags.h"
 #include "common/logging.h"
@@ -51,14 +50,11 @@ int TaskManagerMain(int argc, char** argv) {
   }
   auto config = LoadProcessConfig(*flags, "taskmanager");
   if (!config.ok()) return ExitWithError(self, config.status(), 2);
-  const std::string huge_pages = config->Has("huge-pages") ? config->Get("huge-pages") : "on";
-  if (huge_pages != "on" && huge_pages != "off") {
-    return ExitWithError(
-        self, absl::InvalidArgumentError(absl::StrCat("--huge-pages: expected on or off, got '", huge_pages, "'")), 2);
-  }
+  auto huge_pages = config->GetChoice("huge-pages", "on", "off");
+  if (!huge_pages.ok()) return ExitWithError(self, huge_pages.status(), 2);
   // Before any thread starts: it may replace this process.
   const std::string heap_pages =
-      huge_pages == "on" ? PutHeapOnHugePages(argv) : "heap on 4 KiB pages (--huge-pages off)";
+      *huge_pages == "on" ? PutHeapOnHugePages(argv) : "heap on 4 KiB pages (--huge-pages off)";
   // Before any thread starts, so that every one inherits it.
   std::vector<int> cpus;
   if (config->Has("cpuset")) {  // an empty value is an error, not "all CPUs"
@@ -67,23 +63,18 @@ int TaskManagerMain(int argc, char** argv) {
     if (absl::Status s = ConfineToCpus(*parsed); !s.ok()) return ExitWithError(self, s, 2);
     cpus = *std::move(parsed);
   }
-  const std::string scheduling = config->Has("scheduling") ? config->Get("scheduling") : "batch";
-  if (scheduling != "batch" && scheduling != "normal") {
-    return ExitWithError(self,
-                         absl::InvalidArgumentError(
-                             absl::StrCat("--scheduling: expected batch or normal, got '", scheduling, "'")),
-                         2);
-  }
+  auto scheduling = config->GetChoice("scheduling", "batch", "normal");
+  if (!scheduling.ok()) return ExitWithError(self, scheduling.status(), 2);
   // Before any thread starts, so that every one inherits it; a refusal
   // leaves the threads under the policy the process started with, as
   // `normal` does.
-  absl::Status batch = scheduling == "batch" ? UseBatchScheduling() : absl::OkStatus();
+  absl::Status batch = *scheduling == "batch" ? UseBatchScheduling() : absl::OkStatus();
   InitLogging("taskmanager", config->Get("log-level"));
   if (!cpus.empty()) spdlog::info("confined to CPUs {} (cpuset)", FormatCpuSet(cpus));
   spdlog::info("{}", heap_pages);
   if (!batch.ok()) {
     spdlog::warn("threads keep the scheduling policy the TaskManager started with: {}", batch.ToString());
-  } else if (scheduling == "batch") {
+  } else if (*scheduling == "batch") {
     spdlog::info("threads under SCHED_BATCH (--scheduling batch)");
   }
   TaskManagerOptions options;
@@ -103,14 +94,9 @@ int TaskManagerMain(int argc, char** argv) {
   if (!state_mb.ok() || *state_mb < 16) {
     return ExitWithError(self, absl::InvalidArgumentError("--state-memory-mb needs a whole number of at least 16"), 2);
   }
-  const std::string background = config->Has("background-priority") ? config->Get("background-priority") : "low";
-  if (background != "low" && background != "normal") {
-    return ExitWithError(self,
-                         absl::InvalidArgumentError(absl::StrCat("--background-priority: expected low or normal, got '",
-                                                                 background, "'")),
-                         2);
-  }
-  options.low_priority_background = background == "low";
+  auto background = config->GetChoice("background-priority", "low", "normal");
+  if (!background.ok()) return ExitWithError(self, background.status(), 2);
+  options.low_priority_background = *background == "low";
   options.rpc_port = *port;
   options.slots = *slots;
   options.state_memory_bytes = int64_t{*state_mb} << 20;
